@@ -1,0 +1,593 @@
+//! `Context`: the handle programs and users hold, owning one state backend at a time, and the
+//! variables API (the verbs of the original design) over it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use std::sync::OnceLock;
+
+use dspex_core::{Constraints, Glob, Value, VariableSpec};
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::state::{
+    BackendKind, Capabilities, GetMany, Key, LocalState, SetOptions, Source, StateProvider,
+    VarRecord, WatchHub, WatchOptions, Watcher,
+};
+
+mod time;
+mod var;
+
+pub use var::{Choice, Embedding, ModuleName, Var, VarValue};
+
+/// What a context's backend is and how it got there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendInfo {
+    /// Local or bridged.
+    pub kind: BackendKind,
+    /// What the backend can do.
+    pub capabilities: Capabilities,
+    /// Whether something in the context (a python step) needs the bridge.
+    pub requires_bridge: bool,
+    /// How many times the context switched backends.
+    pub switches: u32,
+    /// How long the last switch took (migration included).
+    pub last_switch: Option<Duration>,
+}
+
+impl fmt::Display for BackendInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} backend", self.kind)?;
+        if self.switches > 0 {
+            write!(f, " ({} switch", self.switches)?;
+            if self.switches > 1 {
+                f.write_str("es")?;
+            }
+            if let Some(d) = self.last_switch {
+                write!(f, ", last took {d:.2?}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+struct Inner {
+    id: u64,
+    /// The backend the context started on.
+    initial: Arc<dyn StateProvider>,
+    /// The backend it upgraded to, once. Reading a `OnceLock` is one atomic load, which keeps
+    /// the local read path at a single read lock; the initial backend forwards the calls that
+    /// raced with the upgrade.
+    upgraded: OnceLock<Arc<dyn StateProvider>>,
+    hub: Arc<WatchHub>,
+    requires_bridge: AtomicBool,
+    switches: AtomicU32,
+    last_switch_nanos: AtomicU64,
+    /// Serializes backend switches.
+    switching: Mutex<()>,
+}
+
+/// A cheap-to-clone, `Send + Sync` handle to a set of variables and the backend that holds
+/// them. Every clone sees the same variables; the backend can change underneath (local to
+/// bridged) without the handles noticing.
+///
+/// ```
+/// use dspex::{Context, Constraints, BackendKind};
+///
+/// let ctx = Context::new();
+/// let temperature = ctx.defvariable::<f64>("temperature", 0.7, Constraints::range(0.0, 2.0))?;
+/// temperature.set(0.9)?;
+/// assert_eq!(ctx.get::<f64>("temperature")?, 0.9);
+/// assert!(ctx.set("temperature", 3.0).is_err());
+/// assert_eq!(ctx.backend().kind, BackendKind::Local);
+/// # Ok::<(), dspex::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &self.inner.id)
+            .field("backend", &self.backend())
+            .finish()
+    }
+}
+
+impl Context {
+    /// A context on a fresh local backend.
+    pub fn new() -> Self {
+        let hub: Arc<WatchHub> = Arc::default();
+        let local = LocalState::with_hub(Arc::clone(&hub));
+        Self::with_backend_and_hub(Arc::new(local), hub)
+    }
+
+    pub(crate) fn with_backend_and_hub(
+        backend: Arc<dyn StateProvider>,
+        hub: Arc<WatchHub>,
+    ) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Self {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                initial: backend,
+                upgraded: OnceLock::new(),
+                hub,
+                requires_bridge: AtomicBool::new(false),
+                switches: AtomicU32::new(0),
+                last_switch_nanos: AtomicU64::new(0),
+                switching: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// A number identifying the context within the process.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The current backend: kind, capabilities, switch count and last switch duration.
+    pub fn backend(&self) -> BackendInfo {
+        let backend = self.current();
+        let nanos = self.inner.last_switch_nanos.load(Ordering::Acquire);
+        let switches = self.inner.switches.load(Ordering::Acquire);
+        BackendInfo {
+            kind: backend.kind(),
+            capabilities: backend.capabilities(),
+            requires_bridge: self.inner.requires_bridge.load(Ordering::Acquire),
+            switches,
+            last_switch: (switches > 0).then(|| Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// Runs `op` on the current backend. A call that picks the backend just before a switch
+    /// is forwarded by the old backend to the new one, so it is neither lost nor applied twice.
+    #[inline]
+    pub(crate) fn with_backend<R>(&self, op: impl FnOnce(&dyn StateProvider) -> R) -> R {
+        op(self.current())
+    }
+
+    #[inline]
+    fn current(&self) -> &dyn StateProvider {
+        self.inner
+            .upgraded
+            .get()
+            .unwrap_or(&self.inner.initial)
+            .as_ref()
+    }
+
+    /// The context's watch hub, shared with every backend it switches to.
+    pub(crate) fn hub(&self) -> &Arc<WatchHub> {
+        &self.inner.hub
+    }
+
+    /// Marks the context as needing the bridge (a python step was added).
+    pub(crate) fn mark_requires_bridge(&self) {
+        self.inner.requires_bridge.store(true, Ordering::Release);
+    }
+
+    /// Moves every variable into `target` and makes it the backend, atomically with respect to
+    /// every other operation: the current backend hands its records over under its write lock,
+    /// and only once `target` holds them and is installed does it drop them and start
+    /// forwarding. If the import fails the context keeps its current backend, untouched.
+    /// Migrated records keep their ids, values, versions, constraints, descriptions and
+    /// metadata, and gain `migrated_from` and `migrated_at` metadata. A context upgrades once.
+    pub(crate) fn switch_backend(&self, target: Arc<dyn StateProvider>) -> Result<()> {
+        let _one_at_a_time = self.inner.switching.lock();
+        if self.inner.upgraded.get().is_some() {
+            return Err(Error::internal("a context switches backends at most once"));
+        }
+        let started = Instant::now();
+        let current = &self.inner.initial;
+        let from = current.kind().to_string();
+        let at = time::rfc3339(SystemTime::now());
+        current.migrate_out(&mut |records| {
+            let records = records
+                .into_iter()
+                .map(|mut r| {
+                    r.metadata.insert("migrated_from".to_owned(), from.clone());
+                    r.metadata.insert("migrated_at".to_owned(), at.clone());
+                    r
+                })
+                .collect();
+            target.import(records)?;
+            self.inner
+                .upgraded
+                .set(Arc::clone(&target))
+                .map_err(|_| Error::internal("backend upgraded twice"))?;
+            Ok(Arc::clone(&target))
+        })?;
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.inner.last_switch_nanos.store(nanos, Ordering::Release);
+        self.inner.switches.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    // ---- registration -------------------------------------------------------------------
+
+    /// Registers a variable of the Rust type `T` and returns its typed handle.
+    ///
+    /// ```
+    /// use dspex::{Context, Constraints, Choice};
+    ///
+    /// let ctx = Context::new();
+    /// let model = ctx.defvariable::<Choice>(
+    ///     "model",
+    ///     "gpt-4o-mini",
+    ///     Constraints::choices(["gpt-4o-mini", "claude-3-haiku"]),
+    /// )?;
+    /// assert_eq!(model.get()?, "gpt-4o-mini");
+    /// assert!(ctx.defvariable::<f64>("model", 1.0, Constraints::none()).is_err()); // AlreadyExists
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn defvariable<T: VarValue>(
+        &self,
+        name: &str,
+        initial: impl Into<T>,
+        constraints: Constraints,
+    ) -> Result<Var<T>> {
+        let spec = VariableSpec::new(name, T::TYPE, initial.into().into_value())
+            .with_constraints(constraints);
+        self.defvariable_with(spec)
+    }
+
+    /// Registers a full declaration (description, metadata) and returns its typed handle.
+    /// Fails with `TypeMismatch` if `T` does not fit the declared type.
+    pub fn defvariable_with<T: VarValue>(&self, spec: VariableSpec) -> Result<Var<T>> {
+        if !T::fits(spec.ty) {
+            return Err(Error::TypeMismatch {
+                name: spec.name,
+                expected: T::TYPE.name(),
+                found: spec.ty.name(),
+            });
+        }
+        let record = self.register(spec)?;
+        self.var(&record.name)
+    }
+
+    /// Registers a variable and returns its record.
+    pub fn register(&self, spec: VariableSpec) -> Result<VarRecord> {
+        self.with_backend(|b| b.register(spec, Source::Rust))
+    }
+
+    /// A typed handle to an existing variable.
+    pub fn var<T: VarValue>(&self, name: &str) -> Result<Var<T>> {
+        let (vref, ty) = self.with_backend(|b| -> Result<_> {
+            let vref = b.resolve(name)?;
+            let mut ty = None;
+            b.read(vref.into(), &mut |r| ty = Some(r.ty))?;
+            Ok((vref, ty))
+        })?;
+        let ty = ty.ok_or_else(|| Error::not_found(name))?;
+        if !T::fits(ty) {
+            return Err(Error::TypeMismatch {
+                name: name.to_owned(),
+                expected: T::TYPE.name(),
+                found: ty.name(),
+            });
+        }
+        Ok(Var::new(self.clone(), name, vref))
+    }
+
+    // ---- reads --------------------------------------------------------------------------
+
+    #[inline]
+    pub(crate) fn read_typed<T: VarValue>(&self, key: Key<'_>, name: &str) -> Result<T> {
+        let mut out: Option<std::result::Result<T, dspex_core::VarType>> = None;
+        self.with_backend(|b| {
+            b.read(key, &mut |r| {
+                out = Some(T::from_value(&r.value).ok_or(r.ty));
+            })
+        })?;
+        match out {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(found)) => Err(Error::TypeMismatch {
+                name: name.to_owned(),
+                expected: T::TYPE.name(),
+                found: found.name(),
+            }),
+            None => Err(Error::internal("read returned without a record")),
+        }
+    }
+
+    /// The value of `name` as `T`.
+    #[inline]
+    pub fn get<T: VarValue>(&self, name: &str) -> Result<T> {
+        self.read_typed(Key::Name(name), name)
+    }
+
+    /// The value of `name` as `T`, or `default` if there is no such variable. A variable of
+    /// another type is still an error.
+    pub fn get_or<T: VarValue>(&self, name: &str, default: T) -> Result<T> {
+        match self.get(name) {
+            Err(Error::NotFound { .. }) => Ok(default),
+            other => other,
+        }
+    }
+
+    /// The value of `name`, untyped.
+    pub fn get_value(&self, name: &str) -> Result<Value> {
+        let mut out = None;
+        self.with_backend(|b| b.read(Key::Name(name), &mut |r| out = Some(r.value.clone())))?;
+        out.ok_or_else(|| Error::not_found(name))
+    }
+
+    /// The full record of `name`.
+    pub fn record(&self, name: &str) -> Result<VarRecord> {
+        self.with_backend(|b| b.get(Key::Name(name)))
+    }
+
+    /// The values of several variables; names that do not exist are listed in `missing`.
+    pub fn get_many(&self, names: &[&str]) -> Result<GetMany> {
+        self.with_backend(|b| b.get_many(names))
+    }
+
+    /// Whether a variable named `name` exists.
+    pub fn exists(&self, name: &str) -> bool {
+        self.with_backend(|b| b.read(Key::Name(name), &mut |_| {}))
+            .is_ok()
+    }
+
+    /// The records sorted by name; with a pattern, only those whose whole name matches the glob
+    /// (`*`, `?`, `[a-z]`).
+    pub fn list(&self, pattern: Option<&str>) -> Result<Vec<VarRecord>> {
+        let glob = pattern.map(Glob::new).transpose()?;
+        self.with_backend(|b| b.list(glob.as_ref()))
+    }
+
+    // ---- writes -------------------------------------------------------------------------
+
+    #[inline]
+    pub(crate) fn set_key(&self, key: Key<'_>, value: Value, options: &SetOptions) -> Result<u64> {
+        self.with_backend(|b| b.set(key, value, options, Source::Rust))
+    }
+
+    /// Validates and writes `value`; returns the new version. A rejected value changes nothing.
+    #[inline]
+    pub fn set(&self, name: &str, value: impl Into<Value>) -> Result<u64> {
+        self.set_key(Key::Name(name), value.into(), &SetOptions::default())
+    }
+
+    /// Writes with options: compare-and-set (`expected_version`) and metadata.
+    ///
+    /// ```
+    /// use dspex::{Context, Constraints, Error, SetOptions};
+    ///
+    /// let ctx = Context::new();
+    /// ctx.defvariable::<i64>("n", 1, Constraints::none())?;
+    /// let v = ctx.record("n")?.version;
+    /// ctx.set_with("n", 2, &SetOptions::expect_version(v).with_metadata("by", "doc"))?;
+    /// assert!(matches!(
+    ///     ctx.set_with("n", 3, &SetOptions::expect_version(v)),
+    ///     Err(Error::Conflict { .. })
+    /// ));
+    /// assert_eq!(ctx.record("n")?.metadata["by"], "doc");
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn set_with(
+        &self,
+        name: &str,
+        value: impl Into<Value>,
+        options: &SetOptions,
+    ) -> Result<u64> {
+        self.set_key(Key::Name(name), value.into(), options)
+    }
+
+    pub(crate) fn update_key<T: VarValue>(
+        &self,
+        key: Key<'_>,
+        name: &str,
+        f: impl FnOnce(T) -> T,
+    ) -> Result<T> {
+        let mut f = Some(f);
+        let (value, _) = self.with_backend(|b| {
+            b.update(
+                key,
+                &mut |current| {
+                    let current = T::from_value(current).ok_or_else(|| Error::TypeMismatch {
+                        name: name.to_owned(),
+                        expected: T::TYPE.name(),
+                        found: current.kind(),
+                    })?;
+                    let f = f
+                        .take()
+                        .ok_or_else(|| Error::internal("update function called twice"))?;
+                    Ok(f(current).into_value())
+                },
+                Source::Rust,
+            )
+        })?;
+        T::from_value(&value).ok_or_else(|| Error::internal("update stored another type"))
+    }
+
+    /// Atomically replaces the value of `name` with `f(current)`; returns the new value. No
+    /// concurrent write is lost between the read and the write.
+    pub fn update<T: VarValue>(&self, name: &str, f: impl FnOnce(T) -> T) -> Result<T> {
+        self.update_key(Key::Name(name), name, f)
+    }
+
+    /// Atomically writes several variables: all are validated first, then all apply or none.
+    ///
+    /// ```
+    /// use dspex::{Context, Constraints, Value};
+    ///
+    /// let ctx = Context::new();
+    /// ctx.defvariable::<i64>("a", 1, Constraints::range(0, 10))?;
+    /// ctx.defvariable::<i64>("b", 1, Constraints::range(0, 10))?;
+    /// assert!(ctx.update_many([("a", Value::from(5)), ("b", Value::from(50))]).is_err());
+    /// assert_eq!(ctx.get::<i64>("a")?, 1); // nothing applied
+    /// ctx.update_many([("a", Value::from(5)), ("b", Value::from(6))])?;
+    /// assert_eq!(ctx.get::<i64>("b")?, 6);
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn update_many<'a>(
+        &self,
+        writes: impl IntoIterator<Item = (&'a str, Value)>,
+    ) -> Result<Vec<u64>> {
+        let writes: Vec<(String, Value)> =
+            writes.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
+        self.with_backend(|b| b.update_many(writes, Source::Rust))
+    }
+
+    /// Deletes a variable and returns its last record.
+    pub fn delete(&self, name: &str) -> Result<VarRecord> {
+        self.with_backend(|b| b.delete(Key::Name(name), Source::Rust))
+    }
+
+    // ---- watching -----------------------------------------------------------------------
+
+    /// Watches the named variables (every variable when `names` is empty).
+    pub fn watch(&self, names: &[&str]) -> Result<Watcher> {
+        self.watch_with(names, WatchOptions::default())
+    }
+
+    /// Watches with options: queue capacity, initial values.
+    pub fn watch_with(&self, names: &[&str], options: WatchOptions) -> Result<Watcher> {
+        self.with_backend(|b| b.watch(names, options))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::WatchEvent;
+    use std::thread;
+
+    /// A second local backend stands in for the bridged one: the switch itself does not depend
+    /// on the target's kind.
+    fn local_target(ctx: &Context) -> Arc<dyn StateProvider> {
+        Arc::new(LocalState::with_hub(Arc::clone(ctx.hub())))
+    }
+
+    #[test]
+    fn a_switch_keeps_every_record_and_marks_it_migrated() {
+        let ctx = Context::new();
+        let t = ctx
+            .defvariable_with::<f64>(
+                VariableSpec::new("t", dspex_core::VarType::Float, 0.5)
+                    .with_constraints(Constraints::range(0.0, 1.0))
+                    .with_description("d")
+                    .with_metadata("k", "v"),
+            )
+            .unwrap();
+        t.set(0.25).unwrap();
+        let before = t.record().unwrap();
+        ctx.switch_backend(local_target(&ctx)).unwrap();
+        let after = t.record().unwrap();
+        assert_eq!(
+            (
+                after.id,
+                &after.value,
+                after.version,
+                &after.constraints,
+                &after.description
+            ),
+            (
+                before.id,
+                &before.value,
+                before.version,
+                &before.constraints,
+                &before.description
+            )
+        );
+        assert_eq!(after.metadata["k"], "v");
+        assert_eq!(after.metadata["migrated_from"], "local");
+        assert!(after.metadata["migrated_at"].ends_with('Z'));
+        let info = ctx.backend();
+        assert_eq!(info.switches, 1);
+        assert!(info.last_switch.is_some());
+        // The handle still validates on the new backend.
+        assert!(t.set(2.0).is_err());
+        // Only one upgrade per context.
+        assert!(ctx.switch_backend(local_target(&ctx)).is_err());
+        assert_eq!(ctx.backend().switches, 1);
+    }
+
+    #[test]
+    fn a_failed_switch_leaves_the_context_intact() {
+        let ctx = Context::new();
+        ctx.defvariable::<i64>("n", 1, Constraints::none()).unwrap();
+        let target = local_target(&ctx);
+        // The target already holds a variable of the same name: the import must fail.
+        target
+            .register(
+                VariableSpec::new("n", dspex_core::VarType::Boolean, true),
+                Source::Rust,
+            )
+            .unwrap();
+        assert!(matches!(
+            ctx.switch_backend(target),
+            Err(Error::AlreadyExists { .. })
+        ));
+        assert_eq!(ctx.backend().switches, 0);
+        assert_eq!(ctx.get::<i64>("n").unwrap(), 1);
+        ctx.set("n", 2).unwrap();
+        assert!(
+            !ctx.record("n")
+                .unwrap()
+                .metadata
+                .contains_key("migrated_from")
+        );
+    }
+
+    #[test]
+    fn writes_and_watchers_run_through_a_switch() {
+        let ctx = Context::new();
+        let counter = ctx
+            .defvariable::<i64>("counter", 0, Constraints::none())
+            .unwrap();
+        let mut watcher = ctx
+            .watch_with(
+                &["counter"],
+                WatchOptions {
+                    capacity: 1 << 20,
+                    include_initial: false,
+                },
+            )
+            .unwrap();
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let counter = counter.clone();
+                thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        counter.update(|n| n + 1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        while counter.get().unwrap() < 1_000 {
+            thread::yield_now();
+        }
+        ctx.switch_backend(local_target(&ctx)).unwrap();
+        // The switch happened while the writers were running.
+        assert!(counter.get().unwrap() < 80_000);
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert_eq!(counter.get().unwrap(), 80_000);
+        assert_eq!(counter.record().unwrap().version, 80_001);
+        // Every write reached the watcher once, in order, across the switch.
+        let mut expected = 1;
+        while let Some(event) = watcher.try_recv() {
+            match event {
+                WatchEvent::Updated(c) => {
+                    assert_eq!(c.new, Value::Integer(expected));
+                    expected += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(expected, 80_001);
+    }
+}

@@ -1,0 +1,309 @@
+//! Typed variable handles: `Var<T>` and the Rust types of the seven variable types.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use dspex_core::{Value, VarType};
+
+use super::Context;
+use crate::error::{Error, Result};
+use crate::state::{Key, SetOptions, VarId, VarRecord, VarRef, WatchOptions, Watcher};
+
+/// A Rust type that a variable's value converts to and from.
+///
+/// | type | Rust |
+/// |---|---|
+/// | `float` | `f64` |
+/// | `integer` | `i64` |
+/// | `string` | `String` (also reads `choice` and `module` variables) |
+/// | `boolean` | `bool` |
+/// | `choice` | [`Choice`] |
+/// | `module` | [`ModuleName`] |
+/// | `embedding` | [`Embedding`] |
+pub trait VarValue: Sized + Clone + Send + Sync + 'static {
+    /// The variable type `defvariable` registers for this Rust type.
+    const TYPE: VarType;
+
+    /// Whether a handle of this Rust type may be taken on a variable of type `ty`.
+    fn fits(ty: VarType) -> bool {
+        ty == Self::TYPE
+    }
+
+    /// Reads a stored value; `None` if the value is of another kind.
+    fn from_value(value: &Value) -> Option<Self>;
+
+    /// Converts into a value to store.
+    fn into_value(self) -> Value;
+}
+
+impl VarValue for f64 {
+    const TYPE: VarType = VarType::Float;
+    #[inline]
+    fn from_value(value: &Value) -> Option<Self> {
+        value.as_f64()
+    }
+    #[inline]
+    fn into_value(self) -> Value {
+        Value::Float(self)
+    }
+}
+
+impl VarValue for i64 {
+    const TYPE: VarType = VarType::Integer;
+    #[inline]
+    fn from_value(value: &Value) -> Option<Self> {
+        value.as_i64()
+    }
+    #[inline]
+    fn into_value(self) -> Value {
+        Value::Integer(self)
+    }
+}
+
+impl VarValue for bool {
+    const TYPE: VarType = VarType::Boolean;
+    #[inline]
+    fn from_value(value: &Value) -> Option<Self> {
+        value.as_bool()
+    }
+    #[inline]
+    fn into_value(self) -> Value {
+        Value::Boolean(self)
+    }
+}
+
+impl VarValue for String {
+    const TYPE: VarType = VarType::String;
+    fn fits(ty: VarType) -> bool {
+        matches!(ty, VarType::String | VarType::Choice | VarType::Module)
+    }
+    fn from_value(value: &Value) -> Option<Self> {
+        value.as_str().map(str::to_owned)
+    }
+    fn into_value(self) -> Value {
+        Value::String(self)
+    }
+}
+
+/// Declares a string newtype for a string-valued variable type.
+macro_rules! string_newtype {
+    ($(#[$doc:meta])* $name:ident, $ty:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// The value as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl VarValue for $name {
+            const TYPE: VarType = $ty;
+            fn from_value(value: &Value) -> Option<Self> {
+                value.as_str().map(|s| Self(s.to_owned()))
+            }
+            fn into_value(self) -> Value {
+                Value::String(self.0)
+            }
+        }
+    };
+}
+
+string_newtype!(
+    /// The value of a `choice` variable: one of its choices.
+    Choice,
+    VarType::Choice
+);
+string_newtype!(
+    /// The value of a `module` variable: the name of a DSPy module class (`"ChainOfThought"`).
+    ///
+    /// DESIGN.md writes this type `Var<Module>`; it is spelled `ModuleName` because
+    /// [`Module`](crate::Module) is the trait native steps implement.
+    ModuleName,
+    VarType::Module
+);
+
+/// The value of an `embedding` variable.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Embedding(pub Vec<f32>);
+
+impl Deref for Embedding {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl From<Vec<f32>> for Embedding {
+    fn from(v: Vec<f32>) -> Self {
+        Self(v)
+    }
+}
+
+impl VarValue for Embedding {
+    const TYPE: VarType = VarType::Embedding;
+    fn from_value(value: &Value) -> Option<Self> {
+        value.as_embedding().map(|e| Self(e.to_vec()))
+    }
+    fn into_value(self) -> Value {
+        Value::Embedding(self.0)
+    }
+}
+
+/// A typed handle to one variable of a context. It was resolved at registration, so reads and
+/// writes skip the name lookup. Cheap to clone; it keeps working across a backend switch.
+///
+/// ```
+/// use dspex::{Context, Constraints};
+///
+/// let ctx = Context::new();
+/// let max_tokens = ctx.defvariable::<i64>("max_tokens", 256, Constraints::range(1, 4096))?;
+/// assert_eq!(max_tokens.get()?, 256);
+/// max_tokens.set(512)?;
+/// assert_eq!(max_tokens.update(|n| n * 2)?, 1024);
+/// assert!(max_tokens.set(5000).is_err());
+/// assert_eq!(ctx.get::<i64>("max_tokens")?, 1024);
+/// # Ok::<(), dspex::Error>(())
+/// ```
+pub struct Var<T> {
+    ctx: Context,
+    name: Arc<str>,
+    vref: VarRef,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Var<T> {
+    fn clone(&self) -> Self {
+        Self {
+            ctx: self.ctx.clone(),
+            name: Arc::clone(&self.name),
+            vref: self.vref,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Var<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Var")
+            .field("name", &self.name)
+            .field("id", &self.vref.id)
+            .field("type", &std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+impl<T: VarValue> Var<T> {
+    pub(crate) fn new(ctx: Context, name: &str, vref: VarRef) -> Self {
+        Self {
+            ctx,
+            name: name.into(),
+            vref,
+            _type: PhantomData,
+        }
+    }
+
+    /// The variable's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The variable's id.
+    pub fn id(&self) -> VarId {
+        self.vref.id
+    }
+
+    /// The context the variable lives in.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Names a `NotFound` after the variable rather than its id.
+    fn named(&self, e: Error) -> Error {
+        match e {
+            Error::NotFound { .. } => Error::not_found(&self.name),
+            e => e,
+        }
+    }
+
+    /// The current value.
+    #[inline]
+    pub fn get(&self) -> Result<T> {
+        self.ctx
+            .read_typed::<T>(Key::Ref(self.vref), &self.name)
+            .map_err(|e| self.named(e))
+    }
+
+    /// Validates and writes a value; returns the new version. A rejected value changes nothing.
+    #[inline]
+    pub fn set(&self, value: impl Into<T>) -> Result<u64> {
+        self.set_with(value, &SetOptions::default())
+    }
+
+    /// Writes with options: compare-and-set and metadata.
+    pub fn set_with(&self, value: impl Into<T>, options: &SetOptions) -> Result<u64> {
+        self.ctx
+            .set_key(Key::Ref(self.vref), value.into().into_value(), options)
+            .map_err(|e| self.named(e))
+    }
+
+    /// Atomically replaces the value with `f(current)`; returns the new value.
+    pub fn update(&self, f: impl FnOnce(T) -> T) -> Result<T> {
+        self.ctx
+            .update_key(Key::Ref(self.vref), &self.name, f)
+            .map_err(|e| self.named(e))
+    }
+
+    /// The full record: value, version, constraints, metadata, timestamps, source.
+    pub fn record(&self) -> Result<VarRecord> {
+        self.ctx
+            .with_backend(|b| b.get(Key::Ref(self.vref)))
+            .map_err(|e| self.named(e))
+    }
+
+    /// Watches this variable.
+    pub fn watch(&self) -> Result<Watcher> {
+        self.ctx.watch_with(&[&self.name], WatchOptions::default())
+    }
+}

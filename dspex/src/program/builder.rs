@@ -1,0 +1,352 @@
+//! The runtime builder: the same kind of program as the macros declare, built from values and
+//! checked at build time by the same `dspex-core` code the macros run at compile time.
+
+use std::sync::Arc;
+
+use dspex_core::program::{
+    Binding, Location, ModuleRef, ProgramIssue, ProgramSpec, StepKind, StepSpec,
+};
+use dspex_core::{Signature, VariableSpec};
+
+use super::fields::Fields;
+use super::module::{DynModule, Module};
+use super::python::PythonModule;
+use super::run::ChainRun;
+use super::{context_for, prepare_context};
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// One step for [`ProgramBuilder::step`] or [`RunningProgram::add_step`].
+///
+/// ```
+/// use dspex::{Fields, Module, Params, Result, Step};
+///
+/// #[derive(Default)]
+/// struct Classify;
+/// impl Module for Classify {
+///     async fn forward(&self, _: &Fields, _: &Params) -> Result<Fields> {
+///         Ok(Fields::from([("category", "general")]))
+///     }
+/// }
+///
+/// let native = Step::native("classify", "question -> category", Classify).bind_as("model", "llm_model");
+/// let python = Step::python("answer", "ChainOfThought", "question, category -> answer").bind("temperature");
+/// ```
+pub struct Step {
+    name: String,
+    signature: String,
+    kind: StepDef,
+    bindings: Vec<Binding>,
+}
+
+enum StepDef {
+    Native {
+        type_name: String,
+        module: Arc<dyn DynModule>,
+    },
+    Python {
+        module: ModuleRef,
+    },
+}
+
+impl Step {
+    /// A native step running `module`.
+    pub fn native<M: Module>(name: &str, signature: &str, module: M) -> Self {
+        let type_name = std::any::type_name::<M>();
+        Self {
+            name: name.to_owned(),
+            signature: signature.to_owned(),
+            kind: StepDef::Native {
+                type_name: type_name
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or(type_name)
+                    .to_owned(),
+                module: Arc::new(module),
+            },
+            bindings: Vec::new(),
+        }
+    }
+
+    /// A python step running a DSPy module: a known name (`"ChainOfThought"`), a dotted path
+    /// (`"my_pkg.mod.Class"`), or `"@var"` for the class held by a `module` variable.
+    pub fn python(name: &str, module: &str, signature: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            signature: signature.to_owned(),
+            kind: StepDef::Python {
+                module: ModuleRef::parse(module),
+            },
+            bindings: Vec::new(),
+        }
+    }
+
+    /// Binds `variable` to the module parameter of the same name.
+    #[must_use]
+    pub fn bind(mut self, variable: &str) -> Self {
+        self.bindings.push(Binding::same_name(variable));
+        self
+    }
+
+    /// Binds `variable` to the module parameter `param`.
+    #[must_use]
+    pub fn bind_as(mut self, variable: &str, param: &str) -> Self {
+        self.bindings.push(Binding::new(variable, param));
+        self
+    }
+
+    fn compile(&self) -> std::result::Result<(StepSpec, Option<Arc<dyn DynModule>>), String> {
+        let signature =
+            Signature::parse(&self.signature).map_err(|e| format!("step `{}`: {e}", self.name))?;
+        let (kind, module) = match &self.kind {
+            StepDef::Native { type_name, module } => (
+                StepKind::Native {
+                    type_name: type_name.clone(),
+                },
+                Some(Arc::clone(module)),
+            ),
+            StepDef::Python { module } => (
+                StepKind::Python {
+                    module: module.clone(),
+                },
+                None,
+            ),
+        };
+        let spec = StepSpec {
+            name: self.name.clone(),
+            kind,
+            signature,
+            bindings: self.bindings.clone(),
+        };
+        Ok((spec, module))
+    }
+}
+
+/// Builds a program at run time.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+/// use dspex::prelude::*;
+/// use dspex::{Fields, Module, Params, ProgramBuilder, Step};
+///
+/// #[derive(Default)]
+/// struct Echo;
+/// impl Module for Echo {
+///     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
+///         let times = params.get::<i64>("times")?;
+///         let text = inputs.require("text")?;
+///         Ok(Fields::from([("echo", vec![text; times as usize].join(" "))]))
+///     }
+/// }
+///
+/// let program = ProgramBuilder::new("Echoer")
+///     .signature("text -> echo")
+///     .variable(VariableSpec::new("repeat", VarType::Integer, 2).with_constraints(Constraints::range(1, 5)))
+///     .step(Step::native("echo", "text -> echo", Echo).bind_as("repeat", "times"))
+///     .build()?
+///     .start()
+///     .await?;
+/// let out = program.run(Fields::from([("text", "hi")])).await?;
+/// assert_eq!(out.get("echo"), Some("hi hi"));
+///
+/// // A bad declaration is an error naming the problem, as at compile time for the macros.
+/// let err = ProgramBuilder::new("Broken")
+///     .step(Step::native("echo", "text -> echo", Echo).bind("repaet"))
+///     .build()
+///     .unwrap_err();
+/// assert!(err.to_string().contains("no variable named `repaet` is declared"));
+/// # Ok(()) }
+/// ```
+pub struct ProgramBuilder {
+    name: String,
+    signature: Option<String>,
+    variables: Vec<VariableSpec>,
+    steps: Vec<Step>,
+}
+
+impl ProgramBuilder {
+    /// A program named `name`, with no variables or steps yet.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            signature: None,
+            variables: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+
+    /// The program signature (`"question -> answer"`).
+    #[must_use]
+    pub fn signature(mut self, signature: &str) -> Self {
+        self.signature = Some(signature.to_owned());
+        self
+    }
+
+    /// Declares a variable.
+    #[must_use]
+    pub fn variable(mut self, spec: VariableSpec) -> Self {
+        self.variables.push(spec);
+        self
+    }
+
+    /// Appends a step to the chain.
+    #[must_use]
+    pub fn step(mut self, step: Step) -> Self {
+        self.steps.push(step);
+        self
+    }
+
+    /// Checks the whole declaration and returns the program, or every problem at once.
+    pub fn build(self) -> Result<DynProgram> {
+        let mut issues = Vec::new();
+        let signature = match self.signature.as_deref().map(Signature::parse).transpose() {
+            Ok(sig) => sig,
+            Err(e) => {
+                issues.push(format!("program signature: {e}"));
+                None
+            }
+        };
+        let mut steps = Vec::new();
+        let mut natives = Vec::new();
+        for step in &self.steps {
+            match step.compile() {
+                Ok((spec, module)) => {
+                    steps.push(spec);
+                    natives.push(module);
+                }
+                Err(e) => issues.push(e),
+            }
+        }
+        let spec = ProgramSpec {
+            name: self.name,
+            signature,
+            variables: self.variables,
+            steps,
+        };
+        issues.extend(spec.check().iter().map(|i| located(&spec, i)));
+        if !issues.is_empty() {
+            return Err(Error::InvalidProgram {
+                program: spec.name,
+                issues,
+            });
+        }
+        Ok(DynProgram { spec, natives })
+    }
+}
+
+/// Formats an issue with the part of the program it is about.
+fn located(spec: &ProgramSpec, issue: &ProgramIssue) -> String {
+    let place = match issue.at {
+        Location::Variable { index, .. } => spec
+            .variables
+            .get(index)
+            .map(|v| format!("variable `{}`", v.name)),
+        Location::Step { index, .. } => spec.steps.get(index).map(|s| format!("step `{}`", s.name)),
+        Location::ProgramOutput(_) => Some("program signature".to_owned()),
+        Location::Chain => Some("chain".to_owned()),
+    };
+    match place {
+        Some(place) => format!("{place}: {}", issue.problem),
+        None => issue.problem.to_string(),
+    }
+}
+
+/// A checked program that is not attached to a context yet.
+pub struct DynProgram {
+    spec: ProgramSpec,
+    natives: Vec<Option<Arc<dyn DynModule>>>,
+}
+
+impl DynProgram {
+    /// The declaration.
+    pub fn spec(&self) -> &ProgramSpec {
+        &self.spec
+    }
+
+    /// Creates a context on the backend the program needs and attaches to it.
+    pub async fn start(self) -> Result<RunningProgram> {
+        let ctx = context_for(&self.spec).await?;
+        self.attach(&ctx).await
+    }
+
+    /// Registers the variables into `ctx` and attaches the steps, upgrading `ctx` when a step
+    /// is python.
+    pub async fn attach(self, ctx: &Context) -> Result<RunningProgram> {
+        prepare_context(ctx, &self.spec).await?;
+        let mut steps = Vec::with_capacity(self.natives.len());
+        for (index, native) in self.natives.into_iter().enumerate() {
+            steps.push(match native {
+                Some(module) => Attached::Native(module),
+                None => Attached::Python(PythonModule::attach(ctx, &self.spec, index).await?),
+            });
+        }
+        Ok(RunningProgram {
+            ctx: ctx.clone(),
+            spec: self.spec,
+            steps,
+        })
+    }
+}
+
+enum Attached {
+    Native(Arc<dyn DynModule>),
+    Python(PythonModule),
+}
+
+/// A program built at run time and attached to a context.
+pub struct RunningProgram {
+    ctx: Context,
+    spec: ProgramSpec,
+    steps: Vec<Attached>,
+}
+
+impl RunningProgram {
+    /// The context the program's variables live in.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The declaration, including steps added since the start.
+    pub fn spec(&self) -> &ProgramSpec {
+        &self.spec
+    }
+
+    /// Runs the chain.
+    pub async fn run(&self, input: Fields) -> Result<Fields> {
+        let mut run = ChainRun::start(&self.ctx, &self.spec, input)?;
+        for (index, step) in self.steps.iter().enumerate() {
+            match step {
+                Attached::Native(module) => run.native(index, module.as_ref()).await?,
+                Attached::Python(module) => run.python(index, module).await?,
+            }
+        }
+        run.finish()
+    }
+
+    /// Appends a step to the running program, checked like the rest of the chain. A python step
+    /// upgrades a local context to the bridge (once), keeping every variable. On error the
+    /// program is unchanged.
+    pub async fn add_step(&mut self, step: Step) -> Result<()> {
+        let (step_spec, module) = step.compile().map_err(|issue| Error::InvalidProgram {
+            program: self.spec.name.clone(),
+            issues: vec![issue],
+        })?;
+        let mut spec = self.spec.clone();
+        spec.steps.push(step_spec);
+        let issues: Vec<String> = spec.check().iter().map(|i| located(&spec, i)).collect();
+        if !issues.is_empty() {
+            return Err(Error::InvalidProgram {
+                program: spec.name,
+                issues,
+            });
+        }
+        let index = spec.steps.len() - 1;
+        let attached = match module {
+            Some(module) => Attached::Native(module),
+            None => Attached::Python(PythonModule::attach(&self.ctx, &spec, index).await?),
+        };
+        self.spec = spec;
+        self.steps.push(attached);
+        Ok(())
+    }
+}

@@ -1,0 +1,144 @@
+//! Running a chain: the fields available so far, each step's inputs and bound parameters, and
+//! the checks that every step delivered what its signature promised.
+
+use dspex_core::program::{ProgramSpec, StepSpec};
+use tracing::{Instrument, debug, debug_span};
+
+use super::fields::{Fields, Params};
+use super::module::DynModule;
+use super::python::PythonModule;
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// One execution of a program's chain. Generated `run_fields` methods and the runtime builder
+/// drive it step by step, in chain order.
+pub struct ChainRun<'p> {
+    ctx: &'p Context,
+    spec: &'p ProgramSpec,
+    available: Fields,
+}
+
+impl<'p> ChainRun<'p> {
+    /// Starts a run; fails if a program input is missing.
+    pub fn start(ctx: &'p Context, spec: &'p ProgramSpec, input: Fields) -> Result<Self> {
+        for name in spec.input_names() {
+            if !input.contains(&name) {
+                return Err(Error::MissingField {
+                    field: name,
+                    context: format!("the input of program `{}`", spec.name),
+                });
+            }
+        }
+        Ok(Self {
+            ctx,
+            spec,
+            available: input,
+        })
+    }
+
+    fn step(&self, index: usize) -> Result<&'p StepSpec> {
+        self.spec.steps.get(index).ok_or_else(|| {
+            Error::Internal(format!("program `{}` has no step {index}", self.spec.name))
+        })
+    }
+
+    /// The step's input fields, picked from what is available.
+    fn inputs(&self, step: &StepSpec) -> Result<Fields> {
+        step.signature
+            .input_names()
+            .map(|name| {
+                let value = self
+                    .available
+                    .get(name)
+                    .ok_or_else(|| Error::MissingField {
+                        field: name.to_owned(),
+                        context: format!("the input of step `{}`", step.name),
+                    })?;
+                Ok((name.to_owned(), value.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The current values of the step's bound variables, read in one consistent snapshot.
+    pub(crate) fn params(ctx: &Context, step: &StepSpec) -> Result<Params> {
+        if step.bindings.is_empty() {
+            return Ok(Params::default());
+        }
+        let names: Vec<&str> = step.bindings.iter().map(|b| b.variable.as_str()).collect();
+        let many = ctx.get_many(&names)?;
+        if let Some(missing) = many.missing.first() {
+            return Err(Error::not_found(missing));
+        }
+        step.bindings
+            .iter()
+            .map(|b| {
+                let value = many
+                    .get(&b.variable)
+                    .cloned()
+                    .ok_or_else(|| Error::not_found(&b.variable))?;
+                Ok((b.param.clone(), value))
+            })
+            .collect()
+    }
+
+    /// Keeps the step's declared outputs; fails if one is missing.
+    fn absorb(&mut self, step: &StepSpec, mut outputs: Fields) -> Result<()> {
+        for name in step.signature.output_names() {
+            let value = outputs.remove(name).ok_or_else(|| Error::MissingField {
+                field: name.to_owned(),
+                context: format!("the output of step `{}`", step.name),
+            })?;
+            self.available.insert(name, value);
+        }
+        if !outputs.is_empty() {
+            debug!(step = %step.name, extra = %outputs, "ignoring fields outside the step signature");
+        }
+        Ok(())
+    }
+
+    /// Runs native step `index` with `module`.
+    pub async fn native(&mut self, index: usize, module: &dyn DynModule) -> Result<()> {
+        let step = self.step(index)?;
+        let inputs = self.inputs(step)?;
+        let params = Self::params(self.ctx, step)?;
+        let outputs = module
+            .forward_boxed(&inputs, &params)
+            .instrument(debug_span!("native step", step = %step.name))
+            .await
+            .map_err(|e| Error::Step {
+                step: step.name.clone(),
+                source: Box::new(e),
+            })?;
+        debug!(step = %step.name, %inputs, %outputs, "native step done");
+        self.absorb(step, outputs)
+    }
+
+    /// Runs python step `index` through its attached module.
+    pub async fn python(&mut self, index: usize, module: &PythonModule) -> Result<()> {
+        let step = self.step(index)?;
+        let inputs = self.inputs(step)?;
+        let outputs = module
+            .execute(self.ctx, step, inputs)
+            .instrument(debug_span!("python step", step = %step.name))
+            .await?;
+        self.absorb(step, outputs)
+    }
+
+    /// Ends the run with the program's outputs.
+    pub fn finish(mut self) -> Result<Fields> {
+        self.spec
+            .output_names()
+            .into_iter()
+            .map(|name| {
+                let value = self
+                    .available
+                    .remove(&name)
+                    .ok_or_else(|| Error::MissingField {
+                        field: name.clone(),
+                        context: format!("the output of program `{}`", self.spec.name),
+                    })?;
+                Ok((name, value))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,59 @@
+//! `LocalState`: variables in this process, behind one read-write lock.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::table::{LockedTable, delegate_state_provider};
+use super::watch::WatchHub;
+use super::{BackendKind, Capabilities};
+
+/// In-process variable state: a read is a read lock plus a lookup (an index for a resolved
+/// [`VarRef`](super::VarRef)), never a channel or an actor hop, and nothing is serialized.
+///
+/// ```
+/// use dspex::state::{LocalState, Key, SetOptions, Source, StateProvider};
+/// use dspex::{Value, VariableSpec, VarType};
+///
+/// let state = LocalState::new();
+/// state.register(VariableSpec::new("n", VarType::Integer, 1), Source::Rust).unwrap();
+/// let version = state.set(Key::Name("n"), Value::Integer(2), &SetOptions::default(), Source::Rust).unwrap();
+/// assert_eq!(version, 2);
+/// assert_eq!(state.get(Key::Name("n")).unwrap().value, Value::Integer(2));
+/// ```
+pub struct LocalState {
+    table: LockedTable,
+}
+
+impl LocalState {
+    /// An empty local state with its own watch hub.
+    pub fn new() -> Self {
+        Self::with_hub(Arc::default())
+    }
+
+    pub(crate) fn with_hub(hub: Arc<WatchHub>) -> Self {
+        let capabilities = Capabilities {
+            shared_with_python: false,
+            session_ttl: false,
+            in_process_reads: true,
+        };
+        Self {
+            table: LockedTable::new(BackendKind::Local, capabilities, hub),
+        }
+    }
+}
+
+impl Default for LocalState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for LocalState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalState")
+            .field("variables", &self.table.len())
+            .finish()
+    }
+}
+
+delegate_state_provider!(LocalState, |this| this.table);

@@ -1,0 +1,257 @@
+//! Variable state backends: the [`StateProvider`] trait, the records it stores, and the
+//! in-process [`LocalState`].
+//!
+//! Every backend stores its variables in the same [`table`] and checks every write with
+//! `dspex-core`, so the semantics of DESIGN.md section 3 hold on each of them by construction;
+//! the conformance suite (`dspex/tests/conformance`) checks that they do.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use dspex_core::{Constraints, Glob, Value, VarType};
+
+use crate::error::Result;
+
+mod local;
+pub(crate) mod table;
+mod watch;
+
+pub use local::LocalState;
+pub(crate) use watch::WatchHub;
+pub use watch::{Change, ChangeKind, WatchEvent, WatchOptions, Watcher};
+
+/// The stable id of a variable, unique within a context and kept across a backend switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VarId(pub u64);
+
+impl fmt::Display for VarId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "var-{}", self.0)
+    }
+}
+
+/// A resolved reference to a variable: its id plus where the backend keeps it, so that a read
+/// through a typed handle skips the name lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VarRef {
+    /// The variable's id.
+    pub id: VarId,
+    pub(crate) slot: u32,
+}
+
+/// How an operation names its variable: by name, or by a [`VarRef`] resolved earlier.
+#[derive(Debug, Clone, Copy)]
+pub enum Key<'a> {
+    /// By name: a hash lookup.
+    Name(&'a str),
+    /// By resolved reference: an index, with a fallback to the id if the backend moved it.
+    Ref(VarRef),
+}
+
+impl<'a> From<&'a str> for Key<'a> {
+    fn from(name: &'a str) -> Self {
+        Key::Name(name)
+    }
+}
+
+impl From<VarRef> for Key<'_> {
+    fn from(r: VarRef) -> Self {
+        Key::Ref(r)
+    }
+}
+
+/// Which side of the bridge made a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Rust code (a `Context`, a native step, the runtime).
+    Rust,
+    /// Python code (a `SessionContext`, a worker).
+    Python,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Rust => "rust",
+            Source::Python => "python",
+        })
+    }
+}
+
+/// Everything a backend knows about one variable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VarRecord {
+    /// Stable id, unique in the context.
+    pub id: VarId,
+    /// Name, unique in the context.
+    pub name: String,
+    /// Type.
+    pub ty: VarType,
+    /// Current value (always valid for `ty` and `constraints`).
+    pub value: Value,
+    /// Constraints.
+    pub constraints: Constraints,
+    /// Human description.
+    pub description: Option<String>,
+    /// String metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// +1 on every accepted write; 1 at registration.
+    pub version: u64,
+    /// When the variable was registered.
+    pub created_at: SystemTime,
+    /// When the last accepted write happened.
+    pub updated_at: SystemTime,
+    /// Who made the last accepted write.
+    pub source: Source,
+}
+
+/// Options of a write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetOptions {
+    /// Compare-and-set: the write applies only if the variable is at this version.
+    pub expected_version: Option<u64>,
+    /// Metadata entries merged into the variable's metadata when the write applies.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl SetOptions {
+    /// Compare-and-set against `version`.
+    pub fn expect_version(version: u64) -> Self {
+        Self {
+            expected_version: Some(version),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a metadata entry.
+    #[must_use]
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// The result of a `get_many`: the values found, in request order, and the names that are not
+/// there. Missing names are never dropped silently.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GetMany {
+    /// Found variables, in the order they were asked for.
+    pub found: Vec<(String, Value)>,
+    /// Names with no variable, in the order they were asked for.
+    pub missing: Vec<String>,
+}
+
+impl GetMany {
+    /// The value found for `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.found.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+}
+
+/// Which backend a context uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// In-process state; nothing crosses a process boundary.
+    Local,
+    /// A session in the bridge's store, shared with Python over gRPC.
+    Bridged,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Local => "local",
+            BackendKind::Bridged => "bridged",
+        })
+    }
+}
+
+/// What a backend can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Python processes can read and write the variables.
+    pub shared_with_python: bool,
+    /// The variables outlive the process that created them only as long as a session TTL.
+    pub session_ttl: bool,
+    /// Reads are lock-plus-lookup, with no serialization or channel hop.
+    pub in_process_reads: bool,
+}
+
+/// A variable state backend. Every method is synchronous and short: local reads are a read lock
+/// and a lookup, writes a write lock, validation and a fan-out to watchers that never blocks.
+///
+/// Every implementation must pass the conformance suite; semantics are those of DESIGN.md
+/// section 3.
+pub trait StateProvider: Send + Sync + 'static {
+    /// Which kind of backend this is.
+    fn kind(&self) -> BackendKind;
+
+    /// What the backend can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Registers a variable; fails with `AlreadyExists` if the name is taken, `InvalidSpec` if
+    /// the declaration is invalid.
+    fn register(&self, spec: dspex_core::VariableSpec, source: Source) -> Result<VarRecord>;
+
+    /// Resolves a name to a reference for fast repeated access.
+    fn resolve(&self, name: &str) -> Result<VarRef>;
+
+    /// Calls `f` with the record, under the backend's read lock.
+    fn read(&self, key: Key<'_>, f: &mut dyn FnMut(&VarRecord)) -> Result<()>;
+
+    /// A copy of the record.
+    fn get(&self, key: Key<'_>) -> Result<VarRecord> {
+        let mut out = None;
+        self.read(key, &mut |r| out = Some(r.clone()))?;
+        out.ok_or_else(|| crate::Error::internal("read returned without a record"))
+    }
+
+    /// Values of several variables, with the missing names reported.
+    fn get_many(&self, names: &[&str]) -> Result<GetMany>;
+
+    /// Validates and writes a value; returns the new version.
+    fn set(&self, key: Key<'_>, value: Value, options: &SetOptions, source: Source) -> Result<u64>;
+
+    /// Atomically replaces the value with `f(current)`, validated; returns the new value and
+    /// version. No write can slip in between the read and the write.
+    fn update(
+        &self,
+        key: Key<'_>,
+        f: &mut dyn FnMut(&Value) -> Result<Value>,
+        source: Source,
+    ) -> Result<(Value, u64)>;
+
+    /// Atomically writes several variables: all are validated first, then either all apply or
+    /// none does. Returns the new versions, in order.
+    fn update_many(&self, writes: Vec<(String, Value)>, source: Source) -> Result<Vec<u64>>;
+
+    /// Removes a variable and returns its last record.
+    fn delete(&self, key: Key<'_>, source: Source) -> Result<VarRecord>;
+
+    /// The records sorted by name, optionally only those whose whole name matches `pattern`.
+    fn list(&self, pattern: Option<&Glob>) -> Result<Vec<VarRecord>>;
+
+    /// Streams every accepted change of the named variables (all variables when `names` is
+    /// empty), in order. A watcher that falls behind is told how many events it missed.
+    fn watch(&self, names: &[&str], options: WatchOptions) -> Result<Watcher>;
+
+    /// A snapshot of every record, for migration.
+    fn export(&self) -> Result<Vec<VarRecord>>;
+
+    /// Adds records exported from another backend, keeping ids, values, versions, constraints,
+    /// descriptions and metadata. All or nothing: fails if any name or id is taken.
+    fn import(&self, records: Vec<VarRecord>) -> Result<()>;
+
+    /// Migrates every variable out: under the backend's write lock, exports every record and
+    /// hands them to `f`, which imports them elsewhere and returns that backend. If `f` succeeds
+    /// this backend drops its records and forwards every later call to the returned one (calls
+    /// that picked this backend just before a switch still land in the right place); if `f`
+    /// fails this backend stays exactly as it was. Concurrent calls wait for the lock rather
+    /// than observe a half-migrated state.
+    fn migrate_out(
+        &self,
+        f: &mut dyn FnMut(Vec<VarRecord>) -> Result<Arc<dyn StateProvider>>,
+    ) -> Result<()>;
+}

@@ -1,0 +1,673 @@
+//! The variable table: the storage and write rules every backend shares. It holds records in
+//! slots (so a resolved [`VarRef`] is an index), checks every write with `dspex-core`, bumps
+//! versions, and publishes accepted changes to the context's [`WatchHub`].
+//!
+//! [`LockedTable`] puts the table behind one `RwLock`, which is what makes `update`,
+//! `update_many`, `watch` and `migrate_out` atomic, and implements [`StateProvider`] over it; every
+//! backend is a `LockedTable` plus what its kind needs around it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use dspex_core::{Glob, Value, VariableSpec, validate};
+use parking_lot::RwLock;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::watch::{Change, WatchEvent, WatchHub, WatchOptions, Watcher};
+use super::{
+    BackendKind, Capabilities, GetMany, Key, SetOptions, Source, StateProvider, VarId, VarRecord,
+    VarRef,
+};
+use crate::error::{Error, Result};
+
+/// The storage of one backend.
+pub(crate) struct VariableTable {
+    kind: BackendKind,
+    slots: Vec<Option<VarRecord>>,
+    free_slots: Vec<u32>,
+    by_name: FxHashMap<String, u32>,
+    by_id: FxHashMap<VarId, u32>,
+    next_id: u64,
+    hub: Arc<WatchHub>,
+    /// Where the variables went after `migrate_out`; calls that reach this table afterwards
+    /// (they loaded the old backend just before the switch) are forwarded there.
+    successor: Option<Arc<dyn StateProvider>>,
+}
+
+impl VariableTable {
+    pub(crate) fn new(kind: BackendKind, hub: Arc<WatchHub>) -> Self {
+        Self {
+            kind,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            by_name: FxHashMap::default(),
+            by_id: FxHashMap::default(),
+            next_id: 1,
+            hub,
+            successor: None,
+        }
+    }
+
+    #[inline]
+    fn slot_of(&self, key: Key<'_>) -> Result<u32> {
+        match key {
+            Key::Name(name) => self
+                .by_name
+                .get(name)
+                .copied()
+                .ok_or_else(|| Error::not_found(name)),
+            Key::Ref(r) => match self.slots.get(r.slot as usize) {
+                Some(Some(rec)) if rec.id == r.id => Ok(r.slot),
+                // The variable moved slots (after a migration) or is gone.
+                _ => self
+                    .by_id
+                    .get(&r.id)
+                    .copied()
+                    .ok_or_else(|| Error::not_found(&r.id.to_string())),
+            },
+        }
+    }
+
+    #[inline]
+    fn at(&self, slot: u32) -> Result<&VarRecord> {
+        self.slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Error::internal("variable table index points at an empty slot"))
+    }
+
+    #[inline]
+    fn at_mut(&mut self, slot: u32) -> Result<&mut VarRecord> {
+        self.slots
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| Error::internal("variable table index points at an empty slot"))
+    }
+
+    /// The record behind `key`.
+    #[inline]
+    pub(crate) fn record(&self, key: Key<'_>) -> Result<&VarRecord> {
+        self.at(self.slot_of(key)?)
+    }
+
+    pub(crate) fn resolve(&self, name: &str) -> Result<VarRef> {
+        let this = &*self;
+        let slot = this.slot_of(Key::Name(name))?;
+        Ok(VarRef {
+            id: this.at(slot)?.id,
+            slot,
+        })
+    }
+
+    pub(crate) fn register(&mut self, spec: VariableSpec, source: Source) -> Result<VarRecord> {
+        let this = &mut *self;
+        if this.by_name.contains_key(&spec.name) {
+            return Err(Error::AlreadyExists { name: spec.name });
+        }
+        let value = spec.check()?;
+        let now = SystemTime::now();
+        let record = VarRecord {
+            id: VarId(this.next_id),
+            name: spec.name,
+            ty: spec.ty,
+            value,
+            constraints: spec.constraints,
+            description: spec.description,
+            metadata: spec.metadata,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            source,
+        };
+        this.next_id += 1;
+        this.insert(record.clone());
+        if this.hub.is_watched() {
+            this.hub.publish_registration(&WatchEvent::Registered {
+                id: record.id,
+                name: record.name.clone(),
+                value: record.value.clone(),
+                source,
+            });
+        }
+        Ok(record)
+    }
+
+    fn insert(&mut self, record: VarRecord) {
+        let slot = match self.free_slots.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                // A table never holds anywhere near 2^32 variables.
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.by_name.insert(record.name.clone(), slot);
+        self.by_id.insert(record.id, slot);
+        self.slots[slot as usize] = Some(record);
+    }
+
+    pub(crate) fn get_many(&self, names: &[&str]) -> Result<GetMany> {
+        let this = &*self;
+        let mut out = GetMany::default();
+        for name in names {
+            match this.by_name.get(*name) {
+                Some(&slot) => out
+                    .found
+                    .push(((*name).to_owned(), this.at(slot)?.value.clone())),
+                None => out.missing.push((*name).to_owned()),
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn set(
+        &mut self,
+        key: Key<'_>,
+        value: Value,
+        options: &SetOptions,
+        source: Source,
+    ) -> Result<u64> {
+        let this = &mut *self;
+        let slot = this.slot_of(key)?;
+        let rec = this.at(slot)?;
+        if let Some(expected) = options.expected_version
+            && expected != rec.version
+        {
+            return Err(Error::Conflict {
+                name: rec.name.clone(),
+                expected,
+                actual: rec.version,
+            });
+        }
+        let value = validate(&rec.name, rec.ty, &rec.constraints, value)?;
+        this.commit(slot, value, source, &options.metadata)
+    }
+
+    pub(crate) fn update(
+        &mut self,
+        key: Key<'_>,
+        f: &mut dyn FnMut(&Value) -> Result<Value>,
+        source: Source,
+    ) -> Result<(Value, u64)> {
+        let this = &mut *self;
+        let slot = this.slot_of(key)?;
+        let rec = this.at(slot)?;
+        let next = f(&rec.value)?;
+        let value = validate(&rec.name, rec.ty, &rec.constraints, next)?;
+        let version = this.commit(slot, value.clone(), source, &BTreeMap::new())?;
+        Ok((value, version))
+    }
+
+    pub(crate) fn update_many(
+        &mut self,
+        writes: Vec<(String, Value)>,
+        source: Source,
+    ) -> Result<Vec<u64>> {
+        let this = &mut *self;
+        // Validate everything first; nothing is written unless everything passes.
+        let mut seen = FxHashSet::default();
+        let mut checked = Vec::with_capacity(writes.len());
+        for (name, value) in writes {
+            let slot = this.slot_of(Key::Name(&name))?;
+            if !seen.insert(slot) {
+                return Err(Error::DuplicateWrite { name });
+            }
+            let rec = this.at(slot)?;
+            checked.push((slot, validate(&rec.name, rec.ty, &rec.constraints, value)?));
+        }
+        let no_metadata = BTreeMap::new();
+        checked
+            .into_iter()
+            .map(|(slot, value)| this.commit(slot, value, source, &no_metadata))
+            .collect()
+    }
+
+    /// Writes an already validated value: swaps it in, bumps the version, publishes.
+    #[inline]
+    fn commit(
+        &mut self,
+        slot: u32,
+        value: Value,
+        source: Source,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<u64> {
+        let watched = self.hub.is_watched();
+        let rec = self.at_mut(slot)?;
+        let old = std::mem::replace(&mut rec.value, value);
+        rec.version += 1;
+        rec.updated_at = SystemTime::now();
+        rec.source = source;
+        for (k, v) in metadata {
+            rec.metadata.insert(k.clone(), v.clone());
+        }
+        let version = rec.version;
+        if watched {
+            let event = WatchEvent::Updated(Change {
+                id: rec.id,
+                name: rec.name.clone(),
+                old,
+                new: rec.value.clone(),
+                version,
+                source,
+                at: rec.updated_at,
+            });
+            self.hub.publish(&event);
+        }
+        Ok(version)
+    }
+
+    pub(crate) fn delete(&mut self, key: Key<'_>, source: Source) -> Result<VarRecord> {
+        let this = &mut *self;
+        let slot = this.slot_of(key)?;
+        let record = this.slots[slot as usize]
+            .take()
+            .ok_or_else(|| Error::internal("variable table index points at an empty slot"))?;
+        this.by_name.remove(&record.name);
+        this.by_id.remove(&record.id);
+        this.free_slots.push(slot);
+        if this.hub.is_watched() {
+            this.hub.publish(&WatchEvent::Deleted {
+                id: record.id,
+                name: record.name.clone(),
+                version: record.version,
+                source,
+            });
+        }
+        Ok(record)
+    }
+
+    pub(crate) fn list(&self, pattern: Option<&Glob>) -> Result<Vec<VarRecord>> {
+        let this = &*self;
+        let mut records: Vec<VarRecord> = this
+            .slots
+            .iter()
+            .flatten()
+            .filter(|r| pattern.is_none_or(|p| p.is_match(&r.name)))
+            .cloned()
+            .collect();
+        records.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(records)
+    }
+
+    /// Subscribes a watcher. The caller holds the table's lock (a read lock suffices: writers
+    /// need the write lock), so no change falls between the initial values and the stream.
+    pub(crate) fn watch(&self, names: &[&str], options: WatchOptions) -> Result<Watcher> {
+        let this = &*self;
+        let mut initial = Vec::new();
+        for name in names {
+            let rec = this.record(Key::Name(name))?;
+            if options.include_initial {
+                initial.push(WatchEvent::Initial {
+                    id: rec.id,
+                    name: rec.name.clone(),
+                    value: rec.value.clone(),
+                    version: rec.version,
+                });
+            }
+        }
+        let filter = if names.is_empty() {
+            if options.include_initial {
+                initial = this
+                    .list(None)?
+                    .into_iter()
+                    .map(|rec| WatchEvent::Initial {
+                        id: rec.id,
+                        name: rec.name,
+                        value: rec.value,
+                        version: rec.version,
+                    })
+                    .collect();
+            }
+            None
+        } else {
+            Some(names.iter().map(|n| (*n).to_owned()).collect())
+        };
+        Ok(this.hub.subscribe(filter, options, initial))
+    }
+
+    pub(crate) fn export(&self) -> Result<Vec<VarRecord>> {
+        self.list(None)
+    }
+
+    /// Adds records from another backend, all or nothing.
+    pub(crate) fn import(&mut self, records: Vec<VarRecord>) -> Result<()> {
+        let this = &mut *self;
+        let mut names = FxHashSet::default();
+        let mut ids = FxHashSet::default();
+        // Names first: a taken name is the conflict a caller can act on.
+        for rec in &records {
+            if this.by_name.contains_key(&rec.name) || !names.insert(rec.name.as_str()) {
+                return Err(Error::AlreadyExists {
+                    name: rec.name.clone(),
+                });
+            }
+        }
+        for rec in &records {
+            if this.by_id.contains_key(&rec.id) || !ids.insert(rec.id) {
+                return Err(Error::Internal(format!(
+                    "cannot import `{}`: id {} is already in use",
+                    rec.name, rec.id
+                )));
+            }
+            // Records come from a backend that enforced the same rules; check anyway, since
+            // import is the one write path that bypasses `register` and `set`.
+            let spec = VariableSpec {
+                name: rec.name.clone(),
+                ty: rec.ty,
+                initial: rec.value.clone(),
+                constraints: rec.constraints.clone(),
+                description: None,
+                metadata: BTreeMap::new(),
+            };
+            spec.check()?;
+        }
+        for rec in records {
+            this.next_id = this.next_id.max(rec.id.0 + 1);
+            this.insert(rec);
+        }
+        Ok(())
+    }
+
+    /// Hands every record to `f`; if it succeeds, empties the table and forwards every later
+    /// call to the backend `f` returned. The caller holds the write lock throughout.
+    fn migrate_out(
+        &mut self,
+        f: &mut dyn FnMut(Vec<VarRecord>) -> Result<Arc<dyn StateProvider>>,
+    ) -> Result<()> {
+        let successor = f(self.export()?)?;
+        self.slots = Vec::new();
+        self.free_slots = Vec::new();
+        self.by_name = FxHashMap::default();
+        self.by_id = FxHashMap::default();
+        self.successor = Some(successor);
+        Ok(())
+    }
+
+    /// Number of variables.
+    pub(crate) fn len(&self) -> usize {
+        self.by_name.len()
+    }
+}
+
+/// A [`VariableTable`] behind one lock: the [`StateProvider`] every backend delegates to.
+pub(crate) struct LockedTable {
+    table: RwLock<VariableTable>,
+    capabilities: Capabilities,
+}
+
+impl LockedTable {
+    pub(crate) fn new(kind: BackendKind, capabilities: Capabilities, hub: Arc<WatchHub>) -> Self {
+        Self {
+            table: RwLock::new(VariableTable::new(kind, hub)),
+            capabilities,
+        }
+    }
+
+    /// Number of variables.
+    pub(crate) fn len(&self) -> usize {
+        self.table.read().len()
+    }
+}
+
+/// Where a call to a [`LockedTable`] is served: here, or by the successor of a table whose
+/// variables migrated out.
+enum Route<'a, T> {
+    Here(T),
+    There(&'a dyn StateProvider),
+}
+
+impl LockedTable {
+    #[inline]
+    fn read_route<R>(&self, op: impl FnOnce(Route<'_, &VariableTable>) -> R) -> R {
+        let table = self.table.read();
+        match &table.successor {
+            None => op(Route::Here(&table)),
+            Some(next) => {
+                let next = Arc::clone(next);
+                drop(table);
+                op(Route::There(next.as_ref()))
+            }
+        }
+    }
+
+    #[inline]
+    fn write_route<R>(&self, op: impl FnOnce(Route<'_, &mut VariableTable>) -> R) -> R {
+        let mut table = self.table.write();
+        match &table.successor {
+            None => op(Route::Here(&mut table)),
+            Some(next) => {
+                let next = Arc::clone(next);
+                drop(table);
+                op(Route::There(next.as_ref()))
+            }
+        }
+    }
+}
+
+impl StateProvider for LockedTable {
+    fn kind(&self) -> BackendKind {
+        self.table.read().kind
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    fn register(&self, spec: VariableSpec, source: Source) -> Result<VarRecord> {
+        self.write_route(|r| match r {
+            Route::Here(t) => t.register(spec, source),
+            Route::There(next) => next.register(spec, source),
+        })
+    }
+
+    fn resolve(&self, name: &str) -> Result<VarRef> {
+        self.read_route(|r| match r {
+            Route::Here(t) => t.resolve(name),
+            Route::There(next) => next.resolve(name),
+        })
+    }
+
+    #[inline]
+    fn read(&self, key: Key<'_>, f: &mut dyn FnMut(&VarRecord)) -> Result<()> {
+        self.read_route(|r| match r {
+            Route::Here(t) => {
+                f(t.record(key)?);
+                Ok(())
+            }
+            Route::There(next) => next.read(key, f),
+        })
+    }
+
+    fn get_many(&self, names: &[&str]) -> Result<GetMany> {
+        self.read_route(|r| match r {
+            Route::Here(t) => t.get_many(names),
+            Route::There(next) => next.get_many(names),
+        })
+    }
+
+    #[inline]
+    fn set(&self, key: Key<'_>, value: Value, options: &SetOptions, source: Source) -> Result<u64> {
+        self.write_route(|r| match r {
+            Route::Here(t) => t.set(key, value, options, source),
+            Route::There(next) => next.set(key, value, options, source),
+        })
+    }
+
+    fn update(
+        &self,
+        key: Key<'_>,
+        f: &mut dyn FnMut(&Value) -> Result<Value>,
+        source: Source,
+    ) -> Result<(Value, u64)> {
+        self.write_route(|r| match r {
+            Route::Here(t) => t.update(key, f, source),
+            Route::There(next) => next.update(key, f, source),
+        })
+    }
+
+    fn update_many(&self, writes: Vec<(String, Value)>, source: Source) -> Result<Vec<u64>> {
+        self.write_route(|r| match r {
+            Route::Here(t) => t.update_many(writes, source),
+            Route::There(next) => next.update_many(writes, source),
+        })
+    }
+
+    fn delete(&self, key: Key<'_>, source: Source) -> Result<VarRecord> {
+        self.write_route(|r| match r {
+            Route::Here(t) => t.delete(key, source),
+            Route::There(next) => next.delete(key, source),
+        })
+    }
+
+    fn list(&self, pattern: Option<&Glob>) -> Result<Vec<VarRecord>> {
+        self.read_route(|r| match r {
+            Route::Here(t) => t.list(pattern),
+            Route::There(next) => next.list(pattern),
+        })
+    }
+
+    fn watch(&self, names: &[&str], options: WatchOptions) -> Result<Watcher> {
+        self.read_route(|r| match r {
+            Route::Here(t) => t.watch(names, options),
+            Route::There(next) => next.watch(names, options),
+        })
+    }
+
+    fn export(&self) -> Result<Vec<VarRecord>> {
+        self.read_route(|r| match r {
+            Route::Here(t) => t.export(),
+            Route::There(next) => next.export(),
+        })
+    }
+
+    fn import(&self, records: Vec<VarRecord>) -> Result<()> {
+        self.write_route(|r| match r {
+            Route::Here(t) => t.import(records),
+            Route::There(next) => next.import(records),
+        })
+    }
+
+    fn migrate_out(
+        &self,
+        f: &mut dyn FnMut(Vec<VarRecord>) -> Result<Arc<dyn StateProvider>>,
+    ) -> Result<()> {
+        self.write_route(|r| match r {
+            Route::Here(t) => t.migrate_out(f),
+            Route::There(next) => next.migrate_out(f),
+        })
+    }
+}
+
+/// Implements [`StateProvider`] for a backend type by delegating every method to the
+/// `LockedTable` that `$table` (a closure-like `|self| expr`) returns.
+macro_rules! delegate_state_provider {
+    ($ty:ty, |$this:ident| $table:expr) => {
+        impl $crate::state::StateProvider for $ty {
+            fn kind(&self) -> $crate::state::BackendKind {
+                let $this = self;
+                $table.kind()
+            }
+            fn capabilities(&self) -> $crate::state::Capabilities {
+                let $this = self;
+                $table.capabilities()
+            }
+            fn register(
+                &self,
+                spec: ::dspex_core::VariableSpec,
+                source: $crate::state::Source,
+            ) -> $crate::Result<$crate::state::VarRecord> {
+                let $this = self;
+                $table.register(spec, source)
+            }
+            fn resolve(&self, name: &str) -> $crate::Result<$crate::state::VarRef> {
+                let $this = self;
+                $table.resolve(name)
+            }
+            #[inline]
+            fn read(
+                &self,
+                key: $crate::state::Key<'_>,
+                f: &mut dyn FnMut(&$crate::state::VarRecord),
+            ) -> $crate::Result<()> {
+                let $this = self;
+                $table.read(key, f)
+            }
+            fn get_many(&self, names: &[&str]) -> $crate::Result<$crate::state::GetMany> {
+                let $this = self;
+                $table.get_many(names)
+            }
+            #[inline]
+            fn set(
+                &self,
+                key: $crate::state::Key<'_>,
+                value: ::dspex_core::Value,
+                options: &$crate::state::SetOptions,
+                source: $crate::state::Source,
+            ) -> $crate::Result<u64> {
+                let $this = self;
+                $table.set(key, value, options, source)
+            }
+            fn update(
+                &self,
+                key: $crate::state::Key<'_>,
+                f: &mut dyn FnMut(&::dspex_core::Value) -> $crate::Result<::dspex_core::Value>,
+                source: $crate::state::Source,
+            ) -> $crate::Result<(::dspex_core::Value, u64)> {
+                let $this = self;
+                $table.update(key, f, source)
+            }
+            fn update_many(
+                &self,
+                writes: Vec<(String, ::dspex_core::Value)>,
+                source: $crate::state::Source,
+            ) -> $crate::Result<Vec<u64>> {
+                let $this = self;
+                $table.update_many(writes, source)
+            }
+            fn delete(
+                &self,
+                key: $crate::state::Key<'_>,
+                source: $crate::state::Source,
+            ) -> $crate::Result<$crate::state::VarRecord> {
+                let $this = self;
+                $table.delete(key, source)
+            }
+            fn list(
+                &self,
+                pattern: Option<&::dspex_core::Glob>,
+            ) -> $crate::Result<Vec<$crate::state::VarRecord>> {
+                let $this = self;
+                $table.list(pattern)
+            }
+            fn watch(
+                &self,
+                names: &[&str],
+                options: $crate::state::WatchOptions,
+            ) -> $crate::Result<$crate::state::Watcher> {
+                let $this = self;
+                $table.watch(names, options)
+            }
+            fn export(&self) -> $crate::Result<Vec<$crate::state::VarRecord>> {
+                let $this = self;
+                $table.export()
+            }
+            fn import(&self, records: Vec<$crate::state::VarRecord>) -> $crate::Result<()> {
+                let $this = self;
+                $table.import(records)
+            }
+            fn migrate_out(
+                &self,
+                f: &mut dyn FnMut(
+                    Vec<$crate::state::VarRecord>,
+                ) -> $crate::Result<
+                    ::std::sync::Arc<dyn $crate::state::StateProvider>,
+                >,
+            ) -> $crate::Result<()> {
+                let $this = self;
+                $table.migrate_out(f)
+            }
+        }
+    };
+}
+pub(crate) use delegate_state_provider;

@@ -1,0 +1,315 @@
+//! Watching variables: one hub per context fans every accepted change out to its watchers.
+//!
+//! Each watcher has a bounded queue. Publishing never blocks: when a watcher's queue is full
+//! the event is dropped for that watcher only and counted, and the watcher receives
+//! [`WatchEvent::Lagged`] with the count before its next event. The hub belongs to the context,
+//! not to a backend, so watchers keep receiving across a switch from local to bridged.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use dspex_core::Value;
+use parking_lot::Mutex;
+use rustc_hash::FxHashSet;
+use tokio::sync::mpsc;
+
+use super::{Source, VarId};
+
+/// An accepted write to a variable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The variable's id.
+    pub id: VarId,
+    /// The variable's name.
+    pub name: String,
+    /// The value before the write.
+    pub old: Value,
+    /// The value after the write.
+    pub new: Value,
+    /// The version after the write.
+    pub version: u64,
+    /// Who wrote.
+    pub source: Source,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// What kind of event a [`WatchEvent`] is, for quick filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// [`WatchEvent::Initial`]
+    Initial,
+    /// [`WatchEvent::Registered`]
+    Registered,
+    /// [`WatchEvent::Updated`]
+    Updated,
+    /// [`WatchEvent::Deleted`]
+    Deleted,
+    /// [`WatchEvent::Lagged`]
+    Lagged,
+}
+
+/// One event of a watch stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    /// The value when the watch started (only with [`WatchOptions::include_initial`]).
+    Initial {
+        /// The variable's id.
+        id: VarId,
+        /// The variable's name.
+        name: String,
+        /// Its value.
+        value: Value,
+        /// Its version.
+        version: u64,
+    },
+    /// A variable was registered (only for watchers of all variables).
+    Registered {
+        /// The variable's id.
+        id: VarId,
+        /// The variable's name.
+        name: String,
+        /// Its initial value.
+        value: Value,
+        /// Who registered it.
+        source: Source,
+    },
+    /// An accepted write.
+    Updated(Change),
+    /// A variable was deleted.
+    Deleted {
+        /// The variable's id.
+        id: VarId,
+        /// The variable's name.
+        name: String,
+        /// Its last version.
+        version: u64,
+        /// Who deleted it.
+        source: Source,
+    },
+    /// The watcher fell behind and this many events were dropped for it, just before this
+    /// point of the stream.
+    Lagged {
+        /// How many events were dropped.
+        missed: u64,
+    },
+}
+
+impl WatchEvent {
+    /// The kind of event.
+    pub fn kind(&self) -> ChangeKind {
+        match self {
+            WatchEvent::Initial { .. } => ChangeKind::Initial,
+            WatchEvent::Registered { .. } => ChangeKind::Registered,
+            WatchEvent::Updated(_) => ChangeKind::Updated,
+            WatchEvent::Deleted { .. } => ChangeKind::Deleted,
+            WatchEvent::Lagged { .. } => ChangeKind::Lagged,
+        }
+    }
+
+    /// The variable the event is about (none for `Lagged`).
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            WatchEvent::Initial { name, .. }
+            | WatchEvent::Registered { name, .. }
+            | WatchEvent::Deleted { name, .. }
+            | WatchEvent::Updated(Change { name, .. }) => Some(name),
+            WatchEvent::Lagged { .. } => None,
+        }
+    }
+}
+
+/// Options of a watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchOptions {
+    /// How many events may wait in the watcher's queue before it lags.
+    pub capacity: usize,
+    /// Start with one [`WatchEvent::Initial`] per watched variable.
+    pub include_initial: bool,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 1024,
+            include_initial: false,
+        }
+    }
+}
+
+/// The receiving end of a watch. Dropping it ends the watch.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+/// use dspex::{Context, Constraints, WatchEvent};
+///
+/// let ctx = Context::new();
+/// let t = ctx.defvariable::<f64>("temperature", 0.7, Constraints::range(0.0, 2.0))?;
+/// let mut watcher = ctx.watch(&["temperature"])?;
+/// t.set(0.9)?;
+/// match watcher.recv().await {
+///     Some(WatchEvent::Updated(change)) => assert_eq!(change.new.as_f64(), Some(0.9)),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Watcher {
+    rx: mpsc::Receiver<WatchEvent>,
+}
+
+impl Watcher {
+    /// The next event; `None` once the context is gone.
+    pub async fn recv(&mut self) -> Option<WatchEvent> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<WatchEvent> {
+        self.rx.try_recv().ok()
+    }
+
+    /// The next event, blocking the thread (not for use inside an async runtime).
+    pub fn blocking_recv(&mut self) -> Option<WatchEvent> {
+        self.rx.blocking_recv()
+    }
+}
+
+struct Subscriber {
+    /// Watched names; `None` watches everything.
+    names: Option<FxHashSet<String>>,
+    tx: mpsc::Sender<WatchEvent>,
+    /// Events dropped since the last one delivered.
+    missed: u64,
+}
+
+impl Subscriber {
+    fn wants(&self, name: &str) -> bool {
+        self.names.as_ref().is_none_or(|n| n.contains(name))
+    }
+
+    /// Delivers without blocking: first any pending `Lagged`, then the event; counts the event
+    /// as missed if there is no room.
+    fn deliver(&mut self, event: &WatchEvent) {
+        if self.missed > 0 {
+            match self.tx.try_send(WatchEvent::Lagged {
+                missed: self.missed,
+            }) {
+                Ok(()) => self.missed = 0,
+                Err(_) => {
+                    self.missed += 1;
+                    return;
+                }
+            }
+        }
+        if self.tx.try_send(event.clone()).is_err() {
+            self.missed += 1;
+        }
+    }
+}
+
+/// The fan-out point of a context's changes.
+#[derive(Default)]
+pub(crate) struct WatchHub {
+    /// Number of subscribers, read without the lock so that a write with no watcher costs one
+    /// atomic load.
+    count: AtomicUsize,
+    subscribers: Mutex<Vec<Subscriber>>,
+}
+
+impl WatchHub {
+    /// Adds a watcher whose queue starts with `initial`. Callers hold the table's lock so that
+    /// no change can fall between the initial values and the first event.
+    pub(crate) fn subscribe(
+        &self,
+        names: Option<FxHashSet<String>>,
+        options: WatchOptions,
+        initial: Vec<WatchEvent>,
+    ) -> Watcher {
+        // Room for the initial values on top of the requested capacity.
+        let (tx, rx) = mpsc::channel(options.capacity.max(1) + initial.len());
+        for event in initial {
+            // Cannot fail: the channel is empty and large enough.
+            let _ = tx.try_send(event);
+        }
+        let mut subscribers = self.subscribers.lock();
+        subscribers.push(Subscriber {
+            names,
+            tx,
+            missed: 0,
+        });
+        self.count.store(subscribers.len(), Ordering::Release);
+        Watcher { rx }
+    }
+
+    /// Whether anyone is watching; when not, callers skip building events.
+    #[inline]
+    pub(crate) fn is_watched(&self) -> bool {
+        self.count.load(Ordering::Acquire) > 0
+    }
+
+    /// Delivers `event` to every watcher of its variable, never blocking.
+    pub(crate) fn publish(&self, event: &WatchEvent) {
+        let name = event.name().unwrap_or_default();
+        let mut subscribers = self.subscribers.lock();
+        subscribers.retain(|s| !s.tx.is_closed());
+        for s in subscribers.iter_mut().filter(|s| s.wants(name)) {
+            s.deliver(event);
+        }
+        self.count.store(subscribers.len(), Ordering::Release);
+    }
+
+    /// Delivers a registration only to watchers of everything.
+    pub(crate) fn publish_registration(&self, event: &WatchEvent) {
+        let mut subscribers = self.subscribers.lock();
+        for s in subscribers.iter_mut().filter(|s| s.names.is_none()) {
+            s.deliver(event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(n: u64) -> WatchEvent {
+        WatchEvent::Updated(Change {
+            id: VarId(1),
+            name: "x".into(),
+            old: Value::Integer(0),
+            new: Value::Integer(i64::try_from(n).unwrap()),
+            version: n,
+            source: Source::Rust,
+            at: SystemTime::UNIX_EPOCH,
+        })
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_reports_the_count() {
+        let hub = WatchHub::default();
+        let options = WatchOptions {
+            capacity: 2,
+            include_initial: false,
+        };
+        let mut w = hub.subscribe(None, options, vec![]);
+        for n in 1..=5 {
+            hub.publish(&update(n));
+        }
+        assert_eq!(w.try_recv(), Some(update(1)));
+        assert_eq!(w.try_recv(), Some(update(2)));
+        assert_eq!(w.try_recv(), None);
+        hub.publish(&update(6));
+        assert_eq!(w.try_recv(), Some(WatchEvent::Lagged { missed: 3 }));
+        assert_eq!(w.try_recv(), Some(update(6)));
+    }
+
+    #[test]
+    fn dropped_watchers_are_forgotten() {
+        let hub = WatchHub::default();
+        let w = hub.subscribe(None, WatchOptions::default(), vec![]);
+        assert!(hub.is_watched());
+        drop(w);
+        hub.publish(&update(1));
+        assert!(!hub.is_watched());
+    }
+}

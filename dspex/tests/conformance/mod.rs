@@ -1,0 +1,1054 @@
+//! The conformance suite: one set of tests, written once against `StateProvider` and `Context`,
+//! that every backend must pass (DESIGN.md section 3). A backend's test file implements
+//! [`Fixture`] and invokes [`conformance_suite!`]; the tests are the same for every backend.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::float_cmp)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use dspex::state::{Key, SetOptions, Source, StateProvider};
+use dspex::{
+    Choice, Constraints, Context, Embedding, Error, ModuleName, Value, VarType, VariableSpec,
+    WatchEvent, WatchOptions,
+};
+
+/// What a backend supplies to the suite.
+pub trait Fixture: Send + Sync + 'static {
+    /// A fresh, empty backend.
+    fn provider(&self) -> impl Future<Output = Arc<dyn StateProvider>> + Send;
+    /// A fresh, empty context on this backend.
+    fn context(&self) -> impl Future<Output = Context> + Send;
+}
+
+/// Expands to one `#[tokio::test]` per conformance test, each run against `$fixture`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($fixture:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $test() {
+                conformance::$test(&$fixture).await;
+            }
+        )*
+    };
+    ($fixture:expr) => {
+        conformance_suite!($fixture;
+            registers_and_reads_a_full_record,
+            registering_a_name_twice_is_already_exists,
+            invalid_declarations_register_nothing,
+            floats_are_finite_and_bounded,
+            integers_are_never_floats_or_booleans,
+            strings_count_chars_and_match_whole_patterns,
+            choices_and_modules_are_closed_sets,
+            embeddings_have_exact_finite_dimensions,
+            booleans_accept_only_booleans,
+            rejected_writes_change_nothing,
+            versions_count_accepted_writes_and_record_the_source,
+            compare_and_set_conflicts,
+            set_merges_metadata,
+            update_is_atomic_under_contention,
+            update_validates_and_failed_updates_change_nothing,
+            update_many_is_all_or_nothing,
+            get_many_reports_missing_names,
+            list_is_sorted_and_globs_match_whole_names,
+            delete_and_reregister,
+            resolved_refs_read_and_go_stale,
+            watchers_see_every_change_in_order,
+            watchers_only_see_their_variables,
+            watch_with_initial_values_and_deletions,
+            slow_watcher_never_blocks_a_writer,
+            export_import_keeps_everything,
+            import_is_all_or_nothing,
+            context_typed_and_by_name_access,
+            context_handles_are_shared_across_clones_and_threads,
+            context_update_from_8_tasks_is_exact,
+        );
+    };
+}
+
+fn float(name: &str, initial: f64, min: f64, max: f64) -> VariableSpec {
+    VariableSpec::new(name, VarType::Float, initial).with_constraints(Constraints::range(min, max))
+}
+
+fn set(p: &dyn StateProvider, name: &str, v: impl Into<Value>) -> dspex::Result<u64> {
+    p.set(
+        Key::Name(name),
+        v.into(),
+        &SetOptions::default(),
+        Source::Rust,
+    )
+}
+
+fn value(p: &dyn StateProvider, name: &str) -> Value {
+    p.get(Key::Name(name)).unwrap().value
+}
+
+/// Asserts that `write` is refused with the given message and leaves the record exactly as it
+/// was (value, version, metadata, timestamps, source).
+fn assert_refused(
+    p: &dyn StateProvider,
+    name: &str,
+    write: impl FnOnce(&dyn StateProvider) -> dspex::Result<u64>,
+    message: &str,
+) {
+    let before = p.get(Key::Name(name)).unwrap();
+    let err = write(p).expect_err("the write should be refused");
+    assert_eq!(err.to_string(), message);
+    assert_eq!(
+        p.get(Key::Name(name)).unwrap(),
+        before,
+        "a refused write changed `{name}`"
+    );
+}
+
+pub async fn registers_and_reads_a_full_record(f: &impl Fixture) {
+    let p = f.provider().await;
+    let before = SystemTime::now();
+    let rec = p
+        .register(
+            float("temperature", 0.7, 0.0, 2.0)
+                .with_description("sampling temperature")
+                .with_metadata("owner", "tests"),
+            Source::Rust,
+        )
+        .unwrap();
+    assert_eq!(rec.name, "temperature");
+    assert_eq!(rec.ty, VarType::Float);
+    assert_eq!(rec.value, Value::Float(0.7));
+    assert_eq!(rec.constraints, Constraints::range(0.0, 2.0));
+    assert_eq!(rec.description.as_deref(), Some("sampling temperature"));
+    assert_eq!(rec.metadata["owner"], "tests");
+    assert_eq!(rec.version, 1);
+    assert_eq!(rec.source, Source::Rust);
+    assert!(rec.created_at >= before - Duration::from_secs(1));
+    assert_eq!(rec.created_at, rec.updated_at);
+    assert_eq!(p.get(Key::Name("temperature")).unwrap(), rec);
+
+    // Integers are widened for float variables, at registration too.
+    let rec = p
+        .register(VariableSpec::new("top_p", VarType::Float, 1), Source::Rust)
+        .unwrap();
+    assert_eq!(rec.value, Value::Float(1.0));
+    assert_ne!(rec.id, p.get(Key::Name("temperature")).unwrap().id);
+}
+
+pub async fn registering_a_name_twice_is_already_exists(f: &impl Fixture) {
+    let p = f.provider().await;
+    p.register(float("t", 0.5, 0.0, 1.0), Source::Rust).unwrap();
+    let err = p
+        .register(VariableSpec::new("t", VarType::Integer, 3), Source::Rust)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AlreadyExists { ref name } if name == "t"),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "variable `t` already exists");
+    let rec = p.get(Key::Name("t")).unwrap();
+    assert_eq!(
+        (rec.ty, rec.value, rec.version),
+        (VarType::Float, Value::Float(0.5), 1)
+    );
+}
+
+pub async fn invalid_declarations_register_nothing(f: &impl Fixture) {
+    let p = f.provider().await;
+    let cases = [
+        (
+            float("t", 2.5, 0.0, 2.0),
+            "invalid variable `t`: initial value 2.5 is above max 2.0",
+        ),
+        (
+            float("t", 1.0, 2.0, 0.0),
+            "invalid variable `t`: `min` 2.0 is greater than `max` 0.0",
+        ),
+        (
+            VariableSpec::new("c", VarType::Choice, "a")
+                .with_constraints(Constraints::choices(["a", "a"])),
+            "invalid variable `c`: duplicate choice \"a\"",
+        ),
+        (
+            VariableSpec::new("c", VarType::Choice, "a"),
+            "invalid variable `c`: a choice variable needs `choices`",
+        ),
+        (
+            VariableSpec::new("f", VarType::Float, 1.0)
+                .with_constraints(Constraints::choices(["a"])),
+            "invalid variable `f`: constraint `choices` does not apply to a float variable; expected one of `min`, `max`, `description`",
+        ),
+        (
+            VariableSpec::new("n", VarType::Integer, 1.5),
+            "invalid variable `n`: initial value 1.5 is a float, expected an integer",
+        ),
+        (
+            VariableSpec::new("9lives", VarType::Boolean, true),
+            "invalid variable `9lives`: invalid name: a name must start with an ASCII letter or `_`",
+        ),
+    ];
+    for (spec, message) in cases {
+        let err = p.register(spec, Source::Rust).unwrap_err();
+        assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
+        assert_eq!(err.to_string(), message);
+    }
+    assert!(p.list(None).unwrap().is_empty());
+}
+
+pub async fn floats_are_finite_and_bounded(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(float("t", 0.7, 0.0, 2.0), Source::Rust).unwrap();
+    assert_refused(
+        p,
+        "t",
+        |p| set(p, "t", f64::NAN),
+        "t: NaN is not finite: NaN and infinities are rejected",
+    );
+    assert_refused(
+        p,
+        "t",
+        |p| set(p, "t", f64::INFINITY),
+        "t: inf is not finite: NaN and infinities are rejected",
+    );
+    assert_refused(p, "t", |p| set(p, "t", 2.5), "t: 2.5 is above max 2.0");
+    assert_refused(p, "t", |p| set(p, "t", -0.1), "t: -0.1 is below min 0.0");
+    assert_refused(
+        p,
+        "t",
+        |p| set(p, "t", "hot"),
+        "t: \"hot\" is a string, expected a float",
+    );
+    assert_refused(
+        p,
+        "t",
+        |p| set(p, "t", true),
+        "t: true is a boolean, expected a float",
+    );
+    // Bounds are inclusive; integers are widened.
+    set(p, "t", 2.0).unwrap();
+    set(p, "t", 0).unwrap();
+    assert_eq!(value(p, "t"), Value::Float(0.0));
+    let err = set(p, "t", 3).unwrap_err();
+    assert!(matches!(err, Error::ConstraintViolation(_)));
+    assert_eq!(err.to_string(), "t: 3 is above max 2.0");
+}
+
+pub async fn integers_are_never_floats_or_booleans(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(
+        VariableSpec::new("n", VarType::Integer, 256).with_constraints(Constraints::range(1, 4096)),
+        Source::Rust,
+    )
+    .unwrap();
+    let err = set(p, "n", 2.0).unwrap_err();
+    assert!(matches!(err, Error::InvalidValue(_)), "{err:?}");
+    assert_refused(
+        p,
+        "n",
+        |p| set(p, "n", 2.0),
+        "n: 2.0 is a float, expected an integer",
+    );
+    assert_refused(
+        p,
+        "n",
+        |p| set(p, "n", true),
+        "n: true is a boolean, expected an integer",
+    );
+    assert_refused(p, "n", |p| set(p, "n", 0), "n: 0 is below min 1");
+    assert_refused(p, "n", |p| set(p, "n", 4097), "n: 4097 is above max 4096");
+    set(p, "n", 4096).unwrap();
+    assert_eq!(value(p, "n"), Value::Integer(4096));
+}
+
+pub async fn strings_count_chars_and_match_whole_patterns(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    let c = Constraints::default()
+        .with_length(2, 4)
+        .with_pattern("[a-zé]+")
+        .unwrap();
+    p.register(
+        VariableSpec::new("s", VarType::String, "abc").with_constraints(c),
+        Source::Rust,
+    )
+    .unwrap();
+    // "éééé" is 8 bytes but 4 chars.
+    set(p, "s", "éééé").unwrap();
+    assert_refused(
+        p,
+        "s",
+        |p| set(p, "s", "a"),
+        "s: \"a\" is shorter than min_length 2 (1 chars)",
+    );
+    assert_refused(
+        p,
+        "s",
+        |p| set(p, "s", "abcde"),
+        "s: \"abcde\" is longer than max_length 4 (5 chars)",
+    );
+    assert_refused(
+        p,
+        "s",
+        |p| set(p, "s", "ab1"),
+        "s: \"ab1\" does not match pattern `[a-zé]+`",
+    );
+    // The pattern must match the whole value, not a substring.
+    assert_refused(
+        p,
+        "s",
+        |p| set(p, "s", "1ab"),
+        "s: \"1ab\" does not match pattern `[a-zé]+`",
+    );
+    assert_refused(
+        p,
+        "s",
+        |p| set(p, "s", 12),
+        "s: 12 is an integer, expected a string",
+    );
+}
+
+pub async fn choices_and_modules_are_closed_sets(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(
+        VariableSpec::new("model", VarType::Choice, "gpt-4o-mini")
+            .with_constraints(Constraints::choices(["gpt-4o-mini", "claude-3-haiku"])),
+        Source::Rust,
+    )
+    .unwrap();
+    set(p, "model", "claude-3-haiku").unwrap();
+    assert_refused(
+        p,
+        "model",
+        |p| set(p, "model", "gpt-5"),
+        "model: \"gpt-5\" is not one of the choices \"gpt-4o-mini\", \"claude-3-haiku\"",
+    );
+    // A module variable without choices accepts the DSPy modules the worker knows.
+    p.register(
+        VariableSpec::new("reasoning", VarType::Module, "Predict"),
+        Source::Rust,
+    )
+    .unwrap();
+    set(p, "reasoning", "ChainOfThought").unwrap();
+    let err = set(p, "reasoning", "NotAModule").unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "reasoning: \"NotAModule\" is not one of the choices \"Predict\", \"ChainOfThought\""
+        ),
+        "{err}"
+    );
+    p.register(
+        VariableSpec::new("narrow", VarType::Module, "Predict")
+            .with_constraints(Constraints::choices(["Predict", "my_pkg.mod.Custom"])),
+        Source::Rust,
+    )
+    .unwrap();
+    set(p, "narrow", "my_pkg.mod.Custom").unwrap();
+    assert_refused(
+        p,
+        "narrow",
+        |p| set(p, "narrow", "ChainOfThought"),
+        "narrow: \"ChainOfThought\" is not one of the choices \"Predict\", \"my_pkg.mod.Custom\"",
+    );
+}
+
+pub async fn embeddings_have_exact_finite_dimensions(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(
+        VariableSpec::new("e", VarType::Embedding, vec![0.0f32; 3])
+            .with_constraints(Constraints::default().with_dimensions(3)),
+        Source::Rust,
+    )
+    .unwrap();
+    set(p, "e", vec![1.0f32, 2.0, 3.0]).unwrap();
+    assert_refused(
+        p,
+        "e",
+        |p| set(p, "e", vec![1.0f32]),
+        "e: [1.0] has 1 dimensions, expected 3",
+    );
+    assert_refused(
+        p,
+        "e",
+        |p| set(p, "e", vec![1.0f32, f32::NAN, 0.0]),
+        "e: [1.0, NaN, 0.0] is not finite: NaN and infinities are rejected",
+    );
+    assert_eq!(value(p, "e"), Value::Embedding(vec![1.0, 2.0, 3.0]));
+}
+
+pub async fn booleans_accept_only_booleans(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(
+        VariableSpec::new("b", VarType::Boolean, false),
+        Source::Rust,
+    )
+    .unwrap();
+    set(p, "b", true).unwrap();
+    assert_refused(
+        p,
+        "b",
+        |p| set(p, "b", 1),
+        "b: 1 is an integer, expected a boolean",
+    );
+    assert_refused(
+        p,
+        "b",
+        |p| set(p, "b", "true"),
+        "b: \"true\" is a string, expected a boolean",
+    );
+}
+
+pub async fn rejected_writes_change_nothing(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(
+        float("t", 0.7, 0.0, 2.0).with_metadata("k", "v0"),
+        Source::Rust,
+    )
+    .unwrap();
+    set(p, "t", 1.0).unwrap();
+    let meta = SetOptions::default()
+        .with_metadata("k", "v1")
+        .with_metadata("new", "x");
+    // Invalid value carrying metadata: neither value, version nor metadata change.
+    assert_refused(
+        p,
+        "t",
+        |p| p.set(Key::Name("t"), Value::Float(9.0), &meta, Source::Python),
+        "t: 9.0 is above max 2.0",
+    );
+    // A compare-and-set conflict carrying metadata changes nothing either.
+    let mut stale = meta.clone();
+    stale.expected_version = Some(1);
+    assert_refused(
+        p,
+        "t",
+        |p| p.set(Key::Name("t"), Value::Float(0.1), &stale, Source::Python),
+        "version conflict on `t`: expected version 1, found 2",
+    );
+    let rec = p.get(Key::Name("t")).unwrap();
+    assert_eq!(rec.metadata, BTreeMap::from([("k".into(), "v0".into())]));
+    assert_eq!(rec.source, Source::Rust);
+    // Writes to a missing variable create nothing.
+    let err = set(p, "missing", 1.0).unwrap_err();
+    assert!(matches!(err, Error::NotFound { ref name } if name == "missing"));
+    assert_eq!(p.list(None).unwrap().len(), 1);
+}
+
+pub async fn versions_count_accepted_writes_and_record_the_source(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    let created = p
+        .register(float("t", 0.0, 0.0, 100.0), Source::Rust)
+        .unwrap();
+    for i in 1..=10u32 {
+        let v = p
+            .set(
+                Key::Name("t"),
+                Value::Float(f64::from(i)),
+                &SetOptions::default(),
+                Source::Python,
+            )
+            .unwrap();
+        assert_eq!(v, u64::from(i) + 1);
+        let _ = set(p, "t", -1.0); // refused: no version bump
+    }
+    let rec = p.get(Key::Name("t")).unwrap();
+    assert_eq!(rec.version, 11);
+    assert_eq!(rec.source, Source::Python);
+    assert_eq!(rec.id, created.id);
+    assert_eq!(rec.created_at, created.created_at);
+    assert!(rec.updated_at >= created.updated_at);
+}
+
+pub async fn compare_and_set_conflicts(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(float("t", 0.0, 0.0, 1.0), Source::Rust).unwrap();
+    let v = p
+        .set(
+            Key::Name("t"),
+            Value::Float(0.5),
+            &SetOptions::expect_version(1),
+            Source::Rust,
+        )
+        .unwrap();
+    assert_eq!(v, 2);
+    let err = p
+        .set(
+            Key::Name("t"),
+            Value::Float(0.9),
+            &SetOptions::expect_version(1),
+            Source::Rust,
+        )
+        .unwrap_err();
+    match err {
+        Error::Conflict {
+            name,
+            expected,
+            actual,
+        } => {
+            assert_eq!((name.as_str(), expected, actual), ("t", 1, 2));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(value(p, "t"), Value::Float(0.5));
+}
+
+pub async fn set_merges_metadata(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(
+        float("t", 0.0, 0.0, 1.0).with_metadata("a", "1"),
+        Source::Rust,
+    )
+    .unwrap();
+    let opts = SetOptions::default()
+        .with_metadata("a", "2")
+        .with_metadata("b", "3");
+    p.set(Key::Name("t"), Value::Float(0.1), &opts, Source::Rust)
+        .unwrap();
+    let rec = p.get(Key::Name("t")).unwrap();
+    assert_eq!(
+        rec.metadata,
+        BTreeMap::from([("a".into(), "2".into()), ("b".into(), "3".into())])
+    );
+}
+
+pub async fn update_is_atomic_under_contention(f: &impl Fixture) {
+    let p = f.provider().await;
+    p.register(VariableSpec::new("n", VarType::Integer, 0), Source::Rust)
+        .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let p = Arc::clone(&p);
+            tokio::spawn(async move {
+                for _ in 0..10_000 {
+                    p.update(
+                        Key::Name("n"),
+                        &mut |v| Ok(Value::Integer(v.as_i64().unwrap() + 1)),
+                        Source::Rust,
+                    )
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rec = p.get(Key::Name("n")).unwrap();
+    assert_eq!(rec.value, Value::Integer(80_000));
+    assert_eq!(rec.version, 80_001);
+}
+
+pub async fn update_validates_and_failed_updates_change_nothing(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(float("t", 1.5, 0.0, 2.0), Source::Rust).unwrap();
+    let before = p.get(Key::Name("t")).unwrap();
+    let err = p
+        .update(
+            Key::Name("t"),
+            &mut |v| Ok(Value::Float(v.as_f64().unwrap() * 2.0)),
+            Source::Rust,
+        )
+        .unwrap_err();
+    assert_eq!(err.to_string(), "t: 3.0 is above max 2.0");
+    let err = p
+        .update(
+            Key::Name("t"),
+            &mut |_| {
+                Err(Error::NotFound {
+                    name: "from the closure".into(),
+                })
+            },
+            Source::Rust,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }));
+    assert_eq!(p.get(Key::Name("t")).unwrap(), before);
+    let (v, version) = p
+        .update(
+            Key::Name("t"),
+            &mut |v| Ok(Value::Float(v.as_f64().unwrap() / 3.0)),
+            Source::Rust,
+        )
+        .unwrap();
+    assert_eq!((v, version), (Value::Float(0.5), 2));
+}
+
+pub async fn update_many_is_all_or_nothing(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(float("a", 0.0, 0.0, 1.0), Source::Rust).unwrap();
+    p.register(float("b", 0.0, 0.0, 1.0), Source::Rust).unwrap();
+    p.register(VariableSpec::new("c", VarType::Integer, 0), Source::Rust)
+        .unwrap();
+    let snapshot = p.export().unwrap();
+    let w = |items: &[(&str, Value)]| -> Vec<(String, Value)> {
+        items
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.clone()))
+            .collect()
+    };
+    // One invalid value: nothing applies.
+    let err = p
+        .update_many(
+            w(&[("a", 0.5.into()), ("b", 5.0.into()), ("c", 1.into())]),
+            Source::Rust,
+        )
+        .unwrap_err();
+    assert_eq!(err.to_string(), "b: 5.0 is above max 1.0");
+    // A wrong type: nothing applies.
+    let err = p
+        .update_many(w(&[("a", 0.5.into()), ("c", 1.5.into())]), Source::Rust)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidValue(_)));
+    // A missing variable: nothing applies.
+    let err = p
+        .update_many(w(&[("a", 0.5.into()), ("zzz", 1.into())]), Source::Rust)
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { ref name } if name == "zzz"));
+    // The same variable twice: nothing applies.
+    let err = p
+        .update_many(w(&[("a", 0.5.into()), ("a", 0.6.into())]), Source::Rust)
+        .unwrap_err();
+    assert!(matches!(err, Error::DuplicateWrite { .. }));
+    assert_eq!(p.export().unwrap(), snapshot);
+    // All valid: all apply.
+    let versions = p
+        .update_many(
+            w(&[("a", 0.5.into()), ("b", 1.into()), ("c", 7.into())]),
+            Source::Python,
+        )
+        .unwrap();
+    assert_eq!(versions, [2, 2, 2]);
+    assert_eq!(value(p, "b"), Value::Float(1.0));
+    assert_eq!(p.get(Key::Name("c")).unwrap().source, Source::Python);
+}
+
+pub async fn get_many_reports_missing_names(f: &impl Fixture) {
+    let p = f.provider().await;
+    p.register(float("a", 0.1, 0.0, 1.0), Source::Rust).unwrap();
+    p.register(float("b", 0.2, 0.0, 1.0), Source::Rust).unwrap();
+    let many = p.get_many(&["b", "nope", "a", "gone"]).unwrap();
+    assert_eq!(
+        many.found,
+        vec![
+            ("b".to_owned(), Value::Float(0.2)),
+            ("a".to_owned(), Value::Float(0.1))
+        ]
+    );
+    assert_eq!(many.missing, ["nope", "gone"]);
+    assert_eq!(many.get("a"), Some(&Value::Float(0.1)));
+}
+
+pub async fn list_is_sorted_and_globs_match_whole_names(f: &impl Fixture) {
+    let p = f.provider().await;
+    for name in ["llm.top_p", "zeta", "llm.temperature", "alpha", "my.llm.x"] {
+        p.register(
+            VariableSpec::new(name, VarType::Boolean, true),
+            Source::Rust,
+        )
+        .unwrap();
+    }
+    let names = |pattern: Option<&str>| -> Vec<String> {
+        let glob = pattern.map(|g| dspex_core::Glob::new(g).unwrap());
+        p.list(glob.as_ref())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
+    };
+    assert_eq!(
+        names(None),
+        ["alpha", "llm.temperature", "llm.top_p", "my.llm.x", "zeta"]
+    );
+    assert_eq!(names(Some("llm.*")), ["llm.temperature", "llm.top_p"]);
+    assert_eq!(
+        names(Some("*llm*")),
+        ["llm.temperature", "llm.top_p", "my.llm.x"]
+    );
+    assert_eq!(names(Some("zet")), Vec::<String>::new());
+    assert_eq!(
+        names(Some("[a-m]*")),
+        ["alpha", "llm.temperature", "llm.top_p", "my.llm.x"]
+    );
+}
+
+pub async fn delete_and_reregister(f: &impl Fixture) {
+    let p = f.provider().await;
+    let first = p.register(float("t", 0.1, 0.0, 1.0), Source::Rust).unwrap();
+    let gone = p.delete(Key::Name("t"), Source::Rust).unwrap();
+    assert_eq!(gone.value, Value::Float(0.1));
+    assert!(matches!(p.get(Key::Name("t")), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        p.delete(Key::Name("t"), Source::Rust),
+        Err(Error::NotFound { .. })
+    ));
+    let second = p
+        .register(VariableSpec::new("t", VarType::Integer, 3), Source::Rust)
+        .unwrap();
+    assert_ne!(second.id, first.id);
+    assert_eq!(second.version, 1);
+}
+
+pub async fn resolved_refs_read_and_go_stale(f: &impl Fixture) {
+    let p = f.provider().await;
+    p.register(float("t", 0.1, 0.0, 1.0), Source::Rust).unwrap();
+    let r = p.resolve("t").unwrap();
+    p.set(
+        Key::Ref(r),
+        Value::Float(0.2),
+        &SetOptions::default(),
+        Source::Rust,
+    )
+    .unwrap();
+    assert_eq!(p.get(Key::Ref(r)).unwrap().value, Value::Float(0.2));
+    p.delete(Key::Name("t"), Source::Rust).unwrap();
+    // A new variable may reuse the storage; the old reference must not reach it.
+    p.register(float("u", 0.3, 0.0, 1.0), Source::Rust).unwrap();
+    assert!(matches!(p.get(Key::Ref(r)), Err(Error::NotFound { .. })));
+    assert!(matches!(p.resolve("t"), Err(Error::NotFound { .. })));
+}
+
+pub async fn watchers_see_every_change_in_order(f: &impl Fixture) {
+    let p = f.provider().await;
+    p.register(VariableSpec::new("n", VarType::Integer, 0), Source::Rust)
+        .unwrap();
+    let mut w = p
+        .watch(
+            &["n"],
+            WatchOptions {
+                capacity: 4096,
+                include_initial: false,
+            },
+        )
+        .unwrap();
+    let writer = {
+        let p = Arc::clone(&p);
+        tokio::spawn(async move {
+            for i in 1..=2000i64 {
+                let source = if i % 2 == 0 {
+                    Source::Python
+                } else {
+                    Source::Rust
+                };
+                p.set(
+                    Key::Name("n"),
+                    Value::Integer(i),
+                    &SetOptions::default(),
+                    source,
+                )
+                .unwrap();
+            }
+        })
+    };
+    for i in 1..=2000i64 {
+        match w.recv().await.unwrap() {
+            WatchEvent::Updated(c) => {
+                assert_eq!(c.name, "n");
+                assert_eq!(c.old, Value::Integer(i - 1));
+                assert_eq!(c.new, Value::Integer(i));
+                assert_eq!(c.version, u64::try_from(i).unwrap() + 1);
+                let source = if i % 2 == 0 {
+                    Source::Python
+                } else {
+                    Source::Rust
+                };
+                assert_eq!(c.source, source);
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    writer.await.unwrap();
+    // Refused writes are not changes.
+    let _ = set(p.as_ref(), "n", 1.5);
+    assert_eq!(w.try_recv(), None);
+}
+
+pub async fn watchers_only_see_their_variables(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(float("a", 0.0, 0.0, 1.0), Source::Rust).unwrap();
+    p.register(float("b", 0.0, 0.0, 1.0), Source::Rust).unwrap();
+    let mut only_a = p.watch(&["a"], WatchOptions::default()).unwrap();
+    let mut all = p.watch(&[], WatchOptions::default()).unwrap();
+    set(p, "b", 0.5).unwrap();
+    set(p, "a", 0.25).unwrap();
+    p.register(float("c", 0.0, 0.0, 1.0), Source::Python)
+        .unwrap();
+    let ev = only_a.try_recv().unwrap();
+    assert_eq!(ev.name(), Some("a"));
+    assert_eq!(only_a.try_recv(), None);
+    let names: Vec<_> = std::iter::from_fn(|| all.try_recv())
+        .map(|e| (e.kind(), e.name().unwrap().to_owned()))
+        .collect();
+    use dspex::state::ChangeKind::{Registered, Updated};
+    assert_eq!(
+        names,
+        [
+            (Updated, "b".to_owned()),
+            (Updated, "a".to_owned()),
+            (Registered, "c".to_owned())
+        ]
+    );
+    // Watching a variable that does not exist is an error, not a silent empty stream.
+    assert!(matches!(
+        p.watch(&["nope"], WatchOptions::default()),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+pub async fn watch_with_initial_values_and_deletions(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(float("a", 0.5, 0.0, 1.0), Source::Rust).unwrap();
+    let mut w = p
+        .watch(
+            &["a"],
+            WatchOptions {
+                include_initial: true,
+                ..WatchOptions::default()
+            },
+        )
+        .unwrap();
+    match w.try_recv().unwrap() {
+        WatchEvent::Initial {
+            name,
+            value,
+            version,
+            ..
+        } => {
+            assert_eq!((name.as_str(), value, version), ("a", Value::Float(0.5), 1));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    p.delete(Key::Name("a"), Source::Python).unwrap();
+    match w.try_recv().unwrap() {
+        WatchEvent::Deleted {
+            name,
+            version,
+            source,
+            ..
+        } => {
+            assert_eq!((name.as_str(), version, source), ("a", 1, Source::Python));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+pub async fn slow_watcher_never_blocks_a_writer(f: &impl Fixture) {
+    let p = f.provider().await;
+    p.register(VariableSpec::new("n", VarType::Integer, 0), Source::Rust)
+        .unwrap();
+    let capacity = 16;
+    // This watcher never reads while the writer runs.
+    let mut slow = p
+        .watch(
+            &["n"],
+            WatchOptions {
+                capacity,
+                include_initial: false,
+            },
+        )
+        .unwrap();
+    let total = 20_000i64;
+    let writer = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || {
+            for i in 1..=total {
+                set(p.as_ref(), "n", i).unwrap();
+            }
+        })
+    };
+    // If publishing blocked on the full queue, this join would never return.
+    writer.join().unwrap();
+    let mut delivered = 0i64;
+    let mut missed = 0u64;
+    let mut last = 0i64;
+    while let Some(ev) = slow.try_recv() {
+        match ev {
+            WatchEvent::Updated(c) => {
+                let n = c.new.as_i64().unwrap();
+                assert!(n > last, "events out of order");
+                last = n;
+                delivered += 1;
+            }
+            WatchEvent::Lagged { missed: m } => missed += m,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(delivered, i64::try_from(capacity).unwrap());
+    // It is told about what it missed as soon as there is room again.
+    set(p.as_ref(), "n", total + 1).unwrap();
+    match slow.try_recv().unwrap() {
+        WatchEvent::Lagged { missed: m } => missed += m,
+        other => panic!("expected a lag report, got {other:?}"),
+    }
+    assert_eq!(delivered + i64::try_from(missed).unwrap(), total);
+    assert!(
+        matches!(slow.try_recv(), Some(WatchEvent::Updated(c)) if c.new == Value::Integer(total + 1))
+    );
+}
+
+pub async fn export_import_keeps_everything(f: &impl Fixture) {
+    let from = f.provider().await;
+    from.register(
+        float("a", 0.1, 0.0, 1.0)
+            .with_description("d")
+            .with_metadata("k", "v"),
+        Source::Rust,
+    )
+    .unwrap();
+    from.register(
+        VariableSpec::new("s", VarType::String, "x")
+            .with_constraints(Constraints::default().with_pattern("[a-z]").unwrap()),
+        Source::Rust,
+    )
+    .unwrap();
+    set(from.as_ref(), "a", 0.2).unwrap();
+    let exported = from.export().unwrap();
+    let to = f.provider().await;
+    to.import(exported.clone()).unwrap();
+    assert_eq!(to.export().unwrap(), exported);
+    // Imported variables keep their rules, and new ids never collide with imported ones.
+    assert!(set(to.as_ref(), "s", "xy").is_err());
+    let new = to
+        .register(VariableSpec::new("n", VarType::Integer, 1), Source::Rust)
+        .unwrap();
+    assert!(exported.iter().all(|r| r.id != new.id));
+}
+
+pub async fn import_is_all_or_nothing(f: &impl Fixture) {
+    let from = f.provider().await;
+    from.register(float("a", 0.1, 0.0, 1.0), Source::Rust)
+        .unwrap();
+    from.register(float("b", 0.2, 0.0, 1.0), Source::Rust)
+        .unwrap();
+    let exported = from.export().unwrap();
+    let to = f.provider().await;
+    to.register(float("b", 0.9, 0.0, 1.0), Source::Rust)
+        .unwrap();
+    let before = to.export().unwrap();
+    let err = to.import(exported).unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { ref name } if name == "b"));
+    assert_eq!(to.export().unwrap(), before);
+}
+
+pub async fn context_typed_and_by_name_access(f: &impl Fixture) {
+    let ctx = f.context().await;
+    let t = ctx
+        .defvariable::<f64>("temperature", 0.7, Constraints::range(0.0, 2.0))
+        .unwrap();
+    let n = ctx
+        .defvariable::<i64>("max_tokens", 256, Constraints::range(1, 4096))
+        .unwrap();
+    let m = ctx
+        .defvariable::<Choice>("model", "a", Constraints::choices(["a", "b"]))
+        .unwrap();
+    let r = ctx
+        .defvariable::<ModuleName>("reasoning", "Predict", Constraints::none())
+        .unwrap();
+    let e = ctx
+        .defvariable::<Embedding>(
+            "e",
+            vec![0.0f32; 2],
+            Constraints::default().with_dimensions(2),
+        )
+        .unwrap();
+    let s = ctx
+        .defvariable::<String>("style", "concise", Constraints::none())
+        .unwrap();
+    let b = ctx
+        .defvariable::<bool>("verbose", false, Constraints::none())
+        .unwrap();
+
+    assert_eq!(t.get().unwrap(), 0.7);
+    assert_eq!(n.get().unwrap(), 256);
+    assert_eq!(m.get().unwrap(), "a");
+    assert_eq!(r.get().unwrap(), "Predict");
+    assert_eq!(e.get().unwrap().0, vec![0.0, 0.0]);
+    assert_eq!(s.get().unwrap(), "concise");
+    assert!(!b.get().unwrap());
+
+    t.set(1.5).unwrap();
+    assert_eq!(ctx.get::<f64>("temperature").unwrap(), 1.5);
+    ctx.set("max_tokens", 512).unwrap();
+    assert_eq!(n.get().unwrap(), 512);
+    assert_eq!(n.update(|v| v + 1).unwrap(), 513);
+    assert_eq!(ctx.update::<f64>("temperature", |v| v / 2.0).unwrap(), 0.75);
+
+    // A bad set through a handle is refused and changes nothing.
+    let before = t.record().unwrap();
+    assert!(matches!(t.set(2.5), Err(Error::ConstraintViolation(_))));
+    assert_eq!(t.record().unwrap(), before);
+
+    // Typed reads of another type are errors; strings read choice and module variables.
+    let err = ctx.get::<i64>("temperature").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "variable `temperature` holds float values, not integer"
+    );
+    assert_eq!(ctx.get::<String>("model").unwrap(), "a");
+    assert!(ctx.var::<f64>("max_tokens").is_err());
+    assert!(ctx.var::<String>("reasoning").is_ok());
+
+    assert_eq!(ctx.get_or("missing", 1.25).unwrap(), 1.25);
+    assert!(ctx.get_or("temperature", 1i64).is_err());
+    assert!(ctx.exists("temperature"));
+    assert!(!ctx.exists("missing"));
+    assert_eq!(ctx.list(Some("m*")).unwrap().len(), 2);
+    assert!(ctx.list(Some("[")).is_err());
+
+    ctx.delete("verbose").unwrap();
+    let err = b.get().unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { ref name } if name == "verbose"),
+        "{err:?}"
+    );
+}
+
+pub async fn context_handles_are_shared_across_clones_and_threads(f: &impl Fixture) {
+    let ctx = f.context().await;
+    let t = ctx
+        .defvariable::<f64>("t", 0.0, Constraints::range(0.0, 1.0))
+        .unwrap();
+    let clone = ctx.clone();
+    std::thread::spawn(move || clone.set("t", 0.5).unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(t.get().unwrap(), 0.5);
+    let mut w = t.watch().unwrap();
+    let t2 = t.clone();
+    tokio::spawn(async move { t2.set(0.75).unwrap() })
+        .await
+        .unwrap();
+    assert!(matches!(w.recv().await, Some(WatchEvent::Updated(c)) if c.new == Value::Float(0.75)));
+}
+
+pub async fn context_update_from_8_tasks_is_exact(f: &impl Fixture) {
+    let ctx = f.context().await;
+    let counter = ctx
+        .defvariable::<i64>("counter", 0, Constraints::none())
+        .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                for _ in 0..10_000 {
+                    counter.update(|n| n + 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(counter.get().unwrap(), 80_000);
+    assert_eq!(counter.record().unwrap().version, 80_001);
+}

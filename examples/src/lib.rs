@@ -1,0 +1,1 @@
+//! Runnable examples of dspex; see `src/bin/`. Each prints what it does.
