@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 /// of this type mark python steps in `#[derive(Program)]` structs.
 #[derive(Debug, Clone)]
 pub struct PythonModule {
+    ctx: Context,
     step: String,
 }
 
@@ -28,6 +29,11 @@ impl PythonModule {
     /// The step name.
     pub fn step(&self) -> &str {
         &self.step
+    }
+
+    /// The context whose worker runs the module.
+    pub fn context(&self) -> &Context {
+        &self.ctx
     }
 
     pub(crate) async fn execute(
