@@ -251,10 +251,10 @@ impl ProgramSpec {
                 ProgramProblem::DuplicateStep(step.name.clone()),
             ));
         }
-        if let StepKind::Python { module } = &step.kind {
-            if let Some(problem) = self.check_module(module) {
-                issues.push(ProgramIssue::new(at(StepPart::Module), problem));
-            }
+        if let StepKind::Python { module } = &step.kind
+            && let Some(problem) = self.check_module(module)
+        {
+            issues.push(ProgramIssue::new(at(StepPart::Module), problem));
         }
         for (b, binding) in step.bindings.iter().enumerate() {
             if step.bindings[..b].iter().any(|o| o.param == binding.param) {
@@ -521,6 +521,19 @@ pub enum ProgramProblem {
     EmptyChain,
 }
 
+impl ProgramProblem {
+    /// Whether the problem is about the flow of fields along the chain (a step input or a
+    /// program output that nothing produces). Such problems are only meaningful when every
+    /// signature could be read: a tool that leaves out a step with a malformed signature, or
+    /// gives it a placeholder, drops them rather than report consequences of that one mistake.
+    pub fn is_flow(&self) -> bool {
+        matches!(
+            self,
+            ProgramProblem::UnproducedInput { .. } | ProgramProblem::UnproducedOutput(_)
+        )
+    }
+}
+
 fn type_list(types: &[VarType]) -> String {
     let names: Vec<String> = types
         .iter()
@@ -662,6 +675,7 @@ mod tests {
                 "program output `summary` is not produced by any step",
             ]
         );
+        assert!(p.check().iter().all(|i| i.problem.is_flow()));
         p.signature = None;
         assert!(p.check().is_empty());
         assert_eq!(p.input_names(), ["question", "category"]);
@@ -684,6 +698,7 @@ mod tests {
             }
         );
         assert_eq!(issues[1].to_string(), "duplicate step `classify`");
+        assert!(!issues[1].problem.is_flow());
         p.steps.clear();
         assert!(
             messages(&p).contains(&"a program needs at least one step in its `chain`".to_owned())

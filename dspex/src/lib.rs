@@ -21,17 +21,277 @@
 #[allow(unused_extern_crates)]
 extern crate self as dspex;
 
+pub mod bridge;
 mod context;
 mod error;
 pub mod program;
 pub mod state;
 
-pub use context::{BackendInfo, Choice, Context, Embedding, ModuleName, Var, VarValue};
+pub use context::{
+    BackendInfo, Choice, Context, ContextBuilder, Embedding, ModuleName, Var, VarValue,
+};
 pub use dspex_core::{
     Constraints, Number, Pattern, Rule, Signature, SpecError, ValidationError, Value, VarType,
     VariableSpec,
 };
-pub use dspex_macros::{Program, dspex_program};
+/// Declares a program: typed, constrained variables and a chain of native (Rust) and python
+/// (DSPy) steps that share them.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+/// use dspex::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Shout;
+///
+/// impl Module for Shout {
+///     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
+///         let times = params.get::<i64>("times")?;
+///         let loud = inputs.require("text")?.to_uppercase();
+///         Ok(Fields::from([("loud", vec![loud; times as usize].join(" "))]))
+///     }
+/// }
+///
+/// dspex_program! {
+///     /// Shouts its input.
+///     pub program Shouter: "text -> loud" {
+///         variables {
+///             repeat: integer = 2 { min: 1, max: 3, description: "how many times" },
+///         }
+///         chain {
+///             shout: native Shout("text -> loud") { repeat as times },
+///         }
+///     }
+/// }
+///
+/// assert!(!Shouter::REQUIRES_BRIDGE); // every step is native: the context stays local
+/// let shouter = Shouter::start().await?;
+/// let out = shouter.run(ShouterInput { text: "hi".into() }).await?;
+/// assert_eq!(out, ShouterOutput { loud: "HI HI".into() });
+///
+/// shouter.repeat().set(3)?; // a typed accessor: `&Var<i64>`
+/// let err = shouter.repeat().set(4).unwrap_err(); // refused; nothing changes
+/// assert_eq!(err.to_string(), "repeat: 4 is above max 3");
+/// assert_eq!(shouter.repeat().get()?, 3);
+/// # Ok(()) }
+/// ```
+///
+/// # Syntax
+///
+/// ```text
+/// [doc comments and attributes] [visibility] program Name [: "inputs -> outputs"] {
+///     variables {
+///         name: type = initial [{ key: value, ... }],
+///     }
+///     chain {
+///         name: native RustType("inputs -> outputs") [{ var, var as param, ... }],
+///         name: python DspyModule("inputs -> outputs") [{ var, var as param, ... }],
+///     }
+/// }
+/// ```
+///
+/// - **Variables** (DESIGN.md section 3). `type` and the keys each type takes:
+///
+///   | type | initial value | keys |
+///   |---|---|---|
+///   | `float` | `0.7`, `-1`, `2e3` | `min`, `max` |
+///   | `integer` | `256` | `min`, `max` (integers) |
+///   | `string` | `"concise"` | `min_length`, `max_length`, `pattern: "[a-z]+"` (matches the whole value) |
+///   | `boolean` | `true`, `false` | |
+///   | `choice` | `"gpt-4o-mini"` | `choices: ["gpt-4o-mini", "claude-3-haiku"]` (required) |
+///   | `module` | `"ChainOfThought"` | `choices: [..]` (default: the DSPy modules the worker knows) |
+///   | `embedding` | `[0.1, 0.2]` | `dimensions: 2` |
+///
+///   Every type also takes `description: "..."`. Initial values and key values are literals;
+///   doc comments on a variable document its accessor.
+/// - **Steps** run in the order written. A step's signature names the fields it reads and
+///   writes; its inputs must come from the program input or an earlier step, and every program
+///   output from some step. A native step's type implements [`Module`] and [`Default`] (the
+///   program builds it with `Default`). A python step's `DspyModule` is a DSPy module name
+///   (`Predict`, `ChainOfThought`, `ReAct`, `ProgramOfThought`), a dotted path string
+///   (`"my_pkg.modules.Answerer"`), or `@var`, the class held by a `module` variable.
+/// - **Bindings** set module parameters from variables, read when the step runs: `temperature`
+///   binds the variable to the parameter of the same name, `model as llm_model` to another.
+///   Python steps know the types of `temperature`, `top_p` (float), `max_tokens`, `n`
+///   (integer) and `model` (choice or string).
+/// - Trailing commas are allowed everywhere.
+///
+/// # What it generates
+///
+/// For `pub program Qa: "question -> answer"`:
+///
+/// - `pub struct Qa`, with the program's doc comments and attributes; its fields are private.
+/// - `Qa::start().await` creates a context on the backend the program needs (local when every
+///   step is native, bridged when a step is python), registers the variables and returns the
+///   program; `Qa::attach(&ctx).await` registers into an existing context, sharing identical
+///   declarations already there.
+/// - A typed accessor per variable, `qa.temperature()` returning `&Var<f64>`: `get`, `set`,
+///   `update`, `record`, `watch`. The value types are `f64`, `i64`, `String`, `bool`,
+///   [`Choice`], [`ModuleName`] and [`Embedding`].
+/// - `qa.context()` and `Qa::spec()`, the declaration as checked at compile time.
+/// - With a signature: `QaInput { question }` and `QaOutput { answer }` (`String` fields, named
+///   after the signature; a Rust keyword becomes a raw field, `r#type`) and
+///   `qa.run(QaInput).await -> Result<QaOutput>`. Always: `qa.run_fields(Fields)`, whose
+///   inputs and outputs are, without a signature, the step inputs that no earlier step
+///   produces and the last step's outputs.
+/// - `impl Program for Qa`, with `const REQUIRES_BRIDGE: bool`, true iff a step is python.
+///
+/// A python step compiles and makes the program need the bridge. Until this build of dspex
+/// provides the Python bridge, starting such a program returns [`Error::Bridge`] naming the
+/// step.
+///
+/// # Compile-time errors
+///
+/// The declaration is checked by `dspex-core`, the code the runtime builder
+/// ([`ProgramBuilder`]) runs, so compile time and run time report the same messages. Every
+/// error of an invocation is reported at once, each on the offending token: an initial value of
+/// the wrong type or outside `min`/`max`; `min` above `max`; a choice not among the choices;
+/// empty or duplicate choices; a key that does not apply to the type (listing those that do);
+/// a string initial value outside the length bounds or not matching the pattern; an invalid
+/// regex; duplicate variable or step names; a binding to an undeclared variable (with a "did
+/// you mean"); a known parameter bound to a variable of the wrong type; an unknown DSPy
+/// module (listing the known ones); `@var` on a variable that is not `module`-typed; a
+/// malformed signature; a step input nothing produces; a program output no step produces; an
+/// empty chain; a variable named like a generated method (`start`, `attach`, `context`,
+/// `spec`, `run`, `run_fields`).
+///
+/// ```compile_fail
+/// use dspex::prelude::*;
+///
+/// dspex_program! {
+///     program Qa: "question -> answer" {
+///         variables {
+///             temperature: float = 2.5 { min: 0.0, max: 2.0 }, // initial value 2.5 is above max 2.0
+///         }
+///         chain {
+///             answer: python Predict("question -> answer") { temprature }, // did you mean `temperature`?
+///         }
+///     }
+/// }
+/// # fn main() {}
+/// ```
+///
+/// A program with a python step needs a live Python worker to run:
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+/// use dspex::prelude::*;
+///
+/// #[derive(Default)]
+/// struct QueryClassifier;
+///
+/// impl Module for QueryClassifier {
+///     async fn forward(&self, _inputs: &Fields, params: &Params) -> Result<Fields> {
+///         let model = params.get::<String>("llm_model")?;
+///         Ok(Fields::from([("category", format!("general (for {model})"))]))
+///     }
+/// }
+///
+/// dspex_program! {
+///     /// Answers questions; doc comments carry over.
+///     pub program QaPipeline: "question -> answer" {
+///         variables {
+///             temperature: float = 0.7 { min: 0.0, max: 2.0 },
+///             max_tokens: integer = 256 { min: 1, max: 4096 },
+///             model: choice = "gpt-4o-mini" { choices: ["gpt-4o-mini", "claude-3-haiku"] },
+///             reasoning: module = "ChainOfThought" { choices: ["Predict", "ChainOfThought"] },
+///             style: string = "concise" { min_length: 1, max_length: 40, description: "tone" },
+///             verbose: boolean = false,
+///         }
+///         chain {
+///             classify: native QueryClassifier("question -> category") { model as llm_model },
+///             answer: python @reasoning("question, category -> answer") { temperature, max_tokens },
+///         }
+///     }
+/// }
+///
+/// assert!(QaPipeline::REQUIRES_BRIDGE);
+/// let qa = QaPipeline::start().await?;
+/// qa.reasoning().set("Predict")?;
+/// let out = qa.run(QaPipelineInput { question: "What is DSPy?".into() }).await?;
+/// println!("{}", out.answer);
+/// # Ok(()) }
+/// ```
+pub use dspex_macros::dspex_program;
+
+/// Derives [`Program`](trait@Program) for a struct whose fields are the program's variables
+/// and steps: the same program as [`dspex_program!`] declares, with the same generated API
+/// (except the struct, which is yours) and the same compile-time checks.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+/// use dspex::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Shout;
+///
+/// impl Module for Shout {
+///     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
+///         let times = params.get::<i64>("times")?;
+///         let loud = inputs.require("text")?.to_uppercase();
+///         Ok(Fields::from([("loud", vec![loud; times as usize].join(" "))]))
+///     }
+/// }
+///
+/// /// Shouts its input.
+/// #[derive(Program)]
+/// #[program(signature = "text -> loud")]
+/// pub struct Shouter {
+///     /// How many times to shout.
+///     #[variable(initial = 2, min = 1, max = 3)]
+///     repeat: Var<i64>,
+///     #[variable(initial = "plain", choices = ["plain", "angry"])]
+///     mood: Var<Choice>,
+///     #[step(native, signature = "text -> loud", bind(repeat as times))]
+///     shout: Shout,
+///     ctx: Context,
+/// }
+///
+/// let shouter = Shouter::start().await?;
+/// let out = shouter.run(ShouterInput { text: "hi".into() }).await?;
+/// assert_eq!(out.loud, "HI HI");
+/// shouter.mood().set("angry")?;
+/// assert!(shouter.mood().set("calm").is_err());
+/// assert_eq!(shouter.context().get::<Choice>("mood")?, "angry");
+/// # Ok(()) }
+/// ```
+///
+/// # Attributes
+///
+/// - On the struct, optionally: `#[program(signature = "inputs -> outputs")]`.
+/// - On a variable field, typed `Var<T>`:
+///   `#[variable(initial = .., min = .., max = .., min_length = .., max_length = ..,
+///   pattern = "..", choices = [..], dimensions = .., description = "..")]`; `initial` is
+///   required, the other keys are those of [`dspex_program!`] for the variable's type. `T`
+///   gives the type: `f64` float, `i64` integer, `String` string, `bool` boolean, [`Choice`]
+///   choice, [`ModuleName`] module (DESIGN.md writes `Var<Module>`, but [`Module`] is the
+///   trait of native steps), [`Embedding`] embedding.
+/// - On a native step field, typed by its [`Module`] (built with [`Default`]):
+///   `#[step(native, signature = "..", bind(a, b as c))]`.
+/// - On a python step field, typed [`PythonModule`]:
+///   `#[step(python = "ChainOfThought" | "my_pkg.mod.Class" | "@var", signature = "..", bind(..))]`.
+/// - A field of type [`Context`] needs no attribute: it receives the program's context.
+///
+/// Steps run in field order. `context()` returns the first `Context` field, else the context
+/// of the first variable, else of the first python step; a struct with none of them is an
+/// error. Besides the errors of [`dspex_program!`], the derive reports a `Var<T>` that
+/// contradicts its attribute, unknown attribute keys (listing the valid ones), a field that is
+/// neither a variable, a step nor a `Context`, and input that is not a struct with named
+/// fields.
+///
+/// ```compile_fail
+/// use dspex::prelude::*;
+///
+/// #[derive(Program)]
+/// struct Qa {
+///     #[variable(initial = 0.7)] // initial value 0.7 is a float, expected an integer
+///     max_tokens: Var<i64>,
+///     #[step(python = "Predict", signature = "question -> answer", bind(max_tokens as temperature))]
+///     answer: PythonModule,      // parameter `temperature` needs a float variable
+/// }
+/// # fn main() {}
+/// ```
+pub use dspex_macros::Program;
 pub use error::{Error, Result};
 pub use program::{
     DynProgram, Fields, Module, Params, Program, ProgramBuilder, PythonModule, RunningProgram, Step,
@@ -46,7 +306,7 @@ pub mod prelude {
     pub use crate::{
         BackendKind, Choice, Constraints, Context, Embedding, Error, Fields, Module, ModuleName,
         Params, Program, PythonModule, Result, SetOptions, Value, Var, VarType, VariableSpec,
-        WatchEvent,
+        WatchEvent, dspex_program,
     };
 }
 
@@ -65,7 +325,9 @@ pub mod __private {
     };
 
     pub use crate::program::{ChainRun, DynModule, context_for, prepare_context};
-    pub use crate::{Context, Error, Fields, Program, PythonModule, Result, Var};
+    pub use crate::{
+        Choice, Context, Embedding, Error, Fields, ModuleName, Program, PythonModule, Result, Var,
+    };
 
     /// Compiles a pattern that the macro already compiled at compile time with the same
     /// `dspex-core`, so it cannot fail here.
@@ -73,5 +335,38 @@ pub mod __private {
     pub fn pattern(source: &str) -> Pattern {
         Pattern::new(source)
             .expect("dspex bug: a pattern accepted at compile time failed to compile at run time")
+    }
+
+    /// Builds a signature that the macro already parsed: each field with its annotation (`""`
+    /// for none, which a parsed signature never has).
+    pub fn signature(inputs: &[(&str, &str)], outputs: &[(&str, &str)]) -> Signature {
+        let fields = |side: &[(&str, &str)]| {
+            side.iter()
+                .map(|(name, annotation)| SignatureField {
+                    name: (*name).to_owned(),
+                    annotation: (!annotation.is_empty()).then(|| (*annotation).to_owned()),
+                })
+                .collect()
+        };
+        Signature {
+            inputs: fields(inputs),
+            outputs: fields(outputs),
+        }
+    }
+
+    /// A native step's module, as the chain runs it. Generated code calls it spanned at the
+    /// user's type, so that a type that is no `Module` is reported there, by `Module`'s own
+    /// diagnostic.
+    pub fn native_step<M: crate::Module>(module: &M) -> &dyn DynModule {
+        module
+    }
+
+    /// Takes output field `name` of program `program` out of `fields`; a missing field is a
+    /// `MissingField` error.
+    pub fn take_output(fields: &mut Fields, name: &str, program: &str) -> Result<String> {
+        fields.remove(name).ok_or_else(|| Error::MissingField {
+            field: name.to_owned(),
+            context: format!("the output of program `{program}`"),
+        })
     }
 }

@@ -1,1 +1,333 @@
-//! Shared helpers of the cross-crate integration tests in `tests/`.
+//! Shared helpers of the cross-crate integration tests in `tests/`: finding the Python
+//! interpreter, driving real Python processes (`tests/python/agent.py`) against a bridged
+//! context, the fixture variables, and JSON <-> [`Value`] conversions.
+//!
+//! The interpreter is `DSPEX_PYTHON`, else the workspace's `.venv/bin/python` if it exists,
+//! else `python3`. If it cannot import `dspex_bridge` the tests fail (never skip) with a message
+//! that says to run `scripts/python-env`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use dspex::bridge::SessionInfo;
+use dspex::{Constraints, Context, Value, VarType, VariableSpec};
+use serde_json::json;
+
+/// How long a test waits for one answer of a Python process before failing.
+pub const PYTHON_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The Python interpreter of the tests, checked once to import `dspex_bridge`.
+///
+/// # Panics
+///
+/// If the interpreter cannot run or cannot import `dspex_bridge`, with a message telling to run
+/// `scripts/python-env`.
+pub fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let python = std::env::var_os("DSPEX_PYTHON")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let venv = workspace_root().join(".venv/bin/python");
+                venv.exists().then_some(venv)
+            })
+            .unwrap_or_else(|| PathBuf::from("python3"));
+        let output = Command::new(&python)
+            .args(["-c", "import dspex_bridge"])
+            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            .output();
+        match output {
+            Ok(o) if o.status.success() => python,
+            Ok(o) => panic!(
+                "the Python interpreter {} cannot import dspex_bridge:\n{}\nRun scripts/python-env (it creates .venv with dspex_bridge and its generated gRPC stubs), or set DSPEX_PYTHON to an interpreter that has it.",
+                python.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => panic!(
+                "cannot run the Python interpreter {}: {e}\nRun scripts/python-env, or set DSPEX_PYTHON.",
+                python.display()
+            ),
+        }
+    })
+}
+
+/// Registers the fixture variables every end-to-end test and the test server start with.
+///
+/// # Errors
+///
+/// Whatever registering returns (nothing, on a fresh context).
+pub fn register_fixtures(ctx: &Context) -> dspex::Result<()> {
+    let specs = [
+        VariableSpec::new("temperature", VarType::Float, 0.7)
+            .with_constraints(Constraints::range(0.0, 2.0))
+            .with_description("sampling temperature")
+            .with_metadata("owner", "rust"),
+        VariableSpec::new("max_tokens", VarType::Integer, 256)
+            .with_constraints(Constraints::range(1, 4096)),
+        VariableSpec::new("model", VarType::Choice, "gpt-4o-mini")
+            .with_constraints(Constraints::choices(["gpt-4o-mini", "claude-3-haiku"])),
+        VariableSpec::new("reasoning", VarType::Module, "Predict"),
+        VariableSpec::new("style", VarType::String, "concise")
+            .with_constraints(Constraints::default().with_length(1, 40)),
+        VariableSpec::new("verbose", VarType::Boolean, false),
+        VariableSpec::new("embedding", VarType::Embedding, vec![0.0f32, 0.5, 1.0])
+            .with_constraints(Constraints::default().with_dimensions(3)),
+        VariableSpec::new("counter", VarType::Integer, 0),
+    ];
+    for spec in specs {
+        ctx.register(spec)?;
+    }
+    Ok(())
+}
+
+/// A value as JSON (embeddings as arrays of numbers).
+pub fn value_to_json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Float(x) => json!(x),
+        Value::Integer(i) => json!(i),
+        Value::String(s) => json!(s),
+        Value::Boolean(b) => json!(b),
+        Value::Embedding(e) => json!(e),
+    }
+}
+
+/// A JSON value as a variable value: booleans, integers, floats (`1.0` stays a float),
+/// strings, arrays of numbers (embeddings). `None` for anything else.
+pub fn json_to_value(json: &serde_json::Value) -> Option<Value> {
+    use serde_json::Value as J;
+    match json {
+        J::Bool(b) => Some(Value::Boolean(*b)),
+        J::Number(n) => n
+            .as_i64()
+            .map(Value::Integer)
+            .or_else(|| n.as_f64().map(Value::Float)),
+        J::String(s) => Some(Value::String(s.clone())),
+        J::Array(items) => items
+            .iter()
+            .map(|x| {
+                #[allow(clippy::cast_possible_truncation)] // embeddings are f32
+                x.as_f64().map(|f| f as f32)
+            })
+            .collect::<Option<Vec<f32>>>()
+            .map(Value::Embedding),
+        _ => None,
+    }
+}
+
+/// A running `tests/python/agent.py`: a real Python process with a `dspex_bridge`
+/// `SessionContext` opened from its environment, driven by one JSON command per line.
+///
+/// Dropping it kills and reaps the process: no test leaves a process behind, even when it
+/// panics.
+pub struct PyAgent {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl PyAgent {
+    /// Starts an agent on `session` (whose fields become `DSPEX_STORE_ADDR`,
+    /// `DSPEX_SESSION_ID` and `DSPEX_SESSION_TOKEN`) and waits until it is ready.
+    ///
+    /// # Panics
+    ///
+    /// If Python cannot start or does not get ready.
+    pub fn start(session: &SessionInfo) -> Self {
+        Self::start_with(session, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables (`AGENT_CACHE_TTL`, ...).
+    ///
+    /// # Panics
+    ///
+    /// If Python cannot start or does not get ready.
+    pub fn start_with(session: &SessionInfo, extra_env: &[(&str, &str)]) -> Self {
+        let script = workspace_root().join("tests/python/agent.py");
+        let mut command = Command::new(python());
+        command
+            .arg(&script)
+            .envs(session.env())
+            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            .env("PYTHONUNBUFFERED", "1")
+            .envs(extra_env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
+        let stdin = child.stdin.take();
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take();
+        let stderr_text = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        if let Some(stdout) = stdout {
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            let text = Arc::clone(&stderr_text);
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut t) = text.lock() {
+                        t.push_str(&line);
+                        t.push('\n');
+                    }
+                }
+            }));
+        }
+        let mut agent = Self {
+            child,
+            stdin,
+            lines,
+            stderr: stderr_text,
+            readers,
+        };
+        let ready = agent.recv();
+        assert_eq!(ready, json!({"ready": true}), "the agent did not get ready");
+        agent
+    }
+
+    /// Sends one command without waiting for its answer.
+    ///
+    /// # Panics
+    ///
+    /// If the process is gone.
+    pub fn send(&mut self, command: &serde_json::Value) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{command}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("the agent is gone ({e}); stderr:\n{}", self.stderr()));
+    }
+
+    /// The next answer.
+    ///
+    /// # Panics
+    ///
+    /// If none comes within [`PYTHON_TIMEOUT`], with the agent's stderr.
+    pub fn recv(&mut self) -> serde_json::Value {
+        match self.lines.recv_timeout(PYTHON_TIMEOUT) {
+            Ok(line) => serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("the agent wrote {line:?}, not JSON: {e}")),
+            Err(e) => panic!(
+                "no answer from the agent ({e}); its stderr:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Sends a command and returns its answer (`{"ok": ...}` or `{"error": ...}`).
+    pub fn call(&mut self, command: serde_json::Value) -> serde_json::Value {
+        self.send(&command);
+        self.recv()
+    }
+
+    /// Sends a command that must succeed and returns its result.
+    ///
+    /// # Panics
+    ///
+    /// If the command raised.
+    pub fn ok(&mut self, command: serde_json::Value) -> serde_json::Value {
+        let reply = self.call(command.clone());
+        match reply.get("ok") {
+            Some(result) => result.clone(),
+            None => panic!("{command} raised {reply}"),
+        }
+    }
+
+    /// Sends a command that must raise and returns `(exception type, message, mro)`.
+    ///
+    /// # Panics
+    ///
+    /// If the command succeeded.
+    pub fn err(&mut self, command: serde_json::Value) -> (String, String, Vec<String>) {
+        let reply = self.call(command.clone());
+        let text = |key: &str| reply[key].as_str().unwrap_or_default().to_owned();
+        if reply.get("error").is_none() {
+            panic!("{command} should have raised, returned {reply}");
+        }
+        let mro = reply["mro"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (text("error"), text("message"), mro)
+    }
+
+    /// What the agent wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Asks the agent to exit and waits for it.
+    ///
+    /// # Panics
+    ///
+    /// If it does not exit cleanly.
+    pub fn finish(mut self) {
+        self.send(&json!({"op": "exit"}));
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + PYTHON_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("the agent can be waited for") {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the agent did not exit; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(
+            status.success(),
+            "the agent exited with {status}; stderr:\n{}",
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for PyAgent {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// The metadata of a record as a JSON object.
+pub fn metadata_json(metadata: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::Value::Object(
+        metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect(),
+    )
+}

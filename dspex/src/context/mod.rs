@@ -11,15 +11,18 @@ use std::sync::OnceLock;
 use dspex_core::{Constraints, Glob, Value, VariableSpec};
 use parking_lot::Mutex;
 
+use crate::bridge::{BridgeServer, BridgedState, SessionInfo};
 use crate::error::{Error, Result};
 use crate::state::{
     BackendKind, Capabilities, GetMany, Key, LocalState, SetOptions, Source, StateProvider,
     VarRecord, WatchHub, WatchOptions, Watcher,
 };
 
+mod builder;
 mod time;
 mod var;
 
+pub use builder::ContextBuilder;
 pub use var::{Choice, Embedding, ModuleName, Var, VarValue};
 
 /// What a context's backend is and how it got there.
@@ -68,6 +71,11 @@ struct Inner {
     last_switch_nanos: AtomicU64,
     /// Serializes backend switches.
     switching: Mutex<()>,
+    /// The bridge server to use when the context bridges (the process-wide one when `None`).
+    server: Option<BridgeServer>,
+    /// The context's session in the bridge's store, once bridged. Dropping the context drops
+    /// it, which releases the session.
+    bridge: OnceLock<Arc<BridgedState>>,
 }
 
 /// A cheap-to-clone, `Send + Sync` handle to a set of variables and the backend that holds
@@ -110,14 +118,34 @@ impl Context {
     pub fn new() -> Self {
         let hub: Arc<WatchHub> = Arc::default();
         let local = LocalState::with_hub(Arc::clone(&hub));
-        Self::with_backend_and_hub(Arc::new(local), hub)
+        Self::with_backend_and_hub(Arc::new(local), hub, None, None)
+    }
+
+    /// A builder to choose the backend (local or bridged) and the bridge server.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> dspex::Result<()> {
+    /// use dspex::{BackendKind, Context};
+    ///
+    /// let ctx = Context::builder().bridged().build().await?;
+    /// assert_eq!(ctx.backend().kind, BackendKind::Bridged);
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder::default()
     }
 
     pub(crate) fn with_backend_and_hub(
         backend: Arc<dyn StateProvider>,
         hub: Arc<WatchHub>,
+        server: Option<BridgeServer>,
+        bridge: Option<Arc<BridgedState>>,
     ) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let bridge_cell = OnceLock::new();
+        if let Some(bridge) = bridge {
+            let _ = bridge_cell.set(bridge);
+        }
         Self {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -128,6 +156,8 @@ impl Context {
                 switches: AtomicU32::new(0),
                 last_switch_nanos: AtomicU64::new(0),
                 switching: Mutex::new(()),
+                server,
+                bridge: bridge_cell,
             }),
         }
     }
@@ -183,8 +213,75 @@ impl Context {
     /// forwarding. If the import fails the context keeps its current backend, untouched.
     /// Migrated records keep their ids, values, versions, constraints, descriptions and
     /// metadata, and gain `migrated_from` and `migrated_at` metadata. A context upgrades once.
+    #[cfg(test)]
     pub(crate) fn switch_backend(&self, target: Arc<dyn StateProvider>) -> Result<()> {
         let _one_at_a_time = self.inner.switching.lock();
+        self.switch_locked(target)
+    }
+
+    /// Moves the context's variables into a session of the bridge's store, so that Python
+    /// processes can share them; does nothing if the context is bridged already.
+    ///
+    /// The switch is transactional. The bridge server is brought up (the one given to
+    /// [`Context::builder`], else the process-wide [`BridgeServer::global`]) and a session is
+    /// created with the context's watch hub first; then the local store hands every record over
+    /// under its write lock, the session imports them, the session becomes the backend and the
+    /// local store empties itself, forwarding the calls that raced with the switch. Writes
+    /// running concurrently are neither lost nor applied twice, and watchers keep receiving.
+    /// If the bridge cannot be brought up the context stays local and intact, and the error
+    /// ([`Error::Bridge`]) says why.
+    ///
+    /// Migrated variables keep their ids, values, versions, constraints, descriptions and
+    /// metadata, and gain `migrated_from = "local"` and `migrated_at` (RFC 3339) metadata.
+    /// [`backend`](Self::backend) reports the switch count and how long the switch took.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> dspex::Result<()> {
+    /// use dspex::{BackendKind, Constraints, Context};
+    ///
+    /// let ctx = Context::new();
+    /// let t = ctx.defvariable::<f64>("temperature", 0.7, Constraints::range(0.0, 2.0))?;
+    /// ctx.ensure_bridged().await?;
+    /// ctx.ensure_bridged().await?; // idempotent
+    /// assert_eq!(ctx.backend().kind, BackendKind::Bridged);
+    /// assert_eq!(ctx.backend().switches, 1);
+    /// assert_eq!(t.get()?, 0.7);
+    /// assert_eq!(t.record()?.metadata["migrated_from"], "local");
+    /// let info = ctx.bridge_session().expect("bridged");
+    /// println!("python connects to {} as {}", info.address, info.session_id);
+    /// # Ok(()) }
+    /// ```
+    pub async fn ensure_bridged(&self) -> Result<()> {
+        let _one_at_a_time = self.inner.switching.lock();
+        if self.current().kind() == BackendKind::Bridged {
+            return Ok(());
+        }
+        let server = match &self.inner.server {
+            Some(server) => server.clone(),
+            None => BridgeServer::global()?,
+        };
+        let bridged = Arc::new(server.open_session_with_hub(Arc::clone(self.hub()))?);
+        // On failure `bridged` is dropped here, which removes its session from the store.
+        self.switch_locked(Arc::clone(&bridged) as Arc<dyn StateProvider>)?;
+        self.inner
+            .bridge
+            .set(bridged)
+            .map_err(|_| Error::internal("context bridged twice"))
+    }
+
+    /// The address, session id and token a Python process needs to reach this context's
+    /// variables; `None` while the context is local.
+    pub fn bridge_session(&self) -> Option<SessionInfo> {
+        self.inner.bridge.get().map(|b| b.session_info())
+    }
+
+    /// The bridge server of a bridged context.
+    pub fn bridge_server(&self) -> Option<&BridgeServer> {
+        self.inner.bridge.get().map(|b| b.server())
+    }
+
+    /// The switch itself; the caller holds `switching`.
+    fn switch_locked(&self, target: Arc<dyn StateProvider>) -> Result<()> {
         if self.inner.upgraded.get().is_some() {
             return Err(Error::internal("a context switches backends at most once"));
         }

@@ -1,6 +1,7 @@
 //! The runtime builder: the same kind of program as the macros declare, built from values and
 //! checked at build time by the same `dspex-core` code the macros run at compile time.
 
+use std::fmt;
 use std::sync::Arc;
 
 use dspex_core::program::{
@@ -223,7 +224,15 @@ impl ProgramBuilder {
             variables: self.variables,
             steps,
         };
-        issues.extend(spec.check().iter().map(|i| located(&spec, i)));
+        // A step with a malformed signature is left out of `spec`: what it would have produced
+        // is unknown, so the flow of fields is not judged (as the macros do).
+        let signatures_known = issues.is_empty();
+        issues.extend(
+            spec.check()
+                .iter()
+                .filter(|i| signatures_known || !i.problem.is_flow())
+                .map(|i| located(&spec, i)),
+        );
         if !issues.is_empty() {
             return Err(Error::InvalidProgram {
                 program: spec.name,
@@ -288,6 +297,14 @@ impl DynProgram {
     }
 }
 
+impl fmt::Debug for DynProgram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynProgram")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
 enum Attached {
     Native(Arc<dyn DynModule>),
     Python(PythonModule),
@@ -298,6 +315,15 @@ pub struct RunningProgram {
     ctx: Context,
     spec: ProgramSpec,
     steps: Vec<Attached>,
+}
+
+impl fmt::Debug for RunningProgram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningProgram")
+            .field("ctx", &self.ctx)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunningProgram {

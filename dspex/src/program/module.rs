@@ -22,6 +22,11 @@ use crate::error::Result;
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a dspex module",
+    label = "a native step needs a type implementing `dspex::Module`",
+    note = "implement `dspex::Module` for `{Self}`: `async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields>`"
+)]
 pub trait Module: Send + Sync + 'static {
     /// Runs the step.
     fn forward(

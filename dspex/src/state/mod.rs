@@ -1,5 +1,6 @@
 //! Variable state backends: the [`StateProvider`] trait, the records it stores, and the
-//! in-process [`LocalState`].
+//! in-process [`LocalState`]. The bridged backend, a session of the bridge's store shared with
+//! Python, is [`BridgedState`](crate::bridge::BridgedState).
 //!
 //! Every backend stores its variables in the same [`table`] and checks every write with
 //! `dspex-core`, so the semantics of DESIGN.md section 3 hold on each of them by construction;

@@ -92,7 +92,7 @@ impl VariableTable {
     }
 
     pub(crate) fn resolve(&self, name: &str) -> Result<VarRef> {
-        let this = &*self;
+        let this = self;
         let slot = this.slot_of(Key::Name(name))?;
         Ok(VarRef {
             id: this.at(slot)?.id,
@@ -148,7 +148,7 @@ impl VariableTable {
     }
 
     pub(crate) fn get_many(&self, names: &[&str]) -> Result<GetMany> {
-        let this = &*self;
+        let this = self;
         let mut out = GetMany::default();
         for name in names {
             match this.by_name.get(*name) {
@@ -278,7 +278,7 @@ impl VariableTable {
     }
 
     pub(crate) fn list(&self, pattern: Option<&Glob>) -> Result<Vec<VarRecord>> {
-        let this = &*self;
+        let this = self;
         let mut records: Vec<VarRecord> = this
             .slots
             .iter()
@@ -293,7 +293,7 @@ impl VariableTable {
     /// Subscribes a watcher. The caller holds the table's lock (a read lock suffices: writers
     /// need the write lock), so no change falls between the initial values and the stream.
     pub(crate) fn watch(&self, names: &[&str], options: WatchOptions) -> Result<Watcher> {
-        let this = &*self;
+        let this = self;
         let mut initial = Vec::new();
         for name in names {
             let rec = this.record(Key::Name(name))?;

@@ -1,0 +1,437 @@
+//! The one back end, for both front ends: the struct (macro form only), the `XInput`/`XOutput`
+//! types, the inherent API (`start`, `attach`, `context`, `spec`, `run`, `run_fields`, typed
+//! accessors) and `impl Program`. After an error it generates a skeleton of the same items whose
+//! bodies never run, so that the user sees the errors and not their consequences.
+
+mod io;
+mod spec;
+
+use dspex_core::program::ProgramSpec;
+use dspex_core::{Constraints, VarType};
+use proc_macro2::{Literal, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::DeriveInput;
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+
+use self::io::Io;
+use crate::check;
+use crate::ctxt::{Ctxt, Place};
+use crate::model::{Form, GENERATED_METHODS, Program, Step, StepKindIr, Variable};
+use crate::parse::{derive, dsl};
+
+/// `dspex_program! { ... }`: parse, check, generate.
+pub(crate) fn dspex_program(input: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    let program = dsl::parse(input, &cx);
+    generate(program.as_ref(), cx)
+}
+
+/// `#[derive(Program)]`: parse, check, generate.
+pub(crate) fn derive_program(input: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    let program = match syn::parse2::<DeriveInput>(input) {
+        Ok(input) => derive::parse(&input, &cx),
+        Err(e) => {
+            cx.syn_error(Place::Header, e);
+            None
+        }
+    };
+    generate(program.as_ref(), cx)
+}
+
+fn generate(program: Option<&Program>, cx: Ctxt) -> TokenStream {
+    let spec = program.and_then(|p| check::check(p, &cx));
+    let errors = cx.finish().map(syn::Error::into_compile_error);
+    let items = program.map(|program| {
+        Expansion {
+            program,
+            spec: spec.as_ref(),
+        }
+        .items()
+    });
+    quote!(#errors #items)
+}
+
+/// The code of one program. Without a spec (the program has errors) it is a skeleton.
+struct Expansion<'a> {
+    program: &'a Program,
+    spec: Option<&'a ProgramSpec>,
+}
+
+impl Expansion<'_> {
+    fn items(&self) -> TokenStream {
+        let declaration = (self.program.form == Form::Macro).then(|| self.struct_item());
+        let io = Io::of(self.program);
+        let io_structs = io.as_ref().map(Io::structs);
+        let conversions = io.as_ref().map(Io::conversions);
+        let inherent = self.inherent_impl(io.as_ref());
+        let program_impl = self.program_impl();
+        quote! {
+            #declaration
+            #io_structs
+            const _: () = {
+                #inherent
+                #program_impl
+                #conversions
+            };
+        }
+    }
+
+    /// The body of a generated function: `real`, or, in a skeleton, nothing that can run.
+    fn body(&self, real: TokenStream) -> TokenStream {
+        if self.spec.is_some() {
+            real
+        } else {
+            let message = format!("dspex: `{}` has compile errors", self.program.ident);
+            quote!(::core::unreachable!(#message))
+        }
+    }
+
+    /// The struct of a `dspex_program!`: private fields (prefixed, so that no variable or step
+    /// name can collide with another field) for the context, each variable and each step.
+    fn struct_item(&self) -> TokenStream {
+        let Program {
+            attrs, vis, ident, ..
+        } = self.program;
+        let variables = self.variables().filter_map(|v| {
+            let field = self.variable_field(v);
+            let ty = self.variable_type(v)?;
+            Some(quote!(#field: #ty))
+        });
+        // A skeleton never builds its steps: leaving them out spares the user errors about
+        // their types (and "never read" warnings) on top of the real ones.
+        let steps = self
+            .program
+            .steps
+            .iter()
+            .filter(|_| self.spec.is_some())
+            .filter_map(|s| {
+                let field = self.step_field(s);
+                let ty = step_type(s)?;
+                Some(quote!(#field: #ty))
+            });
+        quote! {
+            #(#attrs)*
+            #vis struct #ident {
+                __dspex_ctx: ::dspex::__private::Context,
+                #(#variables,)*
+                #(#steps,)*
+            }
+        }
+    }
+
+    /// The variables, without the repeats of a name (an error): the skeleton declares each
+    /// field and accessor once.
+    fn variables(&self) -> impl Iterator<Item = &Variable> {
+        let all = &self.program.variables;
+        all.iter()
+            .enumerate()
+            .filter(|(i, v)| !all[..*i].iter().any(|w| w.name == v.name))
+            .map(|(_, v)| v)
+    }
+
+    fn variable_field(&self, var: &Variable) -> proc_macro2::Ident {
+        match self.program.form {
+            Form::Macro => format_ident!("__dspex_var_{}", var.name.unraw()),
+            Form::Derive => var.name.clone(),
+        }
+    }
+
+    fn step_field(&self, step: &Step) -> proc_macro2::Ident {
+        match self.program.form {
+            Form::Macro => format_ident!("__dspex_step_{}", step.name.unraw()),
+            Form::Derive => step.name.clone(),
+        }
+    }
+
+    /// `Var<T>` of a variable: the field type as written (derive), or from the variable type.
+    fn variable_type(&self, var: &Variable) -> Option<TokenStream> {
+        if let Some(ty) = &var.field_ty {
+            return Some(ty.to_token_stream());
+        }
+        let value = match var.ty? {
+            VarType::Float => quote!(::core::primitive::f64),
+            VarType::Integer => quote!(::core::primitive::i64),
+            VarType::String => quote!(::std::string::String),
+            VarType::Boolean => quote!(::core::primitive::bool),
+            VarType::Choice => quote!(::dspex::__private::Choice),
+            VarType::Module => quote!(::dspex::__private::ModuleName),
+            VarType::Embedding => quote!(::dspex::__private::Embedding),
+        };
+        Some(quote!(::dspex::__private::Var<#value>))
+    }
+
+    fn inherent_impl(&self, io: Option<&Io<'_>>) -> TokenStream {
+        let Program { ident, vis, .. } = self.program;
+        let start_doc = format!(
+            " Creates a context on the backend this program needs ({}), registers the program's variables into it and returns the program.",
+            if self.program.requires_bridge() {
+                "bridged: a step is python"
+            } else {
+                "local: every step is native"
+            }
+        );
+        let run = io.map(|io| {
+            let (input, output) = (&io.input, &io.output);
+            quote! {
+                /// Runs the chain on `input` and returns the program's outputs.
+                #vis async fn run(
+                    &self,
+                    __dspex_input: #input,
+                ) -> ::dspex::__private::Result<#output> {
+                    let __dspex_output = <Self as ::dspex::__private::Program>::run_fields(
+                        self,
+                        ::core::convert::Into::into(__dspex_input),
+                    )
+                    .await?;
+                    ::core::convert::TryFrom::try_from(__dspex_output)
+                }
+            }
+        });
+        let accessors = self.variables().filter_map(|v| self.accessor(v));
+        quote! {
+            impl #ident {
+                #[doc = #start_doc]
+                #vis async fn start() -> ::dspex::__private::Result<Self> {
+                    <Self as ::dspex::__private::Program>::start().await
+                }
+
+                /// Registers the program's variables into `ctx` (sharing identical declarations
+                /// already there), upgrades `ctx` when a step is python, and returns the program.
+                #vis async fn attach(
+                    __dspex_ctx: &::dspex::__private::Context,
+                ) -> ::dspex::__private::Result<Self> {
+                    <Self as ::dspex::__private::Program>::attach(__dspex_ctx).await
+                }
+
+                /// The context the program's variables live in.
+                #vis fn context(&self) -> &::dspex::__private::Context {
+                    <Self as ::dspex::__private::Program>::context(self)
+                }
+
+                /// The program's declaration (signature, variables, steps), checked at compile
+                /// time.
+                #vis fn spec() -> &'static ::dspex::__private::ProgramSpec {
+                    <Self as ::dspex::__private::Program>::spec()
+                }
+
+                #run
+
+                /// Runs the chain on named fields: the program's inputs in, its outputs out.
+                #vis async fn run_fields(
+                    &self,
+                    __dspex_input: ::dspex::__private::Fields,
+                ) -> ::dspex::__private::Result<::dspex::__private::Fields> {
+                    <Self as ::dspex::__private::Program>::run_fields(self, __dspex_input).await
+                }
+
+                #(#accessors)*
+            }
+        }
+    }
+
+    /// `fn temperature(&self) -> &Var<f64>`, documented with the declaration; none for a name
+    /// that collides with a generated method (reported by `check`).
+    fn accessor(&self, var: &Variable) -> Option<TokenStream> {
+        if GENERATED_METHODS.contains(&var.name().as_str()) {
+            return None;
+        }
+        let ty = self.variable_type(var)?;
+        let (vis, name, field) = (&self.program.vis, &var.name, self.variable_field(var));
+        let docs = &var.docs;
+        let separator = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+        let summary = summary(var);
+        Some(quote! {
+            #(#docs)*
+            #separator
+            #[doc = #summary]
+            #vis fn #name(&self) -> &#ty {
+                &self.#field
+            }
+        })
+    }
+
+    fn program_impl(&self) -> TokenStream {
+        let ident = &self.program.ident;
+        let requires_bridge = self.program.requires_bridge();
+        let spec = match self.spec {
+            Some(spec) => {
+                let spec = spec::program(spec);
+                quote! {
+                    static __DSPEX_SPEC: ::dspex::__private::LazyLock<::dspex::__private::ProgramSpec> =
+                        ::dspex::__private::LazyLock::new(|| #spec);
+                    &__DSPEX_SPEC
+                }
+            }
+            None => self.body(TokenStream::new()),
+        };
+        let context = self.context_body();
+        let attach = self.body(self.attach_body());
+        let run_fields = self.body(self.run_fields_body());
+        quote! {
+            impl ::dspex::__private::Program for #ident {
+                const REQUIRES_BRIDGE: bool = #requires_bridge;
+
+                fn spec() -> &'static ::dspex::__private::ProgramSpec {
+                    #spec
+                }
+
+                fn context(&self) -> &::dspex::__private::Context {
+                    #context
+                }
+
+                async fn attach(
+                    __dspex_ctx: &::dspex::__private::Context,
+                ) -> ::dspex::__private::Result<Self> {
+                    #attach
+                }
+
+                async fn run_fields(
+                    &self,
+                    __dspex_input: ::dspex::__private::Fields,
+                ) -> ::dspex::__private::Result<::dspex::__private::Fields> {
+                    #run_fields
+                }
+            }
+        }
+    }
+
+    /// The context: the macro's own field; for a derive, the first `Context` field, else the
+    /// context of the first variable, else of the first python step.
+    fn context_body(&self) -> TokenStream {
+        let program = self.program;
+        if program.form == Form::Macro {
+            return quote!(&self.__dspex_ctx);
+        }
+        if self.spec.is_none() {
+            // The fields may not be what their attributes say (reported): touch none of them.
+            return self.body(TokenStream::new());
+        }
+        if let Some(field) = program.context_fields.first() {
+            return quote!(&self.#field);
+        }
+        if let Some(var) = program.variables.iter().find(|v| v.ty.is_some()) {
+            let field = self.variable_field(var);
+            return quote!(::dspex::__private::Var::context(&self.#field));
+        }
+        let python = program
+            .steps
+            .iter()
+            .find(|s| matches!(s.kind, Some(StepKindIr::Python(_))));
+        match python {
+            Some(step) => {
+                let field = self.step_field(step);
+                quote!(::dspex::__private::PythonModule::context(&self.#field))
+            }
+            // Unreachable: the derive front end reports a program with nowhere to keep its
+            // context, so there is no spec.
+            None => self.body(TokenStream::new()),
+        }
+    }
+
+    /// Registers the variables, then builds every field: typed handles, native modules (by
+    /// `Default`, spanned at the user's type so that a missing impl is reported there) and python
+    /// modules, in chain order.
+    fn attach_body(&self) -> TokenStream {
+        let program = self.program;
+        let contexts: Vec<&proc_macro2::Ident> = match program.form {
+            Form::Macro => Vec::new(),
+            Form::Derive => program.context_fields.iter().collect(),
+        };
+        let own_context = (program.form == Form::Macro)
+            .then(|| quote!(__dspex_ctx: ::core::clone::Clone::clone(__dspex_ctx),));
+        let variables = program.variables.iter().map(|var| {
+            let (field, name) = (self.variable_field(var), var.name());
+            quote!(#field: ::dspex::__private::Context::var(__dspex_ctx, #name)?)
+        });
+        let steps = program.steps.iter().enumerate().map(|(index, step)| {
+            let field = self.step_field(step);
+            let index = Literal::usize_unsuffixed(index);
+            match &step.kind {
+                Some(StepKindIr::Native(ty)) => {
+                    let default =
+                        quote_spanned!(ty.span()=> <#ty as ::core::default::Default>::default());
+                    quote!(#field: #default)
+                }
+                _ => quote! {
+                    #field: ::dspex::__private::PythonModule::attach(
+                        __dspex_ctx,
+                        __dspex_spec,
+                        #index,
+                    )
+                    .await?
+                },
+            }
+        });
+        quote! {
+            let __dspex_spec = <Self as ::dspex::__private::Program>::spec();
+            ::dspex::__private::prepare_context(__dspex_ctx, __dspex_spec).await?;
+            ::core::result::Result::Ok(Self {
+                #own_context
+                #(#contexts: ::core::clone::Clone::clone(__dspex_ctx),)*
+                #(#variables,)*
+                #(#steps,)*
+            })
+        }
+    }
+
+    /// Runs each step in chain order on one `ChainRun`.
+    fn run_fields_body(&self) -> TokenStream {
+        let steps = self.program.steps.iter().enumerate().map(|(index, step)| {
+            let field = self.step_field(step);
+            let index = Literal::usize_unsuffixed(index);
+            match &step.kind {
+                Some(StepKindIr::Native(ty)) => {
+                    // Spanned at the user's type: a type that is no `Module` is reported there.
+                    let field = proc_macro2::Ident::new(&field.to_string(), ty.span());
+                    let module =
+                        quote_spanned!(ty.span()=> ::dspex::__private::native_step(&self.#field));
+                    quote!(__dspex_run.native(#index, #module).await?;)
+                }
+                _ => quote!(__dspex_run.python(#index, &self.#field).await?;),
+            }
+        });
+        quote! {
+            let mut __dspex_run = ::dspex::__private::ChainRun::start(
+                <Self as ::dspex::__private::Program>::context(self),
+                <Self as ::dspex::__private::Program>::spec(),
+                __dspex_input,
+            )?;
+            #(#steps)*
+            __dspex_run.finish()
+        }
+    }
+}
+
+/// The field type of a step in the macro form.
+fn step_type(step: &Step) -> Option<TokenStream> {
+    match step.kind.as_ref()? {
+        StepKindIr::Native(ty) => Some(ty.to_token_stream()),
+        StepKindIr::Python(_) => Some(quote!(::dspex::__private::PythonModule)),
+    }
+}
+
+/// "The `temperature` variable: float, initially `0.7`, min 0.0, max 2.0."
+fn summary(var: &Variable) -> String {
+    let ty = var.ty.map_or("unknown", VarType::name);
+    let initial = var
+        .initial
+        .as_ref()
+        .map(|i| format!(", initially `{}`", i.value))
+        .unwrap_or_default();
+    let constraints = if var.constraints == Constraints::none() {
+        String::new()
+    } else {
+        format!(", {}", var.constraints)
+    };
+    let description = var
+        .description
+        .as_ref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    format!(
+        " The `{}` variable{description}: {ty}{initial}{constraints}.",
+        var.name()
+    )
+}

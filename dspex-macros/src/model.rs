@@ -1,0 +1,299 @@
+//! The one model of a program (the IR) that both front ends build and that `check` and `expand`
+//! read. It keeps the tokens of every part an error can be about, and lowers to the
+//! `dspex_core::program::ProgramSpec` that the runtime uses.
+
+use dspex_core::program::{Binding, ModuleRef, ProgramSpec, StepKind, StepSpec};
+use dspex_core::{ConstraintKey, Constraints, Signature, Value, VarType, VariableSpec};
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+use syn::ext::IdentExt;
+use syn::{Attribute, Ident, LitStr, Type, Visibility};
+
+/// The inherent methods every program gets; a variable accessor may not take their names.
+pub(crate) const GENERATED_METHODS: [&str; 6] =
+    ["start", "attach", "context", "spec", "run", "run_fields"];
+
+/// Which front end built the program; the expansion differs only in whether it declares the
+/// struct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// `dspex_program! { ... }`: the macro declares the struct.
+    Macro,
+    /// `#[derive(Program)]`: the user declared the struct.
+    Derive,
+}
+
+/// A program declaration.
+pub(crate) struct Program {
+    pub(crate) form: Form,
+    /// Attributes carried over to the generated struct (doc comments, derives); macro form only.
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) vis: Visibility,
+    pub(crate) ident: Ident,
+    pub(crate) signature: Option<SignatureLit>,
+    pub(crate) variables: Vec<Variable>,
+    pub(crate) steps: Vec<Step>,
+    /// Where errors about the chain as a whole point (`chain`, or the struct name).
+    pub(crate) chain: TokenStream,
+    /// Derive form: the fields of type `Context`, filled with the program's context.
+    pub(crate) context_fields: Vec<Ident>,
+    /// Only the header could be parsed: the expansion is a skeleton and nothing is checked.
+    pub(crate) partial: bool,
+}
+
+/// A DSPy signature as written, and parsed if it is well-formed.
+pub(crate) struct SignatureLit {
+    pub(crate) lit: LitStr,
+    pub(crate) parsed: Option<Signature>,
+}
+
+/// Some value and the tokens it was written as.
+pub(crate) struct Located<T> {
+    pub(crate) value: T,
+    pub(crate) tokens: TokenStream,
+}
+
+/// A variable declaration.
+pub(crate) struct Variable {
+    /// Position among the program's variables and steps in the source, for error order.
+    pub(crate) pos: usize,
+    /// Doc comments, carried over to the accessor.
+    pub(crate) docs: Vec<Attribute>,
+    pub(crate) name: Ident,
+    /// `None` when the type could not be determined (already reported).
+    pub(crate) ty: Option<VarType>,
+    /// Where the type was written: `float` or `Var<f64>`.
+    pub(crate) ty_tokens: TokenStream,
+    /// Derive form: the field type as written (`Var<f64>`).
+    pub(crate) field_ty: Option<Type>,
+    /// `None` when missing or not a literal (already reported).
+    pub(crate) initial: Option<Located<Value>>,
+    /// The constraints that were written and could be read.
+    pub(crate) constraints: Constraints,
+    /// The tokens of each constraint that was set, in source order.
+    pub(crate) keys: Vec<KeyTokens>,
+    /// The tokens of each entry of `choices`.
+    pub(crate) choice_tokens: Vec<TokenStream>,
+    pub(crate) description: Option<String>,
+    /// Some part of the declaration could not be read (already reported): its remaining
+    /// issues would only be consequences.
+    pub(crate) incomplete: bool,
+}
+
+/// The tokens of one constraint, `min: 0.0` or `min = 0.0`.
+pub(crate) struct KeyTokens {
+    pub(crate) key: ConstraintKey,
+    pub(crate) ident: Ident,
+    pub(crate) value: TokenStream,
+}
+
+/// A step of the chain.
+pub(crate) struct Step {
+    /// Position among the program's variables and steps in the source, for error order.
+    pub(crate) pos: usize,
+    pub(crate) name: Ident,
+    /// `None` when neither `native` nor `python` was given (already reported).
+    pub(crate) kind: Option<StepKindIr>,
+    /// `None` when missing (already reported).
+    pub(crate) signature: Option<SignatureLit>,
+    pub(crate) bindings: Vec<BindingIr>,
+}
+
+/// Where a step runs.
+pub(crate) enum StepKindIr {
+    /// A Rust type implementing `dspex::Module`.
+    Native(Type),
+    /// A DSPy module in the Python worker.
+    Python(Located<ModuleRef>),
+}
+
+/// `var` or `var as param`.
+pub(crate) struct BindingIr {
+    pub(crate) variable: Ident,
+    pub(crate) param: Option<Ident>,
+}
+
+impl Program {
+    /// The program's name, as the runtime knows it.
+    pub(crate) fn name(&self) -> String {
+        self.ident.unraw().to_string()
+    }
+
+    /// Whether any step is python, so that the program needs the bridge.
+    pub(crate) fn requires_bridge(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.kind, Some(StepKindIr::Python(_))))
+    }
+
+    /// Whether every signature (the program's and each step's) was written and well-formed, so
+    /// that the flow of fields along the chain can be judged.
+    pub(crate) fn signatures_known(&self) -> bool {
+        self.signature.as_ref().is_none_or(|s| s.parsed.is_some())
+            && self
+                .steps
+                .iter()
+                .all(|s| s.signature.as_ref().is_some_and(|s| s.parsed.is_some()))
+    }
+
+    /// The variable declared under `name`.
+    pub(crate) fn variable(&self, name: &str) -> Option<&Variable> {
+        self.variables.iter().find(|v| v.name() == name)
+    }
+
+    /// The program as `dspex-core` models it. Parts that could not be read are filled with
+    /// placeholders; `check` drops the issues they would cause.
+    pub(crate) fn spec(&self) -> ProgramSpec {
+        ProgramSpec {
+            name: self.name(),
+            signature: self.signature.as_ref().and_then(|s| s.parsed.clone()),
+            variables: self.variables.iter().map(Variable::spec).collect(),
+            steps: self.steps.iter().map(Step::spec).collect(),
+        }
+    }
+}
+
+impl Variable {
+    /// A declaration of `name` whose type, initial value and constraints are still to be read.
+    pub(crate) fn new(
+        pos: usize,
+        name: Ident,
+        ty: Option<VarType>,
+        ty_tokens: TokenStream,
+    ) -> Self {
+        Self {
+            pos,
+            docs: Vec::new(),
+            name,
+            ty,
+            ty_tokens,
+            field_ty: None,
+            initial: None,
+            constraints: Constraints::none(),
+            keys: Vec::new(),
+            choice_tokens: Vec::new(),
+            description: None,
+            incomplete: ty.is_none(),
+        }
+    }
+
+    /// The variable's name, as the runtime knows it.
+    pub(crate) fn name(&self) -> String {
+        self.name.unraw().to_string()
+    }
+
+    /// The tokens of constraint `key`, if it was set.
+    pub(crate) fn key(&self, key: ConstraintKey) -> Option<&KeyTokens> {
+        self.keys.iter().find(|k| k.key == key)
+    }
+
+    fn spec(&self) -> VariableSpec {
+        // Placeholders for parts already reported; `check` drops what they would cause.
+        let ty = self.ty.unwrap_or(VarType::String);
+        let initial = self
+            .initial
+            .as_ref()
+            .map_or(Value::String(String::new()), |i| i.value.clone());
+        let spec =
+            VariableSpec::new(self.name(), ty, initial).with_constraints(self.constraints.clone());
+        match &self.description {
+            Some(d) => spec.with_description(d),
+            None => spec,
+        }
+    }
+}
+
+impl Step {
+    /// The step's name, as the runtime knows it.
+    pub(crate) fn name(&self) -> String {
+        self.name.unraw().to_string()
+    }
+
+    fn spec(&self) -> StepSpec {
+        let kind = match &self.kind {
+            Some(StepKindIr::Python(module)) => StepKind::Python {
+                module: module.value.clone(),
+            },
+            Some(StepKindIr::Native(ty)) => StepKind::Native {
+                type_name: type_name(ty),
+            },
+            None => StepKind::Native {
+                type_name: String::new(),
+            },
+        };
+        let signature = self
+            .signature
+            .as_ref()
+            .and_then(|s| s.parsed.clone())
+            .unwrap_or(Signature {
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+            });
+        StepSpec {
+            name: self.name(),
+            kind,
+            signature,
+            bindings: self.bindings.iter().map(BindingIr::spec).collect(),
+        }
+    }
+}
+
+impl BindingIr {
+    fn spec(&self) -> Binding {
+        let variable = self.variable.unraw().to_string();
+        match &self.param {
+            Some(param) => Binding::new(variable, param.unraw().to_string()),
+            None => Binding::same_name(variable),
+        }
+    }
+
+    /// The whole binding, `var` or `var as param`, for errors about the pair.
+    pub(crate) fn tokens(&self) -> TokenStream {
+        let variable = &self.variable;
+        match &self.param {
+            Some(param) => quote!(#variable as #param),
+            None => variable.to_token_stream(),
+        }
+    }
+}
+
+/// The Rust field of a signature field: the name itself, raw if it is a keyword (`r#type`);
+/// `None` for the names no field can have (`self`, `super`, `crate`, `Self`, `_`).
+pub(crate) fn rust_field(name: &str, span: Span) -> Option<Ident> {
+    if matches!(name, "self" | "Self" | "super" | "crate" | "_") {
+        return None;
+    }
+    // `gen` is reserved since edition 2024, which syn's keyword list predates.
+    Some(match syn::parse_str::<Ident>(name) {
+        Ok(_) if name != "gen" => Ident::new(name, span),
+        _ => Ident::new_raw(name, span),
+    })
+}
+
+/// A Rust type as written, without the spaces of token printing: `my_mod::Classifier<T>`.
+fn type_name(ty: &Type) -> String {
+    ty.to_token_stream().to_string().replace(' ', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    #[test]
+    fn signature_fields_become_rust_fields() {
+        let span = Span::call_site();
+        assert_eq!(rust_field("question", span).unwrap(), "question");
+        assert_eq!(rust_field("type", span).unwrap().to_string(), "r#type");
+        assert!(rust_field("self", span).is_none());
+    }
+
+    #[test]
+    fn type_names_read_as_written() {
+        assert_eq!(type_name(&parse_quote!(Classifier)), "Classifier");
+        assert_eq!(
+            type_name(&parse_quote!(crate::steps::Classifier<u8>)),
+            "crate::steps::Classifier<u8>"
+        );
+    }
+}

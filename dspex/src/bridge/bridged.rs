@@ -1,0 +1,133 @@
+//! `BridgedState`: a context's variables in a session of the bridge's store, read and written
+//! in-process from Rust and over gRPC from Python.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::runtime::BridgeServer;
+use super::store::Session;
+use crate::state::table::delegate_state_provider;
+
+/// The environment variable that tells a Python process the store's address.
+pub const ENV_STORE_ADDR: &str = "DSPEX_STORE_ADDR";
+/// The environment variable that tells a Python process its session id.
+pub const ENV_SESSION_ID: &str = "DSPEX_SESSION_ID";
+/// The environment variable that tells a Python process its session token.
+pub const ENV_SESSION_TOKEN: &str = "DSPEX_SESSION_TOKEN";
+
+/// How a Python process reaches a bridged context's session: the store's address, the
+/// session id and its token. `Debug` never shows the token.
+///
+/// `dspex_bridge.SessionContext.from_env()` reads exactly [`env`](Self::env).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The gRPC address of the store (`127.0.0.1:PORT` or `unix:/path`).
+    pub address: String,
+    /// The session id.
+    pub session_id: String,
+    /// The session's secret token, sent as `x-dspex-token` metadata.
+    pub token: String,
+}
+
+impl SessionInfo {
+    /// The environment a Python process needs to open this session
+    /// (`DSPEX_STORE_ADDR`, `DSPEX_SESSION_ID`, `DSPEX_SESSION_TOKEN`).
+    ///
+    /// ```
+    /// use dspex::bridge::SessionInfo;
+    ///
+    /// let info = SessionInfo {
+    ///     address: "127.0.0.1:50051".into(),
+    ///     session_id: "session-1".into(),
+    ///     token: "secret".into(),
+    /// };
+    /// let env = info.env();
+    /// assert_eq!(env[0], ("DSPEX_STORE_ADDR", "127.0.0.1:50051"));
+    /// assert!(!format!("{info:?}").contains("secret"));
+    /// ```
+    pub fn env(&self) -> [(&'static str, &str); 3] {
+        [
+            (ENV_STORE_ADDR, self.address.as_str()),
+            (ENV_SESSION_ID, self.session_id.as_str()),
+            (ENV_SESSION_TOKEN, self.token.as_str()),
+        ]
+    }
+}
+
+impl fmt::Debug for SessionInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionInfo")
+            .field("address", &self.address)
+            .field("session_id", &self.session_id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Variable state in a session of a [`BridgeServer`]'s store, shared with Python.
+///
+/// Rust reads and writes go straight to the session's table, the same table (and the same
+/// rules) as [`LocalState`](crate::state::LocalState): a read is a read lock and a lookup,
+/// with no gRPC hop. Python reaches the same table over gRPC with the session's token. The
+/// session belongs to this state: it never expires while the state lives, and leaves the store
+/// when the state is dropped (its token stops working and its watch streams end).
+///
+/// ```no_run
+/// use dspex::bridge::{BridgeConfig, BridgeServer};
+/// use dspex::state::{Key, SetOptions, Source, StateProvider};
+/// use dspex::{Value, VarType, VariableSpec};
+///
+/// let server = BridgeServer::start(BridgeConfig::default())?;
+/// let state = server.open_session()?;
+/// state.register(VariableSpec::new("n", VarType::Integer, 1), Source::Rust)?;
+/// state.set(Key::Name("n"), Value::Integer(2), &SetOptions::default(), Source::Rust)?;
+/// println!("python reaches it with {:?}", state.session_info());
+/// # Ok::<(), dspex::Error>(())
+/// ```
+pub struct BridgedState {
+    session: Arc<Session>,
+    server: BridgeServer,
+}
+
+impl BridgedState {
+    pub(crate) fn new(session: Arc<Session>, server: BridgeServer) -> Self {
+        Self { session, server }
+    }
+
+    /// The session's id.
+    pub fn session_id(&self) -> &str {
+        &self.session.id
+    }
+
+    /// The address, id and token a Python process needs to reach the session.
+    pub fn session_info(&self) -> SessionInfo {
+        SessionInfo {
+            address: self.server.address().to_owned(),
+            session_id: self.session.id.clone(),
+            token: self.session.token().as_str().to_owned(),
+        }
+    }
+
+    /// The server whose store holds the session.
+    pub fn server(&self) -> &BridgeServer {
+        &self.server
+    }
+}
+
+impl Drop for BridgedState {
+    fn drop(&mut self) {
+        self.server.store().remove(&self.session.id);
+    }
+}
+
+impl fmt::Debug for BridgedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BridgedState")
+            .field("session", &self.session.id)
+            .field("address", &self.server.address())
+            .field("variables", &self.session.table.len())
+            .finish()
+    }
+}
+
+delegate_state_provider!(BridgedState, |this| this.session.table);

@@ -1,0 +1,83 @@
+//! `ContextBuilder`: a context on the backend of your choice, local or bridged, and the bridge
+//! server it uses.
+
+use std::sync::Arc;
+
+use super::Context;
+use crate::bridge::BridgeServer;
+use crate::error::Result;
+use crate::state::{LocalState, StateProvider, WatchHub};
+
+/// Builds a [`Context`]: local (the default, like [`Context::new`]) or bridged from the start,
+/// and optionally with the [`BridgeServer`] to use when it bridges (instead of the process-wide
+/// [`BridgeServer::global`]).
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> dspex::Result<()> {
+/// use dspex::bridge::{BridgeConfig, BridgeServer};
+/// use dspex::{BackendKind, Context};
+///
+/// let server = BridgeServer::start(BridgeConfig::default())?;
+/// // Local for now; `ensure_bridged` will use `server`.
+/// let ctx = Context::builder().server(server.clone()).build().await?;
+/// assert_eq!(ctx.backend().kind, BackendKind::Local);
+/// // Bridged from the start.
+/// let ctx = Context::builder().bridged().server(server).build().await?;
+/// assert_eq!(ctx.backend().kind, BackendKind::Bridged);
+/// assert_eq!(ctx.backend().switches, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default, Clone)]
+#[must_use = "a builder does nothing until `build` is awaited"]
+pub struct ContextBuilder {
+    bridged: bool,
+    server: Option<BridgeServer>,
+}
+
+impl ContextBuilder {
+    /// Starts the context on the local backend (the default).
+    pub fn local(mut self) -> Self {
+        self.bridged = false;
+        self
+    }
+
+    /// Starts the context on the bridged backend: its variables live in a session of the
+    /// bridge's store from the first registration on.
+    pub fn bridged(mut self) -> Self {
+        self.bridged = true;
+        self
+    }
+
+    /// The bridge server the context uses (now if bridged, else when it upgrades).
+    pub fn server(mut self, server: BridgeServer) -> Self {
+        self.server = Some(server);
+        self
+    }
+
+    /// Builds the context. A bridged context brings up its server (the process-wide one unless
+    /// [`server`](Self::server) was given) and creates its session first; if that fails the
+    /// error is [`Error::Bridge`](crate::Error::Bridge) and says why.
+    pub async fn build(self) -> Result<Context> {
+        let hub: Arc<WatchHub> = Arc::default();
+        if !self.bridged {
+            let local = LocalState::with_hub(Arc::clone(&hub));
+            return Ok(Context::with_backend_and_hub(
+                Arc::new(local),
+                hub,
+                self.server,
+                None,
+            ));
+        }
+        let server = match self.server {
+            Some(server) => server,
+            None => BridgeServer::global()?,
+        };
+        let bridged = Arc::new(server.open_session_with_hub(Arc::clone(&hub))?);
+        Ok(Context::with_backend_and_hub(
+            Arc::clone(&bridged) as Arc<dyn StateProvider>,
+            hub,
+            Some(server),
+            Some(bridged),
+        ))
+    }
+}

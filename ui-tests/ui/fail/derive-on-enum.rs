@@ -1,0 +1,9 @@
+use dspex::prelude::*;
+
+#[derive(Program)]
+enum Qa {
+    Predict,
+    ChainOfThought,
+}
+
+fn main() {}

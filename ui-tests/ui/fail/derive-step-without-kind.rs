@@ -1,0 +1,10 @@
+use dspex::prelude::*;
+
+#[derive(Program)]
+#[program(signature = "question -> answer")]
+struct Qa {
+    #[step(signature = "question -> answer")]
+    answer: PythonModule,
+}
+
+fn main() {}

@@ -1,0 +1,16 @@
+use dspex::prelude::*;
+
+dspex_program! {
+    program Qa: "question -> answer" {
+        variables {
+            temperature: float = 0.7,
+            max_tokens: integer = 256,
+            temperature: float = 0.2,
+        }
+        chain {
+            answer: python Predict("question -> answer"),
+        }
+    }
+}
+
+fn main() {}

@@ -1,0 +1,14 @@
+use dspex::prelude::*;
+
+dspex_program! {
+    program Qa: "question -> answer" {
+        variables {
+            model: boolean = true,
+        }
+        chain {
+            answer: python Predict("question -> answer") { model },
+        }
+    }
+}
+
+fn main() {}
