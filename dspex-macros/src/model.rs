@@ -10,8 +10,16 @@ use syn::ext::IdentExt;
 use syn::{Attribute, Ident, LitStr, Type, Visibility};
 
 /// The inherent methods every program gets; a variable accessor may not take their names.
-pub(crate) const GENERATED_METHODS: [&str; 6] =
-    ["start", "attach", "context", "spec", "run", "run_fields"];
+pub(crate) const GENERATED_METHODS: [&str; 8] = [
+    "start",
+    "attach",
+    "context",
+    "spec",
+    "run",
+    "run_traced",
+    "run_fields",
+    "run_fields_traced",
+];
 
 /// Which front end built the program; the expansion differs only in whether it declares the
 /// struct.

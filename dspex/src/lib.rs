@@ -26,6 +26,7 @@ mod context;
 mod error;
 pub mod program;
 pub mod state;
+pub mod worker;
 
 pub use context::{
     BackendInfo, Choice, Context, ContextBuilder, Embedding, ModuleName, Var, VarValue,
@@ -294,7 +295,8 @@ pub use dspex_macros::dspex_program;
 pub use dspex_macros::Program;
 pub use error::{Error, Result};
 pub use program::{
-    DynProgram, Fields, Module, Params, Program, ProgramBuilder, PythonModule, RunningProgram, Step,
+    DynProgram, Fields, LmCall, Module, Params, Program, ProgramBuilder, PythonModule, RunTrace,
+    RunningProgram, Step, StepTrace,
 };
 pub use state::{
     BackendKind, Change, GetMany, SetOptions, Source, VarId, VarRecord, WatchEvent, WatchOptions,
@@ -326,7 +328,8 @@ pub mod __private {
 
     pub use crate::program::{ChainRun, DynModule, context_for, prepare_context};
     pub use crate::{
-        Choice, Context, Embedding, Error, Fields, ModuleName, Program, PythonModule, Result, Var,
+        Choice, Context, Embedding, Error, Fields, ModuleName, Program, PythonModule, Result,
+        RunTrace, Var,
     };
 
     /// Compiles a pattern that the macro already compiled at compile time with the same

@@ -1,8 +1,9 @@
 //! Programs declared with `dspex_program!` and `#[derive(Program)]`: a program whose steps are
 //! all native runs end to end on a local context; its typed accessors read and write the
 //! context; a bad write through an accessor is refused and changes nothing. A program with a
-//! python step compiles, needs the bridge, and starting it is a clear error until the bridge
-//! lands. The runtime builder agrees with the macros.
+//! python step compiles and needs the bridge; when its worker cannot start, attaching it is a
+//! clear error naming the interpreter (the programs that run python steps are tested end to end
+//! in the `dspex-tests` crate). The runtime builder agrees with the macros.
 
 use dspex::prelude::*;
 use dspex::{ProgramBuilder, Step};
@@ -173,7 +174,7 @@ async fn programs_with_identical_declarations_share_a_context() -> Result<()> {
 }
 
 dspex_program! {
-    /// A python step: compiles, and needs the bridge.
+    /// A python step: compiles, and needs the bridge and a worker.
     program Hybrid: "question -> answer" {
         variables {
             temperature: float = 0.7 { min: 0.0, max: 2.0 },
@@ -187,16 +188,30 @@ dspex_program! {
 }
 
 #[tokio::test]
-async fn starting_a_program_with_a_python_step_is_a_bridge_error_naming_the_step() {
+async fn a_python_step_whose_worker_cannot_start_is_an_error_naming_the_interpreter() -> Result<()>
+{
     const { assert!(Hybrid::REQUIRES_BRIDGE) };
-    match Hybrid::start().await {
-        Err(Error::Bridge(message)) => {
-            assert!(message.contains("`answer`"), "{message}");
-            assert!(message.contains("`Hybrid`"), "{message}");
-        }
-        Err(other) => panic!("expected a bridge error, got {other}"),
-        Ok(_) => panic!("expected a bridge error, the program started"),
+    let ctx = Context::builder()
+        .python("/nonexistent/bin/python3")
+        .build()
+        .await?;
+    assert_eq!(ctx.backend().kind, BackendKind::Local);
+    match Hybrid::attach(&ctx).await {
+        Err(Error::Worker(message)) => assert!(
+            message.starts_with("cannot start `/nonexistent/bin/python3 -m dspex_bridge.worker`"),
+            "{message}"
+        ),
+        Err(other) => panic!("expected a worker error, got {other}"),
+        Ok(_) => panic!("expected a worker error, the program attached"),
     }
+    // The context bridged for the python step and keeps the program's variables.
+    let info = ctx.backend();
+    assert_eq!(
+        (info.kind, info.switches, info.requires_bridge),
+        (BackendKind::Bridged, 1, true)
+    );
+    assert_eq!(ctx.get::<f64>("temperature")?, 0.7);
+    Ok(())
 }
 
 #[test]

@@ -312,9 +312,27 @@ class SessionContext:
         ):
             self._cache[name] = entry
 
-    async def get_variables(self, names: Iterable[str]) -> GetVariablesResult:
-        """Several variables in one call; names with no variable are listed in ``missing``."""
+    async def get_variables(
+        self, names: Iterable[str], *, min_versions: Mapping[str, int] | None = None
+    ) -> GetVariablesResult:
+        """Several variables in one call; names with no variable are listed in ``missing``.
+
+        Without ``min_versions`` the values come from the server. With it (name -> version),
+        cached records at least that new are used without a call, and anything older, missing
+        or expired is fetched: a caller that knows the versions it needs (a worker told by the
+        Rust side which versions it saw) reads them from the cache with no risk of a stale value.
+        """
         names = list(names)
+        if min_versions is not None and self._cache_ttl > 0 and not self._closed:
+            await self._ensure_watch()
+            cached = self._cached_at_least(names, min_versions)
+            if cached is not None:
+                self.stats.hits += len(names)
+                return GetVariablesResult(
+                    found={name: entry.value for name, entry in cached.items()},
+                    missing=[],
+                    records={name: entry.decoded() for name, entry in cached.items()},
+                )
         generations = {n: (self._generation_all, self._generation.get(n, 0)) for n in names}
         response = await self._call(
             self._stub.GetVariables,
@@ -329,6 +347,23 @@ class SessionContext:
                 self._remember(record.name, entry, generations[record.name])
         found = {name: records[name].value for name in names if name in records}
         return GetVariablesResult(found=found, missing=list(response.missing), records=records)
+
+    def _cached_at_least(
+        self, names: list[str], min_versions: Mapping[str, int]
+    ) -> dict[str, _Entry] | None:
+        """The cache entries of every name if each is fresh and at least at its version."""
+        now = time.monotonic()
+        entries = {}
+        for name in names:
+            entry = self._cache.get(name)
+            if (
+                entry is None
+                or entry.expires <= now
+                or entry.message.version < min_versions.get(name, 0)
+            ):
+                return None
+            entries[name] = entry
+        return entries
 
     async def list_variables(self, pattern: str | None = None) -> list[Variable]:
         """The records sorted by name; with a glob ``pattern`` (``*``, ``?``, ``[a-z]``), only

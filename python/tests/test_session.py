@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -323,8 +324,10 @@ def test_the_sync_facade(server: RustServer) -> None:
         update = next(updates)
         assert (update.kind, update.new_value, update.source) == ("updated", 7, "rust")
         updates.close()
+        # The TTL is an hour: only the watch stream's invalidation can bring the new value.
         for _ in range(3000):
             if ctx.get_variable(name) == 7:
                 break
+            time.sleep(0.01)
         assert ctx.get_variable(name) == 7
         assert ctx.delete_variable(name).value == 7

@@ -331,3 +331,40 @@ pub fn metadata_json(metadata: &BTreeMap<String, String>) -> serde_json::Value {
             .collect(),
     )
 }
+
+/// The worker configuration of the end-to-end tests: the tests' interpreter, and
+/// `python/tests` on the worker's `PYTHONPATH` so that steps can name the custom modules of
+/// `python/tests/sample_modules.py` (`sample_modules.Sleeper`, ...).
+pub fn worker_config() -> dspex::worker::WorkerConfig {
+    dspex::worker::WorkerConfig::default()
+        .python(python())
+        .env(
+            "PYTHONPATH",
+            workspace_root().join("python/tests").display().to_string(),
+        )
+        .ready_timeout(PYTHON_TIMEOUT)
+}
+
+/// Whether process `pid` is alive (exists and is not a zombie waiting to be reaped).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the field after the parenthesized command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Waits until process `pid` is gone; `false` if it is still alive after `timeout`.
+pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if !process_alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    !process_alive(pid)
+}

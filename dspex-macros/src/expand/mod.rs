@@ -1,5 +1,5 @@
 //! The one back end, for both front ends: the struct (macro form only), the `XInput`/`XOutput`
-//! types, the inherent API (`start`, `attach`, `context`, `spec`, `run`, `run_fields`, typed
+//! types, the inherent API (`start`, `attach`, `context`, `spec`, `run`, `run_traced`, `run_fields`, `run_fields_traced`, typed
 //! accessors) and `impl Program`. After an error it generates a skeleton of the same items whose
 //! bodies never run, so that the user sees the errors and not their consequences.
 
@@ -187,6 +187,24 @@ impl Expansion<'_> {
                     .await?;
                     ::core::convert::TryFrom::try_from(__dspex_output)
                 }
+
+                /// Runs the chain on `input` and returns the program's outputs with the trace
+                /// of every step (what it read and wrote, its parameters, its LM calls).
+                #vis async fn run_traced(
+                    &self,
+                    __dspex_input: #input,
+                ) -> ::dspex::__private::Result<(#output, ::dspex::__private::RunTrace)> {
+                    let (__dspex_output, __dspex_trace) =
+                        <Self as ::dspex::__private::Program>::run_fields_traced(
+                            self,
+                            ::core::convert::Into::into(__dspex_input),
+                        )
+                        .await?;
+                    ::core::result::Result::Ok((
+                        ::core::convert::TryFrom::try_from(__dspex_output)?,
+                        __dspex_trace,
+                    ))
+                }
             }
         });
         let accessors = self.variables().filter_map(|v| self.accessor(v));
@@ -224,6 +242,19 @@ impl Expansion<'_> {
                     __dspex_input: ::dspex::__private::Fields,
                 ) -> ::dspex::__private::Result<::dspex::__private::Fields> {
                     <Self as ::dspex::__private::Program>::run_fields(self, __dspex_input).await
+                }
+
+                /// Runs the chain on named fields and returns the outputs with the trace of
+                /// every step.
+                #vis async fn run_fields_traced(
+                    &self,
+                    __dspex_input: ::dspex::__private::Fields,
+                ) -> ::dspex::__private::Result<(
+                    ::dspex::__private::Fields,
+                    ::dspex::__private::RunTrace,
+                )> {
+                    <Self as ::dspex::__private::Program>::run_fields_traced(self, __dspex_input)
+                        .await
                 }
 
                 #(#accessors)*
@@ -287,10 +318,13 @@ impl Expansion<'_> {
                     #attach
                 }
 
-                async fn run_fields(
+                async fn run_fields_traced(
                     &self,
                     __dspex_input: ::dspex::__private::Fields,
-                ) -> ::dspex::__private::Result<::dspex::__private::Fields> {
+                ) -> ::dspex::__private::Result<(
+                    ::dspex::__private::Fields,
+                    ::dspex::__private::RunTrace,
+                )> {
                     #run_fields
                 }
             }
@@ -392,14 +426,19 @@ impl Expansion<'_> {
                 _ => quote!(__dspex_run.python(#index, &self.#field).await?;),
             }
         });
+        // The variables are read by accessors and by the worker, which rustc cannot see when
+        // the accessors go unused; reading them in this (always live) trait method keeps it
+        // from calling the fields unread.
+        let variables = self.variables().map(|v| self.variable_field(v));
         quote! {
+            #(let _ = &self.#variables;)*
             let mut __dspex_run = ::dspex::__private::ChainRun::start(
                 <Self as ::dspex::__private::Program>::context(self),
                 <Self as ::dspex::__private::Program>::spec(),
                 __dspex_input,
             )?;
             #(#steps)*
-            __dspex_run.finish()
+            __dspex_run.finish_traced()
         }
     }
 }

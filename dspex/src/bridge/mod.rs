@@ -52,7 +52,7 @@
 //! Writes over gRPC are recorded with [`Source::Python`](crate::Source::Python).
 
 mod bridged;
-mod convert;
+pub(crate) mod convert;
 pub mod limits;
 pub mod proto;
 mod runtime;

@@ -7,6 +7,7 @@ use super::Context;
 use crate::bridge::BridgeServer;
 use crate::error::Result;
 use crate::state::{LocalState, StateProvider, WatchHub};
+use crate::worker::{LmConfig, WorkerConfig};
 
 /// Builds a [`Context`]: local (the default, like [`Context::new`]) or bridged from the start,
 /// and optionally with the [`BridgeServer`] to use when it bridges (instead of the process-wide
@@ -32,6 +33,7 @@ use crate::state::{LocalState, StateProvider, WatchHub};
 pub struct ContextBuilder {
     bridged: bool,
     server: Option<BridgeServer>,
+    worker: WorkerConfig,
 }
 
 impl ContextBuilder {
@@ -54,6 +56,25 @@ impl ContextBuilder {
         self
     }
 
+    /// How the context's Python worker is started (interpreter, LM, time limits).
+    pub fn worker(mut self, config: WorkerConfig) -> Self {
+        self.worker = config;
+        self
+    }
+
+    /// The LM of the context's Python worker (default: the offline scripted LM).
+    pub fn lm(mut self, lm: LmConfig) -> Self {
+        self.worker = self.worker.lm(lm);
+        self
+    }
+
+    /// The Python interpreter of the context's worker (default: `DSPEX_PYTHON`, else
+    /// `python3`).
+    pub fn python(mut self, interpreter: impl Into<std::path::PathBuf>) -> Self {
+        self.worker = self.worker.python(interpreter);
+        self
+    }
+
     /// Builds the context. A bridged context brings up its server (the process-wide one unless
     /// [`server`](Self::server) was given) and creates its session first; if that fails the
     /// error is [`Error::Bridge`](crate::Error::Bridge) and says why.
@@ -66,6 +87,7 @@ impl ContextBuilder {
                 hub,
                 self.server,
                 None,
+                self.worker,
             ));
         }
         let server = match self.server {
@@ -78,6 +100,7 @@ impl ContextBuilder {
             hub,
             Some(server),
             Some(bridged),
+            self.worker,
         ))
     }
 }

@@ -17,6 +17,7 @@ use crate::state::{
     BackendKind, Capabilities, GetMany, Key, LocalState, SetOptions, Source, StateProvider,
     VarRecord, WatchHub, WatchOptions, Watcher,
 };
+use crate::worker::{WorkerConfig, WorkerStatus, WorkerSupervisor};
 
 mod builder;
 mod time;
@@ -73,6 +74,11 @@ struct Inner {
     switching: Mutex<()>,
     /// The bridge server to use when the context bridges (the process-wide one when `None`).
     server: Option<BridgeServer>,
+    /// How the Python worker is started.
+    worker_config: WorkerConfig,
+    /// The Python worker, started by the first python step. Declared before `bridge` so that
+    /// the worker is asked to stop before the session it uses goes away.
+    worker: tokio::sync::OnceCell<Arc<WorkerSupervisor>>,
     /// The context's session in the bridge's store, once bridged. Dropping the context drops
     /// it, which releases the session.
     bridge: OnceLock<Arc<BridgedState>>,
@@ -118,7 +124,7 @@ impl Context {
     pub fn new() -> Self {
         let hub: Arc<WatchHub> = Arc::default();
         let local = LocalState::with_hub(Arc::clone(&hub));
-        Self::with_backend_and_hub(Arc::new(local), hub, None, None)
+        Self::with_backend_and_hub(Arc::new(local), hub, None, None, WorkerConfig::default())
     }
 
     /// A builder to choose the backend (local or bridged) and the bridge server.
@@ -140,6 +146,7 @@ impl Context {
         hub: Arc<WatchHub>,
         server: Option<BridgeServer>,
         bridge: Option<Arc<BridgedState>>,
+        worker_config: WorkerConfig,
     ) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let bridge_cell = OnceLock::new();
@@ -157,6 +164,8 @@ impl Context {
                 last_switch_nanos: AtomicU64::new(0),
                 switching: Mutex::new(()),
                 server,
+                worker_config,
+                worker: tokio::sync::OnceCell::new(),
                 bridge: bridge_cell,
             }),
         }
@@ -278,6 +287,34 @@ impl Context {
     /// The bridge server of a bridged context.
     pub fn bridge_server(&self) -> Option<&BridgeServer> {
         self.inner.bridge.get().map(|b| b.server())
+    }
+
+    /// The context's Python worker: started on first use (the context bridges first), then
+    /// shared by every python step of the context. Fails with [`Error::Worker`] naming the
+    /// interpreter and what went wrong when the worker cannot start; a later call tries again.
+    pub async fn worker(&self) -> Result<Arc<WorkerSupervisor>> {
+        self.ensure_bridged().await?;
+        let session = self
+            .bridge_session()
+            .ok_or_else(|| Error::internal("a bridged context has no session"))?;
+        self.inner
+            .worker
+            .get_or_try_init(|| WorkerSupervisor::start(self.inner.worker_config.clone(), session))
+            .await
+            .cloned()
+    }
+
+    /// The state of the context's Python worker, if one was started.
+    pub fn worker_status(&self) -> Option<WorkerStatus> {
+        self.inner.worker.get().map(|w| w.status())
+    }
+
+    /// Stops the context's Python worker now (ask, terminate, kill) instead of when the
+    /// context is dropped. A later python step starts a new one.
+    pub async fn shutdown_worker(&self) {
+        if let Some(worker) = self.inner.worker.get() {
+            worker.shutdown().await;
+        }
     }
 
     /// The switch itself; the caller holds `switching`.

@@ -13,6 +13,7 @@ use super::fields::Fields;
 use super::module::{DynModule, Module};
 use super::python::PythonModule;
 use super::run::ChainRun;
+use super::trace::RunTrace;
 use super::{context_for, prepare_context};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -339,6 +340,11 @@ impl RunningProgram {
 
     /// Runs the chain.
     pub async fn run(&self, input: Fields) -> Result<Fields> {
+        self.run_traced(input).await.map(|(outputs, _)| outputs)
+    }
+
+    /// Runs the chain and returns the outputs with the trace of every step.
+    pub async fn run_traced(&self, input: Fields) -> Result<(Fields, RunTrace)> {
         let mut run = ChainRun::start(&self.ctx, &self.spec, input)?;
         for (index, step) in self.steps.iter().enumerate() {
             match step {
@@ -346,7 +352,7 @@ impl RunningProgram {
                 Attached::Python(module) => run.python(index, module).await?,
             }
         }
-        run.finish()
+        run.finish_traced()
     }
 
     /// Appends a step to the running program, checked like the rest of the chain. A python step

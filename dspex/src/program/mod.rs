@@ -15,12 +15,14 @@ mod fields;
 mod module;
 mod python;
 mod run;
+mod trace;
 
 pub use builder::{DynProgram, ProgramBuilder, RunningProgram, Step};
 pub use fields::{Fields, Params};
 pub use module::{BoxFuture, DynModule, Module};
 pub use python::PythonModule;
 pub use run::ChainRun;
+pub use trace::{LmCall, RunTrace, StepRunner, StepTrace};
 
 /// A program declared with `dspex_program!` or `#[derive(Program)]`.
 ///
@@ -49,16 +51,38 @@ pub trait Program: Sized + Send + Sync + 'static {
         }
     }
 
+    /// Runs the chain on named fields and returns the outputs with the trace of every step
+    /// (what it read and wrote, its parameters, the LM settings its calls used).
+    fn run_fields_traced(
+        &self,
+        input: Fields,
+    ) -> impl Future<Output = Result<(Fields, RunTrace)>> + Send;
+
     /// Runs the chain on named fields.
-    fn run_fields(&self, input: Fields) -> impl Future<Output = Result<Fields>> + Send;
+    fn run_fields(&self, input: Fields) -> impl Future<Output = Result<Fields>> + Send {
+        async move {
+            self.run_fields_traced(input)
+                .await
+                .map(|(outputs, _)| outputs)
+        }
+    }
 }
 
-/// A new context on the backend `spec` needs.
+/// A new context on the backend `spec` needs: local for a native program; bridged for one
+/// with a python step, its worker starting at once (in the background: the first python
+/// step's attach waits for it).
 pub async fn context_for(spec: &ProgramSpec) -> Result<Context> {
-    let ctx = Context::new();
-    if spec.requires_bridge() {
-        ctx.mark_requires_bridge();
+    if !spec.requires_bridge() {
+        return Ok(Context::new());
     }
+    let ctx = Context::builder().bridged().build().await?;
+    ctx.mark_requires_bridge();
+    let warming = ctx.clone();
+    crate::worker::runtime()?.spawn(async move {
+        if let Err(e) = warming.worker().await {
+            tracing::debug!(error = %e, "the worker did not start in the background; the first python step will report why");
+        }
+    });
     Ok(ctx)
 }
 

@@ -1,34 +1,97 @@
 //! Python steps: a DSPy module created in the context's Python worker.
 
-use dspex_core::program::{ProgramSpec, StepSpec};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dspex_core::program::{ModuleRef, ProgramSpec, StepKind};
+use parking_lot::Mutex;
 
 use super::fields::Fields;
+use super::trace::LmCall;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::worker::{ModuleSpec, WorkerSupervisor};
 
 /// A python step of a program: the handle to its DSPy module in the context's worker. Fields
 /// of this type mark python steps in `#[derive(Program)]` structs.
+///
+/// Attaching a python step upgrades the context to the bridge (once) and starts its worker;
+/// the module is created in the worker with the step's signature and bindings, and the worker
+/// reads the bound variables from the session before every call. A step whose module comes
+/// from a `module` variable (`@var`) creates one module per class the variable names, when the
+/// variable first names it.
 #[derive(Debug, Clone)]
 pub struct PythonModule {
     ctx: Context,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     step: String,
+    source: ModuleRef,
+    signature: String,
+    bindings: BTreeMap<String, String>,
+    /// Module id prefix, unique in the process.
+    id: String,
+    worker: Arc<WorkerSupervisor>,
+    /// Class -> (module id, resolved class) of the modules created so far.
+    created: Mutex<BTreeMap<String, (String, String)>>,
+}
+
+/// What a python step returned.
+pub(crate) struct PythonOutput {
+    pub(crate) outputs: Fields,
+    pub(crate) lm_calls: Vec<LmCall>,
+    pub(crate) class: String,
 }
 
 impl PythonModule {
-    /// Creates the DSPy module of python step `index` of `spec` in the context's worker.
-    pub async fn attach(_ctx: &Context, spec: &ProgramSpec, index: usize) -> Result<Self> {
+    /// Creates the DSPy module of python step `index` of `spec` in the context's worker,
+    /// bridging the context and starting its worker first if needed.
+    pub async fn attach(ctx: &Context, spec: &ProgramSpec, index: usize) -> Result<Self> {
         let step = spec.steps.get(index).ok_or_else(|| {
             Error::Internal(format!("program `{}` has no step {index}", spec.name))
         })?;
-        Err(Error::Bridge(format!(
-            "python step `{}` of program `{}` needs the Python bridge, which this build of dspex does not provide yet",
-            step.name, spec.name
-        )))
+        let StepKind::Python { module } = &step.kind else {
+            return Err(Error::Internal(format!(
+                "step `{}` of program `{}` is not a python step",
+                step.name, spec.name
+            )));
+        };
+        ctx.mark_requires_bridge();
+        let worker = ctx.worker().await?;
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let this = Self {
+            ctx: ctx.clone(),
+            inner: Arc::new(Inner {
+                step: step.name.clone(),
+                source: module.clone(),
+                signature: step.signature.to_string(),
+                bindings: step
+                    .bindings
+                    .iter()
+                    .map(|b| (b.param.clone(), b.variable.clone()))
+                    .collect(),
+                id: format!(
+                    "{}.{}#{}",
+                    spec.name,
+                    step.name,
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                ),
+                worker,
+                created: Mutex::new(BTreeMap::new()),
+            }),
+        };
+        // Create the module now, so that a bad class or signature fails the attach.
+        this.module_for(&this.class()?).await?;
+        Ok(this)
     }
 
     /// The step name.
     pub fn step(&self) -> &str {
-        &self.step
+        &self.inner.step
     }
 
     /// The context whose worker runs the module.
@@ -36,15 +99,88 @@ impl PythonModule {
         &self.ctx
     }
 
-    pub(crate) async fn execute(
-        &self,
-        _ctx: &Context,
-        step: &StepSpec,
-        _inputs: Fields,
-    ) -> Result<Fields> {
-        Err(Error::Bridge(format!(
-            "python step `{}` needs the Python bridge",
-            step.name
-        )))
+    /// The DSPy class the next call uses: fixed, or the current value of the `module` variable.
+    fn class(&self) -> Result<String> {
+        match &self.inner.source {
+            ModuleRef::Builtin(name) | ModuleRef::Path(name) => Ok(name.clone()),
+            ModuleRef::Variable(var) => self.ctx.get::<String>(var),
+        }
+    }
+
+    /// The worker module for `class`, created on first use.
+    async fn module_for(&self, class: &str) -> Result<(String, String)> {
+        if let Some(created) = self.inner.created.lock().get(class).cloned()
+            && self.inner.worker.has_module(&created.0)
+        {
+            return Ok(created);
+        }
+        let module_id = format!("{}:{class}", self.inner.id);
+        let spec = ModuleSpec {
+            module_id: module_id.clone(),
+            class: class.to_owned(),
+            signature: self.inner.signature.clone(),
+            bindings: self.inner.bindings.clone(),
+            config: BTreeMap::new(),
+        };
+        let resolved = self
+            .inner
+            .worker
+            .create_module(spec)
+            .await
+            .map_err(|e| self.named(e))?;
+        let created = (module_id, resolved);
+        self.inner
+            .created
+            .lock()
+            .insert(class.to_owned(), created.clone());
+        Ok(created)
+    }
+
+    /// Runs the module on `inputs`.
+    pub(crate) async fn execute(&self, inputs: &Fields) -> Result<PythonOutput> {
+        let (module_id, class) = self.module_for(&self.class()?).await?;
+        let inputs: BTreeMap<String, String> = inputs
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        // The versions of the bound variables as of now: the worker reads values at least
+        // this new, from its watch-invalidated cache when it has them.
+        let min_versions = self
+            .inner
+            .bindings
+            .values()
+            .map(|var| Ok((var.clone(), self.ctx.record(var)?.version)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let reply = self
+            .inner
+            .worker
+            .execute(&self.inner.step, &module_id, inputs, min_versions)
+            .await?;
+        Ok(PythonOutput {
+            outputs: reply.outputs.into_iter().collect(),
+            lm_calls: reply
+                .lm_calls
+                .into_iter()
+                .map(|c| LmCall {
+                    model: c.model,
+                    temperature: c.temperature,
+                    max_tokens: c.max_tokens,
+                    top_p: c.top_p,
+                    n: c.n,
+                })
+                .collect(),
+            class,
+        })
+    }
+
+    /// Errors about the worker module name the step.
+    fn named(&self, e: Error) -> Error {
+        match e {
+            Error::Python { message, .. } => Error::Python {
+                step: self.inner.step.clone(),
+                message,
+            },
+            e => e,
+        }
     }
 }

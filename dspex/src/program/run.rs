@@ -1,12 +1,15 @@
 //! Running a chain: the fields available so far, each step's inputs and bound parameters, and
 //! the checks that every step delivered what its signature promised.
 
-use dspex_core::program::{ProgramSpec, StepSpec};
+use std::time::Instant;
+
+use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
 use tracing::{Instrument, debug, debug_span};
 
 use super::fields::{Fields, Params};
 use super::module::DynModule;
 use super::python::PythonModule;
+use super::trace::{RunTrace, StepRunner, StepTrace};
 use crate::context::Context;
 use crate::error::{Error, Result};
 
@@ -16,6 +19,7 @@ pub struct ChainRun<'p> {
     ctx: &'p Context,
     spec: &'p ProgramSpec,
     available: Fields,
+    trace: RunTrace,
 }
 
 impl<'p> ChainRun<'p> {
@@ -33,6 +37,7 @@ impl<'p> ChainRun<'p> {
             ctx,
             spec,
             available: input,
+            trace: RunTrace::default(),
         })
     }
 
@@ -81,18 +86,20 @@ impl<'p> ChainRun<'p> {
             .collect()
     }
 
-    /// Keeps the step's declared outputs; fails if one is missing.
-    fn absorb(&mut self, step: &StepSpec, mut outputs: Fields) -> Result<()> {
+    /// Keeps the step's declared outputs (fails if one is missing) and records the step.
+    fn absorb(&mut self, step: &StepSpec, record: StepTrace) -> Result<()> {
         for name in step.signature.output_names() {
-            let value = outputs.remove(name).ok_or_else(|| Error::MissingField {
-                field: name.to_owned(),
-                context: format!("the output of step `{}`", step.name),
-            })?;
+            let value = record
+                .outputs
+                .get(name)
+                .ok_or_else(|| Error::MissingField {
+                    field: name.to_owned(),
+                    context: format!("the output of step `{}`", step.name),
+                })?;
             self.available.insert(name, value);
         }
-        if !outputs.is_empty() {
-            debug!(step = %step.name, extra = %outputs, "ignoring fields outside the step signature");
-        }
+        debug!(step = %step.name, inputs = %record.inputs, outputs = %record.outputs, "step done");
+        self.trace.steps.push(record);
         Ok(())
     }
 
@@ -101,6 +108,7 @@ impl<'p> ChainRun<'p> {
         let step = self.step(index)?;
         let inputs = self.inputs(step)?;
         let params = Self::params(self.ctx, step)?;
+        let started = Instant::now();
         let outputs = module
             .forward_boxed(&inputs, &params)
             .instrument(debug_span!("native step", step = %step.name))
@@ -109,24 +117,54 @@ impl<'p> ChainRun<'p> {
                 step: step.name.clone(),
                 source: Box::new(e),
             })?;
-        debug!(step = %step.name, %inputs, %outputs, "native step done");
-        self.absorb(step, outputs)
+        let type_name = match &step.kind {
+            StepKind::Native { type_name } => type_name.clone(),
+            StepKind::Python { module } => module.to_string(),
+        };
+        let record = StepTrace {
+            step: step.name.clone(),
+            runner: StepRunner::Native(type_name),
+            inputs,
+            outputs,
+            params,
+            lm_calls: Vec::new(),
+            duration: started.elapsed(),
+        };
+        self.absorb(step, record)
     }
 
     /// Runs python step `index` through its attached module.
     pub async fn python(&mut self, index: usize, module: &PythonModule) -> Result<()> {
         let step = self.step(index)?;
         let inputs = self.inputs(step)?;
-        let outputs = module
-            .execute(self.ctx, step, inputs)
+        // The worker reads the bound variables itself; this snapshot is for the trace.
+        let params = Self::params(self.ctx, step)?;
+        let started = Instant::now();
+        let output = module
+            .execute(&inputs)
             .instrument(debug_span!("python step", step = %step.name))
             .await?;
-        self.absorb(step, outputs)
+        let record = StepTrace {
+            step: step.name.clone(),
+            runner: StepRunner::Python(output.class),
+            inputs,
+            outputs: output.outputs,
+            params,
+            lm_calls: output.lm_calls,
+            duration: started.elapsed(),
+        };
+        self.absorb(step, record)
     }
 
     /// Ends the run with the program's outputs.
-    pub fn finish(mut self) -> Result<Fields> {
-        self.spec
+    pub fn finish(self) -> Result<Fields> {
+        self.finish_traced().map(|(outputs, _)| outputs)
+    }
+
+    /// Ends the run with the program's outputs and the trace of every step.
+    pub fn finish_traced(mut self) -> Result<(Fields, RunTrace)> {
+        let outputs = self
+            .spec
             .output_names()
             .into_iter()
             .map(|name| {
@@ -139,6 +177,7 @@ impl<'p> ChainRun<'p> {
                     })?;
                 Ok((name, value))
             })
-            .collect()
+            .collect::<Result<Fields>>()?;
+        Ok((outputs, self.trace))
     }
 }

@@ -1,0 +1,113 @@
+//! What a run did, step by step: the fields each step read and wrote, the parameters it was
+//! given, and for python steps the LM settings each LM call really used.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::fields::{Fields, Params};
+
+/// The settings of one LM call, as the Python worker read them from the LM's own history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LmCall {
+    /// The model the call went to.
+    pub model: String,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Token limit.
+    pub max_tokens: Option<i64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Number of completions.
+    pub n: Option<i64>,
+}
+
+impl fmt::Display for LmCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "model={}", self.model)?;
+        if let Some(t) = self.temperature {
+            write!(f, " temperature={t}")?;
+        }
+        if let Some(m) = self.max_tokens {
+            write!(f, " max_tokens={m}")?;
+        }
+        if let Some(p) = self.top_p {
+            write!(f, " top_p={p}")?;
+        }
+        if let Some(n) = self.n {
+            write!(f, " n={n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a traced step ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepRunner {
+    /// A native module of this Rust type.
+    Native(String),
+    /// A DSPy module of this Python class (the variable-aware variant the worker created).
+    Python(String),
+}
+
+impl fmt::Display for StepRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepRunner::Native(ty) => write!(f, "native {ty}"),
+            StepRunner::Python(class) => write!(f, "python {class}"),
+        }
+    }
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepTrace {
+    /// The step name.
+    pub step: String,
+    /// What ran it.
+    pub runner: StepRunner,
+    /// The fields it read.
+    pub inputs: Fields,
+    /// Every field it returned (a python step's include DSPy's extra outputs, like
+    /// `reasoning`); only its signature's outputs flow on.
+    pub outputs: Fields,
+    /// The bound variable values it ran with, by parameter name.
+    pub params: Params,
+    /// The LM calls it made (python steps).
+    pub lm_calls: Vec<LmCall>,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// Every step of one run, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunTrace {
+    /// The steps, in chain order.
+    pub steps: Vec<StepTrace>,
+}
+
+impl RunTrace {
+    /// The trace of the step named `step`.
+    pub fn step(&self, step: &str) -> Option<&StepTrace> {
+        self.steps.iter().find(|s| s.step == step)
+    }
+}
+
+impl fmt::Display for RunTrace {
+    /// One block per step: what ran it, its inputs, outputs, parameters and LM calls.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.steps {
+            writeln!(f, "step `{}` ({}, {:.1?})", s.step, s.runner, s.duration)?;
+            writeln!(f, "  in:  {}", s.inputs)?;
+            writeln!(f, "  out: {}", s.outputs)?;
+            if !s.params.is_empty() {
+                let params: Vec<String> =
+                    s.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                writeln!(f, "  params: {}", params.join(" "))?;
+            }
+            for call in &s.lm_calls {
+                writeln!(f, "  lm call: {call}")?;
+            }
+        }
+        Ok(())
+    }
+}

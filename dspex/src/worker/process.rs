@@ -1,0 +1,335 @@
+//! One Python worker process: spawned with the session's address and token, ready once it
+//! prints its readiness line, its output forwarded to `tracing`, its exit observed.
+
+use std::collections::VecDeque;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::watch;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use super::config::WorkerConfig;
+use crate::bridge::proto::module_service_client::ModuleServiceClient;
+use crate::bridge::{SessionInfo, TOKEN_METADATA};
+use crate::error::{Error, Result};
+
+/// The first line a ready worker prints on stdout, followed by JSON.
+const READY_PREFIX: &str = "DSPEX_WORKER_READY ";
+/// How many lines of the worker's stderr an error message quotes.
+const STDERR_TAIL: usize = 12;
+
+/// The gRPC client of one worker, carrying the session token on every call.
+pub(crate) type ModuleClient = ModuleServiceClient<InterceptedService<Channel, TokenInterceptor>>;
+
+/// Adds the session token to every request.
+#[derive(Clone)]
+pub(crate) struct TokenInterceptor(MetadataValue<Ascii>);
+
+impl Interceptor for TokenInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert(TOKEN_METADATA, self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A running, ready worker.
+pub(crate) struct WorkerProcess {
+    pid: u32,
+    client: ModuleClient,
+    exit: watch::Receiver<Option<ExitStatus>>,
+    /// Kept open: the worker exits when it closes, so it never outlives this process.
+    stdin: Mutex<Option<ChildStdin>>,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl WorkerProcess {
+    /// Starts `python -m dspex_bridge.worker` for `session` and waits until it is ready.
+    pub(crate) async fn spawn(config: &WorkerConfig, session: &SessionInfo) -> Result<Self> {
+        let python = config.interpreter().display().to_string();
+        let mut command = Command::new(config.interpreter());
+        command
+            .args(["-m", "dspex_bridge.worker"])
+            .envs(session.env())
+            .env("DSPEX_LM", config.lm_config().to_json())
+            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            .env("PYTHONUNBUFFERED", "1")
+            .envs(config.extra_env().iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let started = Instant::now();
+        let mut child = command.spawn().map_err(|e| {
+            Error::Worker(format!(
+                "cannot start `{python} -m dspex_bridge.worker`: {e}"
+            ))
+        })?;
+        let pid = child.id().unwrap_or_default();
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        if let Some(stderr) = stderr {
+            tokio::spawn(forward_stderr(stderr, pid, Arc::clone(&stderr_tail)));
+        }
+        let (exit_tx, exit) = watch::channel(None);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        if let Some(stdout) = stdout {
+            tokio::spawn(read_stdout(stdout, pid, ready_tx));
+        }
+        tokio::spawn(wait_for_exit(child, exit_tx));
+
+        let failure = |what: String| {
+            let tail = stderr_tail
+                .lock()
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n");
+            let hint = if tail.contains("No module named 'dspex_bridge'")
+                || tail.contains("No module named 'dspy'")
+            {
+                " (run scripts/python-env and set DSPEX_PYTHON to the interpreter it prints)"
+            } else {
+                ""
+            };
+            if tail.is_empty() {
+                Error::Worker(format!("python worker `{python}` {what}{hint}"))
+            } else {
+                Error::Worker(format!(
+                    "python worker `{python}` {what}{hint}; its last output:\n{tail}"
+                ))
+            }
+        };
+
+        let mut exit_seen = exit.clone();
+        let port = tokio::select! {
+            ready = tokio::time::timeout(config.ready_timeout_value(), ready_rx) => match ready {
+                Ok(Ok(port)) => port,
+                Ok(Err(_)) => {
+                    // Stdout closed without a readiness line: wait for the exit status.
+                    let status = wait_exit(&mut exit_seen, Duration::from_secs(5)).await;
+                    kill(pid);
+                    return Err(failure(format!("exited{} before it was ready", describe_exit(status))));
+                }
+                Err(_) => {
+                    kill(pid);
+                    return Err(failure(format!(
+                        "was not ready within {:?}",
+                        config.ready_timeout_value()
+                    )));
+                }
+            },
+            status = wait_exit(&mut exit_seen, Duration::MAX) => {
+                // Let the stderr forwarder catch up with the last lines.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Err(failure(format!("exited{} before it was ready", describe_exit(status))));
+            }
+        };
+
+        let token = MetadataValue::try_from(session.token.as_str())
+            .map_err(|e| Error::Worker(format!("the session token is not valid metadata: {e}")))?;
+        let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .map_err(|e| Error::Worker(format!("bad worker address: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| {
+                kill(pid);
+                Error::Worker(format!(
+                    "cannot connect to the python worker on port {port}: {e}"
+                ))
+            })?;
+        tracing::info!(pid, port, elapsed = ?started.elapsed(), "python worker ready");
+        Ok(Self {
+            pid,
+            client: ModuleServiceClient::with_interceptor(channel, TokenInterceptor(token)),
+            exit,
+            stdin: Mutex::new(stdin),
+            stderr_tail,
+        })
+    }
+
+    /// The worker's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// A client for calls to the worker.
+    pub(crate) fn client(&self) -> ModuleClient {
+        self.client.clone()
+    }
+
+    /// The exit status, once the process has exited.
+    pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
+        *self.exit.borrow()
+    }
+
+    /// Whether the process has died, even if it was not reaped yet (a zombie counts as dead).
+    pub(crate) fn has_exited(&self) -> bool {
+        if self.exit_status().is_some() {
+            return true;
+        }
+        let Some(pid) = i32::try_from(self.pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return true;
+        };
+        use rustix::process::{WaitId, WaitIdOptions, waitid};
+        // NOWAIT leaves the zombie for the waiter task to reap. An error means it was reaped
+        // already.
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        !matches!(waitid(WaitId::Pid(pid), options), Ok(None))
+    }
+
+    /// Waits until the process exits (or `timeout` passes); returns the status if it did.
+    pub(crate) async fn wait(&self, timeout: Duration) -> Option<ExitStatus> {
+        let mut exit = self.exit.clone();
+        wait_exit(&mut exit, timeout).await
+    }
+
+    /// The last lines the worker wrote on stderr.
+    pub(crate) fn stderr_tail(&self) -> String {
+        self.stderr_tail
+            .lock()
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Sends SIGTERM.
+    pub(crate) fn terminate(&self) {
+        if self.exit_status().is_none() {
+            signal(self.pid, rustix::process::Signal::TERM);
+        }
+    }
+
+    /// Sends SIGKILL.
+    pub(crate) fn kill(&self) {
+        if self.exit_status().is_none() {
+            kill(self.pid);
+        }
+    }
+
+    /// Closes the worker's stdin, which makes it exit.
+    pub(crate) fn close_stdin(&self) {
+        self.stdin.lock().take();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        // Whoever drops the last handle without a shutdown still leaves no process behind.
+        self.kill();
+    }
+}
+
+fn describe_exit(status: Option<ExitStatus>) -> String {
+    match status {
+        Some(s) => match s.code() {
+            Some(code) => format!(" with status {code}"),
+            None => format!(" ({s})"),
+        },
+        None => String::new(),
+    }
+}
+
+async fn wait_exit(
+    exit: &mut watch::Receiver<Option<ExitStatus>>,
+    timeout: Duration,
+) -> Option<ExitStatus> {
+    let waited = tokio::time::timeout(timeout, exit.wait_for(Option::is_some))
+        .await
+        .ok()
+        .and_then(|r| r.ok().map(|status| *status));
+    waited.unwrap_or_else(|| *exit.borrow())
+}
+
+async fn wait_for_exit(mut child: Child, exit: watch::Sender<Option<ExitStatus>>) {
+    match child.wait().await {
+        Ok(status) => {
+            exit.send_replace(Some(status));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot wait for the python worker");
+        }
+    }
+}
+
+async fn read_stdout(
+    stdout: impl AsyncRead + Unpin,
+    pid: u32,
+    ready: tokio::sync::oneshot::Sender<u16>,
+) {
+    let mut lines = BufReader::new(stdout).lines();
+    let mut ready = Some(ready);
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(json) = line.strip_prefix(READY_PREFIX)
+            && let Some(tx) = ready.take()
+        {
+            match serde_json::from_str::<serde_json::Value>(json)
+                .ok()
+                .and_then(|v| v["port"].as_u64())
+                .and_then(|p| u16::try_from(p).ok())
+            {
+                Some(port) => {
+                    let _ = tx.send(port);
+                }
+                None => {
+                    tracing::error!(pid, %line, "unreadable readiness line from the python worker")
+                }
+            }
+            continue;
+        }
+        tracing::info!(target: "dspex::worker", pid, "{line}");
+    }
+}
+
+async fn forward_stderr(
+    stderr: impl AsyncRead + Unpin,
+    pid: u32,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.starts_with("ERROR") || line.starts_with("Traceback") {
+            tracing::warn!(target: "dspex::worker", pid, "{line}");
+        } else {
+            tracing::info!(target: "dspex::worker", pid, "{line}");
+        }
+        let mut tail = tail.lock();
+        if tail.len() == STDERR_TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+}
+
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    if let Err(e) = rustix::process::kill_process(pid, sig) {
+        tracing::debug!(pid = pid.as_raw_nonzero().get(), error = %e, "signal not delivered");
+    }
+}
+
+fn kill(pid: u32) {
+    signal(pid, rustix::process::Signal::KILL);
+}

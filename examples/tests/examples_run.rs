@@ -1,0 +1,72 @@
+//! Every example runs to completion and prints what it promises.
+
+use std::process::Command;
+
+fn run(binary: &str) -> String {
+    let output = Command::new(binary).output().expect("the example starts");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{binary} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_variables_example_refuses_a_bad_value() {
+    let out = run(env!("CARGO_BIN_EXE_variables"));
+    assert!(
+        out.contains("temperature = 2.5: refused: temperature: 2.5 is above max 2.0"),
+        "{out}"
+    );
+    assert!(out.contains("backend: local backend"), "{out}");
+}
+
+#[test]
+fn the_macro_example_runs_its_native_steps_and_refuses_a_bad_value() {
+    let out = run(env!("CARGO_BIN_EXE_program_macro"));
+    assert!(
+        out.contains("SupportTriage needs the Python bridge: false"),
+        "{out}"
+    );
+    assert!(out.contains("started on the local backend"), "{out}");
+    assert!(
+        out.contains("classify: \"i was charged twice this month\" -> category \"billing\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("max_words = 500 refused: max_words: 500 is above max 60"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_derive_example_runs_its_native_steps_and_refuses_a_bad_value() {
+    let out = run(env!("CARGO_BIN_EXE_program_derive"));
+    assert!(
+        out.contains("summary: DSPY PROGRAMS ARE CHAINS OF MODULES. VARIABLES TUNE THEM."),
+        "{out}"
+    );
+    assert!(out.contains("style = \"whisper\" refused"), "{out}");
+}
+
+#[test]
+fn the_hybrid_demo_runs_both_steps_and_shows_the_changed_settings() {
+    let out = run(env!("CARGO_BIN_EXE_hybrid"));
+    assert!(out.contains("QaPipeline: REQUIRES_BRIDGE = true"), "{out}");
+    assert!(
+        out.contains("step `answer` (python VariableAwareChainOfThought"),
+        "{out}"
+    );
+    assert!(
+        out.contains("lm call: model=gpt-4o-mini temperature=0.7 max_tokens=256"),
+        "{out}"
+    );
+    assert!(
+        out.contains("lm call: model=claude-3-haiku temperature=1.2 max_tokens=256"),
+        "{out}"
+    );
+    assert!(out.contains("answer: Paris"), "{out}");
+    assert!(out.contains("backend: bridged backend"), "{out}");
+}

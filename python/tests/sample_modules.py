@@ -1,0 +1,44 @@
+"""Custom DSPy modules that the worker tests load by dotted path (``sample_modules.Shouter``)."""
+
+from __future__ import annotations
+
+import dspy
+
+
+class Shouter(dspy.Module):
+    """Upper-cases its input without an LM call."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+        self.signature = dspy.Signature(signature)
+
+    def forward(self, **kwargs: str) -> dspy.Prediction:
+        (name,) = self.signature.input_fields
+        (out,) = self.signature.output_fields
+        return dspy.Prediction(**{out: kwargs[name].upper()})
+
+
+class Exploding(dspy.Module):
+    """Raises on every call."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+        self.predict = dspy.Predict(signature)
+
+    def forward(self, **kwargs: str) -> dspy.Prediction:
+        raise RuntimeError(f"the module exploded on {kwargs.get('question')!r}")
+
+
+class Sleeper(dspy.Module):
+    """Takes its time (``seconds`` input, default 30) before answering."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+        self.signature = dspy.Signature(signature)
+
+    def forward(self, **kwargs: str) -> dspy.Prediction:
+        import time
+
+        time.sleep(float(kwargs.get("seconds") or 30))
+        (out,) = self.signature.output_fields
+        return dspy.Prediction(**{out: "slept"})

@@ -1,0 +1,500 @@
+//! Hybrid programs end to end: declared programs with native and python steps run with a real
+//! Python worker running real DSPy modules on the offline scripted LM. Bound variables set from
+//! Rust change the next python call's LM settings (as the worker reads them from the LM's own
+//! history); `@var` steps take their class from a variable at run time; a running native
+//! program upgrades its context when a python step is added; faults (a worker killed during a
+//! call, a module that raises, an unknown class, an interpreter without DSPy) give clear errors
+//! and lose nothing; and no worker process outlives its context or its Rust process.
+
+#![allow(clippy::unwrap_used, clippy::float_cmp)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use dspex::prelude::*;
+use dspex::{LmCall, ProgramBuilder, Step, StepTrace};
+use dspex_tests::{process_alive, wait_gone, worker_config};
+
+/// Classifies a question, saying which model it was bound to.
+#[derive(Default)]
+struct Classify;
+
+impl Module for Classify {
+    async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
+        let question = inputs.require("question")?;
+        let kind = if question.to_lowercase().starts_with("why") {
+            "explanation"
+        } else {
+            "fact"
+        };
+        let model = params.get::<String>("llm_model")?;
+        Ok(Fields::from([(
+            "category",
+            format!("{kind} (for {model})"),
+        )]))
+    }
+}
+
+dspex_program! {
+    /// The program of DESIGN.md section 7: a native classifier, then DSPy's ChainOfThought.
+    program QaPipeline: "question -> answer" {
+        variables {
+            temperature: float = 0.7 { min: 0.0, max: 2.0 },
+            max_tokens: integer = 256 { min: 1, max: 4096 },
+            model: choice = "gpt-4o-mini" { choices: ["gpt-4o-mini", "claude-3-haiku"] },
+        }
+        chain {
+            classify: native Classify("question -> category") { model as llm_model },
+            answer: python ChainOfThought("question, category -> answer") { temperature, max_tokens, model },
+        }
+    }
+}
+
+#[derive(Program)]
+#[program(signature = "question -> answer")]
+struct DerivedQa {
+    #[variable(initial = 0.3, min = 0.0, max = 2.0)]
+    temperature: Var<f64>,
+    #[variable(initial = "Predict", choices = ["Predict", "ChainOfThought"])]
+    reasoning: Var<ModuleName>,
+    #[variable(initial = "gpt-4o-mini", choices = ["gpt-4o-mini", "claude-3-haiku"])]
+    model: Var<Choice>,
+    #[step(native, signature = "question -> category", bind(model as llm_model))]
+    classify: Classify,
+    #[step(
+        python = "@reasoning",
+        signature = "question, category -> answer",
+        bind(temperature)
+    )]
+    answer: PythonModule,
+}
+
+async fn context() -> Context {
+    Context::builder()
+        .worker(worker_config())
+        .build()
+        .await
+        .unwrap()
+}
+
+fn only_call(step: &StepTrace) -> &LmCall {
+    assert_eq!(step.lm_calls.len(), 1, "{step:?}");
+    &step.lm_calls[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_creates_a_bridged_context_whose_worker_runs_the_python_step() {
+    const { assert!(QaPipeline::REQUIRES_BRIDGE) };
+    // `start` picks the backend from the declaration; the worker's interpreter comes from
+    // DSPEX_PYTHON (the workspace's .cargo/config.toml points it at .venv).
+    let qa = QaPipeline::start().await.unwrap();
+    let info = qa.context().backend();
+    assert_eq!((info.kind, info.switches), (BackendKind::Bridged, 0));
+    let status = qa.context().worker_status().unwrap();
+    assert!(status.pid.is_some_and(process_alive));
+
+    let (out, trace) = qa
+        .run_traced(QaPipelineInput {
+            question: "What is DSPy?".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.answer, "[scripted answer] What is DSPy?");
+    let classify = trace.step("classify").unwrap();
+    assert_eq!(
+        classify.outputs.get("category"),
+        Some("fact (for gpt-4o-mini)")
+    );
+    let answer = trace.step("answer").unwrap();
+    assert_eq!(
+        answer.runner.to_string(),
+        "python VariableAwareChainOfThought"
+    );
+    assert_eq!(
+        answer.inputs.get("category"),
+        Some("fact (for gpt-4o-mini)")
+    );
+    assert!(
+        answer
+            .outputs
+            .get("reasoning")
+            .unwrap()
+            .starts_with("[scripted reasoning]")
+    );
+    let call = only_call(answer);
+    assert_eq!(
+        (call.model.as_str(), call.temperature, call.max_tokens),
+        ("gpt-4o-mini", Some(0.7), Some(256))
+    );
+
+    // A Rust `set` of a bound variable changes the next python call's LM settings.
+    qa.temperature().set(1.5).unwrap();
+    qa.max_tokens().update(|n| n / 4).unwrap();
+    qa.model().set("claude-3-haiku").unwrap();
+    let (_, trace) = qa
+        .run_traced(QaPipelineInput {
+            question: "Why is the sky blue?".into(),
+        })
+        .await
+        .unwrap();
+    let call = only_call(trace.step("answer").unwrap());
+    assert_eq!(
+        (call.model.as_str(), call.temperature, call.max_tokens),
+        ("claude-3-haiku", Some(1.5), Some(64))
+    );
+    assert_eq!(
+        trace.step("classify").unwrap().outputs.get("category"),
+        Some("explanation (for claude-3-haiku)")
+    );
+    // A refused write changes nothing, and the next call still uses the last accepted value.
+    assert!(qa.temperature().set(2.5).is_err());
+    let (_, trace) = qa.run_traced(QaPipelineInput::default()).await.unwrap();
+    assert_eq!(
+        only_call(trace.step("answer").unwrap()).temperature,
+        Some(1.5)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_var_step_takes_its_dspy_class_from_the_variable_at_run_time() {
+    let ctx = context().await;
+    let qa = DerivedQa::attach(&ctx).await.unwrap();
+    let input = || DerivedQaInput {
+        question: "What is a module?".into(),
+    };
+    let (out, trace) = qa.run_traced(input()).await.unwrap();
+    assert_eq!(out.answer, "[scripted answer] What is a module?");
+    let answer = trace.step("answer").unwrap();
+    assert_eq!(answer.runner.to_string(), "python VariableAwarePredict");
+    assert!(answer.outputs.get("reasoning").is_none());
+    assert_eq!(only_call(answer).temperature, Some(0.3));
+
+    qa.reasoning().set("ChainOfThought").unwrap();
+    let (_, trace) = qa.run_traced(input()).await.unwrap();
+    let answer = trace.step("answer").unwrap();
+    assert_eq!(
+        answer.runner.to_string(),
+        "python VariableAwareChainOfThought"
+    );
+    assert!(answer.outputs.get("reasoning").is_some());
+    // The class is not among the allowed modules: the write is refused.
+    assert!(qa.reasoning().set("ReAct").is_err());
+    assert_eq!(ctx.worker_status().unwrap().modules, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_python_step_upgrades_a_running_native_program_once() {
+    let ctx = context().await;
+    let mut program = ProgramBuilder::new("Growing")
+        .variable(
+            VariableSpec::new("temperature", VarType::Float, 0.2)
+                .with_constraints(Constraints::range(0.0, 2.0)),
+        )
+        .variable(
+            VariableSpec::new("model", VarType::Choice, "gpt-4o-mini")
+                .with_constraints(Constraints::choices(["gpt-4o-mini", "claude-3-haiku"])),
+        )
+        .step(
+            Step::native("classify", "question -> category", Classify)
+                .bind_as("model", "llm_model"),
+        )
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await
+        .unwrap();
+    let out = program
+        .run(Fields::from([("question", "Why?")]))
+        .await
+        .unwrap();
+    assert_eq!(out.get("category"), Some("explanation (for gpt-4o-mini)"));
+    assert_eq!(ctx.backend().kind, BackendKind::Local);
+    ctx.set("temperature", 0.9).unwrap();
+    let before = ctx.list(None).unwrap();
+
+    program
+        .add_step(
+            Step::python("answer", "Predict", "question, category -> answer").bind("temperature"),
+        )
+        .await
+        .unwrap();
+    let info = ctx.backend();
+    assert_eq!((info.kind, info.switches), (BackendKind::Bridged, 1));
+    assert!(info.last_switch.is_some());
+    // Every variable is intact: ids, values, versions, constraints.
+    let after = ctx.list(None).unwrap();
+    assert_eq!(after.len(), before.len());
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(
+            (b.id, &b.name, &b.value, b.version, &b.constraints),
+            (a.id, &a.name, &a.value, a.version, &a.constraints)
+        );
+        assert_eq!(a.metadata["migrated_from"], "local");
+    }
+    let (out, trace) = program
+        .run_traced(Fields::from([("question", "What now?")]))
+        .await
+        .unwrap();
+    assert_eq!(out.get("answer"), Some("[scripted answer] What now?"));
+    assert_eq!(
+        only_call(trace.step("answer").unwrap()).temperature,
+        Some(0.9)
+    );
+
+    // A second python step does not switch again.
+    program
+        .add_step(Step::python(
+            "review",
+            "ChainOfThought",
+            "answer -> verdict",
+        ))
+        .await
+        .unwrap();
+    program
+        .run(Fields::from([("question", "Again?")]))
+        .await
+        .unwrap();
+    assert_eq!(ctx.backend().switches, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_during_a_call_fails_that_call_and_comes_back_with_everything() {
+    let ctx = context().await;
+    let program = ProgramBuilder::new("Faulty")
+        .variable(VariableSpec::new("temperature", VarType::Float, 0.4))
+        .step(Step::python(
+            "slow",
+            "sample_modules.Sleeper",
+            "seconds -> done",
+        ))
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await
+        .unwrap();
+    // Declares the same variable: the two programs share it.
+    let quick = ProgramBuilder::new("Quick")
+        .variable(VariableSpec::new("temperature", VarType::Float, 0.4))
+        .step(Step::python("answer", "Predict", "question -> answer").bind("temperature"))
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await
+        .unwrap();
+    let pid = ctx.worker_status().unwrap().pid.unwrap();
+    let versions = ctx.list(None).unwrap();
+
+    let call = tokio::spawn(async move { program.run(Fields::from([("seconds", "60")])).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+
+    let err = call.await.unwrap().unwrap_err();
+    match &err {
+        Error::Worker(message) => assert!(
+            message.contains(&format!("pid {pid}")) && message.contains("exited"),
+            "{message}"
+        ),
+        other => panic!("expected a worker error, got {other}"),
+    }
+    assert!(wait_gone(pid, Duration::from_secs(10)));
+
+    // The next call waits for the restarted worker; its modules were created again.
+    let (out, trace) = quick
+        .run_traced(Fields::from([("question", "Still there?")]))
+        .await
+        .unwrap();
+    assert_eq!(out.get("answer"), Some("[scripted answer] Still there?"));
+    assert_eq!(
+        only_call(trace.step("answer").unwrap()).temperature,
+        Some(0.4)
+    );
+    let status = ctx.worker_status().unwrap();
+    assert_eq!(status.restarts, 1);
+    assert_ne!(status.pid, Some(pid));
+    assert_eq!(
+        ctx.list(None).unwrap(),
+        versions,
+        "a variable changed across the crash"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_stops_answering_health_checks_is_replaced() {
+    // Short enough for a quick test, long enough that a busy but healthy worker (the new one,
+    // on a loaded machine) is never taken for a hung one.
+    let config = worker_config()
+        .health_interval(Duration::from_millis(200))
+        .health_timeout(Duration::from_secs(1));
+    let ctx = Context::builder().worker(config).build().await.unwrap();
+    let program = ProgramBuilder::new("Watched")
+        .step(Step::python("answer", "Predict", "question -> answer"))
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await
+        .unwrap();
+    let pid = ctx.worker_status().unwrap().pid.unwrap();
+    // A stopped process is alive but answers nothing.
+    Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        wait_gone(pid, Duration::from_secs(30)),
+        "the hung worker {pid} was not replaced"
+    );
+    let out = program
+        .run(Fields::from([("question", "back?")]))
+        .await
+        .unwrap();
+    assert_eq!(out.get("answer"), Some("[scripted answer] back?"));
+    let status = ctx.worker_status().unwrap();
+    assert_eq!(status.restarts, 1);
+    assert!(status.pid.is_some_and(|p| p != pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_errors_and_unknown_classes_are_clear_errors() {
+    let ctx = context().await;
+    let program = ProgramBuilder::new("Raising")
+        .step(Step::python(
+            "boom",
+            "sample_modules.Exploding",
+            "question -> answer",
+        ))
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await
+        .unwrap();
+    match program.run(Fields::from([("question", "q")])).await {
+        Err(Error::Python { step, message }) => {
+            assert_eq!(step, "boom");
+            assert_eq!(message, "RuntimeError: the module exploded on 'q'");
+        }
+        other => panic!("expected a python error, got {other:?}"),
+    }
+
+    let unknown = ProgramBuilder::new("Unknown")
+        .step(Step::python(
+            "answer",
+            "no_such_pkg.Answerer",
+            "question -> answer",
+        ))
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await;
+    match unknown {
+        Err(Error::Python { step, message }) => {
+            assert_eq!(step, "answer");
+            assert!(
+                message.contains("cannot import module class 'no_such_pkg.Answerer'"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a python error, got {:?}", other.map(|_| ())),
+    }
+    // A module variable may name only the classes it allows; one the worker cannot import is
+    // reported when the variable first names it.
+    let by_var = ProgramBuilder::new("ByVar")
+        .variable(
+            VariableSpec::new("reasoning", VarType::Module, "Predict")
+                .with_constraints(Constraints::choices(["Predict", "sample_modules.Missing"])),
+        )
+        .step(Step::python("answer", "@reasoning", "question -> answer"))
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await
+        .unwrap();
+    ctx.set("reasoning", "sample_modules.Missing").unwrap();
+    let err = by_var
+        .run(Fields::from([("question", "q")]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("sample_modules has no 'Missing'"),
+        "{err}"
+    );
+    // The worker is fine: the next call with a valid class works.
+    ctx.set("reasoning", "Predict").unwrap();
+    by_var.run(Fields::from([("question", "q")])).await.unwrap();
+    assert_eq!(ctx.worker_status().unwrap().restarts, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interpreter_without_dspy_is_a_clear_error_naming_it() {
+    // A bare virtual environment: Python without DSPy (nor grpc), with dspex_bridge importable.
+    let dir = std::env::temp_dir().join(format!("dspex-bare-venv-{}", std::process::id()));
+    let status = Command::new(dspex_tests::python())
+        .args(["-m", "venv", "--without-pip", "--clear"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bare = dir.join("bin/python");
+    let config = worker_config().python(&bare).env(
+        "PYTHONPATH",
+        dspex_tests::workspace_root()
+            .join("python")
+            .display()
+            .to_string(),
+    );
+    let ctx = Context::builder().worker(config).build().await.unwrap();
+    let err = ctx.worker().await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::Worker(_)));
+    assert!(
+        message.contains(&format!(
+            "python worker `{}` exited with status 3 before it was ready",
+            bare.display()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("could not import dspy"), "{message}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_context_stops_its_worker() {
+    let ctx = context().await;
+    let qa = QaPipeline::attach(&ctx).await.unwrap();
+    qa.run(QaPipelineInput::default()).await.unwrap();
+    let pid = ctx.worker_status().unwrap().pid.unwrap();
+    assert!(process_alive(pid));
+    drop(qa);
+    drop(ctx);
+    assert!(
+        wait_gone(pid, Duration::from_secs(15)),
+        "worker {pid} survived its context"
+    );
+}
+
+#[test]
+fn a_worker_does_not_outlive_its_rust_process() {
+    let host = env!("CARGO_BIN_EXE_worker_host");
+    let mut child = Command::new(host)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let pid = u32::try_from(ready["worker_pid"].as_u64().unwrap()).unwrap();
+    assert!(process_alive(pid));
+    // SIGKILL: no destructor runs in the host; the worker notices its closed stdin.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait_gone(pid, Duration::from_secs(15)),
+        "worker {pid} outlived its Rust process"
+    );
+}
