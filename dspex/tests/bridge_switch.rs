@@ -134,29 +134,33 @@ async fn ensure_bridged_migrates_everything_and_is_idempotent() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn concurrent_ensure_bridged_calls_switch_once() {
+#[test]
+fn concurrent_ensure_bridged_calls_switch_once() {
     let server = server();
-    let ctx = Context::builder()
-        .server(server.clone())
-        .build()
-        .await
-        .unwrap();
+    let ctx = ctx_on(&server);
     ctx.defvariable::<i64>("n", 1, Constraints::none()).unwrap();
-    let tasks: Vec<_> = (0..8)
+    // OS threads released together: the calls really overlap.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = (0..8)
         .map(|_| {
-            let ctx = ctx.clone();
-            tokio::spawn(async move { ctx.ensure_bridged().await })
+            let (ctx, start) = (ctx.clone(), std::sync::Arc::clone(&start));
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                start.wait();
+                rt.block_on(ctx.ensure_bridged())
+            })
         })
         .collect();
-    for t in tasks {
-        t.await.unwrap().unwrap();
+    for t in threads {
+        t.join().unwrap().unwrap();
     }
     assert_eq!(ctx.backend().switches, 1);
     assert_eq!(server.session_count(), 1);
     assert_eq!(ctx.get::<i64>("n").unwrap(), 1);
     drop(ctx);
-    server.shutdown().await;
+    server.shutdown_blocking();
 }
 
 /// Writers (handles and names, `update` and `set`) and watchers (Rust and gRPC) run while the

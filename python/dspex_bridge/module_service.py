@@ -134,7 +134,8 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         async with entry.lock:
             try:
                 await entry.module.sync_variables(dict(request.min_versions))
-            except (KeyError, ValueError, TypeError) as e:
+            except Exception as e:  # noqa: BLE001 - reported to the caller with its Python text
+                context.set_trailing_metadata((("x-dspex-error", "python"),))
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{type(e).__name__}: {e}")
             for lm in entry.module.lms():
                 lm.history.clear()

@@ -47,6 +47,10 @@ ENV_SESSION_TOKEN = "DSPEX_SESSION_TOKEN"
 #: Largest response the client accepts; matches the server's ``MAX_RESPONSE_BYTES``.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
+#: How long a read waits for the invalidation stream to start before it goes uncached, in
+#: seconds.
+WATCH_START_TIMEOUT = 2.0
+
 #: Default time a cached read stays valid without an invalidation, in seconds.
 DEFAULT_CACHE_TTL = 5.0
 
@@ -541,7 +545,13 @@ class SessionContext:
                 self._invalidation_loop(), name=f"dspex-invalidation-{self.session_id}"
             )
         live = asyncio.ensure_future(self._watch_live.wait())
-        done, _ = await asyncio.wait({live, self._watch_task}, return_when=asyncio.FIRST_COMPLETED)
+        # Bounded: with the store unreachable, reads go uncached (and fail fast) rather than
+        # wait for a stream that cannot start.
+        done, _ = await asyncio.wait(
+            {live, self._watch_task},
+            timeout=WATCH_START_TIMEOUT,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
         if live not in done:
             live.cancel()
 

@@ -8,6 +8,8 @@ hop to the loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -26,6 +28,10 @@ from .values import GetVariablesResult, PyValue, Variable, VariableUpdate
 T = TypeVar("T")
 
 _END = object()
+
+#: How many watch events wait for a slow synchronous consumer before it lags (it is then told
+#: how many it missed, as an update of kind ``"lagged"``).
+WATCH_QUEUE_SIZE = 1024
 
 
 class SyncSessionContext:
@@ -83,7 +89,12 @@ class SyncSessionContext:
         if not self._thread.is_alive():
             raise RuntimeError("this SyncSessionContext is closed")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
-        return future.result(self._timeout)
+        try:
+            return future.result(self._timeout)
+        except concurrent.futures.TimeoutError:
+            # A call the caller saw fail must not apply later.
+            future.cancel()
+            raise TimeoutError(f"no answer from the dspex store within {self._timeout} s") from None
 
     def __enter__(self) -> SyncSessionContext:
         return self
@@ -188,38 +199,65 @@ class SyncSessionContext:
         return self._run(self._ctx.delete_variable(name))
 
     def invalidate(self, name: str | None = None) -> None:
-        """Drops ``name`` (or everything) from the cache."""
-        self._loop.call_soon_threadsafe(self._ctx.invalidate, name)
+        """Drops ``name`` (or everything) from the cache; the next read goes to the server."""
+
+        async def invalidate() -> None:
+            self._ctx.invalidate(name)
+
+        self._run(invalidate())
 
     def watch_variables(
         self, names: Iterable[str] = (), *, include_initial: bool = False
     ) -> Iterator[VariableUpdate]:
         """A blocking iterator over the changes of the named variables (all when empty).
         Closing the iterator (or leaving a ``for`` loop with ``break``) ends the watch."""
-        updates: queue.Queue[Any] = queue.Queue()
+        updates: queue.Queue[Any] = queue.Queue(maxsize=WATCH_QUEUE_SIZE)
+        # How the stream ended: None, or the exception to raise in the consuming thread.
+        ended: list[BaseException | None] = []
         names = list(names)
 
         async def pump() -> None:
+            missed = 0
             try:
                 async for update in self._ctx.watch_variables(
                     names, include_initial=include_initial
                 ):
-                    updates.put(update)
+                    # Never block the loop on a slow consumer: count what does not fit and
+                    # report it before the next event that does.
+                    if missed:
+                        try:
+                            updates.put_nowait(VariableUpdate(kind="lagged", name="", missed=missed))
+                            missed = 0
+                        except queue.Full:
+                            missed += 1
+                            continue
+                    try:
+                        updates.put_nowait(update)
+                    except queue.Full:
+                        missed += 1
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - handed to the consuming thread
-                updates.put(e)
+                ended.append(e)
             finally:
-                updates.put(_END)
+                if not ended:
+                    ended.append(None)
+                with contextlib.suppress(queue.Full):
+                    updates.put_nowait(_END)
 
         future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
         try:
             while True:
-                item = updates.get()
+                try:
+                    item = updates.get(timeout=0.1)
+                except queue.Empty:
+                    if ended:
+                        break
+                    continue
                 if item is _END:
-                    return
-                if isinstance(item, Exception):
-                    raise item
+                    break
                 yield item
+            if ended and ended[0] is not None:
+                raise ended[0]
         finally:
             future.cancel()

@@ -64,6 +64,10 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     log.info("stdin closed: the supervisor is gone, exiting")
     loop.call_soon_threadsafe(stop.set)
     time.sleep(ORPHAN_EXIT_AFTER)
+    # Still here: a call is stuck. Take whatever it started along (the supervisor makes the
+    # worker lead its own process group; never signal a group the worker does not lead).
+    if os.getpgid(0) == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
     os._exit(0)
 
 

@@ -42,3 +42,19 @@ class Sleeper(dspy.Module):
         time.sleep(float(kwargs.get("seconds") or 30))
         (out,) = self.signature.output_fields
         return dspy.Prediction(**{out: "slept"})
+
+
+class Spawner(dspy.Module):
+    """Starts a long ``sleep`` process and answers with its pid (the worker must not leave it
+    behind)."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+        self.signature = dspy.Signature(signature)
+
+    def forward(self, **kwargs: str) -> dspy.Prediction:
+        import subprocess
+
+        child = subprocess.Popen(["sleep", "300"])
+        (out,) = self.signature.output_fields
+        return dspy.Prediction(**{out: str(child.pid)})

@@ -3,8 +3,6 @@ as the LM's own history (DSPy's ``DummyLM``, under the scripted LM) records it."
 
 from __future__ import annotations
 
-import warnings
-
 import dspy
 import pytest
 
@@ -18,7 +16,8 @@ from dspex_bridge.dspy_integration import (
 )
 from dspex_bridge.lm import LmConfig, LmFactory, ScriptedLM
 
-warnings.filterwarnings("ignore", category=DeprecationWarning)
+# DSPy 3.4 deprecates ProgramOfThought (it still ships it, and DESIGN.md names it).
+pytestmark = pytest.mark.filterwarnings("ignore:ProgramOfThought is deprecated:DeprecationWarning")
 
 
 @pytest.fixture

@@ -498,3 +498,162 @@ fn a_worker_does_not_outlive_its_rust_process() {
         "worker {pid} outlived its Rust process"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shut_down_worker_is_started_again_by_the_next_python_step() {
+    let ctx = context().await;
+    let qa = QaPipeline::attach(&ctx).await.unwrap();
+    qa.run(QaPipelineInput::default()).await.unwrap();
+    let first = ctx.worker_status().unwrap().pid.unwrap();
+    ctx.shutdown_worker().await;
+    assert!(wait_gone(first, Duration::from_secs(10)));
+    assert!(ctx.worker_status().is_none());
+    // The step starts a new worker and creates its module there again.
+    let (out, trace) = qa
+        .run_traced(QaPipelineInput {
+            question: "Back?".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.answer, "[scripted answer] Back?");
+    assert_eq!(
+        only_call(trace.step("answer").unwrap()).temperature,
+        Some(0.7)
+    );
+    let second = ctx.worker_status().unwrap();
+    assert!(second.pid.is_some_and(|p| p != first));
+    assert_eq!(second.modules, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_program_releases_its_modules_in_the_worker() {
+    let ctx = context().await;
+    let keep = QaPipeline::attach(&ctx).await.unwrap();
+    let other = ProgramBuilder::new("Temporary")
+        .step(Step::python("answer", "Predict", "question -> answer"))
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await
+        .unwrap();
+    assert_eq!(ctx.worker_status().unwrap().modules, 2);
+    drop(other);
+    assert_eq!(ctx.worker_status().unwrap().modules, 1);
+    keep.run(QaPipelineInput::default()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_worker_starts_does_not_outlive_it() {
+    let ctx = context().await;
+    let program = ProgramBuilder::new("Spawning")
+        .step(Step::python("spawn", "sample_modules.Spawner", "go -> pid"))
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await
+        .unwrap();
+    let out = program.run(Fields::from([("go", "now")])).await.unwrap();
+    let grandchild: u32 = out.get("pid").unwrap().parse().unwrap();
+    assert!(process_alive(grandchild));
+    drop(program);
+    drop(ctx);
+    assert!(
+        wait_gone(grandchild, Duration::from_secs(15)),
+        "process {grandchild}, started by the worker, outlived it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_dropped_while_its_worker_cannot_restart_stops_trying() {
+    // An interpreter that works for the first start only: after that it fails at once.
+    let dir = std::env::temp_dir().join(format!("dspex-flaky-python-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (script, marker, log) = (dir.join("python"), dir.join("first"), dir.join("starts"));
+    std::fs::write(&marker, "").unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho start >> {log}\nif [ -e {marker} ]; then rm {marker}; exec {python} \"$@\"; fi\necho 'no python today' >&2\nexit 1\n",
+            log = log.display(),
+            marker = marker.display(),
+            python = dspex_tests::python().display(),
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let ctx = Context::builder()
+        .worker(worker_config().python(&script))
+        .build()
+        .await
+        .unwrap();
+    let program = ProgramBuilder::new("Fragile")
+        .step(Step::python("answer", "Predict", "question -> answer"))
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await
+        .unwrap();
+    let pid = ctx.worker_status().unwrap().pid.unwrap();
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    // The restarts fail; the next call says why instead of hanging.
+    let starts = || std::fs::read_to_string(&log).unwrap().lines().count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while starts() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        starts() >= 3,
+        "the supervisor did not try to restart the worker"
+    );
+    let err = program
+        .run(Fields::from([("question", "q")]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("could not be restarted"), "{err}");
+    drop(program);
+    drop(ctx);
+    // Once the context is gone, at most the attempt under way finishes; no new ones start.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_drop = starts();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(
+        starts(),
+        after_drop,
+        "restart attempts went on after the context was dropped"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_step_whose_store_is_gone_fails_instead_of_hanging() {
+    let server =
+        dspex::bridge::BridgeServer::start(dspex::bridge::BridgeConfig::default()).unwrap();
+    let ctx = Context::builder()
+        .server(server.clone())
+        .worker(worker_config())
+        .build()
+        .await
+        .unwrap();
+    let qa = QaPipeline::attach(&ctx).await.unwrap();
+    qa.run(QaPipelineInput::default()).await.unwrap();
+    server.shutdown().await;
+    // A bound variable changed since the worker cached it: the worker must ask the store.
+    qa.temperature().set(0.1).unwrap();
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(60), qa.run(QaPipelineInput::default())).await;
+    match outcome {
+        Ok(Err(Error::Python { step, message })) => {
+            assert_eq!(step, "answer");
+            assert!(message.contains("Error"), "{message}");
+        }
+        Ok(other) => panic!("expected a python error, got {other:?}"),
+        Err(_) => panic!("the call hung with the store gone"),
+    }
+}

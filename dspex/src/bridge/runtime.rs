@@ -145,8 +145,6 @@ struct ServerInner {
     shutdown: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    #[cfg(unix)]
-    socket_path: Option<PathBuf>,
 }
 
 impl Drop for ServerInner {
@@ -196,6 +194,8 @@ impl BridgeServer {
         let thread = {
             let store = store.clone();
             let threads = config.worker_threads;
+            #[cfg(unix)]
+            let socket_file = socket_path.clone();
             std::thread::Builder::new()
                 .name("dspex-bridge".to_owned())
                 .spawn(move || {
@@ -229,6 +229,12 @@ impl BridgeServer {
                     }
                     store.stop();
                     runtime.shutdown_timeout(SHUTDOWN_GRACE);
+                    // However the server stopped (shutdown, or its last handle dropped), its
+                    // socket file goes, so that the path can be bound again.
+                    #[cfg(unix)]
+                    if let Some(path) = &socket_file {
+                        let _ = std::fs::remove_file(path);
+                    }
                     stopped_tx.send_replace(true);
                 })
                 .map_err(|e| {
@@ -253,8 +259,6 @@ impl BridgeServer {
                 shutdown,
                 stopped,
                 thread: Mutex::new(Some(thread)),
-                #[cfg(unix)]
-                socket_path,
             }),
         })
     }
@@ -332,10 +336,6 @@ impl BridgeServer {
             && thread.join().is_err()
         {
             tracing::error!("the bridge server thread panicked");
-        }
-        #[cfg(unix)]
-        if let Some(path) = &self.inner.socket_path {
-            let _ = std::fs::remove_file(path);
         }
     }
 

@@ -269,16 +269,13 @@ impl SessionService for SessionServer {
         let names = &request.get_ref().names;
         check_names("names", names)?;
         let mut response = pb::GetVariablesResponse::default();
-        for name in names {
-            // Each record is read under the table's read lock; a missing name is reported.
-            match session.table.read(Key::Name(name), &mut |r| {
-                response.variables.push(convert::variable_to_proto(r));
-            }) {
-                Ok(()) => {}
-                Err(Error::NotFound { .. }) => response.missing.push(name.clone()),
-                Err(e) => return Err(error_status(&e)),
-            }
-        }
+        // One read lock for all: a batch written atomically is never seen half applied.
+        session
+            .table
+            .read_many(names, &mut |name, record| match record {
+                Some(r) => response.variables.push(convert::variable_to_proto(r)),
+                None => response.missing.push(name.to_owned()),
+            });
         Ok(Response::new(response))
     }
 

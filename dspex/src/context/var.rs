@@ -288,8 +288,10 @@ impl<T: VarValue> Var<T> {
             .map_err(|e| self.named(e))
     }
 
-    /// Atomically replaces the value with `f(current)`; returns the new value.
-    pub fn update(&self, f: impl FnOnce(T) -> T) -> Result<T> {
+    /// Atomically replaces the value with `f(current)`; returns the new value. `f` runs
+    /// outside any lock and runs again if another writer got in between (see
+    /// [`Context::update`]).
+    pub fn update(&self, f: impl FnMut(T) -> T) -> Result<T> {
         self.ctx
             .update_key(Key::Ref(self.vref), &self.name, f)
             .map_err(|e| self.named(e))

@@ -280,7 +280,9 @@ impl DynProgram {
     }
 
     /// Registers the variables into `ctx` and attaches the steps, upgrading `ctx` when a step
-    /// is python.
+    /// is python. If a python step cannot be attached (its worker cannot start, or cannot
+    /// create the module) the error says why, and the context keeps the variables and stays
+    /// bridged, ready for another attempt.
     pub async fn attach(self, ctx: &Context) -> Result<RunningProgram> {
         prepare_context(ctx, &self.spec).await?;
         let mut steps = Vec::with_capacity(self.natives.len());
@@ -356,8 +358,9 @@ impl RunningProgram {
     }
 
     /// Appends a step to the running program, checked like the rest of the chain. A python step
-    /// upgrades a local context to the bridge (once), keeping every variable. On error the
-    /// program is unchanged.
+    /// upgrades a local context to the bridge (once), keeping every variable, and starts the
+    /// context's worker. On error the program is unchanged; when the error is the worker's (it
+    /// could not start, or could not create the module), the context stays bridged.
     pub async fn add_step(&mut self, step: Step) -> Result<()> {
         let (step_spec, module) = step.compile().map_err(|issue| Error::InvalidProgram {
             program: self.spec.name.clone(),

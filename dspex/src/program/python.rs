@@ -23,21 +23,31 @@ use crate::worker::{ModuleSpec, WorkerSupervisor};
 /// variable first names it.
 #[derive(Debug, Clone)]
 pub struct PythonModule {
-    ctx: Context,
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
+    ctx: Context,
     step: String,
     source: ModuleRef,
     signature: String,
     bindings: BTreeMap<String, String>,
     /// Module id prefix, unique in the process.
     id: String,
-    worker: Arc<WorkerSupervisor>,
     /// Class -> (module id, resolved class) of the modules created so far.
     created: Mutex<BTreeMap<String, (String, String)>>,
+}
+
+impl Drop for Inner {
+    /// The last handle of a python step releases its modules in the worker.
+    fn drop(&mut self) {
+        if let Some(worker) = self.ctx.running_worker() {
+            for (module_id, _) in self.created.get_mut().values() {
+                worker.drop_module(module_id);
+            }
+        }
+    }
 }
 
 /// What a python step returned.
@@ -61,11 +71,12 @@ impl PythonModule {
             )));
         };
         ctx.mark_requires_bridge();
-        let worker = ctx.worker().await?;
+        // Starts the worker (bridging the context first) if it is not running.
+        ctx.worker().await?;
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let this = Self {
-            ctx: ctx.clone(),
             inner: Arc::new(Inner {
+                ctx: ctx.clone(),
                 step: step.name.clone(),
                 source: module.clone(),
                 signature: step.signature.to_string(),
@@ -80,12 +91,12 @@ impl PythonModule {
                     step.name,
                     NEXT.fetch_add(1, Ordering::Relaxed)
                 ),
-                worker,
                 created: Mutex::new(BTreeMap::new()),
             }),
         };
         // Create the module now, so that a bad class or signature fails the attach.
-        this.module_for(&this.class()?).await?;
+        let worker = ctx.worker().await?;
+        this.module_for(&worker, &this.class()?).await?;
         Ok(this)
     }
 
@@ -96,21 +107,22 @@ impl PythonModule {
 
     /// The context whose worker runs the module.
     pub fn context(&self) -> &Context {
-        &self.ctx
+        &self.inner.ctx
     }
 
     /// The DSPy class the next call uses: fixed, or the current value of the `module` variable.
     fn class(&self) -> Result<String> {
         match &self.inner.source {
             ModuleRef::Builtin(name) | ModuleRef::Path(name) => Ok(name.clone()),
-            ModuleRef::Variable(var) => self.ctx.get::<String>(var),
+            ModuleRef::Variable(var) => self.inner.ctx.get::<String>(var),
         }
     }
 
-    /// The worker module for `class`, created on first use.
-    async fn module_for(&self, class: &str) -> Result<(String, String)> {
+    /// The worker module for `class` in `worker`, created on first use (and again in a worker
+    /// started after `shutdown_worker`).
+    async fn module_for(&self, worker: &WorkerSupervisor, class: &str) -> Result<(String, String)> {
         if let Some(created) = self.inner.created.lock().get(class).cloned()
-            && self.inner.worker.has_module(&created.0)
+            && worker.has_module(&created.0)
         {
             return Ok(created);
         }
@@ -122,9 +134,7 @@ impl PythonModule {
             bindings: self.inner.bindings.clone(),
             config: BTreeMap::new(),
         };
-        let resolved = self
-            .inner
-            .worker
+        let resolved = worker
             .create_module(spec)
             .await
             .map_err(|e| self.named(e))?;
@@ -138,7 +148,8 @@ impl PythonModule {
 
     /// Runs the module on `inputs`.
     pub(crate) async fn execute(&self, inputs: &Fields) -> Result<PythonOutput> {
-        let (module_id, class) = self.module_for(&self.class()?).await?;
+        let worker = self.inner.ctx.worker().await?;
+        let (module_id, class) = self.module_for(&worker, &self.class()?).await?;
         let inputs: BTreeMap<String, String> = inputs
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -149,11 +160,9 @@ impl PythonModule {
             .inner
             .bindings
             .values()
-            .map(|var| Ok((var.clone(), self.ctx.record(var)?.version)))
+            .map(|var| Ok((var.clone(), self.inner.ctx.record(var)?.version)))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        let reply = self
-            .inner
-            .worker
+        let reply = worker
             .execute(&self.inner.step, &module_id, inputs, min_versions)
             .await?;
         Ok(PythonOutput {

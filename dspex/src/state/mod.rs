@@ -2,9 +2,9 @@
 //! in-process [`LocalState`]. The bridged backend, a session of the bridge's store shared with
 //! Python, is [`BridgedState`](crate::bridge::BridgedState).
 //!
-//! Every backend stores its variables in the same [`table`] and checks every write with
-//! `dspex-core`, so the semantics of DESIGN.md section 3 hold on each of them by construction;
-//! the conformance suite (`dspex/tests/conformance`) checks that they do.
+//! Every backend stores its variables in the same table (`state/table.rs`) and checks every
+//! write with `dspex-core`, so the semantics of DESIGN.md section 3 hold on each of them by
+//! construction; the conformance suite (`dspex/tests/conformance`) checks that they do.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,7 +21,7 @@ mod watch;
 
 pub use local::LocalState;
 pub(crate) use watch::WatchHub;
-pub use watch::{Change, ChangeKind, WatchEvent, WatchOptions, Watcher};
+pub use watch::{Change, ChangeKind, MAX_WATCH_CAPACITY, WatchEvent, WatchOptions, Watcher};
 
 /// The stable id of a variable, unique within a context and kept across a backend switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -174,7 +174,8 @@ impl fmt::Display for BackendKind {
 pub struct Capabilities {
     /// Python processes can read and write the variables.
     pub shared_with_python: bool,
-    /// The variables outlive the process that created them only as long as a session TTL.
+    /// The variables expire when nobody renews them within a TTL (sessions created over gRPC);
+    /// `false` for a context's own backends, which live exactly as long as the context.
     pub session_ttl: bool,
     /// Reads are lock-plus-lookup, with no serialization or channel hop.
     pub in_process_reads: bool,
@@ -238,7 +239,7 @@ pub trait StateProvider: Send + Sync + 'static {
     /// empty), in order. A watcher that falls behind is told how many events it missed.
     fn watch(&self, names: &[&str], options: WatchOptions) -> Result<Watcher>;
 
-    /// A snapshot of every record, for migration.
+    /// A snapshot of every record, for migration, in the backend's storage order.
     fn export(&self) -> Result<Vec<VarRecord>>;
 
     /// Adds records exported from another backend, keeping ids, values, versions, constraints,

@@ -326,8 +326,10 @@ impl VariableTable {
         Ok(this.hub.subscribe(filter, options, initial))
     }
 
+    /// Every record, in storage order: imported in that order, the records keep their slots
+    /// (up to the first deleted one), so typed handles keep their fast path after a switch.
     pub(crate) fn export(&self) -> Result<Vec<VarRecord>> {
-        self.list(None)
+        Ok(self.slots.iter().flatten().cloned().collect())
     }
 
     /// Adds records from another backend, all or nothing.
@@ -442,6 +444,25 @@ impl LockedTable {
                 op(Route::There(next.as_ref()))
             }
         }
+    }
+}
+
+impl LockedTable {
+    /// Calls `f` with the record of each name (`None` when there is none), all under one read
+    /// lock: one consistent snapshot, as `GetVariables` promises.
+    pub(crate) fn read_many(&self, names: &[String], f: &mut dyn FnMut(&str, Option<&VarRecord>)) {
+        self.read_route(|r| match r {
+            Route::Here(t) => {
+                for name in names {
+                    f(name, t.record(Key::Name(name)).ok());
+                }
+            }
+            Route::There(next) => {
+                for name in names {
+                    f(name, next.get(Key::Name(name)).ok().as_ref());
+                }
+            }
+        });
     }
 }
 

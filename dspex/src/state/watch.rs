@@ -119,10 +119,14 @@ impl WatchEvent {
     }
 }
 
+/// The largest queue a watcher can ask for; larger capacities are clamped to it.
+pub const MAX_WATCH_CAPACITY: usize = 1 << 20;
+
 /// Options of a watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchOptions {
-    /// How many events may wait in the watcher's queue before it lags.
+    /// How many events may wait in the watcher's queue before it lags (1 to
+    /// [`MAX_WATCH_CAPACITY`]; other values are clamped).
     pub capacity: usize,
     /// Start with one [`WatchEvent::Initial`] per watched variable.
     pub include_initial: bool,
@@ -227,7 +231,8 @@ impl WatchHub {
         initial: Vec<WatchEvent>,
     ) -> Watcher {
         // Room for the initial values on top of the requested capacity.
-        let (tx, rx) = mpsc::channel(options.capacity.max(1) + initial.len());
+        let capacity = options.capacity.clamp(1, MAX_WATCH_CAPACITY);
+        let (tx, rx) = mpsc::channel(capacity.saturating_add(initial.len()));
         for event in initial {
             // Cannot fail: the channel is empty and large enough.
             let _ = tx.try_send(event);

@@ -152,6 +152,7 @@ pub struct WorkerConfig {
     ready_timeout: Duration,
     health_interval: Duration,
     health_timeout: Duration,
+    call_timeout: Duration,
     shutdown_grace: Duration,
     env: Vec<(String, String)>,
 }
@@ -159,8 +160,8 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     /// The interpreter from `DSPEX_PYTHON`, else `python3`; the scripted LM; 60 s to get ready
     /// (importing DSPy takes about a second, more on a loaded machine); a health check every
-    /// 5 s, failed if it takes more than 5 s (three failures in a row replace the worker); 2 s
-    /// for each shutdown stage.
+    /// 5 s, failed if it takes more than 5 s (three failures in a row replace the worker); 10
+    /// minutes for one python step; 2 s for each shutdown stage.
     fn default() -> Self {
         Self {
             python: std::env::var_os(ENV_PYTHON)
@@ -170,6 +171,7 @@ impl Default for WorkerConfig {
             ready_timeout: Duration::from_secs(60),
             health_interval: Duration::from_secs(5),
             health_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(2),
             env: Vec::new(),
         }
@@ -213,6 +215,13 @@ impl WorkerConfig {
         self
     }
 
+    /// How long one python step may take before its call is abandoned with a `Worker` error.
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
     /// How long each shutdown stage (ask, terminate) waits before the next.
     #[must_use]
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
@@ -246,6 +255,10 @@ impl WorkerConfig {
 
     pub(crate) fn health_timeout_value(&self) -> Duration {
         self.health_timeout
+    }
+
+    pub(crate) fn call_timeout_value(&self) -> Duration {
+        self.call_timeout
     }
 
     pub(crate) fn shutdown_grace_value(&self) -> Duration {

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use rustix::process::Signal;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -45,10 +46,16 @@ impl Interceptor for TokenInterceptor {
 }
 
 /// A running, ready worker.
+///
+/// The worker leads its own process group, and every signal goes to the whole group (so that
+/// what the worker started, like a code interpreter, goes with it), sent by the task that owns
+/// the child: until that task has seen the exit the child is not reaped, so the pid cannot have
+/// been reused.
 pub(crate) struct WorkerProcess {
     pid: u32,
     client: ModuleClient,
     exit: watch::Receiver<Option<ExitStatus>>,
+    signals: mpsc::UnboundedSender<Signal>,
     /// Kept open: the worker exits when it closes, so it never outlives this process.
     stdin: Mutex<Option<ChildStdin>>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
@@ -69,6 +76,7 @@ impl WorkerProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
         let started = Instant::now();
         let mut child = command.spawn().map_err(|e| {
@@ -84,11 +92,15 @@ impl WorkerProcess {
             tokio::spawn(forward_stderr(stderr, pid, Arc::clone(&stderr_tail)));
         }
         let (exit_tx, exit) = watch::channel(None);
+        let (signals, signals_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         if let Some(stdout) = stdout {
             tokio::spawn(read_stdout(stdout, pid, ready_tx));
         }
-        tokio::spawn(wait_for_exit(child, exit_tx));
+        tokio::spawn(own_child(child, pid, exit_tx, signals_rx));
+        let kill = || {
+            let _ = signals.send(Signal::KILL);
+        };
 
         let failure = |what: String| {
             let tail = stderr_tail
@@ -120,11 +132,11 @@ impl WorkerProcess {
                 Ok(Err(_)) => {
                     // Stdout closed without a readiness line: wait for the exit status.
                     let status = wait_exit(&mut exit_seen, Duration::from_secs(5)).await;
-                    kill(pid);
+                    kill();
                     return Err(failure(format!("exited{} before it was ready", describe_exit(status))));
                 }
                 Err(_) => {
-                    kill(pid);
+                    kill();
                     return Err(failure(format!(
                         "was not ready within {:?}",
                         config.ready_timeout_value()
@@ -146,7 +158,7 @@ impl WorkerProcess {
             .connect()
             .await
             .map_err(|e| {
-                kill(pid);
+                kill();
                 Error::Worker(format!(
                     "cannot connect to the python worker on port {port}: {e}"
                 ))
@@ -156,6 +168,7 @@ impl WorkerProcess {
             pid,
             client: ModuleServiceClient::with_interceptor(channel, TokenInterceptor(token)),
             exit,
+            signals,
             stdin: Mutex::new(stdin),
             stderr_tail,
         })
@@ -210,18 +223,14 @@ impl WorkerProcess {
             .join("\n")
     }
 
-    /// Sends SIGTERM.
+    /// Sends SIGTERM to the worker's process group.
     pub(crate) fn terminate(&self) {
-        if self.exit_status().is_none() {
-            signal(self.pid, rustix::process::Signal::TERM);
-        }
+        let _ = self.signals.send(Signal::TERM);
     }
 
-    /// Sends SIGKILL.
+    /// Sends SIGKILL to the worker's process group.
     pub(crate) fn kill(&self) {
-        if self.exit_status().is_none() {
-            kill(self.pid);
-        }
+        let _ = self.signals.send(Signal::KILL);
     }
 
     /// Closes the worker's stdin, which makes it exit.
@@ -258,14 +267,32 @@ async fn wait_exit(
     waited.unwrap_or_else(|| *exit.borrow())
 }
 
-async fn wait_for_exit(mut child: Child, exit: watch::Sender<Option<ExitStatus>>) {
-    match child.wait().await {
+/// Owns the child: reports its exit, and delivers signals to its process group while it has
+/// not exited (an unreaped child's pid cannot be reused).
+async fn own_child(
+    mut child: Child,
+    pid: u32,
+    exit: watch::Sender<Option<ExitStatus>>,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+) {
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            Some(sig) = signals.recv() => match child.try_wait() {
+                Ok(None) => signal_group(pid, sig),
+                Ok(Some(status)) => break Ok(status),
+                Err(e) => break Err(e),
+            },
+        }
+    };
+    // Whatever the worker started and left behind (it led the group) goes too. The group id
+    // cannot have been reused: a pid stays reserved while a group of that id has members.
+    signal_group(pid, Signal::KILL);
+    match status {
         Ok(status) => {
             exit.send_replace(Some(status));
         }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot wait for the python worker");
-        }
+        Err(e) => tracing::error!(pid, error = %e, "cannot wait for the python worker"),
     }
 }
 
@@ -318,18 +345,14 @@ async fn forward_stderr(
     }
 }
 
-fn signal(pid: u32, sig: rustix::process::Signal) {
-    let Some(pid) = i32::try_from(pid)
+fn signal_group(pid: u32, sig: Signal) {
+    let Some(pgid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
     else {
         return;
     };
-    if let Err(e) = rustix::process::kill_process(pid, sig) {
-        tracing::debug!(pid = pid.as_raw_nonzero().get(), error = %e, "signal not delivered");
+    if let Err(e) = rustix::process::kill_process_group(pgid, sig) {
+        tracing::debug!(pid, error = %e, "signal not delivered");
     }
-}
-
-fn kill(pid: u32) {
-    signal(pid, rustix::process::Signal::KILL);
 }

@@ -16,8 +16,8 @@ use super::process::WorkerProcess;
 use super::runtime;
 use crate::bridge::convert::value_to_proto;
 use crate::bridge::proto::{
-    CreateModuleRequest, ExecuteModuleRequest, ExecuteModuleResponse, HealthRequest,
-    ShutdownRequest,
+    CreateModuleRequest, DropModuleRequest, ExecuteModuleRequest, ExecuteModuleResponse,
+    HealthRequest, ShutdownRequest,
 };
 use crate::bridge::{ERROR_METADATA, SessionInfo};
 use crate::error::{Error, Result};
@@ -148,13 +148,38 @@ impl WorkerSupervisor {
         }
     }
 
+    /// Whether the supervisor was shut down.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Creates a module in the worker and keeps its spec, so that a restarted worker gets it
-    /// back. A module the worker cannot create (unknown class, bad signature) is not kept.
+    /// back. The spec is kept from before the call (a worker restarting meanwhile creates it
+    /// too); a module the worker cannot create (unknown class, bad signature) is forgotten.
     pub(crate) async fn create_module(&self, spec: ModuleSpec) -> Result<String> {
         let process = self.process().await?;
-        let resolved = create_in(&process, &self.session, &spec).await?;
-        self.modules.lock().insert(spec.module_id.clone(), spec);
-        Ok(resolved)
+        let module_id = spec.module_id.clone();
+        self.modules.lock().insert(module_id.clone(), spec.clone());
+        let created = create_in(&process, &self.session, &spec).await;
+        if created.is_err() {
+            self.modules.lock().remove(&module_id);
+        }
+        created
+    }
+
+    /// Forgets a module and drops it from the worker, in the background.
+    pub(crate) fn drop_module(&self, module_id: &str) {
+        self.modules.lock().remove(module_id);
+        let current = self.current.borrow().clone();
+        if let (Current::Running(process), Ok(runtime)) = (current, runtime()) {
+            let request = DropModuleRequest {
+                module_id: module_id.to_owned(),
+            };
+            let mut client = process.client();
+            runtime.spawn(async move {
+                let _ = client.drop_module(request).await;
+            });
+        }
     }
 
     /// Whether a module with this id was created.
@@ -183,9 +208,18 @@ impl WorkerSupervisor {
             let mut client = process.client();
             runtime()?.spawn(async move { client.execute_module(request).await })
         };
-        let reply = task
-            .await
-            .map_err(|e| Error::Worker(format!("the call task failed: {e}")))?;
+        let timeout = self.config.call_timeout_value();
+        let reply = match tokio::time::timeout(timeout, task).await {
+            Ok(joined) => {
+                joined.map_err(|e| Error::Worker(format!("the call task failed: {e}")))?
+            }
+            Err(_) => {
+                return Err(Error::Worker(format!(
+                    "step `{step}`: the python worker (pid {}) did not answer within {timeout:?}",
+                    process.pid()
+                )));
+            }
+        };
         match reply {
             Ok(response) => Ok(response.into_inner()),
             Err(status) => Err(self.call_error(&process, step, status).await),
@@ -210,16 +244,24 @@ impl WorkerSupervisor {
                 message: status.message().to_owned(),
             };
         }
-        // A transport failure: did the worker die under the call?
-        if let Some(exit) = process.wait(Duration::from_secs(2)).await {
-            return Error::Worker(format!(
-                "the python worker (pid {}) exited ({exit}) during step `{step}`; it is being restarted",
-                process.pid()
-            ));
+        let pid = process.pid();
+        match status.code() {
+            // Transport failures: did the worker die under the call?
+            tonic::Code::Unavailable
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
+            | tonic::Code::Internal
+            | tonic::Code::Aborted => {
+                if let Some(exit) = process.wait(Duration::from_secs(2)).await {
+                    return Error::Worker(format!(
+                        "the python worker (pid {pid}) exited ({exit}) during step `{step}`; it is being restarted"
+                    ));
+                }
+            }
+            _ => {}
         }
         Error::Worker(format!(
-            "step `{step}`: the python worker (pid {}) failed the call: {} ({:?})",
-            process.pid(),
+            "step `{step}`: the python worker (pid {pid}) refused the call: {} ({:?})",
             status.message(),
             status.code()
         ))
@@ -316,33 +358,40 @@ async fn stop_process(process: Arc<WorkerProcess>, grace: Duration) {
     let _ = process.wait(grace).await;
 }
 
-/// Restarts the worker whenever it exits, until the supervisor closes.
+/// Restarts the worker whenever it exits, until the supervisor closes or goes away. It holds
+/// the supervisor only while restarting, so a context dropped during a failing restart loop
+/// still drops its supervisor and the loop ends.
 async fn monitor(supervisor: Weak<WorkerSupervisor>) {
     loop {
         let Some(process) = running(&supervisor) else {
             return;
         };
         let status = process.wait(Duration::MAX).await;
-        let Some(sup) = supervisor.upgrade() else {
-            return;
-        };
-        if sup.closed.load(Ordering::Acquire) {
-            return;
+        match supervisor.upgrade() {
+            Some(sup) if !sup.is_closed() => {
+                tracing::warn!(
+                    pid = process.pid(),
+                    status = ?status,
+                    stderr = %process.stderr_tail(),
+                    "python worker exited; restarting it"
+                );
+                sup.current.send_replace(Current::Starting);
+            }
+            _ => return,
         }
-        tracing::warn!(
-            pid = process.pid(),
-            status = ?status,
-            stderr = %process.stderr_tail(),
-            "python worker exited; restarting it"
-        );
-        sup.current.send_replace(Current::Starting);
         drop(process);
         let mut backoff = RESTART_BACKOFF.0;
         loop {
+            let Some(sup) = supervisor.upgrade() else {
+                return;
+            };
+            if sup.is_closed() {
+                return;
+            }
             match restart(&sup).await {
                 Ok(process) => {
                     sup.restarts.fetch_add(1, Ordering::AcqRel);
-                    if !sup.closed.load(Ordering::Acquire) {
+                    if !sup.is_closed() {
                         sup.current.send_replace(Current::Running(process));
                     }
                     break;
@@ -352,13 +401,11 @@ async fn monitor(supervisor: Weak<WorkerSupervisor>) {
                     sup.current.send_replace(Current::Failed(format!(
                         "the python worker could not be restarted: {e}"
                     )));
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(RESTART_BACKOFF.1);
-                    if sup.closed.load(Ordering::Acquire) {
-                        return;
-                    }
                 }
             }
+            drop(sup);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RESTART_BACKOFF.1);
         }
     }
 }

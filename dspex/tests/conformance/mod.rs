@@ -64,6 +64,7 @@ macro_rules! conformance_suite {
             context_typed_and_by_name_access,
             context_handles_are_shared_across_clones_and_threads,
             context_update_from_8_tasks_is_exact,
+            context_update_may_read_the_context,
         );
     };
 }
@@ -1051,4 +1052,27 @@ pub async fn context_update_from_8_tasks_is_exact(f: &impl Fixture) {
     }
     assert_eq!(counter.get().unwrap(), 80_000);
     assert_eq!(counter.record().unwrap().version, 80_001);
+}
+
+pub async fn context_update_may_read_the_context(f: &impl Fixture) {
+    let ctx = f.context().await;
+    let scale = ctx
+        .defvariable::<f64>("scale", 3.0, Constraints::none())
+        .unwrap();
+    let x = ctx
+        .defvariable::<f64>("x", 2.0, Constraints::range(0.0, 100.0))
+        .unwrap();
+    // The function runs outside the backend's lock, so it may read (or write) the context.
+    let got = x.update(|v| v * scale.get().unwrap()).unwrap();
+    assert_eq!(got, 6.0);
+    let got = ctx
+        .update::<f64>("x", |v| {
+            ctx.set("scale", 0.5).unwrap();
+            v + 1.0
+        })
+        .unwrap();
+    assert_eq!((got, scale.get().unwrap()), (7.0, 0.5));
+    // A result that breaks the constraints is refused and changes nothing.
+    assert!(x.update(|v| v * 100.0).is_err());
+    assert_eq!(x.get().unwrap(), 7.0);
 }
