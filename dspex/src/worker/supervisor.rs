@@ -204,15 +204,12 @@ impl WorkerSupervisor {
             inputs: inputs.into_iter().collect(),
             min_versions: min_versions.into_iter().collect(),
         };
-        let task = {
-            let mut client = process.client();
-            runtime()?.spawn(async move { client.execute_module(request).await })
-        };
+        // The channel's connection task runs on the supervisor's runtime; the call itself can
+        // be made from the caller's, which saves a hand-over each way.
+        let mut client = process.client();
         let timeout = self.config.call_timeout_value();
-        let reply = match tokio::time::timeout(timeout, task).await {
-            Ok(joined) => {
-                joined.map_err(|e| Error::Worker(format!("the call task failed: {e}")))?
-            }
+        let reply = match tokio::time::timeout(timeout, client.execute_module(request)).await {
+            Ok(reply) => reply,
             Err(_) => {
                 return Err(Error::Worker(format!(
                     "step `{step}`: the python worker (pid {}) did not answer within {timeout:?}",
