@@ -78,12 +78,7 @@ async fn ping_needs_no_token_and_everything_else_does() {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     let err = c
-        .set_variable(Request::new(pb::SetVariableRequest {
-            session_id: info.session_id.clone(),
-            name: "t".into(),
-            value: Some(float(0.9)),
-            ..Default::default()
-        }))
+        .set_variable(Request::new(set_request(&info.session_id, "t", float(0.9))))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
@@ -150,13 +145,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
     // Registering a name twice.
     let err = c
         .register_variable(authed(
-            pb::RegisterVariableRequest {
-                session_id: sid.clone(),
-                name: "temperature".into(),
-                r#type: pb::VariableType::Float.into(),
-                initial: Some(float(1.0)),
-                ..Default::default()
-            },
+            register_request(&sid, "temperature", pb::VariableType::Float, float(1.0)),
             &info,
         ))
         .await
@@ -168,13 +157,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
     // An invalid declaration, and an initial value of the wrong type.
     let err = c
         .register_variable(authed(
-            pb::RegisterVariableRequest {
-                session_id: sid.clone(),
-                name: "c".into(),
-                r#type: pb::VariableType::Choice.into(),
-                initial: Some(string("a")),
-                ..Default::default()
-            },
+            register_request(&sid, "c", pb::VariableType::Choice, string("a")),
             &info,
         ))
         .await
@@ -185,13 +168,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
     );
     let err = c
         .register_variable(authed(
-            pb::RegisterVariableRequest {
-                session_id: sid.clone(),
-                name: "n".into(),
-                r#type: pb::VariableType::Integer.into(),
-                initial: Some(float(1.5)),
-                ..Default::default()
-            },
+            register_request(&sid, "n", pb::VariableType::Integer, float(1.5)),
             &info,
         ))
         .await
@@ -216,12 +193,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
     );
 
     // Writes: wrong type vs constraint; nothing changes.
-    let set = |name: &str, value: pb::Value| pb::SetVariableRequest {
-        session_id: sid.clone(),
-        name: name.into(),
-        value: Some(value),
-        ..Default::default()
-    };
+    let set = |name: &str, value: pb::Value| set_request(&sid, name, value);
     let before = t.record().unwrap();
     let err = c
         .set_variable(authed(set("temperature", string("hot")), &info))
@@ -463,17 +435,9 @@ async fn watch_streams_share_the_contexts_hub_and_end_with_the_session() {
     for _ in 1..=100 {
         rust_watcher.recv().await.unwrap();
     }
-    c.set_variable(authed(
-        pb::SetVariableRequest {
-            session_id: info.session_id.clone(),
-            name: "n".into(),
-            value: Some(int(-1)),
-            ..Default::default()
-        },
-        &info,
-    ))
-    .await
-    .unwrap();
+    c.set_variable(authed(set_request(&info.session_id, "n", int(-1)), &info))
+        .await
+        .unwrap();
     match rust_watcher.recv().await.unwrap() {
         WatchEvent::Updated(change) => {
             assert_eq!(change.new, Value::Integer(-1));
@@ -536,13 +500,7 @@ async fn remote_sessions_live_by_ttl_and_heartbeat() {
         .into_inner();
     assert!(beat.expires_at.unwrap().seconds > 0);
     c.register_variable(with_token(
-        pb::RegisterVariableRequest {
-            session_id: s.session_id.clone(),
-            name: "x".into(),
-            r#type: pb::VariableType::Boolean.into(),
-            initial: Some(boolean(true)),
-            ..Default::default()
-        },
+        register_request(&s.session_id, "x", pb::VariableType::Boolean, boolean(true)),
         &s.token,
     ))
     .await
@@ -638,12 +596,7 @@ async fn oversized_requests_are_refused_and_change_nothing() {
     // A message over MAX_REQUEST_BYTES never reaches the store.
     let err = c
         .set_variable(authed(
-            pb::SetVariableRequest {
-                session_id: sid.clone(),
-                name: "s".into(),
-                value: Some(string(&"x".repeat(MAX_REQUEST_BYTES + 1))),
-                ..Default::default()
-            },
+            set_request(&sid, "s", string(&"x".repeat(MAX_REQUEST_BYTES + 1))),
             &info,
         ))
         .await
@@ -653,12 +606,7 @@ async fn oversized_requests_are_refused_and_change_nothing() {
     // A string over MAX_STRING_BYTES.
     let err = c
         .set_variable(authed(
-            pb::SetVariableRequest {
-                session_id: sid.clone(),
-                name: "s".into(),
-                value: Some(string(&"x".repeat(MAX_STRING_BYTES + 1))),
-                ..Default::default()
-            },
+            set_request(&sid, "s", string(&"x".repeat(MAX_STRING_BYTES + 1))),
             &info,
         ))
         .await
@@ -761,13 +709,12 @@ async fn full_sessions_and_servers_are_refused() {
     }
     let err = c
         .register_variable(authed(
-            pb::RegisterVariableRequest {
-                session_id: info.session_id.clone(),
-                name: "one_more".into(),
-                r#type: pb::VariableType::Integer.into(),
-                initial: Some(int(0)),
-                ..Default::default()
-            },
+            register_request(
+                &info.session_id,
+                "one_more",
+                pb::VariableType::Integer,
+                int(0),
+            ),
             &info,
         ))
         .await

@@ -78,6 +78,23 @@ async fn context() -> Context {
         .unwrap()
 }
 
+/// A program of one python step (no variables) attached to `ctx`.
+async fn one_python_step(
+    ctx: &Context,
+    program: &str,
+    step: &str,
+    module: &str,
+    signature: &str,
+) -> dspex::RunningProgram {
+    ProgramBuilder::new(program)
+        .step(Step::python(step, module, signature))
+        .build()
+        .unwrap()
+        .attach(ctx)
+        .await
+        .unwrap()
+}
+
 fn only_call(step: &StepTrace) -> &LmCall {
     assert_eq!(step.lm_calls.len(), 1, "{step:?}");
     &step.lm_calls[0]
@@ -330,13 +347,7 @@ async fn a_worker_that_stops_answering_health_checks_is_replaced() {
         .health_interval(Duration::from_millis(200))
         .health_timeout(Duration::from_secs(1));
     let ctx = Context::builder().worker(config).build().await.unwrap();
-    let program = ProgramBuilder::new("Watched")
-        .step(Step::python("answer", "Predict", "question -> answer"))
-        .build()
-        .unwrap()
-        .attach(&ctx)
-        .await
-        .unwrap();
+    let program = one_python_step(&ctx, "Watched", "answer", "Predict", "question -> answer").await;
     let pid = ctx.worker_status().unwrap().pid.unwrap();
     // A stopped process is alive but answers nothing.
     Command::new("kill")
@@ -360,17 +371,14 @@ async fn a_worker_that_stops_answering_health_checks_is_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_errors_and_unknown_classes_are_clear_errors() {
     let ctx = context().await;
-    let program = ProgramBuilder::new("Raising")
-        .step(Step::python(
-            "boom",
-            "sample_modules.Exploding",
-            "question -> answer",
-        ))
-        .build()
-        .unwrap()
-        .attach(&ctx)
-        .await
-        .unwrap();
+    let program = one_python_step(
+        &ctx,
+        "Raising",
+        "boom",
+        "sample_modules.Exploding",
+        "question -> answer",
+    )
+    .await;
     match program.run(Fields::from([("question", "q")])).await {
         Err(Error::Python { step, message }) => {
             assert_eq!(step, "boom");
@@ -529,13 +537,7 @@ async fn a_shut_down_worker_is_started_again_by_the_next_python_step() {
 async fn dropping_a_program_releases_its_modules_in_the_worker() {
     let ctx = context().await;
     let keep = QaPipeline::attach(&ctx).await.unwrap();
-    let other = ProgramBuilder::new("Temporary")
-        .step(Step::python("answer", "Predict", "question -> answer"))
-        .build()
-        .unwrap()
-        .attach(&ctx)
-        .await
-        .unwrap();
+    let other = one_python_step(&ctx, "Temporary", "answer", "Predict", "question -> answer").await;
     assert_eq!(ctx.worker_status().unwrap().modules, 2);
     drop(other);
     assert_eq!(ctx.worker_status().unwrap().modules, 1);
@@ -545,13 +547,14 @@ async fn dropping_a_program_releases_its_modules_in_the_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_worker_starts_does_not_outlive_it() {
     let ctx = context().await;
-    let program = ProgramBuilder::new("Spawning")
-        .step(Step::python("spawn", "sample_modules.Spawner", "go -> pid"))
-        .build()
-        .unwrap()
-        .attach(&ctx)
-        .await
-        .unwrap();
+    let program = one_python_step(
+        &ctx,
+        "Spawning",
+        "spawn",
+        "sample_modules.Spawner",
+        "go -> pid",
+    )
+    .await;
     let out = program.run(Fields::from([("go", "now")])).await.unwrap();
     let grandchild: u32 = out.get("pid").unwrap().parse().unwrap();
     assert!(process_alive(grandchild));
@@ -590,13 +593,7 @@ async fn a_context_dropped_while_its_worker_cannot_restart_stops_trying() {
         .build()
         .await
         .unwrap();
-    let program = ProgramBuilder::new("Fragile")
-        .step(Step::python("answer", "Predict", "question -> answer"))
-        .build()
-        .unwrap()
-        .attach(&ctx)
-        .await
-        .unwrap();
+    let program = one_python_step(&ctx, "Fragile", "answer", "Predict", "question -> answer").await;
     let pid = ctx.worker_status().unwrap().pid.unwrap();
     Command::new("kill")
         .args(["-9", &pid.to_string()])

@@ -94,3 +94,29 @@ pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A `RegisterVariableRequest` with a type and an initial value, nothing else.
+pub fn register_request(
+    session_id: &str,
+    name: &str,
+    ty: pb::VariableType,
+    initial: pb::Value,
+) -> pb::RegisterVariableRequest {
+    pb::RegisterVariableRequest {
+        session_id: session_id.to_owned(),
+        name: name.to_owned(),
+        r#type: ty.into(),
+        initial: Some(initial),
+        ..Default::default()
+    }
+}
+
+/// A plain `SetVariableRequest`: no compare-and-set, no metadata.
+pub fn set_request(session_id: &str, name: &str, value: pb::Value) -> pb::SetVariableRequest {
+    pb::SetVariableRequest {
+        session_id: session_id.to_owned(),
+        name: name.to_owned(),
+        value: Some(value),
+        ..Default::default()
+    }
+}
