@@ -72,7 +72,7 @@ impl PythonModule {
         };
         ctx.mark_requires_bridge();
         // Starts the worker (bridging the context first) if it is not running.
-        ctx.worker().await?;
+        let worker = ctx.worker().await?;
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let this = Self {
             inner: Arc::new(Inner {
@@ -95,7 +95,6 @@ impl PythonModule {
             }),
         };
         // Create the module now, so that a bad class or signature fails the attach.
-        let worker = ctx.worker().await?;
         this.module_for(&worker, &this.class()?).await?;
         Ok(this)
     }
