@@ -16,6 +16,7 @@
 //! ```
 
 mod constraints;
+mod echo;
 mod glob;
 pub mod program;
 mod signature;
@@ -28,6 +29,7 @@ pub use constraints::{
     ConstraintIssue, ConstraintKey, ConstraintProblem, Constraints, Field, Number, Pattern,
     PatternError, declaration_keys_list,
 };
+pub use echo::{Echo, MAX_ECHO_CHARS, MAX_ECHO_ITEMS, echo_prefix};
 pub use glob::{Glob, GlobError};
 pub use signature::{Signature, SignatureError, SignatureField, SignatureProblem, is_identifier};
 pub use spec::{MAX_NAME_LEN, SpecError, SpecIssue, SpecProblem, VariableSpec, check_name};

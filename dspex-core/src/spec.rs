@@ -160,7 +160,11 @@ pub struct SpecError {
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid variable `{}`: ", self.variable)?;
+        write!(
+            f,
+            "invalid variable `{}`: ",
+            crate::echo_prefix(&self.variable)
+        )?;
         for (i, issue) in self.issues.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;

@@ -116,14 +116,23 @@ impl fmt::Display for Rule {
             Rule::TooLong { max_length, length } => {
                 write!(f, "is longer than max_length {max_length} ({length} chars)")
             }
-            Rule::PatternMismatch { pattern } => write!(f, "does not match pattern `{pattern}`"),
+            Rule::PatternMismatch { pattern } => {
+                write!(
+                    f,
+                    "does not match pattern `{}`",
+                    crate::echo_prefix(pattern)
+                )
+            }
             Rule::NotAChoice { choices } => {
                 f.write_str("is not one of the choices ")?;
-                for (i, c) in choices.iter().enumerate() {
+                for (i, c) in choices.iter().take(crate::MAX_ECHO_ITEMS).enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
-                    write!(f, "{c:?}")?;
+                    write!(f, "{}", crate::Echo(c))?;
+                }
+                if choices.len() > crate::MAX_ECHO_ITEMS {
+                    write!(f, ", ... ({} choices)", choices.len())?;
                 }
                 Ok(())
             }

@@ -89,12 +89,13 @@ const EMBEDDING_PREVIEW: usize = 6;
 
 impl fmt::Display for Value {
     /// Formats the value the way error messages quote it: floats always with a decimal point
-    /// (`2.0`), strings quoted, long embeddings shortened.
+    /// (`2.0`), strings quoted and cut after [`MAX_ECHO_CHARS`](crate::MAX_ECHO_CHARS)
+    /// characters, long embeddings shortened.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Value::Float(x) => write!(f, "{x:?}"),
             Value::Integer(i) => write!(f, "{i}"),
-            Value::String(s) => write!(f, "{s:?}"),
+            Value::String(s) => write!(f, "{}", crate::Echo(s)),
             Value::Boolean(b) => write!(f, "{b}"),
             Value::Embedding(e) => {
                 f.write_str("[")?;

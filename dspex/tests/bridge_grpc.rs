@@ -11,7 +11,7 @@ use dspex::bridge::limits::{
     MAX_REQUEST_BYTES, MAX_STRING_BYTES, MAX_VARIABLES_PER_SESSION, MAX_WATCHERS_PER_SESSION,
     MAX_WRITES_PER_BATCH,
 };
-use dspex::bridge::proto::{self as pb};
+use dspex::bridge::proto::{self as pb, ErrorKind};
 use dspex::{Constraints, Context, Source, Value, WatchEvent};
 use tokio_stream::StreamExt;
 use tonic::{Code, Request};
@@ -48,14 +48,14 @@ async fn ping_needs_no_token_and_everything_else_does() {
         .get_variable(Request::new(get(&info.session_id)))
         .await
         .unwrap_err();
-    let message = assert_status(&err, Code::Unauthenticated, "unauthenticated");
+    let message = assert_status(&err, Code::Unauthenticated, ErrorKind::Unauthenticated);
     assert!(message.contains("x-dspex-token"), "{message}");
     // A wrong token.
     let err = c
         .get_variable(with_token(get(&info.session_id), &"0".repeat(64)))
         .await
         .unwrap_err();
-    assert_status(&err, Code::Unauthenticated, "unauthenticated");
+    assert_status(&err, Code::Unauthenticated, ErrorKind::Unauthenticated);
     // A valid token of another session.
     let other = bridged(&server).await;
     let other_info = other.bridge_session().unwrap();
@@ -63,14 +63,14 @@ async fn ping_needs_no_token_and_everything_else_does() {
         .get_variable(authed(get(&info.session_id), &other_info))
         .await
         .unwrap_err();
-    let message = assert_status(&err, Code::PermissionDenied, "permission_denied");
+    let message = assert_status(&err, Code::PermissionDenied, ErrorKind::PermissionDenied);
     assert!(message.contains(&info.session_id), "{message}");
     // Every other call is refused the same way.
     let err = c
         .list_variables(authed(
             pb::ListVariablesRequest {
                 session_id: info.session_id.clone(),
-                pattern: String::new(),
+                ..Default::default()
             },
             &other_info,
         ))
@@ -151,7 +151,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
         .await
         .unwrap_err();
     assert_eq!(
-        assert_status(&err, Code::AlreadyExists, "already_exists"),
+        assert_status(&err, Code::AlreadyExists, ErrorKind::AlreadyExists),
         "variable `temperature` already exists"
     );
     // An invalid declaration, and an initial value of the wrong type.
@@ -163,7 +163,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
         .await
         .unwrap_err();
     assert_eq!(
-        assert_status(&err, Code::InvalidArgument, "spec"),
+        assert_status(&err, Code::InvalidArgument, ErrorKind::Spec),
         "invalid variable `c`: a choice variable needs `choices`"
     );
     let err = c
@@ -173,7 +173,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
         ))
         .await
         .unwrap_err();
-    assert_status(&err, Code::InvalidArgument, "type");
+    assert_status(&err, Code::InvalidArgument, ErrorKind::Type);
     let err = c
         .register_variable(authed(
             pb::RegisterVariableRequest {
@@ -186,7 +186,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
         ))
         .await
         .unwrap_err();
-    let message = assert_status(&err, Code::InvalidArgument, "invalid_request");
+    let message = assert_status(&err, Code::InvalidArgument, ErrorKind::InvalidRequest);
     assert!(
         message.starts_with("`type`: the variable type is unspecified"),
         "{message}"
@@ -200,7 +200,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
         .await
         .unwrap_err();
     assert_eq!(
-        assert_status(&err, Code::InvalidArgument, "type"),
+        assert_status(&err, Code::InvalidArgument, ErrorKind::Type),
         "temperature: \"hot\" is a string, expected a float"
     );
     let err = c
@@ -208,14 +208,14 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
         .await
         .unwrap_err();
     assert_eq!(
-        assert_status(&err, Code::InvalidArgument, "constraint"),
+        assert_status(&err, Code::InvalidArgument, ErrorKind::Constraint),
         "temperature: 2.5 is above max 2.0"
     );
     let err = c
         .set_variable(authed(set("max_tokens", boolean(true)), &info))
         .await
         .unwrap_err();
-    assert_status(&err, Code::InvalidArgument, "type");
+    assert_status(&err, Code::InvalidArgument, ErrorKind::Type);
     let err = c
         .set_variable(authed(
             pb::SetVariableRequest {
@@ -227,14 +227,14 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
         .await
         .unwrap_err();
     assert_eq!(
-        assert_status(&err, Code::InvalidArgument, "invalid_request"),
+        assert_status(&err, Code::InvalidArgument, ErrorKind::InvalidRequest),
         "`value`: a value is required"
     );
     let err = c
         .set_variable(authed(set("nope", float(1.0)), &info))
         .await
         .unwrap_err();
-    assert_status(&err, Code::NotFound, "not_found");
+    assert_status(&err, Code::NotFound, ErrorKind::NotFound);
     assert_eq!(t.record().unwrap(), before);
 
     // An accepted write, with metadata and compare-and-set.
@@ -266,7 +266,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
         .await
         .unwrap_err();
     assert_eq!(
-        assert_status(&err, Code::Aborted, "conflict"),
+        assert_status(&err, Code::Aborted, ErrorKind::Conflict),
         "version conflict on `temperature`: expected version 1, found 2"
     );
     assert_eq!(err.metadata().get("x-dspex-actual-version").unwrap(), "2");
@@ -309,7 +309,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
         .await
         .unwrap_err();
     assert_eq!(
-        assert_status(&err, Code::InvalidArgument, "constraint"),
+        assert_status(&err, Code::InvalidArgument, ErrorKind::Constraint),
         "max_tokens: 0 is below min 1"
     );
     let err = c
@@ -322,7 +322,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
         ))
         .await
         .unwrap_err();
-    assert_status(&err, Code::AlreadyExists, "duplicate_write");
+    assert_status(&err, Code::AlreadyExists, ErrorKind::DuplicateWrite);
     let err = c
         .set_variables(authed(
             batch(vec![pb::VariableWrite {
@@ -334,7 +334,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
         .await
         .unwrap_err();
     assert_eq!(
-        assert_status(&err, Code::InvalidArgument, "invalid_request"),
+        assert_status(&err, Code::InvalidArgument, ErrorKind::InvalidRequest),
         "`writes[0].value`: a value is required"
     );
     assert_eq!(ctx.list(None).unwrap(), snapshot);
@@ -357,6 +357,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
     let list = |pattern: &str| pb::ListVariablesRequest {
         session_id: sid.clone(),
         pattern: pattern.into(),
+        ..Default::default()
     };
     let listed = c
         .list_variables(authed(list("m*"), &info))
@@ -375,7 +376,7 @@ async fn variables_over_grpc_follow_the_rules_and_map_errors_to_codes() {
         .list_variables(authed(list("["), &info))
         .await
         .unwrap_err();
-    assert_status(&err, Code::InvalidArgument, "pattern");
+    assert_status(&err, Code::InvalidArgument, ErrorKind::Pattern);
 
     // Deleting.
     let gone = c
@@ -461,7 +462,7 @@ async fn watch_streams_share_the_contexts_hub_and_end_with_the_session() {
         ))
         .await
         .unwrap_err();
-    assert_status(&err, Code::NotFound, "not_found");
+    assert_status(&err, Code::NotFound, ErrorKind::NotFound);
     // Dropping the context ends the stream.
     drop((n, rust_watcher, ctx));
     assert!(
@@ -540,7 +541,7 @@ async fn remote_sessions_live_by_ttl_and_heartbeat() {
         ))
         .await
         .unwrap_err();
-    assert_status(&err, Code::FailedPrecondition, "session_owned");
+    assert_status(&err, Code::FailedPrecondition, ErrorKind::SessionOwned);
     assert!(server.has_session(&info.session_id));
 
     // TTL bounds.
@@ -551,7 +552,7 @@ async fn remote_sessions_live_by_ttl_and_heartbeat() {
         })
         .await
         .unwrap_err();
-    assert_status(&err, Code::InvalidArgument, "limit");
+    assert_status(&err, Code::InvalidArgument, ErrorKind::Limit);
 
     // A session nobody heartbeats expires (liveness: within the 30 s bound of `eventually`).
     let short = c
@@ -575,7 +576,7 @@ async fn remote_sessions_live_by_ttl_and_heartbeat() {
         ))
         .await
         .unwrap_err();
-    assert_status(&err, Code::Unauthenticated, "unauthenticated");
+    assert_status(&err, Code::Unauthenticated, ErrorKind::Unauthenticated);
     drop(ctx);
     server.shutdown().await;
 }
@@ -611,7 +612,7 @@ async fn oversized_requests_are_refused_and_change_nothing() {
         ))
         .await
         .unwrap_err();
-    let message = assert_status(&err, Code::InvalidArgument, "limit");
+    let message = assert_status(&err, Code::InvalidArgument, ErrorKind::Limit);
     assert!(message.contains("MAX_STRING_BYTES"), "{message}");
     // An embedding over MAX_EMBEDDING_DIMENSIONS.
     let err = c
@@ -630,7 +631,7 @@ async fn oversized_requests_are_refused_and_change_nothing() {
         ))
         .await
         .unwrap_err();
-    let message = assert_status(&err, Code::InvalidArgument, "limit");
+    let message = assert_status(&err, Code::InvalidArgument, ErrorKind::Limit);
     assert!(message.contains("MAX_EMBEDDING_DIMENSIONS"), "{message}");
     // Too many names, too many writes, too much metadata.
     let err = c
@@ -643,7 +644,7 @@ async fn oversized_requests_are_refused_and_change_nothing() {
         ))
         .await
         .unwrap_err();
-    let message = assert_status(&err, Code::InvalidArgument, "limit");
+    let message = assert_status(&err, Code::InvalidArgument, ErrorKind::Limit);
     assert!(message.contains("MAX_NAMES_PER_REQUEST"), "{message}");
     let err = c
         .set_variables(authed(
@@ -661,7 +662,7 @@ async fn oversized_requests_are_refused_and_change_nothing() {
         ))
         .await
         .unwrap_err();
-    let message = assert_status(&err, Code::InvalidArgument, "limit");
+    let message = assert_status(&err, Code::InvalidArgument, ErrorKind::Limit);
     assert!(message.contains("MAX_WRITES_PER_BATCH"), "{message}");
     let err = c
         .set_variable(authed(
@@ -678,7 +679,7 @@ async fn oversized_requests_are_refused_and_change_nothing() {
         ))
         .await
         .unwrap_err();
-    let message = assert_status(&err, Code::InvalidArgument, "limit");
+    let message = assert_status(&err, Code::InvalidArgument, ErrorKind::Limit);
     assert!(message.contains("MAX_METADATA_ENTRIES"), "{message}");
     assert_eq!(ctx.list(None).unwrap(), before);
     drop(ctx);
@@ -719,7 +720,7 @@ async fn full_sessions_and_servers_are_refused() {
         ))
         .await
         .unwrap_err();
-    let message = assert_status(&err, Code::ResourceExhausted, "limit");
+    let message = assert_status(&err, Code::ResourceExhausted, ErrorKind::Limit);
     assert!(message.contains("MAX_VARIABLES_PER_SESSION"), "{message}");
     assert!(!ctx.exists("one_more"));
     // Rust itself is not limited.
@@ -742,7 +743,7 @@ async fn full_sessions_and_servers_are_refused() {
         streams.push(c.watch_variables(watch()).await.unwrap().into_inner());
     }
     let err = c.watch_variables(watch()).await.unwrap_err();
-    let message = assert_status(&err, Code::ResourceExhausted, "limit");
+    let message = assert_status(&err, Code::ResourceExhausted, ErrorKind::Limit);
     assert!(message.contains("MAX_WATCHERS_PER_SESSION"), "{message}");
     streams.pop();
     let mut again = None;
@@ -766,7 +767,7 @@ async fn full_sessions_and_servers_are_refused() {
         .initialize_session(pb::InitializeSessionRequest::default())
         .await
         .unwrap_err();
-    let message = assert_status(&err, Code::ResourceExhausted, "limit");
+    let message = assert_status(&err, Code::ResourceExhausted, ErrorKind::Limit);
     assert!(message.contains("MAX_REMOTE_SESSIONS"), "{message}");
     // Contexts still get sessions.
     let another = bridged(&server).await;

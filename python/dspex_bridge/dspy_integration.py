@@ -1,4 +1,6 @@
-"""DSPy modules whose parameters are bound to session variables.
+"""DSPy modules whose parameters are bound to session variables, for Python code that uses
+dspex variables itself (the dspex worker does not: its calls carry their values, see
+:mod:`dspex_bridge.module_service`).
 
 A binding makes a module parameter follow a variable of the session store. Before each call
 (``sync_variables``, done automatically by ``acall``) the bound values are read and applied
@@ -27,6 +29,7 @@ import dspy
 __all__ = [
     "LM_PARAMETERS",
     "ModuleVariableResolver",
+    "import_module_class",
     "VariableAwareChainOfThought",
     "VariableAwareMixin",
     "VariableAwarePredict",
@@ -248,6 +251,32 @@ _BUILTIN: dict[str, type] = {
 }
 
 
+def import_module_class(name: str, known: Iterable[str]) -> type:
+    """The ``dspy.Module`` class at dotted path `name` (`known` are the names that resolve
+    without a path, for the error message).
+
+    Raises ``ValueError`` for a name that is not a path, ``ImportError`` for a path that does
+    not import, ``TypeError`` for something that is not a ``dspy.Module`` class.
+    """
+    if "." not in name:
+        raise ValueError(
+            f"unknown DSPy module class {name!r}; expected one of {', '.join(sorted(known))} "
+            "or a dotted path like 'my_pkg.module.Class'"
+        )
+    module_path, _, attr = name.rpartition(".")
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError as e:
+        raise ImportError(f"cannot import module class {name!r}: {e}") from e
+    try:
+        cls = getattr(module, attr)
+    except AttributeError:
+        raise ImportError(f"cannot import module class {name!r}: {module_path} has no {attr!r}") from None
+    if not (isinstance(cls, type) and issubclass(cls, dspy.Module)):
+        raise TypeError(f"{name!r} is not a dspy.Module class")
+    return cls
+
+
 class ModuleVariableResolver:
     """Resolves the value of a ``module`` variable (a DSPy module class name or a dotted path)
     to a class, preferring the variable-aware variant. Custom classes can be registered."""
@@ -272,21 +301,7 @@ class ModuleVariableResolver:
         """
         if name in self._classes:
             return self._classes[name]
-        if "." not in name:
-            raise ValueError(
-                f"unknown DSPy module class {name!r}; expected one of {', '.join(self.known())} "
-                "or a dotted path like 'my_pkg.module.Class'"
-            )
-        module_path, _, attr = name.rpartition(".")
-        try:
-            module = importlib.import_module(module_path)
-        except ImportError as e:
-            raise ImportError(f"cannot import module class {name!r}: {e}") from e
-        try:
-            cls = getattr(module, attr)
-        except AttributeError:
-            raise ImportError(f"cannot import module class {name!r}: {module_path} has no {attr!r}") from None
-        aware = variable_aware(cls)
+        aware = variable_aware(import_module_class(name, self.known()))
         self._classes[name] = aware
         return aware
 

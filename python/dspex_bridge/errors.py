@@ -1,12 +1,14 @@
 """Exceptions of ``dspex_bridge`` and the mapping of gRPC errors to them.
 
-The Rust server puts the kind of every error in the ``x-dspex-error`` trailer, so the mapping is
-precise: a value of the wrong type is a ``TypeError``, one that breaks a constraint a
-``ValueError``, a missing variable a ``KeyError`` (:class:`VariableNotFoundError`), a stale
-compare-and-set a :class:`ConflictError`, a bad token a ``PermissionError``.
+The Rust server puts the kind of every error in the ``x-dspex-error`` trailer (the name of a
+``ErrorKind`` of the proto), so the mapping is precise: a value of the wrong type is a
+``TypeError``, one that breaks a constraint a ``ValueError``, a missing variable a ``KeyError``
+(:class:`VariableNotFoundError`), a stale compare-and-set a :class:`ConflictError`, a bad token a
+``PermissionError``.
 
 Every exception raised for a gRPC error carries ``code`` (the ``grpc.StatusCode``) and ``kind``
-(the trailer, or ``None``) attributes and chains the original ``grpc.RpcError``.
+(the kind in lower case without its prefix, ``"constraint"``, or ``None``) attributes and chains
+the original ``grpc.RpcError``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 
 import grpc
 
-#: The trailer that carries the kind of an error.
-ERROR_METADATA = "x-dspex-error"
+from ._proto.dspex.v1 import bridge_pb2 as pb
+from .contract import ACTUAL_VERSION_METADATA, ERROR_METADATA, EXPECTED_VERSION_METADATA
 
 
 class VariableNotFoundError(KeyError):
@@ -73,8 +75,32 @@ def _int_or_none(value: str | None) -> int | None:
 
 
 _VALUE_ERROR_KINDS = frozenset(
-    {"constraint", "spec", "pattern", "invalid_request", "limit", "duplicate_write"}
+    {
+        pb.ERROR_KIND_CONSTRAINT,
+        pb.ERROR_KIND_SPEC,
+        pb.ERROR_KIND_PATTERN,
+        pb.ERROR_KIND_INVALID_REQUEST,
+        pb.ERROR_KIND_LIMIT,
+        pb.ERROR_KIND_DUPLICATE_WRITE,
+    }
 )
+_KIND_PREFIX = "ERROR_KIND_"
+
+
+def error_kind(name: str | None) -> int:
+    """The ``pb.ErrorKind`` a trailer names (``ERROR_KIND_UNSPECIFIED`` for none or an unknown
+    name)."""
+    try:
+        return pb.ErrorKind.Value(name) if name else pb.ERROR_KIND_UNSPECIFIED
+    except ValueError:
+        return pb.ERROR_KIND_UNSPECIFIED
+
+
+def kind_name(kind: int) -> str | None:
+    """The short name of an error kind (``"constraint"``), ``None`` for ``UNSPECIFIED``."""
+    if kind == pb.ERROR_KIND_UNSPECIFIED:
+        return None
+    return pb.ErrorKind.Name(kind).removeprefix(_KIND_PREFIX).lower()
 
 
 def map_rpc_error(error: grpc.RpcError) -> Exception:
@@ -84,22 +110,22 @@ def map_rpc_error(error: grpc.RpcError) -> Exception:
     details_fn = getattr(error, "details", None)
     message = (details_fn() if callable(details_fn) else None) or str(error)
     trailers = _trailers(error)
-    kind = trailers.get(ERROR_METADATA)
+    kind = error_kind(trailers.get(ERROR_METADATA))
 
     exc: Exception
-    if kind == "type":
+    if kind == pb.ERROR_KIND_TYPE:
         exc = TypeError(message)
-    elif kind == "already_exists":
+    elif kind == pb.ERROR_KIND_ALREADY_EXISTS:
         exc = AlreadyExistsError(message)
     elif kind in _VALUE_ERROR_KINDS:
         exc = ValueError(message)
-    elif kind == "not_found" or code == grpc.StatusCode.NOT_FOUND:
+    elif kind == pb.ERROR_KIND_NOT_FOUND or code == grpc.StatusCode.NOT_FOUND:
         exc = VariableNotFoundError(message)
-    elif kind == "conflict" or code == grpc.StatusCode.ABORTED:
+    elif kind == pb.ERROR_KIND_CONFLICT or code == grpc.StatusCode.ABORTED:
         exc = ConflictError(
             message,
-            expected_version=_int_or_none(trailers.get("x-dspex-expected-version")),
-            actual_version=_int_or_none(trailers.get("x-dspex-actual-version")),
+            expected_version=_int_or_none(trailers.get(EXPECTED_VERSION_METADATA)),
+            actual_version=_int_or_none(trailers.get(ACTUAL_VERSION_METADATA)),
         )
     elif code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         exc = PermissionError(message)
@@ -115,6 +141,6 @@ def map_rpc_error(error: grpc.RpcError) -> Exception:
     else:
         exc = BridgeError(message)
     exc.code = code  # type: ignore[attr-defined]
-    exc.kind = kind  # type: ignore[attr-defined]
+    exc.kind = kind_name(kind)  # type: ignore[attr-defined]
     exc.__cause__ = error
     return exc

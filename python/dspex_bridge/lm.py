@@ -2,56 +2,139 @@
 
 The scripted LM is DSPy's own ``DummyLM`` with a smarter answer source: it reads the output
 fields DSPy's chat adapter asks for and answers each one, taking answers from a script first
-(in order), then from rules (by substring of the prompt), and otherwise generating a
-deterministic answer of the right shape (``Literal`` picks ``finish`` or its first option,
-``int`` gives ``0``, ``generated_code`` gives a runnable snippet). Because it is a ``DummyLM``,
-``lm.history[-1]["kwargs"]`` records the settings every call really used.
+(in order), then from rules (the first whose needle the prompt contains), and otherwise
+generating a deterministic answer of the right type (``Literal`` picks ``finish`` or its first
+option, ``int`` gives ``0``, ``list[str]`` a one-item list, ``generated_code`` a runnable
+snippet). It reports token usage (words of the prompt and of the answer) and can take a fixed
+time per request (``delay_ms``) to stand in for a real LM.
+
+Per-call LMs. The worker builds one LM per model name (:meth:`LmFactory.lm`) and, for each call,
+a light copy carrying that call's settings (:meth:`CallScoped.for_call`), installed with
+``dspy.context(lm=...)`` around the call. A per-call copy keeps the history of its own requests
+only, and nowhere else: not in ``dspy.GLOBAL_HISTORY``, not in the calling modules' ``history``.
+That is what makes the LM calls reported for a call exactly that call's, even with many calls of
+one module in flight, and what keeps the worker's per-call cost and memory flat however many
+calls it serves. An LM used directly (not through ``for_call``) records its history as DSPy
+does.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import re
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import dspy
-from dspy.clients.engines.dummy_engine import AsyncDummyEngine, DummyEngine
+from dspy.clients.engines.base import validate_request
+from dspy.clients.engines.dummy_engine import DummyEngine
+from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
 from dspy.utils.dummies import DummyLM
 
-__all__ = ["LmConfig", "ScriptedLM", "build_lm"]
+from ._proto.dspex.v1 import bridge_pb2 as pb
+from .contract import LIMITS
+
+__all__ = ["CallScoped", "LmConfig", "LmFactory", "ModelLM", "ScriptedLM", "build_lm", "lm_call"]
 
 _OUTPUTS = re.compile(r"Your output fields are:\n(?P<body>.*?)\n(?:All interactions|\Z)", re.S)
 _FIELD = re.compile(r"^\d+\. `(?P<name>[A-Za-z_][A-Za-z0-9_]*)` \((?P<type>.*?)\)(?::|$)", re.M)
 _INPUT_BLOCK = re.compile(r"\[\[ ## (?P<name>\w+) ## \]\]\n(?P<value>.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
 _EXCERPT = 60
 
+#: The request settings a call's bound parameters set.
+LM_SETTINGS = ("temperature", "max_tokens", "top_p", "n")
+
+
+class CallScoped:
+    """Mixed into an LM class: :meth:`for_call` gives a copy for one call, with that call's
+    settings and a history of that call's requests only."""
+
+    _call_history: list[dict[str, Any]] | None = None
+
+    def for_call(self, **settings: Any) -> Self:
+        """A copy of this LM for one call: ``settings`` override its default request settings,
+        and its requests are recorded in :attr:`call_history` only."""
+        lm = self.copy(**settings)  # type: ignore[attr-defined]
+        lm._call_history = []
+        return lm  # type: ignore[no-any-return]
+
+    @property
+    def call_history(self) -> list[dict[str, Any]]:
+        """The history entries of a per-call copy's requests, in order."""
+        return self._call_history if self._call_history is not None else []
+
+    def update_history(self, entry: dict[str, Any]) -> None:
+        calls = self._call_history
+        if calls is None:
+            super().update_history(entry)  # type: ignore[misc]
+        else:
+            calls.append(entry)
+
+
+def lm_call(lm: Any, entry: dict[str, Any]) -> pb.LmCall:
+    """One request of a call, from the history entry the LM recorded: the settings it really
+    went out with (the LM's defaults under the request's own) and the token usage if reported."""
+    used = {**(getattr(lm, "kwargs", None) or {}), **(entry.get("kwargs") or {})}
+    call = pb.LmCall(model=str(entry.get("model") or getattr(lm, "model", "")))
+    for key, cast in (("temperature", float), ("max_tokens", int), ("top_p", float), ("n", int)):
+        if used.get(key) is not None:
+            setattr(call, key, cast(used[key]))
+    usage = entry.get("usage") or {}
+    for key in ("prompt_tokens", "completion_tokens"):
+        if isinstance(usage.get(key), int):
+            setattr(call, key, usage[key])
+    return call
+
 
 @dataclass
 class Script:
-    """Answers shared by an LM and its copies: a queue consumed in order, then rules."""
+    """Answers shared by every LM of a worker: a queue consumed in order, then rules."""
 
     answers: deque[dict[str, str]] = field(default_factory=deque)
-    rules: dict[str, dict[str, str]] = field(default_factory=dict)
+    rules: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_for(self, prompt: str) -> dict[str, str]:
         with self.lock:
             if self.answers:
                 return dict(self.answers.popleft())
-        for needle, answer in self.rules.items():
+        for needle, answer in self.rules:
             if needle in prompt:
                 return dict(answer)
         return {}
 
 
 class ScriptedEngine(DummyEngine):
-    """DummyLM's engine, answering exactly the fields each call asks for."""
+    """DummyLM's engine, answering exactly the fields each request asks for, after the
+    configured delay (DSPy calls it through ``DummyEngine``'s own request paths)."""
+
+    def __init__(self, owner: Any, delay: float = 0.0) -> None:
+        super().__init__(owner)
+        self.delay = delay
 
     def _complete_messages(self, messages: list[dict[str, Any]]) -> Any:
+        if self.delay:
+            time.sleep(self.delay)
+        return self.answer(messages)
+
+    def answer_request(self, request: Any) -> Any:
+        """The answer to a canonical request, at once (what ``DummyEngine.complete`` does,
+        without the delay)."""
+        validate_request(request)
+        messages = []
+        if request.system is not None:
+            system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
+            messages.append({"role": "system", "content": system})
+        messages.extend({"role": m.role, "content": m.text or ""} for m in request.messages)
+        return self.answer(messages)
+
+    def answer(self, messages: list[dict[str, Any]]) -> Any:
+        """The answer to chat messages, at once."""
         owner: ScriptedLM = self.owner
         system = next((m["content"] for m in messages if m.get("role") == "system"), "")
         last = messages[-1]["content"] if messages else ""
@@ -60,15 +143,38 @@ class ScriptedEngine(DummyEngine):
         first_input = _first_input(last)
         for name, annotation in wanted:
             answer.setdefault(name, _generated(name, annotation, first_input))
-        # Keep the adapter's field order; drop fields the call did not ask for.
+        # Keep the adapter's field order; drop fields the request did not ask for.
         if wanted:
             answer = {name: answer[name] for name, _ in wanted}
-        saved = owner.answers
-        owner.answers = iter([answer])
-        try:
-            return super()._complete_messages(messages)
-        finally:
-            owner.answers = saved
+        text = owner._format_answer_fields(answer)
+        prompt_words = sum(len(str(m.get("content") or "").split()) for m in messages)
+        answer_words = len(text.split())
+        return Response(
+            id=None,
+            model="scripted",
+            message=Message.assistant([TextPart(text)]),
+            finish_reason="stop",
+            usage=Usage(input_tokens=prompt_words, output_tokens=answer_words, total_tokens=prompt_words + answer_words),
+        )
+
+
+class ScriptedAsyncEngine:
+    """The async engine of the scripted LM: the same answers, waiting without blocking."""
+
+    def __init__(self, sync: ScriptedEngine) -> None:
+        self.sync = sync
+
+    async def complete(self, request: Any) -> Any:
+        if self.sync.delay:
+            await asyncio.sleep(self.sync.delay)
+        return self.sync.answer_request(request)
+
+    async def stream(self, request: Any) -> Any:
+        for event in response_to_events(await self.complete(request)):
+            yield event
+
+    async def aclose(self) -> None:
+        pass
 
 
 def _output_fields(system: str) -> list[tuple[str, str]]:
@@ -97,7 +203,13 @@ def _generated(name: str, annotation: str, first_input: str) -> str:
     if name == "generated_code":
         return f"```python\nprint({json.dumps('scripted result for: ' + first_input)})\n```"
     if ann.startswith(("dict", "Dict")):
-        return "{}"
+        return json.dumps({"field": name})
+    if ann in ("list[str]", "List[str]"):
+        return json.dumps([f"[scripted {name}] {first_input}".strip()])
+    if ann in ("list[int]", "List[int]"):
+        return "[0]"
+    if ann in ("list[float]", "List[float]"):
+        return "[0.0]"
     if ann.startswith(("list", "List")):
         return "[]"
     if ann == "int":
@@ -109,13 +221,15 @@ def _generated(name: str, annotation: str, first_input: str) -> str:
     return f"[scripted {name}] {first_input}" if first_input else f"[scripted {name}]"
 
 
-class ScriptedLM(DummyLM):
+class ScriptedLM(CallScoped, DummyLM):
     """An offline LM: DSPy's ``DummyLM`` that answers any signature without network.
 
     Args:
-        model: The model name recorded in the history (a bound ``model`` variable selects it).
-        answers: Answers consumed in order, one dict of output fields per call.
-        rules: Answers chosen when the key occurs in the prompt.
+        model: The model name recorded in the history (a bound ``model`` selects it).
+        answers: Answers consumed in order, one dict of output fields per request.
+        rules: Answers chosen when the key occurs in the prompt (the first match wins).
+        script: A script shared with other LMs (instead of ``answers`` and ``rules``).
+        delay_ms: How long every request takes, in milliseconds.
         **kwargs: Default request settings (``temperature``, ``max_tokens``...).
     """
 
@@ -125,68 +239,127 @@ class ScriptedLM(DummyLM):
         answers: list[dict[str, str]] | None = None,
         rules: dict[str, dict[str, str]] | None = None,
         script: Script | None = None,
+        delay_ms: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(answers=[])
         self.model = model
         self.kwargs.update(kwargs)
-        self.script = script or Script(deque(answers or []), dict(rules or {}))
-        self._engine_spec = ScriptedEngine(self)
-        self._async_engine_spec = AsyncDummyEngine(self._engine_spec)
+        self.script = script or Script(deque(answers or []), list((rules or {}).items()))
+        self.delay_ms = delay_ms
+        self._use_engines()
+
+    def _use_engines(self) -> None:
+        engine = ScriptedEngine(self, self.delay_ms / 1000)
+        self._engine_spec = engine
+        self._async_engine_spec = ScriptedAsyncEngine(engine)
 
     def copy(self, **kwargs: Any) -> ScriptedLM:
         copied = super().copy(**kwargs)
-        copied._engine_spec = ScriptedEngine(copied)
-        copied._async_engine_spec = AsyncDummyEngine(copied._engine_spec)
+        copied._use_engines()
         return copied
+
+
+class ModelLM(CallScoped, dspy.LM):
+    """``dspy.LM`` (any model string it accepts), with per-call copies for the worker."""
 
 
 @dataclass
 class LmConfig:
-    """How a worker builds its LMs, from the ``DSPEX_LM`` environment variable (JSON).
+    """How a worker builds its LMs (the ``LmConfig`` message of its ``WorkerConfig``).
 
-    ``{"kind": "scripted", "answers": [...], "rules": {...}, "settings": {...}}`` (the default)
-    or ``{"kind": "model", "model": "openai/gpt-4o-mini", "settings": {...}}`` for any model
-    string ``dspy.LM`` accepts.
+    ``kind`` is ``"scripted"`` (the default: the offline scripted LM, whose answers, rules and
+    delay apply) or ``"model"`` (``model`` is any model string ``dspy.LM`` accepts). ``model`` is
+    the model of calls that bind none; ``settings`` are default request settings (and, for a
+    real LM, any other keyword argument of ``dspy.LM``).
     """
 
     kind: str = "scripted"
     model: str = "scripted"
     answers: list[dict[str, str]] = field(default_factory=list)
-    rules: dict[str, dict[str, str]] = field(default_factory=dict)
+    rules: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    delay_ms: int = 0
 
     @classmethod
-    def from_json(cls, text: str | None) -> LmConfig:
-        if not text:
+    def from_proto(cls, message: pb.LmConfig) -> LmConfig:
+        """The configuration a worker received; ``ValueError`` if it is unusable."""
+        from .values import from_config_value
+
+        kind = message.WhichOneof("kind")
+        if kind is None:
             return cls()
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("DSPEX_LM must be a JSON object")
-        unknown = set(data) - {"kind", "model", "answers", "rules", "settings"}
-        if unknown:
-            raise ValueError(f"DSPEX_LM has unknown keys {sorted(unknown)}")
-        config = cls(**data)
-        if config.kind not in ("scripted", "model"):
-            raise ValueError(f"DSPEX_LM kind must be 'scripted' or 'model', not {config.kind!r}")
-        return config
+        if kind == "scripted":
+            s = message.scripted
+            if s.delay_ms > LIMITS["MAX_SCRIPTED_DELAY_MS"]:
+                raise ValueError(
+                    f"the scripted LM's delay of {s.delay_ms} ms is over the limit of "
+                    f"{LIMITS['MAX_SCRIPTED_DELAY_MS']} ms (MAX_SCRIPTED_DELAY)"
+                )
+            return cls(
+                kind="scripted",
+                model=s.default_model or "scripted",
+                answers=[dict(a.fields) for a in s.answers],
+                rules=[(r.needle, dict(r.fields)) for r in s.rules],
+                settings={k: from_config_value(v) for k, v in s.settings.items()},
+                delay_ms=s.delay_ms,
+            )
+        m = message.model
+        if not m.model:
+            raise ValueError("a model LM needs a model string (like 'openai/gpt-4o-mini')")
+        return cls(kind="model", model=m.model, settings={k: from_config_value(v) for k, v in m.settings.items()})
+
+    def to_proto(self) -> pb.LmConfig:
+        """The message a supervisor sends (used by tests and benchmarks that start a worker)."""
+        from .values import to_config_value
+
+        settings = {k: to_config_value(v, key=k) for k, v in self.settings.items()}
+        if self.kind == "model":
+            return pb.LmConfig(model=pb.ModelLm(model=self.model, settings=settings))
+        return pb.LmConfig(
+            scripted=pb.ScriptedLm(
+                default_model=self.model,
+                answers=[pb.ScriptedAnswer(fields=a) for a in self.answers],
+                rules=[pb.ScriptedRule(needle=n, fields=f) for n, f in self.rules],
+                settings=settings,
+                delay_ms=self.delay_ms,
+            )
+        )
 
 
 class LmFactory:
-    """Builds the LM for a model name, sharing one script across every scripted LM."""
+    """Builds the LMs of a worker: one per model name, sharing one script across every scripted
+    LM, and per-call copies of them."""
 
     def __init__(self, config: LmConfig) -> None:
         self.config = config
-        self._script = Script(deque(config.answers), dict(config.rules))
+        self._script = Script(deque(config.answers), list(config.rules))
+        self._lms: dict[str, CallScoped] = {}
+        self._lock = threading.Lock()
 
-    def build(self, model: str | None = None) -> dspy.BaseLM:
+    def build(self, model: str | None = None) -> Any:
         """A fresh LM for `model` (the configured default when None), with its own history."""
         name = model or self.config.model
         if self.config.kind == "scripted":
-            return ScriptedLM(name, script=self._script, **self.config.settings)
-        return dspy.LM(name, **self.config.settings)
+            return ScriptedLM(name, script=self._script, delay_ms=self.config.delay_ms, **self.config.settings)
+        return ModelLM(name, **self.config.settings)
+
+    def lm(self, model: str | None = None) -> Any:
+        """The worker's LM for `model`, built once and shared by every call."""
+        name = model or self.config.model
+        lm = self._lms.get(name)
+        if lm is None:
+            with self._lock:
+                lm = self._lms.get(name)
+                if lm is None:
+                    lm = self._lms[name] = self.build(name)
+        return lm
+
+    def for_call(self, model: str | None, settings: dict[str, Any]) -> Any:
+        """A per-call copy of the LM for `model` with `settings` (see :class:`CallScoped`)."""
+        return self.lm(model).for_call(**settings)
 
 
-def build_lm(config: LmConfig, model: str | None = None) -> dspy.BaseLM:
+def build_lm(config: LmConfig, model: str | None = None) -> Any:
     """One LM from a config (a convenience for scripts and tests)."""
     return LmFactory(config).build(model)

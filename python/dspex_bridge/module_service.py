@@ -1,128 +1,300 @@
-"""``ModuleService``: DSPy modules bound to the variables of one session, served by the worker
-(:mod:`dspex_bridge.worker`)."""
+"""``ModuleService``: the DSPy modules of one worker, created and run on behalf of the python
+steps of one session (served by :mod:`dspex_bridge.worker`).
+
+A call (``ExecuteModule``) carries its typed inputs and the values of the module's bound
+parameters, read by the caller in one snapshot. They apply to that call only, with no shared
+mutable module state:
+
+- ``temperature``, ``max_tokens``, ``top_p`` and ``n`` become the settings of the call's LM
+  requests, and ``model`` selects the call's LM: the call runs with a per-call copy of the
+  worker's LM for that model (:class:`~dspex_bridge.lm.CallScoped`), installed with
+  ``dspy.context(lm=...)``, so the module's predictors keep ``lm=None``;
+- any other parameter is a keyword argument of the call (``module(**inputs, max_iters=3)``).
+
+The worker never reads bound variables from the session store. Each call runs in a thread of
+the worker's pool (one thread per call it may run at once), with the call's id in
+:data:`CALL_ID` for its whole duration. The LM calls a reply reports are exactly the call's own:
+the per-call LM records them, and nothing else does (no global or per-module history grows, so
+the cost and memory of a call do not depend on how many calls the worker served).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
-import json
+import importlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
+import dspy
 import grpc
 import grpc.aio
 
 from ._proto.dspex.v1 import bridge_pb2 as pb
 from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
-from .session import TOKEN_METADATA, SessionContext
+from .contract import ERROR_METADATA, LIMITS, TOKEN_METADATA, bounded_message
+from .dspy_integration import import_module_class
+from .fields import FieldType, FieldTypeError, from_field_value, signature_types, text_field_value, to_field_value
+from .lm import LM_SETTINGS, LmFactory, lm_call
+from .values import from_config_value, from_proto_value
+
+__all__ = ["BUILTIN_MODULES", "CALL_ID", "ModuleServicer", "current_call_id", "resolve_module_class"]
 
 log = logging.getLogger("dspex_bridge.worker")
 
-#: Largest request or response, in bytes.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: The id of the call being served, for the whole call (in its thread too).
+CALL_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("dspex_call_id", default=None)
 
 
-@dataclass
+def current_call_id() -> str | None:
+    """The id of the ``ExecuteModule`` call the current code runs in, if any."""
+    return CALL_ID.get()
+
+
+def _react(signature: Any, tools: list[Callable[..., Any]] | None = None, **kwargs: Any) -> dspy.Module:
+    return dspy.ReAct(signature, tools=list(tools or []), **kwargs)
+
+
+#: The DSPy modules the worker knows by name (exactly the contract's table of known modules).
+BUILTIN_MODULES: dict[str, Callable[..., dspy.Module]] = {
+    "Predict": dspy.Predict,
+    "ChainOfThought": dspy.ChainOfThought,
+    "ReAct": _react,
+    "ProgramOfThought": dspy.ProgramOfThought,
+}
+
+
+def resolve_module_class(name: str) -> Callable[..., dspy.Module]:
+    """The constructor for a known module name or a dotted path to a ``dspy.Module`` class.
+
+    Raises ``ValueError`` for an unknown name, ``ImportError`` for a path that does not import,
+    ``TypeError`` for something that is not a ``dspy.Module`` class.
+    """
+    if name in BUILTIN_MODULES:
+        return BUILTIN_MODULES[name]
+    return import_module_class(name, BUILTIN_MODULES)
+
+
+def _import_callable(path: str) -> Callable[..., Any]:
+    module_path, _, attr = path.rpartition(".")
+    if not module_path:
+        raise ValueError(f"tool {path!r} must be a dotted path like 'my_pkg.tools.search'")
+    tool = getattr(importlib.import_module(module_path), attr)
+    if not callable(tool):
+        raise TypeError(f"tool {path!r} is not callable")
+    return tool  # type: ignore[no-any-return]
+
+
+def _constructor_args(config: Mapping[str, pb.ConfigValue]) -> dict[str, Any]:
+    """The constructor arguments of a module from its wire configuration: ``tools`` (dotted
+    paths) are imported, ``interpreter`` names the code interpreter (``"deno"``, DSPy's
+    sandbox, or ``"local"``), anything else is passed as is."""
+    out = {key: from_config_value(value) for key, value in config.items()}
+    tools = out.pop("tools", None)
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise TypeError(f"tools must be a list of dotted paths, not {tools!r}")
+        out["tools"] = [_import_callable(path) for path in tools]
+    interpreter = out.pop("interpreter", None)
+    if interpreter == "local":
+        out["interpreter_factory"] = dspy.LocalInterpreter
+    elif interpreter not in (None, "deno"):
+        raise ValueError(f"interpreter must be 'deno' (DSPy's sandbox) or 'local', not {interpreter!r}")
+    return out
+
+
+@dataclass(frozen=True)
 class _Module:
-    module: Any
+    """A module of the worker, and what its calls need to know about it."""
+
+    module: dspy.Module
     class_name: str
-    lock: asyncio.Lock
+    inputs: dict[str, FieldType]
+    outputs: dict[str, FieldType]
+    #: Parameter -> variable, as created.
+    bindings: dict[str, str]
 
 
-def _text(value: Any) -> str:
-    """An output field as text: strings as they are, anything else as JSON when it can be."""
-    if isinstance(value, str):
-        return value
+@dataclass(frozen=True)
+class _Call:
+    """What one call runs with: its inputs, its LM (a per-call copy) and its keyword
+    arguments."""
+
+    call_id: str
+    inputs: dict[str, Any]
+    lm: Any
+    kwargs: dict[str, Any]
+
+
+class _CallError(Exception):
+    """A call refused or failed: the status code, the error kind and the message."""
+
+    def __init__(self, code: grpc.StatusCode, kind: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.kind = kind
+
+
+def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb.LmCall], int]:
+    """Runs one call (in a thread of the pool): the module with the call's LM and arguments,
+    then its outputs converted by their declared types."""
+    CALL_ID.set(call.call_id)
+    started = time.perf_counter()
     try:
-        return json.dumps(value, default=str)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _lm_settings(lm: Any, entry: Mapping[str, Any]) -> pb.LmSettings:
-    """The settings of one call, from an LM history entry and the LM's defaults."""
-    used = {**(getattr(lm, "kwargs", None) or {}), **(entry.get("kwargs") or {})}
-    settings = pb.LmSettings(model=str(entry.get("model") or getattr(lm, "model", "")))
-    for key, cast in (("temperature", float), ("max_tokens", int), ("top_p", float), ("n", int)):
-        if used.get(key) is not None:
-            setattr(settings, key, cast(used[key]))
-    return settings
+        # A trace list of the call's own: DSPy appends every prediction to the current trace.
+        with dspy.context(lm=call.lm, trace=[]):
+            prediction = entry.module(**call.inputs, **call.kwargs)
+    except Exception as e:  # noqa: BLE001 - the Python error text goes back to Rust
+        message = bounded_message(f"{type(e).__name__}: {e}")
+        log.warning("call %s raised %s", call.call_id, message)
+        raise _CallError(grpc.StatusCode.UNKNOWN, pb.ERROR_KIND_PYTHON, message) from e
+    micros = int((time.perf_counter() - started) * 1e6)
+    outputs: dict[str, pb.FieldValue] = {}
+    try:
+        for name, value in prediction.items():
+            ftype = entry.outputs.get(name)
+            outputs[name] = text_field_value(value) if ftype is None else to_field_value(name, value, ftype)
+    except FieldTypeError as e:
+        raise _CallError(grpc.StatusCode.FAILED_PRECONDITION, pb.ERROR_KIND_OUTPUT_TYPE, str(e)) from e
+    calls = [lm_call(call.lm, entry_) for entry_ in call.lm.call_history]
+    return outputs, calls, micros
 
 
 class ModuleServicer(pb_grpc.ModuleServiceServicer):
-    """``ModuleService``: DSPy modules bound to the variables of one session."""
+    """``ModuleService`` for one session: creates modules, runs calls (up to
+    ``max_concurrent_calls`` at once, each in a thread of its own), reports health."""
 
-    def __init__(self, session: SessionContext, token: str, lm_factory: Any, stop: asyncio.Event) -> None:
-        from .dspy_integration import ModuleVariableResolver
-
-        self._session = session
+    def __init__(
+        self,
+        session_id: str,
+        token: str,
+        lm_factory: LmFactory,
+        max_concurrent_calls: int,
+        stop: asyncio.Event,
+    ) -> None:
+        self._session_id = session_id
         self._token = token
         self._lm_factory = lm_factory
-        self._resolver = ModuleVariableResolver(session)
         self._modules: dict[str, _Module] = {}
         self._stop = stop
+        self._max_calls = max_concurrent_calls
+        self._in_flight = 0
+        self._served = 0
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrent_calls, thread_name_prefix="dspex-call")
+
+    def close(self) -> None:
+        """Releases the call threads (after the server stopped)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _abort(self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, kind: int, message: str) -> NoReturn:
+        context.set_trailing_metadata(((ERROR_METADATA, pb.ErrorKind.Name(kind)),))
+        await context.abort(code, bounded_message(message))
+        raise AssertionError("abort returns only by raising")  # pragma: no cover
 
     async def _authorize(self, context: grpc.aio.ServicerContext) -> None:
-        token = dict(context.invocation_metadata() or ()).get(TOKEN_METADATA, "")
-        if not hmac.compare_digest(str(token), self._token):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong session token")
+        for key, value in context.invocation_metadata() or ():
+            if key == TOKEN_METADATA and hmac.compare_digest(str(value), self._token):
+                return
+        await self._abort(
+            context, grpc.StatusCode.UNAUTHENTICATED, pb.ERROR_KIND_UNAUTHENTICATED, "missing or wrong session token"
+        )
 
     async def Health(self, request: pb.HealthRequest, context: grpc.aio.ServicerContext) -> pb.HealthResponse:
         await self._authorize(context)
-        import dspy
-
-        return pb.HealthResponse(ready=True, dspy_version=dspy.__version__, modules=len(self._modules), pid=os.getpid())
+        return pb.HealthResponse(
+            ready=True,
+            dspy_version=dspy.__version__,
+            modules=len(self._modules),
+            pid=os.getpid(),
+            calls_in_flight=self._in_flight,
+            max_concurrent_calls=self._max_calls,
+            calls_served=self._served,
+        )
 
     async def CreateModule(
         self, request: pb.CreateModuleRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateModuleResponse:
         await self._authorize(context)
-        if request.session_id != self._session.session_id:
-            await context.abort(
+        if request.session_id != self._session_id:
+            await self._abort(
+                context,
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"this worker serves session {self._session.session_id}, not {request.session_id}",
+                pb.ERROR_KIND_PERMISSION_DENIED,
+                f"this worker serves session {self._session_id}, not {request.session_id[:64]!r}",
             )
         if not request.module_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "module_id must not be empty")
-        try:
-            config = self._config(request.config)
-            module = self._resolver.create(
-                request.module_class,
-                request.signature,
-                bindings=dict(request.bindings),
-                session=self._session,
-                lm_factory=self._lm_factory.build,
-                **config,
+            await self._abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INVALID_REQUEST, "module_id must not be empty"
             )
+        try:
+            signature = dspy.Signature(request.signature)
+            inputs, outputs = signature_types(signature)
+            constructor = resolve_module_class(request.module_class)
+            module = constructor(request.signature, **_constructor_args(request.config))
         except Exception as e:  # noqa: BLE001 - every failure is reported to the caller
-            await context.abort(
+            await self._abort(
+                context,
                 grpc.StatusCode.INVALID_ARGUMENT,
+                pb.ERROR_KIND_MODULE,
                 f"cannot create {request.module_class}({request.signature!r}): {type(e).__name__}: {e}",
             )
-        self._modules[request.module_id] = _Module(module, type(module).__name__, asyncio.Lock())
-        log.info("created module %s: %s(%r) bindings=%s", request.module_id, type(module).__name__,
-                 request.signature, dict(request.bindings))
-        return pb.CreateModuleResponse(module_id=request.module_id, resolved_class=type(module).__name__)
+        class_name = type(module).__name__
+        self._modules[request.module_id] = _Module(module, class_name, inputs, outputs, dict(request.bindings))
+        log.info(
+            "%s",
+            bounded_message(
+                f"created module {request.module_id}: {class_name}({request.signature!r}) "
+                f"bindings={dict(request.bindings)}"
+            ),
+        )
+        return pb.CreateModuleResponse(module_id=request.module_id, resolved_class=class_name)
 
-    def _config(self, config: Mapping[str, pb.Value]) -> dict[str, Any]:
-        from .values import from_proto_value
-
-        out = {key: from_proto_value(value) for key, value in config.items()}
-        tools = out.pop("tools", None)
-        if tools:
-            out["tools"] = [_import(path.strip()) for path in str(tools).split(",") if path.strip()]
-        interpreter = out.pop("interpreter", None)
-        if interpreter == "local":
-            import dspy
-
-            out["interpreter_factory"] = dspy.LocalInterpreter
-        elif interpreter not in (None, "deno"):
-            raise ValueError(f"interpreter must be 'deno' (DSPy's sandbox) or 'local', not {interpreter!r}")
-        return out
+    def _prepare(self, entry: _Module, request: pb.ExecuteModuleRequest) -> _Call:
+        """The call's inputs, LM and keyword arguments; ``_CallError`` for a request that does
+        not fit the module."""
+        try:
+            inputs = {
+                name: from_field_value(name, value, entry.inputs.get(name, FieldType("str")))
+                for name, value in request.inputs.items()
+            }
+        except FieldTypeError as e:
+            raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INPUT_TYPE, str(e)) from e
+        settings: dict[str, Any] = {}
+        model: str | None = None
+        kwargs: dict[str, Any] = {}
+        given: set[str] = set()
+        for bound in request.bindings:
+            variable = entry.bindings.get(bound.param)
+            if variable != bound.variable:
+                expected = "no such parameter" if variable is None else f"it is bound to `{variable}`"
+                raise _CallError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    pb.ERROR_KIND_INVALID_REQUEST,
+                    f"the call binds parameter `{bound.param[:64]}` to `{bound.variable[:64]}`, "
+                    f"but the module has {expected}",
+                )
+            given.add(bound.param)
+            value = from_proto_value(bound.value)
+            if bound.param in LM_SETTINGS:
+                settings[bound.param] = value
+            elif bound.param == "model":
+                model = str(value)
+            else:
+                kwargs[bound.param] = value
+        missing = sorted(set(entry.bindings) - given)
+        if missing:
+            raise _CallError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                pb.ERROR_KIND_INVALID_REQUEST,
+                f"the call carries no value for the bound parameter(s) {', '.join(missing)}",
+            )
+        return _Call(request.call_id, inputs, self._lm_factory.for_call(model, settings), kwargs)
 
     async def ExecuteModule(
         self, request: pb.ExecuteModuleRequest, context: grpc.aio.ServicerContext
@@ -130,25 +302,32 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         await self._authorize(context)
         entry = self._modules.get(request.module_id)
         if entry is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no module {request.module_id!r} in this worker")
-        async with entry.lock:
-            try:
-                await entry.module.sync_variables(dict(request.min_versions))
-            except Exception as e:  # noqa: BLE001 - reported to the caller with its Python text
-                context.set_trailing_metadata((("x-dspex-error", "python"),))
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{type(e).__name__}: {e}")
-            for lm in entry.module.lms():
-                lm.history.clear()
-            started = time.perf_counter()
-            try:
-                prediction = await entry.module.acall_synced(**dict(request.inputs))
-            except Exception as e:  # noqa: BLE001 - the Python error text goes back to Rust
-                log.warning("module %s raised %s: %s", request.module_id, type(e).__name__, e)
-                context.set_trailing_metadata((("x-dspex-error", "python"),))
-                await context.abort(grpc.StatusCode.UNKNOWN, f"{type(e).__name__}: {e}")
-            micros = int((time.perf_counter() - started) * 1e6)
-            calls = [_lm_settings(lm, h) for lm in entry.module.lms() for h in lm.history]
-        outputs = {key: _text(value) for key, value in prediction.items()}
+            await self._abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                pb.ERROR_KIND_NOT_FOUND,
+                f"no module {request.module_id[:64]!r} in this worker",
+            )
+        if self._in_flight >= self._max_calls:
+            await self._abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                pb.ERROR_KIND_LIMIT,
+                f"the worker already runs {self._in_flight} calls, its limit (WorkerConfig.max_concurrent_calls = "
+                f"{self._max_calls}, at most MAX_CONCURRENT_CALLS = {LIMITS['MAX_CONCURRENT_CALLS']})",
+            )
+        self._in_flight += 1
+        try:
+            call = self._prepare(entry, request)
+            loop = asyncio.get_running_loop()
+            outputs, calls, micros = await loop.run_in_executor(
+                self._executor, contextvars.copy_context().run, _run, entry, call
+            )
+        except _CallError as e:
+            await self._abort(context, e.code, e.kind, str(e))
+        finally:
+            self._in_flight -= 1
+            self._served += 1
         return pb.ExecuteModuleResponse(outputs=outputs, lm_calls=calls, duration_micros=micros)
 
     async def DropModule(self, request: pb.DropModuleRequest, context: grpc.aio.ServicerContext) -> pb.DropModuleResponse:
@@ -163,11 +342,3 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         asyncio.get_running_loop().call_later(0.05, self._stop.set)
         return pb.ShutdownResponse()
 
-
-def _import(path: str) -> Any:
-    import importlib
-
-    module_path, _, attr = path.rpartition(".")
-    if not module_path:
-        raise ValueError(f"tool {path!r} must be a dotted path like 'my_pkg.tools.search'")
-    return getattr(importlib.import_module(module_path), attr)

@@ -21,6 +21,7 @@ import grpc.aio
 
 from ._proto.dspex.v1 import bridge_pb2 as pb
 from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
+from .contract import ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, LIMITS, TOKEN_METADATA
 from .errors import ConflictError, map_rpc_error
 from .values import (
     GetVariablesResult,
@@ -35,17 +36,20 @@ from .values import (
 
 log = logging.getLogger("dspex_bridge")
 
-#: The metadata entry that carries the session token on every call.
-TOKEN_METADATA = "x-dspex-token"
-#: The environment variable with the store's address (``127.0.0.1:PORT`` or ``unix:/path``).
-ENV_STORE_ADDR = "DSPEX_STORE_ADDR"
-#: The environment variable with the session id.
-ENV_SESSION_ID = "DSPEX_SESSION_ID"
-#: The environment variable with the session token.
-ENV_SESSION_TOKEN = "DSPEX_SESSION_TOKEN"
+__all__ = [
+    "DEFAULT_CACHE_TTL",
+    "ENV_SESSION_ID",
+    "ENV_SESSION_TOKEN",
+    "ENV_STORE_ADDR",
+    "MAX_RESPONSE_BYTES",
+    "TOKEN_METADATA",
+    "CacheStats",
+    "SessionContext",
+    "connect",
+]
 
-#: Largest response the client accepts; matches the server's ``MAX_RESPONSE_BYTES``.
-MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: Largest response the client accepts: the server's ``MAX_RESPONSE_BYTES``.
+MAX_RESPONSE_BYTES = LIMITS["MAX_RESPONSE_BYTES"]
 
 #: How long a read waits for the invalidation stream to start before it goes uncached, in
 #: seconds.
@@ -371,12 +375,19 @@ class SessionContext:
 
     async def list_variables(self, pattern: str | None = None) -> list[Variable]:
         """The records sorted by name; with a glob ``pattern`` (``*``, ``?``, ``[a-z]``), only
-        those whose whole name matches."""
-        response = await self._call(
-            self._stub.ListVariables,
-            pb.ListVariablesRequest(session_id=self.session_id, pattern=pattern or ""),
-        )
-        return [Variable.from_proto(v) for v in response.variables]
+        those whose whole name matches. The server answers in pages, which this follows to the
+        end: each page is a consistent snapshot, the whole list is not."""
+        records: list[Variable] = []
+        token = ""
+        while True:
+            response = await self._call(
+                self._stub.ListVariables,
+                pb.ListVariablesRequest(session_id=self.session_id, pattern=pattern or "", page_token=token),
+            )
+            records.extend(Variable.from_proto(v) for v in response.variables)
+            token = response.next_page_token
+            if not token:
+                return records
 
     # ---- writes -----------------------------------------------------------------------------
 

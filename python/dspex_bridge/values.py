@@ -19,7 +19,7 @@ from ._proto.dspex.v1 import bridge_pb2 as pb
 #: A variable's value on the Python side.
 PyValue: TypeAlias = float | int | str | bool | list[float]
 
-#: The seven variable types (DESIGN.md section 3).
+#: The seven variable types.
 VarType: TypeAlias = Literal[
     "float", "integer", "string", "boolean", "choice", "module", "embedding"
 ]
@@ -99,6 +99,39 @@ def from_proto_value(value: pb.Value) -> PyValue | None:
     if kind == "embedding_value":
         return list(value.embedding_value.values)
     return None
+
+
+#: A module constructor argument or an LM setting: what ``ConfigValue`` carries.
+ConfigPyValue: TypeAlias = float | int | str | bool | list[str]
+
+
+def to_config_value(value: Any, *, key: str = "value") -> pb.ConfigValue:
+    """A constructor argument or setting as a wire ``ConfigValue``; ``TypeError`` for anything
+    but a float, an int, a str, a bool or a list of str."""
+    if isinstance(value, bool):
+        return pb.ConfigValue(boolean=value)
+    if isinstance(value, numbers.Integral):
+        return pb.ConfigValue(integer=int(value))
+    if isinstance(value, numbers.Real):
+        return pb.ConfigValue(float=float(value))
+    if isinstance(value, str):
+        return pb.ConfigValue(string=value)
+    if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
+        return pb.ConfigValue(strings=pb.StringList(values=list(value)))
+    raise TypeError(
+        f"{key}: {_describe(value)} is not a setting; expected a float, int, str, bool or list of str"
+    )
+
+
+def from_config_value(value: pb.ConfigValue) -> ConfigPyValue | None:
+    """A wire ``ConfigValue`` as a Python value (``None`` when unset)."""
+    kind = value.WhichOneof("kind")
+    if kind == "strings":
+        return list(value.strings.values)
+    if kind is None:
+        return None
+    result: ConfigPyValue = getattr(value, kind)
+    return result
 
 
 def to_proto_type(var_type: str) -> int:

@@ -1,54 +1,93 @@
 """The dspex Python worker: ``python -m dspex_bridge.worker``.
 
 It serves ``ModuleService`` (``proto/dspex/v1/bridge.proto``) on loopback: it creates real DSPy
-modules (the variable-aware ``Predict``, ``ChainOfThought``, ``ReAct``, ``ProgramOfThought``,
-or any ``dspy.Module`` class given by dotted path), binds their parameters to variables of its
-session, runs them, and reports with each result the LM settings the call really used (read
-from the LMs' own history).
+modules (``Predict``, ``ChainOfThought``, ``ReAct``, ``ProgramOfThought``, or any ``dspy.Module``
+class given by dotted path) and runs calls of them, each with the values its caller sends (see
+:mod:`dspex_bridge.module_service`), reporting with each result the LM requests the call made.
 
-Started by the Rust worker supervisor with its environment:
+Started by the Rust worker supervisor with:
 
-- ``DSPEX_STORE_ADDR``, ``DSPEX_SESSION_ID``, ``DSPEX_SESSION_TOKEN``: the session store and
-  the session whose variables the modules are bound to; every ModuleService call must carry
-  the same token in ``x-dspex-token``;
-- ``DSPEX_LM``: the LM configuration (JSON, see :class:`~dspex_bridge.lm.LmConfig`; default:
-  the offline scripted LM);
-- ``DSPEX_WORKER_LISTEN``: where to listen (default ``127.0.0.1:0``, a free port).
+- the environment ``DSPEX_STORE_ADDR``, ``DSPEX_SESSION_ID``, ``DSPEX_SESSION_TOKEN``: the
+  session the worker serves; every ModuleService call must carry the same token in
+  ``x-dspex-token``. ``DSPEX_WORKER_LISTEN`` may say where to listen (default ``127.0.0.1:0``, a
+  free port);
+- on stdin, its ``WorkerConfig`` message (the LM, the number of calls it runs at once): a
+  4-byte big-endian length, then the encoded message (:func:`encode_config` builds it).
 
-Once it serves, it prints one line ``DSPEX_WORKER_READY {"port": ..., "pid": ..., "dspy": ...}``
-on stdout; logs go to stderr. It exits on ``Shutdown``, on SIGTERM/SIGINT, and when its stdin
-closes (the parent process is gone), so it never outlives its supervisor.
+Once it serves, it prints one line on stdout: the readiness prefix (``DSPEX_WORKER_READY``)
+and its ``WorkerReady`` report (port, pid, versions, call limit), encoded, in lowercase hex.
+Logs go to stderr. It exits on ``Shutdown``, on SIGTERM/SIGINT, and when its stdin closes (the
+parent process is gone), so it never outlives its supervisor.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
+import platform
 import signal
+import struct
 import sys
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
-# Only the standard library at import time: a missing dependency (grpc, dspy) is reported by
-# `main` as one clear line naming the interpreter, not as a traceback.
+# Only the standard library and the package's own pure-Python modules at import time: a missing
+# dependency (grpc, dspy) is reported by `main` as one clear line naming the interpreter, not as
+# a traceback.
+from .contract import ENV_SESSION_ID, ENV_SESSION_TOKEN, LIMITS, READY_PREFIX
 
 log = logging.getLogger("dspex_bridge.worker")
 
-#: The prefix of the readiness line on stdout.
-READY_PREFIX = "DSPEX_WORKER_READY "
-#: The environment variable with the LM configuration.
-ENV_LM = "DSPEX_LM"
 #: The environment variable with the listen address.
 ENV_LISTEN = "DSPEX_WORKER_LISTEN"
 #: Seconds in-flight calls get to finish on shutdown.
 SHUTDOWN_GRACE = 2.0
 #: Seconds after the parent is gone before the worker exits even if a call is stuck.
 ORPHAN_EXIT_AFTER = 5.0
-#: The GIL switch interval of the worker, in seconds.
-SWITCH_INTERVAL = 0.0002
+
+
+class ConfigError(Exception):
+    """The worker configuration on stdin is missing or unusable."""
+
+
+def encode_config(config: Any) -> bytes:
+    """A ``WorkerConfig`` message framed as the worker reads it from stdin."""
+    data = config.SerializeToString()
+    return struct.pack(">I", len(data)) + data
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = os.read(fd, size)
+        if not chunk:
+            raise ConfigError("stdin closed before the whole WorkerConfig arrived")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_config(fd: int = 0) -> Any:
+    """Reads the framed ``WorkerConfig`` from `fd` (stdin), within ``MAX_WORKER_CONFIG_BYTES``."""
+    from ._proto.dspex.v1 import bridge_pb2 as pb
+
+    (size,) = struct.unpack(">I", _read_exactly(fd, 4))
+    if size > LIMITS["MAX_WORKER_CONFIG_BYTES"]:
+        raise ConfigError(
+            f"the WorkerConfig takes {size} bytes, over the limit of {LIMITS['MAX_WORKER_CONFIG_BYTES']} "
+            "(MAX_WORKER_CONFIG_BYTES)"
+        )
+    config = pb.WorkerConfig.FromString(_read_exactly(fd, size))
+    calls = config.max_concurrent_calls or LIMITS["DEFAULT_MAX_CONCURRENT_CALLS"]
+    if calls > LIMITS["MAX_CONCURRENT_CALLS"]:
+        raise ConfigError(
+            f"max_concurrent_calls {calls} is over the limit of {LIMITS['MAX_CONCURRENT_CALLS']} (MAX_CONCURRENT_CALLS)"
+        )
+    config.max_concurrent_calls = calls
+    return config
 
 
 def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
@@ -71,32 +110,29 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     os._exit(0)
 
 
-async def serve(env: Mapping[str, str]) -> None:
+async def serve(env: Mapping[str, str], config: Any) -> None:
     """Serves until shutdown; prints the readiness line once listening."""
     import dspy
     import grpc.aio
 
+    from ._proto.dspex.v1 import bridge_pb2 as pb
     from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
     from .lm import LmConfig, LmFactory
-    from .module_service import MAX_MESSAGE_BYTES, ModuleServicer
-    from .session import ENV_SESSION_TOKEN, SessionContext
+    from .module_service import ModuleServicer
 
-    # Module calls run in a thread while the event loop serves gRPC; a shorter GIL switch
-    # interval than the default 5 ms cuts the hand-over latency between the two (measured here:
-    # a trivial python step from Rust went from 2.9 ms to 1.8 ms).
-    sys.setswitchinterval(SWITCH_INTERVAL)
-    lm_factory = LmFactory(LmConfig.from_json(env.get(ENV_LM)))
-    session = SessionContext.from_env(env)
+    session_id = env[ENV_SESSION_ID]
+    token = env[ENV_SESSION_TOKEN]
+    lm_factory = LmFactory(LmConfig.from_proto(config.lm))
     stop = asyncio.Event()
+    message_bytes = LIMITS["MAX_MODULE_MESSAGE_BYTES"]
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", message_bytes),
+            ("grpc.max_send_message_length", message_bytes),
         ]
     )
-    pb_grpc.add_ModuleServiceServicer_to_server(
-        ModuleServicer(session, env[ENV_SESSION_TOKEN], lm_factory, stop), server
-    )
+    servicer = ModuleServicer(session_id, token, lm_factory, config.max_concurrent_calls, stop)
+    pb_grpc.add_ModuleServiceServicer_to_server(servicer, server)
     listen = env.get(ENV_LISTEN) or "127.0.0.1:0"
     port = server.add_insecure_port(listen)
     if port == 0:
@@ -108,12 +144,23 @@ async def serve(env: Mapping[str, str]) -> None:
         loop.add_signal_handler(sig, stop.set)
     threading.Thread(target=_watch_stdin, args=(loop, stop), name="stdin-watch", daemon=True).start()
 
-    ready = {"port": port, "pid": os.getpid(), "dspy": dspy.__version__}
-    print(READY_PREFIX + json.dumps(ready), flush=True)
-    log.info("serving ModuleService on port %d for session %s", port, session.session_id)
+    ready = pb.WorkerReady(
+        port=port,
+        pid=os.getpid(),
+        dspy_version=dspy.__version__,
+        python_version=platform.python_version(),
+        max_concurrent_calls=config.max_concurrent_calls,
+    )
+    print(READY_PREFIX + ready.SerializeToString().hex(), flush=True)
+    log.info(
+        "serving ModuleService on port %d for session %s, up to %d calls at once",
+        port,
+        session_id,
+        config.max_concurrent_calls,
+    )
     await stop.wait()
     await server.stop(SHUTDOWN_GRACE)
-    await session.close()
+    servicer.close()
     log.info("stopped")
 
 
@@ -125,9 +172,23 @@ def main() -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        asyncio.run(serve(os.environ))
+        # Dependencies first: a missing one is reported before anything waits on stdin.
+        import dspy  # noqa: F401
+        import grpc  # noqa: F401
+    except ImportError as e:
+        print(f"dspex worker: {sys.executable} could not import {e.name or e}: {e}", file=sys.stderr)
+        return 3
+    try:
+        for key in (ENV_SESSION_ID, ENV_SESSION_TOKEN):
+            if not os.environ.get(key):
+                raise KeyError(key)
+        config = read_config()
+        asyncio.run(serve(os.environ, config))
     except KeyError as e:
         print(f"dspex worker: missing environment: {e}", file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        print(f"dspex worker: bad WorkerConfig on stdin: {e}", file=sys.stderr)
         return 2
     except ImportError as e:
         print(f"dspex worker: {sys.executable} could not import {e.name or e}: {e}", file=sys.stderr)

@@ -58,3 +58,130 @@ class Spawner(dspy.Module):
         child = subprocess.Popen(["sleep", "300"])
         (out,) = self.signature.output_fields
         return dspy.Prediction(**{out: str(child.pid)})
+
+
+class Kwargs(dspy.Module):
+    """Answers with the keyword arguments it was called with, beyond its inputs, as JSON."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+        self.signature = dspy.Signature(signature)
+
+    def forward(self, **kwargs: object) -> dspy.Prediction:
+        import json
+
+        extra = {k: v for k, v in kwargs.items() if k not in self.signature.input_fields}
+        (out,) = self.signature.output_fields
+        return dspy.Prediction(**{out: json.dumps(extra, sort_keys=True)})
+
+
+class CallId(dspy.Module):
+    """Answers with the id of the call it runs in, read after an LM call (so in the call's
+    thread, after DSPy ran)."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+        self.predict = dspy.Predict(signature)
+
+    def forward(self, **kwargs: object) -> dspy.Prediction:
+        from dspex_bridge.module_service import current_call_id
+
+        self.predict(**kwargs)
+        (out,) = self.predict.signature.output_fields
+        return dspy.Prediction(**{out: current_call_id() or ""})
+
+
+class HistoryProbe(dspy.Module):
+    """Runs a Predict, then answers with the sizes of every history DSPy keeps (global, this
+    module's, the predictor's, the LM's, the trace), as JSON: they must not grow call after
+    call in the worker."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+        self.predict = dspy.Predict(signature)
+
+    def forward(self, **kwargs: object) -> dspy.Prediction:
+        import json
+
+        from dspy.clients.base_lm import GLOBAL_HISTORY
+        from dspy.dsp.utils.settings import main_thread_config
+
+        self.predict(**kwargs)
+        sizes = {
+            "global": len(GLOBAL_HISTORY),
+            "module": len(self.history),
+            "predictor": len(self.predict.history),
+            "lm": len(dspy.settings.lm.history),
+            "global_trace": len(main_thread_config.get("trace") or []),
+        }
+        (out,) = self.predict.signature.output_fields
+        return dspy.Prediction(**{out: json.dumps(sizes, sort_keys=True)})
+
+
+class Fixed(dspy.Module):
+    """Answers every output field with the value given by the `value` keyword argument of its
+    constructor (default: the text ``"high"``), whatever the declared type."""
+
+    def __init__(self, signature: str, value: str = "high") -> None:
+        super().__init__()
+        self.signature = dspy.Signature(signature)
+        self.value = value
+
+    def forward(self, **kwargs: object) -> dspy.Prediction:
+        return dspy.Prediction(**{name: self.value for name in self.signature.output_fields})
+
+
+class Verbose(dspy.Module):
+    """Raises with a message as long as its `size` input says."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+
+    def forward(self, **kwargs: object) -> dspy.Prediction:
+        raise ValueError("x" * int(str(kwargs.get("size") or 0)))
+
+
+class Pid(dspy.Module):
+    """Answers with the process id of the worker that ran it, after an LM call."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+        self.predict = dspy.Predict(signature)
+
+    def forward(self, **kwargs: object) -> dspy.Prediction:
+        import os
+
+        self.predict(**kwargs)
+        (out,) = self.predict.signature.output_fields
+        return dspy.Prediction(**{out: str(os.getpid())})
+
+
+class Overlap(dspy.Module):
+    """Takes `seconds` (its input) and answers with the most calls of this class it saw running
+    at once in its process while it ran."""
+
+    import threading as _threading
+
+    _lock = _threading.Lock()
+    _running = 0
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+        self.signature = dspy.Signature(signature)
+
+    def forward(self, **kwargs: str) -> dspy.Prediction:
+        import time
+
+        cls = type(self)
+        with cls._lock:
+            cls._running += 1
+            peak = cls._running
+        deadline = time.monotonic() + float(kwargs.get("seconds") or 0.5)
+        while time.monotonic() < deadline:
+            with cls._lock:
+                peak = max(peak, cls._running)
+            time.sleep(0.01)
+        with cls._lock:
+            cls._running -= 1
+        (out,) = self.signature.output_fields
+        return dspy.Prediction(**{out: str(peak)})

@@ -1,10 +1,13 @@
-//! Hybrid programs end to end: declared programs with native and python steps run with a real
-//! Python worker running real DSPy modules on the offline scripted LM. Bound variables set from
-//! Rust change the next python call's LM settings (as the worker reads them from the LM's own
-//! history); `@var` steps take their class from a variable at run time; a running native
-//! program upgrades its context when a python step is added; faults (a worker killed during a
-//! call, a module that raises, an unknown class, an interpreter without DSPy) give clear errors
-//! and lose nothing; and no worker process outlives its context or its Rust process.
+//! Hybrid programs end to end: declared programs with native and python steps run with real
+//! Python workers running real DSPy modules on the offline scripted LM. Each python call carries
+//! the values of its bound variables, read in one snapshot: the LM requests use exactly them (as
+//! the worker's per-call LM records them), concurrent runs never see each other's, and the
+//! worker never reads them back from the store. Calls run concurrently, up to a per-process
+//! limit, across a pool of processes; `@var` steps take their class from a variable at run
+//! time; a running native program upgrades its context when a python step is added; faults (a
+//! worker killed during a call, a pool member killed while calls continue, a module that
+//! raises, an unknown class, an interpreter without DSPy) give clear errors and lose nothing;
+//! and no worker process outlives its context or its Rust process.
 
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
@@ -37,7 +40,7 @@ impl Module for Classify {
 }
 
 dspex_program! {
-    /// The program of DESIGN.md section 7: a native classifier, then DSPy's ChainOfThought.
+    /// A native classifier, then DSPy's ChainOfThought.
     program QaPipeline: "question -> answer" {
         variables {
             temperature: float = 0.7 { min: 0.0, max: 2.0 },
@@ -124,10 +127,7 @@ async fn start_creates_a_bridged_context_whose_worker_runs_the_python_step() {
         Some("fact (for gpt-4o-mini)")
     );
     let answer = trace.step("answer").unwrap();
-    assert_eq!(
-        answer.runner.to_string(),
-        "python VariableAwareChainOfThought"
-    );
+    assert_eq!(answer.runner.to_string(), "python ChainOfThought");
     assert_eq!(
         answer.inputs.get("category"),
         Some("fact (for gpt-4o-mini)")
@@ -144,6 +144,10 @@ async fn start_creates_a_bridged_context_whose_worker_runs_the_python_step() {
         (call.model.as_str(), call.temperature, call.max_tokens),
         ("gpt-4o-mini", Some(0.7), Some(256))
     );
+    // The trace's parameters are the values the call carried; the scripted LM reports usage.
+    assert_eq!(answer.params.get::<f64>("temperature").unwrap(), 0.7);
+    assert!(call.prompt_tokens.is_some_and(|t| t > 0), "{call:?}");
+    assert!(call.completion_tokens.is_some_and(|t| t > 0), "{call:?}");
 
     // A Rust `set` of a bound variable changes the next python call's LM settings.
     qa.temperature().set(1.5).unwrap();
@@ -183,17 +187,14 @@ async fn a_var_step_takes_its_dspy_class_from_the_variable_at_run_time() {
     let (out, trace) = qa.run_traced(input()).await.unwrap();
     assert_eq!(out.answer, "[scripted answer] What is a module?");
     let answer = trace.step("answer").unwrap();
-    assert_eq!(answer.runner.to_string(), "python VariableAwarePredict");
+    assert_eq!(answer.runner.to_string(), "python Predict");
     assert!(answer.outputs.get("reasoning").is_none());
     assert_eq!(only_call(answer).temperature, Some(0.3));
 
     qa.reasoning().set("ChainOfThought").unwrap();
     let (_, trace) = qa.run_traced(input()).await.unwrap();
     let answer = trace.step("answer").unwrap();
-    assert_eq!(
-        answer.runner.to_string(),
-        "python VariableAwareChainOfThought"
-    );
+    assert_eq!(answer.runner.to_string(), "python ChainOfThought");
     assert!(answer.outputs.get("reasoning").is_some());
     // The class is not among the allowed modules: the write is refused.
     assert!(qa.reasoning().set("ReAct").is_err());
@@ -629,7 +630,7 @@ async fn a_context_dropped_while_its_worker_cannot_restart_stops_trying() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_step_whose_store_is_gone_fails_instead_of_hanging() {
+async fn python_steps_carry_their_values_and_never_read_the_store() {
     let server =
         dspex::bridge::BridgeServer::start(dspex::bridge::BridgeConfig::default()).unwrap();
     let ctx = Context::builder()
@@ -640,17 +641,328 @@ async fn a_python_step_whose_store_is_gone_fails_instead_of_hanging() {
         .unwrap();
     let qa = QaPipeline::attach(&ctx).await.unwrap();
     qa.run(QaPipelineInput::default()).await.unwrap();
+    // With the store gone, the worker could not read a variable if it tried.
     server.shutdown().await;
-    // A bound variable changed since the worker cached it: the worker must ask the store.
     qa.temperature().set(0.1).unwrap();
-    let outcome =
-        tokio::time::timeout(Duration::from_secs(60), qa.run(QaPipelineInput::default())).await;
-    match outcome {
-        Ok(Err(Error::Python { step, message })) => {
-            assert_eq!(step, "answer");
-            assert!(message.contains("Error"), "{message}");
+    let (_, trace) = tokio::time::timeout(
+        Duration::from_secs(60),
+        qa.run_traced(QaPipelineInput::default()),
+    )
+    .await
+    .expect("the call hung")
+    .unwrap();
+    let answer = trace.step("answer").unwrap();
+    assert_eq!(only_call(answer).temperature, Some(0.1));
+    assert_eq!(answer.params.get::<f64>("temperature").unwrap(), 0.1);
+}
+
+dspex_program! {
+    /// One python step bound to a temperature, on a slow scripted LM.
+    program Tempered: "question -> answer" {
+        variables {
+            temperature: float = 0.0 { min: 0.0, max: 2.0 },
         }
-        Ok(other) => panic!("expected a python error, got {other:?}"),
-        Err(_) => panic!("the call hung with the store gone"),
+        chain {
+            answer: python Predict("question -> answer") { temperature },
+        }
+    }
+}
+
+/// The most calls in flight a context's worker processes report, polled until `count` is seen
+/// or `done` says the calls are over (a liveness bound, not a timing assertion).
+async fn most_in_flight(ctx: &Context, count: usize, done: impl Fn() -> bool) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut most = 0;
+    while tokio::time::Instant::now() < deadline && !done() {
+        let status = ctx.worker_status().unwrap();
+        most = most.max(status.processes.iter().map(|p| p.calls_in_flight).sum());
+        if most >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    most
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_each_use_the_values_of_their_own_snapshot() {
+    let lm = dspex::worker::LmConfig::scripted().delay(Duration::from_millis(400));
+    let ctx = Context::builder()
+        .worker(worker_config().lm(lm))
+        .build()
+        .await
+        .unwrap();
+    let program = std::sync::Arc::new(Tempered::attach(&ctx).await.unwrap());
+    let runs = 32;
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // A writer changes the bound variable while the runs read it, and says how many writes it
+    // made; run `i` starts after the writer's `i`th write, so the runs read different values.
+    let (written, _) = tokio::sync::watch::channel(0usize);
+    let writer = {
+        let program = std::sync::Arc::clone(&program);
+        let finished = std::sync::Arc::clone(&finished);
+        let written = written.clone();
+        tokio::spawn(async move {
+            let mut step = 0usize;
+            while finished.load(std::sync::atomic::Ordering::Acquire) < runs {
+                step += 1;
+                let value = u32::try_from(step % 200).unwrap();
+                program.temperature().set(f64::from(value) / 100.0).unwrap();
+                written.send_replace(step);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            step
+        })
+    };
+    let tasks: Vec<_> = (0..runs)
+        .map(|i| {
+            let program = std::sync::Arc::clone(&program);
+            let finished = std::sync::Arc::clone(&finished);
+            let mut written = written.subscribe();
+            tokio::spawn(async move {
+                written.wait_for(|step| *step > i).await.unwrap();
+                let traced = program
+                    .run_traced(TemperedInput {
+                        question: format!("q{i}"),
+                    })
+                    .await;
+                finished.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                traced
+            })
+        })
+        .collect();
+    // No module-wide lock: the runs are in flight together.
+    let done = || finished.load(std::sync::atomic::Ordering::Acquire) == runs;
+    assert!(most_in_flight(&ctx, runs, done).await >= runs / 2);
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (out, trace) = task.await.unwrap().unwrap();
+        assert_eq!(out.answer, format!("[scripted answer] q{i}"));
+        let answer = trace.step("answer").unwrap();
+        let read = answer.params.get::<f64>("temperature").unwrap();
+        // The LM received exactly the value this run's snapshot read.
+        assert_eq!(only_call(answer).temperature, Some(read), "run {i}");
+        seen.insert(read.to_bits());
+    }
+    assert!(writer.await.unwrap() > 1);
+    assert!(seen.len() > 1, "every run read the same value: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_the_per_process_limit_wait_their_turn() {
+    let ctx = Context::builder()
+        .worker(worker_config().max_concurrent_calls(2))
+        .build()
+        .await
+        .unwrap();
+    let program = std::sync::Arc::new(
+        one_python_step(
+            &ctx,
+            "Limited",
+            "overlap",
+            "sample_modules.Overlap",
+            "seconds -> peak",
+        )
+        .await,
+    );
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let program = std::sync::Arc::clone(&program);
+            tokio::spawn(async move { program.run(Fields::from([("seconds", "0.4")])).await })
+        })
+        .collect();
+    let mut peaks = Vec::new();
+    for task in tasks {
+        // Every call ran (none was refused): the ones over the limit waited on the Rust side.
+        let out = task.await.unwrap().unwrap();
+        peaks.push(out.get("peak").unwrap().parse::<usize>().unwrap());
+    }
+    // At the limit, never over it.
+    assert_eq!(peaks.iter().max(), Some(&2), "{peaks:?}");
+    let status = ctx.worker_status().unwrap();
+    assert_eq!(status.processes[0].calls_in_flight, 0);
+    // Out-of-range configurations are refused before anything starts.
+    for config in [
+        worker_config().max_concurrent_calls(dspex::worker::MAX_CONCURRENT_CALLS + 1),
+        worker_config().processes(dspex::worker::MAX_WORKER_PROCESSES + 1),
+        worker_config().processes(0),
+    ] {
+        let err = Context::builder().worker(config).build().await.unwrap_err();
+        assert!(matches!(err, Error::Worker(_)), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_spreads_calls_and_survives_a_killed_member() {
+    let lm = dspex::worker::LmConfig::scripted().delay(Duration::from_millis(300));
+    let ctx = Context::builder()
+        .worker(worker_config().processes(2).lm(lm))
+        .build()
+        .await
+        .unwrap();
+    let program = std::sync::Arc::new(
+        one_python_step(
+            &ctx,
+            "Pooled",
+            "pid",
+            "sample_modules.Pid",
+            "question -> pid",
+        )
+        .await,
+    );
+    let status = ctx.worker_status().unwrap();
+    let pids: Vec<u32> = status.processes.iter().map(|p| p.pid.unwrap()).collect();
+    assert_eq!(pids.len(), 2);
+    assert_ne!(pids[0], pids[1]);
+    let run_batch = |n: usize| {
+        let program = std::sync::Arc::clone(&program);
+        async move {
+            let tasks: Vec<_> = (0..n)
+                .map(|i| {
+                    let program = std::sync::Arc::clone(&program);
+                    tokio::spawn(async move {
+                        program
+                            .run(Fields::from([("question", format!("q{i}"))]))
+                            .await
+                    })
+                })
+                .collect();
+            let mut results = Vec::new();
+            for task in tasks {
+                results.push(task.await.unwrap());
+            }
+            results
+        }
+    };
+    // Least busy first: concurrent calls go to both processes.
+    let served: std::collections::BTreeSet<u32> = run_batch(8)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().get("pid").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(served, pids.iter().copied().collect());
+
+    // Kill one member while calls continue: calls keep being answered (the ones that were on
+    // the killed process fail with a worker error), and the member comes back with its module.
+    let calls = tokio::spawn(run_batch(24));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ctx.worker_status().unwrap().processes[0].calls_in_flight == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no call reached the first process"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Command::new("kill")
+        .args(["-9", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    let results = calls.await.unwrap();
+    let answered = results.iter().filter(|r| r.is_ok()).count();
+    assert!(answered > 0);
+    for result in &results {
+        if let Err(e) = result {
+            assert!(
+                matches!(e, Error::Worker(m) if m.contains(&pids[0].to_string())),
+                "{e}"
+            );
+        }
+    }
+    assert!(wait_gone(pids[0], Duration::from_secs(10)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let restarted = loop {
+        let status = ctx.worker_status().unwrap();
+        if status.processes[0].pid.is_some_and(|p| p != pids[0]) {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(restarted.processes[0].restarts, 1);
+    assert_eq!(restarted.processes[1].pid, Some(pids[1]));
+    let new_pids: std::collections::BTreeSet<u32> =
+        restarted.processes.iter().filter_map(|p| p.pid).collect();
+    let served: std::collections::BTreeSet<u32> = run_batch(8)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().get("pid").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(served, new_pids);
+    // No orphans: dropping the context stops every member.
+    drop(program);
+    drop(ctx);
+    for pid in new_pids {
+        assert!(
+            wait_gone(pid, Duration::from_secs(15)),
+            "worker {pid} survived"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_bound_parameters_are_keyword_arguments_of_the_call() {
+    let ctx = context().await;
+    let program = ProgramBuilder::new("Agent")
+        .variable(
+            VariableSpec::new("max_iters", VarType::Integer, 0)
+                .with_constraints(Constraints::range(0, 10)),
+        )
+        .step(Step::python("act", "ReAct", "question -> answer").bind("max_iters"))
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await
+        .unwrap();
+    let calls = |max_iters: i64| {
+        let (ctx, program) = (&ctx, &program);
+        async move {
+            ctx.set("max_iters", max_iters).unwrap();
+            let (_, trace) = program
+                .run_traced(Fields::from([("question", "q")]))
+                .await
+                .unwrap();
+            trace.step("act").unwrap().lm_calls.len()
+        }
+    };
+    // No iteration leaves only the final extraction; one iteration adds a reasoning step.
+    assert_eq!(calls(0).await, 1);
+    assert_eq!(calls(3).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_outputs_come_back_and_a_misfit_names_the_field() {
+    let ctx = context().await;
+    let typed = one_python_step(
+        &ctx,
+        "Typed",
+        "rate",
+        "Predict",
+        "question -> score: float, tags: list[str], ok: bool",
+    )
+    .await;
+    let out = typed
+        .run(Fields::from([("question", "Good?")]))
+        .await
+        .unwrap();
+    assert_eq!(out.get("score"), Some("0.0"));
+    assert_eq!(out.get("tags"), Some(r#"["[scripted tags] Good?"]"#));
+    assert_eq!(out.get("ok"), Some("false"));
+    let misfit = one_python_step(
+        &ctx,
+        "Misfit",
+        "rate",
+        "sample_modules.Fixed",
+        "question -> score: float",
+    )
+    .await;
+    match misfit.run(Fields::from([("question", "q")])).await {
+        Err(Error::Python { step, message }) => {
+            assert_eq!(step, "rate");
+            assert_eq!(
+                message,
+                "output `score` (float): 'high' cannot be converted to float"
+            );
+        }
+        other => panic!("expected an output type error, got {other:?}"),
     }
 }

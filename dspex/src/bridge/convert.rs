@@ -1,13 +1,16 @@
-//! Conversions between the wire types of [`proto`](super::proto) and the dspex-core types, with
-//! the request-size limits of [`limits`](super::limits). An error names the request field at
-//! fault (`writes[2].value`) and the rule it broke; the rules of variables themselves (types,
-//! constraints) are never checked here but by dspex-core, through the session's table.
+//! Conversions between the wire types of [`proto`](super::proto) and the Rust types: variable
+//! values, constraints and records (with the request-size limits of [`limits`](super::limits)),
+//! and the typed signature fields and module configuration of python steps (to and from JSON
+//! values). An error names the request field at fault (`writes[2].value`) and the rule it
+//! broke; the rules of variables themselves (types, constraints) are never checked here but by
+//! dspex-core, through the session's table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dspex_core::{Constraints, Number, Pattern, Value, VarType};
+use serde_json::Value as Json;
 
 use super::limits::{
     MAX_CHOICES, MAX_DESCRIPTION_BYTES, MAX_EMBEDDING_DIMENSIONS, MAX_METADATA_BYTES,
@@ -125,6 +128,135 @@ pub(crate) fn value_from_proto(field: &str, value: Option<proto::Value>) -> Resu
             Value::Embedding(e.values)
         }
     })
+}
+
+// ---- signature fields and module configuration -------------------------------------------
+
+/// A signature field's value for the wire, from its JSON form: a string is `text`, an integer
+/// `integer`, any other number `float`, a boolean `boolean`, an array of strings, integers or
+/// numbers `strings`, `integers` or `floats`, an object `json_object`. `null` and arrays mixing
+/// kinds or holding anything else have no wire form.
+pub(crate) fn field_to_proto(field: &str, value: &Json) -> Result<proto::FieldValue> {
+    use proto::field_value::Kind;
+    let kind = match value {
+        Json::String(s) => Kind::Text(s.clone()),
+        Json::Bool(b) => Kind::Boolean(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Kind::Integer(i),
+            None => Kind::Float(n.as_f64().ok_or_else(|| {
+                FieldError::malformed(field, format!("{n} is not a 64-bit integer or float"))
+            })?),
+        },
+        Json::Object(_) => Kind::JsonObject(value.to_string()),
+        Json::Array(items) => array_to_proto(field, items)?,
+        Json::Null => {
+            return Err(FieldError::malformed(
+                field,
+                "null is not a field value (a field is text, a number, a boolean, a list of strings or numbers, or an object)",
+            ));
+        }
+    };
+    Ok(proto::FieldValue { kind: Some(kind) })
+}
+
+fn array_to_proto(field: &str, items: &[Json]) -> Result<proto::field_value::Kind> {
+    use proto::field_value::Kind;
+    if let Some(strings) = items.iter().map(Json::as_str).collect::<Option<Vec<_>>>() {
+        return Ok(Kind::Strings(proto::StringList {
+            values: strings.into_iter().map(str::to_owned).collect(),
+        }));
+    }
+    if let Some(values) = items.iter().map(Json::as_i64).collect::<Option<Vec<_>>>() {
+        return Ok(Kind::Integers(proto::IntegerList { values }));
+    }
+    if let Some(values) = items.iter().map(Json::as_f64).collect::<Option<Vec<_>>>() {
+        return Ok(Kind::Floats(proto::FloatList { values }));
+    }
+    Err(FieldError::malformed(
+        field,
+        "a list field holds only strings, only integers or only numbers",
+    ))
+}
+
+/// A signature field's value from the wire, as JSON (a `json_object` is parsed; it must be a
+/// JSON object).
+pub(crate) fn field_from_proto(field: &str, value: proto::FieldValue) -> Result<Json> {
+    use proto::field_value::Kind;
+    let kind = value
+        .kind
+        .ok_or_else(|| FieldError::malformed(field, "a field value is required"))?;
+    Ok(match kind {
+        Kind::Text(s) => Json::String(s),
+        Kind::Integer(i) => Json::from(i),
+        Kind::Float(x) => Json::Number(finite(field, x)?),
+        Kind::Boolean(b) => Json::Bool(b),
+        Kind::Strings(list) => Json::from(list.values),
+        Kind::Integers(list) => Json::from(list.values),
+        Kind::Floats(list) => Json::Array(
+            list.values
+                .into_iter()
+                .map(|x| finite(field, x).map(Json::Number))
+                .collect::<Result<_>>()?,
+        ),
+        Kind::JsonObject(text) => match serde_json::from_str::<Json>(&text) {
+            Ok(object @ Json::Object(_)) => object,
+            Ok(_) | Err(_) => {
+                return Err(FieldError::malformed(
+                    field,
+                    format!("{} is not a JSON object", dspex_core::Echo(&text)),
+                ));
+            }
+        },
+    })
+}
+
+fn finite(field: &str, x: f64) -> Result<serde_json::Number> {
+    serde_json::Number::from_f64(x)
+        .ok_or_else(|| FieldError::malformed(field, format!("{x} is not a finite float")))
+}
+
+/// A text field (what a step's `Fields` hold) from the JSON form of a wire value: strings as
+/// they are, anything else as JSON.
+pub(crate) fn json_to_text(value: Json) -> String {
+    match value {
+        Json::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// A module configuration value or an LM setting for the wire: a float, an integer, a string, a
+/// boolean or a list of strings; anything else has no wire form.
+pub(crate) fn config_to_proto(key: &str, value: &Json) -> Result<proto::ConfigValue> {
+    use proto::config_value::Kind;
+    let kind = match value {
+        Json::String(s) => Kind::String(s.clone()),
+        Json::Bool(b) => Kind::Boolean(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Kind::Integer(i),
+            (None, Some(x)) => Kind::Float(x),
+            (None, None) => {
+                return Err(FieldError::malformed(key, format!("{n} is out of range")));
+            }
+        },
+        Json::Array(items) => match items.iter().map(Json::as_str).collect::<Option<Vec<_>>>() {
+            Some(strings) => Kind::Strings(proto::StringList {
+                values: strings.into_iter().map(str::to_owned).collect(),
+            }),
+            None => {
+                return Err(FieldError::malformed(
+                    key,
+                    "a list setting holds only strings",
+                ));
+            }
+        },
+        Json::Null | Json::Object(_) => {
+            return Err(FieldError::malformed(
+                key,
+                "a setting is a float, an integer, a string, a boolean or a list of strings",
+            ));
+        }
+    };
+    Ok(proto::ConfigValue { kind: Some(kind) })
 }
 
 // ---- types and sources --------------------------------------------------------------------
@@ -448,6 +580,86 @@ mod tests {
             err.to_string().contains("MAX_EMBEDDING_DIMENSIONS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn fields_round_trip_through_their_typed_wire_form() {
+        use serde_json::json;
+        for (value, kind) in [
+            (json!("text"), "text"),
+            (json!(3), "integer"),
+            (json!(0.5), "float"),
+            (json!(true), "boolean"),
+            (json!(["a", "b"]), "strings"),
+            (json!([1, 2]), "integers"),
+            (json!([1.5, 2]), "floats"),
+            (json!({"a": 1, "b": [true]}), "json_object"),
+        ] {
+            let wire = field_to_proto("f", &value).unwrap();
+            let name = match wire.kind.as_ref().unwrap() {
+                proto::field_value::Kind::Text(_) => "text",
+                proto::field_value::Kind::Integer(_) => "integer",
+                proto::field_value::Kind::Float(_) => "float",
+                proto::field_value::Kind::Boolean(_) => "boolean",
+                proto::field_value::Kind::Strings(_) => "strings",
+                proto::field_value::Kind::Integers(_) => "integers",
+                proto::field_value::Kind::Floats(_) => "floats",
+                proto::field_value::Kind::JsonObject(_) => "json_object",
+            };
+            assert_eq!(name, kind, "{value}");
+            let back = field_from_proto("f", wire).unwrap();
+            if kind == "floats" {
+                assert_eq!(back, json!([1.5, 2.0]));
+            } else {
+                assert_eq!(back, value);
+            }
+        }
+        assert_eq!(json_to_text(json!("plain")), "plain");
+        assert_eq!(json_to_text(json!([1, 2])), "[1,2]");
+        let err = field_to_proto("answer", &json!([1, "a"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`answer`: a list field holds only strings, only integers or only numbers"
+        );
+        assert!(field_to_proto("answer", &json!(null)).is_err());
+        let err = field_from_proto(
+            "meta",
+            proto::FieldValue {
+                kind: Some(proto::field_value::Kind::JsonObject("[1]".into())),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "`meta`: \"[1]\" is not a JSON object");
+    }
+
+    #[test]
+    fn config_values_have_five_wire_kinds() {
+        use proto::config_value::Kind;
+        use serde_json::json;
+        let kinds: Vec<_> = [
+            json!(5),
+            json!(0.5),
+            json!("local"),
+            json!(false),
+            json!(["pkg.mod.fn"]),
+        ]
+        .iter()
+        .map(|v| config_to_proto("k", v).unwrap().kind.unwrap())
+        .collect();
+        assert_eq!(
+            kinds,
+            [
+                Kind::Integer(5),
+                Kind::Float(0.5),
+                Kind::String("local".into()),
+                Kind::Boolean(false),
+                Kind::Strings(proto::StringList {
+                    values: vec!["pkg.mod.fn".into()]
+                }),
+            ]
+        );
+        assert!(config_to_proto("k", &json!({"a": 1})).is_err());
+        assert!(config_to_proto("k", &json!([1])).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The Python bridge: the session store that holds a context's variables once they are shared
 //! with Python, and the gRPC `SessionService` (tonic) that Python's `dspex_bridge` reaches it
-//! through (DESIGN.md section 5).
+//! through.
 //!
 //! ```text
 //! Rust process                                         Python process
@@ -19,6 +19,7 @@
 //! - Sessions created over gRPC (`InitializeSession`) expire after their TTL unless a
 //!   `Heartbeat` (or any other call) renews them; a context's session lives exactly as long as
 //!   the context.
+//! - Everything the server accepts and answers is bounded by the constants of [`limits`].
 //!
 //! # Authentication
 //!
@@ -29,27 +30,30 @@
 //!
 //! # Errors
 //!
-//! Every error status carries its kind in the [`x-dspex-error`](ERROR_METADATA) trailer, so a
-//! client can tell a wrong type from a broken constraint:
+//! Every error status carries its kind in the [`x-dspex-error`](ERROR_METADATA) trailer, as the
+//! name of a [`proto::ErrorKind`] (`ERROR_KIND_CONSTRAINT`), so a client can tell a wrong type
+//! from a broken constraint:
 //!
 //! | kind | status | what |
 //! |---|---|---|
-//! | `not_found` | `NOT_FOUND` | no such variable |
-//! | `already_exists` | `ALREADY_EXISTS` | the name is taken |
-//! | `duplicate_write` | `ALREADY_EXISTS` | one variable twice in an atomic batch |
-//! | `type` | `INVALID_ARGUMENT` | a value (or initial value) of the wrong type |
-//! | `constraint` | `INVALID_ARGUMENT` | a value that breaks a constraint or is not finite |
-//! | `spec` | `INVALID_ARGUMENT` | an invalid declaration (name, constraints) |
-//! | `pattern` | `INVALID_ARGUMENT` | a malformed `ListVariables` glob |
-//! | `invalid_request` | `INVALID_ARGUMENT` | a malformed request (missing value, unspecified type) |
-//! | `limit` | `INVALID_ARGUMENT` / `RESOURCE_EXHAUSTED` | a request over a [`limits`] constant, or a full session or server |
-//! | `conflict` | `ABORTED` | compare-and-set at a stale version (`x-dspex-expected-version`, `x-dspex-actual-version`) |
-//! | `unauthenticated` | `UNAUTHENTICATED` | missing, invalid or expired token |
-//! | `permission_denied` | `PERMISSION_DENIED` | the token of another session |
-//! | `session_owned` | `FAILED_PRECONDITION` | `CleanupSession` of a context's session |
-//! | `internal` | `INTERNAL` | a bug |
+//! | `NOT_FOUND` | `NOT_FOUND` | no such variable |
+//! | `ALREADY_EXISTS` | `ALREADY_EXISTS` | the name is taken |
+//! | `DUPLICATE_WRITE` | `ALREADY_EXISTS` | one variable twice in an atomic batch |
+//! | `TYPE` | `INVALID_ARGUMENT` | a value (or initial value) of the wrong type |
+//! | `CONSTRAINT` | `INVALID_ARGUMENT` | a value that breaks a constraint or is not finite |
+//! | `SPEC` | `INVALID_ARGUMENT` | an invalid declaration (name, constraints) |
+//! | `PATTERN` | `INVALID_ARGUMENT` | a malformed `ListVariables` glob |
+//! | `INVALID_REQUEST` | `INVALID_ARGUMENT` | a malformed request (missing value, unspecified type, bad page token) |
+//! | `LIMIT` | `INVALID_ARGUMENT` / `RESOURCE_EXHAUSTED` | a request over a [`limits`] constant, or a full session, server or variable |
+//! | `CONFLICT` | `ABORTED` | compare-and-set at a stale version ([`EXPECTED_VERSION_METADATA`], [`ACTUAL_VERSION_METADATA`]) |
+//! | `UNAUTHENTICATED` | `UNAUTHENTICATED` | missing, invalid or expired token |
+//! | `PERMISSION_DENIED` | `PERMISSION_DENIED` | the token of another session |
+//! | `SESSION_OWNED` | `FAILED_PRECONDITION` | `CleanupSession` of a context's session |
+//! | `INTERNAL` | `INTERNAL` | a bug |
 //!
-//! Writes over gRPC are recorded with [`Source::Python`](crate::Source::Python).
+//! Messages quote at most a short prefix of any input ([`limits::MAX_ECHO_CHARS`]) and are
+//! never longer than [`limits::MAX_STATUS_MESSAGE_BYTES`]. Writes over gRPC are recorded with
+//! [`Source::Python`](crate::Source::Python).
 
 mod bridged;
 pub(crate) mod convert;
@@ -58,6 +62,7 @@ pub mod proto;
 mod runtime;
 mod server;
 mod store;
+mod watch_queue;
 
 pub use bridged::{BridgedState, ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, SessionInfo};
 pub use runtime::{BridgeConfig, BridgeServer, Listen};
@@ -65,5 +70,12 @@ pub use runtime::{BridgeConfig, BridgeServer, Listen};
 /// The metadata entry that carries a session's token on every call.
 pub const TOKEN_METADATA: &str = "x-dspex-token";
 
-/// The trailer that carries the kind of an error (`type`, `constraint`, `not_found`, ...).
+/// The trailer that carries the kind of an error: the name of a [`proto::ErrorKind`]
+/// (`ERROR_KIND_CONSTRAINT`, ...).
 pub const ERROR_METADATA: &str = "x-dspex-error";
+
+/// The trailer of a `CONFLICT` error that carries the version the write expected.
+pub const EXPECTED_VERSION_METADATA: &str = "x-dspex-expected-version";
+
+/// The trailer of a `CONFLICT` error that carries the version the variable is at.
+pub const ACTUAL_VERSION_METADATA: &str = "x-dspex-actual-version";

@@ -1,12 +1,13 @@
 //! The gRPC `SessionService`: authenticates every request against the session store, checks
 //! the request-size [`limits`](super::limits), runs the operation on the session's table (where
 //! dspex-core enforces every variable rule) and maps errors to status codes with a
-//! machine-readable kind in the `x-dspex-error` trailer.
+//! machine-readable [`ErrorKind`] in the `x-dspex-error` trailer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dspex_core::{Glob, SpecProblem, VariableSpec};
+use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -14,75 +15,116 @@ use tonic::{Code, Request, Response, Status};
 
 use super::convert::{self, FieldError};
 use super::limits::{
-    DEFAULT_SESSION_TTL, MAX_NAMES_PER_REQUEST, MAX_PATTERN_BYTES, MAX_SESSION_TTL,
-    MAX_VARIABLES_PER_SESSION, MAX_WRITES_PER_BATCH, WATCH_QUEUE_CAPACITY,
+    DEFAULT_LIST_PAGE_SIZE, DEFAULT_SESSION_TTL, MAX_LIST_PAGE_BYTES, MAX_LIST_PAGE_SIZE,
+    MAX_NAME_LEN, MAX_NAMES_PER_REQUEST, MAX_PATTERN_BYTES, MAX_RESPONSE_BYTES,
+    MAX_SESSION_ID_BYTES, MAX_SESSION_TTL, MAX_STATUS_MESSAGE_BYTES, MAX_VARIABLES_PER_SESSION,
+    MAX_WATCH_QUEUE_BYTES, MAX_WRITES_PER_BATCH, WATCH_QUEUE_CAPACITY,
 };
 use super::proto::session_service_server::SessionService;
-use super::proto::{self as pb};
+use super::proto::{self as pb, ErrorKind};
 use super::store::{AuthError, Session, SessionStore, wall_clock};
-use super::{ERROR_METADATA, TOKEN_METADATA};
+use super::watch_queue::WatchQueue;
+use super::{ACTUAL_VERSION_METADATA, ERROR_METADATA, EXPECTED_VERSION_METADATA, TOKEN_METADATA};
 use crate::error::Error;
 use crate::state::{Key, SetOptions, Source, StateProvider, WatchOptions};
 
 /// Every write over gRPC comes from the Python side of the bridge.
 const SOURCE: Source = Source::Python;
 
-/// Builds a status whose `x-dspex-error` trailer carries `kind`.
-pub(crate) fn status(code: Code, kind: &'static str, message: impl Into<String>) -> Status {
+/// What a message cut at [`MAX_STATUS_MESSAGE_BYTES`] ends with.
+const CUT_NOTE: &str = "... (message cut)";
+
+/// Builds a status whose `x-dspex-error` trailer carries `kind`, its message cut at
+/// [`MAX_STATUS_MESSAGE_BYTES`].
+pub(crate) fn status(code: Code, kind: ErrorKind, message: impl Into<String>) -> Status {
     let mut metadata = MetadataMap::new();
-    metadata.insert(ERROR_METADATA, MetadataValue::from_static(kind));
-    Status::with_metadata(code, message, metadata)
+    metadata.insert(
+        ERROR_METADATA,
+        MetadataValue::from_static(kind.as_str_name()),
+    );
+    Status::with_metadata(code, bounded_message(message.into()), metadata)
 }
 
-/// The status of a dspex error (DESIGN.md section 5), with its kind.
+/// A message of at most [`MAX_STATUS_MESSAGE_BYTES`] bytes: longer ones are cut at a character
+/// boundary and say so.
+pub(crate) fn bounded_message(mut message: String) -> String {
+    if message.len() > MAX_STATUS_MESSAGE_BYTES {
+        let mut cut = MAX_STATUS_MESSAGE_BYTES - CUT_NOTE.len();
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str(CUT_NOTE);
+    }
+    message
+}
+
+/// The status of a dspex error, with its kind.
 pub(crate) fn error_status(e: &Error) -> Status {
     let message = e.to_string();
     match e {
-        Error::NotFound { .. } => status(Code::NotFound, "not_found", message),
+        Error::NotFound { .. } => status(Code::NotFound, ErrorKind::NotFound, message),
         Error::AlreadyExists { .. } | Error::IncompatibleVariable { .. } => {
-            status(Code::AlreadyExists, "already_exists", message)
+            status(Code::AlreadyExists, ErrorKind::AlreadyExists, message)
         }
-        Error::DuplicateWrite { .. } => status(Code::AlreadyExists, "duplicate_write", message),
+        Error::DuplicateWrite { .. } => {
+            status(Code::AlreadyExists, ErrorKind::DuplicateWrite, message)
+        }
         Error::InvalidValue(_) | Error::TypeMismatch { .. } => {
-            status(Code::InvalidArgument, "type", message)
+            status(Code::InvalidArgument, ErrorKind::Type, message)
         }
-        Error::ConstraintViolation(_) => status(Code::InvalidArgument, "constraint", message),
+        Error::ConstraintViolation(_) => {
+            status(Code::InvalidArgument, ErrorKind::Constraint, message)
+        }
         Error::InvalidSpec(spec) => {
             // An initial value of the wrong type is a type error, like a write of one.
             let wrong_type = spec
                 .issues
                 .iter()
                 .any(|i| matches!(&i.problem, SpecProblem::Initial(v) if v.is_type_error()));
-            let kind = if wrong_type { "type" } else { "spec" };
+            let kind = if wrong_type {
+                ErrorKind::Type
+            } else {
+                ErrorKind::Spec
+            };
             status(Code::InvalidArgument, kind, message)
         }
-        Error::InvalidPattern(_) => status(Code::InvalidArgument, "pattern", message),
+        Error::InvalidPattern(_) => status(Code::InvalidArgument, ErrorKind::Pattern, message),
+        Error::Limit(_) => status(Code::ResourceExhausted, ErrorKind::Limit, message),
         Error::Conflict {
             expected, actual, ..
         } => {
-            let mut s = status(Code::Aborted, "conflict", message);
+            let mut s = status(Code::Aborted, ErrorKind::Conflict, message);
             let metadata = s.metadata_mut();
-            metadata.insert("x-dspex-expected-version", (*expected).into());
-            metadata.insert("x-dspex-actual-version", (*actual).into());
+            metadata.insert(EXPECTED_VERSION_METADATA, (*expected).into());
+            metadata.insert(ACTUAL_VERSION_METADATA, (*actual).into());
             s
         }
-        _ => status(Code::Internal, "internal", message),
+        _ => status(Code::Internal, ErrorKind::Internal, message),
     }
 }
 
 fn field_status(e: &FieldError) -> Status {
-    let kind = if e.limit { "limit" } else { "invalid_request" };
+    let kind = if e.limit {
+        ErrorKind::Limit
+    } else {
+        ErrorKind::InvalidRequest
+    };
     status(Code::InvalidArgument, kind, e.to_string())
 }
 
 fn auth_status(e: &AuthError) -> Status {
     match e {
-        AuthError::MissingToken | AuthError::UnknownToken => {
-            status(Code::Unauthenticated, "unauthenticated", e.to_string())
-        }
-        AuthError::OtherSession { .. } => {
-            status(Code::PermissionDenied, "permission_denied", e.to_string())
-        }
+        AuthError::MissingToken | AuthError::UnknownToken => status(
+            Code::Unauthenticated,
+            ErrorKind::Unauthenticated,
+            e.to_string(),
+        ),
+        AuthError::OtherSession { .. } => status(
+            Code::PermissionDenied,
+            ErrorKind::PermissionDenied,
+            e.to_string(),
+        ),
     }
 }
 
@@ -116,6 +158,13 @@ impl SessionServer {
 
     /// The session `session_id`, if the request's token opens it.
     fn session<T>(&self, request: &Request<T>, session_id: &str) -> Result<Arc<Session>, Status> {
+        convert::check_len(
+            "session_id",
+            session_id,
+            MAX_SESSION_ID_BYTES,
+            "MAX_SESSION_ID_BYTES",
+        )
+        .or_status()?;
         let token = request
             .metadata()
             .get(TOKEN_METADATA)
@@ -126,6 +175,12 @@ impl SessionServer {
     }
 }
 
+/// A variable name of a request: no variable has a name over [`MAX_NAME_LEN`] bytes, so a
+/// longer one is refused as too large (and never quoted back whole).
+fn check_name(field: &str, name: &str) -> Result<(), Status> {
+    convert::check_len(field, name, MAX_NAME_LEN, "MAX_NAME_LEN").or_status()
+}
+
 fn check_names(field: &str, names: &[String]) -> Result<(), Status> {
     convert::check_count(
         field,
@@ -134,7 +189,11 @@ fn check_names(field: &str, names: &[String]) -> Result<(), Status> {
         "names",
         "MAX_NAMES_PER_REQUEST",
     )
-    .or_status()
+    .or_status()?;
+    for (i, name) in names.iter().enumerate() {
+        check_name(&format!("{field}[{i}]"), name)?;
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -158,7 +217,7 @@ impl SessionService for SessionServer {
             s if s > MAX_SESSION_TTL.as_secs() => {
                 return Err(status(
                     Code::InvalidArgument,
-                    "limit",
+                    ErrorKind::Limit,
                     format!(
                         "`ttl_seconds`: {s} is over the limit of {} (MAX_SESSION_TTL)",
                         MAX_SESSION_TTL.as_secs()
@@ -171,7 +230,7 @@ impl SessionService for SessionServer {
         let session = self
             .store
             .create_remote(ttl, metadata, Instant::now())
-            .map_err(|e| status(Code::ResourceExhausted, "limit", e.to_string()))?;
+            .map_err(|e| status(Code::ResourceExhausted, ErrorKind::Limit, e.to_string()))?;
         Ok(Response::new(pb::InitializeSessionResponse {
             session_id: session.id.clone(),
             token: session.token().as_str().to_owned(),
@@ -187,7 +246,7 @@ impl SessionService for SessionServer {
         if session.is_owned() {
             return Err(status(
                 Code::FailedPrecondition,
-                "session_owned",
+                ErrorKind::SessionOwned,
                 format!(
                     "session `{}` belongs to a Rust context and ends when the context is dropped",
                     session.id
@@ -218,6 +277,7 @@ impl SessionService for SessionServer {
     ) -> Result<Response<pb::RegisterVariableResponse>, Status> {
         let session = self.session(&request, &request.get_ref().session_id)?;
         let r = request.into_inner();
+        check_name("name", &r.name)?;
         let spec = VariableSpec {
             ty: convert::var_type_from_proto("type", r.r#type).or_status()?,
             initial: convert::value_from_proto("initial", r.initial).or_status()?,
@@ -233,7 +293,7 @@ impl SessionService for SessionServer {
         if held >= MAX_VARIABLES_PER_SESSION {
             return Err(status(
                 Code::ResourceExhausted,
-                "limit",
+                ErrorKind::Limit,
                 format!(
                     "cannot register `{}`: session `{}` already holds {held} variables, the limit (MAX_VARIABLES_PER_SESSION = {MAX_VARIABLES_PER_SESSION})",
                     spec.name, session.id
@@ -251,6 +311,7 @@ impl SessionService for SessionServer {
         request: Request<pb::GetVariableRequest>,
     ) -> Result<Response<pb::GetVariableResponse>, Status> {
         let session = self.session(&request, &request.get_ref().session_id)?;
+        check_name("name", &request.get_ref().name)?;
         let mut variable = None;
         session
             .table
@@ -266,16 +327,36 @@ impl SessionService for SessionServer {
         request: Request<pb::GetVariablesRequest>,
     ) -> Result<Response<pb::GetVariablesResponse>, Status> {
         let session = self.session(&request, &request.get_ref().session_id)?;
-        let names = &request.get_ref().names;
-        check_names("names", names)?;
+        let names: Vec<&str> = request.get_ref().names.iter().map(String::as_str).collect();
+        check_names("names", &request.get_ref().names)?;
         let mut response = pb::GetVariablesResponse::default();
+        let mut bytes = 0usize;
+        let mut too_large = false;
         // One read lock for all: a batch written atomically is never seen half applied.
-        session
-            .table
-            .read_many(names, &mut |name, record| match record {
-                Some(r) => response.variables.push(convert::variable_to_proto(r)),
+        session.table.read_many(&names, &mut |name, record| {
+            if too_large {
+                return;
+            }
+            match record {
+                Some(r) => {
+                    let variable = convert::variable_to_proto(r);
+                    bytes += encoded_field_len(variable.encoded_len());
+                    too_large = bytes > MAX_RESPONSE_BYTES;
+                    response.variables.push(variable);
+                }
                 None => response.missing.push(name.to_owned()),
-            });
+            }
+        });
+        if too_large {
+            return Err(status(
+                Code::ResourceExhausted,
+                ErrorKind::Limit,
+                format!(
+                    "the {} variables asked for take more than {MAX_RESPONSE_BYTES} bytes (MAX_RESPONSE_BYTES); ask for fewer at a time",
+                    names.len()
+                ),
+            ));
+        }
         Ok(Response::new(response))
     }
 
@@ -285,6 +366,7 @@ impl SessionService for SessionServer {
     ) -> Result<Response<pb::SetVariableResponse>, Status> {
         let session = self.session(&request, &request.get_ref().session_id)?;
         let r = request.into_inner();
+        check_name("name", &r.name)?;
         let value = convert::value_from_proto("value", r.value).or_status()?;
         let options = SetOptions {
             expected_version: r.expected_version,
@@ -316,6 +398,12 @@ impl SessionService for SessionServer {
             .into_iter()
             .enumerate()
             .map(|(i, w)| {
+                convert::check_len(
+                    &format!("writes[{i}].name"),
+                    &w.name,
+                    MAX_NAME_LEN,
+                    "MAX_NAME_LEN",
+                )?;
                 let value = convert::value_from_proto(&format!("writes[{i}].value"), w.value)?;
                 Ok((w.name, value))
             })
@@ -330,17 +418,67 @@ impl SessionService for SessionServer {
         request: Request<pb::ListVariablesRequest>,
     ) -> Result<Response<pb::ListVariablesResponse>, Status> {
         let session = self.session(&request, &request.get_ref().session_id)?;
-        let pattern = &request.get_ref().pattern;
-        let glob = if pattern.is_empty() {
+        let r = request.get_ref();
+        let glob = if r.pattern.is_empty() {
             None
         } else {
-            convert::check_len("pattern", pattern, MAX_PATTERN_BYTES, "MAX_PATTERN_BYTES")
-                .or_status()?;
-            Some(Glob::new(pattern).map_err(|e| error_status(&e.into()))?)
+            convert::check_len(
+                "pattern",
+                &r.pattern,
+                MAX_PATTERN_BYTES,
+                "MAX_PATTERN_BYTES",
+            )
+            .or_status()?;
+            Some(Glob::new(&r.pattern).map_err(|e| error_status(&e.into()))?)
         };
-        let records = session.table.list(glob.as_ref()).or_status()?;
+        let page_size = match usize::try_from(r.page_size).unwrap_or(usize::MAX) {
+            0 => DEFAULT_LIST_PAGE_SIZE,
+            n => {
+                convert::check_count(
+                    "page_size",
+                    n,
+                    MAX_LIST_PAGE_SIZE,
+                    "records",
+                    "MAX_LIST_PAGE_SIZE",
+                )
+                .or_status()?;
+                n
+            }
+        };
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            check_name("page_token", &r.page_token)?;
+            Some(r.page_token.as_str())
+        };
+        let mut variables = Vec::new();
+        let mut bytes = 0usize;
+        let mut more = false;
+        session
+            .table
+            .visit_sorted(glob.as_ref(), after, &mut |record| {
+                if variables.len() == page_size {
+                    more = true;
+                    return false;
+                }
+                let variable = convert::variable_to_proto(record);
+                let size = encoded_field_len(variable.encoded_len());
+                if !variables.is_empty() && bytes + size > MAX_LIST_PAGE_BYTES {
+                    more = true;
+                    return false;
+                }
+                bytes += size;
+                variables.push(variable);
+                true
+            })
+            .or_status()?;
+        let next_page_token = match variables.last() {
+            Some(last) if more => last.name.clone(),
+            _ => String::new(),
+        };
         Ok(Response::new(pb::ListVariablesResponse {
-            variables: records.iter().map(convert::variable_to_proto).collect(),
+            variables,
+            next_page_token,
         }))
     }
 
@@ -349,6 +487,7 @@ impl SessionService for SessionServer {
         request: Request<pb::DeleteVariableRequest>,
     ) -> Result<Response<pb::DeleteVariableResponse>, Status> {
         let session = self.session(&request, &request.get_ref().session_id)?;
+        check_name("name", &request.get_ref().name)?;
         let record = session
             .table
             .delete(Key::Name(&request.get_ref().name), SOURCE)
@@ -370,7 +509,7 @@ impl SessionService for SessionServer {
         let slot = session.watcher_slot().ok_or_else(|| {
             status(
                 Code::ResourceExhausted,
-                "limit",
+                ErrorKind::Limit,
                 format!(
                     "session `{}` already has {} watch streams, the limit (MAX_WATCHERS_PER_SESSION)",
                     session.id,
@@ -381,7 +520,7 @@ impl SessionService for SessionServer {
         let names: Vec<&str> = r.names.iter().map(String::as_str).collect();
         // Subscribed to the context's hub, under the table's lock: no change falls between the
         // initial values and the stream.
-        let mut watcher = session
+        let watcher = session
             .table
             .watch(
                 &names,
@@ -391,38 +530,59 @@ impl SessionService for SessionServer {
                 },
             )
             .or_status()?;
-        let mut closed = session.closed();
-        let mut shutdown = self.shutdown.clone();
+        let closed = session.closed();
+        let shutdown = self.shutdown.clone();
         // The forwarder holds neither the session nor the hub, so that dropping them ends it.
         drop(session);
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(async move {
-            let _slot = slot;
-            let stop = async {
-                tokio::select! {
-                    _ = closed.wait_for(|c| *c) => {}
-                    _ = shutdown.wait_for(|s| *s) => {}
-                }
-            };
-            tokio::pin!(stop);
-            loop {
-                let event = tokio::select! {
-                    event = watcher.recv() => event,
-                    () = tx.closed() => break,
-                    () = &mut stop => break,
-                };
-                let Some(event) = event else { break };
-                tokio::select! {
-                    sent = tx.send(Ok(convert::update_to_proto(&event))) => {
-                        if sent.is_err() {
-                            break;
-                        }
-                    }
-                    () = &mut stop => break,
-                }
-            }
-        });
+        // One update in the channel at a time: what waits for a slow client waits in the
+        // forwarder's queue, bounded in events and bytes.
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(forward_watch(watcher, tx, closed, shutdown, slot));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// The bytes a message of `len` bytes takes as a repeated field of another message (its tag
+/// and length prefix included).
+fn encoded_field_len(len: usize) -> usize {
+    1 + prost::encoding::encoded_len_varint(len as u64) + len
+}
+
+/// Moves one watch stream's events from the context's hub to its gRPC client. It takes every
+/// event from the hub as soon as it is published (so the hub's queue stays short) into a
+/// [`WatchQueue`], bounded in events and bytes, and sends from there as fast as the client
+/// reads. It ends when the client goes away, the session closes or the server shuts down.
+async fn forward_watch(
+    mut watcher: crate::Watcher,
+    tx: mpsc::Sender<Result<pb::VariableUpdate, Status>>,
+    mut closed: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+    _slot: super::store::WatcherSlot,
+) {
+    let stop = async {
+        tokio::select! {
+            _ = closed.wait_for(|c| *c) => {}
+            _ = shutdown.wait_for(|s| *s) => {}
+        }
+    };
+    tokio::pin!(stop);
+    let mut queue = WatchQueue::new(WATCH_QUEUE_CAPACITY, MAX_WATCH_QUEUE_BYTES);
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            event = watcher.recv(), if open => match event {
+                Some(event) => queue.push(convert::update_to_proto(&event)),
+                None => open = false,
+            },
+            permit = tx.reserve(), if queue.has_next() => match (permit, queue.pop()) {
+                (Ok(permit), Some(update)) => permit.send(Ok(update)),
+                _ => break,
+            },
+            () = tx.closed() => break,
+            else => break,
+        }
     }
 }
 
@@ -431,8 +591,9 @@ mod tests {
     use super::*;
     use dspex_core::{Constraints, Value, VarType};
 
-    fn kind(s: &Status) -> &str {
-        s.metadata().get(ERROR_METADATA).unwrap().to_str().unwrap()
+    fn kind(s: &Status) -> ErrorKind {
+        ErrorKind::from_str_name(s.metadata().get(ERROR_METADATA).unwrap().to_str().unwrap())
+            .unwrap()
     }
 
     #[test]
@@ -452,21 +613,21 @@ mod tests {
                 .unwrap_err(),
         );
         let cases = [
-            (Error::not_found("x"), Code::NotFound, "not_found"),
+            (Error::not_found("x"), Code::NotFound, ErrorKind::NotFound),
             (
                 Error::AlreadyExists { name: "x".into() },
                 Code::AlreadyExists,
-                "already_exists",
+                ErrorKind::AlreadyExists,
             ),
             (
                 Error::DuplicateWrite { name: "x".into() },
                 Code::AlreadyExists,
-                "duplicate_write",
+                ErrorKind::DuplicateWrite,
             ),
-            (type_error, Code::InvalidArgument, "type"),
-            (constraint, Code::InvalidArgument, "constraint"),
-            (bad_initial, Code::InvalidArgument, "type"),
-            (bad_spec, Code::InvalidArgument, "spec"),
+            (type_error, Code::InvalidArgument, ErrorKind::Type),
+            (constraint, Code::InvalidArgument, ErrorKind::Constraint),
+            (bad_initial, Code::InvalidArgument, ErrorKind::Type),
+            (bad_spec, Code::InvalidArgument, ErrorKind::Spec),
             (
                 Error::Conflict {
                     name: "x".into(),
@@ -474,9 +635,9 @@ mod tests {
                     actual: 2,
                 },
                 Code::Aborted,
-                "conflict",
+                ErrorKind::Conflict,
             ),
-            (Error::internal("boom"), Code::Internal, "internal"),
+            (Error::internal("boom"), Code::Internal, ErrorKind::Internal),
         ];
         for (error, code, expected_kind) in cases {
             let s = error_status(&error);

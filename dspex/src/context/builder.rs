@@ -77,8 +77,10 @@ impl ContextBuilder {
 
     /// Builds the context. A bridged context brings up its server (the process-wide one unless
     /// [`server`](Self::server) was given) and creates its session first; if that fails the
-    /// error is [`Error::Bridge`](crate::Error::Bridge) and says why.
+    /// error is [`Error::Bridge`](crate::Error::Bridge) and says why. A worker configuration
+    /// out of its bounds ([`WorkerConfig::check`]) is an [`Error::Worker`](crate::Error::Worker).
     pub async fn build(self) -> Result<Context> {
+        self.worker.check()?;
         let hub: Arc<WatchHub> = Arc::default();
         if !self.bridged {
             let local = LocalState::with_hub(Arc::clone(&hub));

@@ -1,14 +1,18 @@
-//! Python steps: a DSPy module created in the context's Python worker.
+//! Python steps: a DSPy module created in the context's Python workers, called with the values
+//! of its bound variables read in one snapshot.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dspex_core::program::{ModuleRef, ProgramSpec, StepKind};
+use dspex_core::program::{Binding, ModuleRef, ProgramSpec, StepKind};
 use parking_lot::Mutex;
+use serde_json::Value as Json;
 
-use super::fields::Fields;
+use super::fields::{Fields, Params};
 use super::trace::LmCall;
+use crate::bridge::convert::{field_from_proto, field_to_proto, json_to_text, value_to_proto};
+use crate::bridge::proto as pb;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::worker::{ModuleSpec, WorkerSupervisor};
@@ -16,11 +20,12 @@ use crate::worker::{ModuleSpec, WorkerSupervisor};
 /// A python step of a program: the handle to its DSPy module in the context's worker. Fields
 /// of this type mark python steps in `#[derive(Program)]` structs.
 ///
-/// Attaching a python step upgrades the context to the bridge (once) and starts its worker;
-/// the module is created in the worker with the step's signature and bindings, and the worker
-/// reads the bound variables from the session before every call. A step whose module comes
-/// from a `module` variable (`@var`) creates one module per class the variable names, when the
-/// variable first names it.
+/// Attaching a python step upgrades the context to the bridge (once) and starts its workers;
+/// the module is created in every worker process with the step's signature and bindings. Each
+/// call carries the values of the bound variables, read in one snapshot when the step runs:
+/// the worker applies them to that call only. A step whose module comes from a `module`
+/// variable (`@var`) creates one module per class the variable names, when the variable first
+/// names it.
 #[derive(Debug, Clone)]
 pub struct PythonModule {
     inner: Arc<Inner>,
@@ -131,7 +136,7 @@ impl PythonModule {
             class: class.to_owned(),
             signature: self.inner.signature.clone(),
             bindings: self.inner.bindings.clone(),
-            config: BTreeMap::new(),
+            config: BTreeMap::<String, Json>::new(),
         };
         let resolved = worker
             .create_module(spec)
@@ -145,27 +150,44 @@ impl PythonModule {
         Ok(created)
     }
 
-    /// Runs the module on `inputs`.
-    pub(crate) async fn execute(&self, inputs: &Fields) -> Result<PythonOutput> {
+    /// Runs the module on `inputs` with the bound values of `snapshot`.
+    pub(crate) async fn execute(
+        &self,
+        inputs: &Fields,
+        snapshot: &BoundSnapshot,
+    ) -> Result<PythonOutput> {
         let worker = self.inner.ctx.worker().await?;
         let (module_id, class) = self.module_for(&worker, &self.class()?).await?;
-        let inputs: BTreeMap<String, String> = inputs
+        let inputs = inputs
             .iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        // The versions of the bound variables as of now: the worker reads values at least
-        // this new, from its watch-invalidated cache when it has them.
-        let min_versions = self
-            .inner
-            .bindings
-            .values()
-            .map(|var| Ok((var.clone(), self.inner.ctx.record(var)?.version)))
-            .collect::<Result<BTreeMap<_, _>>>()?;
-        let reply = worker
-            .execute(&self.inner.step, &module_id, inputs, min_versions)
-            .await?;
+            .map(|(name, text)| {
+                let value = field_to_proto(name, &Json::String(text.to_owned()))
+                    .map_err(|e| Error::Worker(format!("step `{}`: input {e}", self.inner.step)))?;
+                Ok((name.to_owned(), value))
+            })
+            .collect::<Result<_>>()?;
+        let request = pb::ExecuteModuleRequest {
+            module_id,
+            inputs,
+            bindings: snapshot.bindings.clone(),
+            call_id: next_call_id(),
+        };
+        let reply = worker.execute(&self.inner.step, request).await?;
+        let outputs = reply
+            .outputs
+            .into_iter()
+            .map(|(name, value)| {
+                let json = field_from_proto(&name, value).map_err(|e| {
+                    Error::Worker(format!(
+                        "step `{}`: the python worker answered an unreadable output {e}",
+                        self.inner.step
+                    ))
+                })?;
+                Ok((name, json_to_text(json)))
+            })
+            .collect::<Result<Fields>>()?;
         Ok(PythonOutput {
-            outputs: reply.outputs.into_iter().collect(),
+            outputs,
             lm_calls: reply
                 .lm_calls
                 .into_iter()
@@ -175,6 +197,8 @@ impl PythonModule {
                     max_tokens: c.max_tokens,
                     top_p: c.top_p,
                     n: c.n,
+                    prompt_tokens: c.prompt_tokens,
+                    completion_tokens: c.completion_tokens,
                 })
                 .collect(),
             class,
@@ -191,4 +215,61 @@ impl PythonModule {
             e => e,
         }
     }
+}
+
+/// The values of a python step's bound variables, read in one consistent snapshot: what the run
+/// trace shows and what the call sends its worker.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BoundSnapshot {
+    /// The values by parameter, for the trace.
+    pub(crate) params: Params,
+    /// The values with their variables and versions, for the worker.
+    pub(crate) bindings: Vec<pb::BoundValue>,
+}
+
+impl BoundSnapshot {
+    /// Reads the variables of `bindings` under one read lock of the context's backend. A
+    /// binding to a missing variable is a `NotFound` error naming it.
+    pub(crate) fn read(ctx: &Context, bindings: &[Binding]) -> Result<Self> {
+        if bindings.is_empty() {
+            return Ok(Self::default());
+        }
+        let names: Vec<&str> = bindings.iter().map(|b| b.variable.as_str()).collect();
+        let mut records = Vec::with_capacity(names.len());
+        ctx.with_backend(|backend| {
+            backend.read_many(&names, &mut |name, record| {
+                records.push(
+                    record
+                        .map(|r| (r.value.clone(), r.version))
+                        .ok_or(name.to_owned()),
+                );
+            });
+        });
+        let mut params = Vec::with_capacity(bindings.len());
+        let mut wire = Vec::with_capacity(bindings.len());
+        for (binding, record) in bindings.iter().zip(records) {
+            let (value, version) = record.map_err(|name| Error::not_found(&name))?;
+            wire.push(pb::BoundValue {
+                param: binding.param.clone(),
+                variable: binding.variable.clone(),
+                version,
+                value: Some(value_to_proto(&value)),
+            });
+            params.push((binding.param.clone(), value));
+        }
+        Ok(Self {
+            params: params.into_iter().collect(),
+            bindings: wire,
+        })
+    }
+}
+
+/// A call id unique in this process: the process id and a counter, in hex.
+fn next_call_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "{:x}-{:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -8,7 +8,7 @@ use tracing::{Instrument, debug, debug_span};
 
 use super::fields::{Fields, Params};
 use super::module::DynModule;
-use super::python::PythonModule;
+use super::python::{BoundSnapshot, PythonModule};
 use super::trace::{RunTrace, StepRunner, StepTrace};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -137,13 +137,15 @@ impl<'p> ChainRun<'p> {
     pub async fn python(&mut self, index: usize, module: &PythonModule) -> Result<()> {
         let step = self.step(index)?;
         let inputs = self.inputs(step)?;
-        // The worker reads the bound variables itself; this snapshot is for the trace.
-        let params = Self::params(self.ctx, step)?;
+        // One snapshot of the bound variables: the call sends exactly these values to the
+        // worker, and the trace shows exactly them.
+        let snapshot = BoundSnapshot::read(self.ctx, &step.bindings)?;
         let started = Instant::now();
         let output = module
-            .execute(&inputs)
+            .execute(&inputs, &snapshot)
             .instrument(debug_span!("python step", step = %step.name))
             .await?;
+        let params = snapshot.params;
         let record = StepTrace {
             step: step.name.clone(),
             runner: StepRunner::Python(output.class),

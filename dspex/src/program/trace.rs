@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::fields::{Fields, Params};
 
-/// The settings of one LM call, as the Python worker read them from the LM's own history.
+/// One LM request of a python step: the settings it really went out with (as the worker's LM
+/// recorded them) and the token usage when the LM reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LmCall {
     /// The model the call went to.
@@ -19,6 +20,10 @@ pub struct LmCall {
     pub top_p: Option<f64>,
     /// Number of completions.
     pub n: Option<i64>,
+    /// Tokens of the prompt, when the LM reports them.
+    pub prompt_tokens: Option<u64>,
+    /// Tokens of the completion, when the LM reports them.
+    pub completion_tokens: Option<u64>,
 }
 
 impl fmt::Display for LmCall {
@@ -35,6 +40,9 @@ impl fmt::Display for LmCall {
         }
         if let Some(n) = self.n {
             write!(f, " n={n}")?;
+        }
+        if let (Some(prompt), Some(completion)) = (self.prompt_tokens, self.completion_tokens) {
+            write!(f, " tokens={prompt}+{completion}")?;
         }
         Ok(())
     }

@@ -213,6 +213,10 @@ pub trait StateProvider: Send + Sync + 'static {
     /// Values of several variables, with the missing names reported.
     fn get_many(&self, names: &[&str]) -> Result<GetMany>;
 
+    /// Calls `f` with the record of each name (`None` when there is none), in order, all under
+    /// one read lock: one consistent snapshot (what a python step sends its worker).
+    fn read_many(&self, names: &[&str], f: &mut dyn FnMut(&str, Option<&VarRecord>));
+
     /// Validates and writes a value; returns the new version.
     fn set(&self, key: Key<'_>, value: Value, options: &SetOptions, source: Source) -> Result<u64>;
 

@@ -19,6 +19,7 @@ use super::{
     BackendKind, Capabilities, GetMany, Key, SetOptions, Source, StateProvider, VarId, VarRecord,
     VarRef,
 };
+use crate::bridge::limits::{MAX_METADATA_BYTES_PER_VARIABLE, MAX_METADATA_ENTRIES_PER_VARIABLE};
 use crate::error::{Error, Result};
 
 /// The storage of one backend.
@@ -106,6 +107,7 @@ impl VariableTable {
             return Err(Error::AlreadyExists { name: spec.name });
         }
         let value = spec.check()?;
+        check_metadata(&spec.name, &BTreeMap::new(), &spec.metadata)?;
         let now = SystemTime::now();
         let record = VarRecord {
             id: VarId(this.next_id),
@@ -181,6 +183,7 @@ impl VariableTable {
             });
         }
         let value = validate(&rec.name, rec.ty, &rec.constraints, value)?;
+        check_metadata(&rec.name, &rec.metadata, &options.metadata)?;
         this.commit(slot, value, source, &options.metadata)
     }
 
@@ -288,6 +291,37 @@ impl VariableTable {
             .collect();
         records.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Ok(records)
+    }
+
+    /// Calls `f` with the record of each name (`None` when there is none), in order.
+    pub(crate) fn read_many(&self, names: &[&str], f: &mut dyn FnMut(&str, Option<&VarRecord>)) {
+        for name in names {
+            f(name, self.record(Key::Name(name)).ok());
+        }
+    }
+
+    /// Calls `f` with the records whose names come after `after` (all when `None`) and match
+    /// `pattern`, in name order, until `f` returns `false`.
+    pub(crate) fn visit_sorted(
+        &self,
+        pattern: Option<&Glob>,
+        after: Option<&str>,
+        f: &mut dyn FnMut(&VarRecord) -> bool,
+    ) -> Result<()> {
+        let mut names: Vec<(&str, u32)> = self
+            .by_name
+            .iter()
+            .filter(|(name, _)| after.is_none_or(|a| name.as_str() > a))
+            .filter(|(name, _)| pattern.is_none_or(|p| p.is_match(name)))
+            .map(|(name, slot)| (name.as_str(), *slot))
+            .collect();
+        names.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (_, slot) in names {
+            if !f(self.at(slot)?) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Subscribes a watcher. The caller holds the table's lock (a read lock suffices: writers
@@ -448,21 +482,26 @@ impl LockedTable {
 }
 
 impl LockedTable {
-    /// Calls `f` with the record of each name (`None` when there is none), all under one read
-    /// lock: one consistent snapshot, as `GetVariables` promises.
-    pub(crate) fn read_many(&self, names: &[String], f: &mut dyn FnMut(&str, Option<&VarRecord>)) {
+    /// Calls `f` with the records after `after` that match `pattern`, in name order, until `f`
+    /// returns `false`, under one read lock: a page of `ListVariables` is one consistent
+    /// snapshot, built without copying the records it leaves out.
+    pub(crate) fn visit_sorted(
+        &self,
+        pattern: Option<&Glob>,
+        after: Option<&str>,
+        f: &mut dyn FnMut(&VarRecord) -> bool,
+    ) -> Result<()> {
         self.read_route(|r| match r {
-            Route::Here(t) => {
-                for name in names {
-                    f(name, t.record(Key::Name(name)).ok());
-                }
-            }
+            Route::Here(t) => t.visit_sorted(pattern, after, f),
             Route::There(next) => {
-                for name in names {
-                    f(name, next.get(Key::Name(name)).ok().as_ref());
+                for record in next.list(pattern)? {
+                    if after.is_none_or(|a| record.name.as_str() > a) && !f(&record) {
+                        break;
+                    }
                 }
+                Ok(())
             }
-        });
+        })
     }
 }
 
@@ -505,6 +544,13 @@ impl StateProvider for LockedTable {
             Route::Here(t) => t.get_many(names),
             Route::There(next) => next.get_many(names),
         })
+    }
+
+    fn read_many(&self, names: &[&str], f: &mut dyn FnMut(&str, Option<&VarRecord>)) {
+        self.read_route(|r| match r {
+            Route::Here(t) => t.read_many(names, f),
+            Route::There(next) => next.read_many(names, f),
+        });
     }
 
     #[inline]
@@ -618,6 +664,14 @@ macro_rules! delegate_state_provider {
                 let $this = self;
                 $table.get_many(names)
             }
+            fn read_many(
+                &self,
+                names: &[&str],
+                f: &mut dyn FnMut(&str, Option<&$crate::state::VarRecord>),
+            ) {
+                let $this = self;
+                $table.read_many(names, f)
+            }
             #[inline]
             fn set(
                 &self,
@@ -692,3 +746,37 @@ macro_rules! delegate_state_provider {
     };
 }
 pub(crate) use delegate_state_provider;
+
+/// Checks that merging `merge` into a variable's `current` metadata keeps it within
+/// [`MAX_METADATA_ENTRIES_PER_VARIABLE`] entries and [`MAX_METADATA_BYTES_PER_VARIABLE`] bytes.
+fn check_metadata(
+    name: &str,
+    current: &BTreeMap<String, String>,
+    merge: &BTreeMap<String, String>,
+) -> Result<()> {
+    if merge.is_empty() {
+        return Ok(());
+    }
+    let mut entries = current.len();
+    let mut bytes: usize = current.iter().map(|(k, v)| k.len() + v.len()).sum();
+    for (k, v) in merge {
+        match current.get(k) {
+            Some(old) => bytes = bytes - old.len() + v.len(),
+            None => {
+                entries += 1;
+                bytes += k.len() + v.len();
+            }
+        }
+    }
+    if entries > MAX_METADATA_ENTRIES_PER_VARIABLE {
+        return Err(Error::Limit(format!(
+            "`{name}`: its metadata would hold {entries} entries, over the limit of {MAX_METADATA_ENTRIES_PER_VARIABLE} (MAX_METADATA_ENTRIES_PER_VARIABLE)"
+        )));
+    }
+    if bytes > MAX_METADATA_BYTES_PER_VARIABLE {
+        return Err(Error::Limit(format!(
+            "`{name}`: its metadata would hold {bytes} bytes, over the limit of {MAX_METADATA_BYTES_PER_VARIABLE} (MAX_METADATA_BYTES_PER_VARIABLE)"
+        )));
+    }
+    Ok(())
+}

@@ -1,13 +1,32 @@
-//! How a context's Python worker is started: the interpreter, the LM, the time limits.
+//! How a context's Python workers are started: the interpreter, the LM, how many processes and
+//! how many calls each runs at once, the time limits.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
+
+use crate::bridge::convert::config_to_proto;
+use crate::bridge::proto as pb;
+use crate::error::{Error, Result};
 
 /// The environment variable naming the Python interpreter (else `python3`).
 pub const ENV_PYTHON: &str = "DSPEX_PYTHON";
+
+/// Calls one worker process runs at once unless [`WorkerConfig::max_concurrent_calls`] says
+/// otherwise.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 64;
+
+/// The most calls one worker process may be configured to run at once (each runs in a thread
+/// of its own).
+pub const MAX_CONCURRENT_CALLS: usize = 512;
+
+/// The most worker processes a context may start ([`WorkerConfig::processes`]).
+pub const MAX_WORKER_PROCESSES: usize = 16;
+
+/// The longest per-call delay of the scripted LM ([`LmConfig::delay`]).
+pub const MAX_SCRIPTED_DELAY: Duration = Duration::from_secs(600);
 
 /// The LM a context's worker uses for every python step (a bound `model` variable selects
 /// among models of the same kind).
@@ -33,6 +52,7 @@ pub struct LmConfig {
     answers: Vec<BTreeMap<String, String>>,
     rules: BTreeMap<String, BTreeMap<String, String>>,
     settings: Map<String, Json>,
+    delay: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +77,7 @@ impl LmConfig {
             answers: Vec::new(),
             rules: BTreeMap::new(),
             settings: Map::new(),
+            delay: Duration::ZERO,
         }
     }
 
@@ -109,31 +130,82 @@ impl LmConfig {
         self
     }
 
-    /// A default request setting of the LM (`temperature`, `max_tokens`, ...); bound variables
-    /// override it per call.
+    /// A default request setting of the LM (`temperature`, `max_tokens`, ...), or any other
+    /// keyword argument of `dspy.LM` (`api_base`, ...); bound variables override the request
+    /// settings per call. A setting is a float, an integer, a string, a boolean or a list of
+    /// strings; any other value is an error when the worker starts.
     #[must_use]
     pub fn setting(mut self, key: impl Into<String>, value: impl Into<Json>) -> Self {
         self.settings.insert(key.into(), value.into());
         self
     }
 
-    /// The configuration as the worker reads it from `DSPEX_LM`.
-    pub(crate) fn to_json(&self) -> String {
-        json!({
-            "kind": match self.kind {
-                LmKind::Scripted => "scripted",
-                LmKind::Model => "model",
-            },
-            "model": self.model,
-            "answers": self.answers,
-            "rules": self.rules,
-            "settings": self.settings,
-        })
-        .to_string()
+    /// Scripted LM: how long every LM request takes (default: no time at all), to stand in for
+    /// a real LM in benchmarks and tests; at most [`MAX_SCRIPTED_DELAY`].
+    #[must_use]
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// The configuration as the worker receives it.
+    pub(crate) fn to_proto(&self) -> Result<pb::LmConfig> {
+        let settings = self
+            .settings
+            .iter()
+            .map(|(k, v)| {
+                config_to_proto(k, v)
+                    .map(|value| (k.clone(), value))
+                    .map_err(|e| Error::Worker(format!("LM setting {e}")))
+            })
+            .collect::<Result<_>>()?;
+        let kind = match self.kind {
+            LmKind::Scripted => {
+                if self.delay > MAX_SCRIPTED_DELAY {
+                    return Err(Error::Worker(format!(
+                        "the scripted LM's delay of {:?} is over the limit of {MAX_SCRIPTED_DELAY:?} (MAX_SCRIPTED_DELAY)",
+                        self.delay
+                    )));
+                }
+                pb::lm_config::Kind::Scripted(pb::ScriptedLm {
+                    default_model: self.model.clone(),
+                    answers: self
+                        .answers
+                        .iter()
+                        .map(|fields| pb::ScriptedAnswer {
+                            fields: fields.clone().into_iter().collect(),
+                        })
+                        .collect(),
+                    rules: self
+                        .rules
+                        .iter()
+                        .map(|(needle, fields)| pb::ScriptedRule {
+                            needle: needle.clone(),
+                            fields: fields.clone().into_iter().collect(),
+                        })
+                        .collect(),
+                    settings,
+                    delay_ms: u32::try_from(self.delay.as_millis()).unwrap_or(u32::MAX),
+                })
+            }
+            LmKind::Model => pb::lm_config::Kind::Model(pb::ModelLm {
+                model: self.model.clone(),
+                settings,
+            }),
+        };
+        Ok(pb::LmConfig { kind: Some(kind) })
     }
 }
 
-/// How a context starts and watches its Python worker.
+/// How a context starts and watches its Python workers.
+///
+/// A context runs its python steps in one worker process, or in a pool of
+/// [`processes`](Self::processes): every module is created in each of them, and each call goes
+/// to the process with the fewest calls in flight. A process runs up to
+/// [`max_concurrent_calls`](Self::max_concurrent_calls) calls at once, each in a thread of its
+/// own with its own LM settings; further calls wait, in the order they came, until one
+/// finishes (or until [`call_timeout`](Self::call_timeout)). Each process is supervised on its
+/// own: restarted after a crash with its modules created again, stopped with the context.
 ///
 /// ```
 /// use std::time::Duration;
@@ -142,13 +214,19 @@ impl LmConfig {
 /// let config = WorkerConfig::default()
 ///     .python("/opt/venv/bin/python")
 ///     .lm(LmConfig::scripted())
+///     .processes(2)
+///     .max_concurrent_calls(32)
 ///     .ready_timeout(Duration::from_secs(20));
 /// assert_eq!(config.interpreter().to_str(), Some("/opt/venv/bin/python"));
+/// assert!(config.check().is_ok());
+/// assert!(WorkerConfig::default().processes(0).check().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerConfig {
     python: PathBuf,
     lm: LmConfig,
+    processes: usize,
+    max_concurrent_calls: usize,
     ready_timeout: Duration,
     health_interval: Duration,
     health_timeout: Duration,
@@ -158,7 +236,8 @@ pub struct WorkerConfig {
 }
 
 impl Default for WorkerConfig {
-    /// The interpreter from `DSPEX_PYTHON`, else `python3`; the scripted LM; 60 s to get ready
+    /// The interpreter from `DSPEX_PYTHON`, else `python3`; the scripted LM; one process
+    /// running up to [`DEFAULT_MAX_CONCURRENT_CALLS`] calls at once; 60 s to get ready
     /// (importing DSPy takes about a second, more on a loaded machine); a health check every
     /// 5 s, failed if it takes more than 5 s (three failures in a row replace the worker); 10
     /// minutes for one python step; 2 s for each shutdown stage.
@@ -168,6 +247,8 @@ impl Default for WorkerConfig {
                 .filter(|p| !p.is_empty())
                 .map_or_else(|| PathBuf::from("python3"), PathBuf::from),
             lm: LmConfig::default(),
+            processes: 1,
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
             ready_timeout: Duration::from_secs(60),
             health_interval: Duration::from_secs(5),
             health_timeout: Duration::from_secs(5),
@@ -191,6 +272,39 @@ impl WorkerConfig {
     pub fn lm(mut self, lm: LmConfig) -> Self {
         self.lm = lm;
         self
+    }
+
+    /// How many worker processes the context starts (1 to [`MAX_WORKER_PROCESSES`]; default 1).
+    #[must_use]
+    pub fn processes(mut self, processes: usize) -> Self {
+        self.processes = processes;
+        self
+    }
+
+    /// How many calls each worker process runs at once (1 to [`MAX_CONCURRENT_CALLS`]; default
+    /// [`DEFAULT_MAX_CONCURRENT_CALLS`]).
+    #[must_use]
+    pub fn max_concurrent_calls(mut self, calls: usize) -> Self {
+        self.max_concurrent_calls = calls;
+        self
+    }
+
+    /// Checks the configuration: the process count and call limit within their bounds, and
+    /// LM settings that can be sent to the worker.
+    pub fn check(&self) -> Result<()> {
+        if !(1..=MAX_WORKER_PROCESSES).contains(&self.processes) {
+            return Err(Error::Worker(format!(
+                "WorkerConfig::processes: {} is outside 1..={MAX_WORKER_PROCESSES} (MAX_WORKER_PROCESSES)",
+                self.processes
+            )));
+        }
+        if !(1..=MAX_CONCURRENT_CALLS).contains(&self.max_concurrent_calls) {
+            return Err(Error::Worker(format!(
+                "WorkerConfig::max_concurrent_calls: {} is outside 1..={MAX_CONCURRENT_CALLS} (MAX_CONCURRENT_CALLS)",
+                self.max_concurrent_calls
+            )));
+        }
+        self.lm.to_proto().map(|_| ())
     }
 
     /// How long a starting worker may take to print its readiness line.
@@ -241,8 +355,23 @@ impl WorkerConfig {
         &self.python
     }
 
-    pub(crate) fn lm_config(&self) -> &LmConfig {
-        &self.lm
+    /// What a worker process receives on its stdin when it starts.
+    pub(crate) fn to_proto(&self) -> Result<pb::WorkerConfig> {
+        self.check()?;
+        Ok(pb::WorkerConfig {
+            lm: Some(self.lm.to_proto()?),
+            max_concurrent_calls: u32::try_from(self.max_concurrent_calls).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// The number of worker processes.
+    pub fn process_count(&self) -> usize {
+        self.processes
+    }
+
+    /// The calls each worker process runs at once.
+    pub fn concurrent_calls(&self) -> usize {
+        self.max_concurrent_calls
     }
 
     pub(crate) fn ready_timeout_value(&self) -> Duration {
@@ -275,26 +404,78 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_lm_config_is_the_json_the_worker_reads() {
+    fn the_lm_config_is_the_message_the_worker_reads() {
         let lm = LmConfig::scripted()
             .default_model("gpt-4o-mini")
             .answer([("answer", "42")])
             .rule("weather", [("answer", "sunny")])
-            .setting("temperature", 0.0);
-        let parsed: Json = serde_json::from_str(&lm.to_json()).unwrap();
+            .setting("temperature", 0.0)
+            .delay(Duration::from_millis(200));
+        let Some(pb::lm_config::Kind::Scripted(scripted)) = lm.to_proto().unwrap().kind else {
+            panic!("not scripted");
+        };
+        assert_eq!(scripted.default_model, "gpt-4o-mini");
+        assert_eq!(scripted.answers[0].fields["answer"], "42");
+        assert_eq!(scripted.rules[0].needle, "weather");
+        assert_eq!(scripted.rules[0].fields["answer"], "sunny");
         assert_eq!(
-            parsed,
-            json!({
-                "kind": "scripted",
-                "model": "gpt-4o-mini",
-                "answers": [{"answer": "42"}],
-                "rules": {"weather": {"answer": "sunny"}},
-                "settings": {"temperature": 0.0},
-            })
+            scripted.settings["temperature"].kind,
+            Some(pb::config_value::Kind::Float(0.0))
         );
-        let real: Json =
-            serde_json::from_str(&LmConfig::model("openai/gpt-4o-mini").to_json()).unwrap();
-        assert_eq!(real["kind"], "model");
-        assert_eq!(real["model"], "openai/gpt-4o-mini");
+        assert_eq!(scripted.delay_ms, 200);
+        let real = LmConfig::model("openai/gpt-4o-mini")
+            .setting("api_base", "http://127.0.0.1:1/v1")
+            .to_proto()
+            .unwrap();
+        let Some(pb::lm_config::Kind::Model(model)) = real.kind else {
+            panic!("not a model");
+        };
+        assert_eq!(model.model, "openai/gpt-4o-mini");
+        assert!(model.settings.contains_key("api_base"));
+    }
+
+    #[test]
+    fn settings_without_a_wire_form_and_out_of_range_counts_are_errors() {
+        let err = LmConfig::scripted()
+            .setting("response_format", serde_json::json!({"type": "json"}))
+            .to_proto()
+            .unwrap_err();
+        assert!(err.to_string().contains("`response_format`"), "{err}");
+        let delay = LmConfig::scripted().delay(MAX_SCRIPTED_DELAY + Duration::from_millis(1));
+        assert!(
+            delay
+                .to_proto()
+                .unwrap_err()
+                .to_string()
+                .contains("MAX_SCRIPTED_DELAY")
+        );
+        assert!(
+            LmConfig::scripted()
+                .delay(MAX_SCRIPTED_DELAY)
+                .to_proto()
+                .is_ok()
+        );
+
+        let ok = WorkerConfig::default();
+        assert!(ok.clone().processes(MAX_WORKER_PROCESSES).check().is_ok());
+        let err = ok
+            .clone()
+            .processes(MAX_WORKER_PROCESSES + 1)
+            .check()
+            .unwrap_err();
+        assert!(err.to_string().contains("MAX_WORKER_PROCESSES"), "{err}");
+        assert!(
+            ok.clone()
+                .max_concurrent_calls(MAX_CONCURRENT_CALLS)
+                .check()
+                .is_ok()
+        );
+        let err = ok
+            .clone()
+            .max_concurrent_calls(MAX_CONCURRENT_CALLS + 1)
+            .check()
+            .unwrap_err();
+        assert!(err.to_string().contains("MAX_CONCURRENT_CALLS"), "{err}");
+        assert!(ok.max_concurrent_calls(0).check().is_err());
     }
 }

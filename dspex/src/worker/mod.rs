@@ -1,13 +1,30 @@
 //! Python workers: the processes that run a context's python steps with real DSPy modules.
 //!
-//! A bridged context that runs a python step starts one worker, `python -m dspex_bridge.worker`
-//! (the interpreter from `DSPEX_PYTHON`, else `python3`), with its session's store address and
-//! token in the environment. The [`WorkerSupervisor`] waits for the worker's readiness line
-//! (bounded, with an error naming the interpreter and what failed), forwards its output to
-//! `tracing` (target `dspex::worker`), checks its health, restarts it after a crash and creates
-//! its modules again from the specs it keeps (so nothing is lost), and when the context goes
-//! away asks it to shut down, then terminates it, then kills it. The worker also exits by itself
-//! when its stdin closes, so it cannot outlive the Rust process.
+//! A bridged context that runs a python step starts its worker processes (one by default, a
+//! pool with [`WorkerConfig::processes`]): `python -m dspex_bridge.worker` (the interpreter
+//! from `DSPEX_PYTHON`, else `python3`), with its session's store address and token in the
+//! environment and its configuration (the LM, the call limit) as a
+//! [`WorkerConfig`](crate::bridge::proto::WorkerConfig) message on its stdin: a 4-byte
+//! big-endian length, then the encoded message. A ready worker prints one line,
+//! [`READY_PREFIX`] followed by its [`WorkerReady`](crate::bridge::proto::WorkerReady) report in
+//! hex. The [`WorkerSupervisor`] waits for that line (bounded, with an error naming the
+//! interpreter and what failed), forwards the worker's output to `tracing` (target
+//! `dspex::worker`), checks its health, restarts it after a crash and creates its modules again
+//! from the specs it keeps (so nothing is lost), and when the context goes away asks it to shut
+//! down, then terminates it, then kills it. A worker also exits by itself when its stdin
+//! closes, so it cannot outlive the Rust process.
+//!
+//! # A call
+//!
+//! A python step reads its bound variables in one snapshot and sends their values (with the
+//! variables' versions) with the call: the worker applies them to that call only (`temperature`,
+//! `max_tokens`, `top_p`, `n` as the settings of the call's LM requests, `model` as the call's
+//! LM, anything else as a keyword argument of the module) and never reads them back from the
+//! store, so concurrent calls of one module with different values never see each other's.
+//! Each call runs in a thread of its own in the worker; a process runs up to
+//! [`WorkerConfig::max_concurrent_calls`] at once and further calls wait on the Rust side for a
+//! place (the worker refuses a call over its limit with `RESOURCE_EXHAUSTED`). Calls go to the
+//! process of the pool with the fewest calls in flight.
 //!
 //! The supervisor's tasks and gRPC clients run on a small runtime of their own, so they keep
 //! working whatever runtime the caller uses (or none).
@@ -20,9 +37,13 @@ mod config;
 mod process;
 mod supervisor;
 
-pub use config::{ENV_PYTHON, LmConfig, WorkerConfig};
+pub use config::{
+    DEFAULT_MAX_CONCURRENT_CALLS, ENV_PYTHON, LmConfig, MAX_CONCURRENT_CALLS, MAX_SCRIPTED_DELAY,
+    MAX_WORKER_PROCESSES, WorkerConfig,
+};
+pub use process::READY_PREFIX;
 pub(crate) use supervisor::ModuleSpec;
-pub use supervisor::{WorkerStatus, WorkerSupervisor};
+pub use supervisor::{ProcessStatus, WorkerStatus, WorkerSupervisor};
 
 /// The runtime the supervisors' tasks run on, started on first use.
 pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {

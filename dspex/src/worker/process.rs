@@ -1,5 +1,7 @@
-//! One Python worker process: spawned with the session's address and token, ready once it
-//! prints its readiness line, its output forwarded to `tracing`, its exit observed.
+//! One Python worker process: spawned with the session's address and token in its environment
+//! and its [`WorkerConfig`](crate::bridge::proto::WorkerConfig) message on its stdin, ready once
+//! it prints its readiness line (a [`WorkerReady`](crate::bridge::proto::WorkerReady) message),
+//! its output forwarded to `tracing`, its exit observed.
 
 use std::collections::VecDeque;
 use std::process::{ExitStatus, Stdio};
@@ -7,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use prost::Message;
 use rustix::process::Signal;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, watch};
 use tonic::metadata::{Ascii, MetadataValue};
@@ -17,12 +20,15 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::config::WorkerConfig;
+use crate::bridge::limits::{MAX_MODULE_MESSAGE_BYTES, MAX_WORKER_CONFIG_BYTES};
+use crate::bridge::proto::WorkerReady;
 use crate::bridge::proto::module_service_client::ModuleServiceClient;
 use crate::bridge::{SessionInfo, TOKEN_METADATA};
 use crate::error::{Error, Result};
 
-/// The first line a ready worker prints on stdout, followed by JSON.
-const READY_PREFIX: &str = "DSPEX_WORKER_READY ";
+/// What the readiness line of a worker starts with; the encoded
+/// [`WorkerReady`](crate::bridge::proto::WorkerReady) message follows in lowercase hex.
+pub const READY_PREFIX: &str = "DSPEX_WORKER_READY ";
 /// How many lines of the worker's stderr an error message quotes.
 const STDERR_TAIL: usize = 12;
 
@@ -65,11 +71,11 @@ impl WorkerProcess {
     /// Starts `python -m dspex_bridge.worker` for `session` and waits until it is ready.
     pub(crate) async fn spawn(config: &WorkerConfig, session: &SessionInfo) -> Result<Self> {
         let python = config.interpreter().display().to_string();
+        let framed = frame(&config.to_proto()?)?;
         let mut command = Command::new(config.interpreter());
         command
             .args(["-m", "dspex_bridge.worker"])
             .envs(session.env())
-            .env("DSPEX_LM", config.lm_config().to_json())
             .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             .env("PYTHONUNBUFFERED", "1")
             .envs(config.extra_env().iter().map(|(k, v)| (k, v)))
@@ -85,8 +91,14 @@ impl WorkerProcess {
             ))
         })?;
         let pid = child.id().unwrap_or_default();
-        let (stdin, stdout, stderr) =
+        let (mut stdin, stdout, stderr) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        if let Some(stdin) = stdin.as_mut() {
+            // A worker that dies before reading it fails below with its own words.
+            if let Err(e) = stdin.write_all(&framed).await {
+                tracing::debug!(pid, error = %e, "cannot send the worker its configuration");
+            }
+        }
         let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         if let Some(stderr) = stderr {
             tokio::spawn(forward_stderr(stderr, pid, Arc::clone(&stderr_tail)));
@@ -126,9 +138,9 @@ impl WorkerProcess {
         };
 
         let mut exit_seen = exit.clone();
-        let port = tokio::select! {
+        let ready = tokio::select! {
             ready = tokio::time::timeout(config.ready_timeout_value(), ready_rx) => match ready {
-                Ok(Ok(port)) => port,
+                Ok(Ok(ready)) => ready,
                 Ok(Err(_)) => {
                     // Stdout closed without a readiness line: wait for the exit status.
                     let status = wait_exit(&mut exit_seen, Duration::from_secs(5)).await;
@@ -150,6 +162,7 @@ impl WorkerProcess {
             }
         };
 
+        let port = ready.port;
         let token = MetadataValue::try_from(session.token.as_str())
             .map_err(|e| Error::Worker(format!("the session token is not valid metadata: {e}")))?;
         let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
@@ -163,10 +176,20 @@ impl WorkerProcess {
                     "cannot connect to the python worker on port {port}: {e}"
                 ))
             })?;
-        tracing::info!(pid, port, elapsed = ?started.elapsed(), "python worker ready");
+        tracing::info!(
+            pid,
+            port,
+            dspy = %ready.dspy_version,
+            max_concurrent_calls = ready.max_concurrent_calls,
+            elapsed = ?started.elapsed(),
+            "python worker ready"
+        );
+        let client = ModuleServiceClient::with_interceptor(channel, TokenInterceptor(token))
+            .max_decoding_message_size(MAX_MODULE_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MODULE_MESSAGE_BYTES);
         Ok(Self {
             pid,
-            client: ModuleServiceClient::with_interceptor(channel, TokenInterceptor(token)),
+            client,
             exit,
             signals,
             stdin: Mutex::new(stdin),
@@ -299,30 +322,68 @@ async fn own_child(
 async fn read_stdout(
     stdout: impl AsyncRead + Unpin,
     pid: u32,
-    ready: tokio::sync::oneshot::Sender<u16>,
+    ready: tokio::sync::oneshot::Sender<WorkerReady>,
 ) {
     let mut lines = BufReader::new(stdout).lines();
     let mut ready = Some(ready);
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(json) = line.strip_prefix(READY_PREFIX)
+        if let Some(hex) = line.strip_prefix(READY_PREFIX)
             && let Some(tx) = ready.take()
         {
-            match serde_json::from_str::<serde_json::Value>(json)
-                .ok()
-                .and_then(|v| v["port"].as_u64())
-                .and_then(|p| u16::try_from(p).ok())
-            {
-                Some(port) => {
-                    let _ = tx.send(port);
+            match parse_ready(hex) {
+                Ok(report) => {
+                    let _ = tx.send(report);
                 }
-                None => {
-                    tracing::error!(pid, %line, "unreadable readiness line from the python worker")
+                Err(why) => {
+                    tracing::error!(pid, %line, "unreadable readiness line from the python worker: {why}")
                 }
             }
             continue;
         }
         tracing::info!(target: "dspex::worker", pid, "{line}");
     }
+}
+
+/// The [`WorkerReady`] report of a readiness line (what follows [`READY_PREFIX`]).
+fn parse_ready(hex: &str) -> std::result::Result<WorkerReady, String> {
+    let bytes = decode_hex(hex.trim()).ok_or("not lowercase hex")?;
+    let ready = WorkerReady::decode(bytes.as_slice()).map_err(|e| e.to_string())?;
+    if u16::try_from(ready.port).is_err() || ready.port == 0 {
+        return Err(format!("port {} is not a TCP port", ready.port));
+    }
+    Ok(ready)
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
+/// A message as the worker reads it from its stdin: a 4-byte big-endian length, then the
+/// encoded message.
+fn frame(config: &crate::bridge::proto::WorkerConfig) -> Result<Vec<u8>> {
+    let len = config.encoded_len();
+    if len > MAX_WORKER_CONFIG_BYTES {
+        return Err(Error::Worker(format!(
+            "the worker configuration takes {len} bytes, over the limit of {MAX_WORKER_CONFIG_BYTES} (MAX_WORKER_CONFIG_BYTES)"
+        )));
+    }
+    let mut framed = Vec::with_capacity(4 + len);
+    framed.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    config
+        .encode(&mut framed)
+        .map_err(|e| Error::internal(&e.to_string()))?;
+    Ok(framed)
 }
 
 async fn forward_stderr(
@@ -354,5 +415,50 @@ fn signal_group(pid: u32, sig: Signal) {
     };
     if let Err(e) = rustix::process::kill_process_group(pgid, sig) {
         tracing::debug!(pid, error = %e, "signal not delivered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_lines_carry_a_hex_encoded_report() {
+        let report = WorkerReady {
+            port: 50123,
+            pid: 42,
+            dspy_version: "3.4.1".into(),
+            python_version: "3.11.7".into(),
+            max_concurrent_calls: 8,
+        };
+        let hex: String = report
+            .encode_to_vec()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(parse_ready(&hex), Ok(report));
+        assert!(parse_ready("zz").is_err());
+        assert!(parse_ready("abc").is_err());
+        let no_port: String = WorkerReady::default()
+            .encode_to_vec()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(parse_ready(&no_port).unwrap_err().contains("port"));
+    }
+
+    #[test]
+    fn the_configuration_is_framed_with_its_length() {
+        let config = crate::bridge::proto::WorkerConfig {
+            lm: None,
+            max_concurrent_calls: 3,
+        };
+        let framed = frame(&config).unwrap();
+        let len = u32::from_be_bytes(framed[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, framed.len() - 4);
+        assert_eq!(
+            crate::bridge::proto::WorkerConfig::decode(&framed[4..]).unwrap(),
+            config
+        );
     }
 }

@@ -1,22 +1,25 @@
-//! The worker supervisor: keeps one Python worker alive for a context. It starts it, checks
-//! its health, restarts it after a crash and re-creates its modules from the specs it keeps,
-//! and shuts it down (ask, then terminate, then kill) when the context goes away.
+//! The worker supervisor: keeps a context's Python worker processes alive, one or a pool. It
+//! starts them, creates every module in each, sends each call to the process with the fewest
+//! calls in flight (never more than the per-process limit: further calls wait their turn),
+//! checks each process's health, restarts a process that died and re-creates its modules from
+//! the specs it keeps, and shuts them all down (ask, then terminate, then kill) when the context
+//! goes away.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use dspex_core::Value;
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use serde_json::Value as Json;
+use tokio::sync::{Notify, Semaphore, watch};
 
 use super::config::WorkerConfig;
 use super::process::WorkerProcess;
 use super::runtime;
-use crate::bridge::convert::value_to_proto;
+use crate::bridge::convert::config_to_proto;
 use crate::bridge::proto::{
-    CreateModuleRequest, DropModuleRequest, ExecuteModuleRequest, ExecuteModuleResponse,
+    CreateModuleRequest, DropModuleRequest, ErrorKind, ExecuteModuleRequest, ExecuteModuleResponse,
     HealthRequest, ShutdownRequest,
 };
 use crate::bridge::{ERROR_METADATA, SessionInfo};
@@ -27,10 +30,11 @@ const UNHEALTHY_AFTER: u32 = 3;
 /// Backoff between failed restarts, doubling up to the maximum.
 const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(10));
 
-/// What the supervisor keeps of a module, to create it again in a new worker.
+/// What the supervisor keeps of a module, to create it in every process and again in a
+/// restarted one.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ModuleSpec {
-    /// The id the module has in the worker.
+    /// The id the module has in the workers.
     pub(crate) module_id: String,
     /// A DSPy module name or a dotted path.
     pub(crate) class: String,
@@ -38,25 +42,39 @@ pub(crate) struct ModuleSpec {
     pub(crate) signature: String,
     /// Module parameter -> session variable.
     pub(crate) bindings: BTreeMap<String, String>,
-    /// Extra constructor arguments.
-    pub(crate) config: BTreeMap<String, Value>,
+    /// Constructor arguments (a float, an integer, a string, a boolean or a list of strings
+    /// each).
+    pub(crate) config: BTreeMap<String, Json>,
 }
 
-/// The state of a context's worker, for tests and diagnostics.
+/// The state of a context's workers, for tests and diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerStatus {
-    /// The process id of the running worker (none while it restarts).
+    /// The process id of the first running worker process (none while they all restart).
     pub pid: Option<u32>,
-    /// How many times the worker was restarted after it died.
+    /// How many times worker processes were restarted after they died, in total.
     pub restarts: u32,
-    /// How many modules the supervisor keeps (and re-creates after a restart).
+    /// How many modules the supervisor keeps (and creates in every process).
     pub modules: usize,
     /// The interpreter.
     pub python: String,
+    /// Each process of the pool, in order.
+    pub processes: Vec<ProcessStatus>,
 }
 
-/// Which worker is current: none while (re)starting; an error once restarting failed and the
-/// supervisor is retrying.
+/// The state of one worker process of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessStatus {
+    /// Its process id (none while it restarts).
+    pub pid: Option<u32>,
+    /// How many times it was restarted after it died.
+    pub restarts: u32,
+    /// The calls it is running now.
+    pub calls_in_flight: usize,
+}
+
+/// Which process a slot of the pool runs: none while (re)starting; an error once restarting
+/// failed and the supervisor is retrying.
 #[derive(Clone)]
 enum Current {
     Starting,
@@ -65,13 +83,40 @@ enum Current {
     Closed,
 }
 
-/// Keeps a context's Python worker running.
+/// One place of the pool: the process running there now, and its counters.
+struct Slot {
+    index: usize,
+    current: watch::Sender<Current>,
+    in_flight: AtomicUsize,
+    restarts: AtomicU32,
+}
+
+impl Slot {
+    /// The process if it runs (a process that died counts as restarting, even before the
+    /// monitor has noticed, so that calls go elsewhere).
+    fn running(&self) -> Option<Arc<WorkerProcess>> {
+        match &*self.current.borrow() {
+            Current::Running(p) if !p.has_exited() => Some(Arc::clone(p)),
+            _ => None,
+        }
+    }
+}
+
+/// Keeps a context's Python worker processes running.
 pub struct WorkerSupervisor {
     config: WorkerConfig,
     session: SessionInfo,
-    current: watch::Sender<Current>,
+    slots: Vec<Arc<Slot>>,
     modules: Mutex<BTreeMap<String, ModuleSpec>>,
-    restarts: AtomicU32,
+    /// Bumped on every change of `modules`, so that a restart knows it created them all.
+    modules_generation: AtomicU64,
+    /// One permit per call the pool may run at once (processes x max_concurrent_calls): calls
+    /// over it wait here, in the order they came.
+    capacity: Semaphore,
+    /// Serializes choosing a process, so that two calls never take the last place of one.
+    choosing: Mutex<()>,
+    /// Woken whenever a call ends or a process becomes ready.
+    changed: Notify,
     closed: AtomicBool,
 }
 
@@ -83,49 +128,106 @@ impl std::fmt::Debug for WorkerSupervisor {
     }
 }
 
+/// A call's place in a process: counted in the process's calls in flight until dropped.
+struct Lease<'a> {
+    supervisor: &'a WorkerSupervisor,
+    slot: Arc<Slot>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.slot.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.supervisor.changed.notify_waiters();
+    }
+}
+
 impl WorkerSupervisor {
-    /// Starts the worker for `session` and waits until it is ready.
+    /// Starts the worker processes for `session` and waits until they are all ready; if one
+    /// cannot start, none is left running.
     pub(crate) async fn start(config: WorkerConfig, session: SessionInfo) -> Result<Arc<Self>> {
+        config.check()?;
         let runtime = runtime()?;
-        let process = {
+        let mut starting = Vec::with_capacity(config.process_count());
+        for _ in 0..config.process_count() {
             let (config, session) = (config.clone(), session.clone());
-            runtime
-                .spawn(async move { WorkerProcess::spawn(&config, &session).await })
-                .await
-                .map_err(|e| Error::Worker(format!("the worker start task failed: {e}")))??
-        };
+            starting
+                .push(runtime.spawn(async move { WorkerProcess::spawn(&config, &session).await }));
+        }
+        let mut processes = Vec::with_capacity(starting.len());
+        let mut failure = None;
+        for task in starting {
+            match task.await {
+                Ok(Ok(process)) => processes.push(Arc::new(process)),
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(e) => {
+                    failure = failure.or(Some(Error::Worker(format!(
+                        "the worker start task failed: {e}"
+                    ))));
+                }
+            }
+        }
+        if let Some(e) = failure {
+            // Dropping the started processes kills them.
+            drop(processes);
+            return Err(e);
+        }
+        let slots = processes
+            .into_iter()
+            .enumerate()
+            .map(|(index, process)| {
+                Arc::new(Slot {
+                    index,
+                    current: watch::Sender::new(Current::Running(process)),
+                    in_flight: AtomicUsize::new(0),
+                    restarts: AtomicU32::new(0),
+                })
+            })
+            .collect::<Vec<_>>();
+        let capacity = config.process_count() * config.concurrent_calls();
         let supervisor = Arc::new(Self {
             config,
             session,
-            current: watch::Sender::new(Current::Running(Arc::new(process))),
+            slots,
             modules: Mutex::new(BTreeMap::new()),
-            restarts: AtomicU32::new(0),
+            modules_generation: AtomicU64::new(0),
+            capacity: Semaphore::new(capacity),
+            choosing: Mutex::new(()),
+            changed: Notify::new(),
             closed: AtomicBool::new(false),
         });
-        runtime.spawn(monitor(Arc::downgrade(&supervisor)));
-        runtime.spawn(health_checks(Arc::downgrade(&supervisor)));
+        for slot in &supervisor.slots {
+            runtime.spawn(monitor(Arc::downgrade(&supervisor), slot.index));
+            runtime.spawn(health_checks(Arc::downgrade(&supervisor), slot.index));
+        }
         Ok(supervisor)
     }
 
-    /// The worker's state.
+    /// The state of the workers.
     pub fn status(&self) -> WorkerStatus {
-        let pid = match &*self.current.borrow() {
-            Current::Running(p) if p.exit_status().is_none() => Some(p.pid()),
-            _ => None,
-        };
+        let processes: Vec<ProcessStatus> = self
+            .slots
+            .iter()
+            .map(|slot| ProcessStatus {
+                pid: match &*slot.current.borrow() {
+                    Current::Running(p) if p.exit_status().is_none() => Some(p.pid()),
+                    _ => None,
+                },
+                restarts: slot.restarts.load(Ordering::Acquire),
+                calls_in_flight: slot.in_flight.load(Ordering::Acquire),
+            })
+            .collect();
         WorkerStatus {
-            pid,
-            restarts: self.restarts.load(Ordering::Acquire),
+            pid: processes.iter().find_map(|p| p.pid),
+            restarts: processes.iter().map(|p| p.restarts).sum(),
             modules: self.modules.lock().len(),
             python: self.config.interpreter().display().to_string(),
+            processes,
         }
     }
 
-    /// The running worker, waiting (up to the ready timeout) while it restarts. A worker that
-    /// has died counts as restarting, even before the supervisor has noticed, so that a call
-    /// made after an idle worker died goes to its replacement.
-    async fn process(&self) -> Result<Arc<WorkerProcess>> {
-        let mut current = self.current.subscribe();
+    /// The running process of `slot`, waiting (up to the ready timeout) while it restarts.
+    async fn process(&self, slot: &Slot) -> Result<Arc<WorkerProcess>> {
+        let mut current = slot.current.subscribe();
         let wait = current.wait_for(|c| match c {
             Current::Starting => false,
             Current::Running(p) => !p.has_exited(),
@@ -148,37 +250,111 @@ impl WorkerSupervisor {
         }
     }
 
+    /// Takes a place in the running process with the fewest calls in flight. With every
+    /// process restarting it waits (up to the ready timeout) for one to come back; it fails at
+    /// once when every process failed to restart or the pool was shut down.
+    async fn lease(&self) -> Result<(Lease<'_>, Arc<WorkerProcess>)> {
+        let limit = self.config.concurrent_calls();
+        let deadline = tokio::time::Instant::now() + self.config.ready_timeout_value();
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let _one_at_a_time = self.choosing.lock();
+                let least_busy = self
+                    .slots
+                    .iter()
+                    .filter_map(|slot| slot.running().map(|p| (slot, p)))
+                    .filter(|(slot, _)| slot.in_flight.load(Ordering::Acquire) < limit)
+                    .min_by_key(|(slot, _)| slot.in_flight.load(Ordering::Acquire));
+                if let Some((slot, process)) = least_busy {
+                    slot.in_flight.fetch_add(1, Ordering::AcqRel);
+                    let lease = Lease {
+                        supervisor: self,
+                        slot: Arc::clone(slot),
+                    };
+                    return Ok((lease, process));
+                }
+            }
+            if self.is_closed() {
+                return Err(Error::Worker("the python worker was shut down".to_owned()));
+            }
+            let failures: Vec<String> = self
+                .slots
+                .iter()
+                .filter_map(|slot| match &*slot.current.borrow() {
+                    Current::Failed(why) => Some(why.clone()),
+                    _ => None,
+                })
+                .collect();
+            if failures.len() == self.slots.len() {
+                return Err(Error::Worker(failures.join("; ")));
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(Error::Worker(format!(
+                    "the python worker did not come back within {:?}",
+                    self.config.ready_timeout_value()
+                )));
+            }
+        }
+    }
+
     /// Whether the supervisor was shut down.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Creates a module in the worker and keeps its spec, so that a restarted worker gets it
-    /// back. The spec is kept from before the call (a worker restarting meanwhile creates it
-    /// too); a module the worker cannot create (unknown class, bad signature) is forgotten.
+    /// Creates a module in every worker process and keeps its spec, so that a restarted process
+    /// gets it back. The spec is kept from before the calls (a process restarting meanwhile
+    /// creates it too); a module a worker cannot create (unknown class, bad signature) is
+    /// forgotten and dropped from the processes that did create it.
     pub(crate) async fn create_module(&self, spec: ModuleSpec) -> Result<String> {
-        let process = self.process().await?;
         let module_id = spec.module_id.clone();
         self.modules.lock().insert(module_id.clone(), spec.clone());
-        let created = create_in(&process, &self.session, &spec).await;
-        if created.is_err() {
-            self.modules.lock().remove(&module_id);
+        self.modules_generation.fetch_add(1, Ordering::AcqRel);
+        let mut resolved = None;
+        for slot in &self.slots {
+            let created = match self.process(slot).await {
+                Ok(process) => match create_in(&process, &self.session, &spec).await {
+                    // The process died under the call: its restart creates the module.
+                    Err(Error::Worker(_)) if process.has_exited() => continue,
+                    created => created,
+                },
+                Err(e) => Err(e),
+            };
+            match created {
+                Ok(class) => resolved = Some(class),
+                Err(e) => {
+                    self.drop_module(&module_id);
+                    return Err(e);
+                }
+            }
         }
-        created
+        resolved.ok_or_else(|| {
+            Error::Worker(format!(
+                "module `{module_id}`: every python worker died while it was being created"
+            ))
+        })
     }
 
-    /// Forgets a module and drops it from the worker, in the background.
+    /// Forgets a module and drops it from every worker process, in the background.
     pub(crate) fn drop_module(&self, module_id: &str) {
         self.modules.lock().remove(module_id);
-        let current = self.current.borrow().clone();
-        if let (Current::Running(process), Ok(runtime)) = (current, runtime()) {
-            let request = DropModuleRequest {
-                module_id: module_id.to_owned(),
-            };
-            let mut client = process.client();
-            runtime.spawn(async move {
-                let _ = client.drop_module(request).await;
-            });
+        self.modules_generation.fetch_add(1, Ordering::AcqRel);
+        let Ok(runtime) = runtime() else {
+            return;
+        };
+        for slot in &self.slots {
+            if let Some(process) = slot.running() {
+                let request = DropModuleRequest {
+                    module_id: module_id.to_owned(),
+                };
+                let mut client = process.client();
+                runtime.spawn(async move {
+                    let _ = client.drop_module(request).await;
+                });
+            }
         }
     }
 
@@ -187,28 +363,33 @@ impl WorkerSupervisor {
         self.modules.lock().contains_key(module_id)
     }
 
-    /// Runs a module; `min_versions` are the versions of its bound variables the caller saw, so
-    /// that the worker may use its cached values when they are that new. A worker that dies
-    /// during the call gives this call a `Worker` error (the supervisor restarts it for the
-    /// next one); a Python exception gives `Error::Python`.
+    /// Runs one call in the least busy worker process, waiting for a place when every process
+    /// runs as many calls as it may. The whole call, wait included, is bounded by the call
+    /// timeout. A worker that dies during the call gives this call a `Worker` error (the
+    /// supervisor restarts it for the next one); a Python exception gives `Error::Python`.
     pub(crate) async fn execute(
         &self,
         step: &str,
-        module_id: &str,
-        inputs: BTreeMap<String, String>,
-        min_versions: BTreeMap<String, u64>,
+        request: ExecuteModuleRequest,
     ) -> Result<ExecuteModuleResponse> {
-        let process = self.process().await?;
-        let request = ExecuteModuleRequest {
-            module_id: module_id.to_owned(),
-            inputs: inputs.into_iter().collect(),
-            min_versions: min_versions.into_iter().collect(),
-        };
-        // The channel's connection task runs on the supervisor's runtime; the call itself can
-        // be made from the caller's, which saves a hand-over each way.
-        let mut client = process.client();
         let timeout = self.config.call_timeout_value();
-        let reply = match tokio::time::timeout(timeout, client.execute_module(request)).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let _permit = match tokio::time::timeout_at(deadline, self.capacity.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(Error::Worker("the python worker was shut down".to_owned())),
+            Err(_) => {
+                return Err(Error::Worker(format!(
+                    "step `{step}`: no python worker had room for the call within {timeout:?} ({} processes running {} calls each at most)",
+                    self.slots.len(),
+                    self.config.concurrent_calls()
+                )));
+            }
+        };
+        let (_lease, process) = self.lease().await?;
+        // The channel's connection task runs on the supervisor's runtime; the call itself is
+        // made from the caller's, which saves a hand-over each way.
+        let mut client = process.client();
+        let reply = match tokio::time::timeout_at(deadline, client.execute_module(request)).await {
             Ok(reply) => reply,
             Err(_) => {
                 return Err(Error::Worker(format!(
@@ -219,61 +400,30 @@ impl WorkerSupervisor {
         };
         match reply {
             Ok(response) => Ok(response.into_inner()),
-            Err(status) => Err(self.call_error(&process, step, status).await),
+            Err(status) => Err(call_error(&process, step, status).await),
         }
     }
 
-    /// Turns a failed call into the error the caller should see.
-    async fn call_error(
-        &self,
-        process: &WorkerProcess,
-        step: &str,
-        status: tonic::Status,
-    ) -> Error {
-        let kind = status
-            .metadata()
-            .get(ERROR_METADATA)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if kind == "python" || status.code() == tonic::Code::FailedPrecondition {
-            return Error::Python {
-                step: step.to_owned(),
-                message: status.message().to_owned(),
-            };
-        }
-        let pid = process.pid();
-        match status.code() {
-            // Transport failures: did the worker die under the call?
-            tonic::Code::Unavailable
-            | tonic::Code::Cancelled
-            | tonic::Code::Unknown
-            | tonic::Code::Internal
-            | tonic::Code::Aborted => {
-                if let Some(exit) = process.wait(Duration::from_secs(2)).await {
-                    return Error::Worker(format!(
-                        "the python worker (pid {pid}) exited ({exit}) during step `{step}`; it is being restarted"
-                    ));
-                }
-            }
-            _ => {}
-        }
-        Error::Worker(format!(
-            "step `{step}`: the python worker (pid {pid}) refused the call: {} ({:?})",
-            status.message(),
-            status.code()
-        ))
-    }
-
-    /// Stops the worker: asks it to shut down, then terminates it, then kills it, each after
-    /// the grace period. No process is left behind.
+    /// Stops every worker process: asks it to shut down, then terminates it, then kills it,
+    /// each after the grace period. No process is left behind.
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
-        let previous = self.current.send_replace(Current::Closed);
-        if let Current::Running(process) = previous
-            && let Ok(runtime) = runtime()
-        {
-            let grace = self.config.shutdown_grace_value();
-            let _ = runtime.spawn(stop_process(process, grace)).await;
+        self.capacity.close();
+        self.changed.notify_waiters();
+        let Ok(runtime) = runtime() else {
+            return;
+        };
+        let grace = self.config.shutdown_grace_value();
+        let stops: Vec<_> = self
+            .slots
+            .iter()
+            .filter_map(|slot| match slot.current.send_replace(Current::Closed) {
+                Current::Running(process) => Some(runtime.spawn(stop_process(process, grace))),
+                _ => None,
+            })
+            .collect();
+        for stop in stops {
+            let _ = stop.await;
         }
     }
 }
@@ -283,16 +433,67 @@ impl Drop for WorkerSupervisor {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let previous = self.current.send_replace(Current::Closed);
-        if let Current::Running(process) = previous {
-            match runtime() {
-                Ok(runtime) => {
-                    runtime.spawn(stop_process(process, self.config.shutdown_grace_value()));
+        for slot in &self.slots {
+            if let Current::Running(process) = slot.current.send_replace(Current::Closed) {
+                match runtime() {
+                    Ok(runtime) => {
+                        runtime.spawn(stop_process(process, self.config.shutdown_grace_value()));
+                    }
+                    Err(_) => process.kill(),
                 }
-                Err(_) => process.kill(),
             }
         }
     }
+}
+
+/// The kind a worker's error status carries.
+fn error_kind(status: &tonic::Status) -> ErrorKind {
+    status
+        .metadata()
+        .get(ERROR_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ErrorKind::from_str_name)
+        .unwrap_or(ErrorKind::Unspecified)
+}
+
+/// Turns a failed call into the error the caller should see.
+async fn call_error(process: &WorkerProcess, step: &str, status: tonic::Status) -> Error {
+    let pid = process.pid();
+    match error_kind(&status) {
+        ErrorKind::Python => {
+            return Error::Python {
+                step: step.to_owned(),
+                message: status.message().to_owned(),
+            };
+        }
+        ErrorKind::OutputType | ErrorKind::InputType => {
+            return Error::Python {
+                step: step.to_owned(),
+                message: status.message().to_owned(),
+            };
+        }
+        _ => {}
+    }
+    match status.code() {
+        // Transport failures: did the worker die under the call?
+        tonic::Code::Unavailable
+        | tonic::Code::Cancelled
+        | tonic::Code::Unknown
+        | tonic::Code::Internal
+        | tonic::Code::Aborted => {
+            if let Some(exit) = process.wait(Duration::from_secs(2)).await {
+                return Error::Worker(format!(
+                    "the python worker (pid {pid}) exited ({exit}) during step `{step}`; it is being restarted"
+                ));
+            }
+        }
+        _ => {}
+    }
+    Error::Worker(format!(
+        "step `{step}`: the python worker (pid {pid}) refused the call: {} ({:?})",
+        status.message(),
+        status.code()
+    ))
 }
 
 async fn create_in(
@@ -300,17 +501,22 @@ async fn create_in(
     session: &SessionInfo,
     spec: &ModuleSpec,
 ) -> Result<String> {
+    let config = spec
+        .config
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), config_to_proto(k, v)?)))
+        .collect::<std::result::Result<_, crate::bridge::convert::FieldError>>()
+        .map_err(|e| Error::Python {
+            step: spec.module_id.clone(),
+            message: format!("module configuration {e}"),
+        })?;
     let request = CreateModuleRequest {
         session_id: session.session_id.clone(),
         module_id: spec.module_id.clone(),
         module_class: spec.class.clone(),
         signature: spec.signature.clone(),
         bindings: spec.bindings.clone().into_iter().collect(),
-        config: spec
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), value_to_proto(v)))
-            .collect(),
+        config,
     };
     let mut client = process.client();
     let reply = runtime()?
@@ -319,7 +525,7 @@ async fn create_in(
         .map_err(|e| Error::Worker(format!("the call task failed: {e}")))?;
     match reply {
         Ok(r) => Ok(r.into_inner().resolved_class),
-        Err(status) if status.code() == tonic::Code::InvalidArgument => Err(Error::Python {
+        Err(status) if error_kind(&status) == ErrorKind::Module => Err(Error::Python {
             step: spec.module_id.clone(),
             message: status.message().to_owned(),
         }),
@@ -355,12 +561,22 @@ async fn stop_process(process: Arc<WorkerProcess>, grace: Duration) {
     let _ = process.wait(grace).await;
 }
 
-/// Restarts the worker whenever it exits, until the supervisor closes or goes away. It holds
-/// the supervisor only while restarting, so a context dropped during a failing restart loop
-/// still drops its supervisor and the loop ends.
-async fn monitor(supervisor: Weak<WorkerSupervisor>) {
+/// The process running in slot `index`, if the supervisor is still there.
+fn running(supervisor: &Weak<WorkerSupervisor>, index: usize) -> Option<Arc<WorkerProcess>> {
+    let sup = supervisor.upgrade()?;
+    let current = sup.slots[index].current.borrow().clone();
+    match current {
+        Current::Running(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// Restarts the process of slot `index` whenever it exits, until the supervisor closes or goes
+/// away. It holds the supervisor only while restarting, so a context dropped during a failing
+/// restart loop still drops its supervisor and the loop ends.
+async fn monitor(supervisor: Weak<WorkerSupervisor>, index: usize) {
     loop {
-        let Some(process) = running(&supervisor) else {
+        let Some(process) = running(&supervisor, index) else {
             return;
         };
         let status = process.wait(Duration::MAX).await;
@@ -372,7 +588,7 @@ async fn monitor(supervisor: Weak<WorkerSupervisor>) {
                     stderr = %process.stderr_tail(),
                     "python worker exited; restarting it"
                 );
-                sup.current.send_replace(Current::Starting);
+                sup.slots[index].current.send_replace(Current::Starting);
             }
             _ => return,
         }
@@ -385,19 +601,22 @@ async fn monitor(supervisor: Weak<WorkerSupervisor>) {
             if sup.is_closed() {
                 return;
             }
+            let slot = &sup.slots[index];
             match restart(&sup).await {
                 Ok(process) => {
-                    sup.restarts.fetch_add(1, Ordering::AcqRel);
+                    slot.restarts.fetch_add(1, Ordering::AcqRel);
                     if !sup.is_closed() {
-                        sup.current.send_replace(Current::Running(process));
+                        slot.current.send_replace(Current::Running(process));
+                        sup.changed.notify_waiters();
                     }
                     break;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot restart the python worker; retrying in {backoff:?}");
-                    sup.current.send_replace(Current::Failed(format!(
+                    slot.current.send_replace(Current::Failed(format!(
                         "the python worker could not be restarted: {e}"
                     )));
+                    sup.changed.notify_waiters();
                 }
             }
             drop(sup);
@@ -407,43 +626,40 @@ async fn monitor(supervisor: Weak<WorkerSupervisor>) {
     }
 }
 
-fn running(supervisor: &Weak<WorkerSupervisor>) -> Option<Arc<WorkerProcess>> {
-    let sup = supervisor.upgrade()?;
-    let current = sup.current.borrow().clone();
-    match current {
-        Current::Running(p) => Some(p),
-        _ => None,
-    }
-}
-
-/// A new worker with every kept module created again.
+/// A new worker process with every kept module created in it: the modules are created again
+/// until no module was added or dropped meanwhile.
 async fn restart(sup: &WorkerSupervisor) -> Result<Arc<WorkerProcess>> {
     let process = Arc::new(WorkerProcess::spawn(&sup.config, &sup.session).await?);
-    let specs: Vec<ModuleSpec> = sup.modules.lock().values().cloned().collect();
-    for spec in &specs {
-        create_in(&process, &sup.session, spec).await?;
+    loop {
+        let generation = sup.modules_generation.load(Ordering::Acquire);
+        let specs: Vec<ModuleSpec> = sup.modules.lock().values().cloned().collect();
+        for spec in &specs {
+            create_in(&process, &sup.session, spec).await?;
+        }
+        if generation == sup.modules_generation.load(Ordering::Acquire) {
+            tracing::info!(
+                pid = process.pid(),
+                modules = specs.len(),
+                "python worker restarted"
+            );
+            return Ok(process);
+        }
     }
-    tracing::info!(
-        pid = process.pid(),
-        modules = specs.len(),
-        "python worker restarted"
-    );
-    Ok(process)
 }
 
-/// Checks the worker's health; replaces a worker that stops answering.
-async fn health_checks(supervisor: Weak<WorkerSupervisor>) {
+/// Checks the health of the process of slot `index`; replaces one that stops answering.
+async fn health_checks(supervisor: Weak<WorkerSupervisor>, index: usize) {
     let mut failures = 0;
     loop {
         let (interval, timeout) = match supervisor.upgrade() {
-            Some(sup) if !sup.closed.load(Ordering::Acquire) => (
+            Some(sup) if !sup.is_closed() => (
                 sup.config.health_interval_value(),
                 sup.config.health_timeout_value(),
             ),
             _ => return,
         };
         tokio::time::sleep(interval).await;
-        let Some(process) = running(&supervisor) else {
+        let Some(process) = running(&supervisor, index) else {
             continue;
         };
         let mut client = process.client();

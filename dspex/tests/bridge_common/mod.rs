@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use dspex::bridge::proto::session_service_client::SessionServiceClient;
-use dspex::bridge::proto::{self as pb};
+use dspex::bridge::proto::{self as pb, ErrorKind};
 use dspex::bridge::{BridgeConfig, BridgeServer, ERROR_METADATA, SessionInfo, TOKEN_METADATA};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -43,16 +43,18 @@ pub fn authed<T>(message: T, info: &SessionInfo) -> Request<T> {
     with_token(message, &info.token)
 }
 
-/// The `x-dspex-error` kind of a status.
-pub fn kind(status: &Status) -> &str {
+/// The `x-dspex-error` kind of a status (`Unspecified` when it carries none).
+pub fn kind(status: &Status) -> ErrorKind {
     status
         .metadata()
         .get(ERROR_METADATA)
-        .map_or("<none>", |v| v.to_str().unwrap())
+        .map_or(ErrorKind::Unspecified, |v| {
+            ErrorKind::from_str_name(v.to_str().unwrap()).unwrap()
+        })
 }
 
 /// Asserts a status's code and kind, and returns its message.
-pub fn assert_status(status: &Status, code: Code, expected_kind: &str) -> String {
+pub fn assert_status(status: &Status, code: Code, expected_kind: ErrorKind) -> String {
     assert_eq!(status.code(), code, "{status:?}");
     assert_eq!(kind(status), expected_kind, "{status:?}");
     status.message().to_owned()

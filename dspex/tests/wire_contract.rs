@@ -1,0 +1,164 @@
+//! The contract both sides of the bridge read: the Rust constants (limits, metadata keys, the
+//! readiness prefix) and the table of known DSPy modules, generated into
+//! `python/dspex_bridge/contract.json`, which the Python package reads. This test rebuilds the
+//! JSON from the Rust side and fails with a diff when the committed file differs;
+//! `DSPEX_BLESS=1 cargo test -p dspex --test wire_contract` rewrites it.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::path::PathBuf;
+
+use dspex::bridge::limits as l;
+use dspex::bridge::{
+    ACTUAL_VERSION_METADATA, ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, ERROR_METADATA,
+    EXPECTED_VERSION_METADATA, TOKEN_METADATA,
+};
+use dspex::worker as w;
+use dspex_core::program::{KNOWN_MODULES, KNOWN_PARAMS};
+use serde_json::{Map, Value, json};
+
+/// The bounds, by the name of their Rust constant.
+fn limits_json() -> Value {
+    json!({
+        "MAX_REQUEST_BYTES": l::MAX_REQUEST_BYTES,
+        "MAX_RESPONSE_BYTES": l::MAX_RESPONSE_BYTES,
+        "MAX_STATUS_MESSAGE_BYTES": l::MAX_STATUS_MESSAGE_BYTES,
+        "MAX_ECHO_CHARS": l::MAX_ECHO_CHARS,
+        "MAX_ECHO_ITEMS": l::MAX_ECHO_ITEMS,
+        "MAX_NAME_LEN": l::MAX_NAME_LEN,
+        "MAX_SESSION_ID_BYTES": l::MAX_SESSION_ID_BYTES,
+        "MAX_NAMES_PER_REQUEST": l::MAX_NAMES_PER_REQUEST,
+        "MAX_WRITES_PER_BATCH": l::MAX_WRITES_PER_BATCH,
+        "MAX_REMOTE_SESSIONS": l::MAX_REMOTE_SESSIONS,
+        "MAX_WATCHERS_PER_SESSION": l::MAX_WATCHERS_PER_SESSION,
+        "MAX_VARIABLES_PER_SESSION": l::MAX_VARIABLES_PER_SESSION,
+        "MAX_STRING_BYTES": l::MAX_STRING_BYTES,
+        "MAX_EMBEDDING_DIMENSIONS": l::MAX_EMBEDDING_DIMENSIONS,
+        "MAX_METADATA_ENTRIES": l::MAX_METADATA_ENTRIES,
+        "MAX_METADATA_BYTES": l::MAX_METADATA_BYTES,
+        "MAX_METADATA_ENTRIES_PER_VARIABLE": l::MAX_METADATA_ENTRIES_PER_VARIABLE,
+        "MAX_METADATA_BYTES_PER_VARIABLE": l::MAX_METADATA_BYTES_PER_VARIABLE,
+        "MAX_DESCRIPTION_BYTES": l::MAX_DESCRIPTION_BYTES,
+        "MAX_CHOICES": l::MAX_CHOICES,
+        "MAX_PATTERN_BYTES": l::MAX_PATTERN_BYTES,
+        "DEFAULT_LIST_PAGE_SIZE": l::DEFAULT_LIST_PAGE_SIZE,
+        "MAX_LIST_PAGE_SIZE": l::MAX_LIST_PAGE_SIZE,
+        "MAX_LIST_PAGE_BYTES": l::MAX_LIST_PAGE_BYTES,
+        "WATCH_QUEUE_CAPACITY": l::WATCH_QUEUE_CAPACITY,
+        "MAX_WATCH_QUEUE_BYTES": l::MAX_WATCH_QUEUE_BYTES,
+        "MAX_CONCURRENT_STREAMS": l::MAX_CONCURRENT_STREAMS,
+        "MAX_HEADER_LIST_BYTES": l::MAX_HEADER_LIST_BYTES,
+        "DEFAULT_SESSION_TTL_SECONDS": l::DEFAULT_SESSION_TTL.as_secs(),
+        "MAX_SESSION_TTL_SECONDS": l::MAX_SESSION_TTL.as_secs(),
+        "TOKEN_BYTES": l::TOKEN_BYTES,
+        "MAX_MODULE_MESSAGE_BYTES": l::MAX_MODULE_MESSAGE_BYTES,
+        "MAX_WORKER_CONFIG_BYTES": l::MAX_WORKER_CONFIG_BYTES,
+        "DEFAULT_MAX_CONCURRENT_CALLS": w::DEFAULT_MAX_CONCURRENT_CALLS,
+        "MAX_CONCURRENT_CALLS": w::MAX_CONCURRENT_CALLS,
+        "MAX_WORKER_PROCESSES": w::MAX_WORKER_PROCESSES,
+        "MAX_SCRIPTED_DELAY_MS": u64::try_from(w::MAX_SCRIPTED_DELAY.as_millis()).unwrap(),
+    })
+}
+
+/// The names both sides spell the same way: metadata keys, environment variables, the
+/// readiness prefix.
+fn wire_json() -> Value {
+    json!({
+        "TOKEN_METADATA": TOKEN_METADATA,
+        "ERROR_METADATA": ERROR_METADATA,
+        "EXPECTED_VERSION_METADATA": EXPECTED_VERSION_METADATA,
+        "ACTUAL_VERSION_METADATA": ACTUAL_VERSION_METADATA,
+        "ENV_STORE_ADDR": ENV_STORE_ADDR,
+        "ENV_SESSION_ID": ENV_SESSION_ID,
+        "ENV_SESSION_TOKEN": ENV_SESSION_TOKEN,
+        "READY_PREFIX": w::READY_PREFIX,
+    })
+}
+
+/// The known DSPy modules and the parameters each takes, with the variable types a parameter
+/// accepts, from dspex-core's table.
+fn modules_json() -> Value {
+    let params: Map<String, Value> = KNOWN_PARAMS
+        .iter()
+        .map(|(param, types)| {
+            let types: Vec<String> = types.iter().map(ToString::to_string).collect();
+            ((*param).to_owned(), json!(types))
+        })
+        .collect();
+    KNOWN_MODULES
+        .iter()
+        .map(|module| ((*module).to_owned(), json!({ "params": params })))
+        .collect::<Map<String, Value>>()
+        .into()
+}
+
+fn contract() -> String {
+    let contract = json!({
+        "limits": limits_json(),
+        "modules": modules_json(),
+        "wire": wire_json(),
+    });
+    serde_json::to_string_pretty(&contract).unwrap() + "\n"
+}
+
+fn contract_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../python/dspex_bridge/contract.json")
+}
+
+/// The lines of `new` that differ from `old`, as `-`/`+` pairs.
+fn diff(old: &str, new: &str) -> String {
+    let (old, new): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    let mut out = String::new();
+    for i in 0..old.len().max(new.len()) {
+        let (a, b) = (old.get(i), new.get(i));
+        if a != b {
+            if let Some(a) = a {
+                out.push_str(&format!("-{a}\n"));
+            }
+            if let Some(b) = b {
+                out.push_str(&format!("+{b}\n"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_python_contract_is_generated_from_the_rust_constants() {
+    let expected = contract();
+    let path = contract_path();
+    if std::env::var_os("DSPEX_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &expected).unwrap();
+        eprintln!("wrote {}", path.display());
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == expected,
+        "{} is stale (run `DSPEX_BLESS=1 cargo test -p dspex --test wire_contract`); its lines that differ from the Rust side:\n{}",
+        path.display(),
+        diff(&committed, &expected)
+    );
+}
+
+#[test]
+fn every_limit_is_positive_and_the_sizes_are_consistent() {
+    let limits = limits_json();
+    for (name, value) in limits.as_object().unwrap() {
+        assert!(value.as_u64().unwrap() > 0, "{name}");
+    }
+    // One record of the largest size a registration over gRPC can create fits in a response,
+    // and a page of the listing too (checked at compile time).
+    const {
+        assert!(
+            l::MAX_REQUEST_BYTES + l::MAX_METADATA_BYTES_PER_VARIABLE + l::MAX_STRING_BYTES
+                < l::MAX_RESPONSE_BYTES
+        );
+        assert!(l::MAX_LIST_PAGE_BYTES <= l::MAX_RESPONSE_BYTES);
+        // A status message stays far below the 16 KiB gRPC clients accept in headers, even
+        // percent-encoded (three bytes per byte).
+        assert!(3 * l::MAX_STATUS_MESSAGE_BYTES < 16 * 1024);
+        // A message listing the most choices it quotes, in ASCII, is not cut.
+        assert!((l::MAX_ECHO_CHARS + 4) * l::MAX_ECHO_ITEMS + 200 < l::MAX_STATUS_MESSAGE_BYTES);
+    }
+}
