@@ -56,7 +56,7 @@ fn the_hybrid_demo_runs_both_steps_and_shows_the_changed_settings() {
     let out = run(env!("CARGO_BIN_EXE_hybrid"));
     assert!(out.contains("QaPipeline: REQUIRES_BRIDGE = true"), "{out}");
     assert!(
-        out.contains("step `answer` (python VariableAwareChainOfThought"),
+        out.contains("step `answer` (python ChainOfThought"),
         "{out}"
     );
     assert!(

@@ -22,7 +22,6 @@ parent process is gone), so it never outlives its supervisor.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import platform
@@ -90,7 +89,7 @@ def read_config(fd: int = 0) -> Any:
     return config
 
 
-def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+def _watch_stdin(stop: threading.Event) -> None:
     """Stops the worker when stdin closes (the supervisor is gone), and exits hard if a stuck
     call keeps it from stopping."""
     # The raw descriptor, not sys.stdin: a daemon thread blocked inside a buffered reader
@@ -101,7 +100,7 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     except OSError:
         pass
     log.info("stdin closed: the supervisor is gone, exiting")
-    loop.call_soon_threadsafe(stop.set)
+    stop.set()
     time.sleep(ORPHAN_EXIT_AFTER)
     # Still here: a call is stuck. Take whatever it started along (the supervisor makes the
     # worker lead its own process group; never signal a group the worker does not lead).
@@ -110,57 +109,56 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     os._exit(0)
 
 
-async def serve(env: Mapping[str, str], config: Any) -> None:
+def serve(env: Mapping[str, str], config: Any) -> None:
     """Serves until shutdown; prints the readiness line once listening."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import dspy
-    import grpc.aio
+    import grpc
 
     from ._proto.dspex.v1 import bridge_pb2 as pb
     from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
     from .lm import LmConfig, LmFactory
-    from .module_service import ModuleServicer
+    from .module_service import CONTROL_THREADS, ModuleServicer
 
     session_id = env[ENV_SESSION_ID]
     token = env[ENV_SESSION_TOKEN]
     lm_factory = LmFactory(LmConfig.from_proto(config.lm))
-    stop = asyncio.Event()
+    stop = threading.Event()
     message_bytes = LIMITS["MAX_MODULE_MESSAGE_BYTES"]
-    server = grpc.aio.server(
+    calls = config.max_concurrent_calls
+    pool = ThreadPoolExecutor(max_workers=calls + CONTROL_THREADS, thread_name_prefix="dspex-call")
+    server = grpc.server(
+        pool,
         options=[
             ("grpc.max_receive_message_length", message_bytes),
             ("grpc.max_send_message_length", message_bytes),
-        ]
+        ],
     )
-    servicer = ModuleServicer(session_id, token, lm_factory, config.max_concurrent_calls, stop)
+    servicer = ModuleServicer(session_id, token, lm_factory, calls, stop)
     pb_grpc.add_ModuleServiceServicer_to_server(servicer, server)
     listen = env.get(ENV_LISTEN) or "127.0.0.1:0"
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
-    await server.start()
+    server.start()
 
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    threading.Thread(target=_watch_stdin, args=(loop, stop), name="stdin-watch", daemon=True).start()
+        signal.signal(sig, lambda *_: stop.set())
+    threading.Thread(target=_watch_stdin, args=(stop,), name="stdin-watch", daemon=True).start()
 
     ready = pb.WorkerReady(
         port=port,
         pid=os.getpid(),
         dspy_version=dspy.__version__,
         python_version=platform.python_version(),
-        max_concurrent_calls=config.max_concurrent_calls,
+        max_concurrent_calls=calls,
     )
     print(READY_PREFIX + ready.SerializeToString().hex(), flush=True)
-    log.info(
-        "serving ModuleService on port %d for session %s, up to %d calls at once",
-        port,
-        session_id,
-        config.max_concurrent_calls,
-    )
-    await stop.wait()
-    await server.stop(SHUTDOWN_GRACE)
-    servicer.close()
+    log.info("serving ModuleService on port %d for session %s, up to %d calls at once", port, session_id, calls)
+    stop.wait()
+    server.stop(SHUTDOWN_GRACE).wait()
+    pool.shutdown(wait=False, cancel_futures=True)
     log.info("stopped")
 
 
@@ -183,7 +181,7 @@ def main() -> int:
             if not os.environ.get(key):
                 raise KeyError(key)
         config = read_config()
-        asyncio.run(serve(os.environ, config))
+        serve(os.environ, config)
     except KeyError as e:
         print(f"dspex worker: missing environment: {e}", file=sys.stderr)
         return 2
