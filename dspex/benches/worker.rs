@@ -22,7 +22,8 @@
 //! - 64 concurrent runs on a scripted LM that takes 200 ms per call, one worker: runs per second
 //!   against the ideal 64 / 0.2 s;
 //! - 64 concurrent runs on the instant scripted LM, one worker and a pool of 2, against the
-//!   same module called from 64 Python threads in one process.
+//!   same module called from 64 Python threads in one process; with the CPU time per call of
+//!   the worker, of this process, and of the floor's server (what bounds these figures).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
@@ -187,6 +188,20 @@ fn median(samples: &mut [f64]) -> f64 {
     samples[samples.len() / 2]
 }
 
+/// CPU time (user + system) a process has used, in microseconds.
+fn cpu_micros(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime, in clock ticks of 10 ms (USER_HZ on Linux).
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 * 10_000.0
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
@@ -333,6 +348,42 @@ fn figures(rt: &tokio::runtime::Runtime) {
         "one worker {one_ps:.0} ({:.2} x, target >= 0.5); pool of 2 {pool_ps:.0} ({:.2} x, target >= 1.0); 64 Python threads in one process {threads_ps:.0}",
         one_ps / threads_ps,
         pool_ps / threads_ps
+    );
+
+    // Where the time goes: CPU per call of the worker and of this process, and of the floor's
+    // server answering an empty call.
+    let worker = one.context().worker_status().unwrap().pid.unwrap();
+    let me = std::process::id();
+    let (w0, r0) = (cpu_micros(worker), cpu_micros(me));
+    throughput(rt, &one, 64, runs);
+    let (w1, r1) = (cpu_micros(worker), cpu_micros(me));
+    let server = baselines.child.id();
+    let calls = 4000;
+    let s0 = cpu_micros(server);
+    rt.block_on(async {
+        let client = ModuleServiceClient::connect(format!("http://127.0.0.1:{}", baselines.port))
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let mut client = client.clone();
+                tokio::spawn(async move {
+                    for _ in 0..calls / 16 {
+                        client.health(HealthRequest {}).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    let s1 = cpu_micros(server);
+    println!(
+        "CPU per call: worker {:.0} us, Rust process {:.0} us; grpc.aio server with an empty handler {:.0} us",
+        (w1 - w0) / runs as f64,
+        (r1 - r0) / runs as f64,
+        (s1 - s0) / f64::from(calls)
     );
 }
 

@@ -2,10 +2,13 @@
 //!
 //! Each watcher has a bounded queue. Publishing never blocks: when a watcher's queue is full
 //! the event is dropped for that watcher only and counted, and the watcher receives
-//! [`WatchEvent::Lagged`] with the count before its next event. The hub belongs to the context,
-//! not to a backend, so watchers keep receiving across a switch from local to bridged.
+//! [`WatchEvent::Lagged`] with the count where the events were dropped: before its next event,
+//! or, when nothing follows, as soon as it has read what was queued before. The hub belongs to
+//! the context, not to a backend, so watchers keep receiving across a switch from local to
+//! bridged.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use dspex_core::Value;
@@ -160,22 +163,37 @@ impl Default for WatchOptions {
 #[derive(Debug)]
 pub struct Watcher {
     rx: mpsc::Receiver<WatchEvent>,
+    /// Events dropped for this watcher and not reported yet, shared with its subscriber.
+    missed: Arc<AtomicU64>,
 }
 
 impl Watcher {
     /// The next event; `None` once the context is gone.
     pub async fn recv(&mut self) -> Option<WatchEvent> {
-        self.rx.recv().await
+        match self.try_recv() {
+            Some(event) => Some(event),
+            None => self.rx.recv().await,
+        }
     }
 
-    /// The next event if one is waiting.
+    /// The next event if one is waiting (a `Lagged` one when events were dropped after the
+    /// last one queued).
     pub fn try_recv(&mut self) -> Option<WatchEvent> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv().ok().or_else(|| self.lag())
     }
 
     /// The next event, blocking the thread (not for use inside an async runtime).
     pub fn blocking_recv(&mut self) -> Option<WatchEvent> {
-        self.rx.blocking_recv()
+        match self.try_recv() {
+            Some(event) => Some(event),
+            None => self.rx.blocking_recv(),
+        }
+    }
+
+    /// The drops not reported yet, once the queue is empty.
+    fn lag(&self) -> Option<WatchEvent> {
+        let missed = self.missed.swap(0, Ordering::AcqRel);
+        (missed > 0).then_some(WatchEvent::Lagged { missed })
     }
 }
 
@@ -183,8 +201,9 @@ struct Subscriber {
     /// Watched names; `None` watches everything.
     names: Option<FxHashSet<String>>,
     tx: mpsc::Sender<WatchEvent>,
-    /// Events dropped since the last one delivered.
-    missed: u64,
+    /// Events dropped since the last one delivered, reported by whichever comes first: the
+    /// next delivery or the watcher finding its queue empty.
+    missed: Arc<AtomicU64>,
 }
 
 impl Subscriber {
@@ -195,19 +214,13 @@ impl Subscriber {
     /// Delivers without blocking: first any pending `Lagged`, then the event; counts the event
     /// as missed if there is no room.
     fn deliver(&mut self, event: &WatchEvent) {
-        if self.missed > 0 {
-            match self.tx.try_send(WatchEvent::Lagged {
-                missed: self.missed,
-            }) {
-                Ok(()) => self.missed = 0,
-                Err(_) => {
-                    self.missed += 1;
-                    return;
-                }
-            }
+        let missed = self.missed.swap(0, Ordering::AcqRel);
+        if missed > 0 && self.tx.try_send(WatchEvent::Lagged { missed }).is_err() {
+            self.missed.fetch_add(missed + 1, Ordering::AcqRel);
+            return;
         }
         if self.tx.try_send(event.clone()).is_err() {
-            self.missed += 1;
+            self.missed.fetch_add(1, Ordering::AcqRel);
         }
     }
 }
@@ -237,14 +250,15 @@ impl WatchHub {
             // Cannot fail: the channel is empty and large enough.
             let _ = tx.try_send(event);
         }
+        let missed = Arc::new(AtomicU64::new(0));
         let mut subscribers = self.subscribers.lock();
         subscribers.push(Subscriber {
             names,
             tx,
-            missed: 0,
+            missed: Arc::clone(&missed),
         });
         self.count.store(subscribers.len(), Ordering::Release);
-        Watcher { rx }
+        Watcher { rx, missed }
     }
 
     /// Whether anyone is watching; when not, callers skip building events.
@@ -302,10 +316,21 @@ mod tests {
         }
         assert_eq!(w.try_recv(), Some(update(1)));
         assert_eq!(w.try_recv(), Some(update(2)));
+        // Nothing follows the drops: the count comes once the queue is read.
+        assert_eq!(w.try_recv(), Some(WatchEvent::Lagged { missed: 3 }));
         assert_eq!(w.try_recv(), None);
         hub.publish(&update(6));
-        assert_eq!(w.try_recv(), Some(WatchEvent::Lagged { missed: 3 }));
         assert_eq!(w.try_recv(), Some(update(6)));
+        // Drops followed by a delivery: the count comes in its place, once.
+        for n in 7..=10 {
+            hub.publish(&update(n));
+        }
+        assert_eq!(w.try_recv(), Some(update(7)));
+        assert_eq!(w.try_recv(), Some(update(8)));
+        hub.publish(&update(11));
+        assert_eq!(w.try_recv(), Some(WatchEvent::Lagged { missed: 2 }));
+        assert_eq!(w.try_recv(), Some(update(11)));
+        assert_eq!(w.try_recv(), None);
     }
 
     #[test]

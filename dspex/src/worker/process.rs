@@ -91,14 +91,18 @@ impl WorkerProcess {
             ))
         })?;
         let pid = child.id().unwrap_or_default();
-        let (mut stdin, stdout, stderr) =
+        let (stdin, stdout, stderr) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        if let Some(stdin) = stdin.as_mut() {
-            // A worker that dies before reading it fails below with its own words.
+        // The configuration goes in while the worker starts; a worker reads it whole before it
+        // gets ready, and one that never does (or dies first) fails the readiness wait below with
+        // its own words. The stdin comes back to be kept open.
+        let configured = tokio::spawn(async move {
+            let mut stdin = stdin?;
             if let Err(e) = stdin.write_all(&framed).await {
                 tracing::debug!(pid, error = %e, "cannot send the worker its configuration");
             }
-        }
+            Some(stdin)
+        });
         let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         if let Some(stderr) = stderr {
             tokio::spawn(forward_stderr(stderr, pid, Arc::clone(&stderr_tail)));
@@ -162,6 +166,7 @@ impl WorkerProcess {
             }
         };
 
+        let stdin = configured.await.ok().flatten();
         let port = ready.port;
         let token = MetadataValue::try_from(session.token.as_str())
             .map_err(|e| Error::Worker(format!("the session token is not valid metadata: {e}")))?;
