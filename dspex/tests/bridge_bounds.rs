@@ -15,22 +15,13 @@ use dspex::bridge::limits::{
     MAX_VARIABLES_PER_SESSION, MAX_WATCH_QUEUE_BYTES, WATCH_QUEUE_CAPACITY,
 };
 use dspex::bridge::proto::{self as pb, ErrorKind};
-use dspex::{Constraints, Context, Error, SetOptions, VarType, VariableSpec};
+use dspex::{Constraints, Error, SetOptions, VarType, VariableSpec};
 use prost::Message;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
 mod bridge_common;
 use bridge_common::*;
-
-async fn bridged(server: &dspex::bridge::BridgeServer) -> Context {
-    Context::builder()
-        .bridged()
-        .server(server.clone())
-        .build()
-        .await
-        .unwrap()
-}
 
 fn get(session_id: &str, name: &str) -> pb::GetVariableRequest {
     pb::GetVariableRequest {

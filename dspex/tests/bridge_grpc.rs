@@ -19,15 +19,6 @@ use tonic::{Code, Request};
 mod bridge_common;
 use bridge_common::*;
 
-async fn bridged(server: &dspex::bridge::BridgeServer) -> Context {
-    Context::builder()
-        .bridged()
-        .server(server.clone())
-        .build()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn ping_needs_no_token_and_everything_else_does() {
     let server = server();

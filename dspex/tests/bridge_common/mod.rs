@@ -21,6 +21,16 @@ pub fn server() -> BridgeServer {
     server
 }
 
+/// A context bridged on `server`.
+pub async fn bridged(server: &BridgeServer) -> dspex::Context {
+    dspex::Context::builder()
+        .bridged()
+        .server(server.clone())
+        .build()
+        .await
+        .unwrap()
+}
+
 /// A client of `server`, accepting responses as large as the server sends.
 pub async fn client(server: &BridgeServer) -> Client {
     SessionServiceClient::connect(format!("http://{}", server.address()))
