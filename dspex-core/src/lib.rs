@@ -1,6 +1,7 @@
 //! The rules of dspex variables, in one crate that has no runtime: values and the seven
 //! variable types, constraints and their validation, variable declarations, DSPy string
-//! signatures, glob patterns and the program model with its checks.
+//! signatures, glob patterns, the table of known DSPy modules and the program model with its
+//! checks.
 //!
 //! `dspex-macros` calls this crate at compile time and `dspex` at run time, so a declaration the
 //! compiler accepts is exactly one the runtime accepts, and the error messages are the same.
@@ -16,6 +17,7 @@
 //! ```
 
 mod constraints;
+pub mod dspy;
 mod glob;
 pub mod program;
 mod signature;

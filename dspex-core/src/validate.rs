@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::constraints::{Constraints, Number};
-use crate::program::KNOWN_MODULES;
+use crate::dspy;
 use crate::value::{Value, VarType};
 
 /// A value that a variable refused, and why. Its message names the variable, the value and the
@@ -238,13 +238,13 @@ fn check(ty: VarType, c: &Constraints, value: &Value) -> Option<Rule> {
             let allowed: Option<&[String]> = c.choices.as_deref();
             let ok = match allowed {
                 Some(choices) => choices.iter().any(|c| c == s),
-                None if ty == VarType::Module => KNOWN_MODULES.contains(&s.as_str()),
+                None if ty == VarType::Module => dspy::module(s).is_some(),
                 // A choice variable always has choices once its constraints are sound.
                 None => false,
             };
             (!ok).then(|| Rule::NotAChoice {
                 choices: allowed.map_or_else(
-                    || KNOWN_MODULES.iter().map(|m| (*m).to_owned()).collect(),
+                    || dspy::module_names().map(str::to_owned).collect(),
                     <[String]>::to_vec,
                 ),
             })

@@ -116,7 +116,7 @@ fn satisfies(ty: VarType, c: &Constraints, v: &Value) -> bool {
         (VarType::Choice, Value::String(s)) => c.choices.as_ref().is_some_and(|cs| cs.contains(s)),
         (VarType::Module, Value::String(s)) => match &c.choices {
             Some(cs) => cs.contains(s),
-            None => dspex_core::program::KNOWN_MODULES.contains(&s.as_str()),
+            None => dspex_core::dspy::module(s).is_some(),
         },
         (VarType::Boolean, Value::Boolean(_)) => true,
         (VarType::Embedding, Value::Embedding(e)) => {

@@ -47,6 +47,17 @@ fn consequential(program: &Program, issue: &ProgramIssue) -> bool {
             .is_some_and(|v| v.incomplete && *field != Field::Name),
         (_, problem) if problem.is_flow() => !program.signatures_known(),
         (
+            Location::Step {
+                index,
+                part: StepPart::WithValue(entry) | StepPart::WithItem(entry, _),
+            },
+            _,
+        ) => program
+            .steps
+            .get(*index)
+            .and_then(|s| s.config.get(*entry))
+            .is_some_and(|e| e.value.is_none()),
+        (
             _,
             ProgramProblem::ParamType { variable, .. }
             | ProgramProblem::NotAModuleVariable { variable, .. },
@@ -169,6 +180,10 @@ fn step_tokens(step: &Step, part: StepPart, problem: &ProgramProblem) -> TokenSt
                 .unwrap_or(&binding.variable)
                 .to_token_stream()
         }),
+        StepPart::With => step.with.clone(),
+        StepPart::WithKey(i) => step.config.get(i).map(|e| e.key.to_token_stream()),
+        StepPart::WithValue(i) => step.config.get(i).map(|e| e.tokens.clone()),
+        StepPart::WithItem(i, item) => step.config.get(i).and_then(|e| e.items.get(item)).cloned(),
     };
     tokens.unwrap_or_else(|| step.name.to_token_stream())
 }

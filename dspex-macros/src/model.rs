@@ -2,7 +2,9 @@
 //! read. It keeps the tokens of every part an error can be about, and lowers to the
 //! `dspex_core::program::ProgramSpec` that the runtime uses.
 
-use dspex_core::program::{Binding, ModuleRef, ProgramSpec, StepKind, StepSpec};
+use dspex_core::program::{
+    Binding, ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, StepSpec,
+};
 use dspex_core::{ConstraintKey, Constraints, Signature, Value, VarType, VariableSpec};
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
@@ -105,6 +107,21 @@ pub(crate) struct Step {
     /// `None` when missing (already reported).
     pub(crate) signature: Option<SignatureLit>,
     pub(crate) bindings: Vec<BindingIr>,
+    /// The `with` keyword, if the step has a configuration.
+    pub(crate) with: Option<TokenStream>,
+    /// The entries of `with { ... }` (`with(...)` in the derive), in source order.
+    pub(crate) config: Vec<ConfigEntryIr>,
+}
+
+/// One `key: value` (`key = value` in the derive) of a step's `with` configuration.
+pub(crate) struct ConfigEntryIr {
+    pub(crate) key: Ident,
+    /// `None` when the value could not be read (already reported).
+    pub(crate) value: Option<ConfigValue>,
+    /// The value as written.
+    pub(crate) tokens: TokenStream,
+    /// The tokens of each item of a list value.
+    pub(crate) items: Vec<TokenStream>,
 }
 
 /// Where a step runs.
@@ -242,7 +259,16 @@ impl Step {
             kind,
             signature,
             bindings: self.bindings.iter().map(BindingIr::spec).collect(),
+            config: self.config.iter().map(ConfigEntryIr::spec).collect(),
         }
+    }
+}
+
+impl ConfigEntryIr {
+    fn spec(&self) -> ConfigEntry {
+        // A placeholder for a value already reported; `check` drops what it would cause.
+        let value = self.value.clone().unwrap_or(ConfigValue::Boolean(false));
+        ConfigEntry::new(self.key.unraw().to_string(), value)
     }
 }
 

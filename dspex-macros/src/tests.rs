@@ -53,8 +53,9 @@ fn dspex_program_expansion() {
             }
             chain {
                 classify: native QueryClassifier("question -> category") { model as llm_model },
-                answer: python ChainOfThought("question, category -> answer") { temperature, max_tokens },
+                answer: python ChainOfThought("question, category -> answer") { temperature, max_tokens } with { n: 1 },
                 review: python @reasoning("question, answer -> verdict"),
+                agent: python ReAct("question, verdict -> summary") with { max_iters: 3, tools: ["my_pkg.tools.search"] },
             }
         }
     });
@@ -75,6 +76,8 @@ fn derive_program_expansion() {
             model: Var<Choice>,
             #[step(native, signature = "question -> answer", bind(repeat as times, model))]
             echo: Repeater,
+            #[step(python = "ProgramOfThought", signature = "question -> result", with(interpreter = "local", max_iters = 2))]
+            solver: PythonModule,
             ctx: Context,
         }
     });
@@ -198,7 +201,7 @@ fn derive_errors_list_the_valid_keys() {
         [
             "unknown `#[program]` key `sig`; expected `signature`",
             "constraint `min` does not apply to a boolean variable; expected one of `description`",
-            "unknown `#[step]` key `binding`; expected one of `native`, `python`, `signature`, `bind`",
+            "unknown `#[step]` key `binding`; expected one of `native`, `python`, `signature`, `bind`, `with`",
             "field `cache` is not part of the program; mark it `#[variable(...)]` (a `Var<T>`) or `#[step(...)]`, or give it the type `Context`",
         ]
     );

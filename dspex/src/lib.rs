@@ -351,7 +351,9 @@ pub mod __private {
     pub use std::sync::LazyLock;
     pub use std::vec::Vec;
 
-    pub use dspex_core::program::{Binding, ModuleRef, ProgramSpec, StepKind, StepSpec};
+    pub use dspex_core::program::{
+        Binding, ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, StepSpec, ToolRef,
+    };
     pub use dspex_core::{
         Constraints, Number, Pattern, Signature, SignatureField, Value, VarType, VariableSpec,
     };

@@ -1,6 +1,6 @@
 //! The two front ends, `dspex_program!` syntax ([`dsl`]) and `#[derive(Program)]` attributes
 //! ([`derive`]), and what they share: reading a variable's constraints, a signature, a python
-//! module reference and bindings into the model.
+//! module reference, bindings and `with` configuration into the model.
 
 pub(crate) mod derive;
 pub(crate) mod dsl;
@@ -14,7 +14,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::{Expr, Ident, LitStr, Token};
 
 use crate::ctxt::{Ctxt, Place};
-use crate::model::{BindingIr, KeyTokens, Located, SignatureLit, Variable};
+use crate::model::{BindingIr, ConfigEntryIr, KeyTokens, Located, SignatureLit, Variable};
 
 pub(crate) use lit::value as initial_value;
 
@@ -114,6 +114,24 @@ pub(crate) fn module_str(lit: &LitStr) -> Located<ModuleRef> {
     Located {
         value: ModuleRef::parse(&lit.value()),
         tokens: lit.to_token_stream(),
+    }
+}
+
+/// Reads one entry of a step's `with` configuration, `key: value` or `key = value`; a value
+/// that is not a literal is reported on it.
+pub(crate) fn config_entry(cx: &Ctxt, place: Place, key: Ident, expr: &Expr) -> ConfigEntryIr {
+    let (value, items) = match lit::config_value(expr, &key.unraw().to_string()) {
+        Ok((value, items)) => (Some(value), items),
+        Err(e) => {
+            cx.syn_error(place, e);
+            (None, Vec::new())
+        }
+    };
+    ConfigEntryIr {
+        key,
+        value,
+        tokens: expr.to_token_stream(),
+        items,
     }
 }
 

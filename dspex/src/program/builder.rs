@@ -5,7 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use dspex_core::program::{
-    Binding, Location, ModuleRef, ProgramIssue, ProgramSpec, StepKind, StepSpec,
+    Binding, ConfigEntry, ConfigValue, Location, ModuleRef, ProgramIssue, ProgramSpec, StepKind,
+    StepSpec,
 };
 use dspex_core::{Signature, VariableSpec};
 
@@ -33,12 +34,19 @@ use crate::error::{Error, Result};
 ///
 /// let native = Step::native("classify", "question -> category", Classify).bind_as("model", "llm_model");
 /// let python = Step::python("answer", "ChainOfThought", "question, category -> answer").bind("temperature");
+/// let agent = Step::python("agent", "ReAct", "question -> answer")
+///     .with("max_iters", 5)
+///     .with("tools", ["my_pkg.tools.search"]);
 /// ```
+///
+/// A step is checked when the program is built ([`ProgramBuilder::build`],
+/// [`RunningProgram::add_step`]), with the rules and messages of the macros.
 pub struct Step {
     name: String,
     signature: String,
     kind: StepDef,
     bindings: Vec<Binding>,
+    config: Vec<ConfigEntry>,
 }
 
 enum StepDef {
@@ -67,6 +75,7 @@ impl Step {
                 module: Arc::new(module),
             },
             bindings: Vec::new(),
+            config: Vec::new(),
         }
     }
 
@@ -80,6 +89,7 @@ impl Step {
                 module: ModuleRef::parse(module),
             },
             bindings: Vec::new(),
+            config: Vec::new(),
         }
     }
 
@@ -94,6 +104,17 @@ impl Step {
     #[must_use]
     pub fn bind_as(mut self, variable: &str, param: &str) -> Self {
         self.bindings.push(Binding::new(variable, param));
+        self
+    }
+
+    /// Passes `key: value` to the constructor of a python step's DSPy module, as `with { key:
+    /// value }` does in `dspex_program!`: `with("max_iters", 5)`, `with("interpreter",
+    /// "local")`, `with("tools", ["my_pkg.tools.search"])`. The keys a known module takes and
+    /// the values each accepts are those of [`dspy::MODULES`](crate::program::dspy::MODULES);
+    /// a module named by dotted path takes any key.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl Into<ConfigValue>) -> Self {
+        self.config.push(ConfigEntry::new(key, value));
         self
     }
 
@@ -119,6 +140,7 @@ impl Step {
             kind,
             signature,
             bindings: self.bindings.clone(),
+            config: self.config.clone(),
         };
         Ok((spec, module))
     }

@@ -5,7 +5,10 @@
 
 use std::future::Future;
 
-pub use dspex_core::program::{Binding, KNOWN_MODULES, ModuleRef, ProgramSpec, StepKind, StepSpec};
+pub use dspex_core::dspy;
+pub use dspex_core::program::{
+    Binding, ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, StepSpec, ToolRef,
+};
 
 use crate::context::Context;
 use crate::error::{Error, Result};

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dspex_core::program::{ModuleRef, ProgramSpec, StepKind};
+use dspex_core::Value;
+use dspex_core::dspy::TOOLS_KEY;
+use dspex_core::program::{ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, ToolRef};
 use parking_lot::Mutex;
 
 use super::fields::Fields;
@@ -33,6 +35,8 @@ struct Inner {
     source: ModuleRef,
     signature: String,
     bindings: BTreeMap<String, String>,
+    /// The `with` configuration, passed to the module's constructor.
+    config: Vec<ConfigEntry>,
     /// Module id prefix, unique in the process.
     id: String,
     /// Class -> (module id, resolved class) of the modules created so far.
@@ -85,6 +89,7 @@ impl PythonModule {
                     .iter()
                     .map(|b| (b.param.clone(), b.variable.clone()))
                     .collect(),
+                config: step.config.clone(),
                 id: format!(
                     "{}.{}#{}",
                     spec.name,
@@ -131,7 +136,7 @@ impl PythonModule {
             class: class.to_owned(),
             signature: self.inner.signature.clone(),
             bindings: self.inner.bindings.clone(),
-            config: BTreeMap::new(),
+            config: self.config_for(class)?,
         };
         let resolved = worker
             .create_module(spec)
@@ -143,6 +148,54 @@ impl PythonModule {
             .lock()
             .insert(class.to_owned(), created.clone());
         Ok(created)
+    }
+
+    /// The step's `with` configuration as the constructor of `class` takes it: each value in
+    /// the canonical form of its key's kind (`temperature: 1` is the float `1.0` for
+    /// `Predict`).
+    fn config_for(&self, class: &str) -> Result<BTreeMap<String, Value>> {
+        self.inner
+            .config
+            .iter()
+            .map(|entry| {
+                Ok((
+                    entry.key.clone(),
+                    self.wire_value(entry, entry.canonical(class))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// A configuration value as `CreateModuleRequest.config` carries it. The request holds
+    /// variable values, which have no list: the worker reads the tools as one comma-separated
+    /// string of dotted paths, and other lists cannot be sent.
+    fn wire_value(&self, entry: &ConfigEntry, value: ConfigValue) -> Result<Value> {
+        Ok(match value {
+            ConfigValue::Integer(i) => Value::Integer(i),
+            ConfigValue::Float(x) => Value::Float(x),
+            ConfigValue::String(s) => Value::String(s),
+            ConfigValue::Boolean(b) => Value::Boolean(b),
+            ConfigValue::Tools(tools) if entry.key == TOOLS_KEY => {
+                let paths = tools
+                    .iter()
+                    .map(|tool| match tool {
+                        ToolRef::Python(path) => Ok(path.as_str()),
+                        // The check refuses Rust tools.
+                        ToolRef::Rust(path) => Err(Error::Internal(format!(
+                            "step `{}`: Rust tool `{path}` reached the worker",
+                            self.inner.step
+                        ))),
+                    })
+                    .collect::<Result<Vec<&str>>>()?;
+                Value::String(paths.join(","))
+            }
+            ConfigValue::Strings(_) | ConfigValue::Tools(_) => {
+                return Err(Error::Worker(format!(
+                    "step `{}`: the worker cannot receive the list value of `with` key `{}`",
+                    self.inner.step, entry.key
+                )));
+            }
+        })
     }
 
     /// Runs the module on `inputs`.
