@@ -3,9 +3,11 @@
 //! context; a bad write through an accessor is refused and changes nothing. A program with a
 //! python step compiles and needs the bridge; when its worker cannot start, attaching it is a
 //! clear error naming the interpreter (the programs that run python steps are tested end to end
-//! in the `dspex-tests` crate). The runtime builder agrees with the macros.
+//! in the `dspex-tests` crate). The runtime builder agrees with the macros, `with`
+//! configuration and its checks included.
 
 use dspex::prelude::*;
+use dspex::program::{ConfigValue, ToolRef};
 use dspex::{ProgramBuilder, Step};
 
 /// Classifies a question; reports the model it was bound to.
@@ -302,4 +304,140 @@ fn the_builder_reports_a_malformed_signature_once() {
             "invalid program `Qa`: step `classify`: malformed signature `question b`: missing `->` between inputs and outputs"
         )
     );
+}
+
+dspex_program! {
+    /// Python steps configured with `with`; declared only, never started here.
+    program ConfiguredAgents: "question -> answer" {
+        variables {
+            iters: integer = 3 { min: 1, max: 10 },
+        }
+        chain {
+            search: python ReAct("question -> findings") { iters as max_iters } with {
+                max_iters: 5,
+                tools: ["my_pkg.tools.search"],
+            },
+            answer: python ProgramOfThought("question, findings -> answer") with { interpreter: "local" },
+        }
+    }
+}
+
+#[test]
+fn the_builder_declares_with_configuration_as_the_macros_do() -> Result<()> {
+    let built = ProgramBuilder::new("ConfiguredAgents")
+        .signature("question -> answer")
+        .variable(
+            VariableSpec::new("iters", VarType::Integer, 3)
+                .with_constraints(Constraints::range(1, 10)),
+        )
+        .step(
+            Step::python("search", "ReAct", "question -> findings")
+                .bind_as("iters", "max_iters")
+                .with("max_iters", 5)
+                .with("tools", vec![ToolRef::Python("my_pkg.tools.search".into())]),
+        )
+        .step(
+            Step::python("answer", "ProgramOfThought", "question, findings -> answer")
+                .with("interpreter", "local"),
+        )
+        .build()?;
+    assert_eq!(built.spec(), ConfiguredAgents::spec());
+    // A list of strings is a list of Python tools too.
+    let strings = ProgramBuilder::new("Agent")
+        .step(Step::python("search", "ReAct", "question -> findings").with("tools", ["a.b"]))
+        .build()?;
+    assert_eq!(
+        strings.spec().steps[0].config[0].value,
+        ConfigValue::Strings(vec!["a.b".into()])
+    );
+    Ok(())
+}
+
+#[test]
+fn the_builder_checks_bindings_and_with_configuration_as_the_macros_do() {
+    // Each message is the one the macros print at compile time (see ui-tests/ui/fail).
+    let issues = |step: Step| match ProgramBuilder::new("Qa")
+        .variable(VariableSpec::new("temperature", VarType::Float, 0.7))
+        .variable(
+            VariableSpec::new("reasoning", VarType::Module, "ReAct")
+                .with_constraints(Constraints::choices(["ReAct", "Predict"])),
+        )
+        .step(step)
+        .build()
+    {
+        Err(Error::InvalidProgram { issues, .. }) => issues,
+        Err(other) => panic!("expected an invalid program, got {other}"),
+        Ok(_) => panic!("expected an invalid program"),
+    };
+    assert_eq!(
+        issues(
+            Step::python("plan", "Predict", "question -> plan")
+                .bind_as("temperature", "max_iters")
+                .with("tools", ["a.b"])
+        ),
+        [
+            "step `plan`: `Predict` takes no parameter `max_iters`; expected one of `temperature`, `top_p`, `max_tokens`, `n`, `model`",
+            "step `plan`: `Predict` takes no tools; only `ReAct` takes `tools`",
+        ]
+    );
+    assert_eq!(
+        issues(
+            Step::python("answer", "ReAct", "question -> answer")
+                .bind_as("temperature", "max_iters")
+                .with("max_iters", 0)
+                .with("verbose", true)
+                .with("max_iters", 2)
+        ),
+        [
+            "step `answer`: parameter `max_iters` needs an integer variable, but `temperature` is a float variable",
+            "step `answer`: `ReAct` takes `max_iters` as an integer of at least 1, found 0",
+            "step `answer`: `ReAct` takes no `with` key `verbose`; expected one of `max_iters`, `tools`",
+            "step `answer`: `with` key `max_iters` is given twice in step `answer`",
+        ]
+    );
+    assert_eq!(
+        issues(Step::python("answer", "@reasoning", "question -> answer").with("max_iters", 3)),
+        [
+            "step `answer`: `@reasoning` may name `Predict`, which takes no `with` key `max_iters`; no `with` key is taken by every module `@reasoning` may name"
+        ]
+    );
+    assert_eq!(
+        issues(
+            Step::python("answer", "ProgramOfThought", "question -> answer")
+                .with("interpreter", "docker")
+        ),
+        [
+            "step `answer`: `ProgramOfThought` takes `interpreter` as one of \"deno\", \"local\", found \"docker\""
+        ]
+    );
+    assert_eq!(
+        issues(Step::native("answer", "question -> answer", Answer).with("max_iters", 5)),
+        [
+            "step `answer`: native step `answer` takes no `with` configuration; `with` configures the DSPy module of a python step"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_step_leaves_a_running_program_as_it_was() -> Result<()> {
+    let mut program = ProgramBuilder::new("Qa")
+        .step(Step::native("classify", "question -> category", Classify))
+        .build()?
+        .start()
+        .await?;
+    let before = program.spec().clone();
+    let err = program
+        .add_step(
+            Step::python("answer", "ReAct", "question, category -> answer").with("max_iter", 5),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid program `Qa`: step `answer`: `ReAct` takes no `with` key `max_iter` (did you mean `max_iters`?); expected one of `max_iters`, `tools`"
+    );
+    assert_eq!(program.spec(), &before);
+    // The check came first: the context was not upgraded for the python step.
+    assert_eq!(program.context().backend().kind, BackendKind::Local);
+    Ok(())
 }

@@ -89,7 +89,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         if not request.module_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "module_id must not be empty")
         try:
-            config = self._config(request.config)
+            config = self._config(request.module_class, request.config)
             module = self._resolver.create(
                 request.module_class,
                 request.signature,
@@ -108,21 +108,15 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                  request.signature, dict(request.bindings))
         return pb.CreateModuleResponse(module_id=request.module_id, resolved_class=type(module).__name__)
 
-    def _config(self, config: Mapping[str, pb.Value]) -> dict[str, Any]:
+    def _config(self, module_class: str, config: Mapping[str, pb.Value]) -> dict[str, Any]:
+        from .module_config import TOOLS_KEY, constructor_kwargs
         from .values import from_proto_value
 
-        out = {key: from_proto_value(value) for key, value in config.items()}
-        tools = out.pop("tools", None)
-        if tools:
-            out["tools"] = [_import(path.strip()) for path in str(tools).split(",") if path.strip()]
-        interpreter = out.pop("interpreter", None)
-        if interpreter == "local":
-            import dspy
-
-            out["interpreter_factory"] = dspy.LocalInterpreter
-        elif interpreter not in (None, "deno"):
-            raise ValueError(f"interpreter must be 'deno' (DSPy's sandbox) or 'local', not {interpreter!r}")
-        return out
+        values = {key: from_proto_value(value) for key, value in config.items()}
+        # A `Value` has no list: the tools arrive as one comma-separated string of dotted paths.
+        if isinstance(values.get(TOOLS_KEY), str):
+            values[TOOLS_KEY] = [path.strip() for path in values[TOOLS_KEY].split(",") if path.strip()]
+        return constructor_kwargs(module_class, values)
 
     async def ExecuteModule(
         self, request: pb.ExecuteModuleRequest, context: grpc.aio.ServicerContext
@@ -163,11 +157,3 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         asyncio.get_running_loop().call_later(0.05, self._stop.set)
         return pb.ShutdownResponse()
 
-
-def _import(path: str) -> Any:
-    import importlib
-
-    module_path, _, attr = path.rpartition(".")
-    if not module_path:
-        raise ValueError(f"tool {path!r} must be a dotted path like 'my_pkg.tools.search'")
-    return getattr(importlib.import_module(module_path), attr)

@@ -1,4 +1,5 @@
-"""Custom DSPy modules that the worker tests load by dotted path (``sample_modules.Shouter``)."""
+"""Custom DSPy modules and tools that the worker tests load by dotted path
+(``sample_modules.Shouter``, ``sample_modules.word_count``)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,8 @@ class Spawner(dspy.Module):
         child = subprocess.Popen(["sleep", "300"])
         (out,) = self.signature.output_fields
         return dspy.Prediction(**{out: str(child.pid)})
+
+
+def word_count(text: str) -> int:
+    """Counts the words of `text` (a tool the agents of the tests call by dotted path)."""
+    return len(str(text).split())
