@@ -116,12 +116,13 @@ pub use dspex_core::{
 ///     }
 ///     chain {
 ///         name: native RustType("inputs -> outputs") [{ var, var as param, ... }],
-///         name: python DspyModule("inputs -> outputs") [{ var, var as param, ... }],
+///         name: python DspyModule("inputs -> outputs") [{ var, var as param, ... }]
+///             [with { key: literal, ... }],
 ///     }
 /// }
 /// ```
 ///
-/// - **Variables** (DESIGN.md section 3). `type` and the keys each type takes:
+/// - **Variables**. `type` and the keys each type takes:
 ///
 ///   | type | initial value | keys |
 ///   |---|---|---|
@@ -143,8 +144,28 @@ pub use dspex_core::{
 ///   (`"my_pkg.modules.Answerer"`), or `@var`, the class held by a `module` variable.
 /// - **Bindings** set module parameters from variables, read when the step runs: `temperature`
 ///   binds the variable to the parameter of the same name, `model as llm_model` to another.
-///   Python steps know the types of `temperature`, `top_p` (float), `max_tokens`, `n`
-///   (integer) and `model` (choice or string).
+///   A native step takes any parameter. A python step takes the parameters of its DSPy
+///   module: every module takes `temperature`, `top_p` (float variables), `max_tokens`, `n`
+///   (integer) and `model` (choice or string), the settings and the model of the LM of each
+///   call; `ReAct` also takes `max_iters` (integer), passed to each call. A module named by
+///   dotted path takes any parameter (the LM ones keep their types). An `@var` step's bindings
+///   must suit every module the variable may name: its `choices`, or every known module.
+/// - **Configuration**: `with { key: literal, ... }`, after the bindings or in their place,
+///   passes arguments to the constructor of a python step's DSPy module when the module is
+///   created. Values are numbers, strings, `true`/`false`, and lists of string literals. The
+///   keys of the known modules ([`program::dspy::MODULES`], the table both sides follow):
+///
+///   | module | keys |
+///   |---|---|
+///   | `Predict`, `ChainOfThought` | `temperature` (a float, at least 0), `top_p` (a float from 0 to 1), `max_tokens`, `n` (integers, at least 1): the LM settings of every call, unless a bound variable overrides them for a call |
+///   | `ReAct` | `max_iters` (an integer, at least 1; a bound `max_iters` overrides it per call), `tools: ["my_pkg.tools.search", ...]` (Python callables by dotted path, imported by the worker) |
+///   | `ProgramOfThought` | `max_iters` (an integer, at least 1), `interpreter: "deno"` (DSPy's sandbox, the default) or `"local"` (runs the generated code in the worker, without a sandbox) |
+///
+///   A module named by dotted path takes any key, passed to its constructor as it is (`tools`
+///   is imported for it too). An `@var` step's configuration must suit every module the
+///   variable may name; each class gets the values in the form its keys take (`temperature:
+///   0` is the float `0.0`). Rust functions cannot be tools yet: a Rust path in `tools` is an
+///   error.
 /// - Trailing commas are allowed everywhere.
 ///
 /// # What it generates
@@ -159,7 +180,8 @@ pub use dspex_core::{
 /// - A typed accessor per variable, `qa.temperature()` returning `&Var<f64>`: `get`, `set`,
 ///   `update`, `record`, `watch`. The value types are `f64`, `i64`, `String`, `bool`,
 ///   [`Choice`], [`ModuleName`] and [`Embedding`].
-/// - `qa.context()` and `Qa::spec()`, the declaration as checked at compile time.
+/// - `qa.context()` and `Qa::spec()`, the declaration as checked at compile time, each step's
+///   `with` configuration included.
 /// - With a signature: `QaInput { question }` and `QaOutput { answer }` (`String` fields, named
 ///   after the signature; a Rust keyword becomes a raw field, `r#type`) and
 ///   `qa.run(QaInput).await -> Result<QaOutput>`. Always: `qa.run_fields(Fields)`, whose
@@ -167,9 +189,10 @@ pub use dspex_core::{
 ///   produces and the last step's outputs.
 /// - `impl Program for Qa`, with `const REQUIRES_BRIDGE: bool`, true iff a step is python.
 ///
-/// A python step compiles and makes the program need the bridge. Until this build of dspex
-/// provides the Python bridge, starting such a program returns [`Error::Bridge`] naming the
-/// step.
+/// A python step makes the program need the bridge: `Qa::start()` creates a bridged context,
+/// whose Python worker creates the step's DSPy module with its signature and configuration;
+/// when the worker cannot create it (a tool that cannot be imported, a class that does not
+/// exist), `start` and `attach` fail with the worker's message naming the step.
 ///
 /// # Compile-time errors
 ///
@@ -180,9 +203,14 @@ pub use dspex_core::{
 /// empty or duplicate choices; a key that does not apply to the type (listing those that do);
 /// a string initial value outside the length bounds or not matching the pattern; an invalid
 /// regex; duplicate variable or step names; a binding to an undeclared variable (with a "did
-/// you mean"); a known parameter bound to a variable of the wrong type; an unknown DSPy
-/// module (listing the known ones); `@var` on a variable that is not `module`-typed; a
-/// malformed signature; a step input nothing produces; a program output no step produces; an
+/// you mean"); a binding to a parameter the step's module does not take, or that some module
+/// of an `@var` step does not take (listing those it takes); a known parameter bound to a
+/// variable of the wrong type; a `with` key the module does not take (listing those it
+/// takes), a value of the wrong kind or out of range (saying what the key takes), a key given
+/// twice, a value that is not a literal, `tools` on a module that takes none, a tool that is
+/// not a dotted path or is listed twice, a Rust path among the tools, `with` on a native
+/// step; an unknown DSPy module (listing the known ones); `@var` on a variable that is not
+/// `module`-typed; a malformed signature; a step input nothing produces; a program output no step produces; an
 /// empty chain; a variable named like a generated method (`start`, `attach`, `context`,
 /// `spec`, `run`, `run_fields`).
 ///
@@ -196,10 +224,39 @@ pub use dspex_core::{
 ///         }
 ///         chain {
 ///             answer: python Predict("question -> answer") { temprature }, // did you mean `temperature`?
+///             agent: python ReAct("question -> summary") with { max_iter: 5 }, // did you mean `max_iters`?
 ///         }
 ///     }
 /// }
 /// # fn main() {}
+/// ```
+///
+/// A configured agent, with a Python tool and a bound number of iterations (it needs a live
+/// Python worker, and the tool importable there):
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+/// use dspex::prelude::*;
+///
+/// dspex_program! {
+///     program Researcher: "question -> answer" {
+///         variables {
+///             depth: integer = 3 { min: 1, max: 10 },
+///         }
+///         chain {
+///             answer: python ReAct("question -> answer") { depth as max_iters } with {
+///                 max_iters: 5, // the default; `depth` overrides it per call
+///                 tools: ["my_pkg.tools.search_docs"],
+///             },
+///         }
+///     }
+/// }
+///
+/// let researcher = Researcher::start().await?;
+/// researcher.depth().set(2)?;
+/// let out = researcher.run(ResearcherInput { question: "What is DSPy?".into() }).await?;
+/// println!("{}", out.answer);
+/// # Ok(()) }
 /// ```
 ///
 /// A program with a python step needs a live Python worker to run:
@@ -295,12 +352,14 @@ pub use dspex_macros::dspex_program;
 ///   pattern = "..", choices = [..], dimensions = .., description = "..")]`; `initial` is
 ///   required, the other keys are those of [`dspex_program!`] for the variable's type. `T`
 ///   gives the type: `f64` float, `i64` integer, `String` string, `bool` boolean, [`Choice`]
-///   choice, [`ModuleName`] module (DESIGN.md writes `Var<Module>`, but [`Module`] is the
-///   trait of native steps), [`Embedding`] embedding.
+///   choice, [`ModuleName`] module ([`Module`] is the trait of native steps), [`Embedding`]
+///   embedding.
 /// - On a native step field, typed by its [`Module`] (built with [`Default`]):
 ///   `#[step(native, signature = "..", bind(a, b as c))]`.
 /// - On a python step field, typed [`PythonModule`]:
-///   `#[step(python = "ChainOfThought" | "my_pkg.mod.Class" | "@var", signature = "..", bind(..))]`.
+///   `#[step(python = "ChainOfThought" | "my_pkg.mod.Class" | "@var", signature = "..", bind(..),
+///   with(key = literal, ..))]`; `with(max_iters = 5, tools = ["my_pkg.tools.search"])` is
+///   `with { max_iters: 5, tools: [..] }` of [`dspex_program!`], with the same keys and checks.
 /// - A field of type [`Context`] needs no attribute: it receives the program's context.
 ///
 /// Steps run in field order. `context()` returns the first `Context` field, else the context

@@ -13,8 +13,8 @@ use syn::{
 };
 
 use super::{
-    comma_separated, config_entry, expected_keys, initial_value, is_variable_key, module_str,
-    signature, variable_key,
+    config_entry, expected_keys, initial_value, is_variable_key, key_values, module_str, signature,
+    variable_key,
 };
 use crate::ctxt::{Ctxt, Place};
 use crate::model::{Form, Located, Program, SignatureLit, Step, StepKindIr, Variable};
@@ -349,12 +349,8 @@ fn step(cx: &Ctxt, pos: usize, name: Ident, field: &Field, attr: &Attribute) -> 
                 with.get_or_insert_with(|| key.to_token_stream());
                 let content;
                 syn::parenthesized!(content in meta.input);
-                comma_separated(&content, |input| {
-                    let key = input.call(Ident::parse_any)?;
-                    input.parse::<Token![=]>()?;
-                    let value: Expr = input.parse()?;
+                key_values::<Token![=]>(&content, |key, value| {
                     config.push(config_entry(cx, place, key, &value));
-                    Ok(())
                 })?;
                 false
             }

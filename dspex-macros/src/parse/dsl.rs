@@ -24,8 +24,8 @@ use syn::punctuated::Punctuated;
 use syn::{Attribute, Expr, Ident, LitStr, Token, Type, TypePath, Visibility, braced, token};
 
 use super::{
-    comma_separated, config_entry, expected_keys, initial_value, is_variable_key, module_str,
-    signature, variable_key,
+    comma_separated, config_entry, expected_keys, initial_value, is_variable_key, key_values,
+    module_str, signature, variable_key,
 };
 use crate::ctxt::{Ctxt, Place};
 use crate::model::{Form, Located, Program, Step, StepKindIr, Variable};
@@ -171,10 +171,7 @@ fn variable(input: ParseStream<'_>, cx: &Ctxt, pos: usize) -> syn::Result<Variab
     if input.peek(token::Brace) {
         let content;
         braced!(content in input);
-        comma_separated(&content, |input| {
-            let key = input.call(Ident::parse_any)?;
-            input.parse::<Token![:]>()?;
-            let value: Expr = input.parse()?;
+        key_values::<Token![:]>(&content, |key, value| {
             if is_variable_key(&key.unraw().to_string()) {
                 variable_key(cx, &mut var, &key, &value);
             } else {
@@ -184,7 +181,6 @@ fn variable(input: ParseStream<'_>, cx: &Ctxt, pos: usize) -> syn::Result<Variab
                     format!("unknown constraint `{key}`{}", expected_keys(var.ty, &[])),
                 );
             }
-            Ok(())
         })?;
     }
     Ok(var)
@@ -235,12 +231,8 @@ fn step(input: ParseStream<'_>, cx: &Ctxt, pos: usize) -> syn::Result<Step> {
         let with: kw::with = input.parse()?;
         let content;
         braced!(content in input);
-        comma_separated(&content, |input| {
-            let key = input.call(Ident::parse_any)?;
-            input.parse::<Token![:]>()?;
-            let value: Expr = input.parse()?;
+        key_values::<Token![:]>(&content, |key, value| {
             config.push(config_entry(cx, place, key, &value));
-            Ok(())
         })?;
         Some(with.to_token_stream())
     } else {

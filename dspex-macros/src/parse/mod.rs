@@ -165,6 +165,22 @@ pub(crate) fn comma_separated(
     Ok(())
 }
 
+/// Parses `key: value, ...` (with `S` = `Token![:]`) or `key = value, ...` (`Token![=]`), with
+/// an optional trailing comma, until `input` is empty, calling `entry` for each. A key may be
+/// a keyword (`type: ..`).
+pub(crate) fn key_values<S: Parse>(
+    input: ParseStream<'_>,
+    mut entry: impl FnMut(Ident, Expr),
+) -> syn::Result<()> {
+    comma_separated(input, |input| {
+        let key = input.call(Ident::parse_any)?;
+        input.parse::<S>()?;
+        let value: Expr = input.parse()?;
+        entry(key, value);
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,8 +19,9 @@ use crate::worker::{ModuleSpec, WorkerSupervisor};
 /// of this type mark python steps in `#[derive(Program)]` structs.
 ///
 /// Attaching a python step upgrades the context to the bridge (once) and starts its worker;
-/// the module is created in the worker with the step's signature and bindings, and the worker
-/// reads the bound variables from the session before every call. A step whose module comes
+/// the module is created in the worker with the step's signature, bindings and `with`
+/// configuration, and the worker reads the bound variables from the session before every
+/// call. A step whose module comes
 /// from a `module` variable (`@var`) creates one module per class the variable names, when the
 /// variable first names it.
 #[derive(Debug, Clone)]
