@@ -146,19 +146,11 @@ impl ConfigKind {
                     Err(i.to_string())
                 }
             }
-            (ConfigKind::Float { min, max }, ConfigValue::Float(_) | ConfigValue::Integer(_)) => {
-                let x = match value {
-                    // Widening is the rule of float variables too.
-                    #[allow(clippy::cast_precision_loss)]
-                    ConfigValue::Integer(i) => *i as f64,
-                    ConfigValue::Float(x) => *x,
-                    _ => unreachable!("matched above"),
-                };
-                if x >= min && max.is_none_or(|max| x <= max) {
-                    Ok(ConfigValue::Float(x))
-                } else {
-                    Err(format!("{x:?}"))
-                }
+            (ConfigKind::Float { min, max }, ConfigValue::Float(x)) => float_in(*x, min, max),
+            // Widening is the rule of float variables too.
+            #[allow(clippy::cast_precision_loss)]
+            (ConfigKind::Float { min, max }, ConfigValue::Integer(i)) => {
+                float_in(*i as f64, min, max)
             }
             (ConfigKind::OneOf(options), ConfigValue::String(s)) => {
                 if options.contains(&s.as_str()) {
@@ -481,6 +473,15 @@ impl ConfigEntry {
     }
 }
 
+/// `x` as a float value if it lies in `min..=max`, else `x` for "found ...".
+fn float_in(x: f64, min: f64, max: Option<f64>) -> Result<ConfigValue, String> {
+    if x >= min && max.is_none_or(|max| x <= max) {
+        Ok(ConfigValue::Float(x))
+    } else {
+        Err(format!("{x:?}"))
+    }
+}
+
 /// `s` quoted, cut to [`QUOTED_PREFIX`] chars.
 fn quoted(s: &str) -> String {
     if s.chars().count() <= QUOTED_PREFIX {
@@ -558,7 +559,12 @@ mod tests {
         assert_eq!(integer.check(&ConfigValue::Integer(1)), Ok(1.into()));
         let one_of = ConfigKind::OneOf(&["deno", "local"]);
         assert_eq!(one_of.check(&"docker".into()).unwrap_err(), "\"docker\"");
-        let long = "x".repeat(100);
+        let at_limit = "x".repeat(QUOTED_PREFIX);
+        assert_eq!(
+            one_of.check(&at_limit.as_str().into()).unwrap_err(),
+            format!("{at_limit:?}")
+        );
+        let long = "x".repeat(QUOTED_PREFIX + 1);
         assert_eq!(
             one_of.check(&long.as_str().into()).unwrap_err(),
             format!("\"{}\"...", "x".repeat(QUOTED_PREFIX))
