@@ -40,7 +40,7 @@ fn errors(tokens: TokenStream) -> Vec<String> {
 fn dspex_program_expansion() {
     let expansion = dspex_program(quote! {
         /// Answers questions; doc comments carry over.
-        pub program QaPipeline: "question -> answer" {
+        pub program QaPipeline: "question, k: int -> answer, confidence: float, label: Literal['positive', 'very negative']" {
             variables {
                 temperature: float = 0.7 { min: 0.0, max: 2.0 },
                 max_tokens: integer = 256 { min: 1, max: 4096 },
@@ -52,9 +52,9 @@ fn dspex_program_expansion() {
                 query_embedding: embedding = [0.5, -1.0] { dimensions: 2 },
             }
             chain {
-                classify: native QueryClassifier("question -> category") { model as llm_model },
-                answer: python ChainOfThought("question, category -> answer") { temperature, max_tokens },
-                review: python @reasoning("question, answer -> verdict"),
+                classify: native QueryClassifier("question, k: int -> category: list[str]") { model as llm_model },
+                answer: python ChainOfThought("question, category: list[str] -> answer, confidence: float") { temperature, max_tokens },
+                review: python @reasoning("question, answer -> label: Literal[\"very negative\", \"positive\"]"),
             }
         }
     });

@@ -62,9 +62,16 @@ pub use context::{
     BackendInfo, Choice, Context, ContextBuilder, Embedding, ModuleName, Var, VarValue,
 };
 pub use dspex_core::{
-    Constraints, Number, Pattern, Rule, Signature, SpecError, ValidationError, Value, VarType,
-    VariableSpec,
+    Constraints, FieldError, FieldType, LiteralError, Number, Pattern, Rule, Signature,
+    SignatureField, SpecError, ValidationError, Value, VarType, VariableSpec,
 };
+/// A field value: the JSON value of a signature field (see [`Fields`]).
+pub use serde_json::Value as JsonValue;
+/// Builds a [`JsonValue`] from JSON-like syntax (serde_json's `json!`), for [`Fields`].
+pub use serde_json::json;
+
+/// The Rust type of a `dict` field: a JSON object.
+pub type JsonObject = serde_json::Map<String, JsonValue>;
 /// Declares a program: typed, constrained variables and a chain of native (Rust) and python
 /// (DSPy) steps that share them.
 ///
@@ -78,7 +85,7 @@ pub use dspex_core::{
 /// impl Module for Shout {
 ///     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
 ///         let times = params.get::<i64>("times")?;
-///         let loud = inputs.require("text")?.to_uppercase();
+///         let loud = inputs.get::<&str>("text")?.to_uppercase();
 ///         Ok(Fields::from([("loud", vec![loud; times as usize].join(" "))]))
 ///     }
 /// }
@@ -259,7 +266,7 @@ pub use dspex_macros::dspex_program;
 /// impl Module for Shout {
 ///     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
 ///         let times = params.get::<i64>("times")?;
-///         let loud = inputs.require("text")?.to_uppercase();
+///         let loud = inputs.get::<&str>("text")?.to_uppercase();
 ///         Ok(Fields::from([("loud", vec![loud; times as usize].join(" "))]))
 ///     }
 /// }
@@ -352,15 +359,14 @@ pub mod __private {
     pub use std::vec::Vec;
 
     pub use dspex_core::program::{Binding, ModuleRef, ProgramSpec, StepKind, StepSpec};
-    pub use dspex_core::{
-        Constraints, Number, Pattern, Signature, SignatureField, Value, VarType, VariableSpec,
-    };
+    pub use dspex_core::{Constraints, Number, Pattern, Signature, Value, VarType, VariableSpec};
 
     pub use crate::program::{ChainRun, DynModule, context_for, prepare_context};
     pub use crate::{
-        Choice, Context, Embedding, Error, Fields, ModuleName, Program, PythonModule, Result,
-        RunTrace, Var,
+        Choice, Context, Embedding, Error, Fields, JsonObject, JsonValue, LiteralError, ModuleName,
+        Program, PythonModule, Result, RunTrace, Var,
     };
+    pub use serde;
 
     /// Compiles a pattern that the macro already compiled at compile time with the same
     /// `dspex-core`, so it cannot fail here.
@@ -370,21 +376,12 @@ pub mod __private {
             .expect("dspex bug: a pattern accepted at compile time failed to compile at run time")
     }
 
-    /// Builds a signature that the macro already parsed: each field with its annotation (`""`
-    /// for none, which a parsed signature never has).
-    pub fn signature(inputs: &[(&str, &str)], outputs: &[(&str, &str)]) -> Signature {
-        let fields = |side: &[(&str, &str)]| {
-            side.iter()
-                .map(|(name, annotation)| SignatureField {
-                    name: (*name).to_owned(),
-                    annotation: (!annotation.is_empty()).then(|| (*annotation).to_owned()),
-                })
-                .collect()
-        };
-        Signature {
-            inputs: fields(inputs),
-            outputs: fields(outputs),
-        }
+    /// Reads a signature that the macro already read, written in canonical form, so it cannot
+    /// fail here.
+    #[allow(clippy::expect_used)]
+    pub fn signature(text: &str) -> Signature {
+        Signature::parse(text)
+            .expect("dspex bug: a signature accepted at compile time failed to parse at run time")
     }
 
     /// A native step's module, as the chain runs it. Generated code calls it spanned at the
@@ -394,12 +391,18 @@ pub mod __private {
         module
     }
 
-    /// Takes output field `name` of program `program` out of `fields`; a missing field is a
-    /// `MissingField` error.
-    pub fn take_output(fields: &mut Fields, name: &str, program: &str) -> Result<String> {
-        fields.remove(name).ok_or_else(|| Error::MissingField {
+    /// Takes output field `name` of program `program` out of `fields`, as the type of its
+    /// `XOutput` field; a missing field is a `MissingField` error.
+    pub fn take_output<T: serde::de::DeserializeOwned>(
+        fields: &mut Fields,
+        name: &str,
+        program: &str,
+    ) -> Result<T> {
+        let value = fields.remove(name).ok_or_else(|| Error::MissingField {
             field: name.to_owned(),
             context: format!("the output of program `{program}`"),
-        })
+        })?;
+        T::deserialize(&value)
+            .map_err(|source| crate::program::read_error::<T>(name, &value, source))
     }
 }

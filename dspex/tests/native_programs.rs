@@ -15,7 +15,7 @@ struct Classify;
 impl Module for Classify {
     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
         let model = params.get::<String>("llm_model")?;
-        let question = inputs.require("question")?;
+        let question = inputs.get::<&str>("question")?;
         let kind = if question.starts_with("why") {
             "explanation"
         } else {
@@ -34,8 +34,8 @@ impl Module for Answer {
         let temperature = params.get::<f64>("temperature")?;
         let answer = format!(
             "a {} answer to {:?} at temperature {temperature}",
-            inputs.require("category")?,
-            inputs.require("question")?
+            inputs.get::<&str>("category")?,
+            inputs.get::<&str>("question")?
         );
         Ok(Fields::from([("answer", answer)]))
     }

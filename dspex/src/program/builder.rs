@@ -136,7 +136,7 @@ impl Step {
 /// impl Module for Echo {
 ///     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
 ///         let times = params.get::<i64>("times")?;
-///         let text = inputs.require("text")?;
+///         let text = inputs.get::<&str>("text")?;
 ///         Ok(Fields::from([("echo", vec![text; times as usize].join(" "))]))
 ///     }
 /// }
@@ -149,7 +149,7 @@ impl Step {
 ///     .start()
 ///     .await?;
 /// let out = program.run(Fields::from([("text", "hi")])).await?;
-/// assert_eq!(out.get("echo"), Some("hi hi"));
+/// assert_eq!(out.get::<&str>("echo")?, "hi hi");
 ///
 /// // A bad declaration is an error naming the problem, as at compile time for the macros.
 /// let err = ProgramBuilder::new("Broken")

@@ -1,5 +1,6 @@
 //! Running a chain: the fields available so far, each step's inputs and bound parameters, and
-//! the checks that every step delivered what its signature promised.
+//! the checks that the program's input and every step's output are what their signatures
+//! declare: present, and of the declared type.
 
 use std::time::Instant;
 
@@ -23,15 +24,21 @@ pub struct ChainRun<'p> {
 }
 
 impl<'p> ChainRun<'p> {
-    /// Starts a run; fails if a program input is missing.
-    pub fn start(ctx: &'p Context, spec: &'p ProgramSpec, input: Fields) -> Result<Self> {
-        for name in spec.input_names() {
-            if !input.contains(&name) {
-                return Err(Error::MissingField {
-                    field: name,
-                    context: format!("the input of program `{}`", spec.name),
-                });
-            }
+    /// Starts a run; fails if a program input is missing or not of its declared type.
+    pub fn start(ctx: &'p Context, spec: &'p ProgramSpec, mut input: Fields) -> Result<Self> {
+        let context = || format!("the input of program `{}`", spec.name);
+        for field in spec.input_fields() {
+            let value = input
+                .remove(&field.name)
+                .ok_or_else(|| Error::MissingField {
+                    field: field.name.clone(),
+                    context: context(),
+                })?;
+            let value = field.conform(value).map_err(|error| Error::Field {
+                context: context(),
+                error,
+            })?;
+            input.insert(field.name.clone(), value);
         }
         Ok(Self {
             ctx,
@@ -54,12 +61,12 @@ impl<'p> ChainRun<'p> {
             .map(|name| {
                 let value = self
                     .available
-                    .get(name)
+                    .value(name)
                     .ok_or_else(|| Error::MissingField {
                         field: name.to_owned(),
                         context: format!("the input of step `{}`", step.name),
                     })?;
-                Ok((name.to_owned(), value.to_owned()))
+                Ok((name.to_owned(), value.clone()))
             })
             .collect()
     }
@@ -86,17 +93,24 @@ impl<'p> ChainRun<'p> {
             .collect()
     }
 
-    /// Keeps the step's declared outputs (fails if one is missing) and records the step.
-    fn absorb(&mut self, step: &StepSpec, record: StepTrace) -> Result<()> {
-        for name in step.signature.output_names() {
+    /// Keeps the step's declared outputs, in their canonical form (fails if one is missing or
+    /// not of its declared type), and records the step.
+    fn absorb(&mut self, step: &StepSpec, mut record: StepTrace) -> Result<()> {
+        let context = || format!("the output of step `{}`", step.name);
+        for field in &step.signature.outputs {
             let value = record
                 .outputs
-                .get(name)
+                .remove(&field.name)
                 .ok_or_else(|| Error::MissingField {
-                    field: name.to_owned(),
-                    context: format!("the output of step `{}`", step.name),
+                    field: field.name.clone(),
+                    context: context(),
                 })?;
-            self.available.insert(name, value);
+            let value = field.conform(value).map_err(|error| Error::Field {
+                context: context(),
+                error,
+            })?;
+            record.outputs.insert(field.name.clone(), value.clone());
+            self.available.insert(field.name.clone(), value);
         }
         debug!(step = %step.name, inputs = %record.inputs, outputs = %record.outputs, "step done");
         self.trace.steps.push(record);

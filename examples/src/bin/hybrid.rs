@@ -18,7 +18,7 @@ struct QueryClassifier;
 
 impl Module for QueryClassifier {
     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
-        let question = inputs.require("question")?.to_lowercase();
+        let question = inputs.get::<&str>("question")?.to_lowercase();
         let category = if question.starts_with("why") || question.starts_with("how") {
             "explanation"
         } else if question.contains("compare") || question.contains(" vs ") {
