@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use dspex_core::program::{
-    Binding, Location, ModuleRef, ProgramIssue, ProgramSpec, StepKind, StepSpec,
+    Binding, Location, ModuleRef, ProgramIssue, ProgramProblem, ProgramSpec, StepKind, StepSpec,
 };
 use dspex_core::{Signature, VariableSpec};
 
@@ -226,12 +226,16 @@ impl ProgramBuilder {
             steps,
         };
         // A step with a malformed signature is left out of `spec`: what it would have produced
-        // is unknown, so the flow of fields is not judged (as the macros do).
+        // is unknown, so the flow of fields is not judged, and the chain is not empty (as the
+        // macros do).
         let signatures_known = issues.is_empty();
+        let consequence = |p: &ProgramProblem| {
+            p.is_flow() || (*p == ProgramProblem::EmptyChain && !self.steps.is_empty())
+        };
         issues.extend(
             spec.check()
                 .iter()
-                .filter(|i| signatures_known || !i.problem.is_flow())
+                .filter(|i| signatures_known || !consequence(&i.problem))
                 .map(|i| located(&spec, i)),
         );
         if !issues.is_empty() {
