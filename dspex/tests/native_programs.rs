@@ -374,7 +374,10 @@ async fn typed_fields_flow_typed_into_the_generated_structs() -> Result<()> {
             bonus: 2,
         })
         .await?;
-    let meta: JsonObject = json!({ "first": "typed" }).as_object().cloned().unwrap_or_default();
+    let meta: JsonObject = json!({ "first": "typed" })
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(
         out,
         TypedMacroOutput {
@@ -389,7 +392,10 @@ async fn typed_fields_flow_typed_into_the_generated_structs() -> Result<()> {
         serde_json::to_value(&out).map_err(|e| Error::Internal(e.to_string()))?,
         json!({"words": ["typed", "fields", "flow"], "score": 5.0, "label": "long", "meta": {"first": "typed"}})
     );
-    assert_eq!(TypedMacroLabel::ALL, [TypedMacroLabel::Short, TypedMacroLabel::Long]);
+    assert_eq!(
+        TypedMacroLabel::ALL,
+        [TypedMacroLabel::Short, TypedMacroLabel::Long]
+    );
     assert_eq!(TypedMacroLabel::Short.to_string(), "short");
     assert_eq!("long".parse::<TypedMacroLabel>(), Ok(TypedMacroLabel::Long));
     assert_eq!(
@@ -428,7 +434,10 @@ async fn the_trace_holds_typed_values_in_canonical_form() -> Result<()> {
 async fn a_program_input_of_the_wrong_type_is_refused() -> Result<()> {
     let program = TypedMacro::start().await?;
     let err = program
-        .run_fields(Fields::from([("text", json!("a")), ("bonus", json!("two"))]))
+        .run_fields(Fields::from([
+            ("text", json!("a")),
+            ("bonus", json!("two")),
+        ]))
         .await
         .unwrap_err();
     assert_eq!(
@@ -508,7 +517,11 @@ fn the_builder_reports_type_errors_as_the_macros_do() {
             ProgramBuilder::new("Qa")
                 .signature("text -> score: float")
                 .step(Step::native("split", "text -> words: list[str]", Split))
-                .step(Step::native("score", "words, bonus: int -> score: float", Score))
+                .step(Step::native(
+                    "score",
+                    "words, bonus: int -> score: float",
+                    Score
+                ))
         )
         .as_deref(),
         Some(

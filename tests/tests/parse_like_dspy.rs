@@ -17,13 +17,40 @@ use serde_json::json;
 
 /// Texts for each type: what LMs answer, and the edge cases of DSPy's reader.
 const CASES: &[(&str, &[&str])] = &[
-    ("str", &["plain text", " padded ", "[1, 2]", "", "\"quoted\""]),
+    (
+        "str",
+        &["plain text", " padded ", "[1, 2]", "", "\"quoted\""],
+    ),
     (
         "int",
         &[
-            "3", " 3 ", "-7", "+7", "007", "1_000", "0x10", "3.0", "3.", "1e3", "3.5", "true",
-            "True", "\"3\"", "'3'", "\" 4 \"", "'3.0'", "'1e3'", "'3.5'", "42 apples", "five",
-            "[3]", "", "null", "9223372036854775807", "-9223372036854775808", "1e30",
+            "3",
+            " 3 ",
+            "-7",
+            "+7",
+            "007",
+            "1_000",
+            "0x10",
+            "3.0",
+            "3.",
+            "1e3",
+            "3.5",
+            "true",
+            "True",
+            "\"3\"",
+            "'3'",
+            "\" 4 \"",
+            "'3.0'",
+            "'1e3'",
+            "'3.5'",
+            "42 apples",
+            "five",
+            "[3]",
+            "",
+            "null",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "1e30",
         ],
     ),
     (
@@ -44,44 +71,101 @@ const CASES: &[(&str, &[&str])] = &[
     (
         "list[str]",
         &[
-            "[\"a\", \"b\"]", "['a', 'b']", "[a, b]", "[\"a\",]", "[]", "(\"a\", \"b\")",
-            "{\"a\"}", "[\"x\\n\"]", "['it\\'s']", "[1, 2]", "[\"a\", 1]", "a", "null", "{}",
+            "[\"a\", \"b\"]",
+            "['a', 'b']",
+            "[a, b]",
+            "[\"a\",]",
+            "[]",
+            "(\"a\", \"b\")",
+            "{\"a\"}",
+            "[\"x\\n\"]",
+            "['it\\'s']",
+            "[1, 2]",
+            "[\"a\", 1]",
+            "a",
+            "null",
+            "{}",
         ],
     ),
     (
         "list[int]",
         &[
-            "[1, 2]", "[\"1\", \"2\"]", "[1.0, 2]", "[true]", "[]", "[1.5]", "[1, null]", "[a]",
-            "7", "\"[1]\"",
+            "[1, 2]",
+            "[\"1\", \"2\"]",
+            "[1.0, 2]",
+            "[true]",
+            "[]",
+            "[1.5]",
+            "[1, null]",
+            "[a]",
+            "7",
+            "\"[1]\"",
         ],
     ),
     (
         "list[float]",
-        &["[1, 2.5]", "[\"1.5\"]", "[1e3]", "[true]", "[]", "[x]", "2.5"],
+        &[
+            "[1, 2.5]",
+            "[\"1.5\"]",
+            "[1e3]",
+            "[true]",
+            "[]",
+            "[x]",
+            "2.5",
+        ],
     ),
     (
         "dict",
         &[
-            "{\"a\": 1}", "{'a': 1}", "{a: 1}", "{}", "{\"a\": [1, {\"b\": null}]}",
-            "{'a': True, 'b': None}", "{'a': (1, 2)}", "[]", "a=1", "null", "\"{}\"",
+            "{\"a\": 1}",
+            "{'a': 1}",
+            "{a: 1}",
+            "{}",
+            "{\"a\": [1, {\"b\": null}]}",
+            "{'a': True, 'b': None}",
+            "{'a': (1, 2)}",
+            "[]",
+            "a=1",
+            "null",
+            "\"{}\"",
         ],
     ),
     (
         "Literal['positive', 'negative', 'it\\'s']",
         &[
-            "positive", " positive ", "'positive'", "\"positive\"", "Literal['positive']",
-            "Literal[positive]", "str[negative]", "'it\\'s'", "it's", "Positive", "neutral",
-            "positive.", "[\"positive\"]", "'positive", "",
+            "positive",
+            " positive ",
+            "'positive'",
+            "\"positive\"",
+            "Literal['positive']",
+            "Literal[positive]",
+            "str[negative]",
+            "'it\\'s'",
+            "it's",
+            "Positive",
+            "neutral",
+            "positive.",
+            "[\"positive\"]",
+            "'positive",
+            "",
         ],
     ),
 ];
 
 /// Texts DSPy accepts and dspex refuses on purpose, and why.
 const REFUSED_ON_PURPOSE: &[(&str, &str, &str)] = &[
-    ("float", "inf", "not finite: JSON and a typed field hold only finite floats"),
+    (
+        "float",
+        "inf",
+        "not finite: JSON and a typed field hold only finite floats",
+    ),
     ("float", "nan", "not finite"),
     ("int", "9223372036854775808", "beyond i64"),
-    ("list[int]", "1, 2", "a bare comma-separated text is not a list"),
+    (
+        "list[int]",
+        "1, 2",
+        "a bare comma-separated text is not a list",
+    ),
 ];
 
 /// What the installed DSPy makes of each `(annotation, text)`.
@@ -110,7 +194,10 @@ fn dspy_reads(cases: &[(&str, &str)]) -> Vec<JsonValue> {
     let Ok((out, err)) = rx.recv_timeout(PYTHON_TIMEOUT) else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("{} did not answer within {PYTHON_TIMEOUT:?}", script.display());
+        panic!(
+            "{} did not answer within {PYTHON_TIMEOUT:?}",
+            script.display()
+        );
     };
     let status = child.wait().unwrap();
     reader.join().unwrap();
