@@ -285,7 +285,7 @@ impl fmt::Display for TextProblem {
                 index,
                 item,
                 problem,
-            } => write!(f, "has an item {index} `{item}` that {problem}"),
+            } => write!(f, "has an item that {problem}: `{item}` (index {index})"),
             TextProblem::TooDeep => write!(f, "nests deeper than {MAX_TEXT_NESTING} levels"),
         }
     }
@@ -509,7 +509,7 @@ mod tests {
         let problem = read("list[int]", "[1, 'x']").unwrap_err();
         assert_eq!(
             problem.to_string(),
-            "has an item 1 `\"x\"` that is not a number"
+            "has an item that is not a number: `\"x\"` (index 1)"
         );
         let err = FieldError::value("tags", &FieldType::ListStr, &json!("a".repeat(200)));
         assert_eq!(

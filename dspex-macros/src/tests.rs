@@ -203,3 +203,45 @@ fn derive_errors_list_the_valid_keys() {
         ]
     );
 }
+
+#[test]
+fn type_errors_come_with_the_others_and_a_name_clash_leaves_out_the_io_types() {
+    let expansion = dspex_program(quote! {
+        program Qa: "question, k: int -> answer, kind: Literal['a-b', 'a b']" {
+            chain {
+                retrieve: python Predict("question, k -> passages: list[str]"),
+                answer: python Predict("question, passages: list[str] -> answer, kind: Literal['a-b', 'a b']"),
+            }
+        }
+    });
+    assert_eq!(
+        errors(expansion.clone()),
+        [
+            "values \"a-b\" and \"a b\" of field `kind` would both be the variant `AB` of the generated enum `QaKind`; use values that differ in their ASCII letters or digits",
+            "input `k` of step `retrieve` is `str`, but the program input declares it `int`; write `k: int`",
+        ]
+    );
+    // The enum cannot be generated, nor the structs that would hold it.
+    assert_eq!(items(expansion), ["struct Qa", "const _"]);
+}
+
+#[test]
+fn an_unknown_type_leaves_the_flow_of_types_unjudged() {
+    // `passages` would be a `str` input fed a `list[str]`, but `retrieve`'s signature cannot be
+    // read: its outputs are unknown, and the mismatch that follows is not reported.
+    let expansion = derive_program(quote! {
+        #[program(signature = "question -> answer")]
+        struct Qa {
+            #[step(python = "Predict", signature = "question -> passages: List[str], n: integer")]
+            retrieve: PythonModule,
+            #[step(python = "Predict", signature = "question, passages -> answer")]
+            answer: PythonModule,
+        }
+    });
+    assert_eq!(
+        errors(expansion),
+        [
+            "unknown type `List[str]` for field `passages` (did you mean `list[str]`?); expected one of `str`, `int`, `float`, `bool`, `list[str]`, `list[int]`, `list[float]`, `dict`, `Literal[\"a\", \"b\"]`"
+        ]
+    );
+}

@@ -1,6 +1,6 @@
 //! The one error type of dspex, with variants a caller can match on.
 
-use dspex_core::{FieldError, GlobError, SpecError, ValidationError};
+use dspex_core::{FieldError, GlobError, LiteralError, SpecError, ValidationError};
 
 /// The result type of dspex.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -113,7 +113,7 @@ pub enum Error {
         /// Whose field ("the output of step `rate`", "the input of program `Qa`").
         context: String,
         /// The field, its type and what it held.
-        error: FieldError,
+        error: Box<FieldError>,
     },
     /// A field read as a Rust type that its value does not deserialize as.
     #[error("field `{field}` holds `{found}`, which cannot be read as `{expected}`")]
@@ -128,6 +128,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A string parsed (`FromStr`) as a generated `Literal` enum that is none of its values.
+    #[error(transparent)]
+    Literal(#[from] LiteralError),
     /// A value that serde cannot write as JSON, so cannot be a field.
     #[error("field `{field}` cannot hold the value: it has no JSON form")]
     FieldWrite {

@@ -224,7 +224,7 @@ fn typed_outputs(
             let value = match signature.outputs.iter().find(|f| f.name == name) {
                 Some(field) => field.parse_text(&text).map_err(|error| Error::Field {
                     context: format!("the output of python step `{step}`"),
-                    error,
+                    error: Box::new(error),
                 })?,
                 None => serde_json::Value::String(text),
             };

@@ -36,7 +36,7 @@ impl<'p> ChainRun<'p> {
                 })?;
             let value = field.conform(value).map_err(|error| Error::Field {
                 context: context(),
-                error,
+                error: Box::new(error),
             })?;
             input.insert(field.name.clone(), value);
         }
@@ -107,7 +107,7 @@ impl<'p> ChainRun<'p> {
                 })?;
             let value = field.conform(value).map_err(|error| Error::Field {
                 context: context(),
-                error,
+                error: Box::new(error),
             })?;
             record.outputs.insert(field.name.clone(), value.clone());
             self.available.insert(field.name.clone(), value);
