@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde_json::{Map, Number, Value as JsonValue};
 
-use crate::field_type::{FieldType, excerpt, value_excerpt, write_quoted};
+use crate::field_type::{FieldType, excerpt, value_excerpt, write_quoted_list};
 use crate::literal_syntax::{self, Lit, LitError, MAX_TEXT_NESTING};
 
 impl FieldType {
@@ -273,13 +273,7 @@ impl fmt::Display for TextProblem {
             TextProblem::NotADict => f.write_str("is not a dict like `{\"key\": \"value\"}`"),
             TextProblem::NotAValue(values) => {
                 f.write_str("is not one of ")?;
-                for (i, v) in values.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write_quoted(f, v)?;
-                }
-                Ok(())
+                write_quoted_list(f, values)
             }
             TextProblem::Item {
                 index,

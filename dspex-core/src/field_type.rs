@@ -291,17 +291,23 @@ impl fmt::Display for FieldType {
             FieldType::Dict => "dict",
             FieldType::Literal(values) => {
                 f.write_str("Literal[")?;
-                for (i, v) in values.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write_quoted(f, v)?;
-                }
+                write_quoted_list(f, values)?;
                 return f.write_str("]");
             }
         };
         f.write_str(name)
     }
+}
+
+/// `"a", "b"`: each value as [`write_quoted`] writes it, separated by commas.
+pub(crate) fn write_quoted_list(f: &mut impl fmt::Write, values: &[String]) -> fmt::Result {
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write_quoted(f, v)?;
+    }
+    Ok(())
 }
 
 /// `s` in double quotes with JSON escapes. A `>` after `-` is escaped too, so that a value
@@ -355,13 +361,7 @@ impl LiteralError {
 impl fmt::Display for LiteralError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "`{}` is not one of ", self.value)?;
-        for (i, v) in self.expected.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write_quoted(f, v)?;
-        }
-        Ok(())
+        write_quoted_list(f, &self.expected)
     }
 }
 

@@ -6,6 +6,10 @@
 //! `dspex-macros` calls this crate at compile time and `dspex` at run time, so a declaration the
 //! compiler accepts is exactly one the runtime accepts, and the error messages are the same.
 //!
+//! A signature field's value is one [`serde_json::Value`], of the field's [`FieldType`]
+//! ([`FieldType::accepts`]); [`FieldType::parse_text`] reads an LM's text as the type, as DSPy
+//! does. The crate takes `serde_json` for that and nothing with a runtime.
+//!
 //! ```
 //! use dspex_core::{Constraints, VariableSpec, VarType, Value};
 //!

@@ -4,7 +4,9 @@
 
 use std::time::Instant;
 
+use dspex_core::SignatureField;
 use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
+use serde_json::Value as JsonValue;
 use tracing::{Instrument, debug, debug_span};
 
 use super::fields::{Fields, Params};
@@ -26,18 +28,9 @@ pub struct ChainRun<'p> {
 impl<'p> ChainRun<'p> {
     /// Starts a run; fails if a program input is missing or not of its declared type.
     pub fn start(ctx: &'p Context, spec: &'p ProgramSpec, mut input: Fields) -> Result<Self> {
-        let context = || format!("the input of program `{}`", spec.name);
+        let whose = format!("the input of program `{}`", spec.name);
         for field in spec.input_fields() {
-            let value = input
-                .remove(&field.name)
-                .ok_or_else(|| Error::MissingField {
-                    field: field.name.clone(),
-                    context: context(),
-                })?;
-            let value = field.conform(value).map_err(|error| Error::Field {
-                context: context(),
-                error: Box::new(error),
-            })?;
+            let value = take_declared(&mut input, field, &whose)?;
             input.insert(field.name.clone(), value);
         }
         Ok(Self {
@@ -96,19 +89,9 @@ impl<'p> ChainRun<'p> {
     /// Keeps the step's declared outputs, in their canonical form (fails if one is missing or
     /// not of its declared type), and records the step.
     fn absorb(&mut self, step: &StepSpec, mut record: StepTrace) -> Result<()> {
-        let context = || format!("the output of step `{}`", step.name);
+        let whose = format!("the output of step `{}`", step.name);
         for field in &step.signature.outputs {
-            let value = record
-                .outputs
-                .remove(&field.name)
-                .ok_or_else(|| Error::MissingField {
-                    field: field.name.clone(),
-                    context: context(),
-                })?;
-            let value = field.conform(value).map_err(|error| Error::Field {
-                context: context(),
-                error: Box::new(error),
-            })?;
+            let value = take_declared(&mut record.outputs, field, &whose)?;
             record.outputs.insert(field.name.clone(), value.clone());
             self.available.insert(field.name.clone(), value);
         }
@@ -194,4 +177,20 @@ impl<'p> ChainRun<'p> {
             .collect::<Result<Fields>>()?;
         Ok((outputs, self.trace))
     }
+}
+
+/// Takes `field` out of `fields`, in its canonical form: a `MissingField` error if it is absent,
+/// a `Field` error if it is not of its declared type. `whose` says whose fields they are ("the
+/// output of step `rate`").
+fn take_declared(fields: &mut Fields, field: &SignatureField, whose: &str) -> Result<JsonValue> {
+    let value = fields
+        .remove(&field.name)
+        .ok_or_else(|| Error::MissingField {
+            field: field.name.clone(),
+            context: whose.to_owned(),
+        })?;
+    field.conform(value).map_err(|error| Error::Field {
+        context: whose.to_owned(),
+        error: Box::new(error),
+    })
 }

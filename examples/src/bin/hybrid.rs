@@ -63,17 +63,13 @@ async fn run(qa: &QaPipeline, question: &str) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let model = std::env::args().skip_while(|a| a != "--model").nth(1);
-    let lm = match &model {
-        Some(model) => LmConfig::model(model.clone()),
-        None => LmConfig::scripted().rule(
-            "capital of France",
-            [
-                ("reasoning", "France's capital city hosts its government."),
-                ("answer", "Paris"),
-            ],
-        ),
-    };
+    let lm = dspex_examples::lm_from_args(LmConfig::scripted().rule(
+        "capital of France",
+        [
+            ("reasoning", "France's capital city hosts its government."),
+            ("answer", "Paris"),
+        ],
+    ));
 
     // The program has a python step, so `start` would pick a bridged context by itself;
     // building the context here only chooses the LM.

@@ -69,20 +69,16 @@ async fn check(program: &FactCheck, claim: &str, evidence: &str) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let model = std::env::args().skip_while(|a| a != "--model").nth(1);
-    let lm = match &model {
-        Some(model) => LmConfig::model(model.clone()),
-        // The scripted LM answers this claim with these texts; DSPy reads them as the declared
-        // types, and dspex converts them into the Rust types.
-        None => LmConfig::scripted().rule(
-            "Eiffel",
-            [
-                ("reasoning", "Both facts place the tower in Paris."),
-                ("confidence", "0.92"),
-                ("verdict", "supported"),
-            ],
-        ),
-    };
+    // The scripted LM answers this claim with these texts; DSPy reads them as the declared
+    // types, and dspex converts them into the Rust types.
+    let lm = dspex_examples::lm_from_args(LmConfig::scripted().rule(
+        "Eiffel",
+        [
+            ("reasoning", "Both facts place the tower in Paris."),
+            ("confidence", "0.92"),
+            ("verdict", "supported"),
+        ],
+    ));
     let ctx = Context::builder().bridged().lm(lm).build().await?;
     let program = FactCheck::attach(&ctx).await?;
     println!(
