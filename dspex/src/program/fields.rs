@@ -41,7 +41,7 @@ use crate::error::{Error, Result};
 /// assert!(f.get::<String>("answer").is_err()); // missing
 /// # Ok::<(), dspex::Error>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fields(BTreeMap<String, JsonValue>);
 
 impl Fields {
