@@ -6,7 +6,8 @@ use std::fmt;
 
 use crate::constraints::Field;
 use crate::dspy::{self, ConfigKind, DspyModule, Param, TOOLS_KEY};
-use crate::signature::{Signature, is_identifier};
+use crate::field_type::FieldType;
+use crate::signature::{Signature, SignatureField, is_identifier};
 use crate::spec::{SpecProblem, VariableSpec};
 use crate::suggest::did_you_mean;
 use crate::value::VarType;
@@ -146,18 +147,20 @@ impl ProgramSpec {
         self.variables.iter().find(|v| v.name == name)
     }
 
-    /// The program's input field names: the signature's inputs, or else every step input that
-    /// no earlier step produces.
-    pub fn input_names(&self) -> Vec<String> {
+    /// The program's input fields: the signature's inputs, or else every step input that no
+    /// earlier step produces, typed as the first step that reads it declares.
+    pub fn input_fields(&self) -> Vec<&SignatureField> {
         if let Some(sig) = &self.signature {
-            return sig.input_names().map(str::to_owned).collect();
+            return sig.inputs.iter().collect();
         }
         let mut produced: Vec<&str> = Vec::new();
-        let mut inputs: Vec<String> = Vec::new();
+        let mut inputs: Vec<&SignatureField> = Vec::new();
         for step in &self.steps {
-            for input in step.signature.input_names() {
-                if !produced.contains(&input) && !inputs.iter().any(|i| i == input) {
-                    inputs.push(input.to_owned());
+            for input in &step.signature.inputs {
+                if !produced.contains(&input.name.as_str())
+                    && !inputs.iter().any(|i| i.name == input.name)
+                {
+                    inputs.push(input);
                 }
             }
             produced.extend(step.signature.output_names());
@@ -165,19 +168,32 @@ impl ProgramSpec {
         inputs
     }
 
-    /// The program's output field names: the signature's outputs, or else the last step's.
-    pub fn output_names(&self) -> Vec<String> {
+    /// The program's output fields: the signature's outputs, or else the last step's.
+    pub fn output_fields(&self) -> Vec<&SignatureField> {
         match (&self.signature, self.steps.last()) {
-            (Some(sig), _) => sig.output_names().map(str::to_owned).collect(),
-            (None, Some(last)) => last.signature.output_names().map(str::to_owned).collect(),
+            (Some(sig), _) => sig.outputs.iter().collect(),
+            (None, Some(last)) => last.signature.outputs.iter().collect(),
             (None, None) => Vec::new(),
         }
+    }
+
+    /// The program's input field names (see [`ProgramSpec::input_fields`]).
+    pub fn input_names(&self) -> Vec<String> {
+        self.input_fields().iter().map(|f| f.name.clone()).collect()
+    }
+
+    /// The program's output field names (see [`ProgramSpec::output_fields`]).
+    pub fn output_names(&self) -> Vec<String> {
+        self.output_fields()
+            .iter()
+            .map(|f| f.name.clone())
+            .collect()
     }
 
     /// Runs every check of a declaration that needs no compiler: each variable declaration,
     /// duplicate names, bindings (declared variables, parameters the module takes, of the
     /// right type), module names, `@var`, `with` configuration (keys the module takes, values
-    /// of their kind, tools), the flow of fields along the chain, and an empty chain. Returns
+    /// of their kind, tools), the flow and types of fields along the chain, and an empty chain. Returns
     /// every issue, in source order.
     pub fn check(&self) -> Vec<ProgramIssue> {
         let mut issues = Vec::new();
@@ -422,44 +438,116 @@ impl ProgramSpec {
         }
     }
 
-    /// Fields must flow: each step input is a program input or an earlier step's output; each
-    /// program output is some step's output. Without a program signature inputs are free.
+    /// Fields must flow, with their types: each step input is a program input or an earlier
+    /// step's output, of the type its producer (the latest, if several) declares; each program
+    /// output is some step's output, of the type the last step producing it declares. Without a
+    /// program signature inputs are free, typed by the first step that reads them.
     fn check_flow(&self, issues: &mut Vec<ProgramIssue>) {
-        let Some(sig) = &self.signature else { return };
-        let mut available: Vec<&str> = sig.input_names().collect();
+        let mut available: Vec<(&SignatureField, Producer)> = match &self.signature {
+            Some(sig) => sig
+                .inputs
+                .iter()
+                .map(|f| (f, Producer::ProgramInput))
+                .collect(),
+            None => Vec::new(),
+        };
         for (index, step) in self.steps.iter().enumerate() {
-            for (field, input) in step.signature.input_names().enumerate() {
-                if !available.contains(&input) {
-                    issues.push(ProgramIssue::new(
-                        Location::Step {
-                            index,
-                            part: StepPart::Input(field),
-                        },
-                        ProgramProblem::UnproducedInput {
-                            step: step.name.clone(),
-                            field: input.to_owned(),
-                            available: available.iter().map(|s| (*s).to_owned()).collect(),
-                        },
-                    ));
+            for (field, input) in step.signature.inputs.iter().enumerate() {
+                let at = Location::Step {
+                    index,
+                    part: StepPart::Input(field),
+                };
+                match available.iter().rev().find(|(f, _)| f.name == input.name) {
+                    Some((produced, producer)) if produced.ty != input.ty => {
+                        issues.push(ProgramIssue::new(
+                            at,
+                            ProgramProblem::InputType {
+                                step: step.name.clone(),
+                                field: input.name.clone(),
+                                declared: input.ty.clone(),
+                                produced: produced.ty.clone(),
+                                producer: producer.clone(),
+                            },
+                        ));
+                    }
+                    Some(_) => {}
+                    None if self.signature.is_some() => {
+                        let mut names: Vec<String> = Vec::new();
+                        for (f, _) in &available {
+                            if !names.contains(&f.name) {
+                                names.push(f.name.clone());
+                            }
+                        }
+                        issues.push(ProgramIssue::new(
+                            at,
+                            ProgramProblem::UnproducedInput {
+                                step: step.name.clone(),
+                                field: input.name.clone(),
+                                available: names,
+                            },
+                        ));
+                    }
+                    None => available.push((input, Producer::FirstReader(step.name.clone()))),
                 }
             }
-            available.extend(step.signature.output_names());
+            available.extend(
+                step.signature
+                    .outputs
+                    .iter()
+                    .map(|f| (f, Producer::Step(step.name.clone()))),
+            );
         }
+        let Some(sig) = &self.signature else { return };
         if self.steps.is_empty() {
             return;
         }
-        let produced: Vec<&str> = self
-            .steps
-            .iter()
-            .flat_map(|s| s.signature.output_names())
-            .collect();
-        for (index, output) in sig.output_names().enumerate() {
-            if !produced.contains(&output) {
-                issues.push(ProgramIssue::new(
-                    Location::ProgramOutput(index),
-                    ProgramProblem::UnproducedOutput(output.to_owned()),
-                ));
+        for (index, output) in sig.outputs.iter().enumerate() {
+            let producer = self.steps.iter().rev().find_map(|step| {
+                let field = step
+                    .signature
+                    .outputs
+                    .iter()
+                    .find(|f| f.name == output.name)?;
+                Some((step, field))
+            });
+            let problem = match producer {
+                None => ProgramProblem::UnproducedOutput(output.name.clone()),
+                Some((step, produced)) if produced.ty != output.ty => ProgramProblem::OutputType {
+                    field: output.name.clone(),
+                    declared: output.ty.clone(),
+                    step: step.name.clone(),
+                    produced: produced.ty.clone(),
+                },
+                Some(_) => continue,
+            };
+            issues.push(ProgramIssue::new(Location::ProgramOutput(index), problem));
+        }
+    }
+}
+
+/// Where a field that a step reads comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Producer {
+    /// The program input, as the program signature declares it.
+    ProgramInput,
+    /// The program input of a program without signature, as the first step that reads it
+    /// (named) declares it.
+    FirstReader(String),
+    /// The output of an earlier step (named).
+    Step(String),
+}
+
+impl Producer {
+    /// "step `rate` produces it as `float`", "the program input declares it `int`".
+    fn gives(&self, ty: &FieldType) -> String {
+        match self {
+            Producer::ProgramInput => format!("the program input declares it `{ty}`"),
+            Producer::FirstReader(step) => {
+                format!(
+                    "step `{step}`, the first to read it from the program input, declares it `{ty}`"
+                )
             }
+            Producer::Step(step) => format!("step `{step}` produces it as `{ty}`"),
         }
     }
 }
@@ -834,6 +922,38 @@ pub enum ProgramProblem {
     /// A program output that no step produces.
     #[error("program output `{0}` is not produced by any step")]
     UnproducedOutput(String),
+    /// A step input declared with another type than its producer declares (an unannotated
+    /// field is `str`).
+    #[error(
+        "input `{field}` of step `{step}` is `{declared}`, but {}; write `{field}: {produced}`",
+        producer.gives(produced)
+    )]
+    InputType {
+        /// The step.
+        step: String,
+        /// The input field.
+        field: String,
+        /// The type the step declares.
+        declared: FieldType,
+        /// The type its producer declares.
+        produced: FieldType,
+        /// Where the field comes from.
+        producer: Producer,
+    },
+    /// A program output declared with another type than the step producing it declares.
+    #[error(
+        "program output `{field}` is `{declared}`, but step `{step}` produces it as `{produced}`; write `{field}: {produced}`"
+    )]
+    OutputType {
+        /// The output field.
+        field: String,
+        /// The type the program signature declares.
+        declared: FieldType,
+        /// The last step that produces it.
+        step: String,
+        /// The type that step declares.
+        produced: FieldType,
+    },
     /// No steps.
     #[error("a program needs at least one step in its `chain`")]
     EmptyChain,
@@ -841,13 +961,17 @@ pub enum ProgramProblem {
 
 impl ProgramProblem {
     /// Whether the problem is about the flow of fields along the chain (a step input or a
-    /// program output that nothing produces). Such problems are only meaningful when every
+    /// program output that nothing produces, or of another type than its producer's). Such
+    /// problems are only meaningful when every
     /// signature could be read: a tool that leaves out a step with a malformed signature, or
     /// gives it a placeholder, drops them rather than report consequences of that one mistake.
     pub fn is_flow(&self) -> bool {
         matches!(
             self,
-            ProgramProblem::UnproducedInput { .. } | ProgramProblem::UnproducedOutput(_)
+            ProgramProblem::UnproducedInput { .. }
+                | ProgramProblem::UnproducedOutput(_)
+                | ProgramProblem::InputType { .. }
+                | ProgramProblem::OutputType { .. }
         )
     }
 }
@@ -1051,6 +1175,64 @@ mod tests {
         assert!(p.check().is_empty());
         assert_eq!(p.input_names(), ["question", "category"]);
         assert_eq!(p.output_names(), ["category"]);
+    }
+
+    #[test]
+    fn field_types_must_agree_along_the_chain() {
+        let mut p = qa();
+        p.signature = Some(sig("question, k: int -> answer: float"));
+        p.steps[0].signature = sig("question, k -> category: list[str]");
+        p.steps[1].signature = sig("question, category -> answer: float");
+        assert_eq!(
+            messages(&p),
+            [
+                "input `k` of step `classify` is `str`, but the program input declares it `int`; write `k: int`",
+                "input `category` of step `answer` is `str`, but step `classify` produces it as `list[str]`; write `category: list[str]`",
+            ]
+        );
+        assert_eq!(
+            p.check()[1].at,
+            Location::Step {
+                index: 1,
+                part: StepPart::Input(1)
+            }
+        );
+        assert!(p.check().iter().all(|i| i.problem.is_flow()));
+        p.steps[0].signature = sig("question, k: int -> category: list[str]");
+        p.steps[1].signature = sig("question, category: list[str] -> answer: int");
+        assert_eq!(
+            messages(&p),
+            [
+                "program output `answer` is `float`, but step `answer` produces it as `int`; write `answer: int`"
+            ]
+        );
+        // A later producer of a field shadows an earlier one.
+        p.steps[1].signature = sig("question, category: list[str] -> answer: float, k: float");
+        p.steps.push(StepSpec {
+            name: "check".into(),
+            kind: StepKind::Native {
+                type_name: "Check".into(),
+            },
+            signature: sig("k: float -> verdict"),
+            bindings: vec![],
+            config: vec![],
+        });
+        assert!(p.check().is_empty(), "{:?}", messages(&p));
+    }
+
+    #[test]
+    fn without_a_program_signature_the_first_reader_types_an_input() {
+        let mut p = qa();
+        p.signature = None;
+        p.steps[0].signature = sig("question: int -> category");
+        assert_eq!(
+            messages(&p),
+            [
+                "input `question` of step `answer` is `str`, but step `classify`, the first to read it from the program input, declares it `int`; write `question: int`"
+            ]
+        );
+        assert_eq!(p.input_fields()[0].ty, FieldType::Int);
+        assert_eq!(p.output_fields()[0].name, "answer");
     }
 
     #[test]

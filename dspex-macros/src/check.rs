@@ -2,7 +2,7 @@
 //! (`ProgramSpec::check`, the same code the runtime builder runs), with each issue's
 //! `Location` mapped back to the offending tokens; the macro adds only the rules about the code
 //! it generates (a variable named like a generated method, a signature field that cannot be a
-//! Rust field).
+//! Rust field, `Literal` values or fields whose generated names clash).
 
 use dspex_core::program::ProgramSpec;
 use dspex_core::program::{Location, ProgramIssue, ProgramProblem, StepPart};
@@ -11,7 +11,9 @@ use proc_macro2::TokenStream;
 use quote::ToTokens;
 
 use crate::ctxt::{Ctxt, Place};
-use crate::model::{Form, GENERATED_METHODS, Program, Step, StepKindIr, Variable, rust_field};
+use crate::model::{
+    Form, GENERATED_METHODS, Program, Step, StepKindIr, Variable, literal_clashes, rust_field,
+};
 
 /// Checks `program`, reporting every issue to `cx`. Returns the spec to generate from, with
 /// initial values in canonical form, when the whole invocation (parsing included) is clean.
@@ -189,7 +191,8 @@ fn step_tokens(step: &Step, part: StepPart, problem: &ProgramProblem) -> TokenSt
 }
 
 /// Names that the generated code cannot carry: a variable whose accessor would collide with a
-/// generated method, a signature field that cannot be a field of `XInput`/`XOutput`.
+/// generated method, a signature field that cannot be a field of `XInput`/`XOutput`, and
+/// clashing names of the enums generated for `Literal` fields.
 fn generated_names(program: &Program, cx: &Ctxt) {
     for var in &program.variables {
         let name = var.name();
@@ -207,6 +210,11 @@ fn generated_names(program: &Program, cx: &Ctxt) {
     let Some(sig) = &program.signature else {
         return;
     };
+    if let Some(parsed) = &sig.parsed {
+        for clash in literal_clashes(&program.ident, parsed) {
+            cx.error(Place::Header, &sig.lit, clash.0);
+        }
+    }
     let fields = sig
         .parsed
         .iter()

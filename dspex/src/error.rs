@@ -1,6 +1,6 @@
 //! The one error type of dspex, with variants a caller can match on.
 
-use dspex_core::{GlobError, SpecError, ValidationError};
+use dspex_core::{FieldError, GlobError, LiteralError, SpecError, ValidationError};
 
 /// The result type of dspex.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -104,6 +104,41 @@ pub enum Error {
         field: String,
         /// Where it was expected ("the output of step `classify`").
         context: String,
+    },
+    /// A field value that is not of the type its signature declares: a program input, a
+    /// native step's output, or the text a python step returned that does not read as the
+    /// type. The error names the field, the type and (an excerpt of) the value.
+    #[error("{context}: {error}")]
+    Field {
+        /// Whose field ("the output of step `rate`", "the input of program `Qa`").
+        context: String,
+        /// The field, its type and what it held.
+        error: Box<FieldError>,
+    },
+    /// A field read as a Rust type that its value does not deserialize as.
+    #[error("field `{field}` holds `{found}`, which cannot be read as `{expected}`")]
+    FieldRead {
+        /// The field.
+        field: String,
+        /// Its value, as JSON (an excerpt).
+        found: String,
+        /// The Rust type asked for.
+        expected: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A string parsed (`FromStr`) as a generated `Literal` enum that is none of its values.
+    #[error(transparent)]
+    Literal(#[from] LiteralError),
+    /// A value that serde cannot write as JSON, so cannot be a field.
+    #[error("field `{field}` cannot hold the value: it has no JSON form")]
+    FieldWrite {
+        /// The field.
+        field: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
     },
     /// A native step failed.
     #[error("step `{step}` failed: {source}")]

@@ -35,9 +35,14 @@
 //!
 //! - `dspex::Module` is the trait of native steps, so the value type of a `module` variable is
 //!   [`ModuleName`] (DESIGN.md writes `Var<Module>`).
-//! - Fields that flow along a chain ([`Fields`]) are text, as DSPy fields are on the wire; a
-//!   python step's outputs beyond its signature (DSPy's `reasoning`) are kept in the run's
-//!   trace, and only the signature's outputs flow on.
+//! - Fields that flow along a chain ([`Fields`]) are typed: one JSON value ([`JsonValue`]) per
+//!   field, of the type its signature declares ([`FieldType`]), checked when the program starts
+//!   and after every step (integers are accepted, and widened, where floats are declared;
+//!   nothing else crosses types). A python step's answers are read as their declared types the
+//!   way DSPy reads an LM's text ([`FieldType::parse_text`]); its outputs beyond its signature
+//!   (DSPy's `reasoning`) stay text, in the run's trace only.
+//! - A `Literal` field of a program signature becomes a generated enum in `XInput`/`XOutput`
+//!   (rather than a checked string), so that a `match` on it is exhaustive.
 //! - Integers are accepted by `float` variables (widened); nothing else crosses types.
 //! - Variable names are ASCII identifiers that may also contain `.` and `-`
 //!   ([`dspex_core::check_name`]).
@@ -62,9 +67,16 @@ pub use context::{
     BackendInfo, Choice, Context, ContextBuilder, Embedding, ModuleName, Var, VarValue,
 };
 pub use dspex_core::{
-    Constraints, Number, Pattern, Rule, Signature, SpecError, ValidationError, Value, VarType,
-    VariableSpec,
+    Constraints, FieldError, FieldType, LiteralError, Number, Pattern, Rule, Signature,
+    SignatureField, SpecError, ValidationError, Value, VarType, VariableSpec,
 };
+/// A field value: the JSON value of a signature field (see [`Fields`]).
+pub use serde_json::Value as JsonValue;
+/// Builds a [`JsonValue`] from JSON-like syntax (serde_json's `json!`), for [`Fields`].
+pub use serde_json::json;
+
+/// The Rust type of a `dict` field: a JSON object.
+pub type JsonObject = serde_json::Map<String, JsonValue>;
 /// Declares a program: typed, constrained variables and a chain of native (Rust) and python
 /// (DSPy) steps that share them.
 ///
@@ -78,7 +90,7 @@ pub use dspex_core::{
 /// impl Module for Shout {
 ///     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
 ///         let times = params.get::<i64>("times")?;
-///         let loud = inputs.require("text")?.to_uppercase();
+///         let loud = inputs.get::<&str>("text")?.to_uppercase();
 ///         Ok(Fields::from([("loud", vec![loud; times as usize].join(" "))]))
 ///     }
 /// }
@@ -142,6 +154,21 @@ pub use dspex_core::{
 ///   program builds it with `Default`). A python step's `DspyModule` is a DSPy module name
 ///   (`Predict`, `ChainOfThought`, `ReAct`, `ProgramOfThought`), a dotted path string
 ///   (`"my_pkg.modules.Answerer"`), or `@var`, the class held by a `module` variable.
+/// - **Signatures** are DSPy string signatures, `"inputs -> outputs"`, whose fields may carry
+///   DSPy types (a field without one is `str`):
+///
+///   | field type | Rust type in `XInput`/`XOutput` | value in [`Fields`] |
+///   |---|---|---|
+///   | `str` (default) | `String` | JSON string |
+///   | `int` | `i64` | JSON integer |
+///   | `float` | `f64` | JSON number (an integer is widened) |
+///   | `bool` | `bool` | JSON boolean |
+///   | `list[str]`, `list[int]`, `list[float]` | `Vec<String>`, `Vec<i64>`, `Vec<f64>` | JSON array |
+///   | `dict` | [`JsonObject`] | JSON object |
+///   | `Literal["a", "b"]` (single or double quotes) | a generated enum, `QaLabel` for field `label` of `Qa` | one of the strings |
+///
+///   A step input must have the type its producer (the program input or an earlier step)
+///   declares, and a program output the type of the step that produces it.
 /// - **Bindings** set module parameters from variables, read when the step runs: `temperature`
 ///   binds the variable to the parameter of the same name, `model as llm_model` to another.
 ///   A native step takes any parameter. A python step takes the parameters of its DSPy
@@ -182,17 +209,65 @@ pub use dspex_core::{
 ///   [`Choice`], [`ModuleName`] and [`Embedding`].
 /// - `qa.context()` and `Qa::spec()`, the declaration as checked at compile time, each step's
 ///   `with` configuration included.
-/// - With a signature: `QaInput { question }` and `QaOutput { answer }` (`String` fields, named
-///   after the signature; a Rust keyword becomes a raw field, `r#type`) and
-///   `qa.run(QaInput).await -> Result<QaOutput>`. Always: `qa.run_fields(Fields)`, whose
-///   inputs and outputs are, without a signature, the step inputs that no earlier step
-///   produces and the last step's outputs.
+/// - With a signature: `QaInput { question }` and `QaOutput { answer }`, public fields named
+///   after the signature (a Rust keyword becomes a raw field, `r#type`) and typed by the table
+///   above, and `qa.run(QaInput).await -> Result<QaOutput>`. Both derive `Debug`, `Clone`,
+///   `PartialEq` and serde's `Serialize`/`Deserialize` (through dspex: no serde dependency
+///   needed), plus `Eq` when no field is a float and `Default` when no field is a `Literal`.
+///   Always: `qa.run_fields(Fields)`, whose inputs and outputs are, without a signature, the
+///   step inputs that no earlier step produces (typed as the first step that reads them
+///   declares) and the last step's outputs.
+/// - For each `Literal` field of the signature, an enum named after the program and the field
+///   (`QaLabel`), with a variant per value named by its ASCII letters and digits in camel case
+///   (`"very negative"` is `VeryNegative`; `V` comes first when it starts with a digit). It
+///   derives `Debug`, `Clone`, `Copy`, `PartialEq`, `Eq`, `Hash`, `Serialize`, `Deserialize`
+///   (as the values), implements `Display` and `FromStr` (as the values; the error is a
+///   [`LiteralError`]), and has `QaLabel::ALL` and `as_str()`.
 /// - `impl Program for Qa`, with `const REQUIRES_BRIDGE: bool`, true iff a step is python.
 ///
 /// A python step makes the program need the bridge: `Qa::start()` creates a bridged context,
 /// whose Python worker creates the step's DSPy module with its signature and configuration;
 /// when the worker cannot create it (a tool that cannot be imported, a class that does not
 /// exist), `start` and `attach` fail with the worker's message naming the step.
+///
+/// Typed fields, from a native step to the generated output:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+/// use dspex::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Rate;
+///
+/// impl Module for Rate {
+///     async fn forward(&self, inputs: &Fields, _params: &Params) -> Result<Fields> {
+///         let words: Vec<String> = inputs.get("words")?;
+///         let mut out = Fields::new();
+///         out.insert("score", words.len() as f64 / 10.0);
+///         out.insert("length", if words.len() > 3 { "long" } else { "short" });
+///         Ok(out)
+///     }
+/// }
+///
+/// dspex_program! {
+///     pub program Rater: "words: list[str] -> score: float, length: Literal['short', 'long']" {
+///         chain {
+///             rate: native Rate("words: list[str] -> score: float, length: Literal['short', 'long']"),
+///         }
+///     }
+/// }
+///
+/// let rater = Rater::start().await?;
+/// let out = rater.run(RaterInput { words: vec!["a".into(), "b".into()] }).await?;
+/// assert_eq!((out.score, out.length), (0.2, RaterLength::Short));
+/// assert_eq!(out.length.to_string(), "short");
+/// assert_eq!("long".parse::<RaterLength>()?, RaterLength::Long);
+/// # Ok(()) }
+/// ```
+///
+/// A python step compiles and makes the program need the bridge. Until this build of dspex
+/// provides the Python bridge, starting such a program returns [`Error::Bridge`] naming the
+/// step.
 ///
 /// # Compile-time errors
 ///
@@ -210,9 +285,14 @@ pub use dspex_core::{
 /// twice, a value that is not a literal, `tools` on a module that takes none, a tool that is
 /// not a dotted path or is listed twice, a Rust path among the tools, `with` on a native
 /// step; an unknown DSPy module (listing the known ones); `@var` on a variable that is not
-/// `module`-typed; a malformed signature; a step input nothing produces; a program output no step produces; an
+/// `module`-typed; a malformed signature; an unknown field type (with a "did you mean":
+/// `string` is `str`, `List[str]` is `list[str]`) or a malformed `Literal`; a step input
+/// nothing produces; a step input of another type than its producer's, naming both types and
+/// the producer; a program output no step produces, or of another type than the step's; an
 /// empty chain; a variable named like a generated method (`start`, `attach`, `context`,
-/// `spec`, `run`, `run_fields`).
+/// `spec`, `run`, `run_fields`); a signature field that cannot be a Rust field; `Literal`
+/// values that make the same enum variant, or a `Literal` field whose enum would be named like
+/// `XInput`/`XOutput`.
 ///
 /// ```compile_fail
 /// use dspex::prelude::*;
@@ -316,7 +396,7 @@ pub use dspex_macros::dspex_program;
 /// impl Module for Shout {
 ///     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
 ///         let times = params.get::<i64>("times")?;
-///         let loud = inputs.require("text")?.to_uppercase();
+///         let loud = inputs.get::<&str>("text")?.to_uppercase();
 ///         Ok(Fields::from([("loud", vec![loud; times as usize].join(" "))]))
 ///     }
 /// }
@@ -346,7 +426,9 @@ pub use dspex_macros::dspex_program;
 ///
 /// # Attributes
 ///
-/// - On the struct, optionally: `#[program(signature = "inputs -> outputs")]`.
+/// - On the struct, optionally: `#[program(signature = "inputs -> outputs")]`. Signatures take
+///   the field types of [`dspex_program!`], with the same `XInput`/`XOutput` types and
+///   `Literal` enums.
 /// - On a variable field, typed `Var<T>`:
 ///   `#[variable(initial = .., min = .., max = .., min_length = .., max_length = ..,
 ///   pattern = "..", choices = [..], dimensions = .., description = "..")]`; `initial` is
@@ -413,15 +495,14 @@ pub mod __private {
     pub use dspex_core::program::{
         Binding, ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, StepSpec, ToolRef,
     };
-    pub use dspex_core::{
-        Constraints, Number, Pattern, Signature, SignatureField, Value, VarType, VariableSpec,
-    };
+    pub use dspex_core::{Constraints, Number, Pattern, Signature, Value, VarType, VariableSpec};
 
     pub use crate::program::{ChainRun, DynModule, context_for, prepare_context};
     pub use crate::{
-        Choice, Context, Embedding, Error, Fields, ModuleName, Program, PythonModule, Result,
-        RunTrace, Var,
+        Choice, Context, Embedding, Error, Fields, JsonObject, JsonValue, LiteralError, ModuleName,
+        Program, PythonModule, Result, RunTrace, Var,
     };
+    pub use serde;
 
     /// Compiles a pattern that the macro already compiled at compile time with the same
     /// `dspex-core`, so it cannot fail here.
@@ -431,21 +512,12 @@ pub mod __private {
             .expect("dspex bug: a pattern accepted at compile time failed to compile at run time")
     }
 
-    /// Builds a signature that the macro already parsed: each field with its annotation (`""`
-    /// for none, which a parsed signature never has).
-    pub fn signature(inputs: &[(&str, &str)], outputs: &[(&str, &str)]) -> Signature {
-        let fields = |side: &[(&str, &str)]| {
-            side.iter()
-                .map(|(name, annotation)| SignatureField {
-                    name: (*name).to_owned(),
-                    annotation: (!annotation.is_empty()).then(|| (*annotation).to_owned()),
-                })
-                .collect()
-        };
-        Signature {
-            inputs: fields(inputs),
-            outputs: fields(outputs),
-        }
+    /// Reads a signature that the macro already read, written in canonical form, so it cannot
+    /// fail here.
+    #[allow(clippy::expect_used)]
+    pub fn signature(text: &str) -> Signature {
+        Signature::parse(text)
+            .expect("dspex bug: a signature accepted at compile time failed to parse at run time")
     }
 
     /// A native step's module, as the chain runs it. Generated code calls it spanned at the
@@ -455,12 +527,18 @@ pub mod __private {
         module
     }
 
-    /// Takes output field `name` of program `program` out of `fields`; a missing field is a
-    /// `MissingField` error.
-    pub fn take_output(fields: &mut Fields, name: &str, program: &str) -> Result<String> {
-        fields.remove(name).ok_or_else(|| Error::MissingField {
+    /// Takes output field `name` of program `program` out of `fields`, as the type of its
+    /// `XOutput` field; a missing field is a `MissingField` error.
+    pub fn take_output<T: serde::de::DeserializeOwned>(
+        fields: &mut Fields,
+        name: &str,
+        program: &str,
+    ) -> Result<T> {
+        let value = fields.remove(name).ok_or_else(|| Error::MissingField {
             field: name.to_owned(),
             context: format!("the output of program `{program}`"),
-        })
+        })?;
+        T::deserialize(&value)
+            .map_err(|source| crate::program::read_error::<T>(name, &value, source))
     }
 }

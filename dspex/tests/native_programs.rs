@@ -4,11 +4,14 @@
 //! python step compiles and needs the bridge; when its worker cannot start, attaching it is a
 //! clear error naming the interpreter (the programs that run python steps are tested end to end
 //! in the `dspex-tests` crate). The runtime builder agrees with the macros, `with`
-//! configuration and its checks included.
+//! configuration and its checks included. Typed fields flow
+//! typed: the generated structs carry Rust types, a `Literal` becomes an enum, and a value of
+//! the wrong type (a program input, a step output) is an error naming the field, its type and
+//! the value.
 
 use dspex::prelude::*;
 use dspex::program::{ConfigValue, ToolRef};
-use dspex::{ProgramBuilder, Step};
+use dspex::{JsonObject, ProgramBuilder, Step, json};
 
 /// Classifies a question; reports the model it was bound to.
 #[derive(Default)]
@@ -17,7 +20,7 @@ struct Classify;
 impl Module for Classify {
     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
         let model = params.get::<String>("llm_model")?;
-        let question = inputs.require("question")?;
+        let question = inputs.get::<&str>("question")?;
         let kind = if question.starts_with("why") {
             "explanation"
         } else {
@@ -36,8 +39,8 @@ impl Module for Answer {
         let temperature = params.get::<f64>("temperature")?;
         let answer = format!(
             "a {} answer to {:?} at temperature {temperature}",
-            inputs.require("category")?,
-            inputs.require("question")?
+            inputs.get::<&str>("category")?,
+            inputs.get::<&str>("question")?
         );
         Ok(Fields::from([("answer", answer)]))
     }
@@ -302,6 +305,240 @@ fn the_builder_reports_a_malformed_signature_once() {
         err.as_deref(),
         Some(
             "invalid program `Qa`: step `classify`: malformed signature `question b`: missing `->` between inputs and outputs"
+        )
+    );
+}
+
+/// Splits a text into words: `str` in, `list[str]` out.
+#[derive(Default)]
+struct Split;
+
+impl Module for Split {
+    async fn forward(&self, inputs: &Fields, _: &Params) -> Result<Fields> {
+        let text: &str = inputs.get("text")?;
+        Ok(Fields::from([(
+            "words",
+            text.split_whitespace().collect::<Vec<_>>(),
+        )]))
+    }
+}
+
+/// Scores words: `list[str]` and `int` in; `float`, `Literal` and `dict` out. The score is
+/// written as an integer, which a `float` field takes (widened).
+#[derive(Default)]
+struct Score;
+
+impl Module for Score {
+    async fn forward(&self, inputs: &Fields, _: &Params) -> Result<Fields> {
+        let words: Vec<String> = inputs.get("words")?;
+        let bonus: i64 = inputs.get("bonus")?;
+        let score = i64::try_from(words.len()).unwrap_or(i64::MAX) + bonus;
+        let mut out = Fields::new();
+        out.insert("score", score);
+        out.insert("label", if score > 3 { "long" } else { "short" });
+        out.insert("meta", json!({ "first": words.first() }));
+        Ok(out)
+    }
+}
+
+dspex_program! {
+    /// Typed fields along a chain of native steps.
+    pub program TypedMacro: "text, bonus: int -> words: list[str], score: float, label: Literal['short', 'long'], meta: dict" {
+        chain {
+            split: native Split("text -> words: list[str]"),
+            score: native Score("words: list[str], bonus: int -> score: float, label: Literal[\"short\", \"long\"], meta: dict"),
+        }
+    }
+}
+
+/// The same program, derived.
+#[derive(Program)]
+#[program(
+    signature = "text, bonus: int -> words: list[str], score: float, label: Literal['short', 'long'], meta: dict"
+)]
+pub struct TypedDerived {
+    #[step(native, signature = "text -> words: list[str]")]
+    split: Split,
+    #[step(
+        native,
+        signature = "words: list[str], bonus: int -> score: float, label: Literal['long', 'short'], meta: dict"
+    )]
+    score: Score,
+    ctx: Context,
+}
+
+#[tokio::test]
+async fn typed_fields_flow_typed_into_the_generated_structs() -> Result<()> {
+    let program = TypedMacro::start().await?;
+    let out = program
+        .run(TypedMacroInput {
+            text: "typed fields flow".into(),
+            bonus: 2,
+        })
+        .await?;
+    let meta: JsonObject = json!({ "first": "typed" })
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        out,
+        TypedMacroOutput {
+            words: vec!["typed".into(), "fields".into(), "flow".into()],
+            score: 5.0,
+            label: TypedMacroLabel::Long,
+            meta,
+        }
+    );
+    // The structs serialize as the fields do; the enum as its values.
+    assert_eq!(
+        serde_json::to_value(&out).map_err(|e| Error::Internal(e.to_string()))?,
+        json!({"words": ["typed", "fields", "flow"], "score": 5.0, "label": "long", "meta": {"first": "typed"}})
+    );
+    assert_eq!(
+        TypedMacroLabel::ALL,
+        [TypedMacroLabel::Short, TypedMacroLabel::Long]
+    );
+    assert_eq!(TypedMacroLabel::Short.to_string(), "short");
+    assert_eq!("long".parse::<TypedMacroLabel>(), Ok(TypedMacroLabel::Long));
+    assert_eq!(
+        "medium".parse::<TypedMacroLabel>().unwrap_err().to_string(),
+        "`medium` is not one of \"short\", \"long\""
+    );
+
+    let derived = TypedDerived::start().await?;
+    let out = derived
+        .run(TypedDerivedInput {
+            text: "hi".into(),
+            bonus: 0,
+        })
+        .await?;
+    assert_eq!((out.score, out.label), (1.0, TypedDerivedLabel::Short));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_trace_holds_typed_values_in_canonical_form() -> Result<()> {
+    let program = TypedMacro::start().await?;
+    let (_, trace) = program
+        .run_fields_traced(Fields::from([("text", json!("a b")), ("bonus", json!(1))]))
+        .await?;
+    let score = trace.step("score").map(|s| &s.outputs);
+    // The integer the step wrote is a float in its `float` field.
+    assert_eq!(score.and_then(|o| o.value("score")), Some(&json!(3.0)));
+    assert_eq!(
+        trace.step("split").map(|s| s.outputs.to_string()),
+        Some(r#"{words: ["a","b"]}"#.to_owned())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_program_input_of_the_wrong_type_is_refused() -> Result<()> {
+    let program = TypedMacro::start().await?;
+    let err = program
+        .run_fields(Fields::from([
+            ("text", json!("a")),
+            ("bonus", json!("two")),
+        ]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the input of program `TypedMacro`: field `bonus` is declared `int`, but its value is `\"two\"`"
+    );
+    assert!(matches!(err, Error::Field { error, .. } if error.field == "bonus"));
+    Ok(())
+}
+
+/// Writes a score that is no number.
+#[derive(Default)]
+struct WrongScore;
+
+impl Module for WrongScore {
+    async fn forward(&self, _: &Fields, _: &Params) -> Result<Fields> {
+        Ok(Fields::from([("score", "high ".repeat(40))]))
+    }
+}
+
+#[tokio::test]
+async fn a_step_output_of_the_wrong_type_names_the_step_field_type_and_value() -> Result<()> {
+    let program = ProgramBuilder::new("Scorer")
+        .signature("text -> score: float")
+        .step(Step::native("rate", "text -> score: float", WrongScore))
+        .build()?
+        .start()
+        .await?;
+    let err = program
+        .run(Fields::from([("text", "x")]))
+        .await
+        .unwrap_err();
+    // The value is quoted up to `dspex_core::EXCERPT_CHARS` chars.
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the output of step `rate`: field `score` is declared `float`, but its value is `\"{}... (202 chars)`",
+            &"high ".repeat(16)[..79]
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn the_builder_declares_typed_programs_as_the_macros_do() -> Result<()> {
+    let built = ProgramBuilder::new("TypedMacro")
+        .signature("text, bonus: int -> words: list[str], score: float, label: Literal['short', 'long'], meta: dict")
+        .step(Step::native("split", "text -> words: list[str]", Split))
+        .step(Step::native(
+            "score",
+            "words: list[str], bonus: int -> score: float, label: Literal['short', 'long'], meta: dict",
+            Score,
+        ))
+        .build()?;
+    assert_eq!(built.spec(), TypedMacro::spec());
+    Ok(())
+}
+
+#[test]
+fn the_builder_reports_type_errors_as_the_macros_do() {
+    let message = |builder: ProgramBuilder| builder.build().err().map(|e| e.to_string());
+    // The messages of ui-tests/ui/fail/unknown-field-type.rs, step-input-type-mismatch.rs and
+    // program-output-type-mismatch.rs.
+    assert_eq!(
+        message(
+            ProgramBuilder::new("Qa")
+                .signature("question -> answer")
+                .step(Step::native("answer", "question: string -> answer", Split))
+        )
+        .as_deref(),
+        Some(
+            "invalid program `Qa`: step `answer`: unknown type `string` for field `question` (did you mean `str`?); expected one of `str`, `int`, `float`, `bool`, `list[str]`, `list[int]`, `list[float]`, `dict`, `Literal[\"a\", \"b\"]`"
+        )
+    );
+    assert_eq!(
+        message(
+            ProgramBuilder::new("Qa")
+                .signature("text -> score: float")
+                .step(Step::native("split", "text -> words: list[str]", Split))
+                .step(Step::native(
+                    "score",
+                    "words, bonus: int -> score: float",
+                    Score
+                ))
+        )
+        .as_deref(),
+        Some(
+            "invalid program `Qa`: step `score`: input `words` of step `score` is `str`, but step `split` produces it as `list[str]`; write `words: list[str]`; step `score`: input `bonus` of step `score` is not produced by the program input or an earlier step; available: `text`, `words`"
+        )
+    );
+    assert_eq!(
+        message(
+            ProgramBuilder::new("Qa")
+                .signature("text -> words")
+                .step(Step::native("split", "text -> words: list[str]", Split))
+        )
+        .as_deref(),
+        Some(
+            "invalid program `Qa`: program signature: program output `words` is `str`, but step `split` produces it as `list[str]`; write `words: list[str]`"
         )
     );
 }

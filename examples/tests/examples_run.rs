@@ -70,3 +70,24 @@ fn the_hybrid_demo_runs_both_steps_and_shows_the_changed_settings() {
     assert!(out.contains("answer: Paris"), "{out}");
     assert!(out.contains("backend: bridged backend"), "{out}");
 }
+
+#[test]
+fn the_typed_example_returns_rust_values_of_the_declared_types() {
+    let out = run(env!("CARGO_BIN_EXE_typed"));
+    assert!(
+        out.contains("signature: claim, evidence -> facts: list[str], confidence: float, verdict: Literal[\"supported\", \"refuted\", \"unclear\"]"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "facts (2): [\"The Eiffel Tower stands on the Champ de Mars\", \"The Champ de Mars is in Paris\"]"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("confidence: 0.92"), "{out}");
+    assert!(out.contains("verdict: supported (keep the claim)"), "{out}");
+    assert!(
+        out.contains("reasoning (trace): \"Both facts place the tower in Paris.\""),
+        "{out}"
+    );
+}

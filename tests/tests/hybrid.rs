@@ -22,7 +22,7 @@ struct Classify;
 
 impl Module for Classify {
     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
-        let question = inputs.require("question")?;
+        let question = inputs.get::<&str>("question")?;
         let kind = if question.to_lowercase().starts_with("why") {
             "explanation"
         } else {
@@ -120,8 +120,8 @@ async fn start_creates_a_bridged_context_whose_worker_runs_the_python_step() {
     assert_eq!(out.answer, "[scripted answer] What is DSPy?");
     let classify = trace.step("classify").unwrap();
     assert_eq!(
-        classify.outputs.get("category"),
-        Some("fact (for gpt-4o-mini)")
+        classify.outputs.get::<&str>("category").unwrap(),
+        "fact (for gpt-4o-mini)"
     );
     let answer = trace.step("answer").unwrap();
     assert_eq!(
@@ -129,13 +129,13 @@ async fn start_creates_a_bridged_context_whose_worker_runs_the_python_step() {
         "python VariableAwareChainOfThought"
     );
     assert_eq!(
-        answer.inputs.get("category"),
-        Some("fact (for gpt-4o-mini)")
+        answer.inputs.get::<&str>("category").unwrap(),
+        "fact (for gpt-4o-mini)"
     );
     assert!(
         answer
             .outputs
-            .get("reasoning")
+            .get::<&str>("reasoning")
             .unwrap()
             .starts_with("[scripted reasoning]")
     );
@@ -161,8 +161,13 @@ async fn start_creates_a_bridged_context_whose_worker_runs_the_python_step() {
         ("claude-3-haiku", Some(1.5), Some(64))
     );
     assert_eq!(
-        trace.step("classify").unwrap().outputs.get("category"),
-        Some("explanation (for claude-3-haiku)")
+        trace
+            .step("classify")
+            .unwrap()
+            .outputs
+            .get::<&str>("category")
+            .unwrap(),
+        "explanation (for claude-3-haiku)"
     );
     // A refused write changes nothing, and the next call still uses the last accepted value.
     assert!(qa.temperature().set(2.5).is_err());
@@ -184,7 +189,7 @@ async fn a_var_step_takes_its_dspy_class_from_the_variable_at_run_time() {
     assert_eq!(out.answer, "[scripted answer] What is a module?");
     let answer = trace.step("answer").unwrap();
     assert_eq!(answer.runner.to_string(), "python VariableAwarePredict");
-    assert!(answer.outputs.get("reasoning").is_none());
+    assert!(!answer.outputs.contains("reasoning"));
     assert_eq!(only_call(answer).temperature, Some(0.3));
 
     qa.reasoning().set("ChainOfThought").unwrap();
@@ -194,7 +199,7 @@ async fn a_var_step_takes_its_dspy_class_from_the_variable_at_run_time() {
         answer.runner.to_string(),
         "python VariableAwareChainOfThought"
     );
-    assert!(answer.outputs.get("reasoning").is_some());
+    assert!(answer.outputs.contains("reasoning"));
     // The class is not among the allowed modules: the write is refused.
     assert!(qa.reasoning().set("ReAct").is_err());
     assert_eq!(ctx.worker_status().unwrap().modules, 2);
@@ -225,7 +230,10 @@ async fn adding_a_python_step_upgrades_a_running_native_program_once() {
         .run(Fields::from([("question", "Why?")]))
         .await
         .unwrap();
-    assert_eq!(out.get("category"), Some("explanation (for gpt-4o-mini)"));
+    assert_eq!(
+        out.get::<&str>("category").unwrap(),
+        "explanation (for gpt-4o-mini)"
+    );
     assert_eq!(ctx.backend().kind, BackendKind::Local);
     ctx.set("temperature", 0.9).unwrap();
     let before = ctx.list(None).unwrap();
@@ -253,7 +261,10 @@ async fn adding_a_python_step_upgrades_a_running_native_program_once() {
         .run_traced(Fields::from([("question", "What now?")]))
         .await
         .unwrap();
-    assert_eq!(out.get("answer"), Some("[scripted answer] What now?"));
+    assert_eq!(
+        out.get::<&str>("answer").unwrap(),
+        "[scripted answer] What now?"
+    );
     assert_eq!(
         only_call(trace.step("answer").unwrap()).temperature,
         Some(0.9)
@@ -324,7 +335,10 @@ async fn a_worker_killed_during_a_call_fails_that_call_and_comes_back_with_every
         .run_traced(Fields::from([("question", "Still there?")]))
         .await
         .unwrap();
-    assert_eq!(out.get("answer"), Some("[scripted answer] Still there?"));
+    assert_eq!(
+        out.get::<&str>("answer").unwrap(),
+        "[scripted answer] Still there?"
+    );
     assert_eq!(
         only_call(trace.step("answer").unwrap()).temperature,
         Some(0.4)
@@ -362,7 +376,10 @@ async fn a_worker_that_stops_answering_health_checks_is_replaced() {
         .run(Fields::from([("question", "back?")]))
         .await
         .unwrap();
-    assert_eq!(out.get("answer"), Some("[scripted answer] back?"));
+    assert_eq!(
+        out.get::<&str>("answer").unwrap(),
+        "[scripted answer] back?"
+    );
     let status = ctx.worker_status().unwrap();
     assert_eq!(status.restarts, 1);
     assert!(status.pid.is_some_and(|p| p != pid));
@@ -556,7 +573,7 @@ async fn what_a_worker_starts_does_not_outlive_it() {
     )
     .await;
     let out = program.run(Fields::from([("go", "now")])).await.unwrap();
-    let grandchild: u32 = out.get("pid").unwrap().parse().unwrap();
+    let grandchild: u32 = out.get::<&str>("pid").unwrap().parse().unwrap();
     assert!(process_alive(grandchild));
     drop(program);
     drop(ctx);

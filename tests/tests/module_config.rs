@@ -36,7 +36,7 @@ async fn context(lm: LmConfig) -> Context {
 
 /// How many tool calls a ReAct step made, from the trajectory it returned.
 fn tool_calls(step: &StepTrace) -> usize {
-    let trajectory = step.outputs.get("trajectory").unwrap();
+    let trajectory: &str = step.outputs.get("trajectory").unwrap();
     assert!(
         trajectory.contains(r#""observation_0": 3"#),
         "the tool ran: {trajectory}"
@@ -140,7 +140,7 @@ async fn program_of_thought_runs_on_the_configured_interpreter() {
         .run_traced(Fields::from([("question", "What is 2 + 2?")]))
         .await
         .unwrap();
-    assert!(!out.get("answer").unwrap().is_empty());
+    assert!(!out.get::<&str>("answer").unwrap().is_empty());
     // The generated code ran at the first attempt (a failed run would be retried, and fail
     // the step after `max_iters`), then the answer: two LM calls.
     assert_eq!(trace.step("solve").unwrap().lm_calls.len(), 2);

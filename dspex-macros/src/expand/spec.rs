@@ -137,19 +137,11 @@ fn number(n: Number) -> TokenStream {
     }
 }
 
-/// `signature(&[("question", "")], &[("answer", "str")])`: fields and annotations (`""` for
-/// none, which a parsed signature never has).
+/// `signature("question, k: int -> answer")`: the canonical form of a signature the macro
+/// parsed, which reads back to the same signature.
 fn signature(sig: &Signature) -> TokenStream {
-    let side = |fields: &[dspex_core::SignatureField]| {
-        let fields = fields.iter().map(|f| {
-            let name = &f.name;
-            let annotation = f.annotation.as_deref().unwrap_or("");
-            quote!((#name, #annotation))
-        });
-        quote!(&[#(#fields),*])
-    };
-    let (inputs, outputs) = (side(&sig.inputs), side(&sig.outputs));
-    quote!(::dspex::__private::signature(#inputs, #outputs))
+    let text = sig.to_string();
+    quote!(::dspex::__private::signature(#text))
 }
 
 fn step(step: &StepSpec) -> TokenStream {

@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use dspex_core::program::{
-    Binding, ConfigEntry, ConfigValue, Location, ModuleRef, ProgramIssue, ProgramSpec, StepKind,
-    StepSpec,
+    Binding, ConfigEntry, ConfigValue, Location, ModuleRef, ProgramIssue, ProgramProblem,
+    ProgramSpec, StepKind, StepSpec,
 };
 use dspex_core::{Signature, VariableSpec};
 
@@ -158,7 +158,7 @@ impl Step {
 /// impl Module for Echo {
 ///     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
 ///         let times = params.get::<i64>("times")?;
-///         let text = inputs.require("text")?;
+///         let text = inputs.get::<&str>("text")?;
 ///         Ok(Fields::from([("echo", vec![text; times as usize].join(" "))]))
 ///     }
 /// }
@@ -171,7 +171,7 @@ impl Step {
 ///     .start()
 ///     .await?;
 /// let out = program.run(Fields::from([("text", "hi")])).await?;
-/// assert_eq!(out.get("echo"), Some("hi hi"));
+/// assert_eq!(out.get::<&str>("echo")?, "hi hi");
 ///
 /// // A bad declaration is an error naming the problem, as at compile time for the macros.
 /// let err = ProgramBuilder::new("Broken")
@@ -248,12 +248,16 @@ impl ProgramBuilder {
             steps,
         };
         // A step with a malformed signature is left out of `spec`: what it would have produced
-        // is unknown, so the flow of fields is not judged (as the macros do).
+        // is unknown, so the flow of fields is not judged, and the chain is not empty (as the
+        // macros do).
         let signatures_known = issues.is_empty();
+        let consequence = |p: &ProgramProblem| {
+            p.is_flow() || (*p == ProgramProblem::EmptyChain && !self.steps.is_empty())
+        };
         issues.extend(
             spec.check()
                 .iter()
-                .filter(|i| signatures_known || !i.problem.is_flow())
+                .filter(|i| signatures_known || !consequence(&i.problem))
                 .map(|i| located(&spec, i)),
         );
         if !issues.is_empty() {

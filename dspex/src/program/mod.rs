@@ -21,6 +21,7 @@ mod run;
 mod trace;
 
 pub use builder::{DynProgram, ProgramBuilder, RunningProgram, Step};
+pub(crate) use fields::read_error;
 pub use fields::{Fields, Params};
 pub use module::{BoxFuture, DynModule, Module};
 pub use python::PythonModule;

@@ -18,7 +18,7 @@ use crate::error::Result;
 ///
 /// impl Module for Shout {
 ///     async fn forward(&self, inputs: &Fields, _params: &Params) -> Result<Fields> {
-///         Ok(Fields::from([("loud", inputs.require("text")?.to_uppercase())]))
+///         Ok(Fields::from([("loud", inputs.get::<&str>("text")?.to_uppercase())]))
 ///     }
 /// }
 /// ```

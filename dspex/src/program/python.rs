@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dspex_core::Value;
 use dspex_core::dspy::TOOLS_KEY;
 use dspex_core::program::{ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, ToolRef};
+use dspex_core::{Signature, Value};
 use parking_lot::Mutex;
 
 use super::fields::Fields;
@@ -34,7 +34,7 @@ struct Inner {
     ctx: Context,
     step: String,
     source: ModuleRef,
-    signature: String,
+    signature: Signature,
     bindings: BTreeMap<String, String>,
     /// The `with` configuration, passed to the module's constructor.
     config: Vec<ConfigEntry>,
@@ -84,7 +84,7 @@ impl PythonModule {
                 ctx: ctx.clone(),
                 step: step.name.clone(),
                 source: module.clone(),
-                signature: step.signature.to_string(),
+                signature: step.signature.clone(),
                 bindings: step
                     .bindings
                     .iter()
@@ -135,7 +135,7 @@ impl PythonModule {
         let spec = ModuleSpec {
             module_id: module_id.clone(),
             class: class.to_owned(),
-            signature: self.inner.signature.clone(),
+            signature: self.inner.signature.to_string(),
             bindings: self.inner.bindings.clone(),
             config: self.config_for(class)?,
         };
@@ -203,10 +203,7 @@ impl PythonModule {
     pub(crate) async fn execute(&self, inputs: &Fields) -> Result<PythonOutput> {
         let worker = self.inner.ctx.worker().await?;
         let (module_id, class) = self.module_for(&worker, &self.class()?).await?;
-        let inputs: BTreeMap<String, String> = inputs
-            .iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let inputs = text_inputs(inputs);
         // The versions of the bound variables as of now: the worker reads values at least
         // this new, from its watch-invalidated cache when it has them.
         let min_versions = self
@@ -219,7 +216,7 @@ impl PythonModule {
             .execute(&self.inner.step, &module_id, inputs, min_versions)
             .await?;
         Ok(PythonOutput {
-            outputs: reply.outputs.into_iter().collect(),
+            outputs: typed_outputs(&self.inner.step, &self.inner.signature, reply.outputs)?,
             lm_calls: reply
                 .lm_calls
                 .into_iter()
@@ -244,5 +241,92 @@ impl PythonModule {
             },
             e => e,
         }
+    }
+}
+
+// The worker takes and returns text for now: these two functions convert between typed fields
+// and that text, and go once the wire carries typed values.
+
+/// The step's typed inputs as the text the worker takes: strings as they are, any other value
+/// as JSON (DSPy shows the LM either text the same way).
+fn text_inputs(inputs: &Fields) -> BTreeMap<String, String> {
+    inputs
+        .iter()
+        .map(|(name, value)| {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (name.to_owned(), text)
+        })
+        .collect()
+}
+
+/// The worker's text outputs read as the types `signature` declares, as DSPy reads an LM's
+/// text (a typed DSPy output arrives as its JSON); an output the signature does not declare
+/// (DSPy's `reasoning`) stays text. A text that does not read as its type is an error naming
+/// the step, the field, the type and the text.
+fn typed_outputs(
+    step: &str,
+    signature: &Signature,
+    outputs: impl IntoIterator<Item = (String, String)>,
+) -> Result<Fields> {
+    outputs
+        .into_iter()
+        .map(|(name, text)| {
+            let value = match signature.outputs.iter().find(|f| f.name == name) {
+                Some(field) => field.parse_text(&text).map_err(|error| Error::Field {
+                    context: format!("the output of python step `{step}`"),
+                    error: Box::new(error),
+                })?,
+                None => serde_json::Value::String(text),
+            };
+            Ok((name, value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn typed_values_travel_as_text_and_come_back_typed() {
+        let inputs = Fields::from([
+            ("question", json!("Why?")),
+            ("facts", json!(["a", "b"])),
+            ("k", json!(3)),
+        ]);
+        assert_eq!(
+            text_inputs(&inputs),
+            BTreeMap::from([
+                ("facts".to_owned(), r#"["a","b"]"#.to_owned()),
+                ("k".to_owned(), "3".to_owned()),
+                ("question".to_owned(), "Why?".to_owned()),
+            ])
+        );
+        let sig = Signature::parse("facts: list[str] -> score: float, label: Literal['yes', 'no']")
+            .unwrap();
+        let text = |pairs: [(&str, &str); 3]| pairs.map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let outputs = typed_outputs(
+            "judge",
+            &sig,
+            text([("score", "0.75"), ("label", "yes"), ("reasoning", "[1]")]),
+        )
+        .unwrap();
+        assert_eq!(outputs.value("score"), Some(&json!(0.75)));
+        assert_eq!(outputs.value("label"), Some(&json!("yes")));
+        assert_eq!(outputs.value("reasoning"), Some(&json!("[1]")));
+        let err = typed_outputs(
+            "judge",
+            &sig,
+            text([("score", "high"), ("label", "yes"), ("reasoning", "")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the output of python step `judge`: field `score` is declared `float`, but the text `high` is not a number"
+        );
     }
 }

@@ -1,9 +1,12 @@
 //! Running a chain: the fields available so far, each step's inputs and bound parameters, and
-//! the checks that every step delivered what its signature promised.
+//! the checks that the program's input and every step's output are what their signatures
+//! declare: present, and of the declared type.
 
 use std::time::Instant;
 
+use dspex_core::SignatureField;
 use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
+use serde_json::Value as JsonValue;
 use tracing::{Instrument, debug, debug_span};
 
 use super::fields::{Fields, Params};
@@ -23,15 +26,12 @@ pub struct ChainRun<'p> {
 }
 
 impl<'p> ChainRun<'p> {
-    /// Starts a run; fails if a program input is missing.
-    pub fn start(ctx: &'p Context, spec: &'p ProgramSpec, input: Fields) -> Result<Self> {
-        for name in spec.input_names() {
-            if !input.contains(&name) {
-                return Err(Error::MissingField {
-                    field: name,
-                    context: format!("the input of program `{}`", spec.name),
-                });
-            }
+    /// Starts a run; fails if a program input is missing or not of its declared type.
+    pub fn start(ctx: &'p Context, spec: &'p ProgramSpec, mut input: Fields) -> Result<Self> {
+        let whose = format!("the input of program `{}`", spec.name);
+        for field in spec.input_fields() {
+            let value = take_declared(&mut input, field, &whose)?;
+            input.insert(field.name.clone(), value);
         }
         Ok(Self {
             ctx,
@@ -54,12 +54,12 @@ impl<'p> ChainRun<'p> {
             .map(|name| {
                 let value = self
                     .available
-                    .get(name)
+                    .value(name)
                     .ok_or_else(|| Error::MissingField {
                         field: name.to_owned(),
                         context: format!("the input of step `{}`", step.name),
                     })?;
-                Ok((name.to_owned(), value.to_owned()))
+                Ok((name.to_owned(), value.clone()))
             })
             .collect()
     }
@@ -86,17 +86,14 @@ impl<'p> ChainRun<'p> {
             .collect()
     }
 
-    /// Keeps the step's declared outputs (fails if one is missing) and records the step.
-    fn absorb(&mut self, step: &StepSpec, record: StepTrace) -> Result<()> {
-        for name in step.signature.output_names() {
-            let value = record
-                .outputs
-                .get(name)
-                .ok_or_else(|| Error::MissingField {
-                    field: name.to_owned(),
-                    context: format!("the output of step `{}`", step.name),
-                })?;
-            self.available.insert(name, value);
+    /// Keeps the step's declared outputs, in their canonical form (fails if one is missing or
+    /// not of its declared type), and records the step.
+    fn absorb(&mut self, step: &StepSpec, mut record: StepTrace) -> Result<()> {
+        let whose = format!("the output of step `{}`", step.name);
+        for field in &step.signature.outputs {
+            let value = take_declared(&mut record.outputs, field, &whose)?;
+            record.outputs.insert(field.name.clone(), value.clone());
+            self.available.insert(field.name.clone(), value);
         }
         debug!(step = %step.name, inputs = %record.inputs, outputs = %record.outputs, "step done");
         self.trace.steps.push(record);
@@ -180,4 +177,20 @@ impl<'p> ChainRun<'p> {
             .collect::<Result<Fields>>()?;
         Ok((outputs, self.trace))
     }
+}
+
+/// Takes `field` out of `fields`, in its canonical form: a `MissingField` error if it is absent,
+/// a `Field` error if it is not of its declared type. `whose` says whose fields they are ("the
+/// output of step `rate`").
+fn take_declared(fields: &mut Fields, field: &SignatureField, whose: &str) -> Result<JsonValue> {
+    let value = fields
+        .remove(&field.name)
+        .ok_or_else(|| Error::MissingField {
+            field: field.name.clone(),
+            context: whose.to_owned(),
+        })?;
+    field.conform(value).map_err(|error| Error::Field {
+        context: whose.to_owned(),
+        error: Box::new(error),
+    })
 }

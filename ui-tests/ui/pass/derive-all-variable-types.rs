@@ -8,7 +8,7 @@ struct Classify;
 
 impl Module for Classify {
     async fn forward(&self, inputs: &Fields, _: &Params) -> Result<Fields> {
-        Ok(Fields::from([("category", inputs.require("question")?)]))
+        Ok(Fields::from([("category", inputs.get::<&str>("question")?)]))
     }
 }
 

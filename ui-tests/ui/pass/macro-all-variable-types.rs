@@ -12,7 +12,7 @@ impl Module for Classify {
         let model = params.get::<String>("llm_model")?;
         Ok(Fields::from([(
             "category",
-            format!("{model}: {}", inputs.require("question")?),
+            format!("{model}: {}", inputs.get::<&str>("question")?),
         )]))
     }
 }
