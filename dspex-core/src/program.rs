@@ -284,7 +284,7 @@ impl ProgramSpec {
                 Some(modules) => match modules.param(&binding.param) {
                     Ok(param) => param,
                     Err(problem) => {
-                        issues.push(ProgramIssue::new(at(StepPart::BindingParam(b)), problem));
+                        issues.push(ProgramIssue::new(at(StepPart::BindingParam(b)), *problem));
                         continue;
                     }
                 },
@@ -377,7 +377,7 @@ impl ProgramSpec {
             let kinds = match modules.config_kinds(&entry.key) {
                 Ok(kinds) => kinds,
                 Err(problem) => {
-                    issues.push(ProgramIssue::new(at(StepPart::WithKey(i)), problem));
+                    issues.push(ProgramIssue::new(at(StepPart::WithKey(i)), *problem));
                     continue;
                 }
             };
@@ -567,7 +567,7 @@ struct StepModules<'a> {
 impl StepModules<'_> {
     /// The parameter `name`, if the table knows it (it knows every module's LM parameters), or
     /// why a module of the step does not take it.
-    fn param(&self, name: &str) -> Result<Option<&'static Param>, ProgramProblem> {
+    fn param(&self, name: &str) -> Result<Option<&'static Param>, Box<ProgramProblem>> {
         let Some(first) = self.modules.first() else {
             return Ok(dspy::lm_param(name));
         };
@@ -575,20 +575,20 @@ impl StepModules<'_> {
             None => Ok(first.param(name)),
             Some(lacking) => {
                 let expected = self.common(|m| m.params().map(|p| p.name).collect());
-                Err(ProgramProblem::UnknownParam {
+                Err(Box::new(ProgramProblem::UnknownParam {
                     module: lacking.name,
                     via: self.via.map(str::to_owned),
                     param: name.to_owned(),
                     suggestion: did_you_mean(name, expected.iter().copied()),
                     expected,
-                })
+                }))
             }
         }
     }
 
     /// The kinds a value of configuration key `key` must have, one per module (with the
     /// module's name for messages), or why a module of the step does not take the key.
-    fn config_kinds(&self, key: &str) -> Result<Vec<(String, ConfigKind)>, ProgramProblem> {
+    fn config_kinds(&self, key: &str) -> Result<Vec<(String, ConfigKind)>, Box<ProgramProblem>> {
         if self.modules.is_empty() {
             let module = match self.via {
                 Some(var) => format!("@{var}"),
@@ -600,20 +600,20 @@ impl StepModules<'_> {
         let mut kinds = Vec::with_capacity(self.modules.len());
         for m in &self.modules {
             if key == TOOLS_KEY && !m.takes_tools() {
-                return Err(ProgramProblem::ToolsNotTaken {
+                return Err(Box::new(ProgramProblem::ToolsNotTaken {
                     module: m.name,
                     via: self.via.map(str::to_owned),
-                });
+                }));
             }
             let Some(config_key) = m.config_key(key) else {
                 let expected = self.common(|m| m.config.iter().map(|k| k.name).collect());
-                return Err(ProgramProblem::UnknownConfigKey {
+                return Err(Box::new(ProgramProblem::UnknownConfigKey {
                     module: m.name,
                     via: self.via.map(str::to_owned),
                     key: key.to_owned(),
                     suggestion: did_you_mean(key, expected.iter().copied()),
                     expected,
-                });
+                }));
             };
             kinds.push((m.name.to_owned(), config_key.kind));
         }
