@@ -190,7 +190,7 @@ impl ProgramSpec {
         }
     }
 
-    /// Runs every check of DESIGN.md section 7 that needs no compiler: each variable
+    /// Runs every check of a program declaration that needs no compiler: each variable
     /// declaration, duplicate names, bindings, known parameters, module names, `@var`, the flow
     /// of fields along the chain, and an empty chain. Returns every issue, in source order.
     pub fn check(&self) -> Vec<ProgramIssue> {

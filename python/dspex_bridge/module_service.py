@@ -18,9 +18,13 @@ import grpc.aio
 
 from ._proto.dspex.v1 import bridge_pb2 as pb
 from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
+from .errors import InvalidValueError
 from .session import TOKEN_METADATA, SessionContext
 
 log = logging.getLogger("dspex_bridge.worker")
+
+#: The context of a ModuleService call.
+_Context = grpc.aio.ServicerContext[Any, Any]
 
 #: Largest request or response, in bytes.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -66,19 +70,19 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         self._modules: dict[str, _Module] = {}
         self._stop = stop
 
-    async def _authorize(self, context: grpc.aio.ServicerContext) -> None:
+    async def _authorize(self, context: _Context) -> None:
         token = dict(context.invocation_metadata() or ()).get(TOKEN_METADATA, "")
         if not hmac.compare_digest(str(token), self._token):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong session token")
 
-    async def Health(self, request: pb.HealthRequest, context: grpc.aio.ServicerContext) -> pb.HealthResponse:
+    async def Health(self, request: pb.HealthRequest, context: _Context) -> pb.HealthResponse:
         await self._authorize(context)
         import dspy
 
         return pb.HealthResponse(ready=True, dspy_version=dspy.__version__, modules=len(self._modules), pid=os.getpid())
 
     async def CreateModule(
-        self, request: pb.CreateModuleRequest, context: grpc.aio.ServicerContext
+        self, request: pb.CreateModuleRequest, context: _Context
     ) -> pb.CreateModuleResponse:
         await self._authorize(context)
         if request.session_id != self._session.session_id:
@@ -121,11 +125,11 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
 
             out["interpreter_factory"] = dspy.LocalInterpreter
         elif interpreter not in (None, "deno"):
-            raise ValueError(f"interpreter must be 'deno' (DSPy's sandbox) or 'local', not {interpreter!r}")
+            raise InvalidValueError(f"interpreter must be 'deno' (DSPy's sandbox) or 'local', not {interpreter!r}")
         return out
 
     async def ExecuteModule(
-        self, request: pb.ExecuteModuleRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ExecuteModuleRequest, context: _Context
     ) -> pb.ExecuteModuleResponse:
         await self._authorize(context)
         entry = self._modules.get(request.module_id)
@@ -151,12 +155,12 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         outputs = {key: _text(value) for key, value in prediction.items()}
         return pb.ExecuteModuleResponse(outputs=outputs, lm_calls=calls, duration_micros=micros)
 
-    async def DropModule(self, request: pb.DropModuleRequest, context: grpc.aio.ServicerContext) -> pb.DropModuleResponse:
+    async def DropModule(self, request: pb.DropModuleRequest, context: _Context) -> pb.DropModuleResponse:
         await self._authorize(context)
         self._modules.pop(request.module_id, None)
         return pb.DropModuleResponse()
 
-    async def Shutdown(self, request: pb.ShutdownRequest, context: grpc.aio.ServicerContext) -> pb.ShutdownResponse:
+    async def Shutdown(self, request: pb.ShutdownRequest, context: _Context) -> pb.ShutdownResponse:
         await self._authorize(context)
         log.info("shutdown requested")
         # Answer first; stop right after.
@@ -169,5 +173,5 @@ def _import(path: str) -> Any:
 
     module_path, _, attr = path.rpartition(".")
     if not module_path:
-        raise ValueError(f"tool {path!r} must be a dotted path like 'my_pkg.tools.search'")
+        raise InvalidValueError(f"tool {path!r} must be a dotted path like 'my_pkg.tools.search'")
     return getattr(importlib.import_module(module_path), attr)

@@ -100,7 +100,7 @@ impl<'a> Io<'a> {
             .fields(&self.signature.inputs)
             .map(|(ident, field)| {
                 let name = &field.name;
-                quote!(__dspex_fields.insert(#name, __dspex_input.#ident);)
+                quote!(__dspex_fields.insert(#name, input.#ident);)
             })
             .collect();
         let from_input = if inserts.is_empty() {
@@ -111,7 +111,7 @@ impl<'a> Io<'a> {
             }
         } else {
             quote! {
-                fn from(__dspex_input: #input) -> Self {
+                fn from(input: #input) -> Self {
                     let mut __dspex_fields = ::dspex::__private::Fields::new();
                     #(#inserts)*
                     __dspex_fields
@@ -120,7 +120,7 @@ impl<'a> Io<'a> {
         };
         let takes = self.fields(&self.signature.outputs).map(|(ident, field)| {
             let name = &field.name;
-            quote!(#ident: ::dspex::__private::take_output(&mut __dspex_fields, #name, #program)?)
+            quote!(#ident: ::dspex::__private::take_output(&mut fields, #name, #program)?)
         });
         quote! {
             impl ::core::convert::From<#input> for ::dspex::__private::Fields {
@@ -131,7 +131,7 @@ impl<'a> Io<'a> {
                 type Error = ::dspex::__private::Error;
 
                 fn try_from(
-                    mut __dspex_fields: ::dspex::__private::Fields,
+                    mut fields: ::dspex::__private::Fields,
                 ) -> ::dspex::__private::Result<Self> {
                     ::core::result::Result::Ok(Self {
                         #(#takes,)*

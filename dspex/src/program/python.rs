@@ -59,8 +59,9 @@ pub(crate) struct PythonOutput {
 
 impl PythonModule {
     /// Creates the DSPy module of python step `index` of `spec` in the context's worker,
-    /// bridging the context and starting its worker first if needed.
-    pub async fn attach(ctx: &Context, spec: &ProgramSpec, index: usize) -> Result<Self> {
+    /// bridging the context and starting its worker first if needed. Generated code reaches it
+    /// as `dspex::__private::python_step`.
+    pub(crate) async fn attach(ctx: &Context, spec: &ProgramSpec, index: usize) -> Result<Self> {
         let step = spec.steps.get(index).ok_or_else(|| {
             Error::Internal(format!("program `{}` has no step {index}", spec.name))
         })?;
