@@ -249,3 +249,44 @@ impl From<SpecError> for Error {
         Error::InvalidSpec(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_sources_out_of_their_messages() {
+        let step = Error::Step {
+            step: "classify".into(),
+            source: Box::new(Error::not_found("model")),
+        };
+        assert_eq!(step.to_string(), "step `classify` failed");
+        assert_eq!(
+            step.source().map(ToString::to_string).as_deref(),
+            Some("variable `model` not found")
+        );
+        assert_eq!(
+            step.report(),
+            "step `classify` failed: variable `model` not found"
+        );
+
+        let status = tonic::Status::unavailable("connection refused");
+        let worker = Error::worker_with("the python worker (pid 7) refused the call", status);
+        assert_eq!(
+            worker.to_string(),
+            "python worker: the python worker (pid 7) refused the call"
+        );
+        let source = worker
+            .source()
+            .and_then(|s| s.downcast_ref::<tonic::Status>());
+        assert_eq!(
+            source.map(tonic::Status::message),
+            Some("connection refused")
+        );
+        assert!(worker.report().contains("connection refused"));
+
+        assert!(Error::bridge("the server has stopped").source().is_none());
+    }
+}

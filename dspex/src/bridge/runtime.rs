@@ -176,7 +176,16 @@ static GLOBAL: Mutex<Option<BridgeServer>> = Mutex::new(None);
 
 impl BridgeServer {
     /// Binds the listener and starts serving. Fails with [`Error::Bridge`] saying why (the
-    /// address cannot be bound, is not loopback, the runtime cannot start).
+    /// address cannot be bound, is not loopback, the runtime cannot start); the underlying
+    /// `io::Error` is its source.
+    ///
+    /// It blocks the calling thread until the server's thread serves (about a millisecond).
+    /// Async code that needs no handle of its own lets [`ContextBuilder::build`] or
+    /// [`Context::ensure_bridged`] start the process-wide server: they do it on the runtime's
+    /// blocking threads.
+    ///
+    /// [`ContextBuilder::build`]: crate::ContextBuilder::build
+    /// [`Context::ensure_bridged`]: crate::Context::ensure_bridged
     pub fn start(config: BridgeConfig) -> Result<Self> {
         let (listener, address, local_addr) = bind(&config)?;
         #[cfg(unix)]
@@ -262,9 +271,10 @@ impl BridgeServer {
         })
     }
 
-    /// The process-wide server, started on first use on a free loopback port. This is the
-    /// server [`Context::ensure_bridged`](crate::Context::ensure_bridged) uses unless the
-    /// context was built with one.
+    /// The process-wide server, started on first use on a free loopback port (which blocks the
+    /// calling thread like [`start`](Self::start)). This is the server
+    /// [`Context::ensure_bridged`](crate::Context::ensure_bridged) uses unless the context was
+    /// built with one.
     pub fn global() -> Result<Self> {
         let mut global = GLOBAL.lock();
         if let Some(server) = global.as_ref()
