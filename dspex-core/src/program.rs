@@ -193,8 +193,8 @@ impl ProgramSpec {
     /// Runs every check of a declaration that needs no compiler: each variable declaration,
     /// duplicate names, bindings (declared variables, parameters the module takes, of the
     /// right type), module names, `@var`, `with` configuration (keys the module takes, values
-    /// of their kind, tools), the flow and types of fields along the chain, and an empty chain. Returns
-    /// every issue, in source order.
+    /// of their kind, tools), the flow and types of fields along the chain, and an empty chain.
+    /// Returns every issue, in source order.
     pub fn check(&self) -> Vec<ProgramIssue> {
         let mut issues = Vec::new();
         self.check_variables(&mut issues);

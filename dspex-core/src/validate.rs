@@ -1,5 +1,5 @@
-//! Validation of a value against a variable's type and constraints: the rules of DESIGN.md
-//! section 3, in one place for the macros, every backend and the bridge server.
+//! Validation of a value against a variable's type and constraints: the rules of variables, in
+//! one place for the macros, every backend and the bridge server.
 
 use std::fmt;
 
@@ -33,8 +33,8 @@ impl ValidationError {
     }
 }
 
-/// A rule of DESIGN.md section 3 that a value broke. Displayed as the end of a sentence whose
-/// subject is the value.
+/// A rule of a variable's type or constraints that a value broke. Displayed as the end of a
+/// sentence whose subject is the value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
     /// The value is of another type.

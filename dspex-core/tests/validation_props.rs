@@ -92,7 +92,7 @@ fn typed_constraints() -> impl Strategy<Value = (VarType, Constraints)> {
     prop::sample::select(VarType::ALL.to_vec()).prop_flat_map(|ty| (Just(ty), constraints_for(ty)))
 }
 
-/// An independent statement of the rules of DESIGN.md section 3, written from the table rather
+/// An independent statement of the rules of variables, written from their documentation rather
 /// than from `validate`'s code.
 fn satisfies(ty: VarType, c: &Constraints, v: &Value) -> bool {
     let in_range =

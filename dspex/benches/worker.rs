@@ -1,4 +1,4 @@
-//! The Python worker (DESIGN.md section 8): cold start to ready (target <= 1.5 s), and the
+//! The Python worker: cold start to ready (target <= 1.5 s), and the
 //! overhead of a python step over calling the same DSPy module directly in Python with the
 //! same scripted LM.
 //!

@@ -1,6 +1,14 @@
 //! The one error type of dspex, with variants a caller can match on.
+//!
+//! Each message says what failed; when something underneath failed (an `io::Error`, a
+//! `tonic::Status`, a step's own error), it is the error's [`source`](std::error::Error::source)
+//! and is not repeated in the message, so that error reporters (`anyhow`, `eyre`, a loop over
+//! `source()`) print every cause once.
 
 use dspex_core::{FieldError, GlobError, LiteralError, SpecError, ValidationError};
+
+/// The underlying cause of a [`Error::Bridge`] or [`Error::Worker`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The result type of dspex.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -89,7 +97,7 @@ pub enum Error {
     /// A malformed glob pattern for `list`.
     #[error(transparent)]
     InvalidPattern(#[from] GlobError),
-    /// A program declaration that breaks the rules of DESIGN.md section 7 (runtime builder).
+    /// A program declaration that breaks the rules of `dspex_program!` (runtime builder).
     #[error("invalid program `{program}`: {}", issues.join("; "))]
     InvalidProgram {
         /// The program.
@@ -140,20 +148,35 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// A native step failed.
-    #[error("step `{step}` failed: {source}")]
+    /// A native step failed; `source` is what it returned.
+    #[error("step `{step}` failed")]
     Step {
         /// The step.
         step: String,
         /// What it returned.
+        #[source]
         source: Box<Error>,
     },
-    /// The Python bridge (session store and gRPC server) could not be used.
-    #[error("python bridge: {0}")]
-    Bridge(String),
-    /// The Python worker process failed, or could not be started.
-    #[error("python worker: {0}")]
-    Worker(String),
+    /// The Python bridge (session store and gRPC server) could not be used. Build it with
+    /// [`Error::bridge`] or [`Error::bridge_with`].
+    #[error("python bridge: {message}")]
+    Bridge {
+        /// What failed ("cannot bind 127.0.0.1:80").
+        message: String,
+        /// Why, when something underneath failed (an `io::Error`, ...).
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The Python worker process failed, or could not be started. Build it with
+    /// [`Error::worker`] or [`Error::worker_with`].
+    #[error("python worker: {message}")]
+    Worker {
+        /// What failed ("the python worker (pid 42) exited during step `answer`").
+        message: String,
+        /// Why, when something underneath failed (an `io::Error`, a `tonic::Status`, ...).
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A python step raised an exception; `message` is the Python error text.
     #[error("python step `{step}` raised {message}")]
     Python {
@@ -168,6 +191,73 @@ pub enum Error {
 }
 
 impl Error {
+    /// A bridge error with no underlying cause.
+    ///
+    /// ```
+    /// let e = dspex::Error::bridge("the bridge server has stopped");
+    /// assert_eq!(e.to_string(), "python bridge: the bridge server has stopped");
+    /// ```
+    pub fn bridge(message: impl Into<String>) -> Self {
+        Error::Bridge {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A bridge error caused by `source`, which stays reachable through
+    /// [`source()`](std::error::Error::source) and is not repeated in the message.
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    ///
+    /// let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+    /// let e = dspex::Error::bridge_with("cannot bind 127.0.0.1:4000", io);
+    /// assert_eq!(e.to_string(), "python bridge: cannot bind 127.0.0.1:4000");
+    /// assert_eq!(e.source().unwrap().to_string(), "address in use");
+    /// ```
+    pub fn bridge_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Bridge {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A worker error with no underlying cause.
+    pub fn worker(message: impl Into<String>) -> Self {
+        Error::Worker {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A worker error caused by `source` (kept as the error's
+    /// [`source()`](std::error::Error::source), not repeated in the message).
+    pub fn worker_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Worker {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The message and every source below it, joined by `": "`: what an error reporter
+    /// prints, for code that logs a `dspex::Error` on one line.
+    ///
+    /// ```
+    /// let io = std::io::Error::other("no such file");
+    /// let e = dspex::Error::worker_with("cannot start `python3`", io);
+    /// assert_eq!(e.report(), "python worker: cannot start `python3`: no such file");
+    /// ```
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+
     pub(crate) fn not_found(name: &str) -> Self {
         Error::NotFound {
             name: name.to_owned(),
@@ -192,5 +282,46 @@ impl From<ValidationError> for Error {
 impl From<SpecError> for Error {
     fn from(e: SpecError) -> Self {
         Error::InvalidSpec(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_sources_out_of_their_messages() {
+        let step = Error::Step {
+            step: "classify".into(),
+            source: Box::new(Error::not_found("model")),
+        };
+        assert_eq!(step.to_string(), "step `classify` failed");
+        assert_eq!(
+            step.source().map(ToString::to_string).as_deref(),
+            Some("variable `model` not found")
+        );
+        assert_eq!(
+            step.report(),
+            "step `classify` failed: variable `model` not found"
+        );
+
+        let status = tonic::Status::unavailable("connection refused");
+        let worker = Error::worker_with("the python worker (pid 7) refused the call", status);
+        assert_eq!(
+            worker.to_string(),
+            "python worker: the python worker (pid 7) refused the call"
+        );
+        let source = worker
+            .source()
+            .and_then(|s| s.downcast_ref::<tonic::Status>());
+        assert_eq!(
+            source.map(tonic::Status::message),
+            Some("connection refused")
+        );
+        assert!(worker.report().contains("connection refused"));
+
+        assert!(Error::bridge("the server has stopped").source().is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! dspex: declare DSPy-style LLM programs in Rust.
 //!
-//! Variables are typed and constrained (DESIGN.md section 3) and live in a [`Context`]. While a
+//! Variables are typed and constrained (a type among seven, and constraints such as `min`,
+//! `max`, `pattern` or `choices` checked on every write) and live in a [`Context`]. While a
 //! program is pure Rust they stay in-process ([`state::LocalState`]): a read is a read lock and a
 //! lookup. As soon as a python step is involved they move into a session of the bridge's store
 //! ([`bridge`]), which Python processes reach over gRPC, and the context's Python worker
@@ -24,17 +25,27 @@
 //! - [`Context`] and [`Var`]: the variables API (`defvariable`, `get`, `get_or`, `set`,
 //!   `update`, `get_many`, `update_many`, `list`, `exists`, `delete`, `watch`), by name or
 //!   through a typed handle; [`Context::ensure_bridged`] upgrades a context, once.
-//! - [`state`]: the [`StateProvider`](state::StateProvider) trait every backend implements, and
-//!   the in-process table they share.
+//! - [`state`]: the [`StateProvider`](state::StateProvider) trait every backend implements
+//!   (and a backend of your own can, see [`ContextBuilder::state`]), the
+//!   [`WatchHub`](state::WatchHub) that fans changes out to watchers, and
+//!   [`LocalState`](state::LocalState).
 //! - [`bridge`]: the session store and its gRPC server; [`bridge::BridgedState`].
 //! - [`worker`]: the supervisor of a context's Python worker, and the LM configuration.
 //! - [`program`]: [`Program`] (what the macros implement), native steps ([`Module`]), python
 //!   steps ([`PythonModule`]), the runtime builder ([`ProgramBuilder`]), run traces.
 //!
-//! # Choices where DESIGN.md is silent
+//! # Errors
+//!
+//! Every fallible call returns [`Error`], whose variants name the variable, step or process and
+//! the rule that was broken. When something underneath failed (an `io::Error`, a
+//! `tonic::Status`, a native step's own error), it is the error's
+//! [`source`](std::error::Error::source), not part of its message: print the chain with your
+//! error reporter (`anyhow`'s `{:#}`, `eyre`) or [`Error::report`].
+//!
+//! # Choices worth knowing
 //!
 //! - `dspex::Module` is the trait of native steps, so the value type of a `module` variable is
-//!   [`ModuleName`] (DESIGN.md writes `Var<Module>`).
+//!   [`ModuleName`].
 //! - Fields that flow along a chain ([`Fields`]) are typed: one JSON value ([`JsonValue`]) per
 //!   field, of the type its signature declares ([`FieldType`]), checked when the program starts
 //!   and after every step (integers are accepted, and widened, where floats are declared;
@@ -225,10 +236,13 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 ///   [`LiteralError`]), and has `QaLabel::ALL` and `as_str()`.
 /// - `impl Program for Qa`, with `const REQUIRES_BRIDGE: bool`, true iff a step is python.
 ///
-/// A python step makes the program need the bridge: `Qa::start()` creates a bridged context,
-/// whose Python worker creates the step's DSPy module with its signature and configuration;
-/// when the worker cannot create it (a tool that cannot be imported, a class that does not
-/// exist), `start` and `attach` fail with the worker's message naming the step.
+/// A python step makes the program need the bridge: `start` creates a bridged context and its
+/// Python worker (the interpreter of `DSPEX_PYTHON`, else `python3`, with the `dspex_bridge`
+/// package installed), and attaching the step creates its DSPy module in that worker, with its
+/// signature and `with` configuration. A worker that cannot start is an [`Error::Worker`]
+/// naming the interpreter and what went wrong; a module the worker cannot create (a tool that
+/// cannot be imported, a class that does not exist) or that raises is an [`Error::Python`]
+/// naming the step.
 ///
 /// Typed fields, from a native step to the generated output:
 ///
@@ -264,10 +278,6 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 /// assert_eq!("long".parse::<RaterLength>()?, RaterLength::Long);
 /// # Ok(()) }
 /// ```
-///
-/// A python step compiles and makes the program need the bridge. Until this build of dspex
-/// provides the Python bridge, starting such a program returns [`Error::Bridge`] naming the
-/// step.
 ///
 /// # Compile-time errors
 ///
@@ -434,8 +444,8 @@ pub use dspex_macros::dspex_program;
 ///   pattern = "..", choices = [..], dimensions = .., description = "..")]`; `initial` is
 ///   required, the other keys are those of [`dspex_program!`] for the variable's type. `T`
 ///   gives the type: `f64` float, `i64` integer, `String` string, `bool` boolean, [`Choice`]
-///   choice, [`ModuleName`] module ([`Module`] is the trait of native steps), [`Embedding`]
-///   embedding.
+///   choice, [`ModuleName`] module (not `Module`: [`Module`] is the trait of native steps),
+///   [`Embedding`] embedding.
 /// - On a native step field, typed by its [`Module`] (built with [`Default`]):
 ///   `#[step(native, signature = "..", bind(a, b as c))]`.
 /// - On a python step field, typed [`PythonModule`]:
@@ -464,7 +474,7 @@ pub use dspex_macros::dspex_program;
 /// # fn main() {}
 /// ```
 pub use dspex_macros::Program;
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
 pub use program::{
     DynProgram, Fields, LmCall, Module, Params, Program, ProgramBuilder, PythonModule, RunTrace,
     RunningProgram, Step, StepTrace,
@@ -497,7 +507,9 @@ pub mod __private {
     };
     pub use dspex_core::{Constraints, Number, Pattern, Signature, Value, VarType, VariableSpec};
 
-    pub use crate::program::{ChainRun, DynModule, context_for, prepare_context};
+    pub use crate::program::module::{BoxFuture, DynModule};
+    pub use crate::program::prepare::{context_for, prepare_context};
+    pub use crate::program::run::ChainRun;
     pub use crate::{
         Choice, Context, Embedding, Error, Fields, JsonObject, JsonValue, LiteralError, ModuleName,
         Program, PythonModule, Result, RunTrace, Var,
@@ -525,6 +537,16 @@ pub mod __private {
     /// diagnostic.
     pub fn native_step<M: crate::Module>(module: &M) -> &dyn DynModule {
         module
+    }
+
+    /// Creates the DSPy module of python step `index` of `spec` in `ctx`'s worker (bridging
+    /// `ctx` and starting its worker first if needed).
+    pub async fn python_step(
+        ctx: &Context,
+        spec: &ProgramSpec,
+        index: usize,
+    ) -> Result<PythonModule> {
+        PythonModule::attach(ctx, spec, index).await
     }
 
     /// Takes output field `name` of program `program` out of `fields`, as the type of its

@@ -813,7 +813,7 @@ async fn shutdown_ends_open_streams_and_refuses_new_sessions() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, dspex::Error::Bridge(m) if m.contains("stopped")),
+        matches!(&err, dspex::Error::Bridge { message, .. } if message.contains("stopped")),
         "{err:?}"
     );
 }

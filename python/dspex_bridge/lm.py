@@ -22,6 +22,8 @@ import dspy
 from dspy.clients.engines.dummy_engine import AsyncDummyEngine, DummyEngine
 from dspy.utils.dummies import DummyLM
 
+from .errors import InvalidValueError
+
 __all__ = ["LmConfig", "ScriptedLM", "build_lm"]
 
 _OUTPUTS = re.compile(r"Your output fields are:\n(?P<body>.*?)\n(?:All interactions|\Z)", re.S)
@@ -135,7 +137,7 @@ class ScriptedLM(DummyLM):
         self._async_engine_spec = AsyncDummyEngine(self._engine_spec)
 
     def copy(self, **kwargs: Any) -> ScriptedLM:
-        copied = super().copy(**kwargs)
+        copied: ScriptedLM = super().copy(**kwargs)
         copied._engine_spec = ScriptedEngine(copied)
         copied._async_engine_spec = AsyncDummyEngine(copied._engine_spec)
         return copied
@@ -162,13 +164,13 @@ class LmConfig:
             return cls()
         data = json.loads(text)
         if not isinstance(data, dict):
-            raise ValueError("DSPEX_LM must be a JSON object")
+            raise InvalidValueError("DSPEX_LM must be a JSON object")
         unknown = set(data) - {"kind", "model", "answers", "rules", "settings"}
         if unknown:
-            raise ValueError(f"DSPEX_LM has unknown keys {sorted(unknown)}")
+            raise InvalidValueError(f"DSPEX_LM has unknown keys {sorted(unknown)}")
         config = cls(**data)
         if config.kind not in ("scripted", "model"):
-            raise ValueError(f"DSPEX_LM kind must be 'scripted' or 'model', not {config.kind!r}")
+            raise InvalidValueError(f"DSPEX_LM kind must be 'scripted' or 'model', not {config.kind!r}")
         return config
 
 

@@ -17,6 +17,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from .errors import InvalidValueError, ModuleImportError, WrongTypeError
+
 __all__ = ["TOOLS_KEY", "constructor_kwargs", "import_tool", "module_table"]
 
 #: The configuration key that gives an agent its tools.
@@ -46,19 +48,20 @@ def import_tool(path: str) -> Callable[..., Any]:
     """The callable at dotted path `path` (``"my_pkg.tools.search"``)."""
     module_path, _, name = path.rpartition(".")
     if not module_path or not name:
-        raise ImportError(f"cannot import tool {path!r}: expected a dotted path like 'my_pkg.tools.search'")
+        raise ModuleImportError(f"cannot import tool {path!r}: expected a dotted path like 'my_pkg.tools.search'")
     try:
         tool = getattr(importlib.import_module(module_path), name)
     except (ImportError, AttributeError) as e:
-        raise ImportError(f"cannot import tool {path!r}: {e}") from e
+        raise ModuleImportError(f"cannot import tool {path!r}: {e}") from e
     if not callable(tool):
-        raise ImportError(f"cannot import tool {path!r}: it is a {type(tool).__name__}, not a callable")
-    return tool
+        raise ModuleImportError(f"cannot import tool {path!r}: it is a {type(tool).__name__}, not a callable")
+    found: Callable[..., Any] = tool
+    return found
 
 
 def _paths(tools: Any) -> list[str]:
     if isinstance(tools, str) or not all(isinstance(path, str) for path in tools):
-        raise TypeError(f"{TOOLS_KEY!r} must be a list of dotted paths, not {tools!r}")
+        raise WrongTypeError(f"{TOOLS_KEY!r} must be a list of dotted paths, not {tools!r}")
     return list(tools)
 
 
@@ -69,6 +72,6 @@ def _interpreter_factory(interpreter: Any) -> Callable[[], Any]:
     try:
         return factories[interpreter]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise InvalidValueError(
             f"interpreter must be 'deno' (DSPy's sandbox) or 'local' (no sandbox), not {interpreter!r}"
         ) from None

@@ -18,9 +18,13 @@ import grpc.aio
 
 from ._proto.dspex.v1 import bridge_pb2 as pb
 from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
+from .errors import InvalidValueError
 from .session import TOKEN_METADATA, SessionContext
 
 log = logging.getLogger("dspex_bridge.worker")
+
+#: The context of a ModuleService call.
+_Context = grpc.aio.ServicerContext[Any, Any]
 
 #: Largest request or response, in bytes.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -66,19 +70,19 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         self._modules: dict[str, _Module] = {}
         self._stop = stop
 
-    async def _authorize(self, context: grpc.aio.ServicerContext) -> None:
+    async def _authorize(self, context: _Context) -> None:
         token = dict(context.invocation_metadata() or ()).get(TOKEN_METADATA, "")
         if not hmac.compare_digest(str(token), self._token):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong session token")
 
-    async def Health(self, request: pb.HealthRequest, context: grpc.aio.ServicerContext) -> pb.HealthResponse:
+    async def Health(self, request: pb.HealthRequest, context: _Context) -> pb.HealthResponse:
         await self._authorize(context)
         import dspy
 
         return pb.HealthResponse(ready=True, dspy_version=dspy.__version__, modules=len(self._modules), pid=os.getpid())
 
     async def CreateModule(
-        self, request: pb.CreateModuleRequest, context: grpc.aio.ServicerContext
+        self, request: pb.CreateModuleRequest, context: _Context
     ) -> pb.CreateModuleResponse:
         await self._authorize(context)
         if request.session_id != self._session.session_id:
@@ -112,14 +116,15 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         from .module_config import TOOLS_KEY, constructor_kwargs
         from .values import from_proto_value
 
-        values = {key: from_proto_value(value) for key, value in config.items()}
+        values: dict[str, Any] = {key: from_proto_value(value) for key, value in config.items()}
         # A `Value` has no list: the tools arrive as one comma-separated string of dotted paths.
-        if isinstance(values.get(TOOLS_KEY), str):
-            values[TOOLS_KEY] = [path.strip() for path in values[TOOLS_KEY].split(",") if path.strip()]
+        tools = values.get(TOOLS_KEY)
+        if isinstance(tools, str):
+            values[TOOLS_KEY] = [path.strip() for path in tools.split(",") if path.strip()]
         return constructor_kwargs(module_class, values)
 
     async def ExecuteModule(
-        self, request: pb.ExecuteModuleRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ExecuteModuleRequest, context: _Context
     ) -> pb.ExecuteModuleResponse:
         await self._authorize(context)
         entry = self._modules.get(request.module_id)
@@ -145,12 +150,12 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         outputs = {key: _text(value) for key, value in prediction.items()}
         return pb.ExecuteModuleResponse(outputs=outputs, lm_calls=calls, duration_micros=micros)
 
-    async def DropModule(self, request: pb.DropModuleRequest, context: grpc.aio.ServicerContext) -> pb.DropModuleResponse:
+    async def DropModule(self, request: pb.DropModuleRequest, context: _Context) -> pb.DropModuleResponse:
         await self._authorize(context)
         self._modules.pop(request.module_id, None)
         return pb.DropModuleResponse()
 
-    async def Shutdown(self, request: pb.ShutdownRequest, context: grpc.aio.ServicerContext) -> pb.ShutdownResponse:
+    async def Shutdown(self, request: pb.ShutdownRequest, context: _Context) -> pb.ShutdownResponse:
         await self._authorize(context)
         log.info("shutdown requested")
         # Answer first; stop right after.

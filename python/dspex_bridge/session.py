@@ -21,7 +21,7 @@ import grpc.aio
 
 from ._proto.dspex.v1 import bridge_pb2 as pb
 from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
-from .errors import ConflictError, map_rpc_error
+from .errors import ConflictError, MissingEnvironmentError, map_rpc_error
 from .values import (
     GetVariablesResult,
     PyValue,
@@ -63,10 +63,10 @@ _CHANNEL_OPTIONS = (
 def connect(address: str) -> grpc.aio.Channel:
     """An insecure channel to a dspex store (loopback or Unix socket), configured for its
     message sizes. Create it in the event loop that will use it."""
-    options = _CHANNEL_OPTIONS
+    options: list[tuple[str, str | int]] = list(_CHANNEL_OPTIONS)
     if address.startswith("unix:"):
         # gRPC would send the socket path as the HTTP/2 authority, which is not a valid one.
-        options = (*options, ("grpc.default_authority", "localhost"))
+        options.append(("grpc.default_authority", "localhost"))
     return grpc.aio.insecure_channel(address, options=options)
 
 
@@ -168,12 +168,7 @@ class SessionContext:
         """The session described by ``DSPEX_STORE_ADDR``, ``DSPEX_SESSION_ID`` and
         ``DSPEX_SESSION_TOKEN`` (the environment a dspex worker is started with)."""
         env = os.environ if env is None else env
-        missing = [k for k in (ENV_STORE_ADDR, ENV_SESSION_ID, ENV_SESSION_TOKEN) if not env.get(k)]
-        if missing:
-            raise KeyError(
-                f"{', '.join(missing)} not set: a dspex session is described by "
-                f"{ENV_STORE_ADDR}, {ENV_SESSION_ID} and {ENV_SESSION_TOKEN}"
-            )
+        cls.check_env(env)
         return cls(
             env[ENV_SESSION_ID],
             connect(env[ENV_STORE_ADDR]),
@@ -181,6 +176,17 @@ class SessionContext:
             cache_ttl=cache_ttl,
             close_channel=True,
         )
+
+    @staticmethod
+    def check_env(env: Mapping[str, str]) -> None:
+        """Raises :class:`~dspex_bridge.MissingEnvironmentError` (a ``KeyError``) naming the
+        variables that ``env`` lacks to describe a session."""
+        missing = [k for k in (ENV_STORE_ADDR, ENV_SESSION_ID, ENV_SESSION_TOKEN) if not env.get(k)]
+        if missing:
+            raise MissingEnvironmentError(
+                f"{', '.join(missing)} not set: a dspex session is described by "
+                f"{ENV_STORE_ADDR}, {ENV_SESSION_ID} and {ENV_SESSION_TOKEN}"
+            )
 
     @classmethod
     async def initialize(
@@ -241,13 +247,13 @@ class SessionContext:
 
     async def ping(self) -> str:
         """The server's version (needs no token)."""
-        response = await self._call(self._stub.Ping, pb.PingRequest())
+        response: pb.PingResponse = await self._call(self._stub.Ping, pb.PingRequest())
         return response.server_version
 
     async def heartbeat(self) -> float | None:
         """Renews the session's TTL; returns the new expiry as a UNIX time (``None`` for the
         session of a Rust context, which never expires while the context lives)."""
-        response = await self._call(
+        response: pb.HeartbeatResponse = await self._call(
             self._stub.Heartbeat, pb.HeartbeatRequest(session_id=self.session_id)
         )
         if not response.HasField("expires_at"):
@@ -257,7 +263,7 @@ class SessionContext:
     async def cleanup(self) -> int:
         """Ends a session created with :meth:`initialize`; returns how many variables it
         dropped."""
-        response = await self._call(
+        response: pb.CleanupSessionResponse = await self._call(
             self._stub.CleanupSession, pb.CleanupSessionRequest(session_id=self.session_id)
         )
         self._cache.clear()
@@ -400,7 +406,7 @@ class SessionContext:
         if expected_version is not None:
             request.expected_version = expected_version
         self._evict(name)
-        response = await self._call(self._stub.SetVariable, request)
+        response: pb.SetVariableResponse = await self._call(self._stub.SetVariable, request)
         return response.version
 
     async def set_variables(self, values: Mapping[str, Any]) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""The dspex Python worker: ``python -m dspex_bridge.worker``.
+"""The dspex Python worker: ``dspex-worker`` (or ``python -m dspex_bridge.worker``).
 
 It serves ``ModuleService`` (``proto/dspex/v1/bridge.proto``) on loopback: it creates real DSPy
 modules (the variable-aware ``Predict``, ``ChainOfThought``, ``ReAct``, ``ProgramOfThought``,
@@ -30,7 +30,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 # Only the standard library at import time: a missing dependency (grpc, dspy) is reported by
 # `main` as one clear line naming the interpreter, not as a traceback.
@@ -77,6 +77,7 @@ async def serve(env: Mapping[str, str]) -> None:
     import grpc.aio
 
     from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
+    from .errors import BridgeError
     from .lm import LmConfig, LmFactory
     from .module_service import MAX_MESSAGE_BYTES, ModuleServicer
     from .session import ENV_SESSION_TOKEN, SessionContext
@@ -100,7 +101,7 @@ async def serve(env: Mapping[str, str]) -> None:
     listen = env.get(ENV_LISTEN) or "127.0.0.1:0"
     port = server.add_insecure_port(listen)
     if port == 0:
-        raise OSError(f"cannot listen on {listen}")
+        raise BridgeError(f"cannot listen on {listen}")
     await server.start()
 
     loop = asyncio.get_running_loop()
@@ -117,8 +118,23 @@ async def serve(env: Mapping[str, str]) -> None:
     log.info("stopped")
 
 
-def main() -> int:
-    """Entry point of ``python -m dspex_bridge.worker``."""
+def _parse_args(argv: Sequence[str] | None) -> None:
+    """``--help`` (the worker takes no arguments: its environment configures it)."""
+    import argparse
+
+    summary, _, details = (__doc__ or "").partition("\n\n")
+    parser = argparse.ArgumentParser(
+        prog="dspex-worker",
+        description=summary,
+        epilog=details,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dspex-worker`` command and of ``python -m dspex_bridge.worker``."""
+    _parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
         level=os.environ.get("DSPEX_WORKER_LOG", "INFO").upper(),

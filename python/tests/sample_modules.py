@@ -31,15 +31,23 @@ class Exploding(dspy.Module):
 
 
 class Sleeper(dspy.Module):
-    """Takes its time (``seconds`` input, default 30) before answering."""
+    """Takes its time (``seconds`` input, default 30) before answering. With a ``notify``
+    input (``host:port``), it first connects there and sends ``call started``, so that a test
+    knows the call is under way without guessing how long that takes."""
 
     def __init__(self, signature: str) -> None:
         super().__init__()
         self.signature = dspy.Signature(signature)
 
     def forward(self, **kwargs: str) -> dspy.Prediction:
+        import socket
         import time
 
+        notify = kwargs.get("notify")
+        if notify:
+            host, _, port = notify.rpartition(":")
+            with socket.create_connection((host, int(port))) as marker:
+                marker.sendall(b"call started\n")
         time.sleep(float(kwargs.get("seconds") or 30))
         (out,) = self.signature.output_fields
         return dspy.Prediction(**{out: "slept"})

@@ -16,7 +16,7 @@ from dspex_bridge.dspy_integration import (
 )
 from dspex_bridge.lm import LmConfig, LmFactory, ScriptedLM
 
-# DSPy 3.4 deprecates ProgramOfThought (it still ships it, and DESIGN.md names it).
+# DSPy 3.4 deprecates ProgramOfThought (it still ships it, and dspex supports it).
 pytestmark = pytest.mark.filterwarnings("ignore:ProgramOfThought is deprecated:DeprecationWarning")
 
 

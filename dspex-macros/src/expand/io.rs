@@ -227,7 +227,7 @@ impl<'a> Io<'a> {
             .fields(&self.signature.inputs)
             .map(|(ident, field)| {
                 let name = &field.name;
-                quote!(__dspex_fields.insert(#name, __dspex_input.#ident);)
+                quote!(__dspex_fields.insert(#name, input.#ident);)
             })
             .collect();
         let from_input = if inserts.is_empty() {
@@ -238,7 +238,7 @@ impl<'a> Io<'a> {
             }
         } else {
             quote! {
-                fn from(__dspex_input: #input) -> Self {
+                fn from(input: #input) -> Self {
                     let mut __dspex_fields = ::dspex::__private::Fields::new();
                     #(#inserts)*
                     __dspex_fields
@@ -247,7 +247,7 @@ impl<'a> Io<'a> {
         };
         let takes = self.fields(&self.signature.outputs).map(|(ident, field)| {
             let name = &field.name;
-            quote!(#ident: ::dspex::__private::take_output(&mut __dspex_fields, #name, #program)?)
+            quote!(#ident: ::dspex::__private::take_output(&mut fields, #name, #program)?)
         });
         let enums = self.all_fields().filter_map(|f| self.enum_impls(f));
         quote! {
@@ -259,7 +259,7 @@ impl<'a> Io<'a> {
                 type Error = ::dspex::__private::Error;
 
                 fn try_from(
-                    mut __dspex_fields: ::dspex::__private::Fields,
+                    mut fields: ::dspex::__private::Fields,
                 ) -> ::dspex::__private::Result<Self> {
                     ::core::result::Result::Ok(Self {
                         #(#takes,)*

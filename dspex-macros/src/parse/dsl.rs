@@ -1,4 +1,5 @@
-//! The `dspex_program!` front end: the program syntax into the model.
+//! The `dspex_program!` front end: the syntax documented on `dspex::dspex_program!`, into the
+//! model.
 //!
 //! ```text
 //! [attrs] [vis] program Name [: "signature"] {

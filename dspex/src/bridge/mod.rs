@@ -1,6 +1,6 @@
 //! The Python bridge: the session store that holds a context's variables once they are shared
 //! with Python, and the gRPC `SessionService` (tonic) that Python's `dspex_bridge` reaches it
-//! through (DESIGN.md section 5).
+//! through.
 //!
 //! ```text
 //! Rust process                                         Python process

@@ -34,7 +34,7 @@ pub(crate) fn status(code: Code, kind: &'static str, message: impl Into<String>)
     Status::with_metadata(code, message, metadata)
 }
 
-/// The status of a dspex error (DESIGN.md section 5), with its kind.
+/// The status of a dspex error, with its kind (the table in the [`bridge`](super) docs).
 pub(crate) fn error_status(e: &Error) -> Status {
     let message = e.to_string();
     match e {

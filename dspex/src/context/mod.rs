@@ -247,9 +247,10 @@ impl Context {
     /// metadata, and gain `migrated_from = "local"` and `migrated_at` (RFC 3339) metadata.
     /// [`backend`](Self::backend) reports the switch count and how long the switch took.
     ///
-    /// The switch itself does not wait on anything: it takes about a millisecond per thousand
-    /// variables, plus, the first time in a process, a millisecond or so for the process-wide
-    /// server to start its thread. Callers on an async runtime are blocked for that long.
+    /// The switch takes about a millisecond per thousand variables, plus, the first time in a
+    /// process, a millisecond or so for the process-wide server to start its thread. It runs
+    /// on the runtime's blocking threads (`spawn_blocking`), never on the thread that awaits
+    /// it, so other tasks of the runtime keep running, even on a `current_thread` runtime.
     ///
     /// ```no_run
     /// # #[tokio::main] async fn main() -> dspex::Result<()> {
@@ -268,6 +269,15 @@ impl Context {
     /// # Ok(()) }
     /// ```
     pub async fn ensure_bridged(&self) -> Result<()> {
+        if self.current().kind() == BackendKind::Bridged {
+            return Ok(());
+        }
+        let ctx = self.clone();
+        off_runtime(move || ctx.bridge_now()).await
+    }
+
+    /// [`ensure_bridged`](Self::ensure_bridged) on the calling thread.
+    fn bridge_now(&self) -> Result<()> {
         let _one_at_a_time = self.inner.switching.lock();
         if self.current().kind() == BackendKind::Bridged {
             return Ok(());
@@ -632,6 +642,26 @@ impl Context {
     /// Watches with options: queue capacity, initial values.
     pub fn watch_with(&self, names: &[&str], options: WatchOptions) -> Result<Watcher> {
         self.with_backend(|b| b.watch(names, options))
+    }
+}
+
+/// Runs `f`, which may block for a while (bind a port, start a thread, migrate variables), on
+/// the current tokio runtime's blocking threads, so that the runtime keeps running its other
+/// tasks; outside a tokio runtime, on the calling thread.
+pub(crate) async fn off_runtime<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return f();
+    };
+    match runtime.spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::internal(
+            "the runtime shut down while the bridge was being set up",
+        )),
     }
 }
 

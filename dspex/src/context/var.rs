@@ -158,7 +158,7 @@ string_newtype!(
 string_newtype!(
     /// The value of a `module` variable: the name of a DSPy module class (`"ChainOfThought"`).
     ///
-    /// DESIGN.md writes this type `Var<Module>`; it is spelled `ModuleName` because
+    /// A `module` variable's handle is `Var<ModuleName>`, not `Var<Module>`:
     /// [`Module`](crate::Module) is the trait native steps implement.
     ModuleName,
     VarType::Module

@@ -12,10 +12,10 @@ use dspex_core::{Signature, VariableSpec};
 
 use super::fields::Fields;
 use super::module::{DynModule, Module};
+use super::prepare::{context_for, prepare_context};
 use super::python::PythonModule;
 use super::run::ChainRun;
 use super::trace::RunTrace;
-use super::{context_for, prepare_context};
 use crate::context::Context;
 use crate::error::{Error, Result};
 

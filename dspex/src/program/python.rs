@@ -64,8 +64,9 @@ pub(crate) struct PythonOutput {
 
 impl PythonModule {
     /// Creates the DSPy module of python step `index` of `spec` in the context's worker,
-    /// bridging the context and starting its worker first if needed.
-    pub async fn attach(ctx: &Context, spec: &ProgramSpec, index: usize) -> Result<Self> {
+    /// bridging the context and starting its worker first if needed. Generated code reaches it
+    /// as `dspex::__private::python_step`.
+    pub(crate) async fn attach(ctx: &Context, spec: &ProgramSpec, index: usize) -> Result<Self> {
         let step = spec.steps.get(index).ok_or_else(|| {
             Error::Internal(format!("program `{}` has no step {index}", spec.name))
         })?;
@@ -191,7 +192,7 @@ impl PythonModule {
                 Value::String(paths.join(","))
             }
             ConfigValue::Strings(_) | ConfigValue::Tools(_) => {
-                return Err(Error::Worker(format!(
+                return Err(Error::worker(format!(
                     "step `{}`: the worker cannot receive the list value of `with` key `{}`",
                     self.inner.step, entry.key
                 )));

@@ -30,7 +30,10 @@ impl LocalState {
         Self::with_hub(Arc::default())
     }
 
-    pub(crate) fn with_hub(hub: Arc<WatchHub>) -> Self {
+    /// An empty local state that publishes its changes to `hub`: the one a context hands to
+    /// its backend (see [`ContextBuilder::state`](crate::ContextBuilder::state)), so that
+    /// another backend can keep its variables in a `LocalState`.
+    pub fn with_hub(hub: Arc<WatchHub>) -> Self {
         let capabilities = Capabilities {
             shared_with_python: false,
             session_ttl: false,

@@ -1,17 +1,21 @@
-//! Variable state backends: the [`StateProvider`] trait, the records it stores, and the
-//! in-process [`LocalState`]. The bridged backend, a session of the bridge's store shared with
-//! Python, is [`BridgedState`](crate::bridge::BridgedState).
+//! Variable state backends: the [`StateProvider`] trait, the records it stores, the
+//! [`WatchHub`] that fans changes out to watchers, and the in-process [`LocalState`]. The
+//! bridged backend, a session of the bridge's store shared with Python, is
+//! [`BridgedState`](crate::bridge::BridgedState).
 //!
-//! Every backend stores its variables in the same table (`state/table.rs`) and checks every
-//! write with `dspex-core`, so the semantics of DESIGN.md section 3 hold on each of them by
-//! construction; the conformance suite (`dspex/tests/conformance`) checks that they do.
+//! The backends of this crate store their variables in the same table and check every write
+//! with `dspex-core`, so the rules of variables (types, constraints, versions, compare-and-set,
+//! atomic batches, watch order) hold on each of them by construction; the conformance suite
+//! checks that they do. A backend written elsewhere implements [`StateProvider`] with the
+//! same `dspex-core` checks and is installed with
+//! [`ContextBuilder::state`](crate::ContextBuilder::state); see the trait for the contract.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use dspex_core::{Constraints, Glob, Value, VarType};
+use dspex_core::{Constraints, Value, VarType};
 
 use crate::error::Result;
 
@@ -19,9 +23,11 @@ mod local;
 pub(crate) mod table;
 mod watch;
 
+pub use dspex_core::Glob;
 pub use local::LocalState;
-pub(crate) use watch::WatchHub;
-pub use watch::{Change, ChangeKind, MAX_WATCH_CAPACITY, WatchEvent, WatchOptions, Watcher};
+pub use watch::{
+    Change, ChangeKind, MAX_WATCH_CAPACITY, WatchEvent, WatchHub, WatchOptions, Watcher,
+};
 
 /// The stable id of a variable, unique within a context and kept across a backend switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,7 +45,28 @@ impl fmt::Display for VarId {
 pub struct VarRef {
     /// The variable's id.
     pub id: VarId,
-    pub(crate) slot: u32,
+    slot: u32,
+}
+
+impl VarRef {
+    /// A reference to variable `id`, kept by the backend at `slot`: a number only the backend
+    /// that resolved it interprets (an index, a hash bucket, ...). A backend given a `VarRef`
+    /// whose slot no longer holds `id` looks the variable up by id.
+    ///
+    /// ```
+    /// use dspex::state::{VarId, VarRef};
+    ///
+    /// let r = VarRef::new(VarId(7), 3);
+    /// assert_eq!((r.id, r.slot()), (VarId(7), 3));
+    /// ```
+    pub fn new(id: VarId, slot: u32) -> Self {
+        Self { id, slot }
+    }
+
+    /// Where the backend that resolved the reference keeps the variable.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
 }
 
 /// How an operation names its variable: by name, or by a [`VarRef`] resolved earlier.
@@ -153,11 +180,14 @@ impl GetMany {
 
 /// Which backend a context uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BackendKind {
     /// In-process state; nothing crosses a process boundary.
     Local,
     /// A session in the bridge's store, shared with Python over gRPC.
     Bridged,
+    /// A backend implemented outside this crate, by the name it gives itself.
+    Custom(&'static str),
 }
 
 impl fmt::Display for BackendKind {
@@ -165,6 +195,7 @@ impl fmt::Display for BackendKind {
         f.write_str(match self {
             BackendKind::Local => "local",
             BackendKind::Bridged => "bridged",
+            BackendKind::Custom(name) => name,
         })
     }
 }
@@ -184,8 +215,36 @@ pub struct Capabilities {
 /// A variable state backend. Every method is synchronous and short: local reads are a read lock
 /// and a lookup, writes a write lock, validation and a fan-out to watchers that never blocks.
 ///
-/// Every implementation must pass the conformance suite; semantics are those of DESIGN.md
-/// section 3.
+/// # The contract
+///
+/// Every implementation behaves the same, so that user code works unchanged on every
+/// backend; the conformance suite of this crate's repository (`dspex/tests/conformance`,
+/// driven by one small fixture per backend, `conformance_*.rs`) is the executable form of
+/// these rules and every backend must pass it:
+///
+/// - **Checks come from `dspex-core`.** [`register`](Self::register) checks the declaration
+///   with [`VariableSpec::check`](dspex_core::VariableSpec::check) (which also gives the
+///   initial value as stored); every write checks its value with [`dspex_core::validate`],
+///   which widens integers for float variables. A refused call changes nothing and returns
+///   the matching [`Error`](crate::Error) (`AlreadyExists`, `NotFound`, `InvalidValue`,
+///   `ConstraintViolation`, `InvalidSpec`, `Conflict`, `DuplicateWrite`).
+/// - **Records.** Ids are unique and never reused within a backend; a variable starts at
+///   version 1 and every accepted write adds 1 and records its [`Source`] and time; `set`
+///   merges [`SetOptions::metadata`] and honours [`SetOptions::expected_version`].
+/// - **Atomicity.** `update` runs its function and writes under one lock; `update_many`
+///   validates every write (a name twice is `DuplicateWrite`) before applying any;
+///   `import` is all or nothing; `migrate_out` is atomic with respect to every other call.
+/// - **Watching.** Every accepted change is published, in the order changes were applied, to
+///   the [`WatchHub`] the backend was created with (the context's own, handed over by
+///   [`ContextBuilder::state`](crate::ContextBuilder::state)): `Updated` for writes,
+///   `Deleted` for deletions, `Registered` for registrations. `watch` subscribes on that hub,
+///   fails with `NotFound` for a name that does not exist, and adds the `Initial` values
+///   under the same lock as the subscription, so that no change falls in between.
+/// - **References.** [`resolve`](Self::resolve) returns a [`VarRef`] the backend can follow
+///   quickly; a reference to a deleted variable is `NotFound`, never another variable.
+///
+/// A context switches backend once, from the one it started on to the bridged one, through
+/// [`migrate_out`](Self::migrate_out) and [`import`](Self::import).
 pub trait StateProvider: Send + Sync + 'static {
     /// Which kind of backend this is.
     fn kind(&self) -> BackendKind;

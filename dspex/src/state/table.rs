@@ -94,10 +94,7 @@ impl VariableTable {
     pub(crate) fn resolve(&self, name: &str) -> Result<VarRef> {
         let this = self;
         let slot = this.slot_of(Key::Name(name))?;
-        Ok(VarRef {
-            id: this.at(slot)?.id,
-            slot,
-        })
+        Ok(VarRef::new(this.at(slot)?.id, slot))
     }
 
     pub(crate) fn register(&mut self, spec: VariableSpec, source: Source) -> Result<VarRecord> {
@@ -123,7 +120,7 @@ impl VariableTable {
         this.next_id += 1;
         this.insert(record.clone());
         if this.hub.is_watched() {
-            this.hub.publish_registration(&WatchEvent::Registered {
+            this.hub.publish(&WatchEvent::Registered {
                 id: record.id,
                 name: record.name.clone(),
                 value: record.value.clone(),
@@ -306,24 +303,19 @@ impl VariableTable {
                 });
             }
         }
-        let filter = if names.is_empty() {
-            if options.include_initial {
-                initial = this
-                    .list(None)?
-                    .into_iter()
-                    .map(|rec| WatchEvent::Initial {
-                        id: rec.id,
-                        name: rec.name,
-                        value: rec.value,
-                        version: rec.version,
-                    })
-                    .collect();
-            }
-            None
-        } else {
-            Some(names.iter().map(|n| (*n).to_owned()).collect())
-        };
-        Ok(this.hub.subscribe(filter, options, initial))
+        if names.is_empty() && options.include_initial {
+            initial = this
+                .list(None)?
+                .into_iter()
+                .map(|rec| WatchEvent::Initial {
+                    id: rec.id,
+                    name: rec.name,
+                    value: rec.value,
+                    version: rec.version,
+                })
+                .collect();
+        }
+        Ok(this.hub.subscribe(names, options, initial))
     }
 
     /// Every record, in storage order: imported in that order, the records keep their slots

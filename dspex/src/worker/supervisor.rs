@@ -92,7 +92,7 @@ impl WorkerSupervisor {
             runtime
                 .spawn(async move { WorkerProcess::spawn(&config, &session).await })
                 .await
-                .map_err(|e| Error::Worker(format!("the worker start task failed: {e}")))??
+                .map_err(|e| Error::worker_with("the worker start task failed", e))??
         };
         let supervisor = Arc::new(Self {
             config,
@@ -102,7 +102,12 @@ impl WorkerSupervisor {
             restarts: AtomicU32::new(0),
             closed: AtomicBool::new(false),
         });
-        runtime.spawn(monitor(Arc::downgrade(&supervisor)));
+        let python = supervisor.config.interpreter().display().to_string();
+        let monitored = monitor(Arc::downgrade(&supervisor));
+        runtime.spawn(async move {
+            monitored.await;
+            tracing::debug!(%python, "python worker monitor stopped: the worker will not be restarted");
+        });
         runtime.spawn(health_checks(Arc::downgrade(&supervisor)));
         Ok(supervisor)
     }
@@ -134,7 +139,7 @@ impl WorkerSupervisor {
         let state = match tokio::time::timeout(self.config.ready_timeout_value(), wait).await {
             Ok(Ok(state)) => state.clone(),
             Ok(Err(_)) | Err(_) => {
-                return Err(Error::Worker(format!(
+                return Err(Error::worker(format!(
                     "the python worker did not come back within {:?}",
                     self.config.ready_timeout_value()
                 )));
@@ -142,8 +147,8 @@ impl WorkerSupervisor {
         };
         match state {
             Current::Running(p) => Ok(p),
-            Current::Failed(why) => Err(Error::Worker(why)),
-            Current::Closed => Err(Error::Worker("the python worker was shut down".to_owned())),
+            Current::Failed(why) => Err(Error::worker(why)),
+            Current::Closed => Err(Error::worker("the python worker was shut down")),
             Current::Starting => Err(Error::internal("worker state changed under the wait")),
         }
     }
@@ -211,7 +216,7 @@ impl WorkerSupervisor {
         let reply = match tokio::time::timeout(timeout, client.execute_module(request)).await {
             Ok(reply) => reply,
             Err(_) => {
-                return Err(Error::Worker(format!(
+                return Err(Error::worker(format!(
                     "step `{step}`: the python worker (pid {}) did not answer within {timeout:?}",
                     process.pid()
                 )));
@@ -250,18 +255,20 @@ impl WorkerSupervisor {
             | tonic::Code::Internal
             | tonic::Code::Aborted => {
                 if let Some(exit) = process.wait(Duration::from_secs(2)).await {
-                    return Error::Worker(format!(
-                        "the python worker (pid {pid}) exited ({exit}) during step `{step}`; it is being restarted"
-                    ));
+                    return Error::worker_with(
+                        format!(
+                            "the python worker (pid {pid}) exited ({exit}) during step `{step}`; it is being restarted"
+                        ),
+                        status,
+                    );
                 }
             }
             _ => {}
         }
-        Error::Worker(format!(
-            "step `{step}`: the python worker (pid {pid}) refused the call: {} ({:?})",
-            status.message(),
-            status.code()
-        ))
+        Error::worker_with(
+            format!("step `{step}`: the python worker (pid {pid}) refused the call"),
+            status,
+        )
     }
 
     /// Stops the worker: asks it to shut down, then terminates it, then kills it, each after
@@ -316,19 +323,21 @@ async fn create_in(
     let reply = runtime()?
         .spawn(async move { client.create_module(request).await })
         .await
-        .map_err(|e| Error::Worker(format!("the call task failed: {e}")))?;
+        .map_err(|e| Error::worker_with("the call task failed", e))?;
     match reply {
         Ok(r) => Ok(r.into_inner().resolved_class),
         Err(status) if status.code() == tonic::Code::InvalidArgument => Err(Error::Python {
             step: spec.module_id.clone(),
             message: status.message().to_owned(),
         }),
-        Err(status) => Err(Error::Worker(format!(
-            "cannot create module `{}` in the python worker (pid {}): {}",
-            spec.module_id,
-            process.pid(),
-            status.message()
-        ))),
+        Err(status) => Err(Error::worker_with(
+            format!(
+                "cannot create module `{}` in the python worker (pid {})",
+                spec.module_id,
+                process.pid(),
+            ),
+            status,
+        )),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The conformance suite: one set of tests, written once against `StateProvider` and `Context`,
-//! that every backend must pass (DESIGN.md section 3). A backend's test file implements
+//! that every backend must pass: the rules of variables, stated once. A backend's test file implements
 //! [`Fixture`] and invokes [`conformance_suite!`]; the tests are the same for every backend.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::float_cmp)]
@@ -56,6 +56,7 @@ macro_rules! conformance_suite {
             delete_and_reregister,
             resolved_refs_read_and_go_stale,
             watchers_see_every_change_in_order,
+            watchers_are_streams,
             watchers_only_see_their_variables,
             watch_with_initial_values_and_deletions,
             slow_watcher_never_blocks_a_writer,
@@ -770,6 +771,32 @@ pub async fn watchers_see_every_change_in_order(f: &impl Fixture) {
     // Refused writes are not changes.
     let _ = set(p.as_ref(), "n", 1.5);
     assert_eq!(w.try_recv(), None);
+}
+
+/// A watcher is a `Stream`: combinators see the same events, in order, and the stream ends
+/// when the context is gone.
+pub async fn watchers_are_streams(f: &impl Fixture) {
+    use tokio_stream::StreamExt;
+
+    let ctx = f.context().await;
+    let n = ctx
+        .defvariable::<i64>("n", 0, Constraints::range(0, 100))
+        .unwrap();
+    let watcher = ctx.watch(&["n"]).unwrap();
+    for i in 1..=10 {
+        n.set(i).unwrap();
+    }
+    let _ = n.set(1000); // refused: not an event
+    drop((n, ctx));
+    let evens: Vec<i64> = watcher
+        .filter_map(|event| match event {
+            WatchEvent::Updated(change) => change.new.as_i64(),
+            other => panic!("unexpected event {other:?}"),
+        })
+        .filter(|n| n % 2 == 0)
+        .collect()
+        .await;
+    assert_eq!(evens, [2, 4, 6, 8, 10]);
 }
 
 pub async fn watchers_only_see_their_variables(f: &impl Fixture) {

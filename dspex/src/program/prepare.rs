@@ -1,0 +1,64 @@
+//! Getting a context ready for a program: a context on the backend the program needs, and the
+//! program's variables registered into it. Generated code calls these through
+//! `dspex::__private`; the runtime builder calls them directly.
+
+use dspex_core::program::ProgramSpec;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// A new context on the backend `spec` needs: local for a native program; bridged for one
+/// with a python step, its worker starting at once (in the background: the first python
+/// step's attach waits for it).
+pub async fn context_for(spec: &ProgramSpec) -> Result<Context> {
+    if !spec.requires_bridge() {
+        return Ok(Context::new());
+    }
+    let ctx = Context::builder().bridged().build().await?;
+    ctx.mark_requires_bridge();
+    let warming = ctx.clone();
+    crate::worker::runtime()?.spawn(async move {
+        if let Err(e) = warming.worker().await {
+            tracing::debug!(error = %e, "the worker did not start in the background; the first python step will report why");
+        }
+    });
+    Ok(ctx)
+}
+
+/// Registers `spec`'s variables into `ctx`, all or nothing: a variable the context already
+/// holds is shared if its type and constraints are the same, and an error otherwise.
+pub async fn prepare_context(ctx: &Context, spec: &ProgramSpec) -> Result<()> {
+    let mut fresh = Vec::new();
+    for var in &spec.variables {
+        match ctx.record(&var.name) {
+            Ok(existing) if existing.ty == var.ty && existing.constraints == var.constraints => {}
+            Ok(existing) => {
+                return Err(Error::IncompatibleVariable {
+                    name: var.name.clone(),
+                    program: spec.name.clone(),
+                    existing: describe(existing.ty, &existing.constraints),
+                    declared: describe(var.ty, &var.constraints),
+                });
+            }
+            Err(Error::NotFound { .. }) => fresh.push(var),
+            Err(e) => return Err(e),
+        }
+    }
+    for (i, var) in fresh.iter().enumerate() {
+        if let Err(e) = ctx.register((*var).clone()) {
+            // Undo this call's registrations so that a failed attach leaves nothing behind.
+            for done in &fresh[..i] {
+                let _ = ctx.delete(&done.name);
+            }
+            return Err(e);
+        }
+    }
+    if spec.requires_bridge() {
+        ctx.mark_requires_bridge();
+    }
+    Ok(())
+}
+
+fn describe(ty: dspex_core::VarType, c: &dspex_core::Constraints) -> String {
+    format!("{} {ty} variable (constraints: {c})", ty.article())
+}
