@@ -54,8 +54,12 @@ extern crate self as dspex;
 pub mod bridge;
 mod context;
 mod error;
+pub mod eval;
 pub mod program;
+mod rng;
 pub mod state;
+pub mod tune;
+mod value_json;
 pub mod worker;
 
 pub use context::{
@@ -325,8 +329,8 @@ pub use dspex_macros::dspex_program;
 pub use dspex_macros::Program;
 pub use error::{Error, Result};
 pub use program::{
-    DynProgram, Fields, LmCall, Module, Params, Program, ProgramBuilder, PythonModule, RunTrace,
-    RunningProgram, Step, StepTrace,
+    AnyProgram, DynProgram, Fields, LmCall, Module, Overrides, Params, Program, ProgramBuilder,
+    PythonModule, RunTrace, RunningProgram, Step, StepTrace,
 };
 pub use state::{
     BackendKind, Change, GetMany, SetOptions, Source, VarId, VarRecord, WatchEvent, WatchOptions,
@@ -358,8 +362,8 @@ pub mod __private {
 
     pub use crate::program::{ChainRun, DynModule, context_for, prepare_context};
     pub use crate::{
-        Choice, Context, Embedding, Error, Fields, ModuleName, Program, PythonModule, Result,
-        RunTrace, Var,
+        Choice, Context, Embedding, Error, Fields, ModuleName, Overrides, Program, PythonModule,
+        Result, RunTrace, Var,
     };
 
     /// Compiles a pattern that the macro already compiled at compile time with the same

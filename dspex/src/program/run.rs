@@ -3,21 +3,25 @@
 
 use std::time::Instant;
 
-use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
+use dspex_core::program::{ModuleRef, ProgramSpec, StepKind, StepSpec};
 use tracing::{Instrument, debug, debug_span};
 
 use super::fields::{Fields, Params};
 use super::module::DynModule;
+use super::overrides::Overrides;
 use super::python::PythonModule;
 use super::trace::{RunTrace, StepRunner, StepTrace};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::state::GetMany;
 
 /// One execution of a program's chain. Generated `run_fields` methods and the runtime builder
 /// drive it step by step, in chain order.
 pub struct ChainRun<'p> {
     ctx: &'p Context,
     spec: &'p ProgramSpec,
+    /// This run's values of some variables (validated), in place of the context's.
+    overrides: Overrides,
     available: Fields,
     trace: RunTrace,
 }
@@ -25,6 +29,23 @@ pub struct ChainRun<'p> {
 impl<'p> ChainRun<'p> {
     /// Starts a run; fails if a program input is missing.
     pub fn start(ctx: &'p Context, spec: &'p ProgramSpec, input: Fields) -> Result<Self> {
+        Self::start_with(ctx, spec, &Overrides::new(), input)
+    }
+
+    /// Starts a run in which the variables of `overrides` take those values instead of the
+    /// context's; fails, before any step runs, if an override is invalid or a program input is
+    /// missing.
+    pub fn start_with(
+        ctx: &'p Context,
+        spec: &'p ProgramSpec,
+        overrides: &Overrides,
+        input: Fields,
+    ) -> Result<Self> {
+        let overrides = if overrides.is_empty() {
+            Overrides::new()
+        } else {
+            overrides.validate(ctx, spec)?
+        };
         for name in spec.input_names() {
             if !input.contains(&name) {
                 return Err(Error::MissingField {
@@ -36,6 +57,7 @@ impl<'p> ChainRun<'p> {
         Ok(Self {
             ctx,
             spec,
+            overrides,
             available: input,
             trace: RunTrace::default(),
         })
@@ -64,26 +86,65 @@ impl<'p> ChainRun<'p> {
             .collect()
     }
 
-    /// The current values of the step's bound variables, read in one consistent snapshot.
-    pub(crate) fn params(ctx: &Context, step: &StepSpec) -> Result<Params> {
+    /// The values of the step's bound variables for this run, by parameter name: the run's
+    /// overrides, and the context's current values of the others, read in one consistent
+    /// snapshot. Every step's parameters come from here.
+    pub(crate) fn step_params(&self, step: &StepSpec) -> Result<Params> {
         if step.bindings.is_empty() {
             return Ok(Params::default());
         }
-        let names: Vec<&str> = step.bindings.iter().map(|b| b.variable.as_str()).collect();
-        let many = ctx.get_many(&names)?;
+        let names: Vec<&str> = step
+            .bindings
+            .iter()
+            .map(|b| b.variable.as_str())
+            .filter(|v| self.overrides.get(v).is_none())
+            .collect();
+        let many = if names.is_empty() {
+            GetMany::default()
+        } else {
+            self.ctx.get_many(&names)?
+        };
         if let Some(missing) = many.missing.first() {
             return Err(Error::not_found(missing));
         }
         step.bindings
             .iter()
             .map(|b| {
-                let value = many
+                let value = self
+                    .overrides
                     .get(&b.variable)
+                    .or_else(|| many.get(&b.variable))
                     .cloned()
                     .ok_or_else(|| Error::not_found(&b.variable))?;
                 Ok((b.param.clone(), value))
             })
             .collect()
+    }
+
+    /// The variables a python step reads in the worker (its bindings and its `@var`), which an
+    /// override cannot reach until the values travel with the call: an override of one of them
+    /// is an error rather than a run that silently uses the context's value.
+    fn refuse_python_overrides(&self, step: &StepSpec) -> Result<()> {
+        let module_var = match &step.kind {
+            StepKind::Python {
+                module: ModuleRef::Variable(var),
+            } => Some(var.as_str()),
+            _ => None,
+        };
+        let read = step
+            .bindings
+            .iter()
+            .map(|b| b.variable.as_str())
+            .chain(module_var);
+        for variable in read {
+            if self.overrides.get(variable).is_some() {
+                return Err(Error::OverrideUnsupported {
+                    step: step.name.clone(),
+                    variable: variable.to_owned(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Keeps the step's declared outputs (fails if one is missing) and records the step.
@@ -107,7 +168,7 @@ impl<'p> ChainRun<'p> {
     pub async fn native(&mut self, index: usize, module: &dyn DynModule) -> Result<()> {
         let step = self.step(index)?;
         let inputs = self.inputs(step)?;
-        let params = Self::params(self.ctx, step)?;
+        let params = self.step_params(step)?;
         let started = Instant::now();
         let outputs = module
             .forward_boxed(&inputs, &params)
@@ -136,9 +197,10 @@ impl<'p> ChainRun<'p> {
     /// Runs python step `index` through its attached module.
     pub async fn python(&mut self, index: usize, module: &PythonModule) -> Result<()> {
         let step = self.step(index)?;
+        self.refuse_python_overrides(step)?;
         let inputs = self.inputs(step)?;
         // The worker reads the bound variables itself; this snapshot is for the trace.
-        let params = Self::params(self.ctx, step)?;
+        let params = self.step_params(step)?;
         let started = Instant::now();
         let output = module
             .execute(&inputs)
