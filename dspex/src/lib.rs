@@ -52,7 +52,7 @@
 extern crate self as dspex;
 
 pub mod bridge;
-mod context;
+pub(crate) mod context;
 mod error;
 pub mod eval;
 pub mod program;

@@ -21,7 +21,7 @@ use crate::state::{
 use crate::worker::{WorkerConfig, WorkerStatus, WorkerSupervisor};
 
 mod builder;
-mod time;
+pub(crate) mod time;
 mod var;
 
 pub use builder::ContextBuilder;
