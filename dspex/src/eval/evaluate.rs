@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use futures_util::stream;
+use futures_util::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::dataset::Dataset;
@@ -200,12 +200,24 @@ pub(crate) async fn run_examples<'e, P: AnyProgram + ?Sized>(
     concurrency: usize,
     mut done: impl FnMut(),
 ) -> Vec<ExampleResult> {
-    let mut results: Vec<ExampleResult> = stream::iter(examples)
-        .map(|(index, example)| run_example(program, metric, overrides, index, example))
-        .buffer_unordered(concurrency)
-        .inspect(|_| done())
-        .collect()
-        .await;
+    // A plain loop over `FuturesUnordered` rather than stream combinators: their closures
+    // would keep the future from being provably `Send` (so it could not be spawned).
+    let mut examples = examples;
+    let mut in_flight = FuturesUnordered::new();
+    let mut results = Vec::new();
+    loop {
+        while in_flight.len() < concurrency {
+            let Some((index, example)) = examples.next() else {
+                break;
+            };
+            in_flight.push(run_example(program, metric, overrides, index, example));
+        }
+        let Some(result) = in_flight.next().await else {
+            break;
+        };
+        done();
+        results.push(result);
+    }
     results.sort_unstable_by_key(|r| r.index);
     results
 }
