@@ -297,3 +297,98 @@ fn axis(domain: &Domain, points: usize) -> Vec<Value> {
         Domain::Categorical(values) => values.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dspex_core::program::ProgramSpec;
+    use dspex_core::{Constraints, VarType, VariableSpec};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::tune::TpeConfig;
+
+    /// A declared variable with random constraints, and whether to log-scale it.
+    fn variable(index: usize) -> impl Strategy<Value = (VariableSpec, bool)> {
+        let name = format!("v{index}");
+        prop_oneof![
+            (-1e3..1e3f64, 1e-6..1e3f64, any::<bool>()).prop_map({
+                let name = name.clone();
+                move |(min, width, log)| {
+                    let (min, log) = if log { (min.abs() + 1e-3, true) } else { (min, false) };
+                    let spec = VariableSpec::new(&name, VarType::Float, min)
+                        .with_constraints(Constraints::range(min, min + width));
+                    (spec, log)
+                }
+            }),
+            (-1000i64..1000, 0i64..5000, any::<bool>()).prop_map({
+                let name = name.clone();
+                move |(min, width, log)| {
+                    let (min, log) = if log { (min.abs() + 1, true) } else { (min, false) };
+                    let spec = VariableSpec::new(&name, VarType::Integer, min)
+                        .with_constraints(Constraints::range(min, min + width));
+                    (spec, log)
+                }
+            }),
+            (1usize..6).prop_map({
+                let name = name.clone();
+                move |n| {
+                    let choices: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+                    let spec = VariableSpec::new(&name, VarType::Choice, "c0")
+                        .with_constraints(Constraints::choices(choices));
+                    (spec, false)
+                }
+            }),
+            Just((VariableSpec::new(&name, VarType::Boolean, false), false)),
+            Just((VariableSpec::new(&name, VarType::Module, "Predict"), false)),
+        ]
+    }
+
+    fn declaration() -> impl Strategy<Value = Vec<(VariableSpec, bool)>> {
+        (1usize..5).prop_flat_map(|n| (0..n).map(variable).collect::<Vec<_>>())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn every_proposal_passes_validation(declared in declaration(), seed in any::<u64>()) {
+            let spec = ProgramSpec {
+                name: "P".to_owned(),
+                signature: None,
+                variables: declared.iter().map(|(v, _)| v.clone()).collect(),
+                steps: Vec::new(),
+            };
+            let mut space = SearchSpace::of_spec(&spec);
+            for (var, log) in &declared {
+                if *log {
+                    space = space.log_scale(&var.name).unwrap();
+                }
+            }
+            let samplers = [
+                Sampler::grid(3),
+                Sampler::Random,
+                Sampler::Tpe(TpeConfig { n_startup_trials: 3, ..TpeConfig::default() }),
+            ];
+            for sampler in samplers {
+                let mut proposer = Proposer::new(sampler, &space, seed).unwrap();
+                let mut past: Vec<(Vec<Value>, f64)> = Vec::new();
+                let mut scores = SeededRng::new(seed ^ 1);
+                for _ in 0..25 {
+                    let history: Vec<Observed<'_>> = past
+                        .iter()
+                        .map(|(v, s)| Observed { values: v, rung: 0, score: *s })
+                        .collect();
+                    let Some(values) = proposer.propose(&space, &history) else { break };
+                    prop_assert_eq!(values.len(), space.dimensions().len());
+                    for (dim, value) in space.dimensions().iter().zip(&values) {
+                        prop_assert!(
+                            space.check(&dim.name, value).is_ok(),
+                            "{} proposed {} for `{}` over {}", sampler, value, dim.name, dim.domain
+                        );
+                    }
+                    past.push((values, scores.unit()));
+                }
+            }
+        }
+    }
+}
