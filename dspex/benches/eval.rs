@@ -31,7 +31,9 @@ fn evaluate(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1000));
     group.bench_function("evaluate 1000 examples (one task)", |b| {
         b.iter(|| {
-            let report = runtime.block_on(evaluate.run(program.as_ref(), &data)).unwrap();
+            let report = runtime
+                .block_on(evaluate.run(program.as_ref(), &data))
+                .unwrap();
             assert_eq!(report.examples.len(), 1000);
         });
     });

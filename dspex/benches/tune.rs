@@ -16,7 +16,12 @@
 //!
 //! Targets: TPE's median <= 0.5 x random's, and <= Optuna's.
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::expect_used
+)]
 
 #[path = "../tests/planted/mod.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -111,7 +116,10 @@ fn overrides(program: &Planted, params: &serde_json::Map<String, Json>) -> Overr
 
 async fn optuna(program: &Planted, dev: &Dataset) -> Vec<usize> {
     let python = std::env::var("DSPEX_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../python/benchmarks/optuna_tpe.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../python/benchmarks/optuna_tpe.py"
+    );
     let mut child = Command::new(&python)
         .arg(script)
         .stdin(Stdio::piped())

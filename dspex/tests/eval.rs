@@ -158,7 +158,10 @@ async fn invalid_overrides_fail_before_any_step_runs() {
         .run_with_traced(&Overrides::new().with("temperature", 1), input())
         .await
         .unwrap();
-    assert_eq!(trace.steps[0].params.get::<f64>("temperature").unwrap(), 1.0);
+    assert_eq!(
+        trace.steps[0].params.get::<f64>("temperature").unwrap(),
+        1.0
+    );
     assert_eq!(COUNTED_RUNS.load(Ordering::SeqCst), 1);
 }
 
@@ -204,7 +207,7 @@ fn gated_program(gate: &Arc<Gate>) -> dspex::DynProgram {
         .signature("text -> out")
         .step(Step::native("gate", "text -> out", Gated(Arc::clone(gate))))
         .build()
-        .unwrap()
+        .expect("a valid program")
 }
 
 fn gate(bound: usize) -> Arc<Gate> {
@@ -219,7 +222,11 @@ fn gate(bound: usize) -> Arc<Gate> {
 fn texts(texts: &[&str]) -> Dataset {
     texts
         .iter()
-        .map(|t| Example::new().with_input("text", *t).with_expected("out", *t))
+        .map(|t| {
+            Example::new()
+                .with_input("text", *t)
+                .with_expected("out", *t)
+        })
         .collect()
 }
 
@@ -275,7 +282,9 @@ async fn failures_score_zero_are_reported_and_never_stop_the_run() {
         Ok(match out {
             "c" => 2.0,
             "b" => 0.0,
-            _ => f64::from(u8::from(Some(out) == ex.expected("out").and_then(|v| v.as_str()))),
+            _ => f64::from(u8::from(
+                Some(out) == ex.expected("out").and_then(|v| v.as_str()),
+            )),
         })
     });
     let report = Evaluate::new(metric)
@@ -287,7 +296,11 @@ async fn failures_score_zero_are_reported_and_never_stop_the_run() {
     assert_eq!(scores, [1.0, 0.0, 0.0, 0.0]);
     assert_eq!(report.errors, 2);
     assert_eq!(report.mean, 0.25);
-    assert!((report.std_error - 0.25).abs() < 1e-12, "{}", report.std_error);
+    assert!(
+        (report.std_error - 0.25).abs() < 1e-12,
+        "{}",
+        report.std_error
+    );
     let run_error = report.examples[1].error.as_deref().unwrap();
     assert_eq!(
         run_error,
@@ -305,7 +318,10 @@ async fn failures_score_zero_are_reported_and_never_stop_the_run() {
     assert!(table.contains("score        0.250 ± 0.250"), "{table}");
     assert!(table.contains("scripted failure"), "{table}");
     assert!(!format!("{report}").contains("\n     0  "), "{table}");
-    assert!(format!("{report:#}").contains("\n     0  1.000"), "{report:#}");
+    assert!(
+        format!("{report:#}").contains("\n     0  1.000"),
+        "{report:#}"
+    );
 
     let json = report.to_json();
     let back: EvalReport = serde_json::from_str(&json).unwrap();
@@ -313,7 +329,11 @@ async fn failures_score_zero_are_reported_and_never_stop_the_run() {
     assert_eq!(back.errors, 2);
     assert_eq!(back.examples[0].prediction, report.examples[0].prediction);
     assert!(json.contains("\"latency_p90_ms\""), "{json}");
-    assert!(report.summary().starts_with("Gated / picky: 0.250 ± 0.250 on 4 examples, 2 errors"));
+    assert!(
+        report
+            .summary()
+            .starts_with("Gated / picky: 0.250 ± 0.250 on 4 examples, 2 errors")
+    );
 }
 
 #[tokio::test]
@@ -343,9 +363,9 @@ async fn evaluation_reports_its_overrides_and_refuses_bad_ones_before_running() 
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("dspex-eval-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
     let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, text).expect("a temporary file");
     path
 }
 
@@ -362,9 +382,18 @@ fn jsonl_errors_name_the_file_line_and_field() {
     assert_eq!(first.input_fields().get("k"), Some("2"));
 
     let cases = [
-        ("{\"question\": \"q\", \"k\": 2, \"answer\": \"a\"}\n{\"question\": \"q\", \"k\": 2,\n", "line 2: malformed JSON: EOF while parsing a value at line 1 column 25"),
-        ("{\"question\": \"q\", \"answer\": \"a\"}\n", "line 1, field `k`: the field is missing"),
-        ("{\"question\": \"q\", \"k\": \"two\", \"answer\": \"a\"}\n", "line 1, field `k`: \"two\" is not an integer (`int`)"),
+        (
+            "{\"question\": \"q\", \"k\": 2, \"answer\": \"a\"}\n{\"question\": \"q\", \"k\": 2,\n",
+            "line 2: malformed JSON: EOF while parsing a value at line 1 column 25",
+        ),
+        (
+            "{\"question\": \"q\", \"answer\": \"a\"}\n",
+            "line 1, field `k`: the field is missing",
+        ),
+        (
+            "{\"question\": \"q\", \"k\": \"two\", \"answer\": \"a\"}\n",
+            "line 1, field `k`: \"two\" is not an integer (`int`)",
+        ),
         ("[1, 2]\n", "line 1: expected a JSON object, found [1,2]"),
     ];
     for (text, message) in cases {
@@ -392,7 +421,10 @@ fn csv_cells_are_parsed_by_the_signature_types() {
     let text = "question,k,t,ok,tags,answer,source\n\"what, exactly?\",3,0.5,true,\"[\"\"x\"\"]\",yes,web\n";
     let data = Dataset::from_csv_str("dev.csv", text, &schema).unwrap();
     let ex = &data.examples()[0];
-    assert_eq!(ex.input("question"), Some(&serde_json::json!("what, exactly?")));
+    assert_eq!(
+        ex.input("question"),
+        Some(&serde_json::json!("what, exactly?"))
+    );
     assert_eq!(ex.input("k"), Some(&serde_json::json!(3)));
     assert_eq!(ex.input("t"), Some(&serde_json::json!(0.5)));
     assert_eq!(ex.input("ok"), Some(&serde_json::json!(true)));
@@ -414,7 +446,10 @@ fn csv_cells_are_parsed_by_the_signature_types() {
     let ragged = "question,answer\nq,a\nr\n";
     let err = Dataset::from_csv_str("dev.csv", ragged, &Schema::new(["question"], ["answer"]))
         .unwrap_err();
-    assert!(err.to_string().starts_with("dev.csv line 3: malformed CSV"), "{err}");
+    assert!(
+        err.to_string().starts_with("dev.csv line 3: malformed CSV"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -422,7 +457,10 @@ fn a_program_gives_its_schema() {
     let schema = Schema::of(Echo::spec());
     assert_eq!(schema.to_string(), "text -> out");
     let err = Dataset::from_jsonl_str("x.jsonl", "{\"text\": \"t\"}", &schema).unwrap_err();
-    assert_eq!(err.to_string(), "x.jsonl line 1, field `out`: the field is missing");
+    assert_eq!(
+        err.to_string(),
+        "x.jsonl line 1, field `out`: the field is missing"
+    );
 }
 
 #[test]

@@ -129,12 +129,22 @@ async fn a_grid_stops_when_exhausted_and_covers_every_point_once() {
     let mut points: Vec<String> = result
         .trials
         .iter()
-        .map(|t| format!("{} {}", t.assignment["temperature"], t.assignment["max_tokens"]))
+        .map(|t| {
+            format!(
+                "{} {}",
+                t.assignment["temperature"], t.assignment["max_tokens"]
+            )
+        })
         .collect();
     points.sort();
     points.dedup();
     assert_eq!(points.len(), 9, "{points:?}");
-    assert!(result.trials.iter().all(|t| t.assignment["model"] == Value::from("large")));
+    assert!(
+        result
+            .trials
+            .iter()
+            .all(|t| t.assignment["model"] == Value::from("large"))
+    );
     assert!(!result.trials[0].assignment.contains_key("verbose"));
 }
 
@@ -161,7 +171,10 @@ async fn the_space_follows_the_declaration_and_refuses_what_it_forbids() {
     );
     assert_eq!(
         domains[4],
-        ("verbose", &Domain::Categorical(vec![false.into(), true.into()]))
+        (
+            "verbose",
+            &Domain::Categorical(vec![false.into(), true.into()])
+        )
     );
     let err = |r: Result<SearchSpace>| r.unwrap_err().to_string();
     assert_eq!(
@@ -196,7 +209,10 @@ async fn the_space_follows_the_declaration_and_refuses_what_it_forbids() {
         err(space.clone().candidates::<&str>("model", [])),
         "tuning: `model` needs at least one candidate"
     );
-    assert_eq!(err(space.clone().fix("max_tokens", 9)), "max_tokens: 9 is below min 16");
+    assert_eq!(
+        err(space.clone().fix("max_tokens", 9)),
+        "max_tokens: 9 is below min 16"
+    );
     // Narrowing keeps a log scale, and log-scaling a narrowed range works.
     let narrowed = space
         .clone()
@@ -216,7 +232,11 @@ async fn the_space_follows_the_declaration_and_refuses_what_it_forbids() {
             log: true
         }
     );
-    assert!(narrowed.to_string().contains("temperature          0.1..=0.5 (log)"));
+    assert!(
+        narrowed
+            .to_string()
+            .contains("temperature          0.1..=0.5 (log)")
+    );
 }
 
 dspex_program! {
@@ -246,7 +266,9 @@ async fn strings_embeddings_and_unbounded_numbers_are_searched_only_when_told() 
                 .to_vec()
         )
     );
-    assert!(matches!(&space.held()["style"], Held::Untuned(why) if why.contains("listed candidates")));
+    assert!(
+        matches!(&space.held()["style"], Held::Untuned(why) if why.contains("listed candidates"))
+    );
     assert!(matches!(&space.held()["unbounded"], Held::Untuned(why) if why.contains("narrow it")));
     let space = space
         .candidates("style", ["plain", "formal"])
@@ -266,7 +288,10 @@ async fn strings_embeddings_and_unbounded_numbers_are_searched_only_when_told() 
         "style: \"far too long a style\" is longer than max_length 10 (20 chars)"
     );
     let err = space.candidates("vector", [vec![1.0f32]]).unwrap_err();
-    assert_eq!(err.to_string(), "vector: [1.0] has 1 dimensions, expected 2");
+    assert_eq!(
+        err.to_string(),
+        "vector: [1.0] has 1 dimensions, expected 2"
+    );
 }
 
 #[tokio::test]
@@ -292,19 +317,32 @@ async fn apply_writes_the_best_values_atomically_with_metadata() {
     result.apply(&program).unwrap();
     let best = result.best.as_ref().unwrap();
     assert_eq!(program.model().get().unwrap(), "large");
-    assert_eq!(Value::Float(program.temperature().get().unwrap()), best["temperature"]);
+    assert_eq!(
+        Value::Float(program.temperature().get().unwrap()),
+        best["temperature"]
+    );
     let record = program.temperature().record().unwrap();
     assert_eq!(record.version, before + 1);
     assert_eq!(record.metadata["tuned_score"], "1");
     assert_eq!(record.metadata["tuner"], "grid(5 points per range), seed 2");
-    assert!(record.metadata["tuned_at"].ends_with('Z'), "{:?}", record.metadata);
+    assert!(
+        record.metadata["tuned_at"].ends_with('Z'),
+        "{:?}",
+        record.metadata
+    );
 
     // Applying to another declaration writes nothing and names what differs.
     let other = Mixed::start().await.unwrap();
     let err = result.apply(&other).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("it was tuned for program `Planted`, not `Mixed`"), "{text}");
-    assert!(text.contains("variable `model` is not declared by program `Mixed`"), "{text}");
+    assert!(
+        text.contains("it was tuned for program `Planted`, not `Mixed`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("variable `model` is not declared by program `Mixed`"),
+        "{text}"
+    );
     assert_eq!(other.reasoning().get().unwrap(), "Predict");
 }
 
@@ -345,7 +383,10 @@ async fn results_save_and_load_for_the_same_declaration_only() {
     assert_eq!(loaded.tuner, result.tuner);
     assert_eq!(loaded.trials.len(), result.trials.len());
     for (a, b) in loaded.trials.iter().zip(&result.trials) {
-        assert_eq!((&a.assignment, a.score, a.examples), (&b.assignment, b.score, b.examples));
+        assert_eq!(
+            (&a.assignment, a.score, a.examples),
+            (&b.assignment, b.score, b.examples)
+        );
         assert!(a.duration.abs_diff(b.duration) < std::time::Duration::from_micros(1));
     }
     let text = std::fs::read_to_string(&path).unwrap();
@@ -354,7 +395,10 @@ async fn results_save_and_load_for_the_same_declaration_only() {
 
     // Loaded into a fresh program of the same declaration, it applies there.
     let fresh = Planted::start().await.unwrap();
-    TuneResult::load(&path, &fresh).unwrap().apply(&fresh).unwrap();
+    TuneResult::load(&path, &fresh)
+        .unwrap()
+        .apply(&fresh)
+        .unwrap();
     assert_eq!(
         Value::from(fresh.model().get().unwrap().to_string()),
         result.best.as_ref().unwrap()["model"]
@@ -367,11 +411,17 @@ async fn results_save_and_load_for_the_same_declaration_only() {
         text.contains("variable `temperature` was a float variable (constraints: min 0.0, max 2.0), program `Planted2` declares a float variable (constraints: min 0.0, max 1.0)"),
         "{text}"
     );
-    assert!(text.starts_with(&format!("tuning: {}: ", path.display())), "{text}");
+    assert!(
+        text.starts_with(&format!("tuning: {}: ", path.display())),
+        "{text}"
+    );
 
     let newer = result.to_json().replace("\"version\": 1", "\"version\": 2");
     let err = TuneResult::from_json(&newer, &program).unwrap_err();
-    assert!(err.to_string().contains("version 2 cannot be read"), "{err}");
+    assert!(
+        err.to_string().contains("version 2 cannot be read"),
+        "{err}"
+    );
     let unknown = result.to_json().replacen('{', "{\"extra\": 1,", 1);
     let err = TuneResult::from_json(&unknown, &program).unwrap_err();
     assert!(err.to_string().contains("unknown field `extra`"), "{err}");
@@ -383,16 +433,31 @@ async fn tuner_settings_are_checked() {
     let dev = dev_set(4);
     let tuner = || Tuner::new(space(&program).unwrap(), metric());
     let cases: Vec<(Tuner, &str)> = vec![
-        (tuner().trials(0), "tuning: the number of trials must be between 1 and 100000, got 0"),
-        (tuner().trial_concurrency(0), "trial concurrency: 0 is not between 1 and 1024"),
-        (tuner().sampler(Sampler::grid(1)), "tuning: a grid needs at least 2 points per range, got 1"),
+        (
+            tuner().trials(0),
+            "tuning: the number of trials must be between 1 and 100000, got 0",
+        ),
+        (
+            tuner().trial_concurrency(0),
+            "trial concurrency: 0 is not between 1 and 1024",
+        ),
+        (
+            tuner().sampler(Sampler::grid(1)),
+            "tuning: a grid needs at least 2 points per range, got 1",
+        ),
     ];
     for (tuner, message) in cases {
-        assert_eq!(tuner.run(&program, &dev).await.unwrap_err().to_string(), message);
+        assert_eq!(
+            tuner.run(&program, &dev).await.unwrap_err().to_string(),
+            message
+        );
     }
     let err = tuner().run(&program, &dev_set(0)).await.unwrap_err();
     assert_eq!(err.to_string(), "tuning: the development set is empty");
     let mixed = Mixed::start().await.unwrap();
     let err = tuner().run(&mixed, &dev).await.unwrap_err();
-    assert!(err.to_string().contains("built for program `Planted`"), "{err}");
+    assert!(
+        err.to_string().contains("built for program `Planted`"),
+        "{err}"
+    );
 }

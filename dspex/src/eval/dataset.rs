@@ -79,7 +79,11 @@ impl FieldKind {
         let refuse = || format!("{cell:?} is not {}", self.name());
         match self {
             FieldKind::Str | FieldKind::Any => Ok(Json::from(cell)),
-            FieldKind::Int => cell.trim().parse::<i64>().map(Json::from).map_err(|_| refuse()),
+            FieldKind::Int => cell
+                .trim()
+                .parse::<i64>()
+                .map(Json::from)
+                .map_err(|_| refuse()),
             FieldKind::Float => cell
                 .trim()
                 .parse::<f64>()
@@ -184,9 +188,10 @@ impl Schema {
             .map(|c| (c, true))
             .chain(self.expected.iter().map(|c| (c, false)))
         {
-            let value = record
-                .remove(&column.name)
-                .ok_or_else(|| at.field(&column.name).error("the field is missing".to_owned()))?;
+            let value = record.remove(&column.name).ok_or_else(|| {
+                at.field(&column.name)
+                    .error("the field is missing".to_owned())
+            })?;
             if !column.kind.accepts(&value) {
                 return Err(at
                     .field(&column.name)
@@ -427,7 +432,10 @@ impl Dataset {
         )]
         let at = ((self.examples.len() as f64) * fraction).round() as usize;
         let (first, rest) = self.examples.split_at(at.min(self.examples.len()));
-        Ok((Self::from_examples(first.to_vec()), Self::from_examples(rest.to_vec())))
+        Ok((
+            Self::from_examples(first.to_vec()),
+            Self::from_examples(rest.to_vec()),
+        ))
     }
 
     /// The first `n` examples (all of them if there are fewer).

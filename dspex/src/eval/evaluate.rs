@@ -267,3 +267,61 @@ fn token_usage(trace: &RunTrace) -> TokenUsage {
     }
     usage
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::program::{Fields, LmCall, Params, StepRunner, StepTrace};
+
+    fn call(prompt: Option<u64>, completion: Option<u64>) -> LmCall {
+        LmCall {
+            model: "m".to_owned(),
+            temperature: None,
+            max_tokens: None,
+            top_p: None,
+            n: None,
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+        }
+    }
+
+    #[test]
+    fn token_usage_sums_every_lm_call_of_every_step() {
+        let step = |calls: Vec<LmCall>| StepTrace {
+            step: "s".to_owned(),
+            runner: StepRunner::Python("Predict".to_owned()),
+            inputs: Fields::new(),
+            outputs: Fields::new(),
+            params: Params::default(),
+            lm_calls: calls,
+            duration: Duration::ZERO,
+        };
+        let trace = RunTrace {
+            steps: vec![
+                step(vec![call(Some(10), Some(3)), call(None, None)]),
+                step(vec![call(Some(5), None)]),
+            ],
+        };
+        let usage = token_usage(&trace);
+        assert_eq!(
+            usage,
+            TokenUsage {
+                lm_calls: 3,
+                prompt_tokens: 15,
+                completion_tokens: 3,
+                calls_without_usage: 1,
+            }
+        );
+        assert_eq!(usage.total(), 18);
+    }
+
+    #[test]
+    fn concurrency_is_bounded_both_ways() {
+        assert!(check_concurrency("c", 1).is_ok());
+        assert!(check_concurrency("c", MAX_CONCURRENCY).is_ok());
+        assert!(check_concurrency("c", 0).is_err());
+        assert!(check_concurrency("c", MAX_CONCURRENCY + 1).is_err());
+    }
+}

@@ -104,15 +104,13 @@ pub fn checked_score(
     example: &Example,
     prediction: &Fields,
 ) -> Result<f64> {
-    let score = metric
-        .score(example, prediction)
-        .map_err(|e| match e {
-            e @ Error::Metric { .. } => e,
-            e => Error::Metric {
-                metric: metric.name().to_owned(),
-                message: e.to_string(),
-            },
-        })?;
+    let score = metric.score(example, prediction).map_err(|e| match e {
+        e @ Error::Metric { .. } => e,
+        e => Error::Metric {
+            metric: metric.name().to_owned(),
+            message: e.to_string(),
+        },
+    })?;
     if !(0.0..=1.0).contains(&score) {
         return Err(Error::Metric {
             metric: metric.name().to_owned(),
@@ -420,7 +418,11 @@ mod tests {
     #[test]
     fn exact_match_takes_the_best_of_a_list() {
         let em = ExactMatch::new("answer");
-        assert_eq!(em.score(&ex(vec!["Louvre", "Paris"]), &pred("paris")).unwrap(), 1.0);
+        assert_eq!(
+            em.score(&ex(vec!["Louvre", "Paris"]), &pred("paris"))
+                .unwrap(),
+            1.0
+        );
         assert_eq!(em.score(&ex("Paris, France"), &pred("paris")).unwrap(), 0.0);
         let strict = ExactMatch::new("answer").normalization(Normalization::None);
         assert_eq!(strict.score(&ex("Paris"), &pred("paris")).unwrap(), 0.0);
@@ -431,7 +433,9 @@ mod tests {
     #[test]
     fn token_f1_matches_squad() {
         let f1 = TokenF1::new("answer");
-        let score = f1.score(&ex("Eiffel Tower"), &pred("the Eiffel Tower")).unwrap();
+        let score = f1
+            .score(&ex("Eiffel Tower"), &pred("the Eiffel Tower"))
+            .unwrap();
         assert!((score - 1.0).abs() < 1e-12);
         // precision 1/2, recall 1/1 -> 2/3
         let score = f1.score(&ex("Paris"), &pred("Paris Paris")).unwrap();
@@ -442,8 +446,14 @@ mod tests {
     #[test]
     fn containment_needs_whole_tokens() {
         let c = Contains::new("answer");
-        assert_eq!(c.score(&ex("new york"), &pred("I love New York!")).unwrap(), 1.0);
-        assert_eq!(c.score(&ex("york new"), &pred("I love New York!")).unwrap(), 0.0);
+        assert_eq!(
+            c.score(&ex("new york"), &pred("I love New York!")).unwrap(),
+            1.0
+        );
+        assert_eq!(
+            c.score(&ex("york new"), &pred("I love New York!")).unwrap(),
+            0.0
+        );
     }
 
     #[test]
@@ -456,10 +466,11 @@ mod tests {
             err.to_string(),
             "metric `exact_match(answer)`: the prediction has no field `answer` (it has: `reply`)"
         );
-        let err = em
-            .score(&Example::new(), &pred("x"))
-            .unwrap_err();
-        assert!(err.to_string().contains("the example has no expected `answer`"));
+        let err = em.score(&Example::new(), &pred("x")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the example has no expected `answer`")
+        );
     }
 
     #[test]

@@ -55,5 +55,5 @@ pub use metric::{
     Contains, ExactMatch, FnMetric, IntoScore, Metric, Normalization, TokenF1, checked_score,
     metric_fn,
 };
-pub(crate) use report::{mean_and_std_error, millis};
 pub use report::{EvalReport, ExampleResult, TokenUsage};
+pub(crate) use report::{mean_and_std_error, millis};

@@ -68,10 +68,7 @@ pub trait Program: Sized + Send + Sync + 'static {
         &self,
         input: Fields,
     ) -> impl Future<Output = Result<(Fields, RunTrace)>> + Send {
-        async move {
-            self.run_fields_with_traced(&Overrides::new(), input)
-                .await
-        }
+        async move { self.run_fields_with_traced(&Overrides::new(), input).await }
     }
 
     /// Runs the chain on named fields with `overrides` for this run only.

@@ -106,13 +106,14 @@ impl TuneResult {
         trials: Vec<Trial>,
         duration: Duration,
     ) -> Self {
-        let best = trials
-            .iter()
-            .filter(|t| t.complete)
-            .fold(None::<&Trial>, |best, t| match best {
-                Some(b) if b.score >= t.score => Some(b),
-                _ => Some(t),
-            });
+        let best =
+            trials
+                .iter()
+                .filter(|t| t.complete)
+                .fold(None::<&Trial>, |best, t| match best {
+                    Some(b) if b.score >= t.score => Some(b),
+                    _ => Some(t),
+                });
         Self {
             program: spec.name.clone(),
             metric,
@@ -212,10 +213,9 @@ impl TuneResult {
             ("tuned_score".to_owned(), score.to_string()),
             ("tuner".to_owned(), self.tuner.clone()),
         ]);
-        program.program_context().update_many_with(
-            best.iter().map(|(k, v)| (k.as_str(), v.clone())),
-            &metadata,
-        )
+        program
+            .program_context()
+            .update_many_with(best.iter().map(|(k, v)| (k.as_str(), v.clone())), &metadata)
     }
 
     /// The result as versioned JSON (format [`RESULT_FORMAT`], version [`RESULT_VERSION`]),
@@ -325,7 +325,10 @@ impl TuneResult {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         std::fs::write(path, self.to_json()).map_err(|e| {
-            Error::Tuning(format!("cannot write the result to {}: {e}", path.display()))
+            Error::Tuning(format!(
+                "cannot write the result to {}: {e}",
+                path.display()
+            ))
         })
     }
 
@@ -343,17 +346,26 @@ impl TuneResult {
 /// An error's message without the `tuning: ` prefix, to nest it.
 fn strip(e: &Error) -> String {
     let text = e.to_string();
-    text.strip_prefix("tuning: ").map_or(text.clone(), str::to_owned)
+    text.strip_prefix("tuning: ")
+        .map_or(text.clone(), str::to_owned)
 }
 
 impl fmt::Display for TuneResult {
     /// The best assignment and score, then one row per trial.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "tuned `{}` with {} ({})", self.program, self.tuner, self.metric)?;
+        writeln!(
+            f,
+            "tuned `{}` with {} ({})",
+            self.program, self.tuner, self.metric
+        )?;
         match (&self.best, self.best_score, self.best_trial) {
             (Some(best), Some(score), Some(trial)) => {
                 let values: Vec<String> = best.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                writeln!(f, "best score   {score:.4} (trial {trial}): {}", values.join(" "))?;
+                writeln!(
+                    f,
+                    "best score   {score:.4} (trial {trial}): {}",
+                    values.join(" ")
+                )?;
             }
             _ => writeln!(f, "best score   none")?,
         }
@@ -365,7 +377,11 @@ impl fmt::Display for TuneResult {
             self.duration
         )?;
         for t in &self.trials {
-            let values: Vec<String> = t.assignment.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let values: Vec<String> = t
+                .assignment
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             writeln!(
                 f,
                 "  #{:<4} {:.4}  {:>4} examples{}  {}",

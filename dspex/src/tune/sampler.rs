@@ -134,10 +134,18 @@ impl Proposer {
                 self.next_grid_point += 1;
                 Some(point)
             }
-            Sampler::Random => Some(dims.iter().map(|d| random(&d.domain, &mut self.rng)).collect()),
+            Sampler::Random => Some(
+                dims.iter()
+                    .map(|d| random(&d.domain, &mut self.rng))
+                    .collect(),
+            ),
             Sampler::Tpe(config) => {
                 if history.len() < config.n_startup_trials {
-                    return Some(dims.iter().map(|d| random(&d.domain, &mut self.rng)).collect());
+                    return Some(
+                        dims.iter()
+                            .map(|d| random(&d.domain, &mut self.rng))
+                            .collect(),
+                    );
                 }
                 Some(tpe(dims, history, &config, &mut self.rng))
             }
@@ -267,7 +275,11 @@ fn grid(dims: &[Dimension], points: usize) -> Result<Vec<Vec<Value>>> {
 )]
 fn axis(domain: &Domain, points: usize) -> Vec<Value> {
     let spaced = |low: f64, high: f64, log: bool| -> Vec<f64> {
-        let (a, b) = if log { (low.ln(), high.ln()) } else { (low, high) };
+        let (a, b) = if log {
+            (low.ln(), high.ln())
+        } else {
+            (low, high)
+        };
         (0..points)
             .map(|i| {
                 let t = a + (b - a) * i as f64 / (points - 1) as f64;
@@ -314,7 +326,11 @@ mod tests {
             (-1e3..1e3f64, 1e-6..1e3f64, any::<bool>()).prop_map({
                 let name = name.clone();
                 move |(min, width, log)| {
-                    let (min, log) = if log { (min.abs() + 1e-3, true) } else { (min, false) };
+                    let (min, log) = if log {
+                        (min.abs() + 1e-3, true)
+                    } else {
+                        (min, false)
+                    };
                     let spec = VariableSpec::new(&name, VarType::Float, min)
                         .with_constraints(Constraints::range(min, min + width));
                     (spec, log)
@@ -323,7 +339,11 @@ mod tests {
             (-1000i64..1000, 0i64..5000, any::<bool>()).prop_map({
                 let name = name.clone();
                 move |(min, width, log)| {
-                    let (min, log) = if log { (min.abs() + 1, true) } else { (min, false) };
+                    let (min, log) = if log {
+                        (min.abs() + 1, true)
+                    } else {
+                        (min, false)
+                    };
                     let spec = VariableSpec::new(&name, VarType::Integer, min)
                         .with_constraints(Constraints::range(min, min + width));
                     (spec, log)

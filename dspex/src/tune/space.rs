@@ -186,15 +186,18 @@ impl SearchSpace {
     }
 
     fn declaration(&self, name: &str) -> Result<&VariableSpec> {
-        self.variables.iter().find(|v| v.name == name).ok_or_else(|| {
-            let hint = did_you_mean(name, self.variables.iter().map(|v| v.name.as_str()))
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            Error::Tuning(format!(
-                "program `{}` declares no variable `{name}`{hint}",
-                self.program
-            ))
-        })
+        self.variables
+            .iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| {
+                let hint = did_you_mean(name, self.variables.iter().map(|v| v.name.as_str()))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                Error::Tuning(format!(
+                    "program `{}` declares no variable `{name}`{hint}",
+                    self.program
+                ))
+            })
     }
 
     /// Validates `value` for `name`, as a write would be.
@@ -248,29 +251,37 @@ impl SearchSpace {
     /// Searches the `float` or `integer` variable `name` over `low..=high` only; both ends
     /// must pass the variable's validation (so the range stays inside its declared `min` and
     /// `max`), and `low <= high`. Keeps a log scale already set.
-    pub fn narrow(mut self, name: &str, low: impl Into<Value>, high: impl Into<Value>) -> Result<Self> {
+    pub fn narrow(
+        mut self,
+        name: &str,
+        low: impl Into<Value>,
+        high: impl Into<Value>,
+    ) -> Result<Self> {
         let (low, high) = (low.into(), high.into());
         let var = self.declaration(name)?;
-        let refuse = |why: String| Error::Tuning(format!("cannot narrow `{name}` to {low}..={high}: {why}"));
+        let refuse =
+            |why: String| Error::Tuning(format!("cannot narrow `{name}` to {low}..={high}: {why}"));
         let log = matches!(
             self.domain(name),
             Some(Domain::Float { log: true, .. } | Domain::Int { log: true, .. })
         );
-        let lo = var.validate(low.clone()).map_err(|e| refuse(e.to_string()))?;
-        let hi = var.validate(high.clone()).map_err(|e| refuse(e.to_string()))?;
+        let lo = var
+            .validate(low.clone())
+            .map_err(|e| refuse(e.to_string()))?;
+        let hi = var
+            .validate(high.clone())
+            .map_err(|e| refuse(e.to_string()))?;
         let domain = match (var.ty, lo, hi) {
             (VarType::Float, Value::Float(lo), Value::Float(hi)) if lo <= hi => Domain::Float {
                 low: lo,
                 high: hi,
                 log,
             },
-            (VarType::Integer, Value::Integer(lo), Value::Integer(hi)) if lo <= hi => {
-                Domain::Int {
-                    low: lo,
-                    high: hi,
-                    log,
-                }
-            }
+            (VarType::Integer, Value::Integer(lo), Value::Integer(hi)) if lo <= hi => Domain::Int {
+                low: lo,
+                high: hi,
+                log,
+            },
             (VarType::Float | VarType::Integer, _, _) => {
                 return Err(refuse("the low end is above the high end".to_owned()));
             }
@@ -333,7 +344,9 @@ impl SearchSpace {
             checked.push(value);
         }
         if checked.is_empty() {
-            return Err(Error::Tuning(format!("`{name}` needs at least one candidate")));
+            return Err(Error::Tuning(format!(
+                "`{name}` needs at least one candidate"
+            )));
         }
         self.set_domain(name, Domain::Categorical(checked));
         Ok(self)
@@ -371,7 +384,9 @@ fn default_domain(var: &VariableSpec) -> std::result::Result<Domain, String> {
                 high: max.as_f64(),
                 log: false,
             }),
-            _ => Err("a float variable without both `min` and `max`: narrow it to a range".to_owned()),
+            _ => Err(
+                "a float variable without both `min` and `max`: narrow it to a range".to_owned(),
+            ),
         },
         VarType::Integer => match (c.min, c.max) {
             (Some(dspex_core::Number::Int(min)), Some(dspex_core::Number::Int(max))) => {

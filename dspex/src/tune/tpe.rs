@@ -429,7 +429,13 @@ mod tests {
             &[0.5, 0.2],
             1.0,
         );
-        let Parzen::Numeric { mus, sigmas, weights, .. } = p else {
+        let Parzen::Numeric {
+            mus,
+            sigmas,
+            weights,
+            ..
+        } = p
+        else {
             panic!("numeric")
         };
         assert_eq!(mus, vec![0.5, 0.2, 0.5]);

@@ -203,7 +203,11 @@ impl Tuner {
     }
 
     /// Tunes `program` on `dev`.
-    pub async fn run<P: AnyProgram + ?Sized>(&self, program: &P, dev: &Dataset) -> Result<TuneResult> {
+    pub async fn run<P: AnyProgram + ?Sized>(
+        &self,
+        program: &P,
+        dev: &Dataset,
+    ) -> Result<TuneResult> {
         let spec = program.program_spec();
         if spec.name != self.space.program() || spec.variables != self.space.variables() {
             return Err(Error::Tuning(format!(
@@ -238,7 +242,9 @@ impl Tuner {
             dev.clone()
         };
         let mut proposer = Proposer::new(self.sampler, &self.space, self.seed)?;
-        let budget = proposer.capacity().map_or(self.trials, |c| c.min(self.trials));
+        let budget = proposer
+            .capacity()
+            .map_or(self.trials, |c| c.min(self.trials));
         let ctx = program.program_context();
         let mut state = State {
             trials: Vec::new(),
@@ -297,7 +303,11 @@ impl Tuner {
                         program,
                         self.metric.as_ref(),
                         &p.overrides,
-                        data.examples().iter().enumerate().skip(from).take(size - from),
+                        data.examples()
+                            .iter()
+                            .enumerate()
+                            .skip(from)
+                            .take(size - from),
                         self.example_concurrency,
                         || {},
                     )
@@ -312,7 +322,10 @@ impl Tuner {
                     let score = mean_score(&p.results);
                     state.rung_scores[rung].push(score);
                     if rung + 1 < rungs.len() {
-                        let better = state.rung_scores[rung].iter().filter(|&&s| s > score).count();
+                        let better = state.rung_scores[rung]
+                            .iter()
+                            .filter(|&&s| s > score)
+                            .count();
                         let seen = state.rung_scores[rung].len();
                         #[allow(
                             clippy::cast_precision_loss,
@@ -325,7 +338,10 @@ impl Tuner {
                 }
             }
             for p in pending {
-                let rung = rungs.iter().position(|&s| s == p.results.len()).unwrap_or(0);
+                let rung = rungs
+                    .iter()
+                    .position(|&s| s == p.results.len())
+                    .unwrap_or(0);
                 let mut tokens = TokenUsage::default();
                 for r in &p.results {
                     tokens.add(&r.tokens);

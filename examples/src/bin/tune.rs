@@ -8,7 +8,7 @@
 
 use dspex::eval::{Dataset, Evaluate, ExactMatch, Example};
 use dspex::prelude::*;
-use dspex::tune::{Sampler, SearchSpace, Tuner, TuneResult};
+use dspex::tune::{Sampler, SearchSpace, TuneResult, Tuner};
 
 /// Answers `a + b` questions; how many it gets right depends on the bound settings: a bigger
 /// model, a lower temperature and step-by-step reasoning each help.
