@@ -308,10 +308,7 @@ impl Dataset {
     /// hold every field of `schema`, of the schema's type; its other fields are kept as
     /// expected values. An error names the file, the line and the field.
     pub fn from_jsonl(path: impl AsRef<Path>, schema: &Schema) -> Result<Self> {
-        let path = path.as_ref();
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Location::new(&name).error(format!("cannot read the file: {e}")))?;
+        let (name, text) = read_source(path.as_ref())?;
         Self::from_jsonl_str(&name, &text, schema)
     }
 
@@ -340,10 +337,7 @@ impl Dataset {
     /// types is parsed as that type (`int`, `float`, `bool` as `true`/`false`, `list`/`dict` as
     /// JSON). An error names the file, the line and the field.
     pub fn from_csv(path: impl AsRef<Path>, schema: &Schema) -> Result<Self> {
-        let path = path.as_ref();
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Location::new(&name).error(format!("cannot read the file: {e}")))?;
+        let (name, text) = read_source(path.as_ref())?;
         Self::from_csv_str(&name, &text, schema)
     }
 
@@ -443,6 +437,14 @@ impl Dataset {
     pub fn take(&self, n: usize) -> Self {
         Self::from_examples(self.examples.iter().take(n).cloned())
     }
+}
+
+/// The name errors give a file, and its text.
+fn read_source(path: &Path) -> Result<(String, String)> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Location::new(&name).error(format!("cannot read the file: {e}")))?;
+    Ok((name, text))
 }
 
 impl FromIterator<Example> for Dataset {

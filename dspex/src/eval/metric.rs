@@ -215,159 +215,116 @@ impl FieldComparison {
     }
 }
 
-/// Exact match of a field after normalization (DSPy's `answer_exact_match` with `frac=1`): 1
-/// if the predicted field equals the expected value (or one of an expected list), else 0.
-///
-/// ```
-/// use dspex::eval::{ExactMatch, Example, Metric};
-/// use dspex::Fields;
-///
-/// let em = ExactMatch::new("answer");
-/// let ex = Example::new().with_expected("answer", "Eiffel Tower");
-/// assert_eq!(em.score(&ex, &Fields::from([("answer", "the eiffel tower!")]))?, 1.0);
-/// assert_eq!(em.score(&ex, &Fields::from([("answer", "Louvre")]))?, 0.0);
-/// # Ok::<(), dspex::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct ExactMatch {
-    name: String,
-    on: FieldComparison,
-}
-
-impl ExactMatch {
-    /// Exact match of field `field`, with DSPy's normalization.
-    pub fn new(field: &str) -> Self {
-        Self {
-            name: format!("exact_match({field})"),
-            on: FieldComparison::new(field),
+/// Declares a built-in metric comparing one field: its struct (a name and a
+/// [`FieldComparison`]), `new`, `normalization`, and its [`Metric`] impl scoring with
+/// `$compare(normalization, predicted, reference)`.
+macro_rules! field_metric {
+    ($(#[$doc:meta])* $ty:ident, $label:literal, $compare:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $ty {
+            name: String,
+            on: FieldComparison,
         }
-    }
 
-    /// Compares with another normalization.
-    #[must_use]
-    pub fn normalization(mut self, normalization: Normalization) -> Self {
-        self.on.normalization = normalization;
-        self
-    }
-}
+        impl $ty {
+            #[doc = concat!("`", $label, "` of field `field`, with DSPy's normalization.")]
+            pub fn new(field: &str) -> Self {
+                Self {
+                    name: format!(concat!($label, "({})"), field),
+                    on: FieldComparison::new(field),
+                }
+            }
 
-impl Metric for ExactMatch {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn score(&self, example: &Example, prediction: &Fields) -> Result<f64> {
-        let n = self.on.normalization;
-        self.on.best(&self.name, example, prediction, |p, r| {
-            if n.apply(p) == n.apply(r) { 1.0 } else { 0.0 }
-        })
-    }
-}
-
-/// Containment: 1 if the expected value (or one of an expected list), normalized, appears in
-/// the normalized predicted field as a run of whole tokens, else 0 (the idea of DSPy's
-/// `answer_passage_match`, applied to one field).
-///
-/// ```
-/// use dspex::eval::{Contains, Example, Metric};
-/// use dspex::Fields;
-///
-/// let contains = Contains::new("answer");
-/// let ex = Example::new().with_expected("answer", "Paris");
-/// assert_eq!(contains.score(&ex, &Fields::from([("answer", "It is Paris, France.")]))?, 1.0);
-/// assert_eq!(contains.score(&ex, &Fields::from([("answer", "Parisian")]))?, 0.0);
-/// # Ok::<(), dspex::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct Contains {
-    name: String,
-    on: FieldComparison,
-}
-
-impl Contains {
-    /// Containment of the expected `field` in the predicted one, with DSPy's normalization.
-    pub fn new(field: &str) -> Self {
-        Self {
-            name: format!("contains({field})"),
-            on: FieldComparison::new(field),
+            /// Compares with another normalization.
+            #[must_use]
+            pub fn normalization(mut self, normalization: Normalization) -> Self {
+                self.on.normalization = normalization;
+                self
+            }
         }
-    }
 
-    /// Compares with another normalization.
-    #[must_use]
-    pub fn normalization(mut self, normalization: Normalization) -> Self {
-        self.on.normalization = normalization;
-        self
-    }
-}
+        impl Metric for $ty {
+            fn name(&self) -> &str {
+                &self.name
+            }
 
-impl Metric for Contains {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn score(&self, example: &Example, prediction: &Fields) -> Result<f64> {
-        let n = self.on.normalization;
-        self.on.best(&self.name, example, prediction, |p, r| {
-            let (haystack, needle) = (n.tokens(p), n.tokens(r));
-            let found = needle.is_empty()
-                || haystack
-                    .windows(needle.len())
-                    .any(|window| window == needle.as_slice());
-            if found { 1.0 } else { 0.0 }
-        })
-    }
-}
-
-/// Token F1 (DSPy's `F1`, the SQuAD metric): the harmonic mean of token precision and recall
-/// between the normalized predicted field and the normalized expected value (the best over an
-/// expected list); 0 when no token is shared, and when both sides are empty (as DSPy).
-///
-/// ```
-/// use dspex::eval::{Example, Metric, TokenF1};
-/// use dspex::Fields;
-///
-/// let f1 = TokenF1::new("answer");
-/// let ex = Example::new().with_expected("answer", "Paris");
-/// let score = f1.score(&ex, &Fields::from([("answer", "Eiffel Tower is in Paris")]))?;
-/// assert!((score - 1.0 / 3.0).abs() < 1e-12);
-/// # Ok::<(), dspex::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct TokenF1 {
-    name: String,
-    on: FieldComparison,
-}
-
-impl TokenF1 {
-    /// Token F1 of field `field`, with DSPy's normalization.
-    pub fn new(field: &str) -> Self {
-        Self {
-            name: format!("token_f1({field})"),
-            on: FieldComparison::new(field),
+            fn score(&self, example: &Example, prediction: &Fields) -> Result<f64> {
+                let n = self.on.normalization;
+                let compare: fn(Normalization, &str, &str) -> f64 = $compare;
+                self.on
+                    .best(&self.name, example, prediction, |p, r| compare(n, p, r))
+            }
         }
-    }
-
-    /// Compares with another normalization.
-    #[must_use]
-    pub fn normalization(mut self, normalization: Normalization) -> Self {
-        self.on.normalization = normalization;
-        self
-    }
+    };
 }
 
-impl Metric for TokenF1 {
-    fn name(&self) -> &str {
-        &self.name
-    }
+field_metric!(
+    /// Exact match of a field after normalization (DSPy's `answer_exact_match` with `frac=1`):
+    /// 1 if the predicted field equals the expected value (or one of an expected list), else 0.
+    ///
+    /// ```
+    /// use dspex::eval::{ExactMatch, Example, Metric};
+    /// use dspex::Fields;
+    ///
+    /// let em = ExactMatch::new("answer");
+    /// let ex = Example::new().with_expected("answer", "Eiffel Tower");
+    /// assert_eq!(em.score(&ex, &Fields::from([("answer", "the eiffel tower!")]))?, 1.0);
+    /// assert_eq!(em.score(&ex, &Fields::from([("answer", "Louvre")]))?, 0.0);
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    ExactMatch,
+    "exact_match",
+    |n, p, r| if n.apply(p) == n.apply(r) { 1.0 } else { 0.0 }
+);
 
-    fn score(&self, example: &Example, prediction: &Fields) -> Result<f64> {
-        let n = self.on.normalization;
-        self.on.best(&self.name, example, prediction, |p, r| {
-            token_f1(&n.tokens(p), &n.tokens(r))
-        })
+field_metric!(
+    /// Containment: 1 if the expected value (or one of an expected list), normalized, appears
+    /// in the normalized predicted field as a run of whole tokens, else 0 (the idea of DSPy's
+    /// `answer_passage_match`, applied to one field).
+    ///
+    /// ```
+    /// use dspex::eval::{Contains, Example, Metric};
+    /// use dspex::Fields;
+    ///
+    /// let contains = Contains::new("answer");
+    /// let ex = Example::new().with_expected("answer", "Paris");
+    /// assert_eq!(contains.score(&ex, &Fields::from([("answer", "It is Paris, France.")]))?, 1.0);
+    /// assert_eq!(contains.score(&ex, &Fields::from([("answer", "Parisian")]))?, 0.0);
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    Contains,
+    "contains",
+    |n, p, r| {
+        let (haystack, needle) = (n.tokens(p), n.tokens(r));
+        let found = needle.is_empty()
+            || haystack
+                .windows(needle.len())
+                .any(|window| window == needle.as_slice());
+        if found { 1.0 } else { 0.0 }
     }
-}
+);
+
+field_metric!(
+    /// Token F1 (DSPy's `F1`, the SQuAD metric): the harmonic mean of token precision and
+    /// recall between the normalized predicted field and the normalized expected value (the
+    /// best over an expected list); 0 when no token is shared, and when both sides are empty
+    /// (as DSPy).
+    ///
+    /// ```
+    /// use dspex::eval::{Example, Metric, TokenF1};
+    /// use dspex::Fields;
+    ///
+    /// let f1 = TokenF1::new("answer");
+    /// let ex = Example::new().with_expected("answer", "Paris");
+    /// let score = f1.score(&ex, &Fields::from([("answer", "Eiffel Tower is in Paris")]))?;
+    /// assert!((score - 1.0 / 3.0).abs() < 1e-12);
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    TokenF1,
+    "token_f1",
+    |n, p, r| token_f1(&n.tokens(p), &n.tokens(r))
+);
 
 /// Token F1 of two token lists, counting repeated tokens as often as both sides have them.
 #[allow(clippy::cast_precision_loss)] // token counts are far below 2^53

@@ -44,7 +44,11 @@ impl<'p> ChainRun<'p> {
         let overrides = if overrides.is_empty() {
             Overrides::new()
         } else {
-            overrides.validate(ctx, spec)?
+            let checked = overrides.validate(ctx, spec)?;
+            for step in spec.steps.iter().filter(|s| s.is_python()) {
+                refuse_python_overrides(&checked, step)?;
+            }
+            checked
         };
         for name in spec.input_names() {
             if !input.contains(&name) {
@@ -121,32 +125,6 @@ impl<'p> ChainRun<'p> {
             .collect()
     }
 
-    /// The variables a python step reads in the worker (its bindings and its `@var`), which an
-    /// override cannot reach until the values travel with the call: an override of one of them
-    /// is an error rather than a run that silently uses the context's value.
-    fn refuse_python_overrides(&self, step: &StepSpec) -> Result<()> {
-        let module_var = match &step.kind {
-            StepKind::Python {
-                module: ModuleRef::Variable(var),
-            } => Some(var.as_str()),
-            _ => None,
-        };
-        let read = step
-            .bindings
-            .iter()
-            .map(|b| b.variable.as_str())
-            .chain(module_var);
-        for variable in read {
-            if self.overrides.get(variable).is_some() {
-                return Err(Error::OverrideUnsupported {
-                    step: step.name.clone(),
-                    variable: variable.to_owned(),
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// Keeps the step's declared outputs (fails if one is missing) and records the step.
     fn absorb(&mut self, step: &StepSpec, record: StepTrace) -> Result<()> {
         for name in step.signature.output_names() {
@@ -197,7 +175,6 @@ impl<'p> ChainRun<'p> {
     /// Runs python step `index` through its attached module.
     pub async fn python(&mut self, index: usize, module: &PythonModule) -> Result<()> {
         let step = self.step(index)?;
-        self.refuse_python_overrides(step)?;
         let inputs = self.inputs(step)?;
         // The worker reads the bound variables itself; this snapshot is for the trace.
         let params = self.step_params(step)?;
@@ -242,4 +219,31 @@ impl<'p> ChainRun<'p> {
             .collect::<Result<Fields>>()?;
         Ok((outputs, self.trace))
     }
+}
+
+/// The variables a python step reads in the worker (its bindings and its `@var`), which an
+/// override cannot reach until the values travel with the call: an override of one of them
+/// is an error, before any step runs, rather than a run that silently uses the context's
+/// value. (Once the values travel with the call, this check goes.)
+fn refuse_python_overrides(overrides: &Overrides, step: &StepSpec) -> Result<()> {
+    let module_var = match &step.kind {
+        StepKind::Python {
+            module: ModuleRef::Variable(var),
+        } => Some(var.as_str()),
+        _ => None,
+    };
+    let read = step
+        .bindings
+        .iter()
+        .map(|b| b.variable.as_str())
+        .chain(module_var);
+    for variable in read {
+        if overrides.get(variable).is_some() {
+            return Err(Error::OverrideUnsupported {
+                step: step.name.clone(),
+                variable: variable.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
