@@ -8,7 +8,9 @@
 mod planted;
 
 use dspex::prelude::*;
-use dspex::tune::{Domain, Halving, Held, Sampler, SearchSpace, TuneResult, Tuner};
+use dspex::tune::{
+    Domain, Halving, Held, MAX_GRID_POINTS, MAX_TRIALS, Sampler, SearchSpace, TuneResult, Tuner,
+};
 use planted::{OPTIMUM, Planted, dev_set, metric, space};
 
 fn in_region(best: &std::collections::BTreeMap<String, Value>) -> bool {
@@ -445,6 +447,10 @@ async fn tuner_settings_are_checked() {
             tuner().sampler(Sampler::grid(1)),
             "tuning: a grid needs at least 2 points per range, got 1",
         ),
+        (
+            tuner().trials(MAX_TRIALS + 1),
+            "tuning: the number of trials must be between 1 and 100000, got 100001",
+        ),
     ];
     for (tuner, message) in cases {
         assert_eq!(
@@ -459,5 +465,33 @@ async fn tuner_settings_are_checked() {
     assert!(
         err.to_string().contains("built for program `Planted`"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_grid_may_have_up_to_max_grid_points() {
+    let program = Planted::start().await.unwrap();
+    let dev = dev_set(2);
+    // Two ranges searched: `points` temperatures x `points` max_tokens (linear, all distinct).
+    let grid_of = |points: usize| {
+        let space = SearchSpace::of(&program)
+            .unwrap()
+            .fix("model", "large")
+            .unwrap()
+            .fix("reasoning", "Predict")
+            .unwrap()
+            .fix("verbose", false)
+            .unwrap();
+        Tuner::new(space, metric())
+            .sampler(Sampler::grid(points))
+            .trials(1)
+    };
+    assert_eq!(MAX_GRID_POINTS, 1000 * 1000);
+    let at = grid_of(1000).run(&program, &dev).await.unwrap();
+    assert_eq!(at.trials.len(), 1);
+    let err = grid_of(1001).run(&program, &dev).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "tuning: the grid has more than 1000000 points; use fewer points per range, fix or narrow variables, or another sampler"
     );
 }
