@@ -12,15 +12,19 @@ use syn::ext::IdentExt;
 use syn::{Attribute, Ident, LitStr, Type, Visibility};
 
 /// The inherent methods every program gets; a variable accessor may not take their names.
-pub(crate) const GENERATED_METHODS: [&str; 8] = [
+pub(crate) const GENERATED_METHODS: [&str; 12] = [
     "start",
     "attach",
     "context",
     "spec",
     "run",
     "run_traced",
+    "run_with",
+    "run_with_traced",
     "run_fields",
     "run_fields_traced",
+    "run_fields_with",
+    "run_fields_with_traced",
 ];
 
 /// Which front end built the program; the expansion differs only in whether it declares the

@@ -185,6 +185,55 @@ pub enum Error {
         /// The Python exception, as `Type: message`.
         message: String,
     },
+    /// A per-run override that names no variable of the program.
+    #[error("override of `{name}`: program `{program}` declares no variable `{name}`{hint}")]
+    UnknownOverride {
+        /// The overridden name.
+        name: String,
+        /// The program run with the override.
+        program: String,
+        /// `" (did you mean `temperature`?)"`, or empty.
+        hint: String,
+    },
+    /// A per-run override of a variable that a python step reads in the worker, which in this
+    /// build takes the values from the context, not from the run.
+    #[error(
+        "python step `{step}` reads `{variable}` in the worker, which cannot take a per-run override in this build"
+    )]
+    OverrideUnsupported {
+        /// The python step.
+        step: String,
+        /// The overridden variable it reads.
+        variable: String,
+    },
+    /// A data set that cannot be read: the file (or source), the line and the field, and why.
+    #[error("{location}: {message}")]
+    Dataset {
+        /// Where: `dev.jsonl line 3, field `answer``.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A metric that failed, or scored outside `[0, 1]`.
+    #[error("metric `{metric}`: {message}")]
+    Metric {
+        /// The metric's name.
+        metric: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A search space, sampler, schedule or saved tuning result that cannot be used; the
+    /// message names the variable or setting and the rule.
+    #[error("tuning: {0}")]
+    Tuning(String),
+    /// An option outside its bounds (a concurrency of 0, a fraction above 1).
+    #[error("{option}: {message}")]
+    InvalidOption {
+        /// The option (`concurrency`).
+        option: String,
+        /// The rule it broke.
+        message: String,
+    },
     /// An invariant dspex relies on did not hold; a bug in dspex.
     #[error("internal error: {0}")]
     Internal(String),

@@ -215,9 +215,14 @@ impl StateProvider for MapState {
         Ok((value, version))
     }
 
-    fn update_many(&self, writes: Vec<(String, Value)>, source: Source) -> Result<Vec<u64>> {
+    fn update_many_with(
+        &self,
+        writes: Vec<(String, Value)>,
+        metadata: &BTreeMap<String, String>,
+        source: Source,
+    ) -> Result<Vec<u64>> {
         let mut inner = self.inner.write().unwrap();
-        forward!(inner, update_many(writes, source));
+        forward!(inner, update_many_with(writes, metadata, source));
         // Everything is checked before anything is written.
         let mut seen = HashSet::new();
         let mut checked = Vec::with_capacity(writes.len());
@@ -231,10 +236,9 @@ impl StateProvider for MapState {
                 dspex_core::validate(&rec.name, rec.ty, &rec.constraints, value)?,
             ));
         }
-        let none = BTreeMap::new();
         Ok(checked
             .into_iter()
-            .map(|(name, value)| self.commit(&mut inner, &name, value, source, &none))
+            .map(|(name, value)| self.commit(&mut inner, &name, value, source, metadata))
             .collect())
     }
 

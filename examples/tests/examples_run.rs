@@ -91,3 +91,29 @@ fn the_typed_example_returns_rust_values_of_the_declared_types() {
         "{out}"
     );
 }
+
+#[test]
+fn the_tune_example_improves_the_score_and_applies_the_result() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tune"))
+        .output()
+        .expect("the example starts");
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("before tuning: Adder / exact_match(answer): 0.017"),
+        "{out}"
+    );
+    assert!(out.contains("tuned: best score 1.000"), "{out}");
+    assert!(out.contains("model before apply: small"), "{out}");
+    assert!(
+        out.contains("after tuning: Adder / exact_match(answer): 1.000"),
+        "{out}"
+    );
+    assert!(out.contains("saved and loaded 40 trials"), "{out}");
+    // With `progress(true)` and stderr not a terminal: no bar, the summary line only.
+    assert!(
+        err.contains("Adder / exact_match(answer): 1.000 ± 0.000 on 60 examples"),
+        "{err}"
+    );
+}

@@ -206,6 +206,41 @@ async fn a_var_step_takes_its_dspy_class_from_the_variable_at_run_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_reach_native_steps_and_are_refused_for_what_python_steps_read() {
+    let ctx = context().await;
+    let qa = DerivedQa::attach(&ctx).await.unwrap();
+    let input = || DerivedQaInput {
+        question: "What is a module?".into(),
+    };
+    // `model` is read by the native step: the run sees the override, the context does not.
+    let overrides = dspex::Overrides::new().with("model", "claude-3-haiku");
+    let (_, trace) = qa.run_with_traced(&overrides, input()).await.unwrap();
+    let classify = trace.step("classify").unwrap();
+    assert_eq!(
+        classify.params.get::<String>("llm_model").unwrap(),
+        "claude-3-haiku"
+    );
+    assert_eq!(qa.model().get().unwrap(), "gpt-4o-mini");
+    // The worker reads `temperature` and `reasoning` from the context in this build: their
+    // overrides are refused before any step runs, never silently ignored.
+    for (variable, value) in [
+        ("temperature", dspex::Value::from(0.9)),
+        ("reasoning", dspex::Value::from("ChainOfThought")),
+    ] {
+        let err = qa
+            .run_with(&dspex::Overrides::new().with(variable, value), input())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "python step `answer` reads `{variable}` in the worker, which cannot take a per-run override in this build"
+            )
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adding_a_python_step_upgrades_a_running_native_program_once() {
     let ctx = context().await;
     let mut program = ProgramBuilder::new("Growing")

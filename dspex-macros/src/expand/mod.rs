@@ -1,6 +1,6 @@
 //! The one back end, for both front ends: the struct (macro form only), the `XInput`/`XOutput`
-//! types, the inherent API (`start`, `attach`, `context`, `spec`, `run`, `run_traced`, `run_fields`, `run_fields_traced`, typed
-//! accessors) and `impl Program`. After an error it generates a skeleton of the same items whose
+//! types, the inherent API (`start`, `attach`, `context`, `spec`, `run`, `run_traced`,
+//! `run_with`, `run_with_traced`, the `run_fields` forms of each, typed accessors) and `impl Program`. After an error it generates a skeleton of the same items whose
 //! bodies never run, so that the user sees the errors and not their consequences.
 
 mod io;
@@ -205,6 +205,41 @@ impl Expansion<'_> {
                         __dspex_trace,
                     ))
                 }
+
+                /// Runs the chain on `input` with the variables of `overrides` taking those
+                /// values for this run only (validated first; the context is untouched).
+                #vis async fn run_with(
+                    &self,
+                    overrides: &::dspex::__private::Overrides,
+                    input: #input,
+                ) -> ::dspex::__private::Result<#output> {
+                    let __dspex_output = <Self as ::dspex::__private::Program>::run_fields_with(
+                        self,
+                        overrides,
+                        ::core::convert::Into::into(input),
+                    )
+                    .await?;
+                    ::core::convert::TryFrom::try_from(__dspex_output)
+                }
+
+                /// `run_with`, returning the trace of every step too.
+                #vis async fn run_with_traced(
+                    &self,
+                    overrides: &::dspex::__private::Overrides,
+                    input: #input,
+                ) -> ::dspex::__private::Result<(#output, ::dspex::__private::RunTrace)> {
+                    let (__dspex_output, __dspex_trace) =
+                        <Self as ::dspex::__private::Program>::run_fields_with_traced(
+                            self,
+                            overrides,
+                            ::core::convert::Into::into(input),
+                        )
+                        .await?;
+                    ::core::result::Result::Ok((
+                        ::core::convert::TryFrom::try_from(__dspex_output)?,
+                        __dspex_trace,
+                    ))
+                }
             }
         });
         let accessors = self.variables().filter_map(|v| self.accessor(v));
@@ -254,6 +289,37 @@ impl Expansion<'_> {
                     ::dspex::__private::RunTrace,
                 )> {
                     <Self as ::dspex::__private::Program>::run_fields_traced(self, input).await
+                }
+
+                /// Runs the chain on named fields with `overrides` for this run only.
+                #vis async fn run_fields_with(
+                    &self,
+                    overrides: &::dspex::__private::Overrides,
+                    input: ::dspex::__private::Fields,
+                ) -> ::dspex::__private::Result<::dspex::__private::Fields> {
+                    <Self as ::dspex::__private::Program>::run_fields_with(
+                        self,
+                        overrides,
+                        input,
+                    )
+                    .await
+                }
+
+                /// `run_fields_with`, returning the trace of every step too.
+                #vis async fn run_fields_with_traced(
+                    &self,
+                    overrides: &::dspex::__private::Overrides,
+                    input: ::dspex::__private::Fields,
+                ) -> ::dspex::__private::Result<(
+                    ::dspex::__private::Fields,
+                    ::dspex::__private::RunTrace,
+                )> {
+                    <Self as ::dspex::__private::Program>::run_fields_with_traced(
+                        self,
+                        overrides,
+                        input,
+                    )
+                    .await
                 }
 
                 #(#accessors)*
@@ -317,8 +383,9 @@ impl Expansion<'_> {
                     #attach
                 }
 
-                async fn run_fields_traced(
+                async fn run_fields_with_traced(
                     &self,
+                    overrides: &::dspex::__private::Overrides,
                     input: ::dspex::__private::Fields,
                 ) -> ::dspex::__private::Result<(
                     ::dspex::__private::Fields,
@@ -431,9 +498,10 @@ impl Expansion<'_> {
         let variables = self.variables().map(|v| self.variable_field(v));
         quote! {
             #(let _ = &self.#variables;)*
-            let mut __dspex_run = ::dspex::__private::ChainRun::start(
+            let mut __dspex_run = ::dspex::__private::ChainRun::start_with(
                 <Self as ::dspex::__private::Program>::context(self),
                 <Self as ::dspex::__private::Program>::spec(),
+                overrides,
                 input,
             )?;
             #(#steps)*

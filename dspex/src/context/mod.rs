@@ -1,6 +1,7 @@
 //! `Context`: the handle programs and users hold, owning one state backend at a time, and the
 //! variables API (the verbs of the original design) over it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -20,7 +21,7 @@ use crate::state::{
 use crate::worker::{WorkerConfig, WorkerStatus, WorkerSupervisor};
 
 mod builder;
-mod time;
+pub(crate) mod time;
 mod var;
 
 pub use builder::ContextBuilder;
@@ -622,9 +623,31 @@ impl Context {
         &self,
         writes: impl IntoIterator<Item = (&'a str, Value)>,
     ) -> Result<Vec<u64>> {
+        self.update_many_with(writes, &BTreeMap::new())
+    }
+
+    /// [`update_many`](Self::update_many) that also merges `metadata` into the metadata of
+    /// every written variable, in the same atomic step (nothing changes if a write is refused).
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use dspex::{Context, Constraints, Value};
+    ///
+    /// let ctx = Context::new();
+    /// ctx.defvariable::<i64>("a", 1, Constraints::range(0, 10))?;
+    /// let metadata = BTreeMap::from([("tuner".to_owned(), "grid".to_owned())]);
+    /// ctx.update_many_with([("a", Value::from(5))], &metadata)?;
+    /// assert_eq!(ctx.record("a")?.metadata["tuner"], "grid");
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn update_many_with<'a>(
+        &self,
+        writes: impl IntoIterator<Item = (&'a str, Value)>,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Vec<u64>> {
         let writes: Vec<(String, Value)> =
             writes.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
-        self.with_backend(|b| b.update_many(writes, Source::Rust))
+        self.with_backend(|b| b.update_many_with(writes, metadata, Source::Rust))
     }
 
     /// Deletes a variable and returns its last record.

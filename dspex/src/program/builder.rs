@@ -12,6 +12,7 @@ use dspex_core::{Signature, VariableSpec};
 
 use super::fields::Fields;
 use super::module::{DynModule, Module};
+use super::overrides::Overrides;
 use super::prepare::{context_for, prepare_context};
 use super::python::PythonModule;
 use super::run::ChainRun;
@@ -373,7 +374,24 @@ impl RunningProgram {
 
     /// Runs the chain and returns the outputs with the trace of every step.
     pub async fn run_traced(&self, input: Fields) -> Result<(Fields, RunTrace)> {
-        let mut run = ChainRun::start(&self.ctx, &self.spec, input)?;
+        self.run_with_traced(&Overrides::new(), input).await
+    }
+
+    /// Runs the chain with the variables of `overrides` taking those values for this run only
+    /// (validated first; the context is untouched).
+    pub async fn run_with(&self, overrides: &Overrides, input: Fields) -> Result<Fields> {
+        self.run_with_traced(overrides, input)
+            .await
+            .map(|(outputs, _)| outputs)
+    }
+
+    /// [`run_with`](Self::run_with), returning the trace of every step too.
+    pub async fn run_with_traced(
+        &self,
+        overrides: &Overrides,
+        input: Fields,
+    ) -> Result<(Fields, RunTrace)> {
+        let mut run = ChainRun::start_with(&self.ctx, &self.spec, overrides, input)?;
         for (index, step) in self.steps.iter().enumerate() {
             match step {
                 Attached::Native(module) => run.native(index, module.as_ref()).await?,

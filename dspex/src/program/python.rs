@@ -227,6 +227,8 @@ impl PythonModule {
                     max_tokens: c.max_tokens,
                     top_p: c.top_p,
                     n: c.n,
+                    prompt_tokens: None,
+                    completion_tokens: None,
                 })
                 .collect(),
             class,

@@ -5,29 +5,54 @@
 use std::time::Instant;
 
 use dspex_core::SignatureField;
-use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
+use dspex_core::program::{ModuleRef, ProgramSpec, StepKind, StepSpec};
 use serde_json::Value as JsonValue;
 use tracing::{Instrument, debug, debug_span};
 
 use super::fields::{Fields, Params};
 use super::module::DynModule;
+use super::overrides::Overrides;
 use super::python::PythonModule;
 use super::trace::{RunTrace, StepRunner, StepTrace};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::state::GetMany;
 
 /// One execution of a program's chain. Generated `run_fields` methods and the runtime builder
 /// drive it step by step, in chain order.
 pub struct ChainRun<'p> {
     ctx: &'p Context,
     spec: &'p ProgramSpec,
+    /// This run's values of some variables (validated), in place of the context's.
+    overrides: Overrides,
     available: Fields,
     trace: RunTrace,
 }
 
 impl<'p> ChainRun<'p> {
     /// Starts a run; fails if a program input is missing or not of its declared type.
-    pub fn start(ctx: &'p Context, spec: &'p ProgramSpec, mut input: Fields) -> Result<Self> {
+    pub fn start(ctx: &'p Context, spec: &'p ProgramSpec, input: Fields) -> Result<Self> {
+        Self::start_with(ctx, spec, &Overrides::new(), input)
+    }
+
+    /// Starts a run in which the variables of `overrides` take those values instead of the
+    /// context's; fails, before any step runs, if an override is invalid or a program input is
+    /// missing or not of its declared type.
+    pub fn start_with(
+        ctx: &'p Context,
+        spec: &'p ProgramSpec,
+        overrides: &Overrides,
+        mut input: Fields,
+    ) -> Result<Self> {
+        let overrides = if overrides.is_empty() {
+            Overrides::new()
+        } else {
+            let checked = overrides.validate(ctx, spec)?;
+            for step in spec.steps.iter().filter(|s| s.is_python()) {
+                refuse_python_overrides(&checked, step)?;
+            }
+            checked
+        };
         let whose = format!("the input of program `{}`", spec.name);
         for field in spec.input_fields() {
             let value = take_declared(&mut input, field, &whose)?;
@@ -36,6 +61,7 @@ impl<'p> ChainRun<'p> {
         Ok(Self {
             ctx,
             spec,
+            overrides,
             available: input,
             trace: RunTrace::default(),
         })
@@ -64,21 +90,34 @@ impl<'p> ChainRun<'p> {
             .collect()
     }
 
-    /// The current values of the step's bound variables, read in one consistent snapshot.
-    pub(crate) fn params(ctx: &Context, step: &StepSpec) -> Result<Params> {
+    /// The values of the step's bound variables for this run, by parameter name: the run's
+    /// overrides, and the context's current values of the others, read in one consistent
+    /// snapshot. Every step's parameters come from here.
+    pub(crate) fn step_params(&self, step: &StepSpec) -> Result<Params> {
         if step.bindings.is_empty() {
             return Ok(Params::default());
         }
-        let names: Vec<&str> = step.bindings.iter().map(|b| b.variable.as_str()).collect();
-        let many = ctx.get_many(&names)?;
+        let names: Vec<&str> = step
+            .bindings
+            .iter()
+            .map(|b| b.variable.as_str())
+            .filter(|v| self.overrides.get(v).is_none())
+            .collect();
+        let many = if names.is_empty() {
+            GetMany::default()
+        } else {
+            self.ctx.get_many(&names)?
+        };
         if let Some(missing) = many.missing.first() {
             return Err(Error::not_found(missing));
         }
         step.bindings
             .iter()
             .map(|b| {
-                let value = many
+                let value = self
+                    .overrides
                     .get(&b.variable)
+                    .or_else(|| many.get(&b.variable))
                     .cloned()
                     .ok_or_else(|| Error::not_found(&b.variable))?;
                 Ok((b.param.clone(), value))
@@ -104,7 +143,7 @@ impl<'p> ChainRun<'p> {
     pub async fn native(&mut self, index: usize, module: &dyn DynModule) -> Result<()> {
         let step = self.step(index)?;
         let inputs = self.inputs(step)?;
-        let params = Self::params(self.ctx, step)?;
+        let params = self.step_params(step)?;
         let started = Instant::now();
         let outputs = module
             .forward_boxed(&inputs, &params)
@@ -135,7 +174,7 @@ impl<'p> ChainRun<'p> {
         let step = self.step(index)?;
         let inputs = self.inputs(step)?;
         // The worker reads the bound variables itself; this snapshot is for the trace.
-        let params = Self::params(self.ctx, step)?;
+        let params = self.step_params(step)?;
         let started = Instant::now();
         let output = module
             .execute(&inputs)
@@ -193,4 +232,31 @@ fn take_declared(fields: &mut Fields, field: &SignatureField, whose: &str) -> Re
         context: whose.to_owned(),
         error: Box::new(error),
     })
+}
+
+/// The variables a python step reads in the worker (its bindings and its `@var`), which an
+/// override cannot reach until the values travel with the call: an override of one of them
+/// is an error, before any step runs, rather than a run that silently uses the context's
+/// value. (Once the values travel with the call, this check goes.)
+fn refuse_python_overrides(overrides: &Overrides, step: &StepSpec) -> Result<()> {
+    let module_var = match &step.kind {
+        StepKind::Python {
+            module: ModuleRef::Variable(var),
+        } => Some(var.as_str()),
+        _ => None,
+    };
+    let read = step
+        .bindings
+        .iter()
+        .map(|b| b.variable.as_str())
+        .chain(module_var);
+    for variable in read {
+        if overrides.get(variable).is_some() {
+            return Err(Error::OverrideUnsupported {
+                step: step.name.clone(),
+                variable: variable.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }

@@ -19,6 +19,10 @@ pub struct LmCall {
     pub top_p: Option<f64>,
     /// Number of completions.
     pub n: Option<i64>,
+    /// Tokens of the prompt, when the LM reported them.
+    pub prompt_tokens: Option<u64>,
+    /// Tokens of the completion, when the LM reported them.
+    pub completion_tokens: Option<u64>,
 }
 
 impl fmt::Display for LmCall {
@@ -35,6 +39,12 @@ impl fmt::Display for LmCall {
         }
         if let Some(n) = self.n {
             write!(f, " n={n}")?;
+        }
+        if let Some(t) = self.prompt_tokens {
+            write!(f, " prompt_tokens={t}")?;
+        }
+        if let Some(t) = self.completion_tokens {
+            write!(f, " completion_tokens={t}")?;
         }
         Ok(())
     }

@@ -286,7 +286,18 @@ pub trait StateProvider: Send + Sync + 'static {
 
     /// Atomically writes several variables: all are validated first, then either all apply or
     /// none does. Returns the new versions, in order.
-    fn update_many(&self, writes: Vec<(String, Value)>, source: Source) -> Result<Vec<u64>>;
+    fn update_many(&self, writes: Vec<(String, Value)>, source: Source) -> Result<Vec<u64>> {
+        self.update_many_with(writes, &BTreeMap::new(), source)
+    }
+
+    /// [`update_many`](Self::update_many) that also merges `metadata` into the metadata of
+    /// every written variable, in the same atomic step.
+    fn update_many_with(
+        &self,
+        writes: Vec<(String, Value)>,
+        metadata: &BTreeMap<String, String>,
+        source: Source,
+    ) -> Result<Vec<u64>>;
 
     /// Removes a variable and returns its last record.
     fn delete(&self, key: Key<'_>, source: Source) -> Result<VarRecord>;

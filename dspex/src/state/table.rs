@@ -199,6 +199,7 @@ impl VariableTable {
     pub(crate) fn update_many(
         &mut self,
         writes: Vec<(String, Value)>,
+        metadata: &BTreeMap<String, String>,
         source: Source,
     ) -> Result<Vec<u64>> {
         let this = &mut *self;
@@ -213,10 +214,9 @@ impl VariableTable {
             let rec = this.at(slot)?;
             checked.push((slot, validate(&rec.name, rec.ty, &rec.constraints, value)?));
         }
-        let no_metadata = BTreeMap::new();
         checked
             .into_iter()
-            .map(|(slot, value)| this.commit(slot, value, source, &no_metadata))
+            .map(|(slot, value)| this.commit(slot, value, source, metadata))
             .collect()
     }
 
@@ -519,10 +519,15 @@ impl StateProvider for LockedTable {
         })
     }
 
-    fn update_many(&self, writes: Vec<(String, Value)>, source: Source) -> Result<Vec<u64>> {
+    fn update_many_with(
+        &self,
+        writes: Vec<(String, Value)>,
+        metadata: &BTreeMap<String, String>,
+        source: Source,
+    ) -> Result<Vec<u64>> {
         self.write_route(|r| match r {
-            Route::Here(t) => t.update_many(writes, source),
-            Route::There(next) => next.update_many(writes, source),
+            Route::Here(t) => t.update_many(writes, metadata, source),
+            Route::There(next) => next.update_many_with(writes, metadata, source),
         })
     }
 
@@ -630,13 +635,14 @@ macro_rules! delegate_state_provider {
                 let $this = self;
                 $table.update(key, f, source)
             }
-            fn update_many(
+            fn update_many_with(
                 &self,
                 writes: Vec<(String, ::dspex_core::Value)>,
+                metadata: &::std::collections::BTreeMap<String, String>,
                 source: $crate::state::Source,
             ) -> $crate::Result<Vec<u64>> {
                 let $this = self;
-                $table.update_many(writes, source)
+                $table.update_many_with(writes, metadata, source)
             }
             fn delete(
                 &self,
