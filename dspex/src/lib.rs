@@ -499,8 +499,8 @@ pub use program::{
     PythonModule, RunTrace, RunningProgram, Step, StepTrace,
 };
 pub use state::{
-    BackendKind, Change, GetMany, SetOptions, Source, VarId, VarRecord, WatchEvent, WatchOptions,
-    Watcher,
+    BackendKind, Change, GetMany, HistoryEntry, SetOptions, Source, VarId, VarRecord, WatchEvent,
+    WatchOptions, Watcher,
 };
 
 /// The names most programs need: `use dspex::prelude::*;`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::Context;
 use crate::bridge::BridgeServer;
 use crate::error::Result;
-use crate::state::{LocalState, StateProvider, WatchHub};
+use crate::state::{DEFAULT_HISTORY_LIMIT, LocalState, StateProvider, WatchHub, check_history_limit};
 use crate::worker::{LmConfig, WorkerConfig};
 
 /// Creates a backend that publishes to the given hub (see [`ContextBuilder::state`]).
@@ -51,12 +51,24 @@ impl fmt::Debug for Start {
 /// assert_eq!(ctx.backend().switches, 0);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct ContextBuilder {
     start: Start,
     server: Option<BridgeServer>,
     worker: WorkerConfig,
+    history_limit: usize,
+}
+
+impl Default for ContextBuilder {
+    fn default() -> Self {
+        Self {
+            start: Start::default(),
+            server: None,
+            worker: WorkerConfig::default(),
+            history_limit: DEFAULT_HISTORY_LIMIT,
+        }
+    }
 }
 
 impl ContextBuilder {
@@ -110,6 +122,30 @@ impl ContextBuilder {
         self
     }
 
+    /// How many writes each variable's history keeps (default
+    /// [`DEFAULT_HISTORY_LIMIT`](crate::state::DEFAULT_HISTORY_LIMIT), at most
+    /// [`MAX_HISTORY_LIMIT`](crate::state::MAX_HISTORY_LIMIT); checked by
+    /// [`build`](Self::build)). It applies to the local and bridged backends the context
+    /// creates, including the bridged one it upgrades to; a backend of your own
+    /// ([`state`](Self::state)) keeps the history its own configuration says until then.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+    /// use dspex::{Constraints, Context};
+    ///
+    /// let ctx = Context::builder().history_limit(2).build().await?;
+    /// let n = ctx.defvariable::<i64>("n", 1, Constraints::none())?;
+    /// n.set(2)?;
+    /// n.set(3)?;
+    /// assert_eq!(ctx.history("n", 10)?.len(), 2);
+    /// assert!(Context::builder().history_limit(0).build().await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn history_limit(mut self, limit: usize) -> Self {
+        self.history_limit = limit;
+        self
+    }
+
     /// How the context's Python worker is started (interpreter, LM, time limits).
     pub fn worker(mut self, config: WorkerConfig) -> Self {
         self.worker = config;
@@ -134,9 +170,12 @@ impl ContextBuilder {
     /// error is [`Error::Bridge`](crate::Error::Bridge) and says why. Starting the server
     /// (the first time in a process) runs off the async runtime's threads.
     pub async fn build(self) -> Result<Context> {
+        let history_limit = check_history_limit(self.history_limit)?;
         let hub: Arc<WatchHub> = Arc::default();
         let backend: Arc<dyn StateProvider> = match self.start {
-            Start::Local => Arc::new(LocalState::with_hub(Arc::clone(&hub))),
+            Start::Local => {
+                Arc::new(LocalState::with_hub(Arc::clone(&hub)).with_history_limit(history_limit)?)
+            }
             Start::Custom(make) => make(Arc::clone(&hub))?,
             Start::Bridged => {
                 let (server, bridged) = {
@@ -146,7 +185,11 @@ impl ContextBuilder {
                             Some(server) => server,
                             None => BridgeServer::global()?,
                         };
-                        let bridged = Arc::new(server.open_session_with_hub(hub)?);
+                        let bridged = Arc::new(
+                            server
+                                .open_session_with_hub(hub)?
+                                .with_history_limit(history_limit)?,
+                        );
                         Ok((server, bridged))
                     })
                     .await?
@@ -157,6 +200,7 @@ impl ContextBuilder {
                     Some(server),
                     Some(bridged),
                     self.worker,
+                    history_limit,
                 ));
             }
         };
@@ -166,6 +210,7 @@ impl ContextBuilder {
             self.server,
             None,
             self.worker,
+            history_limit,
         ))
     }
 }

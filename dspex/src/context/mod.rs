@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 use crate::bridge::{BridgeServer, BridgedState, SessionInfo};
 use crate::error::{Error, Result};
 use crate::state::{
-    BackendKind, Capabilities, GetMany, Key, LocalState, SetOptions, Source, StateProvider,
-    VarRecord, WatchHub, WatchOptions, Watcher,
+    BackendKind, Capabilities, DEFAULT_HISTORY_LIMIT, GetMany, HistoryEntry, Key, LocalState,
+    SetOptions, Source, StateProvider, VarRecord, WatchHub, WatchOptions, Watcher,
 };
 use crate::worker::{WorkerConfig, WorkerStatus, WorkerSupervisor};
 
@@ -85,6 +85,8 @@ struct Inner {
     /// The context's session in the bridge's store, once bridged. Dropping the context drops
     /// it, which releases the session.
     bridge: OnceLock<Arc<BridgedState>>,
+    /// How many writes each variable's history keeps in the backends the context creates.
+    history_limit: usize,
 }
 
 /// A cheap-to-clone, `Send + Sync` handle to a set of variables and the backend that holds
@@ -127,7 +129,14 @@ impl Context {
     pub fn new() -> Self {
         let hub: Arc<WatchHub> = Arc::default();
         let local = LocalState::with_hub(Arc::clone(&hub));
-        Self::with_backend_and_hub(Arc::new(local), hub, None, None, WorkerConfig::default())
+        Self::with_backend_and_hub(
+            Arc::new(local),
+            hub,
+            None,
+            None,
+            WorkerConfig::default(),
+            DEFAULT_HISTORY_LIMIT,
+        )
     }
 
     /// A builder to choose the backend (local or bridged) and the bridge server.
@@ -150,6 +159,7 @@ impl Context {
         server: Option<BridgeServer>,
         bridge: Option<Arc<BridgedState>>,
         worker_config: WorkerConfig,
+        history_limit: usize,
     ) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let bridge_cell = OnceLock::new();
@@ -171,6 +181,7 @@ impl Context {
                 worker: Mutex::new(None),
                 worker_start: tokio::sync::Mutex::new(()),
                 bridge: bridge_cell,
+                history_limit,
             }),
         }
     }
@@ -287,7 +298,11 @@ impl Context {
             Some(server) => server.clone(),
             None => BridgeServer::global()?,
         };
-        let bridged = Arc::new(server.open_session_with_hub(Arc::clone(self.hub()))?);
+        let bridged = Arc::new(
+            server
+                .open_session_with_hub(Arc::clone(self.hub()))?
+                .with_history_limit(self.inner.history_limit)?,
+        );
         // On failure `bridged` is dropped here, which removes its session from the store.
         self.switch_locked(Arc::clone(&bridged) as Arc<dyn StateProvider>)?;
         self.inner
@@ -352,6 +367,12 @@ impl Context {
         }
     }
 
+    /// How many writes each variable's history keeps in the backends the context creates
+    /// (set with [`ContextBuilder::history_limit`]).
+    pub fn history_limit(&self) -> usize {
+        self.inner.history_limit
+    }
+
     /// The switch itself; the caller holds `switching`.
     fn switch_locked(&self, target: Arc<dyn StateProvider>) -> Result<()> {
         if self.inner.upgraded.get().is_some() {
@@ -361,16 +382,17 @@ impl Context {
         let current = &self.inner.initial;
         let from = current.kind().to_string();
         let at = time::rfc3339(SystemTime::now());
-        current.migrate_out(&mut |records| {
-            let records = records
+        current.migrate_out(&mut |variables| {
+            let variables = variables
                 .into_iter()
-                .map(|mut r| {
-                    r.metadata.insert("migrated_from".to_owned(), from.clone());
-                    r.metadata.insert("migrated_at".to_owned(), at.clone());
-                    r
+                .map(|mut v| {
+                    let metadata = &mut v.record.metadata;
+                    metadata.insert("migrated_from".to_owned(), from.clone());
+                    metadata.insert("migrated_at".to_owned(), at.clone());
+                    v
                 })
                 .collect();
-            target.import(records)?;
+            target.import(variables)?;
             self.inner
                 .upgraded
                 .set(Arc::clone(&target))
@@ -650,9 +672,56 @@ impl Context {
         self.with_backend(|b| b.update_many_with(writes, metadata, Source::Rust))
     }
 
-    /// Deletes a variable and returns its last record.
+    /// Deletes a variable, and its history, and returns its last record.
     pub fn delete(&self, name: &str) -> Result<VarRecord> {
         self.with_backend(|b| b.delete(Key::Name(name), Source::Rust))
+    }
+
+    // ---- history ------------------------------------------------------------------------
+
+    /// The last writes of `name`, newest first, at most `limit` of them: version, value,
+    /// source, the metadata given with the write, and time. Registration is version 1; the
+    /// history keeps the last [`history_limit`](Self::history_limit) writes (and at most
+    /// [`MAX_HISTORY_BYTES`](crate::state::MAX_HISTORY_BYTES)).
+    ///
+    /// ```
+    /// use dspex::{Context, Constraints, Source, Value};
+    ///
+    /// let ctx = Context::new();
+    /// ctx.defvariable::<f64>("temperature", 0.7, Constraints::range(0.0, 2.0))?;
+    /// ctx.set("temperature", 0.9)?;
+    /// ctx.set("temperature", 1.4)?;
+    /// let history = ctx.history("temperature", 10)?;
+    /// let versions: Vec<(u64, Value)> = history.iter().map(|e| (e.version, e.value.clone())).collect();
+    /// assert_eq!(versions, [(3, Value::Float(1.4)), (2, Value::Float(0.9)), (1, Value::Float(0.7))]);
+    /// assert_eq!(history[0].source, Source::Rust);
+    /// assert_eq!(ctx.history("temperature", 1)?.len(), 1);
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn history(&self, name: &str, limit: usize) -> Result<Vec<HistoryEntry>> {
+        self.with_backend(|b| b.history(Key::Name(name), limit))
+    }
+
+    /// Writes the value `name` had at `version` again, as a new version with metadata
+    /// `rolled_back_from = "<version>"`, and returns the new version. It is a write like any
+    /// other: validated, the version goes up (a compare-and-set at the old version conflicts),
+    /// and watchers see an ordinary update. A version the history no longer keeps is
+    /// [`Error::VersionNotFound`], which names the versions it keeps.
+    ///
+    /// ```
+    /// use dspex::{Context, Constraints, Error};
+    ///
+    /// let ctx = Context::new();
+    /// let t = ctx.defvariable::<f64>("temperature", 0.7, Constraints::range(0.0, 2.0))?;
+    /// t.set(1.9)?; // a bad change
+    /// assert_eq!(ctx.rollback("temperature", 1)?, 3);
+    /// assert_eq!(t.get()?, 0.7);
+    /// assert_eq!(t.record()?.metadata["rolled_back_from"], "1");
+    /// assert!(matches!(ctx.rollback("temperature", 9), Err(Error::VersionNotFound { .. })));
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn rollback(&self, name: &str, version: u64) -> Result<u64> {
+        self.with_backend(|b| b.rollback(Key::Name(name), version, Source::Rust))
     }
 
     // ---- watching -----------------------------------------------------------------------
