@@ -303,7 +303,13 @@ impl StateProvider for MapState {
         let value = inner.histories[&rec.name].rollback_value(&rec.name, version)?;
         let value = dspex_core::validate(&rec.name, rec.ty, &rec.constraints, value)?;
         let name = rec.name.clone();
-        Ok(self.commit(&mut inner, &name, value, source, &rollback_metadata(version)))
+        Ok(self.commit(
+            &mut inner,
+            &name,
+            value,
+            source,
+            &rollback_metadata(version),
+        ))
     }
 
     fn list(&self, pattern: Option<&Glob>) -> Result<Vec<VarRecord>> {

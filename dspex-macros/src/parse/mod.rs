@@ -55,7 +55,11 @@ pub(crate) fn variable_key(cx: &Ctxt, var: &mut Variable, key: &Ident, value: &E
 /// `readonly` flag), reporting a second one.
 pub(crate) fn readonly_key(cx: &Ctxt, var: &mut Variable, key: &Ident, readonly: bool) {
     if var.readonly_key.replace(key.clone()).is_some() {
-        cx.error(Place::Item(var.pos), key, format!("duplicate key `{READONLY_KEY}`"));
+        cx.error(
+            Place::Item(var.pos),
+            key,
+            format!("duplicate key `{READONLY_KEY}`"),
+        );
     }
     var.readonly = readonly;
 }

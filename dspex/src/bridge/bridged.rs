@@ -120,7 +120,9 @@ impl BridgedState {
     /// `1..=`[`MAX_HISTORY_LIMIT`](crate::state::MAX_HISTORY_LIMIT) is
     /// [`Error::InvalidOption`](crate::Error::InvalidOption).
     pub fn with_history_limit(self, limit: usize) -> Result<Self> {
-        self.session.table.set_history_limit(check_history_limit(limit)?);
+        self.session
+            .table
+            .set_history_limit(check_history_limit(limit)?);
         Ok(self)
     }
 }

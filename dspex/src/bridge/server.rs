@@ -14,9 +14,8 @@ use tonic::{Code, Request, Response, Status};
 
 use super::convert::{self, FieldError};
 use super::limits::{
-    DEFAULT_SESSION_TTL, MAX_HISTORY_ENTRIES_PER_REQUEST, MAX_NAMES_PER_REQUEST,
-    MAX_PATTERN_BYTES, MAX_SESSION_TTL, MAX_VARIABLES_PER_SESSION, MAX_WRITES_PER_BATCH,
-    WATCH_QUEUE_CAPACITY,
+    DEFAULT_SESSION_TTL, MAX_HISTORY_ENTRIES_PER_REQUEST, MAX_NAMES_PER_REQUEST, MAX_PATTERN_BYTES,
+    MAX_SESSION_TTL, MAX_VARIABLES_PER_SESSION, MAX_WRITES_PER_BATCH, WATCH_QUEUE_CAPACITY,
 };
 use super::proto::session_service_server::SessionService;
 use super::proto::{self as pb};

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use super::Context;
 use crate::bridge::BridgeServer;
 use crate::error::Result;
-use crate::state::{DEFAULT_HISTORY_LIMIT, LocalState, StateProvider, WatchHub, check_history_limit};
+use crate::state::{
+    DEFAULT_HISTORY_LIMIT, LocalState, StateProvider, WatchHub, check_history_limit,
+};
 use crate::worker::{LmConfig, WorkerConfig};
 
 /// Creates a backend that publishes to the given hub (see [`ContextBuilder::state`]).

@@ -71,3 +71,37 @@ fn describe(ty: dspex_core::VarType, c: &dspex_core::Constraints, readonly: bool
     };
     format!("{kind} variable (constraints: {c})")
 }
+
+#[cfg(test)]
+mod tests {
+    use dspex_core::{Constraints, VarType, VariableSpec};
+
+    use super::*;
+
+    fn spec(variable: VariableSpec) -> ProgramSpec {
+        ProgramSpec {
+            name: "P".to_owned(),
+            signature: None,
+            variables: vec![variable],
+            steps: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shared_variable_must_agree_on_being_read_only() {
+        let ctx = Context::new();
+        let open = VariableSpec::new("t", VarType::Float, 0.5)
+            .with_constraints(Constraints::range(0.0, 1.0));
+        prepare_context(&ctx, &spec(open.clone())).await.unwrap();
+        // The same declaration is shared.
+        prepare_context(&ctx, &spec(open.clone())).await.unwrap();
+        let err = prepare_context(&ctx, &spec(open.readonly()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "variable `t` already exists in the context as a float variable (constraints: min 0.0, max 1.0); program `P` declares a read-only float variable (constraints: min 0.0, max 1.0)"
+        );
+        assert!(!ctx.record("t").unwrap().readonly);
+    }
+}

@@ -96,7 +96,10 @@ impl HistoryEntry {
     }
 
     /// The entry with its value converted by `f` (to the Rust type of a typed handle).
-    pub fn try_map<T, E>(self, f: impl FnOnce(Value) -> Result<T, E>) -> Result<HistoryEntry<T>, E> {
+    pub fn try_map<T, E>(
+        self,
+        f: impl FnOnce(Value) -> Result<T, E>,
+    ) -> Result<HistoryEntry<T>, E> {
         Ok(HistoryEntry {
             version: self.version,
             value: f(self.value)?,
@@ -319,7 +322,10 @@ mod tests {
         assert_eq!(versions(&h), [3, 2, 1]);
         h.push(entry(4, 0.5));
         assert_eq!(versions(&h), [4, 3, 2]);
-        assert_eq!(h.bytes(), h.iter().map(HistoryEntry::size_bytes).sum::<usize>());
+        assert_eq!(
+            h.bytes(),
+            h.iter().map(HistoryEntry::size_bytes).sum::<usize>()
+        );
         h.set_limit(1);
         assert_eq!(versions(&h), [4]);
         assert_eq!(History::new(0).limit(), 1);

@@ -20,8 +20,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::history::{DEFAULT_HISTORY_LIMIT, History, HistoryEntry, rollback_metadata};
 use super::watch::{Change, WatchEvent, WatchHub, WatchOptions, Watcher};
 use super::{
-    BackendKind, Capabilities, ExportedVar, GetMany, Key, SetOptions, Source, StateProvider,
-    VarId, VarRecord, VarRef,
+    BackendKind, Capabilities, ExportedVar, GetMany, Key, SetOptions, Source, StateProvider, VarId,
+    VarRecord, VarRef,
 };
 use crate::error::{Error, Result};
 

@@ -1161,8 +1161,12 @@ pub async fn history_keeps_every_accepted_write_newest_first(f: &impl Fixture) {
     )
     .unwrap();
     let metadata = BTreeMap::from([("tuner".to_owned(), "grid".to_owned())]);
-    p.update_many_with(vec![("t".into(), Value::Float(0.2))], &metadata, Source::Rust)
-        .unwrap();
+    p.update_many_with(
+        vec![("t".into(), Value::Float(0.2))],
+        &metadata,
+        Source::Rust,
+    )
+    .unwrap();
 
     let history = p.history(Key::Name("t"), 100).unwrap();
     assert_eq!(versions(&history), [5, 4, 3, 2, 1]);
@@ -1299,7 +1303,10 @@ pub async fn rollback_writes_a_kept_version_again_as_a_new_version(f: &impl Fixt
     // Rolling back to the current version writes it again; by reference like by name.
     let r = p.resolve("t").unwrap();
     assert_eq!(p.rollback(Key::Ref(r), 4, Source::Rust).unwrap(), 5);
-    assert_eq!(p.get(Key::Name("t")).unwrap().metadata[ROLLED_BACK_FROM], "4");
+    assert_eq!(
+        p.get(Key::Name("t")).unwrap().metadata[ROLLED_BACK_FROM],
+        "4"
+    );
     assert_eq!(p.rollback(Key::Name("t"), 3, Source::Rust).unwrap(), 6);
     assert_eq!(value(p, "t"), Value::Float(1.9));
 }
@@ -1324,7 +1331,10 @@ pub async fn rollback_to_a_version_not_kept_names_the_kept_ones(f: &impl Fixture
     );
     assert_eq!(
         err.to_string(),
-        format!("variable `n` has no version 1 in its history, which keeps versions 2 to {}", limit + 1)
+        format!(
+            "variable `n` has no version 1 in its history, which keeps versions 2 to {}",
+            limit + 1
+        )
     );
     for version in [0, limit + 2, u64::MAX] {
         assert_refused(
@@ -1340,9 +1350,15 @@ pub async fn rollback_to_a_version_not_kept_names_the_kept_ones(f: &impl Fixture
     let err = p.rollback(Key::Name("nope"), 1, Source::Rust).unwrap_err();
     assert!(matches!(err, Error::NotFound { ref name } if name == "nope"));
     // The oldest kept version still rolls back.
-    assert_eq!(p.rollback(Key::Name("n"), 2, Source::Rust).unwrap(), limit + 2);
+    assert_eq!(
+        p.rollback(Key::Name("n"), 2, Source::Rust).unwrap(),
+        limit + 2
+    );
     assert_eq!(value(p, "n"), Value::Integer(1));
 }
+
+/// A write to try on a backend, returning the new version.
+type Write = dyn Fn(&dyn StateProvider) -> dspex::Result<u64>;
 
 pub async fn read_only_variables_refuse_python_writes_and_take_rust_ones(f: &impl Fixture) {
     let p = f.provider().await;
@@ -1358,7 +1374,7 @@ pub async fn read_only_variables_refuse_python_writes_and_take_rust_ones(f: &imp
     set(p, "locked", 0.6).unwrap();
     let message = "variable `locked` is read-only: only Rust code may write it";
     let before = (snapshot(p, "locked"), snapshot(p, "open"));
-    let python_writes: [(&str, &dyn Fn(&dyn StateProvider) -> dspex::Result<u64>); 5] = [
+    let python_writes: [(&str, &Write); 5] = [
         ("set", &|p| {
             p.set(
                 Key::Name("locked"),
@@ -1410,13 +1426,9 @@ pub async fn read_only_variables_refuse_python_writes_and_take_rust_ones(f: &imp
     // Rust writes apply.
     let r = p.resolve("locked").unwrap();
     assert_eq!(
-        p.update(
-            Key::Ref(r),
-            &mut |_| Ok(Value::Float(0.7)),
-            Source::Rust
-        )
-        .unwrap()
-        .1,
+        p.update(Key::Ref(r), &mut |_| Ok(Value::Float(0.7)), Source::Rust)
+            .unwrap()
+            .1,
         3
     );
     p.update_many(
@@ -1515,7 +1527,10 @@ pub async fn context_history_rollback_and_read_only(f: &impl Fixture) {
         .map(|e| (e.version, e.value))
         .collect();
     assert_eq!(typed, [(2, 1.9), (1, 0.7)]);
-    assert_eq!(ctx.history("temperature", 1).unwrap()[0].value, Value::Float(1.9));
+    assert_eq!(
+        ctx.history("temperature", 1).unwrap()[0].value,
+        Value::Float(1.9)
+    );
     assert_eq!(t.rollback(1).unwrap(), 3);
     assert_eq!(t.get().unwrap(), 0.7);
     assert_eq!(ctx.rollback("temperature", 2).unwrap(), 4);
