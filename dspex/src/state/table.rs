@@ -95,6 +95,20 @@ impl VariableTable {
             .ok_or_else(|| Error::internal("variable table index points at an empty slot"))
     }
 
+    /// The history of the variable in `slot`.
+    fn history_at(&self, slot: u32) -> Result<&History> {
+        self.histories
+            .get(slot as usize)
+            .ok_or_else(|| Error::internal("variable table index points past the histories"))
+    }
+
+    #[inline]
+    fn history_at_mut(&mut self, slot: u32) -> Result<&mut History> {
+        self.histories
+            .get_mut(slot as usize)
+            .ok_or_else(|| Error::internal("variable table index points past the histories"))
+    }
+
     /// The record behind `key`.
     #[inline]
     pub(crate) fn record(&self, key: Key<'_>) -> Result<&VarRecord> {
@@ -277,14 +291,13 @@ impl VariableTable {
             });
             self.hub.publish(&event);
         }
-        self.histories[slot as usize].push(entry);
+        self.history_at_mut(slot)?.push(entry);
         Ok(version)
     }
 
     /// At most `limit` entries of the variable's history, newest first.
     pub(crate) fn history(&self, key: Key<'_>, limit: usize) -> Result<Vec<HistoryEntry>> {
-        let slot = self.slot_of(key)?;
-        Ok(self.histories[slot as usize].latest(limit))
+        Ok(self.history_at(self.slot_of(key)?)?.latest(limit))
     }
 
     /// Writes the value of `version` again, as a new version with `rolled_back_from` metadata.
@@ -292,7 +305,7 @@ impl VariableTable {
         let slot = self.slot_of(key)?;
         let rec = self.at(slot)?;
         rec.check_writable(source)?;
-        let value = self.histories[slot as usize].rollback_value(&rec.name, version)?;
+        let value = self.history_at(slot)?.rollback_value(&rec.name, version)?;
         // The constraints never change, so the value is still valid; checked like any write.
         let value = validate(&rec.name, rec.ty, &rec.constraints, value)?;
         self.commit(slot, value, source, &rollback_metadata(version))
@@ -313,7 +326,7 @@ impl VariableTable {
         let record = this.slots[slot as usize]
             .take()
             .ok_or_else(|| Error::internal("variable table index points at an empty slot"))?;
-        this.histories[slot as usize] = History::default();
+        *this.history_at_mut(slot)? = History::default();
         this.by_name.remove(&record.name);
         this.by_id.remove(&record.id);
         this.free_slots.push(slot);
