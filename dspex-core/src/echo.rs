@@ -2,7 +2,10 @@
 //! about a huge value stays short (a gRPC status carries its message in a header, and clients
 //! refuse headers over 16 KiB by default).
 
+use std::borrow::Cow;
 use std::fmt;
+
+use serde_json::Value as JsonValue;
 
 /// Characters of a string an error message quotes; longer strings are cut there and followed
 /// by their length in bytes.
@@ -10,6 +13,11 @@ pub const MAX_ECHO_CHARS: usize = 64;
 
 /// Items of a list (the choices of a variable) an error message lists before eliding the rest.
 pub const MAX_ECHO_ITEMS: usize = 8;
+
+/// `s` cut after [`MAX_ECHO_CHARS`] characters: its prefix when it is longer.
+fn cut(s: &str) -> Option<&str> {
+    s.char_indices().nth(MAX_ECHO_CHARS).map(|(at, _)| &s[..at])
+}
 
 /// A string as error messages quote it: Rust-debug-quoted, cut after [`MAX_ECHO_CHARS`]
 /// characters.
@@ -26,9 +34,9 @@ pub struct Echo<'a>(pub &'a str);
 
 impl fmt::Display for Echo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.char_indices().nth(MAX_ECHO_CHARS) {
+        match cut(self.0) {
             None => write!(f, "{:?}", self.0),
-            Some((cut, _)) => write!(f, "{:?}... ({} bytes)", &self.0[..cut], self.0.len()),
+            Some(prefix) => write!(f, "{prefix:?}... ({} bytes)", self.0.len()),
         }
     }
 }
@@ -40,17 +48,51 @@ impl fmt::Display for Echo<'_> {
 /// assert_eq!(dspex_core::echo_prefix("short"), "short");
 /// assert_eq!(dspex_core::echo_prefix(&"n".repeat(70)), format!("{}...", "n".repeat(64)));
 /// ```
-pub fn echo_prefix(s: &str) -> std::borrow::Cow<'_, str> {
-    match s.char_indices().nth(MAX_ECHO_CHARS) {
-        None => std::borrow::Cow::Borrowed(s),
-        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}...", &s[..cut])),
+pub fn echo_prefix(s: &str) -> Cow<'_, str> {
+    match cut(s) {
+        None => Cow::Borrowed(s),
+        Some(prefix) => Cow::Owned(format!("{prefix}...")),
     }
+}
+
+/// A text as an error message quotes it between backticks: whole up to [`MAX_ECHO_CHARS`]
+/// chars, else its first [`MAX_ECHO_CHARS`] chars and how long it is.
+///
+/// ```
+/// use dspex_core::{MAX_ECHO_CHARS, excerpt};
+///
+/// assert_eq!(excerpt("short"), "short");
+/// let long = "x".repeat(MAX_ECHO_CHARS + 1);
+/// assert_eq!(excerpt(&long), format!("{}... ({} chars)", "x".repeat(MAX_ECHO_CHARS), MAX_ECHO_CHARS + 1));
+/// ```
+pub fn excerpt(text: &str) -> String {
+    match cut(text) {
+        None => text.to_owned(),
+        Some(prefix) => format!("{prefix}... ({} chars)", text.chars().count()),
+    }
+}
+
+/// A JSON value as an error message quotes it (see [`excerpt`]).
+pub fn value_excerpt(value: &JsonValue) -> String {
+    excerpt(&value.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{Constraints, Value, VarType, VariableSpec};
+
+    #[test]
+    fn excerpts_are_bounded() {
+        let at_limit = "é".repeat(MAX_ECHO_CHARS);
+        assert_eq!(excerpt(&at_limit), at_limit);
+        let over = format!("{at_limit}x");
+        assert_eq!(
+            excerpt(&over),
+            format!("{at_limit}... ({} chars)", MAX_ECHO_CHARS + 1)
+        );
+        assert_eq!(value_excerpt(&serde_json::json!("a")), "\"a\"");
+    }
 
     #[test]
     fn strings_are_quoted_whole_up_to_the_bound_and_cut_over_it() {

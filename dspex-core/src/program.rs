@@ -5,32 +5,14 @@
 use std::fmt;
 
 use crate::constraints::Field;
-use crate::signature::{Signature, is_identifier};
+use crate::dspy::{self, ConfigKind, DspyModule, Param, TOOLS_KEY};
+use crate::field_type::FieldType;
+use crate::signature::{Signature, SignatureField, is_identifier};
 use crate::spec::{SpecProblem, VariableSpec};
 use crate::suggest::did_you_mean;
 use crate::value::VarType;
 
-/// The DSPy module classes the worker knows by name. A `module` variable without `choices`
-/// accepts exactly these.
-pub const KNOWN_MODULES: &[&str] = &["Predict", "ChainOfThought", "ReAct", "ProgramOfThought"];
-
-/// Module parameters whose type the bridge knows: binding one to a variable of another type is
-/// an error. `model` accepts a `choice` or a `string` variable.
-pub const KNOWN_PARAMS: &[(&str, &[VarType])] = &[
-    ("temperature", &[VarType::Float]),
-    ("top_p", &[VarType::Float]),
-    ("max_tokens", &[VarType::Integer]),
-    ("n", &[VarType::Integer]),
-    ("model", &[VarType::Choice, VarType::String]),
-];
-
-/// The variable types a known module parameter accepts, if the parameter is known.
-pub fn param_types(param: &str) -> Option<&'static [VarType]> {
-    KNOWN_PARAMS
-        .iter()
-        .find(|(p, _)| *p == param)
-        .map(|(_, types)| *types)
-}
+pub use crate::dspy::{ConfigEntry, ConfigValue, ToolRef};
 
 /// A whole program: variables and a chain of steps.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +38,9 @@ pub struct StepSpec {
     pub signature: Signature,
     /// Variables bound to module parameters.
     pub bindings: Vec<Binding>,
+    /// The constructor configuration of a python step's module (`with { max_iters: 5 }`), in
+    /// source order.
+    pub config: Vec<ConfigEntry>,
 }
 
 /// Where a step runs.
@@ -76,7 +61,7 @@ pub enum StepKind {
 /// How a python step names its DSPy module class.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModuleRef {
-    /// A known DSPy module (`ChainOfThought`), see [`KNOWN_MODULES`].
+    /// A known DSPy module (`ChainOfThought`), one of [`dspy::MODULES`].
     Builtin(String),
     /// A dotted Python path to a class (`"my_pkg.mod.Class"`).
     Path(String),
@@ -162,18 +147,20 @@ impl ProgramSpec {
         self.variables.iter().find(|v| v.name == name)
     }
 
-    /// The program's input field names: the signature's inputs, or else every step input that
-    /// no earlier step produces.
-    pub fn input_names(&self) -> Vec<String> {
+    /// The program's input fields: the signature's inputs, or else every step input that no
+    /// earlier step produces, typed as the first step that reads it declares.
+    pub fn input_fields(&self) -> Vec<&SignatureField> {
         if let Some(sig) = &self.signature {
-            return sig.input_names().map(str::to_owned).collect();
+            return sig.inputs.iter().collect();
         }
         let mut produced: Vec<&str> = Vec::new();
-        let mut inputs: Vec<String> = Vec::new();
+        let mut inputs: Vec<&SignatureField> = Vec::new();
         for step in &self.steps {
-            for input in step.signature.input_names() {
-                if !produced.contains(&input) && !inputs.iter().any(|i| i == input) {
-                    inputs.push(input.to_owned());
+            for input in &step.signature.inputs {
+                if !produced.contains(&input.name.as_str())
+                    && !inputs.iter().any(|i| i.name == input.name)
+                {
+                    inputs.push(input);
                 }
             }
             produced.extend(step.signature.output_names());
@@ -181,18 +168,33 @@ impl ProgramSpec {
         inputs
     }
 
-    /// The program's output field names: the signature's outputs, or else the last step's.
-    pub fn output_names(&self) -> Vec<String> {
+    /// The program's output fields: the signature's outputs, or else the last step's.
+    pub fn output_fields(&self) -> Vec<&SignatureField> {
         match (&self.signature, self.steps.last()) {
-            (Some(sig), _) => sig.output_names().map(str::to_owned).collect(),
-            (None, Some(last)) => last.signature.output_names().map(str::to_owned).collect(),
+            (Some(sig), _) => sig.outputs.iter().collect(),
+            (None, Some(last)) => last.signature.outputs.iter().collect(),
             (None, None) => Vec::new(),
         }
     }
 
-    /// Runs every check of DESIGN.md section 7 that needs no compiler: each variable
-    /// declaration, duplicate names, bindings, known parameters, module names, `@var`, the flow
-    /// of fields along the chain, and an empty chain. Returns every issue, in source order.
+    /// The program's input field names (see [`ProgramSpec::input_fields`]).
+    pub fn input_names(&self) -> Vec<String> {
+        self.input_fields().iter().map(|f| f.name.clone()).collect()
+    }
+
+    /// The program's output field names (see [`ProgramSpec::output_fields`]).
+    pub fn output_names(&self) -> Vec<String> {
+        self.output_fields()
+            .iter()
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
+    /// Runs every check of a declaration that needs no compiler: each variable declaration,
+    /// duplicate names, bindings (declared variables, parameters the module takes, of the
+    /// right type), module names, `@var`, `with` configuration (keys the module takes, values
+    /// of their kind, tools), the flow and types of fields along the chain, and an empty chain.
+    /// Returns every issue, in source order.
     pub fn check(&self) -> Vec<ProgramIssue> {
         let mut issues = Vec::new();
         self.check_variables(&mut issues);
@@ -256,6 +258,7 @@ impl ProgramSpec {
         {
             issues.push(ProgramIssue::new(at(StepPart::Module), problem));
         }
+        let modules = self.step_modules(step);
         for (b, binding) in step.bindings.iter().enumerate() {
             if step.bindings[..b].iter().any(|o| o.param == binding.param) {
                 issues.push(ProgramIssue::new(
@@ -277,18 +280,129 @@ impl ProgramSpec {
             if !step.is_python() {
                 continue;
             }
-            if let Some(types) = param_types(&binding.param)
-                && !types.contains(&var.ty)
+            let param = match &modules {
+                Some(modules) => match modules.param(&binding.param) {
+                    Ok(param) => param,
+                    Err(problem) => {
+                        issues.push(ProgramIssue::new(at(StepPart::BindingParam(b)), *problem));
+                        continue;
+                    }
+                },
+                // The module is not known (reported above): only every module's are.
+                None => dspy::lm_param(&binding.param),
+            };
+            if let Some(param) = param
+                && !param.types.contains(&var.ty)
             {
                 issues.push(ProgramIssue::new(
                     at(StepPart::Binding(b)),
                     ProgramProblem::ParamType {
                         param: binding.param.clone(),
-                        expected: types,
+                        expected: param.types,
                         variable: var.name.clone(),
                         found: var.ty,
                     },
                 ));
+            }
+        }
+        self.check_config(index, step, modules.as_ref(), issues);
+    }
+
+    /// The known modules a python step may run. `None` for a native step, and for a python
+    /// step whose module reference is wrong (reported on its own).
+    fn step_modules<'a>(&'a self, step: &'a StepSpec) -> Option<StepModules<'a>> {
+        let StepKind::Python { module } = &step.kind else {
+            return None;
+        };
+        match module {
+            ModuleRef::Builtin(name) => dspy::module(name).map(|m| StepModules {
+                modules: vec![m],
+                via: None,
+                written: name,
+            }),
+            ModuleRef::Path(path) => Some(StepModules {
+                modules: Vec::new(),
+                via: None,
+                written: path,
+            }),
+            ModuleRef::Variable(name) => {
+                let var = self.variable(name).filter(|v| v.ty == VarType::Module)?;
+                let modules = match &var.constraints.choices {
+                    // A choice beyond the table (a dotted path) takes anything.
+                    Some(choices) => choices.iter().filter_map(|c| dspy::module(c)).collect(),
+                    None => dspy::MODULES.iter().collect(),
+                };
+                Some(StepModules {
+                    modules,
+                    via: Some(name),
+                    written: name,
+                })
+            }
+        }
+    }
+
+    /// Checks a step's `with` configuration: only python steps take one; each key once, taken
+    /// by the module (every module an `@var` step may run), with a value of the kind it
+    /// expects; tools that can be passed.
+    fn check_config(
+        &self,
+        index: usize,
+        step: &StepSpec,
+        modules: Option<&StepModules<'_>>,
+        issues: &mut Vec<ProgramIssue>,
+    ) {
+        let at = |part| Location::Step { index, part };
+        if step.config.is_empty() {
+            return;
+        }
+        if !step.is_python() {
+            issues.push(ProgramIssue::new(
+                at(StepPart::With),
+                ProgramProblem::ConfigOnNativeStep(step.name.clone()),
+            ));
+            return;
+        }
+        for (i, entry) in step.config.iter().enumerate() {
+            if step.config[..i].iter().any(|e| e.key == entry.key) {
+                issues.push(ProgramIssue::new(
+                    at(StepPart::WithKey(i)),
+                    ProgramProblem::DuplicateConfigKey {
+                        step: step.name.clone(),
+                        key: entry.key.clone(),
+                    },
+                ));
+                continue;
+            }
+            let Some(modules) = modules else { continue };
+            let kinds = match modules.config_kinds(&entry.key) {
+                Ok(kinds) => kinds,
+                Err(problem) => {
+                    issues.push(ProgramIssue::new(at(StepPart::WithKey(i)), *problem));
+                    continue;
+                }
+            };
+            let mut checked = None;
+            for (module, kind) in kinds {
+                match kind.check(&entry.value) {
+                    Ok(value) => checked = Some(value),
+                    Err(found) => {
+                        issues.push(ProgramIssue::new(
+                            at(StepPart::WithValue(i)),
+                            ProgramProblem::ConfigKind {
+                                module,
+                                via: modules.via_for_module(),
+                                key: entry.key.clone(),
+                                expected: kind,
+                                found,
+                            },
+                        ));
+                        checked = None;
+                        break;
+                    }
+                }
+            }
+            if let Some(ConfigValue::Tools(tools)) = checked {
+                check_tools(step, &tools, |item| at(StepPart::WithItem(i, item)), issues);
             }
         }
     }
@@ -296,15 +410,15 @@ impl ProgramSpec {
     fn check_module(&self, module: &ModuleRef) -> Option<ProgramProblem> {
         match module {
             ModuleRef::Builtin(name) => {
-                (!KNOWN_MODULES.contains(&name.as_str())).then(|| ProgramProblem::UnknownModule {
-                    name: name.clone(),
-                    suggestion: did_you_mean(name, KNOWN_MODULES.iter().copied()),
-                })
+                dspy::module(name)
+                    .is_none()
+                    .then(|| ProgramProblem::UnknownModule {
+                        name: name.clone(),
+                        suggestion: did_you_mean(name, dspy::module_names()),
+                    })
             }
             ModuleRef::Path(path) => {
-                let segments: Vec<&str> = path.split('.').collect();
-                (segments.len() < 2 || !segments.iter().all(|s| is_identifier(s)))
-                    .then(|| ProgramProblem::InvalidModulePath(path.clone()))
+                (!is_dotted_path(path)).then(|| ProgramProblem::InvalidModulePath(path.clone()))
             }
             ModuleRef::Variable(name) => match self.variable(name) {
                 None => Some(self.unknown_variable(name)),
@@ -324,46 +438,239 @@ impl ProgramSpec {
         }
     }
 
-    /// Fields must flow: each step input is a program input or an earlier step's output; each
-    /// program output is some step's output. Without a program signature inputs are free.
+    /// Fields must flow, with their types: each step input is a program input or an earlier
+    /// step's output, of the type its producer (the latest, if several) declares; each program
+    /// output is some step's output, of the type the last step producing it declares. Without a
+    /// program signature inputs are free, typed by the first step that reads them.
     fn check_flow(&self, issues: &mut Vec<ProgramIssue>) {
-        let Some(sig) = &self.signature else { return };
-        let mut available: Vec<&str> = sig.input_names().collect();
+        let mut available: Vec<(&SignatureField, Producer)> = match &self.signature {
+            Some(sig) => sig
+                .inputs
+                .iter()
+                .map(|f| (f, Producer::ProgramInput))
+                .collect(),
+            None => Vec::new(),
+        };
         for (index, step) in self.steps.iter().enumerate() {
-            for (field, input) in step.signature.input_names().enumerate() {
-                if !available.contains(&input) {
-                    issues.push(ProgramIssue::new(
-                        Location::Step {
-                            index,
-                            part: StepPart::Input(field),
-                        },
-                        ProgramProblem::UnproducedInput {
-                            step: step.name.clone(),
-                            field: input.to_owned(),
-                            available: available.iter().map(|s| (*s).to_owned()).collect(),
-                        },
-                    ));
+            for (field, input) in step.signature.inputs.iter().enumerate() {
+                let at = Location::Step {
+                    index,
+                    part: StepPart::Input(field),
+                };
+                match available.iter().rev().find(|(f, _)| f.name == input.name) {
+                    Some((produced, producer)) if produced.ty != input.ty => {
+                        issues.push(ProgramIssue::new(
+                            at,
+                            ProgramProblem::InputType {
+                                step: step.name.clone(),
+                                field: input.name.clone(),
+                                declared: input.ty.clone(),
+                                produced: produced.ty.clone(),
+                                producer: producer.clone(),
+                            },
+                        ));
+                    }
+                    Some(_) => {}
+                    None if self.signature.is_some() => {
+                        let mut names: Vec<String> = Vec::new();
+                        for (f, _) in &available {
+                            if !names.contains(&f.name) {
+                                names.push(f.name.clone());
+                            }
+                        }
+                        issues.push(ProgramIssue::new(
+                            at,
+                            ProgramProblem::UnproducedInput {
+                                step: step.name.clone(),
+                                field: input.name.clone(),
+                                available: names,
+                            },
+                        ));
+                    }
+                    None => available.push((input, Producer::FirstReader(step.name.clone()))),
                 }
             }
-            available.extend(step.signature.output_names());
+            available.extend(
+                step.signature
+                    .outputs
+                    .iter()
+                    .map(|f| (f, Producer::Step(step.name.clone()))),
+            );
         }
+        let Some(sig) = &self.signature else { return };
         if self.steps.is_empty() {
             return;
         }
-        let produced: Vec<&str> = self
-            .steps
-            .iter()
-            .flat_map(|s| s.signature.output_names())
-            .collect();
-        for (index, output) in sig.output_names().enumerate() {
-            if !produced.contains(&output) {
-                issues.push(ProgramIssue::new(
-                    Location::ProgramOutput(index),
-                    ProgramProblem::UnproducedOutput(output.to_owned()),
-                ));
+        for (index, output) in sig.outputs.iter().enumerate() {
+            let producer = self.steps.iter().rev().find_map(|step| {
+                let field = step
+                    .signature
+                    .outputs
+                    .iter()
+                    .find(|f| f.name == output.name)?;
+                Some((step, field))
+            });
+            let problem = match producer {
+                None => ProgramProblem::UnproducedOutput(output.name.clone()),
+                Some((step, produced)) if produced.ty != output.ty => ProgramProblem::OutputType {
+                    field: output.name.clone(),
+                    declared: output.ty.clone(),
+                    step: step.name.clone(),
+                    produced: produced.ty.clone(),
+                },
+                Some(_) => continue,
+            };
+            issues.push(ProgramIssue::new(Location::ProgramOutput(index), problem));
+        }
+    }
+}
+
+/// Where a field that a step reads comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Producer {
+    /// The program input, as the program signature declares it.
+    ProgramInput,
+    /// The program input of a program without signature, as the first step that reads it
+    /// (named) declares it.
+    FirstReader(String),
+    /// The output of an earlier step (named).
+    Step(String),
+}
+
+impl Producer {
+    /// "step `rate` produces it as `float`", "the program input declares it `int`".
+    fn gives(&self, ty: &FieldType) -> String {
+        match self {
+            Producer::ProgramInput => format!("the program input declares it `{ty}`"),
+            Producer::FirstReader(step) => {
+                format!(
+                    "step `{step}`, the first to read it from the program input, declares it `{ty}`"
+                )
+            }
+            Producer::Step(step) => format!("step `{step}` produces it as `{ty}`"),
+        }
+    }
+}
+
+/// The known DSPy modules a python step may run, which each of its bindings and `with` keys
+/// must suit.
+struct StepModules<'a> {
+    /// Empty when the table knows none of them: a class named by dotted path, or a module
+    /// variable whose choices are all such classes. Such a class takes anything.
+    modules: Vec<&'static DspyModule>,
+    /// The module variable of an `@var` step.
+    via: Option<&'a str>,
+    /// The module as written, without `@`: the name, the dotted path or the variable.
+    written: &'a str,
+}
+
+impl StepModules<'_> {
+    /// The parameter `name`, if the table knows it (it knows every module's LM parameters), or
+    /// why a module of the step does not take it.
+    fn param(&self, name: &str) -> Result<Option<&'static Param>, Box<ProgramProblem>> {
+        let Some(first) = self.modules.first() else {
+            return Ok(dspy::lm_param(name));
+        };
+        match self.modules.iter().find(|m| m.param(name).is_none()) {
+            None => Ok(first.param(name)),
+            Some(lacking) => {
+                let expected = self.common(|m| m.params().map(|p| p.name).collect());
+                Err(Box::new(ProgramProblem::UnknownParam {
+                    module: lacking.name,
+                    via: self.via.map(str::to_owned),
+                    param: name.to_owned(),
+                    suggestion: did_you_mean(name, expected.iter().copied()),
+                    expected,
+                }))
             }
         }
     }
+
+    /// The kinds a value of configuration key `key` must have, one per module (with the
+    /// module's name for messages), or why a module of the step does not take the key.
+    fn config_kinds(&self, key: &str) -> Result<Vec<(String, ConfigKind)>, Box<ProgramProblem>> {
+        if self.modules.is_empty() {
+            let module = match self.via {
+                Some(var) => format!("@{var}"),
+                None => self.written.to_owned(),
+            };
+            let kind = dspy::config_kind(&module, key);
+            return Ok(kind.map(|kind| (module, kind)).into_iter().collect());
+        }
+        let mut kinds = Vec::with_capacity(self.modules.len());
+        for m in &self.modules {
+            if key == TOOLS_KEY && !m.takes_tools() {
+                return Err(Box::new(ProgramProblem::ToolsNotTaken {
+                    module: m.name,
+                    via: self.via.map(str::to_owned),
+                }));
+            }
+            let Some(config_key) = m.config_key(key) else {
+                let expected = self.common(|m| m.config.iter().map(|k| k.name).collect());
+                return Err(Box::new(ProgramProblem::UnknownConfigKey {
+                    module: m.name,
+                    via: self.via.map(str::to_owned),
+                    key: key.to_owned(),
+                    suggestion: did_you_mean(key, expected.iter().copied()),
+                    expected,
+                }));
+            };
+            kinds.push((m.name.to_owned(), config_key.kind));
+        }
+        Ok(kinds)
+    }
+
+    /// The module variable to name in a message about one of the known modules.
+    fn via_for_module(&self) -> Option<String> {
+        if self.modules.is_empty() {
+            None
+        } else {
+            self.via.map(str::to_owned)
+        }
+    }
+
+    /// The names every module takes, in the first module's order.
+    fn common(&self, names: impl Fn(&DspyModule) -> Vec<&'static str>) -> Vec<&'static str> {
+        let mut common = self.modules.first().map(|m| names(m)).unwrap_or_default();
+        for m in self.modules.iter().skip(1) {
+            let theirs = names(m);
+            common.retain(|n| theirs.contains(n));
+        }
+        common
+    }
+}
+
+/// Checks the tools of a step: each once, a Python tool by a dotted path. A Rust tool is
+/// refused until Rust functions can be tools.
+fn check_tools(
+    step: &StepSpec,
+    tools: &[ToolRef],
+    at: impl Fn(usize) -> Location,
+    issues: &mut Vec<ProgramIssue>,
+) {
+    for (j, tool) in tools.iter().enumerate() {
+        let problem = if tools[..j].contains(tool) {
+            ProgramProblem::DuplicateTool {
+                step: step.name.clone(),
+                tool: tool.to_string(),
+            }
+        } else {
+            match tool {
+                ToolRef::Rust(path) => ProgramProblem::RustTool(path.clone()),
+                ToolRef::Python(path) if !is_dotted_path(path) => {
+                    ProgramProblem::InvalidToolPath(path.clone())
+                }
+                ToolRef::Python(_) => continue,
+            }
+        };
+        issues.push(ProgramIssue::new(at(j), problem));
+    }
+}
+
+/// Whether `path` is a dotted Python path: two or more identifiers joined by `.`.
+fn is_dotted_path(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('.').collect();
+    segments.len() >= 2 && segments.iter().all(|s| is_identifier(s))
 }
 
 /// The part of a program an issue is about.
@@ -402,6 +709,14 @@ pub enum StepPart {
     Binding(usize),
     /// A binding's parameter, by index.
     BindingParam(usize),
+    /// The `with` configuration as a whole.
+    With,
+    /// The key of a `with` entry, by index.
+    WithKey(usize),
+    /// The value of a `with` entry, by index.
+    WithValue(usize),
+    /// An item of the list value of a `with` entry: entry index, item index.
+    WithItem(usize, usize),
 }
 
 /// One problem with a program, and where it is.
@@ -479,7 +794,7 @@ pub enum ProgramProblem {
     #[error(
         "unknown DSPy module `{name}`{}; expected one of {}, `@variable`, or a dotted path string like \"my_pkg.module.Class\"",
         suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(),
-        KNOWN_MODULES.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+        dspy::module_names().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
     )]
     UnknownModule {
         /// The name used.
@@ -500,6 +815,97 @@ pub enum ProgramProblem {
         /// Its type.
         found: VarType,
     },
+    /// A binding to a parameter that the step's module does not take.
+    #[error(
+        "{} parameter `{param}`{}; {}",
+        takes_no(module, via.as_deref()),
+        suggest(suggestion.as_deref()),
+        expected_names(via.as_deref(), expected, "parameter")
+    )]
+    UnknownParam {
+        /// The known module that does not take it.
+        module: &'static str,
+        /// The module variable of an `@var` step, which may name `module`.
+        via: Option<String>,
+        /// The parameter.
+        param: String,
+        /// The closest parameter it takes, if close enough.
+        suggestion: Option<String>,
+        /// The parameters it takes (that every module the variable may name takes).
+        expected: Vec<&'static str>,
+    },
+    /// `with` on a native step.
+    #[error(
+        "native step `{0}` takes no `with` configuration; `with` configures the DSPy module of a python step"
+    )]
+    ConfigOnNativeStep(String),
+    /// The same `with` key twice in one step.
+    #[error("`with` key `{key}` is given twice in step `{step}`")]
+    DuplicateConfigKey {
+        /// The step.
+        step: String,
+        /// The key.
+        key: String,
+    },
+    /// A `with` key that the step's module does not take.
+    #[error(
+        "{} `with` key `{key}`{}; {}",
+        takes_no(module, via.as_deref()),
+        suggest(suggestion.as_deref()),
+        expected_names(via.as_deref(), expected, "`with` key")
+    )]
+    UnknownConfigKey {
+        /// The known module that does not take it.
+        module: &'static str,
+        /// The module variable of an `@var` step, which may name `module`.
+        via: Option<String>,
+        /// The key.
+        key: String,
+        /// The closest key it takes, if close enough.
+        suggestion: Option<String>,
+        /// The keys it takes (that every module the variable may name takes).
+        expected: Vec<&'static str>,
+    },
+    /// `tools` on a module that takes none.
+    #[error("{} tools; only {} `tools`", takes_no(module, via.as_deref()), tool_takers())]
+    ToolsNotTaken {
+        /// The known module that takes no tools.
+        module: &'static str,
+        /// The module variable of an `@var` step, which may name `module`.
+        via: Option<String>,
+    },
+    /// A `with` value of the wrong kind, or out of range.
+    #[error("{} takes `{key}` as {expected}, found {found}", subject(module, via.as_deref()))]
+    ConfigKind {
+        /// The module (a known name, a dotted path, or `@var`).
+        module: String,
+        /// The module variable of an `@var` step, which may name `module`.
+        via: Option<String>,
+        /// The key.
+        key: String,
+        /// What the key takes.
+        expected: ConfigKind,
+        /// What was given: the value, or its kind.
+        found: String,
+    },
+    /// A tool listed twice.
+    #[error("tool `{tool}` is listed twice in step `{step}`")]
+    DuplicateTool {
+        /// The step.
+        step: String,
+        /// The tool.
+        tool: String,
+    },
+    /// A Python tool that is not a dotted path.
+    #[error(
+        "invalid tool path \"{0}\"; expected a dotted Python path like \"my_pkg.tools.search\""
+    )]
+    InvalidToolPath(String),
+    /// A Rust function as a tool, which this version cannot pass to an agent.
+    #[error(
+        "`{0}` is a Rust path, and Rust functions as tools are not supported yet; name a Python callable by its dotted path, like \"my_pkg.tools.search\""
+    )]
+    RustTool(String),
     /// A step input that nothing produces.
     #[error(
         "input `{field}` of step `{step}` is not produced by the program input or an earlier step; available: {}",
@@ -516,6 +922,38 @@ pub enum ProgramProblem {
     /// A program output that no step produces.
     #[error("program output `{0}` is not produced by any step")]
     UnproducedOutput(String),
+    /// A step input declared with another type than its producer declares (an unannotated
+    /// field is `str`).
+    #[error(
+        "input `{field}` of step `{step}` is `{declared}`, but {}; write `{field}: {produced}`",
+        producer.gives(produced)
+    )]
+    InputType {
+        /// The step.
+        step: String,
+        /// The input field.
+        field: String,
+        /// The type the step declares.
+        declared: FieldType,
+        /// The type its producer declares.
+        produced: FieldType,
+        /// Where the field comes from.
+        producer: Producer,
+    },
+    /// A program output declared with another type than the step producing it declares.
+    #[error(
+        "program output `{field}` is `{declared}`, but step `{step}` produces it as `{produced}`; write `{field}: {produced}`"
+    )]
+    OutputType {
+        /// The output field.
+        field: String,
+        /// The type the program signature declares.
+        declared: FieldType,
+        /// The last step that produces it.
+        step: String,
+        /// The type that step declares.
+        produced: FieldType,
+    },
     /// No steps.
     #[error("a program needs at least one step in its `chain`")]
     EmptyChain,
@@ -523,15 +961,70 @@ pub enum ProgramProblem {
 
 impl ProgramProblem {
     /// Whether the problem is about the flow of fields along the chain (a step input or a
-    /// program output that nothing produces). Such problems are only meaningful when every
+    /// program output that nothing produces, or of another type than its producer's). Such
+    /// problems are only meaningful when every
     /// signature could be read: a tool that leaves out a step with a malformed signature, or
     /// gives it a placeholder, drops them rather than report consequences of that one mistake.
     pub fn is_flow(&self) -> bool {
         matches!(
             self,
-            ProgramProblem::UnproducedInput { .. } | ProgramProblem::UnproducedOutput(_)
+            ProgramProblem::UnproducedInput { .. }
+                | ProgramProblem::UnproducedOutput(_)
+                | ProgramProblem::InputType { .. }
+                | ProgramProblem::OutputType { .. }
         )
     }
+}
+
+/// The module a message is about: `` `Predict` ``, or for an `@var` step
+/// `` `@reasoning` may name `Predict`, which ``.
+fn subject(module: &str, via: Option<&str>) -> String {
+    match via {
+        Some(var) => format!("`@{var}` may name `{module}`, which"),
+        None => format!("`{module}`"),
+    }
+}
+
+fn takes_no(module: &str, via: Option<&str>) -> String {
+    format!("{} takes no", subject(module, via))
+}
+
+fn suggest(suggestion: Option<&str>) -> String {
+    suggestion
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
+}
+
+/// The end of an "unknown parameter/key" message: what the module takes, or for an `@var` step
+/// what every module the variable may name takes.
+fn expected_names(via: Option<&str>, names: &[&str], what: &str) -> String {
+    let list = || {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (via, names.is_empty()) {
+        (None, false) => format!("expected one of {}", list()),
+        (None, true) => format!("it takes no {what}"),
+        (Some(var), false) => format!(
+            "expected one that every module `@{var}` may name takes: {}",
+            list()
+        ),
+        (Some(var), true) => format!("no {what} is taken by every module `@{var}` may name"),
+    }
+}
+
+/// `` `ReAct` takes `` (or `` `A`, `B` take ``): the modules that take tools.
+fn tool_takers() -> String {
+    let takers: Vec<String> = dspy::MODULES
+        .iter()
+        .filter(|m| m.takes_tools())
+        .map(|m| format!("`{}`", m.name))
+        .collect();
+    let verb = if takers.len() == 1 { "takes" } else { "take" };
+    format!("{} {verb}", takers.join(", "))
 }
 
 fn type_list(types: &[VarType]) -> String {
@@ -568,6 +1061,7 @@ mod tests {
             kind: StepKind::Python { module },
             signature: sig(s),
             bindings,
+            config: vec![],
         }
     }
 
@@ -589,6 +1083,7 @@ mod tests {
                     },
                     signature: sig("question -> category"),
                     bindings: vec![],
+                    config: vec![],
                 },
                 python(
                     "answer",
@@ -683,6 +1178,64 @@ mod tests {
     }
 
     #[test]
+    fn field_types_must_agree_along_the_chain() {
+        let mut p = qa();
+        p.signature = Some(sig("question, k: int -> answer: float"));
+        p.steps[0].signature = sig("question, k -> category: list[str]");
+        p.steps[1].signature = sig("question, category -> answer: float");
+        assert_eq!(
+            messages(&p),
+            [
+                "input `k` of step `classify` is `str`, but the program input declares it `int`; write `k: int`",
+                "input `category` of step `answer` is `str`, but step `classify` produces it as `list[str]`; write `category: list[str]`",
+            ]
+        );
+        assert_eq!(
+            p.check()[1].at,
+            Location::Step {
+                index: 1,
+                part: StepPart::Input(1)
+            }
+        );
+        assert!(p.check().iter().all(|i| i.problem.is_flow()));
+        p.steps[0].signature = sig("question, k: int -> category: list[str]");
+        p.steps[1].signature = sig("question, category: list[str] -> answer: int");
+        assert_eq!(
+            messages(&p),
+            [
+                "program output `answer` is `float`, but step `answer` produces it as `int`; write `answer: int`"
+            ]
+        );
+        // A later producer of a field shadows an earlier one.
+        p.steps[1].signature = sig("question, category: list[str] -> answer: float, k: float");
+        p.steps.push(StepSpec {
+            name: "check".into(),
+            kind: StepKind::Native {
+                type_name: "Check".into(),
+            },
+            signature: sig("k: float -> verdict"),
+            bindings: vec![],
+            config: vec![],
+        });
+        assert!(p.check().is_empty(), "{:?}", messages(&p));
+    }
+
+    #[test]
+    fn without_a_program_signature_the_first_reader_types_an_input() {
+        let mut p = qa();
+        p.signature = None;
+        p.steps[0].signature = sig("question: int -> category");
+        assert_eq!(
+            messages(&p),
+            [
+                "input `question` of step `answer` is `str`, but step `classify`, the first to read it from the program input, declares it `int`; write `question: int`"
+            ]
+        );
+        assert_eq!(p.input_fields()[0].ty, FieldType::Int);
+        assert_eq!(p.output_fields()[0].name, "answer");
+    }
+
+    #[test]
     fn duplicates_and_empty_chain() {
         let mut p = qa();
         p.variables
@@ -703,5 +1256,239 @@ mod tests {
         assert!(
             messages(&p).contains(&"a program needs at least one step in its `chain`".to_owned())
         );
+    }
+
+    fn at(issue: &ProgramIssue) -> StepPart {
+        match issue.at {
+            Location::Step { part, .. } => part,
+            other => panic!("not about a step: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bindings_must_be_parameters_the_module_takes() {
+        let mut p = qa();
+        p.variables
+            .push(VariableSpec::new("iters", VarType::Integer, 3));
+        p.steps[1].bindings = vec![Binding::new("iters", "max_iters")];
+        let issues = p.check();
+        assert_eq!(
+            issues[0].to_string(),
+            "`ChainOfThought` takes no parameter `max_iters`; expected one of `temperature`, `top_p`, `max_tokens`, `n`, `model`"
+        );
+        assert_eq!(at(&issues[0]), StepPart::BindingParam(0));
+        p.steps[1].bindings = vec![Binding::new("max_tokens", "max_token")];
+        assert_eq!(
+            messages(&p),
+            [
+                "`ChainOfThought` takes no parameter `max_token` (did you mean `max_tokens`?); expected one of `temperature`, `top_p`, `max_tokens`, `n`, `model`"
+            ]
+        );
+        // ReAct takes `max_iters` per call, as an integer.
+        p.steps[1].kind = StepKind::Python {
+            module: ModuleRef::Builtin("ReAct".into()),
+        };
+        p.steps[1].bindings = vec![Binding::new("iters", "max_iters")];
+        assert!(p.check().is_empty(), "{:?}", p.check());
+        p.steps[1].bindings = vec![Binding::new("temperature", "max_iters")];
+        assert_eq!(
+            messages(&p),
+            [
+                "parameter `max_iters` needs an integer variable, but `temperature` is a float variable"
+            ]
+        );
+        // A dotted path takes any parameter; the LM parameters keep their types.
+        p.steps[1].kind = StepKind::Python {
+            module: ModuleRef::Path("my_pkg.Agent".into()),
+        };
+        p.steps[1].bindings = vec![
+            Binding::new("iters", "anything"),
+            Binding::new("iters", "temperature"),
+        ];
+        assert_eq!(
+            messages(&p),
+            ["parameter `temperature` needs a float variable, but `iters` is an integer variable"]
+        );
+        // Native steps take any parameter of any type.
+        p.steps[0].bindings = vec![Binding::new("temperature", "max_iters")];
+        p.steps[1].bindings.clear();
+        assert!(p.check().is_empty());
+    }
+
+    #[test]
+    fn a_var_step_binds_what_every_module_the_variable_may_name_takes() {
+        let mut p = qa();
+        p.variables
+            .push(VariableSpec::new("iters", VarType::Integer, 3));
+        p.steps[1].kind = StepKind::Python {
+            module: ModuleRef::Variable("reasoning".into()),
+        };
+        p.steps[1].bindings = vec![Binding::new("iters", "max_iters")];
+        // Without choices the variable may name every known module.
+        assert_eq!(
+            messages(&p),
+            [
+                "`@reasoning` may name `Predict`, which takes no parameter `max_iters`; expected one that every module `@reasoning` may name takes: `temperature`, `top_p`, `max_tokens`, `n`, `model`"
+            ]
+        );
+        p.variables[2] = VariableSpec::new("reasoning", VarType::Module, "ReAct")
+            .with_constraints(Constraints::choices(["ReAct", "my_pkg.Agent"]));
+        assert!(p.check().is_empty(), "{:?}", p.check());
+        p.steps[1].config = vec![ConfigEntry::new("max_iters", 0)];
+        assert_eq!(
+            messages(&p),
+            [
+                "`@reasoning` may name `ReAct`, which takes `max_iters` as an integer of at least 1, found 0"
+            ]
+        );
+        p.variables[2] = VariableSpec::new("reasoning", VarType::Module, "ReAct")
+            .with_constraints(Constraints::choices(["ReAct", "ProgramOfThought"]));
+        p.steps[1].bindings.clear();
+        p.steps[1].config = vec![
+            ConfigEntry::new("max_iters", 2),
+            ConfigEntry::new("tools", ["a.b"]),
+        ];
+        assert_eq!(
+            messages(&p),
+            [
+                "`@reasoning` may name `ProgramOfThought`, which takes no tools; only `ReAct` takes `tools`"
+            ]
+        );
+    }
+
+    #[test]
+    fn with_keys_must_be_taken_by_the_module_with_values_of_their_kind() {
+        let mut p = qa();
+        p.steps[1].kind = StepKind::Python {
+            module: ModuleRef::Builtin("ReAct".into()),
+        };
+        p.steps[1].bindings.clear();
+        p.steps[1].config = vec![
+            ConfigEntry::new("max_iters", 5),
+            ConfigEntry::new("tools", ["my_pkg.tools.search"]),
+        ];
+        assert!(p.check().is_empty(), "{:?}", p.check());
+        p.steps[1].config = vec![
+            ConfigEntry::new("max_iter", 5),
+            ConfigEntry::new("tools", "my_pkg.tools.search"),
+            ConfigEntry::new("tools", ["a.b"]),
+        ];
+        let issues = p.check();
+        let said: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            said,
+            [
+                "`ReAct` takes no `with` key `max_iter` (did you mean `max_iters`?); expected one of `max_iters`, `tools`",
+                "`ReAct` takes `tools` as a list of tools, like `[\"my_pkg.tools.search\"]`, found a string",
+                "`with` key `tools` is given twice in step `answer`",
+            ]
+        );
+        let parts: Vec<StepPart> = issues.iter().map(at).collect();
+        assert_eq!(
+            parts,
+            [
+                StepPart::WithKey(0),
+                StepPart::WithValue(1),
+                StepPart::WithKey(2)
+            ]
+        );
+        p.steps[1].kind = StepKind::Python {
+            module: ModuleRef::Builtin("ProgramOfThought".into()),
+        };
+        p.steps[1].config = vec![
+            ConfigEntry::new("interpreter", "docker"),
+            ConfigEntry::new("max_iters", 2.5),
+        ];
+        assert_eq!(
+            messages(&p),
+            [
+                "`ProgramOfThought` takes `interpreter` as one of \"deno\", \"local\", found \"docker\"",
+                "`ProgramOfThought` takes `max_iters` as an integer of at least 1, found a float",
+            ]
+        );
+        p.steps[1].kind = StepKind::Python {
+            module: ModuleRef::Builtin("Predict".into()),
+        };
+        p.steps[1].config = vec![
+            ConfigEntry::new("tools", ["a.b"]),
+            ConfigEntry::new("temperature", 0),
+            ConfigEntry::new("top_p", 1.5),
+        ];
+        assert_eq!(
+            messages(&p),
+            [
+                "`Predict` takes no tools; only `ReAct` takes `tools`",
+                "`Predict` takes `top_p` as a float from 0.0 to 1.0, found 1.5",
+            ]
+        );
+    }
+
+    #[test]
+    fn tools_are_python_paths_listed_once() {
+        let mut p = qa();
+        p.steps[1].kind = StepKind::Python {
+            module: ModuleRef::Builtin("ReAct".into()),
+        };
+        p.steps[1].bindings.clear();
+        p.steps[1].config = vec![ConfigEntry::new(
+            "tools",
+            vec![
+                ToolRef::Python("my_pkg.search".into()),
+                ToolRef::Rust("search_docs".into()),
+                ToolRef::Python("calculator".into()),
+                ToolRef::Python("my_pkg.search".into()),
+            ],
+        )];
+        let issues = p.check();
+        let said: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            said,
+            [
+                "`search_docs` is a Rust path, and Rust functions as tools are not supported yet; name a Python callable by its dotted path, like \"my_pkg.tools.search\"",
+                "invalid tool path \"calculator\"; expected a dotted Python path like \"my_pkg.tools.search\"",
+                "tool `my_pkg.search` is listed twice in step `answer`",
+            ]
+        );
+        let parts: Vec<StepPart> = issues.iter().map(at).collect();
+        assert_eq!(
+            parts,
+            [
+                StepPart::WithItem(0, 1),
+                StepPart::WithItem(0, 2),
+                StepPart::WithItem(0, 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn dotted_paths_take_any_key_and_native_steps_none() {
+        let mut p = qa();
+        p.steps[1].kind = StepKind::Python {
+            module: ModuleRef::Path("my_pkg.Agent".into()),
+        };
+        p.steps[1].config = vec![
+            ConfigEntry::new("depth", 3),
+            ConfigEntry::new("names", ["a", "b"]),
+            ConfigEntry::new("tools", ["my_pkg.tools.search"]),
+        ];
+        assert!(p.check().is_empty(), "{:?}", p.check());
+        p.steps[1].config = vec![
+            ConfigEntry::new("helpers", vec![ToolRef::Python("a.b".into())]),
+            ConfigEntry::new("tools", 3),
+        ];
+        assert_eq!(
+            messages(&p),
+            [
+                "`my_pkg.Agent` takes `helpers` as a literal (a number, a string, a boolean or a list of string literals), found a list of tools",
+                "`my_pkg.Agent` takes `tools` as a list of tools, like `[\"my_pkg.tools.search\"]`, found an integer",
+            ]
+        );
+        p.steps[0].config = vec![ConfigEntry::new("depth", 3)];
+        let issues = p.check();
+        assert_eq!(
+            issues[0].to_string(),
+            "native step `classify` takes no `with` configuration; `with` configures the DSPy module of a python step"
+        );
+        assert_eq!(at(&issues[0]), StepPart::With);
     }
 }

@@ -1,10 +1,10 @@
-//! Validation of a value against a variable's type and constraints: the rules of DESIGN.md
-//! section 3, in one place for the macros, every backend and the bridge server.
+//! Validation of a value against a variable's type and constraints: the rules of variables, in
+//! one place for the macros, every backend and the bridge server.
 
 use std::fmt;
 
 use crate::constraints::{Constraints, Number};
-use crate::program::KNOWN_MODULES;
+use crate::dspy;
 use crate::value::{Value, VarType};
 
 /// A value that a variable refused, and why. Its message names the variable, the value and the
@@ -33,8 +33,8 @@ impl ValidationError {
     }
 }
 
-/// A rule of DESIGN.md section 3 that a value broke. Displayed as the end of a sentence whose
-/// subject is the value.
+/// A rule of a variable's type or constraints that a value broke. Displayed as the end of a
+/// sentence whose subject is the value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
     /// The value is of another type.
@@ -247,13 +247,13 @@ fn check(ty: VarType, c: &Constraints, value: &Value) -> Option<Rule> {
             let allowed: Option<&[String]> = c.choices.as_deref();
             let ok = match allowed {
                 Some(choices) => choices.iter().any(|c| c == s),
-                None if ty == VarType::Module => KNOWN_MODULES.contains(&s.as_str()),
+                None if ty == VarType::Module => dspy::module(s).is_some(),
                 // A choice variable always has choices once its constraints are sound.
                 None => false,
             };
             (!ok).then(|| Rule::NotAChoice {
                 choices: allowed.map_or_else(
-                    || KNOWN_MODULES.iter().map(|m| (*m).to_owned()).collect(),
+                    || dspy::module_names().map(str::to_owned).collect(),
                     <[String]>::to_vec,
                 ),
             })

@@ -150,7 +150,8 @@ impl From<Vec<f32>> for Value {
     }
 }
 
-/// The type of a variable: one of the seven of DESIGN.md section 3.
+/// The type of a variable: one of seven (float, integer, string, boolean, choice, module,
+/// embedding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum VarType {
     /// `float`: a finite `f64`.

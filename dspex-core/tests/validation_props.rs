@@ -92,7 +92,7 @@ fn typed_constraints() -> impl Strategy<Value = (VarType, Constraints)> {
     prop::sample::select(VarType::ALL.to_vec()).prop_flat_map(|ty| (Just(ty), constraints_for(ty)))
 }
 
-/// An independent statement of the rules of DESIGN.md section 3, written from the table rather
+/// An independent statement of the rules of variables, written from their documentation rather
 /// than from `validate`'s code.
 fn satisfies(ty: VarType, c: &Constraints, v: &Value) -> bool {
     let in_range =
@@ -116,7 +116,7 @@ fn satisfies(ty: VarType, c: &Constraints, v: &Value) -> bool {
         (VarType::Choice, Value::String(s)) => c.choices.as_ref().is_some_and(|cs| cs.contains(s)),
         (VarType::Module, Value::String(s)) => match &c.choices {
             Some(cs) => cs.contains(s),
-            None => dspex_core::program::KNOWN_MODULES.contains(&s.as_str()),
+            None => dspex_core::dspy::module(s).is_some(),
         },
         (VarType::Boolean, Value::Boolean(_)) => true,
         (VarType::Embedding, Value::Embedding(e)) => {

@@ -2,7 +2,7 @@
 //! (`ProgramSpec::check`, the same code the runtime builder runs), with each issue's
 //! `Location` mapped back to the offending tokens; the macro adds only the rules about the code
 //! it generates (a variable named like a generated method, a signature field that cannot be a
-//! Rust field).
+//! Rust field, `Literal` values or fields whose generated names clash).
 
 use dspex_core::program::ProgramSpec;
 use dspex_core::program::{Location, ProgramIssue, ProgramProblem, StepPart};
@@ -11,7 +11,9 @@ use proc_macro2::TokenStream;
 use quote::ToTokens;
 
 use crate::ctxt::{Ctxt, Place};
-use crate::model::{Form, GENERATED_METHODS, Program, Step, StepKindIr, Variable, rust_field};
+use crate::model::{
+    Form, GENERATED_METHODS, Program, Step, StepKindIr, Variable, literal_clashes, rust_field,
+};
 
 /// Checks `program`, reporting every issue to `cx`. Returns the spec to generate from, with
 /// initial values in canonical form, when the whole invocation (parsing included) is clean.
@@ -46,6 +48,17 @@ fn consequential(program: &Program, issue: &ProgramIssue) -> bool {
             .get(*index)
             .is_some_and(|v| v.incomplete && *field != Field::Name),
         (_, problem) if problem.is_flow() => !program.signatures_known(),
+        (
+            Location::Step {
+                index,
+                part: StepPart::WithValue(entry) | StepPart::WithItem(entry, _),
+            },
+            _,
+        ) => program
+            .steps
+            .get(*index)
+            .and_then(|s| s.config.get(*entry))
+            .is_some_and(|e| e.value.is_none()),
         (
             _,
             ProgramProblem::ParamType { variable, .. }
@@ -169,12 +182,17 @@ fn step_tokens(step: &Step, part: StepPart, problem: &ProgramProblem) -> TokenSt
                 .unwrap_or(&binding.variable)
                 .to_token_stream()
         }),
+        StepPart::With => step.with.clone(),
+        StepPart::WithKey(i) => step.config.get(i).map(|e| e.key.to_token_stream()),
+        StepPart::WithValue(i) => step.config.get(i).map(|e| e.tokens.clone()),
+        StepPart::WithItem(i, item) => step.config.get(i).and_then(|e| e.items.get(item)).cloned(),
     };
     tokens.unwrap_or_else(|| step.name.to_token_stream())
 }
 
 /// Names that the generated code cannot carry: a variable whose accessor would collide with a
-/// generated method, a signature field that cannot be a field of `XInput`/`XOutput`.
+/// generated method, a signature field that cannot be a field of `XInput`/`XOutput`, and
+/// clashing names of the enums generated for `Literal` fields.
 fn generated_names(program: &Program, cx: &Ctxt) {
     for var in &program.variables {
         let name = var.name();
@@ -192,6 +210,11 @@ fn generated_names(program: &Program, cx: &Ctxt) {
     let Some(sig) = &program.signature else {
         return;
     };
+    if let Some(parsed) = &sig.parsed {
+        for clash in literal_clashes(&program.ident, parsed) {
+            cx.error(Place::Header, &sig.lit, clash.0);
+        }
+    }
     let fields = sig
         .parsed
         .iter()

@@ -2,23 +2,29 @@
 //! read. It keeps the tokens of every part an error can be about, and lowers to the
 //! `dspex_core::program::ProgramSpec` that the runtime uses.
 
-use dspex_core::program::{Binding, ModuleRef, ProgramSpec, StepKind, StepSpec};
+use dspex_core::program::{
+    Binding, ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, StepSpec,
+};
 use dspex_core::{ConstraintKey, Constraints, Signature, Value, VarType, VariableSpec};
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, quote};
+use quote::{ToTokens, format_ident, quote};
 use syn::ext::IdentExt;
 use syn::{Attribute, Ident, LitStr, Type, Visibility};
 
 /// The inherent methods every program gets; a variable accessor may not take their names.
-pub(crate) const GENERATED_METHODS: [&str; 8] = [
+pub(crate) const GENERATED_METHODS: [&str; 12] = [
     "start",
     "attach",
     "context",
     "spec",
     "run",
     "run_traced",
+    "run_with",
+    "run_with_traced",
     "run_fields",
     "run_fields_traced",
+    "run_fields_with",
+    "run_fields_with_traced",
 ];
 
 /// Which front end built the program; the expansion differs only in whether it declares the
@@ -83,6 +89,10 @@ pub(crate) struct Variable {
     /// The tokens of each entry of `choices`.
     pub(crate) choice_tokens: Vec<TokenStream>,
     pub(crate) description: Option<String>,
+    /// Declared `readonly`: only Rust code may write it.
+    pub(crate) readonly: bool,
+    /// The `readonly` key, if it was written.
+    pub(crate) readonly_key: Option<Ident>,
     /// Some part of the declaration could not be read (already reported): its remaining
     /// issues would only be consequences.
     pub(crate) incomplete: bool,
@@ -105,6 +115,21 @@ pub(crate) struct Step {
     /// `None` when missing (already reported).
     pub(crate) signature: Option<SignatureLit>,
     pub(crate) bindings: Vec<BindingIr>,
+    /// The `with` keyword, if the step has a configuration.
+    pub(crate) with: Option<TokenStream>,
+    /// The entries of `with { ... }` (`with(...)` in the derive), in source order.
+    pub(crate) config: Vec<ConfigEntryIr>,
+}
+
+/// One `key: value` (`key = value` in the derive) of a step's `with` configuration.
+pub(crate) struct ConfigEntryIr {
+    pub(crate) key: Ident,
+    /// `None` when the value could not be read (already reported).
+    pub(crate) value: Option<ConfigValue>,
+    /// The value as written.
+    pub(crate) tokens: TokenStream,
+    /// The tokens of each item of a list value.
+    pub(crate) items: Vec<TokenStream>,
 }
 
 /// Where a step runs.
@@ -181,6 +206,8 @@ impl Variable {
             keys: Vec::new(),
             choice_tokens: Vec::new(),
             description: None,
+            readonly: false,
+            readonly_key: None,
             incomplete: ty.is_none(),
         }
     }
@@ -202,12 +229,11 @@ impl Variable {
             .initial
             .as_ref()
             .map_or(Value::String(String::new()), |i| i.value.clone());
-        let spec =
+        let mut spec =
             VariableSpec::new(self.name(), ty, initial).with_constraints(self.constraints.clone());
-        match &self.description {
-            Some(d) => spec.with_description(d),
-            None => spec,
-        }
+        spec.description.clone_from(&self.description);
+        spec.readonly = self.readonly;
+        spec
     }
 }
 
@@ -242,7 +268,16 @@ impl Step {
             kind,
             signature,
             bindings: self.bindings.iter().map(BindingIr::spec).collect(),
+            config: self.config.iter().map(ConfigEntryIr::spec).collect(),
         }
+    }
+}
+
+impl ConfigEntryIr {
+    fn spec(&self) -> ConfigEntry {
+        // A placeholder for a value already reported; `check` drops what it would cause.
+        let value = self.value.clone().unwrap_or(ConfigValue::Boolean(false));
+        ConfigEntry::new(self.key.unraw().to_string(), value)
     }
 }
 
@@ -278,6 +313,84 @@ pub(crate) fn rust_field(name: &str, span: Span) -> Option<Ident> {
     })
 }
 
+/// The enum generated for a `Literal` field of the program signature: the program name and
+/// the field name in camel case (`Qa` and `label` give `QaLabel`).
+pub(crate) fn literal_enum(program: &Ident, field: &str) -> Ident {
+    format_ident!("{}{}", program.unraw(), camel_case(field))
+}
+
+/// The variant of a generated enum for a `Literal` value: its ASCII letters and digits in camel
+/// case (`"very negative"` gives `VeryNegative`), prefixed with `V` when it starts with a digit,
+/// `Empty` when it has none.
+pub(crate) fn literal_variant(value: &str) -> String {
+    let name = camel_case(value);
+    match name.chars().next() {
+        None => "Empty".to_owned(),
+        Some(c) if c.is_ascii_digit() => format!("V{name}"),
+        Some(_) => name,
+    }
+}
+
+/// A name clash that keeps the enums of the program signature's `Literal` fields from being
+/// generated; its message says what clashes and how to fix it.
+pub(crate) struct LiteralClash(pub(crate) String);
+
+/// The clashes among the names generated for the `Literal` fields of `signature`, the
+/// signature of program `program`: two values of one field that make the same variant, and an
+/// enum named like the program's input or output struct or like another field's enum.
+pub(crate) fn literal_clashes(program: &Ident, signature: &Signature) -> Vec<LiteralClash> {
+    let mut clashes = Vec::new();
+    let structs = [
+        (
+            format!("{}Input", program.unraw()),
+            "the program's input struct".to_owned(),
+        ),
+        (
+            format!("{}Output", program.unraw()),
+            "the program's output struct".to_owned(),
+        ),
+    ];
+    let mut taken: Vec<(String, String)> = structs.into_iter().collect();
+    for field in signature.inputs.iter().chain(&signature.outputs) {
+        let Some(values) = field.ty.literal_values() else {
+            continue;
+        };
+        let name = literal_enum(program, &field.name).to_string();
+        for (i, value) in values.iter().enumerate() {
+            let variant = literal_variant(value);
+            if let Some(first) = values[..i].iter().find(|v| literal_variant(v) == variant) {
+                clashes.push(LiteralClash(format!(
+                    "values {first:?} and {value:?} of field `{}` would both be the variant `{variant}` of the generated enum `{name}`; use values that differ in their ASCII letters or digits",
+                    field.name
+                )));
+            }
+        }
+        if let Some((_, what)) = taken.iter().find(|(taken, _)| *taken == name) {
+            clashes.push(LiteralClash(format!(
+                "the `Literal` field `{}` would generate the enum `{name}`, the name of {what}; rename the field",
+                field.name
+            )));
+        } else {
+            taken.push((name, format!("the enum of field `{}`", field.name)));
+        }
+    }
+    clashes
+}
+
+/// The runs of ASCII letters and digits of `text`, each with its first letter upper-cased.
+fn camel_case(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .flat_map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase())
+                .into_iter()
+                .chain(chars)
+        })
+        .collect()
+}
+
 /// A Rust type as written, without the spaces of token printing: `my_mod::Classifier<T>`.
 fn type_name(ty: &Type) -> String {
     ty.to_token_stream().to_string().replace(' ', "")
@@ -294,6 +407,18 @@ mod tests {
         assert_eq!(rust_field("question", span).unwrap(), "question");
         assert_eq!(rust_field("type", span).unwrap().to_string(), "r#type");
         assert!(rust_field("self", span).is_none());
+    }
+
+    #[test]
+    fn literal_values_become_variants() {
+        assert_eq!(literal_variant("positive"), "Positive");
+        assert_eq!(literal_variant("very negative"), "VeryNegative");
+        assert_eq!(literal_variant("n/a"), "NA");
+        assert_eq!(literal_variant("HTTP_error"), "HTTPError");
+        assert_eq!(literal_variant("1st"), "V1st");
+        assert_eq!(literal_variant("?!"), "Empty");
+        let qa = Ident::new("Qa", Span::call_site());
+        assert_eq!(literal_enum(&qa, "risk_level"), "QaRiskLevel");
     }
 
     #[test]

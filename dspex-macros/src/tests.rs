@@ -40,11 +40,11 @@ fn errors(tokens: TokenStream) -> Vec<String> {
 fn dspex_program_expansion() {
     let expansion = dspex_program(quote! {
         /// Answers questions; doc comments carry over.
-        pub program QaPipeline: "question -> answer" {
+        pub program QaPipeline: "question, k: int -> answer, confidence: float, label: Literal['positive', 'very negative']" {
             variables {
                 temperature: float = 0.7 { min: 0.0, max: 2.0 },
                 max_tokens: integer = 256 { min: 1, max: 4096 },
-                model: choice = "gpt-4o-mini" { choices: ["gpt-4o-mini", "claude-3-haiku"] },
+                model: choice = "gpt-4o-mini" { choices: ["gpt-4o-mini", "claude-3-haiku"], readonly: true },
                 reasoning: module = "ChainOfThought" { choices: ["Predict", "ChainOfThought"] },
                 /// The tone of the answers.
                 style: string = "concise" { min_length: 1, max_length: 40, pattern: "[a-z]+", description: "tone" },
@@ -52,9 +52,10 @@ fn dspex_program_expansion() {
                 query_embedding: embedding = [0.5, -1.0] { dimensions: 2 },
             }
             chain {
-                classify: native QueryClassifier("question -> category") { model as llm_model },
-                answer: python ChainOfThought("question, category -> answer") { temperature, max_tokens },
-                review: python @reasoning("question, answer -> verdict"),
+                classify: native QueryClassifier("question, k: int -> category: list[str]") { model as llm_model },
+                answer: python ChainOfThought("question, category: list[str] -> answer, confidence: float") { temperature, max_tokens } with { n: 1 },
+                review: python @reasoning("question, answer -> label: Literal[\"very negative\", \"positive\"]"),
+                agent: python ReAct("question, label: Literal[\"very negative\", \"positive\"] -> summary") with { max_iters: 3, tools: ["my_pkg.tools.search"] },
             }
         }
     });
@@ -71,15 +72,58 @@ fn derive_program_expansion() {
             /// How many times to repeat.
             #[variable(initial = 2, min = 1, max = 5)]
             repeat: Var<i64>,
-            #[variable(initial = "gpt-4o-mini", choices = ["gpt-4o-mini", "claude-3-haiku"])]
+            #[variable(initial = "gpt-4o-mini", choices = ["gpt-4o-mini", "claude-3-haiku"], readonly)]
             model: Var<Choice>,
             #[step(native, signature = "question -> answer", bind(repeat as times, model))]
             echo: Repeater,
+            #[step(python = "ProgramOfThought", signature = "question -> result", with(interpreter = "local", max_iters = 2))]
+            solver: PythonModule,
             ctx: Context,
         }
     });
     assert!(errors(expansion.clone()).is_empty());
     insta::assert_snapshot!(pretty(expansion));
+}
+
+#[test]
+fn readonly_is_a_boolean_given_once_in_both_forms() {
+    let expansion = dspex_program(quote! {
+        program P: "a -> b" {
+            variables {
+                t: float = 0.5 { readonly: 1 },
+                u: float = 0.5 { readonly: true, readonly: false },
+                v: boolean = true { readonly: "yes" },
+            }
+            chain { s: native S("a -> b") { t, u, v } }
+        }
+    });
+    assert_eq!(
+        errors(expansion),
+        [
+            "expected `true` or `false` for `readonly`, found an integer",
+            "duplicate key `readonly`",
+            "expected `true` or `false` for `readonly`, found a string",
+        ]
+    );
+    let expansion = derive_program(quote! {
+        struct P {
+            #[variable(initial = 0.5, readonly = "yes")]
+            t: Var<f64>,
+            #[variable(initial = 0.5, readonly, readonly = true)]
+            u: Var<f64>,
+            #[variable(initial = 0.5, readonly = false)]
+            v: Var<f64>,
+            #[step(native, signature = "a -> b", bind(t, u, v))]
+            s: S,
+        }
+    });
+    assert_eq!(
+        errors(expansion),
+        [
+            "expected `true` or `false` for `readonly`, found a string",
+            "duplicate key `readonly`",
+        ]
+    );
 }
 
 /// The names of the items an expansion declares (structs and the impls' self types).
@@ -114,7 +158,7 @@ fn all_errors_of_an_invocation_come_together_in_source_order() {
         [
             "initial value 2.5 is above max 2.0",
             "initial value \"gpt-5\" is not one of the choices \"gpt-4o-mini\", \"claude-3-haiku\"",
-            "unknown constraint `minimum` for a string variable; expected one of `min_length`, `max_length`, `pattern`, `description`",
+            "unknown constraint `minimum` for a string variable; expected one of `min_length`, `max_length`, `pattern`, `description`, `readonly`",
             "no variable named `temprature` is declared; did you mean `temperature`?",
         ]
     );
@@ -197,9 +241,51 @@ fn derive_errors_list_the_valid_keys() {
         errors(expansion),
         [
             "unknown `#[program]` key `sig`; expected `signature`",
-            "constraint `min` does not apply to a boolean variable; expected one of `description`",
-            "unknown `#[step]` key `binding`; expected one of `native`, `python`, `signature`, `bind`",
+            "constraint `min` does not apply to a boolean variable; expected one of `description`, `readonly`",
+            "unknown `#[step]` key `binding`; expected one of `native`, `python`, `signature`, `bind`, `with`",
             "field `cache` is not part of the program; mark it `#[variable(...)]` (a `Var<T>`) or `#[step(...)]`, or give it the type `Context`",
+        ]
+    );
+}
+
+#[test]
+fn type_errors_come_with_the_others_and_a_name_clash_leaves_out_the_io_types() {
+    let expansion = dspex_program(quote! {
+        program Qa: "question, k: int -> answer, kind: Literal['a-b', 'a b']" {
+            chain {
+                retrieve: python Predict("question, k -> passages: list[str]"),
+                answer: python Predict("question, passages: list[str] -> answer, kind: Literal['a-b', 'a b']"),
+            }
+        }
+    });
+    assert_eq!(
+        errors(expansion.clone()),
+        [
+            "values \"a-b\" and \"a b\" of field `kind` would both be the variant `AB` of the generated enum `QaKind`; use values that differ in their ASCII letters or digits",
+            "input `k` of step `retrieve` is `str`, but the program input declares it `int`; write `k: int`",
+        ]
+    );
+    // The enum cannot be generated, nor the structs that would hold it.
+    assert_eq!(items(expansion), ["struct Qa", "const _"]);
+}
+
+#[test]
+fn an_unknown_type_leaves_the_flow_of_types_unjudged() {
+    // `passages` would be a `str` input fed a `list[str]`, but `retrieve`'s signature cannot be
+    // read: its outputs are unknown, and the mismatch that follows is not reported.
+    let expansion = derive_program(quote! {
+        #[program(signature = "question -> answer")]
+        struct Qa {
+            #[step(python = "Predict", signature = "question -> passages: List[str], n: integer")]
+            retrieve: PythonModule,
+            #[step(python = "Predict", signature = "question, passages -> answer")]
+            answer: PythonModule,
+        }
+    });
+    assert_eq!(
+        errors(expansion),
+        [
+            "unknown type `List[str]` for field `passages` (did you mean `list[str]`?); expected one of `str`, `int`, `float`, `bool`, `list[str]`, `list[int]`, `list[float]`, `dict`, `Literal[\"a\", \"b\"]`"
         ]
     );
 }

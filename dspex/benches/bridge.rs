@@ -1,4 +1,4 @@
-//! The switch from local to bridged with 1,000 variables (DESIGN.md section 8: store side
+//! The switch from local to bridged with 1,000 variables (target: store side
 //! <= 5 ms), and in-process reads on a bridged context beside a local one.
 //!
 //! `cargo bench -p dspex --bench bridge`

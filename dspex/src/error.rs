@@ -1,6 +1,14 @@
 //! The one error type of dspex, with variants a caller can match on.
+//!
+//! Each message says what failed; when something underneath failed (an `io::Error`, a
+//! `tonic::Status`, a step's own error), it is the error's [`source`](std::error::Error::source)
+//! and is not repeated in the message, so that error reporters (`anyhow`, `eyre`, a loop over
+//! `source()`) print every cause once.
 
-use dspex_core::{GlobError, SpecError, ValidationError};
+use dspex_core::{FieldError, GlobError, LiteralError, SpecError, ValidationError};
+
+/// The underlying cause of a [`Error::Bridge`] or [`Error::Worker`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The result type of dspex.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -80,6 +88,27 @@ pub enum Error {
         /// The version the variable is at.
         actual: u64,
     },
+    /// A write from Python to a read-only variable (declared `readonly`): only Rust code may
+    /// write it. Nothing changed.
+    #[error("variable `{name}` is read-only: only Rust code may write it")]
+    ReadOnly {
+        /// The variable.
+        name: String,
+    },
+    /// A rollback to a version the variable's history no longer keeps (or never had).
+    #[error(
+        "variable `{name}` has no version {version} in its history, which keeps versions {oldest} to {newest}"
+    )]
+    VersionNotFound {
+        /// The variable.
+        name: String,
+        /// The version asked for.
+        version: u64,
+        /// The oldest version kept.
+        oldest: u64,
+        /// The newest version kept (the current one).
+        newest: u64,
+    },
     /// The same variable twice in one atomic batch.
     #[error("variable `{name}` appears more than once in one atomic write")]
     DuplicateWrite {
@@ -93,7 +122,7 @@ pub enum Error {
     /// A malformed glob pattern for `list`.
     #[error(transparent)]
     InvalidPattern(#[from] GlobError),
-    /// A program declaration that breaks the rules of DESIGN.md section 7 (runtime builder).
+    /// A program declaration that breaks the rules of `dspex_program!` (runtime builder).
     #[error("invalid program `{program}`: {}", issues.join("; "))]
     InvalidProgram {
         /// The program.
@@ -109,20 +138,70 @@ pub enum Error {
         /// Where it was expected ("the output of step `classify`").
         context: String,
     },
-    /// A native step failed.
-    #[error("step `{step}` failed: {source}")]
+    /// A field value that is not of the type its signature declares: a program input, a
+    /// native step's output, or the text a python step returned that does not read as the
+    /// type. The error names the field, the type and (an excerpt of) the value.
+    #[error("{context}: {error}")]
+    Field {
+        /// Whose field ("the output of step `rate`", "the input of program `Qa`").
+        context: String,
+        /// The field, its type and what it held.
+        error: Box<FieldError>,
+    },
+    /// A field read as a Rust type that its value does not deserialize as.
+    #[error("field `{field}` holds `{found}`, which cannot be read as `{expected}`")]
+    FieldRead {
+        /// The field.
+        field: String,
+        /// Its value, as JSON (an excerpt).
+        found: String,
+        /// The Rust type asked for.
+        expected: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A string parsed (`FromStr`) as a generated `Literal` enum that is none of its values.
+    #[error(transparent)]
+    Literal(#[from] LiteralError),
+    /// A value that serde cannot write as JSON, so cannot be a field.
+    #[error("field `{field}` cannot hold the value: it has no JSON form")]
+    FieldWrite {
+        /// The field.
+        field: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A native step failed; `source` is what it returned.
+    #[error("step `{step}` failed")]
     Step {
         /// The step.
         step: String,
         /// What it returned.
+        #[source]
         source: Box<Error>,
     },
-    /// The Python bridge (session store and gRPC server) could not be used.
-    #[error("python bridge: {0}")]
-    Bridge(String),
-    /// The Python worker process failed, or could not be started.
-    #[error("python worker: {0}")]
-    Worker(String),
+    /// The Python bridge (session store and gRPC server) could not be used. Build it with
+    /// [`Error::bridge`] or [`Error::bridge_with`].
+    #[error("python bridge: {message}")]
+    Bridge {
+        /// What failed ("cannot bind 127.0.0.1:80").
+        message: String,
+        /// Why, when something underneath failed (an `io::Error`, ...).
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The Python worker process failed, or could not be started. Build it with
+    /// [`Error::worker`] or [`Error::worker_with`].
+    #[error("python worker: {message}")]
+    Worker {
+        /// What failed ("the python worker (pid 42) exited during step `answer`").
+        message: String,
+        /// Why, when something underneath failed (an `io::Error`, a `tonic::Status`, ...).
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A python step raised an exception; `message` is the Python error text.
     #[error("python step `{step}` raised {message}")]
     Python {
@@ -131,12 +210,117 @@ pub enum Error {
         /// The Python exception, as `Type: message`.
         message: String,
     },
+    /// A per-run override that names no variable of the program.
+    #[error("override of `{name}`: program `{program}` declares no variable `{name}`{hint}")]
+    UnknownOverride {
+        /// The overridden name.
+        name: String,
+        /// The program run with the override.
+        program: String,
+        /// `" (did you mean `temperature`?)"`, or empty.
+        hint: String,
+    },
+    /// A data set that cannot be read: the file (or source), the line and the field, and why.
+    #[error("{location}: {message}")]
+    Dataset {
+        /// Where: `dev.jsonl line 3, field `answer``.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A metric that failed, or scored outside `[0, 1]`.
+    #[error("metric `{metric}`: {message}")]
+    Metric {
+        /// The metric's name.
+        metric: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A search space, sampler, schedule or saved tuning result that cannot be used; the
+    /// message names the variable or setting and the rule.
+    #[error("tuning: {0}")]
+    Tuning(String),
+    /// An option outside its bounds (a concurrency of 0, a fraction above 1).
+    #[error("{option}: {message}")]
+    InvalidOption {
+        /// The option (`concurrency`).
+        option: String,
+        /// The rule it broke.
+        message: String,
+    },
     /// An invariant dspex relies on did not hold; a bug in dspex.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl Error {
+    /// A bridge error with no underlying cause.
+    ///
+    /// ```
+    /// let e = dspex::Error::bridge("the bridge server has stopped");
+    /// assert_eq!(e.to_string(), "python bridge: the bridge server has stopped");
+    /// ```
+    pub fn bridge(message: impl Into<String>) -> Self {
+        Error::Bridge {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A bridge error caused by `source`, which stays reachable through
+    /// [`source()`](std::error::Error::source) and is not repeated in the message.
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    ///
+    /// let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+    /// let e = dspex::Error::bridge_with("cannot bind 127.0.0.1:4000", io);
+    /// assert_eq!(e.to_string(), "python bridge: cannot bind 127.0.0.1:4000");
+    /// assert_eq!(e.source().unwrap().to_string(), "address in use");
+    /// ```
+    pub fn bridge_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Bridge {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A worker error with no underlying cause.
+    pub fn worker(message: impl Into<String>) -> Self {
+        Error::Worker {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A worker error caused by `source` (kept as the error's
+    /// [`source()`](std::error::Error::source), not repeated in the message).
+    pub fn worker_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Worker {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The message and every source below it, joined by `": "`: what an error reporter
+    /// prints, for code that logs a `dspex::Error` on one line.
+    ///
+    /// ```
+    /// let io = std::io::Error::other("no such file");
+    /// let e = dspex::Error::worker_with("cannot start `python3`", io);
+    /// assert_eq!(e.report(), "python worker: cannot start `python3`: no such file");
+    /// ```
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+
     pub(crate) fn not_found(name: &str) -> Self {
         Error::NotFound {
             name: name.to_owned(),
@@ -161,5 +345,46 @@ impl From<ValidationError> for Error {
 impl From<SpecError> for Error {
     fn from(e: SpecError) -> Self {
         Error::InvalidSpec(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_sources_out_of_their_messages() {
+        let step = Error::Step {
+            step: "classify".into(),
+            source: Box::new(Error::not_found("model")),
+        };
+        assert_eq!(step.to_string(), "step `classify` failed");
+        assert_eq!(
+            step.source().map(ToString::to_string).as_deref(),
+            Some("variable `model` not found")
+        );
+        assert_eq!(
+            step.report(),
+            "step `classify` failed: variable `model` not found"
+        );
+
+        let status = tonic::Status::unavailable("connection refused");
+        let worker = Error::worker_with("the python worker (pid 7) refused the call", status);
+        assert_eq!(
+            worker.to_string(),
+            "python worker: the python worker (pid 7) refused the call"
+        );
+        let source = worker
+            .source()
+            .and_then(|s| s.downcast_ref::<tonic::Status>());
+        assert_eq!(
+            source.map(tonic::Status::message),
+            Some("connection refused")
+        );
+        assert!(worker.report().contains("connection refused"));
+
+        assert!(Error::bridge("the server has stopped").source().is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! dspex: declare DSPy-style LLM programs in Rust.
 //!
-//! Variables are typed and constrained (DESIGN.md section 3) and live in a [`Context`]. While a
+//! Variables are typed and constrained (a type among seven, and constraints such as `min`,
+//! `max`, `pattern` or `choices` checked on every write) and live in a [`Context`]. While a
 //! program is pure Rust they stay in-process ([`state::LocalState`]): a read is a read lock and a
 //! lookup. As soon as a python step is involved they move into a session of the bridge's store
 //! ([`bridge`]), which Python processes reach over gRPC, and the context's Python worker
@@ -22,22 +23,46 @@
 //! # Where things are
 //!
 //! - [`Context`] and [`Var`]: the variables API (`defvariable`, `get`, `get_or`, `set`,
-//!   `update`, `get_many`, `update_many`, `list`, `exists`, `delete`, `watch`), by name or
-//!   through a typed handle; [`Context::ensure_bridged`] upgrades a context, once.
-//! - [`state`]: the [`StateProvider`](state::StateProvider) trait every backend implements, and
-//!   the in-process table they share.
+//!   `update`, `get_many`, `update_many`, `list`, `exists`, `delete`, `watch`, `history`,
+//!   `rollback`), by name or through a typed handle; [`Context::ensure_bridged`] upgrades a
+//!   context, once.
+//! - [`state`]: the [`StateProvider`](state::StateProvider) trait every backend implements
+//!   (and a backend of your own can, see [`ContextBuilder::state`]), the
+//!   [`WatchHub`](state::WatchHub) that fans changes out to watchers, and
+//!   [`LocalState`](state::LocalState).
 //! - [`bridge`]: the session store and its gRPC server; [`bridge::BridgedState`].
 //! - [`worker`]: the supervisor of a context's Python worker, and the LM configuration.
 //! - [`program`]: [`Program`] (what the macros implement), native steps ([`Module`]), python
-//!   steps ([`PythonModule`]), the runtime builder ([`ProgramBuilder`]), run traces.
+//!   steps ([`PythonModule`]), the runtime builder ([`ProgramBuilder`]), run traces, per-run
+//!   [`Overrides`] (`run_with` on every program type) and [`AnyProgram`], the one interface of
+//!   generated and runtime-built programs.
+//! - [`eval`]: examples and data sets (JSONL, CSV), metrics, evaluation and its report.
+//! - [`tune`]: the search space of a program's declared variables, the grid, random and TPE
+//!   samplers, the tuner (concurrent trials through overrides, successive halving) and its
+//!   result (apply, save, load).
 //!
-//! # Choices where DESIGN.md is silent
+//! # Errors
+//!
+//! Every fallible call returns [`Error`], whose variants name the variable, step or process and
+//! the rule that was broken. When something underneath failed (an `io::Error`, a
+//! `tonic::Status`, a native step's own error), it is the error's
+//! [`source`](std::error::Error::source), not part of its message: print the chain with your
+//! error reporter (`anyhow`'s `{:#}`, `eyre`) or [`Error::report`].
+//!
+//! # Choices worth knowing
 //!
 //! - `dspex::Module` is the trait of native steps, so the value type of a `module` variable is
-//!   [`ModuleName`] (DESIGN.md writes `Var<Module>`).
-//! - Fields that flow along a chain ([`Fields`]) are text, as DSPy fields are on the wire; a
-//!   python step's outputs beyond its signature (DSPy's `reasoning`) are kept in the run's
-//!   trace, and only the signature's outputs flow on.
+//!   [`ModuleName`].
+//! - Fields that flow along a chain ([`Fields`]) are typed: one JSON value ([`JsonValue`]) per
+//!   field, of the type its signature declares ([`FieldType`]), checked when the program starts
+//!   and after every step (integers are accepted, and widened, where floats are declared;
+//!   nothing else crosses types). A python step's inputs and outputs travel typed on the wire:
+//!   the worker gives DSPy the typed signature and converts each output to its declared type,
+//!   and an output that does not fit is an [`Error::Field`] naming the step, the field, the
+//!   type and the value. Its outputs beyond its signature (DSPy's `reasoning`) stay text, in
+//!   the run's trace only.
+//! - A `Literal` field of a program signature becomes a generated enum in `XInput`/`XOutput`
+//!   (rather than a checked string), so that a `match` on it is exhaustive.
 //! - Integers are accepted by `float` variables (widened); nothing else crosses types.
 //! - Variable names are ASCII identifiers that may also contain `.` and `-`
 //!   ([`dspex_core::check_name`]).
@@ -46,27 +71,56 @@
 //!   [`Error::IncompatibleVariable`] otherwise.
 //! - `run_traced` returns, besides the outputs, what each step read and wrote, the values of
 //!   its bound variables (for a python step, exactly the values its call carried to the
-//!   worker) and the LM settings and token usage of every LM request of a python call, as the
-//!   worker's per-call LM recorded them.
+//!   worker, overrides included) and the LM settings and token usage of every LM request of a
+//!   python call, as the worker's per-call LM recorded them.
+//! - An override (`run_with`) must name a variable the program declares, and is validated
+//!   against the context's record of it before the run starts. It reaches native steps and
+//!   python steps alike: a python step's call carries the run's values (overrides included) to
+//!   the worker, which applies them to that call only.
+//! - Evaluation prints nothing unless asked ([`eval::Evaluate::progress`]); its one-line
+//!   summary always goes to `tracing` (target `dspex::eval`).
+//! - Tuning trials run in rounds of the trial concurrency, proposed in order before the round
+//!   runs, so that a seed fixes every trial whatever the timing.
+//! - Every accepted write is kept in the variable's bounded history
+//!   ([`HistoryEntry`], newest first): the last [`state::DEFAULT_HISTORY_LIMIT`] writes unless
+//!   [`ContextBuilder::history_limit`] says otherwise, and at most
+//!   [`state::MAX_HISTORY_BYTES`] per variable (100 versions of a 64 KiB string would not
+//!   fit: the oldest go first). A rollback is a write like any other, with metadata
+//!   `rolled_back_from`; a version no longer kept is [`Error::VersionNotFound`].
+//! - A read-only variable (`readonly: true`, [`VariableSpec::readonly`]) is read-only for
+//!   Python only: Rust code, a native step or the tuner's `apply` may still write it, Python's
+//!   writes ([`Source::Python`]: set, batch, update, rollback, delete) are [`Error::ReadOnly`].
+//!   The tuner never searches it.
 
 // Lets code generated by the macros (`::dspex::...`) compile inside this crate's own tests.
 #[allow(unused_extern_crates)]
 extern crate self as dspex;
 
 pub mod bridge;
-mod context;
+pub(crate) mod context;
 mod error;
+pub mod eval;
 pub mod program;
+mod rng;
 pub mod state;
+pub mod tune;
+mod value_json;
 pub mod worker;
 
 pub use context::{
     BackendInfo, Choice, Context, ContextBuilder, Embedding, ModuleName, Var, VarValue,
 };
 pub use dspex_core::{
-    Constraints, Number, Pattern, Rule, Signature, SpecError, ValidationError, Value, VarType,
-    VariableSpec,
+    Constraints, FieldError, FieldType, LiteralError, Number, Pattern, Rule, Signature,
+    SignatureField, SpecError, ValidationError, Value, VarType, VariableSpec,
 };
+/// A field value: the JSON value of a signature field (see [`Fields`]).
+pub use serde_json::Value as JsonValue;
+/// Builds a [`JsonValue`] from JSON-like syntax (serde_json's `json!`), for [`Fields`].
+pub use serde_json::json;
+
+/// The Rust type of a `dict` field: a JSON object.
+pub type JsonObject = serde_json::Map<String, JsonValue>;
 /// Declares a program: typed, constrained variables and a chain of native (Rust) and python
 /// (DSPy) steps that share them.
 ///
@@ -80,7 +134,7 @@ pub use dspex_core::{
 /// impl Module for Shout {
 ///     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
 ///         let times = params.get::<i64>("times")?;
-///         let loud = inputs.require("text")?.to_uppercase();
+///         let loud = inputs.get::<&str>("text")?.to_uppercase();
 ///         Ok(Fields::from([("loud", vec![loud; times as usize].join(" "))]))
 ///     }
 /// }
@@ -118,12 +172,13 @@ pub use dspex_core::{
 ///     }
 ///     chain {
 ///         name: native RustType("inputs -> outputs") [{ var, var as param, ... }],
-///         name: python DspyModule("inputs -> outputs") [{ var, var as param, ... }],
+///         name: python DspyModule("inputs -> outputs") [{ var, var as param, ... }]
+///             [with { key: literal, ... }],
 ///     }
 /// }
 /// ```
 ///
-/// - **Variables** (DESIGN.md section 3). `type` and the keys each type takes:
+/// - **Variables**. `type` and the keys each type takes:
 ///
 ///   | type | initial value | keys |
 ///   |---|---|---|
@@ -135,18 +190,54 @@ pub use dspex_core::{
 ///   | `module` | `"ChainOfThought"` | `choices: [..]` (default: the DSPy modules the worker knows) |
 ///   | `embedding` | `[0.1, 0.2]` | `dimensions: 2` |
 ///
-///   Every type also takes `description: "..."`. Initial values and key values are literals;
-///   doc comments on a variable document its accessor.
+///   Every type also takes `description: "..."` and `readonly: true` (only Rust code may write
+///   the variable; Python's writes are refused, and the tuner leaves it alone). Initial values
+///   and key values are literals; doc comments on a variable document its accessor.
 /// - **Steps** run in the order written. A step's signature names the fields it reads and
 ///   writes; its inputs must come from the program input or an earlier step, and every program
 ///   output from some step. A native step's type implements [`Module`] and [`Default`] (the
 ///   program builds it with `Default`). A python step's `DspyModule` is a DSPy module name
 ///   (`Predict`, `ChainOfThought`, `ReAct`, `ProgramOfThought`), a dotted path string
 ///   (`"my_pkg.modules.Answerer"`), or `@var`, the class held by a `module` variable.
+/// - **Signatures** are DSPy string signatures, `"inputs -> outputs"`, whose fields may carry
+///   DSPy types (a field without one is `str`):
+///
+///   | field type | Rust type in `XInput`/`XOutput` | value in [`Fields`] |
+///   |---|---|---|
+///   | `str` (default) | `String` | JSON string |
+///   | `int` | `i64` | JSON integer |
+///   | `float` | `f64` | JSON number (an integer is widened) |
+///   | `bool` | `bool` | JSON boolean |
+///   | `list[str]`, `list[int]`, `list[float]` | `Vec<String>`, `Vec<i64>`, `Vec<f64>` | JSON array |
+///   | `dict` | [`JsonObject`] | JSON object |
+///   | `Literal["a", "b"]` (single or double quotes) | a generated enum, `QaLabel` for field `label` of `Qa` | one of the strings |
+///
+///   A step input must have the type its producer (the program input or an earlier step)
+///   declares, and a program output the type of the step that produces it.
 /// - **Bindings** set module parameters from variables, read when the step runs: `temperature`
 ///   binds the variable to the parameter of the same name, `model as llm_model` to another.
-///   Python steps know the types of `temperature`, `top_p` (float), `max_tokens`, `n`
-///   (integer) and `model` (choice or string).
+///   A native step takes any parameter. A python step takes the parameters of its DSPy
+///   module: every module takes `temperature`, `top_p` (float variables), `max_tokens`, `n`
+///   (integer) and `model` (choice or string), the settings and the model of the LM of each
+///   call; `ReAct` also takes `max_iters` (integer), passed to each call. A module named by
+///   dotted path takes any parameter (the LM ones keep their types). An `@var` step's bindings
+///   must suit every module the variable may name: its `choices`, or every known module.
+/// - **Configuration**: `with { key: literal, ... }`, after the bindings or in their place,
+///   passes arguments to the constructor of a python step's DSPy module when the module is
+///   created. Values are numbers, strings, `true`/`false`, and lists of string literals. The
+///   keys of the known modules ([`program::dspy::MODULES`], the table both sides follow):
+///
+///   | module | keys |
+///   |---|---|
+///   | `Predict`, `ChainOfThought` | `temperature` (a float, at least 0), `top_p` (a float from 0 to 1), `max_tokens`, `n` (integers, at least 1): the LM settings of every call, unless a bound variable overrides them for a call |
+///   | `ReAct` | `max_iters` (an integer, at least 1; a bound `max_iters` overrides it per call), `tools: ["my_pkg.tools.search", ...]` (Python callables by dotted path, imported by the worker) |
+///   | `ProgramOfThought` | `max_iters` (an integer, at least 1), `interpreter: "deno"` (DSPy's sandbox, the default) or `"local"` (runs the generated code in the worker, without a sandbox) |
+///
+///   A module named by dotted path takes any key, passed to its constructor as it is (`tools`
+///   is imported for it too). An `@var` step's configuration must suit every module the
+///   variable may name; each class gets the values in the form its keys take (`temperature:
+///   0` is the float `0.0`). Rust functions cannot be tools yet: a Rust path in `tools` is an
+///   error.
 /// - Trailing commas are allowed everywhere.
 ///
 /// # What it generates
@@ -159,19 +250,68 @@ pub use dspex_core::{
 ///   program; `Qa::attach(&ctx).await` registers into an existing context, sharing identical
 ///   declarations already there.
 /// - A typed accessor per variable, `qa.temperature()` returning `&Var<f64>`: `get`, `set`,
-///   `update`, `record`, `watch`. The value types are `f64`, `i64`, `String`, `bool`,
-///   [`Choice`], [`ModuleName`] and [`Embedding`].
-/// - `qa.context()` and `Qa::spec()`, the declaration as checked at compile time.
-/// - With a signature: `QaInput { question }` and `QaOutput { answer }` (`String` fields, named
-///   after the signature; a Rust keyword becomes a raw field, `r#type`) and
-///   `qa.run(QaInput).await -> Result<QaOutput>`. Always: `qa.run_fields(Fields)`, whose
-///   inputs and outputs are, without a signature, the step inputs that no earlier step
-///   produces and the last step's outputs.
+///   `update`, `record`, `watch`, `history`, `rollback`. The value types are `f64`, `i64`,
+///   `String`, `bool`, [`Choice`], [`ModuleName`] and [`Embedding`].
+/// - `qa.context()` and `Qa::spec()`, the declaration as checked at compile time, each step's
+///   `with` configuration included.
+/// - With a signature: `QaInput { question }` and `QaOutput { answer }`, public fields named
+///   after the signature (a Rust keyword becomes a raw field, `r#type`) and typed by the table
+///   above, and `qa.run(QaInput).await -> Result<QaOutput>`. Both derive `Debug`, `Clone`,
+///   `PartialEq` and serde's `Serialize`/`Deserialize` (through dspex: no serde dependency
+///   needed), plus `Eq` when no field is a float and `Default` when no field is a `Literal`.
+///   Always: `qa.run_fields(Fields)`, whose inputs and outputs are, without a signature, the
+///   step inputs that no earlier step produces (typed as the first step that reads them
+///   declares) and the last step's outputs.
+/// - For each `Literal` field of the signature, an enum named after the program and the field
+///   (`QaLabel`), with a variant per value named by its ASCII letters and digits in camel case
+///   (`"very negative"` is `VeryNegative`; `V` comes first when it starts with a digit). It
+///   derives `Debug`, `Clone`, `Copy`, `PartialEq`, `Eq`, `Hash`, `Serialize`, `Deserialize`
+///   (as the values), implements `Display` and `FromStr` (as the values; the error is a
+///   [`LiteralError`]), and has `QaLabel::ALL` and `as_str()`.
 /// - `impl Program for Qa`, with `const REQUIRES_BRIDGE: bool`, true iff a step is python.
 ///
-/// A python step compiles and makes the program need the bridge. Until this build of dspex
-/// provides the Python bridge, starting such a program returns [`Error::Bridge`] naming the
-/// step.
+/// A python step makes the program need the bridge: `start` creates a bridged context and its
+/// Python worker (the interpreter of `DSPEX_PYTHON`, else `python3`, with the `dspex_bridge`
+/// package installed), and attaching the step creates its DSPy module in that worker, with its
+/// signature and `with` configuration. A worker that cannot start is an [`Error::Worker`]
+/// naming the interpreter and what went wrong; a module the worker cannot create (a tool that
+/// cannot be imported, a class that does not exist) or that raises is an [`Error::Python`]
+/// naming the step.
+///
+/// Typed fields, from a native step to the generated output:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+/// use dspex::prelude::*;
+///
+/// #[derive(Default)]
+/// struct Rate;
+///
+/// impl Module for Rate {
+///     async fn forward(&self, inputs: &Fields, _params: &Params) -> Result<Fields> {
+///         let words: Vec<String> = inputs.get("words")?;
+///         let mut out = Fields::new();
+///         out.insert("score", words.len() as f64 / 10.0);
+///         out.insert("length", if words.len() > 3 { "long" } else { "short" });
+///         Ok(out)
+///     }
+/// }
+///
+/// dspex_program! {
+///     pub program Rater: "words: list[str] -> score: float, length: Literal['short', 'long']" {
+///         chain {
+///             rate: native Rate("words: list[str] -> score: float, length: Literal['short', 'long']"),
+///         }
+///     }
+/// }
+///
+/// let rater = Rater::start().await?;
+/// let out = rater.run(RaterInput { words: vec!["a".into(), "b".into()] }).await?;
+/// assert_eq!((out.score, out.length), (0.2, RaterLength::Short));
+/// assert_eq!(out.length.to_string(), "short");
+/// assert_eq!("long".parse::<RaterLength>()?, RaterLength::Long);
+/// # Ok(()) }
+/// ```
 ///
 /// # Compile-time errors
 ///
@@ -182,11 +322,21 @@ pub use dspex_core::{
 /// empty or duplicate choices; a key that does not apply to the type (listing those that do);
 /// a string initial value outside the length bounds or not matching the pattern; an invalid
 /// regex; duplicate variable or step names; a binding to an undeclared variable (with a "did
-/// you mean"); a known parameter bound to a variable of the wrong type; an unknown DSPy
-/// module (listing the known ones); `@var` on a variable that is not `module`-typed; a
-/// malformed signature; a step input nothing produces; a program output no step produces; an
+/// you mean"); a binding to a parameter the step's module does not take, or that some module
+/// of an `@var` step does not take (listing those it takes); a known parameter bound to a
+/// variable of the wrong type; a `with` key the module does not take (listing those it
+/// takes), a value of the wrong kind or out of range (saying what the key takes), a key given
+/// twice, a value that is not a literal, `tools` on a module that takes none, a tool that is
+/// not a dotted path or is listed twice, a Rust path among the tools, `with` on a native
+/// step; an unknown DSPy module (listing the known ones); `@var` on a variable that is not
+/// `module`-typed; a malformed signature; an unknown field type (with a "did you mean":
+/// `string` is `str`, `List[str]` is `list[str]`) or a malformed `Literal`; a step input
+/// nothing produces; a step input of another type than its producer's, naming both types and
+/// the producer; a program output no step produces, or of another type than the step's; an
 /// empty chain; a variable named like a generated method (`start`, `attach`, `context`,
-/// `spec`, `run`, `run_fields`).
+/// `spec`, `run`, `run_fields`); a signature field that cannot be a Rust field; `Literal`
+/// values that make the same enum variant, or a `Literal` field whose enum would be named like
+/// `XInput`/`XOutput`; `readonly` that is not `true` or `false`.
 ///
 /// ```compile_fail
 /// use dspex::prelude::*;
@@ -198,10 +348,39 @@ pub use dspex_core::{
 ///         }
 ///         chain {
 ///             answer: python Predict("question -> answer") { temprature }, // did you mean `temperature`?
+///             agent: python ReAct("question -> summary") with { max_iter: 5 }, // did you mean `max_iters`?
 ///         }
 ///     }
 /// }
 /// # fn main() {}
+/// ```
+///
+/// A configured agent, with a Python tool and a bound number of iterations (it needs a live
+/// Python worker, and the tool importable there):
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+/// use dspex::prelude::*;
+///
+/// dspex_program! {
+///     program Researcher: "question -> answer" {
+///         variables {
+///             depth: integer = 3 { min: 1, max: 10 },
+///         }
+///         chain {
+///             answer: python ReAct("question -> answer") { depth as max_iters } with {
+///                 max_iters: 5, // the default; `depth` overrides it per call
+///                 tools: ["my_pkg.tools.search_docs"],
+///             },
+///         }
+///     }
+/// }
+///
+/// let researcher = Researcher::start().await?;
+/// researcher.depth().set(2)?;
+/// let out = researcher.run(ResearcherInput { question: "What is DSPy?".into() }).await?;
+/// println!("{}", out.answer);
+/// # Ok(()) }
 /// ```
 ///
 /// A program with a python step needs a live Python worker to run:
@@ -261,7 +440,7 @@ pub use dspex_macros::dspex_program;
 /// impl Module for Shout {
 ///     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
 ///         let times = params.get::<i64>("times")?;
-///         let loud = inputs.require("text")?.to_uppercase();
+///         let loud = inputs.get::<&str>("text")?.to_uppercase();
 ///         Ok(Fields::from([("loud", vec![loud; times as usize].join(" "))]))
 ///     }
 /// }
@@ -291,18 +470,23 @@ pub use dspex_macros::dspex_program;
 ///
 /// # Attributes
 ///
-/// - On the struct, optionally: `#[program(signature = "inputs -> outputs")]`.
+/// - On the struct, optionally: `#[program(signature = "inputs -> outputs")]`. Signatures take
+///   the field types of [`dspex_program!`], with the same `XInput`/`XOutput` types and
+///   `Literal` enums.
 /// - On a variable field, typed `Var<T>`:
 ///   `#[variable(initial = .., min = .., max = .., min_length = .., max_length = ..,
-///   pattern = "..", choices = [..], dimensions = .., description = "..")]`; `initial` is
-///   required, the other keys are those of [`dspex_program!`] for the variable's type. `T`
+///   pattern = "..", choices = [..], dimensions = .., description = "..", readonly)]`;
+///   `initial` is required, the other keys are those of [`dspex_program!`] for the variable's
+///   type (`readonly` is a flag, or `readonly = true`/`false`). `T`
 ///   gives the type: `f64` float, `i64` integer, `String` string, `bool` boolean, [`Choice`]
-///   choice, [`ModuleName`] module (DESIGN.md writes `Var<Module>`, but [`Module`] is the
-///   trait of native steps), [`Embedding`] embedding.
+///   choice, [`ModuleName`] module (not `Module`: [`Module`] is the trait of native steps),
+///   [`Embedding`] embedding.
 /// - On a native step field, typed by its [`Module`] (built with [`Default`]):
 ///   `#[step(native, signature = "..", bind(a, b as c))]`.
 /// - On a python step field, typed [`PythonModule`]:
-///   `#[step(python = "ChainOfThought" | "my_pkg.mod.Class" | "@var", signature = "..", bind(..))]`.
+///   `#[step(python = "ChainOfThought" | "my_pkg.mod.Class" | "@var", signature = "..", bind(..),
+///   with(key = literal, ..))]`; `with(max_iters = 5, tools = ["my_pkg.tools.search"])` is
+///   `with { max_iters: 5, tools: [..] }` of [`dspex_program!`], with the same keys and checks.
 /// - A field of type [`Context`] needs no attribute: it receives the program's context.
 ///
 /// Steps run in field order. `context()` returns the first `Context` field, else the context
@@ -325,14 +509,14 @@ pub use dspex_macros::dspex_program;
 /// # fn main() {}
 /// ```
 pub use dspex_macros::Program;
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
 pub use program::{
-    DynProgram, Fields, LmCall, Module, Params, Program, ProgramBuilder, PythonModule, RunTrace,
-    RunningProgram, Step, StepTrace,
+    AnyProgram, DynProgram, Fields, LmCall, Module, Overrides, Params, Program, ProgramBuilder,
+    PythonModule, RunTrace, RunningProgram, Step, StepTrace,
 };
 pub use state::{
-    BackendKind, Change, GetMany, SetOptions, Source, VarId, VarRecord, WatchEvent, WatchOptions,
-    Watcher,
+    BackendKind, Change, GetMany, HistoryEntry, SetOptions, Source, VarId, VarRecord, WatchEvent,
+    WatchOptions, Watcher,
 };
 
 /// The names most programs need: `use dspex::prelude::*;`.
@@ -353,16 +537,19 @@ pub mod __private {
     pub use std::sync::LazyLock;
     pub use std::vec::Vec;
 
-    pub use dspex_core::program::{Binding, ModuleRef, ProgramSpec, StepKind, StepSpec};
-    pub use dspex_core::{
-        Constraints, Number, Pattern, Signature, SignatureField, Value, VarType, VariableSpec,
+    pub use dspex_core::program::{
+        Binding, ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, StepSpec, ToolRef,
     };
+    pub use dspex_core::{Constraints, Number, Pattern, Signature, Value, VarType, VariableSpec};
 
-    pub use crate::program::{ChainRun, DynModule, context_for, prepare_context};
+    pub use crate::program::module::{BoxFuture, DynModule};
+    pub use crate::program::prepare::{context_for, prepare_context};
+    pub use crate::program::run::ChainRun;
     pub use crate::{
-        Choice, Context, Embedding, Error, Fields, ModuleName, Program, PythonModule, Result,
-        RunTrace, Var,
+        Choice, Context, Embedding, Error, Fields, JsonObject, JsonValue, LiteralError, ModuleName,
+        Overrides, Program, PythonModule, Result, RunTrace, Var,
     };
+    pub use serde;
 
     /// Compiles a pattern that the macro already compiled at compile time with the same
     /// `dspex-core`, so it cannot fail here.
@@ -372,21 +559,12 @@ pub mod __private {
             .expect("dspex bug: a pattern accepted at compile time failed to compile at run time")
     }
 
-    /// Builds a signature that the macro already parsed: each field with its annotation (`""`
-    /// for none, which a parsed signature never has).
-    pub fn signature(inputs: &[(&str, &str)], outputs: &[(&str, &str)]) -> Signature {
-        let fields = |side: &[(&str, &str)]| {
-            side.iter()
-                .map(|(name, annotation)| SignatureField {
-                    name: (*name).to_owned(),
-                    annotation: (!annotation.is_empty()).then(|| (*annotation).to_owned()),
-                })
-                .collect()
-        };
-        Signature {
-            inputs: fields(inputs),
-            outputs: fields(outputs),
-        }
+    /// Reads a signature that the macro already read, written in canonical form, so it cannot
+    /// fail here.
+    #[allow(clippy::expect_used)]
+    pub fn signature(text: &str) -> Signature {
+        Signature::parse(text)
+            .expect("dspex bug: a signature accepted at compile time failed to parse at run time")
     }
 
     /// A native step's module, as the chain runs it. Generated code calls it spanned at the
@@ -396,12 +574,28 @@ pub mod __private {
         module
     }
 
-    /// Takes output field `name` of program `program` out of `fields`; a missing field is a
-    /// `MissingField` error.
-    pub fn take_output(fields: &mut Fields, name: &str, program: &str) -> Result<String> {
-        fields.remove(name).ok_or_else(|| Error::MissingField {
+    /// Creates the DSPy module of python step `index` of `spec` in `ctx`'s worker (bridging
+    /// `ctx` and starting its worker first if needed).
+    pub async fn python_step(
+        ctx: &Context,
+        spec: &ProgramSpec,
+        index: usize,
+    ) -> Result<PythonModule> {
+        PythonModule::attach(ctx, spec, index).await
+    }
+
+    /// Takes output field `name` of program `program` out of `fields`, as the type of its
+    /// `XOutput` field; a missing field is a `MissingField` error.
+    pub fn take_output<T: serde::de::DeserializeOwned>(
+        fields: &mut Fields,
+        name: &str,
+        program: &str,
+    ) -> Result<T> {
+        let value = fields.remove(name).ok_or_else(|| Error::MissingField {
             field: name.to_owned(),
             context: format!("the output of program `{program}`"),
-        })
+        })?;
+        T::deserialize(&value)
+            .map_err(|source| crate::program::read_error::<T>(name, &value, source))
     }
 }

@@ -283,6 +283,19 @@ async fn the_metadata_of_a_variable_is_bounded_in_entries_and_bytes() {
         "{err}"
     );
     assert_eq!(t.record().unwrap(), before);
+    // And for the other writes that carry metadata: an atomic batch (as the tuner's `apply`
+    // writes) and a rollback (`rolled_back_from`).
+    let metadata = BTreeMap::from([("tuned_at".to_owned(), "now".to_owned())]);
+    let err = ctx
+        .update_many_with([("t", dspex::Value::from(0.7))], &metadata)
+        .unwrap_err();
+    assert!(matches!(&err, Error::Limit(_)), "{err}");
+    let err = ctx.rollback("t", 1).unwrap_err();
+    assert!(
+        matches!(&err, Error::Limit(m) if m.contains("MAX_METADATA_ENTRIES_PER_VARIABLE")),
+        "{err}"
+    );
+    assert_eq!(t.record().unwrap(), before);
 
     // Bytes: large values reach the bound exactly, one byte more is refused.
     let u = ctx.defvariable::<i64>("u", 0, Constraints::none()).unwrap();

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use dspex::bridge::proto::{self as pb};
+use dspex::bridge::proto::{self as pb, ErrorKind};
 use dspex::bridge::{BridgeConfig, BridgeServer};
 use dspex::state::{Key, SetOptions, Source, StateProvider};
 use dspex::{
@@ -228,6 +228,8 @@ fn writers_and_watchers_run_through_the_switch() {
     // behind (its queue is bounded); then it is told exactly how many events it missed.
     let session = ctx.bridge_session().unwrap();
     let progress = Arc::new(Mutex::new(GrpcProgress::default()));
+    // The consumer reports every value it has seen (the last one of each batch it drained).
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<i64>();
     let consumer = {
         let progress = Arc::clone(&progress);
         let server = server.clone();
@@ -266,6 +268,7 @@ fn writers_and_watchers_run_through_the_switch() {
                     p.delivered += 1;
                 }
                 p.last = Some(n);
+                let _ = seen_tx.send(n);
             }
         })
     };
@@ -303,16 +306,20 @@ fn writers_and_watchers_run_through_the_switch() {
     }
     assert_eq!(seen, 2 * total);
     // The gRPC watcher accounted for every increment after it joined: delivered in order or
-    // reported missed. Sentinel increments flush a lag report that would otherwise wait for the
-    // next change.
+    // reported missed. A sentinel increment flushes a lag report that would otherwise wait for
+    // the next change; the test waits for the consumer to report it. Only if the sentinel's
+    // own event was dropped in a lag (nothing more arrives until the next change) does it
+    // write another one.
+    const QUIET: std::time::Duration = std::time::Duration::from_millis(200);
     let mut attempts = 0;
-    let final_value = loop {
+    let final_value = 'sentinels: loop {
         attempts += 1;
-        assert!(attempts < 1_500, "the gRPC watcher stopped receiving");
+        assert!(attempts < 300, "the gRPC watcher stopped receiving");
         let sentinel = counter.update(|n| n + 1).unwrap();
-        thread::sleep(std::time::Duration::from_millis(20));
-        if progress.lock().unwrap().last == Some(sentinel) {
-            break sentinel;
+        while let Ok(n) = seen_rx.recv_timeout(QUIET) {
+            if n == sentinel {
+                break 'sentinels sentinel;
+            }
         }
     };
     {
@@ -354,7 +361,7 @@ async fn a_bridge_that_cannot_start_leaves_the_context_local_and_intact() {
     let before = ctx.list(None).unwrap();
     let err = ctx.ensure_bridged().await.unwrap_err();
     match &err {
-        Error::Bridge(message) => assert!(message.contains("has stopped"), "{message}"),
+        Error::Bridge { message, .. } => assert!(message.contains("has stopped"), "{message}"),
         other => panic!("expected a bridge error, got {other:?}"),
     }
     assert_eq!(
@@ -374,10 +381,21 @@ async fn a_bridge_that_cannot_start_leaves_the_context_local_and_intact() {
     // A bridged build on a server that cannot start is an error too.
     let taken = server_on_unix_socket_path_that_cannot_bind();
     let err = BridgeServer::start(taken).unwrap_err();
-    assert!(
-        matches!(err, Error::Bridge(ref m) if m.contains("cannot bind")),
-        "{err:?}"
-    );
+    match &err {
+        Error::Bridge {
+            message,
+            source: Some(source),
+        } => {
+            assert!(message.starts_with("cannot bind"), "{message}");
+            // The `io::Error` is the source, not part of the message.
+            assert!(
+                source.downcast_ref::<std::io::Error>().is_some(),
+                "{source:?}"
+            );
+            assert!(!err.to_string().contains(&source.to_string()), "{err}");
+        }
+        other => panic!("expected a bridge error with its io::Error, got {other:?}"),
+    }
 }
 
 fn server_on_unix_socket_path_that_cannot_bind() -> BridgeConfig {
@@ -470,4 +488,98 @@ async fn the_process_wide_server_serves_contexts_without_one() {
     assert_eq!(built.bridge_session().unwrap().address, global.address());
     drop((ctx, built));
     assert!(!global.has_session(&info.session_id));
+}
+
+#[tokio::test]
+async fn a_switch_keeps_histories_read_only_flags_and_the_history_limit() {
+    let server = server();
+    let ctx = Context::builder()
+        .server(server.clone())
+        .history_limit(3)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(ctx.history_limit(), 3);
+    let t = ctx
+        .defvariable::<f64>("temperature", 0.1, Constraints::range(0.0, 2.0))
+        .unwrap();
+    for x in [0.2, 0.3, 0.4, 0.5] {
+        t.set(x).unwrap();
+    }
+    ctx.rollback("temperature", 4).unwrap();
+    let locked = ctx
+        .defvariable_with::<i64>(VariableSpec::new("locked", VarType::Integer, 1).readonly())
+        .unwrap();
+    locked.set(2).unwrap();
+    let before = ctx.history("temperature", 10).unwrap();
+    let versions = |h: &[dspex::HistoryEntry]| h.iter().map(|e| e.version).collect::<Vec<_>>();
+    assert_eq!(versions(&before), [6, 5, 4]);
+
+    ctx.ensure_bridged().await.unwrap();
+    assert_eq!(ctx.backend().kind, BackendKind::Bridged);
+    assert_eq!(ctx.history("temperature", 10).unwrap(), before);
+    assert_eq!(ctx.history("locked", 10).unwrap().len(), 2);
+    assert!(locked.record().unwrap().readonly);
+    // The bridged session keeps the context's limit.
+    t.set(1.0).unwrap();
+    let typed: Vec<(u64, f64)> = t
+        .history(10)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.version, e.value))
+        .collect();
+    assert_eq!(typed, [(7, 1.0), (6, 0.4), (5, 0.5)]);
+    assert_eq!(t.rollback(5).unwrap(), 8);
+    assert_eq!(t.get().unwrap(), 0.5);
+
+    // Python's writes to the read-only variable are refused; Rust's still apply.
+    let info = ctx.bridge_session().unwrap();
+    let mut c = client(&server).await;
+    let err = c
+        .set_variable(authed(
+            set_request(&info.session_id, "locked", int(9)),
+            &info,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, ErrorKind::ReadOnly);
+    locked.set(3).unwrap();
+    assert_eq!(locked.get().unwrap(), 3);
+
+    // Bridged from the start, with its own limit; limits out of bounds are refused.
+    let bridged = Context::builder()
+        .bridged()
+        .server(server.clone())
+        .history_limit(2)
+        .build()
+        .await
+        .unwrap();
+    let n = bridged
+        .defvariable::<i64>("n", 0, Constraints::none())
+        .unwrap();
+    for i in 1..=5 {
+        n.set(i).unwrap();
+    }
+    assert_eq!(bridged.history("n", 10).unwrap().len(), 2);
+    for bad in [0, dspex::state::MAX_HISTORY_LIMIT + 1] {
+        let err = Context::builder()
+            .bridged()
+            .server(server.clone())
+            .history_limit(bad)
+            .build()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidOption { option, .. } if option == "history_limit"),
+            "{err:?}"
+        );
+    }
+    let most = Context::builder()
+        .history_limit(dspex::state::MAX_HISTORY_LIMIT)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(most.history_limit(), dspex::state::MAX_HISTORY_LIMIT);
+    drop((t, locked, n, ctx, bridged));
+    server.shutdown().await;
 }

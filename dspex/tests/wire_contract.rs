@@ -1,8 +1,10 @@
 //! The contract both sides of the bridge read: the Rust constants (limits, metadata keys, the
-//! readiness prefix) and the table of known DSPy modules, generated into
+//! readiness prefix) and the table of known DSPy modules of `dspex-core`, generated into
 //! `python/dspex_bridge/contract.json`, which the Python package reads. This test rebuilds the
 //! JSON from the Rust side and fails with a diff when the committed file differs;
-//! `DSPEX_BLESS=1 cargo test -p dspex --test wire_contract` rewrites it.
+//! `DSPEX_BLESS=1 cargo test -p dspex --test wire_contract` rewrites it. The Python test suite
+//! (`python/tests/test_contract.py`, `python/tests/test_module_table.py`) checks the installed
+//! DSPy and the worker against the same file.
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
@@ -11,10 +13,11 @@ use std::path::PathBuf;
 use dspex::bridge::limits as l;
 use dspex::bridge::{
     ACTUAL_VERSION_METADATA, ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, ERROR_METADATA,
-    EXPECTED_VERSION_METADATA, TOKEN_METADATA,
+    EXPECTED_VERSION_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA, FIELD_VALUE_METADATA,
+    TOKEN_METADATA,
 };
 use dspex::worker as w;
-use dspex_core::program::{KNOWN_MODULES, KNOWN_PARAMS};
+use dspex_core::dspy::{self, ConfigKey, ConfigKind, DspyModule, Param};
 use serde_json::{Map, Value, json};
 
 /// The bounds, by the name of their Rust constant.
@@ -41,6 +44,7 @@ fn limits_json() -> Value {
         "MAX_DESCRIPTION_BYTES": l::MAX_DESCRIPTION_BYTES,
         "MAX_CHOICES": l::MAX_CHOICES,
         "MAX_PATTERN_BYTES": l::MAX_PATTERN_BYTES,
+        "MAX_HISTORY_ENTRIES_PER_REQUEST": l::MAX_HISTORY_ENTRIES_PER_REQUEST,
         "DEFAULT_LIST_PAGE_SIZE": l::DEFAULT_LIST_PAGE_SIZE,
         "MAX_LIST_PAGE_SIZE": l::MAX_LIST_PAGE_SIZE,
         "MAX_LIST_PAGE_BYTES": l::MAX_LIST_PAGE_BYTES,
@@ -68,6 +72,9 @@ fn wire_json() -> Value {
         "ERROR_METADATA": ERROR_METADATA,
         "EXPECTED_VERSION_METADATA": EXPECTED_VERSION_METADATA,
         "ACTUAL_VERSION_METADATA": ACTUAL_VERSION_METADATA,
+        "FIELD_METADATA": FIELD_METADATA,
+        "FIELD_TYPE_METADATA": FIELD_TYPE_METADATA,
+        "FIELD_VALUE_METADATA": FIELD_VALUE_METADATA,
         "ENV_STORE_ADDR": ENV_STORE_ADDR,
         "ENV_SESSION_ID": ENV_SESSION_ID,
         "ENV_SESSION_TOKEN": ENV_SESSION_TOKEN,
@@ -75,21 +82,44 @@ fn wire_json() -> Value {
     })
 }
 
-/// The known DSPy modules and the parameters each takes, with the variable types a parameter
-/// accepts, from dspex-core's table.
+/// The table of known DSPy modules: for each, the parameters a step may bind (their variable
+/// types and how the worker applies them) and the constructor keys it takes (their kinds).
 fn modules_json() -> Value {
-    let params: Map<String, Value> = KNOWN_PARAMS
-        .iter()
-        .map(|(param, types)| {
-            let types: Vec<String> = types.iter().map(ToString::to_string).collect();
-            ((*param).to_owned(), json!(types))
-        })
-        .collect();
-    KNOWN_MODULES
-        .iter()
-        .map(|module| ((*module).to_owned(), json!({ "params": params })))
-        .collect::<Map<String, Value>>()
-        .into()
+    let param = |p: &Param| {
+        let types: Vec<&str> = p.types.iter().map(|t| t.name()).collect();
+        (
+            p.name.to_owned(),
+            json!({ "types": types, "applies": p.applies.name() }),
+        )
+    };
+    let config_key = |k: &ConfigKey| {
+        let mut kind = Map::new();
+        kind.insert("kind".into(), json!(k.kind.name()));
+        match k.kind {
+            ConfigKind::Integer { min } => {
+                kind.insert("min".into(), json!(min));
+            }
+            ConfigKind::Float { min, max } => {
+                kind.insert("min".into(), json!(min));
+                kind.insert("max".into(), json!(max));
+            }
+            ConfigKind::OneOf(options) => {
+                kind.insert("options".into(), json!(options));
+            }
+            ConfigKind::Tools | ConfigKind::Literal => {}
+        }
+        (k.name.to_owned(), Value::Object(kind))
+    };
+    let module = |m: &DspyModule| {
+        (
+            m.name.to_owned(),
+            json!({
+                "params": m.params().map(param).collect::<Map<_, _>>(),
+                "config": m.config.iter().map(config_key).collect::<Map<_, _>>(),
+            }),
+        )
+    };
+    Value::Object(dspy::MODULES.iter().map(module).collect())
 }
 
 fn contract() -> String {
@@ -161,4 +191,34 @@ fn every_limit_is_positive_and_the_sizes_are_consistent() {
         // A message listing the most choices it quotes, in ASCII, is not cut.
         assert!((l::MAX_ECHO_CHARS + 4) * l::MAX_ECHO_ITEMS + 200 < l::MAX_STATUS_MESSAGE_BYTES);
     }
+}
+
+#[test]
+fn the_module_table_says_what_each_module_takes() {
+    let modules = modules_json();
+    assert_eq!(
+        modules["ReAct"]["params"]["max_iters"],
+        json!({ "types": ["integer"], "applies": "call_argument" })
+    );
+    assert_eq!(
+        modules["Predict"]["params"]["model"],
+        json!({ "types": ["choice", "string"], "applies": "model" })
+    );
+    assert_eq!(
+        modules["ProgramOfThought"]["config"]["interpreter"],
+        json!({ "kind": "one_of", "options": ["deno", "local"] })
+    );
+    assert_eq!(
+        modules["Predict"]["config"]["top_p"],
+        json!({ "kind": "float", "min": 0.0, "max": 1.0 })
+    );
+    assert_eq!(
+        modules["ReAct"]["config"]["tools"],
+        json!({ "kind": "tools" })
+    );
+    let names: Vec<&String> = modules
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(names.len(), dspy::MODULES.len());
 }

@@ -21,6 +21,12 @@ fn the_variables_example_refuses_a_bad_value() {
         "{out}"
     );
     assert!(out.contains("backend: local backend"), "{out}");
+    assert!(
+        out.contains(
+            "rolled back to version 2: temperature = 1.2 at version 4 (rolled_back_from = 2)"
+        ),
+        "{out}"
+    );
 }
 
 #[test]
@@ -69,4 +75,51 @@ fn the_hybrid_demo_runs_both_steps_and_shows_the_changed_settings() {
     );
     assert!(out.contains("answer: Paris"), "{out}");
     assert!(out.contains("backend: bridged backend"), "{out}");
+}
+
+#[test]
+fn the_typed_example_returns_rust_values_of_the_declared_types() {
+    let out = run(env!("CARGO_BIN_EXE_typed"));
+    assert!(
+        out.contains("signature: claim, evidence -> facts: list[str], confidence: float, verdict: Literal[\"supported\", \"refuted\", \"unclear\"]"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "facts (2): [\"The Eiffel Tower stands on the Champ de Mars\", \"The Champ de Mars is in Paris\"]"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("confidence: 0.92"), "{out}");
+    assert!(out.contains("verdict: supported (keep the claim)"), "{out}");
+    assert!(
+        out.contains("reasoning (trace): \"Both facts place the tower in Paris.\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_tune_example_improves_the_score_and_applies_the_result() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tune"))
+        .output()
+        .expect("the example starts");
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("before tuning: Adder / exact_match(answer): 0.017"),
+        "{out}"
+    );
+    assert!(out.contains("tuned: best score 1.000"), "{out}");
+    assert!(out.contains("model before apply: small"), "{out}");
+    assert!(
+        out.contains("after tuning: Adder / exact_match(answer): 1.000"),
+        "{out}"
+    );
+    assert!(out.contains("saved and loaded 40 trials"), "{out}");
+    // With `progress(true)` and stderr not a terminal: no bar, the summary line only.
+    assert!(
+        err.contains("Adder / exact_match(answer): 1.000 ± 0.000 on 60 examples"),
+        "{err}"
+    );
 }

@@ -1,4 +1,5 @@
-"""Timing of ``SessionContext.get_variable`` against the real Rust bridge server:
+"""Timing of ``SessionContext.get_variable`` against the real Rust bridge server (the targets
+are those of the README's performance table):
 
 - uncached ``get_variable`` (``bypass_cache=True``) beside a bare ``Ping`` to the same server,
   interleaved in the same run: target ratio <= 1.2;

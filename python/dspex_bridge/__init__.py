@@ -7,7 +7,12 @@ gRPC (``proto/dspex/v1/bridge.proto``).
 0.7
 
 :class:`SessionContext` is async (``grpc.aio``); :class:`SyncSessionContext` is its facade for
-synchronous code. Errors are standard exceptions (see :mod:`dspex_bridge.errors`).
+synchronous code, with the same methods. Every error derives from :class:`DspexError` and from
+the standard exception it also is (``KeyError``, ``ValueError``, ``TypeError``,
+``PermissionError``, ...; see :mod:`dspex_bridge.errors`).
+
+The worker that runs DSPy modules for a Rust process is the ``dspex-worker`` command (or
+``python -m dspex_bridge.worker``).
 
 Importing the package imports nothing but the standard library: the names below load their
 module (and ``grpc``) on first use, so that ``python -m dspex_bridge.worker`` can report a
@@ -20,7 +25,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .errors import AlreadyExistsError, BridgeError, ConflictError, VariableNotFoundError
+    from .errors import (
+        AlreadyExistsError,
+        BridgeError,
+        BridgeTimeoutError,
+        BridgeUnavailableError,
+        ConflictError,
+        DspexError,
+        InvalidValueError,
+        MissingEnvironmentError,
+        ModuleImportError,
+        NotAuthorizedError,
+        ReadOnlyError,
+        UsageError,
+        VariableNotFoundError,
+        VersionNotFoundError,
+        WorkerConfigError,
+        WrongTypeError,
+    )
     from .session import (
         DEFAULT_CACHE_TTL,
         ENV_SESSION_ID,
@@ -32,13 +54,25 @@ if TYPE_CHECKING:
         connect,
     )
     from .sync import SyncSessionContext
-    from .values import GetVariablesResult, PyValue, Variable, VariableUpdate
+    from .values import GetVariablesResult, HistoryEntry, PyValue, Variable, VariableUpdate
 
 _EXPORTS = {
     "AlreadyExistsError": "errors",
     "BridgeError": "errors",
+    "BridgeTimeoutError": "errors",
+    "BridgeUnavailableError": "errors",
     "ConflictError": "errors",
+    "DspexError": "errors",
+    "InvalidValueError": "errors",
+    "MissingEnvironmentError": "errors",
+    "ModuleImportError": "errors",
+    "NotAuthorizedError": "errors",
+    "ReadOnlyError": "errors",
+    "UsageError": "errors",
     "VariableNotFoundError": "errors",
+    "VersionNotFoundError": "errors",
+    "WorkerConfigError": "errors",
+    "WrongTypeError": "errors",
     "DEFAULT_CACHE_TTL": "session",
     "ENV_SESSION_ID": "session",
     "ENV_SESSION_TOKEN": "session",
@@ -49,6 +83,7 @@ _EXPORTS = {
     "connect": "session",
     "SyncSessionContext": "sync",
     "GetVariablesResult": "values",
+    "HistoryEntry": "values",
     "PyValue": "values",
     "Variable": "values",
     "VariableUpdate": "values",

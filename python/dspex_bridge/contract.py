@@ -33,6 +33,11 @@ ERROR_METADATA: Final[str] = WIRE["ERROR_METADATA"]
 #: The trailers of a conflict: the version a write expected, the version the variable is at.
 EXPECTED_VERSION_METADATA: Final[str] = WIRE["EXPECTED_VERSION_METADATA"]
 ACTUAL_VERSION_METADATA: Final[str] = WIRE["ACTUAL_VERSION_METADATA"]
+#: The trailers of an ``OUTPUT_TYPE`` error: the field, its declared type, and (binary, UTF-8)
+#: an excerpt of the value the module returned, as JSON.
+FIELD_METADATA: Final[str] = WIRE["FIELD_METADATA"]
+FIELD_TYPE_METADATA: Final[str] = WIRE["FIELD_TYPE_METADATA"]
+FIELD_VALUE_METADATA: Final[str] = WIRE["FIELD_VALUE_METADATA"]
 #: The environment variables that describe a session.
 ENV_STORE_ADDR: Final[str] = WIRE["ENV_STORE_ADDR"]
 ENV_SESSION_ID: Final[str] = WIRE["ENV_SESSION_ID"]
@@ -48,6 +53,16 @@ def echo(text: str) -> str:
     if len(text) <= limit:
         return repr(text)
     return f"{text[:limit]!r}... ({len(text.encode('utf-8'))} bytes)"
+
+
+def excerpt(text: str) -> str:
+    """`text` as an error message quotes it between backticks: whole up to ``MAX_ECHO_CHARS``
+    characters, else its first ``MAX_ECHO_CHARS`` and how long it is (as the Rust side's
+    ``dspex_core::excerpt`` does)."""
+    limit = LIMITS["MAX_ECHO_CHARS"]
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} chars)"
 
 
 def bounded_message(message: str) -> str:

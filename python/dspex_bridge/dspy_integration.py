@@ -26,6 +26,8 @@ from typing import Any
 
 import dspy
 
+from .errors import InvalidValueError, ModuleImportError, UsageError, WrongTypeError
+
 __all__ = [
     "LM_PARAMETERS",
     "ModuleVariableResolver",
@@ -73,9 +75,9 @@ class VariableAwareMixin:
     def bind_to_variable(self, attr: str, variable: str) -> None:
         """Makes module parameter `attr` follow session variable `variable`."""
         if not attr.isidentifier():
-            raise ValueError(f"cannot bind {attr!r}: a module parameter must be an identifier")
+            raise InvalidValueError(f"cannot bind {attr!r}: a module parameter must be an identifier")
         if not variable:
-            raise ValueError(f"cannot bind {attr!r} to an empty variable name")
+            raise InvalidValueError(f"cannot bind {attr!r} to an empty variable name")
         self._dspex_bindings[attr] = variable
 
     def unbind_variable(self, attr: str) -> None:
@@ -103,7 +105,7 @@ class VariableAwareMixin:
         if not self._dspex_bindings:
             return {}
         if self._dspex_session is None:
-            raise RuntimeError(
+            raise UsageError(
                 f"{type(self).__name__} has bindings {self._dspex_bindings} but no session to read them from"
             )
         names = sorted(set(self._dspex_bindings.values()))
@@ -119,7 +121,7 @@ class VariableAwareMixin:
         """Applies variable values (variable -> value) to the bound parameters."""
         missing = sorted({v for v in self._dspex_bindings.values() if v not in values})
         if missing:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{type(self).__name__}: bound variable(s) {', '.join(map(repr, missing))} not found in the session"
             )
         applied = {}
@@ -140,7 +142,7 @@ class VariableAwareMixin:
 
     def _use_lm(self, model: str | None) -> None:
         if self._dspex_lm_factory is None:
-            raise RuntimeError(
+            raise UsageError(
                 f"{type(self).__name__}: binding `model` needs an LM factory to build the LM for {model!r}"
             )
         if model not in self._dspex_lms:
@@ -175,7 +177,7 @@ def _variable_aware_init(base: type) -> Callable[..., None]:
         lm_factory: LmFactory | None = None,
         **kwargs: Any,
     ) -> None:
-        base.__init__(self, *args, **kwargs)
+        base.__init__(self, *args, **kwargs)  # type: ignore[misc]  # `base` is the DSPy class itself
         self._init_variables(session, lm_factory)
 
     __init__.__doc__ = (
@@ -193,7 +195,7 @@ def variable_aware(cls: type) -> type:
     ``VariableAwareMixin``, made once per class); the class itself if it already is
     variable-aware."""
     if not (isinstance(cls, type) and issubclass(cls, dspy.Module)):
-        raise TypeError(f"{cls!r} is not a dspy.Module class")
+        raise WrongTypeError(f"{cls!r} is not a dspy.Module class")
     if issubclass(cls, VariableAwareMixin):
         return cls
     if cls not in _AWARE:
@@ -255,11 +257,12 @@ def import_module_class(name: str, known: Iterable[str]) -> type:
     """The ``dspy.Module`` class at dotted path `name` (`known` are the names that resolve
     without a path, for the error message).
 
-    Raises ``ValueError`` for a name that is not a path, ``ImportError`` for a path that does
-    not import, ``TypeError`` for something that is not a ``dspy.Module`` class.
+    Raises :class:`InvalidValueError` (a ``ValueError``) for a name that is not a path,
+    :class:`ModuleImportError` (an ``ImportError``) for a path that does not import,
+    :class:`WrongTypeError` (a ``TypeError``) for something that is not a ``dspy.Module`` class.
     """
     if "." not in name:
-        raise ValueError(
+        raise InvalidValueError(
             f"unknown DSPy module class {name!r}; expected one of {', '.join(sorted(known))} "
             "or a dotted path like 'my_pkg.module.Class'"
         )
@@ -267,13 +270,13 @@ def import_module_class(name: str, known: Iterable[str]) -> type:
     try:
         module = importlib.import_module(module_path)
     except ImportError as e:
-        raise ImportError(f"cannot import module class {name!r}: {e}") from e
+        raise ModuleImportError(f"cannot import module class {name!r}: {e}") from e
     try:
         cls = getattr(module, attr)
     except AttributeError:
-        raise ImportError(f"cannot import module class {name!r}: {module_path} has no {attr!r}") from None
+        raise ModuleImportError(f"cannot import module class {name!r}: {module_path} has no {attr!r}") from None
     if not (isinstance(cls, type) and issubclass(cls, dspy.Module)):
-        raise TypeError(f"{name!r} is not a dspy.Module class")
+        raise WrongTypeError(f"{name!r} is not a dspy.Module class")
     return cls
 
 
@@ -308,12 +311,12 @@ class ModuleVariableResolver:
     async def resolve(self, variable: str) -> type:
         """The class named by the current value of `variable`."""
         if self._session is None:
-            raise RuntimeError("ModuleVariableResolver needs a session to read variables")
+            raise UsageError("ModuleVariableResolver needs a session to read variables")
         value = self._session.get_variable(variable)
         if inspect.isawaitable(value):
             value = await value
         if not isinstance(value, str):
-            raise TypeError(f"variable {variable!r} holds {type(value).__name__}, not a module class name")
+            raise WrongTypeError(f"variable {variable!r} holds {type(value).__name__}, not a module class name")
         return self.resolve_class(value)
 
     def create(
@@ -328,7 +331,9 @@ class ModuleVariableResolver:
     ) -> VariableAwareMixin:
         """Instantiates `name` with `signature` and binds `bindings` (parameter -> variable)."""
         cls = self.resolve_class(name)
-        module = cls(signature, session=session or self._session, lm_factory=lm_factory, **config)
+        module: VariableAwareMixin = cls(
+            signature, session=session or self._session, lm_factory=lm_factory, **config
+        )
         items = bindings.items() if isinstance(bindings, Mapping) else bindings
         for attr, variable in items:
             module.bind_to_variable(attr, variable)

@@ -1,19 +1,41 @@
 """Exceptions of ``dspex_bridge`` and the mapping of gRPC errors to them.
 
-The Rust server puts the kind of every error in the ``x-dspex-error`` trailer (the name of a
-``ErrorKind`` of the proto), so the mapping is precise: a value of the wrong type is a
-``TypeError``, one that breaks a constraint a ``ValueError``, a missing variable a ``KeyError``
-(:class:`VariableNotFoundError`), a stale compare-and-set a :class:`ConflictError`, a bad token a
-``PermissionError``.
+Every exception the package raises derives from :class:`DspexError`, and also from the
+standard exception a Python user expects, so both ``except DspexError`` and ``except
+KeyError`` work:
 
-Every exception raised for a gRPC error carries ``code`` (the ``grpc.StatusCode``) and ``kind``
-(the kind in lower case without its prefix, ``"constraint"``, or ``None``) attributes and chains
-the original ``grpc.RpcError``.
+- :class:`VariableNotFoundError` (``KeyError``): no variable with this name;
+- :class:`MissingEnvironmentError` (``KeyError``): the ``DSPEX_*`` variables are not set;
+- :class:`AlreadyExistsError` (``ValueError``): a variable name that is taken;
+- :class:`InvalidValueError` (``ValueError``): a value, declaration or request that breaks a
+  rule (a constraint, a limit, a malformed pattern);
+- :class:`WrongTypeError` (``TypeError``): a value of the wrong type;
+- :class:`ConflictError`: a stale compare-and-set;
+- :class:`VersionNotFoundError` (``KeyError``): a rollback to a version the history no longer
+  keeps;
+- :class:`NotAuthorizedError` (``PermissionError``): a missing, wrong or expired token;
+- :class:`ReadOnlyError` (a :class:`NotAuthorizedError`): a write to a variable only Rust may
+  write;
+- :class:`BridgeUnavailableError` (``ConnectionError``): the store cannot be reached;
+- :class:`BridgeTimeoutError` (``TimeoutError``): no answer in time;
+- :class:`UsageError` (``RuntimeError``): a call the object's state does not allow (a closed
+  context, a module with no session);
+- :class:`ModuleImportError` (``ImportError``): a module class that cannot be imported;
+- :class:`WorkerConfigError` (``ValueError``): a worker's configuration on stdin that is
+  missing or unusable;
+- :class:`BridgeError` (``RuntimeError``): any other failure of the bridge.
+
+A signature field whose value does not fit its declared type is a
+:class:`~dspex_bridge.fields.FieldTypeError` (an :class:`InvalidValueError`).
+
+The Rust server puts the kind of every error in the ``x-dspex-error`` trailer (the name of an
+``ErrorKind`` of the proto, ``ERROR_KIND_CONSTRAINT``), so the mapping is precise. Every
+exception raised for a gRPC error carries ``code`` (the ``grpc.StatusCode``) and ``kind`` (the
+kind in lower case without its prefix, ``"constraint"``, or ``None``) and chains the original
+``grpc.RpcError``.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import grpc
 
@@ -21,19 +43,49 @@ from ._proto.dspex.v1 import bridge_pb2 as pb
 from .contract import ACTUAL_VERSION_METADATA, ERROR_METADATA, EXPECTED_VERSION_METADATA
 
 
-class VariableNotFoundError(KeyError):
-    """No variable with this name in the session (gRPC ``NOT_FOUND``)."""
+class DspexError(Exception):
+    """The base class of every exception of ``dspex_bridge``."""
+
+    #: The gRPC status of the failed call, when the error comes from one.
+    code: grpc.StatusCode | None = None
+    #: The kind the server gave the error (``x-dspex-error``), when it gave one.
+    kind: str | None = None
+
+
+class _MessageKeyError(DspexError, KeyError):
+    """A ``KeyError`` whose message is a sentence (``KeyError`` quotes its argument)."""
 
     def __str__(self) -> str:
-        # KeyError quotes its argument; the message is already a sentence.
         return str(self.args[0]) if self.args else ""
 
 
-class AlreadyExistsError(ValueError):
+class VariableNotFoundError(_MessageKeyError):
+    """No variable with this name in the session (gRPC ``NOT_FOUND``)."""
+
+
+class VersionNotFoundError(_MessageKeyError):
+    """A rollback to a version the variable's history no longer keeps, or never had (gRPC
+    ``NOT_FOUND``, kind ``VERSION_NOT_FOUND``); the message names the versions it keeps."""
+
+
+class MissingEnvironmentError(_MessageKeyError):
+    """The environment does not describe a session (``DSPEX_STORE_ADDR``, ...)."""
+
+
+class AlreadyExistsError(DspexError, ValueError):
     """A variable with this name already exists (gRPC ``ALREADY_EXISTS``)."""
 
 
-class ConflictError(Exception):
+class InvalidValueError(DspexError, ValueError):
+    """A value, declaration or request that breaks a rule: a constraint, a limit, a malformed
+    pattern or request, one variable twice in an atomic write."""
+
+
+class WrongTypeError(DspexError, TypeError):
+    """A value of a type the variable (or any variable) cannot hold."""
+
+
+class ConflictError(DspexError):
     """A compare-and-set write found the variable at another version (gRPC ``ABORTED``).
 
     ``expected_version`` is the version the write expected, ``actual_version`` the version the
@@ -52,18 +104,47 @@ class ConflictError(Exception):
         self.actual_version = actual_version
 
 
-class BridgeError(RuntimeError):
+class NotAuthorizedError(DspexError, PermissionError):
+    """A missing, unknown or expired session token, or the token of another session."""
+
+
+class ReadOnlyError(NotAuthorizedError):
+    """A write (set, batch, update, rollback, delete) to a read-only variable: only Rust code
+    may write it, and nothing changed (gRPC ``PERMISSION_DENIED``, kind ``READ_ONLY``)."""
+
+
+class BridgeUnavailableError(DspexError, ConnectionError):
+    """The store cannot be reached (gRPC ``UNAVAILABLE``)."""
+
+
+class BridgeTimeoutError(DspexError, TimeoutError):
+    """The store did not answer in time."""
+
+
+class UsageError(DspexError, RuntimeError):
+    """A call the object's state does not allow: a closed context, a module with no session."""
+
+
+class ModuleImportError(DspexError, ImportError):
+    """A module class given by dotted path that cannot be imported."""
+
+
+class BridgeError(DspexError, RuntimeError):
     """Any other failure of the bridge (an internal error, an unexpected status)."""
+
+
+class WorkerConfigError(DspexError, ValueError):
+    """The ``WorkerConfig`` a worker reads on its stdin is missing, truncated or over a limit."""
 
 
 def _trailers(error: grpc.RpcError) -> dict[str, str]:
     out: dict[str, str] = {}
     trailing = getattr(error, "trailing_metadata", None)
-    items: Any = trailing() if callable(trailing) else None
+    items = trailing() if callable(trailing) else None
     for key, value in items or ():
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
-        out[key] = value
+        out[str(key)] = str(value)
     return out
 
 
@@ -74,7 +155,7 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
-_VALUE_ERROR_KINDS = frozenset(
+_INVALID_VALUE_KINDS = frozenset(
     {
         pb.ERROR_KIND_CONSTRAINT,
         pb.ERROR_KIND_SPEC,
@@ -103,22 +184,26 @@ def kind_name(kind: int) -> str | None:
     return pb.ErrorKind.Name(kind).removeprefix(_KIND_PREFIX).lower()
 
 
-def map_rpc_error(error: grpc.RpcError) -> Exception:
+def map_rpc_error(error: grpc.RpcError) -> DspexError:
     """The exception a caller should see for a failed call (see the module docs)."""
     code_fn = getattr(error, "code", None)
     code: grpc.StatusCode | None = code_fn() if callable(code_fn) else None
     details_fn = getattr(error, "details", None)
-    message = (details_fn() if callable(details_fn) else None) or str(error)
+    message = str((details_fn() if callable(details_fn) else None) or error)
     trailers = _trailers(error)
     kind = error_kind(trailers.get(ERROR_METADATA))
 
-    exc: Exception
+    exc: DspexError
     if kind == pb.ERROR_KIND_TYPE:
-        exc = TypeError(message)
+        exc = WrongTypeError(message)
     elif kind == pb.ERROR_KIND_ALREADY_EXISTS:
         exc = AlreadyExistsError(message)
-    elif kind in _VALUE_ERROR_KINDS:
-        exc = ValueError(message)
+    elif kind in _INVALID_VALUE_KINDS:
+        exc = InvalidValueError(message)
+    elif kind == pb.ERROR_KIND_VERSION_NOT_FOUND:
+        exc = VersionNotFoundError(message)
+    elif kind == pb.ERROR_KIND_READ_ONLY:
+        exc = ReadOnlyError(message)
     elif kind == pb.ERROR_KIND_NOT_FOUND or code == grpc.StatusCode.NOT_FOUND:
         exc = VariableNotFoundError(message)
     elif kind == pb.ERROR_KIND_CONFLICT or code == grpc.StatusCode.ABORTED:
@@ -128,19 +213,21 @@ def map_rpc_error(error: grpc.RpcError) -> Exception:
             actual_version=_int_or_none(trailers.get(ACTUAL_VERSION_METADATA)),
         )
     elif code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        exc = PermissionError(message)
-    elif code == grpc.StatusCode.INVALID_ARGUMENT:
-        exc = ValueError(message)
-    elif code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE):
-        # Over a size limit (tonic's own message-size check carries no kind).
-        exc = ValueError(message)
+        exc = NotAuthorizedError(message)
+    elif code in (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        # Over a size limit (the transport's own message-size check carries no kind).
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+    ):
+        exc = InvalidValueError(message)
     elif code == grpc.StatusCode.UNAVAILABLE:
-        exc = ConnectionError(message)
+        exc = BridgeUnavailableError(message)
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        exc = TimeoutError(message)
+        exc = BridgeTimeoutError(message)
     else:
         exc = BridgeError(message)
-    exc.code = code  # type: ignore[attr-defined]
-    exc.kind = kind_name(kind)  # type: ignore[attr-defined]
+    exc.code = code
+    exc.kind = kind_name(kind)
     exc.__cause__ = error
     return exc

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._proto.dspex.v1 import bridge_pb2 as pb
-from .contract import echo
+from .contract import echo, excerpt
+from .errors import InvalidValueError, WrongTypeError
 
 __all__ = ["FieldType", "FieldTypeError", "field_type", "from_field_value", "text_field_value", "to_field_value"]
 
@@ -38,8 +39,16 @@ __all__ = ["FieldType", "FieldTypeError", "field_type", "from_field_value", "tex
 SUPPORTED = "str, int, float, bool, list[str], list[int], list[float], dict, Literal[...]"
 
 
-class FieldTypeError(ValueError):
-    """A field value that does not fit the field's declared type."""
+class FieldTypeError(InvalidValueError):
+    """A field value that does not fit the field's declared type: ``field`` names the field,
+    ``type`` is its declared type as a signature writes it (``float``), ``value`` an excerpt
+    of the value as JSON (its ``repr`` when it has no JSON form)."""
+
+    def __init__(self, message: str, *, field: str = "", type: str = "", value: str = "") -> None:  # noqa: A002
+        super().__init__(message)
+        self.field = field
+        self.type = type
+        self.value = value
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,7 @@ def field_type(annotation: Any) -> FieldType:
         return FieldType(_LISTS[args[0]])
     if origin is dict and args[:1] in ((), (str,)):
         return FieldType("dict")
-    raise TypeError(f"type `{_type_name(annotation)}` is not one of {SUPPORTED}")
+    raise WrongTypeError(f"type `{_type_name(annotation)}` is not one of {SUPPORTED}")
 
 
 def _type_name(annotation: Any) -> str:
@@ -91,15 +100,20 @@ def signature_types(signature: Any) -> tuple[dict[str, FieldType], dict[str, Fie
         for name, info in fields.items():
             try:
                 types[name] = field_type(info.annotation)
-            except TypeError as e:
-                raise TypeError(f"field `{name}`: {e}") from None
+            except WrongTypeError as e:
+                raise WrongTypeError(f"field `{name}`: {e}") from None
         out.append(types)
     return out[0], out[1]
 
 
 def _problem(direction: str, name: str, ftype: FieldType, value: Any, why: str) -> FieldTypeError:
     shown = echo(value) if isinstance(value, str) else echo(_json_or_repr(value))
-    return FieldTypeError(f"{direction} `{name}` ({ftype}): {shown} {why}")
+    return FieldTypeError(
+        f"{direction} `{name}` ({ftype}): {shown} {why}",
+        field=name,
+        type=str(ftype),
+        value=excerpt(_json_or_repr(value)),
+    )
 
 
 def _article(ftype: FieldType) -> str:
@@ -108,7 +122,7 @@ def _article(ftype: FieldType) -> str:
 
 def _json_or_repr(value: Any) -> str:
     try:
-        return json.dumps(value)
+        return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(value)
 

@@ -38,6 +38,7 @@ from dspy.utils.dummies import DummyLM
 
 from ._proto.dspex.v1 import bridge_pb2 as pb
 from .contract import LIMITS
+from .errors import InvalidValueError
 
 __all__ = ["CallScoped", "LmConfig", "LmFactory", "ModelLM", "ScriptedLM", "build_lm", "lm_call"]
 
@@ -55,13 +56,24 @@ class CallScoped:
     settings and a history of that call's requests only."""
 
     _call_history: list[dict[str, Any]] | None = None
+    #: The settings of the call: they win over the LM's defaults and over what a request asks
+    #: for (a module's constructor configuration, ``with { temperature: ... }`` from Rust).
+    _call_settings: dict[str, Any] = {}
 
     def for_call(self, **settings: Any) -> Self:
-        """A copy of this LM for one call: ``settings`` override its default request settings,
-        and its requests are recorded in :attr:`call_history` only."""
+        """A copy of this LM for one call: ``settings`` override its default request settings
+        and the settings each request asks for, and its requests are recorded in
+        :attr:`call_history` only."""
         lm = self.copy(**settings)  # type: ignore[attr-defined]
         lm._call_history = []
+        lm._call_settings = dict(settings)
         return lm  # type: ignore[no-any-return]
+
+    def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
+        return super().__call__(prompt, messages=messages, **{**kwargs, **self._call_settings})  # type: ignore[misc]
+
+    async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
+        return await super().acall(prompt, messages=messages, **{**kwargs, **self._call_settings})  # type: ignore[misc]
 
     @property
     def call_history(self) -> list[dict[str, Any]]:
@@ -255,7 +267,7 @@ class ScriptedLM(CallScoped, DummyLM):
         self._async_engine_spec = ScriptedAsyncEngine(engine)
 
     def copy(self, **kwargs: Any) -> ScriptedLM:
-        copied = super().copy(**kwargs)
+        copied: ScriptedLM = super().copy(**kwargs)
         copied._use_engines()
         return copied
 
@@ -292,7 +304,7 @@ class LmConfig:
         if kind == "scripted":
             s = message.scripted
             if s.delay_ms > LIMITS["MAX_SCRIPTED_DELAY_MS"]:
-                raise ValueError(
+                raise InvalidValueError(
                     f"the scripted LM's delay of {s.delay_ms} ms is over the limit of "
                     f"{LIMITS['MAX_SCRIPTED_DELAY_MS']} ms (MAX_SCRIPTED_DELAY)"
                 )
@@ -306,7 +318,7 @@ class LmConfig:
             )
         m = message.model
         if not m.model:
-            raise ValueError("a model LM needs a model string (like 'openai/gpt-4o-mini')")
+            raise InvalidValueError("a model LM needs a model string (like 'openai/gpt-4o-mini')")
         return cls(kind="model", model=m.model, settings={k: from_config_value(v) for k, v in m.settings.items()})
 
     def to_proto(self) -> pb.LmConfig:

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import contextvars
 import hmac
-import importlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -39,10 +38,20 @@ import grpc
 
 from ._proto.dspex.v1 import bridge_pb2 as pb
 from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
-from .contract import ERROR_METADATA, LIMITS, TOKEN_METADATA, bounded_message
+from .contract import (
+    ERROR_METADATA,
+    FIELD_METADATA,
+    FIELD_TYPE_METADATA,
+    FIELD_VALUE_METADATA,
+    LIMITS,
+    TOKEN_METADATA,
+    bounded_message,
+)
 from .dspy_integration import import_module_class
+from .errors import DspexError
 from .fields import FieldType, FieldTypeError, from_field_value, signature_types, text_field_value, to_field_value
 from .lm import LM_SETTINGS, LmFactory, lm_call
+from .module_config import constructor_kwargs
 from .values import from_config_value, from_proto_value
 
 __all__ = ["BUILTIN_MODULES", "CALL_ID", "CONTROL_THREADS", "ModuleServicer", "current_call_id", "resolve_module_class"]
@@ -86,34 +95,6 @@ def resolve_module_class(name: str) -> Callable[..., dspy.Module]:
     return import_module_class(name, BUILTIN_MODULES)
 
 
-def _import_callable(path: str) -> Callable[..., Any]:
-    module_path, _, attr = path.rpartition(".")
-    if not module_path:
-        raise ValueError(f"tool {path!r} must be a dotted path like 'my_pkg.tools.search'")
-    tool = getattr(importlib.import_module(module_path), attr)
-    if not callable(tool):
-        raise TypeError(f"tool {path!r} is not callable")
-    return tool  # type: ignore[no-any-return]
-
-
-def _constructor_args(config: Mapping[str, pb.ConfigValue]) -> dict[str, Any]:
-    """The constructor arguments of a module from its wire configuration: ``tools`` (dotted
-    paths) are imported, ``interpreter`` names the code interpreter (``"deno"``, DSPy's
-    sandbox, or ``"local"``), anything else is passed as is."""
-    out = {key: from_config_value(value) for key, value in config.items()}
-    tools = out.pop("tools", None)
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise TypeError(f"tools must be a list of dotted paths, not {tools!r}")
-        out["tools"] = [_import_callable(path) for path in tools]
-    interpreter = out.pop("interpreter", None)
-    if interpreter == "local":
-        out["interpreter_factory"] = dspy.LocalInterpreter
-    elif interpreter not in (None, "deno"):
-        raise ValueError(f"interpreter must be 'deno' (DSPy's sandbox) or 'local', not {interpreter!r}")
-    return out
-
-
 @dataclass(frozen=True)
 class _Module:
     """A module of the worker, and what its calls need to know about it."""
@@ -137,13 +118,36 @@ class _Call:
     kwargs: dict[str, Any]
 
 
-class _CallError(Exception):
-    """A call refused or failed: the status code, the error kind and the message."""
+class _CallError(DspexError):
+    """A call refused or failed: the status code, the error kind, the message and the trailers
+    that say more."""
 
-    def __init__(self, code: grpc.StatusCode, kind: int, message: str) -> None:
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        kind: int,
+        message: str,
+        trailers: tuple[tuple[str, str | bytes], ...] = (),
+    ) -> None:
         super().__init__(message)
-        self.code = code
-        self.kind = kind
+        self.status = code
+        self.error_kind = kind
+        self.trailers = trailers
+
+
+def _output_type_error(e: FieldTypeError) -> _CallError:
+    """An output that cannot be converted to its declared type: ``OUTPUT_TYPE``, with the field,
+    its type and the value in trailers, so that the caller can name them in its own words."""
+    return _CallError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        pb.ERROR_KIND_OUTPUT_TYPE,
+        str(e),
+        (
+            (FIELD_METADATA, e.field),
+            (FIELD_TYPE_METADATA, e.type),
+            (FIELD_VALUE_METADATA, e.value.encode("utf-8")),
+        ),
+    )
 
 
 def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb.LmCall], int]:
@@ -166,7 +170,7 @@ def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb
             ftype = entry.outputs.get(name)
             outputs[name] = text_field_value(value) if ftype is None else to_field_value(name, value, ftype)
     except FieldTypeError as e:
-        raise _CallError(grpc.StatusCode.FAILED_PRECONDITION, pb.ERROR_KIND_OUTPUT_TYPE, str(e)) from e
+        raise _output_type_error(e) from e
     calls = [lm_call(call.lm, entry_) for entry_ in call.lm.call_history]
     return outputs, calls, micros
 
@@ -195,8 +199,15 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         self._in_flight = 0
         self._served = 0
 
-    def _abort(self, context: grpc.ServicerContext, code: grpc.StatusCode, kind: int, message: str) -> NoReturn:
-        context.set_trailing_metadata(((ERROR_METADATA, pb.ErrorKind.Name(kind)),))
+    def _abort(
+        self,
+        context: grpc.ServicerContext,
+        code: grpc.StatusCode,
+        kind: int,
+        message: str,
+        trailers: tuple[tuple[str, str | bytes], ...] = (),
+    ) -> NoReturn:
+        context.set_trailing_metadata(((ERROR_METADATA, pb.ErrorKind.Name(kind)), *trailers))
         context.abort(code, bounded_message(message))
         raise AssertionError("abort returns only by raising")  # pragma: no cover
 
@@ -237,7 +248,8 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             signature = dspy.Signature(request.signature)
             inputs, outputs = signature_types(signature)
             constructor = resolve_module_class(request.module_class)
-            module = constructor(request.signature, **_constructor_args(request.config))
+            config = {key: from_config_value(value) for key, value in request.config.items()}
+            module = constructor(request.signature, **constructor_kwargs(request.module_class, config))
         except Exception as e:  # noqa: BLE001 - every failure is reported to the caller
             self._abort(
                 context,
@@ -324,7 +336,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             # A context of the call's own: the call id does not outlive the call in this thread.
             outputs, calls, micros = contextvars.copy_context().run(_run, entry, call)
         except _CallError as e:
-            self._abort(context, e.code, e.kind, str(e))
+            self._abort(context, e.status, e.error_kind, str(e), e.trailers)
         finally:
             with self._lock:
                 self._in_flight -= 1

@@ -22,9 +22,10 @@ import grpc.aio
 from ._proto.dspex.v1 import bridge_pb2 as pb
 from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
 from .contract import ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, LIMITS, TOKEN_METADATA
-from .errors import ConflictError, map_rpc_error
+from .errors import ConflictError, InvalidValueError, MissingEnvironmentError, map_rpc_error
 from .values import (
     GetVariablesResult,
+    HistoryEntry,
     PyValue,
     Variable,
     VariableUpdate,
@@ -67,10 +68,10 @@ _CHANNEL_OPTIONS = (
 def connect(address: str) -> grpc.aio.Channel:
     """An insecure channel to a dspex store (loopback or Unix socket), configured for its
     message sizes. Create it in the event loop that will use it."""
-    options = _CHANNEL_OPTIONS
+    options: list[tuple[str, str | int]] = list(_CHANNEL_OPTIONS)
     if address.startswith("unix:"):
         # gRPC would send the socket path as the HTTP/2 authority, which is not a valid one.
-        options = (*options, ("grpc.default_authority", "localhost"))
+        options.append(("grpc.default_authority", "localhost"))
     return grpc.aio.insecure_channel(address, options=options)
 
 
@@ -121,7 +122,8 @@ class SessionContext:
 
     Errors are standard exceptions: a missing variable is a ``KeyError``, a value of the wrong
     type a ``TypeError``, one outside the constraints a ``ValueError``, a stale compare-and-set
-    a :class:`~dspex_bridge.ConflictError`, a bad token a ``PermissionError``.
+    a :class:`~dspex_bridge.ConflictError`, a bad token a ``PermissionError``, a write to a
+    read-only variable a :class:`~dspex_bridge.ReadOnlyError` (also a ``PermissionError``).
     """
 
     def __init__(
@@ -172,12 +174,7 @@ class SessionContext:
         """The session described by ``DSPEX_STORE_ADDR``, ``DSPEX_SESSION_ID`` and
         ``DSPEX_SESSION_TOKEN`` (the environment a dspex worker is started with)."""
         env = os.environ if env is None else env
-        missing = [k for k in (ENV_STORE_ADDR, ENV_SESSION_ID, ENV_SESSION_TOKEN) if not env.get(k)]
-        if missing:
-            raise KeyError(
-                f"{', '.join(missing)} not set: a dspex session is described by "
-                f"{ENV_STORE_ADDR}, {ENV_SESSION_ID} and {ENV_SESSION_TOKEN}"
-            )
+        cls.check_env(env)
         return cls(
             env[ENV_SESSION_ID],
             connect(env[ENV_STORE_ADDR]),
@@ -185,6 +182,17 @@ class SessionContext:
             cache_ttl=cache_ttl,
             close_channel=True,
         )
+
+    @staticmethod
+    def check_env(env: Mapping[str, str]) -> None:
+        """Raises :class:`~dspex_bridge.MissingEnvironmentError` (a ``KeyError``) naming the
+        variables that ``env`` lacks to describe a session."""
+        missing = [k for k in (ENV_STORE_ADDR, ENV_SESSION_ID, ENV_SESSION_TOKEN) if not env.get(k)]
+        if missing:
+            raise MissingEnvironmentError(
+                f"{', '.join(missing)} not set: a dspex session is described by "
+                f"{ENV_STORE_ADDR}, {ENV_SESSION_ID} and {ENV_SESSION_TOKEN}"
+            )
 
     @classmethod
     async def initialize(
@@ -245,13 +253,13 @@ class SessionContext:
 
     async def ping(self) -> str:
         """The server's version (needs no token)."""
-        response = await self._call(self._stub.Ping, pb.PingRequest())
+        response: pb.PingResponse = await self._call(self._stub.Ping, pb.PingRequest())
         return response.server_version
 
     async def heartbeat(self) -> float | None:
         """Renews the session's TTL; returns the new expiry as a UNIX time (``None`` for the
         session of a Rust context, which never expires while the context lives)."""
-        response = await self._call(
+        response: pb.HeartbeatResponse = await self._call(
             self._stub.Heartbeat, pb.HeartbeatRequest(session_id=self.session_id)
         )
         if not response.HasField("expires_at"):
@@ -261,7 +269,7 @@ class SessionContext:
     async def cleanup(self) -> int:
         """Ends a session created with :meth:`initialize`; returns how many variables it
         dropped."""
-        response = await self._call(
+        response: pb.CleanupSessionResponse = await self._call(
             self._stub.CleanupSession, pb.CleanupSessionRequest(session_id=self.session_id)
         )
         self._cache.clear()
@@ -411,7 +419,7 @@ class SessionContext:
         if expected_version is not None:
             request.expected_version = expected_version
         self._evict(name)
-        response = await self._call(self._stub.SetVariable, request)
+        response: pb.SetVariableResponse = await self._call(self._stub.SetVariable, request)
         return response.version
 
     async def set_variables(self, values: Mapping[str, Any]) -> dict[str, int]:
@@ -484,6 +492,36 @@ class SessionContext:
             pb.DeleteVariableRequest(session_id=self.session_id, name=name),
         )
         return Variable.from_proto(response.variable)
+
+    # ---- history ----------------------------------------------------------------------------
+
+    async def get_history(self, name: str, limit: int | None = None) -> list[HistoryEntry]:
+        """The last writes of ``name``, newest first: at most ``limit`` of them (every kept one
+        with ``None``; at most ``MAX_HISTORY_ENTRIES_PER_REQUEST`` = 1000, ``ValueError``
+        beyond). Registration is version 1."""
+        request = pb.GetHistoryRequest(session_id=self.session_id, name=name)
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise InvalidValueError(f"limit: expected a non-negative int, found {limit!r}")
+            if limit >= 2**64:
+                raise InvalidValueError(f"limit: {limit} does not fit in 64 bits")
+            request.limit = limit
+        response: pb.GetHistoryResponse = await self._call(self._stub.GetHistory, request)
+        return [HistoryEntry.from_proto(e) for e in response.entries]
+
+    async def rollback(self, name: str, version: int) -> int:
+        """Writes the value ``name`` had at ``version`` again, as a new version with metadata
+        ``rolled_back_from``; returns the new version. A write like any other (watchers see an
+        update); a version the history no longer keeps is a
+        :class:`~dspex_bridge.VersionNotFoundError` (a ``KeyError``) naming those it keeps."""
+        if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**64:
+            raise InvalidValueError(f"version: expected a non-negative int, found {version!r}")
+        self._evict(name)
+        response: pb.RollbackResponse = await self._call(
+            self._stub.Rollback,
+            pb.RollbackRequest(session_id=self.session_id, name=name, version=version),
+        )
+        return response.version
 
     # ---- watching ---------------------------------------------------------------------------
 

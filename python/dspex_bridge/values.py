@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal, TypeAlias
 
 from ._proto.dspex.v1 import bridge_pb2 as pb
+from .errors import InvalidValueError, WrongTypeError
 
 #: A variable's value on the Python side.
 PyValue: TypeAlias = float | int | str | bool | list[float]
@@ -27,7 +28,7 @@ VarType: TypeAlias = Literal[
 _I64_MIN = -(2**63)
 _I64_MAX = 2**63 - 1
 
-_TYPES: dict[str, int] = {
+_TYPES: dict[str, pb.VariableType] = {
     "float": pb.VARIABLE_TYPE_FLOAT,
     "integer": pb.VARIABLE_TYPE_INTEGER,
     "string": pb.VARIABLE_TYPE_STRING,
@@ -54,15 +55,16 @@ def _describe(value: Any) -> str:
 
 
 def to_proto_value(value: Any, *, field_name: str = "value") -> pb.Value:
-    """A Python value as a wire value. Raises ``TypeError`` for a value no variable can hold,
-    ``ValueError`` for an ``int`` outside the 64-bit range."""
+    """A Python value as a wire value. Raises :class:`~dspex_bridge.WrongTypeError` (a
+    ``TypeError``) for a value no variable can hold, :class:`~dspex_bridge.InvalidValueError` (a
+    ``ValueError``) for an ``int`` outside the 64-bit range."""
     # bool first: it is a subclass of int, and must never become one.
     if isinstance(value, bool):
         return pb.Value(boolean_value=value)
     if isinstance(value, numbers.Integral):
         i = int(value)
         if not _I64_MIN <= i <= _I64_MAX:
-            raise ValueError(f"{field_name}: {i} does not fit in a 64-bit integer")
+            raise InvalidValueError(f"{field_name}: {i} does not fit in a 64-bit integer")
         return pb.Value(integer_value=i)
     if isinstance(value, numbers.Real):
         return pb.Value(float_value=float(value))
@@ -74,12 +76,12 @@ def to_proto_value(value: Any, *, field_name: str = "value") -> pb.Value:
         components: list[float] = []
         for i, x in enumerate(value):
             if isinstance(x, bool) or not isinstance(x, numbers.Real):
-                raise TypeError(
+                raise WrongTypeError(
                     f"{field_name}: an embedding holds numbers, found {_describe(x)} at index {i}"
                 )
             components.append(float(x))
         return pb.Value(embedding_value=pb.Embedding(values=components))
-    raise TypeError(
+    raise WrongTypeError(
         f"{field_name}: {_describe(value)} ({type(value).__name__}) is not a variable value; "
         "expected float, int, str, bool or a list of floats"
     )
@@ -118,7 +120,7 @@ def to_config_value(value: Any, *, key: str = "value") -> pb.ConfigValue:
         return pb.ConfigValue(string=value)
     if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
         return pb.ConfigValue(strings=pb.StringList(values=list(value)))
-    raise TypeError(
+    raise WrongTypeError(
         f"{key}: {_describe(value)} is not a setting; expected a float, int, str, bool or list of str"
     )
 
@@ -134,18 +136,18 @@ def from_config_value(value: pb.ConfigValue) -> ConfigPyValue | None:
     return result
 
 
-def to_proto_type(var_type: str) -> int:
+def to_proto_type(var_type: str) -> pb.VariableType:
     """A type name (``"float"``, ...) as the wire enum; ``ValueError`` for an unknown one."""
     try:
         return _TYPES[var_type]
     except KeyError:
         expected = ", ".join(_TYPES)
-        raise ValueError(f"unknown variable type {var_type!r}; expected one of {expected}") from None
+        raise InvalidValueError(f"unknown variable type {var_type!r}; expected one of {expected}") from None
 
 
 def _number(bound: Any, key: str) -> pb.Number:
     if isinstance(bound, bool) or not isinstance(bound, numbers.Real):
-        raise TypeError(f"constraints[{key!r}]: a bound must be a number, found {_describe(bound)}")
+        raise WrongTypeError(f"constraints[{key!r}]: a bound must be a number, found {_describe(bound)}")
     if isinstance(bound, numbers.Integral):
         return pb.Number(integer=int(bound))
     return pb.Number(float=float(bound))
@@ -160,7 +162,7 @@ def to_proto_constraints(constraints: Mapping[str, Any] | None) -> pb.Constraint
         return out
     unknown = sorted(set(constraints) - set(_CONSTRAINT_KEYS))
     if unknown:
-        raise ValueError(
+        raise InvalidValueError(
             f"unknown constraint {unknown[0]!r}; expected one of {', '.join(_CONSTRAINT_KEYS)}"
         )
     for key in ("min", "max"):
@@ -170,14 +172,14 @@ def to_proto_constraints(constraints: Mapping[str, Any] | None) -> pb.Constraint
         if constraints.get(key) is not None:
             n = constraints[key]
             if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-                raise ValueError(f"constraints[{key!r}]: expected a non-negative int, found {n!r}")
+                raise InvalidValueError(f"constraints[{key!r}]: expected a non-negative int, found {n!r}")
             setattr(out, key, int(n))
     if constraints.get("pattern") is not None:
         out.pattern = str(constraints["pattern"])
     if constraints.get("choices") is not None:
         choices = constraints["choices"]
         if isinstance(choices, str):
-            raise TypeError("constraints['choices']: expected a list of strings, found a string")
+            raise WrongTypeError("constraints['choices']: expected a list of strings, found a string")
         out.choices.SetInParent()
         out.choices.values.extend(str(c) for c in choices)
     return out
@@ -217,6 +219,8 @@ class Variable:
     created_at: datetime
     updated_at: datetime
     source: str
+    #: Only Rust may write it: a write from Python raises :class:`~dspex_bridge.ReadOnlyError`.
+    readonly: bool = False
 
     @classmethod
     def from_proto(cls, v: pb.Variable) -> Variable:
@@ -233,6 +237,7 @@ class Variable:
             created_at=_datetime(v.created_at),
             updated_at=_datetime(v.updated_at),
             source=_SOURCES.get(v.source, "unspecified"),
+            readonly=v.readonly,
         )
 
 
@@ -278,3 +283,30 @@ class GetVariablesResult:
     found: dict[str, PyValue | None]
     missing: list[str]
     records: dict[str, Variable]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One accepted write of a variable, as its history keeps it (registration is version 1).
+
+    ``metadata`` is the metadata given with that write: empty for a plain write,
+    ``{"rolled_back_from": "<version>"}`` for a rollback, the declared metadata for the
+    registration.
+    """
+
+    version: int
+    value: PyValue | None
+    source: str
+    metadata: dict[str, str]
+    at: datetime
+
+    @classmethod
+    def from_proto(cls, e: pb.HistoryEntry) -> HistoryEntry:
+        """Decodes a wire history entry."""
+        return cls(
+            version=e.version,
+            value=from_proto_value(e.value),
+            source=_SOURCES.get(e.source, "unspecified"),
+            metadata=dict(e.metadata),
+            at=_datetime(e.at),
+        )

@@ -1,4 +1,4 @@
-"""The dspex Python worker: ``python -m dspex_bridge.worker``.
+"""The dspex Python worker: ``dspex-worker`` (or ``python -m dspex_bridge.worker``).
 
 It serves ``ModuleService`` (``proto/dspex/v1/bridge.proto``) on loopback: it creates real DSPy
 modules (``Predict``, ``ChainOfThought``, ``ReAct``, ``ProgramOfThought``, or any ``dspy.Module``
@@ -30,7 +30,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # Only the standard library and the package's own pure-Python modules at import time: a missing
@@ -48,41 +48,41 @@ SHUTDOWN_GRACE = 2.0
 ORPHAN_EXIT_AFTER = 5.0
 
 
-class ConfigError(Exception):
-    """The worker configuration on stdin is missing or unusable."""
-
-
 def encode_config(config: Any) -> bytes:
     """A ``WorkerConfig`` message framed as the worker reads it from stdin."""
-    data = config.SerializeToString()
+    data: bytes = config.SerializeToString()
     return struct.pack(">I", len(data)) + data
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
+    from .errors import WorkerConfigError
+
     chunks = []
     while size:
         chunk = os.read(fd, size)
         if not chunk:
-            raise ConfigError("stdin closed before the whole WorkerConfig arrived")
+            raise WorkerConfigError("stdin closed before the whole WorkerConfig arrived")
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)
 
 
 def read_config(fd: int = 0) -> Any:
-    """Reads the framed ``WorkerConfig`` from `fd` (stdin), within ``MAX_WORKER_CONFIG_BYTES``."""
+    """Reads the framed ``WorkerConfig`` from `fd` (stdin), within ``MAX_WORKER_CONFIG_BYTES``;
+    :class:`~dspex_bridge.errors.WorkerConfigError` when it cannot."""
     from ._proto.dspex.v1 import bridge_pb2 as pb
+    from .errors import WorkerConfigError
 
     (size,) = struct.unpack(">I", _read_exactly(fd, 4))
     if size > LIMITS["MAX_WORKER_CONFIG_BYTES"]:
-        raise ConfigError(
+        raise WorkerConfigError(
             f"the WorkerConfig takes {size} bytes, over the limit of {LIMITS['MAX_WORKER_CONFIG_BYTES']} "
             "(MAX_WORKER_CONFIG_BYTES)"
         )
     config = pb.WorkerConfig.FromString(_read_exactly(fd, size))
     calls = config.max_concurrent_calls or LIMITS["DEFAULT_MAX_CONCURRENT_CALLS"]
     if calls > LIMITS["MAX_CONCURRENT_CALLS"]:
-        raise ConfigError(
+        raise WorkerConfigError(
             f"max_concurrent_calls {calls} is over the limit of {LIMITS['MAX_CONCURRENT_CALLS']} (MAX_CONCURRENT_CALLS)"
         )
     config.max_concurrent_calls = calls
@@ -118,6 +118,7 @@ def serve(env: Mapping[str, str], config: Any) -> None:
 
     from ._proto.dspex.v1 import bridge_pb2 as pb
     from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
+    from .errors import BridgeError
     from .lm import LmConfig, LmFactory
     from .module_service import CONTROL_THREADS, ModuleServicer
 
@@ -140,7 +141,7 @@ def serve(env: Mapping[str, str], config: Any) -> None:
     listen = env.get(ENV_LISTEN) or "127.0.0.1:0"
     port = server.add_insecure_port(listen)
     if port == 0:
-        raise OSError(f"cannot listen on {listen}")
+        raise BridgeError(f"cannot listen on {listen}")
     server.start()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -162,8 +163,23 @@ def serve(env: Mapping[str, str], config: Any) -> None:
     log.info("stopped")
 
 
-def main() -> int:
-    """Entry point of ``python -m dspex_bridge.worker``."""
+def _parse_args(argv: Sequence[str] | None) -> None:
+    """``--help`` (the worker takes no arguments: its environment and its stdin configure it)."""
+    import argparse
+
+    summary, _, details = (__doc__ or "").partition("\n\n")
+    parser = argparse.ArgumentParser(
+        prog="dspex-worker",
+        description=summary,
+        epilog=details,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dspex-worker`` command and of ``python -m dspex_bridge.worker``."""
+    _parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
         level=os.environ.get("DSPEX_WORKER_LOG", "INFO").upper(),
@@ -176,6 +192,8 @@ def main() -> int:
     except ImportError as e:
         print(f"dspex worker: {sys.executable} could not import {e.name or e}: {e}", file=sys.stderr)
         return 3
+    from .errors import WorkerConfigError
+
     try:
         for key in (ENV_SESSION_ID, ENV_SESSION_TOKEN):
             if not os.environ.get(key):
@@ -185,7 +203,7 @@ def main() -> int:
     except KeyError as e:
         print(f"dspex worker: missing environment: {e}", file=sys.stderr)
         return 2
-    except ConfigError as e:
+    except WorkerConfigError as e:
         print(f"dspex worker: bad WorkerConfig on stdin: {e}", file=sys.stderr)
         return 2
     except ImportError as e:

@@ -1,4 +1,5 @@
-"""Custom DSPy modules that the worker tests load by dotted path (``sample_modules.Shouter``)."""
+"""Custom DSPy modules and tools that the worker tests load by dotted path
+(``sample_modules.Shouter``, ``sample_modules.word_count``)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ import dspy
 
 
 class Shouter(dspy.Module):
-    """Upper-cases its input without an LM call."""
+    """Upper-cases its input (a text, or each item of a list) without an LM call."""
 
     def __init__(self, signature: str) -> None:
         super().__init__()
         self.signature = dspy.Signature(signature)
 
-    def forward(self, **kwargs: str) -> dspy.Prediction:
+    def forward(self, **kwargs: object) -> dspy.Prediction:
         (name,) = self.signature.input_fields
         (out,) = self.signature.output_fields
-        return dspy.Prediction(**{out: kwargs[name].upper()})
+        value = kwargs[name]
+        loud = [str(item).upper() for item in value] if isinstance(value, list) else str(value).upper()
+        return dspy.Prediction(**{out: loud})
 
 
 class Exploding(dspy.Module):
@@ -30,15 +33,23 @@ class Exploding(dspy.Module):
 
 
 class Sleeper(dspy.Module):
-    """Takes its time (``seconds`` input, default 30) before answering."""
+    """Takes its time (``seconds`` input, default 30) before answering. With a ``notify``
+    input (``host:port``), it first connects there and sends ``call started``, so that a test
+    knows the call is under way without guessing how long that takes."""
 
     def __init__(self, signature: str) -> None:
         super().__init__()
         self.signature = dspy.Signature(signature)
 
     def forward(self, **kwargs: str) -> dspy.Prediction:
+        import socket
         import time
 
+        notify = kwargs.get("notify")
+        if notify:
+            host, _, port = notify.rpartition(":")
+            with socket.create_connection((host, int(port))) as marker:
+                marker.sendall(b"call started\n")
         time.sleep(float(kwargs.get("seconds") or 30))
         (out,) = self.signature.output_fields
         return dspy.Prediction(**{out: "slept"})
@@ -185,3 +196,8 @@ class Overlap(dspy.Module):
             cls._running -= 1
         (out,) = self.signature.output_fields
         return dspy.Prediction(**{out: str(peak)})
+
+
+def word_count(text: str) -> int:
+    """Counts the words of `text` (a tool the agents of the tests call by dotted path)."""
+    return len(str(text).split())

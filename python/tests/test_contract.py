@@ -11,7 +11,7 @@ import pytest
 from dspex_bridge import contract, session
 from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb
 from dspex_bridge.dspy_integration import LM_PARAMETERS, ModuleVariableResolver
-from dspex_bridge.errors import error_kind, kind_name, map_rpc_error
+from dspex_bridge.errors import ReadOnlyError, VersionNotFoundError, error_kind, kind_name, map_rpc_error
 from dspex_bridge.lm import LM_SETTINGS, LmConfig
 from dspex_bridge.module_service import BUILTIN_MODULES
 
@@ -27,7 +27,7 @@ def test_every_known_module_takes_the_parameters_the_worker_applies() -> None:
         params = entry["params"]
         for setting in (*LM_SETTINGS, "model"):
             assert setting in params, (module, setting)
-        assert params["temperature"] == ["float"] and params["max_tokens"] == ["integer"]
+        assert params["temperature"]["types"] == ["float"] and params["max_tokens"]["types"] == ["integer"]
     assert set(LM_SETTINGS) == set(LM_PARAMETERS)
 
 
@@ -81,8 +81,20 @@ def test_error_kinds_are_spelled_through_the_proto_enum(kind: str, code: grpc.St
     assert pb.ErrorKind.Name(error_kind(kind)) == kind
     exc = map_rpc_error(_Error(code, kind))
     assert isinstance(exc, expected)
-    assert exc.kind == kind.removeprefix("ERROR_KIND_").lower()  # type: ignore[attr-defined]
+    assert exc.kind == kind.removeprefix("ERROR_KIND_").lower()
     assert error_kind("not a kind") == pb.ERROR_KIND_UNSPECIFIED and kind_name(pb.ERROR_KIND_UNSPECIFIED) is None
+
+
+def test_every_error_kind_of_the_proto_maps_to_a_dspex_error_with_its_short_name() -> None:
+    for name, number in pb.ErrorKind.items():
+        if number == pb.ERROR_KIND_UNSPECIFIED:
+            continue
+        exc = map_rpc_error(_Error(grpc.StatusCode.UNKNOWN, name))
+        assert exc.kind == name.removeprefix("ERROR_KIND_").lower(), name
+    read_only = map_rpc_error(_Error(grpc.StatusCode.PERMISSION_DENIED, "ERROR_KIND_READ_ONLY"))
+    assert isinstance(read_only, ReadOnlyError)
+    gone = map_rpc_error(_Error(grpc.StatusCode.NOT_FOUND, "ERROR_KIND_VERSION_NOT_FOUND"))
+    assert isinstance(gone, VersionNotFoundError)
 
 
 def test_the_lm_configuration_round_trips_through_its_message() -> None:

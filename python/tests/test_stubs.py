@@ -1,46 +1,35 @@
-"""The generated gRPC stubs never drift from ``proto/``: they are compared with a fresh
-compilation of the proto file."""
+"""The committed gRPC stubs never drift from ``proto/``: a fresh run of
+``python/generate_stubs.py`` into a temporary directory must give the very same files."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2
+PYTHON_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PYTHON_DIR))
 
-from dspex_bridge._proto.dspex.v1 import bridge_pb2
-
-ROOT = Path(__file__).resolve().parents[2]
+import generate_stubs  # noqa: E402
 
 
-def test_the_installed_stubs_match_the_proto_file(tmp_path: Path) -> None:
-    out = tmp_path / "bridge.desc"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"-Idspex_bridge/_proto={ROOT / 'proto'}",
-            f"--descriptor_set_out={out}",
-            str(ROOT / "proto/dspex/v1/bridge.proto"),
-        ],
-        check=True,
+def test_the_committed_stubs_are_what_the_proto_file_generates(tmp_path: Path) -> None:
+    fresh = generate_stubs.generate(tmp_path)
+    committed = sorted(
+        p.relative_to(PYTHON_DIR)
+        for p in (PYTHON_DIR / generate_stubs.PACKAGE_PATH).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
     )
-    fresh = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file[0]
-    installed = descriptor_pb2.FileDescriptorProto()
-    bridge_pb2.DESCRIPTOR.CopyToProto(installed)
-    # `--descriptor_set_out` adds json names that the embedded descriptor leaves implicit.
-    for message in fresh.message_type:
-        _clear_json_names(message)
-    assert fresh.name == installed.name
-    assert fresh == installed, (
-        "python/dspex_bridge/_proto is stale: run scripts/python-env to regenerate it from proto/"
-    )
+    assert fresh == committed, "files differ; run python/generate_stubs.py"
+    stale = [
+        str(path)
+        for path in fresh
+        if (tmp_path / path).read_bytes() != (PYTHON_DIR / path).read_bytes()
+    ]
+    assert not stale, f"{stale} differ from proto/; run python/generate_stubs.py"
 
 
-def _clear_json_names(message: descriptor_pb2.DescriptorProto) -> None:
-    for field in message.field:
-        field.ClearField("json_name")
-    for nested in message.nested_type:
-        _clear_json_names(nested)
+def test_the_stubs_describe_every_service_of_the_proto_file() -> None:
+    from dspex_bridge._proto.dspex.v1 import bridge_pb2
+
+    services = set(bridge_pb2.DESCRIPTOR.services_by_name)
+    assert services == {"SessionService", "ModuleService"}

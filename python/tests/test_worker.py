@@ -23,7 +23,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from dspex_bridge import SessionContext
+from dspex_bridge import SessionContext, contract
 from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb
 from dspex_bridge._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
 from dspex_bridge.contract import LIMITS, READY_PREFIX
@@ -344,6 +344,11 @@ async def test_an_output_that_does_not_fit_its_type_is_an_output_type_error(work
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert kind(e.value) == "ERROR_KIND_OUTPUT_TYPE"
     assert e.value.details() == "output `score` (float): 'high' cannot be converted to float"
+    # The trailers name the field, its type and the value (as JSON), for the caller's own words.
+    trailers = dict(e.value.trailing_metadata() or ())
+    assert trailers[contract.FIELD_METADATA] == "score"
+    assert trailers[contract.FIELD_TYPE_METADATA] == "float"
+    assert trailers[contract.FIELD_VALUE_METADATA] == b'"high"'
     # A huge raw value is quoted by its prefix only.
     await create(worker, "huge", "sample_modules.Fixed", "question -> count: int", config={"value": "9x" * 500_000})
     with pytest.raises(grpc.aio.AioRpcError) as e:
@@ -351,6 +356,9 @@ async def test_an_output_that_does_not_fit_its_type_is_an_output_type_error(work
     details = e.value.details() or ""
     assert details.startswith("output `count` (int): '9x9x") and details.endswith("... (1000000 bytes) cannot be converted to int")
     assert len(details) < 200
+    value = dict(e.value.trailing_metadata() or ())[contract.FIELD_VALUE_METADATA]
+    limit = contract.LIMITS["MAX_ECHO_CHARS"]
+    assert value.decode() == '"' + ("9x" * 500_000)[: limit - 1] + "... (1000002 chars)"
     # A type the wire does not carry is refused when the module is created.
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await create(worker, "set", "Predict", "question -> items: set[int]")

@@ -1,6 +1,7 @@
 //! Shared helpers of the cross-crate integration tests in `tests/`: finding the Python
 //! interpreter, driving real Python processes (`tests/python/agent.py`) against a bridged
-//! context, the fixture variables, and JSON <-> [`Value`] conversions.
+//! context, the fixture variables, JSON <-> [`Value`] conversions, and the events tests wait
+//! for instead of sleeping (process exits, marker lines, log events).
 //!
 //! The interpreter is `DSPEX_PYTHON`, else the workspace's `.venv/bin/python` if it exists,
 //! else `python3`. If it cannot import `dspex_bridge` the tests fail (never skip) with a message
@@ -17,6 +18,10 @@ use std::time::Duration;
 use dspex::bridge::SessionInfo;
 use dspex::{Constraints, Context, Value, VarType, VariableSpec};
 use serde_json::json;
+
+mod events;
+
+pub use events::{LogEvents, Marker, process_alive, wait_gone, wait_gone_blocking};
 
 /// How long a test waits for one answer of a Python process before failing.
 pub const PYTHON_TIMEOUT: Duration = Duration::from_secs(120);
@@ -51,7 +56,7 @@ pub fn python() -> &'static Path {
         match output {
             Ok(o) if o.status.success() => python,
             Ok(o) => panic!(
-                "the Python interpreter {} cannot import dspex_bridge:\n{}\nRun scripts/python-env (it creates .venv with dspex_bridge and its generated gRPC stubs), or set DSPEX_PYTHON to an interpreter that has it.",
+                "the Python interpreter {} cannot import dspex_bridge:\n{}\nRun scripts/python-env (it creates .venv with the pinned packages and dspex_bridge), or set DSPEX_PYTHON to an interpreter that has it (`pip install ./python`).",
                 python.display(),
                 String::from_utf8_lossy(&o.stderr).trim()
             ),
@@ -343,28 +348,4 @@ pub fn worker_config() -> dspex::worker::WorkerConfig {
             workspace_root().join("python/tests").display().to_string(),
         )
         .ready_timeout(PYTHON_TIMEOUT)
-}
-
-/// Whether process `pid` is alive (exists and is not a zombie waiting to be reaped).
-pub fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the field after the parenthesized command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
-/// Waits until process `pid` is gone; `false` if it is still alive after `timeout`.
-pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        if !process_alive(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    !process_alive(pid)
 }

@@ -81,6 +81,7 @@ fn python_reads_what_rust_registered() {
     );
     let (_, _, mro) = py.err(json!({"op": "get", "name": "nope"}));
     assert!(mro.contains(&"KeyError".to_owned()), "{mro:?}");
+    assert!(mro.contains(&"DspexError".to_owned()), "{mro:?}");
     py.finish();
     drop(ctx);
     server.shutdown_blocking();
@@ -256,8 +257,9 @@ fn wrong_types_and_constraint_violations_raise_and_change_nothing() {
         ),
     ];
     for (name, value, message) in type_errors {
-        let (error, got, _) = py.err(json!({"op": "set", "name": name, "value": value}));
-        assert_eq!((error.as_str(), got.as_str()), ("TypeError", message));
+        let (error, got, mro) = py.err(json!({"op": "set", "name": name, "value": value}));
+        assert_eq!((error.as_str(), got.as_str()), ("WrongTypeError", message));
+        assert!(mro.contains(&"TypeError".to_owned()), "{mro:?}");
     }
     let value_errors = [
         (
@@ -283,8 +285,12 @@ fn wrong_types_and_constraint_violations_raise_and_change_nothing() {
         ),
     ];
     for (name, value, message) in value_errors {
-        let (error, got, _) = py.err(json!({"op": "set", "name": name, "value": value}));
-        assert_eq!((error.as_str(), got.as_str()), ("ValueError", message));
+        let (error, got, mro) = py.err(json!({"op": "set", "name": name, "value": value}));
+        assert_eq!(
+            (error.as_str(), got.as_str()),
+            ("InvalidValueError", message)
+        );
+        assert!(mro.contains(&"ValueError".to_owned()), "{mro:?}");
     }
     // An atomic batch with one bad write applies nothing.
     let (error, message, _) = py.err(json!({
@@ -292,11 +298,11 @@ fn wrong_types_and_constraint_violations_raise_and_change_nothing() {
     }));
     assert_eq!(
         (error.as_str(), message.as_str()),
-        ("ValueError", "max_tokens: 99999 is above max 4096")
+        ("InvalidValueError", "max_tokens: 99999 is above max 4096")
     );
     // A value no variable can hold never leaves Python.
     let (error, _, _) = py.err(json!({"op": "set", "name": "temperature", "value": {"a": 1}}));
-    assert_eq!(error, "TypeError");
+    assert_eq!(error, "WrongTypeError");
     // A taken name.
     let (error, message, mro) = py.err(json!({
         "op": "register", "name": "temperature", "var_type": "float", "initial": 0.1
@@ -374,10 +380,10 @@ fn wrong_tokens_and_other_sessions_are_refused() {
     let (error, message, _) = py.err(json!({"op": "get", "name": "temperature"}));
     assert_eq!(
         (error.as_str(), message.as_str()),
-        ("PermissionError", "invalid or expired session token")
+        ("NotAuthorizedError", "invalid or expired session token")
     );
     let (error, _, _) = py.err(json!({"op": "set", "name": "temperature", "value": 1.0}));
-    assert_eq!(error, "PermissionError");
+    assert_eq!(error, "NotAuthorizedError");
     py.finish();
 
     // A valid token, used for another session's id.
@@ -387,7 +393,7 @@ fn wrong_tokens_and_other_sessions_are_refused() {
     };
     let mut py = PyAgent::start(&crossed);
     let (error, message, _) = py.err(json!({"op": "get", "name": "temperature"}));
-    assert_eq!(error, "PermissionError");
+    assert_eq!(error, "NotAuthorizedError");
     assert_eq!(
         message,
         format!(
@@ -396,7 +402,7 @@ fn wrong_tokens_and_other_sessions_are_refused() {
         )
     );
     let (error, _, _) = py.err(json!({"op": "set", "name": "temperature", "value": 1.0}));
-    assert_eq!(error, "PermissionError");
+    assert_eq!(error, "NotAuthorizedError");
     py.finish();
     assert_eq!(ctx.get::<f64>("temperature").unwrap(), 0.7);
     assert_eq!(ctx.record("temperature").unwrap().version, 1);
@@ -410,7 +416,7 @@ fn wrong_tokens_and_other_sessions_are_refused() {
     let mut py = PyAgent::start(&other_info);
     drop(other);
     let (error, _, _) = py.err(json!({"op": "list"}));
-    assert_eq!(error, "PermissionError");
+    assert_eq!(error, "NotAuthorizedError");
     py.finish();
     drop(ctx);
     server.shutdown_blocking();

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use dspex::prelude::*;
 use dspex::{LmCall, ProgramBuilder, Step, StepTrace};
-use dspex_tests::{process_alive, wait_gone, worker_config};
+use dspex_tests::{LogEvents, Marker, process_alive, wait_gone, wait_gone_blocking, worker_config};
 
 /// Classifies a question, saying which model it was bound to.
 #[derive(Default)]
@@ -25,7 +25,7 @@ struct Classify;
 
 impl Module for Classify {
     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
-        let question = inputs.require("question")?;
+        let question = inputs.get::<&str>("question")?;
         let kind = if question.to_lowercase().starts_with("why") {
             "explanation"
         } else {
@@ -40,7 +40,7 @@ impl Module for Classify {
 }
 
 dspex_program! {
-    /// A native classifier, then DSPy's ChainOfThought.
+    /// The README's program: a native classifier, then DSPy's ChainOfThought.
     program QaPipeline: "question -> answer" {
         variables {
             temperature: float = 0.7 { min: 0.0, max: 2.0 },
@@ -123,19 +123,19 @@ async fn start_creates_a_bridged_context_whose_worker_runs_the_python_step() {
     assert_eq!(out.answer, "[scripted answer] What is DSPy?");
     let classify = trace.step("classify").unwrap();
     assert_eq!(
-        classify.outputs.get("category"),
-        Some("fact (for gpt-4o-mini)")
+        classify.outputs.get::<&str>("category").unwrap(),
+        "fact (for gpt-4o-mini)"
     );
     let answer = trace.step("answer").unwrap();
     assert_eq!(answer.runner.to_string(), "python ChainOfThought");
     assert_eq!(
-        answer.inputs.get("category"),
-        Some("fact (for gpt-4o-mini)")
+        answer.inputs.get::<&str>("category").unwrap(),
+        "fact (for gpt-4o-mini)"
     );
     assert!(
         answer
             .outputs
-            .get("reasoning")
+            .get::<&str>("reasoning")
             .unwrap()
             .starts_with("[scripted reasoning]")
     );
@@ -165,8 +165,13 @@ async fn start_creates_a_bridged_context_whose_worker_runs_the_python_step() {
         ("claude-3-haiku", Some(1.5), Some(64))
     );
     assert_eq!(
-        trace.step("classify").unwrap().outputs.get("category"),
-        Some("explanation (for claude-3-haiku)")
+        trace
+            .step("classify")
+            .unwrap()
+            .outputs
+            .get::<&str>("category")
+            .unwrap(),
+        "explanation (for claude-3-haiku)"
     );
     // A refused write changes nothing, and the next call still uses the last accepted value.
     assert!(qa.temperature().set(2.5).is_err());
@@ -188,17 +193,60 @@ async fn a_var_step_takes_its_dspy_class_from_the_variable_at_run_time() {
     assert_eq!(out.answer, "[scripted answer] What is a module?");
     let answer = trace.step("answer").unwrap();
     assert_eq!(answer.runner.to_string(), "python Predict");
-    assert!(answer.outputs.get("reasoning").is_none());
+    assert!(!answer.outputs.contains("reasoning"));
     assert_eq!(only_call(answer).temperature, Some(0.3));
 
     qa.reasoning().set("ChainOfThought").unwrap();
     let (_, trace) = qa.run_traced(input()).await.unwrap();
     let answer = trace.step("answer").unwrap();
     assert_eq!(answer.runner.to_string(), "python ChainOfThought");
-    assert!(answer.outputs.get("reasoning").is_some());
+    assert!(answer.outputs.contains("reasoning"));
     // The class is not among the allowed modules: the write is refused.
     assert!(qa.reasoning().set("ReAct").is_err());
     assert_eq!(ctx.worker_status().unwrap().modules, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_reach_native_and_python_steps_and_leave_the_context_alone() {
+    let ctx = context().await;
+    let qa = DerivedQa::attach(&ctx).await.unwrap();
+    let input = || DerivedQaInput {
+        question: "What is a module?".into(),
+    };
+    // `model` is read by the native step: the run sees the override, the context does not.
+    let overrides = dspex::Overrides::new().with("model", "claude-3-haiku");
+    let (_, trace) = qa.run_with_traced(&overrides, input()).await.unwrap();
+    let classify = trace.step("classify").unwrap();
+    assert_eq!(
+        classify.params.get::<String>("llm_model").unwrap(),
+        "claude-3-haiku"
+    );
+    assert_eq!(qa.model().get().unwrap(), "gpt-4o-mini");
+    // `temperature` is bound to the python step and `reasoning` names its class: the call
+    // carries the overridden temperature to the worker, and runs the overriding class.
+    let overrides = dspex::Overrides::new()
+        .with("temperature", 0.9)
+        .with("reasoning", "ChainOfThought");
+    let (out, trace) = qa.run_with_traced(&overrides, input()).await.unwrap();
+    assert_eq!(out.answer, "[scripted answer] What is a module?");
+    let answer = trace.step("answer").unwrap();
+    assert_eq!(answer.runner.to_string(), "python ChainOfThought");
+    assert!(answer.outputs.contains("reasoning"));
+    assert_eq!(answer.params.get::<f64>("temperature").unwrap(), 0.9);
+    assert_eq!(only_call(answer).temperature, Some(0.9));
+    // The context is untouched, and the next plain run uses its values.
+    assert_eq!(qa.temperature().get().unwrap(), 0.3);
+    assert_eq!(qa.reasoning().get().unwrap(), "Predict");
+    let (_, trace) = qa.run_traced(input()).await.unwrap();
+    let answer = trace.step("answer").unwrap();
+    assert_eq!(answer.runner.to_string(), "python Predict");
+    assert_eq!(only_call(answer).temperature, Some(0.3));
+    // An override the variable refuses fails the run before any step runs.
+    let err = qa
+        .run_with(&dspex::Overrides::new().with("reasoning", "ReAct"), input())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("reasoning: "), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,7 +274,10 @@ async fn adding_a_python_step_upgrades_a_running_native_program_once() {
         .run(Fields::from([("question", "Why?")]))
         .await
         .unwrap();
-    assert_eq!(out.get("category"), Some("explanation (for gpt-4o-mini)"));
+    assert_eq!(
+        out.get::<&str>("category").unwrap(),
+        "explanation (for gpt-4o-mini)"
+    );
     assert_eq!(ctx.backend().kind, BackendKind::Local);
     ctx.set("temperature", 0.9).unwrap();
     let before = ctx.list(None).unwrap();
@@ -254,7 +305,10 @@ async fn adding_a_python_step_upgrades_a_running_native_program_once() {
         .run_traced(Fields::from([("question", "What now?")]))
         .await
         .unwrap();
-    assert_eq!(out.get("answer"), Some("[scripted answer] What now?"));
+    assert_eq!(
+        out.get::<&str>("answer").unwrap(),
+        "[scripted answer] What now?"
+    );
     assert_eq!(
         only_call(trace.step("answer").unwrap()).temperature,
         Some(0.9)
@@ -284,7 +338,7 @@ async fn a_worker_killed_during_a_call_fails_that_call_and_comes_back_with_every
         .step(Step::python(
             "slow",
             "sample_modules.Sleeper",
-            "seconds -> done",
+            "seconds, notify -> done",
         ))
         .build()
         .unwrap()
@@ -303,8 +357,18 @@ async fn a_worker_killed_during_a_call_fails_that_call_and_comes_back_with_every
     let pid = ctx.worker_status().unwrap().pid.unwrap();
     let versions = ctx.list(None).unwrap();
 
-    let call = tokio::spawn(async move { program.run(Fields::from([("seconds", "60")])).await });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The module reports to `marker` once the call is under way in the worker.
+    let marker = Marker::new().await;
+    let notify = marker.address().to_owned();
+    let call = tokio::spawn(async move {
+        program
+            .run(Fields::from([
+                ("seconds", "60"),
+                ("notify", notify.as_str()),
+            ]))
+            .await
+    });
+    assert_eq!(marker.line().await, "call started");
     Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -312,20 +376,23 @@ async fn a_worker_killed_during_a_call_fails_that_call_and_comes_back_with_every
 
     let err = call.await.unwrap().unwrap_err();
     match &err {
-        Error::Worker(message) => assert!(
+        Error::Worker { message, .. } => assert!(
             message.contains(&format!("pid {pid}")) && message.contains("exited"),
             "{message}"
         ),
         other => panic!("expected a worker error, got {other}"),
     }
-    assert!(wait_gone(pid, Duration::from_secs(10)));
+    assert!(wait_gone(pid, Duration::from_secs(10)).await);
 
     // The next call waits for the restarted worker; its modules were created again.
     let (out, trace) = quick
         .run_traced(Fields::from([("question", "Still there?")]))
         .await
         .unwrap();
-    assert_eq!(out.get("answer"), Some("[scripted answer] Still there?"));
+    assert_eq!(
+        out.get::<&str>("answer").unwrap(),
+        "[scripted answer] Still there?"
+    );
     assert_eq!(
         only_call(trace.step("answer").unwrap()).temperature,
         Some(0.4)
@@ -356,14 +423,17 @@ async fn a_worker_that_stops_answering_health_checks_is_replaced() {
         .status()
         .unwrap();
     assert!(
-        wait_gone(pid, Duration::from_secs(30)),
+        wait_gone(pid, Duration::from_secs(30)).await,
         "the hung worker {pid} was not replaced"
     );
     let out = program
         .run(Fields::from([("question", "back?")]))
         .await
         .unwrap();
-    assert_eq!(out.get("answer"), Some("[scripted answer] back?"));
+    assert_eq!(
+        out.get::<&str>("answer").unwrap(),
+        "[scripted answer] back?"
+    );
     let status = ctx.worker_status().unwrap();
     assert_eq!(status.restarts, 1);
     assert!(status.pid.is_some_and(|p| p != pid));
@@ -457,7 +527,7 @@ async fn an_interpreter_without_dspy_is_a_clear_error_naming_it() {
     let ctx = Context::builder().worker(config).build().await.unwrap();
     let err = ctx.worker().await.unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, Error::Worker(_)));
+    assert!(matches!(err, Error::Worker { .. }));
     assert!(
         message.contains(&format!(
             "python worker `{}` exited with status 3 before it was ready",
@@ -479,7 +549,7 @@ async fn dropping_the_context_stops_its_worker() {
     drop(qa);
     drop(ctx);
     assert!(
-        wait_gone(pid, Duration::from_secs(15)),
+        wait_gone(pid, Duration::from_secs(15)).await,
         "worker {pid} survived its context"
     );
 }
@@ -503,7 +573,7 @@ fn a_worker_does_not_outlive_its_rust_process() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
-        wait_gone(pid, Duration::from_secs(15)),
+        wait_gone_blocking(pid, Duration::from_secs(15)),
         "worker {pid} outlived its Rust process"
     );
 }
@@ -515,7 +585,7 @@ async fn a_shut_down_worker_is_started_again_by_the_next_python_step() {
     qa.run(QaPipelineInput::default()).await.unwrap();
     let first = ctx.worker_status().unwrap().pid.unwrap();
     ctx.shutdown_worker().await;
-    assert!(wait_gone(first, Duration::from_secs(10)));
+    assert!(wait_gone(first, Duration::from_secs(10)).await);
     assert!(ctx.worker_status().is_none());
     // The step starts a new worker and creates its module there again.
     let (out, trace) = qa
@@ -557,12 +627,12 @@ async fn what_a_worker_starts_does_not_outlive_it() {
     )
     .await;
     let out = program.run(Fields::from([("go", "now")])).await.unwrap();
-    let grandchild: u32 = out.get("pid").unwrap().parse().unwrap();
+    let grandchild: u32 = out.get::<&str>("pid").unwrap().parse().unwrap();
     assert!(process_alive(grandchild));
     drop(program);
     drop(ctx);
     assert!(
-        wait_gone(grandchild, Duration::from_secs(15)),
+        wait_gone(grandchild, Duration::from_secs(15)).await,
         "process {grandchild}, started by the worker, outlived it"
     );
 }
@@ -589,6 +659,8 @@ async fn a_context_dropped_while_its_worker_cannot_restart_stops_trying() {
         .arg(&script)
         .status()
         .unwrap();
+    // What the supervisor of this context (the only one with this interpreter) reports.
+    let mut reports = LogEvents::containing(&script.display().to_string());
     let ctx = Context::builder()
         .worker(worker_config().python(&script))
         .build()
@@ -601,11 +673,10 @@ async fn a_context_dropped_while_its_worker_cannot_restart_stops_trying() {
         .status()
         .unwrap();
     // The restarts fail; the next call says why instead of hanging.
-    let starts = || std::fs::read_to_string(&log).unwrap().lines().count();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while starts() < 3 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..2 {
+        reports.next_with("cannot restart the python worker").await;
     }
+    let starts = || std::fs::read_to_string(&log).unwrap().lines().count();
     assert!(
         starts() >= 3,
         "the supervisor did not try to restart the worker"
@@ -614,17 +685,18 @@ async fn a_context_dropped_while_its_worker_cannot_restart_stops_trying() {
         .run(Fields::from([("question", "q")]))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("could not be restarted"), "{err}");
+    assert!(err.report().contains("could not be restarted"), "{err:?}");
     drop(program);
     drop(ctx);
-    // Once the context is gone, at most the attempt under way finishes; no new ones start.
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let after_drop = starts();
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    assert_eq!(
-        starts(),
-        after_drop,
-        "restart attempts went on after the context was dropped"
+    // The supervisor's restart loop wakes up after its backoff, finds the context gone and
+    // stops: from then on nothing can start the interpreter again. At most the attempt that
+    // was under way at the drop finished meanwhile.
+    reports.next_with("python worker monitor stopped").await;
+    assert!(
+        starts() <= after_drop + 1,
+        "restart attempts went on after the context was dropped: {after_drop} starts at the drop, {} when the supervisor stopped",
+        starts()
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -684,6 +756,38 @@ async fn most_in_flight(ctx: &Context, count: usize, done: impl Fn() -> bool) ->
     most
 }
 
+/// Starts `runs` concurrent runs of `program`: run `i` asks `q{i}` with `overrides(i)`, once
+/// `ready(i)` is done; `finished` counts the runs that ended.
+fn start_tempered_runs<R>(
+    program: &std::sync::Arc<Tempered>,
+    runs: usize,
+    finished: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ready: impl Fn(usize) -> R,
+    overrides: impl Fn(usize) -> dspex::Overrides,
+) -> Vec<tokio::task::JoinHandle<Result<(TemperedOutput, dspex::RunTrace)>>>
+where
+    R: std::future::Future<Output = ()> + Send + 'static,
+{
+    (0..runs)
+        .map(|i| {
+            let (program, finished) = (
+                std::sync::Arc::clone(program),
+                std::sync::Arc::clone(finished),
+            );
+            let (ready, overrides) = (ready(i), overrides(i));
+            tokio::spawn(async move {
+                ready.await;
+                let input = TemperedInput {
+                    question: format!("q{i}"),
+                };
+                let traced = program.run_with_traced(&overrides, input).await;
+                finished.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                traced
+            })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_runs_each_use_the_values_of_their_own_snapshot() {
     let lm = dspex::worker::LmConfig::scripted().delay(Duration::from_millis(400));
@@ -714,23 +818,18 @@ async fn concurrent_runs_each_use_the_values_of_their_own_snapshot() {
             step
         })
     };
-    let tasks: Vec<_> = (0..runs)
-        .map(|i| {
-            let program = std::sync::Arc::clone(&program);
-            let finished = std::sync::Arc::clone(&finished);
+    let tasks = start_tempered_runs(
+        &program,
+        runs,
+        &finished,
+        |i| {
             let mut written = written.subscribe();
-            tokio::spawn(async move {
+            async move {
                 written.wait_for(|step| *step > i).await.unwrap();
-                let traced = program
-                    .run_traced(TemperedInput {
-                        question: format!("q{i}"),
-                    })
-                    .await;
-                finished.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                traced
-            })
-        })
-        .collect();
+            }
+        },
+        |_| dspex::Overrides::new(),
+    );
     // No module-wide lock: the runs are in flight together.
     let done = || finished.load(std::sync::atomic::Ordering::Acquire) == runs;
     assert!(most_in_flight(&ctx, runs, done).await >= runs / 2);
@@ -746,6 +845,49 @@ async fn concurrent_runs_each_use_the_values_of_their_own_snapshot() {
     }
     assert!(writer.await.unwrap() > 1);
     assert!(seen.len() > 1, "every run read the same value: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_with_overrides_each_use_their_own_values() {
+    let lm = dspex::worker::LmConfig::scripted().delay(Duration::from_millis(400));
+    let ctx = Context::builder()
+        .worker(worker_config().lm(lm))
+        .build()
+        .await
+        .unwrap();
+    let program = std::sync::Arc::new(Tempered::attach(&ctx).await.unwrap());
+    let runs = 32;
+    let temperature = |i: usize| f64::from(u32::try_from(i).unwrap()) / 20.0;
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks = start_tempered_runs(
+        &program,
+        runs,
+        &finished,
+        |_| std::future::ready(()),
+        |i| dspex::Overrides::new().with("temperature", temperature(i)),
+    );
+    // The runs are in flight together, in one worker.
+    let done = || finished.load(std::sync::atomic::Ordering::Acquire) == runs;
+    assert!(most_in_flight(&ctx, runs, done).await >= runs / 2);
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (out, trace) = task.await.unwrap().unwrap();
+        assert_eq!(out.answer, format!("[scripted answer] q{i}"));
+        let answer = trace.step("answer").unwrap();
+        // The trace shows what the call carried, and the LM received exactly that.
+        assert_eq!(
+            answer.params.get::<f64>("temperature").unwrap(),
+            temperature(i),
+            "run {i}"
+        );
+        assert_eq!(
+            only_call(answer).temperature,
+            Some(temperature(i)),
+            "run {i}"
+        );
+    }
+    // The context was never written.
+    assert_eq!(program.temperature().get().unwrap(), 0.0);
+    assert_eq!(program.temperature().history(100).unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -775,7 +917,7 @@ async fn calls_over_the_per_process_limit_wait_their_turn() {
     for task in tasks {
         // Every call ran (none was refused): the ones over the limit waited on the Rust side.
         let out = task.await.unwrap().unwrap();
-        peaks.push(out.get("peak").unwrap().parse::<usize>().unwrap());
+        peaks.push(out.get::<&str>("peak").unwrap().parse::<usize>().unwrap());
     }
     // At the limit, never over it.
     assert_eq!(peaks.iter().max(), Some(&2), "{peaks:?}");
@@ -788,7 +930,7 @@ async fn calls_over_the_per_process_limit_wait_their_turn() {
         worker_config().processes(0),
     ] {
         let err = Context::builder().worker(config).build().await.unwrap_err();
-        assert!(matches!(err, Error::Worker(_)), "{err}");
+        assert!(matches!(err, Error::Worker { .. }), "{err}");
     }
 }
 
@@ -838,7 +980,7 @@ async fn a_pool_spreads_calls_and_survives_a_killed_member() {
     let served: std::collections::BTreeSet<u32> = run_batch(8)
         .await
         .into_iter()
-        .map(|r| r.unwrap().get("pid").unwrap().parse().unwrap())
+        .map(|r| r.unwrap().get::<&str>("pid").unwrap().parse().unwrap())
         .collect();
     assert_eq!(served, pids.iter().copied().collect());
 
@@ -863,12 +1005,12 @@ async fn a_pool_spreads_calls_and_survives_a_killed_member() {
     for result in &results {
         if let Err(e) = result {
             assert!(
-                matches!(e, Error::Worker(m) if m.contains(&pids[0].to_string())),
+                matches!(e, Error::Worker { message, .. } if message.contains(&pids[0].to_string())),
                 "{e}"
             );
         }
     }
-    assert!(wait_gone(pids[0], Duration::from_secs(10)));
+    assert!(wait_gone(pids[0], Duration::from_secs(10)).await);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let restarted = loop {
         let status = ctx.worker_status().unwrap();
@@ -885,7 +1027,7 @@ async fn a_pool_spreads_calls_and_survives_a_killed_member() {
     let served: std::collections::BTreeSet<u32> = run_batch(8)
         .await
         .into_iter()
-        .map(|r| r.unwrap().get("pid").unwrap().parse().unwrap())
+        .map(|r| r.unwrap().get::<&str>("pid").unwrap().parse().unwrap())
         .collect();
     assert_eq!(served, new_pids);
     // No orphans: dropping the context stops every member.
@@ -893,7 +1035,7 @@ async fn a_pool_spreads_calls_and_survives_a_killed_member() {
     drop(ctx);
     for pid in new_pids {
         assert!(
-            wait_gone(pid, Duration::from_secs(15)),
+            wait_gone(pid, Duration::from_secs(15)).await,
             "worker {pid} survived"
         );
     }
@@ -944,9 +1086,12 @@ async fn typed_outputs_come_back_and_a_misfit_names_the_field() {
         .run(Fields::from([("question", "Good?")]))
         .await
         .unwrap();
-    assert_eq!(out.get("score"), Some("0.0"));
-    assert_eq!(out.get("tags"), Some(r#"["[scripted tags] Good?"]"#));
-    assert_eq!(out.get("ok"), Some("false"));
+    assert_eq!(out.get::<f64>("score").unwrap(), 0.0);
+    assert_eq!(
+        out.get::<Vec<String>>("tags").unwrap(),
+        ["[scripted tags] Good?"]
+    );
+    assert!(!out.get::<bool>("ok").unwrap());
     let misfit = one_python_step(
         &ctx,
         "Misfit",
@@ -956,11 +1101,10 @@ async fn typed_outputs_come_back_and_a_misfit_names_the_field() {
     )
     .await;
     match misfit.run(Fields::from([("question", "q")])).await {
-        Err(Error::Python { step, message }) => {
-            assert_eq!(step, "rate");
+        Err(e @ Error::Field { .. }) => {
             assert_eq!(
-                message,
-                "output `score` (float): 'high' cannot be converted to float"
+                e.to_string(),
+                "the output of python step `rate`: field `score` is declared `float`, but its value is `\"high\"`"
             );
         }
         other => panic!("expected an output type error, got {other:?}"),

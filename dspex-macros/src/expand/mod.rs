@@ -1,6 +1,6 @@
 //! The one back end, for both front ends: the struct (macro form only), the `XInput`/`XOutput`
-//! types, the inherent API (`start`, `attach`, `context`, `spec`, `run`, `run_traced`, `run_fields`, `run_fields_traced`, typed
-//! accessors) and `impl Program`. After an error it generates a skeleton of the same items whose
+//! types, the inherent API (`start`, `attach`, `context`, `spec`, `run`, `run_traced`,
+//! `run_with`, `run_with_traced`, the `run_fields` forms of each, typed accessors) and `impl Program`. After an error it generates a skeleton of the same items whose
 //! bodies never run, so that the user sees the errors and not their consequences.
 
 mod io;
@@ -178,11 +178,11 @@ impl Expansion<'_> {
                 /// Runs the chain on `input` and returns the program's outputs.
                 #vis async fn run(
                     &self,
-                    __dspex_input: #input,
+                    input: #input,
                 ) -> ::dspex::__private::Result<#output> {
                     let __dspex_output = <Self as ::dspex::__private::Program>::run_fields(
                         self,
-                        ::core::convert::Into::into(__dspex_input),
+                        ::core::convert::Into::into(input),
                     )
                     .await?;
                     ::core::convert::TryFrom::try_from(__dspex_output)
@@ -192,12 +192,47 @@ impl Expansion<'_> {
                 /// of every step (what it read and wrote, its parameters, its LM calls).
                 #vis async fn run_traced(
                     &self,
-                    __dspex_input: #input,
+                    input: #input,
                 ) -> ::dspex::__private::Result<(#output, ::dspex::__private::RunTrace)> {
                     let (__dspex_output, __dspex_trace) =
                         <Self as ::dspex::__private::Program>::run_fields_traced(
                             self,
-                            ::core::convert::Into::into(__dspex_input),
+                            ::core::convert::Into::into(input),
+                        )
+                        .await?;
+                    ::core::result::Result::Ok((
+                        ::core::convert::TryFrom::try_from(__dspex_output)?,
+                        __dspex_trace,
+                    ))
+                }
+
+                /// Runs the chain on `input` with the variables of `overrides` taking those
+                /// values for this run only (validated first; the context is untouched).
+                #vis async fn run_with(
+                    &self,
+                    overrides: &::dspex::__private::Overrides,
+                    input: #input,
+                ) -> ::dspex::__private::Result<#output> {
+                    let __dspex_output = <Self as ::dspex::__private::Program>::run_fields_with(
+                        self,
+                        overrides,
+                        ::core::convert::Into::into(input),
+                    )
+                    .await?;
+                    ::core::convert::TryFrom::try_from(__dspex_output)
+                }
+
+                /// `run_with`, returning the trace of every step too.
+                #vis async fn run_with_traced(
+                    &self,
+                    overrides: &::dspex::__private::Overrides,
+                    input: #input,
+                ) -> ::dspex::__private::Result<(#output, ::dspex::__private::RunTrace)> {
+                    let (__dspex_output, __dspex_trace) =
+                        <Self as ::dspex::__private::Program>::run_fields_with_traced(
+                            self,
+                            overrides,
+                            ::core::convert::Into::into(input),
                         )
                         .await?;
                     ::core::result::Result::Ok((
@@ -218,9 +253,9 @@ impl Expansion<'_> {
                 /// Registers the program's variables into `ctx` (sharing identical declarations
                 /// already there), upgrades `ctx` when a step is python, and returns the program.
                 #vis async fn attach(
-                    __dspex_ctx: &::dspex::__private::Context,
+                    ctx: &::dspex::__private::Context,
                 ) -> ::dspex::__private::Result<Self> {
-                    <Self as ::dspex::__private::Program>::attach(__dspex_ctx).await
+                    <Self as ::dspex::__private::Program>::attach(ctx).await
                 }
 
                 /// The context the program's variables live in.
@@ -239,22 +274,52 @@ impl Expansion<'_> {
                 /// Runs the chain on named fields: the program's inputs in, its outputs out.
                 #vis async fn run_fields(
                     &self,
-                    __dspex_input: ::dspex::__private::Fields,
+                    input: ::dspex::__private::Fields,
                 ) -> ::dspex::__private::Result<::dspex::__private::Fields> {
-                    <Self as ::dspex::__private::Program>::run_fields(self, __dspex_input).await
+                    <Self as ::dspex::__private::Program>::run_fields(self, input).await
                 }
 
                 /// Runs the chain on named fields and returns the outputs with the trace of
                 /// every step.
                 #vis async fn run_fields_traced(
                     &self,
-                    __dspex_input: ::dspex::__private::Fields,
+                    input: ::dspex::__private::Fields,
                 ) -> ::dspex::__private::Result<(
                     ::dspex::__private::Fields,
                     ::dspex::__private::RunTrace,
                 )> {
-                    <Self as ::dspex::__private::Program>::run_fields_traced(self, __dspex_input)
-                        .await
+                    <Self as ::dspex::__private::Program>::run_fields_traced(self, input).await
+                }
+
+                /// Runs the chain on named fields with `overrides` for this run only.
+                #vis async fn run_fields_with(
+                    &self,
+                    overrides: &::dspex::__private::Overrides,
+                    input: ::dspex::__private::Fields,
+                ) -> ::dspex::__private::Result<::dspex::__private::Fields> {
+                    <Self as ::dspex::__private::Program>::run_fields_with(
+                        self,
+                        overrides,
+                        input,
+                    )
+                    .await
+                }
+
+                /// `run_fields_with`, returning the trace of every step too.
+                #vis async fn run_fields_with_traced(
+                    &self,
+                    overrides: &::dspex::__private::Overrides,
+                    input: ::dspex::__private::Fields,
+                ) -> ::dspex::__private::Result<(
+                    ::dspex::__private::Fields,
+                    ::dspex::__private::RunTrace,
+                )> {
+                    <Self as ::dspex::__private::Program>::run_fields_with_traced(
+                        self,
+                        overrides,
+                        input,
+                    )
+                    .await
                 }
 
                 #(#accessors)*
@@ -313,14 +378,15 @@ impl Expansion<'_> {
                 }
 
                 async fn attach(
-                    __dspex_ctx: &::dspex::__private::Context,
+                    ctx: &::dspex::__private::Context,
                 ) -> ::dspex::__private::Result<Self> {
                     #attach
                 }
 
-                async fn run_fields_traced(
+                async fn run_fields_with_traced(
                     &self,
-                    __dspex_input: ::dspex::__private::Fields,
+                    overrides: &::dspex::__private::Overrides,
+                    input: ::dspex::__private::Fields,
                 ) -> ::dspex::__private::Result<(
                     ::dspex::__private::Fields,
                     ::dspex::__private::RunTrace,
@@ -374,10 +440,10 @@ impl Expansion<'_> {
             Form::Derive => program.context_fields.iter().collect(),
         };
         let own_context = (program.form == Form::Macro)
-            .then(|| quote!(__dspex_ctx: ::core::clone::Clone::clone(__dspex_ctx),));
+            .then(|| quote!(__dspex_ctx: ::core::clone::Clone::clone(ctx),));
         let variables = program.variables.iter().map(|var| {
             let (field, name) = (self.variable_field(var), var.name());
-            quote!(#field: ::dspex::__private::Context::var(__dspex_ctx, #name)?)
+            quote!(#field: ::dspex::__private::Context::var(ctx, #name)?)
         });
         let steps = program.steps.iter().enumerate().map(|(index, step)| {
             let field = self.step_field(step);
@@ -389,8 +455,8 @@ impl Expansion<'_> {
                     quote!(#field: #default)
                 }
                 _ => quote! {
-                    #field: ::dspex::__private::PythonModule::attach(
-                        __dspex_ctx,
+                    #field: ::dspex::__private::python_step(
+                        ctx,
                         __dspex_spec,
                         #index,
                     )
@@ -400,10 +466,10 @@ impl Expansion<'_> {
         });
         quote! {
             let __dspex_spec = <Self as ::dspex::__private::Program>::spec();
-            ::dspex::__private::prepare_context(__dspex_ctx, __dspex_spec).await?;
+            ::dspex::__private::prepare_context(ctx, __dspex_spec).await?;
             ::core::result::Result::Ok(Self {
                 #own_context
-                #(#contexts: ::core::clone::Clone::clone(__dspex_ctx),)*
+                #(#contexts: ::core::clone::Clone::clone(ctx),)*
                 #(#variables,)*
                 #(#steps,)*
             })
@@ -432,10 +498,11 @@ impl Expansion<'_> {
         let variables = self.variables().map(|v| self.variable_field(v));
         quote! {
             #(let _ = &self.#variables;)*
-            let mut __dspex_run = ::dspex::__private::ChainRun::start(
+            let mut __dspex_run = ::dspex::__private::ChainRun::start_with(
                 <Self as ::dspex::__private::Program>::context(self),
                 <Self as ::dspex::__private::Program>::spec(),
-                __dspex_input,
+                overrides,
+                input,
             )?;
             #(#steps)*
             __dspex_run.finish_traced()

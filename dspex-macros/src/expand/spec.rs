@@ -2,7 +2,9 @@
 //! `Program::spec()` returns. Nothing in it can fail at run time: the only call that could,
 //! `__private::pattern`, compiles a regex that the check pass already compiled.
 
-use dspex_core::program::{Binding, ModuleRef, ProgramSpec, StepKind, StepSpec};
+use dspex_core::program::{
+    Binding, ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, StepSpec, ToolRef,
+};
 use dspex_core::{Constraints, Number, Signature, Value, VarType, VariableSpec};
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{ToTokens, quote};
@@ -40,6 +42,9 @@ fn variable(var: &VariableSpec) -> TokenStream {
     }
     if let Some(description) = &var.description {
         tokens.extend(quote!(.with_description(#description)));
+    }
+    if var.readonly {
+        tokens.extend(quote!(.readonly()));
     }
     tokens
 }
@@ -135,19 +140,11 @@ fn number(n: Number) -> TokenStream {
     }
 }
 
-/// `signature(&[("question", "")], &[("answer", "str")])`: fields and annotations (`""` for
-/// none, which a parsed signature never has).
+/// `signature("question, k: int -> answer")`: the canonical form of a signature the macro
+/// parsed, which reads back to the same signature.
 fn signature(sig: &Signature) -> TokenStream {
-    let side = |fields: &[dspex_core::SignatureField]| {
-        let fields = fields.iter().map(|f| {
-            let name = &f.name;
-            let annotation = f.annotation.as_deref().unwrap_or("");
-            quote!((#name, #annotation))
-        });
-        quote!(&[#(#fields),*])
-    };
-    let (inputs, outputs) = (side(&sig.inputs), side(&sig.outputs));
-    quote!(::dspex::__private::signature(#inputs, #outputs))
+    let text = sig.to_string();
+    quote!(::dspex::__private::signature(#text))
 }
 
 fn step(step: &StepSpec) -> TokenStream {
@@ -167,12 +164,54 @@ fn step(step: &StepSpec) -> TokenStream {
     let bindings = vec_of(step.bindings.iter().map(
         |Binding { variable, param }| quote!(::dspex::__private::Binding::new(#variable, #param)),
     ));
+    let config = vec_of(step.config.iter().map(|ConfigEntry { key, value }| {
+        let value = config_value(value);
+        quote!(::dspex::__private::ConfigEntry::new(#key, #value))
+    }));
     quote! {
         ::dspex::__private::StepSpec {
             name: ::std::string::String::from(#name),
             kind: #kind,
             signature: #signature,
             bindings: #bindings,
+            config: #config,
+        }
+    }
+}
+
+/// `ConfigValue::Integer(5i64)`, ...
+fn config_value(value: &ConfigValue) -> TokenStream {
+    let string = |s: &String| quote!(::std::string::String::from(#s));
+    match value {
+        ConfigValue::Integer(i) => {
+            let i = i64_lit(*i);
+            quote!(::dspex::__private::ConfigValue::Integer(#i))
+        }
+        ConfigValue::Float(x) => {
+            let x = f64_lit(*x);
+            quote!(::dspex::__private::ConfigValue::Float(#x))
+        }
+        ConfigValue::String(s) => {
+            let s = string(s);
+            quote!(::dspex::__private::ConfigValue::String(#s))
+        }
+        ConfigValue::Boolean(b) => quote!(::dspex::__private::ConfigValue::Boolean(#b)),
+        ConfigValue::Strings(items) => {
+            let items = vec_of(items.iter().map(string));
+            quote!(::dspex::__private::ConfigValue::Strings(#items))
+        }
+        ConfigValue::Tools(tools) => {
+            let tools = vec_of(tools.iter().map(|tool| match tool {
+                ToolRef::Python(path) => {
+                    let path = string(path);
+                    quote!(::dspex::__private::ToolRef::Python(#path))
+                }
+                ToolRef::Rust(path) => {
+                    let path = string(path);
+                    quote!(::dspex::__private::ToolRef::Rust(#path))
+                }
+            }));
+            quote!(::dspex::__private::ConfigValue::Tools(#tools))
         }
     }
 }

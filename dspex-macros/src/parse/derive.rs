@@ -12,7 +12,10 @@ use syn::{
     PathSegment, Token, Type, token,
 };
 
-use super::{expected_keys, initial_value, is_variable_key, module_str, signature, variable_key};
+use super::{
+    READONLY_KEY, config_entry, expected_keys, initial_value, is_variable_key, key_values,
+    module_str, readonly_key, signature, variable_key,
+};
 use crate::ctxt::{Ctxt, Place};
 use crate::model::{Form, Located, Program, SignatureLit, Step, StepKindIr, Variable};
 
@@ -242,6 +245,9 @@ fn variable(cx: &Ctxt, pos: usize, ident: Ident, field: &Field, attr: &Attribute
                     var.incomplete = true;
                 }
             }
+        } else if name == READONLY_KEY && !meta.input.peek(Token![=]) {
+            // The bare flag: `#[variable(initial = 0.7, readonly)]`.
+            readonly_key(cx, &mut var, &key, true);
         } else if is_variable_key(&name) {
             let value: Expr = meta.value()?.parse()?;
             variable_key(cx, &mut var, &key, &value);
@@ -319,13 +325,15 @@ fn var_type(ty: &Type) -> Result<VarType, (proc_macro2::TokenStream, String)> {
     }
 }
 
-/// A `#[step(native | python = "..", signature = "..", bind(..))]` field.
+/// A `#[step(native | python = "..", signature = "..", bind(..), with(..))]` field.
 fn step(cx: &Ctxt, pos: usize, name: Ident, field: &Field, attr: &Attribute) -> Step {
     let place = Place::Item(pos);
     let mut native: Option<Ident> = None;
     let mut python: Option<LitStr> = None;
     let mut sig: Option<LitStr> = None;
     let mut bindings = Vec::new();
+    let mut with = None;
+    let mut config = Vec::new();
     let parsed = attr.parse_nested_meta(|meta| {
         let Some(key) = meta.path.get_ident().cloned() else {
             return Err(meta.error("expected a key like `native` or `signature`"));
@@ -340,12 +348,21 @@ fn step(cx: &Ctxt, pos: usize, name: Ident, field: &Field, attr: &Attribute) -> 
                 bindings.extend(Punctuated::<_, Token![,]>::parse_terminated(&content)?);
                 false
             }
+            "with" => {
+                with.get_or_insert_with(|| key.to_token_stream());
+                let content;
+                syn::parenthesized!(content in meta.input);
+                key_values::<Token![=]>(&content, |key, value| {
+                    config.push(config_entry(cx, place, key, &value));
+                })?;
+                false
+            }
             _ => {
                 cx.error(
                     place,
                     &key,
                     format!(
-                        "unknown `#[step]` key `{key}`; expected one of `native`, `python`, `signature`, `bind`"
+                        "unknown `#[step]` key `{key}`; expected one of `native`, `python`, `signature`, `bind`, `with`"
                     ),
                 );
                 skip_value(&meta)?;
@@ -420,6 +437,8 @@ fn step(cx: &Ctxt, pos: usize, name: Ident, field: &Field, attr: &Attribute) -> 
         kind,
         signature: sig.map(|lit| signature(cx, place, lit)),
         bindings,
+        with,
+        config,
     }
 }
 

@@ -1,11 +1,13 @@
-//! The `dspex_program!` front end: the syntax of DESIGN.md section 7 into the model.
+//! The `dspex_program!` front end: the syntax documented on `dspex::dspex_program!`, into the
+//! model.
 //!
 //! ```text
 //! [attrs] [vis] program Name [: "signature"] {
 //!     variables { name: type = initial [{ key: value, ... }], ... }
 //!     chain {
 //!         name: native RustType("signature") [{ var, var as param, ... }],
-//!         name: python DspyModule | "pkg.mod.Class" | @var ("signature") [{ ... }],
+//!         name: python DspyModule | "pkg.mod.Class" | @var ("signature") [{ ... }]
+//!             [with { key: literal, ... }],
 //!     }
 //! }
 //! ```
@@ -23,8 +25,8 @@ use syn::punctuated::Punctuated;
 use syn::{Attribute, Expr, Ident, LitStr, Token, Type, TypePath, Visibility, braced, token};
 
 use super::{
-    comma_separated, expected_keys, initial_value, is_variable_key, module_str, signature,
-    variable_key,
+    comma_separated, config_entry, expected_keys, initial_value, is_variable_key, key_values,
+    module_str, signature, variable_key,
 };
 use crate::ctxt::{Ctxt, Place};
 use crate::model::{Form, Located, Program, Step, StepKindIr, Variable};
@@ -35,6 +37,7 @@ mod kw {
     syn::custom_keyword!(chain);
     syn::custom_keyword!(native);
     syn::custom_keyword!(python);
+    syn::custom_keyword!(with);
 }
 
 /// Parses the input of `dspex_program!`. Returns `None` only if not even the header
@@ -169,10 +172,7 @@ fn variable(input: ParseStream<'_>, cx: &Ctxt, pos: usize) -> syn::Result<Variab
     if input.peek(token::Brace) {
         let content;
         braced!(content in input);
-        comma_separated(&content, |input| {
-            let key = input.call(Ident::parse_any)?;
-            input.parse::<Token![:]>()?;
-            let value: Expr = input.parse()?;
+        key_values::<Token![:]>(&content, |key, value| {
             if is_variable_key(&key.unraw().to_string()) {
                 variable_key(cx, &mut var, &key, &value);
             } else {
@@ -182,13 +182,13 @@ fn variable(input: ParseStream<'_>, cx: &Ctxt, pos: usize) -> syn::Result<Variab
                     format!("unknown constraint `{key}`{}", expected_keys(var.ty, &[])),
                 );
             }
-            Ok(())
         })?;
     }
     Ok(var)
 }
 
-/// `name: native Type("sig") [{ bindings }]` or `name: python Module("sig") [{ bindings }]`
+/// `name: native Type("sig") [{ bindings }] [with { config }]` or
+/// `name: python Module("sig") [{ bindings }] [with { config }]`
 fn step(input: ParseStream<'_>, cx: &Ctxt, pos: usize) -> syn::Result<Step> {
     let place = Place::Item(pos);
     docs(input, cx, place)?;
@@ -227,12 +227,26 @@ fn step(input: ParseStream<'_>, cx: &Ctxt, pos: usize) -> syn::Result<Step> {
     } else {
         Vec::new()
     };
+    let mut config = Vec::new();
+    let with = if input.peek(kw::with) {
+        let with: kw::with = input.parse()?;
+        let content;
+        braced!(content in input);
+        key_values::<Token![:]>(&content, |key, value| {
+            config.push(config_entry(cx, place, key, &value));
+        })?;
+        Some(with.to_token_stream())
+    } else {
+        None
+    };
     Ok(Step {
         pos,
         name,
         kind: Some(kind),
         signature: Some(signature),
         bindings,
+        with,
+        config,
     })
 }
 

@@ -1,9 +1,13 @@
 //! Reading the literal values of declarations (`0.7`, `-1`, `"concise"`, `[0.1, 0.2]`,
-//! `["a", "b"]`) out of expressions, for both front ends.
+//! `["a", "b"]`, `[search_docs, "my_pkg.tools.search"]`) out of expressions, for both front
+//! ends.
 
+use dspex_core::dspy::TOOLS_KEY;
+use dspex_core::program::{ConfigValue, ToolRef};
 use dspex_core::{Number, Value};
+use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::{Expr, ExprLit, Lit, UnOp};
+use syn::{Expr, ExprLit, ExprPath, Lit, UnOp};
 
 use crate::model::Located;
 
@@ -129,6 +133,22 @@ pub(crate) fn count(expr: &Expr, key: &str) -> syn::Result<u64> {
     }
 }
 
+/// A boolean literal, `true` or `false`.
+pub(crate) fn boolean(expr: &Expr, key: &str) -> syn::Result<bool> {
+    match strip(expr) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(b.value),
+        _ => Err(syn::Error::new_spanned(
+            expr,
+            format!(
+                "expected `true` or `false` for `{key}`, found {}",
+                describe(expr)
+            ),
+        )),
+    }
+}
+
 /// A string literal.
 pub(crate) fn string(expr: &Expr, key: &str) -> syn::Result<String> {
     match strip(expr) {
@@ -166,6 +186,89 @@ pub(crate) fn strings(expr: &Expr, key: &str) -> syn::Result<Vec<Located<String>
             })
         })
         .collect()
+}
+
+/// A `with` value: a number, a string, `true`/`false`, or a list of string literals, which for
+/// [`TOOLS_KEY`] may also hold paths of Rust tools. Returns the value and the tokens of each
+/// list item. Whether the value suits the key is judged later, by the module's table.
+pub(crate) fn config_value(expr: &Expr, key: &str) -> syn::Result<(ConfigValue, Vec<TokenStream>)> {
+    if let Some(number) = number_lit(expr) {
+        let value = match number? {
+            Number::Int(i) => ConfigValue::Integer(i),
+            Number::Float(f) => ConfigValue::Float(f),
+        };
+        return Ok((value, Vec::new()));
+    }
+    let value = match strip(expr) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => ConfigValue::String(s.value()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => ConfigValue::Boolean(b.value),
+        Expr::Array(array) => {
+            let items = array
+                .elems
+                .iter()
+                .map(|e| list_item(e, key))
+                .collect::<syn::Result<Vec<ToolRef>>>()?;
+            let tokens = array.elems.iter().map(ToTokens::to_token_stream).collect();
+            return Ok((list(items, key), tokens));
+        }
+        _ => {
+            return Err(syn::Error::new_spanned(
+                expr,
+                format!(
+                    "expected a literal value for `{key}` (a number, a string, `true`, `false` or a list like `[\"a\", \"b\"]`), found {}",
+                    describe(expr)
+                ),
+            ));
+        }
+    };
+    Ok((value, Vec::new()))
+}
+
+/// An item of a `with` list: a string literal (`Python`) or a path (`Rust`, a tool).
+fn list_item(expr: &Expr, key: &str) -> syn::Result<ToolRef> {
+    match strip(expr) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(ToolRef::Python(s.value())),
+        Expr::Path(ExprPath {
+            qself: None, path, ..
+        }) => Ok(ToolRef::Rust(
+            path.to_token_stream().to_string().replace(' ', ""),
+        )),
+        e => Err(syn::Error::new_spanned(
+            e,
+            format!(
+                "expected a string literal{} in the list of `{key}`, found {}",
+                if key == TOOLS_KEY {
+                    " or the path of a Rust tool"
+                } else {
+                    ""
+                },
+                describe(e)
+            ),
+        )),
+    }
+}
+
+/// A list as a value: the tools of [`TOOLS_KEY`]; elsewhere strings, or tools when a Rust path
+/// is among them (which only `tools` takes, as the check then says).
+fn list(items: Vec<ToolRef>, key: &str) -> ConfigValue {
+    let all_strings = items.iter().all(|i| matches!(i, ToolRef::Python(_)));
+    if key == TOOLS_KEY || !all_strings {
+        return ConfigValue::Tools(items);
+    }
+    ConfigValue::Strings(
+        items
+            .into_iter()
+            .map(|i| match i {
+                ToolRef::Python(s) | ToolRef::Rust(s) => s,
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -219,5 +322,56 @@ mod tests {
         assert_eq!(choices[1].value, "b");
         assert!(strings(&parse_quote!("a"), "choices").is_err());
         assert!(string(&parse_quote!(1), "pattern").is_err());
+    }
+
+    #[test]
+    fn config_values() {
+        let value = |e: Expr, key: &str| config_value(&e, key).map(|(v, _)| v);
+        assert_eq!(
+            value(parse_quote!(5), "max_iters").unwrap(),
+            ConfigValue::Integer(5)
+        );
+        assert_eq!(
+            value(parse_quote!(-0.5), "x").unwrap(),
+            ConfigValue::Float(-0.5)
+        );
+        assert_eq!(value(parse_quote!("local"), "x").unwrap(), "local".into());
+        assert_eq!(value(parse_quote!(true), "x").unwrap(), true.into());
+        assert_eq!(
+            value(parse_quote!(["a", "b"]), "names").unwrap(),
+            ["a", "b"].into()
+        );
+        let (tools, items) = config_value(
+            &parse_quote!([search_docs, "my_pkg.tools.calc", crate::tools::web]),
+            "tools",
+        )
+        .unwrap();
+        assert_eq!(
+            tools,
+            ConfigValue::Tools(vec![
+                ToolRef::Rust("search_docs".into()),
+                ToolRef::Python("my_pkg.tools.calc".into()),
+                ToolRef::Rust("crate::tools::web".into()),
+            ])
+        );
+        assert_eq!(items.len(), 3);
+        assert_eq!(
+            value(parse_quote!(["a.b"]), "tools").unwrap(),
+            ConfigValue::Tools(vec![ToolRef::Python("a.b".into())])
+        );
+        assert!(matches!(
+            value(parse_quote!([a]), "names").unwrap(),
+            ConfigValue::Tools(_)
+        ));
+        assert_eq!(
+            value(parse_quote!(2 + 3), "max_iters")
+                .unwrap_err()
+                .to_string(),
+            "expected a literal value for `max_iters` (a number, a string, `true`, `false` or a list like `[\"a\", \"b\"]`), found an expression"
+        );
+        assert_eq!(
+            value(parse_quote!([1]), "tools").unwrap_err().to_string(),
+            "expected a string literal or the path of a Rust tool in the list of `tools`, found an integer"
+        );
     }
 }

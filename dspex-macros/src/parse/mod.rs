@@ -1,6 +1,6 @@
 //! The two front ends, `dspex_program!` syntax ([`dsl`]) and `#[derive(Program)]` attributes
 //! ([`derive`]), and what they share: reading a variable's constraints, a signature, a python
-//! module reference and bindings into the model.
+//! module reference, bindings and `with` configuration into the model.
 
 pub(crate) mod derive;
 pub(crate) mod dsl;
@@ -14,13 +14,17 @@ use syn::parse::{Parse, ParseStream};
 use syn::{Expr, Ident, LitStr, Token};
 
 use crate::ctxt::{Ctxt, Place};
-use crate::model::{BindingIr, KeyTokens, Located, SignatureLit, Variable};
+use crate::model::{BindingIr, ConfigEntryIr, KeyTokens, Located, SignatureLit, Variable};
 
 pub(crate) use lit::value as initial_value;
 
-/// Whether `name` is a key of a variable declaration: a constraint key or `description`.
+/// The key that makes a variable read-only.
+pub(crate) const READONLY_KEY: &str = "readonly";
+
+/// Whether `name` is a key of a variable declaration: a constraint key, `description` or
+/// `readonly`.
 pub(crate) fn is_variable_key(name: &str) -> bool {
-    name == "description" || name.parse::<ConstraintKey>().is_ok()
+    name == "description" || name == READONLY_KEY || name.parse::<ConstraintKey>().is_ok()
 }
 
 /// Reads one `key: value` (or `key = value`) of a variable declaration, for a `key` that
@@ -28,6 +32,13 @@ pub(crate) fn is_variable_key(name: &str) -> bool {
 pub(crate) fn variable_key(cx: &Ctxt, var: &mut Variable, key: &Ident, value: &Expr) {
     let place = Place::Item(var.pos);
     let name = key.unraw().to_string();
+    if name == READONLY_KEY {
+        match lit::boolean(value, READONLY_KEY) {
+            Ok(readonly) => readonly_key(cx, var, key, readonly),
+            Err(e) => cx.syn_error(place, e),
+        }
+        return;
+    }
     let seen = match name.parse::<ConstraintKey>() {
         Ok(kind) => var.key(kind).is_some(),
         Err(()) => var.description.is_some(),
@@ -38,6 +49,19 @@ pub(crate) fn variable_key(cx: &Ctxt, var: &mut Variable, key: &Ident, value: &E
         cx.syn_error(place, e);
         var.incomplete = true;
     }
+}
+
+/// Records `readonly` (a `readonly: true` / `readonly = false`, or the derive's bare
+/// `readonly` flag), reporting a second one.
+pub(crate) fn readonly_key(cx: &Ctxt, var: &mut Variable, key: &Ident, readonly: bool) {
+    if var.readonly_key.replace(key.clone()).is_some() {
+        cx.error(
+            Place::Item(var.pos),
+            key,
+            format!("duplicate key `{READONLY_KEY}`"),
+        );
+    }
+    var.readonly = readonly;
 }
 
 fn read_key(var: &mut Variable, key: &Ident, name: &str, value: &Expr) -> syn::Result<()> {
@@ -86,7 +110,7 @@ pub(crate) fn expected_keys(ty: Option<VarType>, extra: &[&str]) -> String {
             let all: Vec<String> = ConstraintKey::ALL
                 .iter()
                 .map(|k| format!("`{k}`"))
-                .chain(["`description`".to_owned()])
+                .chain(["`description`".to_owned(), "`readonly`".to_owned()])
                 .collect();
             format!(
                 "; expected one of {}{}",
@@ -114,6 +138,24 @@ pub(crate) fn module_str(lit: &LitStr) -> Located<ModuleRef> {
     Located {
         value: ModuleRef::parse(&lit.value()),
         tokens: lit.to_token_stream(),
+    }
+}
+
+/// Reads one entry of a step's `with` configuration, `key: value` or `key = value`; a value
+/// that is not a literal is reported on it.
+pub(crate) fn config_entry(cx: &Ctxt, place: Place, key: Ident, expr: &Expr) -> ConfigEntryIr {
+    let (value, items) = match lit::config_value(expr, &key.unraw().to_string()) {
+        Ok((value, items)) => (Some(value), items),
+        Err(e) => {
+            cx.syn_error(place, e);
+            (None, Vec::new())
+        }
+    };
+    ConfigEntryIr {
+        key,
+        value,
+        tokens: expr.to_token_stream(),
+        items,
     }
 }
 
@@ -147,6 +189,22 @@ pub(crate) fn comma_separated(
     Ok(())
 }
 
+/// Parses `key: value, ...` (with `S` = `Token![:]`) or `key = value, ...` (`Token![=]`), with
+/// an optional trailing comma, until `input` is empty, calling `entry` for each. A key may be
+/// a keyword (`type: ..`).
+pub(crate) fn key_values<S: Parse>(
+    input: ParseStream<'_>,
+    mut entry: impl FnMut(Ident, Expr),
+) -> syn::Result<()> {
+    comma_separated(input, |input| {
+        let key = input.call(Ident::parse_any)?;
+        input.parse::<S>()?;
+        let value: Expr = input.parse()?;
+        entry(key, value);
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,12 +213,12 @@ mod tests {
     fn expected_keys_lists_what_the_type_accepts() {
         assert_eq!(
             expected_keys(Some(VarType::Float), &[]),
-            " for a float variable; expected one of `min`, `max`, `description`"
+            " for a float variable; expected one of `min`, `max`, `description`, `readonly`"
         );
         assert_eq!(
             expected_keys(Some(VarType::Boolean), &["initial"]),
-            " for a boolean variable; expected one of `initial`, `description`"
+            " for a boolean variable; expected one of `initial`, `description`, `readonly`"
         );
-        assert!(expected_keys(None, &[]).ends_with("`dimensions`, `description`"));
+        assert!(expected_keys(None, &[]).ends_with("`dimensions`, `description`, `readonly`"));
     }
 }

@@ -9,7 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dspex_core::{Constraints, Number, Pattern, Value, VarType};
+use dspex_core::program::{ConfigValue, ToolRef};
+use dspex_core::{
+    Constraints, FieldError as DeclaredFieldError, FieldType, Found, Number, Pattern,
+    SignatureField, Value, VarType, excerpt,
+};
 use serde_json::Value as Json;
 
 use super::limits::{
@@ -17,7 +21,7 @@ use super::limits::{
     MAX_METADATA_ENTRIES, MAX_PATTERN_BYTES, MAX_STRING_BYTES,
 };
 use super::proto;
-use crate::state::{Source, VarRecord, WatchEvent};
+use crate::state::{HistoryEntry, Source, VarRecord, WatchEvent};
 
 /// A request field that cannot be converted, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,96 +136,133 @@ pub(crate) fn value_from_proto(field: &str, value: Option<proto::Value>) -> Resu
 
 // ---- signature fields and module configuration -------------------------------------------
 
-/// A signature field's value for the wire, from its JSON form: a string is `text`, an integer
-/// `integer`, any other number `float`, a boolean `boolean`, an array of strings, integers or
-/// numbers `strings`, `integers` or `floats`, an object `json_object`. `null` and arrays mixing
-/// kinds or holding anything else have no wire form.
-pub(crate) fn field_to_proto(field: &str, value: &Json) -> Result<proto::FieldValue> {
+/// A signature field's value for the wire, as its declared type carries it: `str` and
+/// `Literal[...]` as `text`, `int` as `integer`, `float` as `float` (an integer widened),
+/// `bool` as `boolean`, `list[str]`, `list[int]` and `list[float]` as `strings`, `integers`
+/// and `floats`, `dict` as `json_object` (the object's JSON text, so that integers stay
+/// integers). A value not of the declared type is an error naming the field, the type and the
+/// value.
+pub(crate) fn field_to_proto(
+    field: &SignatureField,
+    value: &Json,
+) -> std::result::Result<proto::FieldValue, DeclaredFieldError> {
     use proto::field_value::Kind;
-    let kind = match value {
-        Json::String(s) => Kind::Text(s.clone()),
-        Json::Bool(b) => Kind::Boolean(*b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Kind::Integer(i),
-            None => Kind::Float(n.as_f64().ok_or_else(|| {
-                FieldError::malformed(field, format!("{n} is not a 64-bit integer or float"))
-            })?),
-        },
-        Json::Object(_) => Kind::JsonObject(value.to_string()),
-        Json::Array(items) => array_to_proto(field, items)?,
-        Json::Null => {
-            return Err(FieldError::malformed(
-                field,
-                "null is not a field value (a field is text, a number, a boolean, a list of strings or numbers, or an object)",
-            ));
+    field.check(value)?;
+    let wrong = || DeclaredFieldError::value(&field.name, &field.ty, value);
+    let items = value.as_array().map(Vec::as_slice).unwrap_or_default();
+    let kind = match &field.ty {
+        FieldType::Str | FieldType::Literal(_) => {
+            Kind::Text(value.as_str().ok_or_else(wrong)?.to_owned())
         }
+        FieldType::Int => Kind::Integer(value.as_i64().ok_or_else(wrong)?),
+        FieldType::Float => Kind::Float(value.as_f64().ok_or_else(wrong)?),
+        FieldType::Bool => Kind::Boolean(value.as_bool().ok_or_else(wrong)?),
+        FieldType::ListStr => Kind::Strings(proto::StringList {
+            values: items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .ok_or_else(wrong)?,
+        }),
+        FieldType::ListInt => Kind::Integers(proto::IntegerList {
+            values: items
+                .iter()
+                .map(Json::as_i64)
+                .collect::<Option<_>>()
+                .ok_or_else(wrong)?,
+        }),
+        FieldType::ListFloat => Kind::Floats(proto::FloatList {
+            values: items
+                .iter()
+                .map(Json::as_f64)
+                .collect::<Option<_>>()
+                .ok_or_else(wrong)?,
+        }),
+        FieldType::Dict => Kind::JsonObject(value.to_string()),
     };
     Ok(proto::FieldValue { kind: Some(kind) })
 }
 
-fn array_to_proto(field: &str, items: &[Json]) -> Result<proto::field_value::Kind> {
-    use proto::field_value::Kind;
-    if let Some(strings) = items.iter().map(Json::as_str).collect::<Option<Vec<_>>>() {
-        return Ok(Kind::Strings(proto::StringList {
-            values: strings.into_iter().map(str::to_owned).collect(),
-        }));
-    }
-    if let Some(values) = items.iter().map(Json::as_i64).collect::<Option<Vec<_>>>() {
-        return Ok(Kind::Integers(proto::IntegerList { values }));
-    }
-    if let Some(values) = items.iter().map(Json::as_f64).collect::<Option<Vec<_>>>() {
-        return Ok(Kind::Floats(proto::FloatList { values }));
-    }
-    Err(FieldError::malformed(
-        field,
-        "a list field holds only strings, only integers or only numbers",
-    ))
+/// A declared field's value from the wire, read as its declared type and in the field's
+/// canonical form (see [`SignatureField::conform`]). A value of another kind, or a malformed
+/// one (a `json_object` that is not a JSON object, a float that is not finite), is an error
+/// naming the field, the type and the value.
+pub(crate) fn field_from_proto(
+    field: &SignatureField,
+    value: proto::FieldValue,
+) -> std::result::Result<Json, DeclaredFieldError> {
+    let json = wire_json(value).map_err(|raw| DeclaredFieldError {
+        field: field.name.clone(),
+        expected: field.ty.clone(),
+        found: Found::Value(excerpt(&raw)),
+    })?;
+    field.conform(json)
 }
 
-/// A signature field's value from the wire, as JSON (a `json_object` is parsed; it must be a
-/// JSON object).
-pub(crate) fn field_from_proto(field: &str, value: proto::FieldValue) -> Result<Json> {
+/// A field a signature does not declare (DSPy's `reasoning`), as text: a `text` as it is, any
+/// other kind as its JSON.
+pub(crate) fn extra_field_from_proto(value: proto::FieldValue) -> Json {
+    match wire_json(value) {
+        Ok(Json::String(text)) | Err(text) => Json::String(text),
+        Ok(other) => Json::String(other.to_string()),
+    }
+}
+
+/// The JSON form of a wire field value, whatever its kind; for a malformed one, its raw text.
+fn wire_json(value: proto::FieldValue) -> std::result::Result<Json, String> {
     use proto::field_value::Kind;
-    let kind = value
-        .kind
-        .ok_or_else(|| FieldError::malformed(field, "a field value is required"))?;
-    Ok(match kind {
+    let finite = |x: f64| {
+        serde_json::Number::from_f64(x)
+            .map(Json::Number)
+            .ok_or(x.to_string())
+    };
+    Ok(match value.kind.ok_or_else(|| "no value".to_owned())? {
         Kind::Text(s) => Json::String(s),
         Kind::Integer(i) => Json::from(i),
-        Kind::Float(x) => Json::Number(finite(field, x)?),
+        Kind::Float(x) => finite(x)?,
         Kind::Boolean(b) => Json::Bool(b),
         Kind::Strings(list) => Json::from(list.values),
         Kind::Integers(list) => Json::from(list.values),
         Kind::Floats(list) => Json::Array(
             list.values
                 .into_iter()
-                .map(|x| finite(field, x).map(Json::Number))
-                .collect::<Result<_>>()?,
+                .map(finite)
+                .collect::<std::result::Result<_, _>>()?,
         ),
         Kind::JsonObject(text) => match serde_json::from_str::<Json>(&text) {
             Ok(object @ Json::Object(_)) => object,
-            Ok(_) | Err(_) => {
-                return Err(FieldError::malformed(
-                    field,
-                    format!("{} is not a JSON object", dspex_core::Echo(&text)),
-                ));
-            }
+            Ok(_) | Err(_) => return Err(text),
         },
     })
 }
 
-fn finite(field: &str, x: f64) -> Result<serde_json::Number> {
-    serde_json::Number::from_f64(x)
-        .ok_or_else(|| FieldError::malformed(field, format!("{x} is not a finite float")))
-}
-
-/// A text field (what a step's `Fields` hold) from the JSON form of a wire value: strings as
-/// they are, anything else as JSON.
-pub(crate) fn json_to_text(value: Json) -> String {
-    match value {
-        Json::String(s) => s,
-        other => other.to_string(),
-    }
+/// A python step's `with` value for the wire (`CreateModuleRequest.config`): a list of
+/// strings, and a list of Python tools (their dotted paths), as `strings`. A Rust tool has no
+/// wire form (the program check refuses it before anything reaches a worker).
+pub(crate) fn module_config_to_proto(key: &str, value: &ConfigValue) -> Result<proto::ConfigValue> {
+    use proto::config_value::Kind;
+    let kind = match value {
+        ConfigValue::Integer(i) => Kind::Integer(*i),
+        ConfigValue::Float(x) => Kind::Float(*x),
+        ConfigValue::String(s) => Kind::String(s.clone()),
+        ConfigValue::Boolean(b) => Kind::Boolean(*b),
+        ConfigValue::Strings(values) => Kind::Strings(proto::StringList {
+            values: values.clone(),
+        }),
+        ConfigValue::Tools(tools) => Kind::Strings(proto::StringList {
+            values: tools
+                .iter()
+                .map(|tool| match tool {
+                    ToolRef::Python(path) => Ok(path.clone()),
+                    ToolRef::Rust(path) => Err(FieldError::malformed(
+                        key,
+                        format!("the Rust tool `{path}` cannot be sent to a python worker"),
+                    )),
+                })
+                .collect::<Result<_>>()?,
+        }),
+    };
+    Ok(proto::ConfigValue { kind: Some(kind) })
 }
 
 /// A module configuration value or an LM setting for the wire: a float, an integer, a string, a
@@ -478,6 +519,22 @@ pub(crate) fn variable_to_proto(r: &VarRecord) -> proto::Variable {
         created_at: Some(timestamp(r.created_at)),
         updated_at: Some(timestamp(r.updated_at)),
         source: source_to_proto(r.source).into(),
+        readonly: r.readonly,
+    }
+}
+
+/// A history entry for the wire.
+pub(crate) fn history_entry_to_proto(e: &HistoryEntry) -> proto::HistoryEntry {
+    proto::HistoryEntry {
+        version: e.version,
+        value: Some(value_to_proto(&e.value)),
+        source: source_to_proto(e.source).into(),
+        metadata: e
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        at: Some(timestamp(e.at)),
     }
 }
 
@@ -583,53 +640,134 @@ mod tests {
     }
 
     #[test]
-    fn fields_round_trip_through_their_typed_wire_form() {
+    fn fields_travel_as_their_declared_types_and_come_back_typed() {
+        use proto::field_value::Kind;
         use serde_json::json;
-        for (value, kind) in [
-            (json!("text"), "text"),
-            (json!(3), "integer"),
-            (json!(0.5), "float"),
-            (json!(true), "boolean"),
-            (json!(["a", "b"]), "strings"),
-            (json!([1, 2]), "integers"),
-            (json!([1.5, 2]), "floats"),
-            (json!({"a": 1, "b": [true]}), "json_object"),
+        let field = |ty: &str| SignatureField::new("f", ty.parse().unwrap());
+        for (ty, value, kind) in [
+            ("str", json!("text"), Kind::Text("text".into())),
+            ("Literal['a', 'b']", json!("b"), Kind::Text("b".into())),
+            ("int", json!(3), Kind::Integer(3)),
+            ("float", json!(0.5), Kind::Float(0.5)),
+            ("bool", json!(true), Kind::Boolean(true)),
+            (
+                "list[str]",
+                json!(["a", "b"]),
+                Kind::Strings(proto::StringList {
+                    values: vec!["a".into(), "b".into()],
+                }),
+            ),
+            (
+                "list[int]",
+                json!([1, 2]),
+                Kind::Integers(proto::IntegerList { values: vec![1, 2] }),
+            ),
+            (
+                "list[float]",
+                json!([1.5, 2.0]),
+                Kind::Floats(proto::FloatList {
+                    values: vec![1.5, 2.0],
+                }),
+            ),
+            (
+                "dict",
+                json!({"a": 1, "b": [true]}),
+                Kind::JsonObject(r#"{"a":1,"b":[true]}"#.into()),
+            ),
         ] {
-            let wire = field_to_proto("f", &value).unwrap();
-            let name = match wire.kind.as_ref().unwrap() {
-                proto::field_value::Kind::Text(_) => "text",
-                proto::field_value::Kind::Integer(_) => "integer",
-                proto::field_value::Kind::Float(_) => "float",
-                proto::field_value::Kind::Boolean(_) => "boolean",
-                proto::field_value::Kind::Strings(_) => "strings",
-                proto::field_value::Kind::Integers(_) => "integers",
-                proto::field_value::Kind::Floats(_) => "floats",
-                proto::field_value::Kind::JsonObject(_) => "json_object",
-            };
-            assert_eq!(name, kind, "{value}");
-            let back = field_from_proto("f", wire).unwrap();
-            if kind == "floats" {
-                assert_eq!(back, json!([1.5, 2.0]));
-            } else {
-                assert_eq!(back, value);
-            }
+            let wire = field_to_proto(&field(ty), &value).unwrap();
+            assert_eq!(wire.kind.as_ref(), Some(&kind), "{ty}");
+            assert_eq!(field_from_proto(&field(ty), wire).unwrap(), value, "{ty}");
         }
-        assert_eq!(json_to_text(json!("plain")), "plain");
-        assert_eq!(json_to_text(json!([1, 2])), "[1,2]");
-        let err = field_to_proto("answer", &json!([1, "a"])).unwrap_err();
+        // An integer is widened where a float is declared, both ways.
+        let float = field("float");
+        let wire = field_to_proto(&float, &json!(3)).unwrap();
+        assert_eq!(wire.kind, Some(Kind::Float(3.0)));
+        let back = proto::FieldValue {
+            kind: Some(Kind::Integer(3)),
+        };
+        assert_eq!(field_from_proto(&float, back).unwrap(), json!(3.0));
+        // Nothing else crosses types, and the error names the field, the type and the value.
+        let err = field_to_proto(&field("int"), &json!("3")).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "`answer`: a list field holds only strings, only integers or only numbers"
+            "field `f` is declared `int`, but its value is `\"3\"`"
         );
-        assert!(field_to_proto("answer", &json!(null)).is_err());
-        let err = field_from_proto(
-            "meta",
-            proto::FieldValue {
-                kind: Some(proto::field_value::Kind::JsonObject("[1]".into())),
-            },
-        )
-        .unwrap_err();
-        assert_eq!(err.to_string(), "`meta`: \"[1]\" is not a JSON object");
+        let text = proto::FieldValue {
+            kind: Some(Kind::Text("high".into())),
+        };
+        let err = field_from_proto(&float, text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field `f` is declared `float`, but its value is `\"high\"`"
+        );
+        let not_an_object = proto::FieldValue {
+            kind: Some(Kind::JsonObject("[1]".into())),
+        };
+        let err = field_from_proto(&field("dict"), not_an_object).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field `f` is declared `dict`, but its value is `[1]`"
+        );
+        let literal = proto::FieldValue {
+            kind: Some(Kind::Text("c".into())),
+        };
+        assert!(field_from_proto(&field("Literal['a', 'b']"), literal).is_err());
+        let nan = proto::FieldValue {
+            kind: Some(Kind::Float(f64::NAN)),
+        };
+        assert!(field_from_proto(&float, nan).is_err());
+        // Extra outputs are text, whatever their kind.
+        assert_eq!(extra_field_from_proto(text_value("why")), json!("why"));
+        let list = proto::FieldValue {
+            kind: Some(Kind::Integers(proto::IntegerList { values: vec![1] })),
+        };
+        assert_eq!(extra_field_from_proto(list), json!("[1]"));
+    }
+
+    fn text_value(text: &str) -> proto::FieldValue {
+        proto::FieldValue {
+            kind: Some(proto::field_value::Kind::Text(text.into())),
+        }
+    }
+
+    #[test]
+    fn module_config_lists_and_python_tools_travel_as_strings() {
+        use proto::config_value::Kind;
+        let strings = |values: &[&str]| {
+            Kind::Strings(proto::StringList {
+                values: values.iter().map(ToString::to_string).collect(),
+            })
+        };
+        for (value, kind) in [
+            (ConfigValue::Integer(5), Kind::Integer(5)),
+            (ConfigValue::Float(0.5), Kind::Float(0.5)),
+            (
+                ConfigValue::String("local".into()),
+                Kind::String("local".into()),
+            ),
+            (ConfigValue::Boolean(true), Kind::Boolean(true)),
+            (
+                ConfigValue::Strings(vec!["a".into(), "b".into()]),
+                strings(&["a", "b"]),
+            ),
+            (
+                ConfigValue::Tools(vec![
+                    ToolRef::Python("pkg.tools.search".into()),
+                    ToolRef::Python("pkg.tools.calc".into()),
+                ]),
+                strings(&["pkg.tools.search", "pkg.tools.calc"]),
+            ),
+        ] {
+            let wire = module_config_to_proto("k", &value).unwrap();
+            assert_eq!(wire.kind, Some(kind), "{value:?}");
+        }
+        let rust = ConfigValue::Tools(vec![ToolRef::Rust("search_docs".into())]);
+        let err = module_config_to_proto("tools", &rust).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`tools`: the Rust tool `search_docs` cannot be sent to a python worker"
+        );
     }
 
     #[test]

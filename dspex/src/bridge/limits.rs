@@ -139,3 +139,8 @@ pub const MAX_MODULE_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Largest encoded `WorkerConfig` a worker reads from its stdin.
 pub const MAX_WORKER_CONFIG_BYTES: usize = 1024 * 1024;
+
+/// Entries one `GetHistory` may ask for: the most a history keeps
+/// ([`MAX_HISTORY_LIMIT`](crate::state::MAX_HISTORY_LIMIT)). A history also holds at most
+/// [`MAX_HISTORY_BYTES`](crate::state::MAX_HISTORY_BYTES), which bounds the response.
+pub const MAX_HISTORY_ENTRIES_PER_REQUEST: usize = crate::state::MAX_HISTORY_LIMIT;

@@ -37,6 +37,7 @@
 //! | kind | status | what |
 //! |---|---|---|
 //! | `NOT_FOUND` | `NOT_FOUND` | no such variable |
+//! | `VERSION_NOT_FOUND` | `NOT_FOUND` | a `Rollback` to a version the history no longer keeps |
 //! | `ALREADY_EXISTS` | `ALREADY_EXISTS` | the name is taken |
 //! | `DUPLICATE_WRITE` | `ALREADY_EXISTS` | one variable twice in an atomic batch |
 //! | `TYPE` | `INVALID_ARGUMENT` | a value (or initial value) of the wrong type |
@@ -48,12 +49,15 @@
 //! | `CONFLICT` | `ABORTED` | compare-and-set at a stale version ([`EXPECTED_VERSION_METADATA`], [`ACTUAL_VERSION_METADATA`]) |
 //! | `UNAUTHENTICATED` | `UNAUTHENTICATED` | missing, invalid or expired token |
 //! | `PERMISSION_DENIED` | `PERMISSION_DENIED` | the token of another session |
+//! | `READ_ONLY` | `PERMISSION_DENIED` | a write to a read-only variable (only Rust may write it) |
 //! | `SESSION_OWNED` | `FAILED_PRECONDITION` | `CleanupSession` of a context's session |
 //! | `INTERNAL` | `INTERNAL` | a bug |
 //!
 //! Messages quote at most a short prefix of any input ([`limits::MAX_ECHO_CHARS`]) and are
 //! never longer than [`limits::MAX_STATUS_MESSAGE_BYTES`]. Writes over gRPC are recorded with
-//! [`Source::Python`](crate::Source::Python).
+//! [`Source::Python`](crate::Source::Python), so a variable declared read-only refuses every one
+//! of them (`SetVariable`, `SetVariables` as a whole, `Rollback`, `DeleteVariable`).
+//! `GetHistory` and `Rollback` reach a variable's history.
 
 mod bridged;
 pub(crate) mod convert;
@@ -79,3 +83,14 @@ pub const EXPECTED_VERSION_METADATA: &str = "x-dspex-expected-version";
 
 /// The trailer of a `CONFLICT` error that carries the version the variable is at.
 pub const ACTUAL_VERSION_METADATA: &str = "x-dspex-actual-version";
+
+/// The trailer of a worker's `OUTPUT_TYPE` error that names the output field.
+pub const FIELD_METADATA: &str = "x-dspex-field";
+
+/// The trailer of a worker's `OUTPUT_TYPE` error that carries the field's declared type, as a
+/// signature writes it (`float`, `Literal['a', 'b']`).
+pub const FIELD_TYPE_METADATA: &str = "x-dspex-field-type";
+
+/// The binary trailer of a worker's `OUTPUT_TYPE` error that carries (a prefix of) the value
+/// the module returned for the field, as JSON, in UTF-8.
+pub const FIELD_VALUE_METADATA: &str = "x-dspex-field-value-bin";

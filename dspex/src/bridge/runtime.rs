@@ -176,7 +176,16 @@ static GLOBAL: Mutex<Option<BridgeServer>> = Mutex::new(None);
 
 impl BridgeServer {
     /// Binds the listener and starts serving. Fails with [`Error::Bridge`] saying why (the
-    /// address cannot be bound, is not loopback, the runtime cannot start).
+    /// address cannot be bound, is not loopback, the runtime cannot start); the underlying
+    /// `io::Error` is its source.
+    ///
+    /// It blocks the calling thread until the server's thread serves (about a millisecond).
+    /// Async code that needs no handle of its own lets [`ContextBuilder::build`] or
+    /// [`Context::ensure_bridged`] start the process-wide server: they do it on the runtime's
+    /// blocking threads.
+    ///
+    /// [`ContextBuilder::build`]: crate::ContextBuilder::build
+    /// [`Context::ensure_bridged`]: crate::Context::ensure_bridged
     pub fn start(config: BridgeConfig) -> Result<Self> {
         let (listener, address, local_addr) = bind(&config)?;
         #[cfg(unix)]
@@ -207,9 +216,10 @@ impl BridgeServer {
                     {
                         Ok(runtime) => runtime,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(Error::Bridge(format!(
-                                "cannot start the bridge server's runtime: {e}"
-                            ))));
+                            let _ = ready_tx.send(Err(Error::bridge_with(
+                                "cannot start the bridge server's runtime",
+                                e,
+                            )));
                             stopped_tx.send_replace(true);
                             return;
                         }
@@ -237,13 +247,11 @@ impl BridgeServer {
                     }
                     stopped_tx.send_replace(true);
                 })
-                .map_err(|e| {
-                    Error::Bridge(format!("cannot start the bridge server's thread: {e}"))
-                })?
+                .map_err(|e| Error::bridge_with("cannot start the bridge server's thread", e))?
         };
         let ready = ready_rx.recv().unwrap_or_else(|_| {
-            Err(Error::Bridge(
-                "the bridge server's thread exited before serving".to_owned(),
+            Err(Error::bridge(
+                "the bridge server's thread exited before serving",
             ))
         });
         if let Err(e) = ready {
@@ -263,9 +271,10 @@ impl BridgeServer {
         })
     }
 
-    /// The process-wide server, started on first use on a free loopback port. This is the
-    /// server [`Context::ensure_bridged`](crate::Context::ensure_bridged) uses unless the
-    /// context was built with one.
+    /// The process-wide server, started on first use on a free loopback port (which blocks the
+    /// calling thread like [`start`](Self::start)). This is the server
+    /// [`Context::ensure_bridged`](crate::Context::ensure_bridged) uses unless the context was
+    /// built with one.
     pub fn global() -> Result<Self> {
         let mut global = GLOBAL.lock();
         if let Some(server) = global.as_ref()
@@ -313,7 +322,7 @@ impl BridgeServer {
     /// Opens a session whose watchers are fanned out by `hub` (a context's hub).
     pub(crate) fn open_session_with_hub(&self, hub: Arc<WatchHub>) -> Result<BridgedState> {
         if !self.is_running() {
-            return Err(Error::Bridge(format!(
+            return Err(Error::bridge(format!(
                 "the bridge server at {} has stopped",
                 self.inner.address
             )));
@@ -369,11 +378,11 @@ impl StdListener {
         match self {
             StdListener::Tcp(l) => tokio::net::TcpListener::from_std(l)
                 .map(Listener::Tcp)
-                .map_err(|e| Error::Bridge(format!("cannot serve on a TCP listener: {e}"))),
+                .map_err(|e| Error::bridge_with("cannot serve on a TCP listener", e)),
             #[cfg(unix)]
             StdListener::Unix(l, path) => tokio::net::UnixListener::from_std(l)
                 .map(Listener::Unix)
-                .map_err(|e| Error::Bridge(format!("cannot serve on {}: {e}", path.display()))),
+                .map_err(|e| Error::bridge_with(format!("cannot serve on {}", path.display()), e)),
         }
     }
 }
@@ -382,16 +391,16 @@ fn bind(config: &BridgeConfig) -> Result<(StdListener, String, Option<SocketAddr
     match &config.listen {
         Listen::Tcp(addr) => {
             if !addr.ip().is_loopback() && !config.allow_non_loopback {
-                return Err(Error::Bridge(format!(
+                return Err(Error::bridge(format!(
                     "refusing to serve the bridge on {addr}: it is not a loopback address (use BridgeConfig::allow_non_loopback to allow it)"
                 )));
             }
             let listener = std::net::TcpListener::bind(addr)
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|e| Error::Bridge(format!("cannot bind {addr}: {e}")))?;
+                .map_err(|e| Error::bridge_with(format!("cannot bind {addr}"), e))?;
             let local = listener
                 .local_addr()
-                .map_err(|e| Error::Bridge(format!("cannot read the bound address: {e}")))?;
+                .map_err(|e| Error::bridge_with("cannot read the bound address", e))?;
             Ok((StdListener::Tcp(listener), local.to_string(), Some(local)))
         }
         #[cfg(unix)]
@@ -399,7 +408,7 @@ fn bind(config: &BridgeConfig) -> Result<(StdListener, String, Option<SocketAddr
             let listener = std::os::unix::net::UnixListener::bind(path)
                 .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .map_err(|e| {
-                    Error::Bridge(format!("cannot bind unix socket {}: {e}", path.display()))
+                    Error::bridge_with(format!("cannot bind unix socket {}", path.display()), e)
                 })?;
             Ok((
                 StdListener::Unix(listener, path.clone()),

@@ -15,10 +15,11 @@ use tonic::{Code, Request, Response, Status};
 
 use super::convert::{self, FieldError};
 use super::limits::{
-    DEFAULT_LIST_PAGE_SIZE, DEFAULT_SESSION_TTL, MAX_LIST_PAGE_BYTES, MAX_LIST_PAGE_SIZE,
-    MAX_NAME_LEN, MAX_NAMES_PER_REQUEST, MAX_PATTERN_BYTES, MAX_RESPONSE_BYTES,
-    MAX_SESSION_ID_BYTES, MAX_SESSION_TTL, MAX_STATUS_MESSAGE_BYTES, MAX_VARIABLES_PER_SESSION,
-    MAX_WATCH_QUEUE_BYTES, MAX_WRITES_PER_BATCH, WATCH_QUEUE_CAPACITY,
+    DEFAULT_LIST_PAGE_SIZE, DEFAULT_SESSION_TTL, MAX_HISTORY_ENTRIES_PER_REQUEST,
+    MAX_LIST_PAGE_BYTES, MAX_LIST_PAGE_SIZE, MAX_NAME_LEN, MAX_NAMES_PER_REQUEST,
+    MAX_PATTERN_BYTES, MAX_RESPONSE_BYTES, MAX_SESSION_ID_BYTES, MAX_SESSION_TTL,
+    MAX_STATUS_MESSAGE_BYTES, MAX_VARIABLES_PER_SESSION, MAX_WATCH_QUEUE_BYTES,
+    MAX_WRITES_PER_BATCH, WATCH_QUEUE_CAPACITY,
 };
 use super::proto::session_service_server::SessionService;
 use super::proto::{self as pb, ErrorKind};
@@ -59,7 +60,7 @@ pub(crate) fn bounded_message(mut message: String) -> String {
     message
 }
 
-/// The status of a dspex error, with its kind.
+/// The status of a dspex error, with its kind (the table in the [`bridge`](super) docs).
 pub(crate) fn error_status(e: &Error) -> Status {
     let message = e.to_string();
     match e {
@@ -99,6 +100,10 @@ pub(crate) fn error_status(e: &Error) -> Status {
             metadata.insert(EXPECTED_VERSION_METADATA, (*expected).into());
             metadata.insert(ACTUAL_VERSION_METADATA, (*actual).into());
             s
+        }
+        Error::ReadOnly { .. } => status(Code::PermissionDenied, ErrorKind::ReadOnly, message),
+        Error::VersionNotFound { .. } => {
+            status(Code::NotFound, ErrorKind::VersionNotFound, message)
         }
         _ => status(Code::Internal, ErrorKind::Internal, message),
     }
@@ -287,6 +292,8 @@ impl SessionService for SessionServer {
                 .or_status()?,
             metadata: convert::metadata_from_proto("metadata", r.metadata).or_status()?,
             name: r.name,
+            // Read-only variables are declared by Rust; Python cannot lock a variable.
+            readonly: false,
         };
         let _one_at_a_time = session.register_lock.lock();
         let held = session.table.len();
@@ -540,6 +547,52 @@ impl SessionService for SessionServer {
         tokio::spawn(forward_watch(watcher, tx, closed, shutdown, slot));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+
+    async fn get_history(
+        &self,
+        request: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        let session = self.session(&request, &request.get_ref().session_id)?;
+        let r = request.get_ref();
+        let limit = match r.limit {
+            None => MAX_HISTORY_ENTRIES_PER_REQUEST,
+            Some(limit) => {
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                convert::check_count(
+                    "limit",
+                    limit,
+                    MAX_HISTORY_ENTRIES_PER_REQUEST,
+                    "entries",
+                    "MAX_HISTORY_ENTRIES_PER_REQUEST",
+                )
+                .or_status()?;
+                limit
+            }
+        };
+        let entries = session
+            .table
+            .history(Key::Name(&r.name), limit)
+            .or_status()?;
+        Ok(Response::new(pb::GetHistoryResponse {
+            entries: entries
+                .iter()
+                .map(convert::history_entry_to_proto)
+                .collect(),
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::RollbackResponse>, Status> {
+        let session = self.session(&request, &request.get_ref().session_id)?;
+        let r = request.get_ref();
+        let version = session
+            .table
+            .rollback(Key::Name(&r.name), r.version, SOURCE)
+            .or_status()?;
+        Ok(Response::new(pb::RollbackResponse { version }))
+    }
 }
 
 /// The bytes a message of `len` bytes takes as a repeated field of another message (its tag
@@ -636,6 +689,21 @@ mod tests {
                 },
                 Code::Aborted,
                 ErrorKind::Conflict,
+            ),
+            (
+                Error::ReadOnly { name: "x".into() },
+                Code::PermissionDenied,
+                ErrorKind::ReadOnly,
+            ),
+            (
+                Error::VersionNotFound {
+                    name: "x".into(),
+                    version: 1,
+                    oldest: 2,
+                    newest: 3,
+                },
+                Code::NotFound,
+                ErrorKind::VersionNotFound,
             ),
             (Error::internal("boom"), Code::Internal, ErrorKind::Internal),
         ];

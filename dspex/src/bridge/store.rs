@@ -65,7 +65,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 fn random_hex<const N: usize>() -> Result<String> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| {
-        Error::Bridge(format!(
+        // `getrandom::Error` is not a `std::error::Error` without getrandom's `std` feature.
+        Error::bridge(format!(
             "cannot draw random bytes from the operating system: {e}"
         ))
     })?;
@@ -258,8 +259,8 @@ impl SessionStore {
         let token = Token::generate()?;
         let mut sessions = self.inner.sessions.write();
         if self.inner.stopped.load(Ordering::Acquire) {
-            return Err(Error::Bridge(
-                "the bridge server has stopped; it accepts no new sessions".to_owned(),
+            return Err(Error::bridge(
+                "the bridge server has stopped; it accepts no new sessions",
             ));
         }
         if remote {
@@ -269,7 +270,7 @@ impl SessionStore {
                 .filter(|s| !s.is_owned() && s.is_live(now))
                 .count();
             if live_remote >= MAX_REMOTE_SESSIONS {
-                return Err(Error::Bridge(format!(
+                return Err(Error::bridge(format!(
                     "the bridge server already holds {live_remote} sessions created over gRPC, the limit (MAX_REMOTE_SESSIONS = {MAX_REMOTE_SESSIONS})"
                 )));
             }
@@ -525,7 +526,7 @@ mod tests {
         store.stop();
         assert!(matches!(
             store.create_owned(Arc::default()),
-            Err(Error::Bridge(_))
+            Err(Error::Bridge { .. })
         ));
     }
 }

@@ -1,13 +1,38 @@
-//! `ContextBuilder`: a context on the backend of your choice, local or bridged, and the bridge
-//! server it uses.
+//! `ContextBuilder`: a context on the backend of your choice (local, bridged, or one of your
+//! own), and the bridge server it uses.
 
+use std::fmt;
 use std::sync::Arc;
 
 use super::Context;
 use crate::bridge::BridgeServer;
 use crate::error::Result;
-use crate::state::{LocalState, StateProvider, WatchHub};
+use crate::state::{
+    DEFAULT_HISTORY_LIMIT, LocalState, StateProvider, WatchHub, check_history_limit,
+};
 use crate::worker::{LmConfig, WorkerConfig};
+
+/// Creates a backend that publishes to the given hub (see [`ContextBuilder::state`]).
+type StateFactory = Arc<dyn Fn(Arc<WatchHub>) -> Result<Arc<dyn StateProvider>> + Send + Sync>;
+
+/// The backend a builder starts the context on.
+#[derive(Clone, Default)]
+enum Start {
+    #[default]
+    Local,
+    Bridged,
+    Custom(StateFactory),
+}
+
+impl fmt::Debug for Start {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Start::Local => "Local",
+            Start::Bridged => "Bridged",
+            Start::Custom(_) => "Custom",
+        })
+    }
+}
 
 /// Builds a [`Context`]: local (the default, like [`Context::new`]) or bridged from the start,
 /// and optionally with the [`BridgeServer`] to use when it bridges (instead of the process-wide
@@ -28,31 +53,98 @@ use crate::worker::{LmConfig, WorkerConfig};
 /// assert_eq!(ctx.backend().switches, 0);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct ContextBuilder {
-    bridged: bool,
+    start: Start,
     server: Option<BridgeServer>,
     worker: WorkerConfig,
+    history_limit: usize,
+}
+
+impl Default for ContextBuilder {
+    fn default() -> Self {
+        Self {
+            start: Start::default(),
+            server: None,
+            worker: WorkerConfig::default(),
+            history_limit: DEFAULT_HISTORY_LIMIT,
+        }
+    }
 }
 
 impl ContextBuilder {
     /// Starts the context on the local backend (the default).
     pub fn local(mut self) -> Self {
-        self.bridged = false;
+        self.start = Start::Local;
         self
     }
 
     /// Starts the context on the bridged backend: its variables live in a session of the
     /// bridge's store from the first registration on.
     pub fn bridged(mut self) -> Self {
-        self.bridged = true;
+        self.start = Start::Bridged;
+        self
+    }
+
+    /// Starts the context on a backend of your own: `make` receives the context's
+    /// [`WatchHub`], to which the backend must publish every change it accepts (the rules a
+    /// backend follows are those of [`StateProvider`]). The context upgrades from it to the
+    /// bridged backend like from a local one, through [`StateProvider::migrate_out`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+    /// use std::sync::Arc;
+    ///
+    /// use dspex::state::{LocalState, StateProvider};
+    /// use dspex::{Constraints, Context};
+    ///
+    /// // Any `StateProvider` will do; a `LocalState` on the context's hub is the simplest.
+    /// let ctx = Context::builder()
+    ///     .state(|hub| Ok(Arc::new(LocalState::with_hub(hub)) as Arc<dyn StateProvider>))
+    ///     .build()
+    ///     .await?;
+    /// let n = ctx.defvariable::<i64>("n", 1, Constraints::none())?;
+    /// let mut watcher = ctx.watch(&["n"])?;
+    /// n.set(2)?;
+    /// assert!(watcher.recv().await.is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn state<F>(mut self, make: F) -> Self
+    where
+        F: Fn(Arc<WatchHub>) -> Result<Arc<dyn StateProvider>> + Send + Sync + 'static,
+    {
+        self.start = Start::Custom(Arc::new(make));
         self
     }
 
     /// The bridge server the context uses (now if bridged, else when it upgrades).
     pub fn server(mut self, server: BridgeServer) -> Self {
         self.server = Some(server);
+        self
+    }
+
+    /// How many writes each variable's history keeps (default
+    /// [`DEFAULT_HISTORY_LIMIT`](crate::state::DEFAULT_HISTORY_LIMIT), at most
+    /// [`MAX_HISTORY_LIMIT`](crate::state::MAX_HISTORY_LIMIT); checked by
+    /// [`build`](Self::build)). It applies to the local and bridged backends the context
+    /// creates, including the bridged one it upgrades to; a backend of your own
+    /// ([`state`](Self::state)) keeps the history its own configuration says until then.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+    /// use dspex::{Constraints, Context};
+    ///
+    /// let ctx = Context::builder().history_limit(2).build().await?;
+    /// let n = ctx.defvariable::<i64>("n", 1, Constraints::none())?;
+    /// n.set(2)?;
+    /// n.set(3)?;
+    /// assert_eq!(ctx.history("n", 10)?.len(), 2);
+    /// assert!(Context::builder().history_limit(0).build().await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn history_limit(mut self, limit: usize) -> Self {
+        self.history_limit = limit;
         self
     }
 
@@ -77,32 +169,53 @@ impl ContextBuilder {
 
     /// Builds the context. A bridged context brings up its server (the process-wide one unless
     /// [`server`](Self::server) was given) and creates its session first; if that fails the
-    /// error is [`Error::Bridge`](crate::Error::Bridge) and says why. A worker configuration
-    /// out of its bounds ([`WorkerConfig::check`]) is an [`Error::Worker`](crate::Error::Worker).
+    /// error is [`Error::Bridge`](crate::Error::Bridge) and says why. Starting the server
+    /// (the first time in a process) runs off the async runtime's threads. A worker
+    /// configuration out of its bounds ([`WorkerConfig::check`]) is an
+    /// [`Error::Worker`](crate::Error::Worker).
     pub async fn build(self) -> Result<Context> {
         self.worker.check()?;
+        let history_limit = check_history_limit(self.history_limit)?;
         let hub: Arc<WatchHub> = Arc::default();
-        if !self.bridged {
-            let local = LocalState::with_hub(Arc::clone(&hub));
-            return Ok(Context::with_backend_and_hub(
-                Arc::new(local),
-                hub,
-                self.server,
-                None,
-                self.worker,
-            ));
-        }
-        let server = match self.server {
-            Some(server) => server,
-            None => BridgeServer::global()?,
+        let backend: Arc<dyn StateProvider> = match self.start {
+            Start::Local => {
+                Arc::new(LocalState::with_hub(Arc::clone(&hub)).with_history_limit(history_limit)?)
+            }
+            Start::Custom(make) => make(Arc::clone(&hub))?,
+            Start::Bridged => {
+                let (server, bridged) = {
+                    let (server, hub) = (self.server, Arc::clone(&hub));
+                    super::off_runtime(move || {
+                        let server = match server {
+                            Some(server) => server,
+                            None => BridgeServer::global()?,
+                        };
+                        let bridged = Arc::new(
+                            server
+                                .open_session_with_hub(hub)?
+                                .with_history_limit(history_limit)?,
+                        );
+                        Ok((server, bridged))
+                    })
+                    .await?
+                };
+                return Ok(Context::with_backend_and_hub(
+                    Arc::clone(&bridged) as Arc<dyn StateProvider>,
+                    hub,
+                    Some(server),
+                    Some(bridged),
+                    self.worker,
+                    history_limit,
+                ));
+            }
         };
-        let bridged = Arc::new(server.open_session_with_hub(Arc::clone(&hub))?);
         Ok(Context::with_backend_and_hub(
-            Arc::clone(&bridged) as Arc<dyn StateProvider>,
+            backend,
             hub,
-            Some(server),
-            Some(bridged),
+            self.server,
+            None,
             self.worker,
+            history_limit,
         ))
     }
 }

@@ -1,6 +1,7 @@
 //! `Context`: the handle programs and users hold, owning one state backend at a time, and the
 //! variables API (the verbs of the original design) over it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -14,13 +15,13 @@ use parking_lot::Mutex;
 use crate::bridge::{BridgeServer, BridgedState, SessionInfo};
 use crate::error::{Error, Result};
 use crate::state::{
-    BackendKind, Capabilities, GetMany, Key, LocalState, SetOptions, Source, StateProvider,
-    VarRecord, WatchHub, WatchOptions, Watcher,
+    BackendKind, Capabilities, DEFAULT_HISTORY_LIMIT, GetMany, HistoryEntry, Key, LocalState,
+    SetOptions, Source, StateProvider, VarRecord, WatchHub, WatchOptions, Watcher,
 };
 use crate::worker::{WorkerConfig, WorkerStatus, WorkerSupervisor};
 
 mod builder;
-mod time;
+pub(crate) mod time;
 mod var;
 
 pub use builder::ContextBuilder;
@@ -84,6 +85,8 @@ struct Inner {
     /// The context's session in the bridge's store, once bridged. Dropping the context drops
     /// it, which releases the session.
     bridge: OnceLock<Arc<BridgedState>>,
+    /// How many writes each variable's history keeps in the backends the context creates.
+    history_limit: usize,
 }
 
 /// A cheap-to-clone, `Send + Sync` handle to a set of variables and the backend that holds
@@ -126,7 +129,14 @@ impl Context {
     pub fn new() -> Self {
         let hub: Arc<WatchHub> = Arc::default();
         let local = LocalState::with_hub(Arc::clone(&hub));
-        Self::with_backend_and_hub(Arc::new(local), hub, None, None, WorkerConfig::default())
+        Self::with_backend_and_hub(
+            Arc::new(local),
+            hub,
+            None,
+            None,
+            WorkerConfig::default(),
+            DEFAULT_HISTORY_LIMIT,
+        )
     }
 
     /// A builder to choose the backend (local or bridged) and the bridge server.
@@ -149,6 +159,7 @@ impl Context {
         server: Option<BridgeServer>,
         bridge: Option<Arc<BridgedState>>,
         worker_config: WorkerConfig,
+        history_limit: usize,
     ) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let bridge_cell = OnceLock::new();
@@ -170,6 +181,7 @@ impl Context {
                 worker: Mutex::new(None),
                 worker_start: tokio::sync::Mutex::new(()),
                 bridge: bridge_cell,
+                history_limit,
             }),
         }
     }
@@ -247,9 +259,10 @@ impl Context {
     /// metadata, and gain `migrated_from = "local"` and `migrated_at` (RFC 3339) metadata.
     /// [`backend`](Self::backend) reports the switch count and how long the switch took.
     ///
-    /// The switch itself does not wait on anything: it takes about a millisecond per thousand
-    /// variables, plus, the first time in a process, a millisecond or so for the process-wide
-    /// server to start its thread. Callers on an async runtime are blocked for that long.
+    /// The switch takes about a millisecond per thousand variables, plus, the first time in a
+    /// process, a millisecond or so for the process-wide server to start its thread. It runs
+    /// on the runtime's blocking threads (`spawn_blocking`), never on the thread that awaits
+    /// it, so other tasks of the runtime keep running, even on a `current_thread` runtime.
     ///
     /// ```no_run
     /// # #[tokio::main] async fn main() -> dspex::Result<()> {
@@ -268,6 +281,15 @@ impl Context {
     /// # Ok(()) }
     /// ```
     pub async fn ensure_bridged(&self) -> Result<()> {
+        if self.current().kind() == BackendKind::Bridged {
+            return Ok(());
+        }
+        let ctx = self.clone();
+        off_runtime(move || ctx.bridge_now()).await
+    }
+
+    /// [`ensure_bridged`](Self::ensure_bridged) on the calling thread.
+    fn bridge_now(&self) -> Result<()> {
         let _one_at_a_time = self.inner.switching.lock();
         if self.current().kind() == BackendKind::Bridged {
             return Ok(());
@@ -276,7 +298,11 @@ impl Context {
             Some(server) => server.clone(),
             None => BridgeServer::global()?,
         };
-        let bridged = Arc::new(server.open_session_with_hub(Arc::clone(self.hub()))?);
+        let bridged = Arc::new(
+            server
+                .open_session_with_hub(Arc::clone(self.hub()))?
+                .with_history_limit(self.inner.history_limit)?,
+        );
         // On failure `bridged` is dropped here, which removes its session from the store.
         self.switch_locked(Arc::clone(&bridged) as Arc<dyn StateProvider>)?;
         self.inner
@@ -341,6 +367,12 @@ impl Context {
         }
     }
 
+    /// How many writes each variable's history keeps in the backends the context creates
+    /// (set with [`ContextBuilder::history_limit`]).
+    pub fn history_limit(&self) -> usize {
+        self.inner.history_limit
+    }
+
     /// The switch itself; the caller holds `switching`.
     fn switch_locked(&self, target: Arc<dyn StateProvider>) -> Result<()> {
         if self.inner.upgraded.get().is_some() {
@@ -350,16 +382,17 @@ impl Context {
         let current = &self.inner.initial;
         let from = current.kind().to_string();
         let at = time::rfc3339(SystemTime::now());
-        current.migrate_out(&mut |records| {
-            let records = records
+        current.migrate_out(&mut |variables| {
+            let variables = variables
                 .into_iter()
-                .map(|mut r| {
-                    r.metadata.insert("migrated_from".to_owned(), from.clone());
-                    r.metadata.insert("migrated_at".to_owned(), at.clone());
-                    r
+                .map(|mut v| {
+                    let metadata = &mut v.record.metadata;
+                    metadata.insert("migrated_from".to_owned(), from.clone());
+                    metadata.insert("migrated_at".to_owned(), at.clone());
+                    v
                 })
                 .collect();
-            target.import(records)?;
+            target.import(variables)?;
             self.inner
                 .upgraded
                 .set(Arc::clone(&target))
@@ -612,14 +645,83 @@ impl Context {
         &self,
         writes: impl IntoIterator<Item = (&'a str, Value)>,
     ) -> Result<Vec<u64>> {
-        let writes: Vec<(String, Value)> =
-            writes.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
-        self.with_backend(|b| b.update_many(writes, Source::Rust))
+        self.update_many_with(writes, &BTreeMap::new())
     }
 
-    /// Deletes a variable and returns its last record.
+    /// [`update_many`](Self::update_many) that also merges `metadata` into the metadata of
+    /// every written variable, in the same atomic step (nothing changes if a write is refused).
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use dspex::{Context, Constraints, Value};
+    ///
+    /// let ctx = Context::new();
+    /// ctx.defvariable::<i64>("a", 1, Constraints::range(0, 10))?;
+    /// let metadata = BTreeMap::from([("tuner".to_owned(), "grid".to_owned())]);
+    /// ctx.update_many_with([("a", Value::from(5))], &metadata)?;
+    /// assert_eq!(ctx.record("a")?.metadata["tuner"], "grid");
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn update_many_with<'a>(
+        &self,
+        writes: impl IntoIterator<Item = (&'a str, Value)>,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Vec<u64>> {
+        let writes: Vec<(String, Value)> =
+            writes.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
+        self.with_backend(|b| b.update_many_with(writes, metadata, Source::Rust))
+    }
+
+    /// Deletes a variable, and its history, and returns its last record.
     pub fn delete(&self, name: &str) -> Result<VarRecord> {
         self.with_backend(|b| b.delete(Key::Name(name), Source::Rust))
+    }
+
+    // ---- history ------------------------------------------------------------------------
+
+    /// The last writes of `name`, newest first, at most `limit` of them: version, value,
+    /// source, the metadata given with the write, and time. Registration is version 1; the
+    /// history keeps the last [`history_limit`](Self::history_limit) writes (and at most
+    /// [`MAX_HISTORY_BYTES`](crate::state::MAX_HISTORY_BYTES)).
+    ///
+    /// ```
+    /// use dspex::{Context, Constraints, Source, Value};
+    ///
+    /// let ctx = Context::new();
+    /// ctx.defvariable::<f64>("temperature", 0.7, Constraints::range(0.0, 2.0))?;
+    /// ctx.set("temperature", 0.9)?;
+    /// ctx.set("temperature", 1.4)?;
+    /// let history = ctx.history("temperature", 10)?;
+    /// let versions: Vec<(u64, Value)> = history.iter().map(|e| (e.version, e.value.clone())).collect();
+    /// assert_eq!(versions, [(3, Value::Float(1.4)), (2, Value::Float(0.9)), (1, Value::Float(0.7))]);
+    /// assert_eq!(history[0].source, Source::Rust);
+    /// assert_eq!(ctx.history("temperature", 1)?.len(), 1);
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn history(&self, name: &str, limit: usize) -> Result<Vec<HistoryEntry>> {
+        self.with_backend(|b| b.history(Key::Name(name), limit))
+    }
+
+    /// Writes the value `name` had at `version` again, as a new version with metadata
+    /// `rolled_back_from = "<version>"`, and returns the new version. It is a write like any
+    /// other: validated, the version goes up (a compare-and-set at the old version conflicts),
+    /// and watchers see an ordinary update. A version the history no longer keeps is
+    /// [`Error::VersionNotFound`], which names the versions it keeps.
+    ///
+    /// ```
+    /// use dspex::{Context, Constraints, Error};
+    ///
+    /// let ctx = Context::new();
+    /// let t = ctx.defvariable::<f64>("temperature", 0.7, Constraints::range(0.0, 2.0))?;
+    /// t.set(1.9)?; // a bad change
+    /// assert_eq!(ctx.rollback("temperature", 1)?, 3);
+    /// assert_eq!(t.get()?, 0.7);
+    /// assert_eq!(t.record()?.metadata["rolled_back_from"], "1");
+    /// assert!(matches!(ctx.rollback("temperature", 9), Err(Error::VersionNotFound { .. })));
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn rollback(&self, name: &str, version: u64) -> Result<u64> {
+        self.with_backend(|b| b.rollback(Key::Name(name), version, Source::Rust))
     }
 
     // ---- watching -----------------------------------------------------------------------
@@ -632,6 +734,26 @@ impl Context {
     /// Watches with options: queue capacity, initial values.
     pub fn watch_with(&self, names: &[&str], options: WatchOptions) -> Result<Watcher> {
         self.with_backend(|b| b.watch(names, options))
+    }
+}
+
+/// Runs `f`, which may block for a while (bind a port, start a thread, migrate variables), on
+/// the current tokio runtime's blocking threads, so that the runtime keeps running its other
+/// tasks; outside a tokio runtime, on the calling thread.
+pub(crate) async fn off_runtime<T, F>(f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return f();
+    };
+    match runtime.spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::internal(
+            "the runtime shut down while the bridge was being set up",
+        )),
     }
 }
 

@@ -5,16 +5,18 @@ use std::fmt;
 use std::sync::Arc;
 
 use dspex_core::program::{
-    Binding, Location, ModuleRef, ProgramIssue, ProgramSpec, StepKind, StepSpec,
+    Binding, ConfigEntry, ConfigValue, Location, ModuleRef, ProgramIssue, ProgramProblem,
+    ProgramSpec, StepKind, StepSpec,
 };
 use dspex_core::{Signature, VariableSpec};
 
 use super::fields::Fields;
 use super::module::{DynModule, Module};
+use super::overrides::Overrides;
+use super::prepare::{context_for, prepare_context};
 use super::python::PythonModule;
 use super::run::ChainRun;
 use super::trace::RunTrace;
-use super::{context_for, prepare_context};
 use crate::context::Context;
 use crate::error::{Error, Result};
 
@@ -33,12 +35,19 @@ use crate::error::{Error, Result};
 ///
 /// let native = Step::native("classify", "question -> category", Classify).bind_as("model", "llm_model");
 /// let python = Step::python("answer", "ChainOfThought", "question, category -> answer").bind("temperature");
+/// let agent = Step::python("agent", "ReAct", "question -> answer")
+///     .with("max_iters", 5)
+///     .with("tools", ["my_pkg.tools.search"]);
 /// ```
+///
+/// A step is checked when the program is built ([`ProgramBuilder::build`],
+/// [`RunningProgram::add_step`]), with the rules and messages of the macros.
 pub struct Step {
     name: String,
     signature: String,
     kind: StepDef,
     bindings: Vec<Binding>,
+    config: Vec<ConfigEntry>,
 }
 
 enum StepDef {
@@ -67,6 +76,7 @@ impl Step {
                 module: Arc::new(module),
             },
             bindings: Vec::new(),
+            config: Vec::new(),
         }
     }
 
@@ -80,6 +90,7 @@ impl Step {
                 module: ModuleRef::parse(module),
             },
             bindings: Vec::new(),
+            config: Vec::new(),
         }
     }
 
@@ -94,6 +105,17 @@ impl Step {
     #[must_use]
     pub fn bind_as(mut self, variable: &str, param: &str) -> Self {
         self.bindings.push(Binding::new(variable, param));
+        self
+    }
+
+    /// Passes `key: value` to the constructor of a python step's DSPy module, as `with { key:
+    /// value }` does in `dspex_program!`: `with("max_iters", 5)`, `with("interpreter",
+    /// "local")`, `with("tools", ["my_pkg.tools.search"])`. The keys a known module takes and
+    /// the values each accepts are those of [`dspy::MODULES`](crate::program::dspy::MODULES);
+    /// a module named by dotted path takes any key.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl Into<ConfigValue>) -> Self {
+        self.config.push(ConfigEntry::new(key, value));
         self
     }
 
@@ -119,6 +141,7 @@ impl Step {
             kind,
             signature,
             bindings: self.bindings.clone(),
+            config: self.config.clone(),
         };
         Ok((spec, module))
     }
@@ -136,7 +159,7 @@ impl Step {
 /// impl Module for Echo {
 ///     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
 ///         let times = params.get::<i64>("times")?;
-///         let text = inputs.require("text")?;
+///         let text = inputs.get::<&str>("text")?;
 ///         Ok(Fields::from([("echo", vec![text; times as usize].join(" "))]))
 ///     }
 /// }
@@ -149,7 +172,7 @@ impl Step {
 ///     .start()
 ///     .await?;
 /// let out = program.run(Fields::from([("text", "hi")])).await?;
-/// assert_eq!(out.get("echo"), Some("hi hi"));
+/// assert_eq!(out.get::<&str>("echo")?, "hi hi");
 ///
 /// // A bad declaration is an error naming the problem, as at compile time for the macros.
 /// let err = ProgramBuilder::new("Broken")
@@ -226,12 +249,16 @@ impl ProgramBuilder {
             steps,
         };
         // A step with a malformed signature is left out of `spec`: what it would have produced
-        // is unknown, so the flow of fields is not judged (as the macros do).
+        // is unknown, so the flow of fields is not judged, and the chain is not empty (as the
+        // macros do).
         let signatures_known = issues.is_empty();
+        let consequence = |p: &ProgramProblem| {
+            p.is_flow() || (*p == ProgramProblem::EmptyChain && !self.steps.is_empty())
+        };
         issues.extend(
             spec.check()
                 .iter()
-                .filter(|i| signatures_known || !i.problem.is_flow())
+                .filter(|i| signatures_known || !consequence(&i.problem))
                 .map(|i| located(&spec, i)),
         );
         if !issues.is_empty() {
@@ -347,7 +374,24 @@ impl RunningProgram {
 
     /// Runs the chain and returns the outputs with the trace of every step.
     pub async fn run_traced(&self, input: Fields) -> Result<(Fields, RunTrace)> {
-        let mut run = ChainRun::start(&self.ctx, &self.spec, input)?;
+        self.run_with_traced(&Overrides::new(), input).await
+    }
+
+    /// Runs the chain with the variables of `overrides` taking those values for this run only
+    /// (validated first; the context is untouched), in native and python steps alike.
+    pub async fn run_with(&self, overrides: &Overrides, input: Fields) -> Result<Fields> {
+        self.run_with_traced(overrides, input)
+            .await
+            .map(|(outputs, _)| outputs)
+    }
+
+    /// [`run_with`](Self::run_with), returning the trace of every step too.
+    pub async fn run_with_traced(
+        &self,
+        overrides: &Overrides,
+        input: Fields,
+    ) -> Result<(Fields, RunTrace)> {
+        let mut run = ChainRun::start_with(&self.ctx, &self.spec, overrides, input)?;
         for (index, step) in self.steps.iter().enumerate() {
             match step {
                 Attached::Native(module) => run.native(index, module.as_ref()).await?,

@@ -4,25 +4,45 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use dspex_core::Value;
+use dspex_core::{Value, value_excerpt};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as JsonValue;
 
 use crate::context::VarValue;
 use crate::error::{Error, Result};
 
-/// Named text fields: a program's input and output, and what each step reads and writes.
-/// DSPy fields are text on the wire; a step that needs structure parses its field.
+/// Named, typed fields: a program's input and output, and what each step reads and writes.
+///
+/// A field holds a JSON value ([`JsonValue`](crate::JsonValue)) of the type its signature
+/// declares: `str` a string, `int` an integer, `float` a number, `bool` a boolean, `list[..]`
+/// an array, `dict` an object ([`JsonObject`](crate::JsonObject)), `Literal[..]` one of its
+/// strings. [`get`](Fields::get) reads a field as any type serde can deserialize (`&str`,
+/// `String`, `i64`, `f64`, `bool`, `Vec<String>`, a struct of your own...);
+/// [`insert`](Fields::insert) takes anything that converts to a JSON value (strings, numbers,
+/// booleans, vectors of them, `json!(..)`), [`insert_serialized`](Fields::insert_serialized)
+/// anything serde can serialize. The chain checks every program input and every step output
+/// against its declared type (integers are accepted, and widened, where floats are declared;
+/// nothing else crosses types).
 ///
 /// ```
-/// use dspex::Fields;
+/// use dspex::{Fields, json};
 ///
 /// let mut f = Fields::from([("question", "What is DSPy?")]);
-/// f.insert("category", "definition");
-/// assert_eq!(f.get("question"), Some("What is DSPy?"));
-/// assert_eq!(f.require("category").unwrap(), "definition");
-/// assert!(f.require("answer").is_err());
+/// f.insert("confidence", 0.9);
+/// f.insert("sources", vec!["docs", "paper"]);
+/// f.insert("meta", json!({"lang": "en"}));
+/// assert_eq!(f.get::<&str>("question")?, "What is DSPy?");
+/// assert_eq!(f.get::<f64>("confidence")?, 0.9);
+/// assert_eq!(f.get::<Vec<String>>("sources")?, ["docs", "paper"]);
+/// assert_eq!(f.value("meta"), Some(&json!({"lang": "en"})));
+///
+/// let err = f.get::<i64>("question").unwrap_err();
+/// assert_eq!(err.to_string(), "field `question` holds `\"What is DSPy?\"`, which cannot be read as `i64`");
+/// assert!(f.get::<String>("answer").is_err()); // missing
+/// # Ok::<(), dspex::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fields(BTreeMap<String, String>);
+pub struct Fields(BTreeMap<String, JsonValue>);
 
 impl Fields {
     /// No fields.
@@ -30,26 +50,44 @@ impl Fields {
         Self::default()
     }
 
-    /// The value of a field.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    /// The value of a field, or a `MissingField` error naming it.
-    pub fn require(&self, name: &str) -> Result<&str> {
-        self.get(name).ok_or_else(|| Error::MissingField {
+    /// The value of a field as `T`: a `MissingField` error if it is absent, a `FieldRead`
+    /// error if it does not deserialize as `T`. Borrows where `T` does (`&str`).
+    pub fn get<'a, T: Deserialize<'a>>(&'a self, name: &str) -> Result<T> {
+        let value = self.0.get(name).ok_or_else(|| Error::MissingField {
             field: name.to_owned(),
             context: "the fields".to_owned(),
-        })
+        })?;
+        T::deserialize(value).map_err(|source| read_error::<T>(name, value, source))
     }
 
-    /// Sets a field.
-    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    /// The JSON value of a field.
+    pub fn value(&self, name: &str) -> Option<&JsonValue> {
+        self.0.get(name)
+    }
+
+    /// Sets a field to anything that converts to a JSON value.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<JsonValue>) {
         self.0.insert(name.into(), value.into());
     }
 
+    /// Sets a field to the JSON form of `value`; a `FieldWrite` error, and no change, if serde
+    /// cannot write it as JSON (a map whose keys are not strings).
+    pub fn insert_serialized<T: Serialize + ?Sized>(
+        &mut self,
+        name: impl Into<String>,
+        value: &T,
+    ) -> Result<()> {
+        let name = name.into();
+        let value = serde_json::to_value(value).map_err(|source| Error::FieldWrite {
+            field: name.clone(),
+            source,
+        })?;
+        self.0.insert(name, value);
+        Ok(())
+    }
+
     /// Removes a field and returns its value.
-    pub fn remove(&mut self, name: &str) -> Option<String> {
+    pub fn remove(&mut self, name: &str) -> Option<JsonValue> {
         self.0.remove(name)
     }
 
@@ -59,8 +97,8 @@ impl Fields {
     }
 
     /// The fields, sorted by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &JsonValue)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Number of fields.
@@ -74,13 +112,39 @@ impl Fields {
     }
 }
 
-impl<K: Into<String>, V: Into<String>, const N: usize> From<[(K, V); N]> for Fields {
+/// Field `name` holds `value`, which does not deserialize as `T`.
+pub(crate) fn read_error<T>(name: &str, value: &JsonValue, source: serde_json::Error) -> Error {
+    Error::FieldRead {
+        field: name.to_owned(),
+        found: value_excerpt(value),
+        expected: short_type_name(std::any::type_name::<T>()),
+        source,
+    }
+}
+
+/// `alloc::vec::Vec<alloc::string::String>` as `Vec<String>`: every path segment but the last
+/// left out.
+fn short_type_name(full: &str) -> String {
+    let mut short = String::new();
+    for (i, segment) in full.split("::").enumerate() {
+        if i > 0 {
+            let kept = short
+                .trim_end_matches(|c: char| c.is_alphanumeric() || c == '_')
+                .len();
+            short.truncate(kept);
+        }
+        short.push_str(segment);
+    }
+    short
+}
+
+impl<K: Into<String>, V: Into<JsonValue>, const N: usize> From<[(K, V); N]> for Fields {
     fn from(items: [(K, V); N]) -> Self {
         items.into_iter().collect()
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Fields {
+impl<K: Into<String>, V: Into<JsonValue>> FromIterator<(K, V)> for Fields {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         Self(
             iter.into_iter()
@@ -91,21 +155,22 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Fields {
 }
 
 impl IntoIterator for Fields {
-    type Item = (String, String);
-    type IntoIter = std::collections::btree_map::IntoIter<String, String>;
+    type Item = (String, JsonValue);
+    type IntoIter = std::collections::btree_map::IntoIter<String, JsonValue>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
 }
 
 impl fmt::Display for Fields {
+    /// `{confidence: 0.9, question: "What is DSPy?"}`: names, then values as JSON.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("{")?;
         for (i, (k, v)) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{k}: {v:?}")?;
+            write!(f, "{k}: {v}")?;
         }
         f.write_str("}")
     }
@@ -158,5 +223,38 @@ impl Params {
 impl FromIterator<(String, Value)> for Params {
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
         Self(iter.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_lose_their_paths() {
+        assert_eq!(
+            short_type_name("alloc::vec::Vec<alloc::string::String>"),
+            "Vec<String>"
+        );
+        assert_eq!(
+            short_type_name("core::option::Option<(i64, &str)>"),
+            "Option<(i64, &str)>"
+        );
+        assert_eq!(short_type_name("f64"), "f64");
+    }
+
+    #[test]
+    fn a_map_without_string_keys_cannot_be_a_field() {
+        let mut f = Fields::new();
+        let err = f
+            .insert_serialized("m", &BTreeMap::from([((1, 2), 3)]))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::FieldWrite { field, .. } if field == "m"),
+            "{err}"
+        );
+        assert!(f.is_empty());
+        f.insert_serialized("xs", &[1, 2]).unwrap();
+        assert_eq!(f.get::<Vec<i64>>("xs").unwrap(), [1, 2]);
     }
 }

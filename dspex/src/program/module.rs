@@ -18,7 +18,7 @@ use crate::error::Result;
 ///
 /// impl Module for Shout {
 ///     async fn forward(&self, inputs: &Fields, _params: &Params) -> Result<Fields> {
-///         Ok(Fields::from([("loud", inputs.require("text")?.to_uppercase())]))
+///         Ok(Fields::from([("loud", inputs.get::<&str>("text")?.to_uppercase())]))
 ///     }
 /// }
 /// ```
@@ -40,7 +40,8 @@ pub trait Module: Send + Sync + 'static {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The object-safe form of [`Module`], implemented for every `Module`; the runtime builder
-/// stores native steps as `Arc<dyn DynModule>`.
+/// stores native steps as `Arc<dyn DynModule>`, and generated code hands them to the chain as
+/// `&dyn DynModule` (through `dspex::__private`).
 pub trait DynModule: Send + Sync + 'static {
     /// Runs the step.
     fn forward_boxed<'a>(

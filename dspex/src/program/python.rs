@@ -1,17 +1,23 @@
 //! Python steps: a DSPy module created in the context's Python workers, called with the values
-//! of its bound variables read in one snapshot.
+//! of its bound variables for the run (read in one snapshot, or the run's overrides) and with
+//! its inputs and outputs typed by its signature.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dspex_core::program::{Binding, ModuleRef, ProgramSpec, StepKind};
+use dspex_core::Signature;
+use dspex_core::program::{ConfigEntry, ModuleRef, ProgramSpec, StepKind};
 use parking_lot::Mutex;
-use serde_json::Value as Json;
 
-use super::fields::{Fields, Params};
+use super::fields::Fields;
+use super::overrides::Overrides;
+use super::run::StepParams;
 use super::trace::LmCall;
-use crate::bridge::convert::{field_from_proto, field_to_proto, json_to_text, value_to_proto};
+use crate::bridge::convert::{
+    extra_field_from_proto, field_from_proto, field_to_proto, module_config_to_proto,
+    value_to_proto,
+};
 use crate::bridge::proto as pb;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -21,11 +27,12 @@ use crate::worker::{ModuleSpec, WorkerSupervisor};
 /// of this type mark python steps in `#[derive(Program)]` structs.
 ///
 /// Attaching a python step upgrades the context to the bridge (once) and starts its workers;
-/// the module is created in every worker process with the step's signature and bindings. Each
-/// call carries the values of the bound variables, read in one snapshot when the step runs:
-/// the worker applies them to that call only. A step whose module comes from a `module`
-/// variable (`@var`) creates one module per class the variable names, when the variable first
-/// names it.
+/// the module is created in every worker process with the step's signature, bindings and
+/// `with` configuration. Each call carries the step's inputs, typed by its signature, and the
+/// values of its bound variables for the run (read in one snapshot when the step runs, or the
+/// run's overrides): the worker applies them to that call only. A step whose module comes
+/// from a `module` variable (`@var`) creates one module per class the variable names (in the
+/// context or in a run's overrides), when the variable first names it.
 #[derive(Debug, Clone)]
 pub struct PythonModule {
     inner: Arc<Inner>,
@@ -36,8 +43,10 @@ struct Inner {
     ctx: Context,
     step: String,
     source: ModuleRef,
-    signature: String,
+    signature: Signature,
     bindings: BTreeMap<String, String>,
+    /// The `with` configuration, passed to the module's constructor.
+    config: Vec<ConfigEntry>,
     /// Module id prefix, unique in the process.
     id: String,
     /// Class -> (module id, resolved class) of the modules created so far.
@@ -64,8 +73,9 @@ pub(crate) struct PythonOutput {
 
 impl PythonModule {
     /// Creates the DSPy module of python step `index` of `spec` in the context's worker,
-    /// bridging the context and starting its worker first if needed.
-    pub async fn attach(ctx: &Context, spec: &ProgramSpec, index: usize) -> Result<Self> {
+    /// bridging the context and starting its worker first if needed. Generated code reaches it
+    /// as `dspex::__private::python_step`.
+    pub(crate) async fn attach(ctx: &Context, spec: &ProgramSpec, index: usize) -> Result<Self> {
         let step = spec.steps.get(index).ok_or_else(|| {
             Error::Internal(format!("program `{}` has no step {index}", spec.name))
         })?;
@@ -84,12 +94,13 @@ impl PythonModule {
                 ctx: ctx.clone(),
                 step: step.name.clone(),
                 source: module.clone(),
-                signature: step.signature.to_string(),
+                signature: step.signature.clone(),
                 bindings: step
                     .bindings
                     .iter()
                     .map(|b| (b.param.clone(), b.variable.clone()))
                     .collect(),
+                config: step.config.clone(),
                 id: format!(
                     "{}.{}#{}",
                     spec.name,
@@ -100,7 +111,8 @@ impl PythonModule {
             }),
         };
         // Create the module now, so that a bad class or signature fails the attach.
-        this.module_for(&worker, &this.class()?).await?;
+        this.module_for(&worker, &this.class(&Overrides::new())?)
+            .await?;
         Ok(this)
     }
 
@@ -114,11 +126,19 @@ impl PythonModule {
         &self.inner.ctx
     }
 
-    /// The DSPy class the next call uses: fixed, or the current value of the `module` variable.
-    fn class(&self) -> Result<String> {
+    /// The DSPy class a call uses: fixed, or the value of the `module` variable (the run's
+    /// override of it, else the context's current value).
+    fn class(&self, overrides: &Overrides) -> Result<String> {
         match &self.inner.source {
             ModuleRef::Builtin(name) | ModuleRef::Path(name) => Ok(name.clone()),
-            ModuleRef::Variable(var) => self.inner.ctx.get::<String>(var),
+            ModuleRef::Variable(var) => match overrides.get(var) {
+                Some(value) => value.as_str().map(str::to_owned).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "the override of module variable `{var}` is not a string"
+                    ))
+                }),
+                None => self.inner.ctx.get::<String>(var),
+            },
         }
     }
 
@@ -134,9 +154,9 @@ impl PythonModule {
         let spec = ModuleSpec {
             module_id: module_id.clone(),
             class: class.to_owned(),
-            signature: self.inner.signature.clone(),
+            signature: self.inner.signature.to_string(),
             bindings: self.inner.bindings.clone(),
-            config: BTreeMap::<String, Json>::new(),
+            config: self.config_for(class)?,
         };
         let resolved = worker
             .create_module(spec)
@@ -150,44 +170,51 @@ impl PythonModule {
         Ok(created)
     }
 
-    /// Runs the module on `inputs` with the bound values of `snapshot`.
+    /// The step's `with` configuration as the constructor of `class` takes it, for the wire:
+    /// each value in the canonical form of its key's kind (`temperature: 1` is the float `1.0`
+    /// for `Predict`), lists and Python tools as lists of strings.
+    fn config_for(&self, class: &str) -> Result<BTreeMap<String, pb::ConfigValue>> {
+        self.inner
+            .config
+            .iter()
+            .map(|entry| {
+                let value =
+                    module_config_to_proto(&entry.key, &entry.canonical(class)).map_err(|e| {
+                        Error::Internal(format!("step `{}`: `with` {e}", self.inner.step))
+                    })?;
+                Ok((entry.key.clone(), value))
+            })
+            .collect()
+    }
+
+    /// Runs the module on `inputs` with the bound values of `params`; the class of an `@var`
+    /// step is the override's when `overrides` has one.
     pub(crate) async fn execute(
         &self,
         inputs: &Fields,
-        snapshot: &BoundSnapshot,
+        params: &StepParams,
+        overrides: &Overrides,
     ) -> Result<PythonOutput> {
         let worker = self.inner.ctx.worker().await?;
-        let (module_id, class) = self.module_for(&worker, &self.class()?).await?;
-        let inputs = inputs
-            .iter()
-            .map(|(name, text)| {
-                let value = field_to_proto(name, &Json::String(text.to_owned()))
-                    .map_err(|e| Error::Worker(format!("step `{}`: input {e}", self.inner.step)))?;
-                Ok((name.to_owned(), value))
-            })
-            .collect::<Result<_>>()?;
+        let (module_id, class) = self.module_for(&worker, &self.class(overrides)?).await?;
         let request = pb::ExecuteModuleRequest {
             module_id,
-            inputs,
-            bindings: snapshot.bindings.clone(),
+            inputs: self.wire_inputs(inputs)?,
+            bindings: params
+                .bound()
+                .iter()
+                .map(|b| pb::BoundValue {
+                    param: b.param.clone(),
+                    variable: b.variable.clone(),
+                    version: b.version.unwrap_or(0),
+                    value: Some(value_to_proto(&b.value)),
+                })
+                .collect(),
             call_id: next_call_id(),
         };
         let reply = worker.execute(&self.inner.step, request).await?;
-        let outputs = reply
-            .outputs
-            .into_iter()
-            .map(|(name, value)| {
-                let json = field_from_proto(&name, value).map_err(|e| {
-                    Error::Worker(format!(
-                        "step `{}`: the python worker answered an unreadable output {e}",
-                        self.inner.step
-                    ))
-                })?;
-                Ok((name, json_to_text(json)))
-            })
-            .collect::<Result<Fields>>()?;
         Ok(PythonOutput {
-            outputs,
+            outputs: self.typed_outputs(reply.outputs)?,
             lm_calls: reply
                 .lm_calls
                 .into_iter()
@@ -205,6 +232,47 @@ impl PythonModule {
         })
     }
 
+    /// The step's inputs for the wire, each as its declared type carries it.
+    fn wire_inputs(&self, inputs: &Fields) -> Result<HashMap<String, pb::FieldValue>> {
+        self.inner
+            .signature
+            .inputs
+            .iter()
+            .filter_map(|field| inputs.value(&field.name).map(|value| (field, value)))
+            .map(|(field, value)| {
+                let wire = field_to_proto(field, value).map_err(|error| Error::Field {
+                    context: format!("the input of python step `{}`", self.inner.step),
+                    error: Box::new(error),
+                })?;
+                Ok((field.name.clone(), wire))
+            })
+            .collect()
+    }
+
+    /// The worker's outputs, the declared ones read as their declared types; an output the
+    /// signature does not declare (DSPy's `reasoning`) stays text. An output not of its
+    /// declared type is an error naming the step, the field, the type and the value.
+    fn typed_outputs(
+        &self,
+        outputs: impl IntoIterator<Item = (String, pb::FieldValue)>,
+    ) -> Result<Fields> {
+        outputs
+            .into_iter()
+            .map(|(name, value)| {
+                let value = match self.inner.signature.outputs.iter().find(|f| f.name == name) {
+                    Some(field) => {
+                        field_from_proto(field, value).map_err(|error| Error::Field {
+                            context: format!("the output of python step `{}`", self.inner.step),
+                            error: Box::new(error),
+                        })?
+                    }
+                    None => extra_field_from_proto(value),
+                };
+                Ok((name, value))
+            })
+            .collect()
+    }
+
     /// Errors about the worker module name the step.
     fn named(&self, e: Error) -> Error {
         match e {
@@ -214,53 +282,6 @@ impl PythonModule {
             },
             e => e,
         }
-    }
-}
-
-/// The values of a python step's bound variables, read in one consistent snapshot: what the run
-/// trace shows and what the call sends its worker.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct BoundSnapshot {
-    /// The values by parameter, for the trace.
-    pub(crate) params: Params,
-    /// The values with their variables and versions, for the worker.
-    pub(crate) bindings: Vec<pb::BoundValue>,
-}
-
-impl BoundSnapshot {
-    /// Reads the variables of `bindings` under one read lock of the context's backend. A
-    /// binding to a missing variable is a `NotFound` error naming it.
-    pub(crate) fn read(ctx: &Context, bindings: &[Binding]) -> Result<Self> {
-        if bindings.is_empty() {
-            return Ok(Self::default());
-        }
-        let names: Vec<&str> = bindings.iter().map(|b| b.variable.as_str()).collect();
-        let mut records = Vec::with_capacity(names.len());
-        ctx.with_backend(|backend| {
-            backend.read_many(&names, &mut |name, record| {
-                records.push(
-                    record
-                        .map(|r| (r.value.clone(), r.version))
-                        .ok_or(name.to_owned()),
-                );
-            });
-        });
-        let mut params = Vec::with_capacity(bindings.len());
-        let mut wire = Vec::with_capacity(bindings.len());
-        for (binding, record) in bindings.iter().zip(records) {
-            let (value, version) = record.map_err(|name| Error::not_found(&name))?;
-            wire.push(pb::BoundValue {
-                param: binding.param.clone(),
-                variable: binding.variable.clone(),
-                version,
-                value: Some(value_to_proto(&value)),
-            });
-            params.push((binding.param.clone(), value));
-        }
-        Ok(Self {
-            params: params.into_iter().collect(),
-            bindings: wire,
-        })
     }
 }
 

@@ -1,14 +1,19 @@
 //! Running a chain: the fields available so far, each step's inputs and bound parameters, and
-//! the checks that every step delivered what its signature promised.
+//! the checks that the program's input and every step's output are what their signatures
+//! declare: present, and of the declared type.
 
 use std::time::Instant;
 
+use dspex_core::SignatureField;
+use dspex_core::Value;
 use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
+use serde_json::Value as JsonValue;
 use tracing::{Instrument, debug, debug_span};
 
 use super::fields::{Fields, Params};
 use super::module::DynModule;
-use super::python::{BoundSnapshot, PythonModule};
+use super::overrides::Overrides;
+use super::python::PythonModule;
 use super::trace::{RunTrace, StepRunner, StepTrace};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -18,24 +23,41 @@ use crate::error::{Error, Result};
 pub struct ChainRun<'p> {
     ctx: &'p Context,
     spec: &'p ProgramSpec,
+    /// This run's values of some variables (validated), in place of the context's.
+    overrides: Overrides,
     available: Fields,
     trace: RunTrace,
 }
 
 impl<'p> ChainRun<'p> {
-    /// Starts a run; fails if a program input is missing.
+    /// Starts a run; fails if a program input is missing or not of its declared type.
     pub fn start(ctx: &'p Context, spec: &'p ProgramSpec, input: Fields) -> Result<Self> {
-        for name in spec.input_names() {
-            if !input.contains(&name) {
-                return Err(Error::MissingField {
-                    field: name,
-                    context: format!("the input of program `{}`", spec.name),
-                });
-            }
+        Self::start_with(ctx, spec, &Overrides::new(), input)
+    }
+
+    /// Starts a run in which the variables of `overrides` take those values instead of the
+    /// context's; fails, before any step runs, if an override is invalid or a program input is
+    /// missing or not of its declared type.
+    pub fn start_with(
+        ctx: &'p Context,
+        spec: &'p ProgramSpec,
+        overrides: &Overrides,
+        mut input: Fields,
+    ) -> Result<Self> {
+        let overrides = if overrides.is_empty() {
+            Overrides::new()
+        } else {
+            overrides.validate(ctx, spec)?
+        };
+        let whose = format!("the input of program `{}`", spec.name);
+        for field in spec.input_fields() {
+            let value = take_declared(&mut input, field, &whose)?;
+            input.insert(field.name.clone(), value);
         }
         Ok(Self {
             ctx,
             spec,
+            overrides,
             available: input,
             trace: RunTrace::default(),
         })
@@ -54,49 +76,71 @@ impl<'p> ChainRun<'p> {
             .map(|name| {
                 let value = self
                     .available
-                    .get(name)
+                    .value(name)
                     .ok_or_else(|| Error::MissingField {
                         field: name.to_owned(),
                         context: format!("the input of step `{}`", step.name),
                     })?;
-                Ok((name.to_owned(), value.to_owned()))
+                Ok((name.to_owned(), value.clone()))
             })
             .collect()
     }
 
-    /// The current values of the step's bound variables, read in one consistent snapshot.
-    pub(crate) fn params(ctx: &Context, step: &StepSpec) -> Result<Params> {
+    /// The values of the step's bound variables for this run: the run's overrides, and the
+    /// context's current values of the others, read in one consistent snapshot (with their
+    /// versions). Every step's parameters come from here: a native step's [`Params`], and what
+    /// a python step's call carries to its worker.
+    pub(crate) fn step_params(&self, step: &StepSpec) -> Result<StepParams> {
         if step.bindings.is_empty() {
-            return Ok(Params::default());
+            return Ok(StepParams::default());
         }
-        let names: Vec<&str> = step.bindings.iter().map(|b| b.variable.as_str()).collect();
-        let many = ctx.get_many(&names)?;
-        if let Some(missing) = many.missing.first() {
-            return Err(Error::not_found(missing));
+        let names: Vec<&str> = step
+            .bindings
+            .iter()
+            .map(|b| b.variable.as_str())
+            .filter(|v| self.overrides.get(v).is_none())
+            .collect();
+        let mut read = Vec::with_capacity(names.len());
+        if !names.is_empty() {
+            self.ctx.with_backend(|backend| {
+                backend.read_many(&names, &mut |_, record| {
+                    read.push(record.map(|r| (r.value.clone(), r.version)));
+                });
+            });
         }
+        let mut read = read.into_iter();
         step.bindings
             .iter()
             .map(|b| {
-                let value = many
-                    .get(&b.variable)
-                    .cloned()
-                    .ok_or_else(|| Error::not_found(&b.variable))?;
-                Ok((b.param.clone(), value))
+                let (value, version) = match self.overrides.get(&b.variable) {
+                    Some(value) => (value.clone(), None),
+                    None => {
+                        let (value, version) = read
+                            .next()
+                            .flatten()
+                            .ok_or_else(|| Error::not_found(&b.variable))?;
+                        (value, Some(version))
+                    }
+                };
+                Ok(BoundParam {
+                    param: b.param.clone(),
+                    variable: b.variable.clone(),
+                    value,
+                    version,
+                })
             })
-            .collect()
+            .collect::<Result<_>>()
+            .map(StepParams)
     }
 
-    /// Keeps the step's declared outputs (fails if one is missing) and records the step.
-    fn absorb(&mut self, step: &StepSpec, record: StepTrace) -> Result<()> {
-        for name in step.signature.output_names() {
-            let value = record
-                .outputs
-                .get(name)
-                .ok_or_else(|| Error::MissingField {
-                    field: name.to_owned(),
-                    context: format!("the output of step `{}`", step.name),
-                })?;
-            self.available.insert(name, value);
+    /// Keeps the step's declared outputs, in their canonical form (fails if one is missing or
+    /// not of its declared type), and records the step.
+    fn absorb(&mut self, step: &StepSpec, mut record: StepTrace) -> Result<()> {
+        let whose = format!("the output of step `{}`", step.name);
+        for field in &step.signature.outputs {
+            let value = take_declared(&mut record.outputs, field, &whose)?;
+            record.outputs.insert(field.name.clone(), value.clone());
+            self.available.insert(field.name.clone(), value);
         }
         debug!(step = %step.name, inputs = %record.inputs, outputs = %record.outputs, "step done");
         self.trace.steps.push(record);
@@ -107,7 +151,7 @@ impl<'p> ChainRun<'p> {
     pub async fn native(&mut self, index: usize, module: &dyn DynModule) -> Result<()> {
         let step = self.step(index)?;
         let inputs = self.inputs(step)?;
-        let params = Self::params(self.ctx, step)?;
+        let params = self.step_params(step)?.params();
         let started = Instant::now();
         let outputs = module
             .forward_boxed(&inputs, &params)
@@ -137,15 +181,15 @@ impl<'p> ChainRun<'p> {
     pub async fn python(&mut self, index: usize, module: &PythonModule) -> Result<()> {
         let step = self.step(index)?;
         let inputs = self.inputs(step)?;
-        // One snapshot of the bound variables: the call sends exactly these values to the
+        // The values of the bound variables for this run: the call sends exactly these to the
         // worker, and the trace shows exactly them.
-        let snapshot = BoundSnapshot::read(self.ctx, &step.bindings)?;
+        let bound = self.step_params(step)?;
         let started = Instant::now();
         let output = module
-            .execute(&inputs, &snapshot)
+            .execute(&inputs, &bound, &self.overrides)
             .instrument(debug_span!("python step", step = %step.name))
             .await?;
-        let params = snapshot.params;
+        let params = bound.params();
         let record = StepTrace {
             step: step.name.clone(),
             runner: StepRunner::Python(output.class),
@@ -181,5 +225,54 @@ impl<'p> ChainRun<'p> {
             })
             .collect::<Result<Fields>>()?;
         Ok((outputs, self.trace))
+    }
+}
+
+/// Takes `field` out of `fields`, in its canonical form: a `MissingField` error if it is absent,
+/// a `Field` error if it is not of its declared type. `whose` says whose fields they are ("the
+/// output of step `rate`").
+fn take_declared(fields: &mut Fields, field: &SignatureField, whose: &str) -> Result<JsonValue> {
+    let value = fields
+        .remove(&field.name)
+        .ok_or_else(|| Error::MissingField {
+            field: field.name.clone(),
+            context: whose.to_owned(),
+        })?;
+    field.conform(value).map_err(|error| Error::Field {
+        context: whose.to_owned(),
+        error: Box::new(error),
+    })
+}
+
+/// The value one bound parameter of a step has in a run.
+#[derive(Debug, Clone)]
+pub(crate) struct BoundParam {
+    /// The parameter.
+    pub(crate) param: String,
+    /// The variable it is bound to.
+    pub(crate) variable: String,
+    /// Its value in this run.
+    pub(crate) value: Value,
+    /// The version it was read at; `None` for a value of the run's overrides.
+    pub(crate) version: Option<u64>,
+}
+
+/// The values of a step's bound parameters in a run, in the order of its bindings
+/// ([`ChainRun::step_params`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StepParams(Vec<BoundParam>);
+
+impl StepParams {
+    /// Each bound parameter's value.
+    pub(crate) fn bound(&self) -> &[BoundParam] {
+        &self.0
+    }
+
+    /// The values by parameter name, as a native step takes them and a trace shows them.
+    pub(crate) fn params(&self) -> Params {
+        self.0
+            .iter()
+            .map(|b| (b.param.clone(), b.value.clone()))
+            .collect()
     }
 }

@@ -20,9 +20,9 @@ pub struct LmCall {
     pub top_p: Option<f64>,
     /// Number of completions.
     pub n: Option<i64>,
-    /// Tokens of the prompt, when the LM reports them.
+    /// Tokens of the prompt, when the LM reported them.
     pub prompt_tokens: Option<u64>,
-    /// Tokens of the completion, when the LM reports them.
+    /// Tokens of the completion, when the LM reported them.
     pub completion_tokens: Option<u64>,
 }
 
@@ -41,8 +41,11 @@ impl fmt::Display for LmCall {
         if let Some(n) = self.n {
             write!(f, " n={n}")?;
         }
-        if let (Some(prompt), Some(completion)) = (self.prompt_tokens, self.completion_tokens) {
-            write!(f, " tokens={prompt}+{completion}")?;
+        if let Some(t) = self.prompt_tokens {
+            write!(f, " prompt_tokens={t}")?;
+        }
+        if let Some(t) = self.completion_tokens {
+            write!(f, " completion_tokens={t}")?;
         }
         Ok(())
     }

@@ -1,27 +1,43 @@
-//! Variable state backends: the [`StateProvider`] trait, the records it stores, and the
-//! in-process [`LocalState`]. The bridged backend, a session of the bridge's store shared with
-//! Python, is [`BridgedState`](crate::bridge::BridgedState).
+//! Variable state backends: the [`StateProvider`] trait, the records it stores, the
+//! [`WatchHub`] that fans changes out to watchers, and the in-process [`LocalState`]. The
+//! bridged backend, a session of the bridge's store shared with Python, is
+//! [`BridgedState`](crate::bridge::BridgedState).
 //!
-//! Every backend stores its variables in the same table (`state/table.rs`) and checks every
-//! write with `dspex-core`, so the semantics of DESIGN.md section 3 hold on each of them by
-//! construction; the conformance suite (`dspex/tests/conformance`) checks that they do.
+//! Every backend keeps each variable's [`History`] (the last [`DEFAULT_HISTORY_LIMIT`] writes
+//! unless configured otherwise, bounded by [`MAX_HISTORY_BYTES`]) and honours read-only
+//! variables ([`VarRecord::readonly`]): only [`Source::Rust`] may write them.
+//!
+//! The backends of this crate store their variables in the same table and check every write
+//! with `dspex-core`, so the rules of variables (types, constraints, versions, compare-and-set,
+//! atomic batches, watch order) hold on each of them by construction; the conformance suite
+//! checks that they do. A backend written elsewhere implements [`StateProvider`] with the
+//! same `dspex-core` checks and is installed with
+//! [`ContextBuilder::state`](crate::ContextBuilder::state); see the trait for the contract.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use dspex_core::{Constraints, Glob, Value, VarType};
+use dspex_core::{Constraints, Value, VarType};
 
 use crate::error::Result;
 
+mod history;
 mod local;
 pub(crate) mod table;
 mod watch;
 
+pub use dspex_core::Glob;
+pub(crate) use history::check_history_limit;
+pub use history::{
+    DEFAULT_HISTORY_LIMIT, History, HistoryEntry, MAX_HISTORY_BYTES, MAX_HISTORY_LIMIT,
+    ROLLED_BACK_FROM, rollback_metadata,
+};
 pub use local::LocalState;
-pub(crate) use watch::WatchHub;
-pub use watch::{Change, ChangeKind, MAX_WATCH_CAPACITY, WatchEvent, WatchOptions, Watcher};
+pub use watch::{
+    Change, ChangeKind, MAX_WATCH_CAPACITY, WatchEvent, WatchHub, WatchOptions, Watcher,
+};
 
 /// The stable id of a variable, unique within a context and kept across a backend switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,7 +55,28 @@ impl fmt::Display for VarId {
 pub struct VarRef {
     /// The variable's id.
     pub id: VarId,
-    pub(crate) slot: u32,
+    slot: u32,
+}
+
+impl VarRef {
+    /// A reference to variable `id`, kept by the backend at `slot`: a number only the backend
+    /// that resolved it interprets (an index, a hash bucket, ...). A backend given a `VarRef`
+    /// whose slot no longer holds `id` looks the variable up by id.
+    ///
+    /// ```
+    /// use dspex::state::{VarId, VarRef};
+    ///
+    /// let r = VarRef::new(VarId(7), 3);
+    /// assert_eq!((r.id, r.slot()), (VarId(7), 3));
+    /// ```
+    pub fn new(id: VarId, slot: u32) -> Self {
+        Self { id, slot }
+    }
+
+    /// Where the backend that resolved the reference keeps the variable.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
 }
 
 /// How an operation names its variable: by name, or by a [`VarRef`] resolved earlier.
@@ -106,6 +143,42 @@ pub struct VarRecord {
     pub updated_at: SystemTime,
     /// Who made the last accepted write.
     pub source: Source,
+    /// Only Rust code may write the variable: a write with [`Source::Python`] is
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) and changes nothing.
+    pub readonly: bool,
+}
+
+impl VarRecord {
+    /// Refuses a write by `source` if the variable is read-only and `source` is not Rust.
+    pub fn check_writable(&self, source: Source) -> Result<()> {
+        if self.readonly && source != Source::Rust {
+            return Err(crate::Error::ReadOnly {
+                name: self.name.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A variable as one backend hands it to another ([`StateProvider::export`],
+/// [`StateProvider::import`]): its record and its history, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedVar {
+    /// The record.
+    pub record: VarRecord,
+    /// The history, newest first; its newest entry is the record's current version. Empty
+    /// when the exporting backend keeps none: the importing one starts it with the current
+    /// value.
+    pub history: Vec<HistoryEntry>,
+}
+
+impl From<VarRecord> for ExportedVar {
+    fn from(record: VarRecord) -> Self {
+        Self {
+            record,
+            history: Vec::new(),
+        }
+    }
 }
 
 /// Options of a write.
@@ -153,11 +226,14 @@ impl GetMany {
 
 /// Which backend a context uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BackendKind {
     /// In-process state; nothing crosses a process boundary.
     Local,
     /// A session in the bridge's store, shared with Python over gRPC.
     Bridged,
+    /// A backend implemented outside this crate, by the name it gives itself.
+    Custom(&'static str),
 }
 
 impl fmt::Display for BackendKind {
@@ -165,6 +241,7 @@ impl fmt::Display for BackendKind {
         f.write_str(match self {
             BackendKind::Local => "local",
             BackendKind::Bridged => "bridged",
+            BackendKind::Custom(name) => name,
         })
     }
 }
@@ -184,8 +261,48 @@ pub struct Capabilities {
 /// A variable state backend. Every method is synchronous and short: local reads are a read lock
 /// and a lookup, writes a write lock, validation and a fan-out to watchers that never blocks.
 ///
-/// Every implementation must pass the conformance suite; semantics are those of DESIGN.md
-/// section 3.
+/// # The contract
+///
+/// Every implementation behaves the same, so that user code works unchanged on every
+/// backend; the conformance suite of this crate's repository (`dspex/tests/conformance`,
+/// driven by one small fixture per backend, `conformance_*.rs`) is the executable form of
+/// these rules and every backend must pass it:
+///
+/// - **Checks come from `dspex-core`.** [`register`](Self::register) checks the declaration
+///   with [`VariableSpec::check`](dspex_core::VariableSpec::check) (which also gives the
+///   initial value as stored); every write checks its value with [`dspex_core::validate`],
+///   which widens integers for float variables. A refused call changes nothing and returns
+///   the matching [`Error`](crate::Error) (`AlreadyExists`, `NotFound`, `InvalidValue`,
+///   `ConstraintViolation`, `InvalidSpec`, `Conflict`, `DuplicateWrite`, `ReadOnly`,
+///   `VersionNotFound`).
+/// - **Records.** Ids are unique and never reused within a backend; a variable starts at
+///   version 1 and every accepted write adds 1 and records its [`Source`] and time; `set`
+///   merges [`SetOptions::metadata`] and honours [`SetOptions::expected_version`].
+/// - **Atomicity.** `update` runs its function and writes under one lock; `update_many`
+///   validates every write (a name twice is `DuplicateWrite`) before applying any;
+///   `import` is all or nothing; `migrate_out` is atomic with respect to every other call.
+/// - **Watching.** Every accepted change is published, in the order changes were applied, to
+///   the [`WatchHub`] the backend was created with (the context's own, handed over by
+///   [`ContextBuilder::state`](crate::ContextBuilder::state)): `Updated` for writes,
+///   `Deleted` for deletions, `Registered` for registrations. `watch` subscribes on that hub,
+///   fails with `NotFound` for a name that does not exist, and adds the `Initial` values
+///   under the same lock as the subscription, so that no change falls in between.
+/// - **References.** [`resolve`](Self::resolve) returns a [`VarRef`] the backend can follow
+///   quickly; a reference to a deleted variable is `NotFound`, never another variable.
+/// - **History.** Every accepted write (registration as version 1, rollbacks included) is kept
+///   in the variable's history with the metadata given with that write, bounded like a
+///   [`History`]: at most the configured number of entries ([`DEFAULT_HISTORY_LIMIT`] by
+///   default) and [`MAX_HISTORY_BYTES`], oldest dropped first. Deleting a variable deletes its
+///   history. [`rollback`](Self::rollback) is a write like any other (validated, +1 version,
+///   an `Updated` event, [`ROLLED_BACK_FROM`] metadata merged); a version no longer kept is
+///   `VersionNotFound`.
+/// - **Read-only variables.** A variable registered from a [`VariableSpec`](dspex_core::VariableSpec)
+///   marked `readonly` has [`VarRecord::readonly`]; every write with [`Source::Python`] to it
+///   (`set`, `update`, `update_many` — the whole batch —, `rollback`, `delete`) is `ReadOnly`
+///   and changes nothing ([`VarRecord::check_writable`]). Rust writes apply.
+///
+/// A context switches backend once, from the one it started on to the bridged one, through
+/// [`migrate_out`](Self::migrate_out) and [`import`](Self::import).
 pub trait StateProvider: Send + Sync + 'static {
     /// Which kind of backend this is.
     fn kind(&self) -> BackendKind;
@@ -231,10 +348,29 @@ pub trait StateProvider: Send + Sync + 'static {
 
     /// Atomically writes several variables: all are validated first, then either all apply or
     /// none does. Returns the new versions, in order.
-    fn update_many(&self, writes: Vec<(String, Value)>, source: Source) -> Result<Vec<u64>>;
+    fn update_many(&self, writes: Vec<(String, Value)>, source: Source) -> Result<Vec<u64>> {
+        self.update_many_with(writes, &BTreeMap::new(), source)
+    }
 
-    /// Removes a variable and returns its last record.
+    /// [`update_many`](Self::update_many) that also merges `metadata` into the metadata of
+    /// every written variable, in the same atomic step.
+    fn update_many_with(
+        &self,
+        writes: Vec<(String, Value)>,
+        metadata: &BTreeMap<String, String>,
+        source: Source,
+    ) -> Result<Vec<u64>>;
+
+    /// Removes a variable, and its history, and returns its last record.
     fn delete(&self, key: Key<'_>, source: Source) -> Result<VarRecord>;
+
+    /// The variable's history: newest first, at most `limit` entries.
+    fn history(&self, key: Key<'_>, limit: usize) -> Result<Vec<HistoryEntry>>;
+
+    /// Writes version `version`'s value again as a new version with metadata
+    /// `rolled_back_from = "<version>"`; returns the new version. A version no longer in the
+    /// history is [`Error::VersionNotFound`](crate::Error::VersionNotFound).
+    fn rollback(&self, key: Key<'_>, version: u64, source: Source) -> Result<u64>;
 
     /// The records sorted by name, optionally only those whose whole name matches `pattern`.
     fn list(&self, pattern: Option<&Glob>) -> Result<Vec<VarRecord>>;
@@ -243,21 +379,24 @@ pub trait StateProvider: Send + Sync + 'static {
     /// empty), in order. A watcher that falls behind is told how many events it missed.
     fn watch(&self, names: &[&str], options: WatchOptions) -> Result<Watcher>;
 
-    /// A snapshot of every record, for migration, in the backend's storage order.
-    fn export(&self) -> Result<Vec<VarRecord>>;
+    /// A snapshot of every variable, record and history, for migration, in the backend's
+    /// storage order.
+    fn export(&self) -> Result<Vec<ExportedVar>>;
 
-    /// Adds records exported from another backend, keeping ids, values, versions, constraints,
-    /// descriptions and metadata. All or nothing: fails if any name or id is taken.
-    fn import(&self, records: Vec<VarRecord>) -> Result<()>;
+    /// Adds variables exported from another backend, keeping ids, values, versions,
+    /// constraints, descriptions, metadata, read-only flags and histories (checked with
+    /// [`History::import`], trimmed to this backend's limits). All or nothing: fails if any
+    /// name or id is taken or any history is not its record's.
+    fn import(&self, variables: Vec<ExportedVar>) -> Result<()>;
 
-    /// Migrates every variable out: under the backend's write lock, exports every record and
-    /// hands them to `f`, which imports them elsewhere and returns that backend. If `f` succeeds
-    /// this backend drops its records and forwards every later call to the returned one (calls
-    /// that picked this backend just before a switch still land in the right place); if `f`
-    /// fails this backend stays exactly as it was. Concurrent calls wait for the lock rather
-    /// than observe a half-migrated state.
+    /// Migrates every variable out: under the backend's write lock, exports every variable
+    /// and hands them to `f`, which imports them elsewhere and returns that backend. If `f`
+    /// succeeds this backend drops its variables and forwards every later call to the
+    /// returned one (calls that picked this backend just before a switch still land in the
+    /// right place); if `f` fails this backend stays exactly as it was. Concurrent calls wait
+    /// for the lock rather than observe a half-migrated state.
     fn migrate_out(
         &self,
-        f: &mut dyn FnMut(Vec<VarRecord>) -> Result<Arc<dyn StateProvider>>,
+        f: &mut dyn FnMut(Vec<ExportedVar>) -> Result<Arc<dyn StateProvider>>,
     ) -> Result<()>;
 }

@@ -2,6 +2,9 @@
 //! slots (so a resolved [`VarRef`] is an index), checks every write with `dspex-core`, bumps
 //! versions, and publishes accepted changes to the context's [`WatchHub`].
 //!
+//! Each variable's [`History`] sits beside its record, in a slot of the same index; the table
+//! records every accepted write there and enforces read-only variables.
+//!
 //! [`LockedTable`] puts the table behind one `RwLock`, which is what makes `update`,
 //! `update_many`, `watch` and `migrate_out` atomic, and implements [`StateProvider`] over it; every
 //! backend is a `LockedTable` plus what its kind needs around it.
@@ -14,10 +17,11 @@ use dspex_core::{Glob, Value, VariableSpec, validate};
 use parking_lot::RwLock;
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::history::{DEFAULT_HISTORY_LIMIT, History, HistoryEntry, rollback_metadata};
 use super::watch::{Change, WatchEvent, WatchHub, WatchOptions, Watcher};
 use super::{
-    BackendKind, Capabilities, GetMany, Key, SetOptions, Source, StateProvider, VarId, VarRecord,
-    VarRef,
+    BackendKind, Capabilities, ExportedVar, GetMany, Key, SetOptions, Source, StateProvider, VarId,
+    VarRecord, VarRef,
 };
 use crate::bridge::limits::{MAX_METADATA_BYTES_PER_VARIABLE, MAX_METADATA_ENTRIES_PER_VARIABLE};
 use crate::error::{Error, Result};
@@ -34,6 +38,10 @@ pub(crate) struct VariableTable {
     /// Where the variables went after `migrate_out`; calls that reach this table afterwards
     /// (they loaded the old backend just before the switch) are forwarded there.
     successor: Option<Arc<dyn StateProvider>>,
+    /// The history of the variable in each slot (empty for a free slot).
+    histories: Vec<History>,
+    /// How many entries each history keeps.
+    history_limit: usize,
 }
 
 impl VariableTable {
@@ -47,6 +55,8 @@ impl VariableTable {
             next_id: 1,
             hub,
             successor: None,
+            histories: Vec::new(),
+            history_limit: DEFAULT_HISTORY_LIMIT,
         }
     }
 
@@ -86,6 +96,20 @@ impl VariableTable {
             .ok_or_else(|| Error::internal("variable table index points at an empty slot"))
     }
 
+    /// The history of the variable in `slot`.
+    fn history_at(&self, slot: u32) -> Result<&History> {
+        self.histories
+            .get(slot as usize)
+            .ok_or_else(|| Error::internal("variable table index points past the histories"))
+    }
+
+    #[inline]
+    fn history_at_mut(&mut self, slot: u32) -> Result<&mut History> {
+        self.histories
+            .get_mut(slot as usize)
+            .ok_or_else(|| Error::internal("variable table index points past the histories"))
+    }
+
     /// The record behind `key`.
     #[inline]
     pub(crate) fn record(&self, key: Key<'_>) -> Result<&VarRecord> {
@@ -95,10 +119,7 @@ impl VariableTable {
     pub(crate) fn resolve(&self, name: &str) -> Result<VarRef> {
         let this = self;
         let slot = this.slot_of(Key::Name(name))?;
-        Ok(VarRef {
-            id: this.at(slot)?.id,
-            slot,
-        })
+        Ok(VarRef::new(this.at(slot)?.id, slot))
     }
 
     pub(crate) fn register(&mut self, spec: VariableSpec, source: Source) -> Result<VarRecord> {
@@ -121,11 +142,14 @@ impl VariableTable {
             created_at: now,
             updated_at: now,
             source,
+            readonly: spec.readonly,
         };
         this.next_id += 1;
-        this.insert(record.clone());
+        let mut history = History::new(this.history_limit);
+        history.push(HistoryEntry::of_record(&record));
+        this.insert(record.clone(), history);
         if this.hub.is_watched() {
-            this.hub.publish_registration(&WatchEvent::Registered {
+            this.hub.publish(&WatchEvent::Registered {
                 id: record.id,
                 name: record.name.clone(),
                 value: record.value.clone(),
@@ -135,11 +159,12 @@ impl VariableTable {
         Ok(record)
     }
 
-    fn insert(&mut self, record: VarRecord) {
+    fn insert(&mut self, record: VarRecord, history: History) {
         let slot = match self.free_slots.pop() {
             Some(slot) => slot,
             None => {
                 self.slots.push(None);
+                self.histories.push(History::default());
                 // A table never holds anywhere near 2^32 variables.
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
@@ -147,6 +172,7 @@ impl VariableTable {
         self.by_name.insert(record.name.clone(), slot);
         self.by_id.insert(record.id, slot);
         self.slots[slot as usize] = Some(record);
+        self.histories[slot as usize] = history;
     }
 
     pub(crate) fn get_many(&self, names: &[&str]) -> Result<GetMany> {
@@ -173,6 +199,7 @@ impl VariableTable {
         let this = &mut *self;
         let slot = this.slot_of(key)?;
         let rec = this.at(slot)?;
+        rec.check_writable(source)?;
         if let Some(expected) = options.expected_version
             && expected != rec.version
         {
@@ -196,6 +223,7 @@ impl VariableTable {
         let this = &mut *self;
         let slot = this.slot_of(key)?;
         let rec = this.at(slot)?;
+        rec.check_writable(source)?;
         let next = f(&rec.value)?;
         let value = validate(&rec.name, rec.ty, &rec.constraints, next)?;
         let version = this.commit(slot, value.clone(), source, &BTreeMap::new())?;
@@ -205,6 +233,7 @@ impl VariableTable {
     pub(crate) fn update_many(
         &mut self,
         writes: Vec<(String, Value)>,
+        metadata: &BTreeMap<String, String>,
         source: Source,
     ) -> Result<Vec<u64>> {
         let this = &mut *self;
@@ -217,16 +246,19 @@ impl VariableTable {
                 return Err(Error::DuplicateWrite { name });
             }
             let rec = this.at(slot)?;
-            checked.push((slot, validate(&rec.name, rec.ty, &rec.constraints, value)?));
+            rec.check_writable(source)?;
+            let value = validate(&rec.name, rec.ty, &rec.constraints, value)?;
+            check_metadata(&rec.name, &rec.metadata, metadata)?;
+            checked.push((slot, value));
         }
-        let no_metadata = BTreeMap::new();
         checked
             .into_iter()
-            .map(|(slot, value)| this.commit(slot, value, source, &no_metadata))
+            .map(|(slot, value)| this.commit(slot, value, source, metadata))
             .collect()
     }
 
-    /// Writes an already validated value: swaps it in, bumps the version, publishes.
+    /// Writes an already validated value: swaps it in, bumps the version, records it in the
+    /// history, publishes.
     #[inline]
     fn commit(
         &mut self,
@@ -245,6 +277,13 @@ impl VariableTable {
             rec.metadata.insert(k.clone(), v.clone());
         }
         let version = rec.version;
+        let entry = HistoryEntry {
+            version,
+            value: rec.value.clone(),
+            source,
+            metadata: metadata.clone(),
+            at: rec.updated_at,
+        };
         if watched {
             let event = WatchEvent::Updated(Change {
                 id: rec.id,
@@ -257,15 +296,44 @@ impl VariableTable {
             });
             self.hub.publish(&event);
         }
+        self.history_at_mut(slot)?.push(entry);
         Ok(version)
+    }
+
+    /// At most `limit` entries of the variable's history, newest first.
+    pub(crate) fn history(&self, key: Key<'_>, limit: usize) -> Result<Vec<HistoryEntry>> {
+        Ok(self.history_at(self.slot_of(key)?)?.latest(limit))
+    }
+
+    /// Writes the value of `version` again, as a new version with `rolled_back_from` metadata.
+    pub(crate) fn rollback(&mut self, key: Key<'_>, version: u64, source: Source) -> Result<u64> {
+        let slot = self.slot_of(key)?;
+        let rec = self.at(slot)?;
+        rec.check_writable(source)?;
+        let value = self.history_at(slot)?.rollback_value(&rec.name, version)?;
+        // The constraints never change, so the value is still valid; checked like any write.
+        let value = validate(&rec.name, rec.ty, &rec.constraints, value)?;
+        let metadata = rollback_metadata(version);
+        check_metadata(&rec.name, &rec.metadata, &metadata)?;
+        self.commit(slot, value, source, &metadata)
+    }
+
+    /// Keeps at most `limit` entries in every history from now on.
+    pub(crate) fn set_history_limit(&mut self, limit: usize) {
+        self.history_limit = limit;
+        for history in &mut self.histories {
+            history.set_limit(limit);
+        }
     }
 
     pub(crate) fn delete(&mut self, key: Key<'_>, source: Source) -> Result<VarRecord> {
         let this = &mut *self;
         let slot = this.slot_of(key)?;
+        this.at(slot)?.check_writable(source)?;
         let record = this.slots[slot as usize]
             .take()
             .ok_or_else(|| Error::internal("variable table index points at an empty slot"))?;
+        *this.history_at_mut(slot)? = History::default();
         this.by_name.remove(&record.name);
         this.by_id.remove(&record.id);
         this.free_slots.push(slot);
@@ -340,37 +408,44 @@ impl VariableTable {
                 });
             }
         }
-        let filter = if names.is_empty() {
-            if options.include_initial {
-                initial = this
-                    .list(None)?
-                    .into_iter()
-                    .map(|rec| WatchEvent::Initial {
-                        id: rec.id,
-                        name: rec.name,
-                        value: rec.value,
-                        version: rec.version,
-                    })
-                    .collect();
-            }
-            None
-        } else {
-            Some(names.iter().map(|n| (*n).to_owned()).collect())
-        };
-        Ok(this.hub.subscribe(filter, options, initial))
+        if names.is_empty() && options.include_initial {
+            initial = this
+                .list(None)?
+                .into_iter()
+                .map(|rec| WatchEvent::Initial {
+                    id: rec.id,
+                    name: rec.name,
+                    value: rec.value,
+                    version: rec.version,
+                })
+                .collect();
+        }
+        Ok(this.hub.subscribe(names, options, initial))
     }
 
-    /// Every record, in storage order: imported in that order, the records keep their slots
-    /// (up to the first deleted one), so typed handles keep their fast path after a switch.
-    pub(crate) fn export(&self) -> Result<Vec<VarRecord>> {
-        Ok(self.slots.iter().flatten().cloned().collect())
+    /// Every variable with its history, in storage order: imported in that order, the records
+    /// keep their slots (up to the first deleted one), so typed handles keep their fast path
+    /// after a switch.
+    pub(crate) fn export(&self) -> Result<Vec<ExportedVar>> {
+        Ok(self
+            .slots
+            .iter()
+            .zip(&self.histories)
+            .filter_map(|(record, history)| {
+                Some(ExportedVar {
+                    record: record.clone()?,
+                    history: history.iter().cloned().collect(),
+                })
+            })
+            .collect())
     }
 
-    /// Adds records from another backend, all or nothing.
-    pub(crate) fn import(&mut self, records: Vec<VarRecord>) -> Result<()> {
+    /// Adds variables from another backend, all or nothing.
+    pub(crate) fn import(&mut self, variables: Vec<ExportedVar>) -> Result<()> {
         let this = &mut *self;
         let mut names = FxHashSet::default();
         let mut ids = FxHashSet::default();
+        let records: Vec<&VarRecord> = variables.iter().map(|v| &v.record).collect();
         // Names first: a taken name is the conflict a caller can act on.
         for rec in &records {
             if this.by_name.contains_key(&rec.name) || !names.insert(rec.name.as_str()) {
@@ -395,12 +470,18 @@ impl VariableTable {
                 constraints: rec.constraints.clone(),
                 description: None,
                 metadata: BTreeMap::new(),
+                readonly: rec.readonly,
             };
             spec.check()?;
         }
-        for rec in records {
+        let mut checked = Vec::with_capacity(variables.len());
+        for ExportedVar { record, history } in variables {
+            let history = History::import(&record, history, this.history_limit)?;
+            checked.push((record, history));
+        }
+        for (rec, history) in checked {
             this.next_id = this.next_id.max(rec.id.0 + 1);
-            this.insert(rec);
+            this.insert(rec, history);
         }
         Ok(())
     }
@@ -409,10 +490,11 @@ impl VariableTable {
     /// call to the backend `f` returned. The caller holds the write lock throughout.
     fn migrate_out(
         &mut self,
-        f: &mut dyn FnMut(Vec<VarRecord>) -> Result<Arc<dyn StateProvider>>,
+        f: &mut dyn FnMut(Vec<ExportedVar>) -> Result<Arc<dyn StateProvider>>,
     ) -> Result<()> {
         let successor = f(self.export()?)?;
         self.slots = Vec::new();
+        self.histories = Vec::new();
         self.free_slots = Vec::new();
         self.by_name = FxHashMap::default();
         self.by_id = FxHashMap::default();
@@ -443,6 +525,11 @@ impl LockedTable {
     /// Number of variables.
     pub(crate) fn len(&self) -> usize {
         self.table.read().len()
+    }
+
+    /// Keeps at most `limit` entries in every history of the table from now on.
+    pub(crate) fn set_history_limit(&self, limit: usize) {
+        self.table.write().set_history_limit(limit);
     }
 }
 
@@ -573,10 +660,15 @@ impl StateProvider for LockedTable {
         })
     }
 
-    fn update_many(&self, writes: Vec<(String, Value)>, source: Source) -> Result<Vec<u64>> {
+    fn update_many_with(
+        &self,
+        writes: Vec<(String, Value)>,
+        metadata: &BTreeMap<String, String>,
+        source: Source,
+    ) -> Result<Vec<u64>> {
         self.write_route(|r| match r {
-            Route::Here(t) => t.update_many(writes, source),
-            Route::There(next) => next.update_many(writes, source),
+            Route::Here(t) => t.update_many(writes, metadata, source),
+            Route::There(next) => next.update_many_with(writes, metadata, source),
         })
     }
 
@@ -584,6 +676,20 @@ impl StateProvider for LockedTable {
         self.write_route(|r| match r {
             Route::Here(t) => t.delete(key, source),
             Route::There(next) => next.delete(key, source),
+        })
+    }
+
+    fn history(&self, key: Key<'_>, limit: usize) -> Result<Vec<HistoryEntry>> {
+        self.read_route(|r| match r {
+            Route::Here(t) => t.history(key, limit),
+            Route::There(next) => next.history(key, limit),
+        })
+    }
+
+    fn rollback(&self, key: Key<'_>, version: u64, source: Source) -> Result<u64> {
+        self.write_route(|r| match r {
+            Route::Here(t) => t.rollback(key, version, source),
+            Route::There(next) => next.rollback(key, version, source),
         })
     }
 
@@ -601,23 +707,23 @@ impl StateProvider for LockedTable {
         })
     }
 
-    fn export(&self) -> Result<Vec<VarRecord>> {
+    fn export(&self) -> Result<Vec<ExportedVar>> {
         self.read_route(|r| match r {
             Route::Here(t) => t.export(),
             Route::There(next) => next.export(),
         })
     }
 
-    fn import(&self, records: Vec<VarRecord>) -> Result<()> {
+    fn import(&self, variables: Vec<ExportedVar>) -> Result<()> {
         self.write_route(|r| match r {
-            Route::Here(t) => t.import(records),
-            Route::There(next) => next.import(records),
+            Route::Here(t) => t.import(variables),
+            Route::There(next) => next.import(variables),
         })
     }
 
     fn migrate_out(
         &self,
-        f: &mut dyn FnMut(Vec<VarRecord>) -> Result<Arc<dyn StateProvider>>,
+        f: &mut dyn FnMut(Vec<ExportedVar>) -> Result<Arc<dyn StateProvider>>,
     ) -> Result<()> {
         self.write_route(|r| match r {
             Route::Here(t) => t.migrate_out(f),
@@ -692,13 +798,14 @@ macro_rules! delegate_state_provider {
                 let $this = self;
                 $table.update(key, f, source)
             }
-            fn update_many(
+            fn update_many_with(
                 &self,
                 writes: Vec<(String, ::dspex_core::Value)>,
+                metadata: &::std::collections::BTreeMap<String, String>,
                 source: $crate::state::Source,
             ) -> $crate::Result<Vec<u64>> {
                 let $this = self;
-                $table.update_many(writes, source)
+                $table.update_many_with(writes, metadata, source)
             }
             fn delete(
                 &self,
@@ -707,6 +814,23 @@ macro_rules! delegate_state_provider {
             ) -> $crate::Result<$crate::state::VarRecord> {
                 let $this = self;
                 $table.delete(key, source)
+            }
+            fn history(
+                &self,
+                key: $crate::state::Key<'_>,
+                limit: usize,
+            ) -> $crate::Result<Vec<$crate::state::HistoryEntry>> {
+                let $this = self;
+                $table.history(key, limit)
+            }
+            fn rollback(
+                &self,
+                key: $crate::state::Key<'_>,
+                version: u64,
+                source: $crate::state::Source,
+            ) -> $crate::Result<u64> {
+                let $this = self;
+                $table.rollback(key, version, source)
             }
             fn list(
                 &self,
@@ -723,18 +847,18 @@ macro_rules! delegate_state_provider {
                 let $this = self;
                 $table.watch(names, options)
             }
-            fn export(&self) -> $crate::Result<Vec<$crate::state::VarRecord>> {
+            fn export(&self) -> $crate::Result<Vec<$crate::state::ExportedVar>> {
                 let $this = self;
                 $table.export()
             }
-            fn import(&self, records: Vec<$crate::state::VarRecord>) -> $crate::Result<()> {
+            fn import(&self, variables: Vec<$crate::state::ExportedVar>) -> $crate::Result<()> {
                 let $this = self;
-                $table.import(records)
+                $table.import(variables)
             }
             fn migrate_out(
                 &self,
                 f: &mut dyn FnMut(
-                    Vec<$crate::state::VarRecord>,
+                    Vec<$crate::state::ExportedVar>,
                 ) -> $crate::Result<
                     ::std::sync::Arc<dyn $crate::state::StateProvider>,
                 >,

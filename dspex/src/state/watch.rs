@@ -7,9 +7,13 @@
 //! the context, not to a backend, so watchers keep receiving across a switch from local to
 //! bridged.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context as TaskContext, Poll};
 use std::time::SystemTime;
+
+use std::fmt;
 
 use dspex_core::Value;
 use parking_lot::Mutex;
@@ -144,7 +148,32 @@ impl Default for WatchOptions {
     }
 }
 
-/// The receiving end of a watch. Dropping it ends the watch.
+/// The receiving end of a watch: a [`Stream`](tokio_stream::Stream) of [`WatchEvent`]s, in
+/// order, that ends (`None`) once the context is gone. Combine it with `StreamExt` (from
+/// `tokio-stream` or `futures`), or call [`recv`](Self::recv). Dropping it ends the watch.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+/// use dspex::{Constraints, Context};
+/// use tokio_stream::StreamExt;
+///
+/// let ctx = Context::new();
+/// let n = ctx.defvariable::<i64>("n", 0, Constraints::none())?;
+/// let watcher = ctx.watch(&["n"])?;
+/// for i in 1..=3 {
+///     n.set(i)?;
+/// }
+/// let versions: Vec<u64> = watcher
+///     .filter_map(|event| match event {
+///         dspex::WatchEvent::Updated(change) => Some(change.version),
+///         _ => None,
+///     })
+///     .take(3)
+///     .collect()
+///     .await;
+/// assert_eq!(versions, [2, 3, 4]);
+/// # Ok(()) }
+/// ```
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
@@ -197,6 +226,21 @@ impl Watcher {
     }
 }
 
+impl tokio_stream::Stream for Watcher {
+    type Item = WatchEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<WatchEvent>> {
+        match self.try_recv() {
+            Some(event) => Poll::Ready(Some(event)),
+            None => self.rx.poll_recv(cx),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.rx.len(), None)
+    }
+}
+
 struct Subscriber {
     /// Watched names; `None` watches everything.
     names: Option<FxHashSet<String>>,
@@ -225,24 +269,65 @@ impl Subscriber {
     }
 }
 
-/// The fan-out point of a context's changes.
+/// The fan-out point of a context's changes: every backend of a context publishes the changes
+/// it accepts here, and every [`Watcher`] of the context is subscribed here.
+///
+/// A context creates its hub and hands it to its backend (see
+/// [`ContextBuilder::state`](crate::ContextBuilder::state)); a backend written outside this
+/// crate subscribes watchers with [`subscribe`](Self::subscribe) and publishes with
+/// [`publish`](Self::publish), under the same lock as the write it reports, so that
+/// watchers see changes in the order they were applied.
+///
+/// ```
+/// use dspex::state::{Source, VarId, WatchHub, WatchOptions};
+/// use dspex::{Value, WatchEvent};
+///
+/// let hub = WatchHub::new();
+/// let mut all = hub.subscribe(&[], WatchOptions::default(), Vec::new());
+/// let registered = WatchEvent::Registered {
+///     id: VarId(1),
+///     name: "n".into(),
+///     value: Value::Integer(1),
+///     source: Source::Rust,
+/// };
+/// hub.publish(&registered);
+/// assert_eq!(all.try_recv(), Some(registered));
+/// ```
 #[derive(Default)]
-pub(crate) struct WatchHub {
+pub struct WatchHub {
     /// Number of subscribers, read without the lock so that a write with no watcher costs one
     /// atomic load.
     count: AtomicUsize,
     subscribers: Mutex<Vec<Subscriber>>,
 }
 
+impl fmt::Debug for WatchHub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchHub")
+            .field("watchers", &self.count.load(Ordering::Acquire))
+            .finish()
+    }
+}
+
 impl WatchHub {
-    /// Adds a watcher whose queue starts with `initial`. Callers hold the table's lock so that
-    /// no change can fall between the initial values and the first event.
-    pub(crate) fn subscribe(
+    /// A hub with no watchers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a watcher of the named variables (every variable when `names` is empty) whose
+    /// queue starts with `initial` (the [`WatchEvent::Initial`] values, when the watch asked
+    /// for them). Call it under the backend's lock, so that no change falls between the
+    /// initial values and the first event. The queue holds `options.capacity` events (clamped
+    /// to 1..=[`MAX_WATCH_CAPACITY`]) on top of the initial ones.
+    pub fn subscribe(
         &self,
-        names: Option<FxHashSet<String>>,
+        names: &[&str],
         options: WatchOptions,
         initial: Vec<WatchEvent>,
     ) -> Watcher {
+        let names: Option<FxHashSet<String>> =
+            (!names.is_empty()).then(|| names.iter().map(|n| (*n).to_owned()).collect());
         // Room for the initial values on top of the requested capacity.
         let capacity = options.capacity.clamp(1, MAX_WATCH_CAPACITY);
         let (tx, rx) = mpsc::channel(capacity.saturating_add(initial.len()));
@@ -261,29 +346,31 @@ impl WatchHub {
         Watcher { rx, missed }
     }
 
-    /// Whether anyone is watching; when not, callers skip building events.
+    /// Whether anyone is watching; when not, a backend may skip building events.
     #[inline]
-    pub(crate) fn is_watched(&self) -> bool {
+    pub fn is_watched(&self) -> bool {
         self.count.load(Ordering::Acquire) > 0
     }
 
-    /// Delivers `event` to every watcher of its variable, never blocking.
-    pub(crate) fn publish(&self, event: &WatchEvent) {
+    /// Delivers `event` to every watcher it concerns, never blocking: a
+    /// [`Registered`](WatchEvent::Registered) event to the watchers of every variable, any
+    /// other to the watchers of its variable and of every variable. A watcher whose queue is
+    /// full misses the event and is told how many it missed before its next one.
+    pub fn publish(&self, event: &WatchEvent) {
         let name = event.name().unwrap_or_default();
+        let registration = matches!(event, WatchEvent::Registered { .. });
         let mut subscribers = self.subscribers.lock();
         subscribers.retain(|s| !s.tx.is_closed());
-        for s in subscribers.iter_mut().filter(|s| s.wants(name)) {
+        for s in subscribers.iter_mut().filter(|s| {
+            if registration {
+                s.names.is_none()
+            } else {
+                s.wants(name)
+            }
+        }) {
             s.deliver(event);
         }
         self.count.store(subscribers.len(), Ordering::Release);
-    }
-
-    /// Delivers a registration only to watchers of everything.
-    pub(crate) fn publish_registration(&self, event: &WatchEvent) {
-        let mut subscribers = self.subscribers.lock();
-        for s in subscribers.iter_mut().filter(|s| s.names.is_none()) {
-            s.deliver(event);
-        }
     }
 }
 
@@ -310,7 +397,7 @@ mod tests {
             capacity: 2,
             include_initial: false,
         };
-        let mut w = hub.subscribe(None, options, vec![]);
+        let mut w = hub.subscribe(&[], options, vec![]);
         for n in 1..=5 {
             hub.publish(&update(n));
         }
@@ -336,7 +423,7 @@ mod tests {
     #[test]
     fn dropped_watchers_are_forgotten() {
         let hub = WatchHub::default();
-        let w = hub.subscribe(None, WatchOptions::default(), vec![]);
+        let w = hub.subscribe(&[], WatchOptions::default(), vec![]);
         assert!(hub.is_watched());
         drop(w);
         hub.publish(&update(1));

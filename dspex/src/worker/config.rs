@@ -156,13 +156,13 @@ impl LmConfig {
             .map(|(k, v)| {
                 config_to_proto(k, v)
                     .map(|value| (k.clone(), value))
-                    .map_err(|e| Error::Worker(format!("LM setting {e}")))
+                    .map_err(|e| Error::worker(format!("LM setting {e}")))
             })
             .collect::<Result<_>>()?;
         let kind = match self.kind {
             LmKind::Scripted => {
                 if self.delay > MAX_SCRIPTED_DELAY {
-                    return Err(Error::Worker(format!(
+                    return Err(Error::worker(format!(
                         "the scripted LM's delay of {:?} is over the limit of {MAX_SCRIPTED_DELAY:?} (MAX_SCRIPTED_DELAY)",
                         self.delay
                     )));
@@ -293,13 +293,13 @@ impl WorkerConfig {
     /// LM settings that can be sent to the worker.
     pub fn check(&self) -> Result<()> {
         if !(1..=MAX_WORKER_PROCESSES).contains(&self.processes) {
-            return Err(Error::Worker(format!(
+            return Err(Error::worker(format!(
                 "WorkerConfig::processes: {} is outside 1..={MAX_WORKER_PROCESSES} (MAX_WORKER_PROCESSES)",
                 self.processes
             )));
         }
         if !(1..=MAX_CONCURRENT_CALLS).contains(&self.max_concurrent_calls) {
-            return Err(Error::Worker(format!(
+            return Err(Error::worker(format!(
                 "WorkerConfig::max_concurrent_calls: {} is outside 1..={MAX_CONCURRENT_CALLS} (MAX_CONCURRENT_CALLS)",
                 self.max_concurrent_calls
             )));

@@ -59,5 +59,5 @@ pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
                 .map_err(|e| e.to_string())
         })
         .as_ref()
-        .map_err(|e| Error::Worker(format!("cannot start the supervisor runtime: {e}")))
+        .map_err(|e| Error::worker(format!("cannot start the supervisor runtime: {e}")))
 }

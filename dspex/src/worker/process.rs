@@ -86,9 +86,7 @@ impl WorkerProcess {
             .kill_on_drop(true);
         let started = Instant::now();
         let mut child = command.spawn().map_err(|e| {
-            Error::Worker(format!(
-                "cannot start `{python} -m dspex_bridge.worker`: {e}"
-            ))
+            Error::worker_with(format!("cannot start `{python} -m dspex_bridge.worker`"), e)
         })?;
         let pid = child.id().unwrap_or_default();
         let (stdin, stdout, stderr) =
@@ -133,9 +131,9 @@ impl WorkerProcess {
                 ""
             };
             if tail.is_empty() {
-                Error::Worker(format!("python worker `{python}` {what}{hint}"))
+                Error::worker(format!("python worker `{python}` {what}{hint}"))
             } else {
-                Error::Worker(format!(
+                Error::worker(format!(
                     "python worker `{python}` {what}{hint}; its last output:\n{tail}"
                 ))
             }
@@ -169,17 +167,18 @@ impl WorkerProcess {
         let stdin = configured.await.ok().flatten();
         let port = ready.port;
         let token = MetadataValue::try_from(session.token.as_str())
-            .map_err(|e| Error::Worker(format!("the session token is not valid metadata: {e}")))?;
+            .map_err(|e| Error::worker_with("the session token is not valid metadata", e))?;
         let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-            .map_err(|e| Error::Worker(format!("bad worker address: {e}")))?
+            .map_err(|e| Error::worker_with("bad worker address", e))?
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await
             .map_err(|e| {
                 kill();
-                Error::Worker(format!(
-                    "cannot connect to the python worker on port {port}: {e}"
-                ))
+                Error::worker_with(
+                    format!("cannot connect to the python worker on port {port}"),
+                    e,
+                )
             })?;
         tracing::info!(
             pid,
@@ -379,7 +378,7 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 fn frame(config: &crate::bridge::proto::WorkerConfig) -> Result<Vec<u8>> {
     let len = config.encoded_len();
     if len > MAX_WORKER_CONFIG_BYTES {
-        return Err(Error::Worker(format!(
+        return Err(Error::worker(format!(
             "the worker configuration takes {len} bytes, over the limit of {MAX_WORKER_CONFIG_BYTES} (MAX_WORKER_CONFIG_BYTES)"
         )));
     }

@@ -10,19 +10,21 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use dspex_core::{FieldError, Found, MAX_ECHO_CHARS, excerpt};
 use parking_lot::Mutex;
-use serde_json::Value as Json;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::config::WorkerConfig;
 use super::process::WorkerProcess;
 use super::runtime;
-use crate::bridge::convert::config_to_proto;
+use crate::bridge::proto::ConfigValue;
 use crate::bridge::proto::{
     CreateModuleRequest, DropModuleRequest, ErrorKind, ExecuteModuleRequest, ExecuteModuleResponse,
     HealthRequest, ShutdownRequest,
 };
-use crate::bridge::{ERROR_METADATA, SessionInfo};
+use crate::bridge::{
+    ERROR_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA, FIELD_VALUE_METADATA, SessionInfo,
+};
 use crate::error::{Error, Result};
 
 /// How many failed health checks in a row make the supervisor replace a running worker.
@@ -44,7 +46,7 @@ pub(crate) struct ModuleSpec {
     pub(crate) bindings: BTreeMap<String, String>,
     /// Constructor arguments (a float, an integer, a string, a boolean or a list of strings
     /// each).
-    pub(crate) config: BTreeMap<String, Json>,
+    pub(crate) config: BTreeMap<String, ConfigValue>,
 }
 
 /// The state of a context's workers, for tests and diagnostics.
@@ -160,9 +162,8 @@ impl WorkerSupervisor {
                 Ok(Ok(process)) => processes.push(Arc::new(process)),
                 Ok(Err(e)) => failure = failure.or(Some(e)),
                 Err(e) => {
-                    failure = failure.or(Some(Error::Worker(format!(
-                        "the worker start task failed: {e}"
-                    ))));
+                    failure =
+                        failure.or(Some(Error::worker_with("the worker start task failed", e)));
                 }
             }
         }
@@ -196,7 +197,12 @@ impl WorkerSupervisor {
             closed: AtomicBool::new(false),
         });
         for slot in &supervisor.slots {
-            runtime.spawn(monitor(Arc::downgrade(&supervisor), slot.index));
+            let python = supervisor.config.interpreter().display().to_string();
+            let monitored = monitor(Arc::downgrade(&supervisor), slot.index);
+            runtime.spawn(async move {
+                monitored.await;
+                tracing::debug!(%python, "python worker monitor stopped: the worker will not be restarted");
+            });
             runtime.spawn(health_checks(Arc::downgrade(&supervisor), slot.index));
         }
         Ok(supervisor)
@@ -236,7 +242,7 @@ impl WorkerSupervisor {
         let state = match tokio::time::timeout(self.config.ready_timeout_value(), wait).await {
             Ok(Ok(state)) => state.clone(),
             Ok(Err(_)) | Err(_) => {
-                return Err(Error::Worker(format!(
+                return Err(Error::worker(format!(
                     "the python worker did not come back within {:?}",
                     self.config.ready_timeout_value()
                 )));
@@ -244,8 +250,8 @@ impl WorkerSupervisor {
         };
         match state {
             Current::Running(p) => Ok(p),
-            Current::Failed(why) => Err(Error::Worker(why)),
-            Current::Closed => Err(Error::Worker("the python worker was shut down".to_owned())),
+            Current::Failed(why) => Err(Error::worker(why)),
+            Current::Closed => Err(Error::worker("the python worker was shut down")),
             Current::Starting => Err(Error::internal("worker state changed under the wait")),
         }
     }
@@ -278,7 +284,7 @@ impl WorkerSupervisor {
                 }
             }
             if self.is_closed() {
-                return Err(Error::Worker("the python worker was shut down".to_owned()));
+                return Err(Error::worker("the python worker was shut down"));
             }
             let failures: Vec<String> = self
                 .slots
@@ -289,10 +295,10 @@ impl WorkerSupervisor {
                 })
                 .collect();
             if failures.len() == self.slots.len() {
-                return Err(Error::Worker(failures.join("; ")));
+                return Err(Error::worker(failures.join("; ")));
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Err(Error::Worker(format!(
+                return Err(Error::worker(format!(
                     "the python worker did not come back within {:?}",
                     self.config.ready_timeout_value()
                 )));
@@ -318,7 +324,7 @@ impl WorkerSupervisor {
             let created = match self.process(slot).await {
                 Ok(process) => match create_in(&process, &self.session, &spec).await {
                     // The process died under the call: its restart creates the module.
-                    Err(Error::Worker(_)) if process.has_exited() => continue,
+                    Err(Error::Worker { .. }) if process.has_exited() => continue,
                     created => created,
                 },
                 Err(e) => Err(e),
@@ -332,7 +338,7 @@ impl WorkerSupervisor {
             }
         }
         resolved.ok_or_else(|| {
-            Error::Worker(format!(
+            Error::worker(format!(
                 "module `{module_id}`: every python worker died while it was being created"
             ))
         })
@@ -376,9 +382,9 @@ impl WorkerSupervisor {
         let deadline = tokio::time::Instant::now() + timeout;
         let _permit = match tokio::time::timeout_at(deadline, self.capacity.acquire()).await {
             Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(Error::Worker("the python worker was shut down".to_owned())),
+            Ok(Err(_)) => return Err(Error::worker("the python worker was shut down")),
             Err(_) => {
-                return Err(Error::Worker(format!(
+                return Err(Error::worker(format!(
                     "step `{step}`: no python worker had room for the call within {timeout:?} ({} processes running {} calls each at most)",
                     self.slots.len(),
                     self.config.concurrent_calls()
@@ -392,7 +398,7 @@ impl WorkerSupervisor {
         let reply = match tokio::time::timeout_at(deadline, client.execute_module(request)).await {
             Ok(reply) => reply,
             Err(_) => {
-                return Err(Error::Worker(format!(
+                return Err(Error::worker(format!(
                     "step `{step}`: the python worker (pid {}) did not answer within {timeout:?}",
                     process.pid()
                 )));
@@ -456,17 +462,47 @@ fn error_kind(status: &tonic::Status) -> ErrorKind {
         .unwrap_or(ErrorKind::Unspecified)
 }
 
+/// The output a worker's `OUTPUT_TYPE` error is about, from its trailers: the field, its
+/// declared type and an excerpt of the value the module returned (quoted as the worker wrote
+/// it, unless it is longer than an excerpt can be).
+fn output_type_error(status: &tonic::Status) -> Option<FieldError> {
+    let metadata = status.metadata();
+    let field = metadata.get(FIELD_METADATA)?.to_str().ok()?;
+    let expected = metadata
+        .get(FIELD_TYPE_METADATA)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    let value = metadata.get_bin(FIELD_VALUE_METADATA)?.to_bytes().ok()?;
+    let value = String::from_utf8_lossy(&value);
+    // An excerpt is at most MAX_ECHO_CHARS chars and its length note ("... (123 chars)").
+    let value = if value.chars().count() <= MAX_ECHO_CHARS + 32 {
+        value.into_owned()
+    } else {
+        excerpt(&value)
+    };
+    Some(FieldError {
+        field: field.to_owned(),
+        expected,
+        found: Found::Value(value),
+    })
+}
+
 /// Turns a failed call into the error the caller should see.
 async fn call_error(process: &WorkerProcess, step: &str, status: tonic::Status) -> Error {
     let pid = process.pid();
-    match error_kind(&status) {
-        ErrorKind::Python => {
-            return Error::Python {
-                step: step.to_owned(),
-                message: status.message().to_owned(),
-            };
-        }
-        ErrorKind::OutputType | ErrorKind::InputType => {
+    let kind = error_kind(&status);
+    if kind == ErrorKind::OutputType
+        && let Some(error) = output_type_error(&status)
+    {
+        return Error::Field {
+            context: format!("the output of python step `{step}`"),
+            error: Box::new(error),
+        };
+    }
+    match kind {
+        ErrorKind::Python | ErrorKind::OutputType | ErrorKind::InputType => {
             return Error::Python {
                 step: step.to_owned(),
                 message: status.message().to_owned(),
@@ -482,18 +518,20 @@ async fn call_error(process: &WorkerProcess, step: &str, status: tonic::Status) 
         | tonic::Code::Internal
         | tonic::Code::Aborted => {
             if let Some(exit) = process.wait(Duration::from_secs(2)).await {
-                return Error::Worker(format!(
-                    "the python worker (pid {pid}) exited ({exit}) during step `{step}`; it is being restarted"
-                ));
+                return Error::worker_with(
+                    format!(
+                        "the python worker (pid {pid}) exited ({exit}) during step `{step}`; it is being restarted"
+                    ),
+                    status,
+                );
             }
         }
         _ => {}
     }
-    Error::Worker(format!(
-        "step `{step}`: the python worker (pid {pid}) refused the call: {} ({:?})",
-        status.message(),
-        status.code()
-    ))
+    Error::worker_with(
+        format!("step `{step}`: the python worker (pid {pid}) refused the call"),
+        status,
+    )
 }
 
 async fn create_in(
@@ -501,40 +539,33 @@ async fn create_in(
     session: &SessionInfo,
     spec: &ModuleSpec,
 ) -> Result<String> {
-    let config = spec
-        .config
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), config_to_proto(k, v)?)))
-        .collect::<std::result::Result<_, crate::bridge::convert::FieldError>>()
-        .map_err(|e| Error::Python {
-            step: spec.module_id.clone(),
-            message: format!("module configuration {e}"),
-        })?;
     let request = CreateModuleRequest {
         session_id: session.session_id.clone(),
         module_id: spec.module_id.clone(),
         module_class: spec.class.clone(),
         signature: spec.signature.clone(),
         bindings: spec.bindings.clone().into_iter().collect(),
-        config,
+        config: spec.config.clone().into_iter().collect(),
     };
     let mut client = process.client();
     let reply = runtime()?
         .spawn(async move { client.create_module(request).await })
         .await
-        .map_err(|e| Error::Worker(format!("the call task failed: {e}")))?;
+        .map_err(|e| Error::worker_with("the call task failed", e))?;
     match reply {
         Ok(r) => Ok(r.into_inner().resolved_class),
         Err(status) if error_kind(&status) == ErrorKind::Module => Err(Error::Python {
             step: spec.module_id.clone(),
             message: status.message().to_owned(),
         }),
-        Err(status) => Err(Error::Worker(format!(
-            "cannot create module `{}` in the python worker (pid {}): {}",
-            spec.module_id,
-            process.pid(),
-            status.message()
-        ))),
+        Err(status) => Err(Error::worker_with(
+            format!(
+                "cannot create module `{}` in the python worker (pid {})",
+                spec.module_id,
+                process.pid(),
+            ),
+            status,
+        )),
     }
 }
 

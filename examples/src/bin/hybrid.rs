@@ -18,7 +18,7 @@ struct QueryClassifier;
 
 impl Module for QueryClassifier {
     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
-        let question = inputs.require("question")?.to_lowercase();
+        let question = inputs.get::<&str>("question")?.to_lowercase();
         let category = if question.starts_with("why") || question.starts_with("how") {
             "explanation"
         } else if question.contains("compare") || question.contains(" vs ") {
@@ -63,17 +63,13 @@ async fn run(qa: &QaPipeline, question: &str) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let model = std::env::args().skip_while(|a| a != "--model").nth(1);
-    let lm = match &model {
-        Some(model) => LmConfig::model(model.clone()),
-        None => LmConfig::scripted().rule(
-            "capital of France",
-            [
-                ("reasoning", "France's capital city hosts its government."),
-                ("answer", "Paris"),
-            ],
-        ),
-    };
+    let lm = dspex_examples::lm_from_args(LmConfig::scripted().rule(
+        "capital of France",
+        [
+            ("reasoning", "France's capital city hosts its government."),
+            ("answer", "Paris"),
+        ],
+    ));
 
     // The program has a python step, so `start` would pick a bridged context by itself;
     // building the context here only chooses the LM.

@@ -15,7 +15,7 @@ struct Splitter;
 impl Module for Splitter {
     async fn forward(&self, inputs: &Fields, _params: &Params) -> Result<Fields> {
         let sentences: Vec<&str> = inputs
-            .require("text")?
+            .get::<&str>("text")?
             .split_terminator(['.', '!', '?'])
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -33,7 +33,11 @@ impl Module for Summarizer {
     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
         let keep = usize::try_from(params.get::<i64>("sentences")?).unwrap_or(usize::MAX);
         let style = params.get::<String>("style")?;
-        let kept: Vec<&str> = inputs.require("sentences")?.lines().take(keep).collect();
+        let kept: Vec<&str> = inputs
+            .get::<&str>("sentences")?
+            .lines()
+            .take(keep)
+            .collect();
         let mut summary = format!("{}.", kept.join(". "));
         if style == "loud" {
             summary = summary.to_uppercase();

@@ -14,7 +14,7 @@ struct Classifier;
 
 impl Module for Classifier {
     async fn forward(&self, inputs: &Fields, _params: &Params) -> Result<Fields> {
-        let ticket = inputs.require("ticket")?.to_lowercase();
+        let ticket = inputs.get::<&str>("ticket")?.to_lowercase();
         let category = if ticket.contains("refund") || ticket.contains("charge") {
             "billing"
         } else if ticket.contains("crash") || ticket.contains("error") {
@@ -41,7 +41,7 @@ impl Module for Drafter {
         };
         let draft = format!(
             "{opening} your {} issue: we are looking into it and will get back to you today.",
-            inputs.require("category")?
+            inputs.get::<&str>("category")?
         );
         let draft: Vec<&str> = draft.split_whitespace().take(max_words).collect();
         let draft = draft.join(" ");
@@ -57,9 +57,9 @@ struct Signer;
 impl Module for Signer {
     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
         let signature = params.get::<String>("signature")?;
-        let mut reply = format!("{} -- {signature}", inputs.require("draft")?);
+        let mut reply = format!("{} -- {signature}", inputs.get::<&str>("draft")?);
         if params.get::<bool>("verbose")? {
-            reply.push_str(&format!(" [{}]", inputs.require("category")?));
+            reply.push_str(&format!(" [{}]", inputs.get::<&str>("category")?));
         }
         println!("  sign:     signed by {signature:?}");
         Ok(Fields::from([("reply", reply)]))

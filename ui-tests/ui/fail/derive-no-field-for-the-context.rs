@@ -5,7 +5,7 @@ struct Echo;
 
 impl Module for Echo {
     async fn forward(&self, inputs: &Fields, _: &Params) -> Result<Fields> {
-        Ok(Fields::from([("answer", inputs.require("question")?)]))
+        Ok(Fields::from([("answer", inputs.get::<&str>("question")?)]))
     }
 }
 

@@ -9,7 +9,7 @@ struct Shout;
 impl Module for Shout {
     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
         let times = params.get::<i64>("times")?;
-        let loud = inputs.require("text")?.to_uppercase();
+        let loud = inputs.get::<&str>("text")?.to_uppercase();
         Ok(Fields::from([(
             "loud",
             vec![loud; times as usize].join(" "),

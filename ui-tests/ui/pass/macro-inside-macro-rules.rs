@@ -7,7 +7,7 @@ struct Echo;
 
 impl Module for Echo {
     async fn forward(&self, inputs: &Fields, _: &Params) -> Result<Fields> {
-        Ok(Fields::from([("echo", inputs.require("text")?)]))
+        Ok(Fields::from([("echo", inputs.get::<&str>("text")?)]))
     }
 }
 

@@ -8,7 +8,7 @@ struct Shout;
 impl Module for Shout {
     async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
         let times = params.get::<i64>("times")?;
-        let loud = inputs.require("text")?.to_uppercase();
+        let loud = inputs.get::<&str>("text")?.to_uppercase();
         Ok(Fields::from([(
             "loud",
             vec![loud; times as usize].join(" "),
@@ -42,6 +42,6 @@ async fn main() -> Result<()> {
     assert_eq!(shouter.context().get::<i64>("repeat")?, 3);
     assert!(shouter.repeat().set(4).is_err());
     let out = shouter.run_fields(Fields::from([("text", "a")])).await?;
-    assert_eq!(out.get("loud"), Some("A A A"));
+    assert_eq!(out.get::<&str>("loud")?, "A A A");
     Ok(())
 }

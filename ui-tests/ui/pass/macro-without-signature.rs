@@ -10,7 +10,7 @@ impl Module for Upper {
     async fn forward(&self, inputs: &Fields, _: &Params) -> Result<Fields> {
         Ok(Fields::from([(
             "upper",
-            inputs.require("text")?.to_uppercase(),
+            inputs.get::<&str>("text")?.to_uppercase(),
         )]))
     }
 }
@@ -22,7 +22,7 @@ impl Module for Exclaim {
     async fn forward(&self, inputs: &Fields, _: &Params) -> Result<Fields> {
         Ok(Fields::from([(
             "type",
-            format!("{}!", inputs.require("upper")?),
+            format!("{}!", inputs.get::<&str>("upper")?),
         )]))
     }
 }
@@ -52,7 +52,7 @@ async fn main() -> Result<()> {
     let pipeline = Pipeline::attach(&ctx).await?;
     assert_eq!(Pipeline::spec().input_names(), ["text"]);
     let out = pipeline.run_fields(Fields::from([("text", "hey")])).await?;
-    assert_eq!(out.get("type"), Some("HEY!"));
+    assert_eq!(out.get::<&str>("type")?, "HEY!");
 
     let typed = Typed::attach(&ctx).await?;
     let out = typed.run(TypedInput { text: "ok".into() }).await?;

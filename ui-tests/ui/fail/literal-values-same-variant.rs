@@ -1,0 +1,11 @@
+use dspex::prelude::*;
+
+dspex_program! {
+    program Qa: "question -> kind: Literal['follow-up', 'follow up', 'new']" {
+        chain {
+            classify: python Predict("question -> kind: Literal['follow-up', 'follow up', 'new']"),
+        }
+    }
+}
+
+fn main() {}
