@@ -208,12 +208,13 @@ impl StateProvider for MapState {
         Ok(out)
     }
 
-    fn read_many(&self, names: &[&str], f: &mut dyn FnMut(&str, Option<&VarRecord>)) {
+    fn read_many(&self, names: &[&str], f: &mut dyn FnMut(&str, Option<&VarRecord>)) -> Result<()> {
         let inner = self.inner.read().unwrap();
         forward!(inner, read_many(names, f));
         for name in names {
             f(name, inner.records.get(*name));
         }
+        Ok(())
     }
 
     fn set(&self, key: Key<'_>, value: Value, options: &SetOptions, source: Source) -> Result<u64> {

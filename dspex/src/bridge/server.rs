@@ -340,20 +340,23 @@ impl SessionService for SessionServer {
         let mut bytes = 0usize;
         let mut too_large = false;
         // One read lock for all: a batch written atomically is never seen half applied.
-        session.table.read_many(&names, &mut |name, record| {
-            if too_large {
-                return;
-            }
-            match record {
-                Some(r) => {
-                    let variable = convert::variable_to_proto(r);
-                    bytes += encoded_field_len(variable.encoded_len());
-                    too_large = bytes > MAX_RESPONSE_BYTES;
-                    response.variables.push(variable);
+        session
+            .table
+            .read_many(&names, &mut |name, record| {
+                if too_large {
+                    return;
                 }
-                None => response.missing.push(name.to_owned()),
-            }
-        });
+                match record {
+                    Some(r) => {
+                        let variable = convert::variable_to_proto(r);
+                        bytes += encoded_field_len(variable.encoded_len());
+                        too_large = bytes > MAX_RESPONSE_BYTES;
+                        response.variables.push(variable);
+                    }
+                    None => response.missing.push(name.to_owned()),
+                }
+            })
+            .or_status()?;
         if too_large {
             return Err(status(
                 Code::ResourceExhausted,

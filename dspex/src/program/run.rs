@@ -105,8 +105,8 @@ impl<'p> ChainRun<'p> {
             self.ctx.with_backend(|backend| {
                 backend.read_many(&names, &mut |_, record| {
                     read.push(record.map(|r| (r.value.clone(), r.version)));
-                });
-            });
+                })
+            })?;
         }
         let mut read = read.into_iter();
         step.bindings

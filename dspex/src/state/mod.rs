@@ -330,9 +330,10 @@ pub trait StateProvider: Send + Sync + 'static {
     /// Values of several variables, with the missing names reported.
     fn get_many(&self, names: &[&str]) -> Result<GetMany>;
 
-    /// Calls `f` with the record of each name (`None` when there is none), in order, all under
-    /// one read lock: one consistent snapshot (what a python step sends its worker).
-    fn read_many(&self, names: &[&str], f: &mut dyn FnMut(&str, Option<&VarRecord>));
+    /// Calls `f` with the record of each name (`None` when there is none), in order, from one
+    /// consistent snapshot (a batch written atomically is never seen half applied): what a
+    /// python step sends its worker. `f` is called for every name or the call fails.
+    fn read_many(&self, names: &[&str], f: &mut dyn FnMut(&str, Option<&VarRecord>)) -> Result<()>;
 
     /// Validates and writes a value; returns the new version.
     fn set(&self, key: Key<'_>, value: Value, options: &SetOptions, source: Source) -> Result<u64>;

@@ -362,10 +362,21 @@ impl VariableTable {
     }
 
     /// Calls `f` with the record of each name (`None` when there is none), in order.
-    pub(crate) fn read_many(&self, names: &[&str], f: &mut dyn FnMut(&str, Option<&VarRecord>)) {
+    pub(crate) fn read_many(
+        &self,
+        names: &[&str],
+        f: &mut dyn FnMut(&str, Option<&VarRecord>),
+    ) -> Result<()> {
         for name in names {
-            f(name, self.record(Key::Name(name)).ok());
+            f(
+                name,
+                self.by_name
+                    .get(*name)
+                    .map(|&slot| self.at(slot))
+                    .transpose()?,
+            );
         }
+        Ok(())
     }
 
     /// Calls `f` with the records whose names come after `after` (all when `None`) and match
@@ -633,11 +644,11 @@ impl StateProvider for LockedTable {
         })
     }
 
-    fn read_many(&self, names: &[&str], f: &mut dyn FnMut(&str, Option<&VarRecord>)) {
+    fn read_many(&self, names: &[&str], f: &mut dyn FnMut(&str, Option<&VarRecord>)) -> Result<()> {
         self.read_route(|r| match r {
             Route::Here(t) => t.read_many(names, f),
             Route::There(next) => next.read_many(names, f),
-        });
+        })
     }
 
     #[inline]
@@ -774,7 +785,7 @@ macro_rules! delegate_state_provider {
                 &self,
                 names: &[&str],
                 f: &mut dyn FnMut(&str, Option<&$crate::state::VarRecord>),
-            ) {
+            ) -> $crate::Result<()> {
                 let $this = self;
                 $table.read_many(names, f)
             }

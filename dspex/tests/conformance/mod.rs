@@ -55,6 +55,7 @@ macro_rules! conformance_suite {
             update_validates_and_failed_updates_change_nothing,
             update_many_is_all_or_nothing,
             get_many_reports_missing_names,
+            read_many_reads_one_snapshot_in_order,
             list_is_sorted_and_globs_match_whole_names,
             delete_and_reregister,
             resolved_refs_read_and_go_stale,
@@ -658,6 +659,58 @@ pub async fn get_many_reports_missing_names(f: &impl Fixture) {
     );
     assert_eq!(many.missing, ["nope", "gone"]);
     assert_eq!(many.get("a"), Some(&Value::Float(0.1)));
+}
+
+pub async fn read_many_reads_one_snapshot_in_order(f: &impl Fixture) {
+    let p = f.provider().await;
+    let int = |name: &str| VariableSpec::new(name, VarType::Integer, 0);
+    p.register(int("a"), Source::Rust).unwrap();
+    p.register(int("b"), Source::Rust).unwrap();
+    let read = |p: &dyn StateProvider, names: &[&str]| {
+        let mut seen = Vec::new();
+        p.read_many(names, &mut |name, record| {
+            seen.push((
+                name.to_owned(),
+                record.map(|r| (r.value.clone(), r.version)),
+            ));
+        })
+        .unwrap();
+        seen
+    };
+    assert_eq!(
+        read(&*p, &["b", "nope", "a"]),
+        [
+            ("b".to_owned(), Some((Value::Integer(0), 1))),
+            ("nope".to_owned(), None),
+            ("a".to_owned(), Some((Value::Integer(0), 1))),
+        ]
+    );
+    // A batch written atomically is never seen half applied.
+    let writer = {
+        let p = Arc::clone(&p);
+        std::thread::spawn(move || {
+            for i in 1..=2000i64 {
+                p.update_many_with(
+                    vec![
+                        ("a".into(), Value::Integer(i)),
+                        ("b".into(), Value::Integer(i)),
+                    ],
+                    &BTreeMap::new(),
+                    Source::Rust,
+                )
+                .unwrap();
+            }
+        })
+    };
+    while !writer.is_finished() {
+        let seen = read(&*p, &["a", "b"]);
+        assert_eq!(seen[0].1, seen[1].1, "{seen:?}");
+    }
+    writer.join().unwrap();
+    assert_eq!(
+        read(&*p, &["a"]),
+        [("a".to_owned(), Some((Value::Integer(2000), 2001)))]
+    );
 }
 
 pub async fn list_is_sorted_and_globs_match_whole_names(f: &impl Fixture) {
