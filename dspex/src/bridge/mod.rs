@@ -53,6 +53,15 @@
 //! | `SESSION_OWNED` | `FAILED_PRECONDITION` | `CleanupSession` of a context's session |
 //! | `INTERNAL` | `INTERNAL` | a bug |
 //!
+//! A Python worker's `ModuleService` adds the kinds of its calls:
+//!
+//! | kind | status | what |
+//! |---|---|---|
+//! | `PYTHON` | `UNKNOWN` | the DSPy module raised (the message is `Type: message`) |
+//! | `OUTPUT_TYPE` | `FAILED_PRECONDITION` | an output that does not convert to its declared type ([`FIELD_METADATA`], [`FIELD_TYPE_METADATA`], [`FIELD_VALUE_METADATA`]) |
+//! | `INPUT_TYPE` | `INVALID_ARGUMENT` | an input that does not fit its declared type |
+//! | `MODULE` | `INVALID_ARGUMENT` | a module that cannot be created (unknown class, bad signature or configuration) |
+//!
 //! Messages quote at most a short prefix of any input ([`limits::MAX_ECHO_CHARS`]) and are
 //! never longer than [`limits::MAX_STATUS_MESSAGE_BYTES`]. Writes over gRPC are recorded with
 //! [`Source::Python`](crate::Source::Python), so a variable declared read-only refuses every one

@@ -16,11 +16,15 @@
 //!
 //! # A call
 //!
-//! A python step reads its bound variables in one snapshot and sends their values (with the
-//! variables' versions) with the call: the worker applies them to that call only (`temperature`,
-//! `max_tokens`, `top_p`, `n` as the settings of the call's LM requests, `model` as the call's
-//! LM, anything else as a keyword argument of the module) and never reads them back from the
-//! store, so concurrent calls of one module with different values never see each other's.
+//! A python step sends its inputs typed by its signature and the values of its bound
+//! variables for the run (read in one snapshot, with the variables' versions, or the run's
+//! overrides) with the call: the worker applies them to that call only (`temperature`,
+//! `max_tokens`, `top_p`, `n` as the settings of the call's LM requests, over the module's own
+//! configuration, `model` as the call's LM, anything else as a keyword argument of the module)
+//! and never reads them back from the store, so concurrent calls of one module with different
+//! values never see each other's. The outputs come back typed by the signature; one the module
+//! returned in a form its declared type cannot take is an
+//! [`Error::Field`] naming the step, the field, the type and the value.
 //! Each call runs in a thread of its own in the worker; a process runs up to
 //! [`WorkerConfig::max_concurrent_calls`] at once and further calls wait on the Rust side for a
 //! place (the worker refuses a call over its limit with `RESOURCE_EXHAUSTED`). Calls go to the
