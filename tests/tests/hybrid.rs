@@ -756,6 +756,19 @@ async fn most_in_flight(ctx: &Context, count: usize, done: impl Fn() -> bool) ->
     most
 }
 
+/// A context whose worker answers every LM request after 400 ms (so that concurrent calls
+/// overlap), with `Tempered` attached to it.
+async fn slow_tempered() -> (Context, std::sync::Arc<Tempered>) {
+    let lm = dspex::worker::LmConfig::scripted().delay(Duration::from_millis(400));
+    let ctx = Context::builder()
+        .worker(worker_config().lm(lm))
+        .build()
+        .await
+        .unwrap();
+    let program = std::sync::Arc::new(Tempered::attach(&ctx).await.unwrap());
+    (ctx, program)
+}
+
 /// Starts `runs` concurrent runs of `program`: run `i` asks `q{i}` with `overrides(i)`, once
 /// `ready(i)` is done; `finished` counts the runs that ended.
 fn start_tempered_runs<R>(
@@ -790,13 +803,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_runs_each_use_the_values_of_their_own_snapshot() {
-    let lm = dspex::worker::LmConfig::scripted().delay(Duration::from_millis(400));
-    let ctx = Context::builder()
-        .worker(worker_config().lm(lm))
-        .build()
-        .await
-        .unwrap();
-    let program = std::sync::Arc::new(Tempered::attach(&ctx).await.unwrap());
+    let (ctx, program) = slow_tempered().await;
     let runs = 32;
     let finished = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // A writer changes the bound variable while the runs read it, and says how many writes it
@@ -849,13 +856,7 @@ async fn concurrent_runs_each_use_the_values_of_their_own_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_runs_with_overrides_each_use_their_own_values() {
-    let lm = dspex::worker::LmConfig::scripted().delay(Duration::from_millis(400));
-    let ctx = Context::builder()
-        .worker(worker_config().lm(lm))
-        .build()
-        .await
-        .unwrap();
-    let program = std::sync::Arc::new(Tempered::attach(&ctx).await.unwrap());
+    let (ctx, program) = slow_tempered().await;
     let runs = 32;
     let temperature = |i: usize| f64::from(u32::try_from(i).unwrap()) / 20.0;
     let finished = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
