@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use super::runtime::BridgeServer;
 use super::store::Session;
+use crate::error::Result;
+use crate::state::StateProvider;
 use crate::state::table::delegate_state_provider;
 
 /// The environment variable that tells a Python process the store's address.
@@ -111,6 +113,15 @@ impl BridgedState {
     /// The server whose store holds the session.
     pub fn server(&self) -> &BridgeServer {
         &self.server
+    }
+
+    /// Serves `backend` through this (empty) session: every call the session gets, from Rust
+    /// or over gRPC, is forwarded to it, exactly as after a bridged context moved its variables
+    /// into `backend`. How a shared context serves its shared session to its Python workers.
+    pub(crate) fn forward_to(&self, backend: Arc<dyn StateProvider>) -> Result<()> {
+        self.session
+            .table
+            .migrate_out(&mut |_| Ok(Arc::clone(&backend)))
     }
 }
 

@@ -47,6 +47,7 @@
 //! | `unauthenticated` | `UNAUTHENTICATED` | missing, invalid or expired token |
 //! | `permission_denied` | `PERMISSION_DENIED` | the token of another session |
 //! | `session_owned` | `FAILED_PRECONDITION` | `CleanupSession` of a context's session |
+//! | `unavailable` | `UNAVAILABLE` | the context's variables live in a shared session whose Redis cannot be reached |
 //! | `internal` | `INTERNAL` | a bug |
 //!
 //! Writes over gRPC are recorded with [`Source::Python`](crate::Source::Python).

@@ -39,7 +39,9 @@ pub(crate) fn error_status(e: &Error) -> Status {
     let message = e.to_string();
     match e {
         Error::NotFound { .. } => status(Code::NotFound, "not_found", message),
-        Error::AlreadyExists { .. } | Error::IncompatibleVariable { .. } => {
+        Error::AlreadyExists { .. }
+        | Error::IncompatibleVariable { .. }
+        | Error::DeclarationMismatch { .. } => {
             status(Code::AlreadyExists, "already_exists", message)
         }
         Error::DuplicateWrite { .. } => status(Code::AlreadyExists, "duplicate_write", message),
@@ -66,6 +68,8 @@ pub(crate) fn error_status(e: &Error) -> Status {
             metadata.insert("x-dspex-actual-version", (*actual).into());
             s
         }
+        // The shared backend cannot reach Redis: the session's store is unavailable.
+        Error::Shared { .. } => status(Code::Unavailable, "unavailable", message),
         _ => status(Code::Internal, "internal", message),
     }
 }

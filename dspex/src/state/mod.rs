@@ -1,6 +1,7 @@
 //! Variable state backends: the [`StateProvider`] trait, the records it stores, the
-//! [`WatchHub`] that fans changes out to watchers, and the in-process [`LocalState`]. The
-//! bridged backend, a session of the bridge's store shared with Python, is
+//! [`WatchHub`] that fans changes out to watchers, the in-process [`LocalState`], and
+//! [`SharedState`], a session in Redis shared by many processes. The bridged backend, a
+//! session of the bridge's store shared with Python, is
 //! [`BridgedState`](crate::bridge::BridgedState).
 //!
 //! The backends of this crate store their variables in the same table and check every write
@@ -20,11 +21,13 @@ use dspex_core::{Constraints, Value, VarType};
 use crate::error::Result;
 
 mod local;
+pub mod shared;
 pub(crate) mod table;
 mod watch;
 
 pub use dspex_core::Glob;
 pub use local::LocalState;
+pub use shared::{SharedConfig, SharedState};
 pub use watch::{
     Change, ChangeKind, MAX_WATCH_CAPACITY, WatchEvent, WatchHub, WatchOptions, Watcher,
 };
@@ -186,6 +189,8 @@ pub enum BackendKind {
     Local,
     /// A session in the bridge's store, shared with Python over gRPC.
     Bridged,
+    /// A session in Redis, shared by every process that opens it ([`SharedState`]).
+    Shared,
     /// A backend implemented outside this crate, by the name it gives itself.
     Custom(&'static str),
 }
@@ -195,6 +200,7 @@ impl fmt::Display for BackendKind {
         f.write_str(match self {
             BackendKind::Local => "local",
             BackendKind::Bridged => "bridged",
+            BackendKind::Shared => "shared",
             BackendKind::Custom(name) => name,
         })
     }

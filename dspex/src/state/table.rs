@@ -382,6 +382,33 @@ impl VariableTable {
     pub(crate) fn len(&self) -> usize {
         self.by_name.len()
     }
+
+    /// Stores `record` as it is, replacing the record of the same name: in its slot when the
+    /// id is the same (resolved references stay on the fast path), else as a new variable.
+    /// For a table that mirrors records checked and versioned elsewhere (the shared backend);
+    /// publishes nothing.
+    pub(crate) fn put(&mut self, record: VarRecord) {
+        if let Some(&slot) = self.by_name.get(&record.name) {
+            if let Some(Some(current)) = self.slots.get_mut(slot as usize)
+                && current.id == record.id
+            {
+                *current = record;
+                return;
+            }
+            self.take(&record.name.clone());
+        }
+        self.next_id = self.next_id.max(record.id.0 + 1);
+        self.insert(record);
+    }
+
+    /// Removes the record of `name` as it is (see [`put`](Self::put)); publishes nothing.
+    pub(crate) fn take(&mut self, name: &str) -> Option<VarRecord> {
+        let slot = self.by_name.remove(name)?;
+        let record = self.slots.get_mut(slot as usize)?.take()?;
+        self.by_id.remove(&record.id);
+        self.free_slots.push(slot);
+        Some(record)
+    }
 }
 
 /// A [`VariableTable`] behind one lock: the [`StateProvider`] every backend delegates to.
@@ -398,9 +425,12 @@ impl LockedTable {
         }
     }
 
-    /// Number of variables.
+    /// Number of variables (of the successor's, once they migrated out).
     pub(crate) fn len(&self) -> usize {
-        self.table.read().len()
+        self.read_route(|r| match r {
+            Route::Here(t) => t.len(),
+            Route::There(next) => next.list(None).map_or(0, |records| records.len()),
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use dspex::state::{Key, SetOptions, Source, StateProvider};
+use dspex::state::{BackendKind, Key, SetOptions, Source, StateProvider};
 use dspex::{
     Choice, Constraints, Context, Embedding, Error, ModuleName, Value, VarType, VariableSpec,
     WatchEvent, WatchOptions,
@@ -36,7 +36,7 @@ macro_rules! conformance_suite {
     ($fixture:expr) => {
         conformance_suite!($fixture;
             registers_and_reads_a_full_record,
-            registering_a_name_twice_is_already_exists,
+            registering_a_taken_name,
             invalid_declarations_register_nothing,
             floats_are_finite_and_bounded,
             integers_are_never_floats_or_booleans,
@@ -136,22 +136,59 @@ pub async fn registers_and_reads_a_full_record(f: &impl Fixture) {
     assert_ne!(rec.id, p.get(Key::Name("temperature")).unwrap().id);
 }
 
-pub async fn registering_a_name_twice_is_already_exists(f: &impl Fixture) {
+/// A taken name is refused with another declaration on every backend, and changes nothing. The
+/// same declaration is refused too, except on a shared session, where registering means
+/// joining: every process of a service registers the variables it uses, and they share them.
+pub async fn registering_a_taken_name(f: &impl Fixture) {
     let p = f.provider().await;
-    p.register(float("t", 0.5, 0.0, 1.0), Source::Rust).unwrap();
+    let first = p.register(float("t", 0.5, 0.0, 1.0), Source::Rust).unwrap();
     let err = p
         .register(VariableSpec::new("t", VarType::Integer, 3), Source::Rust)
         .unwrap_err();
-    assert!(
-        matches!(err, Error::AlreadyExists { ref name } if name == "t"),
-        "{err:?}"
-    );
-    assert_eq!(err.to_string(), "variable `t` already exists");
+    let same = p.register(float("t", 0.9, 0.0, 1.0), Source::Python);
+    if p.kind() == BackendKind::Shared {
+        assert!(
+            matches!(err, Error::DeclarationMismatch { ref name, .. } if name == "t"),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with("variable `t` is declared differently in shared session `"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with(
+                "`: type float in the session, integer here; constraints min 0.0, max 1.0 in the session, none here"
+            ),
+            "{message}"
+        );
+        // The same declaration shares the session's record: value, version, source.
+        assert_eq!(same.unwrap(), first);
+        let err = p
+            .register(
+                float("t", 0.5, 0.0, 1.0).with_description("another"),
+                Source::Rust,
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("description none in the session, \"another\" here"),
+            "{err}"
+        );
+    } else {
+        assert!(
+            matches!(err, Error::AlreadyExists { ref name } if name == "t"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "variable `t` already exists");
+        assert!(matches!(same, Err(Error::AlreadyExists { .. })), "{same:?}");
+    }
     let rec = p.get(Key::Name("t")).unwrap();
     assert_eq!(
-        (rec.ty, rec.value, rec.version),
-        (VarType::Float, Value::Float(0.5), 1)
+        (rec.ty, rec.value, rec.version, rec.source),
+        (VarType::Float, Value::Float(0.5), 1, Source::Rust)
     );
+    assert_eq!(p.list(None).unwrap().len(), 1);
 }
 
 pub async fn invalid_declarations_register_nothing(f: &impl Fixture) {
