@@ -34,6 +34,22 @@ impl conformance::Fixture for Shared {
         Arc::new(state)
     }
 
+    /// Separate `SharedState`s on one session: separate connections, mirrors and readers, as
+    /// separate processes have.
+    async fn handles(&self, n: usize) -> Vec<Arc<dyn StateProvider>> {
+        let name = session();
+        let mut handles: Vec<Arc<dyn StateProvider>> = Vec::new();
+        for _ in 0..n {
+            let config = SharedConfig::new(REDIS.url(), name.clone());
+            let state = tokio::task::spawn_blocking(move || SharedState::open(config))
+                .await
+                .expect("the open does not panic")
+                .expect("a shared session opens");
+            handles.push(Arc::new(state));
+        }
+        handles
+    }
+
     async fn context(&self) -> Context {
         let ctx = Context::builder()
             .shared(REDIS.url())
