@@ -222,6 +222,53 @@ async fn a_process_killed_mid_write_leaves_the_session_consistent() {
     next.finish();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_fell_behind_the_trimmed_stream_is_told_what_it_missed() {
+    use rustix::process::{Pid, Signal, kill_process};
+
+    let s = session("trimmed");
+    let mut slow = SharedPeer::start(&REDIS.url(), &s);
+    register_counter(&mut slow, "n");
+    slow.ok(json!({"op": "watch", "name": "n"}));
+    // This process keeps only 4 changes in the session's stream.
+    let ctx = Context::builder()
+        .shared_with(dspex::state::SharedConfig::new(REDIS.url(), &s).stream_max_len(4))
+        .build()
+        .await
+        .unwrap();
+    let n = ctx
+        .defvariable::<i64>("n", 0, Constraints::none())
+        .unwrap();
+    // The slow process is frozen while 20 changes go by.
+    let pid = Pid::from_raw(i32::try_from(slow.pid()).unwrap()).unwrap();
+    kill_process(pid, Signal::STOP).unwrap();
+    for i in 1..=20 {
+        n.set(i).unwrap();
+    }
+    kill_process(pid, Signal::CONT).unwrap();
+    // It gets what it can, is told how many it missed, and ends on the latest value.
+    let (mut updated, mut missed) = (0, 0);
+    let mut last = 0;
+    while updated + missed < 20 {
+        let event = slow.ok(json!({"op": "next_event"}));
+        match event["kind"].as_str() {
+            Some("updated") => {
+                let value = event["new"].as_i64().unwrap();
+                assert!(value > last, "out of order: {event}");
+                last = value;
+                updated += 1;
+            }
+            Some("lagged") => missed += event["missed"].as_i64().unwrap(),
+            _ => panic!("unexpected {event}"),
+        }
+    }
+    assert_eq!(updated + missed, 20);
+    assert!(missed >= 16, "the stream kept 4 changes: {missed} missed");
+    let got = slow.ok(json!({"op": "get", "name": "n"}));
+    assert_eq!((&got["value"], &got["version"]), (&json!(20), &json!(21)));
+    slow.finish();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_python_write_through_one_process_reaches_another_process_rust_and_python() {
     let s = session("python");

@@ -14,7 +14,7 @@
 //!   session's order.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,12 @@ pub(crate) struct Link {
     epoch_candidate: String,
     pub(crate) hub: Arc<WatchHub>,
     pub(crate) mirror: RwLock<Mirror>,
-    writer: Mutex<Option<Connection>>,
+    /// The writer connection, and the reader generation it was opened in.
+    writer: Mutex<Option<(Connection, u64)>>,
+    /// Bumped each time the reader reconnects after losing Redis: a writer connection opened
+    /// before that is likely dead (Redis restarted), so it is replaced before use rather than
+    /// fail a write.
+    generation: AtomicU64,
     /// Ids of variables that moved into the session from this process's previous backend,
     /// mapped to their ids in the session, so that typed handles taken before keep working.
     pub(crate) aliases: RwLock<FxHashMap<VarId, VarId>>,
@@ -57,14 +62,16 @@ pub(crate) struct Link {
 
 /// The writer connection, held for one write.
 pub(crate) struct Writer<'a> {
-    guard: MutexGuard<'a, Option<Connection>>,
+    guard: MutexGuard<'a, Option<(Connection, u64)>>,
 }
 
 impl Writer<'_> {
     pub(crate) fn conn(&mut self) -> &mut Connection {
-        self.guard
+        &mut self
+            .guard
             .as_mut()
             .unwrap_or_else(|| unreachable!("a writer always holds a connection"))
+            .0
     }
 }
 
@@ -93,6 +100,7 @@ impl Link {
             )),
             hub,
             writer: Mutex::new(None),
+            generation: AtomicU64::new(0),
             aliases: RwLock::default(),
             connected: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -107,7 +115,7 @@ impl Link {
             let (seq, epoch, records) = link.snapshot(&mut conn)?;
             *mirror = Mirror::loaded(Arc::clone(&link.hub), seq, epoch, records);
         }
-        *link.writer.lock() = Some(conn);
+        *link.writer.lock() = Some((conn, 0));
         link.connected.store(true, Ordering::Release);
         let link = Arc::new(link);
         let reader = {
@@ -153,6 +161,10 @@ impl Link {
     /// reconnects in the background.
     pub(crate) fn writer(&self) -> Result<Writer<'_>> {
         let mut guard = self.writer.lock();
+        let generation = self.generation.load(Ordering::Acquire);
+        if guard.as_ref().is_some_and(|(_, g)| *g < generation) {
+            *guard = None;
+        }
         if guard.is_none() {
             if !self.is_connected() {
                 return Err(Error::shared(format!(
@@ -161,7 +173,7 @@ impl Link {
                     self.config.session()
                 )));
             }
-            *guard = Some(self.connect(IO_TIMEOUT)?);
+            *guard = Some((self.connect(IO_TIMEOUT)?, generation));
         }
         Ok(Writer { guard })
     }
@@ -333,13 +345,10 @@ impl Link {
         let id = self.reader_id.load(Ordering::Acquire);
         if id != 0 && self.is_connected() {
             let mut writer = self.writer.lock();
-            let conn = match writer.as_mut() {
-                Some(conn) => Some(conn),
-                None => {
-                    *writer = self.connect(IO_TIMEOUT).ok();
-                    writer.as_mut()
-                }
-            };
+            if writer.is_none() {
+                *writer = self.connect(IO_TIMEOUT).ok().map(|c| (c, 0));
+            }
+            let conn = writer.as_mut().map(|(c, _)| c);
             if let Some(conn) = conn {
                 let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
                     .arg("UNBLOCK")
@@ -367,16 +376,23 @@ impl Link {
         let mut conn: Option<Connection> = None;
         let mut delay = RECONNECT_DELAY.0;
         let mut next_beat = Instant::now() + heartbeat;
+        // Whether Redis was lost since the last connection (the first one follows `open`).
+        let mut lost = false;
         while !self.stopped() {
             let Some(c) = conn.as_mut() else {
                 match self.connect_reader() {
                     Ok(c) => {
+                        if lost {
+                            self.generation.fetch_add(1, Ordering::AcqRel);
+                            lost = false;
+                        }
                         conn = Some(c);
                         delay = RECONNECT_DELAY.0;
                         // Check the session at once: it may have moved on, or started anew.
                         next_beat = Instant::now();
                     }
                     Err(e) => {
+                        lost = true;
                         if self.connected.swap(false, Ordering::AcqRel) {
                             tracing::warn!(error = %e.report(), "shared state: lost Redis; reads serve the last state seen, writes fail until it is back");
                         }
@@ -399,6 +415,7 @@ impl Link {
                         }
                     }
                     Err(e) => {
+                        lost = true;
                         tracing::debug!(error = %e.report(), "shared state: heartbeat failed");
                         self.connected.store(false, Ordering::Release);
                         self.reader_id.store(0, Ordering::Release);
@@ -421,6 +438,7 @@ impl Link {
                     }
                 }
                 Err(e) => {
+                    lost = true;
                     if !self.stopped() {
                         tracing::debug!(error = %e, "shared state: reading the stream failed");
                         self.connected.store(false, Ordering::Release);
