@@ -61,7 +61,9 @@ pub enum Error {
     },
     /// A shared session already holds a variable of this name, declared differently (another
     /// type, other constraints or another description). Identical declarations are shared.
-    #[error("variable `{name}` is declared differently in shared session `{session}`: {difference}")]
+    #[error(
+        "variable `{name}` is declared differently in shared session `{session}`: {difference}"
+    )]
     DeclarationMismatch {
         /// The variable.
         name: String,

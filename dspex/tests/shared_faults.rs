@@ -4,6 +4,8 @@
 //! crash with an append-only file, a Redis that comes back empty (watchers are told they
 //! missed changes), and sessions that expire unless a process renews them.
 
+#![allow(clippy::unwrap_used, clippy::float_cmp)]
+
 mod bridge_common;
 
 use std::time::Duration;
@@ -30,6 +32,17 @@ fn free_url() -> String {
     format!("redis://127.0.0.1:{port}/0")
 }
 
+/// Kills the server (SIGKILL) and starts it again on its port and directory.
+async fn crash_and_restart(mut redis: RedisServer) -> RedisServer {
+    tokio::task::spawn_blocking(move || {
+        redis.kill()?;
+        redis.restart().map(|()| redis)
+    })
+    .await
+    .unwrap()
+    .expect("the server restarts")
+}
+
 async fn start(options: RedisOptions) -> RedisServer {
     tokio::task::spawn_blocking(move || RedisServer::start_with(options))
         .await
@@ -50,7 +63,10 @@ async fn unreachable_at_start_names_the_url_and_creates_nothing() {
     let secret = url.replace("redis://", "redis://app:hunter2@");
     let err = shared(&secret, "s").await.unwrap_err();
     assert!(!err.report().contains("hunter2"), "{}", err.report());
-    assert!(err.to_string().contains("redis://app:***@127.0.0.1:"), "{err}");
+    assert!(
+        err.to_string().contains("redis://app:***@127.0.0.1:"),
+        "{err}"
+    );
     // A malformed URL, and settings out of bounds, are refused before any connection.
     let err = shared("http://nowhere", "s").await.unwrap_err();
     assert!(
@@ -84,7 +100,10 @@ async fn unreachable_mid_run_fails_writes_keeps_reads_and_recovers() {
         assert_eq!(n.get().unwrap(), 1);
         assert_eq!(n.record().unwrap().version, 2);
     }
-    assert!(ctx.register(dspex::VariableSpec::new("m", dspex::VarType::Integer, 0)).is_err());
+    assert!(
+        ctx.register(dspex::VariableSpec::new("m", dspex::VarType::Integer, 0))
+            .is_err()
+    );
     assert!(!ctx.exists("m"));
     let state = ctx.shared_state().unwrap();
     eventually("the reader notices", async || !state.is_connected()).await;
@@ -92,12 +111,10 @@ async fn unreachable_mid_run_fails_writes_keeps_reads_and_recovers() {
     assert_eq!(ctx.get::<i64>("n").unwrap(), 1);
 
     // Redis comes back with its data: the context reconnects and writes work again.
-    let mut redis = tokio::task::spawn_blocking(move || {
-        redis.restart().map(|()| redis)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let mut redis = tokio::task::spawn_blocking(move || redis.restart().map(|()| redis))
+        .await
+        .unwrap()
+        .unwrap();
     eventually("the reader reconnects", async || state.is_connected()).await;
     assert_eq!(n.set(3).unwrap(), 3);
     // Another process writes; this one sees it, in order, and missed nothing.
@@ -111,12 +128,15 @@ async fn unreachable_mid_run_fails_writes_keeps_reads_and_recovers() {
     }
     eventually("the read sees 4", async || n.get().ok() == Some(4)).await;
     drop((other, ctx));
-    tokio::task::spawn_blocking(move || redis.kill()).await.unwrap().unwrap();
+    tokio::task::spawn_blocking(move || redis.kill())
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_comes_back_empty_tells_watchers_they_missed_changes() {
-    let mut redis = start(RedisOptions::default()).await;
+    let redis = start(RedisOptions::default()).await;
     let url = redis.url();
     let ctx = shared(&url, "lost").await.unwrap();
     let n = ctx.defvariable::<i64>("n", 0, Constraints::none()).unwrap();
@@ -124,13 +144,7 @@ async fn a_redis_that_comes_back_empty_tells_watchers_they_missed_changes() {
     let mut watcher = ctx.watch(&[]).unwrap();
     let state = ctx.shared_state().unwrap();
     // No persistence: the restart loses the session.
-    let redis = tokio::task::spawn_blocking(move || {
-        redis.kill()?;
-        redis.restart().map(|()| redis)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let redis = crash_and_restart(redis).await;
     match tokio::time::timeout(Duration::from_secs(30), watcher.recv()).await {
         Ok(Some(WatchEvent::Lagged { missed })) => assert!(missed >= 1),
         other => panic!("expected a lag report, got {other:?}"),
@@ -141,13 +155,16 @@ async fn a_redis_that_comes_back_empty_tells_watchers_they_missed_changes() {
     assert!(matches!(n.get(), Err(Error::NotFound { .. })));
     // The context works on the session's new life.
     ctx.defvariable::<i64>("n", 7, Constraints::none()).unwrap();
-    assert_eq!(shared(&url, "lost").await.unwrap().get::<i64>("n").unwrap(), 7);
+    assert_eq!(
+        shared(&url, "lost").await.unwrap().get::<i64>("n").unwrap(),
+        7
+    );
     drop(redis);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_a_redis_crash_with_an_append_only_file() {
-    let mut redis = start(RedisOptions { append_only: true }).await;
+    let redis = start(RedisOptions { append_only: true }).await;
     let url = redis.url();
     let ctx = shared(&url, "durable").await.unwrap();
     let n = ctx.defvariable::<i64>("n", 0, Constraints::none()).unwrap();
@@ -157,13 +174,7 @@ async fn acknowledged_writes_survive_a_redis_crash_with_an_append_only_file() {
     ctx.update_many([("n", dspex::Value::from(101))]).unwrap();
     drop((n, ctx));
     // SIGKILL right after the last acknowledged write: no shutdown, no final save.
-    let redis = tokio::task::spawn_blocking(move || {
-        redis.kill()?;
-        redis.restart().map(|()| redis)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let redis = crash_and_restart(redis).await;
     let ctx = shared(&url, "durable").await.unwrap();
     assert_eq!(ctx.get::<i64>("n").unwrap(), 101);
     assert_eq!(ctx.record("n").unwrap().version, 102);
@@ -210,6 +221,10 @@ async fn sessions_expire_unless_a_process_renews_them() {
     drop(ctx);
     let check = exists.clone();
     eventually("the session expires", async || !check()).await;
-    let fresh = Context::builder().shared_with(config).build().await.unwrap();
+    let fresh = Context::builder()
+        .shared_with(config)
+        .build()
+        .await
+        .unwrap();
     assert!(!fresh.exists("n"));
 }

@@ -3,6 +3,8 @@
 //! another declaration refuses and leaves the context as it was; a bridged context keeps
 //! serving its Python side (over gRPC) from the shared session.
 
+#![allow(clippy::unwrap_used, clippy::float_cmp)]
+
 mod bridge_common;
 
 use std::sync::LazyLock;
@@ -58,7 +60,10 @@ async fn a_local_context_moves_in_keeping_values_versions_and_handles() {
     assert_eq!(b.record("temperature").unwrap().version, 3);
     assert_eq!(b.get::<i64>("n").unwrap(), 5);
     // Another session is refused: a context lives in one.
-    let err = ctx.ensure_shared(REDIS.url(), "elsewhere").await.unwrap_err();
+    let err = ctx
+        .ensure_shared(REDIS.url(), "elsewhere")
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
             .starts_with("shared session: the context is in shared session"),
@@ -132,7 +137,12 @@ async fn another_declaration_refuses_and_the_context_stays_as_it_was() {
     t.set(1.9).unwrap();
     // Nothing reached the session.
     let fresh = other(&s).await;
-    let names: Vec<String> = fresh.list(None).unwrap().into_iter().map(|r| r.name).collect();
+    let names: Vec<String> = fresh
+        .list(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     assert_eq!(names, ["temperature"]);
 }
 

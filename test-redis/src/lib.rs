@@ -276,8 +276,14 @@ impl RedisServer {
         let (events, ready) = mpsc::channel();
         let mut readers = Vec::new();
         for stream in [
-            watchdog.stdout.take().map(|s| Box::new(s) as Box<dyn io::Read + Send>),
-            watchdog.stderr.take().map(|s| Box::new(s) as Box<dyn io::Read + Send>),
+            watchdog
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn io::Read + Send>),
+            watchdog
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -346,11 +352,12 @@ impl RedisServer {
         let Some(mut process) = self.process.take() else {
             return;
         };
-        if let Some(mut stdin) = process.stdin.take() {
-            if keep_dir {
-                let _ = writeln!(stdin, "keep").and_then(|()| stdin.flush());
-            }
+        let mut stdin = process.stdin.take();
+        if keep_dir && let Some(stdin) = stdin.as_mut() {
+            let _ = writeln!(stdin, "keep").and_then(|()| stdin.flush());
         }
+        // The end of its input tells the watchdog to stop the server.
+        drop(stdin);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             match process.watchdog.try_wait() {
@@ -454,7 +461,11 @@ mod tests {
         let server = RedisServer::start().unwrap();
         assert_ne!(server.port(), 6379);
         assert_eq!(ping(server.port()).unwrap(), "+PONG\r\n");
-        let (pid, dir, port) = (server.pid().unwrap(), server.dir().to_owned(), server.port());
+        let (pid, dir, port) = (
+            server.pid().unwrap(),
+            server.dir().to_owned(),
+            server.port(),
+        );
         assert!(dir.is_dir());
         drop(server);
         assert!(wait_gone(pid, STOP_TIMEOUT));

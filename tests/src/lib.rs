@@ -285,7 +285,11 @@ impl JsonProcess {
         drop(self.stdin.take());
         let deadline = std::time::Instant::now() + PYTHON_TIMEOUT;
         let status = loop {
-            if let Some(status) = self.child.try_wait().expect("the process can be waited for") {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .expect("the process can be waited for")
+            {
                 break status;
             }
             assert!(
@@ -402,7 +406,11 @@ impl SharedPeer {
         command.args([url, session]);
         let mut peer = JsonProcess::spawn(command, "shared_peer");
         let ready = peer.recv();
-        assert_eq!(ready["ready"], json!(true), "the peer did not get ready: {ready}");
+        assert_eq!(
+            ready["ready"],
+            json!(true),
+            "the peer did not get ready: {ready}"
+        );
         Self(peer)
     }
 

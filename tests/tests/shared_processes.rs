@@ -4,6 +4,8 @@
 //! exactly 10,000, a process killed mid-write leaves the session consistent, and a write from
 //! Python through one process's bridge reaches another process's Rust watcher and Python side.
 
+#![allow(clippy::unwrap_used, clippy::float_cmp)]
+
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,7 +41,9 @@ fn register_counter(peer: &mut SharedPeer, name: &str) {
 #[test]
 fn writes_are_seen_by_the_other_processes_reads_and_watchers() {
     let s = session("seen");
-    let mut peers: Vec<SharedPeer> = (0..3).map(|_| SharedPeer::start(&REDIS.url(), &s)).collect();
+    let mut peers: Vec<SharedPeer> = (0..3)
+        .map(|_| SharedPeer::start(&REDIS.url(), &s))
+        .collect();
     // Every process declares what it uses: the first registers, the others share it.
     for peer in &mut peers {
         register_counter(peer, "n");
@@ -103,7 +107,9 @@ fn compare_and_set_conflicts_across_processes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_times_2500_updates_end_at_exactly_10000() {
     let s = session("count");
-    let mut peers: Vec<SharedPeer> = (0..4).map(|_| SharedPeer::start(&REDIS.url(), &s)).collect();
+    let mut peers: Vec<SharedPeer> = (0..4)
+        .map(|_| SharedPeer::start(&REDIS.url(), &s))
+        .collect();
     for peer in &mut peers {
         register_counter(peer, "counter");
     }
@@ -236,9 +242,7 @@ async fn a_process_that_fell_behind_the_trimmed_stream_is_told_what_it_missed() 
         .build()
         .await
         .unwrap();
-    let n = ctx
-        .defvariable::<i64>("n", 0, Constraints::none())
-        .unwrap();
+    let n = ctx.defvariable::<i64>("n", 0, Constraints::none()).unwrap();
     // The slow process is frozen while 20 changes go by.
     let pid = Pid::from_raw(i32::try_from(slow.pid()).unwrap()).unwrap();
     kill_process(pid, Signal::STOP).unwrap();

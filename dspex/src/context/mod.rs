@@ -395,8 +395,8 @@ impl Context {
     fn share_now(&self, config: SharedConfig) -> Result<()> {
         let _one_at_a_time = self.inner.switching.lock();
         if let Some(current) = self.inner.shared.get() {
-            let same = current.config().url() == config.url()
-                && current.session() == config.session();
+            let same =
+                current.config().url() == config.url() && current.session() == config.session();
             return if same {
                 Ok(())
             } else {
@@ -493,9 +493,7 @@ impl Context {
             None => (&self.inner.initial, &self.inner.upgraded),
             Some(upgraded) if self.inner.second.get().is_none() => (upgraded, &self.inner.second),
             Some(_) => {
-                return Err(Error::internal(
-                    "a context switches backends at most twice",
-                ));
+                return Err(Error::internal("a context switches backends at most twice"));
             }
         };
         let started = Instant::now();

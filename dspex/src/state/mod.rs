@@ -162,6 +162,18 @@ impl SetOptions {
         self.metadata.insert(key.into(), value.into());
         self
     }
+    /// The compare-and-set rule: a `Conflict` if an expected version is set and `record` is
+    /// at another one.
+    pub(crate) fn check_version(&self, record: &VarRecord) -> Result<()> {
+        match self.expected_version {
+            Some(expected) if expected != record.version => Err(crate::Error::Conflict {
+                name: record.name.clone(),
+                expected,
+                actual: record.version,
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The result of a `get_many`: the values found, in request order, and the names that are not
@@ -237,7 +249,9 @@ pub struct Capabilities {
 /// - **Records.** Ids are unique and never reused within a backend; a variable starts at
 ///   version 1 and every accepted write adds 1 and records its [`Source`] and time; `set`
 ///   merges [`SetOptions::metadata`] and honours [`SetOptions::expected_version`].
-/// - **Atomicity.** `update` runs its function and writes under one lock; `update_many`
+/// - **Atomicity.** `update` runs its function and writes under one lock (a backend shared
+///   between processes runs it as a compare-and-set loop instead, so the function may run
+///   more than once; no write slips in between either way); `update_many`
 ///   validates every write (a name twice is `DuplicateWrite`) before applying any;
 ///   `import` is all or nothing; `migrate_out` is atomic with respect to every other call.
 /// - **Watching.** Every accepted change is published, in the order changes were applied, to
@@ -249,8 +263,15 @@ pub struct Capabilities {
 /// - **References.** [`resolve`](Self::resolve) returns a [`VarRef`] the backend can follow
 ///   quickly; a reference to a deleted variable is `NotFound`, never another variable.
 ///
-/// A context switches backend once, from the one it started on to the bridged one, through
-/// [`migrate_out`](Self::migrate_out) and [`import`](Self::import).
+/// A context switches backend through [`migrate_out`](Self::migrate_out) and
+/// [`import`](Self::import): from the one it started on to the bridged one, and from either
+/// into a shared session ([`SharedState`], which adopts the records instead of importing them,
+/// and never migrates out).
+///
+/// One rule differs by design on a shared backend: registering a name the session holds with
+/// the same declaration (type, constraints, description) shares the session's variable rather
+/// than failing with `AlreadyExists` (every process of a service declares what it uses); another
+/// declaration fails with `DeclarationMismatch`.
 pub trait StateProvider: Send + Sync + 'static {
     /// Which kind of backend this is.
     fn kind(&self) -> BackendKind;

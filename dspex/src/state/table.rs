@@ -168,15 +168,7 @@ impl VariableTable {
         let this = &mut *self;
         let slot = this.slot_of(key)?;
         let rec = this.at(slot)?;
-        if let Some(expected) = options.expected_version
-            && expected != rec.version
-        {
-            return Err(Error::Conflict {
-                name: rec.name.clone(),
-                expected,
-                actual: rec.version,
-            });
-        }
+        options.check_version(rec)?;
         let value = validate(&rec.name, rec.ty, &rec.constraints, value)?;
         this.commit(slot, value, source, &options.metadata)
     }

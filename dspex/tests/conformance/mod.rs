@@ -574,11 +574,20 @@ pub async fn update_is_atomic_under_contention(f: &impl Fixture) {
     let p = f.provider().await;
     p.register(VariableSpec::new("n", VarType::Integer, 0), Source::Rust)
         .unwrap();
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let p = Arc::clone(&p);
+    increment_from_tasks(&vec![Arc::clone(&p); 8], 10_000).await;
+    let rec = p.get(Key::Name("n")).unwrap();
+    assert_eq!(rec.value, Value::Integer(80_000));
+    assert_eq!(rec.version, 80_001);
+}
+
+/// One task per handle, each adding 1 to `n` `times` times with `update`.
+async fn increment_from_tasks(handles: &[Arc<dyn StateProvider>], times: usize) {
+    let tasks: Vec<_> = handles
+        .iter()
+        .map(|p| {
+            let p = Arc::clone(p);
             tokio::spawn(async move {
-                for _ in 0..10_000 {
+                for _ in 0..times {
                     p.update(
                         Key::Name("n"),
                         &mut |v| Ok(Value::Integer(v.as_i64().unwrap() + 1)),
@@ -592,9 +601,6 @@ pub async fn update_is_atomic_under_contention(f: &impl Fixture) {
     for t in tasks {
         t.await.unwrap();
     }
-    let rec = p.get(Key::Name("n")).unwrap();
-    assert_eq!(rec.value, Value::Integer(80_000));
-    assert_eq!(rec.version, 80_001);
 }
 
 /// Four handles (four processes, on a shared backend) increment one variable: none of the
@@ -604,25 +610,7 @@ pub async fn update_is_atomic_across_handles(f: &impl Fixture) {
     handles[0]
         .register(VariableSpec::new("n", VarType::Integer, 0), Source::Rust)
         .unwrap();
-    let tasks: Vec<_> = handles
-        .iter()
-        .map(|p| {
-            let p = Arc::clone(p);
-            tokio::spawn(async move {
-                for _ in 0..1_000 {
-                    p.update(
-                        Key::Name("n"),
-                        &mut |v| Ok(Value::Integer(v.as_i64().unwrap() + 1)),
-                        Source::Rust,
-                    )
-                    .unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    increment_from_tasks(&handles, 1_000).await;
     for p in &handles {
         let (value, version) = p
             .update(Key::Name("n"), &mut |v| Ok(v.clone()), Source::Rust)

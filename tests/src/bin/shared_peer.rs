@@ -74,7 +74,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "churn" => {
                 let names: Vec<String> = command["names"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|n| n.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 reply(&json!({"ok": "churning"}));
                 churn(&ctx, &names)?;
@@ -93,11 +97,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn run(ctx: &Context, op: &str, command: &Json) -> dspex::Result<Json> {
     let name = text(command, "name");
     let value = || {
-        json_to_value(&command["value"])
-            .ok_or_else(|| Error::InvalidOption {
-                option: "value".to_owned(),
-                message: format!("no value in {command}"),
-            })
+        json_to_value(&command["value"]).ok_or_else(|| Error::InvalidOption {
+            option: "value".to_owned(),
+            message: format!("no value in {command}"),
+        })
     };
     match op {
         "register" => {
@@ -125,7 +128,9 @@ fn run(ctx: &Context, op: &str, command: &Json) -> dspex::Result<Json> {
         }
         "get" => {
             let r = ctx.record(name)?;
-            Ok(json!({"value": value_to_json(&r.value), "version": r.version, "source": r.source.to_string()}))
+            Ok(
+                json!({"value": value_to_json(&r.value), "version": r.version, "source": r.source.to_string()}),
+            )
         }
         "incr" => {
             let mut last = 0;
@@ -173,7 +178,9 @@ fn event_json(event: &WatchEvent) -> Json {
             "version": c.version, "source": c.source.to_string(),
         }),
         WatchEvent::Lagged { missed } => json!({"kind": "lagged", "missed": missed}),
-        other => json!({"kind": format!("{:?}", other.kind()).to_lowercase(), "name": other.name()}),
+        other => {
+            json!({"kind": format!("{:?}", other.kind()).to_lowercase(), "name": other.name()})
+        }
     }
 }
 

@@ -168,6 +168,8 @@ fn time(t: Option<prost_types::Timestamp>) -> SystemTime {
 mod tests {
     use std::collections::BTreeMap;
 
+    use dspex_core::VarType;
+
     use super::*;
 
     fn record() -> VarRecord {
@@ -203,7 +205,10 @@ mod tests {
             assert_eq!(decode_value(&encode_value(&v)).unwrap(), v);
         }
         let before_1970 = UNIX_EPOCH - Duration::new(5, 250);
-        assert_eq!(time(Some(crate::bridge::convert::timestamp(before_1970))), before_1970);
+        assert_eq!(
+            time(Some(crate::bridge::convert::timestamp(before_1970))),
+            before_1970
+        );
     }
 
     #[test]
@@ -219,7 +224,11 @@ mod tests {
         assert_eq!(change.kind, ChangeKind::Updated);
         assert_eq!(change.record, r);
         assert_eq!(change.old, Some(Value::String("y".into())));
-        assert!(decode_change("1700-0", &fields).unwrap_err().contains("0-SEQ"));
+        assert!(
+            decode_change("1700-0", &fields)
+                .unwrap_err()
+                .contains("0-SEQ")
+        );
         let err = decode_change("0-1", &fields[1..]).unwrap_err();
         assert!(err.contains("kind"), "{err}");
         let garbage = vec![

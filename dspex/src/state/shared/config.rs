@@ -299,7 +299,11 @@ mod tests {
             let err = SharedConfig::new("redis://h/0", bad).check().unwrap_err();
             assert!(err.to_string().starts_with("session name: "), "{err}");
         }
-        assert!(SharedConfig::new("redis://h/0", "qa-prod:v2.1_x").check().is_ok());
+        assert!(
+            SharedConfig::new("redis://h/0", "qa-prod:v2.1_x")
+                .check()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -350,10 +350,8 @@ impl Link {
             }
             let conn = writer.as_mut().map(|(c, _)| c);
             if let Some(conn) = conn {
-                let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
-                    .arg("UNBLOCK")
-                    .arg(id)
-                    .query(conn);
+                let _: redis::RedisResult<i64> =
+                    redis::cmd("CLIENT").arg("UNBLOCK").arg(id).query(conn);
             }
         }
     }

@@ -205,7 +205,13 @@ mod tests {
         let gap = m
             .apply(&hub, [entry(5, ChangeKind::Deleted, record(1, "n", 5, 2))])
             .unwrap_err();
-        assert_eq!(gap, Gap { expected: 3, found: 5 });
+        assert_eq!(
+            gap,
+            Gap {
+                expected: 3,
+                found: 5
+            }
+        );
         assert!(m.table.record(Key::Name("n")).is_ok());
         assert_eq!(w.try_recv(), None);
     }
@@ -231,7 +237,10 @@ mod tests {
         assert_eq!(w.try_recv(), Some(WatchEvent::Lagged { missed: 7 }));
         assert!(m.table.record(Key::Name("a")).is_err());
         // Same id: the resolved reference still reaches it.
-        assert_eq!(m.table.record(Key::Ref(r)).unwrap().value, Value::Integer(9));
+        assert_eq!(
+            m.table.record(Key::Ref(r)).unwrap().value,
+            Value::Integer(9)
+        );
         // A new life of the session: at least one change missed.
         assert_eq!(m.reload(&hub, 0, "f".into(), Vec::new()), 1);
         assert_eq!((m.applied, m.epoch.as_str()), (0, "f"));

@@ -288,6 +288,24 @@ impl SharedState {
         )))
     }
 
+    /// `DeclarationMismatch` unless `existing` has this declaration.
+    fn same_declaration(
+        &self,
+        existing: &VarRecord,
+        ty: dspex_core::VarType,
+        constraints: &dspex_core::Constraints,
+        description: Option<&str>,
+    ) -> Result<()> {
+        match declaration_difference(existing, ty, constraints, description) {
+            None => Ok(()),
+            Some(difference) => Err(Error::DeclarationMismatch {
+                name: existing.name.clone(),
+                session: self.session().to_owned(),
+                difference,
+            }),
+        }
+    }
+
     /// The head of `name` in the mirror (`""` when absent).
     fn mirror_head(&self, name: &str) -> String {
         self.link
@@ -299,13 +317,15 @@ impl SharedState {
             .unwrap_or_default()
     }
 
-    /// A write of `value` (already validated) over `current`.
+    /// A write of `value` over `current`, validated by `dspex-core` against the variable's
+    /// type and constraints.
     fn update_op(
         current: &VarRecord,
         value: Value,
         metadata: &BTreeMap<String, String>,
         source: Source,
-    ) -> (Op, Entry) {
+    ) -> Result<(Op, Entry)> {
+        let value = validate(&current.name, current.ty, &current.constraints, value)?;
         let mut next = current.clone();
         next.value = value;
         next.version += 1;
@@ -328,7 +348,7 @@ impl SharedState {
             record: next,
             old: Some(current.value.clone()),
         };
-        (op, entry)
+        Ok((op, entry))
     }
 
     /// Registering `record` where no variable of its name exists.
@@ -376,18 +396,12 @@ impl SharedState {
             for (offset, local) in (0u64..).zip(&records) {
                 match table.record(Key::Name(&local.name)) {
                     Ok(existing) => {
-                        if let Some(difference) = declaration_difference(
+                        self.same_declaration(
                             existing,
                             local.ty,
                             &local.constraints,
                             local.description.as_deref(),
-                        ) {
-                            return Err(Error::DeclarationMismatch {
-                                name: local.name.clone(),
-                                session: self.session().to_owned(),
-                                difference,
-                            });
-                        }
+                        )?;
                         batch.ops.push(Op {
                             kind: OpKind::Expect,
                             name: existing.name.clone(),
@@ -412,26 +426,22 @@ impl SharedState {
             }
             Ok(batch)
         })?;
-        self.link.aliases.write().extend(
-            aliases
-                .iter()
-                .filter(|(from, to)| from != to)
-                .copied(),
-        );
+        self.link
+            .aliases
+            .write()
+            .extend(aliases.iter().filter(|(from, to)| from != to).copied());
         if self.link.hub.is_watched() {
             for (local, session) in adopted {
                 if local.value != session.value {
-                    self.link
-                        .hub
-                        .publish(&WatchEvent::Updated(Change {
-                            id: session.id,
-                            name: session.name.clone(),
-                            old: local.value,
-                            new: session.value.clone(),
-                            version: session.version,
-                            source: session.source,
-                            at: session.updated_at,
-                        }));
+                    self.link.hub.publish(&WatchEvent::Updated(Change {
+                        id: session.id,
+                        name: session.name.clone(),
+                        old: local.value,
+                        new: session.value.clone(),
+                        version: session.version,
+                        source: session.source,
+                        at: session.updated_at,
+                    }));
                 }
             }
         }
@@ -541,18 +551,12 @@ impl StateProvider for SharedState {
             joined = None;
             // The session holds the name: share it if the declaration is the same.
             if let Ok(existing) = table.record(Key::Name(&spec.name)) {
-                if let Some(difference) = declaration_difference(
+                self.same_declaration(
                     existing,
                     spec.ty,
                     &spec.constraints,
                     spec.description.as_deref(),
-                ) {
-                    return Err(Error::DeclarationMismatch {
-                        name: spec.name.clone(),
-                        session: self.session().to_owned(),
-                        difference,
-                    });
-                }
+                )?;
                 joined = Some(existing.clone());
                 return Ok(Batch::new(()));
             }
@@ -581,23 +585,14 @@ impl StateProvider for SharedState {
     fn set(&self, key: Key<'_>, value: Value, options: &SetOptions, source: Source) -> Result<u64> {
         self.commit(false, &mut |table| {
             let current = self.record_in(table, key)?;
-            if let Some(expected) = options.expected_version
-                && expected != current.version
-            {
-                return Err(Error::Conflict {
-                    name: current.name.clone(),
-                    expected,
-                    actual: current.version,
-                });
-            }
-            let value = validate(
-                &current.name,
-                current.ty,
-                &current.constraints,
-                value.clone(),
-            )?;
+            options.check_version(current)?;
             let mut batch = Batch::new(current.version + 1);
-            batch.push(Self::update_op(current, value, &options.metadata, source));
+            batch.push(Self::update_op(
+                current,
+                value.clone(),
+                &options.metadata,
+                source,
+            )?);
             Ok(batch)
         })
     }
@@ -611,9 +606,9 @@ impl StateProvider for SharedState {
         self.commit(false, &mut |table| {
             let current = self.record_in(table, key)?;
             let next = f(&current.value)?;
-            let value = validate(&current.name, current.ty, &current.constraints, next)?;
-            let mut batch = Batch::new((value.clone(), current.version + 1));
-            batch.push(Self::update_op(current, value, &BTreeMap::new(), source));
+            let (op, entry) = Self::update_op(current, next, &BTreeMap::new(), source)?;
+            let mut batch = Batch::new((entry.record.value.clone(), current.version + 1));
+            batch.push((op, entry));
             Ok(batch)
         })
     }
@@ -632,14 +627,8 @@ impl StateProvider for SharedState {
                 if !seen.insert(name.as_str()) {
                     return Err(Error::DuplicateWrite { name: name.clone() });
                 }
-                let value = validate(
-                    &current.name,
-                    current.ty,
-                    &current.constraints,
-                    value.clone(),
-                )?;
                 batch.output.push(current.version + 1);
-                batch.push(Self::update_op(current, value, metadata, source));
+                batch.push(Self::update_op(current, value.clone(), metadata, source)?);
             }
             Ok(batch)
         })
