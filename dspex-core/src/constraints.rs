@@ -140,7 +140,7 @@ impl PartialEq for Pattern {
 /// let c = c.with_choices(["a", "b"]);
 /// assert_eq!(
 ///     c.check(VarType::Float)[0].to_string(),
-///     "constraint `choices` does not apply to a float variable; expected one of `min`, `max`, `description`"
+///     "constraint `choices` does not apply to a float variable; expected one of `min`, `max`, `description`, `readonly`"
 /// );
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -470,13 +470,14 @@ impl FromStr for ConstraintKey {
     }
 }
 
-/// The keys a variable declaration of type `ty` accepts: its constraint keys plus `description`,
-/// formatted for messages (`` `min`, `max`, `description` ``).
+/// The keys a variable declaration of type `ty` accepts: its constraint keys plus
+/// `description` and `readonly`, formatted for messages
+/// (`` `min`, `max`, `description`, `readonly` ``).
 pub fn declaration_keys_list(ty: VarType) -> String {
     ConstraintKey::for_type(ty)
         .into_iter()
         .map(ConstraintKey::name)
-        .chain(["description"])
+        .chain(["description", "readonly"])
         .map(|k| format!("`{k}`"))
         .collect::<Vec<_>>()
         .join(", ")
@@ -641,7 +642,7 @@ mod tests {
         assert_eq!(
             problems(&c, VarType::Boolean),
             [
-                "constraint `min` does not apply to a boolean variable; expected one of `description`"
+                "constraint `min` does not apply to a boolean variable; expected one of `description`, `readonly`"
             ]
         );
     }

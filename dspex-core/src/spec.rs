@@ -13,6 +13,9 @@ pub const MAX_NAME_LEN: usize = 128;
 
 /// A variable declaration: everything needed to register a variable.
 ///
+/// A declaration marked [`readonly`](Self::readonly) declares a variable that only Rust code
+/// may write: a write from Python is refused and changes nothing.
+///
 /// ```
 /// use dspex_core::{Constraints, VariableSpec, VarType};
 ///
@@ -42,6 +45,8 @@ pub struct VariableSpec {
     pub description: Option<String>,
     /// String metadata.
     pub metadata: BTreeMap<String, String>,
+    /// Only Rust code may write the variable; Python's writes are refused.
+    pub readonly: bool,
 }
 
 impl VariableSpec {
@@ -54,6 +59,7 @@ impl VariableSpec {
             constraints: Constraints::none(),
             description: None,
             metadata: BTreeMap::new(),
+            readonly: false,
         }
     }
 
@@ -75,6 +81,21 @@ impl VariableSpec {
     #[must_use]
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Marks the variable read-only: only Rust code may write it, and a write from Python is
+    /// refused and changes nothing.
+    ///
+    /// ```
+    /// use dspex_core::{VariableSpec, VarType};
+    ///
+    /// let spec = VariableSpec::new("model", VarType::String, "gpt-4o-mini").readonly();
+    /// assert!(spec.readonly);
+    /// ```
+    #[must_use]
+    pub fn readonly(mut self) -> Self {
+        self.readonly = true;
         self
     }
 

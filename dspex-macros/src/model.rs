@@ -89,6 +89,10 @@ pub(crate) struct Variable {
     /// The tokens of each entry of `choices`.
     pub(crate) choice_tokens: Vec<TokenStream>,
     pub(crate) description: Option<String>,
+    /// Declared `readonly`: only Rust code may write it.
+    pub(crate) readonly: bool,
+    /// The `readonly` key, if it was written.
+    pub(crate) readonly_key: Option<Ident>,
     /// Some part of the declaration could not be read (already reported): its remaining
     /// issues would only be consequences.
     pub(crate) incomplete: bool,
@@ -202,6 +206,8 @@ impl Variable {
             keys: Vec::new(),
             choice_tokens: Vec::new(),
             description: None,
+            readonly: false,
+            readonly_key: None,
             incomplete: ty.is_none(),
         }
     }
@@ -223,12 +229,11 @@ impl Variable {
             .initial
             .as_ref()
             .map_or(Value::String(String::new()), |i| i.value.clone());
-        let spec =
+        let mut spec =
             VariableSpec::new(self.name(), ty, initial).with_constraints(self.constraints.clone());
-        match &self.description {
-            Some(d) => spec.with_description(d),
-            None => spec,
-        }
+        spec.description.clone_from(&self.description);
+        spec.readonly = self.readonly;
+        spec
     }
 }
 

@@ -44,7 +44,7 @@ fn dspex_program_expansion() {
             variables {
                 temperature: float = 0.7 { min: 0.0, max: 2.0 },
                 max_tokens: integer = 256 { min: 1, max: 4096 },
-                model: choice = "gpt-4o-mini" { choices: ["gpt-4o-mini", "claude-3-haiku"] },
+                model: choice = "gpt-4o-mini" { choices: ["gpt-4o-mini", "claude-3-haiku"], readonly: true },
                 reasoning: module = "ChainOfThought" { choices: ["Predict", "ChainOfThought"] },
                 /// The tone of the answers.
                 style: string = "concise" { min_length: 1, max_length: 40, pattern: "[a-z]+", description: "tone" },
@@ -72,7 +72,7 @@ fn derive_program_expansion() {
             /// How many times to repeat.
             #[variable(initial = 2, min = 1, max = 5)]
             repeat: Var<i64>,
-            #[variable(initial = "gpt-4o-mini", choices = ["gpt-4o-mini", "claude-3-haiku"])]
+            #[variable(initial = "gpt-4o-mini", choices = ["gpt-4o-mini", "claude-3-haiku"], readonly)]
             model: Var<Choice>,
             #[step(native, signature = "question -> answer", bind(repeat as times, model))]
             echo: Repeater,
@@ -83,6 +83,47 @@ fn derive_program_expansion() {
     });
     assert!(errors(expansion.clone()).is_empty());
     insta::assert_snapshot!(pretty(expansion));
+}
+
+#[test]
+fn readonly_is_a_boolean_given_once_in_both_forms() {
+    let expansion = dspex_program(quote! {
+        program P: "a -> b" {
+            variables {
+                t: float = 0.5 { readonly: 1 },
+                u: float = 0.5 { readonly: true, readonly: false },
+                v: boolean = true { readonly: "yes" },
+            }
+            chain { s: native S("a -> b") { t, u, v } }
+        }
+    });
+    assert_eq!(
+        errors(expansion),
+        [
+            "expected `true` or `false` for `readonly`, found an integer",
+            "duplicate key `readonly`",
+            "expected `true` or `false` for `readonly`, found a string",
+        ]
+    );
+    let expansion = derive_program(quote! {
+        struct P {
+            #[variable(initial = 0.5, readonly = "yes")]
+            t: Var<f64>,
+            #[variable(initial = 0.5, readonly, readonly = true)]
+            u: Var<f64>,
+            #[variable(initial = 0.5, readonly = false)]
+            v: Var<f64>,
+            #[step(native, signature = "a -> b", bind(t, u, v))]
+            s: S,
+        }
+    });
+    assert_eq!(
+        errors(expansion),
+        [
+            "expected `true` or `false` for `readonly`, found a string",
+            "duplicate key `readonly`",
+        ]
+    );
 }
 
 /// The names of the items an expansion declares (structs and the impls' self types).
@@ -117,7 +158,7 @@ fn all_errors_of_an_invocation_come_together_in_source_order() {
         [
             "initial value 2.5 is above max 2.0",
             "initial value \"gpt-5\" is not one of the choices \"gpt-4o-mini\", \"claude-3-haiku\"",
-            "unknown constraint `minimum` for a string variable; expected one of `min_length`, `max_length`, `pattern`, `description`",
+            "unknown constraint `minimum` for a string variable; expected one of `min_length`, `max_length`, `pattern`, `description`, `readonly`",
             "no variable named `temprature` is declared; did you mean `temperature`?",
         ]
     );
@@ -200,7 +241,7 @@ fn derive_errors_list_the_valid_keys() {
         errors(expansion),
         [
             "unknown `#[program]` key `sig`; expected `signature`",
-            "constraint `min` does not apply to a boolean variable; expected one of `description`",
+            "constraint `min` does not apply to a boolean variable; expected one of `description`, `readonly`",
             "unknown `#[step]` key `binding`; expected one of `native`, `python`, `signature`, `bind`, `with`",
             "field `cache` is not part of the program; mark it `#[variable(...)]` (a `Var<T>`) or `#[step(...)]`, or give it the type `Context`",
         ]

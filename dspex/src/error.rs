@@ -102,6 +102,27 @@ pub enum Error {
         /// The version the variable is at.
         actual: u64,
     },
+    /// A write from Python to a read-only variable (declared `readonly`): only Rust code may
+    /// write it. Nothing changed.
+    #[error("variable `{name}` is read-only: only Rust code may write it")]
+    ReadOnly {
+        /// The variable.
+        name: String,
+    },
+    /// A rollback to a version the variable's history no longer keeps (or never had).
+    #[error(
+        "variable `{name}` has no version {version} in its history, which keeps versions {oldest} to {newest}"
+    )]
+    VersionNotFound {
+        /// The variable.
+        name: String,
+        /// The version asked for.
+        version: u64,
+        /// The oldest version kept.
+        oldest: u64,
+        /// The newest version kept (the current one).
+        newest: u64,
+    },
     /// The same variable twice in one atomic batch.
     #[error("variable `{name}` appears more than once in one atomic write")]
     DuplicateWrite {

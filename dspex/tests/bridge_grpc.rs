@@ -1,15 +1,16 @@
 //! The gRPC `SessionService` of a real bridge server, called with the generated tonic client:
 //! authentication, status codes and error kinds, atomic batches, watch streams, remote sessions
-//! with TTL and heartbeat, and the limits that protect the server.
+//! with TTL and heartbeat, history and rollback, read-only variables, and the limits that
+//! protect the server.
 
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
 use std::time::Duration;
 
 use dspex::bridge::limits::{
-    MAX_EMBEDDING_DIMENSIONS, MAX_METADATA_ENTRIES, MAX_NAMES_PER_REQUEST, MAX_REMOTE_SESSIONS,
-    MAX_REQUEST_BYTES, MAX_STRING_BYTES, MAX_VARIABLES_PER_SESSION, MAX_WATCHERS_PER_SESSION,
-    MAX_WRITES_PER_BATCH,
+    MAX_EMBEDDING_DIMENSIONS, MAX_HISTORY_ENTRIES_PER_REQUEST, MAX_METADATA_ENTRIES,
+    MAX_NAMES_PER_REQUEST, MAX_REMOTE_SESSIONS, MAX_REQUEST_BYTES, MAX_STRING_BYTES,
+    MAX_VARIABLES_PER_SESSION, MAX_WATCHERS_PER_SESSION, MAX_WRITES_PER_BATCH,
 };
 use dspex::bridge::proto::{self as pb};
 use dspex::{Constraints, Context, Source, Value, WatchEvent};
@@ -823,4 +824,292 @@ async fn a_non_loopback_address_needs_an_explicit_opt_in() {
     let config = dspex::bridge::BridgeConfig::default().tcp("0.0.0.0:0".parse().unwrap());
     let err = dspex::bridge::BridgeServer::start(config).unwrap_err();
     assert!(err.to_string().contains("not a loopback address"), "{err}");
+}
+
+async fn bridged_with_history_limit(server: &dspex::bridge::BridgeServer, limit: usize) -> Context {
+    Context::builder()
+        .bridged()
+        .server(server.clone())
+        .history_limit(limit)
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn history_and_rollback_over_grpc_refuse_hostile_requests() {
+    let server = server();
+    let ctx = bridged_with_history_limit(&server, 3).await;
+    let info = ctx.bridge_session().unwrap();
+    let sid = info.session_id.clone();
+    let mut c = client(&server).await;
+    let t = ctx
+        .defvariable_with::<f64>(
+            dspex::VariableSpec::new("t", dspex::VarType::Float, 0.1)
+                .with_constraints(Constraints::range(0.0, 1.0))
+                .with_metadata("owner", "rust"),
+        )
+        .unwrap();
+    t.set(0.2).unwrap();
+    c.set_variable(authed(
+        pb::SetVariableRequest {
+            metadata: [("by".to_owned(), "python".to_owned())].into(),
+            ..set_request(&sid, "t", float(0.3))
+        },
+        &info,
+    ))
+    .await
+    .unwrap();
+    let history = |name: &str, limit: Option<u64>| pb::GetHistoryRequest {
+        session_id: sid.clone(),
+        name: name.into(),
+        limit,
+    };
+
+    // Newest first, with source, the write's metadata and time; `limit` counts from the newest.
+    let entries = c
+        .get_history(authed(history("t", None), &info))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let versions: Vec<u64> = entries.iter().map(|e| e.version).collect();
+    assert_eq!(versions, [3, 2, 1]);
+    assert_eq!(entries[0].value, Some(float(0.3)));
+    assert_eq!(entries[0].source, i32::from(pb::Source::Python));
+    assert_eq!(entries[0].metadata["by"], "python");
+    assert_eq!(entries[1].source, i32::from(pb::Source::Rust));
+    assert!(entries[1].metadata.is_empty());
+    assert_eq!(entries[2].metadata["owner"], "rust");
+    assert!(entries.iter().all(|e| e.at.is_some()));
+    for (limit, expected) in [(0, 0), (2, 2), (MAX_HISTORY_ENTRIES_PER_REQUEST as u64, 3)] {
+        let got = c
+            .get_history(authed(history("t", Some(limit)), &info))
+            .await
+            .unwrap()
+            .into_inner()
+            .entries;
+        assert_eq!(got.len(), expected, "limit {limit}");
+    }
+    // Huge limits, an unknown variable.
+    for limit in [MAX_HISTORY_ENTRIES_PER_REQUEST as u64 + 1, u64::MAX] {
+        let err = c
+            .get_history(authed(history("t", Some(limit)), &info))
+            .await
+            .unwrap_err();
+        let message = assert_status(&err, Code::InvalidArgument, "limit");
+        assert!(
+            message.contains("MAX_HISTORY_ENTRIES_PER_REQUEST"),
+            "{message}"
+        );
+    }
+    let err = c
+        .get_history(authed(history("nope", None), &info))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        assert_status(&err, Code::NotFound, "not_found"),
+        "variable `nope` not found"
+    );
+
+    // Rollback from Python: a new version, its metadata, seen by Rust as a Python write.
+    let mut watcher = ctx.watch(&["t"]).unwrap();
+    let rollback = |name: &str, version: u64| pb::RollbackRequest {
+        session_id: sid.clone(),
+        name: name.into(),
+        version,
+    };
+    let version = c
+        .rollback(authed(rollback("t", 1), &info))
+        .await
+        .unwrap()
+        .into_inner()
+        .version;
+    assert_eq!(version, 4);
+    let rec = t.record().unwrap();
+    assert_eq!((rec.value, rec.source), (Value::Float(0.1), Source::Python));
+    assert_eq!(rec.metadata["rolled_back_from"], "1");
+    match watcher.recv().await.unwrap() {
+        WatchEvent::Updated(change) => {
+            assert_eq!(
+                (change.old, change.new),
+                (Value::Float(0.3), Value::Float(0.1))
+            );
+            assert_eq!((change.version, change.source), (4, Source::Python));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Versions trimmed (the limit is 3: versions 2 to 4 are kept), never written, 0, huge.
+    let before = (t.record().unwrap(), ctx.history("t", 10).unwrap());
+    for version in [1, 0, 5, u64::MAX] {
+        let err = c
+            .rollback(authed(rollback("t", version), &info))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            assert_status(&err, Code::NotFound, "version_not_found"),
+            format!(
+                "variable `t` has no version {version} in its history, which keeps versions 2 to 4"
+            )
+        );
+    }
+    let err = c
+        .rollback(authed(rollback("nope", 1), &info))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::NotFound, "not_found");
+    assert_eq!((t.record().unwrap(), ctx.history("t", 10).unwrap()), before);
+
+    // Another session's token, or none, reaches neither RPC.
+    let other = bridged(&server).await;
+    let other_info = other.bridge_session().unwrap();
+    let err = c
+        .get_history(authed(history("t", None), &other_info))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "permission_denied");
+    let err = c
+        .rollback(authed(rollback("t", 2), &other_info))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "permission_denied");
+    let err = c
+        .rollback(Request::new(rollback("t", 2)))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Unauthenticated, "unauthenticated");
+    let err = c
+        .get_history(with_token(history("t", None), &"0".repeat(64)))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Unauthenticated, "unauthenticated");
+    assert_eq!((t.record().unwrap(), ctx.history("t", 10).unwrap()), before);
+    drop((t, watcher, ctx, other));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn read_only_variables_refuse_every_python_write_and_show_the_flag() {
+    let server = server();
+    let ctx = bridged(&server).await;
+    let info = ctx.bridge_session().unwrap();
+    let sid = info.session_id.clone();
+    let mut c = client(&server).await;
+    let locked = ctx
+        .defvariable_with::<f64>(
+            dspex::VariableSpec::new("locked", dspex::VarType::Float, 0.5).readonly(),
+        )
+        .unwrap();
+    locked.set(0.6).unwrap();
+    ctx.defvariable::<f64>("open", 0.5, Constraints::none())
+        .unwrap();
+    let snapshot = || {
+        (
+            ctx.list(None).unwrap(),
+            ctx.history("locked", 10).unwrap(),
+            ctx.history("open", 10).unwrap(),
+        )
+    };
+    let before = snapshot();
+    let message = "variable `locked` is read-only: only Rust code may write it";
+
+    let err = c
+        .set_variable(authed(set_request(&sid, "locked", float(0.9)), &info))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        assert_status(&err, Code::PermissionDenied, "read_only"),
+        message
+    );
+    // A batch with one read-only variable is refused as a whole.
+    let write = |name: &str| pb::VariableWrite {
+        name: name.into(),
+        value: Some(float(0.9)),
+    };
+    let err = c
+        .set_variables(authed(
+            pb::SetVariablesRequest {
+                session_id: sid.clone(),
+                writes: vec![write("open"), write("locked")],
+            },
+            &info,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        assert_status(&err, Code::PermissionDenied, "read_only"),
+        message
+    );
+    let err = c
+        .rollback(authed(
+            pb::RollbackRequest {
+                session_id: sid.clone(),
+                name: "locked".into(),
+                version: 1,
+            },
+            &info,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        assert_status(&err, Code::PermissionDenied, "read_only"),
+        message
+    );
+    let err = c
+        .delete_variable(authed(
+            pb::DeleteVariableRequest {
+                session_id: sid.clone(),
+                name: "locked".into(),
+            },
+            &info,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        assert_status(&err, Code::PermissionDenied, "read_only"),
+        message
+    );
+    assert_eq!(snapshot(), before);
+
+    // Reads work, and show the flag.
+    let var = c
+        .get_variable(authed(
+            pb::GetVariableRequest {
+                session_id: sid.clone(),
+                name: "locked".into(),
+            },
+            &info,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .variable
+        .unwrap();
+    assert!(var.readonly);
+    assert_eq!(var.value, Some(float(0.6)));
+    let listed = c
+        .list_variables(authed(
+            pb::ListVariablesRequest {
+                session_id: sid.clone(),
+                pattern: String::new(),
+            },
+            &info,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .variables;
+    let flags: Vec<(&str, bool)> = listed
+        .iter()
+        .map(|v| (v.name.as_str(), v.readonly))
+        .collect();
+    assert_eq!(flags, [("locked", true), ("open", false)]);
+    // Python writes the other variable; Rust writes the read-only one.
+    c.set_variable(authed(set_request(&sid, "open", float(0.1)), &info))
+        .await
+        .unwrap();
+    locked.rollback(1).unwrap();
+    assert_eq!(locked.get().unwrap(), 0.5);
+    drop((locked, ctx));
+    server.shutdown().await;
 }

@@ -489,3 +489,97 @@ async fn the_process_wide_server_serves_contexts_without_one() {
     drop((ctx, built));
     assert!(!global.has_session(&info.session_id));
 }
+
+#[tokio::test]
+async fn a_switch_keeps_histories_read_only_flags_and_the_history_limit() {
+    let server = server();
+    let ctx = Context::builder()
+        .server(server.clone())
+        .history_limit(3)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(ctx.history_limit(), 3);
+    let t = ctx
+        .defvariable::<f64>("temperature", 0.1, Constraints::range(0.0, 2.0))
+        .unwrap();
+    for x in [0.2, 0.3, 0.4, 0.5] {
+        t.set(x).unwrap();
+    }
+    ctx.rollback("temperature", 4).unwrap();
+    let locked = ctx
+        .defvariable_with::<i64>(VariableSpec::new("locked", VarType::Integer, 1).readonly())
+        .unwrap();
+    locked.set(2).unwrap();
+    let before = ctx.history("temperature", 10).unwrap();
+    let versions = |h: &[dspex::HistoryEntry]| h.iter().map(|e| e.version).collect::<Vec<_>>();
+    assert_eq!(versions(&before), [6, 5, 4]);
+
+    ctx.ensure_bridged().await.unwrap();
+    assert_eq!(ctx.backend().kind, BackendKind::Bridged);
+    assert_eq!(ctx.history("temperature", 10).unwrap(), before);
+    assert_eq!(ctx.history("locked", 10).unwrap().len(), 2);
+    assert!(locked.record().unwrap().readonly);
+    // The bridged session keeps the context's limit.
+    t.set(1.0).unwrap();
+    let typed: Vec<(u64, f64)> = t
+        .history(10)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.version, e.value))
+        .collect();
+    assert_eq!(typed, [(7, 1.0), (6, 0.4), (5, 0.5)]);
+    assert_eq!(t.rollback(5).unwrap(), 8);
+    assert_eq!(t.get().unwrap(), 0.5);
+
+    // Python's writes to the read-only variable are refused; Rust's still apply.
+    let info = ctx.bridge_session().unwrap();
+    let mut c = client(&server).await;
+    let err = c
+        .set_variable(authed(
+            set_request(&info.session_id, "locked", int(9)),
+            &info,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "read_only");
+    locked.set(3).unwrap();
+    assert_eq!(locked.get().unwrap(), 3);
+
+    // Bridged from the start, with its own limit; limits out of bounds are refused.
+    let bridged = Context::builder()
+        .bridged()
+        .server(server.clone())
+        .history_limit(2)
+        .build()
+        .await
+        .unwrap();
+    let n = bridged
+        .defvariable::<i64>("n", 0, Constraints::none())
+        .unwrap();
+    for i in 1..=5 {
+        n.set(i).unwrap();
+    }
+    assert_eq!(bridged.history("n", 10).unwrap().len(), 2);
+    for bad in [0, dspex::state::MAX_HISTORY_LIMIT + 1] {
+        let err = Context::builder()
+            .bridged()
+            .server(server.clone())
+            .history_limit(bad)
+            .build()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidOption { option, .. } if option == "history_limit"),
+            "{err:?}"
+        );
+    }
+    let most = Context::builder()
+        .history_limit(dspex::state::MAX_HISTORY_LIMIT)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(most.history_limit(), dspex::state::MAX_HISTORY_LIMIT);
+    drop((t, locked, n, ctx, bridged));
+    server.shutdown().await;
+}

@@ -1,6 +1,6 @@
 //! A backend written outside the crate, with nothing but the public API: variables in a
-//! `BTreeMap` behind a lock, checked by `dspex-core`, changes published to the context's
-//! `WatchHub`. It passes the very same conformance suite as the crate's own backends, a context
+//! `BTreeMap` behind a lock, checked by `dspex-core`, each with its bounded `History`, read-only
+//! variables refused to Python, changes published to the context's `WatchHub`. It passes the very same conformance suite as the crate's own backends, a context
 //! started on it upgrades to the bridge like a local one, and that upgrade leaves the caller's
 //! runtime free to run other tasks.
 
@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::{Duration, SystemTime};
 
 use dspex::state::{
-    BackendKind, Capabilities, Change, GetMany, Glob, Key, SetOptions, Source, StateProvider,
-    VarId, VarRecord, VarRef, WatchHub, WatchOptions, Watcher,
+    BackendKind, Capabilities, Change, DEFAULT_HISTORY_LIMIT, ExportedVar, GetMany, Glob, History,
+    HistoryEntry, Key, SetOptions, Source, StateProvider, VarId, VarRecord, VarRef, WatchHub,
+    WatchOptions, Watcher, rollback_metadata,
 };
 use dspex::{Constraints, Context, Error, Result, Value, VariableSpec, WatchEvent};
 
@@ -32,6 +33,8 @@ struct MapState {
 #[derive(Default)]
 struct Inner {
     records: BTreeMap<String, VarRecord>,
+    /// The history of each variable, by name.
+    histories: HashMap<String, History>,
     names: HashMap<VarId, String>,
     last_id: u64,
     /// Where the variables went after `migrate_out`; later calls go there.
@@ -58,6 +61,17 @@ impl Inner {
     fn record(&self, key: Key<'_>) -> Result<&VarRecord> {
         let name = self.name_of(key)?;
         Ok(&self.records[name])
+    }
+
+    /// Every variable with its history.
+    fn export(&self) -> Vec<ExportedVar> {
+        self.records
+            .values()
+            .map(|record| ExportedVar {
+                record: record.clone(),
+                history: self.histories[&record.name].iter().cloned().collect(),
+            })
+            .collect()
     }
 }
 
@@ -86,6 +100,13 @@ impl MapState {
         rec.source = source;
         rec.metadata
             .extend(metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let entry = HistoryEntry {
+            version: rec.version,
+            value: rec.value.clone(),
+            source,
+            metadata: metadata.clone(),
+            at: rec.updated_at,
+        };
         self.hub.publish(&WatchEvent::Updated(Change {
             id: rec.id,
             name: rec.name.clone(),
@@ -95,7 +116,9 @@ impl MapState {
             source,
             at: rec.updated_at,
         }));
-        rec.version
+        let version = rec.version;
+        inner.histories.get_mut(name).unwrap().push(entry);
+        version
     }
 }
 
@@ -142,7 +165,11 @@ impl StateProvider for MapState {
             created_at: now,
             updated_at: now,
             source,
+            readonly: spec.readonly,
         };
+        let mut history = History::new(DEFAULT_HISTORY_LIMIT);
+        history.push(HistoryEntry::of_record(&record));
+        inner.histories.insert(record.name.clone(), history);
         inner.names.insert(record.id, record.name.clone());
         inner.records.insert(record.name.clone(), record.clone());
         self.hub.publish(&WatchEvent::Registered {
@@ -185,6 +212,7 @@ impl StateProvider for MapState {
         let mut inner = self.inner.write().unwrap();
         forward!(inner, set(key, value, options, source));
         let rec = inner.record(key)?;
+        rec.check_writable(source)?;
         if let Some(expected) = options.expected_version
             && expected != rec.version
         {
@@ -208,6 +236,7 @@ impl StateProvider for MapState {
         let mut inner = self.inner.write().unwrap();
         forward!(inner, update(key, f, source));
         let rec = inner.record(key)?;
+        rec.check_writable(source)?;
         let next = f(&rec.value)?;
         let value = dspex_core::validate(&rec.name, rec.ty, &rec.constraints, next)?;
         let name = rec.name.clone();
@@ -231,6 +260,7 @@ impl StateProvider for MapState {
             if !seen.insert(name.clone()) {
                 return Err(Error::DuplicateWrite { name });
             }
+            rec.check_writable(source)?;
             checked.push((
                 name,
                 dspex_core::validate(&rec.name, rec.ty, &rec.constraints, value)?,
@@ -246,7 +276,9 @@ impl StateProvider for MapState {
         let mut inner = self.inner.write().unwrap();
         forward!(inner, delete(key, source));
         let name = inner.name_of(key)?.to_owned();
+        inner.records[&name].check_writable(source)?;
         let record = inner.records.remove(&name).unwrap();
+        inner.histories.remove(&name);
         inner.names.remove(&record.id);
         self.hub.publish(&WatchEvent::Deleted {
             id: record.id,
@@ -255,6 +287,29 @@ impl StateProvider for MapState {
             source,
         });
         Ok(record)
+    }
+
+    fn history(&self, key: Key<'_>, limit: usize) -> Result<Vec<HistoryEntry>> {
+        let inner = self.inner.read().unwrap();
+        forward!(inner, history(key, limit));
+        Ok(inner.histories[inner.name_of(key)?].latest(limit))
+    }
+
+    fn rollback(&self, key: Key<'_>, version: u64, source: Source) -> Result<u64> {
+        let mut inner = self.inner.write().unwrap();
+        forward!(inner, rollback(key, version, source));
+        let rec = inner.record(key)?;
+        rec.check_writable(source)?;
+        let value = inner.histories[&rec.name].rollback_value(&rec.name, version)?;
+        let value = dspex_core::validate(&rec.name, rec.ty, &rec.constraints, value)?;
+        let name = rec.name.clone();
+        Ok(self.commit(
+            &mut inner,
+            &name,
+            value,
+            source,
+            &rollback_metadata(version),
+        ))
     }
 
     fn list(&self, pattern: Option<&Glob>) -> Result<Vec<VarRecord>> {
@@ -296,16 +351,17 @@ impl StateProvider for MapState {
         Ok(self.hub.subscribe(names, options, initial))
     }
 
-    fn export(&self) -> Result<Vec<VarRecord>> {
+    fn export(&self) -> Result<Vec<ExportedVar>> {
         let inner = self.inner.read().unwrap();
         forward!(inner, export());
-        Ok(inner.records.values().cloned().collect())
+        Ok(inner.export())
     }
 
-    fn import(&self, records: Vec<VarRecord>) -> Result<()> {
+    fn import(&self, variables: Vec<ExportedVar>) -> Result<()> {
         let mut inner = self.inner.write().unwrap();
-        forward!(inner, import(records));
+        forward!(inner, import(variables));
         let (mut names, mut ids) = (HashSet::new(), HashSet::new());
+        let records: Vec<&VarRecord> = variables.iter().map(|v| &v.record).collect();
         for rec in &records {
             if inner.records.contains_key(&rec.name) || !names.insert(rec.name.as_str()) {
                 return Err(Error::AlreadyExists {
@@ -321,9 +377,15 @@ impl StateProvider for MapState {
                 .with_constraints(rec.constraints.clone())
                 .check()?;
         }
-        for rec in records {
+        let mut checked = Vec::with_capacity(variables.len());
+        for ExportedVar { record, history } in variables {
+            let history = History::import(&record, history, DEFAULT_HISTORY_LIMIT)?;
+            checked.push((record, history));
+        }
+        for (rec, history) in checked {
             inner.last_id = inner.last_id.max(rec.id.0);
             inner.names.insert(rec.id, rec.name.clone());
+            inner.histories.insert(rec.name.clone(), history);
             inner.records.insert(rec.name.clone(), rec);
         }
         Ok(())
@@ -331,14 +393,14 @@ impl StateProvider for MapState {
 
     fn migrate_out(
         &self,
-        f: &mut dyn FnMut(Vec<VarRecord>) -> Result<Arc<dyn StateProvider>>,
+        f: &mut dyn FnMut(Vec<ExportedVar>) -> Result<Arc<dyn StateProvider>>,
     ) -> Result<()> {
         let mut inner = self.inner.write().unwrap();
         forward!(inner, migrate_out(f));
         if let Some(gate) = &self.gate {
             gate.pass()?;
         }
-        let successor = f(inner.records.values().cloned().collect())?;
+        let successor = f(inner.export())?;
         *inner = Inner {
             successor: Some(successor),
             ..Inner::default()

@@ -233,3 +233,35 @@ async fn a_shared_context_serves_its_session_to_python_without_switching() {
     drop(ctx);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_move_in_and_every_process_reads_and_rolls_back_the_same() {
+    let s = session("history");
+    let ctx = Context::new();
+    let t = ctx.defvariable_with::<f64>(temperature(2.0)).unwrap();
+    t.set(0.9).unwrap();
+    t.set(1.1).unwrap();
+    ctx.ensure_shared(REDIS.url(), &s).await.unwrap();
+    let versions = |ctx: &Context| -> Vec<u64> {
+        ctx.history("temperature", 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.version)
+            .collect()
+    };
+    assert_eq!(versions(&ctx), [3, 2, 1]);
+    // Another process reads the same history, and its rollback is a write every process sees.
+    let b = other(&s).await;
+    assert_eq!(versions(&b), [3, 2, 1]);
+    assert_eq!(b.rollback("temperature", 2).unwrap(), 4);
+    eventually("the first process sees the rollback", async || {
+        t.get().ok() == Some(0.9)
+    })
+    .await;
+    let history = ctx.history("temperature", 1).unwrap();
+    assert_eq!(
+        (history[0].version, history[0].value.as_f64()),
+        (4, Some(0.9))
+    );
+    assert_eq!(history[0].metadata["rolled_back_from"], "2");
+}

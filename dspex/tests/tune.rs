@@ -495,3 +495,68 @@ async fn a_grid_may_have_up_to_max_grid_points() {
         "tuning: the grid has more than 1000000 points; use fewer points per range, fix or narrow variables, or another sampler"
     );
 }
+
+dspex_program! {
+    /// `Planted` with its model pinned: `model` is read-only.
+    program PinnedModel: "question -> answer" {
+        variables {
+            model: choice = "mini" { choices: ["nano", "mini", "base", "large"], readonly: true },
+            temperature: float = 1.0 { min: 0.0, max: 2.0 },
+            max_tokens: integer = 64 { min: 16, max: 2048 },
+            reasoning: module = "Predict" { choices: ["Predict", "ChainOfThought", "ReAct", "ProgramOfThought"] },
+            verbose: boolean = false,
+        }
+        chain {
+            answer: native planted::ScriptedLm("question -> answer") { model, temperature, max_tokens, reasoning, verbose },
+        }
+    }
+}
+
+#[tokio::test]
+async fn read_only_variables_are_held_never_searched_fixed_or_applied() {
+    let program = PinnedModel::start().await.unwrap();
+    let space = SearchSpace::of(&program).unwrap();
+    let names: Vec<&str> = space.dimensions().iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["temperature", "max_tokens", "reasoning", "verbose"]);
+    assert!(
+        matches!(&space.held()["model"], Held::Untuned(why) if why.starts_with("read-only (declared `readonly`)")),
+        "{:?}",
+        space.held()
+    );
+    assert!(
+        space
+            .to_string()
+            .contains("model                not searched: read-only"),
+        "{space}"
+    );
+    let refused = "tuning: `model` is read-only (declared `readonly`): the tuner leaves it at its value in the context";
+    for err in [
+        space.clone().fix("model", "large").unwrap_err(),
+        space.clone().candidates("model", ["large"]).unwrap_err(),
+        space.clone().narrow("model", 0, 1).unwrap_err(),
+        space.clone().log_scale("model").unwrap_err(),
+    ] {
+        assert_eq!(err.to_string(), refused);
+    }
+    // Holding it is what the space does already.
+    space.clone().hold("model").unwrap();
+
+    let result = Tuner::new(space, metric())
+        .sampler(Sampler::Random)
+        .trials(12)
+        .seed(1)
+        .run(&program, &dev_set(5))
+        .await
+        .unwrap();
+    assert!(
+        result
+            .trials
+            .iter()
+            .all(|t| !t.assignment.contains_key("model"))
+    );
+    let version = program.model().record().unwrap().version;
+    result.apply(&program).unwrap();
+    assert!(!result.best.as_ref().unwrap().contains_key("model"));
+    assert_eq!(program.model().record().unwrap().version, version);
+    assert_eq!(program.model().get().unwrap(), "mini");
+}

@@ -21,6 +21,12 @@ fn the_variables_example_refuses_a_bad_value() {
         "{out}"
     );
     assert!(out.contains("backend: local backend"), "{out}");
+    assert!(
+        out.contains(
+            "rolled back to version 2: temperature = 1.2 at version 4 (rolled_back_from = 2)"
+        ),
+        "{out}"
+    );
 }
 
 #[test]

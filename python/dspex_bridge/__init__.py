@@ -36,8 +36,10 @@ if TYPE_CHECKING:
         MissingEnvironmentError,
         ModuleImportError,
         NotAuthorizedError,
+        ReadOnlyError,
         UsageError,
         VariableNotFoundError,
+        VersionNotFoundError,
         WrongTypeError,
     )
     from .session import (
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
         connect,
     )
     from .sync import SyncSessionContext
-    from .values import GetVariablesResult, PyValue, Variable, VariableUpdate
+    from .values import GetVariablesResult, HistoryEntry, PyValue, Variable, VariableUpdate
 
 _EXPORTS = {
     "AlreadyExistsError": "errors",
@@ -64,8 +66,10 @@ _EXPORTS = {
     "MissingEnvironmentError": "errors",
     "ModuleImportError": "errors",
     "NotAuthorizedError": "errors",
+    "ReadOnlyError": "errors",
     "UsageError": "errors",
     "VariableNotFoundError": "errors",
+    "VersionNotFoundError": "errors",
     "WrongTypeError": "errors",
     "DEFAULT_CACHE_TTL": "session",
     "ENV_SESSION_ID": "session",
@@ -77,6 +81,7 @@ _EXPORTS = {
     "connect": "session",
     "SyncSessionContext": "sync",
     "GetVariablesResult": "values",
+    "HistoryEntry": "values",
     "PyValue": "values",
     "Variable": "values",
     "VariableUpdate": "values",

@@ -11,7 +11,11 @@ KeyError`` work:
   rule (a constraint, a limit, a malformed pattern);
 - :class:`WrongTypeError` (``TypeError``): a value of the wrong type;
 - :class:`ConflictError`: a stale compare-and-set;
+- :class:`VersionNotFoundError` (``KeyError``): a rollback to a version the history no longer
+  keeps;
 - :class:`NotAuthorizedError` (``PermissionError``): a missing, wrong or expired token;
+- :class:`ReadOnlyError` (a :class:`NotAuthorizedError`): a write to a variable only Rust may
+  write;
 - :class:`BridgeUnavailableError` (``ConnectionError``): the store cannot be reached;
 - :class:`BridgeTimeoutError` (``TimeoutError``): no answer in time;
 - :class:`UsageError` (``RuntimeError``): a call the object's state does not allow (a closed
@@ -52,6 +56,11 @@ class VariableNotFoundError(_MessageKeyError):
     """No variable with this name in the session (gRPC ``NOT_FOUND``)."""
 
 
+class VersionNotFoundError(_MessageKeyError):
+    """A rollback to a version the variable's history no longer keeps, or never had (gRPC
+    ``NOT_FOUND``, kind ``version_not_found``); the message names the versions it keeps."""
+
+
 class MissingEnvironmentError(_MessageKeyError):
     """The environment does not describe a session (``DSPEX_STORE_ADDR``, ...)."""
 
@@ -90,6 +99,11 @@ class ConflictError(DspexError):
 
 class NotAuthorizedError(DspexError, PermissionError):
     """A missing, unknown or expired session token, or the token of another session."""
+
+
+class ReadOnlyError(NotAuthorizedError):
+    """A write (set, batch, update, rollback, delete) to a read-only variable: only Rust code
+    may write it, and nothing changed (gRPC ``PERMISSION_DENIED``, kind ``read_only``)."""
 
 
 class BridgeUnavailableError(DspexError, ConnectionError):
@@ -151,6 +165,10 @@ def map_rpc_error(error: grpc.RpcError) -> DspexError:
         exc = AlreadyExistsError(message)
     elif kind in _INVALID_VALUE_KINDS:
         exc = InvalidValueError(message)
+    elif kind == "version_not_found":
+        exc = VersionNotFoundError(message)
+    elif kind == "read_only":
+        exc = ReadOnlyError(message)
     elif kind == "not_found" or code == grpc.StatusCode.NOT_FOUND:
         exc = VariableNotFoundError(message)
     elif kind == "conflict" or code == grpc.StatusCode.ABORTED:

@@ -21,9 +21,10 @@ import grpc.aio
 
 from ._proto.dspex.v1 import bridge_pb2 as pb
 from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
-from .errors import ConflictError, MissingEnvironmentError, map_rpc_error
+from .errors import ConflictError, InvalidValueError, MissingEnvironmentError, map_rpc_error
 from .values import (
     GetVariablesResult,
+    HistoryEntry,
     PyValue,
     Variable,
     VariableUpdate,
@@ -117,7 +118,8 @@ class SessionContext:
 
     Errors are standard exceptions: a missing variable is a ``KeyError``, a value of the wrong
     type a ``TypeError``, one outside the constraints a ``ValueError``, a stale compare-and-set
-    a :class:`~dspex_bridge.ConflictError`, a bad token a ``PermissionError``.
+    a :class:`~dspex_bridge.ConflictError`, a bad token a ``PermissionError``, a write to a
+    read-only variable a :class:`~dspex_bridge.ReadOnlyError` (also a ``PermissionError``).
     """
 
     def __init__(
@@ -479,6 +481,36 @@ class SessionContext:
             pb.DeleteVariableRequest(session_id=self.session_id, name=name),
         )
         return Variable.from_proto(response.variable)
+
+    # ---- history ----------------------------------------------------------------------------
+
+    async def get_history(self, name: str, limit: int | None = None) -> list[HistoryEntry]:
+        """The last writes of ``name``, newest first: at most ``limit`` of them (every kept one
+        with ``None``; at most ``MAX_HISTORY_ENTRIES_PER_REQUEST`` = 1000, ``ValueError``
+        beyond). Registration is version 1."""
+        request = pb.GetHistoryRequest(session_id=self.session_id, name=name)
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise InvalidValueError(f"limit: expected a non-negative int, found {limit!r}")
+            if limit >= 2**64:
+                raise InvalidValueError(f"limit: {limit} does not fit in 64 bits")
+            request.limit = limit
+        response: pb.GetHistoryResponse = await self._call(self._stub.GetHistory, request)
+        return [HistoryEntry.from_proto(e) for e in response.entries]
+
+    async def rollback(self, name: str, version: int) -> int:
+        """Writes the value ``name`` had at ``version`` again, as a new version with metadata
+        ``rolled_back_from``; returns the new version. A write like any other (watchers see an
+        update); a version the history no longer keeps is a
+        :class:`~dspex_bridge.VersionNotFoundError` (a ``KeyError``) naming those it keeps."""
+        if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**64:
+            raise InvalidValueError(f"version: expected a non-negative int, found {version!r}")
+        self._evict(name)
+        response: pb.RollbackResponse = await self._call(
+            self._stub.Rollback,
+            pb.RollbackRequest(session_id=self.session_id, name=name, version=version),
+        )
+        return response.version
 
     # ---- watching ---------------------------------------------------------------------------
 

@@ -336,6 +336,8 @@ class SyncSessionContext:
     update_variable = _Blocking(SessionContext.update_variable)
     register_variable = _Blocking(SessionContext.register_variable)
     delete_variable = _Blocking(SessionContext.delete_variable)
+    get_history = _Blocking(SessionContext.get_history)
+    rollback = _Blocking(SessionContext.rollback)
     # Changes the cache, which the loop owns: runs there.
     invalidate = _Blocking(_on_loop(SessionContext.invalidate))
     # Only read the cache: answered on the calling thread.

@@ -186,6 +186,8 @@ class Variable:
     created_at: datetime
     updated_at: datetime
     source: str
+    #: Only Rust may write it: a write from Python raises :class:`~dspex_bridge.ReadOnlyError`.
+    readonly: bool = False
 
     @classmethod
     def from_proto(cls, v: pb.Variable) -> Variable:
@@ -202,6 +204,7 @@ class Variable:
             created_at=_datetime(v.created_at),
             updated_at=_datetime(v.updated_at),
             source=_SOURCES.get(v.source, "unspecified"),
+            readonly=v.readonly,
         )
 
 
@@ -247,3 +250,30 @@ class GetVariablesResult:
     found: dict[str, PyValue | None]
     missing: list[str]
     records: dict[str, Variable]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One accepted write of a variable, as its history keeps it (registration is version 1).
+
+    ``metadata`` is the metadata given with that write: empty for a plain write,
+    ``{"rolled_back_from": "<version>"}`` for a rollback, the declared metadata for the
+    registration.
+    """
+
+    version: int
+    value: PyValue | None
+    source: str
+    metadata: dict[str, str]
+    at: datetime
+
+    @classmethod
+    def from_proto(cls, e: pb.HistoryEntry) -> HistoryEntry:
+        """Decodes a wire history entry."""
+        return cls(
+            version=e.version,
+            value=from_proto_value(e.value),
+            source=_SOURCES.get(e.source, "unspecified"),
+            metadata=dict(e.metadata),
+            at=_datetime(e.at),
+        )

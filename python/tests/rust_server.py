@@ -108,6 +108,12 @@ class RustServer:
             raise RuntimeError(reply)
         return int(reply[3:])
 
+    def rust_register_readonly(self, name: str, value: Any) -> None:
+        """Registers a read-only variable from Rust, typed after ``value``."""
+        reply = self._command(f"readonly {name} {json.dumps(value)}")
+        if not reply.startswith("ok "):
+            raise RuntimeError(reply)
+
     def rust_get(self, name: str) -> tuple[Any, int, str]:
         """The value, version and source of ``name`` as Rust sees it."""
         reply = self._command(f"get {name}")

@@ -15,11 +15,13 @@ from dspex_bridge.values import to_proto_constraints, to_proto_type, to_proto_va
 #: Each exception class and the standard exception it also is.
 STANDARD = {
     errors.VariableNotFoundError: KeyError,
+    errors.VersionNotFoundError: KeyError,
     errors.MissingEnvironmentError: KeyError,
     errors.AlreadyExistsError: ValueError,
     errors.InvalidValueError: ValueError,
     errors.WrongTypeError: TypeError,
     errors.NotAuthorizedError: PermissionError,
+    errors.ReadOnlyError: errors.NotAuthorizedError,
     errors.BridgeUnavailableError: ConnectionError,
     errors.BridgeTimeoutError: TimeoutError,
     errors.UsageError: RuntimeError,
@@ -73,6 +75,8 @@ class FakeRpcError(grpc.RpcError):
         (grpc.StatusCode.ABORTED, "conflict", errors.ConflictError),
         (grpc.StatusCode.UNAUTHENTICATED, "unauthenticated", errors.NotAuthorizedError),
         (grpc.StatusCode.PERMISSION_DENIED, "permission_denied", errors.NotAuthorizedError),
+        (grpc.StatusCode.PERMISSION_DENIED, "read_only", errors.ReadOnlyError),
+        (grpc.StatusCode.NOT_FOUND, "version_not_found", errors.VersionNotFoundError),
         (grpc.StatusCode.UNAVAILABLE, None, errors.BridgeUnavailableError),
         (grpc.StatusCode.DEADLINE_EXCEEDED, None, errors.BridgeTimeoutError),
         (grpc.StatusCode.INTERNAL, "internal", errors.BridgeError),

@@ -43,6 +43,9 @@ fn variable(var: &VariableSpec) -> TokenStream {
     if let Some(description) = &var.description {
         tokens.extend(quote!(.with_description(#description)));
     }
+    if var.readonly {
+        tokens.extend(quote!(.readonly()));
+    }
     tokens
 }
 

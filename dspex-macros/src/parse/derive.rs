@@ -13,8 +13,8 @@ use syn::{
 };
 
 use super::{
-    config_entry, expected_keys, initial_value, is_variable_key, key_values, module_str, signature,
-    variable_key,
+    READONLY_KEY, config_entry, expected_keys, initial_value, is_variable_key, key_values,
+    module_str, readonly_key, signature, variable_key,
 };
 use crate::ctxt::{Ctxt, Place};
 use crate::model::{Form, Located, Program, SignatureLit, Step, StepKindIr, Variable};
@@ -245,6 +245,9 @@ fn variable(cx: &Ctxt, pos: usize, ident: Ident, field: &Field, attr: &Attribute
                     var.incomplete = true;
                 }
             }
+        } else if name == READONLY_KEY && !meta.input.peek(Token![=]) {
+            // The bare flag: `#[variable(initial = 0.7, readonly)]`.
+            readonly_key(cx, &mut var, &key, true);
         } else if is_variable_key(&name) {
             let value: Expr = meta.value()?.parse()?;
             variable_key(cx, &mut var, &key, &value);

@@ -133,6 +133,22 @@ pub(crate) fn count(expr: &Expr, key: &str) -> syn::Result<u64> {
     }
 }
 
+/// A boolean literal, `true` or `false`.
+pub(crate) fn boolean(expr: &Expr, key: &str) -> syn::Result<bool> {
+    match strip(expr) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(b.value),
+        _ => Err(syn::Error::new_spanned(
+            expr,
+            format!(
+                "expected `true` or `false` for `{key}`, found {}",
+                describe(expr)
+            ),
+        )),
+    }
+}
+
 /// A string literal.
 pub(crate) fn string(expr: &Expr, key: &str) -> syn::Result<String> {
     match strip(expr) {

@@ -18,9 +18,13 @@ use crate::model::{BindingIr, ConfigEntryIr, KeyTokens, Located, SignatureLit, V
 
 pub(crate) use lit::value as initial_value;
 
-/// Whether `name` is a key of a variable declaration: a constraint key or `description`.
+/// The key that makes a variable read-only.
+pub(crate) const READONLY_KEY: &str = "readonly";
+
+/// Whether `name` is a key of a variable declaration: a constraint key, `description` or
+/// `readonly`.
 pub(crate) fn is_variable_key(name: &str) -> bool {
-    name == "description" || name.parse::<ConstraintKey>().is_ok()
+    name == "description" || name == READONLY_KEY || name.parse::<ConstraintKey>().is_ok()
 }
 
 /// Reads one `key: value` (or `key = value`) of a variable declaration, for a `key` that
@@ -28,6 +32,13 @@ pub(crate) fn is_variable_key(name: &str) -> bool {
 pub(crate) fn variable_key(cx: &Ctxt, var: &mut Variable, key: &Ident, value: &Expr) {
     let place = Place::Item(var.pos);
     let name = key.unraw().to_string();
+    if name == READONLY_KEY {
+        match lit::boolean(value, READONLY_KEY) {
+            Ok(readonly) => readonly_key(cx, var, key, readonly),
+            Err(e) => cx.syn_error(place, e),
+        }
+        return;
+    }
     let seen = match name.parse::<ConstraintKey>() {
         Ok(kind) => var.key(kind).is_some(),
         Err(()) => var.description.is_some(),
@@ -38,6 +49,19 @@ pub(crate) fn variable_key(cx: &Ctxt, var: &mut Variable, key: &Ident, value: &E
         cx.syn_error(place, e);
         var.incomplete = true;
     }
+}
+
+/// Records `readonly` (a `readonly: true` / `readonly = false`, or the derive's bare
+/// `readonly` flag), reporting a second one.
+pub(crate) fn readonly_key(cx: &Ctxt, var: &mut Variable, key: &Ident, readonly: bool) {
+    if var.readonly_key.replace(key.clone()).is_some() {
+        cx.error(
+            Place::Item(var.pos),
+            key,
+            format!("duplicate key `{READONLY_KEY}`"),
+        );
+    }
+    var.readonly = readonly;
 }
 
 fn read_key(var: &mut Variable, key: &Ident, name: &str, value: &Expr) -> syn::Result<()> {
@@ -86,7 +110,7 @@ pub(crate) fn expected_keys(ty: Option<VarType>, extra: &[&str]) -> String {
             let all: Vec<String> = ConstraintKey::ALL
                 .iter()
                 .map(|k| format!("`{k}`"))
-                .chain(["`description`".to_owned()])
+                .chain(["`description`".to_owned(), "`readonly`".to_owned()])
                 .collect();
             format!(
                 "; expected one of {}{}",
@@ -189,12 +213,12 @@ mod tests {
     fn expected_keys_lists_what_the_type_accepts() {
         assert_eq!(
             expected_keys(Some(VarType::Float), &[]),
-            " for a float variable; expected one of `min`, `max`, `description`"
+            " for a float variable; expected one of `min`, `max`, `description`, `readonly`"
         );
         assert_eq!(
             expected_keys(Some(VarType::Boolean), &["initial"]),
-            " for a boolean variable; expected one of `initial`, `description`"
+            " for a boolean variable; expected one of `initial`, `description`, `readonly`"
         );
-        assert!(expected_keys(None, &[]).ends_with("`dimensions`, `description`"));
+        assert!(expected_keys(None, &[]).ends_with("`dimensions`, `description`, `readonly`"));
     }
 }

@@ -8,6 +8,7 @@ use super::runtime::BridgeServer;
 use super::store::Session;
 use crate::error::Result;
 use crate::state::StateProvider;
+use crate::state::check_history_limit;
 use crate::state::table::delegate_state_provider;
 
 /// The environment variable that tells a Python process the store's address.
@@ -122,6 +123,17 @@ impl BridgedState {
         self.session
             .table
             .migrate_out(&mut |_| Ok(Arc::clone(&backend)))
+    }
+
+    /// Keeps the last `limit` writes of each variable from now on (default
+    /// [`DEFAULT_HISTORY_LIMIT`](crate::state::DEFAULT_HISTORY_LIMIT)); a limit outside
+    /// `1..=`[`MAX_HISTORY_LIMIT`](crate::state::MAX_HISTORY_LIMIT) is
+    /// [`Error::InvalidOption`](crate::Error::InvalidOption).
+    pub fn with_history_limit(self, limit: usize) -> Result<Self> {
+        self.session
+            .table
+            .set_history_limit(check_history_limit(limit)?);
+        Ok(self)
     }
 }
 

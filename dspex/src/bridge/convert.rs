@@ -14,7 +14,7 @@ use super::limits::{
     MAX_METADATA_ENTRIES, MAX_PATTERN_BYTES, MAX_STRING_BYTES,
 };
 use super::proto;
-use crate::state::{Source, VarRecord, WatchEvent};
+use crate::state::{HistoryEntry, Source, VarRecord, WatchEvent};
 
 /// A request field that cannot be converted, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,6 +346,22 @@ pub(crate) fn variable_to_proto(r: &VarRecord) -> proto::Variable {
         created_at: Some(timestamp(r.created_at)),
         updated_at: Some(timestamp(r.updated_at)),
         source: source_to_proto(r.source).into(),
+        readonly: r.readonly,
+    }
+}
+
+/// A history entry for the wire.
+pub(crate) fn history_entry_to_proto(e: &HistoryEntry) -> proto::HistoryEntry {
+    proto::HistoryEntry {
+        version: e.version,
+        value: Some(value_to_proto(&e.value)),
+        source: source_to_proto(e.source).into(),
+        metadata: e
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        at: Some(timestamp(e.at)),
     }
 }
 

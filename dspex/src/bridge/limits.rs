@@ -82,3 +82,8 @@ pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Random bytes of a session token (256 bits, sent as 64 hex digits).
 pub const TOKEN_BYTES: usize = 32;
+
+/// Entries one `GetHistory` may ask for: the most a history keeps
+/// ([`MAX_HISTORY_LIMIT`](crate::state::MAX_HISTORY_LIMIT)). A history also holds at most
+/// [`MAX_HISTORY_BYTES`](crate::state::MAX_HISTORY_BYTES), which bounds the response.
+pub const MAX_HISTORY_ENTRIES_PER_REQUEST: usize = crate::state::MAX_HISTORY_LIMIT;

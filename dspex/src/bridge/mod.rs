@@ -35,6 +35,7 @@
 //! | kind | status | what |
 //! |---|---|---|
 //! | `not_found` | `NOT_FOUND` | no such variable |
+//! | `version_not_found` | `NOT_FOUND` | a `Rollback` to a version the history no longer keeps |
 //! | `already_exists` | `ALREADY_EXISTS` | the name is taken |
 //! | `duplicate_write` | `ALREADY_EXISTS` | one variable twice in an atomic batch |
 //! | `type` | `INVALID_ARGUMENT` | a value (or initial value) of the wrong type |
@@ -46,11 +47,14 @@
 //! | `conflict` | `ABORTED` | compare-and-set at a stale version (`x-dspex-expected-version`, `x-dspex-actual-version`) |
 //! | `unauthenticated` | `UNAUTHENTICATED` | missing, invalid or expired token |
 //! | `permission_denied` | `PERMISSION_DENIED` | the token of another session |
+//! | `read_only` | `PERMISSION_DENIED` | a write to a read-only variable (only Rust may write it) |
 //! | `session_owned` | `FAILED_PRECONDITION` | `CleanupSession` of a context's session |
 //! | `unavailable` | `UNAVAILABLE` | the context's variables live in a shared session whose Redis cannot be reached |
 //! | `internal` | `INTERNAL` | a bug |
 //!
-//! Writes over gRPC are recorded with [`Source::Python`](crate::Source::Python).
+//! Writes over gRPC are recorded with [`Source::Python`](crate::Source::Python), so a variable
+//! declared read-only refuses every one of them (`SetVariable`, `SetVariables` as a whole,
+//! `Rollback`, `DeleteVariable`). `GetHistory` and `Rollback` reach a variable's history.
 
 mod bridged;
 pub(crate) mod convert;

@@ -14,8 +14,8 @@ use tonic::{Code, Request, Response, Status};
 
 use super::convert::{self, FieldError};
 use super::limits::{
-    DEFAULT_SESSION_TTL, MAX_NAMES_PER_REQUEST, MAX_PATTERN_BYTES, MAX_SESSION_TTL,
-    MAX_VARIABLES_PER_SESSION, MAX_WRITES_PER_BATCH, WATCH_QUEUE_CAPACITY,
+    DEFAULT_SESSION_TTL, MAX_HISTORY_ENTRIES_PER_REQUEST, MAX_NAMES_PER_REQUEST, MAX_PATTERN_BYTES,
+    MAX_SESSION_TTL, MAX_VARIABLES_PER_SESSION, MAX_WRITES_PER_BATCH, WATCH_QUEUE_CAPACITY,
 };
 use super::proto::session_service_server::SessionService;
 use super::proto::{self as pb};
@@ -70,6 +70,8 @@ pub(crate) fn error_status(e: &Error) -> Status {
         }
         // The shared backend cannot reach Redis: the session's store is unavailable.
         Error::Shared { .. } => status(Code::Unavailable, "unavailable", message),
+        Error::ReadOnly { .. } => status(Code::PermissionDenied, "read_only", message),
+        Error::VersionNotFound { .. } => status(Code::NotFound, "version_not_found", message),
         _ => status(Code::Internal, "internal", message),
     }
 }
@@ -231,6 +233,8 @@ impl SessionService for SessionServer {
                 .or_status()?,
             metadata: convert::metadata_from_proto("metadata", r.metadata).or_status()?,
             name: r.name,
+            // Read-only variables are declared by Rust; Python cannot lock a variable.
+            readonly: false,
         };
         let _one_at_a_time = session.register_lock.lock();
         let held = session.table.len();
@@ -428,6 +432,52 @@ impl SessionService for SessionServer {
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+
+    async fn get_history(
+        &self,
+        request: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<pb::GetHistoryResponse>, Status> {
+        let session = self.session(&request, &request.get_ref().session_id)?;
+        let r = request.get_ref();
+        let limit = match r.limit {
+            None => MAX_HISTORY_ENTRIES_PER_REQUEST,
+            Some(limit) => {
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                convert::check_count(
+                    "limit",
+                    limit,
+                    MAX_HISTORY_ENTRIES_PER_REQUEST,
+                    "entries",
+                    "MAX_HISTORY_ENTRIES_PER_REQUEST",
+                )
+                .or_status()?;
+                limit
+            }
+        };
+        let entries = session
+            .table
+            .history(Key::Name(&r.name), limit)
+            .or_status()?;
+        Ok(Response::new(pb::GetHistoryResponse {
+            entries: entries
+                .iter()
+                .map(convert::history_entry_to_proto)
+                .collect(),
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::RollbackResponse>, Status> {
+        let session = self.session(&request, &request.get_ref().session_id)?;
+        let r = request.get_ref();
+        let version = session
+            .table
+            .rollback(Key::Name(&r.name), r.version, SOURCE)
+            .or_status()?;
+        Ok(Response::new(pb::RollbackResponse { version }))
+    }
 }
 
 #[cfg(test)]
@@ -479,6 +529,21 @@ mod tests {
                 },
                 Code::Aborted,
                 "conflict",
+            ),
+            (
+                Error::ReadOnly { name: "x".into() },
+                Code::PermissionDenied,
+                "read_only",
+            ),
+            (
+                Error::VersionNotFound {
+                    name: "x".into(),
+                    version: 1,
+                    oldest: 2,
+                    newest: 3,
+                },
+                Code::NotFound,
+                "version_not_found",
             ),
             (Error::internal("boom"), Code::Internal, "internal"),
         ];

@@ -8,7 +8,10 @@ use std::time::Duration;
 use super::Context;
 use crate::bridge::BridgeServer;
 use crate::error::{Error, Result};
-use crate::state::{LocalState, SharedConfig, SharedState, StateProvider, WatchHub};
+use crate::state::{
+    DEFAULT_HISTORY_LIMIT, LocalState, SharedConfig, SharedState, StateProvider, WatchHub,
+    check_history_limit,
+};
 use crate::worker::{LmConfig, WorkerConfig};
 
 /// Creates a backend that publishes to the given hub (see [`ContextBuilder::state`]).
@@ -57,7 +60,7 @@ impl fmt::Debug for Start {
 /// assert_eq!(ctx.backend().switches, 0);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct ContextBuilder {
     start: Start,
@@ -65,6 +68,20 @@ pub struct ContextBuilder {
     worker: WorkerConfig,
     session: Option<String>,
     session_ttl: Option<Duration>,
+    history_limit: usize,
+}
+
+impl Default for ContextBuilder {
+    fn default() -> Self {
+        Self {
+            start: Start::default(),
+            server: None,
+            worker: WorkerConfig::default(),
+            session: None,
+            session_ttl: None,
+            history_limit: DEFAULT_HISTORY_LIMIT,
+        }
+    }
 }
 
 impl ContextBuilder {
@@ -163,6 +180,30 @@ impl ContextBuilder {
         self
     }
 
+    /// How many writes each variable's history keeps (default
+    /// [`DEFAULT_HISTORY_LIMIT`](crate::state::DEFAULT_HISTORY_LIMIT), at most
+    /// [`MAX_HISTORY_LIMIT`](crate::state::MAX_HISTORY_LIMIT); checked by
+    /// [`build`](Self::build)). It applies to the local and bridged backends the context
+    /// creates, including the bridged one it upgrades to; a backend of your own
+    /// ([`state`](Self::state)) keeps the history its own configuration says until then.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+    /// use dspex::{Constraints, Context};
+    ///
+    /// let ctx = Context::builder().history_limit(2).build().await?;
+    /// let n = ctx.defvariable::<i64>("n", 1, Constraints::none())?;
+    /// n.set(2)?;
+    /// n.set(3)?;
+    /// assert_eq!(ctx.history("n", 10)?.len(), 2);
+    /// assert!(Context::builder().history_limit(0).build().await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn history_limit(mut self, limit: usize) -> Self {
+        self.history_limit = limit;
+        self
+    }
+
     /// How the context's Python worker is started (interpreter, LM, time limits).
     pub fn worker(mut self, config: WorkerConfig) -> Self {
         self.worker = config;
@@ -192,6 +233,7 @@ impl ContextBuilder {
     /// `session_ttl` are errors ([`Error::InvalidOption`]) without `shared`, and `shared`
     /// needs `session`.
     pub async fn build(self) -> Result<Context> {
+        let history_limit = check_history_limit(self.history_limit)?;
         let hub: Arc<WatchHub> = Arc::default();
         let shared = match self.start {
             Start::Shared(ref url) => {
@@ -201,17 +243,20 @@ impl ContextBuilder {
                         message: "a shared context needs a session name: add `.session(name)` to `.shared(url)`".to_owned(),
                     });
                 };
-                let config = SharedConfig::new(url.clone(), session);
+                let config = SharedConfig::new(url.clone(), session).history_limit(history_limit);
                 Some(match self.session_ttl {
                     Some(ttl) => config.ttl(ttl),
                     None => config,
                 })
             }
             Start::SharedWith(ref config) => {
-                if self.session.is_some() || self.session_ttl.is_some() {
+                if self.session.is_some()
+                    || self.session_ttl.is_some()
+                    || history_limit != DEFAULT_HISTORY_LIMIT
+                {
                     return Err(Error::InvalidOption {
                         option: "session".to_owned(),
-                        message: "`shared_with` takes the session name and TTL from its `SharedConfig`; remove `.session(..)` and `.session_ttl(..)`".to_owned(),
+                        message: "`shared_with` takes the session name, TTL and history limit from its `SharedConfig`; remove `.session(..)`, `.session_ttl(..)` and `.history_limit(..)`".to_owned(),
                     });
                 }
                 Some(config.clone())
@@ -236,13 +281,16 @@ impl ContextBuilder {
                 hub,
                 self.server,
                 self.worker,
+                history_limit,
             ));
         }
         let backend: Arc<dyn StateProvider> = match self.start {
             Start::Shared(_) | Start::SharedWith(_) => {
                 return Err(Error::internal("a shared start was not handled"));
             }
-            Start::Local => Arc::new(LocalState::with_hub(Arc::clone(&hub))),
+            Start::Local => {
+                Arc::new(LocalState::with_hub(Arc::clone(&hub)).with_history_limit(history_limit)?)
+            }
             Start::Custom(make) => make(Arc::clone(&hub))?,
             Start::Bridged => {
                 let (server, bridged) = {
@@ -252,7 +300,11 @@ impl ContextBuilder {
                             Some(server) => server,
                             None => BridgeServer::global()?,
                         };
-                        let bridged = Arc::new(server.open_session_with_hub(hub)?);
+                        let bridged = Arc::new(
+                            server
+                                .open_session_with_hub(hub)?
+                                .with_history_limit(history_limit)?,
+                        );
                         Ok((server, bridged))
                     })
                     .await?
@@ -263,6 +315,7 @@ impl ContextBuilder {
                     Some(server),
                     Some(bridged),
                     self.worker,
+                    history_limit,
                 ));
             }
         };
@@ -272,6 +325,7 @@ impl ContextBuilder {
             self.server,
             None,
             self.worker,
+            history_limit,
         ))
     }
 }

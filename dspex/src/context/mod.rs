@@ -15,8 +15,9 @@ use parking_lot::Mutex;
 use crate::bridge::{BridgeServer, BridgedState, SessionInfo};
 use crate::error::{Error, Result};
 use crate::state::{
-    BackendKind, Capabilities, GetMany, Key, LocalState, SetOptions, SharedConfig, SharedState,
-    Source, StateProvider, VarRecord, WatchHub, WatchOptions, Watcher,
+    BackendKind, Capabilities, DEFAULT_HISTORY_LIMIT, ExportedVar, GetMany, HistoryEntry, Key,
+    LocalState, SetOptions, SharedConfig, SharedState, Source, StateProvider, VarRecord, WatchHub,
+    WatchOptions, Watcher,
 };
 use crate::worker::{WorkerConfig, WorkerStatus, WorkerSupervisor};
 
@@ -90,6 +91,8 @@ struct Inner {
     bridge: OnceLock<Arc<BridgedState>>,
     /// The shared session the context's variables live in, once shared.
     shared: OnceLock<Arc<SharedState>>,
+    /// How many writes each variable's history keeps in the backends the context creates.
+    history_limit: usize,
 }
 
 /// A cheap-to-clone, `Send + Sync` handle to a set of variables and the backend that holds
@@ -132,7 +135,14 @@ impl Context {
     pub fn new() -> Self {
         let hub: Arc<WatchHub> = Arc::default();
         let local = LocalState::with_hub(Arc::clone(&hub));
-        Self::with_backend_and_hub(Arc::new(local), hub, None, None, WorkerConfig::default())
+        Self::with_backend_and_hub(
+            Arc::new(local),
+            hub,
+            None,
+            None,
+            WorkerConfig::default(),
+            DEFAULT_HISTORY_LIMIT,
+        )
     }
 
     /// A builder to choose the backend (local or bridged) and the bridge server.
@@ -155,6 +165,7 @@ impl Context {
         server: Option<BridgeServer>,
         bridge: Option<Arc<BridgedState>>,
         worker_config: WorkerConfig,
+        history_limit: usize,
     ) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let bridge_cell = OnceLock::new();
@@ -178,6 +189,7 @@ impl Context {
                 worker_start: tokio::sync::Mutex::new(()),
                 bridge: bridge_cell,
                 shared: OnceLock::new(),
+                history_limit,
             }),
         }
     }
@@ -188,6 +200,7 @@ impl Context {
         hub: Arc<WatchHub>,
         server: Option<BridgeServer>,
         worker_config: WorkerConfig,
+        history_limit: usize,
     ) -> Self {
         let ctx = Self::with_backend_and_hub(
             Arc::clone(&shared) as Arc<dyn StateProvider>,
@@ -195,6 +208,7 @@ impl Context {
             server,
             None,
             worker_config,
+            history_limit,
         );
         let _ = ctx.inner.shared.set(shared);
         ctx
@@ -317,7 +331,11 @@ impl Context {
             Some(server) => server.clone(),
             None => BridgeServer::global()?,
         };
-        let bridged = Arc::new(server.open_session_with_hub(Arc::clone(self.hub()))?);
+        let bridged = Arc::new(
+            server
+                .open_session_with_hub(Arc::clone(self.hub()))?
+                .with_history_limit(self.inner.history_limit)?,
+        );
         // On failure `bridged` is dropped here, which removes its session from the store.
         match self.inner.shared.get() {
             Some(shared) => bridged.forward_to(Arc::clone(shared) as Arc<dyn StateProvider>)?,
@@ -482,12 +500,18 @@ impl Context {
         }
     }
 
-    /// The switch itself; the caller holds `switching`. `fill` moves the records into
+    /// How many writes each variable's history keeps in the backends the context creates
+    /// (set with [`ContextBuilder::history_limit`]).
+    pub fn history_limit(&self) -> usize {
+        self.inner.history_limit
+    }
+
+    /// The switch itself; the caller holds `switching`. `fill` moves the variables into
     /// `target`. A context switches at most twice (local to bridged to shared).
     fn switch_locked(
         &self,
         target: Arc<dyn StateProvider>,
-        fill: &mut dyn FnMut(Vec<VarRecord>) -> Result<()>,
+        fill: &mut dyn FnMut(Vec<ExportedVar>) -> Result<()>,
     ) -> Result<()> {
         let (current, slot) = match self.inner.upgraded.get() {
             None => (&self.inner.initial, &self.inner.upgraded),
@@ -499,16 +523,17 @@ impl Context {
         let started = Instant::now();
         let from = current.kind().to_string();
         let at = time::rfc3339(SystemTime::now());
-        current.migrate_out(&mut |records| {
-            let records = records
+        current.migrate_out(&mut |variables| {
+            let variables = variables
                 .into_iter()
-                .map(|mut r| {
-                    r.metadata.insert("migrated_from".to_owned(), from.clone());
-                    r.metadata.insert("migrated_at".to_owned(), at.clone());
-                    r
+                .map(|mut v| {
+                    let metadata = &mut v.record.metadata;
+                    metadata.insert("migrated_from".to_owned(), from.clone());
+                    metadata.insert("migrated_at".to_owned(), at.clone());
+                    v
                 })
                 .collect();
-            fill(records)?;
+            fill(variables)?;
             slot.set(Arc::clone(&target))
                 .map_err(|_| Error::internal("backend switched twice"))?;
             Ok(Arc::clone(&target))
@@ -786,9 +811,56 @@ impl Context {
         self.with_backend(|b| b.update_many_with(writes, metadata, Source::Rust))
     }
 
-    /// Deletes a variable and returns its last record.
+    /// Deletes a variable, and its history, and returns its last record.
     pub fn delete(&self, name: &str) -> Result<VarRecord> {
         self.with_backend(|b| b.delete(Key::Name(name), Source::Rust))
+    }
+
+    // ---- history ------------------------------------------------------------------------
+
+    /// The last writes of `name`, newest first, at most `limit` of them: version, value,
+    /// source, the metadata given with the write, and time. Registration is version 1; the
+    /// history keeps the last [`history_limit`](Self::history_limit) writes (and at most
+    /// [`MAX_HISTORY_BYTES`](crate::state::MAX_HISTORY_BYTES)).
+    ///
+    /// ```
+    /// use dspex::{Context, Constraints, Source, Value};
+    ///
+    /// let ctx = Context::new();
+    /// ctx.defvariable::<f64>("temperature", 0.7, Constraints::range(0.0, 2.0))?;
+    /// ctx.set("temperature", 0.9)?;
+    /// ctx.set("temperature", 1.4)?;
+    /// let history = ctx.history("temperature", 10)?;
+    /// let versions: Vec<(u64, Value)> = history.iter().map(|e| (e.version, e.value.clone())).collect();
+    /// assert_eq!(versions, [(3, Value::Float(1.4)), (2, Value::Float(0.9)), (1, Value::Float(0.7))]);
+    /// assert_eq!(history[0].source, Source::Rust);
+    /// assert_eq!(ctx.history("temperature", 1)?.len(), 1);
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn history(&self, name: &str, limit: usize) -> Result<Vec<HistoryEntry>> {
+        self.with_backend(|b| b.history(Key::Name(name), limit))
+    }
+
+    /// Writes the value `name` had at `version` again, as a new version with metadata
+    /// `rolled_back_from = "<version>"`, and returns the new version. It is a write like any
+    /// other: validated, the version goes up (a compare-and-set at the old version conflicts),
+    /// and watchers see an ordinary update. A version the history no longer keeps is
+    /// [`Error::VersionNotFound`], which names the versions it keeps.
+    ///
+    /// ```
+    /// use dspex::{Context, Constraints, Error};
+    ///
+    /// let ctx = Context::new();
+    /// let t = ctx.defvariable::<f64>("temperature", 0.7, Constraints::range(0.0, 2.0))?;
+    /// t.set(1.9)?; // a bad change
+    /// assert_eq!(ctx.rollback("temperature", 1)?, 3);
+    /// assert_eq!(t.get()?, 0.7);
+    /// assert_eq!(t.record()?.metadata["rolled_back_from"], "1");
+    /// assert!(matches!(ctx.rollback("temperature", 9), Err(Error::VersionNotFound { .. })));
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn rollback(&self, name: &str, version: u64) -> Result<u64> {
+        self.with_backend(|b| b.rollback(Key::Name(name), version, Source::Rust))
     }
 
     // ---- watching -----------------------------------------------------------------------

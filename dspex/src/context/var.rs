@@ -9,7 +9,9 @@ use dspex_core::{Value, VarType};
 
 use super::Context;
 use crate::error::{Error, Result};
-use crate::state::{Key, SetOptions, VarId, VarRecord, VarRef, WatchOptions, Watcher};
+use crate::state::{
+    HistoryEntry, Key, SetOptions, Source, VarId, VarRecord, VarRef, WatchOptions, Watcher,
+};
 
 /// A Rust type that a variable's value converts to and from.
 ///
@@ -307,5 +309,45 @@ impl<T: VarValue> Var<T> {
     /// Watches this variable.
     pub fn watch(&self) -> Result<Watcher> {
         self.ctx.watch_with(&[&self.name], WatchOptions::default())
+    }
+
+    /// The last writes, newest first, at most `limit` of them, with typed values (see
+    /// [`Context::history`]).
+    ///
+    /// ```
+    /// use dspex::{Context, Constraints};
+    ///
+    /// let ctx = Context::new();
+    /// let n = ctx.defvariable::<i64>("max_tokens", 256, Constraints::range(1, 4096))?;
+    /// n.set(512)?;
+    /// let values: Vec<(u64, i64)> = n.history(10)?.into_iter().map(|e| (e.version, e.value)).collect();
+    /// assert_eq!(values, [(2, 512), (1, 256)]);
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry<T>>> {
+        let entries = self
+            .ctx
+            .with_backend(|b| b.history(Key::Ref(self.vref), limit))
+            .map_err(|e| self.named(e))?;
+        entries
+            .into_iter()
+            .map(|entry| {
+                entry.try_map(|value| {
+                    T::from_value(&value).ok_or_else(|| Error::TypeMismatch {
+                        name: self.name.to_string(),
+                        expected: T::TYPE.name(),
+                        found: value.kind(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Writes the value of `version` again as a new version, with metadata
+    /// `rolled_back_from = "<version>"`; returns the new version (see [`Context::rollback`]).
+    pub fn rollback(&self, version: u64) -> Result<u64> {
+        self.ctx
+            .with_backend(|b| b.rollback(Key::Ref(self.vref), version, Source::Rust))
+            .map_err(|e| self.named(e))
     }
 }

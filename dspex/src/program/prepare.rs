@@ -26,18 +26,22 @@ pub async fn context_for(spec: &ProgramSpec) -> Result<Context> {
 }
 
 /// Registers `spec`'s variables into `ctx`, all or nothing: a variable the context already
-/// holds is shared if its type and constraints are the same, and an error otherwise.
+/// holds is shared if its type, constraints and read-only flag are the same, and an error
+/// otherwise.
 pub async fn prepare_context(ctx: &Context, spec: &ProgramSpec) -> Result<()> {
     let mut fresh = Vec::new();
     for var in &spec.variables {
         match ctx.record(&var.name) {
-            Ok(existing) if existing.ty == var.ty && existing.constraints == var.constraints => {}
+            Ok(existing)
+                if existing.ty == var.ty
+                    && existing.constraints == var.constraints
+                    && existing.readonly == var.readonly => {}
             Ok(existing) => {
                 return Err(Error::IncompatibleVariable {
                     name: var.name.clone(),
                     program: spec.name.clone(),
-                    existing: describe(existing.ty, &existing.constraints),
-                    declared: describe(var.ty, &var.constraints),
+                    existing: describe(existing.ty, &existing.constraints, existing.readonly),
+                    declared: describe(var.ty, &var.constraints, var.readonly),
                 });
             }
             Err(Error::NotFound { .. }) => fresh.push(var),
@@ -59,6 +63,45 @@ pub async fn prepare_context(ctx: &Context, spec: &ProgramSpec) -> Result<()> {
     Ok(())
 }
 
-fn describe(ty: dspex_core::VarType, c: &dspex_core::Constraints) -> String {
-    format!("{} {ty} variable (constraints: {c})", ty.article())
+fn describe(ty: dspex_core::VarType, c: &dspex_core::Constraints, readonly: bool) -> String {
+    let kind = if readonly {
+        format!("a read-only {ty}")
+    } else {
+        format!("{} {ty}", ty.article())
+    };
+    format!("{kind} variable (constraints: {c})")
+}
+
+#[cfg(test)]
+mod tests {
+    use dspex_core::{Constraints, VarType, VariableSpec};
+
+    use super::*;
+
+    fn spec(variable: VariableSpec) -> ProgramSpec {
+        ProgramSpec {
+            name: "P".to_owned(),
+            signature: None,
+            variables: vec![variable],
+            steps: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shared_variable_must_agree_on_being_read_only() {
+        let ctx = Context::new();
+        let open = VariableSpec::new("t", VarType::Float, 0.5)
+            .with_constraints(Constraints::range(0.0, 1.0));
+        prepare_context(&ctx, &spec(open.clone())).await.unwrap();
+        // The same declaration is shared.
+        prepare_context(&ctx, &spec(open.clone())).await.unwrap();
+        let err = prepare_context(&ctx, &spec(open.readonly()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "variable `t` already exists in the context as a float variable (constraints: min 0.0, max 1.0); program `P` declares a read-only float variable (constraints: min 0.0, max 1.0)"
+        );
+        assert!(!ctx.record("t").unwrap().readonly);
+    }
 }

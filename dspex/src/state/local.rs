@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::table::{LockedTable, delegate_state_provider};
 use super::watch::WatchHub;
-use super::{BackendKind, Capabilities};
+use super::{BackendKind, Capabilities, check_history_limit};
+use crate::error::Result;
 
 /// In-process variable state: a read is a read lock plus a lookup (an index for a resolved
 /// [`VarRef`](super::VarRef)), never a channel or an actor hop, and nothing is serialized.
@@ -42,6 +43,28 @@ impl LocalState {
         Self {
             table: LockedTable::new(BackendKind::Local, capabilities, hub),
         }
+    }
+
+    /// Keeps the last `limit` writes of each variable (default
+    /// [`DEFAULT_HISTORY_LIMIT`](super::DEFAULT_HISTORY_LIMIT)); a limit outside
+    /// `1..=`[`MAX_HISTORY_LIMIT`](super::MAX_HISTORY_LIMIT) is
+    /// [`Error::InvalidOption`](crate::Error::InvalidOption).
+    ///
+    /// ```
+    /// use dspex::state::{Key, LocalState, SetOptions, Source, StateProvider};
+    /// use dspex::{Value, VariableSpec, VarType};
+    ///
+    /// let state = LocalState::new().with_history_limit(2)?;
+    /// state.register(VariableSpec::new("n", VarType::Integer, 1), Source::Rust)?;
+    /// state.set(Key::Name("n"), Value::Integer(2), &SetOptions::default(), Source::Rust)?;
+    /// state.set(Key::Name("n"), Value::Integer(3), &SetOptions::default(), Source::Rust)?;
+    /// let versions: Vec<u64> = state.history(Key::Name("n"), 10)?.iter().map(|e| e.version).collect();
+    /// assert_eq!(versions, [3, 2]);
+    /// # Ok::<(), dspex::Error>(())
+    /// ```
+    pub fn with_history_limit(self, limit: usize) -> Result<Self> {
+        self.table.set_history_limit(check_history_limit(limit)?);
+        Ok(self)
     }
 }
 

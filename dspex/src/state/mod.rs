@@ -4,6 +4,10 @@
 //! session of the bridge's store shared with Python, is
 //! [`BridgedState`](crate::bridge::BridgedState).
 //!
+//! Every backend keeps each variable's [`History`] (the last [`DEFAULT_HISTORY_LIMIT`] writes
+//! unless configured otherwise, bounded by [`MAX_HISTORY_BYTES`]) and honours read-only
+//! variables ([`VarRecord::readonly`]): only [`Source::Rust`] may write them.
+//!
 //! The backends of this crate store their variables in the same table and check every write
 //! with `dspex-core`, so the rules of variables (types, constraints, versions, compare-and-set,
 //! atomic batches, watch order) hold on each of them by construction; the conformance suite
@@ -20,12 +24,18 @@ use dspex_core::{Constraints, Value, VarType};
 
 use crate::error::Result;
 
+mod history;
 mod local;
 pub mod shared;
 pub(crate) mod table;
 mod watch;
 
 pub use dspex_core::Glob;
+pub(crate) use history::check_history_limit;
+pub use history::{
+    DEFAULT_HISTORY_LIMIT, History, HistoryEntry, MAX_HISTORY_BYTES, MAX_HISTORY_LIMIT,
+    ROLLED_BACK_FROM, rollback_metadata,
+};
 pub use local::LocalState;
 pub use shared::{SharedConfig, SharedState};
 pub use watch::{
@@ -136,6 +146,42 @@ pub struct VarRecord {
     pub updated_at: SystemTime,
     /// Who made the last accepted write.
     pub source: Source,
+    /// Only Rust code may write the variable: a write with [`Source::Python`] is
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) and changes nothing.
+    pub readonly: bool,
+}
+
+impl VarRecord {
+    /// Refuses a write by `source` if the variable is read-only and `source` is not Rust.
+    pub fn check_writable(&self, source: Source) -> Result<()> {
+        if self.readonly && source != Source::Rust {
+            return Err(crate::Error::ReadOnly {
+                name: self.name.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A variable as one backend hands it to another ([`StateProvider::export`],
+/// [`StateProvider::import`]): its record and its history, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedVar {
+    /// The record.
+    pub record: VarRecord,
+    /// The history, newest first; its newest entry is the record's current version. Empty
+    /// when the exporting backend keeps none: the importing one starts it with the current
+    /// value.
+    pub history: Vec<HistoryEntry>,
+}
+
+impl From<VarRecord> for ExportedVar {
+    fn from(record: VarRecord) -> Self {
+        Self {
+            record,
+            history: Vec::new(),
+        }
+    }
 }
 
 /// Options of a write.
@@ -245,7 +291,8 @@ pub struct Capabilities {
 ///   initial value as stored); every write checks its value with [`dspex_core::validate`],
 ///   which widens integers for float variables. A refused call changes nothing and returns
 ///   the matching [`Error`](crate::Error) (`AlreadyExists`, `NotFound`, `InvalidValue`,
-///   `ConstraintViolation`, `InvalidSpec`, `Conflict`, `DuplicateWrite`).
+///   `ConstraintViolation`, `InvalidSpec`, `Conflict`, `DuplicateWrite`, `ReadOnly`,
+///   `VersionNotFound`).
 /// - **Records.** Ids are unique and never reused within a backend; a variable starts at
 ///   version 1 and every accepted write adds 1 and records its [`Source`] and time; `set`
 ///   merges [`SetOptions::metadata`] and honours [`SetOptions::expected_version`].
@@ -262,6 +309,17 @@ pub struct Capabilities {
 ///   under the same lock as the subscription, so that no change falls in between.
 /// - **References.** [`resolve`](Self::resolve) returns a [`VarRef`] the backend can follow
 ///   quickly; a reference to a deleted variable is `NotFound`, never another variable.
+/// - **History.** Every accepted write (registration as version 1, rollbacks included) is kept
+///   in the variable's history with the metadata given with that write, bounded like a
+///   [`History`]: at most the configured number of entries ([`DEFAULT_HISTORY_LIMIT`] by
+///   default) and [`MAX_HISTORY_BYTES`], oldest dropped first. Deleting a variable deletes its
+///   history. [`rollback`](Self::rollback) is a write like any other (validated, +1 version,
+///   an `Updated` event, [`ROLLED_BACK_FROM`] metadata merged); a version no longer kept is
+///   `VersionNotFound`.
+/// - **Read-only variables.** A variable registered from a [`VariableSpec`](dspex_core::VariableSpec)
+///   marked `readonly` has [`VarRecord::readonly`]; every write with [`Source::Python`] to it
+///   (`set`, `update`, `update_many` — the whole batch —, `rollback`, `delete`) is `ReadOnly`
+///   and changes nothing ([`VarRecord::check_writable`]). Rust writes apply.
 ///
 /// A context switches backend through [`migrate_out`](Self::migrate_out) and
 /// [`import`](Self::import): from the one it started on to the bridged one, and from either
@@ -326,8 +384,16 @@ pub trait StateProvider: Send + Sync + 'static {
         source: Source,
     ) -> Result<Vec<u64>>;
 
-    /// Removes a variable and returns its last record.
+    /// Removes a variable, and its history, and returns its last record.
     fn delete(&self, key: Key<'_>, source: Source) -> Result<VarRecord>;
+
+    /// The variable's history: newest first, at most `limit` entries.
+    fn history(&self, key: Key<'_>, limit: usize) -> Result<Vec<HistoryEntry>>;
+
+    /// Writes version `version`'s value again as a new version with metadata
+    /// `rolled_back_from = "<version>"`; returns the new version. A version no longer in the
+    /// history is [`Error::VersionNotFound`](crate::Error::VersionNotFound).
+    fn rollback(&self, key: Key<'_>, version: u64, source: Source) -> Result<u64>;
 
     /// The records sorted by name, optionally only those whose whole name matches `pattern`.
     fn list(&self, pattern: Option<&Glob>) -> Result<Vec<VarRecord>>;
@@ -336,21 +402,24 @@ pub trait StateProvider: Send + Sync + 'static {
     /// empty), in order. A watcher that falls behind is told how many events it missed.
     fn watch(&self, names: &[&str], options: WatchOptions) -> Result<Watcher>;
 
-    /// A snapshot of every record, for migration, in the backend's storage order.
-    fn export(&self) -> Result<Vec<VarRecord>>;
+    /// A snapshot of every variable, record and history, for migration, in the backend's
+    /// storage order.
+    fn export(&self) -> Result<Vec<ExportedVar>>;
 
-    /// Adds records exported from another backend, keeping ids, values, versions, constraints,
-    /// descriptions and metadata. All or nothing: fails if any name or id is taken.
-    fn import(&self, records: Vec<VarRecord>) -> Result<()>;
+    /// Adds variables exported from another backend, keeping ids, values, versions,
+    /// constraints, descriptions, metadata, read-only flags and histories (checked with
+    /// [`History::import`], trimmed to this backend's limits). All or nothing: fails if any
+    /// name or id is taken or any history is not its record's.
+    fn import(&self, variables: Vec<ExportedVar>) -> Result<()>;
 
-    /// Migrates every variable out: under the backend's write lock, exports every record and
-    /// hands them to `f`, which imports them elsewhere and returns that backend. If `f` succeeds
-    /// this backend drops its records and forwards every later call to the returned one (calls
-    /// that picked this backend just before a switch still land in the right place); if `f`
-    /// fails this backend stays exactly as it was. Concurrent calls wait for the lock rather
-    /// than observe a half-migrated state.
+    /// Migrates every variable out: under the backend's write lock, exports every variable
+    /// and hands them to `f`, which imports them elsewhere and returns that backend. If `f`
+    /// succeeds this backend drops its variables and forwards every later call to the
+    /// returned one (calls that picked this backend just before a switch still land in the
+    /// right place); if `f` fails this backend stays exactly as it was. Concurrent calls wait
+    /// for the lock rather than observe a half-migrated state.
     fn migrate_out(
         &self,
-        f: &mut dyn FnMut(Vec<VarRecord>) -> Result<Arc<dyn StateProvider>>,
+        f: &mut dyn FnMut(Vec<ExportedVar>) -> Result<Arc<dyn StateProvider>>,
     ) -> Result<()>;
 }

@@ -2,6 +2,9 @@
 //! slots (so a resolved [`VarRef`] is an index), checks every write with `dspex-core`, bumps
 //! versions, and publishes accepted changes to the context's [`WatchHub`].
 //!
+//! Each variable's [`History`] sits beside its record, in a slot of the same index; the table
+//! records every accepted write there and enforces read-only variables.
+//!
 //! [`LockedTable`] puts the table behind one `RwLock`, which is what makes `update`,
 //! `update_many`, `watch` and `migrate_out` atomic, and implements [`StateProvider`] over it; every
 //! backend is a `LockedTable` plus what its kind needs around it.
@@ -14,10 +17,11 @@ use dspex_core::{Glob, Value, VariableSpec, validate};
 use parking_lot::RwLock;
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::history::{DEFAULT_HISTORY_LIMIT, History, HistoryEntry, rollback_metadata};
 use super::watch::{Change, WatchEvent, WatchHub, WatchOptions, Watcher};
 use super::{
-    BackendKind, Capabilities, GetMany, Key, SetOptions, Source, StateProvider, VarId, VarRecord,
-    VarRef,
+    BackendKind, Capabilities, ExportedVar, GetMany, Key, SetOptions, Source, StateProvider, VarId,
+    VarRecord, VarRef,
 };
 use crate::error::{Error, Result};
 
@@ -33,6 +37,10 @@ pub(crate) struct VariableTable {
     /// Where the variables went after `migrate_out`; calls that reach this table afterwards
     /// (they loaded the old backend just before the switch) are forwarded there.
     successor: Option<Arc<dyn StateProvider>>,
+    /// The history of the variable in each slot (empty for a free slot).
+    histories: Vec<History>,
+    /// How many entries each history keeps.
+    history_limit: usize,
 }
 
 impl VariableTable {
@@ -46,6 +54,8 @@ impl VariableTable {
             next_id: 1,
             hub,
             successor: None,
+            histories: Vec::new(),
+            history_limit: DEFAULT_HISTORY_LIMIT,
         }
     }
 
@@ -85,6 +95,20 @@ impl VariableTable {
             .ok_or_else(|| Error::internal("variable table index points at an empty slot"))
     }
 
+    /// The history of the variable in `slot`.
+    fn history_at(&self, slot: u32) -> Result<&History> {
+        self.histories
+            .get(slot as usize)
+            .ok_or_else(|| Error::internal("variable table index points past the histories"))
+    }
+
+    #[inline]
+    fn history_at_mut(&mut self, slot: u32) -> Result<&mut History> {
+        self.histories
+            .get_mut(slot as usize)
+            .ok_or_else(|| Error::internal("variable table index points past the histories"))
+    }
+
     /// The record behind `key`.
     #[inline]
     pub(crate) fn record(&self, key: Key<'_>) -> Result<&VarRecord> {
@@ -116,9 +140,12 @@ impl VariableTable {
             created_at: now,
             updated_at: now,
             source,
+            readonly: spec.readonly,
         };
         this.next_id += 1;
-        this.insert(record.clone());
+        let mut history = History::new(this.history_limit);
+        history.push(HistoryEntry::of_record(&record));
+        this.insert(record.clone(), history);
         if this.hub.is_watched() {
             this.hub.publish(&WatchEvent::Registered {
                 id: record.id,
@@ -130,11 +157,12 @@ impl VariableTable {
         Ok(record)
     }
 
-    fn insert(&mut self, record: VarRecord) {
+    fn insert(&mut self, record: VarRecord, history: History) {
         let slot = match self.free_slots.pop() {
             Some(slot) => slot,
             None => {
                 self.slots.push(None);
+                self.histories.push(History::default());
                 // A table never holds anywhere near 2^32 variables.
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
@@ -142,6 +170,7 @@ impl VariableTable {
         self.by_name.insert(record.name.clone(), slot);
         self.by_id.insert(record.id, slot);
         self.slots[slot as usize] = Some(record);
+        self.histories[slot as usize] = history;
     }
 
     pub(crate) fn get_many(&self, names: &[&str]) -> Result<GetMany> {
@@ -168,6 +197,7 @@ impl VariableTable {
         let this = &mut *self;
         let slot = this.slot_of(key)?;
         let rec = this.at(slot)?;
+        rec.check_writable(source)?;
         options.check_version(rec)?;
         let value = validate(&rec.name, rec.ty, &rec.constraints, value)?;
         this.commit(slot, value, source, &options.metadata)
@@ -182,6 +212,7 @@ impl VariableTable {
         let this = &mut *self;
         let slot = this.slot_of(key)?;
         let rec = this.at(slot)?;
+        rec.check_writable(source)?;
         let next = f(&rec.value)?;
         let value = validate(&rec.name, rec.ty, &rec.constraints, next)?;
         let version = this.commit(slot, value.clone(), source, &BTreeMap::new())?;
@@ -204,6 +235,7 @@ impl VariableTable {
                 return Err(Error::DuplicateWrite { name });
             }
             let rec = this.at(slot)?;
+            rec.check_writable(source)?;
             checked.push((slot, validate(&rec.name, rec.ty, &rec.constraints, value)?));
         }
         checked
@@ -212,7 +244,8 @@ impl VariableTable {
             .collect()
     }
 
-    /// Writes an already validated value: swaps it in, bumps the version, publishes.
+    /// Writes an already validated value: swaps it in, bumps the version, records it in the
+    /// history, publishes.
     #[inline]
     fn commit(
         &mut self,
@@ -231,6 +264,13 @@ impl VariableTable {
             rec.metadata.insert(k.clone(), v.clone());
         }
         let version = rec.version;
+        let entry = HistoryEntry {
+            version,
+            value: rec.value.clone(),
+            source,
+            metadata: metadata.clone(),
+            at: rec.updated_at,
+        };
         if watched {
             let event = WatchEvent::Updated(Change {
                 id: rec.id,
@@ -243,15 +283,42 @@ impl VariableTable {
             });
             self.hub.publish(&event);
         }
+        self.history_at_mut(slot)?.push(entry);
         Ok(version)
+    }
+
+    /// At most `limit` entries of the variable's history, newest first.
+    pub(crate) fn history(&self, key: Key<'_>, limit: usize) -> Result<Vec<HistoryEntry>> {
+        Ok(self.history_at(self.slot_of(key)?)?.latest(limit))
+    }
+
+    /// Writes the value of `version` again, as a new version with `rolled_back_from` metadata.
+    pub(crate) fn rollback(&mut self, key: Key<'_>, version: u64, source: Source) -> Result<u64> {
+        let slot = self.slot_of(key)?;
+        let rec = self.at(slot)?;
+        rec.check_writable(source)?;
+        let value = self.history_at(slot)?.rollback_value(&rec.name, version)?;
+        // The constraints never change, so the value is still valid; checked like any write.
+        let value = validate(&rec.name, rec.ty, &rec.constraints, value)?;
+        self.commit(slot, value, source, &rollback_metadata(version))
+    }
+
+    /// Keeps at most `limit` entries in every history from now on.
+    pub(crate) fn set_history_limit(&mut self, limit: usize) {
+        self.history_limit = limit;
+        for history in &mut self.histories {
+            history.set_limit(limit);
+        }
     }
 
     pub(crate) fn delete(&mut self, key: Key<'_>, source: Source) -> Result<VarRecord> {
         let this = &mut *self;
         let slot = this.slot_of(key)?;
+        this.at(slot)?.check_writable(source)?;
         let record = this.slots[slot as usize]
             .take()
             .ok_or_else(|| Error::internal("variable table index points at an empty slot"))?;
+        *this.history_at_mut(slot)? = History::default();
         this.by_name.remove(&record.name);
         this.by_id.remove(&record.id);
         this.free_slots.push(slot);
@@ -310,17 +377,29 @@ impl VariableTable {
         Ok(this.hub.subscribe(names, options, initial))
     }
 
-    /// Every record, in storage order: imported in that order, the records keep their slots
-    /// (up to the first deleted one), so typed handles keep their fast path after a switch.
-    pub(crate) fn export(&self) -> Result<Vec<VarRecord>> {
-        Ok(self.slots.iter().flatten().cloned().collect())
+    /// Every variable with its history, in storage order: imported in that order, the records
+    /// keep their slots (up to the first deleted one), so typed handles keep their fast path
+    /// after a switch.
+    pub(crate) fn export(&self) -> Result<Vec<ExportedVar>> {
+        Ok(self
+            .slots
+            .iter()
+            .zip(&self.histories)
+            .filter_map(|(record, history)| {
+                Some(ExportedVar {
+                    record: record.clone()?,
+                    history: history.iter().cloned().collect(),
+                })
+            })
+            .collect())
     }
 
-    /// Adds records from another backend, all or nothing.
-    pub(crate) fn import(&mut self, records: Vec<VarRecord>) -> Result<()> {
+    /// Adds variables from another backend, all or nothing.
+    pub(crate) fn import(&mut self, variables: Vec<ExportedVar>) -> Result<()> {
         let this = &mut *self;
         let mut names = FxHashSet::default();
         let mut ids = FxHashSet::default();
+        let records: Vec<&VarRecord> = variables.iter().map(|v| &v.record).collect();
         // Names first: a taken name is the conflict a caller can act on.
         for rec in &records {
             if this.by_name.contains_key(&rec.name) || !names.insert(rec.name.as_str()) {
@@ -345,12 +424,18 @@ impl VariableTable {
                 constraints: rec.constraints.clone(),
                 description: None,
                 metadata: BTreeMap::new(),
+                readonly: rec.readonly,
             };
             spec.check()?;
         }
-        for rec in records {
+        let mut checked = Vec::with_capacity(variables.len());
+        for ExportedVar { record, history } in variables {
+            let history = History::import(&record, history, this.history_limit)?;
+            checked.push((record, history));
+        }
+        for (rec, history) in checked {
             this.next_id = this.next_id.max(rec.id.0 + 1);
-            this.insert(rec);
+            this.insert(rec, history);
         }
         Ok(())
     }
@@ -359,10 +444,11 @@ impl VariableTable {
     /// call to the backend `f` returned. The caller holds the write lock throughout.
     fn migrate_out(
         &mut self,
-        f: &mut dyn FnMut(Vec<VarRecord>) -> Result<Arc<dyn StateProvider>>,
+        f: &mut dyn FnMut(Vec<ExportedVar>) -> Result<Arc<dyn StateProvider>>,
     ) -> Result<()> {
         let successor = f(self.export()?)?;
         self.slots = Vec::new();
+        self.histories = Vec::new();
         self.free_slots = Vec::new();
         self.by_name = FxHashMap::default();
         self.by_id = FxHashMap::default();
@@ -377,8 +463,8 @@ impl VariableTable {
 
     /// Stores `record` as it is, replacing the record of the same name: in its slot when the
     /// id is the same (resolved references stay on the fast path), else as a new variable.
-    /// For a table that mirrors records checked and versioned elsewhere (the shared backend);
-    /// publishes nothing.
+    /// For a table that mirrors records checked, versioned and kept (with their histories)
+    /// elsewhere (the shared backend); publishes nothing and keeps no history.
     pub(crate) fn put(&mut self, record: VarRecord) {
         if let Some(&slot) = self.by_name.get(&record.name) {
             if let Some(Some(current)) = self.slots.get_mut(slot as usize)
@@ -390,7 +476,7 @@ impl VariableTable {
             self.take(&record.name.clone());
         }
         self.next_id = self.next_id.max(record.id.0 + 1);
-        self.insert(record);
+        self.insert(record, History::default());
     }
 
     /// Removes the record of `name` as it is (see [`put`](Self::put)); publishes nothing.
@@ -398,6 +484,9 @@ impl VariableTable {
         let slot = self.by_name.remove(name)?;
         let record = self.slots.get_mut(slot as usize)?.take()?;
         self.by_id.remove(&record.id);
+        if let Some(history) = self.histories.get_mut(slot as usize) {
+            *history = History::default();
+        }
         self.free_slots.push(slot);
         Some(record)
     }
@@ -423,6 +512,11 @@ impl LockedTable {
             Route::Here(t) => t.len(),
             Route::There(next) => next.list(None).map_or(0, |records| records.len()),
         })
+    }
+
+    /// Keeps at most `limit` entries in every history of the table from now on.
+    pub(crate) fn set_history_limit(&self, limit: usize) {
+        self.table.write().set_history_limit(limit);
     }
 }
 
@@ -560,6 +654,20 @@ impl StateProvider for LockedTable {
         })
     }
 
+    fn history(&self, key: Key<'_>, limit: usize) -> Result<Vec<HistoryEntry>> {
+        self.read_route(|r| match r {
+            Route::Here(t) => t.history(key, limit),
+            Route::There(next) => next.history(key, limit),
+        })
+    }
+
+    fn rollback(&self, key: Key<'_>, version: u64, source: Source) -> Result<u64> {
+        self.write_route(|r| match r {
+            Route::Here(t) => t.rollback(key, version, source),
+            Route::There(next) => next.rollback(key, version, source),
+        })
+    }
+
     fn list(&self, pattern: Option<&Glob>) -> Result<Vec<VarRecord>> {
         self.read_route(|r| match r {
             Route::Here(t) => t.list(pattern),
@@ -574,23 +682,23 @@ impl StateProvider for LockedTable {
         })
     }
 
-    fn export(&self) -> Result<Vec<VarRecord>> {
+    fn export(&self) -> Result<Vec<ExportedVar>> {
         self.read_route(|r| match r {
             Route::Here(t) => t.export(),
             Route::There(next) => next.export(),
         })
     }
 
-    fn import(&self, records: Vec<VarRecord>) -> Result<()> {
+    fn import(&self, variables: Vec<ExportedVar>) -> Result<()> {
         self.write_route(|r| match r {
-            Route::Here(t) => t.import(records),
-            Route::There(next) => next.import(records),
+            Route::Here(t) => t.import(variables),
+            Route::There(next) => next.import(variables),
         })
     }
 
     fn migrate_out(
         &self,
-        f: &mut dyn FnMut(Vec<VarRecord>) -> Result<Arc<dyn StateProvider>>,
+        f: &mut dyn FnMut(Vec<ExportedVar>) -> Result<Arc<dyn StateProvider>>,
     ) -> Result<()> {
         self.write_route(|r| match r {
             Route::Here(t) => t.migrate_out(f),
@@ -674,6 +782,23 @@ macro_rules! delegate_state_provider {
                 let $this = self;
                 $table.delete(key, source)
             }
+            fn history(
+                &self,
+                key: $crate::state::Key<'_>,
+                limit: usize,
+            ) -> $crate::Result<Vec<$crate::state::HistoryEntry>> {
+                let $this = self;
+                $table.history(key, limit)
+            }
+            fn rollback(
+                &self,
+                key: $crate::state::Key<'_>,
+                version: u64,
+                source: $crate::state::Source,
+            ) -> $crate::Result<u64> {
+                let $this = self;
+                $table.rollback(key, version, source)
+            }
             fn list(
                 &self,
                 pattern: Option<&::dspex_core::Glob>,
@@ -689,18 +814,18 @@ macro_rules! delegate_state_provider {
                 let $this = self;
                 $table.watch(names, options)
             }
-            fn export(&self) -> $crate::Result<Vec<$crate::state::VarRecord>> {
+            fn export(&self) -> $crate::Result<Vec<$crate::state::ExportedVar>> {
                 let $this = self;
                 $table.export()
             }
-            fn import(&self, records: Vec<$crate::state::VarRecord>) -> $crate::Result<()> {
+            fn import(&self, variables: Vec<$crate::state::ExportedVar>) -> $crate::Result<()> {
                 let $this = self;
-                $table.import(records)
+                $table.import(variables)
             }
             fn migrate_out(
                 &self,
                 f: &mut dyn FnMut(
-                    Vec<$crate::state::VarRecord>,
+                    Vec<$crate::state::ExportedVar>,
                 ) -> $crate::Result<
                     ::std::sync::Arc<dyn $crate::state::StateProvider>,
                 >,

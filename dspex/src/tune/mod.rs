@@ -16,7 +16,8 @@
 //! guaranteed across versions; here the algorithm follows Optuna's defaults and the random
 //! stream is dspex's seeded generator, so a seed gives the same trials everywhere.
 //!
-//! Read-only variables (declared `readonly`) will be skipped once declarations carry that flag.
+//! Read-only variables (declared `readonly`) are never searched: the space holds them at their
+//! value in the context, saying why.
 
 mod result;
 mod sampler;

@@ -81,6 +81,9 @@ pub enum Held {
 /// | `module` | its choices, else the DSPy modules the worker knows |
 /// | `string`, `embedding` | only the candidates listed with [`candidates`](Self::candidates) |
 ///
+/// A variable declared `readonly` is never searched, fixed or overridden: it is held at its
+/// value in the context, with that reason.
+///
 /// Then [`fix`](Self::fix), [`narrow`](Self::narrow), [`log_scale`](Self::log_scale),
 /// [`candidates`](Self::candidates) and [`hold`](Self::hold) adjust it; every value given is
 /// validated against the variable's declaration, and a name that is not declared is an error.
@@ -140,6 +143,10 @@ impl SearchSpace {
         let mut dimensions = Vec::new();
         let mut held = BTreeMap::new();
         for var in &spec.variables {
+            if var.readonly {
+                held.insert(var.name.clone(), Held::Untuned(READ_ONLY.to_owned()));
+                continue;
+            }
             match default_domain(var) {
                 Ok(domain) => dimensions.push(Dimension {
                     name: var.name.clone(),
@@ -201,6 +208,16 @@ impl SearchSpace {
             })
     }
 
+    /// The declaration of `name`, if the tuner may search, fix or narrow it (it is not
+    /// read-only).
+    fn searchable(&self, name: &str) -> Result<&VariableSpec> {
+        let var = self.declaration(name)?;
+        if var.readonly {
+            return Err(Error::Tuning(format!("`{name}` is {READ_ONLY}")));
+        }
+        Ok(var)
+    }
+
     /// Validates `value` for `name`, as a write would be.
     fn valid(&self, name: &str, value: Value) -> Result<Value> {
         Ok(self.declaration(name)?.validate(value)?)
@@ -232,6 +249,7 @@ impl SearchSpace {
 
     /// Fixes `name` at `value` (validated) in every trial.
     pub fn fix(mut self, name: &str, value: impl Into<Value>) -> Result<Self> {
+        self.searchable(name)?;
         let value = self.valid(name, value.into())?;
         self.dimensions.retain(|d| d.name != name);
         self.held.insert(name.to_owned(), Held::Fixed(value));
@@ -259,7 +277,7 @@ impl SearchSpace {
         high: impl Into<Value>,
     ) -> Result<Self> {
         let (low, high) = (low.into(), high.into());
-        let var = self.declaration(name)?;
+        let var = self.searchable(name)?;
         let refuse =
             |why: String| Error::Tuning(format!("cannot narrow `{name}` to {low}..={high}: {why}"));
         let log = matches!(
@@ -303,7 +321,7 @@ impl SearchSpace {
     /// Samples the `float` or `integer` variable `name` uniformly in its logarithm; its range
     /// (declared or narrowed) must start above 0.
     pub fn log_scale(mut self, name: &str) -> Result<Self> {
-        self.declaration(name)?;
+        self.searchable(name)?;
         let domain = match self.domain(name) {
             Some(Domain::Float { low, high, .. }) => Domain::Float {
                 low: *low,
@@ -334,6 +352,7 @@ impl SearchSpace {
         name: &str,
         values: impl IntoIterator<Item = V>,
     ) -> Result<Self> {
+        self.searchable(name)?;
         let mut checked: Vec<Value> = Vec::new();
         for value in values {
             let value = self.valid(name, value.into())?;
@@ -358,6 +377,10 @@ impl SearchSpace {
         self.valid(name, value.clone()).map(|_| ())
     }
 }
+
+/// Why a read-only variable is held.
+const READ_ONLY: &str =
+    "read-only (declared `readonly`): the tuner leaves it at its value in the context";
 
 /// A log scale needs a range above 0.
 fn check_log(name: &str, domain: &Domain) -> Result<()> {

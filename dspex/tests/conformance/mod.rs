@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use dspex::state::{BackendKind, Key, SetOptions, Source, StateProvider};
+use dspex::state::{
+    BackendKind, DEFAULT_HISTORY_LIMIT, HistoryEntry, Key, MAX_HISTORY_BYTES, ROLLED_BACK_FROM,
+    SetOptions, Source, StateProvider, rollback_metadata,
+};
 use dspex::{
     Choice, Constraints, Context, Embedding, Error, ModuleName, Value, VarType, VariableSpec,
     WatchEvent, WatchOptions,
@@ -79,6 +82,14 @@ macro_rules! conformance_suite {
             context_handles_are_shared_across_clones_and_threads,
             context_update_from_8_tasks_is_exact,
             context_update_may_read_the_context,
+            history_keeps_every_accepted_write_newest_first,
+            history_is_bounded_in_entries_and_bytes,
+            deleting_a_variable_deletes_its_history,
+            rollback_writes_a_kept_version_again_as_a_new_version,
+            rollback_to_a_version_not_kept_names_the_kept_ones,
+            read_only_variables_refuse_python_writes_and_take_rust_ones,
+            export_import_keeps_histories_and_checks_them,
+            context_history_rollback_and_read_only,
         );
     };
 }
@@ -227,7 +238,7 @@ pub async fn invalid_declarations_register_nothing(f: &impl Fixture) {
         (
             VariableSpec::new("f", VarType::Float, 1.0)
                 .with_constraints(Constraints::choices(["a"])),
-            "invalid variable `f`: constraint `choices` does not apply to a float variable; expected one of `min`, `max`, `description`",
+            "invalid variable `f`: constraint `choices` does not apply to a float variable; expected one of `min`, `max`, `description`, `readonly`",
         ),
         (
             VariableSpec::new("n", VarType::Integer, 1.5),
@@ -1080,7 +1091,7 @@ pub async fn export_import_keeps_everything(f: &impl Fixture) {
     let new = to
         .register(VariableSpec::new("n", VarType::Integer, 1), Source::Rust)
         .unwrap();
-    assert!(exported.iter().all(|r| r.id != new.id));
+    assert!(exported.iter().all(|v| v.record.id != new.id));
 }
 
 pub async fn import_is_all_or_nothing(f: &impl Fixture) {
@@ -1233,4 +1244,455 @@ pub async fn context_update_may_read_the_context(f: &impl Fixture) {
     // A result that breaks the constraints is refused and changes nothing.
     assert!(x.update(|v| v * 100.0).is_err());
     assert_eq!(x.get().unwrap(), 7.0);
+}
+
+// ---- history, rollback and read-only variables ---------------------------------------------
+
+/// The record and the whole history of `name`.
+fn snapshot(p: &dyn StateProvider, name: &str) -> (dspex::VarRecord, Vec<HistoryEntry>) {
+    (
+        p.get(Key::Name(name)).unwrap(),
+        p.history(Key::Name(name), usize::MAX).unwrap(),
+    )
+}
+
+fn versions(history: &[HistoryEntry]) -> Vec<u64> {
+    history.iter().map(|e| e.version).collect()
+}
+
+pub async fn history_keeps_every_accepted_write_newest_first(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    let before = SystemTime::now();
+    p.register(
+        float("t", 0.7, 0.0, 2.0).with_metadata("owner", "tests"),
+        Source::Rust,
+    )
+    .unwrap();
+    set(p, "t", 0.9).unwrap();
+    p.set(
+        Key::Name("t"),
+        Value::Float(1.1),
+        &SetOptions::default().with_metadata("by", "python"),
+        Source::Python,
+    )
+    .unwrap();
+    // Refused writes are not in the history.
+    let _ = set(p, "t", 9.0);
+    let _ = p.set(
+        Key::Name("t"),
+        Value::Float(0.1),
+        &SetOptions::expect_version(1),
+        Source::Rust,
+    );
+    p.update(
+        Key::Name("t"),
+        &mut |v| Ok(Value::Float(v.as_f64().unwrap() + 0.4)),
+        Source::Rust,
+    )
+    .unwrap();
+    let metadata = BTreeMap::from([("tuner".to_owned(), "grid".to_owned())]);
+    p.update_many_with(
+        vec![("t".into(), Value::Float(0.2))],
+        &metadata,
+        Source::Rust,
+    )
+    .unwrap();
+
+    let history = p.history(Key::Name("t"), 100).unwrap();
+    assert_eq!(versions(&history), [5, 4, 3, 2, 1]);
+    let values: Vec<f64> = history.iter().map(|e| e.value.as_f64().unwrap()).collect();
+    assert_eq!(values, [0.2, 1.5, 1.1, 0.9, 0.7]);
+    let sources: Vec<Source> = history.iter().map(|e| e.source).collect();
+    assert_eq!(
+        sources,
+        [
+            Source::Rust,
+            Source::Rust,
+            Source::Python,
+            Source::Rust,
+            Source::Rust
+        ]
+    );
+    // Each entry carries the metadata given with its write, not the merged metadata.
+    assert_eq!(history[0].metadata, metadata);
+    assert!(history[1].metadata.is_empty());
+    assert_eq!(history[2].metadata["by"], "python");
+    assert!(history[3].metadata.is_empty());
+    assert_eq!(
+        history[4].metadata,
+        BTreeMap::from([("owner".into(), "tests".into())])
+    );
+    // Times: the registration's is the creation time, the newest the last update.
+    let rec = p.get(Key::Name("t")).unwrap();
+    assert_eq!(history[4].at, rec.created_at);
+    assert_eq!(history[0].at, rec.updated_at);
+    assert!(history.windows(2).all(|w| w[0].at >= w[1].at));
+    assert!(history[4].at >= before - Duration::from_secs(1));
+    // `limit` counts from the newest; by reference like by name.
+    assert_eq!(versions(&p.history(Key::Name("t"), 2).unwrap()), [5, 4]);
+    assert!(p.history(Key::Name("t"), 0).unwrap().is_empty());
+    let r = p.resolve("t").unwrap();
+    assert_eq!(p.history(Key::Ref(r), 100).unwrap(), history);
+    let err = p.history(Key::Name("nope"), 10).unwrap_err();
+    assert!(matches!(err, Error::NotFound { ref name } if name == "nope"));
+}
+
+pub async fn history_is_bounded_in_entries_and_bytes(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(VariableSpec::new("n", VarType::Integer, 0), Source::Rust)
+        .unwrap();
+    // At the limit: the registration and 99 writes are all kept.
+    let limit = u64::try_from(DEFAULT_HISTORY_LIMIT).unwrap();
+    for i in 1..limit {
+        set(p, "n", i64::try_from(i).unwrap()).unwrap();
+    }
+    let history = p.history(Key::Name("n"), usize::MAX).unwrap();
+    assert_eq!(history.len(), DEFAULT_HISTORY_LIMIT);
+    assert_eq!(history.last().unwrap().version, 1);
+    // Over it: the oldest goes first.
+    set(p, "n", -1).unwrap();
+    let history = p.history(Key::Name("n"), usize::MAX).unwrap();
+    assert_eq!(history.len(), DEFAULT_HISTORY_LIMIT);
+    assert_eq!(
+        (history[0].version, history.last().unwrap().version),
+        (limit + 1, 2)
+    );
+
+    // 100 versions of a 64 KiB string stay within MAX_HISTORY_BYTES: exactly as many as fit.
+    p.register(VariableSpec::new("s", VarType::String, ""), Source::Rust)
+        .unwrap();
+    let big = |i: u64| {
+        let digits = i.to_string();
+        "0".repeat(64 * 1024 - digits.len()) + &digits
+    };
+    for i in 1..=limit {
+        set(p, "s", big(i)).unwrap();
+    }
+    let history = p.history(Key::Name("s"), usize::MAX).unwrap();
+    let size = history[0].size_bytes();
+    assert_eq!(history.len(), MAX_HISTORY_BYTES / size);
+    let bytes: usize = history.iter().map(HistoryEntry::size_bytes).sum();
+    assert!(bytes <= MAX_HISTORY_BYTES, "{bytes}");
+    assert_eq!(history[0].value, Value::String(big(limit)));
+    assert_eq!(history[0].version, limit + 1);
+}
+
+pub async fn deleting_a_variable_deletes_its_history(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(float("t", 0.5, 0.0, 1.0), Source::Rust).unwrap();
+    set(p, "t", 0.6).unwrap();
+    set(p, "t", 0.7).unwrap();
+    p.delete(Key::Name("t"), Source::Rust).unwrap();
+    let err = p.history(Key::Name("t"), 10).unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    p.register(float("t", 0.1, 0.0, 1.0), Source::Rust).unwrap();
+    let history = p.history(Key::Name("t"), 10).unwrap();
+    assert_eq!(versions(&history), [1]);
+    assert_eq!(history[0].value, Value::Float(0.1));
+    let err = p.rollback(Key::Name("t"), 2, Source::Rust).unwrap_err();
+    assert!(matches!(err, Error::VersionNotFound { .. }), "{err:?}");
+}
+
+pub async fn rollback_writes_a_kept_version_again_as_a_new_version(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(float("t", 0.7, 0.0, 2.0), Source::Rust).unwrap();
+    set(p, "t", 0.9).unwrap();
+    set(p, "t", 1.9).unwrap();
+    let mut w = p.watch(&["t"], WatchOptions::default()).unwrap();
+    assert_eq!(p.rollback(Key::Name("t"), 1, Source::Python).unwrap(), 4);
+    let rec = p.get(Key::Name("t")).unwrap();
+    assert_eq!((rec.value, rec.version), (Value::Float(0.7), 4));
+    assert_eq!(rec.source, Source::Python);
+    assert_eq!(rec.metadata[ROLLED_BACK_FROM], "1");
+    // Watchers see an ordinary update.
+    match w.recv().await.unwrap() {
+        WatchEvent::Updated(c) => {
+            assert_eq!((c.old, c.new), (Value::Float(1.9), Value::Float(0.7)));
+            assert_eq!((c.version, c.source), (4, Source::Python));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The history records it with its metadata.
+    let history = p.history(Key::Name("t"), 10).unwrap();
+    assert_eq!(versions(&history), [4, 3, 2, 1]);
+    assert_eq!(history[0].metadata, rollback_metadata(1));
+    assert_eq!(history[0].value, Value::Float(0.7));
+    // It is a write like any other: a compare-and-set at the old version conflicts.
+    let err = p
+        .set(
+            Key::Name("t"),
+            Value::Float(1.0),
+            &SetOptions::expect_version(3),
+            Source::Rust,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { actual: 4, .. }), "{err:?}");
+    // Rolling back to the current version writes it again; by reference like by name.
+    let r = p.resolve("t").unwrap();
+    assert_eq!(p.rollback(Key::Ref(r), 4, Source::Rust).unwrap(), 5);
+    assert_eq!(
+        p.get(Key::Name("t")).unwrap().metadata[ROLLED_BACK_FROM],
+        "4"
+    );
+    assert_eq!(p.rollback(Key::Name("t"), 3, Source::Rust).unwrap(), 6);
+    assert_eq!(value(p, "t"), Value::Float(1.9));
+}
+
+pub async fn rollback_to_a_version_not_kept_names_the_kept_ones(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    p.register(VariableSpec::new("n", VarType::Integer, 0), Source::Rust)
+        .unwrap();
+    let limit = u64::try_from(DEFAULT_HISTORY_LIMIT).unwrap();
+    for i in 1..=limit {
+        set(p, "n", i64::try_from(i).unwrap()).unwrap();
+    }
+    // Version 1 was dropped; 2 is the oldest kept and `limit + 1` the current one.
+    let err = p.rollback(Key::Name("n"), 1, Source::Rust).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::VersionNotFound { ref name, version: 1, oldest: 2, newest } if name == "n" && newest == limit + 1
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "variable `n` has no version 1 in its history, which keeps versions 2 to {}",
+            limit + 1
+        )
+    );
+    for version in [0, limit + 2, u64::MAX] {
+        assert_refused(
+            p,
+            "n",
+            |p| p.rollback(Key::Name("n"), version, Source::Rust),
+            &format!(
+                "variable `n` has no version {version} in its history, which keeps versions 2 to {}",
+                limit + 1
+            ),
+        );
+    }
+    let err = p.rollback(Key::Name("nope"), 1, Source::Rust).unwrap_err();
+    assert!(matches!(err, Error::NotFound { ref name } if name == "nope"));
+    // The oldest kept version still rolls back.
+    assert_eq!(
+        p.rollback(Key::Name("n"), 2, Source::Rust).unwrap(),
+        limit + 2
+    );
+    assert_eq!(value(p, "n"), Value::Integer(1));
+}
+
+/// A write to try on a backend, returning the new version.
+type Write = dyn Fn(&dyn StateProvider) -> dspex::Result<u64>;
+
+pub async fn read_only_variables_refuse_python_writes_and_take_rust_ones(f: &impl Fixture) {
+    let p = f.provider().await;
+    let p = p.as_ref();
+    let rec = p
+        .register(float("locked", 0.5, 0.0, 1.0).readonly(), Source::Rust)
+        .unwrap();
+    assert!(rec.readonly);
+    assert!(p.list(None).unwrap()[0].readonly);
+    p.register(float("open", 0.5, 0.0, 1.0), Source::Rust)
+        .unwrap();
+    assert!(!p.get(Key::Name("open")).unwrap().readonly);
+    set(p, "locked", 0.6).unwrap();
+    let message = "variable `locked` is read-only: only Rust code may write it";
+    let before = (snapshot(p, "locked"), snapshot(p, "open"));
+    let python_writes: [(&str, &Write); 5] = [
+        ("set", &|p| {
+            p.set(
+                Key::Name("locked"),
+                Value::Float(0.9),
+                &SetOptions::default(),
+                Source::Python,
+            )
+        }),
+        ("update", &|p| {
+            p.update(
+                Key::Name("locked"),
+                &mut |_| Ok(Value::Float(0.9)),
+                Source::Python,
+            )
+            .map(|(_, v)| v)
+        }),
+        ("update_many", &|p| {
+            // The whole batch is refused, the writable variable included.
+            p.update_many(
+                vec![
+                    ("open".into(), Value::Float(0.9)),
+                    ("locked".into(), Value::Float(0.9)),
+                ],
+                Source::Python,
+            )
+            .map(|v| v[0])
+        }),
+        ("rollback", &|p| {
+            p.rollback(Key::Name("locked"), 1, Source::Python)
+        }),
+        ("delete", &|p| {
+            p.delete(Key::Name("locked"), Source::Python)
+                .map(|r| r.version)
+        }),
+    ];
+    for (what, write) in python_writes {
+        let err = write(p).expect_err(what);
+        assert!(
+            matches!(err, Error::ReadOnly { ref name } if name == "locked"),
+            "{what}: {err:?}"
+        );
+        assert_eq!(err.to_string(), message, "{what}");
+        assert_eq!(
+            (snapshot(p, "locked"), snapshot(p, "open")),
+            before,
+            "{what} changed something"
+        );
+    }
+    // Rust writes apply.
+    let r = p.resolve("locked").unwrap();
+    assert_eq!(
+        p.update(Key::Ref(r), &mut |_| Ok(Value::Float(0.7)), Source::Rust)
+            .unwrap()
+            .1,
+        3
+    );
+    p.update_many(
+        vec![
+            ("open".into(), Value::Float(0.1)),
+            ("locked".into(), Value::Float(0.8)),
+        ],
+        Source::Rust,
+    )
+    .unwrap();
+    assert_eq!(p.rollback(Key::Name("locked"), 1, Source::Rust).unwrap(), 5);
+    assert_eq!(value(p, "locked"), Value::Float(0.5));
+    // Python still writes the writable variable, and reads the read-only one.
+    p.set(
+        Key::Name("open"),
+        Value::Float(0.2),
+        &SetOptions::default(),
+        Source::Python,
+    )
+    .unwrap();
+    assert_eq!(p.history(Key::Name("locked"), 10).unwrap().len(), 5);
+    p.delete(Key::Name("locked"), Source::Rust).unwrap();
+    assert!(p.get(Key::Name("locked")).is_err());
+}
+
+pub async fn export_import_keeps_histories_and_checks_them(f: &impl Fixture) {
+    let from = f.provider().await;
+    from.register(float("a", 0.1, 0.0, 1.0).readonly(), Source::Rust)
+        .unwrap();
+    for x in [0.2, 0.3, 0.4] {
+        set(from.as_ref(), "a", x).unwrap();
+    }
+    from.rollback(Key::Name("a"), 2, Source::Rust).unwrap();
+    let exported = from.export().unwrap();
+    assert_eq!(exported.len(), 1);
+    assert_eq!(versions(&exported[0].history), [5, 4, 3, 2, 1]);
+    assert!(exported[0].record.readonly);
+    let to = f.provider().await;
+    to.import(exported.clone()).unwrap();
+    assert_eq!(
+        to.history(Key::Name("a"), usize::MAX).unwrap(),
+        exported[0].history
+    );
+    assert!(to.get(Key::Name("a")).unwrap().readonly);
+    // The history goes on from there, and old versions still roll back.
+    assert_eq!(to.rollback(Key::Name("a"), 3, Source::Rust).unwrap(), 6);
+    assert_eq!(value(to.as_ref(), "a"), Value::Float(0.3));
+
+    // A record without a history starts one with its current value.
+    let to = f.provider().await;
+    let mut bare = exported[0].clone();
+    bare.history.clear();
+    to.import(vec![bare]).unwrap();
+    let history = to.history(Key::Name("a"), usize::MAX).unwrap();
+    assert_eq!(versions(&history), [5]);
+    assert_eq!(history[0].value, Value::Float(0.2));
+
+    // A history that is not its record's is refused, and nothing is imported.
+    let to = f.provider().await;
+    let mut fine = exported[0].clone();
+    fine.record.name = "b".into();
+    fine.record.id = dspex::VarId(99);
+    let mut broken = exported[0].clone();
+    broken.history.remove(0);
+    let err = to.import(vec![fine, broken]).unwrap_err();
+    assert!(err.to_string().contains("history of `a`"), "{err}");
+    assert!(to.list(None).unwrap().is_empty());
+    let mut out_of_order = exported[0].clone();
+    out_of_order.history.swap(1, 2);
+    assert!(to.import(vec![out_of_order]).is_err());
+    let mut invalid = exported[0].clone();
+    invalid.history[2].value = Value::Float(7.0);
+    assert!(to.import(vec![invalid]).is_err());
+    assert!(to.list(None).unwrap().is_empty());
+}
+
+pub async fn context_history_rollback_and_read_only(f: &impl Fixture) {
+    let ctx = f.context().await;
+    assert_eq!(ctx.history_limit(), DEFAULT_HISTORY_LIMIT);
+    let t = ctx
+        .defvariable::<f64>("temperature", 0.7, Constraints::range(0.0, 2.0))
+        .unwrap();
+    let m = ctx
+        .defvariable_with::<Choice>(
+            VariableSpec::new("model", VarType::Choice, "a")
+                .with_constraints(Constraints::choices(["a", "b"]))
+                .readonly(),
+        )
+        .unwrap();
+    t.set(1.9).unwrap();
+    // Typed entries from the handle, untyped from the context.
+    let typed: Vec<(u64, f64)> = t
+        .history(10)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.version, e.value))
+        .collect();
+    assert_eq!(typed, [(2, 1.9), (1, 0.7)]);
+    assert_eq!(
+        ctx.history("temperature", 1).unwrap()[0].value,
+        Value::Float(1.9)
+    );
+    assert_eq!(t.rollback(1).unwrap(), 3);
+    assert_eq!(t.get().unwrap(), 0.7);
+    assert_eq!(ctx.rollback("temperature", 2).unwrap(), 4);
+    assert_eq!(t.get().unwrap(), 1.9);
+    // A version not kept names the variable, not its id.
+    let err = t.rollback(40).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "variable `temperature` has no version 40 in its history, which keeps versions 1 to 4"
+    );
+    // Rust writes a read-only variable.
+    assert!(ctx.record("model").unwrap().readonly);
+    m.set("b").unwrap();
+    assert_eq!(m.rollback(1).unwrap(), 3);
+    assert_eq!(m.get().unwrap(), "a");
+    let history: Vec<String> = m
+        .history(10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.value.0)
+        .collect();
+    assert_eq!(history, ["a", "b", "a"]);
+    // A deleted variable's handle reports it by name.
+    ctx.delete("temperature").unwrap();
+    let err = t.history(10).unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { ref name } if name == "temperature"),
+        "{err:?}"
+    );
+    assert!(matches!(
+        ctx.rollback("temperature", 1),
+        Err(Error::NotFound { .. })
+    ));
 }

@@ -1,5 +1,6 @@
 //! Variables on a local context: define typed, constrained variables, read and write them by
-//! handle and by name, watch them, and see a bad value refused with its error.
+//! handle and by name, watch them, see a bad value refused with its error, read a variable's
+//! history and roll a change back.
 //!
 //! `cargo run -p dspex-examples --bin variables`
 
@@ -61,6 +62,21 @@ async fn main() -> Result<()> {
     println!(
         "temperature is still {} at version {} (the refused write changed nothing)",
         record.value, record.version
+    );
+
+    // Every accepted write is in the history, newest first; a rollback is a new version.
+    temperature.set(1.9)?;
+    for entry in temperature.history(10)? {
+        println!(
+            "  temperature v{} = {} (from {})",
+            entry.version, entry.value, entry.source
+        );
+    }
+    let version = temperature.rollback(2)?;
+    println!(
+        "rolled back to version 2: temperature = {} at version {version} (rolled_back_from = {})",
+        temperature.get()?,
+        temperature.record()?.metadata["rolled_back_from"]
     );
 
     for r in ctx.list(None)? {

@@ -5,6 +5,8 @@
 //!
 //! - `set NAME JSON` writes a value from Rust (`ok VERSION` or `err MESSAGE`);
 //! - `get NAME` prints `value JSON VERSION SOURCE`;
+//! - `readonly NAME JSON` registers a read-only variable from Rust, typed after the value
+//!   (`ok 1` or `err MESSAGE`);
 //! - `quit` (or the end of stdin) shuts the server down and exits.
 //!
 //! Exiting at the end of stdin means it never outlives the process that started it.
@@ -14,8 +16,8 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use dspex::Context;
 use dspex::bridge::{BridgeConfig, BridgeServer};
+use dspex::{Context, Value, VarType, VariableSpec};
 use dspex_tests::{json_to_value, register_fixtures, value_to_json};
 use serde_json::json;
 
@@ -61,6 +63,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     None => format!("err cannot read a value from {value:?}"),
                 }
             }
+            (Some("readonly"), Some(name), Some(value)) => {
+                match serde_json::from_str(value)
+                    .ok()
+                    .as_ref()
+                    .and_then(json_to_value)
+                {
+                    Some(value) => {
+                        let spec = VariableSpec::new(name, type_of(&value), value).readonly();
+                        match ctx.register(spec) {
+                            Ok(record) => format!("ok {}", record.version),
+                            Err(e) => format!("err {e}"),
+                        }
+                    }
+                    None => format!("err cannot read a value from {value:?}"),
+                }
+            }
             (Some("get"), Some(name), None) => match ctx.record(name) {
                 Ok(r) => format!(
                     "value {} {} {}",
@@ -79,4 +97,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     drop(ctx);
     server.shutdown_blocking();
     Ok(())
+}
+
+/// The variable type a value reads as (strings as `string`).
+fn type_of(value: &Value) -> VarType {
+    match value {
+        Value::Float(_) => VarType::Float,
+        Value::Integer(_) => VarType::Integer,
+        Value::String(_) => VarType::String,
+        Value::Boolean(_) => VarType::Boolean,
+        Value::Embedding(_) => VarType::Embedding,
+    }
 }

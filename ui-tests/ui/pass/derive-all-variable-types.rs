@@ -1,5 +1,6 @@
 //! `#[derive(Program)]` with every variable type, bindings with `as`, a `@var` module, native
-//! and python steps, and a `Context` field.
+//! and python steps, a `Context` field, and read-only variables (the flag and its `= bool`
+//! form).
 
 use dspex::prelude::*;
 
@@ -33,9 +34,9 @@ pub struct Everything {
         pattern = "[a-z]+"
     )]
     style: Var<String>,
-    #[variable(initial = false)]
+    #[variable(initial = false, readonly = false)]
     verbose: dspex::Var<bool>,
-    #[variable(initial = "gpt-4o-mini", choices = ["gpt-4o-mini", "claude-3-haiku"])]
+    #[variable(initial = "gpt-4o-mini", choices = ["gpt-4o-mini", "claude-3-haiku"], readonly)]
     model: Var<Choice>,
     #[variable(initial = "ChainOfThought", choices = ["Predict", "ChainOfThought"])]
     reasoning: Var<ModuleName>,
@@ -70,6 +71,13 @@ fn main() {
     let spec = Everything::spec();
     let types: Vec<VarType> = spec.variables.iter().map(|v| v.ty).collect();
     assert_eq!(types, VarType::ALL);
+    let readonly: Vec<&str> = spec
+        .variables
+        .iter()
+        .filter(|v| v.readonly)
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(readonly, ["model"]);
     let steps: Vec<&str> = spec.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(steps, ["classify", "answer", "polish"]);
     assert_eq!(spec.steps[0].bindings[0].param, "llm_model");

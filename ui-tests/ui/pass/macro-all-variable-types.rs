@@ -1,5 +1,5 @@
 //! `dspex_program!` with every variable type, bindings with `as`, a `@var` module, a path
-//! module, and native and python steps.
+//! module, native and python steps, and read-only variables.
 
 use dspex::prelude::*;
 use dspex::program::{ModuleRef, StepKind};
@@ -24,8 +24,8 @@ dspex_program! {
             temperature: float = 0.7 { min: 0.0, max: 2.0, description: "sampling temperature" },
             max_tokens: integer = 256 { min: 1, max: 4096 },
             style: string = "concise" { min_length: 1, max_length: 40, pattern: "[a-z]+" },
-            verbose: boolean = false,
-            model: choice = "gpt-4o-mini" { choices: ["gpt-4o-mini", "claude-3-haiku"] },
+            verbose: boolean = false { readonly: false },
+            model: choice = "gpt-4o-mini" { choices: ["gpt-4o-mini", "claude-3-haiku"], readonly: true },
             reasoning: module = "ChainOfThought" { choices: ["Predict", "ChainOfThought"] },
             query: embedding = [0.1, -0.2, 0.3] { dimensions: 3 },
         }
@@ -56,6 +56,13 @@ fn main() {
     let spec = Everything::spec();
     let types: Vec<VarType> = spec.variables.iter().map(|v| v.ty).collect();
     assert_eq!(types, VarType::ALL);
+    let readonly: Vec<&str> = spec
+        .variables
+        .iter()
+        .filter(|v| v.readonly)
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(readonly, ["model"]);
     assert_eq!(spec.steps[0].bindings[0].param, "llm_model");
     assert!(matches!(
         &spec.steps[1].kind,

@@ -9,9 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dspex_core::{Constraints, Number, Pattern, Value};
 use prost::Message;
 
-use crate::bridge::convert::{value_to_proto, var_type_from_proto, variable_to_proto};
+use crate::bridge::convert::{
+    history_entry_to_proto, value_to_proto, var_type_from_proto, variable_to_proto,
+};
 use crate::bridge::proto;
-use crate::state::{Source, VarId, VarRecord};
+use crate::state::{HistoryEntry, Source, VarId, VarRecord};
 
 /// What a change did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +72,6 @@ pub(crate) fn encode_value(value: &Value) -> Vec<u8> {
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<VarRecord, String> {
     let v = proto::Variable::decode(bytes).map_err(|e| e.to_string())?;
     let ty = var_type_from_proto("type", v.r#type).map_err(|e| e.to_string())?;
-    let source = match proto::Source::try_from(v.source) {
-        Ok(proto::Source::Python) => Source::Python,
-        _ => Source::Rust,
-    };
     Ok(VarRecord {
         id: VarId(v.id),
         value: value_from_proto(v.value)?,
@@ -85,8 +83,32 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<VarRecord, String> {
         version: v.version,
         created_at: time(v.created_at),
         updated_at: time(v.updated_at),
-        source,
+        source: source(v.source),
+        readonly: v.readonly,
     })
+}
+
+pub(crate) fn encode_history_entry(entry: &HistoryEntry) -> Vec<u8> {
+    history_entry_to_proto(entry).encode_to_vec()
+}
+
+/// A stored history entry; the error says what is wrong with it.
+pub(crate) fn decode_history_entry(bytes: &[u8]) -> Result<HistoryEntry, String> {
+    let e = proto::HistoryEntry::decode(bytes).map_err(|e| e.to_string())?;
+    Ok(HistoryEntry {
+        version: e.version,
+        value: value_from_proto(e.value)?,
+        source: source(e.source),
+        metadata: e.metadata.into_iter().collect(),
+        at: time(e.at),
+    })
+}
+
+fn source(s: i32) -> Source {
+    match proto::Source::try_from(s) {
+        Ok(proto::Source::Python) => Source::Python,
+        _ => Source::Rust,
+    }
 }
 
 pub(crate) fn decode_value(bytes: &[u8]) -> Result<Value, String> {
@@ -129,7 +151,7 @@ fn value_from_proto(value: Option<proto::Value>) -> Result<Value, String> {
         Some(Kind::StringValue(s)) => Value::String(s),
         Some(Kind::BooleanValue(b)) => Value::Boolean(b),
         Some(Kind::EmbeddingValue(e)) => Value::Embedding(e.values),
-        None => return Err("a record without a value".to_owned()),
+        None => return Err("no value".to_owned()),
     })
 }
 
@@ -189,6 +211,7 @@ mod tests {
             created_at: at,
             updated_at: at + Duration::from_nanos(1),
             source: Source::Python,
+            readonly: true,
         }
     }
 
@@ -204,6 +227,11 @@ mod tests {
         ] {
             assert_eq!(decode_value(&encode_value(&v)).unwrap(), v);
         }
+        let entry = HistoryEntry::of_record(&r);
+        assert_eq!(
+            decode_history_entry(&encode_history_entry(&entry)).unwrap(),
+            entry
+        );
         let before_1970 = UNIX_EPOCH - Duration::new(5, 250);
         assert_eq!(
             time(Some(crate::bridge::convert::timestamp(before_1970))),

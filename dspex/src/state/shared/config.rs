@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::state::{DEFAULT_HISTORY_LIMIT, check_history_limit};
 
 /// How long a session lives after the last process that had it open stopped renewing it.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -57,6 +58,7 @@ pub struct SharedConfig {
     ttl: Duration,
     heartbeat: Option<Duration>,
     stream_max_len: usize,
+    history_limit: usize,
 }
 
 impl fmt::Debug for SharedConfig {
@@ -67,6 +69,7 @@ impl fmt::Debug for SharedConfig {
             .field("ttl", &self.ttl)
             .field("heartbeat", &self.heartbeat_interval())
             .field("stream_max_len", &self.stream_max_len)
+            .field("history_limit", &self.history_limit)
             .finish()
     }
 }
@@ -81,7 +84,23 @@ impl SharedConfig {
             ttl: DEFAULT_SESSION_TTL,
             heartbeat: None,
             stream_max_len: DEFAULT_STREAM_MAX_LEN,
+            history_limit: DEFAULT_HISTORY_LIMIT,
         }
+    }
+
+    /// How many writes each variable's history keeps (default
+    /// [`DEFAULT_HISTORY_LIMIT`], at most
+    /// [`MAX_HISTORY_LIMIT`](crate::state::MAX_HISTORY_LIMIT)). A session keeps the limit of
+    /// the process that created it; the others use the session's.
+    #[must_use]
+    pub fn history_limit(mut self, limit: usize) -> Self {
+        self.history_limit = limit;
+        self
+    }
+
+    /// The history limit this process proposes.
+    pub fn history_len(&self) -> usize {
+        self.history_limit
     }
 
     /// How long the session lives once no process renews it (at least [`MIN_SESSION_TTL`];
@@ -144,6 +163,7 @@ impl SharedConfig {
     /// Checks the session name and the settings against their bounds.
     pub(crate) fn check(&self) -> Result<()> {
         check_session_name(&self.session)?;
+        check_history_limit(self.history_limit)?;
         if self.ttl < MIN_SESSION_TTL {
             return Err(invalid(
                 "session TTL",
@@ -228,7 +248,8 @@ pub(crate) fn redact(url: &str) -> String {
 /// |---|---|---|
 /// | `{dspex:S}:vars` | hash | variable name -> its record (a `dspex.v1.Variable` message) |
 /// | `{dspex:S}:heads` | hash | variable name -> `ID:VERSION`, what a write compares and sets |
-/// | `{dspex:S}:meta` | hash | `seq` (changes so far), `ids` (ids handed out), `epoch` (which life of the session) |
+/// | `{dspex:S}:meta` | hash | `seq` (changes so far), `ids` (ids handed out), `epoch` (which life of the session), `hlimit` (the history limit, set by the process that created the session) |
+/// | `{dspex:S}:history` | hash | `ID:VERSION` -> that write's history entry (a `dspex.v1.HistoryEntry`), for the last `hlimit` versions of each variable |
 /// | `{dspex:S}:changes` | stream | one entry per change, id `0-SEQ`: `kind` (`registered`, `updated`, `deleted`), `record` (the record after the change; for a deletion, the last one), `old` (the value before an update, a `dspex.v1.Value`) |
 ///
 /// ```
@@ -244,8 +265,10 @@ pub struct SessionKeys {
     pub vars: String,
     /// `ID:VERSION` by name.
     pub heads: String,
-    /// Counters and the session's epoch.
+    /// Counters, the session's epoch and history limit.
     pub meta: String,
+    /// History entries by `ID:VERSION`.
+    pub history: String,
     /// The stream of changes.
     pub changes: String,
 }
@@ -258,13 +281,20 @@ impl SessionKeys {
             vars: format!("{tag}:vars"),
             heads: format!("{tag}:heads"),
             meta: format!("{tag}:meta"),
+            history: format!("{tag}:history"),
             changes: format!("{tag}:changes"),
         }
     }
 
     /// The keys in the order every script of the backend takes them.
-    pub(crate) fn all(&self) -> [&str; 4] {
-        [&self.vars, &self.heads, &self.meta, &self.changes]
+    pub(crate) fn all(&self) -> [&str; 5] {
+        [
+            &self.vars,
+            &self.heads,
+            &self.meta,
+            &self.changes,
+            &self.history,
+        ]
     }
 }
 

@@ -134,6 +134,7 @@ impl Link {
             ttl_ms: u64::try_from(self.config.session_ttl().as_millis()).unwrap_or(u64::MAX),
             epoch_candidate: &self.epoch_candidate,
             stream_max_len: self.config.stream_len(),
+            history_limit: self.config.history_len(),
         }
     }
 

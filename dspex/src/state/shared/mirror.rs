@@ -100,7 +100,7 @@ impl Mirror {
             .export()
             .unwrap_or_default()
             .into_iter()
-            .map(|r| r.name)
+            .map(|v| v.record.name)
             .filter(|name| !keep.contains(name.as_str()))
             .collect();
         for name in gone {
@@ -169,6 +169,7 @@ mod tests {
             created_at: SystemTime::UNIX_EPOCH,
             updated_at: SystemTime::UNIX_EPOCH,
             source: Source::Rust,
+            readonly: false,
         }
     }
 

@@ -79,8 +79,16 @@
 //!   write is one atomic script. With Redis's append-only file and `appendfsync always`,
 //!   acknowledged writes survive a Redis restart.
 //!
-//! History and read-only variables are not stored by this backend yet; its records and its
-//! stream are laid out so that they can be (the stream holds every change's full record).
+//! # History and read-only variables
+//!
+//! Every write also stores its history entry (version, value, source, the metadata given with
+//! the write, time) in the session, under the variable's `ID:VERSION`, in the same script; the
+//! entry `hlimit` versions older is dropped then, and a deletion drops the variable's entries.
+//! `hlimit` is the history limit of the process that created the session
+//! ([`SharedConfig::history_limit`]); [`MAX_HISTORY_BYTES`](crate::state::MAX_HISTORY_BYTES)
+//! is applied when a history is read (a round trip to Redis), as on every backend. A read-only
+//! variable is a flag of
+//! its stored record: every process refuses Python writes to it.
 
 mod codec;
 mod config;
@@ -103,13 +111,17 @@ pub use config::{
     MIN_SESSION_TTL, READ_BATCH, RECONNECT_DELAY, SessionKeys, SharedConfig,
 };
 
-use self::codec::{ChangeKind, Entry, encode_record, encode_value, head};
+use self::codec::{
+    ChangeKind, Entry, decode_history_entry, encode_history_entry, encode_record, encode_value,
+    head,
+};
 use self::link::Link;
 use self::scripts::{Applied, Op, OpKind};
 use super::table::VariableTable;
 use super::{
-    BackendKind, Capabilities, Change, GetMany, Key, SetOptions, Source, StateProvider, VarId,
-    VarRecord, VarRef, WatchEvent, WatchHub, WatchOptions, Watcher,
+    BackendKind, Capabilities, Change, ExportedVar, GetMany, History, HistoryEntry, Key,
+    SetOptions, Source, StateProvider, VarId, VarRecord, VarRef, WatchEvent, WatchHub,
+    WatchOptions, Watcher, rollback_metadata,
 };
 use crate::error::{Error, Result};
 
@@ -289,14 +301,8 @@ impl SharedState {
     }
 
     /// `DeclarationMismatch` unless `existing` has this declaration.
-    fn same_declaration(
-        &self,
-        existing: &VarRecord,
-        ty: dspex_core::VarType,
-        constraints: &dspex_core::Constraints,
-        description: Option<&str>,
-    ) -> Result<()> {
-        match declaration_difference(existing, ty, constraints, description) {
+    fn same_declaration(&self, existing: &VarRecord, declared: &Declaration<'_>) -> Result<()> {
+        match Declaration::of_record(existing).difference(declared) {
             None => Ok(()),
             Some(difference) => Err(Error::DeclarationMismatch {
                 name: existing.name.clone(),
@@ -334,6 +340,10 @@ impl SharedState {
         for (k, v) in metadata {
             next.metadata.insert(k.clone(), v.clone());
         }
+        let entry = HistoryEntry {
+            metadata: metadata.clone(),
+            ..HistoryEntry::of_record(&next)
+        };
         let op = Op {
             kind: OpKind::Change(ChangeKind::Updated),
             name: current.name.clone(),
@@ -341,6 +351,7 @@ impl SharedState {
             new_head: head(&next),
             record: encode_record(&next),
             old: encode_value(&current.value),
+            entry: encode_history_entry(&entry),
         };
         let entry = Entry {
             seq: 0,
@@ -351,23 +362,66 @@ impl SharedState {
         Ok((op, entry))
     }
 
-    /// Registering `record` where no variable of its name exists.
-    fn register_op(record: VarRecord) -> (Op, Entry) {
-        let op = Op {
+    /// Registering `record` where no variable of its name exists, with `history` (newest
+    /// first; the record's own entry when empty).
+    fn register_ops(record: VarRecord, history: &[HistoryEntry]) -> (Vec<Op>, Entry) {
+        let mut ops = vec![Op {
             kind: OpKind::Change(ChangeKind::Registered),
             name: record.name.clone(),
             expected: String::new(),
             new_head: head(&record),
             record: encode_record(&record),
-            old: Vec::new(),
-        };
+            ..Op::default()
+        }];
+        if history.is_empty() {
+            ops[0].entry = encode_history_entry(&HistoryEntry::of_record(&record));
+        }
+        ops.extend(history.iter().map(|e| Op {
+            kind: OpKind::History,
+            name: record.name.clone(),
+            new_head: format!("{}:{}", record.id.0, e.version),
+            record: encode_history_entry(e),
+            ..Op::default()
+        }));
         let entry = Entry {
             seq: 0,
             kind: ChangeKind::Registered,
             record,
             old: None,
         };
-        (op, entry)
+        (ops, entry)
+    }
+
+    /// The stored history of `record` (the session's entries from its version down), newest
+    /// first, at most `limit` entries, bounded like every [`History`].
+    fn read_history(&self, record: &VarRecord, limit: usize) -> Result<History> {
+        let mut writer = self.link.writer()?;
+        let (session_limit, stored) = scripts::history(
+            writer.conn(),
+            &self.link.session(),
+            record.id.0,
+            record.version,
+            limit,
+        )
+        .map_err(|e| self.link.failed(&mut writer, "reading a history", e))?;
+        let mut history = History::new(session_limit.max(1));
+        for bytes in stored.iter().rev().flatten() {
+            let entry = decode_history_entry(bytes).map_err(|problem| {
+                Error::shared(format!(
+                    "session `{}` holds a history entry of `{}` dspex cannot read: {problem}",
+                    self.session(),
+                    record.name
+                ))
+            })?;
+            history.push(entry);
+        }
+        Ok(history)
+    }
+
+    /// The record behind `key` in the mirror, copied.
+    fn mirror_record(&self, key: Key<'_>) -> Result<VarRecord> {
+        let mirror = self.link.mirror.read();
+        self.record_in(&mirror.table, key).cloned()
     }
 
     /// Moves `records` (from a context's previous backend) into the session, all or nothing:
@@ -377,7 +431,15 @@ impl SharedState {
     /// with another declaration refuses the whole move. Typed handles taken before keep
     /// working (the old ids are mapped to the session's). Watchers are told of every adopted
     /// variable whose value differs from the one it had.
-    pub(crate) fn adopt(&self, records: Vec<VarRecord>) -> Result<()> {
+    pub(crate) fn adopt(&self, variables: Vec<ExportedVar>) -> Result<()> {
+        // Histories are checked (and trimmed to this session's limit) before anything is sent.
+        let mut records = Vec::with_capacity(variables.len());
+        let mut histories = Vec::with_capacity(variables.len());
+        for v in variables {
+            let history = History::import(&v.record, v.history, self.config().history_len())?;
+            histories.push(history.latest(usize::MAX));
+            records.push(v.record);
+        }
         let mut writer = self.link.writer()?;
         let first_id = if records.is_empty() {
             0
@@ -393,22 +455,15 @@ impl SharedState {
             adopted.clear();
             aliases.clear();
             let mut batch = Batch::new(());
-            for (offset, local) in (0u64..).zip(&records) {
+            for ((offset, local), history) in (0u64..).zip(&records).zip(&histories) {
                 match table.record(Key::Name(&local.name)) {
                     Ok(existing) => {
-                        self.same_declaration(
-                            existing,
-                            local.ty,
-                            &local.constraints,
-                            local.description.as_deref(),
-                        )?;
+                        self.same_declaration(existing, &Declaration::of_record(local))?;
                         batch.ops.push(Op {
                             kind: OpKind::Expect,
                             name: existing.name.clone(),
                             expected: format!("{}:*", existing.id.0),
-                            new_head: String::new(),
-                            record: Vec::new(),
-                            old: Vec::new(),
+                            ..Op::default()
                         });
                         aliases.push((local.id, existing.id));
                         adopted.push((local.clone(), existing.clone()));
@@ -417,9 +472,7 @@ impl SharedState {
                         let mut record = local.clone();
                         record.id = VarId(first_id + offset);
                         aliases.push((local.id, record.id));
-                        let (op, entry) = Self::register_op(record);
-                        batch.ops.push(op);
-                        batch.entries.push(entry);
+                        batch.push_ops(Self::register_ops(record, history));
                     }
                     Err(e) => return Err(e),
                 }
@@ -482,39 +535,73 @@ impl<T> Batch<T> {
         self.ops.push(op);
         self.entries.push(entry);
     }
+
+    fn push_ops(&mut self, (ops, entry): (Vec<Op>, Entry)) {
+        self.ops.extend(ops);
+        self.entries.push(entry);
+    }
 }
 
-/// What differs between the declaration of `existing` and another one (type, constraints,
-/// description), the session's first; `None` when they are the same.
-fn declaration_difference(
-    existing: &VarRecord,
+/// What a process declares of a variable: what must be the same for two processes to share
+/// it.
+struct Declaration<'a> {
     ty: dspex_core::VarType,
-    constraints: &dspex_core::Constraints,
-    description: Option<&str>,
-) -> Option<String> {
-    let mut differences = Vec::new();
-    if existing.ty != ty {
-        differences.push(format!(
-            "type {} in the session, {} here",
-            existing.ty.name(),
-            ty.name()
-        ));
+    constraints: &'a dspex_core::Constraints,
+    description: Option<&'a str>,
+    readonly: bool,
+}
+
+impl<'a> Declaration<'a> {
+    fn of_record(r: &'a VarRecord) -> Self {
+        Self {
+            ty: r.ty,
+            constraints: &r.constraints,
+            description: r.description.as_deref(),
+            readonly: r.readonly,
+        }
     }
-    if existing.constraints != *constraints {
-        differences.push(format!(
-            "constraints {} in the session, {constraints} here",
-            existing.constraints
-        ));
+
+    fn of_spec(s: &'a VariableSpec) -> Self {
+        Self {
+            ty: s.ty,
+            constraints: &s.constraints,
+            description: s.description.as_deref(),
+            readonly: s.readonly,
+        }
     }
-    if existing.description.as_deref() != description {
-        let show = |d: Option<&str>| d.map_or_else(|| "none".to_owned(), |d| format!("{d:?}"));
-        differences.push(format!(
-            "description {} in the session, {} here",
-            show(existing.description.as_deref()),
-            show(description)
-        ));
+
+    /// What differs from `other` (this one is the session's); `None` when they are the same.
+    fn difference(&self, other: &Declaration<'_>) -> Option<String> {
+        let mut differences = Vec::new();
+        if self.ty != other.ty {
+            differences.push(format!(
+                "type {} in the session, {} here",
+                self.ty.name(),
+                other.ty.name()
+            ));
+        }
+        if self.constraints != other.constraints {
+            differences.push(format!(
+                "constraints {} in the session, {} here",
+                self.constraints, other.constraints
+            ));
+        }
+        if self.description != other.description {
+            let show = |d: Option<&str>| d.map_or_else(|| "none".to_owned(), |d| format!("{d:?}"));
+            differences.push(format!(
+                "description {} in the session, {} here",
+                show(self.description),
+                show(other.description)
+            ));
+        }
+        if self.readonly != other.readonly {
+            differences.push(format!(
+                "readonly {} in the session, {} here",
+                self.readonly, other.readonly
+            ));
+        }
+        (!differences.is_empty()).then(|| differences.join("; "))
     }
-    (!differences.is_empty()).then(|| differences.join("; "))
 }
 
 impl StateProvider for SharedState {
@@ -545,23 +632,19 @@ impl StateProvider for SharedState {
             created_at: now,
             updated_at: now,
             source,
+            readonly: spec.readonly,
         };
         let mut joined = None;
         self.commit(false, &mut |table| {
             joined = None;
             // The session holds the name: share it if the declaration is the same.
             if let Ok(existing) = table.record(Key::Name(&spec.name)) {
-                self.same_declaration(
-                    existing,
-                    spec.ty,
-                    &spec.constraints,
-                    spec.description.as_deref(),
-                )?;
+                self.same_declaration(existing, &Declaration::of_spec(&spec))?;
                 joined = Some(existing.clone());
                 return Ok(Batch::new(()));
             }
             let mut batch = Batch::new(());
-            batch.push(Self::register_op(record.clone()));
+            batch.push_ops(Self::register_ops(record.clone(), &[]));
             Ok(batch)
         })?;
         Ok(joined.unwrap_or(record))
@@ -585,6 +668,7 @@ impl StateProvider for SharedState {
     fn set(&self, key: Key<'_>, value: Value, options: &SetOptions, source: Source) -> Result<u64> {
         self.commit(false, &mut |table| {
             let current = self.record_in(table, key)?;
+            current.check_writable(source)?;
             options.check_version(current)?;
             let mut batch = Batch::new(current.version + 1);
             batch.push(Self::update_op(
@@ -605,6 +689,7 @@ impl StateProvider for SharedState {
     ) -> Result<(Value, u64)> {
         self.commit(false, &mut |table| {
             let current = self.record_in(table, key)?;
+            current.check_writable(source)?;
             let next = f(&current.value)?;
             let (op, entry) = Self::update_op(current, next, &BTreeMap::new(), source)?;
             let mut batch = Batch::new((entry.record.value.clone(), current.version + 1));
@@ -627,6 +712,7 @@ impl StateProvider for SharedState {
                 if !seen.insert(name.as_str()) {
                     return Err(Error::DuplicateWrite { name: name.clone() });
                 }
+                current.check_writable(source)?;
                 batch.output.push(current.version + 1);
                 batch.push(Self::update_op(current, value.clone(), metadata, source)?);
             }
@@ -637,6 +723,7 @@ impl StateProvider for SharedState {
     fn delete(&self, key: Key<'_>, source: Source) -> Result<VarRecord> {
         self.commit(false, &mut |table| {
             let current = self.record_in(table, key)?;
+            current.check_writable(source)?;
             // The stream's copy names who deleted it and when.
             let mut last = current.clone();
             last.source = source;
@@ -646,9 +733,8 @@ impl StateProvider for SharedState {
                 kind: OpKind::Change(ChangeKind::Deleted),
                 name: current.name.clone(),
                 expected: head(current),
-                new_head: String::new(),
                 record: encode_record(&last),
-                old: Vec::new(),
+                ..Op::default()
             });
             batch.entries.push(Entry {
                 seq: 0,
@@ -656,6 +742,33 @@ impl StateProvider for SharedState {
                 record: last,
                 old: None,
             });
+            Ok(batch)
+        })
+    }
+
+    fn history(&self, key: Key<'_>, limit: usize) -> Result<Vec<HistoryEntry>> {
+        let record = self.mirror_record(key)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self.read_history(&record, limit)?.latest(limit))
+    }
+
+    fn rollback(&self, key: Key<'_>, version: u64, source: Source) -> Result<u64> {
+        let record = self.mirror_record(key)?;
+        record.check_writable(source)?;
+        let value = self
+            .read_history(&record, usize::MAX)?
+            .rollback_value(&record.name, version)?;
+        let metadata = rollback_metadata(version);
+        self.commit(false, &mut |table| {
+            let current = self.record_in(table, key)?;
+            if current.id != record.id {
+                return Err(Error::not_found(&record.name));
+            }
+            current.check_writable(source)?;
+            let mut batch = Batch::new(current.version + 1);
+            batch.push(Self::update_op(current, value.clone(), &metadata, source)?);
             Ok(batch)
         })
     }
@@ -670,15 +783,32 @@ impl StateProvider for SharedState {
         self.link.mirror.read().table.watch(names, options)
     }
 
-    fn export(&self) -> Result<Vec<VarRecord>> {
-        self.link.mirror.read().table.export()
+    fn export(&self) -> Result<Vec<ExportedVar>> {
+        let records: Vec<VarRecord> = self
+            .link
+            .mirror
+            .read()
+            .table
+            .export()?
+            .into_iter()
+            .map(|v| v.record)
+            .collect();
+        records
+            .into_iter()
+            .map(|record| {
+                let history = self.read_history(&record, usize::MAX)?.latest(usize::MAX);
+                Ok(ExportedVar { record, history })
+            })
+            .collect()
     }
 
-    fn import(&self, records: Vec<VarRecord>) -> Result<()> {
+    fn import(&self, variables: Vec<ExportedVar>) -> Result<()> {
         let mut names = FxHashSet::default();
         let mut ids = FxHashSet::default();
-        for rec in &records {
-            if !names.insert(rec.name.as_str()) {
+        let mut checked = Vec::with_capacity(variables.len());
+        for v in variables {
+            let rec = &v.record;
+            if !names.insert(rec.name.clone()) {
                 return Err(Error::AlreadyExists {
                     name: rec.name.clone(),
                 });
@@ -697,20 +827,23 @@ impl StateProvider for SharedState {
                 constraints: rec.constraints.clone(),
                 description: None,
                 metadata: BTreeMap::new(),
+                readonly: rec.readonly,
             }
             .check()?;
+            let history = History::import(rec, v.history, self.config().history_len())?;
+            checked.push((v.record, history.latest(usize::MAX)));
         }
-        let floor = records.iter().map(|r| r.id.0).max().unwrap_or(0);
+        let floor = checked.iter().map(|(r, _)| r.id.0).max().unwrap_or(0);
         self.commit(true, &mut |table| {
             let mut batch = Batch::new(());
             batch.id_floor = floor;
-            for rec in &records {
+            for (rec, history) in &checked {
                 if table.record(Key::Name(&rec.name)).is_ok() {
                     return Err(Error::AlreadyExists {
                         name: rec.name.clone(),
                     });
                 }
-                batch.push(Self::register_op(rec.clone()));
+                batch.push_ops(Self::register_ops(rec.clone(), history));
             }
             Ok(batch)
         })
@@ -718,7 +851,7 @@ impl StateProvider for SharedState {
 
     fn migrate_out(
         &self,
-        _f: &mut dyn FnMut(Vec<VarRecord>) -> Result<Arc<dyn StateProvider>>,
+        _f: &mut dyn FnMut(Vec<ExportedVar>) -> Result<Arc<dyn StateProvider>>,
     ) -> Result<()> {
         Err(Error::shared(format!(
             "the variables of shared session `{}` stay in it: a shared backend does not move to another backend",

@@ -20,9 +20,9 @@ macro_rules! lua {
     ($body:expr) => {
         concat!(
             r#"
-local vars, heads, meta, changes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local vars, heads, meta, changes, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local function touch()
-  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+  for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
 local function epoch()
   redis.call('HSETNX', meta, 'epoch', ARGV[2])
@@ -39,10 +39,15 @@ end
 
 /// Applies a batch of operations, all or nothing. `ARGV[3]` = the stream's MAXLEN, `ARGV[4]` = a
 /// floor for the id counter (`0`: none), `ARGV[5]` = `1` to refuse registrations whose id a
-/// variable of the session holds, `ARGV[6]` = the number of operations, then six arguments per
-/// operation: kind (`registered`, `updated`, `deleted`, or `expect` to only check), name,
-/// expected head (`""`: absent; `ID:*`: any version of that id; else exactly `ID:VERSION`), new
-/// head, record, old value (`""`: none).
+/// variable of the session holds, `ARGV[6]` = the history limit to keep if the session has
+/// none yet, `ARGV[7]` = the number of operations, then seven arguments per operation: kind
+/// (`registered`, `updated`, `deleted`; `expect` to only check; `history` to only store a
+/// history entry), name, expected head (`""`: absent; `ID:*`: any version of that id; else
+/// exactly `ID:VERSION`), new head, record (for `history`: the entry), old value (`""`: none),
+/// the write's history entry (`""`: none).
+///
+/// A write stores its history entry under its new head and drops the one `hlimit` versions
+/// older; a deletion drops the variable's last `hlimit` entries.
 ///
 /// Returns `{'ok', first seq, epoch}`, `{'conflict', index, current head or '', current
 /// record or '', seq, epoch}` or `{'id_taken', index, epoch}`.
@@ -50,7 +55,7 @@ static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
 local e = epoch()
-local maxlen, floor, check_ids, n = ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local maxlen, floor, check_ids, n = ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
 local function matches(cur, exp)
   if exp == '' then return not cur end
   if not cur then return false end
@@ -65,25 +70,32 @@ if check_ids == '1' then
   for _, h in ipairs(redis.call('HVALS', heads)) do held[string.match(h, '^(%d+):')] = true end
 end
 for i = 0, n - 1 do
-  local b = 7 + i * 6
-  local cur = redis.call('HGET', heads, ARGV[b + 1])
-  if not matches(cur, ARGV[b + 2]) then
-    local record = ''
-    if cur then record = redis.call('HGET', vars, ARGV[b + 1]) end
-    return {'conflict', i, cur or '', record, seq(), e}
-  end
-  if held and ARGV[b] == 'registered' and held[string.match(ARGV[b + 3], '^(%d+):')] then
-    return {'id_taken', i, e}
+  local b = 8 + i * 7
+  if ARGV[b] ~= 'history' then
+    local cur = redis.call('HGET', heads, ARGV[b + 1])
+    if not matches(cur, ARGV[b + 2]) then
+      local record = ''
+      if cur then record = redis.call('HGET', vars, ARGV[b + 1]) end
+      return {'conflict', i, cur or '', record, seq(), e}
+    end
+    if held and ARGV[b] == 'registered' and held[string.match(ARGV[b + 3], '^(%d+):')] then
+      return {'id_taken', i, e}
+    end
   end
 end
 if floor > tonumber(redis.call('HGET', meta, 'ids') or '0') then
   redis.call('HSET', meta, 'ids', floor)
 end
+redis.call('HSETNX', meta, 'hlimit', ARGV[6])
+local hlimit = tonumber(redis.call('HGET', meta, 'hlimit'))
 local first = 0
 for i = 0, n - 1 do
-  local b = 7 + i * 6
-  local kind, name, new, record, old = ARGV[b], ARGV[b + 1], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
-  if kind ~= 'expect' then
+  local b = 8 + i * 7
+  local kind, name, exp, new = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local record, old, entry = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
+  if kind == 'history' then
+    redis.call('HSET', history, new, record)
+  elseif kind ~= 'expect' then
     local s = redis.call('HINCRBY', meta, 'seq', 1)
     if first == 0 then first = s end
     if old ~= '' then
@@ -94,14 +106,38 @@ for i = 0, n - 1 do
     if kind == 'deleted' then
       redis.call('HDEL', vars, name)
       redis.call('HDEL', heads, name)
+      local id, v = string.match(exp, '^(%d+):(%d+)$')
+      v = tonumber(v)
+      for old_v = math.max(1, v - hlimit + 1), v do redis.call('HDEL', history, id .. ':' .. old_v) end
     else
       redis.call('HSET', vars, name, record)
       redis.call('HSET', heads, name, new)
+      if entry ~= '' then
+        redis.call('HSET', history, new, entry)
+        local id, v = string.match(new, '^(%d+):(%d+)$')
+        if tonumber(v) > hlimit then redis.call('HDEL', history, id .. ':' .. (tonumber(v) - hlimit)) end
+      end
     end
   end
 end
 touch()
 return {'ok', first, e}
+"#
+    ))
+});
+
+/// The history of variable `ARGV[3]` (an id) from version `ARGV[4]` down, at most `ARGV[5]`
+/// entries and the session's history limit: `{hlimit, entry or false, ...}`, newest first.
+static HISTORY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(lua!(
+        r#"
+local hlimit = tonumber(redis.call('HGET', meta, 'hlimit') or ARGV[6])
+local v, count = tonumber(ARGV[4]), math.min(tonumber(ARGV[5]), hlimit)
+local out = {hlimit}
+for old_v = v, math.max(1, v - count + 1), -1 do
+  out[#out + 1] = redis.call('HGET', history, ARGV[3] .. ':' .. old_v)
+end
+return out
 "#
     ))
 });
@@ -148,10 +184,11 @@ pub(crate) struct Session<'a> {
     pub(crate) ttl_ms: u64,
     pub(crate) epoch_candidate: &'a str,
     pub(crate) stream_max_len: usize,
+    pub(crate) history_limit: usize,
 }
 
 /// One operation of an [`apply`] batch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Op {
     pub(crate) kind: OpKind,
     pub(crate) name: String,
@@ -160,14 +197,19 @@ pub(crate) struct Op {
     pub(crate) new_head: String,
     pub(crate) record: Vec<u8>,
     pub(crate) old: Vec<u8>,
+    /// The write's history entry.
+    pub(crate) entry: Vec<u8>,
 }
 
 /// What an [`Op`] does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum OpKind {
     Change(ChangeKind),
     /// Only checks the expected head.
+    #[default]
     Expect,
+    /// Only stores a history entry (`record`) under `new_head`.
+    History,
 }
 
 /// What [`apply`] did.
@@ -203,18 +245,21 @@ pub(crate) fn apply(
         .arg(session.stream_max_len)
         .arg(id_floor)
         .arg(if check_ids { "1" } else { "0" })
+        .arg(session.history_limit)
         .arg(ops.len());
     for op in ops {
         let kind = match op.kind {
             OpKind::Change(kind) => kind.as_str(),
             OpKind::Expect => "expect",
+            OpKind::History => "history",
         };
         call.arg(kind)
             .arg(&op.name)
             .arg(&op.expected)
             .arg(&op.new_head)
             .arg(&op.record[..])
-            .arg(&op.old[..]);
+            .arg(&op.old[..])
+            .arg(&op.entry[..]);
     }
     let reply: Vec<RedisValue> = call.invoke(conn)?;
     let text = |i: usize| reply.get(i).and_then(bytes).unwrap_or_default();
@@ -274,6 +319,29 @@ pub(crate) fn touch(
         .map(|e| String::from_utf8_lossy(&e).into_owned())
         .unwrap_or_default();
     Ok((seq, epoch))
+}
+
+/// The stored history entries of variable `id` from `version` down, at most `count` (and the
+/// session's history limit), newest first (`None` for a version not stored); and the limit.
+pub(crate) fn history(
+    conn: &mut Connection,
+    session: &Session<'_>,
+    id: u64,
+    version: u64,
+    count: usize,
+) -> redis::RedisResult<(usize, Vec<Option<Vec<u8>>>)> {
+    let mut call = invoke(&HISTORY, session);
+    call.arg(id)
+        .arg(version)
+        .arg(count)
+        .arg(session.history_limit);
+    let reply: Vec<RedisValue> = call.invoke(conn)?;
+    let mut items = reply.iter();
+    let limit = items
+        .next()
+        .and_then(bytes)
+        .map_or(0, |l| usize::try_from(parse_u64(&l)).unwrap_or(0));
+    Ok((limit, items.map(bytes).collect()))
 }
 
 /// Hands out `count` new ids; returns the first.

@@ -96,6 +96,16 @@ class SessionServiceStub:
                 request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.WatchVariablesRequest.SerializeToString,
                 response_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.VariableUpdate.FromString,
                 _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/dspex.v1.SessionService/GetHistory',
+                request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.GetHistoryRequest.SerializeToString,
+                response_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.GetHistoryResponse.FromString,
+                _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/dspex.v1.SessionService/Rollback',
+                request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.RollbackRequest.SerializeToString,
+                response_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.RollbackResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -184,6 +194,22 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHistory(self, request, context):
+        """The last writes of a variable, newest first (registration is version 1).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollback(self, request, context):
+        """Writes a kept version's value again as a new version, with metadata
+        `rolled_back_from = "<version>"`; NOT_FOUND (kind version_not_found) for a version no longer
+        kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -246,6 +272,16 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.WatchVariables,
                     request_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.WatchVariablesRequest.FromString,
                     response_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.VariableUpdate.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.GetHistoryRequest.FromString,
+                    response_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.RollbackRequest.FromString,
+                    response_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.RollbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -574,6 +610,60 @@ class SessionService:
             '/dspex.v1.SessionService/WatchVariables',
             dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.WatchVariablesRequest.SerializeToString,
             dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.VariableUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dspex.v1.SessionService/GetHistory',
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.GetHistoryRequest.SerializeToString,
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dspex.v1.SessionService/Rollback',
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.RollbackRequest.SerializeToString,
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.RollbackResponse.FromString,
             options,
             channel_credentials,
             insecure,
