@@ -59,6 +59,20 @@ pub enum Error {
         /// What the program declares.
         declared: String,
     },
+    /// A shared session already holds a variable of this name, declared differently (another
+    /// type, other constraints or another description). Identical declarations are shared.
+    #[error(
+        "variable `{name}` is declared differently in shared session `{session}`: {difference}"
+    )]
+    DeclarationMismatch {
+        /// The variable.
+        name: String,
+        /// The shared session.
+        session: String,
+        /// What differs, the session's declaration first: "type: float in the session,
+        /// integer here".
+        difference: String,
+    },
     /// A value of the wrong type for the variable.
     #[error(transparent)]
     InvalidValue(ValidationError),
@@ -202,6 +216,18 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// The shared backend (Redis) could not be used: unreachable, refused a command, or holds
+    /// a session that cannot be read. The message names the URL (without its password) and
+    /// what failed; `source` is what the Redis client said. Build it with [`Error::shared`] or
+    /// [`Error::shared_with`].
+    #[error("shared state: {message}")]
+    Shared {
+        /// What failed ("cannot reach Redis at redis://127.0.0.1:6390/0").
+        message: String,
+        /// Why, when something underneath failed (a `redis::RedisError`, ...).
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A python step raised an exception; `message` is the Python error text.
     #[error("python step `{step}` raised {message}")]
     Python {
@@ -280,6 +306,28 @@ impl Error {
     /// ```
     pub fn bridge_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Bridge {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A shared-state error with no underlying cause.
+    ///
+    /// ```
+    /// let e = dspex::Error::shared("session `qa` holds a record that does not decode");
+    /// assert_eq!(e.to_string(), "shared state: session `qa` holds a record that does not decode");
+    /// ```
+    pub fn shared(message: impl Into<String>) -> Self {
+        Error::Shared {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A shared-state error caused by `source` (kept as the error's
+    /// [`source()`](std::error::Error::source), not repeated in the message).
+    pub fn shared_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Shared {
             message: message.into(),
             source: Some(source.into()),
         }

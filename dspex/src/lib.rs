@@ -5,8 +5,10 @@
 //! program is pure Rust they stay in-process ([`state::LocalState`]): a read is a read lock and a
 //! lookup. As soon as a python step is involved they move into a session of the bridge's store
 //! ([`bridge`]), which Python processes reach over gRPC, and the context's Python worker
-//! ([`worker`]) runs real DSPy modules bound to them. The rules of every variable come from
-//! `dspex-core`, the crate the macros also use at compile time.
+//! ([`worker`]) runs real DSPy modules bound to them. Variables that several processes or hosts
+//! must share live in a Redis session ([`state::SharedState`], `Context::builder().shared(url)`).
+//! The rules of every variable come from `dspex-core`, the crate the macros also use at compile
+//! time.
 //!
 //! ```
 //! use dspex::prelude::*;
@@ -25,11 +27,11 @@
 //! - [`Context`] and [`Var`]: the variables API (`defvariable`, `get`, `get_or`, `set`,
 //!   `update`, `get_many`, `update_many`, `list`, `exists`, `delete`, `watch`, `history`,
 //!   `rollback`), by name or through a typed handle; [`Context::ensure_bridged`] upgrades a
-//!   context, once.
+//!   context, once, and [`Context::ensure_shared`] moves it into a shared session.
 //! - [`state`]: the [`StateProvider`](state::StateProvider) trait every backend implements
 //!   (and a backend of your own can, see [`ContextBuilder::state`]), the
-//!   [`WatchHub`](state::WatchHub) that fans changes out to watchers, and
-//!   [`LocalState`](state::LocalState).
+//!   [`WatchHub`](state::WatchHub) that fans changes out to watchers,
+//!   [`LocalState`](state::LocalState), and [`SharedState`](state::SharedState) (Redis).
 //! - [`bridge`]: the session store and its gRPC server; [`bridge::BridgedState`].
 //! - [`worker`]: the supervisor of a context's Python worker, and the LM configuration.
 //! - [`program`]: [`Program`] (what the macros implement), native steps ([`Module`]), python
@@ -69,6 +71,10 @@
 //! - A program attached to a context that already holds a variable it declares shares it when
 //!   the type and constraints are the same, and fails with
 //!   [`Error::IncompatibleVariable`] otherwise.
+//! - On a shared session ([`state::SharedState`], Redis), registering a variable the session
+//!   already holds with the same declaration shares it (every replica declares what it uses),
+//!   and another declaration is [`Error::DeclarationMismatch`]; on the other backends a taken
+//!   name is [`Error::AlreadyExists`].
 //! - `run_traced` returns, besides the outputs, what each step read and wrote, the values of
 //!   its bound variables (for a python step, exactly the values its call carried to the
 //!   worker, overrides included) and the LM settings and token usage of every LM request of a

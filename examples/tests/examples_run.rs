@@ -123,3 +123,33 @@ fn the_tune_example_improves_the_score_and_applies_the_result() {
         "{err}"
     );
 }
+
+#[test]
+fn the_shared_example_runs_two_processes_on_one_session() {
+    // The example starts a private redis-server unless `DSPEX_REDIS_URL` names one: never let
+    // it use a server this test did not start.
+    let output = Command::new(env!("CARGO_BIN_EXE_shared"))
+        .env_remove("DSPEX_REDIS_URL")
+        .output()
+        .expect("the example starts");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the shared example failed:\n{out}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.contains("shared backend"), "{out}");
+    assert!(
+        out.contains("first process: python call used temperature=0.7"),
+        "{out}"
+    );
+    assert!(out.contains("temperature 0.7 -> 1.3"), "{out}");
+    assert!(
+        out.contains("first process: saw temperature 0.7 -> 1.3 (version 2)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("first process: python call used temperature=1.3"),
+        "{out}"
+    );
+}

@@ -1,7 +1,9 @@
 //! Shared helpers of the cross-crate integration tests in `tests/`: finding the Python
-//! interpreter, driving real Python processes (`tests/python/agent.py`) against a bridged
-//! context, the fixture variables, JSON <-> [`Value`] conversions, and the events tests wait
-//! for instead of sleeping (process exits, marker lines, log events).
+//! interpreter, driving real processes by JSON lines ([`JsonProcess`]: Python agents on a
+//! bridged context, [`SharedPeer`]s on a shared session), the fixture variables, JSON <->
+//! [`Value`] conversions, and the events tests wait for instead of sleeping (process exits,
+//! marker lines, log events). Tests that need Redis start their own with
+//! [`dspex_test_redis::RedisServer`].
 //!
 //! The interpreter is `DSPEX_PYTHON`, else the workspace's `.venv/bin/python` if it exists,
 //! else `python3`. If it cannot import `dspex_bridge` the tests fail (never skip) with a message
@@ -131,12 +133,12 @@ pub fn json_to_value(json: &serde_json::Value) -> Option<Value> {
     }
 }
 
-/// A running `tests/python/agent.py`: a real Python process with a `dspex_bridge`
-/// `SessionContext` opened from its environment, driven by one JSON command per line.
+/// A child process driven by one JSON command per stdin line, answering one JSON line each
+/// on stdout (`{"ok": ...}` or `{"error": ...}`); its stderr is kept for failure messages.
 ///
 /// Dropping it kills and reaps the process: no test leaves a process behind, even when it
 /// panics.
-pub struct PyAgent {
+pub struct JsonProcess {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
@@ -144,37 +146,20 @@ pub struct PyAgent {
     readers: Vec<JoinHandle<()>>,
 }
 
-impl PyAgent {
-    /// Starts an agent on `session` (whose fields become `DSPEX_STORE_ADDR`,
-    /// `DSPEX_SESSION_ID` and `DSPEX_SESSION_TOKEN`) and waits until it is ready.
+impl JsonProcess {
+    /// Spawns `command` with piped stdio; `what` names it in panics.
     ///
     /// # Panics
     ///
-    /// If Python cannot start or does not get ready.
-    pub fn start(session: &SessionInfo) -> Self {
-        Self::start_with(session, &[])
-    }
-
-    /// [`start`](Self::start) with extra environment variables (`AGENT_CACHE_TTL`, ...).
-    ///
-    /// # Panics
-    ///
-    /// If Python cannot start or does not get ready.
-    pub fn start_with(session: &SessionInfo, extra_env: &[(&str, &str)]) -> Self {
-        let script = workspace_root().join("tests/python/agent.py");
-        let mut command = Command::new(python());
+    /// If the process cannot start.
+    pub fn spawn(mut command: Command, what: &str) -> Self {
         command
-            .arg(&script)
-            .envs(session.env())
-            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            .env("PYTHONUNBUFFERED", "1")
-            .envs(extra_env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
         let stdin = child.stdin.take();
         let (tx, lines) = mpsc::channel();
         let stdout = child.stdout.take();
@@ -200,16 +185,18 @@ impl PyAgent {
                 }
             }));
         }
-        let mut agent = Self {
+        Self {
             child,
             stdin,
             lines,
             stderr: stderr_text,
             readers,
-        };
-        let ready = agent.recv();
-        assert_eq!(ready, json!({"ready": true}), "the agent did not get ready");
-        agent
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends one command without waiting for its answer.
@@ -221,20 +208,20 @@ impl PyAgent {
         let stdin = self.stdin.as_mut().expect("stdin is open");
         writeln!(stdin, "{command}")
             .and_then(|()| stdin.flush())
-            .unwrap_or_else(|e| panic!("the agent is gone ({e}); stderr:\n{}", self.stderr()));
+            .unwrap_or_else(|e| panic!("the process is gone ({e}); stderr:\n{}", self.stderr()));
     }
 
     /// The next answer.
     ///
     /// # Panics
     ///
-    /// If none comes within [`PYTHON_TIMEOUT`], with the agent's stderr.
+    /// If none comes within [`PYTHON_TIMEOUT`], with the process's stderr.
     pub fn recv(&mut self) -> serde_json::Value {
         match self.lines.recv_timeout(PYTHON_TIMEOUT) {
             Ok(line) => serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("the agent wrote {line:?}, not JSON: {e}")),
+                .unwrap_or_else(|e| panic!("the process wrote {line:?}, not JSON: {e}")),
             Err(e) => panic!(
-                "no answer from the agent ({e}); its stderr:\n{}",
+                "no answer from the process ({e}); its stderr:\n{}",
                 self.stderr()
             ),
         }
@@ -250,16 +237,17 @@ impl PyAgent {
     ///
     /// # Panics
     ///
-    /// If the command raised.
+    /// If the command failed.
     pub fn ok(&mut self, command: serde_json::Value) -> serde_json::Value {
         let reply = self.call(command.clone());
         match reply.get("ok") {
             Some(result) => result.clone(),
-            None => panic!("{command} raised {reply}"),
+            None => panic!("{command} failed: {reply}"),
         }
     }
 
-    /// Sends a command that must raise and returns `(exception type, message, mro)`.
+    /// Sends a command that must fail and returns `(error, message, mro)` (`message` and
+    /// `mro` as a Python agent reports them; empty otherwise).
     ///
     /// # Panics
     ///
@@ -268,7 +256,7 @@ impl PyAgent {
         let reply = self.call(command.clone());
         let text = |key: &str| reply[key].as_str().unwrap_or_default().to_owned();
         if reply.get("error").is_none() {
-            panic!("{command} should have raised, returned {reply}");
+            panic!("{command} should have failed, returned {reply}");
         }
         let mro = reply["mro"]
             .as_array()
@@ -281,12 +269,13 @@ impl PyAgent {
         (text("error"), text("message"), mro)
     }
 
-    /// What the agent wrote on stderr so far.
+    /// What the process wrote on stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
-    /// Asks the agent to exit and waits for it.
+    /// Asks the process to exit (`{"op": "exit"}`, then the end of its stdin) and waits for
+    /// it.
     ///
     /// # Panics
     ///
@@ -296,25 +285,35 @@ impl PyAgent {
         drop(self.stdin.take());
         let deadline = std::time::Instant::now() + PYTHON_TIMEOUT;
         let status = loop {
-            if let Some(status) = self.child.try_wait().expect("the agent can be waited for") {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .expect("the process can be waited for")
+            {
                 break status;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "the agent did not exit; stderr:\n{}",
+                "the process did not exit; stderr:\n{}",
                 self.stderr()
             );
-            std::thread::sleep(Duration::from_millis(10));
+            wait_gone_blocking(self.child.id(), deadline - std::time::Instant::now());
         };
         assert!(
             status.success(),
-            "the agent exited with {status}; stderr:\n{}",
+            "the process exited with {status}; stderr:\n{}",
             self.stderr()
         );
     }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
-impl Drop for PyAgent {
+impl Drop for JsonProcess {
     fn drop(&mut self) {
         drop(self.stdin.take());
         if !matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -324,6 +323,117 @@ impl Drop for PyAgent {
         for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
+    }
+}
+
+/// A running `tests/python/agent.py`: a real Python process with a `dspex_bridge`
+/// `SessionContext` opened from its environment, driven by one JSON command per line (a
+/// [`JsonProcess`]).
+pub struct PyAgent(JsonProcess);
+
+impl PyAgent {
+    /// Starts an agent on `session` (whose fields become `DSPEX_STORE_ADDR`,
+    /// `DSPEX_SESSION_ID` and `DSPEX_SESSION_TOKEN`) and waits until it is ready.
+    ///
+    /// # Panics
+    ///
+    /// If Python cannot start or does not get ready.
+    pub fn start(session: &SessionInfo) -> Self {
+        Self::start_with(session, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables (`AGENT_CACHE_TTL`, ...).
+    ///
+    /// # Panics
+    ///
+    /// If Python cannot start or does not get ready.
+    pub fn start_with(session: &SessionInfo, extra_env: &[(&str, &str)]) -> Self {
+        let script = workspace_root().join("tests/python/agent.py");
+        let mut command = Command::new(python());
+        command
+            .arg(&script)
+            .envs(session.env())
+            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            .env("PYTHONUNBUFFERED", "1")
+            .envs(extra_env.iter().copied());
+        let mut agent = JsonProcess::spawn(command, &python().display().to_string());
+        let ready = agent.recv();
+        assert_eq!(ready, json!({"ready": true}), "the agent did not get ready");
+        Self(agent)
+    }
+
+    /// Asks the agent to exit and waits for it.
+    ///
+    /// # Panics
+    ///
+    /// If it does not exit cleanly.
+    pub fn finish(self) {
+        self.0.finish();
+    }
+}
+
+impl std::ops::Deref for PyAgent {
+    type Target = JsonProcess;
+    fn deref(&self) -> &JsonProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PyAgent {
+    fn deref_mut(&mut self) -> &mut JsonProcess {
+        &mut self.0
+    }
+}
+
+/// A `shared_peer` process (`tests/src/bin/shared_peer.rs`): another OS process with a context
+/// on a shared session, driven by one JSON command per line (a [`JsonProcess`]).
+pub struct SharedPeer(JsonProcess);
+
+impl SharedPeer {
+    /// Starts a peer on session `session` of the Redis at `url` and waits until it has the
+    /// session open.
+    ///
+    /// # Panics
+    ///
+    /// If it cannot start or open the session.
+    pub fn start(url: &str, session: &str) -> Self {
+        // Cargo builds the package's binaries next to the test binaries' `deps` folder.
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("shared_peer")))
+            .unwrap_or_else(|| PathBuf::from("shared_peer"));
+        let mut command = Command::new(binary);
+        command.args([url, session]);
+        let mut peer = JsonProcess::spawn(command, "shared_peer");
+        let ready = peer.recv();
+        assert_eq!(
+            ready["ready"],
+            json!(true),
+            "the peer did not get ready: {ready}"
+        );
+        Self(peer)
+    }
+
+    /// Asks the peer to exit and waits for it.
+    ///
+    /// # Panics
+    ///
+    /// If it does not exit cleanly.
+    pub fn finish(self) {
+        self.0.finish();
+    }
+}
+
+impl std::ops::Deref for SharedPeer {
+    type Target = JsonProcess;
+    fn deref(&self) -> &JsonProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SharedPeer {
+    fn deref_mut(&mut self) -> &mut JsonProcess {
+        &mut self.0
     }
 }
 

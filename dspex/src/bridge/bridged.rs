@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::runtime::BridgeServer;
 use super::store::Session;
 use crate::error::Result;
+use crate::state::StateProvider;
 use crate::state::check_history_limit;
 use crate::state::table::delegate_state_provider;
 
@@ -113,6 +114,15 @@ impl BridgedState {
     /// The server whose store holds the session.
     pub fn server(&self) -> &BridgeServer {
         &self.server
+    }
+
+    /// Serves `backend` through this (empty) session: every call the session gets, from Rust
+    /// or over gRPC, is forwarded to it, exactly as after a bridged context moved its variables
+    /// into `backend`. How a shared context serves its shared session to its Python workers.
+    pub(crate) fn forward_to(&self, backend: Arc<dyn StateProvider>) -> Result<()> {
+        self.session
+            .table
+            .migrate_out(&mut |_| Ok(Arc::clone(&backend)))
     }
 
     /// Keeps the last `limit` writes of each variable from now on (default

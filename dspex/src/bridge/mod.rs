@@ -51,6 +51,7 @@
 //! | `PERMISSION_DENIED` | `PERMISSION_DENIED` | the token of another session |
 //! | `READ_ONLY` | `PERMISSION_DENIED` | a write to a read-only variable (only Rust may write it) |
 //! | `SESSION_OWNED` | `FAILED_PRECONDITION` | `CleanupSession` of a context's session |
+//! | `UNAVAILABLE` | `UNAVAILABLE` | the context's variables live in a shared session whose Redis cannot be reached |
 //! | `INTERNAL` | `INTERNAL` | a bug |
 //!
 //! A Python worker's `ModuleService` adds the kinds of its calls:

@@ -65,7 +65,9 @@ pub(crate) fn error_status(e: &Error) -> Status {
     let message = e.to_string();
     match e {
         Error::NotFound { .. } => status(Code::NotFound, ErrorKind::NotFound, message),
-        Error::AlreadyExists { .. } | Error::IncompatibleVariable { .. } => {
+        Error::AlreadyExists { .. }
+        | Error::IncompatibleVariable { .. }
+        | Error::DeclarationMismatch { .. } => {
             status(Code::AlreadyExists, ErrorKind::AlreadyExists, message)
         }
         Error::DuplicateWrite { .. } => {
@@ -101,6 +103,8 @@ pub(crate) fn error_status(e: &Error) -> Status {
             metadata.insert(ACTUAL_VERSION_METADATA, (*actual).into());
             s
         }
+        // The shared backend cannot reach Redis: the session's store is unavailable.
+        Error::Shared { .. } => status(Code::Unavailable, ErrorKind::Unavailable, message),
         Error::ReadOnly { .. } => status(Code::PermissionDenied, ErrorKind::ReadOnly, message),
         Error::VersionNotFound { .. } => {
             status(Code::NotFound, ErrorKind::VersionNotFound, message)

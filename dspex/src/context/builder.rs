@@ -1,14 +1,16 @@
-//! `ContextBuilder`: a context on the backend of your choice (local, bridged, or one of your
-//! own), and the bridge server it uses.
+//! `ContextBuilder`: a context on the backend of your choice (local, bridged, shared in
+//! Redis, or one of your own), and the bridge server it uses.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Context;
 use crate::bridge::BridgeServer;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::{
-    DEFAULT_HISTORY_LIMIT, LocalState, StateProvider, WatchHub, check_history_limit,
+    DEFAULT_HISTORY_LIMIT, LocalState, SharedConfig, SharedState, StateProvider, WatchHub,
+    check_history_limit,
 };
 use crate::worker::{LmConfig, WorkerConfig};
 
@@ -21,6 +23,10 @@ enum Start {
     #[default]
     Local,
     Bridged,
+    /// A shared session on the Redis at this URL (the session name comes from `session`).
+    Shared(String),
+    /// A shared session fully configured.
+    SharedWith(SharedConfig),
     Custom(StateFactory),
 }
 
@@ -29,6 +35,7 @@ impl fmt::Debug for Start {
         f.write_str(match self {
             Start::Local => "Local",
             Start::Bridged => "Bridged",
+            Start::Shared(_) | Start::SharedWith(_) => "Shared",
             Start::Custom(_) => "Custom",
         })
     }
@@ -59,6 +66,8 @@ pub struct ContextBuilder {
     start: Start,
     server: Option<BridgeServer>,
     worker: WorkerConfig,
+    session: Option<String>,
+    session_ttl: Option<Duration>,
     history_limit: usize,
 }
 
@@ -68,6 +77,8 @@ impl Default for ContextBuilder {
             start: Start::default(),
             server: None,
             worker: WorkerConfig::default(),
+            session: None,
+            session_ttl: None,
             history_limit: DEFAULT_HISTORY_LIMIT,
         }
     }
@@ -84,6 +95,51 @@ impl ContextBuilder {
     /// bridge's store from the first registration on.
     pub fn bridged(mut self) -> Self {
         self.start = Start::Bridged;
+        self
+    }
+
+    /// Starts the context on a shared session in the Redis (7 or later) at `url`
+    /// (`redis://host:port/db`), named by [`session`](Self::session): every process that
+    /// opens the same session on the same Redis shares its variables (see
+    /// [`SharedState`](crate::state::SharedState)). A python step's worker reaches them
+    /// through this process's bridge, as for a bridged context.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> dspex::Result<()> {
+    /// use std::time::Duration;
+    /// use dspex::{BackendKind, Context};
+    ///
+    /// let ctx = Context::builder()
+    ///     .shared("redis://127.0.0.1:6379/0")
+    ///     .session("qa-prod")
+    ///     .session_ttl(Duration::from_secs(3600))
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(ctx.backend().kind, BackendKind::Shared);
+    /// # Ok(()) }
+    /// ```
+    pub fn shared(mut self, url: impl Into<String>) -> Self {
+        self.start = Start::Shared(url.into());
+        self
+    }
+
+    /// The name of the shared session (see [`shared`](Self::shared)).
+    pub fn session(mut self, name: impl Into<String>) -> Self {
+        self.session = Some(name.into());
+        self
+    }
+
+    /// How long the shared session lives once no process renews it (default
+    /// [`DEFAULT_SESSION_TTL`](crate::state::shared::DEFAULT_SESSION_TTL)).
+    pub fn session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = Some(ttl);
+        self
+    }
+
+    /// Starts the context on the shared session `config` describes (URL, session name, TTL,
+    /// heartbeat, stream length).
+    pub fn shared_with(mut self, config: SharedConfig) -> Self {
+        self.start = Start::SharedWith(config);
         self
     }
 
@@ -173,11 +229,68 @@ impl ContextBuilder {
     /// (the first time in a process) runs off the async runtime's threads. A worker
     /// configuration out of its bounds ([`WorkerConfig::check`]) is an
     /// [`Error::Worker`](crate::Error::Worker).
+    ///
+    /// A shared context connects to Redis and loads its session first (off the async
+    /// runtime's threads); the error names the URL if Redis cannot be reached. `session` and
+    /// `session_ttl` are errors ([`Error::InvalidOption`]) without `shared`, and `shared`
+    /// needs `session`.
     pub async fn build(self) -> Result<Context> {
         self.worker.check()?;
         let history_limit = check_history_limit(self.history_limit)?;
         let hub: Arc<WatchHub> = Arc::default();
+        let shared = match self.start {
+            Start::Shared(ref url) => {
+                let Some(session) = self.session.clone() else {
+                    return Err(Error::InvalidOption {
+                        option: "session".to_owned(),
+                        message: "a shared context needs a session name: add `.session(name)` to `.shared(url)`".to_owned(),
+                    });
+                };
+                let config = SharedConfig::new(url.clone(), session).history_limit(history_limit);
+                Some(match self.session_ttl {
+                    Some(ttl) => config.ttl(ttl),
+                    None => config,
+                })
+            }
+            Start::SharedWith(ref config) => {
+                if self.session.is_some()
+                    || self.session_ttl.is_some()
+                    || history_limit != DEFAULT_HISTORY_LIMIT
+                {
+                    return Err(Error::InvalidOption {
+                        option: "session".to_owned(),
+                        message: "`shared_with` takes the session name, TTL and history limit from its `SharedConfig`; remove `.session(..)`, `.session_ttl(..)` and `.history_limit(..)`".to_owned(),
+                    });
+                }
+                Some(config.clone())
+            }
+            _ => {
+                if self.session.is_some() || self.session_ttl.is_some() {
+                    return Err(Error::InvalidOption {
+                        option: "session".to_owned(),
+                        message: "`session` and `session_ttl` apply to a shared context; add `.shared(url)`".to_owned(),
+                    });
+                }
+                None
+            }
+        };
+        if let Some(config) = shared {
+            let state = {
+                let hub = Arc::clone(&hub);
+                super::off_runtime(move || SharedState::open_with_hub(config, hub)).await?
+            };
+            return Ok(Context::on_shared(
+                Arc::new(state),
+                hub,
+                self.server,
+                self.worker,
+                history_limit,
+            ));
+        }
         let backend: Arc<dyn StateProvider> = match self.start {
+            Start::Shared(_) | Start::SharedWith(_) => {
+                return Err(Error::internal("a shared start was not handled"));
+            }
             Start::Local => {
                 Arc::new(LocalState::with_hub(Arc::clone(&hub)).with_history_limit(history_limit)?)
             }

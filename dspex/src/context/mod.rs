@@ -15,8 +15,9 @@ use parking_lot::Mutex;
 use crate::bridge::{BridgeServer, BridgedState, SessionInfo};
 use crate::error::{Error, Result};
 use crate::state::{
-    BackendKind, Capabilities, DEFAULT_HISTORY_LIMIT, GetMany, HistoryEntry, Key, LocalState,
-    SetOptions, Source, StateProvider, VarRecord, WatchHub, WatchOptions, Watcher,
+    BackendKind, Capabilities, DEFAULT_HISTORY_LIMIT, ExportedVar, GetMany, HistoryEntry, Key,
+    LocalState, SetOptions, SharedConfig, SharedState, Source, StateProvider, VarRecord, WatchHub,
+    WatchOptions, Watcher,
 };
 use crate::worker::{WorkerConfig, WorkerStatus, WorkerSupervisor};
 
@@ -30,7 +31,7 @@ pub use var::{Choice, Embedding, ModuleName, Var, VarValue};
 /// What a context's backend is and how it got there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendInfo {
-    /// Local or bridged.
+    /// Local, bridged or shared.
     pub kind: BackendKind,
     /// What the backend can do.
     pub capabilities: Capabilities,
@@ -67,6 +68,9 @@ struct Inner {
     /// the local read path at a single read lock; the initial backend forwards the calls that
     /// raced with the upgrade.
     upgraded: OnceLock<Arc<dyn StateProvider>>,
+    /// The backend of a second switch: a bridged context that moved into a shared session
+    /// (read only once `upgraded` is set, so that the local read path stays one load).
+    second: OnceLock<Arc<dyn StateProvider>>,
     hub: Arc<WatchHub>,
     requires_bridge: AtomicBool,
     switches: AtomicU32,
@@ -85,6 +89,8 @@ struct Inner {
     /// The context's session in the bridge's store, once bridged. Dropping the context drops
     /// it, which releases the session.
     bridge: OnceLock<Arc<BridgedState>>,
+    /// The shared session the context's variables live in, once shared.
+    shared: OnceLock<Arc<SharedState>>,
     /// How many writes each variable's history keeps in the backends the context creates.
     history_limit: usize,
 }
@@ -171,6 +177,7 @@ impl Context {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 initial: backend,
                 upgraded: OnceLock::new(),
+                second: OnceLock::new(),
                 hub,
                 requires_bridge: AtomicBool::new(false),
                 switches: AtomicU32::new(0),
@@ -181,9 +188,30 @@ impl Context {
                 worker: Mutex::new(None),
                 worker_start: tokio::sync::Mutex::new(()),
                 bridge: bridge_cell,
+                shared: OnceLock::new(),
                 history_limit,
             }),
         }
+    }
+
+    /// A context on a shared session (see [`ContextBuilder::shared`]).
+    pub(crate) fn on_shared(
+        shared: Arc<SharedState>,
+        hub: Arc<WatchHub>,
+        server: Option<BridgeServer>,
+        worker_config: WorkerConfig,
+        history_limit: usize,
+    ) -> Self {
+        let ctx = Self::with_backend_and_hub(
+            Arc::clone(&shared) as Arc<dyn StateProvider>,
+            hub,
+            server,
+            None,
+            worker_config,
+            history_limit,
+        );
+        let _ = ctx.inner.shared.set(shared);
+        ctx
     }
 
     /// A number identifying the context within the process.
@@ -214,11 +242,10 @@ impl Context {
 
     #[inline]
     fn current(&self) -> &dyn StateProvider {
-        self.inner
-            .upgraded
-            .get()
-            .unwrap_or(&self.inner.initial)
-            .as_ref()
+        match self.inner.upgraded.get() {
+            None => self.inner.initial.as_ref(),
+            Some(upgraded) => self.inner.second.get().unwrap_or(upgraded).as_ref(),
+        }
     }
 
     /// The context's watch hub, shared with every backend it switches to.
@@ -240,7 +267,7 @@ impl Context {
     #[cfg(test)]
     pub(crate) fn switch_backend(&self, target: Arc<dyn StateProvider>) -> Result<()> {
         let _one_at_a_time = self.inner.switching.lock();
-        self.switch_locked(target)
+        self.switch_locked(Arc::clone(&target), &mut |records| target.import(records))
     }
 
     /// Moves the context's variables into a session of the bridge's store, so that Python
@@ -281,17 +308,23 @@ impl Context {
     /// # Ok(()) }
     /// ```
     pub async fn ensure_bridged(&self) -> Result<()> {
-        if self.current().kind() == BackendKind::Bridged {
+        if self.is_bridged() {
             return Ok(());
         }
         let ctx = self.clone();
         off_runtime(move || ctx.bridge_now()).await
     }
 
-    /// [`ensure_bridged`](Self::ensure_bridged) on the calling thread.
+    /// Whether Python can reach the context's variables through a bridge session already.
+    fn is_bridged(&self) -> bool {
+        self.inner.bridge.get().is_some() || self.current().kind() == BackendKind::Bridged
+    }
+
+    /// [`ensure_bridged`](Self::ensure_bridged) on the calling thread. A shared context does
+    /// not switch: its bridge session forwards every call to the shared backend.
     fn bridge_now(&self) -> Result<()> {
         let _one_at_a_time = self.inner.switching.lock();
-        if self.current().kind() == BackendKind::Bridged {
+        if self.is_bridged() {
             return Ok(());
         }
         let server = match &self.inner.server {
@@ -304,11 +337,111 @@ impl Context {
                 .with_history_limit(self.inner.history_limit)?,
         );
         // On failure `bridged` is dropped here, which removes its session from the store.
-        self.switch_locked(Arc::clone(&bridged) as Arc<dyn StateProvider>)?;
+        match self.inner.shared.get() {
+            Some(shared) => bridged.forward_to(Arc::clone(shared) as Arc<dyn StateProvider>)?,
+            None => {
+                let target = Arc::clone(&bridged) as Arc<dyn StateProvider>;
+                self.switch_locked(Arc::clone(&target), &mut |records| target.import(records))?;
+            }
+        }
         self.inner
             .bridge
             .set(bridged)
             .map_err(|_| Error::internal("context bridged twice"))
+    }
+
+    /// Moves the context's variables into the shared session `session` on the Redis at `url`
+    /// (see [`SharedState`]), so that every process that opens the session shares them; does
+    /// nothing if the context is in that session already. Like
+    /// [`ensure_bridged`](Self::ensure_bridged), the move is transactional, and a bridged
+    /// context keeps its bridge session (its Python workers reach the shared variables
+    /// through it).
+    ///
+    /// For each variable of the context:
+    ///
+    /// - the session does not hold its name: it is created in the session with its value,
+    ///   version, description, metadata (plus `migrated_from` and `migrated_at`) and times,
+    ///   and a new id of the session;
+    /// - the session holds it with the same declaration (type, constraints, description):
+    ///   **the session's record wins** (its value, version and metadata: other processes
+    ///   already use it), and the context's watchers get an `Updated` event if the value
+    ///   differs from the context's;
+    /// - the session holds it with another declaration: the move is refused with
+    ///   [`Error::DeclarationMismatch`] naming the variable and what differs, and the context
+    ///   stays as it was.
+    ///
+    /// Typed handles ([`Var`]) keep working across the move. Runs on the runtime's blocking
+    /// threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DeclarationMismatch`]; [`Error::Shared`] naming the URL if Redis cannot be
+    /// reached; [`Error::InvalidOption`] for a bad session name or setting, or if the context
+    /// is already in another shared session. The context is unchanged on every error.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> dspex::Result<()> {
+    /// use dspex::{BackendKind, Constraints, Context};
+    ///
+    /// let ctx = Context::new();
+    /// let t = ctx.defvariable::<f64>("temperature", 0.7, Constraints::range(0.0, 2.0))?;
+    /// ctx.ensure_shared("redis://127.0.0.1:6379/0", "qa-prod").await?;
+    /// assert_eq!(ctx.backend().kind, BackendKind::Shared);
+    /// println!("temperature in the session: {}", t.get()?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn ensure_shared(
+        &self,
+        url: impl Into<String>,
+        session: impl Into<String>,
+    ) -> Result<()> {
+        self.ensure_shared_with(SharedConfig::new(url, session))
+            .await
+    }
+
+    /// [`ensure_shared`](Self::ensure_shared) with the session's settings (TTL, heartbeat,
+    /// stream length).
+    ///
+    /// # Errors
+    ///
+    /// As [`ensure_shared`](Self::ensure_shared).
+    pub async fn ensure_shared_with(&self, config: SharedConfig) -> Result<()> {
+        let ctx = self.clone();
+        off_runtime(move || ctx.share_now(config)).await
+    }
+
+    fn share_now(&self, config: SharedConfig) -> Result<()> {
+        let _one_at_a_time = self.inner.switching.lock();
+        if let Some(current) = self.inner.shared.get() {
+            let same =
+                current.config().url() == config.url() && current.session() == config.session();
+            return if same {
+                Ok(())
+            } else {
+                Err(Error::InvalidOption {
+                    option: "shared session".to_owned(),
+                    message: format!(
+                        "the context is in shared session `{}` at {} already; it cannot move to `{}` at {}",
+                        current.session(),
+                        current.config().shown_url(),
+                        config.session(),
+                        config.shown_url()
+                    ),
+                })
+            };
+        }
+        let shared = Arc::new(SharedState::open_with_hub(config, Arc::clone(self.hub()))?);
+        let target = Arc::clone(&shared) as Arc<dyn StateProvider>;
+        self.switch_locked(target, &mut |records| shared.adopt(records))?;
+        self.inner
+            .shared
+            .set(shared)
+            .map_err(|_| Error::internal("context shared twice"))
+    }
+
+    /// The shared session the context's variables live in, if any.
+    pub fn shared_state(&self) -> Option<&SharedState> {
+        self.inner.shared.get().map(AsRef::as_ref)
     }
 
     /// The address, session id and token a Python process needs to reach this context's
@@ -373,13 +506,21 @@ impl Context {
         self.inner.history_limit
     }
 
-    /// The switch itself; the caller holds `switching`.
-    fn switch_locked(&self, target: Arc<dyn StateProvider>) -> Result<()> {
-        if self.inner.upgraded.get().is_some() {
-            return Err(Error::internal("a context switches backends at most once"));
-        }
+    /// The switch itself; the caller holds `switching`. `fill` moves the variables into
+    /// `target`. A context switches at most twice (local to bridged to shared).
+    fn switch_locked(
+        &self,
+        target: Arc<dyn StateProvider>,
+        fill: &mut dyn FnMut(Vec<ExportedVar>) -> Result<()>,
+    ) -> Result<()> {
+        let (current, slot) = match self.inner.upgraded.get() {
+            None => (&self.inner.initial, &self.inner.upgraded),
+            Some(upgraded) if self.inner.second.get().is_none() => (upgraded, &self.inner.second),
+            Some(_) => {
+                return Err(Error::internal("a context switches backends at most twice"));
+            }
+        };
         let started = Instant::now();
-        let current = &self.inner.initial;
         let from = current.kind().to_string();
         let at = time::rfc3339(SystemTime::now());
         current.migrate_out(&mut |variables| {
@@ -392,11 +533,9 @@ impl Context {
                     v
                 })
                 .collect();
-            target.import(variables)?;
-            self.inner
-                .upgraded
-                .set(Arc::clone(&target))
-                .map_err(|_| Error::internal("backend upgraded twice"))?;
+            fill(variables)?;
+            slot.set(Arc::clone(&target))
+                .map_err(|_| Error::internal("backend switched twice"))?;
             Ok(Arc::clone(&target))
         })?;
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);

@@ -1,6 +1,7 @@
 //! Variable state backends: the [`StateProvider`] trait, the records it stores, the
-//! [`WatchHub`] that fans changes out to watchers, and the in-process [`LocalState`]. The
-//! bridged backend, a session of the bridge's store shared with Python, is
+//! [`WatchHub`] that fans changes out to watchers, the in-process [`LocalState`], and
+//! [`SharedState`], a session in Redis shared by many processes. The bridged backend, a
+//! session of the bridge's store shared with Python, is
 //! [`BridgedState`](crate::bridge::BridgedState).
 //!
 //! Every backend keeps each variable's [`History`] (the last [`DEFAULT_HISTORY_LIMIT`] writes
@@ -25,6 +26,7 @@ use crate::error::Result;
 
 mod history;
 mod local;
+pub mod shared;
 pub(crate) mod table;
 mod watch;
 
@@ -35,6 +37,7 @@ pub use history::{
     ROLLED_BACK_FROM, rollback_metadata,
 };
 pub use local::LocalState;
+pub use shared::{SharedConfig, SharedState};
 pub use watch::{
     Change, ChangeKind, MAX_WATCH_CAPACITY, WatchEvent, WatchHub, WatchOptions, Watcher,
 };
@@ -205,6 +208,18 @@ impl SetOptions {
         self.metadata.insert(key.into(), value.into());
         self
     }
+    /// The compare-and-set rule: a `Conflict` if an expected version is set and `record` is
+    /// at another one.
+    pub(crate) fn check_version(&self, record: &VarRecord) -> Result<()> {
+        match self.expected_version {
+            Some(expected) if expected != record.version => Err(crate::Error::Conflict {
+                name: record.name.clone(),
+                expected,
+                actual: record.version,
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The result of a `get_many`: the values found, in request order, and the names that are not
@@ -232,6 +247,8 @@ pub enum BackendKind {
     Local,
     /// A session in the bridge's store, shared with Python over gRPC.
     Bridged,
+    /// A session in Redis, shared by every process that opens it ([`SharedState`]).
+    Shared,
     /// A backend implemented outside this crate, by the name it gives itself.
     Custom(&'static str),
 }
@@ -241,6 +258,7 @@ impl fmt::Display for BackendKind {
         f.write_str(match self {
             BackendKind::Local => "local",
             BackendKind::Bridged => "bridged",
+            BackendKind::Shared => "shared",
             BackendKind::Custom(name) => name,
         })
     }
@@ -278,7 +296,9 @@ pub struct Capabilities {
 /// - **Records.** Ids are unique and never reused within a backend; a variable starts at
 ///   version 1 and every accepted write adds 1 and records its [`Source`] and time; `set`
 ///   merges [`SetOptions::metadata`] and honours [`SetOptions::expected_version`].
-/// - **Atomicity.** `update` runs its function and writes under one lock; `update_many`
+/// - **Atomicity.** `update` runs its function and writes under one lock (a backend shared
+///   between processes runs it as a compare-and-set loop instead, so the function may run
+///   more than once; no write slips in between either way); `update_many`
 ///   validates every write (a name twice is `DuplicateWrite`) before applying any;
 ///   `import` is all or nothing; `migrate_out` is atomic with respect to every other call.
 /// - **Watching.** Every accepted change is published, in the order changes were applied, to
@@ -301,8 +321,15 @@ pub struct Capabilities {
 ///   (`set`, `update`, `update_many` — the whole batch —, `rollback`, `delete`) is `ReadOnly`
 ///   and changes nothing ([`VarRecord::check_writable`]). Rust writes apply.
 ///
-/// A context switches backend once, from the one it started on to the bridged one, through
-/// [`migrate_out`](Self::migrate_out) and [`import`](Self::import).
+/// A context switches backend through [`migrate_out`](Self::migrate_out) and
+/// [`import`](Self::import): from the one it started on to the bridged one, and from either
+/// into a shared session ([`SharedState`], which adopts the records instead of importing them,
+/// and never migrates out).
+///
+/// One rule differs by design on a shared backend: registering a name the session holds with
+/// the same declaration (type, constraints, description) shares the session's variable rather
+/// than failing with `AlreadyExists` (every process of a service declares what it uses); another
+/// declaration fails with `DeclarationMismatch`.
 pub trait StateProvider: Send + Sync + 'static {
     /// Which kind of backend this is.
     fn kind(&self) -> BackendKind;

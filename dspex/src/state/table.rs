@@ -200,15 +200,7 @@ impl VariableTable {
         let slot = this.slot_of(key)?;
         let rec = this.at(slot)?;
         rec.check_writable(source)?;
-        if let Some(expected) = options.expected_version
-            && expected != rec.version
-        {
-            return Err(Error::Conflict {
-                name: rec.name.clone(),
-                expected,
-                actual: rec.version,
-            });
-        }
+        options.check_version(rec)?;
         let value = validate(&rec.name, rec.ty, &rec.constraints, value)?;
         check_metadata(&rec.name, &rec.metadata, &options.metadata)?;
         this.commit(slot, value, source, &options.metadata)
@@ -517,6 +509,36 @@ impl VariableTable {
     pub(crate) fn len(&self) -> usize {
         self.by_name.len()
     }
+
+    /// Stores `record` as it is, replacing the record of the same name: in its slot when the
+    /// id is the same (resolved references stay on the fast path), else as a new variable.
+    /// For a table that mirrors records checked, versioned and kept (with their histories)
+    /// elsewhere (the shared backend); publishes nothing and keeps no history.
+    pub(crate) fn put(&mut self, record: VarRecord) {
+        if let Some(&slot) = self.by_name.get(&record.name) {
+            if let Some(Some(current)) = self.slots.get_mut(slot as usize)
+                && current.id == record.id
+            {
+                *current = record;
+                return;
+            }
+            self.take(&record.name.clone());
+        }
+        self.next_id = self.next_id.max(record.id.0 + 1);
+        self.insert(record, History::default());
+    }
+
+    /// Removes the record of `name` as it is (see [`put`](Self::put)); publishes nothing.
+    pub(crate) fn take(&mut self, name: &str) -> Option<VarRecord> {
+        let slot = self.by_name.remove(name)?;
+        let record = self.slots.get_mut(slot as usize)?.take()?;
+        self.by_id.remove(&record.id);
+        if let Some(history) = self.histories.get_mut(slot as usize) {
+            *history = History::default();
+        }
+        self.free_slots.push(slot);
+        Some(record)
+    }
 }
 
 /// A [`VariableTable`] behind one lock: the [`StateProvider`] every backend delegates to.
@@ -533,9 +555,12 @@ impl LockedTable {
         }
     }
 
-    /// Number of variables.
+    /// Number of variables (of the successor's, once they migrated out).
     pub(crate) fn len(&self) -> usize {
-        self.table.read().len()
+        self.read_route(|r| match r {
+            Route::Here(t) => t.len(),
+            Route::There(next) => next.list(None).map_or(0, |records| records.len()),
+        })
     }
 
     /// Keeps at most `limit` entries in every history of the table from now on.
@@ -884,7 +909,7 @@ pub(crate) use delegate_state_provider;
 
 /// Checks that merging `merge` into a variable's `current` metadata keeps it within
 /// [`MAX_METADATA_ENTRIES_PER_VARIABLE`] entries and [`MAX_METADATA_BYTES_PER_VARIABLE`] bytes.
-fn check_metadata(
+pub(crate) fn check_metadata(
     name: &str,
     current: &BTreeMap<String, String>,
     merge: &BTreeMap<String, String>,

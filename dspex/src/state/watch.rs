@@ -352,6 +352,33 @@ impl WatchHub {
         self.count.load(Ordering::Acquire) > 0
     }
 
+    /// Tells every watcher that it may have missed `missed` changes: each receives
+    /// [`WatchEvent::Lagged`] now if its queue has room, else before its next event. For a
+    /// backend that learns it missed changes without knowing which (a shared backend that
+    /// reloads its session after losing track of it).
+    ///
+    /// ```
+    /// use dspex::state::{WatchHub, WatchOptions};
+    /// use dspex::WatchEvent;
+    ///
+    /// let hub = WatchHub::new();
+    /// let mut one = hub.subscribe(&["n"], WatchOptions::default(), Vec::new());
+    /// hub.publish_missed(3);
+    /// assert_eq!(one.try_recv(), Some(WatchEvent::Lagged { missed: 3 }));
+    /// ```
+    pub fn publish_missed(&self, missed: u64) {
+        let mut subscribers = self.subscribers.lock();
+        subscribers.retain(|s| !s.tx.is_closed());
+        for s in subscribers.iter() {
+            let total = s.missed.swap(0, Ordering::AcqRel) + missed;
+            if s.tx.try_send(WatchEvent::Lagged { missed: total }).is_err() {
+                // Told before its next event, or as soon as it has read what is queued.
+                s.missed.fetch_add(total, Ordering::AcqRel);
+            }
+        }
+        self.count.store(subscribers.len(), Ordering::Release);
+    }
+
     /// Delivers `event` to every watcher it concerns, never blocking: a
     /// [`Registered`](WatchEvent::Registered) event to the watchers of every variable, any
     /// other to the watchers of its variable and of every variable. A watcher whose queue is

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dspex::state::{
-    DEFAULT_HISTORY_LIMIT, HistoryEntry, Key, MAX_HISTORY_BYTES, ROLLED_BACK_FROM, SetOptions,
-    Source, StateProvider, rollback_metadata,
+    BackendKind, DEFAULT_HISTORY_LIMIT, HistoryEntry, Key, MAX_HISTORY_BYTES, ROLLED_BACK_FROM,
+    SetOptions, Source, StateProvider, rollback_metadata,
 };
 use dspex::{
     Choice, Constraints, Context, Embedding, Error, ModuleName, Value, VarType, VariableSpec,
@@ -23,7 +23,17 @@ pub trait Fixture: Send + Sync + 'static {
     fn provider(&self) -> impl Future<Output = Arc<dyn StateProvider>> + Send;
     /// A fresh, empty context on this backend.
     fn context(&self) -> impl Future<Output = Context> + Send;
+    /// `n` handles on one fresh, empty backend, as `n` processes would hold it: for a backend
+    /// shared between processes, each with its own connection and copy (the default: the same
+    /// handle `n` times).
+    fn handles(&self, n: usize) -> impl Future<Output = Vec<Arc<dyn StateProvider>>> + Send {
+        async move { vec![self.provider().await; n] }
+    }
 }
+
+/// How long a test waits for an event another handle causes (a liveness bound, never a
+/// timing assertion).
+const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Expands to one `#[tokio::test]` per conformance test, each run against `$fixture`.
 #[macro_export]
@@ -39,7 +49,7 @@ macro_rules! conformance_suite {
     ($fixture:expr) => {
         conformance_suite!($fixture;
             registers_and_reads_a_full_record,
-            registering_a_name_twice_is_already_exists,
+            registering_a_taken_name,
             invalid_declarations_register_nothing,
             floats_are_finite_and_bounded,
             integers_are_never_floats_or_booleans,
@@ -52,6 +62,9 @@ macro_rules! conformance_suite {
             compare_and_set_conflicts,
             set_merges_metadata,
             update_is_atomic_under_contention,
+            update_is_atomic_across_handles,
+            compare_and_set_conflicts_across_handles,
+            watchers_see_the_writes_of_every_handle,
             update_validates_and_failed_updates_change_nothing,
             update_many_is_all_or_nothing,
             get_many_reports_missing_names,
@@ -148,22 +161,59 @@ pub async fn registers_and_reads_a_full_record(f: &impl Fixture) {
     assert_ne!(rec.id, p.get(Key::Name("temperature")).unwrap().id);
 }
 
-pub async fn registering_a_name_twice_is_already_exists(f: &impl Fixture) {
+/// A taken name is refused with another declaration on every backend, and changes nothing. The
+/// same declaration is refused too, except on a shared session, where registering means
+/// joining: every process of a service registers the variables it uses, and they share them.
+pub async fn registering_a_taken_name(f: &impl Fixture) {
     let p = f.provider().await;
-    p.register(float("t", 0.5, 0.0, 1.0), Source::Rust).unwrap();
+    let first = p.register(float("t", 0.5, 0.0, 1.0), Source::Rust).unwrap();
     let err = p
         .register(VariableSpec::new("t", VarType::Integer, 3), Source::Rust)
         .unwrap_err();
-    assert!(
-        matches!(err, Error::AlreadyExists { ref name } if name == "t"),
-        "{err:?}"
-    );
-    assert_eq!(err.to_string(), "variable `t` already exists");
+    let same = p.register(float("t", 0.9, 0.0, 1.0), Source::Python);
+    if p.kind() == BackendKind::Shared {
+        assert!(
+            matches!(err, Error::DeclarationMismatch { ref name, .. } if name == "t"),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with("variable `t` is declared differently in shared session `"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with(
+                "`: type float in the session, integer here; constraints min 0.0, max 1.0 in the session, none here"
+            ),
+            "{message}"
+        );
+        // The same declaration shares the session's record: value, version, source.
+        assert_eq!(same.unwrap(), first);
+        let err = p
+            .register(
+                float("t", 0.5, 0.0, 1.0).with_description("another"),
+                Source::Rust,
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("description none in the session, \"another\" here"),
+            "{err}"
+        );
+    } else {
+        assert!(
+            matches!(err, Error::AlreadyExists { ref name } if name == "t"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "variable `t` already exists");
+        assert!(matches!(same, Err(Error::AlreadyExists { .. })), "{same:?}");
+    }
     let rec = p.get(Key::Name("t")).unwrap();
     assert_eq!(
-        (rec.ty, rec.value, rec.version),
-        (VarType::Float, Value::Float(0.5), 1)
+        (rec.ty, rec.value, rec.version, rec.source),
+        (VarType::Float, Value::Float(0.5), 1, Source::Rust)
     );
+    assert_eq!(p.list(None).unwrap().len(), 1);
 }
 
 pub async fn invalid_declarations_register_nothing(f: &impl Fixture) {
@@ -536,11 +586,20 @@ pub async fn update_is_atomic_under_contention(f: &impl Fixture) {
     let p = f.provider().await;
     p.register(VariableSpec::new("n", VarType::Integer, 0), Source::Rust)
         .unwrap();
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let p = Arc::clone(&p);
+    increment_from_tasks(&vec![Arc::clone(&p); 8], 10_000).await;
+    let rec = p.get(Key::Name("n")).unwrap();
+    assert_eq!(rec.value, Value::Integer(80_000));
+    assert_eq!(rec.version, 80_001);
+}
+
+/// One task per handle, each adding 1 to `n` `times` times with `update`.
+async fn increment_from_tasks(handles: &[Arc<dyn StateProvider>], times: usize) {
+    let tasks: Vec<_> = handles
+        .iter()
+        .map(|p| {
+            let p = Arc::clone(p);
             tokio::spawn(async move {
-                for _ in 0..10_000 {
+                for _ in 0..times {
                     p.update(
                         Key::Name("n"),
                         &mut |v| Ok(Value::Integer(v.as_i64().unwrap() + 1)),
@@ -554,9 +613,81 @@ pub async fn update_is_atomic_under_contention(f: &impl Fixture) {
     for t in tasks {
         t.await.unwrap();
     }
-    let rec = p.get(Key::Name("n")).unwrap();
-    assert_eq!(rec.value, Value::Integer(80_000));
-    assert_eq!(rec.version, 80_001);
+}
+
+/// Four handles (four processes, on a shared backend) increment one variable: none of the
+/// increments is lost, and a write through any handle starts from the latest value.
+pub async fn update_is_atomic_across_handles(f: &impl Fixture) {
+    let handles = f.handles(4).await;
+    handles[0]
+        .register(VariableSpec::new("n", VarType::Integer, 0), Source::Rust)
+        .unwrap();
+    increment_from_tasks(&handles, 1_000).await;
+    for p in &handles {
+        let (value, version) = p
+            .update(Key::Name("n"), &mut |v| Ok(v.clone()), Source::Rust)
+            .unwrap();
+        assert_eq!(value, Value::Integer(4_000));
+        assert!(version > 4_001);
+    }
+}
+
+/// A compare-and-set through one handle at a version another handle moved past is a
+/// conflict, even if the first handle has not seen the other's write yet.
+pub async fn compare_and_set_conflicts_across_handles(f: &impl Fixture) {
+    let handles = f.handles(2).await;
+    let (a, b) = (&handles[0], &handles[1]);
+    a.register(float("t", 0.0, 0.0, 1.0), Source::Rust).unwrap();
+    let seen = a.get(Key::Name("t")).unwrap().version;
+    b.set(
+        Key::Name("t"),
+        Value::Float(0.5),
+        &SetOptions::default(),
+        Source::Python,
+    )
+    .unwrap();
+    let err = a
+        .set(
+            Key::Name("t"),
+            Value::Float(0.9),
+            &SetOptions::expect_version(seen),
+            Source::Rust,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict { expected, actual, .. } if expected == seen && actual == seen + 1),
+        "{err:?}"
+    );
+    assert_eq!(value(a.as_ref(), "t"), Value::Float(0.5));
+    assert_eq!(value(b.as_ref(), "t"), Value::Float(0.5));
+}
+
+/// A watcher on one handle sees, in order, the changes made through another.
+pub async fn watchers_see_the_writes_of_every_handle(f: &impl Fixture) {
+    let handles = f.handles(2).await;
+    let (a, b) = (&handles[0], &handles[1]);
+    a.register(VariableSpec::new("n", VarType::Integer, 0), Source::Rust)
+        .unwrap();
+    let mut w = a.watch(&["n"], WatchOptions::default()).unwrap();
+    for i in 1..=50i64 {
+        b.set(
+            Key::Name("n"),
+            Value::Integer(i),
+            &SetOptions::default(),
+            Source::Python,
+        )
+        .unwrap();
+    }
+    for i in 1..=50i64 {
+        match tokio::time::timeout(EVENT_TIMEOUT, w.recv()).await {
+            Ok(Some(WatchEvent::Updated(c))) => {
+                assert_eq!((c.new, c.source), (Value::Integer(i), Source::Python));
+            }
+            other => panic!("expected update {i}, got {other:?}"),
+        }
+    }
+    // Once the watcher saw it, a read through the same handle sees it too.
+    assert_eq!(value(a.as_ref(), "n"), Value::Integer(50));
 }
 
 pub async fn update_validates_and_failed_updates_change_nothing(f: &impl Fixture) {

@@ -50,6 +50,7 @@ class ErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_KIND_MODULE: _ClassVar[ErrorKind]
     ERROR_KIND_READ_ONLY: _ClassVar[ErrorKind]
     ERROR_KIND_VERSION_NOT_FOUND: _ClassVar[ErrorKind]
+    ERROR_KIND_UNAVAILABLE: _ClassVar[ErrorKind]
 
 class UpdateKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -91,6 +92,7 @@ ERROR_KIND_INPUT_TYPE: ErrorKind
 ERROR_KIND_MODULE: ErrorKind
 ERROR_KIND_READ_ONLY: ErrorKind
 ERROR_KIND_VERSION_NOT_FOUND: ErrorKind
+ERROR_KIND_UNAVAILABLE: ErrorKind
 UPDATE_KIND_UNSPECIFIED: UpdateKind
 UPDATE_KIND_INITIAL: UpdateKind
 UPDATE_KIND_REGISTERED: UpdateKind

@@ -1,0 +1,268 @@
+//! How a shared session's records, values and changes are stored: the messages of the wire
+//! contract (`dspex.v1.Variable`, `dspex.v1.Value`), encoded by prost. Encoding goes through
+//! the bridge's conversions; decoding reads back exactly what was stored, without the size
+//! limits of gRPC requests (a record written from Rust may hold a longer string than a Python
+//! request may send).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dspex_core::{Constraints, Number, Pattern, Value};
+use prost::Message;
+
+use crate::bridge::convert::{
+    history_entry_to_proto, value_to_proto, var_type_from_proto, variable_to_proto,
+};
+use crate::bridge::proto;
+use crate::state::{HistoryEntry, Source, VarId, VarRecord};
+
+/// What a change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChangeKind {
+    Registered,
+    Updated,
+    Deleted,
+}
+
+impl ChangeKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Registered => "registered",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Deleted => "deleted",
+        }
+    }
+
+    fn parse(s: &[u8]) -> Option<Self> {
+        match s {
+            b"registered" => Some(ChangeKind::Registered),
+            b"updated" => Some(ChangeKind::Updated),
+            b"deleted" => Some(ChangeKind::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a session's stream of changes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Entry {
+    /// Its place in the session's order: the stream entry `0-SEQ`.
+    pub(crate) seq: u64,
+    pub(crate) kind: ChangeKind,
+    /// The record after the change (for a deletion, the last record, with the deleter as its
+    /// source).
+    pub(crate) record: VarRecord,
+    /// The value before an update.
+    pub(crate) old: Option<Value>,
+}
+
+/// The compare-and-set token of a record: `ID:VERSION`.
+pub(crate) fn head(record: &VarRecord) -> String {
+    format!("{}:{}", record.id.0, record.version)
+}
+
+pub(crate) fn encode_record(record: &VarRecord) -> Vec<u8> {
+    variable_to_proto(record).encode_to_vec()
+}
+
+pub(crate) fn encode_value(value: &Value) -> Vec<u8> {
+    value_to_proto(value).encode_to_vec()
+}
+
+/// A stored record; the error says what is wrong with it.
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<VarRecord, String> {
+    let v = proto::Variable::decode(bytes).map_err(|e| e.to_string())?;
+    let ty = var_type_from_proto("type", v.r#type).map_err(|e| e.to_string())?;
+    Ok(VarRecord {
+        id: VarId(v.id),
+        value: value_from_proto(v.value)?,
+        constraints: constraints_from_proto(v.constraints.unwrap_or_default())?,
+        ty,
+        name: v.name,
+        description: v.description,
+        metadata: v.metadata.into_iter().collect(),
+        version: v.version,
+        created_at: time(v.created_at),
+        updated_at: time(v.updated_at),
+        source: source(v.source),
+        readonly: v.readonly,
+    })
+}
+
+pub(crate) fn encode_history_entry(entry: &HistoryEntry) -> Vec<u8> {
+    history_entry_to_proto(entry).encode_to_vec()
+}
+
+/// A stored history entry; the error says what is wrong with it.
+pub(crate) fn decode_history_entry(bytes: &[u8]) -> Result<HistoryEntry, String> {
+    let e = proto::HistoryEntry::decode(bytes).map_err(|e| e.to_string())?;
+    Ok(HistoryEntry {
+        version: e.version,
+        value: value_from_proto(e.value)?,
+        source: source(e.source),
+        metadata: e.metadata.into_iter().collect(),
+        at: time(e.at),
+    })
+}
+
+fn source(s: i32) -> Source {
+    match proto::Source::try_from(s) {
+        Ok(proto::Source::Python) => Source::Python,
+        _ => Source::Rust,
+    }
+}
+
+pub(crate) fn decode_value(bytes: &[u8]) -> Result<Value, String> {
+    value_from_proto(Some(
+        proto::Value::decode(bytes).map_err(|e| e.to_string())?,
+    ))
+}
+
+/// A stream entry (`0-SEQ` and its fields); the error says what is wrong with it.
+pub(crate) fn decode_change(id: &str, fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Entry, String> {
+    let seq = id
+        .strip_prefix("0-")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("stream entry id `{id}` is not `0-SEQ`"))?;
+    let field = |name: &[u8]| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let kind = field(b"kind")
+        .and_then(|k| ChangeKind::parse(k))
+        .ok_or_else(|| format!("stream entry {id} has no valid `kind`"))?;
+    let record = decode_record(
+        field(b"record").ok_or_else(|| format!("stream entry {id} has no `record`"))?,
+    )
+    .map_err(|e| format!("stream entry {id}: {e}"))?;
+    let old = field(b"old")
+        .map(|b| decode_value(b))
+        .transpose()
+        .map_err(|e| format!("stream entry {id}: {e}"))?;
+    Ok(Entry {
+        seq,
+        kind,
+        record,
+        old,
+    })
+}
+
+fn value_from_proto(value: Option<proto::Value>) -> Result<Value, String> {
+    use proto::value::Kind;
+    Ok(match value.and_then(|v| v.kind) {
+        Some(Kind::FloatValue(x)) => Value::Float(x),
+        Some(Kind::IntegerValue(i)) => Value::Integer(i),
+        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::BooleanValue(b)) => Value::Boolean(b),
+        Some(Kind::EmbeddingValue(e)) => Value::Embedding(e.values),
+        None => return Err("no value".to_owned()),
+    })
+}
+
+fn constraints_from_proto(c: proto::Constraints) -> Result<Constraints, String> {
+    let number = |n: Option<proto::Number>| match n.and_then(|n| n.kind) {
+        Some(proto::number::Kind::Integer(i)) => Some(Number::Int(i)),
+        Some(proto::number::Kind::Float(x)) => Some(Number::Float(x)),
+        None => None,
+    };
+    Ok(Constraints {
+        min: number(c.min),
+        max: number(c.max),
+        min_length: c.min_length,
+        max_length: c.max_length,
+        pattern: c
+            .pattern
+            .map(|p| Pattern::new(&p).map_err(|e| e.to_string()))
+            .transpose()?,
+        choices: c.choices.map(|list| list.values),
+        dimensions: c.dimensions,
+    })
+}
+
+fn time(t: Option<prost_types::Timestamp>) -> SystemTime {
+    let Some(t) = t else {
+        return UNIX_EPOCH;
+    };
+    let nanos = Duration::from_nanos(u64::try_from(t.nanos).unwrap_or(0));
+    match u64::try_from(t.seconds) {
+        Ok(secs) => UNIX_EPOCH + Duration::from_secs(secs) + nanos,
+        Err(_) => UNIX_EPOCH - Duration::from_secs(t.seconds.unsigned_abs()) + nanos,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use dspex_core::VarType;
+
+    use super::*;
+
+    fn record() -> VarRecord {
+        let at = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        VarRecord {
+            id: VarId(42),
+            name: "style".into(),
+            ty: VarType::String,
+            value: Value::String("x".repeat(100_000)),
+            constraints: Constraints::default()
+                .with_pattern("[a-z]+")
+                .unwrap()
+                .with_length(1, 200_000),
+            description: Some("tone".into()),
+            metadata: BTreeMap::from([("k".into(), "v".into())]),
+            version: 7,
+            created_at: at,
+            updated_at: at + Duration::from_nanos(1),
+            source: Source::Python,
+            readonly: true,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_exactly_beyond_the_request_limits() {
+        let r = record();
+        assert_eq!(decode_record(&encode_record(&r)).unwrap(), r);
+        for v in [
+            Value::Float(0.5),
+            Value::Integer(-3),
+            Value::Boolean(true),
+            Value::Embedding(vec![0.25; 20_000]),
+        ] {
+            assert_eq!(decode_value(&encode_value(&v)).unwrap(), v);
+        }
+        let entry = HistoryEntry::of_record(&r);
+        assert_eq!(
+            decode_history_entry(&encode_history_entry(&entry)).unwrap(),
+            entry
+        );
+        let before_1970 = UNIX_EPOCH - Duration::new(5, 250);
+        assert_eq!(
+            time(Some(crate::bridge::convert::timestamp(before_1970))),
+            before_1970
+        );
+    }
+
+    #[test]
+    fn changes_decode_or_say_what_is_wrong() {
+        let r = record();
+        let fields = vec![
+            (b"kind".to_vec(), b"updated".to_vec()),
+            (b"record".to_vec(), encode_record(&r)),
+            (b"old".to_vec(), encode_value(&Value::String("y".into()))),
+        ];
+        let change = decode_change("0-12", &fields).unwrap();
+        assert_eq!(change.seq, 12);
+        assert_eq!(change.kind, ChangeKind::Updated);
+        assert_eq!(change.record, r);
+        assert_eq!(change.old, Some(Value::String("y".into())));
+        assert!(
+            decode_change("1700-0", &fields)
+                .unwrap_err()
+                .contains("0-SEQ")
+        );
+        let err = decode_change("0-1", &fields[1..]).unwrap_err();
+        assert!(err.contains("kind"), "{err}");
+        let garbage = vec![
+            (b"kind".to_vec(), b"registered".to_vec()),
+            (b"record".to_vec(), vec![0xff, 0xff, 0xff]),
+        ];
+        assert!(decode_change("0-1", &garbage).is_err());
+    }
+}

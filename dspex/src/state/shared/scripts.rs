@@ -1,0 +1,458 @@
+//! The Lua scripts that change a shared session, each one atomic on the Redis server, and the
+//! commands that read it. Every script takes the session's four keys (see
+//! [`SessionKeys`](super::SessionKeys)), `ARGV[1]` = the TTL in milliseconds and `ARGV[2]` = a
+//! candidate epoch (kept only by the script that creates the session), refreshes the TTL of
+//! every key, and returns the session's epoch, so that a process notices a session that
+//! expired and started a new life.
+//!
+//! A script checks everything before it writes anything: Redis does not roll back the writes of
+//! a script that fails halfway.
+
+use std::sync::LazyLock;
+
+use redis::{Connection, Script, Value as RedisValue};
+
+use super::codec::ChangeKind;
+use super::config::SessionKeys;
+
+/// Shared by every script: the keys, TTL refresh and the session's epoch.
+macro_rules! lua {
+    ($body:expr) => {
+        concat!(
+            r#"
+local vars, heads, meta, changes, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local function touch()
+  for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+end
+local function epoch()
+  redis.call('HSETNX', meta, 'epoch', ARGV[2])
+  return redis.call('HGET', meta, 'epoch')
+end
+local function seq()
+  return redis.call('HGET', meta, 'seq') or '0'
+end
+"#,
+            $body
+        )
+    };
+}
+
+/// Applies a batch of operations, all or nothing. `ARGV[3]` = the stream's MAXLEN, `ARGV[4]` = a
+/// floor for the id counter (`0`: none), `ARGV[5]` = `1` to refuse registrations whose id a
+/// variable of the session holds, `ARGV[6]` = the history limit to keep if the session has
+/// none yet, `ARGV[7]` = the number of operations, then seven arguments per operation: kind
+/// (`registered`, `updated`, `deleted`; `expect` to only check; `history` to only store a
+/// history entry), name, expected head (`""`: absent; `ID:*`: any version of that id; else
+/// exactly `ID:VERSION`), new head, record (for `history`: the entry), old value (`""`: none),
+/// the write's history entry (`""`: none).
+///
+/// A write stores its history entry under its new head and drops the one `hlimit` versions
+/// older; a deletion drops the variable's last `hlimit` entries.
+///
+/// Returns `{'ok', first seq, epoch}`, `{'conflict', index, current head or '', current
+/// record or '', seq, epoch}` or `{'id_taken', index, epoch}`.
+static APPLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(lua!(
+        r#"
+local e = epoch()
+local maxlen, floor, check_ids, n = ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
+local function matches(cur, exp)
+  if exp == '' then return not cur end
+  if not cur then return false end
+  if string.sub(exp, -1) == '*' then
+    return string.sub(cur, 1, #exp - 1) == string.sub(exp, 1, #exp - 1)
+  end
+  return cur == exp
+end
+local held = nil
+if check_ids == '1' then
+  held = {}
+  for _, h in ipairs(redis.call('HVALS', heads)) do held[string.match(h, '^(%d+):')] = true end
+end
+for i = 0, n - 1 do
+  local b = 8 + i * 7
+  if ARGV[b] ~= 'history' then
+    local cur = redis.call('HGET', heads, ARGV[b + 1])
+    if not matches(cur, ARGV[b + 2]) then
+      local record = ''
+      if cur then record = redis.call('HGET', vars, ARGV[b + 1]) end
+      return {'conflict', i, cur or '', record, seq(), e}
+    end
+    if held and ARGV[b] == 'registered' and held[string.match(ARGV[b + 3], '^(%d+):')] then
+      return {'id_taken', i, e}
+    end
+  end
+end
+if floor > tonumber(redis.call('HGET', meta, 'ids') or '0') then
+  redis.call('HSET', meta, 'ids', floor)
+end
+redis.call('HSETNX', meta, 'hlimit', ARGV[6])
+local hlimit = tonumber(redis.call('HGET', meta, 'hlimit'))
+local first = 0
+for i = 0, n - 1 do
+  local b = 8 + i * 7
+  local kind, name, exp, new = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local record, old, entry = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
+  if kind == 'history' then
+    redis.call('HSET', history, new, record)
+  elseif kind ~= 'expect' then
+    local s = redis.call('HINCRBY', meta, 'seq', 1)
+    if first == 0 then first = s end
+    if old ~= '' then
+      redis.call('XADD', changes, 'MAXLEN', maxlen, '0-' .. s, 'kind', kind, 'record', record, 'old', old)
+    else
+      redis.call('XADD', changes, 'MAXLEN', maxlen, '0-' .. s, 'kind', kind, 'record', record)
+    end
+    if kind == 'deleted' then
+      redis.call('HDEL', vars, name)
+      redis.call('HDEL', heads, name)
+      local id, v = string.match(exp, '^(%d+):(%d+)$')
+      v = tonumber(v)
+      for old_v = math.max(1, v - hlimit + 1), v do redis.call('HDEL', history, id .. ':' .. old_v) end
+    else
+      redis.call('HSET', vars, name, record)
+      redis.call('HSET', heads, name, new)
+      if entry ~= '' then
+        redis.call('HSET', history, new, entry)
+        local id, v = string.match(new, '^(%d+):(%d+)$')
+        if tonumber(v) > hlimit then redis.call('HDEL', history, id .. ':' .. (tonumber(v) - hlimit)) end
+      end
+    end
+  end
+end
+touch()
+return {'ok', first, e}
+"#
+    ))
+});
+
+/// The history of variable `ARGV[3]` (an id) from version `ARGV[4]` down, at most `ARGV[5]`
+/// entries and the session's history limit: `{hlimit, entry or false, ...}`, newest first.
+static HISTORY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(lua!(
+        r#"
+local hlimit = tonumber(redis.call('HGET', meta, 'hlimit') or ARGV[6])
+local v, count = tonumber(ARGV[4]), math.min(tonumber(ARGV[5]), hlimit)
+local out = {hlimit}
+for old_v = v, math.max(1, v - count + 1), -1 do
+  out[#out + 1] = redis.call('HGET', history, ARGV[3] .. ':' .. old_v)
+end
+return out
+"#
+    ))
+});
+
+/// The whole session at one point: `{seq, epoch, name, record, name, record, ...}`.
+static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(lua!(
+        r#"
+local e = epoch()
+touch()
+local out = {seq(), e}
+for _, x in ipairs(redis.call('HGETALL', vars)) do out[#out + 1] = x end
+return out
+"#
+    ))
+});
+
+/// Renews the session's TTL: `{seq, epoch}`.
+static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(lua!(
+        r#"
+local e = epoch()
+touch()
+return {seq(), e}
+"#
+    ))
+});
+
+/// Hands out `ARGV[3]` new ids: returns the last one.
+static RESERVE_IDS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(lua!(
+        r#"
+epoch()
+local last = redis.call('HINCRBY', meta, 'ids', ARGV[3])
+touch()
+return last
+"#
+    ))
+});
+
+/// What a script needs besides its own arguments.
+pub(crate) struct Session<'a> {
+    pub(crate) keys: &'a SessionKeys,
+    pub(crate) ttl_ms: u64,
+    pub(crate) epoch_candidate: &'a str,
+    pub(crate) stream_max_len: usize,
+    pub(crate) history_limit: usize,
+}
+
+/// One operation of an [`apply`] batch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Op {
+    pub(crate) kind: OpKind,
+    pub(crate) name: String,
+    /// The head the variable must have (`""`: absent; `ID:*`: any version of that id).
+    pub(crate) expected: String,
+    pub(crate) new_head: String,
+    pub(crate) record: Vec<u8>,
+    pub(crate) old: Vec<u8>,
+    /// The write's history entry.
+    pub(crate) entry: Vec<u8>,
+}
+
+/// What an [`Op`] does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Change(ChangeKind),
+    /// Only checks the expected head.
+    #[default]
+    Expect,
+    /// Only stores a history entry (`record`) under `new_head`.
+    History,
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Applied {
+    /// Every operation applied; the changes got the sequence numbers from `first_seq` on.
+    Ok { first_seq: u64, epoch: String },
+    /// Operation `index` found another head; nothing applied.
+    Conflict {
+        index: usize,
+        head: Option<String>,
+        record: Option<Vec<u8>>,
+        seq: u64,
+        epoch: String,
+    },
+    /// Registration `index` has an id a variable of the session holds; nothing applied.
+    IdTaken { index: usize },
+}
+
+pub(crate) fn apply(
+    conn: &mut Connection,
+    session: &Session<'_>,
+    ops: &[Op],
+    id_floor: u64,
+    check_ids: bool,
+) -> redis::RedisResult<Applied> {
+    let mut call = APPLY.prepare_invoke();
+    for key in session.keys.all() {
+        call.key(key);
+    }
+    call.arg(session.ttl_ms)
+        .arg(session.epoch_candidate)
+        .arg(session.stream_max_len)
+        .arg(id_floor)
+        .arg(if check_ids { "1" } else { "0" })
+        .arg(session.history_limit)
+        .arg(ops.len());
+    for op in ops {
+        let kind = match op.kind {
+            OpKind::Change(kind) => kind.as_str(),
+            OpKind::Expect => "expect",
+            OpKind::History => "history",
+        };
+        call.arg(kind)
+            .arg(&op.name)
+            .arg(&op.expected)
+            .arg(&op.new_head)
+            .arg(&op.record[..])
+            .arg(&op.old[..])
+            .arg(&op.entry[..]);
+    }
+    let reply: Vec<RedisValue> = call.invoke(conn)?;
+    let text = |i: usize| reply.get(i).and_then(bytes).unwrap_or_default();
+    let number = |i: usize| parse_u64(&text(i));
+    let index = |i: usize| usize::try_from(number(i)).unwrap_or(usize::MAX);
+    let epoch = |i: usize| String::from_utf8_lossy(&text(i)).into_owned();
+    Ok(match text(0).as_slice() {
+        b"ok" => Applied::Ok {
+            first_seq: number(1),
+            epoch: epoch(2),
+        },
+        b"conflict" => Applied::Conflict {
+            index: index(1),
+            head: Some(epoch(2)).filter(|h| !h.is_empty()),
+            record: Some(text(3)).filter(|r| !r.is_empty()),
+            seq: number(4),
+            epoch: epoch(5),
+        },
+        _ => Applied::IdTaken { index: index(1) },
+    })
+}
+
+/// The session at one point: its sequence number, epoch and records (undecoded).
+pub(crate) struct Snapshot {
+    pub(crate) seq: u64,
+    pub(crate) epoch: String,
+    pub(crate) records: Vec<Vec<u8>>,
+}
+
+pub(crate) fn snapshot(
+    conn: &mut Connection,
+    session: &Session<'_>,
+) -> redis::RedisResult<Snapshot> {
+    let reply: Vec<RedisValue> = invoke(&SNAPSHOT, session).invoke(conn)?;
+    let mut items = reply.iter().map(|v| bytes(v).unwrap_or_default());
+    let seq = items.next().map_or(0, |s| parse_u64(&s));
+    let epoch = String::from_utf8_lossy(&items.next().unwrap_or_default()).into_owned();
+    // Name, record, name, record, ...
+    let records = items.skip(1).step_by(2).collect();
+    Ok(Snapshot {
+        seq,
+        epoch,
+        records,
+    })
+}
+
+/// Renews the session's TTL; returns its sequence number and epoch.
+pub(crate) fn touch(
+    conn: &mut Connection,
+    session: &Session<'_>,
+) -> redis::RedisResult<(u64, String)> {
+    let reply: Vec<RedisValue> = invoke(&TOUCH, session).invoke(conn)?;
+    let seq = reply.first().and_then(bytes).map_or(0, |s| parse_u64(&s));
+    let epoch = reply
+        .get(1)
+        .and_then(bytes)
+        .map(|e| String::from_utf8_lossy(&e).into_owned())
+        .unwrap_or_default();
+    Ok((seq, epoch))
+}
+
+/// The stored history entries of variable `id` from `version` down, at most `count` (and the
+/// session's history limit), newest first (`None` for a version not stored); and the limit.
+pub(crate) fn history(
+    conn: &mut Connection,
+    session: &Session<'_>,
+    id: u64,
+    version: u64,
+    count: usize,
+) -> redis::RedisResult<(usize, Vec<Option<Vec<u8>>>)> {
+    let mut call = invoke(&HISTORY, session);
+    call.arg(id)
+        .arg(version)
+        .arg(count)
+        .arg(session.history_limit);
+    let reply: Vec<RedisValue> = call.invoke(conn)?;
+    let mut items = reply.iter();
+    let limit = items
+        .next()
+        .and_then(bytes)
+        .map_or(0, |l| usize::try_from(parse_u64(&l)).unwrap_or(0));
+    Ok((limit, items.map(bytes).collect()))
+}
+
+/// Hands out `count` new ids; returns the first.
+pub(crate) fn reserve_ids(
+    conn: &mut Connection,
+    session: &Session<'_>,
+    count: u64,
+) -> redis::RedisResult<u64> {
+    let mut call = invoke(&RESERVE_IDS, session);
+    call.arg(count);
+    let last: u64 = call.invoke(conn)?;
+    Ok(last + 1 - count)
+}
+
+fn invoke<'a>(script: &'a Script, session: &Session<'_>) -> redis::ScriptInvocation<'a> {
+    let mut call = script.prepare_invoke();
+    for key in session.keys.all() {
+        call.key(key);
+    }
+    call.arg(session.ttl_ms).arg(session.epoch_candidate);
+    call
+}
+
+/// The stream entries after `after`, at most `count`, as `(id, fields)`.
+pub(crate) type RawEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
+pub(crate) fn changes_after(
+    conn: &mut Connection,
+    keys: &SessionKeys,
+    after: u64,
+    count: usize,
+) -> redis::RedisResult<Vec<RawEntry>> {
+    let reply: RedisValue = redis::cmd("XRANGE")
+        .arg(&keys.changes)
+        .arg(format!("(0-{after}"))
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query(conn)?;
+    Ok(entries(&reply))
+}
+
+/// Waits up to `block_ms` for entries after `after` (XREAD BLOCK); empty on timeout.
+pub(crate) fn read_changes(
+    conn: &mut Connection,
+    keys: &SessionKeys,
+    after: u64,
+    block_ms: u64,
+    count: usize,
+) -> redis::RedisResult<Vec<RawEntry>> {
+    let reply: RedisValue = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(block_ms)
+        .arg("STREAMS")
+        .arg(&keys.changes)
+        .arg(format!("0-{after}"))
+        .query(conn)?;
+    // `[[key, entries]]` (RESP2) or `{key: entries}` (RESP3); nil on timeout.
+    let streams = match &reply {
+        RedisValue::Array(streams) => streams
+            .iter()
+            .filter_map(|s| match s {
+                RedisValue::Array(pair) => pair.get(1),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        RedisValue::Map(pairs) => pairs.iter().map(|(_, v)| v).collect(),
+        _ => Vec::new(),
+    };
+    Ok(streams.into_iter().flat_map(entries).collect())
+}
+
+/// Entries of an XRANGE reply (or of one stream of an XREAD reply).
+fn entries(reply: &RedisValue) -> Vec<RawEntry> {
+    let RedisValue::Array(items) = reply else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let RedisValue::Array(parts) = item else {
+                return None;
+            };
+            let id = String::from_utf8_lossy(&bytes(parts.first()?)?).into_owned();
+            let fields = match parts.get(1)? {
+                RedisValue::Array(kv) => kv
+                    .chunks(2)
+                    .filter_map(|pair| Some((bytes(pair.first()?)?, bytes(pair.get(1)?)?)))
+                    .collect(),
+                RedisValue::Map(kv) => kv
+                    .iter()
+                    .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Some((id, fields))
+        })
+        .collect()
+}
+
+fn bytes(v: &RedisValue) -> Option<Vec<u8>> {
+    match v {
+        RedisValue::BulkString(b) => Some(b.clone()),
+        RedisValue::SimpleString(s) => Some(s.clone().into_bytes()),
+        RedisValue::Int(n) => Some(n.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+fn parse_u64(b: &[u8]) -> u64 {
+    String::from_utf8_lossy(b).parse().unwrap_or(0)
+}
