@@ -228,6 +228,19 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// An LM call from Rust failed (a native `Predict` or `ChainOfThought`, or the LM client):
+    /// the endpoint refused or timed out after its retries, replied with something that is no
+    /// chat completion, or the reply lacks a field the signature asks for. The message names
+    /// the endpoint or the field and quotes a bounded prefix of what came back. Build it with
+    /// [`Error::lm`] or [`Error::lm_with`].
+    #[error("LM: {message}")]
+    Lm {
+        /// What failed ("`answer` is missing from the LM's reply: ...").
+        message: String,
+        /// Why, when something underneath failed (a `reqwest::Error`, ...).
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A python step raised an exception; `message` is the Python error text.
     #[error("python step `{step}` raised {message}")]
     Python {
@@ -328,6 +341,23 @@ impl Error {
     /// [`source()`](std::error::Error::source), not repeated in the message).
     pub fn shared_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Shared {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// An LM error with no underlying cause.
+    pub fn lm(message: impl Into<String>) -> Self {
+        Error::Lm {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An LM error caused by `source` (kept as the error's
+    /// [`source()`](std::error::Error::source), not repeated in the message).
+    pub fn lm_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Lm {
             message: message.into(),
             source: Some(source.into()),
         }

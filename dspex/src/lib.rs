@@ -106,6 +106,7 @@ pub mod bridge;
 pub(crate) mod context;
 mod error;
 pub mod eval;
+pub mod lm;
 pub mod program;
 mod rng;
 pub mod state;
@@ -120,6 +121,7 @@ pub use dspex_core::{
     Constraints, FieldError, FieldType, LiteralError, Number, Pattern, Rule, Signature,
     SignatureField, SpecError, ValidationError, Value, VarType, VariableSpec,
 };
+pub use lm::LmConfig;
 /// A field value: the JSON value of a signature field (see [`Fields`]).
 pub use serde_json::Value as JsonValue;
 /// Builds a [`JsonValue`] from JSON-like syntax (serde_json's `json!`), for [`Fields`].
@@ -527,10 +529,11 @@ pub use state::{
 
 /// The names most programs need: `use dspex::prelude::*;`.
 pub mod prelude {
+    pub use crate::lm::{ChainOfThought, Predict};
     pub use crate::{
-        BackendKind, Choice, Constraints, Context, Embedding, Error, Fields, Module, ModuleName,
-        Params, Program, PythonModule, Result, SetOptions, Value, Var, VarType, VariableSpec,
-        WatchEvent, dspex_program,
+        BackendKind, Choice, Constraints, Context, Embedding, Error, Fields, LmConfig, Module,
+        ModuleName, Params, Program, PythonModule, Result, SetOptions, Value, Var, VarType,
+        VariableSpec, WatchEvent, dspex_program,
     };
 }
 

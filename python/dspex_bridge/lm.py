@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import os
 import re
 import threading
 import time
@@ -281,9 +282,12 @@ class LmConfig:
     """How a worker builds its LMs (the ``LmConfig`` message of its ``WorkerConfig``).
 
     ``kind`` is ``"scripted"`` (the default: the offline scripted LM, whose answers, rules and
-    delay apply) or ``"model"`` (``model`` is any model string ``dspy.LM`` accepts). ``model`` is
-    the model of calls that bind none; ``settings`` are default request settings (and, for a
-    real LM, any other keyword argument of ``dspy.LM``).
+    delay apply), ``"model"`` (``model`` is any model string ``dspy.LM`` accepts) or
+    ``"openai"`` (an OpenAI-compatible endpoint at ``base_url``, reached through
+    ``dspy.LM("openai/<model>", api_base=base_url)`` with the key from the environment variable
+    ``api_key_env``, an empty key when none is named). ``model`` is the model of calls that bind
+    none; ``settings`` are default request settings (and, for a real LM, any other keyword
+    argument of ``dspy.LM``).
     """
 
     kind: str = "scripted"
@@ -292,6 +296,10 @@ class LmConfig:
     rules: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     delay_ms: int = 0
+    base_url: str = ""
+    api_key_env: str = ""
+    timeout_ms: int = 0
+    max_retries: int = 3
 
     @classmethod
     def from_proto(cls, message: pb.LmConfig) -> LmConfig:
@@ -316,6 +324,19 @@ class LmConfig:
                 settings={k: from_config_value(v) for k, v in s.settings.items()},
                 delay_ms=s.delay_ms,
             )
+        if kind == "openai":
+            o = message.openai
+            if not o.base_url or not o.model:
+                raise InvalidValueError("an OpenAI-compatible LM needs a base_url and a model")
+            return cls(
+                kind="openai",
+                model=o.model,
+                settings={k: from_config_value(v) for k, v in o.settings.items()},
+                base_url=o.base_url,
+                api_key_env=o.api_key_env,
+                timeout_ms=o.timeout_ms,
+                max_retries=o.max_retries,
+            )
         m = message.model
         if not m.model:
             raise InvalidValueError("a model LM needs a model string (like 'openai/gpt-4o-mini')")
@@ -328,6 +349,17 @@ class LmConfig:
         settings = {k: to_config_value(v, key=k) for k, v in self.settings.items()}
         if self.kind == "model":
             return pb.LmConfig(model=pb.ModelLm(model=self.model, settings=settings))
+        if self.kind == "openai":
+            return pb.LmConfig(
+                openai=pb.OpenAiLm(
+                    base_url=self.base_url,
+                    model=self.model,
+                    api_key_env=self.api_key_env,
+                    settings=settings,
+                    timeout_ms=self.timeout_ms,
+                    max_retries=self.max_retries,
+                )
+            )
         return pb.LmConfig(
             scripted=pb.ScriptedLm(
                 default_model=self.model,
@@ -354,7 +386,22 @@ class LmFactory:
         name = model or self.config.model
         if self.config.kind == "scripted":
             return ScriptedLM(name, script=self._script, delay_ms=self.config.delay_ms, **self.config.settings)
+        if self.config.kind == "openai":
+            return ModelLM(f"openai/{name}", **self._endpoint_settings())
         return ModelLM(name, **self.config.settings)
+
+    def _endpoint_settings(self) -> dict[str, Any]:
+        """``dspy.LM``'s keyword arguments for the configured OpenAI-compatible endpoint."""
+        c = self.config
+        key = ""
+        if c.api_key_env:
+            if c.api_key_env not in os.environ:
+                raise InvalidValueError(f"the API key variable `{c.api_key_env}` (api_key_env) is not set")
+            key = os.environ[c.api_key_env]
+        settings: dict[str, Any] = {"api_base": c.base_url, "api_key": key, "num_retries": c.max_retries}
+        if c.timeout_ms:
+            settings["timeout"] = c.timeout_ms / 1000
+        return {**settings, **c.settings}
 
     def lm(self, model: str | None = None) -> Any:
         """The worker's LM for `model`, built once and shared by every call."""

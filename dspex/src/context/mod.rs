@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 
 use crate::bridge::{BridgeServer, BridgedState, SessionInfo};
 use crate::error::{Error, Result};
+use crate::lm::LmClient;
 use crate::state::{
     BackendKind, Capabilities, DEFAULT_HISTORY_LIMIT, ExportedVar, GetMany, HistoryEntry, Key,
     LocalState, SetOptions, SharedConfig, SharedState, Source, StateProvider, VarRecord, WatchHub,
@@ -86,6 +87,8 @@ struct Inner {
     worker: Mutex<Option<Arc<WorkerSupervisor>>>,
     /// Serializes worker starts.
     worker_start: tokio::sync::Mutex<()>,
+    /// The client native LM steps call, built from the worker configuration's LM on first use.
+    lm: OnceLock<Arc<LmClient>>,
     /// The context's session in the bridge's store, once bridged. Dropping the context drops
     /// it, which releases the session.
     bridge: OnceLock<Arc<BridgedState>>,
@@ -187,6 +190,7 @@ impl Context {
                 worker_config,
                 worker: Mutex::new(None),
                 worker_start: tokio::sync::Mutex::new(()),
+                lm: OnceLock::new(),
                 bridge: bridge_cell,
                 shared: OnceLock::new(),
                 history_limit,
@@ -453,6 +457,20 @@ impl Context {
     /// The bridge server of a bridged context.
     pub fn bridge_server(&self) -> Option<&BridgeServer> {
         self.inner.bridge.get().map(|b| b.server())
+    }
+
+    /// The LM client of the context's native LM steps ([`Predict`](crate::lm::Predict),
+    /// [`ChainOfThought`](crate::lm::ChainOfThought)): built from the context's
+    /// [`LmConfig`](crate::LmConfig) on first use and shared by every step, so that its
+    /// concurrency limit and cache are the context's. An [`Error::Lm`] if that LM cannot be
+    /// called from Rust (a `dspy.LM` model string) or its API key variable is not set; a later
+    /// call tries again.
+    pub fn lm_client(&self) -> Result<Arc<LmClient>> {
+        if let Some(lm) = self.inner.lm.get() {
+            return Ok(Arc::clone(lm));
+        }
+        let built = Arc::new(LmClient::new(self.inner.worker_config.lm_config().clone())?);
+        Ok(Arc::clone(self.inner.lm.get_or_init(|| built)))
     }
 
     /// The context's Python worker: started on first use (the context bridges first), then

@@ -25,7 +25,7 @@ mod trace;
 pub use builder::{DynProgram, ProgramBuilder, RunningProgram, Step};
 pub(crate) use fields::read_error;
 pub use fields::{Fields, Params};
-pub use module::{BoxFuture, Module};
+pub use module::{BoxFuture, Module, StepContext};
 pub use overrides::Overrides;
 pub use python::PythonModule;
 pub use trace::{LmCall, RunTrace, StepRunner, StepTrace};

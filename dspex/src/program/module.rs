@@ -3,12 +3,67 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use dspex_core::Signature;
+use parking_lot::Mutex;
+
 use super::fields::{Fields, Params};
+use super::trace::LmCall;
+use crate::context::Context;
 use crate::error::Result;
+
+/// What a native step knows of the chain it runs in: its name, its signature, the context
+/// (whose LM dspex's own [`Predict`](crate::lm::Predict) calls), and where it records the LM
+/// calls it makes for the run's trace.
+pub struct StepContext<'a> {
+    step: &'a str,
+    signature: &'a Signature,
+    ctx: &'a Context,
+    lm_calls: Mutex<Vec<LmCall>>,
+}
+
+impl<'a> StepContext<'a> {
+    pub(crate) fn new(step: &'a str, signature: &'a Signature, ctx: &'a Context) -> Self {
+        Self {
+            step,
+            signature,
+            ctx,
+            lm_calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The step's name.
+    pub fn step(&self) -> &str {
+        self.step
+    }
+
+    /// The step's signature, as the program declares it.
+    pub fn signature(&self) -> &Signature {
+        self.signature
+    }
+
+    /// The context the program runs on.
+    pub fn context(&self) -> &Context {
+        self.ctx
+    }
+
+    /// Records an LM call of the step in the run's trace.
+    pub fn record_lm_call(&self, call: LmCall) {
+        self.lm_calls.lock().push(call);
+    }
+
+    pub(crate) fn into_lm_calls(self) -> Vec<LmCall> {
+        self.lm_calls.into_inner()
+    }
+}
 
 /// A native (Rust) step. `forward` receives the step's input fields (those of its signature)
 /// and the values of its bound variables under their parameter names, and returns its output
 /// fields. Native module types used by the macros are built with `Default`.
+///
+/// A chain calls [`forward_in_step`](Module::forward_in_step), which also gets the
+/// [`StepContext`] (the step's signature, the context, the trace's LM calls); by default it
+/// calls `forward`. dspex's own LM modules implement it to take the step's signature and the
+/// context's LM.
 ///
 /// ```
 /// use dspex::{Fields, Module, Params, Result};
@@ -34,6 +89,18 @@ pub trait Module: Send + Sync + 'static {
         inputs: &Fields,
         params: &Params,
     ) -> impl Future<Output = Result<Fields>> + Send;
+
+    /// Runs the step as a chain runs it, knowing its [`StepContext`]; `forward` unless
+    /// overridden.
+    fn forward_in_step(
+        &self,
+        step: &StepContext<'_>,
+        inputs: &Fields,
+        params: &Params,
+    ) -> impl Future<Output = Result<Fields>> + Send {
+        let _ = step;
+        self.forward(inputs, params)
+    }
 }
 
 /// A boxed future, as dynamic dispatch needs.
@@ -43,9 +110,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// stores native steps as `Arc<dyn DynModule>`, and generated code hands them to the chain as
 /// `&dyn DynModule` (through `dspex::__private`).
 pub trait DynModule: Send + Sync + 'static {
-    /// Runs the step.
+    /// Runs the step ([`Module::forward_in_step`]).
     fn forward_boxed<'a>(
         &'a self,
+        step: &'a StepContext<'a>,
         inputs: &'a Fields,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<Fields>>;
@@ -54,9 +122,10 @@ pub trait DynModule: Send + Sync + 'static {
 impl<M: Module> DynModule for M {
     fn forward_boxed<'a>(
         &'a self,
+        step: &'a StepContext<'a>,
         inputs: &'a Fields,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<Fields>> {
-        Box::pin(self.forward(inputs, params))
+        Box::pin(self.forward_in_step(step, inputs, params))
     }
 }

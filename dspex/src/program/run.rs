@@ -11,7 +11,7 @@ use serde_json::Value as JsonValue;
 use tracing::{Instrument, debug, debug_span};
 
 use super::fields::{Fields, Params};
-use super::module::DynModule;
+use super::module::{DynModule, StepContext};
 use super::overrides::Overrides;
 use super::python::PythonModule;
 use super::trace::{RunTrace, StepRunner, StepTrace};
@@ -153,14 +153,16 @@ impl<'p> ChainRun<'p> {
         let inputs = self.inputs(step)?;
         let params = self.step_params(step)?.params();
         let started = Instant::now();
+        let step_context = StepContext::new(&step.name, &step.signature, self.ctx);
         let outputs = module
-            .forward_boxed(&inputs, &params)
+            .forward_boxed(&step_context, &inputs, &params)
             .instrument(debug_span!("native step", step = %step.name))
             .await
             .map_err(|e| Error::Step {
                 step: step.name.clone(),
                 source: Box::new(e),
             })?;
+        let lm_calls = step_context.into_lm_calls();
         let type_name = match &step.kind {
             StepKind::Native { type_name } => type_name.clone(),
             StepKind::Python { module } => module.to_string(),
@@ -171,7 +173,7 @@ impl<'p> ChainRun<'p> {
             inputs,
             outputs,
             params,
-            lm_calls: Vec::new(),
+            lm_calls,
             duration: started.elapsed(),
         };
         self.absorb(step, record)

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use super::fields::{Fields, Params};
 
-/// One LM request of a python step: the settings it really went out with (as the worker's LM
-/// recorded them) and the token usage when the LM reports it.
+/// One LM request of a step: the settings it really went out with (as the worker's LM recorded
+/// them for a python step, as the Rust client sent them for a native one) and the token usage
+/// when the LM reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LmCall {
     /// The model the call went to.
@@ -83,7 +84,7 @@ pub struct StepTrace {
     pub outputs: Fields,
     /// The bound variable values it ran with, by parameter name.
     pub params: Params,
-    /// The LM calls it made (python steps).
+    /// The LM calls it made (python steps, and dspex's native `Predict` and `ChainOfThought`).
     pub lm_calls: Vec<LmCall>,
     /// How long it took.
     pub duration: Duration,

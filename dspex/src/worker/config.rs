@@ -1,15 +1,12 @@
 //! How a context's Python workers are started: the interpreter, the LM, how many processes and
 //! how many calls each runs at once, the time limits.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{Map, Value as Json};
-
-use crate::bridge::convert::config_to_proto;
 use crate::bridge::proto as pb;
 use crate::error::{Error, Result};
+pub use crate::lm::{LmConfig, MAX_SCRIPTED_DELAY};
 
 /// The environment variable naming the Python interpreter (else `python3`).
 pub const ENV_PYTHON: &str = "DSPEX_PYTHON";
@@ -24,178 +21,6 @@ pub const MAX_CONCURRENT_CALLS: usize = 512;
 
 /// The most worker processes a context may start ([`WorkerConfig::processes`]).
 pub const MAX_WORKER_PROCESSES: usize = 16;
-
-/// The longest per-call delay of the scripted LM ([`LmConfig::delay`]).
-pub const MAX_SCRIPTED_DELAY: Duration = Duration::from_secs(600);
-
-/// The LM a context's worker uses for every python step (a bound `model` variable selects
-/// among models of the same kind).
-///
-/// The default is [`LmConfig::scripted`]: DSPy's own `DummyLM`, answering every signature
-/// offline and recording the settings of each call in its history. For real use, any model
-/// string `dspy.LM` accepts works (`"openai/gpt-4o-mini"`, `"anthropic/claude-3-haiku-20240307"`,
-/// ...), with the provider's API key in the worker's environment as LiteLLM expects it.
-///
-/// ```
-/// use dspex::worker::LmConfig;
-///
-/// let offline = LmConfig::scripted()
-///     .answer([("answer", "Paris")])
-///     .rule("capital of Italy", [("answer", "Rome")]);
-/// let real = LmConfig::model("openai/gpt-4o-mini").setting("temperature", 0.2);
-/// # let _ = (offline, real);
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct LmConfig {
-    kind: LmKind,
-    model: String,
-    answers: Vec<BTreeMap<String, String>>,
-    rules: BTreeMap<String, BTreeMap<String, String>>,
-    settings: Map<String, Json>,
-    delay: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LmKind {
-    Scripted,
-    Model,
-}
-
-impl Default for LmConfig {
-    fn default() -> Self {
-        Self::scripted()
-    }
-}
-
-impl LmConfig {
-    /// The offline scripted LM (model name `scripted`). Without answers or rules it generates a
-    /// deterministic answer of the right shape for each output field.
-    pub fn scripted() -> Self {
-        Self {
-            kind: LmKind::Scripted,
-            model: "scripted".to_owned(),
-            answers: Vec::new(),
-            rules: BTreeMap::new(),
-            settings: Map::new(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    /// A real LM: any model string `dspy.LM` accepts.
-    pub fn model(model: impl Into<String>) -> Self {
-        Self {
-            kind: LmKind::Model,
-            model: model.into(),
-            ..Self::scripted()
-        }
-    }
-
-    /// The default model name (for the scripted LM, the name its history records).
-    #[must_use]
-    pub fn default_model(mut self, model: impl Into<String>) -> Self {
-        self.model = model.into();
-        self
-    }
-
-    /// Scripted LM: the next call's answer, one value per output field; answers are used in
-    /// order, one per LM call, before rules and generated answers.
-    #[must_use]
-    pub fn answer<K: Into<String>, V: Into<String>>(
-        mut self,
-        fields: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        self.answers.push(
-            fields
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        );
-        self
-    }
-
-    /// Scripted LM: the answer of any call whose prompt contains `needle`.
-    #[must_use]
-    pub fn rule<K: Into<String>, V: Into<String>>(
-        mut self,
-        needle: impl Into<String>,
-        fields: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        self.rules.insert(
-            needle.into(),
-            fields
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        );
-        self
-    }
-
-    /// A default request setting of the LM (`temperature`, `max_tokens`, ...), or any other
-    /// keyword argument of `dspy.LM` (`api_base`, ...); bound variables override the request
-    /// settings per call. A setting is a float, an integer, a string, a boolean or a list of
-    /// strings; any other value is an error when the worker starts.
-    #[must_use]
-    pub fn setting(mut self, key: impl Into<String>, value: impl Into<Json>) -> Self {
-        self.settings.insert(key.into(), value.into());
-        self
-    }
-
-    /// Scripted LM: how long every LM request takes (default: no time at all), to stand in for
-    /// a real LM in benchmarks and tests; at most [`MAX_SCRIPTED_DELAY`].
-    #[must_use]
-    pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-
-    /// The configuration as the worker receives it.
-    pub(crate) fn to_proto(&self) -> Result<pb::LmConfig> {
-        let settings = self
-            .settings
-            .iter()
-            .map(|(k, v)| {
-                config_to_proto(k, v)
-                    .map(|value| (k.clone(), value))
-                    .map_err(|e| Error::worker(format!("LM setting {e}")))
-            })
-            .collect::<Result<_>>()?;
-        let kind = match self.kind {
-            LmKind::Scripted => {
-                if self.delay > MAX_SCRIPTED_DELAY {
-                    return Err(Error::worker(format!(
-                        "the scripted LM's delay of {:?} is over the limit of {MAX_SCRIPTED_DELAY:?} (MAX_SCRIPTED_DELAY)",
-                        self.delay
-                    )));
-                }
-                pb::lm_config::Kind::Scripted(pb::ScriptedLm {
-                    default_model: self.model.clone(),
-                    answers: self
-                        .answers
-                        .iter()
-                        .map(|fields| pb::ScriptedAnswer {
-                            fields: fields.clone().into_iter().collect(),
-                        })
-                        .collect(),
-                    rules: self
-                        .rules
-                        .iter()
-                        .map(|(needle, fields)| pb::ScriptedRule {
-                            needle: needle.clone(),
-                            fields: fields.clone().into_iter().collect(),
-                        })
-                        .collect(),
-                    settings,
-                    delay_ms: u32::try_from(self.delay.as_millis()).unwrap_or(u32::MAX),
-                })
-            }
-            LmKind::Model => pb::lm_config::Kind::Model(pb::ModelLm {
-                model: self.model.clone(),
-                settings,
-            }),
-        };
-        Ok(pb::LmConfig { kind: Some(kind) })
-    }
-}
 
 /// How a context starts and watches its Python workers.
 ///
@@ -272,6 +97,11 @@ impl WorkerConfig {
     pub fn lm(mut self, lm: LmConfig) -> Self {
         self.lm = lm;
         self
+    }
+
+    /// The LM of the context (the worker's, and the native LM steps').
+    pub fn lm_config(&self) -> &LmConfig {
+        &self.lm
     }
 
     /// How many worker processes the context starts (1 to [`MAX_WORKER_PROCESSES`]; default 1).

@@ -729,13 +729,38 @@ class ModelLm(_message.Message):
     settings: _containers.MessageMap[str, ConfigValue]
     def __init__(self, model: _Optional[str] = ..., settings: _Optional[_Mapping[str, ConfigValue]] = ...) -> None: ...
 
+class OpenAiLm(_message.Message):
+    __slots__ = ("base_url", "model", "api_key_env", "settings", "timeout_ms", "max_retries")
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ConfigValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ConfigValue, _Mapping]] = ...) -> None: ...
+    BASE_URL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ENV_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    base_url: str
+    model: str
+    api_key_env: str
+    settings: _containers.MessageMap[str, ConfigValue]
+    timeout_ms: int
+    max_retries: int
+    def __init__(self, base_url: _Optional[str] = ..., model: _Optional[str] = ..., api_key_env: _Optional[str] = ..., settings: _Optional[_Mapping[str, ConfigValue]] = ..., timeout_ms: _Optional[int] = ..., max_retries: _Optional[int] = ...) -> None: ...
+
 class LmConfig(_message.Message):
-    __slots__ = ("scripted", "model")
+    __slots__ = ("scripted", "model", "openai")
     SCRIPTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    OPENAI_FIELD_NUMBER: _ClassVar[int]
     scripted: ScriptedLm
     model: ModelLm
-    def __init__(self, scripted: _Optional[_Union[ScriptedLm, _Mapping]] = ..., model: _Optional[_Union[ModelLm, _Mapping]] = ...) -> None: ...
+    openai: OpenAiLm
+    def __init__(self, scripted: _Optional[_Union[ScriptedLm, _Mapping]] = ..., model: _Optional[_Union[ModelLm, _Mapping]] = ..., openai: _Optional[_Union[OpenAiLm, _Mapping]] = ...) -> None: ...
 
 class WorkerConfig(_message.Message):
     __slots__ = ("lm", "max_concurrent_calls")

@@ -1,0 +1,466 @@
+//! [`LmConfig`]: which LM a context's steps call, native and python alike, and the bounds of
+//! the Rust client.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value as Json};
+
+use crate::bridge::convert::config_to_proto;
+use crate::bridge::proto as pb;
+use crate::error::{Error, Result};
+
+/// The longest per-call delay of the scripted LM ([`LmConfig::delay`]).
+pub const MAX_SCRIPTED_DELAY: Duration = Duration::from_secs(600);
+
+/// How long one request to an OpenAI-compatible endpoint may take unless
+/// [`LmConfig::timeout`] says otherwise.
+pub const DEFAULT_LM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest [`LmConfig::timeout`].
+pub const MAX_LM_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How many times a request that got 429 or a 5xx is retried unless
+/// [`LmConfig::max_retries`] says otherwise.
+pub const DEFAULT_LM_RETRIES: u32 = 3;
+
+/// The most retries [`LmConfig::max_retries`] takes.
+pub const MAX_LM_RETRIES: u32 = 10;
+
+/// The wait before the first retry unless [`LmConfig::retry_backoff`] says otherwise; it
+/// doubles with every retry, up to [`MAX_LM_BACKOFF`].
+pub const DEFAULT_LM_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The longest wait between two attempts, whatever the backoff or a `Retry-After` header asks
+/// for (a longer `Retry-After` is waited for this long).
+pub const MAX_LM_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How many requests the Rust client has in flight at once unless
+/// [`LmConfig::max_concurrent_requests`] says otherwise; further requests wait their turn.
+pub const DEFAULT_LM_CONCURRENCY: usize = 32;
+
+/// The most requests [`LmConfig::max_concurrent_requests`] allows in flight.
+pub const MAX_LM_CONCURRENCY: usize = 1024;
+
+/// The most replies the opt-in response cache ([`LmConfig::cache`]) keeps; the oldest go first.
+pub const MAX_LM_CACHE_ENTRIES: usize = 100_000;
+
+/// The LM every step of a context calls: python steps through the context's worker (DSPy),
+/// native [`Predict`](crate::lm::Predict) and [`ChainOfThought`](crate::lm::ChainOfThought)
+/// steps from Rust. Set it with `Context::builder().lm(config)`; a bound `model` variable
+/// selects among models of the same kind.
+///
+/// - [`LmConfig::scripted`] (the default): an offline LM that answers every signature. Both
+///   lanes answer alike from the same configuration: scripted answers in order, then the first
+///   rule whose needle the prompt contains, then a generated answer of the right type for each
+///   output field. In the worker it is DSPy's own `DummyLM`.
+/// - [`LmConfig::openai`]: an OpenAI-compatible chat completions endpoint, `base_url` being the
+///   API root (`http://127.0.0.1:8000/v1`: requests go to `{base_url}/chat/completions`), the
+///   key read from the environment variable [`api_key_env`](Self::api_key_env) names (no key is
+///   sent when none is named). The worker reaches it through
+///   `dspy.LM("openai/<model>", api_base=base_url)`.
+/// - [`LmConfig::model`]: any model string `dspy.LM` accepts (`"anthropic/claude-3-haiku-20240307"`),
+///   for python steps only: a native LM step on such a context is an [`Error::Lm`] saying so.
+///
+/// ```
+/// use dspex::LmConfig;
+///
+/// let offline = LmConfig::scripted()
+///     .answer([("answer", "Paris")])
+///     .rule("capital of Italy", [("answer", "Rome")]);
+/// let endpoint = LmConfig::openai("http://127.0.0.1:8000/v1", "gpt-4o-mini")
+///     .api_key_env("OPENAI_API_KEY")
+///     .setting("temperature", 0.2)
+///     .cache(1_000);
+/// let python_only = LmConfig::model("anthropic/claude-3-haiku-20240307");
+/// # let _ = (offline, endpoint, python_only);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct LmConfig {
+    pub(crate) kind: LmKind,
+    pub(crate) model: String,
+    pub(crate) answers: Vec<BTreeMap<String, String>>,
+    pub(crate) rules: BTreeMap<String, BTreeMap<String, String>>,
+    pub(crate) settings: Map<String, Json>,
+    pub(crate) delay: Duration,
+    pub(crate) base_url: String,
+    pub(crate) api_key_env: Option<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) max_retries: u32,
+    pub(crate) backoff: Duration,
+    pub(crate) max_concurrent: usize,
+    pub(crate) cache_entries: usize,
+}
+
+/// The kinds of LM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LmKind {
+    Scripted,
+    OpenAi,
+    Model,
+}
+
+impl Default for LmConfig {
+    fn default() -> Self {
+        Self::scripted()
+    }
+}
+
+impl LmConfig {
+    /// The offline scripted LM (model name `scripted`). Without answers or rules it generates a
+    /// deterministic answer of the right shape for each output field.
+    pub fn scripted() -> Self {
+        Self {
+            kind: LmKind::Scripted,
+            model: "scripted".to_owned(),
+            answers: Vec::new(),
+            rules: BTreeMap::new(),
+            settings: Map::new(),
+            delay: Duration::ZERO,
+            base_url: String::new(),
+            api_key_env: None,
+            timeout: DEFAULT_LM_TIMEOUT,
+            max_retries: DEFAULT_LM_RETRIES,
+            backoff: DEFAULT_LM_BACKOFF,
+            max_concurrent: DEFAULT_LM_CONCURRENCY,
+            cache_entries: 0,
+        }
+    }
+
+    /// An OpenAI-compatible chat completions endpoint: `base_url` is the API root
+    /// (`https://api.openai.com/v1`), `model` the model of calls that bind none.
+    pub fn openai(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            kind: LmKind::OpenAi,
+            model: model.into(),
+            base_url: base_url.into(),
+            ..Self::scripted()
+        }
+    }
+
+    /// Python steps only: any model string `dspy.LM` accepts, with the provider's API key in
+    /// the worker's environment as LiteLLM expects it.
+    pub fn model(model: impl Into<String>) -> Self {
+        Self {
+            kind: LmKind::Model,
+            model: model.into(),
+            ..Self::scripted()
+        }
+    }
+
+    /// The default model name (for the scripted LM, the name its calls record).
+    #[must_use]
+    pub fn default_model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// Scripted LM: the next call's answer, one value per output field; answers are used in
+    /// order, one per LM call, before rules and generated answers.
+    #[must_use]
+    pub fn answer<K: Into<String>, V: Into<String>>(
+        mut self,
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.answers.push(collect_fields(fields));
+        self
+    }
+
+    /// Scripted LM: the answer of any call whose prompt (its last message) contains `needle`;
+    /// rules are tried in the order of their needles.
+    #[must_use]
+    pub fn rule<K: Into<String>, V: Into<String>>(
+        mut self,
+        needle: impl Into<String>,
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.rules.insert(needle.into(), collect_fields(fields));
+        self
+    }
+
+    /// A default request setting of the LM (`temperature`, `max_tokens`, ...), or, for a
+    /// python step's `dspy.LM`, any other keyword argument (`api_base`, ...); bound variables
+    /// override the request settings per call. A setting is a float, an integer, a string, a
+    /// boolean or a list of strings; any other value is an error when the worker starts.
+    #[must_use]
+    pub fn setting(mut self, key: impl Into<String>, value: impl Into<Json>) -> Self {
+        self.settings.insert(key.into(), value.into());
+        self
+    }
+
+    /// Scripted LM: how long every LM request takes (default: no time at all), to stand in for
+    /// a real LM in benchmarks and tests; at most [`MAX_SCRIPTED_DELAY`].
+    #[must_use]
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// OpenAI-compatible endpoint: the environment variable that holds the API key (sent as
+    /// `Authorization: Bearer <key>`); without it no key is sent. The variable is read when
+    /// the client is built, and a variable that is not set is an error then.
+    #[must_use]
+    pub fn api_key_env(mut self, variable: impl Into<String>) -> Self {
+        self.api_key_env = Some(variable.into());
+        self
+    }
+
+    /// How long one request may take (default [`DEFAULT_LM_TIMEOUT`], at most
+    /// [`MAX_LM_TIMEOUT`]); a request that times out is not retried.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many times a request that got 429 or a 5xx is retried (default
+    /// [`DEFAULT_LM_RETRIES`], at most [`MAX_LM_RETRIES`]).
+    #[must_use]
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// The wait before the first retry (default [`DEFAULT_LM_BACKOFF`]), doubled for each
+    /// further one; a `Retry-After` header wins over it; neither waits more than
+    /// [`MAX_LM_BACKOFF`].
+    #[must_use]
+    pub fn retry_backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Rust client: how many requests may be in flight at once (default
+    /// [`DEFAULT_LM_CONCURRENCY`], 1 to [`MAX_LM_CONCURRENCY`]).
+    #[must_use]
+    pub fn max_concurrent_requests(mut self, requests: usize) -> Self {
+        self.max_concurrent = requests;
+        self
+    }
+
+    /// Rust client: keep up to `entries` replies (at most [`MAX_LM_CACHE_ENTRIES`]) and answer
+    /// a request identical to an earlier one (same model, messages and settings) from them,
+    /// without calling the endpoint. Off (0) by default.
+    #[must_use]
+    pub fn cache(mut self, entries: usize) -> Self {
+        self.cache_entries = entries;
+        self
+    }
+
+    /// The model of calls that bind none.
+    pub fn model_name(&self) -> &str {
+        &self.model
+    }
+
+    /// Whether native (Rust) steps can call this LM: the scripted LM and OpenAI-compatible
+    /// endpoints can, a `dspy.LM` model string cannot.
+    pub fn is_native(&self) -> bool {
+        self.kind != LmKind::Model
+    }
+
+    /// Checks the bounds: the scripted delay, the timeout, the retries, the concurrency limit,
+    /// the cache size, and an endpoint's URL.
+    pub fn check(&self) -> Result<()> {
+        let bound = |what: &str, problem: String| {
+            Err(Error::InvalidOption {
+                option: format!("LmConfig::{what}"),
+                message: problem,
+            })
+        };
+        if self.delay > MAX_SCRIPTED_DELAY {
+            return bound(
+                "delay",
+                format!(
+                    "the scripted LM's delay of {:?} is over the limit of {MAX_SCRIPTED_DELAY:?} (MAX_SCRIPTED_DELAY)",
+                    self.delay
+                ),
+            );
+        }
+        if self.timeout.is_zero() || self.timeout > MAX_LM_TIMEOUT {
+            return bound(
+                "timeout",
+                format!(
+                    "{:?} is outside (0, {MAX_LM_TIMEOUT:?}] (MAX_LM_TIMEOUT)",
+                    self.timeout
+                ),
+            );
+        }
+        if self.max_retries > MAX_LM_RETRIES {
+            return bound(
+                "max_retries",
+                format!(
+                    "{} is over the limit of {MAX_LM_RETRIES} (MAX_LM_RETRIES)",
+                    self.max_retries
+                ),
+            );
+        }
+        if !(1..=MAX_LM_CONCURRENCY).contains(&self.max_concurrent) {
+            return bound(
+                "max_concurrent_requests",
+                format!(
+                    "{} is outside 1..={MAX_LM_CONCURRENCY} (MAX_LM_CONCURRENCY)",
+                    self.max_concurrent
+                ),
+            );
+        }
+        if self.cache_entries > MAX_LM_CACHE_ENTRIES {
+            return bound(
+                "cache",
+                format!(
+                    "{} entries is over the limit of {MAX_LM_CACHE_ENTRIES} (MAX_LM_CACHE_ENTRIES)",
+                    self.cache_entries
+                ),
+            );
+        }
+        if self.kind == LmKind::OpenAi
+            && !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://"))
+        {
+            return bound(
+                "openai",
+                format!(
+                    "base_url `{}` is no http:// or https:// URL (like `http://127.0.0.1:8000/v1`)",
+                    dspex_core::excerpt(&self.base_url)
+                ),
+            );
+        }
+        if self.kind != LmKind::Scripted && self.model.is_empty() {
+            return bound(
+                "model",
+                "a real LM needs a model name (like `gpt-4o-mini`)".to_owned(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The configuration as the worker receives it.
+    pub(crate) fn to_proto(&self) -> Result<pb::LmConfig> {
+        self.check()
+            .map_err(|e| Error::worker(format!("LM configuration: {e}")))?;
+        let settings = self
+            .settings
+            .iter()
+            .map(|(k, v)| {
+                config_to_proto(k, v)
+                    .map(|value| (k.clone(), value))
+                    .map_err(|e| Error::worker(format!("LM setting {e}")))
+            })
+            .collect::<Result<_>>()?;
+        let kind = match self.kind {
+            LmKind::Scripted => pb::lm_config::Kind::Scripted(pb::ScriptedLm {
+                default_model: self.model.clone(),
+                answers: self
+                    .answers
+                    .iter()
+                    .map(|fields| pb::ScriptedAnswer {
+                        fields: fields.clone().into_iter().collect(),
+                    })
+                    .collect(),
+                rules: self
+                    .rules
+                    .iter()
+                    .map(|(needle, fields)| pb::ScriptedRule {
+                        needle: needle.clone(),
+                        fields: fields.clone().into_iter().collect(),
+                    })
+                    .collect(),
+                settings,
+                delay_ms: u32::try_from(self.delay.as_millis()).unwrap_or(u32::MAX),
+            }),
+            LmKind::OpenAi => pb::lm_config::Kind::Openai(pb::OpenAiLm {
+                base_url: self.base_url.clone(),
+                model: self.model.clone(),
+                api_key_env: self.api_key_env.clone().unwrap_or_default(),
+                settings,
+                timeout_ms: u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX),
+                max_retries: self.max_retries,
+            }),
+            LmKind::Model => pb::lm_config::Kind::Model(pb::ModelLm {
+                model: self.model.clone(),
+                settings,
+            }),
+        };
+        Ok(pb::LmConfig { kind: Some(kind) })
+    }
+}
+
+fn collect_fields<K: Into<String>, V: Into<String>>(
+    fields: impl IntoIterator<Item = (K, V)>,
+) -> BTreeMap<String, String> {
+    fields
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_travels_to_the_worker_with_its_key_variable_and_bounds() {
+        let lm = LmConfig::openai("http://127.0.0.1:9/v1", "gpt-x")
+            .api_key_env("MY_KEY")
+            .timeout(Duration::from_secs(3))
+            .max_retries(2)
+            .setting("temperature", 0.5);
+        let Some(pb::lm_config::Kind::Openai(openai)) = lm.to_proto().unwrap().kind else {
+            panic!("not an endpoint");
+        };
+        assert_eq!(openai.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(openai.model, "gpt-x");
+        assert_eq!(openai.api_key_env, "MY_KEY");
+        assert_eq!(openai.timeout_ms, 3000);
+        assert_eq!(openai.max_retries, 2);
+        assert!(openai.settings.contains_key("temperature"));
+    }
+
+    #[test]
+    fn every_bound_is_checked_at_and_over_its_limit() {
+        let ok = LmConfig::openai("https://example.com/v1", "m");
+        assert!(ok.clone().timeout(MAX_LM_TIMEOUT).check().is_ok());
+        let over = ok
+            .clone()
+            .timeout(MAX_LM_TIMEOUT + Duration::from_millis(1));
+        assert!(
+            over.check()
+                .unwrap_err()
+                .to_string()
+                .contains("MAX_LM_TIMEOUT")
+        );
+        assert!(ok.clone().timeout(Duration::ZERO).check().is_err());
+        assert!(ok.clone().max_retries(MAX_LM_RETRIES).check().is_ok());
+        let err = ok
+            .clone()
+            .max_retries(MAX_LM_RETRIES + 1)
+            .check()
+            .unwrap_err();
+        assert!(err.to_string().contains("MAX_LM_RETRIES"), "{err}");
+        assert!(
+            ok.clone()
+                .max_concurrent_requests(MAX_LM_CONCURRENCY)
+                .check()
+                .is_ok()
+        );
+        let err = ok
+            .clone()
+            .max_concurrent_requests(MAX_LM_CONCURRENCY + 1)
+            .check()
+            .unwrap_err();
+        assert!(err.to_string().contains("MAX_LM_CONCURRENCY"), "{err}");
+        assert!(ok.clone().max_concurrent_requests(0).check().is_err());
+        assert!(ok.clone().cache(MAX_LM_CACHE_ENTRIES).check().is_ok());
+        let err = ok
+            .clone()
+            .cache(MAX_LM_CACHE_ENTRIES + 1)
+            .check()
+            .unwrap_err();
+        assert!(err.to_string().contains("MAX_LM_CACHE_ENTRIES"), "{err}");
+        let err = LmConfig::openai("127.0.0.1:8000", "m").check().unwrap_err();
+        assert!(
+            err.to_string().contains("no http:// or https:// URL"),
+            "{err}"
+        );
+        let err = LmConfig::openai("http://h/v1", "").check().unwrap_err();
+        assert!(err.to_string().contains("needs a model name"), "{err}");
+    }
+}

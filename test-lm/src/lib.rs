@@ -1,0 +1,302 @@
+//! An OpenAI-compatible chat completions server on loopback, for the tests, benchmarks and
+//! examples of dspex: `POST /v1/chat/completions` answers with scripted replies (in order, then
+//! the default reply), records every request it received, and can answer with an error status
+//! (429 with `Retry-After`, 500) or take its time, to test clients' retries and timeouts.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+//! use dspex_test_lm::{LmServer, Reply};
+//!
+//! let server = LmServer::start().await?;
+//! server.push(Reply::status(429).retry_after("0"));
+//! server.push(Reply::text("[[ ## answer ## ]]\nParis"));
+//! assert!(server.base_url().starts_with("http://127.0.0.1:"));
+//! assert!(server.requests().is_empty());
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use serde_json::{Value as JsonValue, json};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// The most requests the server keeps (the oldest are dropped first).
+pub const MAX_RECORDED_REQUESTS: usize = 10_000;
+
+/// The largest request body the server reads; a longer one gets 413.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// The reply the server gives when no scripted one is left.
+pub const DEFAULT_REPLY: &str = "[[ ## answer ## ]]\nok\n\n[[ ## completed ## ]]";
+
+/// One scripted reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    status: u16,
+    content: String,
+    retry_after: Option<String>,
+    delay: Duration,
+}
+
+impl Reply {
+    /// A chat completion whose first choice's message is `content` (usage: words of the
+    /// prompt and of the content).
+    pub fn text(content: impl Into<String>) -> Self {
+        Self {
+            status: 200,
+            content: content.into(),
+            retry_after: None,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// An error status with an OpenAI-style error body.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            ..Self::text(String::new())
+        }
+    }
+
+    /// Sends a `Retry-After` header with this value (seconds).
+    #[must_use]
+    pub fn retry_after(mut self, value: impl Into<String>) -> Self {
+        self.retry_after = Some(value.into());
+        self
+    }
+
+    /// Waits this long before replying.
+    #[must_use]
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+/// A request the server received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    /// The path (`/v1/chat/completions`).
+    pub path: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// The JSON body (`null` if it was no JSON).
+    pub body: JsonValue,
+    /// When it arrived, since the server started.
+    pub at: Duration,
+}
+
+#[derive(Debug)]
+struct State {
+    replies: Mutex<VecDeque<Reply>>,
+    default: Mutex<Reply>,
+    requests: Mutex<VecDeque<RecordedRequest>>,
+    started: std::time::Instant,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// The running server; dropping it stops it.
+#[derive(Debug)]
+pub struct LmServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    accept: JoinHandle<()>,
+}
+
+impl LmServer {
+    /// Starts a server on a free loopback port.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            replies: Mutex::new(VecDeque::new()),
+            default: Mutex::new(Reply::text(DEFAULT_REPLY)),
+            requests: Mutex::new(VecDeque::new()),
+            started: std::time::Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        });
+        let shared = Arc::clone(&state);
+        let accept = tokio::spawn(async move {
+            // Dropped (with every connection's task) when the accept task is aborted.
+            let mut connections = JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                let state = Arc::clone(&shared);
+                connections.spawn(async move {
+                    let service = service_fn(move |req| handle(Arc::clone(&state), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        Ok(Self {
+            addr,
+            state,
+            accept,
+        })
+    }
+
+    /// The API root, as OpenAI clients take it: `http://127.0.0.1:<port>/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Queues a reply: replies are given in order, one per request, before the default one.
+    pub fn push(&self, reply: Reply) {
+        self.state.replies.lock().push_back(reply);
+    }
+
+    /// The reply given when no queued one is left (initially [`DEFAULT_REPLY`]).
+    pub fn set_default(&self, reply: Reply) {
+        *self.state.default.lock() = reply;
+    }
+
+    /// The requests received so far (at most [`MAX_RECORDED_REQUESTS`], oldest first).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.requests.lock().iter().cloned().collect()
+    }
+
+    /// Forgets the requests received so far.
+    pub fn clear_requests(&self) {
+        self.state.requests.lock().clear();
+    }
+
+    /// The most requests that were being answered at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for LmServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+type Body = Full<Bytes>;
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let response = answer(&state, req).await;
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    Ok(response)
+}
+
+async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let authorization = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let is_completion = req.method() == hyper::Method::POST && path.ends_with("/chat/completions");
+    let body = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "unreadable body"),
+    };
+    if body.len() > MAX_REQUEST_BYTES {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    }
+    if !is_completion {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "only POST /v1/chat/completions is served",
+        );
+    }
+    let body: JsonValue = serde_json::from_slice(&body).unwrap_or(JsonValue::Null);
+    let reply = state
+        .replies
+        .lock()
+        .pop_front()
+        .unwrap_or_else(|| state.default.lock().clone());
+    {
+        let mut requests = state.requests.lock();
+        if requests.len() == MAX_RECORDED_REQUESTS {
+            requests.pop_front();
+        }
+        requests.push_back(RecordedRequest {
+            path,
+            authorization,
+            body: body.clone(),
+            at: state.started.elapsed(),
+        });
+    }
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let payload = if status.is_success() {
+        completion(&body, &reply.content)
+    } else {
+        json!({"error": {"message": format!("scripted status {}", reply.status), "type": "scripted", "code": reply.status}})
+    };
+    let mut response = Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(after) = &reply.retry_after {
+        response = response.header(hyper::header::RETRY_AFTER, after.as_str());
+    }
+    response
+        .body(Full::new(Bytes::from(payload.to_string())))
+        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad scripted reply"))
+}
+
+/// A chat completion answering `request` with `content`.
+fn completion(request: &JsonValue, content: &str) -> JsonValue {
+    let words = |s: &str| s.split_whitespace().count();
+    let prompt: usize = request["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| words(m["content"].as_str().unwrap_or("")))
+                .sum()
+        })
+        .unwrap_or(0);
+    let completion = words(content);
+    json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": request["model"],
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop",
+        }],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    })
+}
+
+fn plain(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(message.to_owned())));
+    *response.status_mut() = status;
+    response
+}
