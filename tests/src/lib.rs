@@ -35,6 +35,52 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+/// Runs the Python script at `script` (relative to the workspace root) with the tests'
+/// interpreter, `input` as JSON on its stdin, and returns the JSON it writes on stdout.
+///
+/// # Panics
+///
+/// If the script fails, does not answer within [`PYTHON_TIMEOUT`] (it is killed) or writes no
+/// JSON.
+pub fn run_script(script: &str, input: &serde_json::Value) -> serde_json::Value {
+    use std::io::Read;
+    let script = workspace_root().join(script);
+    let mut child = Command::new(python())
+        .arg(&script)
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(&serde_json::to_vec(input).expect("JSON input"))
+        .expect("write the script's input");
+    drop(stdin);
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let (mut out, mut err) = (String::new(), String::new());
+        let _ = stdout.read_to_string(&mut out);
+        let _ = stderr.read_to_string(&mut err);
+        let _ = tx.send((out, err));
+    });
+    let Ok((out, err)) = rx.recv_timeout(PYTHON_TIMEOUT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{} did not answer within {PYTHON_TIMEOUT:?}",
+            script.display()
+        );
+    };
+    let status = child.wait().expect("wait for the script");
+    let _ = reader.join();
+    assert!(status.success(), "{} failed:\n{err}", script.display());
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"))
+}
+
 /// The Python interpreter of the tests, checked once to import `dspex_bridge`.
 ///
 /// # Panics

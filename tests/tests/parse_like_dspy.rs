@@ -7,12 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-
 use dspex::{FieldType, JsonValue};
-use dspex_tests::{PYTHON_TIMEOUT, python, workspace_root};
+use dspex_tests::run_script;
 use serde_json::json;
 
 /// Texts for each type: what LMs answer, and the edge cases of DSPy's reader.
@@ -170,39 +166,11 @@ const REFUSED_ON_PURPOSE: &[(&str, &str, &str)] = &[
 
 /// What the installed DSPy makes of each `(annotation, text)`.
 fn dspy_reads(cases: &[(&str, &str)]) -> Vec<JsonValue> {
-    let script = workspace_root().join("tests/python/parse_values.py");
-    let mut child = Command::new(python())
-        .arg(&script)
-        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", python().display()));
-    let input = serde_json::to_vec(cases).unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&input).unwrap();
-    drop(stdin);
-    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let (mut out, mut err) = (String::new(), String::new());
-        let _ = stdout.read_to_string(&mut out);
-        let _ = stderr.read_to_string(&mut err);
-        let _ = tx.send((out, err));
-    });
-    let Ok((out, err)) = rx.recv_timeout(PYTHON_TIMEOUT) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "{} did not answer within {PYTHON_TIMEOUT:?}",
-            script.display()
-        );
-    };
-    let status = child.wait().unwrap();
-    reader.join().unwrap();
-    assert!(status.success(), "{} failed:\n{err}", script.display());
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"))
+    let answer = run_script(
+        "tests/python/parse_values.py",
+        &serde_json::to_value(cases).unwrap(),
+    );
+    serde_json::from_value(answer).unwrap()
 }
 
 /// dspex's reading in the shape of the script's answers.

@@ -15,7 +15,7 @@ use dspex_core::{FieldType, Signature, SignatureField};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
-use super::pyfmt::{dedent, dumps, splitlines, str_of};
+use super::pyfmt::{cleandoc, dedent, dumps, splitlines, str_of};
 use crate::error::{Error, Result};
 use crate::program::Fields;
 
@@ -122,7 +122,7 @@ fn system_message(signature: &Signature, instructions: &str) -> String {
         "[[ ## completed ## ]]\n".to_owned(),
     ]
     .join("\n\n");
-    let objective: String = splitlines(&dedent(instructions))
+    let objective: String = splitlines(&dedent(&cleandoc(instructions)))
         .into_iter()
         .map(|line| format!("\n        {line}"))
         .collect();

@@ -177,6 +177,60 @@ pub(crate) fn dedent(text: &str) -> String {
         .join("\n")
 }
 
+/// Python's `inspect.cleandoc` (what DSPy's `Signature.instructions` returns): tabs expanded,
+/// the first line stripped on the left, the common indentation of the others removed, blank
+/// lines at both ends dropped.
+pub(crate) fn cleandoc(doc: &str) -> String {
+    let expanded = expand_tabs(doc);
+    let mut lines: Vec<&str> = expanded.split('\n').collect();
+    let margin = lines
+        .iter()
+        .skip(1)
+        .filter(|l| !l.trim_start().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min();
+    if let Some(first) = lines.first_mut() {
+        *first = first.trim_start();
+    }
+    if let Some(margin) = margin {
+        for line in lines.iter_mut().skip(1) {
+            *line = line.get(margin..).unwrap_or("");
+        }
+    }
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let first_kept = lines
+        .iter()
+        .position(|l| !l.is_empty())
+        .unwrap_or(lines.len());
+    lines[first_kept..].join("\n")
+}
+
+/// Python's `str.expandtabs()` (tab stops every 8 columns, counted from each line start).
+fn expand_tabs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut column = 0;
+    for c in text.chars() {
+        match c {
+            '\t' => {
+                let spaces = 8 - column % 8;
+                out.extend(std::iter::repeat_n(' ', spaces));
+                column += spaces;
+            }
+            '\n' | '\r' => {
+                out.push(c);
+                column = 0;
+            }
+            c => {
+                out.push(c);
+                column += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Python's `str.splitlines()` for the line breaks text carries (`\n`, `\r\n`, `\r`).
 pub(crate) fn splitlines(text: &str) -> Vec<&str> {
     let mut lines = Vec::new();
@@ -243,5 +297,8 @@ mod tests {
         assert_eq!(dedent("  a\n   \n  b"), "a\n\nb");
         assert_eq!(splitlines("a\r\nb\rc\n"), ["a", "b", "c"]);
         assert!(splitlines("").is_empty());
+        assert_eq!(cleandoc("  a\n    b\n      c\n\n"), "a\nb\n  c");
+        assert_eq!(cleandoc("\n\n  x\n\ty"), "x\n      y");
+        assert_eq!(cleandoc(""), "");
     }
 }
