@@ -38,6 +38,12 @@
 //!   steps ([`PythonModule`]), the runtime builder ([`ProgramBuilder`]), run traces, per-run
 //!   [`Overrides`] (`run_with` on every program type) and [`AnyProgram`], the one interface of
 //!   generated and runtime-built programs.
+//! - [`lm`]: LM calls from Rust: [`LmConfig`] (one LM for python and native steps: scripted,
+//!   an OpenAI-compatible endpoint, or a `dspy.LM` model string for python steps only), the
+//!   [`LmClient`](lm::LmClient) (timeouts, retries honouring `Retry-After`, a concurrency
+//!   limit, an opt-in cache, usage), DSPy's `ChatAdapter` prompts, and the native
+//!   [`Predict`](lm::Predict) and [`ChainOfThought`](lm::ChainOfThought) steps, with which a
+//!   program calls an LM and stays local.
 //! - [`eval`]: examples and data sets (JSONL, CSV), metrics, evaluation and its report.
 //! - [`tune`]: the search space of a program's declared variables, the grid, random and TPE
 //!   samplers, the tuner (concurrent trials through overrides, successive halving) and its

@@ -153,3 +153,62 @@ fn the_shared_example_runs_two_processes_on_one_session() {
         "{out}"
     );
 }
+
+#[test]
+fn the_native_cot_example_reasons_and_rates_without_python() {
+    let out = run(env!("CARGO_BIN_EXE_native_cot"));
+    assert!(
+        out.contains("ThinkThenRate needs the Python bridge: false"),
+        "{out}"
+    );
+    assert!(
+        out.contains("answer: It frees memory when its owner goes out of scope."),
+        "{out}"
+    );
+    assert!(out.contains("confidence: 0.8"), "{out}");
+    assert!(
+        out.contains("reasoning (kept in the trace): Rust checks ownership"),
+        "{out}"
+    );
+    assert!(
+        out.contains("lm call of `answer`: model=scripted temperature=0.2 max_tokens=512"),
+        "{out}"
+    );
+    assert!(out.contains("still on the local backend: true"), "{out}");
+}
+
+#[test]
+fn the_native_cot_example_calls_an_openai_compatible_endpoint_with_flags() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let server = runtime
+        .block_on(dspex_test_lm::LmServer::start())
+        .expect("the test LM server starts");
+    server.push(dspex_test_lm::Reply::text(
+        "[[ ## reasoning ## ]]\nOwnership.\n\n[[ ## answer ## ]]\nBy ownership.",
+    ));
+    server.push(dspex_test_lm::Reply::text("[[ ## confidence ## ]]\n0.5"));
+    // The server answers on the runtime's thread while the example runs.
+    let output = runtime.block_on(async {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_native_cot"))
+            .args(["--base-url", &server.base_url(), "--model", "test-model"])
+            .output()
+            .await
+            .expect("the example starts")
+    });
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.contains("answer: By ownership."), "{out}");
+    assert!(out.contains("confidence: 0.5"), "{out}");
+    assert!(out.contains("lm call of `rate`: model=test-model"), "{out}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].body["temperature"], 0.2);
+    assert_eq!(requests[0].body["max_tokens"], 512);
+}

@@ -48,6 +48,9 @@ _FIELD = re.compile(r"^\d+\. `(?P<name>[A-Za-z_][A-Za-z0-9_]*)` \((?P<type>.*?)\
 _INPUT_BLOCK = re.compile(r"\[\[ ## (?P<name>\w+) ## \]\]\n(?P<value>.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
 _EXCERPT = 60
 
+#: The API key sent to an OpenAI-compatible endpoint when no key variable is named.
+NO_API_KEY = "dspex-no-key"
+
 #: The request settings a call's bound parameters set.
 LM_SETTINGS = ("temperature", "max_tokens", "top_p", "n")
 
@@ -285,7 +288,7 @@ class LmConfig:
     delay apply), ``"model"`` (``model`` is any model string ``dspy.LM`` accepts) or
     ``"openai"`` (an OpenAI-compatible endpoint at ``base_url``, reached through
     ``dspy.LM("openai/<model>", api_base=base_url)`` with the key from the environment variable
-    ``api_key_env``, an empty key when none is named). ``model`` is the model of calls that bind
+    ``api_key_env``, the placeholder :data:`NO_API_KEY` when none is named). ``model`` is the model of calls that bind
     none; ``settings`` are default request settings (and, for a real LM, any other keyword
     argument of ``dspy.LM``).
     """
@@ -393,7 +396,9 @@ class LmFactory:
     def _endpoint_settings(self) -> dict[str, Any]:
         """``dspy.LM``'s keyword arguments for the configured OpenAI-compatible endpoint."""
         c = self.config
-        key = ""
+        # DSPy's OpenAI engine refuses an empty credential: without a named key variable the
+        # endpoint gets this placeholder (a local server ignores it).
+        key = NO_API_KEY
         if c.api_key_env:
             if c.api_key_env not in os.environ:
                 raise InvalidValueError(f"the API key variable `{c.api_key_env}` (api_key_env) is not set")

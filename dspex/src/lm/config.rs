@@ -57,7 +57,8 @@ pub const MAX_LM_CACHE_ENTRIES: usize = 100_000;
 /// - [`LmConfig::openai`]: an OpenAI-compatible chat completions endpoint, `base_url` being the
 ///   API root (`http://127.0.0.1:8000/v1`: requests go to `{base_url}/chat/completions`), the
 ///   key read from the environment variable [`api_key_env`](Self::api_key_env) names (no key is
-///   sent when none is named). The worker reaches it through
+///   sent when none is named; the worker, whose DSPy refuses an empty key, sends the placeholder
+///   `dspex-no-key` then). The worker reaches it through
 ///   `dspy.LM("openai/<model>", api_base=base_url)`.
 /// - [`LmConfig::model`]: any model string `dspy.LM` accepts (`"anthropic/claude-3-haiku-20240307"`),
 ///   for python steps only: a native LM step on such a context is an [`Error::Lm`] saying so.
