@@ -109,6 +109,18 @@ def test_the_lm_configuration_round_trips_through_its_message() -> None:
     model = LmConfig(kind="model", model="openai/gpt-4o-mini", settings={"api_base": "http://127.0.0.1:1/v1"})
     assert LmConfig.from_proto(model.to_proto()) == model
     assert LmConfig.from_proto(pb.LmConfig()) == LmConfig()
+    endpoint = LmConfig(
+        kind="openai",
+        model="gpt-4o-mini",
+        base_url="http://127.0.0.1:1/v1",
+        api_key_env="MY_KEY",
+        timeout_ms=1500,
+        max_retries=2,
+        settings={"temperature": 0.5},
+    )
+    assert LmConfig.from_proto(endpoint.to_proto()) == endpoint
+    with pytest.raises(ValueError, match="base_url and a model"):
+        LmConfig.from_proto(pb.LmConfig(openai=pb.OpenAiLm(model="m")))
     limit = contract.LIMITS["MAX_SCRIPTED_DELAY_MS"]
     assert LmConfig.from_proto(LmConfig(delay_ms=limit).to_proto()).delay_ms == limit
     with pytest.raises(ValueError, match="MAX_SCRIPTED_DELAY"):

@@ -87,7 +87,7 @@ pub fn with_reasoning(signature: &Signature) -> Signature {
 /// let inputs = Fields::from([("question", "2 + 2?")]);
 /// let messages = chat_messages(&sig, &default_instructions(&sig), &[], &inputs);
 /// assert_eq!(messages.len(), 2);
-/// assert!(messages[0].content.starts_with("Your input fields are:\n1. `question` (str): \n"));
+/// assert!(messages[0].content.starts_with("Your input fields are:\n1. `question` (str):\nYour output fields are:\n1. `answer` (int):"));
 /// assert!(messages[1].content.starts_with("[[ ## question ## ]]\n2 + 2?\n\n"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
