@@ -66,6 +66,9 @@ pub struct Callback {
     name: String,
     timeout: Duration,
     handler: Arc<Handler>,
+    /// What the callable is (a tool's full path): registering another callable under the same
+    /// name is refused.
+    origin: Option<&'static str>,
 }
 
 impl fmt::Debug for Callback {
@@ -93,7 +96,24 @@ impl Callback {
                 let fut = handler(call);
                 Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
             }),
+            origin: None,
         }
+    }
+
+    /// A callable whose handler is a plain function (what a tool generates).
+    pub(crate) fn from_fn(name: &str, handler: fn(Invocation) -> CallbackFuture) -> Self {
+        Self {
+            name: name.to_owned(),
+            timeout: DEFAULT_CALLBACK_TIMEOUT,
+            handler: Arc::new(handler),
+            origin: None,
+        }
+    }
+
+    /// Marks what the callable is, so that another one of the same name is refused.
+    pub(crate) fn origin(mut self, origin: &'static str) -> Self {
+        self.origin = Some(origin);
+        self
     }
 
     /// How long one call may run before its caller is answered with a timeout error (at most
@@ -257,10 +277,21 @@ pub(crate) struct CallbackRegistry {
 impl CallbackRegistry {
     pub(crate) fn register(&self, callback: Callback, owner: &Context) -> Result<()> {
         callback.check()?;
+        let mut callables = self.callables.write();
+        if let Some(existing) = callables.get(&callback.name)
+            && let (Some(theirs), Some(ours)) = (existing.origin, callback.origin)
+            && theirs != ours
+        {
+            return Err(Error::InvalidOption {
+                option: format!("tool `{}`", callback.name),
+                message: format!(
+                    "`{ours}` and `{theirs}` are both tools named `{}` in one context; rename one",
+                    callback.name
+                ),
+            });
+        }
         *self.owner.lock() = Some(owner.downgrade());
-        self.callables
-            .write()
-            .insert(callback.name.clone(), callback);
+        callables.insert(callback.name.clone(), callback);
         Ok(())
     }
 
@@ -468,12 +499,12 @@ async fn run(
     let handler = Arc::clone(&callback.handler);
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(invocation))) {
         Ok(future) => future,
-        Err(panic) => return Err(panicked(panic.as_ref())),
+        Err(panic) => return Err(panic_message(panic.as_ref())),
     };
     let mut task = tokio::spawn(future);
     match tokio::time::timeout(callback.timeout, &mut task).await {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(join)) if join.is_panic() => Err(panicked(join.into_panic().as_ref())),
+        Ok(Err(join)) if join.is_panic() => Err(panic_message(join.into_panic().as_ref())),
         Ok(Err(join)) => Err(format!("`{}` was cancelled: {join}", callback.name)),
         Err(_) => {
             task.abort();
@@ -485,7 +516,8 @@ async fn run(
     }
 }
 
-fn panicked(payload: &(dyn std::any::Any + Send)) -> String {
+/// What a panic's payload says, as the error of a call.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let message = payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

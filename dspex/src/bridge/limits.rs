@@ -153,10 +153,12 @@ pub const MAX_CALLBACK_RESULT_BYTES: usize = 1024 * 1024;
 
 /// How long a callback may run when its registration says nothing else (a tool's
 /// `timeout_ms`, [`Callback::timeout`](super::Callback::timeout)).
-pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_CALLBACK_TIMEOUT: Duration =
+    Duration::from_millis(dspex_core::dspy::DEFAULT_TOOL_TIMEOUT_MS);
 
 /// The longest timeout a callback may have.
-pub const MAX_CALLBACK_TIMEOUT: Duration = Duration::from_secs(600);
+pub const MAX_CALLBACK_TIMEOUT: Duration =
+    Duration::from_millis(dspex_core::dspy::MAX_TOOL_TIMEOUT_MS);
 
 /// Callbacks one module call may make (each is kept in the run's trace); more are refused with
 /// `RESOURCE_EXHAUSTED`.

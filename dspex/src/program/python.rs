@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dspex_core::Signature;
-use dspex_core::program::{ConfigEntry, ModuleRef, ProgramSpec, StepKind};
+use dspex_core::dspy::{ConfigKind, TOOLS_KEY};
+use dspex_core::program::{ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, ToolRef};
 use parking_lot::Mutex;
 
 use super::fields::Fields;
@@ -21,6 +22,7 @@ use crate::bridge::convert::{
 use crate::bridge::proto as pb;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::tools::ToolDef;
 use crate::worker::{ModuleSpec, WorkerSupervisor};
 
 /// A python step of a program: the handle to its DSPy module in the context's worker. Fields
@@ -45,8 +47,10 @@ struct Inner {
     source: ModuleRef,
     signature: Signature,
     bindings: BTreeMap<String, String>,
-    /// The `with` configuration, passed to the module's constructor.
+    /// The `with` configuration, passed to the module's constructor (but `tools`).
     config: Vec<ConfigEntry>,
+    /// The module's tools, in declared order, for the wire.
+    tools: Vec<pb::ToolSpec>,
     /// Module id prefix, unique in the process.
     id: String,
     /// Class -> (module id, resolved class) of the modules created so far.
@@ -76,7 +80,15 @@ impl PythonModule {
     /// Creates the DSPy module of python step `index` of `spec` in the context's worker,
     /// bridging the context and starting its worker first if needed. Generated code reaches it
     /// as `dspex::__private::python_step`.
-    pub(crate) async fn attach(ctx: &Context, spec: &ProgramSpec, index: usize) -> Result<Self> {
+    ///
+    /// `rust_tools` are the Rust tools of the step's `tools`, in the order the step lists them:
+    /// each is registered as a callback of the context's bridge session.
+    pub(crate) async fn attach(
+        ctx: &Context,
+        spec: &ProgramSpec,
+        index: usize,
+        rust_tools: &[&'static ToolDef],
+    ) -> Result<Self> {
         let step = spec.steps.get(index).ok_or_else(|| {
             Error::Internal(format!("program `{}` has no step {index}", spec.name))
         })?;
@@ -89,6 +101,7 @@ impl PythonModule {
         ctx.mark_requires_bridge();
         // Starts the worker (bridging the context first) if it is not running.
         let worker = ctx.worker().await?;
+        let tools = register_tools(ctx, &step.name, &step.config, rust_tools)?;
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let this = Self {
             inner: Arc::new(Inner {
@@ -101,7 +114,13 @@ impl PythonModule {
                     .iter()
                     .map(|b| (b.param.clone(), b.variable.clone()))
                     .collect(),
-                config: step.config.clone(),
+                config: step
+                    .config
+                    .iter()
+                    .filter(|entry| entry.key != TOOLS_KEY)
+                    .cloned()
+                    .collect(),
+                tools,
                 id: format!(
                     "{}.{}#{}",
                     spec.name,
@@ -158,7 +177,7 @@ impl PythonModule {
             signature: self.inner.signature.to_string(),
             bindings: self.inner.bindings.clone(),
             config: self.config_for(class)?,
-            tools: Vec::new(),
+            tools: self.inner.tools.clone(),
         };
         let resolved = worker
             .create_module(spec)
@@ -294,6 +313,65 @@ impl PythonModule {
             e => e,
         }
     }
+}
+
+/// The tools of a step for the wire, in the order its `tools` lists them, pairing each Rust
+/// path with its definition (`rust_tools`, in the same order) and registering each Rust tool as
+/// a callback of the context's session. A Rust tool that reads a variable the context does not
+/// hold is an error naming both.
+fn register_tools(
+    ctx: &Context,
+    step: &str,
+    config: &[ConfigEntry],
+    rust_tools: &[&'static ToolDef],
+) -> Result<Vec<pb::ToolSpec>> {
+    use pb::tool_spec::Kind;
+    // The checked value of `tools`: a list of tools (a list of strings is Python tools).
+    let listed: Vec<ToolRef> = config
+        .iter()
+        .filter(|entry| entry.key == TOOLS_KEY)
+        .filter_map(|entry| match ConfigKind::Tools.check(&entry.value) {
+            Ok(ConfigValue::Tools(tools)) => Some(tools),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let rust_listed = listed
+        .iter()
+        .filter(|t| matches!(t, ToolRef::Rust(_)))
+        .count();
+    if rust_listed != rust_tools.len() {
+        return Err(Error::Internal(format!(
+            "step `{step}` lists {rust_listed} Rust tools but {} were given",
+            rust_tools.len()
+        )));
+    }
+    let mut rust = rust_tools.iter();
+    let mut specs = Vec::new();
+    for tool in &listed {
+        let kind = match tool {
+            ToolRef::Python(path) => Kind::Python(path.clone()),
+            ToolRef::Rust(_) => {
+                let def = *rust
+                    .next()
+                    .ok_or_else(|| Error::internal("a Rust tool without its definition"))?;
+                for variable in def.variables {
+                    if !ctx.exists(variable) {
+                        return Err(Error::InvalidOption {
+                            option: format!("tool `{}` of step `{step}`", def.name),
+                            message: format!(
+                                "it reads variable `{variable}`, which the context does not hold; declare it in the program"
+                            ),
+                        });
+                    }
+                }
+                ctx.callbacks()?.register(def.callback(), ctx)?;
+                Kind::Rust(def.spec()?)
+            }
+        };
+        specs.push(pb::ToolSpec { kind: Some(kind) });
+    }
+    Ok(specs)
 }
 
 /// A call id unique in this process: the process id and a counter, in hex.

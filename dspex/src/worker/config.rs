@@ -50,7 +50,8 @@ pub struct LmConfig {
     kind: LmKind,
     model: String,
     answers: Vec<BTreeMap<String, String>>,
-    rules: BTreeMap<String, BTreeMap<String, String>>,
+    /// In the order they were given: the first whose needle a prompt contains answers it.
+    rules: Vec<(String, BTreeMap<String, String>)>,
     settings: Map<String, Json>,
     delay: Duration,
 }
@@ -75,7 +76,7 @@ impl LmConfig {
             kind: LmKind::Scripted,
             model: "scripted".to_owned(),
             answers: Vec::new(),
-            rules: BTreeMap::new(),
+            rules: Vec::new(),
             settings: Map::new(),
             delay: Duration::ZERO,
         }
@@ -113,20 +114,83 @@ impl LmConfig {
         self
     }
 
-    /// Scripted LM: the answer of any call whose prompt contains `needle`.
+    /// Scripted LM: the answer of any call whose prompt contains `needle`. Rules are tried in
+    /// the order they were given (a rule for a needle given before replaces it in place).
     #[must_use]
     pub fn rule<K: Into<String>, V: Into<String>>(
         mut self,
         needle: impl Into<String>,
         fields: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        self.rules.insert(
-            needle.into(),
-            fields
+        let needle = needle.into();
+        let fields = fields
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        match self.rules.iter_mut().find(|(n, _)| *n == needle) {
+            Some((_, existing)) => *existing = fields,
+            None => self.rules.push((needle, fields)),
+        }
+        self
+    }
+
+    /// Scripted LM: makes every `ReAct` agent of the worker call `calls` in order, one per
+    /// iteration (each a tool name and its JSON arguments), then finish, and answer with
+    /// `answer` (one value per output field of the agent's signature). Written as rules on the
+    /// agent's trajectory (given before any other rule).
+    ///
+    /// ```
+    /// use dspex::worker::LmConfig;
+    ///
+    /// let lm = LmConfig::scripted().agent_plan(
+    ///     [("search_docs", dspex::json!({"query": "tokio"})), ("calculator", dspex::json!({"expression": "2 + 2"}))],
+    ///     [("answer", "4")],
+    /// );
+    /// # let _ = lm;
+    /// ```
+    #[must_use]
+    pub fn agent_plan<'a, K: Into<String>, V: Into<String>>(
+        mut self,
+        calls: impl IntoIterator<Item = (&'a str, Json)>,
+        answer: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let calls: Vec<(&str, Json)> = calls.into_iter().collect();
+        let n = calls.len();
+        let step = |tool: &str, args: &Json| {
+            BTreeMap::from([
+                ("next_thought".to_owned(), format!("call {tool}")),
+                ("next_tool_name".to_owned(), tool.to_owned()),
+                ("next_tool_args".to_owned(), args.to_string()),
+            ])
+        };
+        // The most advanced trajectory first: its needle is in every later prompt too.
+        let mut rules = vec![(
+            format!("[[ ## tool_name_{n} ## ]]"),
+            answer
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
+                .chain([("reasoning".to_owned(), "the tools answered".to_owned())])
                 .collect(),
-        );
+        )];
+        rules.push((
+            if n == 0 {
+                "[[ ## trajectory ## ]]".to_owned()
+            } else {
+                format!("[[ ## tool_name_{} ## ]]", n - 1)
+            },
+            step("finish", &Json::Object(Map::new())),
+        ));
+        for k in (0..n).rev() {
+            let needle = if k == 0 {
+                "[[ ## trajectory ## ]]".to_owned()
+            } else {
+                format!("[[ ## tool_name_{} ## ]]", k - 1)
+            };
+            rules.push((needle, step(calls[k].0, &calls[k].1)));
+        }
+        rules.retain(|(needle, _)| !self.rules.iter().any(|(n, _)| n == needle));
+        rules.append(&mut self.rules);
+        self.rules = rules;
         self
     }
 

@@ -523,14 +523,16 @@ class CreateModuleRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., module_id: _Optional[str] = ..., module_class: _Optional[str] = ..., signature: _Optional[str] = ..., bindings: _Optional[_Mapping[str, str]] = ..., config: _Optional[_Mapping[str, ConfigValue]] = ..., tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ...) -> None: ...
 
 class ToolArgument(_message.Message):
-    __slots__ = ("name", "type", "json_schema")
+    __slots__ = ("name", "type", "json_schema", "required")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     JSON_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     json_schema: str
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., json_schema: _Optional[str] = ...) -> None: ...
+    required: bool
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., json_schema: _Optional[str] = ..., required: _Optional[bool] = ...) -> None: ...
 
 class RustTool(_message.Message):
     __slots__ = ("name", "description", "arguments")
