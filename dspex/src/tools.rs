@@ -112,8 +112,10 @@ impl ToolDef {
         Duration::from_millis(self.timeout_ms)
     }
 
-    /// The tool as a callback of a context's bridge session.
-    pub(crate) fn callback(&'static self) -> Callback {
+    /// The tool as a callback that a context's Python code can call by the tool's name
+    /// ([`Context::register_callback`](crate::Context::register_callback)); python steps
+    /// register their tools this way.
+    pub fn callback(&'static self) -> Callback {
         Callback::from_fn(self.name, self.call)
             .timeout(self.timeout())
             .origin(self.path)
