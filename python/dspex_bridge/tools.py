@@ -7,7 +7,7 @@
   ``CallbackService.Call`` on the bridge server with the worker's session token and the id of
   the ``ExecuteModule`` call it runs in, so that the Rust side sees the run's variable values
   and records the call in the run's trace. What the tool gives back is the agent's observation:
-  its result (text as text, any other JSON value as that value), or ``error: ...`` when it
+  its result (text as text, any other JSON value as JSON text), or ``error: ...`` when it
   failed, panicked, ran past its timeout, or could not be reached. The agent goes on either way.
 
 Calls of concurrent module calls run concurrently: each is a blocking gRPC call in the thread
@@ -76,10 +76,12 @@ class CallbackClient:
         return reply
 
 
-def observation(reply: pb.CallbackResponse) -> Any:
-    """What the agent reads of a Rust tool's answer."""
+def observation(reply: pb.CallbackResponse) -> str:
+    """What the agent reads of a Rust tool's answer: text as it is, any other JSON value as
+    JSON text (DSPy's trajectory formatting takes text, not every JSON value)."""
     if reply.WhichOneof("outcome") == "result_json":
-        return json.loads(reply.result_json)
+        result = json.loads(reply.result_json)
+        return result if isinstance(result, str) else reply.result_json
     return ERROR_PREFIX + reply.error
 
 
@@ -88,7 +90,7 @@ def rust_tool(spec: pb.RustTool, client: CallbackClient, call_id: Callable[[], s
     `call_id()` names."""
     name = spec.name
 
-    def call(**kwargs: Any) -> Any:
+    def call(**kwargs: Any) -> str:
         log.debug("call %s: Rust tool %s", call_id(), name)
         try:
             return observation(client.call(name, kwargs, call_id() or ""))

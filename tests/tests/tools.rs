@@ -102,8 +102,13 @@ fn observations(step: &StepTrace) -> Vec<serde_json::Value> {
     let trajectory: serde_json::Value = serde_json::from_str(trajectory)
         .or_else(|_| serde_json::from_str(&trajectory.replace('\'', "\"")))
         .unwrap_or_else(|e| panic!("trajectory {trajectory}: {e}"));
+    // A Rust tool's non-text result is JSON text in the trajectory.
     (0..)
         .map_while(|i| trajectory.get(format!("observation_{i}")).cloned())
+        .map(|o| match &o {
+            serde_json::Value::String(text) => serde_json::from_str(text).unwrap_or(o),
+            _ => o,
+        })
         .collect()
 }
 

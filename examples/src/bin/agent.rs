@@ -11,7 +11,7 @@
 
 use dspex::prelude::*;
 use dspex::worker::LmConfig;
-use dspex::{Overrides, json};
+use dspex::{JsonValue, Overrides, json};
 
 /// Looks up catalogue prices (in USD) of the products matching `query`, at most `top_k`.
 #[dspex::tool(variables(top_k))]
@@ -80,10 +80,14 @@ async fn ask(agent: &PriceAgent, overrides: &Overrides) -> Result<()> {
         let Some(tool) = trajectory.get(format!("tool_name_{i}")) else {
             break;
         };
+        let observation = &trajectory[format!("observation_{i}")];
         println!(
-            "  {i}: {tool} {} -> {}",
+            "  {i}: {} {} -> {}",
+            tool.as_str().unwrap_or_default(),
             trajectory[format!("tool_args_{i}")],
-            trajectory[format!("observation_{i}")]
+            observation
+                .as_str()
+                .map_or_else(|| observation.to_string(), str::to_owned)
         );
     }
     println!("rust tool calls:");
