@@ -201,7 +201,7 @@ fn tool(function: &ItemFn, options: &Options, errors: &mut Vec<syn::Error>) -> T
                     params.push(Param {
                         name: &ident.ident,
                         ty: &typed.ty,
-                        variable: options.variables.iter().any(|v| *v == ident.ident),
+                        variable: options.variables.contains(&ident.ident),
                     });
                 }
                 pat => errors.push(syn::Error::new_spanned(
