@@ -55,8 +55,10 @@ type Handler = dyn Fn(Invocation) -> CallbackFuture + Send + Sync;
 /// use std::time::Duration;
 ///
 /// let double = Callback::new("double", |call| async move {
-///     let x = call.arguments.get("x").and_then(|x| x.as_i64()).ok_or("`x` must be an integer")?;
-///     Ok(dspex::json!(x * 2))
+///     match call.arguments.get("x").and_then(|x| x.as_i64()) {
+///         Some(x) => Ok(dspex::json!(x * 2)),
+///         None => Err("`x` must be an integer"),
+///     }
 /// })
 /// .timeout(Duration::from_secs(1));
 /// assert_eq!(double.name(), "double");
