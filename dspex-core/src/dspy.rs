@@ -25,6 +25,14 @@ use crate::value::VarType;
 /// The configuration key that gives an agent its tools.
 pub const TOOLS_KEY: &str = "tools";
 
+/// How long a Rust tool call may run when its declaration gives no `timeout_ms`, in
+/// milliseconds.
+pub const DEFAULT_TOOL_TIMEOUT_MS: u64 = 30_000;
+
+/// The longest timeout a Rust tool (any Rust callable a worker calls back) may have, in
+/// milliseconds.
+pub const MAX_TOOL_TIMEOUT_MS: u64 = 600_000;
+
 /// The longest string value an error message quotes, in chars; a longer one is cut.
 const QUOTED_PREFIX: usize = 40;
 

@@ -110,6 +110,31 @@ impl FieldType {
         }
     }
 
+    /// The JSON schema of the values of this type, as a tool's argument schema shows it to an
+    /// agent.
+    ///
+    /// ```
+    /// use dspex_core::FieldType;
+    ///
+    /// let ty: FieldType = "list[int]".parse().unwrap();
+    /// assert_eq!(ty.json_schema(), serde_json::json!({"type": "array", "items": {"type": "integer"}}));
+    /// ```
+    pub fn json_schema(&self) -> JsonValue {
+        use serde_json::json;
+        let array = |items: &str| json!({"type": "array", "items": {"type": items}});
+        match self {
+            FieldType::Str => json!({"type": "string"}),
+            FieldType::Int => json!({"type": "integer"}),
+            FieldType::Float => json!({"type": "number"}),
+            FieldType::Bool => json!({"type": "boolean"}),
+            FieldType::ListStr => array("string"),
+            FieldType::ListInt => array("integer"),
+            FieldType::ListFloat => array("number"),
+            FieldType::Dict => json!({"type": "object"}),
+            FieldType::Literal(values) => json!({"type": "string", "enum": values}),
+        }
+    }
+
     /// The values of a `Literal` type.
     pub fn literal_values(&self) -> Option<&[String]> {
         match self {

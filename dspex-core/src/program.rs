@@ -640,8 +640,8 @@ impl StepModules<'_> {
     }
 }
 
-/// Checks the tools of a step: each once, a Python tool by a dotted path. A Rust tool is
-/// refused until Rust functions can be tools.
+/// Checks the tools of a step: each once, a Python tool by a dotted path. (Whether a Rust path
+/// names a tool is the compiler's to say: the macros make it a trait bound at the path.)
 fn check_tools(
     step: &StepSpec,
     tools: &[ToolRef],
@@ -656,11 +656,10 @@ fn check_tools(
             }
         } else {
             match tool {
-                ToolRef::Rust(path) => ProgramProblem::RustTool(path.clone()),
                 ToolRef::Python(path) if !is_dotted_path(path) => {
                     ProgramProblem::InvalidToolPath(path.clone())
                 }
-                ToolRef::Python(_) => continue,
+                ToolRef::Python(_) | ToolRef::Rust(_) => continue,
             }
         };
         issues.push(ProgramIssue::new(at(j), problem));
@@ -901,11 +900,6 @@ pub enum ProgramProblem {
         "invalid tool path \"{0}\"; expected a dotted Python path like \"my_pkg.tools.search\""
     )]
     InvalidToolPath(String),
-    /// A Rust function as a tool, which this version cannot pass to an agent.
-    #[error(
-        "`{0}` is a Rust path, and Rust functions as tools are not supported yet; name a Python callable by its dotted path, like \"my_pkg.tools.search\""
-    )]
-    RustTool(String),
     /// A step input that nothing produces.
     #[error(
         "input `{field}` of step `{step}` is not produced by the program input or an earlier step; available: {}",
@@ -1444,20 +1438,12 @@ mod tests {
         assert_eq!(
             said,
             [
-                "`search_docs` is a Rust path, and Rust functions as tools are not supported yet; name a Python callable by its dotted path, like \"my_pkg.tools.search\"",
                 "invalid tool path \"calculator\"; expected a dotted Python path like \"my_pkg.tools.search\"",
                 "tool `my_pkg.search` is listed twice in step `answer`",
             ]
         );
         let parts: Vec<StepPart> = issues.iter().map(at).collect();
-        assert_eq!(
-            parts,
-            [
-                StepPart::WithItem(0, 1),
-                StepPart::WithItem(0, 2),
-                StepPart::WithItem(0, 3)
-            ]
-        );
+        assert_eq!(parts, [StepPart::WithItem(0, 2), StepPart::WithItem(0, 3)]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod ctxt;
 mod expand;
 mod model;
 mod parse;
+mod tool;
 
 use proc_macro::TokenStream;
 
@@ -24,6 +25,12 @@ pub fn dspex_program(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Program, attributes(program, variable, step))]
 pub fn derive_program(input: TokenStream) -> TokenStream {
     expand::derive_program(input.into()).into()
+}
+
+/// (Implemented in `dspex-macros`; use it through `dspex`.)
+#[proc_macro_attribute]
+pub fn tool(attr: TokenStream, item: TokenStream) -> TokenStream {
+    tool::expand(attr.into(), item.into()).into()
 }
 
 #[cfg(test)]

@@ -116,6 +116,7 @@ pub mod lm;
 pub mod program;
 mod rng;
 pub mod state;
+pub mod tools;
 pub mod tune;
 mod value_json;
 pub mod worker;
@@ -523,6 +524,27 @@ pub use dspex_macros::dspex_program;
 /// # fn main() {}
 /// ```
 pub use dspex_macros::Program;
+
+/// Makes a Rust `fn` or `async fn` a tool that Python agents (a `ReAct` step's `tools`) can
+/// call: see [`tools`] for what it takes and generates.
+///
+/// ```
+/// use dspex::prelude::*;
+///
+/// /// Searches the documentation; returns the best `k` passages.
+/// #[dspex::tool(variables(index_name), timeout_ms = 2000)]
+/// async fn search_docs(query: String, k: Option<i64>, index_name: String) -> Result<Vec<String>> {
+///     let k = k.unwrap_or(3);
+///     Ok((0..k).map(|i| format!("{index_name}:{query}#{i}")).collect())
+/// }
+///
+/// use dspex::tools::Tool;
+/// let def = search_docs::def();
+/// assert_eq!(def.arguments.len(), 2); // `index_name` is a variable, never an argument
+/// assert_eq!(def.variables, ["index_name"]);
+/// assert_eq!(def.timeout_ms, 2000);
+/// ```
+pub use dspex_macros::tool;
 pub use error::{BoxError, Error, Result};
 pub use program::{
     AnyProgram, DynProgram, Fields, LmCall, Module, Overrides, Params, Program, ProgramBuilder,
@@ -591,12 +613,21 @@ pub mod __private {
 
     /// Creates the DSPy module of python step `index` of `spec` in `ctx`'s worker (bridging
     /// `ctx` and starting its worker first if needed).
+    ///
+    /// `tools` are the step's Rust tools, in the order its `tools` lists them.
     pub async fn python_step(
         ctx: &Context,
         spec: &ProgramSpec,
         index: usize,
+        tools: &[&'static crate::tools::ToolDef],
     ) -> Result<PythonModule> {
-        PythonModule::attach(ctx, spec, index).await
+        PythonModule::attach(ctx, spec, index, tools).await
+    }
+
+    /// The definition of tool `T`. Generated code calls it spanned at the path the user wrote
+    /// in `tools`, so that a path that is no tool is reported there.
+    pub fn tool_def<T: crate::tools::Tool>() -> &'static crate::tools::ToolDef {
+        T::def()
     }
 
     /// Takes output field `name` of program `program` out of `fields`, as the type of its

@@ -212,3 +212,21 @@ fn the_native_cot_example_calls_an_openai_compatible_endpoint_with_flags() {
     assert_eq!(requests[0].body["temperature"], 0.2);
     assert_eq!(requests[0].body["max_tokens"], 512);
 }
+
+#[test]
+fn the_agent_example_calls_rust_and_python_tools() {
+    let out = run(env!("CARGO_BIN_EXE_agent"));
+    for expected in [
+        r#"0: search_prices {"query":"laptop"} -> [999.0,1299.0,1099.0]"#,
+        r#"1: mean {"data":[999.0,1299.0,1099.0]} -> 1132.33"#,
+        r#"2: convert {"amount":1132.33} -> 1041.74 EUR"#,
+        "-> 894.54 GBP",
+        r#"search_prices({"query":"laptop"}) -> [999.0,1299.0,1099.0]"#,
+        "top_k=3@v1",
+        r#"currency="EUR"@v1 usd_rate=0.92@v1"#,
+        r#"currency="GBP" (override) usd_rate=0.79 (override)"#,
+        "currency after the runs: EUR",
+    ] {
+        assert!(out.contains(expected), "{expected}\n{out}");
+    }
+}

@@ -51,7 +51,8 @@ from .dspy_integration import import_module_class
 from .errors import DspexError
 from .fields import FieldType, FieldTypeError, from_field_value, signature_types, text_field_value, to_field_value
 from .lm import LM_SETTINGS, LmFactory, lm_call
-from .module_config import constructor_kwargs
+from .module_config import TOOLS_KEY, constructor_kwargs
+from .tools import CallbackClient, build_tools
 from .values import from_config_value, from_proto_value
 
 __all__ = ["BUILTIN_MODULES", "CALL_ID", "CONTROL_THREADS", "ModuleServicer", "current_call_id", "resolve_module_class"]
@@ -179,7 +180,8 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
     """``ModuleService`` for one session, on gRPC's threaded server (give it a pool of
     ``max_concurrent_calls + CONTROL_THREADS`` threads): creates modules, runs calls (up to
     ``max_concurrent_calls`` at once; one more is refused with ``RESOURCE_EXHAUSTED``), reports
-    health. `stop` is set when a caller asks the worker to shut down."""
+    health. `stop` is set when a caller asks the worker to shut down. `callbacks` reaches the
+    Rust process's ``CallbackService``, which the modules' Rust tools call."""
 
     def __init__(
         self,
@@ -188,8 +190,10 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         lm_factory: LmFactory,
         max_concurrent_calls: int,
         stop: threading.Event,
+        callbacks: CallbackClient | None = None,
     ) -> None:
         self._session_id = session_id
+        self._callbacks = callbacks
         self._token = token
         self._lm_factory = lm_factory
         self._modules: dict[str, _Module] = {}
@@ -249,7 +253,10 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             inputs, outputs = signature_types(signature)
             constructor = resolve_module_class(request.module_class)
             config = {key: from_config_value(value) for key, value in request.config.items()}
-            module = constructor(request.signature, **constructor_kwargs(request.module_class, config))
+            kwargs = constructor_kwargs(request.module_class, config)
+            if request.tools:
+                kwargs[TOOLS_KEY] = build_tools(request.tools, self._callbacks, current_call_id)
+            module = constructor(request.signature, **kwargs)
         except Exception as e:  # noqa: BLE001 - every failure is reported to the caller
             self._abort(
                 context,

@@ -9,7 +9,8 @@ Started by the Rust worker supervisor with:
 
 - the environment ``DSPEX_STORE_ADDR``, ``DSPEX_SESSION_ID``, ``DSPEX_SESSION_TOKEN``: the
   session the worker serves; every ModuleService call must carry the same token in
-  ``x-dspex-token``. ``DSPEX_WORKER_LISTEN`` may say where to listen (default ``127.0.0.1:0``, a
+  ``x-dspex-token``. The modules' Rust tools call back to the store's address with the same
+  token (:mod:`dspex_bridge.tools`). ``DSPEX_WORKER_LISTEN`` may say where to listen (default ``127.0.0.1:0``, a
   free port);
 - on stdin, its ``WorkerConfig`` message (the LM, the number of calls it runs at once): a
   4-byte big-endian length, then the encoded message (:func:`encode_config` builds it).
@@ -36,7 +37,7 @@ from typing import Any
 # Only the standard library and the package's own pure-Python modules at import time: a missing
 # dependency (grpc, dspy) is reported by `main` as one clear line naming the interpreter, not as
 # a traceback.
-from .contract import ENV_SESSION_ID, ENV_SESSION_TOKEN, LIMITS, READY_PREFIX
+from .contract import ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, LIMITS, READY_PREFIX
 
 log = logging.getLogger("dspex_bridge.worker")
 
@@ -121,6 +122,7 @@ def serve(env: Mapping[str, str], config: Any) -> None:
     from .errors import BridgeError
     from .lm import LmConfig, LmFactory
     from .module_service import CONTROL_THREADS, ModuleServicer
+    from .tools import CallbackClient
 
     session_id = env[ENV_SESSION_ID]
     token = env[ENV_SESSION_TOKEN]
@@ -136,7 +138,9 @@ def serve(env: Mapping[str, str], config: Any) -> None:
             ("grpc.max_send_message_length", message_bytes),
         ],
     )
-    servicer = ModuleServicer(session_id, token, lm_factory, calls, stop)
+    store = env.get(ENV_STORE_ADDR)
+    callbacks = CallbackClient(store, session_id, token) if store else None
+    servicer = ModuleServicer(session_id, token, lm_factory, calls, stop, callbacks)
     pb_grpc.add_ModuleServiceServicer_to_server(servicer, server)
     listen = env.get(ENV_LISTEN) or "127.0.0.1:0"
     port = server.add_insecure_port(listen)

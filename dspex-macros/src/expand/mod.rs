@@ -6,7 +6,8 @@
 mod io;
 mod spec;
 
-use dspex_core::program::ProgramSpec;
+use dspex_core::dspy::TOOLS_KEY;
+use dspex_core::program::{ConfigValue, ProgramSpec, ToolRef};
 use dspex_core::{Constraints, VarType};
 use proc_macro2::{Literal, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
@@ -454,14 +455,20 @@ impl Expansion<'_> {
                         quote_spanned!(ty.span()=> <#ty as ::core::default::Default>::default());
                     quote!(#field: #default)
                 }
-                _ => quote! {
-                    #field: ::dspex::__private::python_step(
-                        ctx,
-                        __dspex_spec,
-                        #index,
-                    )
-                    .await?
-                },
+                _ => {
+                    let tools = rust_tools(step).map(|path| {
+                        quote_spanned!(path.span()=> ::dspex::__private::tool_def::<#path>())
+                    });
+                    quote! {
+                        #field: ::dspex::__private::python_step(
+                            ctx,
+                            __dspex_spec,
+                            #index,
+                            &[#(#tools),*],
+                        )
+                        .await?
+                    }
+                }
             }
         });
         quote! {
@@ -540,4 +547,20 @@ fn summary(var: &Variable) -> String {
         " The `{}` variable{description}: {ty}{initial}{constraints}.",
         var.name()
     )
+}
+
+/// The paths of the Rust tools a step's `tools` lists, in order, as written.
+fn rust_tools(step: &Step) -> impl Iterator<Item = &TokenStream> {
+    step.config
+        .iter()
+        .filter(|entry| entry.key == TOOLS_KEY)
+        .flat_map(|entry| match &entry.value {
+            Some(ConfigValue::Tools(tools)) => tools
+                .iter()
+                .zip(&entry.items)
+                .filter(|(tool, _)| matches!(tool, ToolRef::Rust(_)))
+                .map(|(_, tokens)| tokens)
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
 }

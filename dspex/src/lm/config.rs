@@ -81,7 +81,8 @@ pub struct LmConfig {
     pub(crate) kind: LmKind,
     pub(crate) model: String,
     pub(crate) answers: Vec<BTreeMap<String, String>>,
-    pub(crate) rules: BTreeMap<String, BTreeMap<String, String>>,
+    /// In the order they were given: the first whose needle a prompt contains answers it.
+    pub(crate) rules: Vec<(String, BTreeMap<String, String>)>,
     pub(crate) settings: Map<String, Json>,
     pub(crate) delay: Duration,
     pub(crate) base_url: String,
@@ -115,7 +116,7 @@ impl LmConfig {
             kind: LmKind::Scripted,
             model: "scripted".to_owned(),
             answers: Vec::new(),
-            rules: BTreeMap::new(),
+            rules: Vec::new(),
             settings: Map::new(),
             delay: Duration::ZERO,
             base_url: String::new(),
@@ -167,15 +168,72 @@ impl LmConfig {
         self
     }
 
-    /// Scripted LM: the answer of any call whose prompt (its last message) contains `needle`;
-    /// rules are tried in the order of their needles.
+    /// Scripted LM: the answer of any call whose prompt (its last message) contains `needle`.
+    /// Rules are tried in the order they were given (a rule for a needle given before replaces
+    /// it in place).
     #[must_use]
     pub fn rule<K: Into<String>, V: Into<String>>(
         mut self,
         needle: impl Into<String>,
         fields: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        self.rules.insert(needle.into(), collect_fields(fields));
+        let needle = needle.into();
+        let fields = collect_fields(fields);
+        match self.rules.iter_mut().find(|(n, _)| *n == needle) {
+            Some((_, existing)) => *existing = fields,
+            None => self.rules.push((needle, fields)),
+        }
+        self
+    }
+
+    /// Scripted LM: makes every `ReAct` agent of the worker call `calls` in order, one per
+    /// iteration (each a tool name and its JSON arguments), then finish, and answer with
+    /// `answer` (one value per output field of the agent's signature). Written as rules on the
+    /// agent's trajectory (given before any other rule).
+    ///
+    /// ```
+    /// use dspex::LmConfig;
+    ///
+    /// let lm = LmConfig::scripted().agent_plan(
+    ///     [("search_docs", dspex::json!({"query": "tokio"})), ("calculator", dspex::json!({"expression": "2 + 2"}))],
+    ///     [("answer", "4")],
+    /// );
+    /// # let _ = lm;
+    /// ```
+    #[must_use]
+    pub fn agent_plan<'a, K: Into<String>, V: Into<String>>(
+        mut self,
+        calls: impl IntoIterator<Item = (&'a str, Json)>,
+        answer: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let calls: Vec<(&str, Json)> = calls.into_iter().collect();
+        let n = calls.len();
+        let step = |tool: &str, args: &Json| {
+            BTreeMap::from([
+                ("next_thought".to_owned(), format!("call {tool}")),
+                ("next_tool_name".to_owned(), tool.to_owned()),
+                ("next_tool_args".to_owned(), args.to_string()),
+            ])
+        };
+        // The trajectory after the k-th call names tool_name_{k-1}; before any, it is empty.
+        let after = |k: usize| {
+            if k == 0 {
+                "[[ ## trajectory ## ]]".to_owned()
+            } else {
+                format!("[[ ## tool_name_{} ## ]]", k - 1)
+            }
+        };
+        // The most advanced trajectory first: its needle is in every later prompt too.
+        let mut answer = collect_fields(answer);
+        answer.insert("reasoning".to_owned(), "the tools answered".to_owned());
+        let mut rules = vec![(format!("[[ ## tool_name_{n} ## ]]"), answer)];
+        rules.push((after(n), step("finish", &Json::Object(Map::new()))));
+        for k in (0..n).rev() {
+            rules.push((after(k), step(calls[k].0, &calls[k].1)));
+        }
+        rules.retain(|(needle, _)| !self.rules.iter().any(|(n, _)| n == needle));
+        rules.append(&mut self.rules);
+        self.rules = rules;
         self
     }
 

@@ -4,9 +4,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use dspex_core::dspy::TOOLS_KEY;
 use dspex_core::program::{
     Binding, ConfigEntry, ConfigValue, Location, ModuleRef, ProgramIssue, ProgramProblem,
-    ProgramSpec, StepKind, StepSpec,
+    ProgramSpec, StepKind, StepSpec, ToolRef,
 };
 use dspex_core::{Signature, VariableSpec};
 
@@ -19,6 +20,7 @@ use super::run::ChainRun;
 use super::trace::RunTrace;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::tools::{Tool, ToolDef};
 
 /// One step for [`ProgramBuilder::step`] or [`RunningProgram::add_step`].
 ///
@@ -48,6 +50,8 @@ pub struct Step {
     kind: StepDef,
     bindings: Vec<Binding>,
     config: Vec<ConfigEntry>,
+    /// The Rust tools of `tools`, in the order it lists them.
+    rust_tools: Vec<&'static ToolDef>,
 }
 
 enum StepDef {
@@ -77,6 +81,7 @@ impl Step {
             },
             bindings: Vec::new(),
             config: Vec::new(),
+            rust_tools: Vec::new(),
         }
     }
 
@@ -91,6 +96,7 @@ impl Step {
             },
             bindings: Vec::new(),
             config: Vec::new(),
+            rust_tools: Vec::new(),
         }
     }
 
@@ -117,6 +123,64 @@ impl Step {
     pub fn with(mut self, key: &str, value: impl Into<ConfigValue>) -> Self {
         self.config.push(ConfigEntry::new(key, value));
         self
+    }
+
+    /// Gives the step's agent the Rust tool `T` (a `#[dspex::tool]` function), after the tools
+    /// listed so far: what `tools: [search_docs]` does in `dspex_program!`.
+    ///
+    /// ```
+    /// use dspex::Step;
+    ///
+    /// /// Adds two numbers.
+    /// #[dspex::tool]
+    /// fn add(a: i64, b: i64) -> dspex::Result<i64> {
+    ///     Ok(a + b)
+    /// }
+    ///
+    /// let agent = Step::python("agent", "ReAct", "question -> answer")
+    ///     .tool::<add>()
+    ///     .python_tool("my_pkg.tools.search");
+    /// ```
+    #[must_use]
+    pub fn tool<T: Tool>(mut self) -> Self {
+        let def = T::def();
+        self.push_tool(ToolRef::Rust(def.name.to_owned()));
+        self.rust_tools.push(def);
+        self
+    }
+
+    /// Gives the step's agent the Python callable at dotted path `path`, after the tools listed
+    /// so far.
+    #[must_use]
+    pub fn python_tool(mut self, path: &str) -> Self {
+        self.push_tool(ToolRef::Python(path.to_owned()));
+        self
+    }
+
+    /// Appends `tool` to the step's `tools` entry (created first if needed).
+    fn push_tool(&mut self, tool: ToolRef) {
+        let entry = match self.config.iter().position(|e| e.key == TOOLS_KEY) {
+            Some(i) => &mut self.config[i],
+            None => {
+                self.config
+                    .push(ConfigEntry::new(TOOLS_KEY, ConfigValue::Tools(Vec::new())));
+                let last = self.config.len() - 1;
+                &mut self.config[last]
+            }
+        };
+        entry.value = match std::mem::replace(&mut entry.value, ConfigValue::Tools(Vec::new())) {
+            ConfigValue::Tools(mut tools) => {
+                tools.push(tool);
+                ConfigValue::Tools(tools)
+            }
+            ConfigValue::Strings(paths) => {
+                let mut tools: Vec<ToolRef> = paths.into_iter().map(ToolRef::Python).collect();
+                tools.push(tool);
+                ConfigValue::Tools(tools)
+            }
+            // Not a list: kept as written, for the check to report.
+            other => other,
+        };
     }
 
     fn compile(&self) -> std::result::Result<(StepSpec, Option<Arc<dyn DynModule>>), String> {
@@ -233,11 +297,13 @@ impl ProgramBuilder {
         };
         let mut steps = Vec::new();
         let mut natives = Vec::new();
+        let mut tools = Vec::new();
         for step in &self.steps {
             match step.compile() {
                 Ok((spec, module)) => {
                     steps.push(spec);
                     natives.push(module);
+                    tools.push(step.rust_tools.clone());
                 }
                 Err(e) => issues.push(e),
             }
@@ -267,7 +333,11 @@ impl ProgramBuilder {
                 issues,
             });
         }
-        Ok(DynProgram { spec, natives })
+        Ok(DynProgram {
+            spec,
+            natives,
+            tools,
+        })
     }
 }
 
@@ -292,6 +362,8 @@ fn located(spec: &ProgramSpec, issue: &ProgramIssue) -> String {
 pub struct DynProgram {
     spec: ProgramSpec,
     natives: Vec<Option<Arc<dyn DynModule>>>,
+    /// Each step's Rust tools.
+    tools: Vec<Vec<&'static ToolDef>>,
 }
 
 impl DynProgram {
@@ -313,10 +385,12 @@ impl DynProgram {
     pub async fn attach(self, ctx: &Context) -> Result<RunningProgram> {
         prepare_context(ctx, &self.spec).await?;
         let mut steps = Vec::with_capacity(self.natives.len());
-        for (index, native) in self.natives.into_iter().enumerate() {
+        for (index, (native, tools)) in self.natives.into_iter().zip(self.tools).enumerate() {
             steps.push(match native {
                 Some(module) => Attached::Native(module),
-                None => Attached::Python(PythonModule::attach(ctx, &self.spec, index).await?),
+                None => {
+                    Attached::Python(PythonModule::attach(ctx, &self.spec, index, &tools).await?)
+                }
             });
         }
         Ok(RunningProgram {
@@ -406,6 +480,7 @@ impl RunningProgram {
     /// context's worker. On error the program is unchanged; when the error is the worker's (it
     /// could not start, or could not create the module), the context stays bridged.
     pub async fn add_step(&mut self, step: Step) -> Result<()> {
+        let tools = step.rust_tools.clone();
         let (step_spec, module) = step.compile().map_err(|issue| Error::InvalidProgram {
             program: self.spec.name.clone(),
             issues: vec![issue],
@@ -422,7 +497,7 @@ impl RunningProgram {
         let index = spec.steps.len() - 1;
         let attached = match module {
             Some(module) => Attached::Native(module),
-            None => Attached::Python(PythonModule::attach(&self.ctx, &spec, index).await?),
+            None => Attached::Python(PythonModule::attach(&self.ctx, &spec, index, &tools).await?),
         };
         self.spec = spec;
         self.steps.push(attached);

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dspex_core::Signature;
-use dspex_core::program::{ConfigEntry, ModuleRef, ProgramSpec, StepKind};
+use dspex_core::dspy::{ConfigKind, TOOLS_KEY};
+use dspex_core::program::{ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, ToolRef};
 use parking_lot::Mutex;
 
 use super::fields::Fields;
 use super::overrides::Overrides;
 use super::run::StepParams;
-use super::trace::LmCall;
+use super::trace::{LmCall, ToolCall};
 use crate::bridge::convert::{
     extra_field_from_proto, field_from_proto, field_to_proto, module_config_to_proto,
     value_to_proto,
@@ -21,6 +22,7 @@ use crate::bridge::convert::{
 use crate::bridge::proto as pb;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::tools::ToolDef;
 use crate::worker::{ModuleSpec, WorkerSupervisor};
 
 /// A python step of a program: the handle to its DSPy module in the context's worker. Fields
@@ -45,8 +47,10 @@ struct Inner {
     source: ModuleRef,
     signature: Signature,
     bindings: BTreeMap<String, String>,
-    /// The `with` configuration, passed to the module's constructor.
+    /// The `with` configuration, passed to the module's constructor (but `tools`).
     config: Vec<ConfigEntry>,
+    /// The module's tools, in declared order, for the wire.
+    tools: Vec<pb::ToolSpec>,
     /// Module id prefix, unique in the process.
     id: String,
     /// Class -> (module id, resolved class) of the modules created so far.
@@ -68,6 +72,7 @@ impl Drop for Inner {
 pub(crate) struct PythonOutput {
     pub(crate) outputs: Fields,
     pub(crate) lm_calls: Vec<LmCall>,
+    pub(crate) tool_calls: Vec<ToolCall>,
     pub(crate) class: String,
 }
 
@@ -75,7 +80,15 @@ impl PythonModule {
     /// Creates the DSPy module of python step `index` of `spec` in the context's worker,
     /// bridging the context and starting its worker first if needed. Generated code reaches it
     /// as `dspex::__private::python_step`.
-    pub(crate) async fn attach(ctx: &Context, spec: &ProgramSpec, index: usize) -> Result<Self> {
+    ///
+    /// `rust_tools` are the Rust tools of the step's `tools`, in the order the step lists them:
+    /// each is registered as a callback of the context's bridge session.
+    pub(crate) async fn attach(
+        ctx: &Context,
+        spec: &ProgramSpec,
+        index: usize,
+        rust_tools: &[&'static ToolDef],
+    ) -> Result<Self> {
         let step = spec.steps.get(index).ok_or_else(|| {
             Error::Internal(format!("program `{}` has no step {index}", spec.name))
         })?;
@@ -88,6 +101,7 @@ impl PythonModule {
         ctx.mark_requires_bridge();
         // Starts the worker (bridging the context first) if it is not running.
         let worker = ctx.worker().await?;
+        let tools = register_tools(ctx, &step.name, &step.config, rust_tools)?;
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let this = Self {
             inner: Arc::new(Inner {
@@ -100,7 +114,13 @@ impl PythonModule {
                     .iter()
                     .map(|b| (b.param.clone(), b.variable.clone()))
                     .collect(),
-                config: step.config.clone(),
+                config: step
+                    .config
+                    .iter()
+                    .filter(|entry| entry.key != TOOLS_KEY)
+                    .cloned()
+                    .collect(),
+                tools,
                 id: format!(
                     "{}.{}#{}",
                     spec.name,
@@ -157,6 +177,7 @@ impl PythonModule {
             signature: self.inner.signature.to_string(),
             bindings: self.inner.bindings.clone(),
             config: self.config_for(class)?,
+            tools: self.inner.tools.clone(),
         };
         let resolved = worker
             .create_module(spec)
@@ -212,7 +233,15 @@ impl PythonModule {
                 .collect(),
             call_id: next_call_id(),
         };
+        // The run's tools see its values and are recorded in its trace while the call runs.
+        let scope =
+            self.inner
+                .ctx
+                .callbacks()?
+                .open_scope(&request.call_id, &self.inner.ctx, overrides);
         let reply = worker.execute(&self.inner.step, request).await?;
+        let tool_calls = scope.take_calls();
+        drop(scope);
         Ok(PythonOutput {
             outputs: self.typed_outputs(reply.outputs)?,
             lm_calls: reply
@@ -228,6 +257,7 @@ impl PythonModule {
                     completion_tokens: c.completion_tokens,
                 })
                 .collect(),
+            tool_calls,
             class,
         })
     }
@@ -283,6 +313,65 @@ impl PythonModule {
             e => e,
         }
     }
+}
+
+/// The tools of a step for the wire, in the order its `tools` lists them, pairing each Rust
+/// path with its definition (`rust_tools`, in the same order) and registering each Rust tool as
+/// a callback of the context's session. A Rust tool that reads a variable the context does not
+/// hold is an error naming both.
+fn register_tools(
+    ctx: &Context,
+    step: &str,
+    config: &[ConfigEntry],
+    rust_tools: &[&'static ToolDef],
+) -> Result<Vec<pb::ToolSpec>> {
+    use pb::tool_spec::Kind;
+    // The checked value of `tools`: a list of tools (a list of strings is Python tools).
+    let listed: Vec<ToolRef> = config
+        .iter()
+        .filter(|entry| entry.key == TOOLS_KEY)
+        .filter_map(|entry| match ConfigKind::Tools.check(&entry.value) {
+            Ok(ConfigValue::Tools(tools)) => Some(tools),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let rust_listed = listed
+        .iter()
+        .filter(|t| matches!(t, ToolRef::Rust(_)))
+        .count();
+    if rust_listed != rust_tools.len() {
+        return Err(Error::Internal(format!(
+            "step `{step}` lists {rust_listed} Rust tools but {} were given",
+            rust_tools.len()
+        )));
+    }
+    let mut rust = rust_tools.iter();
+    let mut specs = Vec::new();
+    for tool in &listed {
+        let kind = match tool {
+            ToolRef::Python(path) => Kind::Python(path.clone()),
+            ToolRef::Rust(_) => {
+                let def = *rust
+                    .next()
+                    .ok_or_else(|| Error::internal("a Rust tool without its definition"))?;
+                for variable in def.variables {
+                    if !ctx.exists(variable) {
+                        return Err(Error::InvalidOption {
+                            option: format!("tool `{}` of step `{step}`", def.name),
+                            message: format!(
+                                "it reads variable `{variable}`, which the context does not hold; declare it in the program"
+                            ),
+                        });
+                    }
+                }
+                ctx.callbacks()?.register(def.callback(), ctx)?;
+                Kind::Rust(def.spec()?)
+            }
+        };
+        specs.push(pb::ToolSpec { kind: Some(kind) });
+    }
+    Ok(specs)
 }
 
 /// A call id unique in this process: the process id and a counter, in hex.

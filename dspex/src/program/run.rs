@@ -174,6 +174,7 @@ impl<'p> ChainRun<'p> {
             outputs,
             params,
             lm_calls,
+            tool_calls: Vec::new(),
             duration: started.elapsed(),
         };
         self.absorb(step, record)
@@ -199,6 +200,7 @@ impl<'p> ChainRun<'p> {
             outputs: output.outputs,
             params,
             lm_calls: output.lm_calls,
+            tool_calls: output.tool_calls,
             duration: started.elapsed(),
         };
         self.absorb(step, record)

@@ -47,6 +47,8 @@ pub(crate) struct ModuleSpec {
     /// Constructor arguments (a float, an integer, a string, a boolean or a list of strings
     /// each).
     pub(crate) config: BTreeMap<String, ConfigValue>,
+    /// The module's tools, in declared order.
+    pub(crate) tools: Vec<crate::bridge::proto::ToolSpec>,
 }
 
 /// The state of a context's workers, for tests and diagnostics.
@@ -546,6 +548,7 @@ async fn create_in(
         signature: spec.signature.clone(),
         bindings: spec.bindings.clone().into_iter().collect(),
         config: spec.config.clone().into_iter().collect(),
+        tools: spec.tools.clone(),
     };
     let mut client = process.client();
     let reply = runtime()?

@@ -9,6 +9,9 @@
 //!   (`ok 1` or `err MESSAGE`);
 //! - `quit` (or the end of stdin) shuts the server down and exits.
 //!
+//! Its context has the Rust tool `echo` registered (what a python step's Rust tool is), for
+//! the worker's tool client and its benchmark.
+//!
 //! Exiting at the end of stdin means it never outlives the process that started it.
 
 #![allow(clippy::print_stdout)]
@@ -36,6 +39,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let ctx = runtime.block_on(Context::builder().bridged().server(server.clone()).build())?;
     register_fixtures(&ctx)?;
+    runtime.block_on(ctx.register_callback(<echo as dspex::tools::Tool>::def().callback()))?;
     let info = ctx
         .bridge_session()
         .ok_or("a bridged context has a session")?;
@@ -97,6 +101,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     drop(ctx);
     server.shutdown_blocking();
     Ok(())
+}
+
+/// Returns `text`, followed by the value of variable `max_tokens` when `with_max_tokens` is set.
+#[dspex::tool(variables(max_tokens))]
+fn echo(text: String, with_max_tokens: Option<bool>, max_tokens: i64) -> dspex::Result<String> {
+    Ok(if with_max_tokens == Some(true) {
+        format!("{text} {max_tokens}")
+    } else {
+        text
+    })
 }
 
 /// The variable type a value reads as (strings as `string`).

@@ -1,12 +1,14 @@
 use dspex::prelude::*;
 
+struct Calculator;
+
 #[derive(Program)]
 #[program(signature = "question -> answer")]
 struct Qa {
     #[step(
         python = "ReAct",
         signature = "question -> answer",
-        with(tools = [search_docs, "my_pkg.tools.calculator"])
+        with(tools = [Calculator, "my_pkg.tools.calculator"])
     )]
     answer: PythonModule,
 }
