@@ -106,6 +106,7 @@ pub mod bridge;
 pub(crate) mod context;
 mod error;
 pub mod eval;
+pub mod optimize;
 pub mod program;
 mod rng;
 pub mod state;
