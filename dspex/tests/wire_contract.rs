@@ -7,6 +7,7 @@
 //! DSPy and the worker against the same file.
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
+#![recursion_limit = "256"]
 
 use std::path::PathBuf;
 
@@ -62,6 +63,11 @@ fn limits_json() -> Value {
         "DEFAULT_MAX_CONCURRENT_CALLS": w::DEFAULT_MAX_CONCURRENT_CALLS,
         "MAX_CONCURRENT_CALLS": w::MAX_CONCURRENT_CALLS,
         "MAX_WORKER_PROCESSES": w::MAX_WORKER_PROCESSES,
+        "MAX_CALLBACK_ARGUMENT_BYTES": l::MAX_CALLBACK_ARGUMENT_BYTES,
+        "MAX_CALLBACK_RESULT_BYTES": l::MAX_CALLBACK_RESULT_BYTES,
+        "DEFAULT_CALLBACK_TIMEOUT_MS": u64::try_from(l::DEFAULT_CALLBACK_TIMEOUT.as_millis()).unwrap(),
+        "MAX_CALLBACK_TIMEOUT_MS": u64::try_from(l::MAX_CALLBACK_TIMEOUT.as_millis()).unwrap(),
+        "MAX_CALLBACKS_PER_CALL": l::MAX_CALLBACKS_PER_CALL,
         "MAX_SCRIPTED_DELAY_MS": u64::try_from(w::MAX_SCRIPTED_DELAY.as_millis()).unwrap(),
         "MAX_TRAIN_EXAMPLES": o::MAX_TRAIN_EXAMPLES,
         "MAX_COMPILED_STATE_BYTES": o::MAX_COMPILED_STATE_BYTES,

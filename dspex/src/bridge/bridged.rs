@@ -111,6 +111,11 @@ impl BridgedState {
         }
     }
 
+    /// The session's callables and module calls in flight.
+    pub(crate) fn callbacks(&self) -> &Arc<super::callback::CallbackRegistry> {
+        &self.session.callbacks
+    }
+
     /// The server whose store holds the session.
     pub fn server(&self) -> &BridgeServer {
         &self.server

@@ -144,3 +144,20 @@ pub const MAX_WORKER_CONFIG_BYTES: usize = 1024 * 1024;
 /// ([`MAX_HISTORY_LIMIT`](crate::state::MAX_HISTORY_LIMIT)). A history also holds at most
 /// [`MAX_HISTORY_BYTES`](crate::state::MAX_HISTORY_BYTES), which bounds the response.
 pub const MAX_HISTORY_ENTRIES_PER_REQUEST: usize = crate::state::MAX_HISTORY_LIMIT;
+
+/// Bytes of the JSON arguments of one `CallbackService.Call` (a tool call, a metric call).
+pub const MAX_CALLBACK_ARGUMENT_BYTES: usize = 1024 * 1024;
+
+/// Bytes of the JSON result of one callback: a larger result is answered as an error.
+pub const MAX_CALLBACK_RESULT_BYTES: usize = 1024 * 1024;
+
+/// How long a callback may run when its registration says nothing else (a tool's
+/// `timeout_ms`, [`Callback::timeout`](super::Callback::timeout)).
+pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest timeout a callback may have.
+pub const MAX_CALLBACK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Callbacks one module call may make (each is kept in the run's trace); more are refused with
+/// `RESOURCE_EXHAUSTED`.
+pub const MAX_CALLBACKS_PER_CALL: usize = 256;

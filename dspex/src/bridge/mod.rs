@@ -20,6 +20,9 @@
 //!   `Heartbeat` (or any other call) renews them; a context's session lives exactly as long as
 //!   the context.
 //! - Everything the server accepts and answers is bounded by the constants of [`limits`].
+//! - The same server offers `CallbackService`: the session's Python code calls the Rust
+//!   callables registered for the session ([`Callback`], the tools of python steps) by name,
+//!   with JSON arguments (see [`callback`]).
 //!
 //! # Authentication
 //!
@@ -70,6 +73,7 @@
 //! `GetHistory` and `Rollback` reach a variable's history.
 
 mod bridged;
+pub mod callback;
 pub(crate) mod convert;
 pub mod limits;
 pub mod proto;
@@ -79,6 +83,7 @@ mod store;
 mod watch_queue;
 
 pub use bridged::{BridgedState, ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, SessionInfo};
+pub use callback::{Callback, CallbackFuture, Invocation};
 pub use runtime::{BridgeConfig, BridgeServer, Listen};
 
 /// The metadata entry that carries a session's token on every call.

@@ -15,10 +15,12 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use super::bridged::BridgedState;
+use super::callback::CallbackServer;
 use super::limits::{
     MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_BYTES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES,
     REAP_INTERVAL,
 };
+use super::proto::callback_service_server::CallbackServiceServer;
 use super::proto::session_service_server::SessionServiceServer;
 use super::server::SessionServer;
 use super::store::SessionStore;
@@ -423,13 +425,17 @@ fn bind(config: &BridgeConfig) -> Result<(StdListener, String, Option<SocketAddr
 /// at most [`SHUTDOWN_GRACE`].
 async fn serve(listener: Listener, store: SessionStore, shutdown: watch::Receiver<bool>) {
     tokio::spawn(reap(store.clone(), shutdown.clone()));
+    let store_for_callbacks = store.clone();
     let service = SessionServiceServer::new(SessionServer::new(store, shutdown.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_RESPONSE_BYTES);
     let mut builder = Server::builder()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES);
-    let router = builder.add_service(service);
+    let callbacks = CallbackServiceServer::new(CallbackServer::new(store_for_callbacks))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let router = builder.add_service(service).add_service(callbacks);
     let signal = {
         let mut shutdown = shutdown.clone();
         async move {

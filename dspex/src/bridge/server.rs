@@ -167,21 +167,30 @@ impl SessionServer {
 
     /// The session `session_id`, if the request's token opens it.
     fn session<T>(&self, request: &Request<T>, session_id: &str) -> Result<Arc<Session>, Status> {
-        convert::check_len(
-            "session_id",
-            session_id,
-            MAX_SESSION_ID_BYTES,
-            "MAX_SESSION_ID_BYTES",
-        )
-        .or_status()?;
-        let token = request
-            .metadata()
-            .get(TOKEN_METADATA)
-            .map(MetadataValue::as_bytes);
-        self.store
-            .authorize(session_id, token, Instant::now())
-            .map_err(|e| auth_status(&e))
+        authorized(&self.store, request, session_id)
     }
+}
+
+/// The session `session_id` of `store`, if the request's token opens it.
+pub(crate) fn authorized<T>(
+    store: &SessionStore,
+    request: &Request<T>,
+    session_id: &str,
+) -> Result<Arc<Session>, Status> {
+    convert::check_len(
+        "session_id",
+        session_id,
+        MAX_SESSION_ID_BYTES,
+        "MAX_SESSION_ID_BYTES",
+    )
+    .or_status()?;
+    let token = request
+        .metadata()
+        .get(TOKEN_METADATA)
+        .map(MetadataValue::as_bytes);
+    store
+        .authorize(session_id, token, Instant::now())
+        .map_err(|e| auth_status(&e))
 }
 
 /// A variable name of a request: no variable has a name over [`MAX_NAME_LEN`] bytes, so a

@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
+use super::callback::CallbackRegistry;
 use super::limits::{MAX_REMOTE_SESSIONS, MAX_WATCHERS_PER_SESSION, TOKEN_BYTES};
 use crate::error::{Error, Result};
 use crate::state::table::LockedTable;
@@ -110,6 +111,8 @@ pub(crate) struct Session {
     pub(crate) register_lock: Mutex<()>,
     /// Flips to `true` when the session leaves the store; watch streams end on it.
     closed: watch::Sender<bool>,
+    /// The Rust callables the session's Python code may call, and the module calls in flight.
+    pub(crate) callbacks: Arc<CallbackRegistry>,
 }
 
 impl fmt::Debug for Session {
@@ -291,6 +294,7 @@ impl SessionStore {
             watchers: Arc::default(),
             register_lock: Mutex::new(()),
             closed,
+            callbacks: Arc::default(),
         });
         sessions.insert(id, Arc::clone(&session));
         Ok(session)

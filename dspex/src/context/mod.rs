@@ -95,6 +95,17 @@ struct Inner {
     history_limit: usize,
 }
 
+/// A handle that does not keep a context alive (held by the context's own bridge session).
+#[derive(Clone)]
+pub(crate) struct WeakContext(std::sync::Weak<Inner>);
+
+impl WeakContext {
+    /// The context, if it is still alive.
+    pub(crate) fn upgrade(&self) -> Option<Context> {
+        self.0.upgrade().map(|inner| Context { inner })
+    }
+}
+
 /// A cheap-to-clone, `Send + Sync` handle to a set of variables and the backend that holds
 /// them. Every clone sees the same variables; the backend can change underneath (local to
 /// bridged) without the handles noticing.
@@ -448,6 +459,39 @@ impl Context {
     /// variables; `None` while the context is local.
     pub fn bridge_session(&self) -> Option<SessionInfo> {
         self.inner.bridge.get().map(|b| b.session_info())
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakContext {
+        WeakContext(Arc::downgrade(&self.inner))
+    }
+
+    /// Registers `callback` for this context's bridge session (bridging the context first), so
+    /// that the context's Python code (its workers' tools, metrics) can call it by name through
+    /// the bridge server's `CallbackService`. A callback of the same name is replaced. Only this
+    /// context's session reaches it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] for an empty or over-long name or a timeout outside
+    /// `(0, MAX_CALLBACK_TIMEOUT]`; the errors of [`ensure_bridged`](Self::ensure_bridged).
+    pub async fn register_callback(&self, callback: crate::bridge::Callback) -> Result<()> {
+        callback.check()?;
+        self.ensure_bridged().await?;
+        self.callbacks()?.register(callback, self)
+    }
+
+    /// Removes the callback named `name`; whether there was one.
+    pub fn unregister_callback(&self, name: &str) -> bool {
+        self.callbacks().is_ok_and(|c| c.unregister(name))
+    }
+
+    /// The callables of the context's bridge session.
+    pub(crate) fn callbacks(&self) -> Result<&Arc<crate::bridge::callback::CallbackRegistry>> {
+        self.inner
+            .bridge
+            .get()
+            .map(|b| b.callbacks())
+            .ok_or_else(|| Error::internal("the context has no bridge session"))
     }
 
     /// The bridge server of a bridged context.

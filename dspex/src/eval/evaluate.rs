@@ -296,6 +296,7 @@ mod tests {
             outputs: Fields::new(),
             params: Params::default(),
             lm_calls: calls,
+            tool_calls: Vec::new(),
             duration: Duration::ZERO,
         };
         let trace = RunTrace {

@@ -32,7 +32,7 @@ pub use fields::{Fields, Params};
 pub use module::{BoxFuture, Module};
 pub use overrides::Overrides;
 pub use python::PythonModule;
-pub use trace::{LmCall, RunTrace, StepRunner, StepTrace};
+pub use trace::{LmCall, RunTrace, StepRunner, StepTrace, ToolCall, VariableRead};
 
 /// A program declared with `dspex_program!` or `#[derive(Program)]`.
 ///

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use super::fields::Fields;
 use super::overrides::Overrides;
 use super::run::{StepParams, read_step_params};
-use super::trace::LmCall;
+use super::trace::{LmCall, ToolCall};
 use crate::bridge::convert::{
     extra_field_from_proto, field_from_proto, field_to_proto, module_config_to_proto,
     value_to_proto,
@@ -81,6 +81,7 @@ impl Drop for Inner {
 pub(crate) struct PythonOutput {
     pub(crate) outputs: Fields,
     pub(crate) lm_calls: Vec<LmCall>,
+    pub(crate) tool_calls: Vec<ToolCall>,
     pub(crate) class: String,
 }
 
@@ -195,6 +196,7 @@ impl PythonModule {
             signature: self.inner.signature.to_string(),
             bindings: self.inner.bindings.clone(),
             config: self.config_for(class)?,
+            tools: Vec::new(),
             state,
         })
     }
@@ -377,7 +379,15 @@ impl PythonModule {
             bindings: bound_to_proto(params),
             call_id: next_call_id(),
         };
+        // The run's tools see its values and are recorded in its trace while the call runs.
+        let scope =
+            self.inner
+                .ctx
+                .callbacks()?
+                .open_scope(&request.call_id, &self.inner.ctx, overrides);
         let reply = worker.execute(&self.inner.step, request).await?;
+        let tool_calls = scope.take_calls();
+        drop(scope);
         Ok(PythonOutput {
             outputs: self.typed_outputs(reply.outputs)?,
             lm_calls: reply
@@ -393,6 +403,7 @@ impl PythonModule {
                     completion_tokens: c.completion_tokens,
                 })
                 .collect(),
+            tool_calls,
             class,
         })
     }

@@ -133,6 +133,7 @@ impl<'p> ChainRun<'p> {
             outputs,
             params,
             lm_calls: Vec::new(),
+            tool_calls: Vec::new(),
             duration: started.elapsed(),
         };
         self.absorb(step, record)
@@ -158,6 +159,7 @@ impl<'p> ChainRun<'p> {
             outputs: output.outputs,
             params,
             lm_calls: output.lm_calls,
+            tool_calls: output.tool_calls,
             duration: started.elapsed(),
         };
         self.absorb(step, record)

@@ -4,7 +4,55 @@
 use std::fmt;
 use std::time::Duration;
 
+use dspex_core::Value;
+use serde_json::Value as JsonValue;
+
 use super::fields::{Fields, Params};
+
+/// A variable a tool read during a call: its value, and the version it was read at (`None` for
+/// a value of the run's overrides).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariableRead {
+    /// The variable.
+    pub name: String,
+    /// The value the tool received.
+    pub value: Value,
+    /// The version read; `None` when the value came from the run's overrides.
+    pub version: Option<u64>,
+}
+
+/// One call of a Rust tool (or any callback) made by a python step's module during a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// The tool's name.
+    pub tool: String,
+    /// The arguments the agent gave, a JSON object.
+    pub arguments: JsonValue,
+    /// What the tool returned, or why it returned nothing (its error, its panic, its timeout).
+    pub result: Result<JsonValue, String>,
+    /// How long it ran.
+    pub duration: Duration,
+    /// The variables it read, in order.
+    pub variables: Vec<VariableRead>,
+}
+
+impl fmt::Display for ToolCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({}) ", self.tool, self.arguments)?;
+        match &self.result {
+            Ok(result) => write!(f, "-> {result}")?,
+            Err(e) => write!(f, "-> error: {e}")?,
+        }
+        write!(f, " ({:.1?})", self.duration)?;
+        for read in &self.variables {
+            match read.version {
+                Some(v) => write!(f, " {}={}@v{v}", read.name, read.value)?,
+                None => write!(f, " {}={} (override)", read.name, read.value)?,
+            }
+        }
+        Ok(())
+    }
+}
 
 /// One LM request of a python step: the settings it really went out with (as the worker's LM
 /// recorded them) and the token usage when the LM reports it.
@@ -85,6 +133,8 @@ pub struct StepTrace {
     pub params: Params,
     /// The LM calls it made (python steps).
     pub lm_calls: Vec<LmCall>,
+    /// The Rust tools its module called (python steps), in the order they finished.
+    pub tool_calls: Vec<ToolCall>,
     /// How long it took.
     pub duration: Duration,
 }
@@ -117,6 +167,9 @@ impl fmt::Display for RunTrace {
             }
             for call in &s.lm_calls {
                 writeln!(f, "  lm call: {call}")?;
+            }
+            for call in &s.tool_calls {
+                writeln!(f, "  tool call: {call}")?;
             }
         }
         Ok(())

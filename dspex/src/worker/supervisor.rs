@@ -48,6 +48,8 @@ pub(crate) struct ModuleSpec {
     /// Constructor arguments (a float, an integer, a string, a boolean or a list of strings
     /// each).
     pub(crate) config: BTreeMap<String, ConfigValue>,
+    /// The module's tools, in declared order.
+    pub(crate) tools: Vec<crate::bridge::proto::ToolSpec>,
     /// A compiled state (DSPy's `dump_state()` as JSON) loaded into the module once created.
     pub(crate) state: Option<String>,
 }
@@ -625,6 +627,7 @@ async fn create_in(
         signature: spec.signature.clone(),
         bindings: spec.bindings.clone().into_iter().collect(),
         config: spec.config.clone().into_iter().collect(),
+        tools: spec.tools.clone(),
         state_json: spec.state.clone(),
     };
     let mut client = process.client();

@@ -491,7 +491,7 @@ class ConfigValue(_message.Message):
     def __init__(self, float: _Optional[float] = ..., integer: _Optional[int] = ..., string: _Optional[str] = ..., boolean: _Optional[bool] = ..., strings: _Optional[_Union[StringList, _Mapping]] = ...) -> None: ...
 
 class CreateModuleRequest(_message.Message):
-    __slots__ = ("session_id", "module_id", "module_class", "signature", "bindings", "config", "state_json")
+    __slots__ = ("session_id", "module_id", "module_class", "signature", "bindings", "config", "tools", "state_json")
     class BindingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -512,6 +512,7 @@ class CreateModuleRequest(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     BINDINGS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
     STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     module_id: str
@@ -519,8 +520,37 @@ class CreateModuleRequest(_message.Message):
     signature: str
     bindings: _containers.ScalarMap[str, str]
     config: _containers.MessageMap[str, ConfigValue]
+    tools: _containers.RepeatedCompositeFieldContainer[ToolSpec]
     state_json: str
-    def __init__(self, session_id: _Optional[str] = ..., module_id: _Optional[str] = ..., module_class: _Optional[str] = ..., signature: _Optional[str] = ..., bindings: _Optional[_Mapping[str, str]] = ..., config: _Optional[_Mapping[str, ConfigValue]] = ..., state_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., module_id: _Optional[str] = ..., module_class: _Optional[str] = ..., signature: _Optional[str] = ..., bindings: _Optional[_Mapping[str, str]] = ..., config: _Optional[_Mapping[str, ConfigValue]] = ..., tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ..., state_json: _Optional[str] = ...) -> None: ...
+
+class ToolArgument(_message.Message):
+    __slots__ = ("name", "type", "json_schema")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    JSON_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    json_schema: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., json_schema: _Optional[str] = ...) -> None: ...
+
+class RustTool(_message.Message):
+    __slots__ = ("name", "description", "arguments")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    arguments: _containers.RepeatedCompositeFieldContainer[ToolArgument]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., arguments: _Optional[_Iterable[_Union[ToolArgument, _Mapping]]] = ...) -> None: ...
+
+class ToolSpec(_message.Message):
+    __slots__ = ("python", "rust")
+    PYTHON_FIELD_NUMBER: _ClassVar[int]
+    RUST_FIELD_NUMBER: _ClassVar[int]
+    python: str
+    rust: RustTool
+    def __init__(self, python: _Optional[str] = ..., rust: _Optional[_Union[RustTool, _Mapping]] = ...) -> None: ...
 
 class CreateModuleResponse(_message.Message):
     __slots__ = ("module_id", "resolved_class")
@@ -738,6 +768,28 @@ class RollbackResponse(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     version: int
     def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class CallbackRequest(_message.Message):
+    __slots__ = ("session_id", "name", "arguments_json", "call_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    name: str
+    arguments_json: str
+    call_id: str
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., arguments_json: _Optional[str] = ..., call_id: _Optional[str] = ...) -> None: ...
+
+class CallbackResponse(_message.Message):
+    __slots__ = ("result_json", "error", "duration_micros")
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MICROS_FIELD_NUMBER: _ClassVar[int]
+    result_json: str
+    error: str
+    duration_micros: int
+    def __init__(self, result_json: _Optional[str] = ..., error: _Optional[str] = ..., duration_micros: _Optional[int] = ...) -> None: ...
 
 class ScriptedAnswer(_message.Message):
     __slots__ = ("fields",)

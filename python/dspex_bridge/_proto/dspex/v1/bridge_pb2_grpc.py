@@ -973,3 +973,108 @@ class ModuleService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class CallbackServiceStub:
+    """---- CallbackService -------------------------------------------------------------------------
+
+    Served by Rust: the Rust callables registered for a session (the tools of its python steps,
+    a metric), called by the session's Python code. The token rule is SessionService's: a
+    missing or unknown token is UNAUTHENTICATED, another session's id PERMISSION_DENIED, and a
+    name the session has not registered NOT_FOUND (a session reaches only its own callables).
+    Arguments larger than MAX_CALLBACK_ARGUMENT_BYTES are INVALID_ARGUMENT (kind
+    ERROR_KIND_LIMIT); arguments that are not a JSON object INVALID_ARGUMENT (kind
+    ERROR_KIND_INVALID_REQUEST). What the callable itself does wrong (it returns an error,
+    panics, runs past its timeout, or returns more than MAX_CALLBACK_RESULT_BYTES) is an answer,
+    `error`, not a status: an agent sees it as an observation and goes on.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Call = channel.unary_unary(
+                '/dspex.v1.CallbackService/Call',
+                request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CallbackRequest.SerializeToString,
+                response_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CallbackResponse.FromString,
+                _registered_method=True)
+
+
+class CallbackServiceServicer:
+    """---- CallbackService -------------------------------------------------------------------------
+
+    Served by Rust: the Rust callables registered for a session (the tools of its python steps,
+    a metric), called by the session's Python code. The token rule is SessionService's: a
+    missing or unknown token is UNAUTHENTICATED, another session's id PERMISSION_DENIED, and a
+    name the session has not registered NOT_FOUND (a session reaches only its own callables).
+    Arguments larger than MAX_CALLBACK_ARGUMENT_BYTES are INVALID_ARGUMENT (kind
+    ERROR_KIND_LIMIT); arguments that are not a JSON object INVALID_ARGUMENT (kind
+    ERROR_KIND_INVALID_REQUEST). What the callable itself does wrong (it returns an error,
+    panics, runs past its timeout, or returns more than MAX_CALLBACK_RESULT_BYTES) is an answer,
+    `error`, not a status: an agent sees it as an observation and goes on.
+    """
+
+    def Call(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CallbackServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Call': grpc.unary_unary_rpc_method_handler(
+                    servicer.Call,
+                    request_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CallbackRequest.FromString,
+                    response_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CallbackResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'dspex.v1.CallbackService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('dspex.v1.CallbackService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CallbackService:
+    """---- CallbackService -------------------------------------------------------------------------
+
+    Served by Rust: the Rust callables registered for a session (the tools of its python steps,
+    a metric), called by the session's Python code. The token rule is SessionService's: a
+    missing or unknown token is UNAUTHENTICATED, another session's id PERMISSION_DENIED, and a
+    name the session has not registered NOT_FOUND (a session reaches only its own callables).
+    Arguments larger than MAX_CALLBACK_ARGUMENT_BYTES are INVALID_ARGUMENT (kind
+    ERROR_KIND_LIMIT); arguments that are not a JSON object INVALID_ARGUMENT (kind
+    ERROR_KIND_INVALID_REQUEST). What the callable itself does wrong (it returns an error,
+    panics, runs past its timeout, or returns more than MAX_CALLBACK_RESULT_BYTES) is an answer,
+    `error`, not a status: an agent sees it as an observation and goes on.
+    """
+
+    @staticmethod
+    def Call(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dspex.v1.CallbackService/Call',
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CallbackRequest.SerializeToString,
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CallbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
