@@ -197,6 +197,9 @@ pub fn optimizer_names() -> impl Iterator<Item = &'static str> + Clone {
     OPTIMIZERS.iter().map(|o| o.name)
 }
 
+/// An optimizer checked against the table, with each of its settings in canonical form.
+pub type Checked = (&'static DspyOptimizer, Vec<(&'static Setting, ConfigValue)>);
+
 /// Checks an optimizer and its settings against the table. Returns the optimizer and each
 /// setting in canonical form (an integer widened for a float setting) with where it goes, or a
 /// message naming the optimizer or the setting and the rule: an unknown optimizer (with the
@@ -205,7 +208,7 @@ pub fn optimizer_names() -> impl Iterator<Item = &'static str> + Clone {
 pub fn check<'a>(
     name: &str,
     settings: impl IntoIterator<Item = (&'a str, &'a ConfigValue)>,
-) -> Result<(&'static DspyOptimizer, Vec<(&'static Setting, ConfigValue)>), String> {
+) -> Result<Checked, String> {
     let Some(optimizer) = optimizer(name) else {
         let hint = did_you_mean(name, optimizer_names())
             .map(|s| format!(" (did you mean `{s}`?)"))

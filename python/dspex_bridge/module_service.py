@@ -53,7 +53,15 @@ from .errors import DspexError
 from .fields import FieldType, FieldTypeError, from_field_value, signature_types, text_field_value, to_field_value
 from .lm import LM_SETTINGS, LmFactory, lm_call
 from .module_config import constructor_kwargs
-from .optimize import StateTooLargeError, compile_module, dump_state, import_metric, load_state, train_examples
+from .optimize import (
+    StateTooLargeError,
+    callback_metric,
+    compile_module,
+    dump_state,
+    import_metric,
+    load_state,
+    train_examples,
+)
 from .values import from_config_value, from_proto_value
 
 __all__ = ["BUILTIN_MODULES", "CALL_ID", "CONTROL_THREADS", "ModuleServicer", "current_call_id", "resolve_module_class"]
@@ -235,7 +243,10 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         lm_factory: LmFactory,
         max_concurrent_calls: int,
         stop: threading.Event,
+        store_addr: str | None = None,
     ) -> None:
+        self._store_addr = store_addr
+        self._callbacks: Any = None
         self._session_id = session_id
         self._token = token
         self._lm_factory = lm_factory
@@ -245,6 +256,23 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         self._lock = threading.Lock()
         self._in_flight = 0
         self._served = 0
+
+    def _call_back(self, name: str, arguments_json: str) -> pb.CallbackResponse:
+        """Calls the session's Rust callable `name` through the bridge server's
+        ``CallbackService`` (its channel opened on first use)."""
+        with self._lock:
+            if self._callbacks is None:
+                if not self._store_addr:
+                    raise ValueError("this worker knows no bridge server to call Rust callables on")
+                bytes_ = LIMITS["MAX_RESPONSE_BYTES"]
+                channel = grpc.insecure_channel(
+                    self._store_addr,
+                    options=[("grpc.max_receive_message_length", bytes_)],
+                )
+                self._callbacks = pb_grpc.CallbackServiceStub(channel)
+        request = pb.CallbackRequest(session_id=self._session_id, name=name, arguments_json=arguments_json)
+        response: pb.CallbackResponse = self._callbacks.Call(request, metadata=((TOKEN_METADATA, self._token),))
+        return response
 
     def _abort(
         self,
@@ -467,9 +495,13 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         except ValueError as e:
             raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INPUT_TYPE, str(e)) from e
         try:
-            if request.WhichOneof("metric") != "metric_path":
+            which = request.WhichOneof("metric")
+            if which == "metric_path":
+                metric = import_metric(request.metric_path)
+            elif which == "metric_callback":
+                metric = callback_metric(self._call_back, request.metric_callback)
+            else:
                 raise ValueError("the request names no metric")
-            metric = import_metric(request.metric_path)
             settings = {key: from_config_value(value) for key, value in request.settings.items()}
         except (ValueError, ImportError) as e:
             raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INVALID_REQUEST, str(e)) from e

@@ -30,6 +30,7 @@ from .fields import FieldType, from_field_value
 __all__ = [
     "OPTIMIZERS",
     "StateTooLargeError",
+    "callback_metric",
     "compile_module",
     "dump_state",
     "import_metric",
@@ -124,6 +125,23 @@ def _checked_metric(name: str, metric: Callable[..., Any]) -> Callable[..., Any]
         raise InvalidValueError(f"metric {name!r} scored {score!r}, expected a number in [0, 1] or a boolean")
 
     return scored
+
+
+def callback_metric(call: Callable[[str, str], Any], name: str) -> Callable[..., Any]:
+    """A metric that asks the Rust callable `name` for each score: `call(name, arguments_json)`
+    returns a ``CallbackResponse`` (see ``CallbackService``). Its error is the metric's."""
+
+    def metric(example: Any, prediction: Any, trace: Any = None) -> Any:
+        arguments = {
+            "example": {"inputs": dict(example.inputs()), "labels": dict(example.labels())},
+            "prediction": dict(prediction.items()),
+        }
+        response = call(name, json.dumps(arguments, default=str))
+        if response.WhichOneof("outcome") != "result_json":
+            raise InvalidValueError(f"the Rust metric {name!r} failed: {response.error}")
+        return json.loads(response.result_json)
+
+    return _checked_metric(name, metric)
 
 
 def train_examples(

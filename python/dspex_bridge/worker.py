@@ -36,7 +36,7 @@ from typing import Any
 # Only the standard library and the package's own pure-Python modules at import time: a missing
 # dependency (grpc, dspy) is reported by `main` as one clear line naming the interpreter, not as
 # a traceback.
-from .contract import ENV_SESSION_ID, ENV_SESSION_TOKEN, LIMITS, READY_PREFIX
+from .contract import ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, LIMITS, READY_PREFIX
 
 log = logging.getLogger("dspex_bridge.worker")
 
@@ -136,7 +136,7 @@ def serve(env: Mapping[str, str], config: Any) -> None:
             ("grpc.max_send_message_length", message_bytes),
         ],
     )
-    servicer = ModuleServicer(session_id, token, lm_factory, calls, stop)
+    servicer = ModuleServicer(session_id, token, lm_factory, calls, stop, env.get(ENV_STORE_ADDR))
     pb_grpc.add_ModuleServiceServicer_to_server(servicer, server)
     listen = env.get(ENV_LISTEN) or "127.0.0.1:0"
     port = server.add_insecure_port(listen)

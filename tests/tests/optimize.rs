@@ -10,9 +10,11 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dspex::eval::{Dataset, Example};
+use dspex::eval::{Dataset, Example, metric_fn};
 use dspex::optimize::{
     CompileMetric, MAX_COMPILED_STATE_BYTES, MAX_TRAIN_EXAMPLES, Optimizer, ProgramState,
 };
@@ -158,6 +160,71 @@ async fn bootstrap_few_shot_compiles_a_step_whose_next_runs_carry_the_demos() {
     assert!(after > before + 10, "before {before}, after {after}");
     // The module of the worker was replaced, not added to.
     assert_eq!(ctx.worker_status().unwrap().modules, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_metric_is_called_back_from_python_during_the_compilation() {
+    let ctx = context().await;
+    let program = Capitals::attach(&ctx).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    // Accepts only Paris and Tokyo: the demos are exactly those two traces.
+    let metric = metric_fn("paris_or_tokyo", move |ex: &Example, pred: &Fields| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let answer = pred.get::<&str>("answer")?;
+        assert_eq!(pred.get::<&str>("reasoning")?, "I know it.");
+        Ok::<_, Error>(
+            ex.expected("answer").and_then(|v| v.as_str()) == Some(answer)
+                && ["Paris", "Tokyo"].contains(&answer),
+        )
+    });
+    let report = program
+        .compile_step(
+            "answer",
+            &Optimizer::bootstrap_few_shot()
+                .set("max_bootstrapped_demos", 4)
+                .set("max_labeled_demos", 0),
+            &trainset(),
+            &CompileMetric::rust(metric),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.metric, "paris_or_tokyo");
+    assert_eq!(report.demos["predict"], 2, "{report}");
+    assert_eq!(calls.load(Ordering::SeqCst), CAPITALS.len());
+    let state = program
+        .python_step("answer")
+        .unwrap()
+        .compiled_state()
+        .unwrap();
+    let demos = state.demos();
+    let answers: Vec<&str> = demos["predict"]
+        .iter()
+        .map(|d| d["answer"].as_str().unwrap())
+        .collect();
+    assert_eq!(answers, ["Paris", "Tokyo"]);
+
+    // A Rust metric that fails: its error fails the compilation (no errors allowed), and the
+    // step keeps the state it had.
+    let failing = metric_fn("failing", |_: &Example, _: &Fields| {
+        Err::<f64, _>(Error::Internal("no score today".to_owned()))
+    });
+    let err = program
+        .compile_step(
+            "answer",
+            &Optimizer::bootstrap_few_shot().set("max_errors", 0),
+            &trainset(),
+            &CompileMetric::rust(failing),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the Rust metric"), "{err}");
+    assert!(err.contains("no score today"), "{err}");
+    assert_eq!(
+        program.python_step("answer").unwrap().compiled_state(),
+        Some(state)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dspex_core::dspy::ConfigValue;
@@ -22,8 +23,10 @@ use dspex_core::optimizers;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::bridge::{Callback, Invocation};
 use crate::error::{Error, Result};
-use crate::eval::{Dataset, Example, TokenUsage};
+use crate::eval::{Dataset, Example, Metric, TokenUsage, checked_score};
+use crate::program::Fields;
 
 mod state;
 
@@ -190,12 +193,27 @@ fn config_text(value: &ConfigValue) -> String {
 }
 
 /// The metric an optimizer scores the step's predictions with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum CompileMetric {
     /// A Python callable by dotted path (`"my_pkg.metrics.exact_answer"`), imported by the
     /// worker: `metric(example, prediction, trace=None)` returning a number in `[0, 1]` or a
     /// boolean, as DSPy's optimizers call it.
     Python(String),
+    /// A Rust [`Metric`], called back from Python for every score the optimizer asks for:
+    /// registered as a callable of the context's bridge session for the compilation only
+    /// (`CallbackService`), it gets the example (the step's inputs and labels) and the
+    /// prediction (every output of the step, `reasoning` included) as fields. Its error, or a
+    /// score outside `[0, 1]`, fails that example as a Python metric's exception does.
+    Rust(Arc<dyn Metric>),
+}
+
+impl fmt::Debug for CompileMetric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompileMetric::Python(path) => f.debug_tuple("Python").field(path).finish(),
+            CompileMetric::Rust(metric) => f.debug_tuple("Rust").field(&metric.name()).finish(),
+        }
+    }
 }
 
 impl CompileMetric {
@@ -204,13 +222,54 @@ impl CompileMetric {
         CompileMetric::Python(path.into())
     }
 
+    /// A Rust metric (a built-in, or a closure through [`metric_fn`](crate::eval::metric_fn)).
+    pub fn rust(metric: impl Metric + 'static) -> Self {
+        CompileMetric::Rust(Arc::new(metric))
+    }
+
     /// The metric's name, in reports.
     pub fn name(&self) -> &str {
         match self {
             CompileMetric::Python(path) => path,
+            CompileMetric::Rust(metric) => metric.name(),
         }
     }
+
+    /// The callable a Rust metric is registered as, named `name`: the arguments the worker
+    /// sends (`{"example": {"inputs", "labels"}, "prediction"}`) become an [`Example`] and the
+    /// prediction's [`Fields`], and the answer is the checked score.
+    pub(crate) fn callback(metric: Arc<dyn Metric>, name: String) -> Callback {
+        Callback::new(name, move |call: Invocation| {
+            let metric = Arc::clone(&metric);
+            async move {
+                let part = |value: Option<&Json>, what: &str| -> std::result::Result<_, String> {
+                    value
+                        .and_then(Json::as_object)
+                        .cloned()
+                        .ok_or_else(|| format!("the metric's arguments have no object `{what}`"))
+                };
+                let example_json = part(call.arguments.get("example"), "example")?;
+                let inputs = part(example_json.get("inputs"), "example.inputs")?;
+                let labels = part(example_json.get("labels"), "example.labels")?;
+                let prediction = part(call.arguments.get("prediction"), "prediction")?;
+                let example = inputs
+                    .into_iter()
+                    .fold(Example::new(), |ex, (k, v)| ex.with_input(k, v));
+                let example = labels
+                    .into_iter()
+                    .fold(example, |ex, (k, v)| ex.with_expected(k, v));
+                let prediction: Fields = prediction.into_iter().collect();
+                checked_score(metric.as_ref(), &example, &prediction)
+                    .map(Json::from)
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .timeout(METRIC_CALLBACK_TIMEOUT)
+    }
 }
+
+/// How long one call of a Rust metric may take.
+pub const METRIC_CALLBACK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The compiled state of a python step: DSPy's `dump_state()` of its compiled module (demos,
 /// instructions; never an LM), the module class it was compiled for, and how.

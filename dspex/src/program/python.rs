@@ -284,7 +284,7 @@ impl PythonModule {
             &Overrides::new(),
             &self.inner.step_bindings,
         )?;
-        let request = pb::CompileModuleRequest {
+        let mut request = pb::CompileModuleRequest {
             module_id,
             optimizer: optimizer.name().to_owned(),
             settings: settings
@@ -297,14 +297,19 @@ impl PythonModule {
                 .collect::<Result<_>>()?,
             trainset: train,
             valset: val,
-            metric: Some(match metric {
-                CompileMetric::Python(path) => {
-                    pb::compile_module_request::Metric::MetricPath(path.clone())
-                }
-            }),
+            metric: None,
             bindings: bound_to_proto(&params),
             call_id: next_call_id(),
         };
+        request.metric = Some(match metric {
+            CompileMetric::Python(path) => {
+                pb::compile_module_request::Metric::MetricPath(path.clone())
+            }
+            CompileMetric::Rust(_) => pb::compile_module_request::Metric::MetricCallback(format!(
+                "dspex.metric.{}",
+                request.call_id
+            )),
+        });
         let bytes = prost::Message::encoded_len(&request);
         if bytes > MAX_MODULE_MESSAGE_BYTES {
             return Err(Error::Limit(format!(
@@ -312,9 +317,25 @@ impl PythonModule {
             )));
         }
         let (train_examples, val_examples) = (request.trainset.len(), request.valset.len());
+        // A Rust metric is a callable of the session for this compilation only.
+        let registered = match (metric, &request.metric) {
+            (
+                CompileMetric::Rust(metric),
+                Some(pb::compile_module_request::Metric::MetricCallback(name)),
+            ) => {
+                let callback = CompileMetric::callback(Arc::clone(metric), name.clone());
+                self.inner.ctx.register_callback(callback).await?;
+                Some(name.clone())
+            }
+            _ => None,
+        };
         let reply = worker
             .compile(step, request, optimizer.timeout_value())
-            .await?;
+            .await;
+        if let Some(name) = registered {
+            self.inner.ctx.unregister_callback(&name);
+        }
+        let reply = reply?;
         check_state_size(step, reply.state_json.len())?;
         let state: serde_json::Value = serde_json::from_str(&reply.state_json).map_err(|e| {
             Error::Internal(format!(
