@@ -670,3 +670,57 @@ async fn a_bad_state_file_is_a_clear_error_and_changes_nothing() {
     std::fs::remove_file(&path).unwrap();
     assert!(MAX_COMPILED_STATE_BYTES > good.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compiled_state_is_bounded_at_its_limit() {
+    let ctx = context().await;
+    let program = Capitals::attach(&ctx).await.unwrap();
+    program
+        .compile_step(
+            "answer",
+            &Optimizer::bootstrap_few_shot()
+                .set("max_bootstrapped_demos", 1)
+                .set("max_labeled_demos", 0),
+            &trainset(),
+            &metric(),
+        )
+        .await
+        .unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&program.state().unwrap().to_json()).unwrap();
+    // A saved state whose compiled state, as the worker gets it, is `bytes` long: the demo's
+    // reasoning padded.
+    let padded = |bytes: usize| {
+        let mut file = saved.clone();
+        let state = &mut file["compiled"]["answer"]["state"];
+        let now = state.to_string().len();
+        let reasoning = state["predict"]["demos"][0]["reasoning"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        state["predict"]["demos"][0]["reasoning"] =
+            serde_json::Value::from(reasoning + &"x".repeat(bytes - now));
+        assert_eq!(state.to_string().len(), bytes);
+        file.to_string()
+    };
+    let path = temp_file("limit");
+    std::fs::write(&path, padded(MAX_COMPILED_STATE_BYTES + 1)).unwrap();
+    let err = program.load_state(&path).await.unwrap_err();
+    assert!(matches!(err, Error::Limit(_)), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "is {} bytes, over the limit of {MAX_COMPILED_STATE_BYTES} (MAX_COMPILED_STATE_BYTES)",
+            MAX_COMPILED_STATE_BYTES + 1
+        )),
+        "{err}"
+    );
+    std::fs::write(&path, padded(MAX_COMPILED_STATE_BYTES)).unwrap();
+    program.load_state(&path).await.unwrap();
+    let state = program
+        .python_step("answer")
+        .unwrap()
+        .compiled_state()
+        .unwrap();
+    assert_eq!(state.state.to_string().len(), MAX_COMPILED_STATE_BYTES);
+    std::fs::remove_file(&path).unwrap();
+}
