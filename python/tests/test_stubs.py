@@ -32,4 +32,4 @@ def test_the_stubs_describe_every_service_of_the_proto_file() -> None:
     from dspex_bridge._proto.dspex.v1 import bridge_pb2
 
     services = set(bridge_pb2.DESCRIPTOR.services_by_name)
-    assert services == {"SessionService", "ModuleService"}
+    assert services == {"SessionService", "ModuleService", "CallbackService"}
