@@ -119,6 +119,8 @@ pub enum ConfigKind {
         /// The largest value accepted, if any.
         max: Option<f64>,
     },
+    /// `true` or `false`.
+    Boolean,
     /// One of these strings.
     OneOf(&'static [&'static str]),
     /// The tools of an agent: Python callables by dotted path (`"my_pkg.tools.search"`) and
@@ -130,11 +132,13 @@ pub enum ConfigKind {
 }
 
 impl ConfigKind {
-    /// The name the contract file uses: `integer`, `float`, `one_of`, `tools` or `literal`.
+    /// The name the contract file uses: `integer`, `float`, `boolean`, `one_of`, `tools` or
+    /// `literal`.
     pub fn name(self) -> &'static str {
         match self {
             ConfigKind::Integer { .. } => "integer",
             ConfigKind::Float { .. } => "float",
+            ConfigKind::Boolean => "boolean",
             ConfigKind::OneOf(_) => "one_of",
             ConfigKind::Tools => "tools",
             ConfigKind::Literal => "literal",
@@ -160,6 +164,7 @@ impl ConfigKind {
             (ConfigKind::Float { min, max }, ConfigValue::Integer(i)) => {
                 float_in(*i as f64, min, max)
             }
+            (ConfigKind::Boolean, ConfigValue::Boolean(_)) => Ok(value.clone()),
             (ConfigKind::OneOf(options), ConfigValue::String(s)) => {
                 if options.contains(&s.as_str()) {
                     Ok(value.clone())
@@ -189,6 +194,7 @@ impl fmt::Display for ConfigKind {
                 min,
                 max: Some(max),
             } => write!(f, "a float from {min:?} to {max:?}"),
+            ConfigKind::Boolean => f.write_str("a boolean"),
             ConfigKind::OneOf(options) => {
                 let options: Vec<String> = options.iter().map(|o| format!("{o:?}")).collect();
                 write!(f, "one of {}", options.join(", "))

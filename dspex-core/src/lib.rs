@@ -27,6 +27,7 @@ mod field_text;
 mod field_type;
 mod glob;
 mod literal_syntax;
+pub mod optimizers;
 pub mod program;
 mod signature;
 mod spec;

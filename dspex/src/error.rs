@@ -279,6 +279,15 @@ pub enum Error {
     /// message names the variable or setting and the rule.
     #[error("tuning: {0}")]
     Tuning(String),
+    /// A compilation of a python step that cannot run: an unknown optimizer or setting, a
+    /// setting of the wrong kind, a step that is not a python step, examples that do not fit
+    /// the step; the message names the thing and the rule.
+    #[error("compile: {0}")]
+    Compile(String),
+    /// A saved program state that cannot be read or does not fit the program it is loaded
+    /// into; the message names what differs. Loading it changed nothing.
+    #[error("program state: {0}")]
+    ProgramState(String),
     /// An option outside its bounds (a concurrency of 0, a fraction above 1).
     #[error("{option}: {message}")]
     InvalidOption {

@@ -48,6 +48,11 @@
 //! - [`tune`]: the search space of a program's declared variables, the grid, random and TPE
 //!   samplers, the tuner (concurrent trials through overrides, successive halving) and its
 //!   result (apply, save, load).
+//! - [`optimize`]: DSPy's optimizers on python steps ([`AnyProgram::compile_step`] with an
+//!   [`Optimizer`](optimize::Optimizer) and a Python or Rust
+//!   [`CompileMetric`](optimize::CompileMetric)), compiled states kept in Rust and re-applied
+//!   after a worker restart, and a program's whole state saved to and loaded from one
+//!   versioned file ([`AnyProgram::save_state`], [`AnyProgram::load_state`]).
 //!
 //! # Errors
 //!
@@ -113,6 +118,7 @@ pub(crate) mod context;
 mod error;
 pub mod eval;
 pub mod lm;
+pub mod optimize;
 pub mod program;
 mod rng;
 pub mod state;

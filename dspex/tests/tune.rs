@@ -338,7 +338,7 @@ async fn apply_writes_the_best_values_atomically_with_metadata() {
     let err = result.apply(&other).unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("it was tuned for program `Planted`, not `Mixed`"),
+        text.contains("the result was saved for program `Planted`, not `Mixed`"),
         "{text}"
     );
     assert!(

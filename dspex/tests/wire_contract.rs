@@ -17,8 +17,10 @@ use dspex::bridge::{
     EXPECTED_VERSION_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA, FIELD_VALUE_METADATA,
     TOKEN_METADATA,
 };
+use dspex::optimize as o;
 use dspex::worker as w;
 use dspex_core::dspy::{self, ConfigKey, ConfigKind, DspyModule, Param};
+use dspex_core::optimizers::{self, DspyOptimizer, Setting};
 use serde_json::{Map, Value, json};
 
 /// The bounds, by the name of their Rust constant.
@@ -67,6 +69,8 @@ fn limits_json() -> Value {
         "MAX_CALLBACK_TIMEOUT_MS": u64::try_from(l::MAX_CALLBACK_TIMEOUT.as_millis()).unwrap(),
         "MAX_CALLBACKS_PER_CALL": l::MAX_CALLBACKS_PER_CALL,
         "MAX_SCRIPTED_DELAY_MS": u64::try_from(w::MAX_SCRIPTED_DELAY.as_millis()).unwrap(),
+        "MAX_TRAIN_EXAMPLES": o::MAX_TRAIN_EXAMPLES,
+        "MAX_COMPILED_STATE_BYTES": o::MAX_COMPILED_STATE_BYTES,
     })
 }
 
@@ -98,24 +102,7 @@ fn modules_json() -> Value {
             json!({ "types": types, "applies": p.applies.name() }),
         )
     };
-    let config_key = |k: &ConfigKey| {
-        let mut kind = Map::new();
-        kind.insert("kind".into(), json!(k.kind.name()));
-        match k.kind {
-            ConfigKind::Integer { min } => {
-                kind.insert("min".into(), json!(min));
-            }
-            ConfigKind::Float { min, max } => {
-                kind.insert("min".into(), json!(min));
-                kind.insert("max".into(), json!(max));
-            }
-            ConfigKind::OneOf(options) => {
-                kind.insert("options".into(), json!(options));
-            }
-            ConfigKind::Tools | ConfigKind::Literal => {}
-        }
-        (k.name.to_owned(), Value::Object(kind))
-    };
+    let config_key = |k: &ConfigKey| (k.name.to_owned(), Value::Object(kind_json(k.kind)));
     let module = |m: &DspyModule| {
         (
             m.name.to_owned(),
@@ -128,10 +115,51 @@ fn modules_json() -> Value {
     Value::Object(dspy::MODULES.iter().map(module).collect())
 }
 
+/// What a configuration kind accepts: `{"kind": "integer", "min": 1}`.
+fn kind_json(kind: ConfigKind) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("kind".into(), json!(kind.name()));
+    match kind {
+        ConfigKind::Integer { min } => {
+            out.insert("min".into(), json!(min));
+        }
+        ConfigKind::Float { min, max } => {
+            out.insert("min".into(), json!(min));
+            out.insert("max".into(), json!(max));
+        }
+        ConfigKind::OneOf(options) => {
+            out.insert("options".into(), json!(options));
+        }
+        ConfigKind::Boolean | ConfigKind::Tools | ConfigKind::Literal => {}
+    }
+    out
+}
+
+/// The table of known DSPy optimizers: for each, its settings (their kinds, and whether they
+/// go to the constructor or to `compile`) and whether it takes a validation set.
+fn optimizers_json() -> Value {
+    let setting = |s: &Setting| {
+        let mut kind = kind_json(s.kind);
+        kind.insert("stage".into(), json!(s.stage.name()));
+        (s.name.to_owned(), Value::Object(kind))
+    };
+    let optimizer = |o: &DspyOptimizer| {
+        (
+            o.name.to_owned(),
+            json!({
+                "settings": o.settings.iter().map(setting).collect::<Map<_, _>>(),
+                "takes_valset": o.takes_valset,
+            }),
+        )
+    };
+    Value::Object(optimizers::OPTIMIZERS.iter().map(optimizer).collect())
+}
+
 fn contract() -> String {
     let contract = json!({
         "limits": limits_json(),
         "modules": modules_json(),
+        "optimizers": optimizers_json(),
         "wire": wire_json(),
     });
     serde_json::to_string_pretty(&contract).unwrap() + "\n"

@@ -230,3 +230,35 @@ fn the_agent_example_calls_rust_and_python_tools() {
         assert!(out.contains(expected), "{expected}\n{out}");
     }
 }
+
+#[test]
+fn the_improve_example_tunes_compiles_saves_and_loads_a_hybrid_program() {
+    let out = run(env!("CARGO_BIN_EXE_improve"));
+    assert!(
+        out.contains("before: Capitals / exact_match(answer): 0.000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("tuned: best score 1.000 with rewrite=\"strict\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("after tuning: Capitals / exact_match(answer): 1.000"),
+        "{out}"
+    );
+    assert!(out.contains("compiled step `answer` (ChainOfThought) with BootstrapFewShot(max_bootstrapped_demos=2, max_labeled_demos=0) (exact_match(answer))"), "{out}");
+    assert!(out.contains("demos        predict: 2"), "{out}");
+    assert!(
+        out.contains("fresh program: Capitals / exact_match(answer): 0.000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("loaded program: Capitals / exact_match(answer): 1.000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("loaded: rewrite=strict, temperature=0.3, 2 demos"),
+        "{out}"
+    );
+    assert!(out.contains("evaluation matches: true"), "{out}");
+}

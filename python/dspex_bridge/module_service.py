@@ -23,13 +23,14 @@ memory of a call do not depend on how many calls the worker served).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hmac
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -52,6 +53,15 @@ from .errors import DspexError
 from .fields import FieldType, FieldTypeError, from_field_value, signature_types, text_field_value, to_field_value
 from .lm import LM_SETTINGS, LmFactory, lm_call
 from .module_config import TOOLS_KEY, constructor_kwargs
+from .optimize import (
+    StateTooLargeError,
+    callback_metric,
+    compile_module,
+    dump_state,
+    import_metric,
+    load_state,
+    train_examples,
+)
 from .tools import CallbackClient, build_tools
 from .values import from_config_value, from_proto_value
 
@@ -106,6 +116,8 @@ class _Module:
     outputs: dict[str, FieldType]
     #: Parameter -> variable, as created.
     bindings: dict[str, str]
+    #: A new module as created, without any compiled state (what an optimizer starts from).
+    fresh: Callable[[], dspy.Module]
 
 
 @dataclass(frozen=True)
@@ -174,6 +186,49 @@ def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb
         raise _output_type_error(e) from e
     calls = [lm_call(call.lm, entry_) for entry_ in call.lm.call_history]
     return outputs, calls, micros
+
+
+@dataclass(frozen=True)
+class _CompileJob:
+    """What one compilation runs with."""
+
+    call_id: str
+    optimizer: str
+    settings: dict[str, Any]
+    trainset: list[dspy.Example]
+    valset: list[dspy.Example]
+    metric: Callable[..., Any]
+    lm: Any
+
+
+def _compile(entry: _Module, job: _CompileJob) -> pb.CompileModuleResponse:
+    """Compiles a fresh copy of the module (in a thread of the pool) under the job's LM and
+    returns its state; the module of the worker is left as it is."""
+    CALL_ID.set(job.call_id)
+    started = time.perf_counter()
+    try:
+        with dspy.context(lm=job.lm):
+            compiled = compile_module(
+                entry.fresh(), job.optimizer, job.settings, job.trainset, job.valset, job.metric
+            )
+        state, demos = dump_state(compiled)
+    except StateTooLargeError as e:
+        raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_LIMIT, str(e)) from e
+    except Exception as e:  # noqa: BLE001 - the Python error text goes back to Rust
+        message = bounded_message(f"{type(e).__name__}: {e}")
+        log.warning("compilation %s raised %s", job.call_id, message)
+        raise _CallError(grpc.StatusCode.UNKNOWN, pb.ERROR_KIND_PYTHON, message) from e
+    micros = int((time.perf_counter() - started) * 1e6)
+    calls = [lm_call(job.lm, entry_) for entry_ in job.lm.call_history]
+    log.info("compiled %s with %s: demos %s, %d LM requests", job.call_id, job.optimizer, demos, len(calls))
+    return pb.CompileModuleResponse(
+        state_json=state,
+        demos=demos,
+        lm_requests=len(calls),
+        prompt_tokens=sum(c.prompt_tokens for c in calls),
+        completion_tokens=sum(c.completion_tokens for c in calls),
+        duration_micros=micros,
+    )
 
 
 class ModuleServicer(pb_grpc.ModuleServiceServicer):
@@ -264,8 +319,27 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                 pb.ERROR_KIND_MODULE,
                 f"cannot create {request.module_class}({request.signature!r}): {type(e).__name__}: {e}",
             )
+        if request.HasField("state_json"):
+            try:
+                load_state(module, request.state_json)
+            except StateTooLargeError as e:
+                self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_LIMIT, str(e))
+            except Exception as e:  # noqa: BLE001 - every failure is reported to the caller
+                self._abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    pb.ERROR_KIND_MODULE,
+                    f"cannot load the compiled state into {request.module_class}({request.signature!r}): "
+                    f"{type(e).__name__}: {e}",
+                )
         class_name = type(module).__name__
-        self._modules[request.module_id] = _Module(module, class_name, inputs, outputs, dict(request.bindings))
+
+        def fresh(text: str = request.signature, cls: Callable[..., dspy.Module] = constructor) -> dspy.Module:
+            return cls(text, **kwargs)
+
+        self._modules[request.module_id] = _Module(
+            module, class_name, inputs, outputs, dict(request.bindings), fresh
+        )
         log.info(
             "%s",
             bounded_message(
@@ -285,11 +359,18 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             }
         except FieldTypeError as e:
             raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INPUT_TYPE, str(e)) from e
+        lm, kwargs = self._bound(entry, request.bindings)
+        return _Call(request.call_id, inputs, lm, kwargs)
+
+    def _bound(self, entry: _Module, bindings: Iterable[pb.BoundValue]) -> tuple[Any, dict[str, Any]]:
+        """The LM (a per-call copy with the bound settings and model) and the keyword arguments
+        that the bound values of a call give; ``_CallError`` for bindings that do not fit the
+        module."""
         settings: dict[str, Any] = {}
         model: str | None = None
         kwargs: dict[str, Any] = {}
         given: set[str] = set()
-        for bound in request.bindings:
+        for bound in bindings:
             variable = entry.bindings.get(bound.param)
             if variable != bound.variable:
                 expected = "no such parameter" if variable is None else f"it is bound to `{variable}`"
@@ -314,18 +395,23 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                 pb.ERROR_KIND_INVALID_REQUEST,
                 f"the call carries no value for the bound parameter(s) {', '.join(missing)}",
             )
-        return _Call(request.call_id, inputs, self._lm_factory.for_call(model, settings), kwargs)
+        return self._lm_factory.for_call(model, settings), kwargs
 
-    def ExecuteModule(self, request: pb.ExecuteModuleRequest, context: grpc.ServicerContext) -> pb.ExecuteModuleResponse:
-        self._authorize(context)
-        entry = self._modules.get(request.module_id)
+    def _entry(self, module_id: str, context: grpc.ServicerContext) -> _Module:
+        entry = self._modules.get(module_id)
         if entry is None:
             self._abort(
                 context,
                 grpc.StatusCode.NOT_FOUND,
                 pb.ERROR_KIND_NOT_FOUND,
-                f"no module {request.module_id[:64]!r} in this worker",
+                f"no module {module_id[:64]!r} in this worker",
             )
+        return entry
+
+    @contextlib.contextmanager
+    def _call_place(self, context: grpc.ServicerContext) -> Iterator[None]:
+        """One of the worker's ``max_concurrent_calls`` places for the duration of a call (a
+        compilation takes one too); ``RESOURCE_EXHAUSTED`` when they are all taken."""
         with self._lock:
             running = self._in_flight
             if running < self._max_calls:
@@ -339,16 +425,73 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                 f"{self._max_calls}, at most MAX_CONCURRENT_CALLS = {LIMITS['MAX_CONCURRENT_CALLS']})",
             )
         try:
-            call = self._prepare(entry, request)
-            # A context of the call's own: the call id does not outlive the call in this thread.
-            outputs, calls, micros = contextvars.copy_context().run(_run, entry, call)
-        except _CallError as e:
-            self._abort(context, e.status, e.error_kind, str(e), e.trailers)
+            yield
         finally:
             with self._lock:
                 self._in_flight -= 1
                 self._served += 1
+
+    def ExecuteModule(self, request: pb.ExecuteModuleRequest, context: grpc.ServicerContext) -> pb.ExecuteModuleResponse:
+        self._authorize(context)
+        entry = self._entry(request.module_id, context)
+        with self._call_place(context):
+            try:
+                call = self._prepare(entry, request)
+                # A context of the call's own: the call id does not outlive the call in this thread.
+                outputs, calls, micros = contextvars.copy_context().run(_run, entry, call)
+            except _CallError as e:
+                self._abort(context, e.status, e.error_kind, str(e), e.trailers)
         return pb.ExecuteModuleResponse(outputs=outputs, lm_calls=calls, duration_micros=micros)
+
+    def CompileModule(self, request: pb.CompileModuleRequest, context: grpc.ServicerContext) -> pb.CompileModuleResponse:
+        self._authorize(context)
+        entry = self._entry(request.module_id, context)
+        with self._call_place(context):
+            try:
+                job = self._compile_job(entry, request)
+                reply = contextvars.copy_context().run(_compile, entry, job)
+            except _CallError as e:
+                self._abort(context, e.status, e.error_kind, str(e), e.trailers)
+        return reply
+
+    def _compile_job(self, entry: _Module, request: pb.CompileModuleRequest) -> _CompileJob:
+        """What a compilation runs with; ``_CallError`` for a request that does not fit the
+        module or the contract's optimizer table."""
+        limit = LIMITS["MAX_TRAIN_EXAMPLES"]
+        for which, examples in (("trainset", request.trainset), ("valset", request.valset)):
+            if len(examples) > limit:
+                raise _CallError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    pb.ERROR_KIND_LIMIT,
+                    f"the {which} holds {len(examples)} examples, over the limit of {limit} (MAX_TRAIN_EXAMPLES)",
+                )
+        if not request.trainset:
+            raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INVALID_REQUEST, "the trainset is empty")
+        lm, kwargs = self._bound(entry, request.bindings)
+        if kwargs:
+            raise _CallError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                pb.ERROR_KIND_INVALID_REQUEST,
+                f"cannot compile a module whose bound parameter(s) {', '.join(sorted(kwargs))} are call "
+                "arguments: an optimizer calls the module with its inputs only",
+            )
+        try:
+            trainset = train_examples("trainset", request.trainset, entry.inputs, entry.outputs)
+            valset = train_examples("valset", request.valset, entry.inputs, entry.outputs)
+        except ValueError as e:
+            raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INPUT_TYPE, str(e)) from e
+        try:
+            which = request.WhichOneof("metric")
+            if which == "metric_path":
+                metric = import_metric(request.metric_path)
+            elif which == "metric_callback":
+                metric = callback_metric(self._callbacks, request.metric_callback)
+            else:
+                raise ValueError("the request names no metric")
+            settings = {key: from_config_value(value) for key, value in request.settings.items()}
+        except (ValueError, ImportError) as e:
+            raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INVALID_REQUEST, str(e)) from e
+        return _CompileJob(request.call_id, request.optimizer, settings, trainset, valset, metric, lm)
 
     def DropModule(self, request: pb.DropModuleRequest, context: grpc.ServicerContext) -> pb.DropModuleResponse:
         self._authorize(context)

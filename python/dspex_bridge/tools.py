@@ -68,7 +68,7 @@ class CallbackClient:
         request = pb.CallbackRequest(
             session_id=self._session_id,
             name=name,
-            arguments_json=json.dumps(arguments),
+            arguments_json=json.dumps(arguments, default=str),
             call_id=call_id,
         )
         deadline = LIMITS["MAX_CALLBACK_TIMEOUT_MS"] / 1000 + _DEADLINE_SLACK

@@ -1,5 +1,6 @@
 """Custom DSPy modules and tools that the worker tests load by dotted path
-(``sample_modules.Shouter``, ``sample_modules.word_count``)."""
+(``sample_modules.Shouter``, ``sample_modules.word_count``), and metrics for compilations
+(``sample_modules.answer_matches``)."""
 
 from __future__ import annotations
 
@@ -201,3 +202,16 @@ class Overlap(dspy.Module):
 def word_count(text: str) -> int:
     """Counts the words of `text` (a tool the agents of the tests call by dotted path)."""
     return len(str(text).split())
+
+
+def answer_matches(example: dspy.Example, prediction: dspy.Prediction, trace: object = None) -> bool:
+    """A metric: the prediction's ``answer`` is the example's."""
+    return bool(example.answer == prediction.answer)
+
+
+def overscored(example: dspy.Example, prediction: dspy.Prediction, trace: object = None) -> float:
+    """A broken metric: scores above 1."""
+    return 2.0
+
+
+not_a_metric = 42

@@ -364,6 +364,7 @@ impl Expansion<'_> {
             None => self.body(TokenStream::new()),
         };
         let context = self.context_body();
+        let python_steps = self.body(self.python_steps_body());
         let attach = self.body(self.attach_body());
         let run_fields = self.body(self.run_fields_body());
         quote! {
@@ -376,6 +377,10 @@ impl Expansion<'_> {
 
                 fn context(&self) -> &::dspex::__private::Context {
                     #context
+                }
+
+                fn python_steps(&self) -> ::dspex::__private::Vec<&::dspex::__private::PythonModule> {
+                    #python_steps
                 }
 
                 async fn attach(
@@ -481,6 +486,17 @@ impl Expansion<'_> {
                 #(#steps,)*
             })
         }
+    }
+
+    /// The python step fields, in chain order.
+    fn python_steps_body(&self) -> TokenStream {
+        let fields = self
+            .program
+            .steps
+            .iter()
+            .filter(|s| matches!(s.kind, Some(StepKindIr::Python(_))))
+            .map(|step| self.step_field(step));
+        quote!(::dspex::__private::Vec::from([#(&self.#fields),*]))
     }
 
     /// Runs each step in chain order on one `ChainRun`.

@@ -436,6 +436,17 @@ impl RunningProgram {
         &self.ctx
     }
 
+    /// The program's python steps, in chain order.
+    pub fn python_steps(&self) -> Vec<&PythonModule> {
+        self.steps
+            .iter()
+            .filter_map(|step| match step {
+                Attached::Python(module) => Some(module),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The declaration, including steps added since the start.
     pub fn spec(&self) -> &ProgramSpec {
         &self.spec

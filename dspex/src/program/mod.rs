@@ -4,6 +4,7 @@
 //! macros and at build time for the builder.
 
 use std::future::Future;
+use std::path::Path;
 
 pub use dspex_core::dspy;
 pub use dspex_core::program::{
@@ -11,9 +12,12 @@ pub use dspex_core::program::{
 };
 
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::eval::Dataset;
+use crate::optimize::{CompileMetric, CompileReport, Optimizer, ProgramState};
 
 mod builder;
+pub(crate) mod declaration;
 mod fields;
 pub(crate) mod module;
 mod overrides;
@@ -44,6 +48,9 @@ pub trait Program: Sized + Send + Sync + 'static {
 
     /// The context the program's variables live in.
     fn context(&self) -> &Context;
+
+    /// The program's python steps, in chain order.
+    fn python_steps(&self) -> Vec<&PythonModule>;
 
     /// Registers the program's variables into `ctx` (sharing identical declarations already
     /// there), upgrades `ctx` when a step needs the bridge, and builds the program.
@@ -115,6 +122,80 @@ pub trait AnyProgram: Send + Sync {
         overrides: &'a Overrides,
         input: Fields,
     ) -> BoxFuture<'a, Result<(Fields, RunTrace)>>;
+
+    /// The program's python steps, in chain order.
+    fn python_steps(&self) -> Vec<&PythonModule>;
+
+    /// The python step named `step`; an [`Error::Compile`] naming the program's python steps if
+    /// there is none (or `step` is a native step).
+    fn python_step(&self, step: &str) -> Result<&PythonModule> {
+        let steps = self.python_steps();
+        if let Some(found) = steps.iter().find(|s| s.step() == step) {
+            return Ok(found);
+        }
+        let spec = self.program_spec();
+        let names: Vec<String> = steps.iter().map(|s| format!("`{}`", s.step())).collect();
+        let what = if spec.steps.iter().any(|s| s.name == step) {
+            "is a native step"
+        } else {
+            "is not one of its steps"
+        };
+        Err(Error::Compile(format!(
+            "step `{step}` of program `{}` {what}; its python steps are {}",
+            spec.name,
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        )))
+    }
+
+    /// Compiles python step `step` with DSPy's `optimizer` on `trainset` (examples of the
+    /// step's own inputs and outputs), scored by `metric`, in a worker; the compiled state is
+    /// loaded into the step's module in every worker process (and again after a restart), so
+    /// the next runs use it. Nothing changes when it fails.
+    fn compile_step<'a>(
+        &'a self,
+        step: &'a str,
+        optimizer: &'a Optimizer,
+        trainset: &'a Dataset,
+        metric: &'a CompileMetric,
+    ) -> BoxFuture<'a, Result<CompileReport>> {
+        Box::pin(async move {
+            self.python_step(step)?
+                .compile(optimizer, trainset.examples(), metric)
+                .await
+        })
+    }
+
+    /// The program's state now: variable values and compiled step states.
+    fn state(&self) -> Result<ProgramState> {
+        ProgramState::of(self)
+    }
+
+    /// Saves the program's [`state`](Self::state) to `path` as versioned JSON.
+    fn save_state(&self, path: &Path) -> Result<()> {
+        self.state()?.save(path)
+    }
+
+    /// Loads a state saved by [`save_state`](Self::save_state), all or nothing (see
+    /// [`ProgramState::apply`]): a file that cannot be read, or that does not fit the
+    /// program's declaration (the error names what differs), changes nothing.
+    fn load_state<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let state = ProgramState::read(path)?;
+            state
+                .apply(self, &path.display().to_string())
+                .await
+                .map_err(|e| match e {
+                    Error::ProgramState(message) => {
+                        Error::ProgramState(format!("{}: {message}", path.display()))
+                    }
+                    e => e,
+                })
+        })
+    }
 }
 
 impl<P: Program> AnyProgram for P {
@@ -133,6 +214,10 @@ impl<P: Program> AnyProgram for P {
     ) -> BoxFuture<'a, Result<(Fields, RunTrace)>> {
         Box::pin(self.run_fields_with_traced(overrides, input))
     }
+
+    fn python_steps(&self) -> Vec<&PythonModule> {
+        Program::python_steps(self)
+    }
 }
 
 impl AnyProgram for RunningProgram {
@@ -150,5 +235,9 @@ impl AnyProgram for RunningProgram {
         input: Fields,
     ) -> BoxFuture<'a, Result<(Fields, RunTrace)>> {
         Box::pin(self.run_with_traced(overrides, input))
+    }
+
+    fn python_steps(&self) -> Vec<&PythonModule> {
+        RunningProgram::python_steps(self)
     }
 }

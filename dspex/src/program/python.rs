@@ -6,23 +6,33 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dspex_core::Signature;
+use std::time::{Duration, SystemTime};
+
 use dspex_core::dspy::{ConfigKind, TOOLS_KEY};
-use dspex_core::program::{ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, ToolRef};
+use dspex_core::program::{
+    Binding, ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, ToolRef,
+};
+use dspex_core::{Signature, SignatureField};
 use parking_lot::Mutex;
 
 use super::fields::Fields;
 use super::overrides::Overrides;
-use super::run::StepParams;
+use super::run::{StepParams, read_step_params};
 use super::trace::{LmCall, ToolCall};
 use crate::bridge::convert::{
     extra_field_from_proto, field_from_proto, field_to_proto, module_config_to_proto,
     value_to_proto,
 };
+use crate::bridge::limits::MAX_MODULE_MESSAGE_BYTES;
 use crate::bridge::proto as pb;
 use crate::context::Context;
+use crate::context::time::rfc3339;
 use crate::error::{Error, Result};
 use crate::tools::ToolDef;
+use crate::eval::{Example, TokenUsage};
+use crate::optimize::{
+    CompileMetric, CompileReport, CompiledState, MAX_TRAIN_EXAMPLES, Optimizer, check_state_size,
+};
 use crate::worker::{ModuleSpec, WorkerSupervisor};
 
 /// A python step of a program: the handle to its DSPy module in the context's worker. Fields
@@ -55,6 +65,11 @@ struct Inner {
     id: String,
     /// Class -> (module id, resolved class) of the modules created so far.
     created: Mutex<BTreeMap<String, (String, String)>>,
+    /// The step's bindings as declared, to read their values for a compilation.
+    step_bindings: Vec<Binding>,
+    /// The compiled state loaded into the step's module of its class, in every worker (and
+    /// again in a restarted one: it is part of the module's spec).
+    compiled: Mutex<Option<CompiledState>>,
 }
 
 impl Drop for Inner {
@@ -128,6 +143,8 @@ impl PythonModule {
                     NEXT.fetch_add(1, Ordering::Relaxed)
                 ),
                 created: Mutex::new(BTreeMap::new()),
+                step_bindings: step.bindings.clone(),
+                compiled: Mutex::new(None),
             }),
         };
         // Create the module now, so that a bad class or signature fails the attach.
@@ -170,15 +187,9 @@ impl PythonModule {
         {
             return Ok(created);
         }
-        let module_id = format!("{}:{class}", self.inner.id);
-        let spec = ModuleSpec {
-            module_id: module_id.clone(),
-            class: class.to_owned(),
-            signature: self.inner.signature.to_string(),
-            bindings: self.inner.bindings.clone(),
-            config: self.config_for(class)?,
-            tools: self.inner.tools.clone(),
-        };
+        let compiled = self.inner.compiled.lock().clone();
+        let spec = self.module_spec(class, compiled.as_ref())?;
+        let module_id = spec.module_id.clone();
         let resolved = worker
             .create_module(spec)
             .await
@@ -189,6 +200,192 @@ impl PythonModule {
             .lock()
             .insert(class.to_owned(), created.clone());
         Ok(created)
+    }
+
+    /// The spec of the step's module for `class`, with `compiled` loaded into it when it is a
+    /// state of that class.
+    fn module_spec(&self, class: &str, compiled: Option<&CompiledState>) -> Result<ModuleSpec> {
+        let state = match compiled {
+            Some(compiled) if compiled.class == class => {
+                Some(compiled.state_text(&self.inner.step)?)
+            }
+            _ => None,
+        };
+        Ok(ModuleSpec {
+            module_id: format!("{}:{class}", self.inner.id),
+            class: class.to_owned(),
+            signature: self.inner.signature.to_string(),
+            bindings: self.inner.bindings.clone(),
+            config: self.config_for(class)?,
+            tools: self.inner.tools.clone(),
+            state,
+        })
+    }
+
+    /// The compiled state the step's module runs with, if any.
+    pub fn compiled_state(&self) -> Option<CompiledState> {
+        self.inner.compiled.lock().clone()
+    }
+
+    /// The module class a compiled state must be for: the step's class, or for a step whose
+    /// class comes from a `module` variable, any class (the state is used when the variable
+    /// names its class).
+    fn check_state_class(&self, state: &CompiledState) -> Result<()> {
+        match &self.inner.source {
+            ModuleRef::Builtin(name) | ModuleRef::Path(name) if *name != state.class => {
+                Err(Error::ProgramState(format!(
+                    "step `{}` runs a `{name}`, but the compiled state is a `{}`'s",
+                    self.inner.step, state.class
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that `state` loads into the step's module (in a worker, into a module of its
+    /// own), changing nothing.
+    pub(crate) async fn check_state(&self, state: &CompiledState) -> Result<()> {
+        self.check_state_class(state)?;
+        let worker = self.inner.ctx.worker().await?;
+        let spec = self.module_spec(&state.class, Some(state))?;
+        worker.check_module(&spec).await.map_err(|e| match e {
+            Error::Python { message, .. } | Error::Worker { message, .. } => {
+                Error::ProgramState(format!(
+                    "the compiled state of step `{}` does not load: {message}",
+                    self.inner.step
+                ))
+            }
+            e => e,
+        })
+    }
+
+    /// Makes `state` (checked by [`check_state`](Self::check_state)) the step's compiled
+    /// state, or removes it (`None`): the step's module of that class is created again with
+    /// it in every worker process, and a restarted worker gets it too.
+    pub(crate) async fn set_compiled_state(&self, state: Option<CompiledState>) -> Result<()> {
+        let previous = std::mem::replace(&mut *self.inner.compiled.lock(), state.clone());
+        let classes: Vec<String> = [previous, state]
+            .into_iter()
+            .flatten()
+            .map(|s| s.class)
+            .collect();
+        let worker = self.inner.ctx.worker().await?;
+        for class in classes {
+            if self.inner.created.lock().contains_key(&class) {
+                self.inner.created.lock().remove(&class);
+                self.module_for(&worker, &class).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Compiles the step's module (of its class now) with `optimizer` on `trainset`, scored by
+    /// `metric`, in a worker; then loads the compiled state into the step's module everywhere.
+    pub(crate) async fn compile(
+        &self,
+        optimizer: &Optimizer,
+        trainset: &[Example],
+        metric: &CompileMetric,
+    ) -> Result<CompileReport> {
+        let settings = optimizer.check()?;
+        let step = &self.inner.step;
+        let signature = &self.inner.signature;
+        let train = train_to_proto(step, signature, "trainset", trainset)?;
+        if train.is_empty() {
+            return Err(Error::Compile(format!(
+                "the trainset to compile step `{step}` is empty"
+            )));
+        }
+        let val = train_to_proto(step, signature, "valset", optimizer.valset_examples())?;
+        let class = self.class(&Overrides::new())?;
+        let worker = self.inner.ctx.worker().await?;
+        let (module_id, _) = self.module_for(&worker, &class).await?;
+        let params = read_step_params(
+            &self.inner.ctx,
+            &Overrides::new(),
+            &self.inner.step_bindings,
+        )?;
+        let mut request = pb::CompileModuleRequest {
+            module_id,
+            optimizer: optimizer.name().to_owned(),
+            settings: settings
+                .iter()
+                .map(|(key, value)| {
+                    let wire = module_config_to_proto(key, value)
+                        .map_err(|e| Error::Compile(format!("optimizer setting {e}")))?;
+                    Ok((key.clone(), wire))
+                })
+                .collect::<Result<_>>()?,
+            trainset: train,
+            valset: val,
+            metric: None,
+            bindings: bound_to_proto(&params),
+            call_id: next_call_id(),
+        };
+        request.metric = Some(match metric {
+            CompileMetric::Python(path) => {
+                pb::compile_module_request::Metric::MetricPath(path.clone())
+            }
+            CompileMetric::Rust(_) => pb::compile_module_request::Metric::MetricCallback(format!(
+                "dspex.metric.{}",
+                request.call_id
+            )),
+        });
+        let bytes = prost::Message::encoded_len(&request);
+        if bytes > MAX_MODULE_MESSAGE_BYTES {
+            return Err(Error::Limit(format!(
+                "the compilation of step `{step}` is {bytes} bytes on the wire, over the limit of {MAX_MODULE_MESSAGE_BYTES} (MAX_MODULE_MESSAGE_BYTES): use fewer or shorter examples"
+            )));
+        }
+        let (train_examples, val_examples) = (request.trainset.len(), request.valset.len());
+        // A Rust metric is a callable of the session for this compilation only.
+        let registered = match (metric, &request.metric) {
+            (
+                CompileMetric::Rust(metric),
+                Some(pb::compile_module_request::Metric::MetricCallback(name)),
+            ) => {
+                let callback = CompileMetric::callback(Arc::clone(metric), name.clone());
+                self.inner.ctx.register_callback(callback).await?;
+                Some(name.clone())
+            }
+            _ => None,
+        };
+        let reply = worker
+            .compile(step, request, optimizer.timeout_value())
+            .await;
+        if let Some(name) = registered {
+            self.inner.ctx.unregister_callback(&name);
+        }
+        let reply = reply?;
+        check_state_size(step, reply.state_json.len())?;
+        let state: serde_json::Value = serde_json::from_str(&reply.state_json).map_err(|e| {
+            Error::Internal(format!(
+                "the worker returned a compiled state that is not JSON: {e}"
+            ))
+        })?;
+        let compiled = CompiledState {
+            class: class.clone(),
+            optimizer: optimizer.to_string(),
+            compiled_at: rfc3339(SystemTime::now()),
+            state,
+        };
+        self.set_compiled_state(Some(compiled)).await?;
+        Ok(CompileReport {
+            step: step.clone(),
+            optimizer: optimizer.to_string(),
+            metric: metric.name().to_owned(),
+            class,
+            demos: reply.demos.into_iter().collect(),
+            train_examples,
+            val_examples,
+            tokens: TokenUsage {
+                lm_calls: reply.lm_requests,
+                prompt_tokens: reply.prompt_tokens,
+                completion_tokens: reply.completion_tokens,
+                calls_without_usage: 0,
+            },
+            duration: Duration::from_micros(reply.duration_micros),
+        })
     }
 
     /// The step's `with` configuration as the constructor of `class` takes it, for the wire:
@@ -221,16 +418,7 @@ impl PythonModule {
         let request = pb::ExecuteModuleRequest {
             module_id,
             inputs: self.wire_inputs(inputs)?,
-            bindings: params
-                .bound()
-                .iter()
-                .map(|b| pb::BoundValue {
-                    param: b.param.clone(),
-                    variable: b.variable.clone(),
-                    version: b.version.unwrap_or(0),
-                    value: Some(value_to_proto(&b.value)),
-                })
-                .collect(),
+            bindings: bound_to_proto(params),
             call_id: next_call_id(),
         };
         // The run's tools see its values and are recorded in its trace while the call runs.
@@ -372,6 +560,74 @@ fn register_tools(
         specs.push(pb::ToolSpec { kind: Some(kind) });
     }
     Ok(specs)
+}
+
+/// The values of a step's bound parameters, as a call carries them.
+fn bound_to_proto(params: &StepParams) -> Vec<pb::BoundValue> {
+    params
+        .bound()
+        .iter()
+        .map(|b| pb::BoundValue {
+            param: b.param.clone(),
+            variable: b.variable.clone(),
+            version: b.version.unwrap_or(0),
+            value: Some(value_to_proto(&b.value)),
+        })
+        .collect()
+}
+
+/// The examples of a train or validation set for the wire, checked against the step's
+/// signature: at most [`MAX_TRAIN_EXAMPLES`]; every input of the step present; every field an
+/// input or an output of the step, of its declared type. Errors name the set, the example and
+/// the field.
+fn train_to_proto(
+    step: &str,
+    signature: &Signature,
+    which: &str,
+    examples: &[Example],
+) -> Result<Vec<pb::TrainExample>> {
+    if examples.len() > MAX_TRAIN_EXAMPLES {
+        return Err(Error::Limit(format!(
+            "the {which} to compile step `{step}` holds {} examples, over the limit of {MAX_TRAIN_EXAMPLES} (MAX_TRAIN_EXAMPLES)",
+            examples.len()
+        )));
+    }
+    let wire = |index: usize,
+                (fields, role): (&[SignatureField], &str),
+                name: &str,
+                value: &serde_json::Value| {
+        let field = fields.iter().find(|f| f.name == name).ok_or_else(|| {
+            Error::Compile(format!(
+                "{which} example {index}: step `{step}` ({signature}) has no {role} `{name}`"
+            ))
+        })?;
+        field_to_proto(field, value).map_err(|error| Error::Field {
+            context: format!("{which} example {index} of step `{step}`"),
+            error: Box::new(error),
+        })
+    };
+    examples
+        .iter()
+        .enumerate()
+        .map(|(index, example)| {
+            if let Some(missing) = signature.input_names().find(|n| example.input(n).is_none()) {
+                return Err(Error::Compile(format!(
+                    "{which} example {index} has no input `{missing}` of step `{step}` ({signature})"
+                )));
+            }
+            let inputs = example
+                .inputs()
+                .iter()
+                .map(|(name, value)| Ok((name.clone(), wire(index, (&signature.inputs, "input"), name, value)?)))
+                .collect::<Result<_>>()?;
+            let labels = example
+                .expected_values()
+                .iter()
+                .map(|(name, value)| Ok((name.clone(), wire(index, (&signature.outputs, "output"), name, value)?)))
+                .collect::<Result<_>>()?;
+            Ok(pb::TrainExample { inputs, labels })
+        })
+        .collect()
 }
 
 /// A call id unique in this process: the process id and a counter, in hex.

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use dspex_core::SignatureField;
 use dspex_core::Value;
-use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
+use dspex_core::program::{Binding, ProgramSpec, StepKind, StepSpec};
 use serde_json::Value as JsonValue;
 use tracing::{Instrument, debug, debug_span};
 
@@ -91,46 +91,7 @@ impl<'p> ChainRun<'p> {
     /// versions). Every step's parameters come from here: a native step's [`Params`], and what
     /// a python step's call carries to its worker.
     pub(crate) fn step_params(&self, step: &StepSpec) -> Result<StepParams> {
-        if step.bindings.is_empty() {
-            return Ok(StepParams::default());
-        }
-        let names: Vec<&str> = step
-            .bindings
-            .iter()
-            .map(|b| b.variable.as_str())
-            .filter(|v| self.overrides.get(v).is_none())
-            .collect();
-        let mut read = Vec::with_capacity(names.len());
-        if !names.is_empty() {
-            self.ctx.with_backend(|backend| {
-                backend.read_many(&names, &mut |_, record| {
-                    read.push(record.map(|r| (r.value.clone(), r.version)));
-                })
-            })?;
-        }
-        let mut read = read.into_iter();
-        step.bindings
-            .iter()
-            .map(|b| {
-                let (value, version) = match self.overrides.get(&b.variable) {
-                    Some(value) => (value.clone(), None),
-                    None => {
-                        let (value, version) = read
-                            .next()
-                            .flatten()
-                            .ok_or_else(|| Error::not_found(&b.variable))?;
-                        (value, Some(version))
-                    }
-                };
-                Ok(BoundParam {
-                    param: b.param.clone(),
-                    variable: b.variable.clone(),
-                    value,
-                    version,
-                })
-            })
-            .collect::<Result<_>>()
-            .map(StepParams)
+        read_step_params(self.ctx, &self.overrides, &step.bindings)
     }
 
     /// Keeps the step's declared outputs, in their canonical form (fails if one is missing or
@@ -230,6 +191,55 @@ impl<'p> ChainRun<'p> {
             .collect::<Result<Fields>>()?;
         Ok((outputs, self.trace))
     }
+}
+
+/// The values of a step's bound variables (`bindings`) for a run: `overrides` (validated), and
+/// the context's current values of the others, read in one consistent snapshot (with their
+/// versions).
+pub(crate) fn read_step_params(
+    ctx: &Context,
+    overrides: &Overrides,
+    bindings: &[Binding],
+) -> Result<StepParams> {
+    if bindings.is_empty() {
+        return Ok(StepParams::default());
+    }
+    let names: Vec<&str> = bindings
+        .iter()
+        .map(|b| b.variable.as_str())
+        .filter(|v| overrides.get(v).is_none())
+        .collect();
+    let mut read = Vec::with_capacity(names.len());
+    if !names.is_empty() {
+        ctx.with_backend(|backend| {
+            backend.read_many(&names, &mut |_, record| {
+                read.push(record.map(|r| (r.value.clone(), r.version)));
+            })
+        })?;
+    }
+    let mut read = read.into_iter();
+    bindings
+        .iter()
+        .map(|b| {
+            let (value, version) = match overrides.get(&b.variable) {
+                Some(value) => (value.clone(), None),
+                None => {
+                    let (value, version) = read
+                        .next()
+                        .flatten()
+                        .ok_or_else(|| Error::not_found(&b.variable))?;
+                    (value, Some(version))
+                }
+            };
+            Ok(BoundParam {
+                param: b.param.clone(),
+                variable: b.variable.clone(),
+                value,
+                version,
+            })
+        })
+        .collect::<Result<_>>()
+        .map(StepParams)
 }
 
 /// Takes `field` out of `fields`, in its canonical form: a `MissingField` error if it is absent,

@@ -7,8 +7,8 @@ use std::fmt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use dspex_core::Value;
 use dspex_core::program::ProgramSpec;
-use dspex_core::{Value, VariableSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
@@ -16,6 +16,7 @@ use crate::context::time::rfc3339;
 use crate::error::{Error, Result};
 use crate::eval::{TokenUsage, millis};
 use crate::program::AnyProgram;
+use crate::program::declaration::{DeclaredVariable, variable_differences};
 use crate::value_json;
 
 /// The `format` of a saved tuning result.
@@ -49,29 +50,6 @@ pub struct Trial {
     pub first_error: Option<String>,
 }
 
-/// A variable as the result records its declaration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Declared {
-    name: String,
-    #[serde(rename = "type")]
-    ty: String,
-    constraints: String,
-}
-
-impl Declared {
-    fn of(var: &VariableSpec) -> Self {
-        Self {
-            name: var.name.clone(),
-            ty: var.ty.name().to_owned(),
-            constraints: var.constraints.to_string(),
-        }
-    }
-
-    fn describe(&self) -> String {
-        format!("a {} variable (constraints: {})", self.ty, self.constraints)
-    }
-}
-
 /// The result of [`Tuner::run`](super::Tuner::run).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TuneResult {
@@ -94,7 +72,7 @@ pub struct TuneResult {
     pub trials: Vec<Trial>,
     /// Wall time of the tuning run.
     pub duration: Duration,
-    declaration: Vec<Declared>,
+    declaration: Vec<DeclaredVariable>,
 }
 
 impl TuneResult {
@@ -124,7 +102,7 @@ impl TuneResult {
             best_trial: best.map(|t| t.index),
             duration,
             trials,
-            declaration: spec.variables.iter().map(Declared::of).collect(),
+            declaration: spec.variables.iter().map(DeclaredVariable::of).collect(),
         }
     }
 
@@ -142,49 +120,9 @@ impl TuneResult {
             .map(|i| i + 1)
     }
 
-    /// What differs between the declaration the result was tuned for and `spec`, one line per
-    /// difference (empty when they match).
-    fn differences(&self, spec: &ProgramSpec) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.program != spec.name {
-            out.push(format!(
-                "it was tuned for program `{}`, not `{}`",
-                self.program, spec.name
-            ));
-        }
-        for saved in &self.declaration {
-            match spec.variables.iter().find(|v| v.name == saved.name) {
-                None => out.push(format!(
-                    "variable `{}` is not declared by program `{}`",
-                    saved.name, spec.name
-                )),
-                Some(var) => {
-                    let now = Declared::of(var);
-                    if now != *saved {
-                        out.push(format!(
-                            "variable `{}` was {}, program `{}` declares {}",
-                            saved.name,
-                            saved.describe(),
-                            spec.name,
-                            now.describe()
-                        ));
-                    }
-                }
-            }
-        }
-        for var in &spec.variables {
-            if !self.declaration.iter().any(|d| d.name == var.name) {
-                out.push(format!(
-                    "program `{}` declares variable `{}`, which the result does not know",
-                    spec.name, var.name
-                ));
-            }
-        }
-        out
-    }
-
     fn check_fits(&self, spec: &ProgramSpec) -> Result<()> {
-        let differences = self.differences(spec);
+        let differences =
+            variable_differences("the result", &self.program, &self.declaration, spec);
         if differences.is_empty() {
             Ok(())
         } else {
@@ -402,7 +340,7 @@ struct Saved {
     format: String,
     version: u32,
     program: String,
-    variables: Vec<Declared>,
+    variables: Vec<DeclaredVariable>,
     metric: String,
     tuner: String,
     seed: u64,

@@ -6,6 +6,7 @@
 //! goes away.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -15,12 +16,12 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::config::WorkerConfig;
-use super::process::WorkerProcess;
+use super::process::{ModuleClient, WorkerProcess};
 use super::runtime;
 use crate::bridge::proto::ConfigValue;
 use crate::bridge::proto::{
-    CreateModuleRequest, DropModuleRequest, ErrorKind, ExecuteModuleRequest, ExecuteModuleResponse,
-    HealthRequest, ShutdownRequest,
+    CompileModuleRequest, CompileModuleResponse, CreateModuleRequest, DropModuleRequest, ErrorKind,
+    ExecuteModuleRequest, ExecuteModuleResponse, HealthRequest, ShutdownRequest,
 };
 use crate::bridge::{
     ERROR_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA, FIELD_VALUE_METADATA, SessionInfo,
@@ -49,6 +50,8 @@ pub(crate) struct ModuleSpec {
     pub(crate) config: BTreeMap<String, ConfigValue>,
     /// The module's tools, in declared order.
     pub(crate) tools: Vec<crate::bridge::proto::ToolSpec>,
+    /// A compiled state (DSPy's `dump_state()` as JSON) loaded into the module once created.
+    pub(crate) state: Option<String>,
 }
 
 /// The state of a context's workers, for tests and diagnostics.
@@ -380,7 +383,60 @@ impl WorkerSupervisor {
         step: &str,
         request: ExecuteModuleRequest,
     ) -> Result<ExecuteModuleResponse> {
-        let timeout = self.config.call_timeout_value();
+        self.leased(
+            step,
+            self.config.call_timeout_value(),
+            |mut client| async move { client.execute_module(request).await },
+        )
+        .await
+    }
+
+    /// Compiles a module in the least busy worker process, as a call that may take up to
+    /// `timeout` (wait included). The module is left as it was in every process.
+    pub(crate) async fn compile(
+        &self,
+        step: &str,
+        request: CompileModuleRequest,
+        timeout: Duration,
+    ) -> Result<CompileModuleResponse> {
+        self.leased(step, timeout, |mut client| async move {
+            client.compile_module(request).await
+        })
+        .await
+        .map_err(|e| match e {
+            // What the worker refused in the request (the optimizer, a setting, the examples,
+            // the metric, a limit): the worker's message says which and why.
+            Error::Worker {
+                source: Some(source),
+                message,
+            } => match source.downcast::<tonic::Status>() {
+                Ok(status) => match error_kind(&status) {
+                    ErrorKind::Limit => {
+                        Error::Limit(format!("step `{step}`: {}", status.message()))
+                    }
+                    ErrorKind::InvalidRequest => {
+                        Error::Compile(format!("step `{step}`: {}", status.message()))
+                    }
+                    _ => Error::Worker {
+                        message,
+                        source: Some(status),
+                    },
+                },
+                Err(source) => Error::Worker {
+                    message,
+                    source: Some(source),
+                },
+            },
+            e => e,
+        })
+    }
+
+    /// Runs `call` on a place of the least busy process, bounded by `timeout`.
+    async fn leased<T, F, Fut>(&self, step: &str, timeout: Duration, call: F) -> Result<T>
+    where
+        F: FnOnce(ModuleClient) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
         let deadline = tokio::time::Instant::now() + timeout;
         let _permit = match tokio::time::timeout_at(deadline, self.capacity.acquire()).await {
             Ok(Ok(permit)) => permit,
@@ -396,8 +452,7 @@ impl WorkerSupervisor {
         let (_lease, process) = self.lease().await?;
         // The channel's connection task runs on the supervisor's runtime; the call itself is
         // made from the caller's, which saves a hand-over each way.
-        let mut client = process.client();
-        let reply = match tokio::time::timeout_at(deadline, client.execute_module(request)).await {
+        let reply = match tokio::time::timeout_at(deadline, call(process.client())).await {
             Ok(reply) => reply,
             Err(_) => {
                 return Err(Error::worker(format!(
@@ -410,6 +465,30 @@ impl WorkerSupervisor {
             Ok(response) => Ok(response.into_inner()),
             Err(status) => Err(call_error(&process, step, status).await),
         }
+    }
+
+    /// Checks that a module spec creates (its class, signature, configuration and compiled
+    /// state), in one running worker process under a module id of its own, without keeping
+    /// it: nothing changes, whatever the outcome.
+    pub(crate) async fn check_module(&self, spec: &ModuleSpec) -> Result<()> {
+        let slot = self
+            .slots
+            .first()
+            .ok_or_else(|| Error::internal("a worker pool without processes"))?;
+        let process = self.process(slot).await?;
+        let probe = ModuleSpec {
+            module_id: format!("{}~check", spec.module_id),
+            ..spec.clone()
+        };
+        let created = create_in(&process, &self.session, &probe).await;
+        let mut client = process.client();
+        let request = DropModuleRequest {
+            module_id: probe.module_id,
+        };
+        let _ = runtime()?
+            .spawn(async move { client.drop_module(request).await })
+            .await;
+        created.map(|_| ())
     }
 
     /// Stops every worker process: asks it to shut down, then terminates it, then kills it,
@@ -549,6 +628,7 @@ async fn create_in(
         bindings: spec.bindings.clone().into_iter().collect(),
         config: spec.config.clone().into_iter().collect(),
         tools: spec.tools.clone(),
+        state_json: spec.state.clone(),
     };
     let mut client = process.client();
     let reply = runtime()?

@@ -491,7 +491,7 @@ class ConfigValue(_message.Message):
     def __init__(self, float: _Optional[float] = ..., integer: _Optional[int] = ..., string: _Optional[str] = ..., boolean: _Optional[bool] = ..., strings: _Optional[_Union[StringList, _Mapping]] = ...) -> None: ...
 
 class CreateModuleRequest(_message.Message):
-    __slots__ = ("session_id", "module_id", "module_class", "signature", "bindings", "config", "tools")
+    __slots__ = ("session_id", "module_id", "module_class", "signature", "bindings", "config", "tools", "state_json")
     class BindingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -513,6 +513,7 @@ class CreateModuleRequest(_message.Message):
     BINDINGS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     TOOLS_FIELD_NUMBER: _ClassVar[int]
+    STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     module_id: str
     module_class: str
@@ -520,7 +521,8 @@ class CreateModuleRequest(_message.Message):
     bindings: _containers.ScalarMap[str, str]
     config: _containers.MessageMap[str, ConfigValue]
     tools: _containers.RepeatedCompositeFieldContainer[ToolSpec]
-    def __init__(self, session_id: _Optional[str] = ..., module_id: _Optional[str] = ..., module_class: _Optional[str] = ..., signature: _Optional[str] = ..., bindings: _Optional[_Mapping[str, str]] = ..., config: _Optional[_Mapping[str, ConfigValue]] = ..., tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ...) -> None: ...
+    state_json: str
+    def __init__(self, session_id: _Optional[str] = ..., module_id: _Optional[str] = ..., module_class: _Optional[str] = ..., signature: _Optional[str] = ..., bindings: _Optional[_Mapping[str, str]] = ..., config: _Optional[_Mapping[str, ConfigValue]] = ..., tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ..., state_json: _Optional[str] = ...) -> None: ...
 
 class ToolArgument(_message.Message):
     __slots__ = ("name", "type", "json_schema", "required")
@@ -625,6 +627,80 @@ class ExecuteModuleResponse(_message.Message):
     lm_calls: _containers.RepeatedCompositeFieldContainer[LmCall]
     duration_micros: int
     def __init__(self, outputs: _Optional[_Mapping[str, FieldValue]] = ..., lm_calls: _Optional[_Iterable[_Union[LmCall, _Mapping]]] = ..., duration_micros: _Optional[int] = ...) -> None: ...
+
+class TrainExample(_message.Message):
+    __slots__ = ("inputs", "labels")
+    class InputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: FieldValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[FieldValue, _Mapping]] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: FieldValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[FieldValue, _Mapping]] = ...) -> None: ...
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    inputs: _containers.MessageMap[str, FieldValue]
+    labels: _containers.MessageMap[str, FieldValue]
+    def __init__(self, inputs: _Optional[_Mapping[str, FieldValue]] = ..., labels: _Optional[_Mapping[str, FieldValue]] = ...) -> None: ...
+
+class CompileModuleRequest(_message.Message):
+    __slots__ = ("module_id", "optimizer", "settings", "trainset", "valset", "metric_path", "metric_callback", "bindings", "call_id")
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ConfigValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ConfigValue, _Mapping]] = ...) -> None: ...
+    MODULE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    TRAINSET_FIELD_NUMBER: _ClassVar[int]
+    VALSET_FIELD_NUMBER: _ClassVar[int]
+    METRIC_PATH_FIELD_NUMBER: _ClassVar[int]
+    METRIC_CALLBACK_FIELD_NUMBER: _ClassVar[int]
+    BINDINGS_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    module_id: str
+    optimizer: str
+    settings: _containers.MessageMap[str, ConfigValue]
+    trainset: _containers.RepeatedCompositeFieldContainer[TrainExample]
+    valset: _containers.RepeatedCompositeFieldContainer[TrainExample]
+    metric_path: str
+    metric_callback: str
+    bindings: _containers.RepeatedCompositeFieldContainer[BoundValue]
+    call_id: str
+    def __init__(self, module_id: _Optional[str] = ..., optimizer: _Optional[str] = ..., settings: _Optional[_Mapping[str, ConfigValue]] = ..., trainset: _Optional[_Iterable[_Union[TrainExample, _Mapping]]] = ..., valset: _Optional[_Iterable[_Union[TrainExample, _Mapping]]] = ..., metric_path: _Optional[str] = ..., metric_callback: _Optional[str] = ..., bindings: _Optional[_Iterable[_Union[BoundValue, _Mapping]]] = ..., call_id: _Optional[str] = ...) -> None: ...
+
+class CompileModuleResponse(_message.Message):
+    __slots__ = ("state_json", "demos", "lm_requests", "prompt_tokens", "completion_tokens", "duration_micros")
+    class DemosEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    STATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    DEMOS_FIELD_NUMBER: _ClassVar[int]
+    LM_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MICROS_FIELD_NUMBER: _ClassVar[int]
+    state_json: str
+    demos: _containers.ScalarMap[str, int]
+    lm_requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    duration_micros: int
+    def __init__(self, state_json: _Optional[str] = ..., demos: _Optional[_Mapping[str, int]] = ..., lm_requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., duration_micros: _Optional[int] = ...) -> None: ...
 
 class DropModuleRequest(_message.Message):
     __slots__ = ("module_id",)

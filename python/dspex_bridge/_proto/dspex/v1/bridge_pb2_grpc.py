@@ -706,6 +706,11 @@ class ModuleServiceStub:
                 request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.DropModuleRequest.SerializeToString,
                 response_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.DropModuleResponse.FromString,
                 _registered_method=True)
+        self.CompileModule = channel.unary_unary(
+                '/dspex.v1.ModuleService/CompileModule',
+                request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CompileModuleRequest.SerializeToString,
+                response_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CompileModuleResponse.FromString,
+                _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/dspex.v1.ModuleService/Shutdown',
                 request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ShutdownRequest.SerializeToString,
@@ -745,6 +750,15 @@ class ModuleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompileModule(self, request, context):
+        """Compiles a module with a DSPy optimizer on a train set and returns the compiled state. The
+        module itself is left as it was: the caller creates it again with the state
+        (`CreateModuleRequest.state_json`), in every worker of its pool.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Shutdown(self, request, context):
         """Asks the worker to finish in-flight calls and exit.
         """
@@ -774,6 +788,11 @@ def add_ModuleServiceServicer_to_server(servicer, server):
                     servicer.DropModule,
                     request_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.DropModuleRequest.FromString,
                     response_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.DropModuleResponse.SerializeToString,
+            ),
+            'CompileModule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompileModule,
+                    request_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CompileModuleRequest.FromString,
+                    response_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CompileModuleResponse.SerializeToString,
             ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
                     servicer.Shutdown,
@@ -891,6 +910,33 @@ class ModuleService:
             '/dspex.v1.ModuleService/DropModule',
             dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.DropModuleRequest.SerializeToString,
             dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.DropModuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompileModule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dspex.v1.ModuleService/CompileModule',
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CompileModuleRequest.SerializeToString,
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CompileModuleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,245 @@
+"""Compiling a worker's module with a DSPy optimizer (``ModuleService.CompileModule``), and the
+compiled state that comes back to Rust and is loaded into modules again.
+
+The optimizers and the settings each takes are the contract's table (``contract.json``,
+generated from ``dspex_core::optimizers``): every setting goes to the optimizer's constructor
+or to its ``compile``, as the table says, and anything the table does not list is refused. The
+metric is a Python callable by dotted path (``metric(example, prediction, trace=None)``,
+returning a number in ``[0, 1]`` or a boolean).
+
+The compiled state is DSPy's ``dump_state()`` as JSON (demos, instructions), without any LM:
+the worker's modules run with the LM of each call, never one of their own, and a state never
+makes the worker build an LM.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import numbers
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+import dspy
+
+from ._proto.dspex.v1 import bridge_pb2 as pb
+from .contract import CONTRACT, LIMITS
+from .errors import InvalidValueError, ModuleImportError
+from .fields import FieldType, from_field_value
+from .tools import CallbackClient
+
+__all__ = [
+    "OPTIMIZERS",
+    "StateTooLargeError",
+    "callback_metric",
+    "compile_module",
+    "dump_state",
+    "import_metric",
+    "load_state",
+    "split_settings",
+    "train_examples",
+]
+
+#: The optimizers the worker knows, by name: ``{"settings": {name: {"kind", "stage", ...}},
+#: "takes_valset": bool}`` each.
+OPTIMIZERS: Final[dict[str, dict[str, Any]]] = CONTRACT["optimizers"]
+
+#: The value of MIPROv2's ``auto`` that stands for DSPy's ``None``.
+_AUTO_NONE = "none"
+
+
+class StateTooLargeError(InvalidValueError):
+    """A compiled state over ``MAX_COMPILED_STATE_BYTES``."""
+
+
+def _kind_error(optimizer: str, key: str, spec: Mapping[str, Any], value: Any) -> InvalidValueError:
+    return InvalidValueError(f"optimizer `{optimizer}` takes `{key}` as {spec['kind']}, found {value!r}")
+
+
+def _checked(optimizer: str, key: str, spec: Mapping[str, Any], value: Any) -> Any:
+    """`value` if it is of the kind `spec` says (an integer widened for a float)."""
+    kind = spec["kind"]
+    if kind == "boolean":
+        ok = isinstance(value, bool)
+    elif kind == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= spec["min"]
+    elif kind == "float":
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+            ok = value >= spec["min"] and (spec["max"] is None or value <= spec["max"])
+    elif kind == "one_of":
+        ok = value in spec["options"]
+    else:
+        ok = False
+    if not ok:
+        raise _kind_error(optimizer, key, spec, value)
+    if optimizer == "MIPROv2" and key == "auto" and value == _AUTO_NONE:
+        return None
+    return value
+
+
+def split_settings(optimizer: str, settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keyword arguments of the optimizer's constructor and of its ``compile``, from its
+    settings. ``ValueError`` for an unknown optimizer, an unknown setting or a value of the
+    wrong kind."""
+    table = OPTIMIZERS.get(optimizer)
+    if table is None:
+        raise InvalidValueError(f"unknown optimizer {optimizer[:64]!r}; the known optimizers are {', '.join(OPTIMIZERS)}")
+    constructor: dict[str, Any] = {}
+    compile_kwargs: dict[str, Any] = {}
+    for key, value in settings.items():
+        spec = table["settings"].get(key)
+        if spec is None:
+            raise InvalidValueError(
+                f"optimizer `{optimizer}` takes no setting `{key[:64]}`; it takes {', '.join(table['settings'])}"
+            )
+        target = constructor if spec["stage"] == "constructor" else compile_kwargs
+        target[key] = _checked(optimizer, key, spec, value)
+    return constructor, compile_kwargs
+
+
+def import_metric(path: str) -> Callable[..., Any]:
+    """The metric callable at dotted path `path`; ``ImportError`` if there is none."""
+    module_path, _, name = path.rpartition(".")
+    if not module_path or not name:
+        raise ModuleImportError(f"cannot import metric {path[:64]!r}: expected a dotted path like 'my_pkg.metrics.exact'")
+    try:
+        metric = getattr(importlib.import_module(module_path), name)
+    except (ImportError, AttributeError) as e:
+        raise ModuleImportError(f"cannot import metric {path[:64]!r}: {e}") from e
+    if not callable(metric):
+        raise ModuleImportError(f"cannot import metric {path[:64]!r}: it is a {type(metric).__name__}, not a callable")
+    return _checked_metric(path, metric)
+
+
+def _checked_metric(name: str, metric: Callable[..., Any]) -> Callable[..., Any]:
+    """`metric` refusing scores outside ``[0, 1]`` (an error naming it, which the optimizer
+    counts as a failed example)."""
+
+    def scored(example: Any, prediction: Any, trace: Any = None) -> float | bool:
+        score = metric(example, prediction, trace)
+        if isinstance(score, bool):
+            return score
+        if isinstance(score, numbers.Real) and 0.0 <= float(score) <= 1.0:
+            return float(score)
+        raise InvalidValueError(f"metric {name!r} scored {score!r}, expected a number in [0, 1] or a boolean")
+
+    return scored
+
+
+def callback_metric(callbacks: CallbackClient | None, name: str) -> Callable[..., Any]:
+    """A metric that asks the session's Rust callable `name` for each score, through the bridge
+    server's ``CallbackService``. Its error is the metric's."""
+    if callbacks is None:
+        raise ValueError("this worker knows no bridge server to call Rust callables on")
+
+    def metric(example: Any, prediction: Any, trace: Any = None) -> Any:
+        arguments = {
+            "example": {"inputs": dict(example.inputs()), "labels": dict(example.labels())},
+            "prediction": dict(prediction.items()),
+        }
+        response = callbacks.call(name, arguments, "")
+        if response.WhichOneof("outcome") != "result_json":
+            raise InvalidValueError(f"the Rust metric {name!r} failed: {response.error}")
+        return json.loads(response.result_json)
+
+    return _checked_metric(name, metric)
+
+
+def train_examples(
+    which: str,
+    examples: Iterable[pb.TrainExample],
+    inputs: Mapping[str, FieldType],
+    outputs: Mapping[str, FieldType],
+) -> list[dspy.Example]:
+    """The examples of a train or validation set as ``dspy.Example``s with the module's inputs
+    marked. ``ValueError`` naming the example and the field for a missing input, a field the
+    module neither takes nor produces, or a value not of its declared type."""
+    result = []
+    for index, example in enumerate(examples):
+        where = f"{which} example {index}"
+        missing = sorted(set(inputs) - set(example.inputs))
+        if missing:
+            raise InvalidValueError(f"{where} has no input `{missing[0]}`")
+        fields: dict[str, Any] = {}
+        for name, value in example.inputs.items():
+            ftype = inputs.get(name)
+            if ftype is None:
+                raise InvalidValueError(f"{where}: the module takes no input `{name[:64]}`")
+            fields[name] = from_field_value(f"{where}: {name}", value, ftype)
+        for name, value in example.labels.items():
+            ftype = outputs.get(name)
+            if ftype is None:
+                raise InvalidValueError(f"{where}: the module has no output `{name[:64]}`")
+            fields[name] = from_field_value(f"{where}: {name}", value, ftype)
+        result.append(dspy.Example(**fields).with_inputs(*inputs))
+    return result
+
+
+def compile_module(
+    student: dspy.Module,
+    optimizer: str,
+    settings: Mapping[str, Any],
+    trainset: list[dspy.Example],
+    valset: list[dspy.Example],
+    metric: Callable[..., Any],
+) -> dspy.Module:
+    """`student` (a fresh, uncompiled module) compiled by `optimizer` with `settings`, under
+    the LM installed by the caller (``dspy.context(lm=...)``)."""
+    constructor, compile_kwargs = split_settings(optimizer, settings)
+    if valset:
+        if not OPTIMIZERS[optimizer]["takes_valset"]:
+            raise InvalidValueError(f"optimizer `{optimizer}` takes no validation set")
+        compile_kwargs["valset"] = valset
+    teleprompter = getattr(dspy, optimizer)(metric=metric, **constructor)
+    compiled: dspy.Module = teleprompter.compile(student, trainset=trainset, **compile_kwargs)
+    return compiled
+
+
+def dump_state(module: dspy.Module) -> tuple[str, dict[str, int]]:
+    """The module's state as JSON, without LMs, and the demos of each predictor.
+    ``ValueError`` if it is larger than ``MAX_COMPILED_STATE_BYTES``."""
+    for _, predictor in module.named_predictors():
+        predictor.lm = None
+    text = json.dumps(module.dump_state(), ensure_ascii=False)
+    size = len(text.encode("utf-8"))
+    if size > LIMITS["MAX_COMPILED_STATE_BYTES"]:
+        raise StateTooLargeError(
+            f"the compiled state is {size} bytes, over the limit of {LIMITS['MAX_COMPILED_STATE_BYTES']} "
+            "(MAX_COMPILED_STATE_BYTES)"
+        )
+    demos = {name: len(predictor.demos) for name, predictor in module.named_predictors()}
+    return text, demos
+
+
+def load_state(module: dspy.Module, text: str) -> None:
+    """Loads a state from :func:`dump_state` into `module`, all or nothing. ``ValueError`` for
+    a state that is not a JSON object, that is too large, or that names parts the module does
+    not have or lacks parts it has; whatever DSPy raises for a part that does not load."""
+    size = len(text.encode("utf-8"))
+    if size > LIMITS["MAX_COMPILED_STATE_BYTES"]:
+        raise StateTooLargeError(
+            f"the state is {size} bytes, over the limit of {LIMITS['MAX_COMPILED_STATE_BYTES']} (MAX_COMPILED_STATE_BYTES)"
+        )
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidValueError(f"the state is not JSON: {e}") from None
+    if not isinstance(state, dict):
+        raise InvalidValueError(f"the state is a JSON {type(state).__name__}, not an object")
+    # A predictor's state is its own (flat); a module's has one part per predictor.
+    single = isinstance(module, dspy.Predict)
+    if not single:
+        parts = {name for name, _ in module.named_parameters()}
+        extra = sorted(set(state) - parts)
+        missing = sorted(parts - set(state))
+        if extra or missing:
+            problems = [f"it has no part `{name[:64]}`" for name in extra[:4]]
+            problems += [f"the state lacks part `{name}`" for name in missing[:4]]
+            raise InvalidValueError(f"the state does not fit a {type(module).__name__}: {'; '.join(problems)}")
+    for part in [state] if single else state.values():
+        if isinstance(part, dict) and part.get("lm") is not None:
+            raise InvalidValueError("the state holds an LM; a worker's modules use the LM of each call")
+    # DSPy tries the load on a copy first: the module is untouched when a part does not load.
+    module.load_state(state)
