@@ -179,6 +179,8 @@ macro_rules! lm_module {
             }
         }
 
+        // Not offered as "other types implementing `Module`" when a user's type lacks it.
+        #[diagnostic::do_not_recommend]
         impl Module for $name {
             async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields> {
                 self.0

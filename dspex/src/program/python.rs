@@ -28,11 +28,11 @@ use crate::bridge::proto as pb;
 use crate::context::Context;
 use crate::context::time::rfc3339;
 use crate::error::{Error, Result};
-use crate::tools::ToolDef;
 use crate::eval::{Example, TokenUsage};
 use crate::optimize::{
     CompileMetric, CompileReport, CompiledState, MAX_TRAIN_EXAMPLES, Optimizer, check_state_size,
 };
+use crate::tools::ToolDef;
 use crate::worker::{ModuleSpec, WorkerSupervisor};
 
 /// A python step of a program: the handle to its DSPy module in the context's worker. Fields
