@@ -107,6 +107,22 @@ async fn prompt_tokens(program: &impl AnyProgram, country: &str) -> u64 {
     calls[0].prompt_tokens.unwrap()
 }
 
+/// Compiles step `answer` of `program` with BootstrapFewShot for up to `demos` bootstrapped
+/// demos (no labeled ones), on the train set and the Python metric.
+async fn compile_with_demos(program: &impl AnyProgram, demos: i64) {
+    program
+        .compile_step(
+            "answer",
+            &Optimizer::bootstrap_few_shot()
+                .set("max_bootstrapped_demos", demos)
+                .set("max_labeled_demos", 0),
+            &trainset(),
+            &metric(),
+        )
+        .await
+        .unwrap();
+}
+
 fn temp_file(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("dspex-optimize-{}-{name}.json", std::process::id()))
 }
@@ -287,17 +303,7 @@ async fn every_process_of_a_pool_and_a_killed_worker_come_back_with_the_compiled
     let ctx = context_with(2).await;
     let program = Capitals::attach(&ctx).await.unwrap();
     let before = prompt_tokens(&program, "Peru").await;
-    program
-        .compile_step(
-            "answer",
-            &Optimizer::bootstrap_few_shot()
-                .set("max_bootstrapped_demos", 3)
-                .set("max_labeled_demos", 0),
-            &trainset(),
-            &metric(),
-        )
-        .await
-        .unwrap();
+    compile_with_demos(&program, 3).await;
     // Every process of the pool runs with the demos: as many concurrent runs as processes.
     let runs = futures_join(&program).await;
     let compiled = runs[0];
@@ -527,17 +533,7 @@ async fn a_saved_state_loads_into_a_fresh_program_and_not_into_another_declarati
     let ctx = context().await;
     let program = Capitals::attach(&ctx).await.unwrap();
     program.temperature().set(0.2).unwrap();
-    program
-        .compile_step(
-            "answer",
-            &Optimizer::bootstrap_few_shot()
-                .set("max_bootstrapped_demos", 2)
-                .set("max_labeled_demos", 0),
-            &trainset(),
-            &metric(),
-        )
-        .await
-        .unwrap();
+    compile_with_demos(&program, 2).await;
     let compiled = prompt_tokens(&program, "Peru").await;
     let path = temp_file("roundtrip");
     program.save_state(&path).unwrap();
@@ -595,17 +591,7 @@ async fn a_saved_state_loads_into_a_fresh_program_and_not_into_another_declarati
 async fn a_bad_state_file_is_a_clear_error_and_changes_nothing() {
     let ctx = context().await;
     let program = Capitals::attach(&ctx).await.unwrap();
-    program
-        .compile_step(
-            "answer",
-            &Optimizer::bootstrap_few_shot()
-                .set("max_bootstrapped_demos", 1)
-                .set("max_labeled_demos", 0),
-            &trainset(),
-            &metric(),
-        )
-        .await
-        .unwrap();
+    compile_with_demos(&program, 1).await;
     let good = program.state().unwrap().to_json();
     let state_before = program.python_step("answer").unwrap().compiled_state();
     let tokens_before = prompt_tokens(&program, "Peru").await;
@@ -675,17 +661,7 @@ async fn a_bad_state_file_is_a_clear_error_and_changes_nothing() {
 async fn a_compiled_state_is_bounded_at_its_limit() {
     let ctx = context().await;
     let program = Capitals::attach(&ctx).await.unwrap();
-    program
-        .compile_step(
-            "answer",
-            &Optimizer::bootstrap_few_shot()
-                .set("max_bootstrapped_demos", 1)
-                .set("max_labeled_demos", 0),
-            &trainset(),
-            &metric(),
-        )
-        .await
-        .unwrap();
+    compile_with_demos(&program, 1).await;
     let saved: serde_json::Value =
         serde_json::from_str(&program.state().unwrap().to_json()).unwrap();
     // A saved state whose compiled state, as the worker gets it, is `bytes` long: the demo's
