@@ -41,19 +41,26 @@ def constructor_kwargs(module_class: str, config: Mapping[str, Any]) -> dict[str
     return kwargs
 
 
-def import_tool(path: str) -> Callable[..., Any]:
-    """The callable at dotted path `path` (``"my_pkg.tools.search"``)."""
+def import_callable(path: str, what: str, example: str, shown: str | None = None) -> Callable[..., Any]:
+    """The callable at dotted path `path`, a `what` (``"tool"``, ``"metric"``) like `example`;
+    ``ModuleImportError`` naming it (as `shown`, by default the path) if there is none."""
+    name_shown = repr(path) if shown is None else shown
     module_path, _, name = path.rpartition(".")
     if not module_path or not name:
-        raise ModuleImportError(f"cannot import tool {path!r}: expected a dotted path like 'my_pkg.tools.search'")
+        raise ModuleImportError(f"cannot import {what} {name_shown}: expected a dotted path like {example!r}")
     try:
-        tool = getattr(importlib.import_module(module_path), name)
+        found = getattr(importlib.import_module(module_path), name)
     except (ImportError, AttributeError) as e:
-        raise ModuleImportError(f"cannot import tool {path!r}: {e}") from e
-    if not callable(tool):
-        raise ModuleImportError(f"cannot import tool {path!r}: it is a {type(tool).__name__}, not a callable")
-    found: Callable[..., Any] = tool
-    return found
+        raise ModuleImportError(f"cannot import {what} {name_shown}: {e}") from e
+    if not callable(found):
+        raise ModuleImportError(f"cannot import {what} {name_shown}: it is a {type(found).__name__}, not a callable")
+    checked: Callable[..., Any] = found
+    return checked
+
+
+def import_tool(path: str) -> Callable[..., Any]:
+    """The callable at dotted path `path` (``"my_pkg.tools.search"``)."""
+    return import_callable(path, "tool", "my_pkg.tools.search")
 
 
 def _paths(tools: Any) -> list[str]:

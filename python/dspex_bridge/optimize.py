@@ -14,7 +14,6 @@ makes the worker build an LM.
 
 from __future__ import annotations
 
-import importlib
 import json
 import numbers
 from collections.abc import Callable, Iterable, Mapping
@@ -24,8 +23,9 @@ import dspy
 
 from ._proto.dspex.v1 import bridge_pb2 as pb
 from .contract import CONTRACT, LIMITS
-from .errors import InvalidValueError, ModuleImportError
+from .errors import InvalidValueError
 from .fields import FieldType, from_field_value
+from .module_config import import_callable
 from .tools import CallbackClient
 
 __all__ = [
@@ -101,15 +101,7 @@ def split_settings(optimizer: str, settings: Mapping[str, Any]) -> tuple[dict[st
 
 def import_metric(path: str) -> Callable[..., Any]:
     """The metric callable at dotted path `path`; ``ImportError`` if there is none."""
-    module_path, _, name = path.rpartition(".")
-    if not module_path or not name:
-        raise ModuleImportError(f"cannot import metric {path[:64]!r}: expected a dotted path like 'my_pkg.metrics.exact'")
-    try:
-        metric = getattr(importlib.import_module(module_path), name)
-    except (ImportError, AttributeError) as e:
-        raise ModuleImportError(f"cannot import metric {path[:64]!r}: {e}") from e
-    if not callable(metric):
-        raise ModuleImportError(f"cannot import metric {path[:64]!r}: it is a {type(metric).__name__}, not a callable")
+    metric = import_callable(path, "metric", "my_pkg.metrics.exact", shown=repr(path[:64]))
     return _checked_metric(path, metric)
 
 
