@@ -1,10 +1,16 @@
 //! Generates the Rust code of the wire contract (`proto/dspex/v1/bridge.proto`) with
-//! `tonic-prost-build`. `protoc` comes from `protoc-bin-vendored` unless `PROTOC` names one, so a
-//! fresh machine needs nothing installed by hand.
+//! `tonic-prost-build`: the messages for the `proto` feature, and the gRPC services too for the
+//! `python` feature. `protoc` comes from `protoc-bin-vendored` unless `PROTOC` names one, so a
+//! fresh machine needs nothing installed by hand. Without `proto` (a native-only build) there is
+//! nothing to generate.
 
-use std::path::PathBuf;
+#[cfg(not(feature = "proto"))]
+fn main() {}
 
+#[cfg(feature = "proto")]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    use std::path::PathBuf;
+
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let proto_root = manifest.join("../proto");
     let bridge = proto_root.join("dspex/v1/bridge.proto");
@@ -26,8 +32,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     includes.push(protoc_bin_vendored::include_path()?);
 
     tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
+        .build_server(cfg!(feature = "python"))
+        .build_client(cfg!(feature = "python"))
         .emit_rerun_if_changed(false)
         .compile_with_config(config, &[bridge], &includes)?;
     Ok(())

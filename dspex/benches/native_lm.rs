@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use dspex::lm::{LmClient, LmRequest, Predict, chat_messages, default_instructions};
+use dspex::Predict;
+use dspex::lm::{LmClient, LmRequest, chat_messages, default_instructions};
 use dspex::{Fields, LmConfig, Module, Params, Signature};
 use dspex_test_lm::{LmServer, Reply};
 

@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use dspex::bridge::proto;
+use dspex::wire::proto;
 use dspex::{Constraints, Context, Var, WatchEvent, Watcher};
 use dspex_test_redis::RedisServer;
 use prost::Message;

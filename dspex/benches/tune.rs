@@ -32,7 +32,7 @@ use std::process::{Command, Stdio};
 
 use dspex::eval::{Dataset, Evaluate};
 use dspex::tune::{Domain, Sampler, SearchSpace, Tuner};
-use dspex::{AnyProgram, Overrides, Value};
+use dspex::{BaseProgram, Overrides, Value};
 use planted::{OPTIMUM, Planted, dev_set, metric, space};
 use serde_json::{Value as Json, json};
 

@@ -33,9 +33,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use dspex::bridge::proto::HealthRequest;
-use dspex::bridge::proto::module_service_client::ModuleServiceClient;
-use dspex::worker::{ENV_PYTHON, LmConfig, WorkerConfig};
+use dspex::wire::proto::HealthRequest;
+use dspex::wire::proto::module_service_client::ModuleServiceClient;
+use dspex::LmConfig;
+use dspex::worker::{ENV_PYTHON, WorkerConfig};
 use dspex::{
     Constraints, Context, Fields, ProgramBuilder, RunningProgram, Step, VarType, VariableSpec,
 };
@@ -50,11 +51,12 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A one-step program: `Predict("question -> answer")` bound to `temperature` and
-/// `max_tokens`, on a context whose workers are configured by `worker`.
-async fn step_program(worker: WorkerConfig) -> RunningProgram {
+/// `max_tokens`, on a context whose workers are configured by `worker` and run `lm`.
+async fn step_program(worker: WorkerConfig, lm: LmConfig) -> RunningProgram {
     let ctx = Context::builder()
         .bridged()
         .worker(worker)
+        .lm(lm)
         .build()
         .await
         .unwrap();
@@ -100,7 +102,7 @@ fn criterion_part(rt: &tokio::runtime::Runtime) {
     });
     g.finish();
 
-    let program = rt.block_on(step_program(WorkerConfig::default()));
+    let program = rt.block_on(step_program(WorkerConfig::default(), LmConfig::scripted()));
     let mut g = c.benchmark_group("worker");
     g.sample_size(50);
     let mut i = 0;
@@ -276,7 +278,7 @@ fn figures(rt: &tokio::runtime::Runtime) {
     let mut baselines = Baselines::start();
 
     // Flat cost: after 100 calls, after 10,000.
-    let program = rt.block_on(step_program(WorkerConfig::default()));
+    let program = rt.block_on(step_program(WorkerConfig::default(), LmConfig::scripted()));
     let pid = program.context().worker_status().unwrap().pid.unwrap();
     let mut served = 0;
     while served < 100 {
@@ -313,8 +315,8 @@ fn figures(rt: &tokio::runtime::Runtime) {
     drop(program);
 
     // 64 concurrent runs, a scripted LM that takes 200 ms per call, one worker.
-    let slow = WorkerConfig::default().lm(LmConfig::scripted().delay(Duration::from_millis(200)));
-    let program = Arc::new(rt.block_on(step_program(slow)));
+    let slow = LmConfig::scripted().delay(Duration::from_millis(200));
+    let program = Arc::new(rt.block_on(step_program(WorkerConfig::default(), slow)));
     throughput(rt, &program, 64, 64);
     let per_second = throughput(rt, &program, 64, 640);
     let ideal = 64.0 / 0.2;
@@ -327,8 +329,8 @@ fn figures(rt: &tokio::runtime::Runtime) {
 
     // 64 concurrent runs, instant scripted LM: one worker, a pool of 2, 64 Python threads.
     let runs = 3200;
-    let one = Arc::new(rt.block_on(step_program(WorkerConfig::default())));
-    let pool = Arc::new(rt.block_on(step_program(WorkerConfig::default().processes(2))));
+    let one = Arc::new(rt.block_on(step_program(WorkerConfig::default(), LmConfig::scripted())));
+    let pool = Arc::new(rt.block_on(step_program(WorkerConfig::default().processes(2), LmConfig::scripted())));
     throughput(rt, &one, 64, 640);
     throughput(rt, &pool, 64, 640);
     baselines.threads(64, 640);

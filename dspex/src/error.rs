@@ -129,7 +129,7 @@ pub enum Error {
         /// The variable.
         name: String,
     },
-    /// Over one of the named bounds of [`bridge::limits`](crate::bridge::limits) (the metadata a
+    /// Over one of the named bounds of [`bridge::limits`](crate::wire::limits) (the metadata a
     /// variable may hold, ...); nothing was changed. The message names the bound.
     #[error("{0}")]
     Limit(String),

@@ -113,28 +113,57 @@
 #[allow(unused_extern_crates)]
 extern crate self as dspex;
 
-pub mod bridge;
-pub(crate) mod context;
+// The layers, from the bottom: each module imports only from the layers below it.
+// 0. the error type, small helpers, the wire contract, the plain data of a run
 mod error;
-pub mod eval;
+mod util;
+#[doc(hidden)]
+pub mod wire;
+mod data;
+// 1. the state backends and the LM client
 pub mod lm;
-pub mod optimize;
-pub mod program;
-mod rng;
 pub mod state;
-pub mod tools;
-pub mod tune;
-mod value_json;
+// 2. the session server and the callback service (Python only)
+#[cfg(feature = "python")]
+pub mod bridge;
+// 3. the worker supervisor (Python only)
+#[cfg(feature = "python")]
 pub mod worker;
+// 4. the context: the variables API, backend switching, the services it owns
+mod context;
+// 5. Rust tools for Python agents
+#[cfg(feature = "python")]
+pub mod tools;
+// 6. programs, their steps and the run path
+mod program;
+// 7. evaluation
+pub mod eval;
+// 8. tuning and optimization
+pub mod optimize;
+pub mod tune;
 
-pub use context::{
-    BackendInfo, Choice, Context, ContextBuilder, Embedding, ModuleName, Var, VarValue,
+/// A program's declaration, as `dspex_program!`, `#[derive(Program)]` and [`ProgramBuilder`]
+/// produce it and `dspex-core` checks it ([`Program::spec`]): its variables, its steps with
+/// their modules, signatures, bindings and configuration, and the table of the DSPy modules
+/// python steps know ([`dspy`](spec::dspy)).
+pub mod spec {
+    pub use dspex_core::dspy;
+    pub use dspex_core::program::{
+        Binding, ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, StepSpec, ToolRef,
+    };
+}
+
+pub use context::{BackendInfo, Context, ContextBuilder, Overrides, Var};
+pub use data::{
+    Choice, Embedding, Fields, LmCall, ModuleName, Params, RunTrace, StepRunner, StepTrace,
+    ToolCall, VarValue, VariableRead,
 };
 pub use dspex_core::{
     Constraints, FieldError, FieldType, LiteralError, Number, Pattern, Rule, Signature,
     SignatureField, SpecError, ValidationError, Value, VarType, VariableSpec,
 };
 pub use lm::LmConfig;
+pub use optimize::AnyProgram;
 /// A field value: the JSON value of a signature field (see [`Fields`]).
 pub use serde_json::Value as JsonValue;
 /// Builds a [`JsonValue`] from JSON-like syntax (serde_json's `json!`), for [`Fields`].
@@ -246,7 +275,7 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 /// - **Configuration**: `with { key: literal, ... }`, after the bindings or in their place,
 ///   passes arguments to the constructor of a python step's DSPy module when the module is
 ///   created. Values are numbers, strings, `true`/`false`, and lists of string literals. The
-///   keys of the known modules ([`program::dspy::MODULES`], the table both sides follow):
+///   keys of the known modules ([`spec::dspy::MODULES`], the table both sides follow):
 ///
 ///   | module | keys |
 ///   |---|---|
@@ -553,8 +582,8 @@ pub use dspex_macros::Program;
 pub use dspex_macros::tool;
 pub use error::{BoxError, Error, Result};
 pub use program::{
-    AnyProgram, DynProgram, Fields, LmCall, Module, Overrides, Params, Program, ProgramBuilder,
-    PythonModule, RunTrace, RunningProgram, Step, StepTrace,
+    BaseProgram, BoxFuture, ChainOfThought, DynProgram, Module, Predict, Program, ProgramBuilder,
+    PythonModule, RunningProgram, Step, StepContext,
 };
 pub use state::{
     BackendKind, Change, GetMany, HistoryEntry, SetOptions, Source, VarId, VarRecord, WatchEvent,
@@ -563,11 +592,11 @@ pub use state::{
 
 /// The names most programs need: `use dspex::prelude::*;`.
 pub mod prelude {
-    pub use crate::lm::{ChainOfThought, Predict};
     pub use crate::{
-        BackendKind, Choice, Constraints, Context, Embedding, Error, Fields, LmConfig, Module,
-        ModuleName, Params, Program, PythonModule, Result, SetOptions, Value, Var, VarType,
-        VariableSpec, WatchEvent, dspex_program,
+        AnyProgram, BackendKind, BaseProgram, ChainOfThought, Choice, Constraints, Context,
+        Embedding, Error, Fields, LmConfig, Module, ModuleName, Overrides, Params, Predict,
+        Program, PythonModule, Result, SetOptions, Value, Var, VarType, VariableSpec, WatchEvent,
+        dspex_program,
     };
 }
 
@@ -585,14 +614,15 @@ pub mod __private {
     };
     pub use dspex_core::{Constraints, Number, Pattern, Signature, Value, VarType, VariableSpec};
 
-    pub use crate::program::module::{BoxFuture, DynModule};
     pub use crate::program::prepare::{context_for, prepare_context};
-    pub use crate::program::run::ChainRun;
+    pub use crate::program::{BoxFuture, ChainRun, DynModule};
     pub use crate::{
         Choice, Context, Embedding, Error, Fields, JsonObject, JsonValue, LiteralError, ModuleName,
         Overrides, Program, PythonModule, Result, RunTrace, Var,
     };
     pub use serde;
+
+    pub use crate::util::feature::RedisFeature;
 
     /// Compiles a pattern that the macro already compiled at compile time with the same
     /// `dspex-core`, so it cannot fail here.
@@ -648,6 +678,6 @@ pub mod __private {
             context: format!("the output of program `{program}`"),
         })?;
         T::deserialize(&value)
-            .map_err(|source| crate::program::read_error::<T>(name, &value, source))
+            .map_err(|source| crate::data::read_error::<T>(name, &value, source))
     }
 }

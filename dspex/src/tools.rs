@@ -8,7 +8,7 @@
 //! `#[dspex::tool(variables(top_k))]` makes parameter `top_k` the current value of variable
 //! `top_k` for the run (its override in a `run_with`): the agent never sees it.
 //! `#[dspex::tool(timeout_ms = 500)]` bounds each call (default
-//! [`DEFAULT_TOOL_TIMEOUT_MS`](crate::program::dspy::DEFAULT_TOOL_TIMEOUT_MS)).
+//! [`DEFAULT_TOOL_TIMEOUT_MS`](crate::spec::dspy::DEFAULT_TOOL_TIMEOUT_MS)).
 //!
 //! The function stays an ordinary function. The attribute adds a type of the same name (types
 //! and functions live apart) implementing [`Tool`], which is how `with { tools: [search_docs] }`
@@ -48,9 +48,9 @@ use std::time::Duration;
 use dspex_core::FieldType;
 use serde_json::Value as JsonValue;
 
-use crate::bridge::proto as pb;
-use crate::bridge::{Callback, CallbackFuture, Invocation};
+pub use crate::context::{Callback, CallbackFuture, Invocation};
 use crate::error::{Error, Result};
+use crate::wire::proto as pb;
 
 /// A Rust function made a tool by [`#[dspex::tool]`](crate::tool): the type of the same name
 /// implements this trait.
@@ -171,9 +171,9 @@ pub mod __private {
     use serde::de::DeserializeOwned;
     use serde_json::{Map, Value as JsonValue};
 
-    use crate::context::VarValue;
+    use crate::data::VarValue;
 
-    pub use crate::bridge::{CallbackFuture, Invocation};
+    pub use crate::context::{CallbackFuture, Invocation};
     pub use std::boxed::Box;
     pub use std::time::Duration;
 
@@ -311,7 +311,7 @@ pub mod __private {
     ) -> Result<R, String> {
         tokio::task::spawn_blocking(f).await.map_err(|e| {
             if e.is_panic() {
-                crate::bridge::callback::panic_message(e.into_panic().as_ref())
+                crate::context::panic_message(e.into_panic().as_ref())
             } else {
                 format!("the tool was cancelled: {e}")
             }

@@ -8,13 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use dspex::bridge::limits::{
+use dspex::wire::limits::{
     MAX_ECHO_CHARS, MAX_LIST_PAGE_BYTES, MAX_LIST_PAGE_SIZE, MAX_METADATA_BYTES,
     MAX_METADATA_BYTES_PER_VARIABLE, MAX_METADATA_ENTRIES_PER_VARIABLE, MAX_NAME_LEN,
     MAX_RESPONSE_BYTES, MAX_SESSION_ID_BYTES, MAX_STATUS_MESSAGE_BYTES, MAX_STRING_BYTES,
     MAX_VARIABLES_PER_SESSION, MAX_WATCH_QUEUE_BYTES, WATCH_QUEUE_CAPACITY,
 };
-use dspex::bridge::proto::{self as pb, ErrorKind};
+use dspex::wire::proto::{self as pb, ErrorKind};
 use dspex::{Constraints, Error, SetOptions, VarType, VariableSpec};
 use prost::Message;
 use tokio_stream::StreamExt;

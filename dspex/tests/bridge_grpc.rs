@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
-use dspex::bridge::limits::{
+use dspex::wire::limits::{
     MAX_EMBEDDING_DIMENSIONS, MAX_HISTORY_ENTRIES_PER_REQUEST, MAX_METADATA_ENTRIES,
     MAX_NAMES_PER_REQUEST, MAX_REMOTE_SESSIONS, MAX_REQUEST_BYTES, MAX_STRING_BYTES,
     MAX_VARIABLES_PER_SESSION, MAX_WATCHERS_PER_SESSION, MAX_WRITES_PER_BATCH,
 };
-use dspex::bridge::proto::{self as pb, ErrorKind};
+use dspex::wire::proto::{self as pb, ErrorKind};
 use dspex::{Constraints, Context, Source, Value, WatchEvent};
 use tokio_stream::StreamExt;
 use tonic::{Code, Request};

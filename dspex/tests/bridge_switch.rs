@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use dspex::bridge::proto::{self as pb, ErrorKind};
+use dspex::wire::proto::{self as pb, ErrorKind};
 use dspex::bridge::{BridgeConfig, BridgeServer};
 use dspex::state::{Key, SetOptions, Source, StateProvider};
 use dspex::{

@@ -10,7 +10,7 @@
 //! the value.
 
 use dspex::prelude::*;
-use dspex::program::{ConfigValue, ToolRef};
+use dspex::spec::{ConfigValue, ToolRef};
 use dspex::{JsonObject, ProgramBuilder, Step, json};
 
 /// Classifies a question; reports the model it was bound to.

@@ -11,8 +11,8 @@
 
 use std::path::PathBuf;
 
-use dspex::bridge::limits as l;
-use dspex::bridge::{
+use dspex::wire::limits as l;
+use dspex::wire::{
     ACTUAL_VERSION_METADATA, ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, ERROR_METADATA,
     EXPECTED_VERSION_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA, FIELD_VALUE_METADATA,
     TOKEN_METADATA,
@@ -68,7 +68,7 @@ fn limits_json() -> Value {
         "DEFAULT_CALLBACK_TIMEOUT_MS": u64::try_from(l::DEFAULT_CALLBACK_TIMEOUT.as_millis()).unwrap(),
         "MAX_CALLBACK_TIMEOUT_MS": u64::try_from(l::MAX_CALLBACK_TIMEOUT.as_millis()).unwrap(),
         "MAX_CALLBACKS_PER_CALL": l::MAX_CALLBACKS_PER_CALL,
-        "MAX_SCRIPTED_DELAY_MS": u64::try_from(w::MAX_SCRIPTED_DELAY.as_millis()).unwrap(),
+        "MAX_SCRIPTED_DELAY_MS": u64::try_from(dspex::lm::MAX_SCRIPTED_DELAY.as_millis()).unwrap(),
         "MAX_TRAIN_EXAMPLES": o::MAX_TRAIN_EXAMPLES,
         "MAX_COMPILED_STATE_BYTES": o::MAX_COMPILED_STATE_BYTES,
     })
@@ -88,7 +88,7 @@ fn wire_json() -> Value {
         "ENV_STORE_ADDR": ENV_STORE_ADDR,
         "ENV_SESSION_ID": ENV_SESSION_ID,
         "ENV_SESSION_TOKEN": ENV_SESSION_TOKEN,
-        "READY_PREFIX": w::READY_PREFIX,
+        "READY_PREFIX": dspex::wire::READY_PREFIX,
     })
 }
 

@@ -1,7 +1,7 @@
 //! Runnable examples of dspex; see `src/bin/`. Each prints what it does. This library holds
 //! what several examples share.
 
-use dspex::worker::LmConfig;
+use dspex::LmConfig;
 
 /// The LM of an example: `--model <name>` on the command line picks a real one (any model
 /// string `dspy.LM` accepts, with the provider's API key in the environment), else `scripted`.

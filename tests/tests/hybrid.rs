@@ -759,9 +759,10 @@ async fn most_in_flight(ctx: &Context, count: usize, done: impl Fn() -> bool) ->
 /// A context whose worker answers every LM request after 400 ms (so that concurrent calls
 /// overlap), with `Tempered` attached to it.
 async fn slow_tempered() -> (Context, std::sync::Arc<Tempered>) {
-    let lm = dspex::worker::LmConfig::scripted().delay(Duration::from_millis(400));
+    let lm = dspex::LmConfig::scripted().delay(Duration::from_millis(400));
     let ctx = Context::builder()
-        .worker(worker_config().lm(lm))
+        .worker(worker_config())
+        .lm(lm)
         .build()
         .await
         .unwrap();
@@ -937,9 +938,10 @@ async fn calls_over_the_per_process_limit_wait_their_turn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_spreads_calls_and_survives_a_killed_member() {
-    let lm = dspex::worker::LmConfig::scripted().delay(Duration::from_millis(300));
+    let lm = dspex::LmConfig::scripted().delay(Duration::from_millis(300));
     let ctx = Context::builder()
-        .worker(worker_config().processes(2).lm(lm))
+        .worker(worker_config().processes(2))
+        .lm(lm)
         .build()
         .await
         .unwrap();

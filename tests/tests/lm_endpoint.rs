@@ -36,7 +36,8 @@ async fn python_and_native_steps_reach_the_same_endpoint_with_their_bound_settin
     // DSPy's own response cache is off, so that every call reaches the server.
     let lm = LmConfig::openai(server.base_url(), "default-model").setting("cache", false);
     let ctx = Context::builder()
-        .worker(worker_config().lm(lm))
+        .worker(worker_config())
+        .lm(lm)
         .build()
         .await
         .unwrap();

@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
 use dspex::prelude::*;
-use dspex::worker::LmConfig;
+use dspex::LmConfig;
 use dspex::{ProgramBuilder, Step, StepTrace};
 use dspex_tests::worker_config;
 
@@ -28,7 +28,8 @@ fn tool_calling_lm() -> LmConfig {
 
 async fn context(lm: LmConfig) -> Context {
     Context::builder()
-        .worker(worker_config().lm(lm))
+        .worker(worker_config())
+        .lm(lm)
         .build()
         .await
         .unwrap()
@@ -171,7 +172,7 @@ async fn a_var_step_configures_each_class_the_variable_names() {
         let step = trace.step("answer").unwrap();
         assert_eq!(
             step.runner,
-            dspex::program::StepRunner::Python(class.to_owned())
+            dspex::StepRunner::Python(class.to_owned())
         );
         let call = &step.lm_calls[0];
         assert_eq!(

@@ -19,7 +19,7 @@ use dspex::optimize::{
     CompileMetric, MAX_COMPILED_STATE_BYTES, MAX_TRAIN_EXAMPLES, Optimizer, ProgramState,
 };
 use dspex::prelude::*;
-use dspex::worker::LmConfig;
+use dspex::LmConfig;
 use dspex::{AnyProgram, Overrides, ProgramBuilder, Step};
 use dspex_tests::{wait_gone, worker_config};
 
@@ -73,7 +73,8 @@ async fn context() -> Context {
 
 async fn context_with(processes: usize) -> Context {
     Context::builder()
-        .worker(worker_config().lm(lm()).processes(processes))
+        .worker(worker_config().processes(processes))
+        .lm(lm())
         .build()
         .await
         .unwrap()

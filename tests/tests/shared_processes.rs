@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dspex::bridge::proto;
+use dspex::wire::proto;
 use dspex::state::shared::SessionKeys;
 use dspex::{
     BackendKind, Constraints, Context, Fields, ProgramBuilder, Step, Value, VarType, VariableSpec,

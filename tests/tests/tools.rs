@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dspex::bridge::proto::callback_service_client::CallbackServiceClient;
-use dspex::bridge::proto::{self as pb, callback_response::Outcome};
+use dspex::wire::proto::callback_service_client::CallbackServiceClient;
+use dspex::wire::proto::{self as pb, callback_response::Outcome};
 use dspex::prelude::*;
-use dspex::worker::LmConfig;
+use dspex::LmConfig;
 use dspex::{Overrides, ProgramBuilder, Step, StepTrace, json};
 use dspex_tests::worker_config;
 use tokio::sync::Barrier;
@@ -79,7 +79,8 @@ dspex_program! {
 
 async fn context(lm: LmConfig) -> Context {
     Context::builder()
-        .worker(worker_config().lm(lm))
+        .worker(worker_config())
+        .lm(lm)
         .build()
         .await
         .unwrap()
@@ -370,7 +371,7 @@ async fn a_session_never_reaches_another_session_s_tools() {
             call_id: String::new(),
         });
         r.metadata_mut()
-            .insert(dspex::bridge::TOKEN_METADATA, token.parse().unwrap());
+            .insert(dspex::wire::TOKEN_METADATA, token.parse().unwrap());
         r
     };
     // A's own tool answers A.

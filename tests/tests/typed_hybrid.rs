@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
 use dspex::prelude::*;
-use dspex::worker::LmConfig;
+use dspex::LmConfig;
 use dspex::{ProgramBuilder, Step, json};
 use dspex_tests::worker_config;
 
@@ -41,7 +41,8 @@ dspex_program! {
 
 async fn context(lm: LmConfig) -> Context {
     Context::builder()
-        .worker(worker_config().lm(lm))
+        .worker(worker_config())
+        .lm(lm)
         .build()
         .await
         .unwrap()

@@ -5,18 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::runtime::BridgeServer;
+use crate::wire::{ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR};
 use super::store::Session;
-use crate::error::Result;
-use crate::state::StateProvider;
+use crate::error::{Error, Result};
+use crate::state::{StateProvider, WatchHub};
 use crate::state::check_history_limit;
 use crate::state::table::delegate_state_provider;
-
-/// The environment variable that tells a Python process the store's address.
-pub const ENV_STORE_ADDR: &str = "DSPEX_STORE_ADDR";
-/// The environment variable that tells a Python process its session id.
-pub const ENV_SESSION_ID: &str = "DSPEX_SESSION_ID";
-/// The environment variable that tells a Python process its session token.
-pub const ENV_SESSION_TOKEN: &str = "DSPEX_SESSION_TOKEN";
 
 /// How a Python process reaches a bridged context's session: the store's address, the
 /// session id and its token. `Debug` never shows the token.
@@ -67,6 +61,26 @@ impl fmt::Debug for SessionInfo {
     }
 }
 
+impl BridgeServer {
+    /// Opens a new session with its own watch hub, as a [`StateProvider`](crate::state::StateProvider)
+    /// that Python reaches over gRPC. The session lives as long as the returned state.
+    pub fn open_session(&self) -> Result<BridgedState> {
+        self.open_session_with_hub(Arc::default())
+    }
+
+    /// Opens a session whose watchers are fanned out by `hub` (a context's hub).
+    pub(crate) fn open_session_with_hub(&self, hub: Arc<WatchHub>) -> Result<BridgedState> {
+        if !self.is_running() {
+            return Err(Error::bridge(format!(
+                "the bridge server at {} has stopped",
+                self.address()
+            )));
+        }
+        let session = self.store().create_owned(hub)?;
+        Ok(BridgedState::new(session, self.clone()))
+    }
+}
+
 /// Variable state in a session of a [`BridgeServer`]'s store, shared with Python.
 ///
 /// Rust reads and writes go straight to the session's table, the same table (and the same
@@ -111,9 +125,9 @@ impl BridgedState {
         }
     }
 
-    /// The session's callables and module calls in flight.
-    pub(crate) fn callbacks(&self) -> &Arc<super::callback::CallbackRegistry> {
-        &self.session.callbacks
+    /// Sends the session's callbacks to `dispatch` (the callables of the context that owns it).
+    pub(crate) fn set_dispatch(&self, dispatch: Arc<dyn super::dispatch::CallbackDispatch>) {
+        self.session.set_dispatch(dispatch);
     }
 
     /// The server whose store holds the session.

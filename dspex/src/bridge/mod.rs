@@ -73,39 +73,12 @@
 //! `GetHistory` and `Rollback` reach a variable's history.
 
 mod bridged;
-pub mod callback;
-pub(crate) mod convert;
-pub mod limits;
-pub mod proto;
+mod callback;
+pub(crate) mod dispatch;
 mod runtime;
 mod server;
 mod store;
 mod watch_queue;
 
-pub use bridged::{BridgedState, ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, SessionInfo};
-pub use callback::{Callback, CallbackFuture, Invocation};
+pub use bridged::{BridgedState, SessionInfo};
 pub use runtime::{BridgeConfig, BridgeServer, Listen};
-
-/// The metadata entry that carries a session's token on every call.
-pub const TOKEN_METADATA: &str = "x-dspex-token";
-
-/// The trailer that carries the kind of an error: the name of a [`proto::ErrorKind`]
-/// (`ERROR_KIND_CONSTRAINT`, ...).
-pub const ERROR_METADATA: &str = "x-dspex-error";
-
-/// The trailer of a `CONFLICT` error that carries the version the write expected.
-pub const EXPECTED_VERSION_METADATA: &str = "x-dspex-expected-version";
-
-/// The trailer of a `CONFLICT` error that carries the version the variable is at.
-pub const ACTUAL_VERSION_METADATA: &str = "x-dspex-actual-version";
-
-/// The trailer of a worker's `OUTPUT_TYPE` error that names the output field.
-pub const FIELD_METADATA: &str = "x-dspex-field";
-
-/// The trailer of a worker's `OUTPUT_TYPE` error that carries the field's declared type, as a
-/// signature writes it (`float`, `Literal['a', 'b']`).
-pub const FIELD_TYPE_METADATA: &str = "x-dspex-field-type";
-
-/// The binary trailer of a worker's `OUTPUT_TYPE` error that carries (a prefix of) the value
-/// the module returned for the field, as JSON, in UTF-8.
-pub const FIELD_VALUE_METADATA: &str = "x-dspex-field-value-bin";

@@ -14,18 +14,16 @@ use tokio::sync::watch;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use super::bridged::BridgedState;
 use super::callback::CallbackServer;
-use super::limits::{
+use crate::wire::limits::{
     MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_BYTES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES,
     REAP_INTERVAL,
 };
-use super::proto::callback_service_server::CallbackServiceServer;
-use super::proto::session_service_server::SessionServiceServer;
+use crate::wire::proto::callback_service_server::CallbackServiceServer;
+use crate::wire::proto::session_service_server::SessionServiceServer;
 use super::server::SessionServer;
 use super::store::SessionStore;
 use crate::error::{Error, Result};
-use crate::state::WatchHub;
 
 /// How long a stopping server lets open calls finish before it closes their connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -313,24 +311,6 @@ impl BridgeServer {
     /// Whether a session with this id is in the store.
     pub fn has_session(&self, session_id: &str) -> bool {
         self.inner.store.contains(session_id)
-    }
-
-    /// Opens a new session with its own watch hub, as a [`StateProvider`](crate::state::StateProvider)
-    /// that Python reaches over gRPC. The session lives as long as the returned state.
-    pub fn open_session(&self) -> Result<BridgedState> {
-        self.open_session_with_hub(Arc::default())
-    }
-
-    /// Opens a session whose watchers are fanned out by `hub` (a context's hub).
-    pub(crate) fn open_session_with_hub(&self, hub: Arc<WatchHub>) -> Result<BridgedState> {
-        if !self.is_running() {
-            return Err(Error::bridge(format!(
-                "the bridge server at {} has stopped",
-                self.inner.address
-            )));
-        }
-        let session = self.inner.store.create_owned(hub)?;
-        Ok(BridgedState::new(session, self.clone()))
     }
 
     pub(crate) fn store(&self) -> &SessionStore {

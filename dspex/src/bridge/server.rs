@@ -1,5 +1,5 @@
 //! The gRPC `SessionService`: authenticates every request against the session store, checks
-//! the request-size [`limits`](super::limits), runs the operation on the session's table (where
+//! the request-size [`limits`](crate::wire::limits), runs the operation on the session's table (where
 //! dspex-core enforces every variable rule) and maps errors to status codes with a
 //! machine-readable [`ErrorKind`] in the `x-dspex-error` trailer.
 
@@ -13,19 +13,22 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
 
-use super::convert::{self, FieldError};
-use super::limits::{
+use crate::wire::convert::{self, FieldError};
+use crate::wire::limits::{
     DEFAULT_LIST_PAGE_SIZE, DEFAULT_SESSION_TTL, MAX_HISTORY_ENTRIES_PER_REQUEST,
     MAX_LIST_PAGE_BYTES, MAX_LIST_PAGE_SIZE, MAX_NAME_LEN, MAX_NAMES_PER_REQUEST,
     MAX_PATTERN_BYTES, MAX_RESPONSE_BYTES, MAX_SESSION_ID_BYTES, MAX_SESSION_TTL,
     MAX_STATUS_MESSAGE_BYTES, MAX_VARIABLES_PER_SESSION, MAX_WATCH_QUEUE_BYTES,
     MAX_WRITES_PER_BATCH, WATCH_QUEUE_CAPACITY,
 };
-use super::proto::session_service_server::SessionService;
-use super::proto::{self as pb, ErrorKind};
+use crate::wire::proto::session_service_server::SessionService;
+use crate::wire::proto::{self as pb, ErrorKind};
 use super::store::{AuthError, Session, SessionStore, wall_clock};
 use super::watch_queue::WatchQueue;
-use super::{ACTUAL_VERSION_METADATA, ERROR_METADATA, EXPECTED_VERSION_METADATA, TOKEN_METADATA};
+use crate::state::records;
+use crate::wire::{
+    ACTUAL_VERSION_METADATA, ERROR_METADATA, EXPECTED_VERSION_METADATA, TOKEN_METADATA,
+};
 use crate::error::Error;
 use crate::state::{Key, SetOptions, Source, StateProvider, WatchOptions};
 
@@ -322,7 +325,7 @@ impl SessionService for SessionServer {
         }
         let record = session.table.register(spec, SOURCE).or_status()?;
         Ok(Response::new(pb::RegisterVariableResponse {
-            variable: Some(convert::variable_to_proto(&record)),
+            variable: Some(records::variable_to_proto(&record)),
         }))
     }
 
@@ -336,7 +339,7 @@ impl SessionService for SessionServer {
         session
             .table
             .read(Key::Name(&request.get_ref().name), &mut |r| {
-                variable = Some(convert::variable_to_proto(r));
+                variable = Some(records::variable_to_proto(r));
             })
             .or_status()?;
         Ok(Response::new(pb::GetVariableResponse { variable }))
@@ -361,7 +364,7 @@ impl SessionService for SessionServer {
                 }
                 match record {
                     Some(r) => {
-                        let variable = convert::variable_to_proto(r);
+                        let variable = records::variable_to_proto(r);
                         bytes += encoded_field_len(variable.encoded_len());
                         too_large = bytes > MAX_RESPONSE_BYTES;
                         response.variables.push(variable);
@@ -484,7 +487,7 @@ impl SessionService for SessionServer {
                     more = true;
                     return false;
                 }
-                let variable = convert::variable_to_proto(record);
+                let variable = records::variable_to_proto(record);
                 let size = encoded_field_len(variable.encoded_len());
                 if !variables.is_empty() && bytes + size > MAX_LIST_PAGE_BYTES {
                     more = true;
@@ -516,7 +519,7 @@ impl SessionService for SessionServer {
             .delete(Key::Name(&request.get_ref().name), SOURCE)
             .or_status()?;
         Ok(Response::new(pb::DeleteVariableResponse {
-            variable: Some(convert::variable_to_proto(&record)),
+            variable: Some(records::variable_to_proto(&record)),
         }))
     }
 
@@ -536,7 +539,7 @@ impl SessionService for SessionServer {
                 format!(
                     "session `{}` already has {} watch streams, the limit (MAX_WATCHERS_PER_SESSION)",
                     session.id,
-                    super::limits::MAX_WATCHERS_PER_SESSION
+                    crate::wire::limits::MAX_WATCHERS_PER_SESSION
                 ),
             )
         })?;
@@ -592,7 +595,7 @@ impl SessionService for SessionServer {
         Ok(Response::new(pb::GetHistoryResponse {
             entries: entries
                 .iter()
-                .map(convert::history_entry_to_proto)
+                .map(records::history_entry_to_proto)
                 .collect(),
         }))
     }
@@ -642,7 +645,7 @@ async fn forward_watch(
             biased;
             () = &mut stop => break,
             event = watcher.recv(), if open => match event {
-                Some(event) => queue.push(convert::update_to_proto(&event)),
+                Some(event) => queue.push(records::update_to_proto(&event)),
                 None => open = false,
             },
             permit = tx.reserve(), if queue.has_next() => match (permit, queue.pop()) {

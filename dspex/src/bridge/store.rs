@@ -12,8 +12,8 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
-use super::callback::CallbackRegistry;
-use super::limits::{MAX_REMOTE_SESSIONS, MAX_WATCHERS_PER_SESSION, TOKEN_BYTES};
+use super::dispatch::CallbackDispatch;
+use crate::wire::limits::{MAX_REMOTE_SESSIONS, MAX_WATCHERS_PER_SESSION, TOKEN_BYTES};
 use crate::error::{Error, Result};
 use crate::state::table::LockedTable;
 use crate::state::{BackendKind, Capabilities, WatchHub};
@@ -111,8 +111,9 @@ pub(crate) struct Session {
     pub(crate) register_lock: Mutex<()>,
     /// Flips to `true` when the session leaves the store; watch streams end on it.
     closed: watch::Sender<bool>,
-    /// The Rust callables the session's Python code may call, and the module calls in flight.
-    pub(crate) callbacks: Arc<CallbackRegistry>,
+    /// Where the session's callbacks go: the callables of the context that owns the session
+    /// (none for a session created over gRPC).
+    dispatch: std::sync::OnceLock<Arc<dyn CallbackDispatch>>,
 }
 
 impl fmt::Debug for Session {
@@ -127,6 +128,16 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
+    /// The session's callback dispatcher, if its owner set one.
+    pub(crate) fn dispatch(&self) -> Option<Arc<dyn CallbackDispatch>> {
+        self.dispatch.get().cloned()
+    }
+
+    /// Sets where the session's callbacks go; a session's dispatcher is set once.
+    pub(crate) fn set_dispatch(&self, dispatch: Arc<dyn CallbackDispatch>) {
+        let _ = self.dispatch.set(dispatch);
+    }
+
     pub(crate) fn token(&self) -> &Token {
         &self.token
     }
@@ -200,7 +211,7 @@ impl fmt::Display for AuthError {
             AuthError::MissingToken => write!(
                 f,
                 "missing session token: send it in the `{}` metadata entry",
-                super::TOKEN_METADATA
+                crate::wire::TOKEN_METADATA
             ),
             AuthError::UnknownToken => f.write_str("invalid or expired session token"),
             AuthError::OtherSession { session_id } => write!(
@@ -294,7 +305,7 @@ impl SessionStore {
             watchers: Arc::default(),
             register_lock: Mutex::new(()),
             closed,
-            callbacks: Arc::default(),
+            dispatch: std::sync::OnceLock::new(),
         });
         sessions.insert(id, Arc::clone(&session));
         Ok(session)

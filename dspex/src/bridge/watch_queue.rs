@@ -1,6 +1,6 @@
 //! The events waiting for one gRPC watch stream, bounded in events and in bytes: a client that
-//! stops reading holds at most [`WATCH_QUEUE_CAPACITY`](super::limits::WATCH_QUEUE_CAPACITY)
-//! events and [`MAX_WATCH_QUEUE_BYTES`](super::limits::MAX_WATCH_QUEUE_BYTES) of them, however
+//! stops reading holds at most [`WATCH_QUEUE_CAPACITY`](crate::wire::limits::WATCH_QUEUE_CAPACITY)
+//! events and [`MAX_WATCH_QUEUE_BYTES`](crate::wire::limits::MAX_WATCH_QUEUE_BYTES) of them, however
 //! large the values written; what does not fit is dropped for that stream only and counted, and
 //! the client is told how many it missed.
 
@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use prost::Message;
 
-use super::proto::{self as pb, UpdateKind};
+use crate::wire::proto::{self as pb, UpdateKind};
 
 /// A bounded queue of watch updates for one stream.
 #[derive(Debug)]

@@ -3,16 +3,21 @@
 
 use std::fmt;
 use std::sync::Arc;
+#[cfg(feature = "redis")]
 use std::time::Duration;
 
-use super::Context;
+use super::handle::{Context, Settings};
+#[cfg(feature = "python")]
 use crate::bridge::BridgeServer;
 use crate::error::{Error, Result};
+use crate::lm::LmConfig;
+#[cfg(feature = "redis")]
+use crate::state::{SharedConfig, SharedState};
 use crate::state::{
-    DEFAULT_HISTORY_LIMIT, LocalState, SharedConfig, SharedState, StateProvider, WatchHub,
-    check_history_limit,
+    DEFAULT_HISTORY_LIMIT, LocalState, StateProvider, WatchHub, check_history_limit,
 };
-use crate::worker::{LmConfig, WorkerConfig};
+#[cfg(feature = "python")]
+use crate::worker::WorkerConfig;
 
 /// Creates a backend that publishes to the given hub (see [`ContextBuilder::state`]).
 type StateFactory = Arc<dyn Fn(Arc<WatchHub>) -> Result<Arc<dyn StateProvider>> + Send + Sync>;
@@ -22,10 +27,13 @@ type StateFactory = Arc<dyn Fn(Arc<WatchHub>) -> Result<Arc<dyn StateProvider>> 
 enum Start {
     #[default]
     Local,
+    #[cfg(feature = "python")]
     Bridged,
     /// A shared session on the Redis at this URL (the session name comes from `session`).
+    #[cfg(feature = "redis")]
     Shared(String),
     /// A shared session fully configured.
+    #[cfg(feature = "redis")]
     SharedWith(SharedConfig),
     Custom(StateFactory),
 }
@@ -34,7 +42,9 @@ impl fmt::Debug for Start {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Start::Local => "Local",
+            #[cfg(feature = "python")]
             Start::Bridged => "Bridged",
+            #[cfg(feature = "redis")]
             Start::Shared(_) | Start::SharedWith(_) => "Shared",
             Start::Custom(_) => "Custom",
         })
@@ -64,23 +74,50 @@ impl fmt::Debug for Start {
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct ContextBuilder {
     start: Start,
-    server: Option<BridgeServer>,
-    worker: WorkerConfig,
-    session: Option<String>,
-    session_ttl: Option<Duration>,
+    lm: LmConfig,
     history_limit: usize,
+    #[cfg(feature = "python")]
+    server: Option<BridgeServer>,
+    #[cfg(feature = "python")]
+    worker: WorkerConfig,
+    #[cfg(feature = "redis")]
+    session: Option<String>,
+    #[cfg(feature = "redis")]
+    session_ttl: Option<Duration>,
 }
 
 impl Default for ContextBuilder {
     fn default() -> Self {
         Self {
             start: Start::default(),
-            server: None,
-            worker: WorkerConfig::default(),
-            session: None,
-            session_ttl: None,
+            lm: LmConfig::default(),
             history_limit: DEFAULT_HISTORY_LIMIT,
+            #[cfg(feature = "python")]
+            server: None,
+            #[cfg(feature = "python")]
+            worker: WorkerConfig::default(),
+            #[cfg(feature = "redis")]
+            session: None,
+            #[cfg(feature = "redis")]
+            session_ttl: None,
         }
+    }
+}
+
+impl Context {
+    /// A builder to choose the backend (local, bridged, shared, or one of your own), the LM,
+    /// and the bridge server and worker of python steps.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> dspex::Result<()> {
+    /// use dspex::{BackendKind, Context};
+    ///
+    /// let ctx = Context::builder().bridged().build().await?;
+    /// assert_eq!(ctx.backend().kind, BackendKind::Bridged);
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder::default()
     }
 }
 
@@ -91,6 +128,7 @@ impl ContextBuilder {
         self
     }
 
+    #[cfg(feature = "python")]
     /// Starts the context on the bridged backend: its variables live in a session of the
     /// bridge's store from the first registration on.
     pub fn bridged(mut self) -> Self {
@@ -98,6 +136,7 @@ impl ContextBuilder {
         self
     }
 
+    #[cfg(feature = "redis")]
     /// Starts the context on a shared session in the Redis (7 or later) at `url`
     /// (`redis://host:port/db`), named by [`session`](Self::session): every process that
     /// opens the same session on the same Redis shares its variables (see
@@ -123,12 +162,22 @@ impl ContextBuilder {
         self
     }
 
+    /// Starts the context on a shared session in Redis: this needs dspex's `redis` feature,
+    /// so without it a call is a compile error that says so.
+    #[cfg(not(feature = "redis"))]
+    pub fn shared<U: crate::util::feature::RedisFeature>(self, url: U) -> Self {
+        let _ = url;
+        self
+    }
+
+    #[cfg(feature = "redis")]
     /// The name of the shared session (see [`shared`](Self::shared)).
     pub fn session(mut self, name: impl Into<String>) -> Self {
         self.session = Some(name.into());
         self
     }
 
+    #[cfg(feature = "redis")]
     /// How long the shared session lives once no process renews it (default
     /// [`DEFAULT_SESSION_TTL`](crate::state::shared::DEFAULT_SESSION_TTL)).
     pub fn session_ttl(mut self, ttl: Duration) -> Self {
@@ -136,6 +185,7 @@ impl ContextBuilder {
         self
     }
 
+    #[cfg(feature = "redis")]
     /// Starts the context on the shared session `config` describes (URL, session name, TTL,
     /// heartbeat, stream length).
     pub fn shared_with(mut self, config: SharedConfig) -> Self {
@@ -174,6 +224,7 @@ impl ContextBuilder {
         self
     }
 
+    #[cfg(feature = "python")]
     /// The bridge server the context uses (now if bridged, else when it upgrades).
     pub fn server(mut self, server: BridgeServer) -> Self {
         self.server = Some(server);
@@ -204,18 +255,20 @@ impl ContextBuilder {
         self
     }
 
+    #[cfg(feature = "python")]
     /// How the context's Python worker is started (interpreter, LM, time limits).
     pub fn worker(mut self, config: WorkerConfig) -> Self {
         self.worker = config;
         self
     }
 
-    /// The LM of the context's Python worker (default: the offline scripted LM).
+    /// The LM of the context's steps, native and python (default: the offline scripted LM).
     pub fn lm(mut self, lm: LmConfig) -> Self {
-        self.worker = self.worker.lm(lm);
+        self.lm = lm;
         self
     }
 
+    #[cfg(feature = "python")]
     /// The Python interpreter of the context's worker (default: `DSPEX_PYTHON`, else
     /// `python3`).
     pub fn python(mut self, interpreter: impl Into<std::path::PathBuf>) -> Self {
@@ -235,69 +288,41 @@ impl ContextBuilder {
     /// `session_ttl` are errors ([`Error::InvalidOption`]) without `shared`, and `shared`
     /// needs `session`.
     pub async fn build(self) -> Result<Context> {
-        self.worker.check()?;
+        self.lm
+            .check()
+            .map_err(|e| Error::lm(format!("LM configuration: {e}")))?;
+        #[cfg(feature = "python")]
+        self.worker.launch_message(&self.lm)?;
         let history_limit = check_history_limit(self.history_limit)?;
         let hub: Arc<WatchHub> = Arc::default();
-        let shared = match self.start {
-            Start::Shared(ref url) => {
-                let Some(session) = self.session.clone() else {
-                    return Err(Error::InvalidOption {
-                        option: "session".to_owned(),
-                        message: "a shared context needs a session name: add `.session(name)` to `.shared(url)`".to_owned(),
-                    });
-                };
-                let config = SharedConfig::new(url.clone(), session).history_limit(history_limit);
-                Some(match self.session_ttl {
-                    Some(ttl) => config.ttl(ttl),
-                    None => config,
-                })
-            }
-            Start::SharedWith(ref config) => {
-                if self.session.is_some()
-                    || self.session_ttl.is_some()
-                    || history_limit != DEFAULT_HISTORY_LIMIT
-                {
-                    return Err(Error::InvalidOption {
-                        option: "session".to_owned(),
-                        message: "`shared_with` takes the session name, TTL and history limit from its `SharedConfig`; remove `.session(..)`, `.session_ttl(..)` and `.history_limit(..)`".to_owned(),
-                    });
-                }
-                Some(config.clone())
-            }
-            _ => {
-                if self.session.is_some() || self.session_ttl.is_some() {
-                    return Err(Error::InvalidOption {
-                        option: "session".to_owned(),
-                        message: "`session` and `session_ttl` apply to a shared context; add `.shared(url)`".to_owned(),
-                    });
-                }
-                None
-            }
-        };
-        if let Some(config) = shared {
+        #[cfg(feature = "redis")]
+        if let Some(config) = self.shared_config(history_limit)? {
             let state = {
                 let hub = Arc::clone(&hub);
                 super::off_runtime(move || SharedState::open_with_hub(config, hub)).await?
             };
-            return Ok(Context::on_shared(
-                Arc::new(state),
+            let state = Arc::new(state);
+            let ctx = Context::assemble(
+                Arc::clone(&state) as Arc<dyn StateProvider>,
                 hub,
-                self.server,
-                self.worker,
-                history_limit,
-            ));
+                self.settings(history_limit),
+            );
+            ctx.adopt_shared(state)?;
+            return Ok(ctx);
         }
-        let backend: Arc<dyn StateProvider> = match self.start {
-            Start::Shared(_) | Start::SharedWith(_) => {
-                return Err(Error::internal("a shared start was not handled"));
-            }
+        let backend: Arc<dyn StateProvider> = match &self.start {
             Start::Local => {
                 Arc::new(LocalState::with_hub(Arc::clone(&hub)).with_history_limit(history_limit)?)
             }
             Start::Custom(make) => make(Arc::clone(&hub))?,
+            #[cfg(feature = "redis")]
+            Start::Shared(_) | Start::SharedWith(_) => {
+                return Err(Error::internal("a shared start was not handled"));
+            }
+            #[cfg(feature = "python")]
             Start::Bridged => {
                 let (server, bridged) = {
-                    let (server, hub) = (self.server, Arc::clone(&hub));
+                    let (server, hub) = (self.server.clone(), Arc::clone(&hub));
                     super::off_runtime(move || {
                         let server = match server {
                             Some(server) => server,
@@ -312,23 +337,75 @@ impl ContextBuilder {
                     })
                     .await?
                 };
-                return Ok(Context::with_backend_and_hub(
+                let mut settings = self.settings(history_limit);
+                settings.server = Some(server);
+                let ctx = Context::assemble(
                     Arc::clone(&bridged) as Arc<dyn StateProvider>,
                     hub,
-                    Some(server),
-                    Some(bridged),
-                    self.worker,
-                    history_limit,
-                ));
+                    settings,
+                );
+                ctx.adopt_bridge(bridged)?;
+                return Ok(ctx);
             }
         };
-        Ok(Context::with_backend_and_hub(
+        Ok(Context::assemble(
             backend,
             hub,
-            self.server,
-            None,
-            self.worker,
-            history_limit,
+            self.settings(history_limit),
         ))
+    }
+
+    /// How the context is put together, besides its backend.
+    fn settings(&self, history_limit: usize) -> Settings {
+        Settings {
+            history_limit,
+            lm: self.lm.clone(),
+            #[cfg(feature = "python")]
+            server: self.server.clone(),
+            #[cfg(feature = "python")]
+            worker_config: self.worker.clone(),
+        }
+    }
+
+    /// The shared session to start on, if any; errors for a shared start without a session
+    /// name, and for session settings without a shared start.
+    #[cfg(feature = "redis")]
+    fn shared_config(&self, history_limit: usize) -> Result<Option<SharedConfig>> {
+        match &self.start {
+            Start::Shared(url) => {
+                let Some(session) = self.session.clone() else {
+                    return Err(Error::InvalidOption {
+                        option: "session".to_owned(),
+                        message: "a shared context needs a session name: add `.session(name)` to `.shared(url)`".to_owned(),
+                    });
+                };
+                let config = SharedConfig::new(url.clone(), session).history_limit(history_limit);
+                Ok(Some(match self.session_ttl {
+                    Some(ttl) => config.ttl(ttl),
+                    None => config,
+                }))
+            }
+            Start::SharedWith(config) => {
+                if self.session.is_some()
+                    || self.session_ttl.is_some()
+                    || history_limit != DEFAULT_HISTORY_LIMIT
+                {
+                    return Err(Error::InvalidOption {
+                        option: "session".to_owned(),
+                        message: "`shared_with` takes the session name, TTL and history limit from its `SharedConfig`; remove `.session(..)`, `.session_ttl(..)` and `.history_limit(..)`".to_owned(),
+                    });
+                }
+                Ok(Some(config.clone()))
+            }
+            _ => {
+                if self.session.is_some() || self.session_ttl.is_some() {
+                    return Err(Error::InvalidOption {
+                        option: "session".to_owned(),
+                        message: "`session` and `session_ttl` apply to a shared context; add `.shared(url)`".to_owned(),
+                    });
+                }
+                Ok(None)
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value as Json};
 
 use super::example::Example;
 use crate::error::{Error, Result};
-use crate::rng::SeededRng;
+use crate::util::rng::SeededRng;
 
 /// One named column of a schema, typed when the schema comes from a signature.
 #[derive(Debug, Clone, PartialEq, Eq)]

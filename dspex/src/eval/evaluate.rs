@@ -14,7 +14,9 @@ use super::example::{Example, fields_json};
 use super::metric::{Metric, checked_score};
 use super::report::{EvalReport, ExampleResult, TokenUsage};
 use crate::error::{Error, Result};
-use crate::program::{AnyProgram, Overrides, RunTrace};
+use crate::context::Overrides;
+use crate::data::RunTrace;
+use crate::program::BaseProgram;
 
 /// How many examples run at once unless [`Evaluate::concurrency`] says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -129,7 +131,7 @@ impl Evaluate {
     }
 
     /// Evaluates `program` on every example of `data`.
-    pub async fn run<P: AnyProgram + ?Sized>(
+    pub async fn run<P: BaseProgram + ?Sized>(
         &self,
         program: &P,
         data: &Dataset,
@@ -157,7 +159,7 @@ impl Evaluate {
             self.metric.name().to_owned(),
             overrides
                 .iter()
-                .map(|(k, v)| (k.to_owned(), crate::value_json::to_json(v)))
+                .map(|(k, v)| (k.to_owned(), crate::util::value_json::to_json(v)))
                 .collect(),
             self.concurrency,
             results,
@@ -192,7 +194,7 @@ fn progress_bar(len: usize) -> ProgressBar {
 /// Runs `program` on `examples` (with their data set positions), at most `concurrency` at once
 /// on the calling task, and scores each with `metric`; `done` is called as each finishes.
 /// Returns the results in the order of `examples`. `overrides` are already validated.
-pub(crate) async fn run_examples<'e, P: AnyProgram + ?Sized>(
+pub(crate) async fn run_examples<'e, P: BaseProgram + ?Sized>(
     program: &P,
     metric: &dyn Metric,
     overrides: &Overrides,
@@ -222,7 +224,7 @@ pub(crate) async fn run_examples<'e, P: AnyProgram + ?Sized>(
     results
 }
 
-async fn run_example<P: AnyProgram + ?Sized>(
+async fn run_example<P: BaseProgram + ?Sized>(
     program: &P,
     metric: &dyn Metric,
     overrides: &Overrides,
@@ -273,7 +275,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::program::{Fields, LmCall, Params, StepRunner, StepTrace};
+    use crate::data::{Fields, LmCall, Params, StepRunner, StepTrace};
 
     fn call(prompt: Option<u64>, completion: Option<u64>) -> LmCall {
         LmCall {

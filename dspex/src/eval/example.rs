@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::program::Fields;
+use crate::data::Fields;
 
 /// An example: named inputs for the program and named expected outputs (labels) for the
 /// metric. Values are JSON values, typed as the data had them (`"Paris"`, `3`, `["a", "b"]`).

@@ -9,7 +9,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use super::example::{Example, json_text};
 use crate::error::{Error, Result};
-use crate::program::Fields;
+use crate::data::Fields;
 
 /// Scores a prediction (the program's output fields) against its example. A score is in
 /// `[0, 1]`; the evaluator turns a score outside it, or NaN, into an error naming the metric

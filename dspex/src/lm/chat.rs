@@ -17,7 +17,7 @@ use serde_json::Value as JsonValue;
 
 use super::pyfmt::{cleandoc, dedent, dumps, splitlines, str_of};
 use crate::error::{Error, Result};
-use crate::program::Fields;
+use crate::data::Fields;
 
 /// The most characters of a reply an error quotes.
 pub const MAX_REPLY_EXCERPT_CHARS: usize = 400;

@@ -18,7 +18,7 @@ use super::chat::{ChatMessage, reply_excerpt};
 use super::config::{LmConfig, LmKind, MAX_LM_BACKOFF};
 use super::scripted::ScriptedLm;
 use crate::error::{Error, Result};
-use crate::program::LmCall;
+use crate::data::LmCall;
 
 /// The largest reply body the client reads; a longer one is an error.
 pub const MAX_LM_REPLY_BYTES: usize = 8 * 1024 * 1024;

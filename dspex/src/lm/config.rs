@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
 
-use crate::bridge::convert::config_to_proto;
-use crate::bridge::proto as pb;
 use crate::error::{Error, Result};
 
 /// The longest per-call delay of the scripted LM ([`LmConfig::delay`]).
@@ -46,7 +44,7 @@ pub const MAX_LM_CONCURRENCY: usize = 1024;
 pub const MAX_LM_CACHE_ENTRIES: usize = 100_000;
 
 /// The LM every step of a context calls: python steps through the context's worker (DSPy),
-/// native [`Predict`](crate::lm::Predict) and [`ChainOfThought`](crate::lm::ChainOfThought)
+/// native [`Predict`](crate::Predict) and [`ChainOfThought`](crate::ChainOfThought)
 /// steps from Rust. Set it with `Context::builder().lm(config)`; a bound `model` variable
 /// selects among models of the same kind.
 ///
@@ -390,56 +388,6 @@ impl LmConfig {
         }
         Ok(())
     }
-
-    /// The configuration as the worker receives it.
-    pub(crate) fn to_proto(&self) -> Result<pb::LmConfig> {
-        self.check()
-            .map_err(|e| Error::worker(format!("LM configuration: {e}")))?;
-        let settings = self
-            .settings
-            .iter()
-            .map(|(k, v)| {
-                config_to_proto(k, v)
-                    .map(|value| (k.clone(), value))
-                    .map_err(|e| Error::worker(format!("LM setting {e}")))
-            })
-            .collect::<Result<_>>()?;
-        let kind = match self.kind {
-            LmKind::Scripted => pb::lm_config::Kind::Scripted(pb::ScriptedLm {
-                default_model: self.model.clone(),
-                answers: self
-                    .answers
-                    .iter()
-                    .map(|fields| pb::ScriptedAnswer {
-                        fields: fields.clone().into_iter().collect(),
-                    })
-                    .collect(),
-                rules: self
-                    .rules
-                    .iter()
-                    .map(|(needle, fields)| pb::ScriptedRule {
-                        needle: needle.clone(),
-                        fields: fields.clone().into_iter().collect(),
-                    })
-                    .collect(),
-                settings,
-                delay_ms: u32::try_from(self.delay.as_millis()).unwrap_or(u32::MAX),
-            }),
-            LmKind::OpenAi => pb::lm_config::Kind::Openai(pb::OpenAiLm {
-                base_url: self.base_url.clone(),
-                model: self.model.clone(),
-                api_key_env: self.api_key_env.clone().unwrap_or_default(),
-                settings,
-                timeout_ms: u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX),
-                max_retries: self.max_retries,
-            }),
-            LmKind::Model => pb::lm_config::Kind::Model(pb::ModelLm {
-                model: self.model.clone(),
-                settings,
-            }),
-        };
-        Ok(pb::LmConfig { kind: Some(kind) })
-    }
 }
 
 fn collect_fields<K: Into<String>, V: Into<String>>(
@@ -454,24 +402,6 @@ fn collect_fields<K: Into<String>, V: Into<String>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_endpoint_travels_to_the_worker_with_its_key_variable_and_bounds() {
-        let lm = LmConfig::openai("http://127.0.0.1:9/v1", "gpt-x")
-            .api_key_env("MY_KEY")
-            .timeout(Duration::from_secs(3))
-            .max_retries(2)
-            .setting("temperature", 0.5);
-        let Some(pb::lm_config::Kind::Openai(openai)) = lm.to_proto().unwrap().kind else {
-            panic!("not an endpoint");
-        };
-        assert_eq!(openai.base_url, "http://127.0.0.1:9/v1");
-        assert_eq!(openai.model, "gpt-x");
-        assert_eq!(openai.api_key_env, "MY_KEY");
-        assert_eq!(openai.timeout_ms, 3000);
-        assert_eq!(openai.max_retries, 2);
-        assert!(openai.settings.contains_key("temperature"));
-    }
 
     #[test]
     fn every_bound_is_checked_at_and_over_its_limit() {

@@ -59,7 +59,6 @@
 mod chat;
 mod client;
 mod config;
-mod predict;
 mod pyfmt;
 mod scripted;
 
@@ -68,9 +67,9 @@ pub use chat::{
     parse_reply, with_reasoning,
 };
 pub use client::{LmClient, LmRequest, LmResponse, MAX_LM_REPLY_BYTES};
+pub(crate) use config::LmKind;
 pub use config::{
     DEFAULT_LM_BACKOFF, DEFAULT_LM_CONCURRENCY, DEFAULT_LM_RETRIES, DEFAULT_LM_TIMEOUT, LmConfig,
     MAX_LM_BACKOFF, MAX_LM_CACHE_ENTRIES, MAX_LM_CONCURRENCY, MAX_LM_RETRIES, MAX_LM_TIMEOUT,
     MAX_SCRIPTED_DELAY,
 };
-pub use predict::{ChainOfThought, Predict};

@@ -176,7 +176,7 @@ fn generated(name: &str, annotation: &str, first: &str) -> String {
 mod tests {
     use super::*;
     use crate::lm::chat::{chat_messages, default_instructions};
-    use crate::program::Fields;
+    use crate::data::Fields;
 
     #[test]
     fn answers_come_from_the_script_then_rules_then_are_generated_by_type() {

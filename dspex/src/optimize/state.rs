@@ -10,14 +10,13 @@ use dspex_core::program::StepKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::CompiledState;
-use crate::context::time::rfc3339;
 use crate::error::{Error, Result};
-use crate::program::AnyProgram;
+use crate::program::{BaseProgram, CompiledState};
+use crate::util::time::rfc3339;
 use crate::program::declaration::{
     DeclaredStep, DeclaredVariable, step_differences, variable_differences,
 };
-use crate::value_json;
+use crate::util::value_json;
 
 /// The `format` of a saved program state.
 pub const PROGRAM_STATE_FORMAT: &str = "dspex.program.state";
@@ -29,7 +28,7 @@ pub const PROGRAM_STATE_VERSION: u32 = 1;
 /// the declaration they belong to. Read-only variables are part of the declaration only: no
 /// optimizer changes them, and loading never writes them.
 ///
-/// [`AnyProgram::save_state`] writes it to a file and [`AnyProgram::load_state`] loads one
+/// [`AnyProgram::save_state`](super::AnyProgram::save_state) writes it to a file and [`AnyProgram::load_state`](super::AnyProgram::load_state) loads one
 /// back; [`to_json`](Self::to_json) and [`from_json`](Self::from_json) give the text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,7 +50,7 @@ pub struct ProgramState {
 impl ProgramState {
     /// The state of `program` now: its variables' current values and its python steps'
     /// compiled states.
-    pub fn of<P: AnyProgram + ?Sized>(program: &P) -> Result<Self> {
+    pub fn of<P: BaseProgram + ?Sized>(program: &P) -> Result<Self> {
         let spec = program.program_spec();
         let ctx = program.program_context();
         let values = spec
@@ -66,7 +65,7 @@ impl ProgramState {
             })
             .collect::<Result<_>>()?;
         let compiled = program
-            .python_steps()
+            .program_python_steps()
             .into_iter()
             .filter_map(|step| Some((step.step().to_owned(), step.compiled_state()?)))
             .collect();
@@ -128,7 +127,7 @@ impl ProgramState {
 
     /// The variable values to write into `program`, every one validated, after checking that
     /// the state fits `program`'s declaration (the error names every difference).
-    fn checked_values<P: AnyProgram + ?Sized>(&self, program: &P) -> Result<Vec<(String, Value)>> {
+    fn checked_values<P: BaseProgram + ?Sized>(&self, program: &P) -> Result<Vec<(String, Value)>> {
         let spec = program.program_spec();
         let mut differences =
             variable_differences("the state", &self.program, &self.variables, spec);
@@ -189,9 +188,9 @@ impl ProgramState {
     /// into its step's module (tried in a worker, in a module of its own). Then the values are
     /// written atomically (with metadata `loaded_at` and `loaded_from`) and each python step
     /// takes its compiled state (a step the state has none for loses its own).
-    pub async fn apply<P: AnyProgram + ?Sized>(&self, program: &P, source: &str) -> Result<()> {
+    pub async fn apply<P: BaseProgram + ?Sized>(&self, program: &P, source: &str) -> Result<()> {
         let values = self.checked_values(program)?;
-        let steps = program.python_steps();
+        let steps = program.program_python_steps();
         for step in &steps {
             if let Some(state) = self.compiled.get(step.step()) {
                 step.check_state(state).await?;

@@ -11,14 +11,13 @@ use dspex_core::program::{
 };
 use dspex_core::{Signature, VariableSpec};
 
-use super::fields::Fields;
-use super::module::{DynModule, Module};
-use super::overrides::Overrides;
+use super::module::{BoxFuture, DynModule, Module};
 use super::prepare::{context_for, prepare_context};
 use super::python::PythonModule;
 use super::run::ChainRun;
-use super::trace::RunTrace;
-use crate::context::Context;
+use super::traits::BaseProgram;
+use crate::context::{Context, Overrides};
+use crate::data::{Fields, RunTrace};
 use crate::error::{Error, Result};
 use crate::tools::{Tool, ToolDef};
 
@@ -117,7 +116,7 @@ impl Step {
     /// Passes `key: value` to the constructor of a python step's DSPy module, as `with { key:
     /// value }` does in `dspex_program!`: `with("max_iters", 5)`, `with("interpreter",
     /// "local")`, `with("tools", ["my_pkg.tools.search"])`. The keys a known module takes and
-    /// the values each accepts are those of [`dspy::MODULES`](crate::program::dspy::MODULES);
+    /// the values each accepts are those of [`dspy::MODULES`](crate::spec::dspy::MODULES);
     /// a module named by dotted path takes any key.
     #[must_use]
     pub fn with(mut self, key: &str, value: impl Into<ConfigValue>) -> Self {
@@ -513,5 +512,27 @@ impl RunningProgram {
         self.spec = spec;
         self.steps.push(attached);
         Ok(())
+    }
+}
+
+impl BaseProgram for RunningProgram {
+    fn program_spec(&self) -> &ProgramSpec {
+        self.spec()
+    }
+
+    fn program_context(&self) -> &Context {
+        self.context()
+    }
+
+    fn run_boxed<'a>(
+        &'a self,
+        overrides: &'a Overrides,
+        input: Fields,
+    ) -> BoxFuture<'a, Result<(Fields, RunTrace)>> {
+        Box::pin(self.run_with_traced(overrides, input))
+    }
+
+    fn program_python_steps(&self) -> Vec<&PythonModule> {
+        RunningProgram::python_steps(self)
     }
 }

@@ -6,13 +6,12 @@ use std::pin::Pin;
 use dspex_core::Signature;
 use parking_lot::Mutex;
 
-use super::fields::{Fields, Params};
-use super::trace::LmCall;
 use crate::context::Context;
+use crate::data::{Fields, LmCall, Params};
 use crate::error::Result;
 
 /// What a native step knows of the chain it runs in: its name, its signature, the context
-/// (whose LM dspex's own [`Predict`](crate::lm::Predict) calls), and where it records the LM
+/// (whose LM dspex's own [`Predict`](crate::Predict) calls), and where it records the LM
 /// calls it makes for the run's trace.
 pub struct StepContext<'a> {
     step: &'a str,

@@ -6,33 +6,24 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use std::time::{Duration, SystemTime};
-
 use dspex_core::dspy::{ConfigKind, TOOLS_KEY};
 use dspex_core::program::{
     Binding, ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, ToolRef,
 };
-use dspex_core::{Signature, SignatureField};
+use dspex_core::Signature;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 
-use super::fields::Fields;
-use super::overrides::Overrides;
-use super::run::{StepParams, read_step_params};
-use super::trace::{LmCall, ToolCall};
-use crate::bridge::convert::{
+use crate::context::{Context, Overrides, StepParams};
+use crate::data::{Fields, LmCall, ToolCall};
+use crate::error::{Error, Result};
+use crate::tools::ToolDef;
+use crate::wire::convert::{
     extra_field_from_proto, field_from_proto, field_to_proto, module_config_to_proto,
     value_to_proto,
 };
-use crate::bridge::limits::MAX_MODULE_MESSAGE_BYTES;
-use crate::bridge::proto as pb;
-use crate::context::Context;
-use crate::context::time::rfc3339;
-use crate::error::{Error, Result};
-use crate::eval::{Example, TokenUsage};
-use crate::optimize::{
-    CompileMetric, CompileReport, CompiledState, MAX_TRAIN_EXAMPLES, Optimizer, check_state_size,
-};
-use crate::tools::ToolDef;
+use crate::wire::proto as pb;
 use crate::worker::{ModuleSpec, WorkerSupervisor};
 
 /// A python step of a program: the handle to its DSPy module in the context's worker. Fields
@@ -81,6 +72,81 @@ impl Drop for Inner {
             }
         }
     }
+}
+
+/// What compiling a python step's module needs ([`PythonModule::compile_target`]).
+pub(crate) struct CompileTarget {
+    /// The context's worker.
+    pub(crate) worker: Arc<WorkerSupervisor>,
+    /// The step's module of its class now, in the worker.
+    pub(crate) module_id: String,
+    /// That class.
+    pub(crate) class: String,
+    /// The values of the step's bound variables now, as a call carries them.
+    pub(crate) bindings: Vec<pb::BoundValue>,
+}
+
+/// Bytes of a compiled state (its JSON text): the largest a worker returns and a module loads.
+pub const MAX_COMPILED_STATE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The compiled state of a python step: DSPy's `dump_state()` of its compiled module (demos,
+/// instructions; never an LM), the module class it was compiled for, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompiledState {
+    /// The module class it belongs to, as the step names it (`ChainOfThought`).
+    pub class: String,
+    /// The optimizer and settings that made it (`BootstrapFewShot(max_bootstrapped_demos=2)`).
+    pub optimizer: String,
+    /// When (RFC 3339).
+    pub compiled_at: String,
+    /// The state: a JSON object with one entry per predictor of the module.
+    pub state: Json,
+}
+
+impl CompiledState {
+    /// The demos of each predictor of the state, by predictor name (`self` for a module that
+    /// is a single predictor, like `Predict`, as DSPy names it).
+    pub fn demos(&self) -> BTreeMap<String, Vec<Json>> {
+        if let Some(demos) = self.state.get("demos").and_then(Json::as_array) {
+            return BTreeMap::from([("self".to_owned(), demos.clone())]);
+        }
+        self.state
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, part)| {
+                let demos = part
+                    .get("demos")
+                    .and_then(Json::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                (name.clone(), demos)
+            })
+            .collect()
+    }
+
+    /// The state's JSON text, checked against [`MAX_COMPILED_STATE_BYTES`].
+    pub(crate) fn state_text(&self, step: &str) -> Result<String> {
+        if !self.state.is_object() {
+            return Err(Error::ProgramState(format!(
+                "the compiled state of step `{step}` is not a JSON object"
+            )));
+        }
+        let text = self.state.to_string();
+        check_state_size(step, text.len())?;
+        Ok(text)
+    }
+}
+
+/// A compiled state of `bytes` bytes must fit [`MAX_COMPILED_STATE_BYTES`].
+pub(crate) fn check_state_size(step: &str, bytes: usize) -> Result<()> {
+    if bytes > MAX_COMPILED_STATE_BYTES {
+        return Err(Error::Limit(format!(
+            "the compiled state of step `{step}` is {bytes} bytes, over the limit of {MAX_COMPILED_STATE_BYTES} (MAX_COMPILED_STATE_BYTES)"
+        )));
+    }
+    Ok(())
 }
 
 /// What a python step returned.
@@ -279,113 +345,26 @@ impl PythonModule {
         Ok(())
     }
 
-    /// Compiles the step's module (of its class now) with `optimizer` on `trainset`, scored by
-    /// `metric`, in a worker; then loads the compiled state into the step's module everywhere.
-    pub(crate) async fn compile(
-        &self,
-        optimizer: &Optimizer,
-        trainset: &[Example],
-        metric: &CompileMetric,
-    ) -> Result<CompileReport> {
-        let settings = optimizer.check()?;
-        let step = &self.inner.step;
-        let signature = &self.inner.signature;
-        let train = train_to_proto(step, signature, "trainset", trainset)?;
-        if train.is_empty() {
-            return Err(Error::Compile(format!(
-                "the trainset to compile step `{step}` is empty"
-            )));
-        }
-        let val = train_to_proto(step, signature, "valset", optimizer.valset_examples())?;
+    /// What compiling the step's module needs: the worker, the module of the step's class now
+    /// (created if needed), and the values of its bound variables now.
+    pub(crate) async fn compile_target(&self) -> Result<CompileTarget> {
         let class = self.class(&Overrides::new())?;
         let worker = self.inner.ctx.worker().await?;
         let (module_id, _) = self.module_for(&worker, &class).await?;
-        let params = read_step_params(
-            &self.inner.ctx,
-            &Overrides::new(),
-            &self.inner.step_bindings,
-        )?;
-        let mut request = pb::CompileModuleRequest {
-            module_id,
-            optimizer: optimizer.name().to_owned(),
-            settings: settings
-                .iter()
-                .map(|(key, value)| {
-                    let wire = module_config_to_proto(key, value)
-                        .map_err(|e| Error::Compile(format!("optimizer setting {e}")))?;
-                    Ok((key.clone(), wire))
-                })
-                .collect::<Result<_>>()?,
-            trainset: train,
-            valset: val,
-            metric: None,
-            bindings: bound_to_proto(&params),
-            call_id: next_call_id(),
-        };
-        request.metric = Some(match metric {
-            CompileMetric::Python(path) => {
-                pb::compile_module_request::Metric::MetricPath(path.clone())
-            }
-            CompileMetric::Rust(_) => pb::compile_module_request::Metric::MetricCallback(format!(
-                "dspex.metric.{}",
-                request.call_id
-            )),
-        });
-        let bytes = prost::Message::encoded_len(&request);
-        if bytes > MAX_MODULE_MESSAGE_BYTES {
-            return Err(Error::Limit(format!(
-                "the compilation of step `{step}` is {bytes} bytes on the wire, over the limit of {MAX_MODULE_MESSAGE_BYTES} (MAX_MODULE_MESSAGE_BYTES): use fewer or shorter examples"
-            )));
-        }
-        let (train_examples, val_examples) = (request.trainset.len(), request.valset.len());
-        // A Rust metric is a callable of the session for this compilation only.
-        let registered = match (metric, &request.metric) {
-            (
-                CompileMetric::Rust(metric),
-                Some(pb::compile_module_request::Metric::MetricCallback(name)),
-            ) => {
-                let callback = CompileMetric::callback(Arc::clone(metric), name.clone());
-                self.inner.ctx.register_callback(callback).await?;
-                Some(name.clone())
-            }
-            _ => None,
-        };
-        let reply = worker
-            .compile(step, request, optimizer.timeout_value())
-            .await;
-        if let Some(name) = registered {
-            self.inner.ctx.unregister_callback(&name);
-        }
-        let reply = reply?;
-        check_state_size(step, reply.state_json.len())?;
-        let state: serde_json::Value = serde_json::from_str(&reply.state_json).map_err(|e| {
-            Error::Internal(format!(
-                "the worker returned a compiled state that is not JSON: {e}"
-            ))
+        let params = self.inner.ctx.with_backend(|backend| {
+            StepParams::read(backend, &Overrides::new(), &self.inner.step_bindings)
         })?;
-        let compiled = CompiledState {
-            class: class.clone(),
-            optimizer: optimizer.to_string(),
-            compiled_at: rfc3339(SystemTime::now()),
-            state,
-        };
-        self.set_compiled_state(Some(compiled)).await?;
-        Ok(CompileReport {
-            step: step.clone(),
-            optimizer: optimizer.to_string(),
-            metric: metric.name().to_owned(),
+        Ok(CompileTarget {
+            worker,
+            module_id,
             class,
-            demos: reply.demos.into_iter().collect(),
-            train_examples,
-            val_examples,
-            tokens: TokenUsage {
-                lm_calls: reply.lm_requests,
-                prompt_tokens: reply.prompt_tokens,
-                completion_tokens: reply.completion_tokens,
-                calls_without_usage: 0,
-            },
-            duration: Duration::from_micros(reply.duration_micros),
+            bindings: bound_to_proto(&params),
         })
+    }
+
+    /// The step's signature.
+    pub(crate) fn signature(&self) -> &Signature {
+        &self.inner.signature
     }
 
     /// The step's `with` configuration as the constructor of `class` takes it, for the wire:
@@ -422,11 +401,12 @@ impl PythonModule {
             call_id: next_call_id(),
         };
         // The run's tools see its values and are recorded in its trace while the call runs.
-        let scope =
-            self.inner
-                .ctx
-                .callbacks()?
-                .open_scope(&request.call_id, &self.inner.ctx, overrides);
+        let ctx = &self.inner.ctx;
+        let scope = ctx.callbacks().open_scope(
+            &request.call_id,
+            Arc::new(ctx.clone()),
+            overrides,
+        );
         let reply = worker.execute(&self.inner.step, request).await?;
         let tool_calls = scope.take_calls();
         drop(scope);
@@ -553,7 +533,7 @@ fn register_tools(
                         });
                     }
                 }
-                ctx.callbacks()?.register(def.callback(), ctx)?;
+                ctx.register_callback_now(def.callback())?;
                 Kind::Rust(def.spec()?)
             }
         };
@@ -576,62 +556,8 @@ fn bound_to_proto(params: &StepParams) -> Vec<pb::BoundValue> {
         .collect()
 }
 
-/// The examples of a train or validation set for the wire, checked against the step's
-/// signature: at most [`MAX_TRAIN_EXAMPLES`]; every input of the step present; every field an
-/// input or an output of the step, of its declared type. Errors name the set, the example and
-/// the field.
-fn train_to_proto(
-    step: &str,
-    signature: &Signature,
-    which: &str,
-    examples: &[Example],
-) -> Result<Vec<pb::TrainExample>> {
-    if examples.len() > MAX_TRAIN_EXAMPLES {
-        return Err(Error::Limit(format!(
-            "the {which} to compile step `{step}` holds {} examples, over the limit of {MAX_TRAIN_EXAMPLES} (MAX_TRAIN_EXAMPLES)",
-            examples.len()
-        )));
-    }
-    let wire = |index: usize,
-                (fields, role): (&[SignatureField], &str),
-                name: &str,
-                value: &serde_json::Value| {
-        let field = fields.iter().find(|f| f.name == name).ok_or_else(|| {
-            Error::Compile(format!(
-                "{which} example {index}: step `{step}` ({signature}) has no {role} `{name}`"
-            ))
-        })?;
-        field_to_proto(field, value).map_err(|error| Error::Field {
-            context: format!("{which} example {index} of step `{step}`"),
-            error: Box::new(error),
-        })
-    };
-    examples
-        .iter()
-        .enumerate()
-        .map(|(index, example)| {
-            if let Some(missing) = signature.input_names().find(|n| example.input(n).is_none()) {
-                return Err(Error::Compile(format!(
-                    "{which} example {index} has no input `{missing}` of step `{step}` ({signature})"
-                )));
-            }
-            let inputs = example
-                .inputs()
-                .iter()
-                .map(|(name, value)| Ok((name.clone(), wire(index, (&signature.inputs, "input"), name, value)?)))
-                .collect::<Result<_>>()?;
-            let labels = example
-                .expected_values()
-                .iter()
-                .map(|(name, value)| Ok((name.clone(), wire(index, (&signature.outputs, "output"), name, value)?)))
-                .collect::<Result<_>>()?;
-            Ok(pb::TrainExample { inputs, labels })
-        })
-        .collect()
-}
-
 /// A call id unique in this process: the process id and a counter, in hex.
-fn next_call_id() -> String {
+pub(crate) fn next_call_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     format!(
         "{:x}-{:x}",

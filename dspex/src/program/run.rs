@@ -5,17 +5,14 @@
 use std::time::Instant;
 
 use dspex_core::SignatureField;
-use dspex_core::Value;
-use dspex_core::program::{Binding, ProgramSpec, StepKind, StepSpec};
+use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
 use serde_json::Value as JsonValue;
 use tracing::{Instrument, debug, debug_span};
 
-use super::fields::{Fields, Params};
 use super::module::{DynModule, StepContext};
-use super::overrides::Overrides;
 use super::python::PythonModule;
-use super::trace::{RunTrace, StepRunner, StepTrace};
-use crate::context::Context;
+use crate::context::{Context, Overrides, StepParams};
+use crate::data::{Fields, RunTrace, StepRunner, StepTrace};
 use crate::error::{Error, Result};
 
 /// One execution of a program's chain. Generated `run_fields` methods and the runtime builder
@@ -91,7 +88,8 @@ impl<'p> ChainRun<'p> {
     /// versions). Every step's parameters come from here: a native step's [`Params`], and what
     /// a python step's call carries to its worker.
     pub(crate) fn step_params(&self, step: &StepSpec) -> Result<StepParams> {
-        read_step_params(self.ctx, &self.overrides, &step.bindings)
+        self.ctx
+            .with_backend(|backend| StepParams::read(backend, &self.overrides, &step.bindings))
     }
 
     /// Keeps the step's declared outputs, in their canonical form (fails if one is missing or
@@ -193,55 +191,6 @@ impl<'p> ChainRun<'p> {
     }
 }
 
-/// The values of a step's bound variables (`bindings`) for a run: `overrides` (validated), and
-/// the context's current values of the others, read in one consistent snapshot (with their
-/// versions).
-pub(crate) fn read_step_params(
-    ctx: &Context,
-    overrides: &Overrides,
-    bindings: &[Binding],
-) -> Result<StepParams> {
-    if bindings.is_empty() {
-        return Ok(StepParams::default());
-    }
-    let names: Vec<&str> = bindings
-        .iter()
-        .map(|b| b.variable.as_str())
-        .filter(|v| overrides.get(v).is_none())
-        .collect();
-    let mut read = Vec::with_capacity(names.len());
-    if !names.is_empty() {
-        ctx.with_backend(|backend| {
-            backend.read_many(&names, &mut |_, record| {
-                read.push(record.map(|r| (r.value.clone(), r.version)));
-            })
-        })?;
-    }
-    let mut read = read.into_iter();
-    bindings
-        .iter()
-        .map(|b| {
-            let (value, version) = match overrides.get(&b.variable) {
-                Some(value) => (value.clone(), None),
-                None => {
-                    let (value, version) = read
-                        .next()
-                        .flatten()
-                        .ok_or_else(|| Error::not_found(&b.variable))?;
-                    (value, Some(version))
-                }
-            };
-            Ok(BoundParam {
-                param: b.param.clone(),
-                variable: b.variable.clone(),
-                value,
-                version,
-            })
-        })
-        .collect::<Result<_>>()
-        .map(StepParams)
-}
-
 /// Takes `field` out of `fields`, in its canonical form: a `MissingField` error if it is absent,
 /// a `Field` error if it is not of its declared type. `whose` says whose fields they are ("the
 /// output of step `rate`").
@@ -256,37 +205,4 @@ fn take_declared(fields: &mut Fields, field: &SignatureField, whose: &str) -> Re
         context: whose.to_owned(),
         error: Box::new(error),
     })
-}
-
-/// The value one bound parameter of a step has in a run.
-#[derive(Debug, Clone)]
-pub(crate) struct BoundParam {
-    /// The parameter.
-    pub(crate) param: String,
-    /// The variable it is bound to.
-    pub(crate) variable: String,
-    /// Its value in this run.
-    pub(crate) value: Value,
-    /// The version it was read at; `None` for a value of the run's overrides.
-    pub(crate) version: Option<u64>,
-}
-
-/// The values of a step's bound parameters in a run, in the order of its bindings
-/// ([`ChainRun::step_params`]).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct StepParams(Vec<BoundParam>);
-
-impl StepParams {
-    /// Each bound parameter's value.
-    pub(crate) fn bound(&self) -> &[BoundParam] {
-        &self.0
-    }
-
-    /// The values by parameter name, as a native step takes them and a trace shows them.
-    pub(crate) fn params(&self) -> Params {
-        self.0
-            .iter()
-            .map(|b| (b.param.clone(), b.value.clone()))
-            .collect()
-    }
 }

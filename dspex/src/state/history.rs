@@ -18,8 +18,7 @@ use crate::error::{Error, Result};
 /// ([`ContextBuilder::history_limit`](crate::ContextBuilder::history_limit)).
 pub const DEFAULT_HISTORY_LIMIT: usize = 100;
 
-/// The most writes a variable's history may be configured to keep.
-pub const MAX_HISTORY_LIMIT: usize = 1000;
+pub use crate::wire::limits::MAX_HISTORY_LIMIT;
 
 /// The most bytes a variable's history holds, counted by [`HistoryEntry::size_bytes`]: past
 /// that, the oldest entries are dropped even before the entry limit is reached (100 versions of

@@ -27,6 +27,8 @@ use crate::error::Result;
 mod history;
 mod local;
 pub mod shared;
+#[cfg(feature = "proto")]
+pub(crate) mod records;
 pub(crate) mod table;
 mod watch;
 

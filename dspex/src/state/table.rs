@@ -23,7 +23,7 @@ use super::{
     BackendKind, Capabilities, ExportedVar, GetMany, Key, SetOptions, Source, StateProvider, VarId,
     VarRecord, VarRef,
 };
-use crate::bridge::limits::{MAX_METADATA_BYTES_PER_VARIABLE, MAX_METADATA_ENTRIES_PER_VARIABLE};
+use crate::wire::limits::{MAX_METADATA_BYTES_PER_VARIABLE, MAX_METADATA_ENTRIES_PER_VARIABLE};
 use crate::error::{Error, Result};
 
 /// The storage of one backend.

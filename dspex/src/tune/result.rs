@@ -12,12 +12,12 @@ use dspex_core::program::ProgramSpec;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::context::time::rfc3339;
+use crate::util::time::rfc3339;
 use crate::error::{Error, Result};
 use crate::eval::{TokenUsage, millis};
-use crate::program::AnyProgram;
+use crate::program::BaseProgram;
 use crate::program::declaration::{DeclaredVariable, variable_differences};
-use crate::value_json;
+use crate::util::value_json;
 
 /// The `format` of a saved tuning result.
 pub const RESULT_FORMAT: &str = "dspex.tune.result";
@@ -139,7 +139,7 @@ impl TuneResult {
     /// with metadata `tuned_at` (RFC 3339), `tuned_score` and `tuner` on each written variable.
     /// Fails, writing nothing, if the program's declaration is not the one tuned or there is no
     /// best assignment.
-    pub fn apply<P: AnyProgram + ?Sized>(&self, program: &P) -> Result<Vec<u64>> {
+    pub fn apply<P: BaseProgram + ?Sized>(&self, program: &P) -> Result<Vec<u64>> {
         self.check_fits(program.program_spec())?;
         let (Some(best), Some(score)) = (&self.best, self.best_score) else {
             return Err(Error::Tuning(
@@ -200,7 +200,7 @@ impl TuneResult {
     /// Reads a result saved by [`to_json`](Self::to_json) for `program`: the format and
     /// version must be this build's, and the declaration it was tuned for must be `program`'s
     /// (the error names every difference); every value is validated against its variable.
-    pub fn from_json<P: AnyProgram + ?Sized>(text: &str, program: &P) -> Result<Self> {
+    pub fn from_json<P: BaseProgram + ?Sized>(text: &str, program: &P) -> Result<Self> {
         let spec = program.program_spec();
         let saved: Saved = serde_json::from_str(text)
             .map_err(|e| Error::Tuning(format!("malformed tuning result: {e}")))?;
@@ -271,7 +271,7 @@ impl TuneResult {
     }
 
     /// Loads a result saved for `program` (see [`from_json`](Self::from_json)).
-    pub fn load<P: AnyProgram + ?Sized>(path: impl AsRef<Path>, program: &P) -> Result<Self> {
+    pub fn load<P: BaseProgram + ?Sized>(path: impl AsRef<Path>, program: &P) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Tuning(format!("cannot read a result from {}: {e}", path.display()))

@@ -8,7 +8,7 @@ use dspex_core::Value;
 use super::space::{Dimension, Domain, SearchSpace};
 use super::tpe::{Parzen, TpeConfig, gamma};
 use crate::error::{Error, Result};
-use crate::rng::SeededRng;
+use crate::util::rng::SeededRng;
 
 /// The largest grid a grid search may enumerate.
 pub const MAX_GRID_POINTS: usize = 1_000_000;

@@ -10,7 +10,7 @@ use dspex_core::program::ProgramSpec;
 use dspex_core::{Value, VarType, VariableSpec, did_you_mean};
 
 use crate::error::{Error, Result};
-use crate::program::AnyProgram;
+use crate::program::BaseProgram;
 
 /// The values a searched variable ranges over.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +134,7 @@ pub struct SearchSpace {
 
 impl SearchSpace {
     /// The default space of `program`'s declared variables (see the table above).
-    pub fn of<P: AnyProgram + ?Sized>(program: &P) -> Result<Self> {
+    pub fn of<P: BaseProgram + ?Sized>(program: &P) -> Result<Self> {
         Ok(Self::of_spec(program.program_spec()))
     }
 

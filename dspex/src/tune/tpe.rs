@@ -13,7 +13,7 @@
 //! `1 + prior/kernels` on the observed choice and `prior/kernels` on each other one.
 
 use super::space::Domain;
-use crate::rng::SeededRng;
+use crate::util::rng::SeededRng;
 
 /// The settings of the TPE sampler; [`Default`] is Optuna's.
 #[derive(Debug, Clone, Copy, PartialEq)]

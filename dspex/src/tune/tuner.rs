@@ -17,7 +17,8 @@ use crate::eval::{
     DEFAULT_CONCURRENCY, Dataset, ExampleResult, Metric, TokenUsage, check_concurrency,
     run_examples,
 };
-use crate::program::{AnyProgram, Overrides};
+use crate::context::Overrides;
+use crate::program::BaseProgram;
 
 /// How many trials run at once unless [`Tuner::trial_concurrency`] says otherwise.
 pub const DEFAULT_TRIAL_CONCURRENCY: usize = 4;
@@ -203,7 +204,7 @@ impl Tuner {
     }
 
     /// Tunes `program` on `dev`.
-    pub async fn run<P: AnyProgram + ?Sized>(
+    pub async fn run<P: BaseProgram + ?Sized>(
         &self,
         program: &P,
         dev: &Dataset,

@@ -1,12 +1,14 @@
-//! How a context's Python workers are started: the interpreter, the LM, how many processes and
-//! how many calls each runs at once, the time limits.
+//! How a context's Python workers are started: the interpreter, how many processes and how many
+//! calls each runs at once, the time limits; and the message a worker reads on its stdin (this
+//! configuration and the context's LM).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::bridge::proto as pb;
 use crate::error::{Error, Result};
-pub use crate::lm::{LmConfig, MAX_SCRIPTED_DELAY};
+use crate::lm::{LmConfig, LmKind};
+use crate::wire::convert::config_to_proto;
+use crate::wire::proto as pb;
 
 /// The environment variable naming the Python interpreter (else `python3`).
 pub const ENV_PYTHON: &str = "DSPEX_PYTHON";
@@ -34,11 +36,10 @@ pub const MAX_WORKER_PROCESSES: usize = 16;
 ///
 /// ```
 /// use std::time::Duration;
-/// use dspex::worker::{LmConfig, WorkerConfig};
+/// use dspex::worker::WorkerConfig;
 ///
 /// let config = WorkerConfig::default()
 ///     .python("/opt/venv/bin/python")
-///     .lm(LmConfig::scripted())
 ///     .processes(2)
 ///     .max_concurrent_calls(32)
 ///     .ready_timeout(Duration::from_secs(20));
@@ -49,7 +50,6 @@ pub const MAX_WORKER_PROCESSES: usize = 16;
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerConfig {
     python: PathBuf,
-    lm: LmConfig,
     processes: usize,
     max_concurrent_calls: usize,
     ready_timeout: Duration,
@@ -61,7 +61,7 @@ pub struct WorkerConfig {
 }
 
 impl Default for WorkerConfig {
-    /// The interpreter from `DSPEX_PYTHON`, else `python3`; the scripted LM; one process
+    /// The interpreter from `DSPEX_PYTHON`, else `python3`; one process
     /// running up to [`DEFAULT_MAX_CONCURRENT_CALLS`] calls at once; 60 s to get ready
     /// (importing DSPy takes about a second, more on a loaded machine); a health check every
     /// 5 s, failed if it takes more than 5 s (three failures in a row replace the worker); 10
@@ -71,7 +71,6 @@ impl Default for WorkerConfig {
             python: std::env::var_os(ENV_PYTHON)
                 .filter(|p| !p.is_empty())
                 .map_or_else(|| PathBuf::from("python3"), PathBuf::from),
-            lm: LmConfig::default(),
             processes: 1,
             max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
             ready_timeout: Duration::from_secs(60),
@@ -92,18 +91,6 @@ impl WorkerConfig {
         self
     }
 
-    /// The LM of the worker.
-    #[must_use]
-    pub fn lm(mut self, lm: LmConfig) -> Self {
-        self.lm = lm;
-        self
-    }
-
-    /// The LM of the context (the worker's, and the native LM steps').
-    pub fn lm_config(&self) -> &LmConfig {
-        &self.lm
-    }
-
     /// How many worker processes the context starts (1 to [`MAX_WORKER_PROCESSES`]; default 1).
     #[must_use]
     pub fn processes(mut self, processes: usize) -> Self {
@@ -119,8 +106,7 @@ impl WorkerConfig {
         self
     }
 
-    /// Checks the configuration: the process count and call limit within their bounds, and
-    /// LM settings that can be sent to the worker.
+    /// Checks the configuration: the process count and call limit within their bounds.
     pub fn check(&self) -> Result<()> {
         if !(1..=MAX_WORKER_PROCESSES).contains(&self.processes) {
             return Err(Error::worker(format!(
@@ -134,7 +120,7 @@ impl WorkerConfig {
                 self.max_concurrent_calls
             )));
         }
-        self.lm.to_proto().map(|_| ())
+        Ok(())
     }
 
     /// How long a starting worker may take to print its readiness line.
@@ -185,11 +171,13 @@ impl WorkerConfig {
         &self.python
     }
 
-    /// What a worker process receives on its stdin when it starts.
-    pub(crate) fn to_proto(&self) -> Result<pb::WorkerConfig> {
+    /// What a worker process receives on its stdin when it starts: this configuration and the
+    /// context's LM. Fails if either is out of its bounds or `lm` holds a setting that cannot
+    /// be sent.
+    pub(crate) fn launch_message(&self, lm: &LmConfig) -> Result<pb::WorkerConfig> {
         self.check()?;
         Ok(pb::WorkerConfig {
-            lm: Some(self.lm.to_proto()?),
+            lm: Some(lm_to_proto(lm)?),
             max_concurrent_calls: u32::try_from(self.max_concurrent_calls).unwrap_or(u32::MAX),
         })
     }
@@ -229,9 +217,61 @@ impl WorkerConfig {
     }
 }
 
+/// The LM configuration as the worker reads it; an error names a setting that has no wire
+/// form or a bound the configuration breaks.
+pub(crate) fn lm_to_proto(lm: &LmConfig) -> Result<pb::LmConfig> {
+    lm.check()
+        .map_err(|e| Error::worker(format!("LM configuration: {e}")))?;
+    let settings = lm
+        .settings
+        .iter()
+        .map(|(k, v)| {
+            config_to_proto(k, v)
+                .map(|value| (k.clone(), value))
+                .map_err(|e| Error::worker(format!("LM setting {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let kind = match lm.kind {
+        LmKind::Scripted => pb::lm_config::Kind::Scripted(pb::ScriptedLm {
+            default_model: lm.model.clone(),
+            answers: lm
+                .answers
+                .iter()
+                .map(|fields| pb::ScriptedAnswer {
+                    fields: fields.clone().into_iter().collect(),
+                })
+                .collect(),
+            rules: lm
+                .rules
+                .iter()
+                .map(|(needle, fields)| pb::ScriptedRule {
+                    needle: needle.clone(),
+                    fields: fields.clone().into_iter().collect(),
+                })
+                .collect(),
+            settings,
+            delay_ms: u32::try_from(lm.delay.as_millis()).unwrap_or(u32::MAX),
+        }),
+        LmKind::OpenAi => pb::lm_config::Kind::Openai(pb::OpenAiLm {
+            base_url: lm.base_url.clone(),
+            model: lm.model.clone(),
+            api_key_env: lm.api_key_env.clone().unwrap_or_default(),
+            settings,
+            timeout_ms: u32::try_from(lm.timeout.as_millis()).unwrap_or(u32::MAX),
+            max_retries: lm.max_retries,
+        }),
+        LmKind::Model => pb::lm_config::Kind::Model(pb::ModelLm {
+            model: lm.model.clone(),
+            settings,
+        }),
+    };
+    Ok(pb::LmConfig { kind: Some(kind) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lm::MAX_SCRIPTED_DELAY;
 
     #[test]
     fn the_lm_config_is_the_message_the_worker_reads() {
@@ -241,7 +281,7 @@ mod tests {
             .rule("weather", [("answer", "sunny")])
             .setting("temperature", 0.0)
             .delay(Duration::from_millis(200));
-        let Some(pb::lm_config::Kind::Scripted(scripted)) = lm.to_proto().unwrap().kind else {
+        let Some(pb::lm_config::Kind::Scripted(scripted)) = lm_to_proto(&lm).unwrap().kind else {
             panic!("not scripted");
         };
         assert_eq!(scripted.default_model, "gpt-4o-mini");
@@ -253,10 +293,10 @@ mod tests {
             Some(pb::config_value::Kind::Float(0.0))
         );
         assert_eq!(scripted.delay_ms, 200);
-        let real = LmConfig::model("openai/gpt-4o-mini")
-            .setting("api_base", "http://127.0.0.1:1/v1")
-            .to_proto()
-            .unwrap();
+        let real = lm_to_proto(
+            &LmConfig::model("openai/gpt-4o-mini").setting("api_base", "http://127.0.0.1:1/v1"),
+        )
+        .unwrap();
         let Some(pb::lm_config::Kind::Model(model)) = real.kind else {
             panic!("not a model");
         };
@@ -266,25 +306,19 @@ mod tests {
 
     #[test]
     fn settings_without_a_wire_form_and_out_of_range_counts_are_errors() {
-        let err = LmConfig::scripted()
-            .setting("response_format", serde_json::json!({"type": "json"}))
-            .to_proto()
-            .unwrap_err();
+        let err = lm_to_proto(
+            &LmConfig::scripted().setting("response_format", serde_json::json!({"type": "json"})),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("`response_format`"), "{err}");
         let delay = LmConfig::scripted().delay(MAX_SCRIPTED_DELAY + Duration::from_millis(1));
         assert!(
-            delay
-                .to_proto()
+            lm_to_proto(&delay)
                 .unwrap_err()
                 .to_string()
                 .contains("MAX_SCRIPTED_DELAY")
         );
-        assert!(
-            LmConfig::scripted()
-                .delay(MAX_SCRIPTED_DELAY)
-                .to_proto()
-                .is_ok()
-        );
+        assert!(lm_to_proto(&LmConfig::scripted().delay(MAX_SCRIPTED_DELAY)).is_ok());
 
         let ok = WorkerConfig::default();
         assert!(ok.clone().processes(MAX_WORKER_PROCESSES).check().is_ok());
@@ -307,5 +341,23 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("MAX_CONCURRENT_CALLS"), "{err}");
         assert!(ok.max_concurrent_calls(0).check().is_err());
+    }
+
+    #[test]
+    fn an_endpoint_travels_to_the_worker_with_its_key_variable_and_bounds() {
+        let lm = LmConfig::openai("http://127.0.0.1:9/v1", "gpt-x")
+            .api_key_env("MY_KEY")
+            .timeout(Duration::from_secs(3))
+            .max_retries(2)
+            .setting("temperature", 0.5);
+        let Some(pb::lm_config::Kind::Openai(openai)) = lm_to_proto(&lm).unwrap().kind else {
+            panic!("not an endpoint");
+        };
+        assert_eq!(openai.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(openai.model, "gpt-x");
+        assert_eq!(openai.api_key_env, "MY_KEY");
+        assert_eq!(openai.timeout_ms, 3000);
+        assert_eq!(openai.max_retries, 2);
+        assert!(openai.settings.contains_key("temperature"));
     }
 }

@@ -4,9 +4,9 @@
 //! pool with [`WorkerConfig::processes`]): `python -m dspex_bridge.worker` (the interpreter
 //! from `DSPEX_PYTHON`, else `python3`), with its session's store address and token in the
 //! environment and its configuration (the LM, the call limit) as a
-//! [`WorkerConfig`](crate::bridge::proto::WorkerConfig) message on its stdin: a 4-byte
+//! `WorkerConfig` message on its stdin: a 4-byte
 //! big-endian length, then the encoded message. A ready worker prints one line,
-//! [`READY_PREFIX`] followed by its [`WorkerReady`](crate::bridge::proto::WorkerReady) report in
+//! [`READY_PREFIX`](crate::wire::READY_PREFIX) followed by its `WorkerReady` report in
 //! hex. The [`WorkerSupervisor`] waits for that line (bounded, with an error naming the
 //! interpreter and what failed), forwards the worker's output to `tracing` (target
 //! `dspex::worker`), checks its health, restarts it after a crash and creates its modules again
@@ -42,10 +42,9 @@ mod process;
 mod supervisor;
 
 pub use config::{
-    DEFAULT_MAX_CONCURRENT_CALLS, ENV_PYTHON, LmConfig, MAX_CONCURRENT_CALLS, MAX_SCRIPTED_DELAY,
-    MAX_WORKER_PROCESSES, WorkerConfig,
+    DEFAULT_MAX_CONCURRENT_CALLS, ENV_PYTHON, MAX_CONCURRENT_CALLS, MAX_WORKER_PROCESSES,
+    WorkerConfig,
 };
-pub use process::READY_PREFIX;
 pub(crate) use supervisor::ModuleSpec;
 pub use supervisor::{ProcessStatus, WorkerStatus, WorkerSupervisor};
 

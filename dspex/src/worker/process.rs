@@ -1,6 +1,6 @@
 //! One Python worker process: spawned with the session's address and token in its environment
-//! and its [`WorkerConfig`](crate::bridge::proto::WorkerConfig) message on its stdin, ready once
-//! it prints its readiness line (a [`WorkerReady`](crate::bridge::proto::WorkerReady) message),
+//! and its [`WorkerConfig`](crate::wire::proto::WorkerConfig) message on its stdin, ready once
+//! it prints its readiness line (a [`WorkerReady`](crate::wire::proto::WorkerReady) message),
 //! its output forwarded to `tracing`, its exit observed.
 
 use std::collections::VecDeque;
@@ -20,15 +20,13 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::config::WorkerConfig;
-use crate::bridge::limits::{MAX_MODULE_MESSAGE_BYTES, MAX_WORKER_CONFIG_BYTES};
-use crate::bridge::proto::WorkerReady;
-use crate::bridge::proto::module_service_client::ModuleServiceClient;
-use crate::bridge::{SessionInfo, TOKEN_METADATA};
+use crate::wire::limits::{MAX_MODULE_MESSAGE_BYTES, MAX_WORKER_CONFIG_BYTES};
+use crate::bridge::SessionInfo;
 use crate::error::{Error, Result};
+use crate::wire::proto::{self as pb, WorkerReady};
+use crate::wire::proto::module_service_client::ModuleServiceClient;
+use crate::wire::{READY_PREFIX, TOKEN_METADATA};
 
-/// What the readiness line of a worker starts with; the encoded
-/// [`WorkerReady`](crate::bridge::proto::WorkerReady) message follows in lowercase hex.
-pub const READY_PREFIX: &str = "DSPEX_WORKER_READY ";
 /// How many lines of the worker's stderr an error message quotes.
 const STDERR_TAIL: usize = 12;
 
@@ -69,9 +67,14 @@ pub(crate) struct WorkerProcess {
 
 impl WorkerProcess {
     /// Starts `python -m dspex_bridge.worker` for `session` and waits until it is ready.
-    pub(crate) async fn spawn(config: &WorkerConfig, session: &SessionInfo) -> Result<Self> {
+    /// `launch` is what the worker reads on its stdin ([`WorkerConfig::launch_message`]).
+    pub(crate) async fn spawn(
+        config: &WorkerConfig,
+        launch: &pb::WorkerConfig,
+        session: &SessionInfo,
+    ) -> Result<Self> {
         let python = config.interpreter().display().to_string();
-        let framed = frame(&config.to_proto()?)?;
+        let framed = frame(launch)?;
         let mut command = Command::new(config.interpreter());
         command
             .args(["-m", "dspex_bridge.worker"])
@@ -375,7 +378,7 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 
 /// A message as the worker reads it from its stdin: a 4-byte big-endian length, then the
 /// encoded message.
-fn frame(config: &crate::bridge::proto::WorkerConfig) -> Result<Vec<u8>> {
+fn frame(config: &pb::WorkerConfig) -> Result<Vec<u8>> {
     let len = config.encoded_len();
     if len > MAX_WORKER_CONFIG_BYTES {
         return Err(Error::worker(format!(
@@ -453,7 +456,7 @@ mod tests {
 
     #[test]
     fn the_configuration_is_framed_with_its_length() {
-        let config = crate::bridge::proto::WorkerConfig {
+        let config = crate::wire::proto::WorkerConfig {
             lm: None,
             max_concurrent_calls: 3,
         };
@@ -461,7 +464,7 @@ mod tests {
         let len = u32::from_be_bytes(framed[..4].try_into().unwrap()) as usize;
         assert_eq!(len, framed.len() - 4);
         assert_eq!(
-            crate::bridge::proto::WorkerConfig::decode(&framed[4..]).unwrap(),
+            crate::wire::proto::WorkerConfig::decode(&framed[4..]).unwrap(),
             config
         );
     }

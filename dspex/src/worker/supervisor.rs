@@ -18,15 +18,16 @@ use tokio::sync::{Notify, Semaphore, watch};
 use super::config::WorkerConfig;
 use super::process::{ModuleClient, WorkerProcess};
 use super::runtime;
-use crate::bridge::proto::ConfigValue;
-use crate::bridge::proto::{
+use crate::wire::proto::ConfigValue;
+use crate::wire::proto::{
     CompileModuleRequest, CompileModuleResponse, CreateModuleRequest, DropModuleRequest, ErrorKind,
     ExecuteModuleRequest, ExecuteModuleResponse, HealthRequest, ShutdownRequest,
 };
-use crate::bridge::{
-    ERROR_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA, FIELD_VALUE_METADATA, SessionInfo,
-};
+use crate::bridge::SessionInfo;
 use crate::error::{Error, Result};
+use crate::lm::LmConfig;
+use crate::wire::proto as pb;
+use crate::wire::{ERROR_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA, FIELD_VALUE_METADATA};
 
 /// How many failed health checks in a row make the supervisor replace a running worker.
 const UNHEALTHY_AFTER: u32 = 3;
@@ -49,7 +50,7 @@ pub(crate) struct ModuleSpec {
     /// each).
     pub(crate) config: BTreeMap<String, ConfigValue>,
     /// The module's tools, in declared order.
-    pub(crate) tools: Vec<crate::bridge::proto::ToolSpec>,
+    pub(crate) tools: Vec<crate::wire::proto::ToolSpec>,
     /// A compiled state (DSPy's `dump_state()` as JSON) loaded into the module once created.
     pub(crate) state: Option<String>,
 }
@@ -112,6 +113,8 @@ impl Slot {
 /// Keeps a context's Python worker processes running.
 pub struct WorkerSupervisor {
     config: WorkerConfig,
+    /// What each process reads on its stdin: the configuration and the context's LM.
+    launch: pb::WorkerConfig,
     session: SessionInfo,
     slots: Vec<Arc<Slot>>,
     modules: Mutex<BTreeMap<String, ModuleSpec>>,
@@ -151,14 +154,21 @@ impl Drop for Lease<'_> {
 impl WorkerSupervisor {
     /// Starts the worker processes for `session` and waits until they are all ready; if one
     /// cannot start, none is left running.
-    pub(crate) async fn start(config: WorkerConfig, session: SessionInfo) -> Result<Arc<Self>> {
-        config.check()?;
+    ///
+    /// Each process runs the context's LM, `lm`.
+    pub(crate) async fn start(
+        config: WorkerConfig,
+        lm: &LmConfig,
+        session: SessionInfo,
+    ) -> Result<Arc<Self>> {
+        let launch = config.launch_message(lm)?;
         let runtime = runtime()?;
         let mut starting = Vec::with_capacity(config.process_count());
         for _ in 0..config.process_count() {
-            let (config, session) = (config.clone(), session.clone());
-            starting
-                .push(runtime.spawn(async move { WorkerProcess::spawn(&config, &session).await }));
+            let (config, launch, session) = (config.clone(), launch.clone(), session.clone());
+            starting.push(runtime.spawn(async move {
+                WorkerProcess::spawn(&config, &launch, &session).await
+            }));
         }
         let mut processes = Vec::with_capacity(starting.len());
         let mut failure = None;
@@ -192,6 +202,7 @@ impl WorkerSupervisor {
         let capacity = config.process_count() * config.concurrent_calls();
         let supervisor = Arc::new(Self {
             config,
+            launch,
             session,
             slots,
             modules: Mutex::new(BTreeMap::new()),
@@ -743,7 +754,7 @@ async fn monitor(supervisor: Weak<WorkerSupervisor>, index: usize) {
 /// A new worker process with every kept module created in it: the modules are created again
 /// until no module was added or dropped meanwhile.
 async fn restart(sup: &WorkerSupervisor) -> Result<Arc<WorkerProcess>> {
-    let process = Arc::new(WorkerProcess::spawn(&sup.config, &sup.session).await?);
+    let process = Arc::new(WorkerProcess::spawn(&sup.config, &sup.launch, &sup.session).await?);
     loop {
         let generation = sup.modules_generation.load(Ordering::Acquire);
         let specs: Vec<ModuleSpec> = sup.modules.lock().values().cloned().collect();

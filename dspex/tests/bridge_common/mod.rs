@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use dspex::bridge::proto::session_service_client::SessionServiceClient;
-use dspex::bridge::proto::{self as pb, ErrorKind};
-use dspex::bridge::{BridgeConfig, BridgeServer, ERROR_METADATA, SessionInfo, TOKEN_METADATA};
+use dspex::wire::proto::session_service_client::SessionServiceClient;
+use dspex::wire::proto::{self as pb, ErrorKind};
+use dspex::bridge::{BridgeConfig, BridgeServer, SessionInfo};
+use dspex::wire::{ERROR_METADATA, TOKEN_METADATA};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
@@ -36,7 +37,7 @@ pub async fn client(server: &BridgeServer) -> Client {
     SessionServiceClient::connect(format!("http://{}", server.address()))
         .await
         .unwrap()
-        .max_decoding_message_size(dspex::bridge::limits::MAX_RESPONSE_BYTES)
+        .max_decoding_message_size(dspex::wire::limits::MAX_RESPONSE_BYTES)
 }
 
 /// A request carrying `token`.

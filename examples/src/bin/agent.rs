@@ -10,7 +10,7 @@
 #![allow(clippy::print_stdout)]
 
 use dspex::prelude::*;
-use dspex::worker::LmConfig;
+use dspex::LmConfig;
 use dspex::{JsonValue, Overrides, json};
 
 /// Looks up catalogue prices (in USD) of the products matching `query`, at most `top_k`.

@@ -10,7 +10,7 @@
 #![allow(clippy::print_stdout)]
 
 use dspex::prelude::*;
-use dspex::worker::LmConfig;
+use dspex::LmConfig;
 
 /// Classifies a question before the Python step answers it.
 #[derive(Default)]

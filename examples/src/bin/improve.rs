@@ -12,7 +12,7 @@ use dspex::eval::{Dataset, EvalReport, Evaluate, ExactMatch, Example};
 use dspex::optimize::{CompileMetric, Optimizer};
 use dspex::prelude::*;
 use dspex::tune::{Sampler, SearchSpace, Tuner};
-use dspex::worker::LmConfig;
+use dspex::LmConfig;
 use dspex::{AnyProgram, JsonValue};
 
 /// Turns a question into the query the LM step answers: `strict` finds the country and asks

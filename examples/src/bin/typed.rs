@@ -10,7 +10,7 @@
 
 use dspex::RunTrace;
 use dspex::prelude::*;
-use dspex::worker::LmConfig;
+use dspex::LmConfig;
 
 /// Splits the evidence into its sentences: one fact each.
 #[derive(Default)]

@@ -1,7 +1,7 @@
 //! `with(...)` in `#[step]`, before or after `bind(...)`, on known and dotted-path modules.
 
 use dspex::prelude::*;
-use dspex::program::{ConfigEntry, ToolRef};
+use dspex::spec::{ConfigEntry, ToolRef};
 
 #[derive(Program)]
 #[program(signature = "question -> answer")]

@@ -2,7 +2,7 @@
 //! module, native and python steps, and read-only variables.
 
 use dspex::prelude::*;
-use dspex::program::{ModuleRef, StepKind};
+use dspex::spec::{ModuleRef, StepKind};
 
 #[derive(Default)]
 struct Classify;

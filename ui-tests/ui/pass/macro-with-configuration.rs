@@ -3,7 +3,7 @@
 //! configuration suits every module the variable may name.
 
 use dspex::prelude::*;
-use dspex::program::{ConfigEntry, ConfigValue, ToolRef};
+use dspex::spec::{ConfigEntry, ConfigValue, ToolRef};
 
 dspex_program! {
     program Agents: "question -> answer" {

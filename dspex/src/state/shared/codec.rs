@@ -9,11 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dspex_core::{Constraints, Number, Pattern, Value};
 use prost::Message;
 
-use crate::bridge::convert::{
-    history_entry_to_proto, value_to_proto, var_type_from_proto, variable_to_proto,
-};
-use crate::bridge::proto;
+use crate::state::records::{history_entry_to_proto, variable_to_proto};
 use crate::state::{HistoryEntry, Source, VarId, VarRecord};
+use crate::wire::convert::{value_to_proto, var_type_from_proto};
+use crate::wire::proto;
 
 /// What a change did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,7 +233,7 @@ mod tests {
         );
         let before_1970 = UNIX_EPOCH - Duration::new(5, 250);
         assert_eq!(
-            time(Some(crate::bridge::convert::timestamp(before_1970))),
+            time(Some(crate::wire::convert::timestamp(before_1970))),
             before_1970
         );
     }

@@ -140,10 +140,12 @@ pub const MAX_MODULE_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Largest encoded `WorkerConfig` a worker reads from its stdin.
 pub const MAX_WORKER_CONFIG_BYTES: usize = 1024 * 1024;
 
-/// Entries one `GetHistory` may ask for: the most a history keeps
-/// ([`MAX_HISTORY_LIMIT`](crate::state::MAX_HISTORY_LIMIT)). A history also holds at most
-/// [`MAX_HISTORY_BYTES`](crate::state::MAX_HISTORY_BYTES), which bounds the response.
-pub const MAX_HISTORY_ENTRIES_PER_REQUEST: usize = crate::state::MAX_HISTORY_LIMIT;
+/// The most writes a variable's history may be configured to keep (on every backend).
+pub const MAX_HISTORY_LIMIT: usize = 1000;
+
+/// Entries one `GetHistory` may ask for: the most a history keeps ([`MAX_HISTORY_LIMIT`]). A
+/// history also holds at most `MAX_HISTORY_BYTES` (256 KiB), which bounds the response.
+pub const MAX_HISTORY_ENTRIES_PER_REQUEST: usize = MAX_HISTORY_LIMIT;
 
 /// Bytes of the JSON arguments of one `CallbackService.Call` (a tool call, a metric call).
 pub const MAX_CALLBACK_ARGUMENT_BYTES: usize = 1024 * 1024;

@@ -11,4 +11,4 @@
     rust_2018_idioms
 )]
 
-tonic::include_proto!("dspex.v1");
+include!(concat!(env!("OUT_DIR"), "/dspex.v1.rs"));

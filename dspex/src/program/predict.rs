@@ -6,10 +6,10 @@ use std::sync::Arc;
 use dspex_core::dspy::LM_PARAMS;
 use dspex_core::{Signature, Value};
 
-use super::chat::{chat_messages, default_instructions, parse_reply, with_reasoning};
-use super::client::{LmClient, LmRequest};
+use super::module::{Module, StepContext};
+use crate::data::{Fields, LmCall, Params};
 use crate::error::{Error, Result};
-use crate::program::{Fields, Module, Params, StepContext};
+use crate::lm::{LmClient, LmRequest, chat_messages, default_instructions, parse_reply, with_reasoning};
 
 /// The state both modules share: an optional signature, instructions, demos and LM of their
 /// own (in a chain, the step's signature and the context's LM are used when unset).
@@ -43,7 +43,7 @@ impl LmStep {
         lm: &LmClient,
         inputs: &Fields,
         params: &Params,
-    ) -> Result<(Fields, crate::program::LmCall)> {
+    ) -> Result<(Fields, LmCall)> {
         let mut request = request_settings(module, params)?;
         let instructions = self
             .instructions

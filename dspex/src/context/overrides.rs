@@ -3,12 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use dspex_core::program::ProgramSpec;
-use dspex_core::{Value, did_you_mean, validate};
-
-use crate::context::Context;
-use crate::error::{Error, Result};
-use crate::state::Key;
+use dspex_core::Value;
 
 /// Values that some of a program's variables take for one run (`run_with`), validated like any
 /// write against the context's record of the variable, before the run starts: an override of a
@@ -52,7 +47,7 @@ use crate::state::Key;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
-    values: BTreeMap<String, Value>,
+    pub(super) values: BTreeMap<String, Value>,
 }
 
 impl Overrides {
@@ -91,34 +86,6 @@ impl Overrides {
     /// Whether nothing is overridden.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
-    }
-
-    /// Checks every override against `spec` (the variable must be declared) and against the
-    /// context's record of the variable (type and constraints, as a write would be), and
-    /// returns the values in canonical form (integers widened for `float` variables).
-    pub fn validate(&self, ctx: &Context, spec: &ProgramSpec) -> Result<Overrides> {
-        let mut checked = BTreeMap::new();
-        for (name, value) in &self.values {
-            if spec.variable(name).is_none() {
-                let hint = did_you_mean(name, spec.variables.iter().map(|v| v.name.as_str()))
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                return Err(Error::UnknownOverride {
-                    name: name.clone(),
-                    program: spec.name.clone(),
-                    hint,
-                });
-            }
-            let mut outcome = None;
-            ctx.with_backend(|b| {
-                b.read(Key::Name(name), &mut |r| {
-                    outcome = Some(validate(&r.name, r.ty, &r.constraints, value.clone()));
-                })
-            })?;
-            let value = outcome.ok_or_else(|| Error::not_found(name))??;
-            checked.insert(name.clone(), value);
-        }
-        Ok(Overrides { values: checked })
     }
 }
 

@@ -8,7 +8,7 @@ use dspex_core::{Value, value_excerpt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
-use crate::context::VarValue;
+use super::values::VarValue;
 use crate::error::{Error, Result};
 
 /// Named, typed fields: a program's input and output, and what each step reads and writes.

@@ -1,0 +1,312 @@
+//! The optimizers of DSPy a python step compiles with ([`Optimizer`], checked against the table
+//! of `dspex_core::optimizers`), the metric they score with ([`CompileMetric`]), and what a
+//! compilation reports ([`CompileReport`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dspex_core::dspy::ConfigValue;
+use dspex_core::optimizers;
+use serde_json::Value as Json;
+
+use crate::context::{Callback, Invocation};
+use crate::data::Fields;
+use crate::error::{Error, Result};
+use crate::eval::{Dataset, Example, Metric, TokenUsage, checked_score};
+
+/// Examples in a train set, and in a validation set, of one compilation.
+pub const MAX_TRAIN_EXAMPLES: usize = 1_000;
+
+/// How long a compilation may take when its optimizer sets no timeout.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The longest timeout an optimizer may set.
+pub const MAX_COMPILE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A DSPy optimizer and its settings, as the table of `dspex_core::optimizers` lists them.
+/// Nothing is checked until the optimizer is used (or [`check`](Self::check)ed): an unknown
+/// optimizer or setting, or a value of the wrong kind, is then an [`Error::Compile`] naming it.
+///
+/// ```
+/// use dspex::optimize::Optimizer;
+///
+/// let ok = Optimizer::bootstrap_few_shot().set("max_bootstrapped_demos", 2);
+/// assert!(ok.check().is_ok());
+/// let typo = Optimizer::bootstrap_few_shot().set("max_bootstraped_demos", 2);
+/// assert!(typo.check().unwrap_err().to_string().contains("did you mean `max_bootstrapped_demos`?"));
+/// assert!(Optimizer::new("SIMBA").check().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Optimizer {
+    name: String,
+    settings: BTreeMap<String, ConfigValue>,
+    valset: Option<Vec<Example>>,
+    timeout: Duration,
+}
+
+impl Optimizer {
+    /// The optimizer named `name` (a `dspy` class name), with DSPy's default settings.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            settings: BTreeMap::new(),
+            valset: None,
+            timeout: DEFAULT_COMPILE_TIMEOUT,
+        }
+    }
+
+    /// `BootstrapFewShot`: demos bootstrapped from the train set by running the module, kept
+    /// when the metric accepts them, plus labeled demos.
+    pub fn bootstrap_few_shot() -> Self {
+        Self::new("BootstrapFewShot")
+    }
+
+    /// `BootstrapFewShotWithRandomSearch`: several bootstrapped demo sets, the best on the
+    /// validation set kept.
+    pub fn bootstrap_random_search() -> Self {
+        Self::new("BootstrapFewShotWithRandomSearch")
+    }
+
+    /// `MIPROv2`: instructions proposed by the LM and demo sets, searched together.
+    pub fn mipro_v2() -> Self {
+        Self::new("MIPROv2")
+    }
+
+    /// `COPRO`: instructions proposed and refined by the LM.
+    pub fn copro() -> Self {
+        Self::new("COPRO")
+    }
+
+    /// Sets `key` (a keyword of the optimizer's constructor or of its `compile`, as the table
+    /// lists it) to `value`.
+    #[must_use]
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<ConfigValue>) -> Self {
+        self.settings.insert(key.into(), value.into());
+        self
+    }
+
+    /// The validation set, for an optimizer that takes one (the train set otherwise).
+    #[must_use]
+    pub fn valset(mut self, examples: &Dataset) -> Self {
+        self.valset = Some(examples.examples().to_vec());
+        self
+    }
+
+    /// How long the compilation may take, waiting for a worker included (at most
+    /// [`MAX_COMPILE_TIMEOUT`]; [`DEFAULT_COMPILE_TIMEOUT`] if not set).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The optimizer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its settings, as given.
+    pub fn settings(&self) -> &BTreeMap<String, ConfigValue> {
+        &self.settings
+    }
+
+    pub(crate) fn valset_examples(&self) -> &[Example] {
+        self.valset.as_deref().unwrap_or_default()
+    }
+
+    pub(crate) fn timeout_value(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Checks the optimizer, its settings, its validation set and its timeout against the
+    /// table and the bounds; returns the settings in canonical form.
+    pub fn check(&self) -> Result<BTreeMap<String, ConfigValue>> {
+        let (table, checked) = optimizers::check(
+            &self.name,
+            self.settings.iter().map(|(k, v)| (k.as_str(), v)),
+        )
+        .map_err(Error::Compile)?;
+        if self.valset.is_some() && !table.takes_valset {
+            return Err(Error::Compile(format!(
+                "optimizer `{}` takes no validation set",
+                self.name
+            )));
+        }
+        if self.timeout.is_zero() || self.timeout > MAX_COMPILE_TIMEOUT {
+            return Err(Error::InvalidOption {
+                option: "timeout".to_owned(),
+                message: format!(
+                    "{:?} is not between 0 (excluded) and {MAX_COMPILE_TIMEOUT:?} (MAX_COMPILE_TIMEOUT)",
+                    self.timeout
+                ),
+            });
+        }
+        Ok(checked
+            .into_iter()
+            .map(|(setting, value)| (setting.name.to_owned(), value))
+            .collect())
+    }
+}
+
+impl fmt::Display for Optimizer {
+    /// `BootstrapFewShot(max_bootstrapped_demos=2)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings: Vec<String> = self
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{k}={}", config_text(v)))
+            .collect();
+        write!(f, "{}({})", self.name, settings.join(", "))
+    }
+}
+
+fn config_text(value: &ConfigValue) -> String {
+    match value {
+        ConfigValue::Integer(i) => i.to_string(),
+        ConfigValue::Float(x) => format!("{x:?}"),
+        ConfigValue::String(s) => format!("{s:?}"),
+        ConfigValue::Boolean(b) => b.to_string(),
+        ConfigValue::Strings(v) => format!("{v:?}"),
+        ConfigValue::Tools(v) => format!("{v:?}"),
+    }
+}
+
+/// The metric an optimizer scores the step's predictions with.
+#[derive(Clone)]
+pub enum CompileMetric {
+    /// A Python callable by dotted path (`"my_pkg.metrics.exact_answer"`), imported by the
+    /// worker: `metric(example, prediction, trace=None)` returning a number in `[0, 1]` or a
+    /// boolean, as DSPy's optimizers call it.
+    Python(String),
+    /// A Rust [`Metric`], called back from Python for every score the optimizer asks for:
+    /// registered as a callable of the context's bridge session for the compilation only
+    /// (`CallbackService`), it gets the example (the step's inputs and labels) and the
+    /// prediction (every output of the step, `reasoning` included) as fields. Its error, or a
+    /// score outside `[0, 1]`, fails that example as a Python metric's exception does.
+    Rust(Arc<dyn Metric>),
+}
+
+impl fmt::Debug for CompileMetric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompileMetric::Python(path) => f.debug_tuple("Python").field(path).finish(),
+            CompileMetric::Rust(metric) => f.debug_tuple("Rust").field(&metric.name()).finish(),
+        }
+    }
+}
+
+impl CompileMetric {
+    /// A Python metric by dotted path.
+    pub fn python(path: impl Into<String>) -> Self {
+        CompileMetric::Python(path.into())
+    }
+
+    /// A Rust metric (a built-in, or a closure through [`metric_fn`](crate::eval::metric_fn)).
+    pub fn rust(metric: impl Metric + 'static) -> Self {
+        CompileMetric::Rust(Arc::new(metric))
+    }
+
+    /// The metric's name, in reports.
+    pub fn name(&self) -> &str {
+        match self {
+            CompileMetric::Python(path) => path,
+            CompileMetric::Rust(metric) => metric.name(),
+        }
+    }
+
+    /// The callable a Rust metric is registered as, named `name`: the arguments the worker
+    /// sends (`{"example": {"inputs", "labels"}, "prediction"}`) become an [`Example`] and the
+    /// prediction's [`Fields`], and the answer is the checked score.
+    pub(crate) fn callback(metric: Arc<dyn Metric>, name: String) -> Callback {
+        Callback::new(name, move |call: Invocation| {
+            let metric = Arc::clone(&metric);
+            async move {
+                let part = |value: Option<&Json>, what: &str| -> std::result::Result<_, String> {
+                    value
+                        .and_then(Json::as_object)
+                        .cloned()
+                        .ok_or_else(|| format!("the metric's arguments have no object `{what}`"))
+                };
+                let example_json = part(call.arguments.get("example"), "example")?;
+                let inputs = part(example_json.get("inputs"), "example.inputs")?;
+                let labels = part(example_json.get("labels"), "example.labels")?;
+                let prediction = part(call.arguments.get("prediction"), "prediction")?;
+                let example = inputs
+                    .into_iter()
+                    .fold(Example::new(), |ex, (k, v)| ex.with_input(k, v));
+                let example = labels
+                    .into_iter()
+                    .fold(example, |ex, (k, v)| ex.with_expected(k, v));
+                let prediction: Fields = prediction.into_iter().collect();
+                checked_score(metric.as_ref(), &example, &prediction)
+                    .map(Json::from)
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .timeout(METRIC_CALLBACK_TIMEOUT)
+    }
+}
+
+/// How long one call of a Rust metric may take.
+pub const METRIC_CALLBACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a compilation did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompileReport {
+    /// The step compiled.
+    pub step: String,
+    /// The optimizer and its settings.
+    pub optimizer: String,
+    /// The metric.
+    pub metric: String,
+    /// The module class compiled.
+    pub class: String,
+    /// The demos each predictor of the compiled module holds, by predictor name.
+    pub demos: BTreeMap<String, u32>,
+    /// Examples of the train set and of the validation set.
+    pub train_examples: usize,
+    /// Examples of the validation set (0: none given).
+    pub val_examples: usize,
+    /// The LM requests the compilation made, with their token usage.
+    pub tokens: TokenUsage,
+    /// Wall time, as the worker measured it.
+    pub duration: Duration,
+}
+
+impl CompileReport {
+    /// Demos over all predictors.
+    pub fn total_demos(&self) -> u32 {
+        self.demos.values().sum()
+    }
+}
+
+impl fmt::Display for CompileReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "compiled step `{}` ({}) with {} ({})",
+            self.step, self.class, self.optimizer, self.metric
+        )?;
+        let demos: Vec<String> = self
+            .demos
+            .iter()
+            .map(|(p, n)| format!("{p}: {n}"))
+            .collect();
+        writeln!(f, "demos        {}", demos.join(", "))?;
+        writeln!(
+            f,
+            "examples     {} train, {} validation",
+            self.train_examples, self.val_examples
+        )?;
+        write!(
+            f,
+            "LM requests  {} ({} prompt + {} completion tokens) in {:.2?}",
+            self.tokens.lm_calls,
+            self.tokens.prompt_tokens,
+            self.tokens.completion_tokens,
+            self.duration
+        )
+    }
+}
