@@ -29,6 +29,7 @@ pub(crate) fn check(program: &Program, cx: &Ctxt) -> Option<ProgramSpec> {
         }
     }
     generated_names(program, cx);
+    features(program, cx);
     if cx.has_errors() {
         return None;
     }
@@ -38,6 +39,26 @@ pub(crate) fn check(program: &Program, cx: &Ctxt) -> Option<ProgramSpec> {
         }
     }
     Some(spec)
+}
+
+/// Python steps need dspex's `python` feature, which dspex forwards to this crate: without
+/// it, each python step is an error at its module.
+fn features(program: &Program, cx: &Ctxt) {
+    if cfg!(feature = "python") {
+        return;
+    }
+    for step in &program.steps {
+        if let Some(StepKindIr::Python(module)) = &step.kind {
+            cx.error(
+                Place::Item(step.pos),
+                &module.tokens,
+                format!(
+                    "python step `{}` needs dspex's `python` feature; enable it in Cargo.toml (`dspex = {{ version = \"0.1\", features = [\"python\"] }}`, a default feature), or make the step native",
+                    step.name
+                ),
+            );
+        }
+    }
 }
 
 /// Whether an issue only follows from a part that could not be read and was reported already.

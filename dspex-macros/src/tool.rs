@@ -37,6 +37,15 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#item #error);
         }
     };
+    if !cfg!(feature = "python") {
+        errors.push(syn::Error::new(
+            function.sig.fn_token.span,
+            format!(
+                "`#[dspex::tool]` makes `{}` a tool of Python agents, which needs dspex's `python` feature; enable it in Cargo.toml (`dspex = {{ version = \"0.1\", features = [\"python\"] }}`, a default feature)",
+                function.sig.ident
+            ),
+        ));
+    }
     let options = options(attr, &mut errors);
     let generated = tool(&function, &options, &mut errors);
     if errors.is_empty() {

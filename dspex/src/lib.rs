@@ -648,7 +648,9 @@ pub mod __private {
     }
 
     /// Creates the DSPy module of python step `index` of `spec` in `ctx`'s worker (bridging
-    /// `ctx` and starting its worker first if needed).
+    /// `ctx` and starting its worker first if needed). Without the `python` feature the macros
+    /// refuse python steps, so generated code never calls it.
+    #[cfg(feature = "python")]
     ///
     /// `tools` are the step's Rust tools, in the order its `tools` lists them.
     pub async fn python_step(
@@ -660,6 +662,7 @@ pub mod __private {
         PythonModule::attach(ctx, spec, index, tools).await
     }
 
+    #[cfg(feature = "python")]
     /// The definition of tool `T`. Generated code calls it spanned at the path the user wrote
     /// in `tools`, so that a path that is no tool is reported there.
     pub fn tool_def<T: crate::tools::Tool>() -> &'static crate::tools::ToolDef {

@@ -65,11 +65,20 @@ pub(super) struct Inner {
     /// The backend of a second switch: a bridged context that moved into a shared session
     /// (read only once `upgraded` is set, so that the local read path stays one load).
     pub(super) second: OnceLock<Arc<dyn StateProvider>>,
+    /// Fans the changes of every backend the context has out to its watchers.
+    #[cfg_attr(
+        not(any(feature = "python", feature = "redis")),
+        allow(dead_code, reason = "only a backend switch reads it")
+    )]
     pub(super) hub: Arc<WatchHub>,
     pub(super) requires_bridge: AtomicBool,
     pub(super) switches: AtomicU32,
     pub(super) last_switch_nanos: AtomicU64,
     /// Serializes backend switches.
+    #[cfg_attr(
+        not(any(feature = "python", feature = "redis")),
+        allow(dead_code, reason = "only a backend switch reads it")
+    )]
     pub(super) switching: Mutex<()>,
     /// How many writes each variable's history keeps in the backends the context creates.
     pub(super) history_limit: usize,
@@ -128,10 +137,12 @@ impl Default for Settings {
     }
 }
 
+#[cfg(feature = "python")]
 /// A handle that does not keep a context alive (held by the context's own bridge session).
 #[derive(Clone)]
 pub(crate) struct WeakContext(std::sync::Weak<Inner>);
 
+#[cfg(feature = "python")]
 impl WeakContext {
     /// The context, if it is still alive.
     pub(crate) fn upgrade(&self) -> Option<Context> {
@@ -252,6 +263,7 @@ impl Context {
         }
     }
 
+#[cfg(any(feature = "python", feature = "redis"))]
     /// The context's watch hub, shared with every backend it switches to.
     pub(crate) fn hub(&self) -> &Arc<WatchHub> {
         &self.inner.hub
@@ -262,6 +274,7 @@ impl Context {
         self.inner.requires_bridge.store(true, Ordering::Release);
     }
 
+#[cfg(feature = "python")]
     pub(crate) fn downgrade(&self) -> WeakContext {
         WeakContext(Arc::downgrade(&self.inner))
     }

@@ -20,6 +20,7 @@ mod overrides;
 mod runs;
 mod services;
 mod snapshot;
+#[cfg(any(feature = "python", feature = "redis", test))]
 mod switch;
 mod var;
 mod vars;
@@ -32,5 +33,6 @@ pub(crate) use callbacks::panic_message;
 pub use handle::{BackendInfo, Context};
 pub use overrides::Overrides;
 pub(crate) use snapshot::StepParams;
+#[cfg(any(feature = "python", feature = "redis"))]
 pub(crate) use switch::off_runtime;
 pub use var::Var;

@@ -3,18 +3,23 @@
 //! they make).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use dspex_core::program::ProgramSpec;
 use dspex_core::{did_you_mean, validate};
-use serde_json::{Map, Value as JsonValue};
 
-use super::callbacks::{Invocation, VariableSource};
-use super::handle::{Context, WeakContext};
+use super::handle::Context;
 use super::overrides::Overrides;
-use super::snapshot::RunValue;
 use crate::error::{Error, Result};
-use crate::state::{Key, StateProvider};
+use crate::state::Key;
+#[cfg(feature = "python")]
+use {
+    super::callbacks::{Invocation, VariableSource},
+    super::handle::WeakContext,
+    super::snapshot::RunValue,
+    crate::state::StateProvider,
+    serde_json::{Map, Value as JsonValue},
+    std::sync::Arc,
+};
 
 impl Overrides {
     /// Checks every override against `spec` (the variable must be declared) and against the
@@ -46,6 +51,7 @@ impl Overrides {
     }
 }
 
+#[cfg(feature = "python")]
 impl VariableSource for Context {
     fn with_state(
         &self,
@@ -55,6 +61,7 @@ impl VariableSource for Context {
     }
 }
 
+#[cfg(feature = "python")]
 impl VariableSource for WeakContext {
     fn with_state(
         &self,
@@ -67,6 +74,7 @@ impl VariableSource for WeakContext {
     }
 }
 
+#[cfg(feature = "python")]
 impl Invocation {
     /// An invocation outside any session, for calling a tool directly (tests, examples):
     /// `ctx` supplies the variables, `overrides` win over its values.

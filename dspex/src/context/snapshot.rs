@@ -67,10 +67,18 @@ pub(crate) struct BoundParam {
     /// The parameter.
     pub(crate) param: String,
     /// The variable it is bound to.
+    #[cfg_attr(
+        not(feature = "python"),
+        allow(dead_code, reason = "a python call carries it")
+    )]
     pub(crate) variable: String,
     /// Its value in this run.
     pub(crate) value: Value,
     /// The version it was read at; `None` for a value of the run's overrides.
+    #[cfg_attr(
+        not(feature = "python"),
+        allow(dead_code, reason = "a python call carries it")
+    )]
     pub(crate) version: Option<u64>,
 }
 
@@ -104,6 +112,7 @@ impl StepParams {
         ))
     }
 
+#[cfg(feature = "python")]
     /// Each bound parameter's value.
     pub(crate) fn bound(&self) -> &[BoundParam] {
         &self.0

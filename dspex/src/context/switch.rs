@@ -235,6 +235,7 @@ impl Context {
         self.inner.shared.get().map(AsRef::as_ref)
     }
 
+    #[cfg(any(feature = "python", feature = "redis", test))]
     /// The switch itself; the caller holds `switching`. `fill` moves the variables into
     /// `target`. A context switches at most twice (local to bridged to shared).
     fn switch_locked(
@@ -275,6 +276,7 @@ impl Context {
 }
 
 
+#[cfg(any(feature = "python", feature = "redis"))]
 /// Runs `f`, which may block for a while (bind a port, start a thread, migrate variables), on
 /// the current tokio runtime's blocking threads, so that the runtime keeps running its other
 /// tasks; outside a tokio runtime, on the calling thread.

@@ -5,23 +5,19 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+
 
 use parking_lot::Mutex;
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
-use serde::Deserialize;
 use serde_json::{Map, Value as JsonValue, json};
 use tokio::sync::Semaphore;
 
-use super::chat::{ChatMessage, reply_excerpt};
-use super::config::{LmConfig, LmKind, MAX_LM_BACKOFF};
+use super::chat::ChatMessage;
+use super::config::{LmConfig, LmKind};
+#[cfg(feature = "lm")]
+use super::http::Endpoint;
 use super::scripted::ScriptedLm;
-use crate::error::{Error, Result};
 use crate::data::LmCall;
-
-/// The largest reply body the client reads; a longer one is an error.
-pub const MAX_LM_REPLY_BYTES: usize = 8 * 1024 * 1024;
+use crate::error::{Error, Result};
 
 /// One chat completion request: the messages and the settings of this call (unset ones take
 /// the [`LmConfig`]'s defaults).
@@ -79,11 +75,8 @@ pub struct LmClient {
 #[derive(Debug)]
 enum Backend {
     Scripted(ScriptedLm),
-    OpenAi {
-        http: reqwest::Client,
-        url: String,
-        key: Option<String>,
-    },
+    #[cfg(feature = "lm")]
+    OpenAi(Endpoint),
 }
 
 impl LmClient {
@@ -94,25 +87,14 @@ impl LmClient {
         config.check()?;
         let backend = match config.kind {
             LmKind::Scripted => Backend::Scripted(ScriptedLm::new(&config)),
+            #[cfg(feature = "lm")]
+            LmKind::OpenAi => Backend::OpenAi(Endpoint::new(&config)?),
+            #[cfg(not(feature = "lm"))]
             LmKind::OpenAi => {
-                let key = match &config.api_key_env {
-                    None => None,
-                    Some(var) => Some(std::env::var(var).map_err(|_| {
-                        Error::lm(format!(
-                            "the API key variable `{var}` (LmConfig::api_key_env) is not set"
-                        ))
-                    })?),
-                };
-                let http = reqwest::Client::builder()
-                    .timeout(config.timeout)
-                    .tcp_nodelay(true)
-                    .build()
-                    .map_err(|e| Error::lm_with("cannot build the HTTP client", e))?;
-                Backend::OpenAi {
-                    http,
-                    url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
-                    key,
-                }
+                return Err(Error::lm(format!(
+                    "LmConfig::openai(\"{}\", ..) is called from Rust by dspex's `lm` feature, which this build leaves out; enable it, or give native steps LmConfig::scripted()",
+                    dspex_core::excerpt(&config.base_url)
+                )));
             }
             LmKind::Model => {
                 return Err(Error::lm(format!(
@@ -213,36 +195,11 @@ impl LmClient {
                 call.completion_tokens = Some(reply.answer_words);
                 reply.text
             }
-            Backend::OpenAi { http, url, key } => {
-                let payload = serde_json::to_vec(&body)
-                    .map_err(|e| Error::lm_with("cannot encode the request", e))?;
-                let reply = self
-                    .post_with_retries(http, url, key.as_deref(), payload)
-                    .await?;
-                let completion: Completion = serde_json::from_slice(&reply).map_err(|e| {
-                    Error::lm_with(
-                        format!(
-                            "{url} replied with no chat completion: {}",
-                            reply_excerpt(&String::from_utf8_lossy(&reply))
-                        ),
-                        e,
-                    )
-                })?;
-                if let Some(usage) = completion.usage {
-                    call.prompt_tokens = usage.prompt_tokens;
-                    call.completion_tokens = usage.completion_tokens;
-                }
-                completion
-                    .choices
-                    .into_iter()
-                    .next()
-                    .and_then(|c| c.message.content)
-                    .ok_or_else(|| {
-                        Error::lm(format!(
-                            "{url} replied with no choice holding text: {}",
-                            reply_excerpt(&String::from_utf8_lossy(&reply))
-                        ))
-                    })?
+            #[cfg(feature = "lm")]
+            Backend::OpenAi(endpoint) => {
+                endpoint
+                    .complete(&body, &mut call, &self.slots, &self.sent, &self.config)
+                    .await?
             }
         };
         let response = LmResponse {
@@ -257,144 +214,16 @@ impl LmClient {
     }
 
     async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
-        self.slots
-            .acquire()
-            .await
-            .map_err(|_| Error::internal("the LM client's request slots are closed"))
-    }
-
-    /// POSTs `payload`, retrying on 429 and 5xx; the body of the successful reply.
-    async fn post_with_retries(
-        &self,
-        http: &reqwest::Client,
-        url: &str,
-        key: Option<&str>,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>> {
-        let mut retries = 0;
-        loop {
-            let (status, headers, body) = {
-                let _slot = self.slot().await?;
-                self.sent.fetch_add(1, Ordering::Relaxed);
-                let mut post = http
-                    .post(url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(payload.clone());
-                if let Some(key) = key {
-                    post = post.bearer_auth(key);
-                }
-                let response = post.send().await.map_err(|e| self.send_error(url, e))?;
-                let status = response.status();
-                let headers = response.headers().clone();
-                (
-                    status,
-                    headers,
-                    read_body(url, response)
-                        .await
-                        .map_err(|e| self.send_error_or(url, e))?,
-                )
-            };
-            if status.is_success() {
-                return Ok(body);
-            }
-            let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-            if !retryable || retries >= self.config.max_retries {
-                let tries = if retryable {
-                    format!(" after {} attempts", retries + 1)
-                } else {
-                    String::new()
-                };
-                return Err(Error::lm(format!(
-                    "{url} answered {status}{tries}: {}",
-                    reply_excerpt(&String::from_utf8_lossy(&body))
-                )));
-            }
-            let wait = retry_after(&headers)
-                .unwrap_or_else(|| self.config.backoff.saturating_mul(1u32 << retries.min(16)));
-            tokio::time::sleep(wait.min(MAX_LM_BACKOFF)).await;
-            retries += 1;
-        }
-    }
-
-    fn send_error(&self, url: &str, e: reqwest::Error) -> Error {
-        if e.is_timeout() {
-            Error::lm_with(
-                format!(
-                    "{url} did not reply within {:?} (LmConfig::timeout)",
-                    self.config.timeout
-                ),
-                e,
-            )
-        } else {
-            Error::lm_with(format!("cannot reach {url}"), e)
-        }
-    }
-
-    fn send_error_or(&self, url: &str, e: BodyError) -> Error {
-        match e {
-            BodyError::Http(e) => self.send_error(url, e),
-            BodyError::TooLong => Error::lm(format!(
-                "{url} replied with more than {MAX_LM_REPLY_BYTES} bytes (MAX_LM_REPLY_BYTES)"
-            )),
-        }
+        acquire(&self.slots).await
     }
 }
 
-enum BodyError {
-    Http(reqwest::Error),
-    TooLong,
-}
-
-/// The body of `response`, at most [`MAX_LM_REPLY_BYTES`].
-async fn read_body(
-    _url: &str,
-    mut response: reqwest::Response,
-) -> std::result::Result<Vec<u8>, BodyError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
-        if body.len() + chunk.len() > MAX_LM_REPLY_BYTES {
-            return Err(BodyError::TooLong);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// The wait a `Retry-After: <seconds>` header asks for (an HTTP date is not read: the backoff
-/// applies then).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: f64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (seconds.is_finite() && seconds >= 0.0)
-        .then(|| Duration::from_secs_f64(seconds.min(MAX_LM_BACKOFF.as_secs_f64())))
-}
-
-#[derive(Deserialize)]
-struct Completion {
-    #[serde(default)]
-    choices: Vec<Choice>,
-    usage: Option<Usage>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    message: ReplyMessage,
-}
-
-#[derive(Deserialize)]
-struct ReplyMessage {
-    content: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Usage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
+/// A place among `slots`, the client's concurrency limit.
+pub(super) async fn acquire(slots: &Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>> {
+    slots
+        .acquire()
+        .await
+        .map_err(|_| Error::internal("the LM client's request slots are closed"))
 }
 
 /// The opt-in response cache: at most `capacity` replies, the oldest evicted first.
@@ -461,23 +290,14 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_read_in_seconds_and_bounded() {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, "2".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert(RETRY_AFTER, "100000".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(MAX_LM_BACKOFF));
-        headers.insert(
-            RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&headers), None);
-    }
-
-    #[test]
     fn a_model_string_is_for_python_steps_only() {
         let err = LmClient::new(LmConfig::model("anthropic/claude")).unwrap_err();
         assert!(err.to_string().contains("for python steps only"), "{err}");
+    }
+
+    #[cfg(feature = "lm")]
+    #[test]
+    fn an_unset_key_variable_is_named() {
         let err = LmClient::new(
             LmConfig::openai("http://127.0.0.1:1/v1", "m").api_key_env("DSPEX_SURELY_UNSET_KEY"),
         )

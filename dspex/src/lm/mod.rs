@@ -59,6 +59,8 @@
 mod chat;
 mod client;
 mod config;
+#[cfg(feature = "lm")]
+mod http;
 mod pyfmt;
 mod scripted;
 
@@ -66,7 +68,10 @@ pub use chat::{
     ChatMessage, MAX_REPLY_EXCERPT_CHARS, REASONING_FIELD, chat_messages, default_instructions,
     parse_reply, with_reasoning,
 };
-pub use client::{LmClient, LmRequest, LmResponse, MAX_LM_REPLY_BYTES};
+pub use client::{LmClient, LmRequest, LmResponse};
+#[cfg(feature = "lm")]
+pub use http::MAX_LM_REPLY_BYTES;
+#[cfg(feature = "python")]
 pub(crate) use config::LmKind;
 pub use config::{
     DEFAULT_LM_BACKOFF, DEFAULT_LM_CONCURRENCY, DEFAULT_LM_RETRIES, DEFAULT_LM_TIMEOUT, LmConfig,

@@ -13,12 +13,13 @@
 //! and loads back, all or nothing, into a program of the same declaration
 //! ([`AnyProgram::load_state`](crate::AnyProgram::load_state)).
 
+#[cfg(feature = "python")]
 mod compile;
 mod ext;
 mod optimizer;
 mod state;
 
-pub use crate::program::python::{CompiledState, MAX_COMPILED_STATE_BYTES};
+pub use crate::program::compiled::{CompiledState, MAX_COMPILED_STATE_BYTES};
 pub use ext::AnyProgram;
 pub use optimizer::{
     CompileMetric, CompileReport, DEFAULT_COMPILE_TIMEOUT, MAX_COMPILE_TIMEOUT,

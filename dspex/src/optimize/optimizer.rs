@@ -9,12 +9,17 @@ use std::time::Duration;
 
 use dspex_core::dspy::ConfigValue;
 use dspex_core::optimizers;
+#[cfg(feature = "python")]
 use serde_json::Value as Json;
 
+#[cfg(feature = "python")]
 use crate::context::{Callback, Invocation};
+#[cfg(feature = "python")]
 use crate::data::Fields;
 use crate::error::{Error, Result};
-use crate::eval::{Dataset, Example, Metric, TokenUsage, checked_score};
+use crate::eval::{Dataset, Example, Metric, TokenUsage};
+#[cfg(feature = "python")]
+use crate::eval::checked_score;
 
 /// Examples in a train set, and in a validation set, of one compilation.
 pub const MAX_TRAIN_EXAMPLES: usize = 1_000;
@@ -112,10 +117,12 @@ impl Optimizer {
         &self.settings
     }
 
+    #[cfg(feature = "python")]
     pub(crate) fn valset_examples(&self) -> &[Example] {
         self.valset.as_deref().unwrap_or_default()
     }
 
+    #[cfg(feature = "python")]
     pub(crate) fn timeout_value(&self) -> Duration {
         self.timeout
     }
@@ -216,6 +223,7 @@ impl CompileMetric {
         }
     }
 
+    #[cfg(feature = "python")]
     /// The callable a Rust metric is registered as, named `name`: the arguments the worker
     /// sends (`{"example": {"inputs", "labels"}, "prediction"}`) become an [`Example`] and the
     /// prediction's [`Fields`], and the answer is the checked score.

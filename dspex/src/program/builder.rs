@@ -13,13 +13,14 @@ use dspex_core::{Signature, VariableSpec};
 
 use super::module::{BoxFuture, DynModule, Module};
 use super::prepare::{context_for, prepare_context};
-use super::python::PythonModule;
+use super::python::{PythonModule, ToolDef};
 use super::run::ChainRun;
 use super::traits::BaseProgram;
 use crate::context::{Context, Overrides};
 use crate::data::{Fields, RunTrace};
 use crate::error::{Error, Result};
-use crate::tools::{Tool, ToolDef};
+#[cfg(feature = "python")]
+use crate::tools::Tool;
 
 /// One step for [`ProgramBuilder::step`] or [`RunningProgram::add_step`].
 ///
@@ -141,6 +142,7 @@ impl Step {
     ///     .python_tool("my_pkg.tools.search");
     /// ```
     #[must_use]
+    #[cfg(feature = "python")]
     pub fn tool<T: Tool>(mut self) -> Self {
         let def = T::def();
         self.push_tool(ToolRef::Rust(def.name.to_owned()));
@@ -326,6 +328,13 @@ impl ProgramBuilder {
                 .filter(|i| signatures_known || !consequence(&i.problem))
                 .map(|i| located(&spec, i)),
         );
+        #[cfg(not(feature = "python"))]
+        issues.extend(spec.steps.iter().filter(|s| s.is_python()).map(|s| {
+            format!(
+                "step `{}`: a python step needs dspex's `python` feature, which this build of dspex leaves out",
+                s.name
+            )
+        }));
         if !issues.is_empty() {
             return Err(Error::InvalidProgram {
                 program: spec.name,

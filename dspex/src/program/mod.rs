@@ -12,10 +12,15 @@
 //! - [`builder`]: the runtime builder.
 
 mod builder;
+pub(crate) mod compiled;
 pub(crate) mod declaration;
 pub(crate) mod module;
 mod predict;
 pub(crate) mod prepare;
+#[cfg(feature = "python")]
+pub(crate) mod python;
+#[cfg(not(feature = "python"))]
+#[path = "python_off.rs"]
 pub(crate) mod python;
 pub(crate) mod run;
 mod traits;
@@ -24,8 +29,10 @@ pub use builder::{DynProgram, ProgramBuilder, RunningProgram, Step};
 pub use module::{BoxFuture, DynModule, Module, StepContext};
 pub use predict::{ChainOfThought, Predict};
 pub use python::PythonModule;
-pub(crate) use python::{
-    CompileTarget, CompiledState, check_state_size, next_call_id,
-};
+pub(crate) use compiled::CompiledState;
+#[cfg(feature = "python")]
+pub(crate) use compiled::check_state_size;
+#[cfg(feature = "python")]
+pub(crate) use python::{CompileTarget, next_call_id};
 pub use run::ChainRun;
 pub use traits::{BaseProgram, Program};

@@ -14,15 +14,23 @@ pub async fn context_for(spec: &ProgramSpec) -> Result<Context> {
     if !spec.requires_bridge() {
         return Ok(Context::new());
     }
-    let ctx = Context::builder().bridged().build().await?;
-    ctx.mark_requires_bridge();
-    let warming = ctx.clone();
-    crate::worker::runtime()?.spawn(async move {
-        if let Err(e) = warming.worker().await {
-            tracing::debug!(error = %e, "the worker did not start in the background; the first python step will report why");
-        }
-    });
-    Ok(ctx)
+    #[cfg(not(feature = "python"))]
+    {
+        let step = spec.steps.iter().find(|s| s.is_python()).map_or("?", |s| s.name.as_str());
+        Err(super::python::feature_error(&spec.name, step))
+    }
+    #[cfg(feature = "python")]
+    {
+        let ctx = Context::builder().bridged().build().await?;
+        ctx.mark_requires_bridge();
+        let warming = ctx.clone();
+        crate::worker::runtime()?.spawn(async move {
+            if let Err(e) = warming.worker().await {
+                tracing::debug!(error = %e, "the worker did not start in the background; the first python step will report why");
+            }
+        });
+        Ok(ctx)
+    }
 }
 
 /// Registers `spec`'s variables into `ctx`, all or nothing: a variable the context already

@@ -141,6 +141,19 @@ impl<'p> ChainRun<'p> {
 
     /// Runs python step `index` through its attached module.
     pub async fn python(&mut self, index: usize, module: &PythonModule) -> Result<()> {
+        #[cfg(feature = "python")]
+        {
+            self.python_step(index, module).await
+        }
+        #[cfg(not(feature = "python"))]
+        {
+            let _ = index;
+            match *module {}
+        }
+    }
+
+    #[cfg(feature = "python")]
+    async fn python_step(&mut self, index: usize, module: &PythonModule) -> Result<()> {
         let step = self.step(index)?;
         let inputs = self.inputs(step)?;
         // The values of the bound variables for this run: the call sends exactly these to the

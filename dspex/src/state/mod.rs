@@ -26,6 +26,7 @@ use crate::error::Result;
 
 mod history;
 mod local;
+#[cfg(feature = "redis")]
 pub mod shared;
 #[cfg(feature = "proto")]
 pub(crate) mod records;
@@ -39,6 +40,7 @@ pub use history::{
     ROLLED_BACK_FROM, rollback_metadata,
 };
 pub use local::LocalState;
+#[cfg(feature = "redis")]
 pub use shared::{SharedConfig, SharedState};
 pub use watch::{
     Change, ChangeKind, MAX_WATCH_CAPACITY, WatchEvent, WatchHub, WatchOptions, Watcher,

@@ -1,7 +1,9 @@
 //! Variable records, history entries and watch events in the wire contract's form: what the
 //! bridge's gRPC server answers and what the shared backend stores in Redis.
 
-use super::{HistoryEntry, Source, VarRecord, WatchEvent};
+#[cfg(feature = "python")]
+use super::WatchEvent;
+use super::{HistoryEntry, Source, VarRecord};
 use crate::wire::convert::{constraints_to_proto, timestamp, value_to_proto, var_type_to_proto};
 use crate::wire::proto;
 
@@ -50,6 +52,7 @@ pub(crate) fn history_entry_to_proto(e: &HistoryEntry) -> proto::HistoryEntry {
     }
 }
 
+#[cfg(feature = "python")]
 /// A watch event for the wire.
 pub(crate) fn update_to_proto(event: &WatchEvent) -> proto::VariableUpdate {
     use proto::UpdateKind;

@@ -371,6 +371,7 @@ impl VariableTable {
         Ok(())
     }
 
+    #[cfg(feature = "python")]
     /// Calls `f` with the records whose names come after `after` (all when `None`) and match
     /// `pattern`, in name order, until `f` returns `false`.
     pub(crate) fn visit_sorted(
@@ -510,6 +511,7 @@ impl VariableTable {
         self.by_name.len()
     }
 
+    #[cfg(feature = "redis")]
     /// Stores `record` as it is, replacing the record of the same name: in its slot when the
     /// id is the same (resolved references stay on the fast path), else as a new variable.
     /// For a table that mirrors records checked, versioned and kept (with their histories)
@@ -528,6 +530,7 @@ impl VariableTable {
         self.insert(record, History::default());
     }
 
+    #[cfg(feature = "redis")]
     /// Removes the record of `name` as it is (see [`put`](Self::put)); publishes nothing.
     pub(crate) fn take(&mut self, name: &str) -> Option<VarRecord> {
         let slot = self.by_name.remove(name)?;
@@ -605,6 +608,7 @@ impl LockedTable {
 }
 
 impl LockedTable {
+    #[cfg(feature = "python")]
     /// Calls `f` with the records after `after` that match `pattern`, in name order, until `f`
     /// returns `false`, under one read lock: a page of `ListVariables` is one consistent
     /// snapshot, built without copying the records it leaves out.

@@ -5,22 +5,25 @@
 //! broke; the rules of variables themselves (types, constraints) are never checked here but by
 //! dspex-core, through the session's table.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dspex_core::program::{ConfigValue, ToolRef};
-use dspex_core::{
-    Constraints, FieldError as DeclaredFieldError, FieldType, Found, Number, Pattern,
-    SignatureField, Value, VarType, excerpt,
-};
-use serde_json::Value as Json;
+use dspex_core::{Constraints, Number, Value, VarType};
 
-use super::limits::{
-    MAX_CHOICES, MAX_DESCRIPTION_BYTES, MAX_EMBEDDING_DIMENSIONS, MAX_METADATA_BYTES,
-    MAX_METADATA_ENTRIES, MAX_PATTERN_BYTES, MAX_STRING_BYTES,
-};
 use super::proto;
+#[cfg(feature = "python")]
+use {
+    super::limits::{
+        MAX_CHOICES, MAX_DESCRIPTION_BYTES, MAX_EMBEDDING_DIMENSIONS, MAX_METADATA_BYTES,
+        MAX_METADATA_ENTRIES, MAX_PATTERN_BYTES, MAX_STRING_BYTES,
+    },
+    dspex_core::program::{ConfigValue, ToolRef},
+    dspex_core::{
+        FieldError as DeclaredFieldError, FieldType, Found, Pattern, SignatureField, excerpt,
+    },
+    serde_json::Value as Json,
+    std::collections::{BTreeMap, HashMap},
+};
 
 /// A request field that cannot be converted, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +45,7 @@ impl FieldError {
         }
     }
 
+    #[cfg(feature = "python")]
     pub(crate) fn too_large(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             field: field.into(),
@@ -59,6 +63,7 @@ impl fmt::Display for FieldError {
 
 type Result<T> = std::result::Result<T, FieldError>;
 
+#[cfg(feature = "python")]
 /// Checks a string field against a byte limit named `limit_name`.
 pub(crate) fn check_len(field: &str, s: &str, max: usize, limit_name: &str) -> Result<()> {
     if s.len() > max {
@@ -73,6 +78,7 @@ pub(crate) fn check_len(field: &str, s: &str, max: usize, limit_name: &str) -> R
     Ok(())
 }
 
+#[cfg(feature = "python")]
 /// Checks a count against a limit named `limit_name`.
 pub(crate) fn check_count(
     field: &str,
@@ -105,6 +111,7 @@ pub(crate) fn value_to_proto(value: &Value) -> proto::Value {
     proto::Value { kind: Some(kind) }
 }
 
+#[cfg(feature = "python")]
 /// A value from the wire; `field` names it in errors. Sizes are limited here; the type and the
 /// constraints are the variable's business.
 pub(crate) fn value_from_proto(field: &str, value: Option<proto::Value>) -> Result<Value> {
@@ -135,6 +142,7 @@ pub(crate) fn value_from_proto(field: &str, value: Option<proto::Value>) -> Resu
 
 // ---- signature fields and module configuration -------------------------------------------
 
+#[cfg(feature = "python")]
 /// A signature field's value for the wire, as its declared type carries it: `str` and
 /// `Literal[...]` as `text`, `int` as `integer`, `float` as `float` (an integer widened),
 /// `bool` as `boolean`, `list[str]`, `list[int]` and `list[float]` as `strings`, `integers`
@@ -182,6 +190,7 @@ pub(crate) fn field_to_proto(
     Ok(proto::FieldValue { kind: Some(kind) })
 }
 
+#[cfg(feature = "python")]
 /// A declared field's value from the wire, read as its declared type and in the field's
 /// canonical form (see [`SignatureField::conform`]). A value of another kind, or a malformed
 /// one (a `json_object` that is not a JSON object, a float that is not finite), is an error
@@ -198,6 +207,7 @@ pub(crate) fn field_from_proto(
     field.conform(json)
 }
 
+#[cfg(feature = "python")]
 /// A field a signature does not declare (DSPy's `reasoning`), as text: a `text` as it is, any
 /// other kind as its JSON.
 pub(crate) fn extra_field_from_proto(value: proto::FieldValue) -> Json {
@@ -207,6 +217,7 @@ pub(crate) fn extra_field_from_proto(value: proto::FieldValue) -> Json {
     }
 }
 
+#[cfg(feature = "python")]
 /// The JSON form of a wire field value, whatever its kind; for a malformed one, its raw text.
 fn wire_json(value: proto::FieldValue) -> std::result::Result<Json, String> {
     use proto::field_value::Kind;
@@ -235,6 +246,7 @@ fn wire_json(value: proto::FieldValue) -> std::result::Result<Json, String> {
     })
 }
 
+#[cfg(feature = "python")]
 /// A python step's `with` value for the wire (`CreateModuleRequest.config`): a list of
 /// strings, and a list of Python tools (their dotted paths), as `strings`. A Rust tool has no
 /// wire form (the program check refuses it before anything reaches a worker).
@@ -264,6 +276,7 @@ pub(crate) fn module_config_to_proto(key: &str, value: &ConfigValue) -> Result<p
     Ok(proto::ConfigValue { kind: Some(kind) })
 }
 
+#[cfg(feature = "python")]
 /// A module configuration value or an LM setting for the wire: a float, an integer, a string, a
 /// boolean or a list of strings; anything else has no wire form.
 pub(crate) fn config_to_proto(key: &str, value: &Json) -> Result<proto::ConfigValue> {
@@ -348,6 +361,7 @@ fn number_to_proto(n: Number) -> proto::Number {
     }
 }
 
+#[cfg(feature = "python")]
 fn number_from_proto(field: &str, n: proto::Number) -> Result<Number> {
     use proto::number::Kind;
     match n.kind {
@@ -375,6 +389,7 @@ pub(crate) fn constraints_to_proto(c: &Constraints) -> proto::Constraints {
     }
 }
 
+#[cfg(feature = "python")]
 /// Constraints from the wire (`field` is where they are in the request). Whether they suit the
 /// variable's type is checked at registration, by dspex-core.
 pub(crate) fn constraints_from_proto(
@@ -433,6 +448,7 @@ pub(crate) fn constraints_from_proto(
 
 // ---- metadata and descriptions ------------------------------------------------------------
 
+#[cfg(feature = "python")]
 /// Metadata from the wire, within the size limits.
 pub(crate) fn metadata_from_proto(
     field: &str,
@@ -462,6 +478,7 @@ pub(crate) fn metadata_from_proto(
     Ok(metadata.into_iter().collect())
 }
 
+#[cfg(feature = "python")]
 /// A description from the wire, within the size limit.
 pub(crate) fn description_from_proto(field: &str, d: Option<String>) -> Result<Option<String>> {
     if let Some(d) = &d {

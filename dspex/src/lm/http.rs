@@ -1,0 +1,248 @@
+//! The native LM lane's HTTP transport (the `lm` feature): chat completions POSTed to an
+//! OpenAI-compatible endpoint with `reqwest` (rustls), with a timeout per request, bounded
+//! retries on 429 and 5xx honouring `Retry-After`, and a bounded reply size.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::Deserialize;
+use serde_json::Value as JsonValue;
+use tokio::sync::Semaphore;
+
+use super::chat::reply_excerpt;
+use super::client::acquire;
+use super::config::{LmConfig, MAX_LM_BACKOFF};
+use crate::data::LmCall;
+use crate::error::{Error, Result};
+
+/// The largest reply body the client reads; a longer one is an error.
+pub const MAX_LM_REPLY_BYTES: usize = 8 * 1024 * 1024;
+
+/// An OpenAI-compatible endpoint: its client, its `chat/completions` URL and its key.
+#[derive(Debug)]
+pub(super) struct Endpoint {
+    http: reqwest::Client,
+    url: String,
+    key: Option<String>,
+}
+
+impl Endpoint {
+    /// The endpoint of `config` (an OpenAI-compatible one); an error if its key variable is not
+    /// set.
+    pub(super) fn new(config: &LmConfig) -> Result<Self> {
+        let key = match &config.api_key_env {
+            None => None,
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                Error::lm(format!(
+                    "the API key variable `{var}` (LmConfig::api_key_env) is not set"
+                ))
+            })?),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::lm_with("cannot build the HTTP client", e))?;
+        Ok(Self {
+            http,
+            url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
+            key,
+        })
+    }
+
+    /// POSTs `body` (one request slot of `slots` at a time, counting each attempt in `sent`)
+    /// and returns the first choice's text, with the reported usage put in `call`.
+    pub(super) async fn complete(
+        &self,
+        body: &JsonValue,
+        call: &mut LmCall,
+        slots: &Semaphore,
+        sent: &AtomicU64,
+        config: &LmConfig,
+    ) -> Result<String> {
+        let url = &self.url;
+        let payload =
+            serde_json::to_vec(body).map_err(|e| Error::lm_with("cannot encode the request", e))?;
+        let reply = self.post_with_retries(payload, slots, sent, config).await?;
+        let completion: Completion = serde_json::from_slice(&reply).map_err(|e| {
+            Error::lm_with(
+                format!(
+                    "{url} replied with no chat completion: {}",
+                    reply_excerpt(&String::from_utf8_lossy(&reply))
+                ),
+                e,
+            )
+        })?;
+        if let Some(usage) = completion.usage {
+            call.prompt_tokens = usage.prompt_tokens;
+            call.completion_tokens = usage.completion_tokens;
+        }
+        completion
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|c| c.message.content)
+            .ok_or_else(|| {
+                Error::lm(format!(
+                    "{url} replied with no choice holding text: {}",
+                    reply_excerpt(&String::from_utf8_lossy(&reply))
+                ))
+            })
+    }
+
+    /// POSTs `payload`, retrying on 429 and 5xx; the body of the successful reply.
+    async fn post_with_retries(
+        &self,
+        payload: Vec<u8>,
+        slots: &Semaphore,
+        sent: &AtomicU64,
+        config: &LmConfig,
+    ) -> Result<Vec<u8>> {
+        let (http, url, key) = (&self.http, self.url.as_str(), self.key.as_deref());
+        let mut retries = 0;
+        loop {
+            let (status, headers, body) = {
+                let _slot = acquire(slots).await?;
+                sent.fetch_add(1, Ordering::Relaxed);
+                let mut post = http
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(payload.clone());
+                if let Some(key) = key {
+                    post = post.bearer_auth(key);
+                }
+                let response = post.send().await.map_err(|e| send_error(url, e, config))?;
+                let status = response.status();
+                let headers = response.headers().clone();
+                (
+                    status,
+                    headers,
+                    read_body(url, response)
+                        .await
+                        .map_err(|e| send_error_or(url, e, config))?,
+                )
+            };
+            if status.is_success() {
+                return Ok(body);
+            }
+            let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+            if !retryable || retries >= config.max_retries {
+                let tries = if retryable {
+                    format!(" after {} attempts", retries + 1)
+                } else {
+                    String::new()
+                };
+                return Err(Error::lm(format!(
+                    "{url} answered {status}{tries}: {}",
+                    reply_excerpt(&String::from_utf8_lossy(&body))
+                )));
+            }
+            let wait = retry_after(&headers)
+                .unwrap_or_else(|| config.backoff.saturating_mul(1u32 << retries.min(16)));
+            tokio::time::sleep(wait.min(MAX_LM_BACKOFF)).await;
+            retries += 1;
+        }
+    }
+
+}
+
+fn send_error(url: &str, e: reqwest::Error, config: &LmConfig) -> Error {
+        if e.is_timeout() {
+            Error::lm_with(
+                format!(
+                    "{url} did not reply within {:?} (LmConfig::timeout)",
+                    config.timeout
+                ),
+                e,
+            )
+        } else {
+            Error::lm_with(format!("cannot reach {url}"), e)
+        }
+    }
+
+fn send_error_or(url: &str, e: BodyError, config: &LmConfig) -> Error {
+        match e {
+            BodyError::Http(e) => send_error(url, e, config),
+            BodyError::TooLong => Error::lm(format!(
+                "{url} replied with more than {MAX_LM_REPLY_BYTES} bytes (MAX_LM_REPLY_BYTES)"
+            )),
+        }
+    }
+
+enum BodyError {
+    Http(reqwest::Error),
+    TooLong,
+}
+
+/// The body of `response`, at most [`MAX_LM_REPLY_BYTES`].
+async fn read_body(
+    _url: &str,
+    mut response: reqwest::Response,
+) -> std::result::Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
+        if body.len() + chunk.len() > MAX_LM_REPLY_BYTES {
+            return Err(BodyError::TooLong);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The wait a `Retry-After: <seconds>` header asks for (an HTTP date is not read: the backoff
+/// applies then).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| Duration::from_secs_f64(seconds.min(MAX_LM_BACKOFF.as_secs_f64())))
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: ReplyMessage,
+}
+
+#[derive(Deserialize)]
+struct ReplyMessage {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_bounded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(RETRY_AFTER, "100000".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(MAX_LM_BACKOFF));
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+}
