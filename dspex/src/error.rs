@@ -7,8 +7,66 @@
 
 use dspex_core::{FieldError, GlobError, LiteralError, SpecError, ValidationError};
 
-/// The underlying cause of a [`Error::Bridge`] or [`Error::Worker`].
+/// An error of any type, as [`Cause::Other`] holds it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What failed underneath an [`Error::Bridge`], [`Error::Worker`], [`Error::Shared`] or
+/// [`Error::Lm`]: the typed error of the library below, to match on. It is the error's
+/// [`source`](std::error::Error::source); it displays as the error it holds.
+///
+/// ```
+/// use std::error::Error as _;
+/// use dspex::{Cause, Error};
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+/// let e = Error::bridge_with("cannot bind 127.0.0.1:4000", io);
+/// match &e {
+///     Error::Bridge { source: Some(Cause::Io(io)), .. } => {
+///         assert_eq!(io.kind(), std::io::ErrorKind::AddrInUse)
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// assert_eq!(e.source().unwrap().to_string(), "address in use");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Cause {
+    /// An I/O error (a process, a socket, a file).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A gRPC status: what the Python worker or the bridge answered.
+    #[cfg(feature = "python")]
+    #[error(transparent)]
+    Grpc(#[from] tonic::Status),
+    /// A gRPC transport error: a channel that could not connect or serve.
+    #[cfg(feature = "python")]
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+    /// What the Redis client said.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// What the HTTP client said (the native LM lane).
+    #[cfg(feature = "lm")]
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    /// A JSON text that did not read or write.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A task of the async runtime that panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    /// Anything else.
+    #[error(transparent)]
+    Other(BoxError),
+}
+
+impl Cause {
+    /// A cause of any other error type.
+    pub fn other(error: impl Into<BoxError>) -> Self {
+        Cause::Other(error.into())
+    }
+}
 
 /// The result type of dspex.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -129,10 +187,16 @@ pub enum Error {
         /// The variable.
         name: String,
     },
-    /// Over one of the named bounds of [`bridge::limits`](crate::wire::limits) (the metadata a
-    /// variable may hold, ...); nothing was changed. The message names the bound.
-    #[error("{0}")]
-    Limit(String),
+    /// Over one of dspex's named bounds (the metadata a variable may hold, the examples of a
+    /// compilation, ...); nothing was changed. The message says what was over which bound.
+    #[error("{message}")]
+    Limit {
+        /// The bound, by the name of its constant (`MAX_TRAIN_EXAMPLES`), or as the worker
+        /// named it.
+        limit: String,
+        /// What was over it, and by how much.
+        message: String,
+    },
     /// A malformed glob pattern for `list`.
     #[error(transparent)]
     InvalidPattern(#[from] GlobError),
@@ -204,7 +268,7 @@ pub enum Error {
         message: String,
         /// Why, when something underneath failed (an `io::Error`, ...).
         #[source]
-        source: Option<BoxError>,
+        source: Option<Cause>,
     },
     /// The Python worker process failed, or could not be started. Build it with
     /// [`Error::worker`] or [`Error::worker_with`].
@@ -214,7 +278,7 @@ pub enum Error {
         message: String,
         /// Why, when something underneath failed (an `io::Error`, a `tonic::Status`, ...).
         #[source]
-        source: Option<BoxError>,
+        source: Option<Cause>,
     },
     /// The shared backend (Redis) could not be used: unreachable, refused a command, or holds
     /// a session that cannot be read. The message names the URL (without its password) and
@@ -226,7 +290,7 @@ pub enum Error {
         message: String,
         /// Why, when something underneath failed (a `redis::RedisError`, ...).
         #[source]
-        source: Option<BoxError>,
+        source: Option<Cause>,
     },
     /// An LM call from Rust failed (a native `Predict` or `ChainOfThought`, or the LM client):
     /// the endpoint refused or timed out after its retries, replied with something that is no
@@ -239,7 +303,7 @@ pub enum Error {
         message: String,
         /// Why, when something underneath failed (a `reqwest::Error`, ...).
         #[source]
-        source: Option<BoxError>,
+        source: Option<Cause>,
     },
     /// A python step raised an exception; `message` is the Python error text.
     #[error("python step `{step}` raised {message}")]
@@ -277,17 +341,32 @@ pub enum Error {
     },
     /// A search space, sampler, schedule or saved tuning result that cannot be used; the
     /// message names the variable or setting and the rule.
-    #[error("tuning: {0}")]
-    Tuning(String),
+    #[error("tuning: {message}")]
+    Tuning {
+        /// What cannot be used, and the rule it breaks.
+        message: String,
+        /// Why, when something underneath failed (reading a saved result).
+        #[source]
+        source: Option<Cause>,
+    },
     /// A compilation of a python step that cannot run: an unknown optimizer or setting, a
     /// setting of the wrong kind, a step that is not a python step, examples that do not fit
     /// the step; the message names the thing and the rule.
-    #[error("compile: {0}")]
-    Compile(String),
+    #[error("compile: {message}")]
+    Compile {
+        /// What cannot run, and the rule it breaks.
+        message: String,
+    },
     /// A saved program state that cannot be read or does not fit the program it is loaded
     /// into; the message names what differs. Loading it changed nothing.
-    #[error("program state: {0}")]
-    ProgramState(String),
+    #[error("program state: {message}")]
+    ProgramState {
+        /// What cannot be read or does not fit (with the file, where there is one).
+        message: String,
+        /// Why, when something underneath failed (reading or writing the file, its JSON).
+        #[source]
+        source: Option<Cause>,
+    },
     /// An option outside its bounds (a concurrency of 0, a fraction above 1).
     #[error("{option}: {message}")]
     InvalidOption {
@@ -326,7 +405,7 @@ impl Error {
     /// assert_eq!(e.to_string(), "python bridge: cannot bind 127.0.0.1:4000");
     /// assert_eq!(e.source().unwrap().to_string(), "address in use");
     /// ```
-    pub fn bridge_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+    pub fn bridge_with(message: impl Into<String>, source: impl Into<Cause>) -> Self {
         Error::Bridge {
             message: message.into(),
             source: Some(source.into()),
@@ -348,7 +427,7 @@ impl Error {
 
     /// A shared-state error caused by `source` (kept as the error's
     /// [`source()`](std::error::Error::source), not repeated in the message).
-    pub fn shared_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+    pub fn shared_with(message: impl Into<String>, source: impl Into<Cause>) -> Self {
         Error::Shared {
             message: message.into(),
             source: Some(source.into()),
@@ -365,7 +444,7 @@ impl Error {
 
     /// An LM error caused by `source` (kept as the error's
     /// [`source()`](std::error::Error::source), not repeated in the message).
-    pub fn lm_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+    pub fn lm_with(message: impl Into<String>, source: impl Into<Cause>) -> Self {
         Error::Lm {
             message: message.into(),
             source: Some(source.into()),
@@ -382,7 +461,7 @@ impl Error {
 
     /// A worker error caused by `source` (kept as the error's
     /// [`source()`](std::error::Error::source), not repeated in the message).
-    pub fn worker_with(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+    pub fn worker_with(message: impl Into<String>, source: impl Into<Cause>) -> Self {
         Error::Worker {
             message: message.into(),
             source: Some(source.into()),
@@ -406,6 +485,57 @@ impl Error {
             next = cause.source();
         }
         out
+    }
+
+    /// An error of a named bound: `limit` is the bound (`MAX_TRAIN_EXAMPLES`), `message` what
+    /// was over it.
+    pub(crate) fn limit(limit: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Limit {
+            limit: limit.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A tuning error with no underlying cause.
+    pub(crate) fn tuning(message: impl Into<String>) -> Self {
+        Error::Tuning {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A tuning error caused by `source`.
+    pub(crate) fn tuning_with(message: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Error::Tuning {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A compile error.
+    pub(crate) fn compile(message: impl Into<String>) -> Self {
+        Error::Compile {
+            message: message.into(),
+        }
+    }
+
+    /// A program state error with no underlying cause.
+    pub(crate) fn program_state(message: impl Into<String>) -> Self {
+        Error::ProgramState {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A program state error caused by `source`.
+    pub(crate) fn program_state_with(
+        message: impl Into<String>,
+        source: impl Into<Cause>,
+    ) -> Self {
+        Error::ProgramState {
+            message: message.into(),
+            source: Some(source.into()),
+        }
     }
 
     pub(crate) fn not_found(name: &str) -> Self {
@@ -441,6 +571,7 @@ mod tests {
 
     use super::*;
 
+    #[cfg(feature = "python")]
     #[test]
     fn errors_keep_their_sources_out_of_their_messages() {
         let step = Error::Step {
@@ -463,13 +594,14 @@ mod tests {
             worker.to_string(),
             "python worker: the python worker (pid 7) refused the call"
         );
-        let source = worker
-            .source()
-            .and_then(|s| s.downcast_ref::<tonic::Status>());
-        assert_eq!(
-            source.map(tonic::Status::message),
-            Some("connection refused")
-        );
+        let Error::Worker {
+            source: Some(Cause::Grpc(status)),
+            ..
+        } = &worker
+        else {
+            panic!("not a worker error caused by a status: {worker:?}");
+        };
+        assert_eq!(status.message(), "connection refused");
         assert!(worker.report().contains("connection refused"));
 
         assert!(Error::bridge("the server has stopped").source().is_none());

@@ -580,7 +580,7 @@ pub use dspex_macros::Program;
 /// assert_eq!(def.timeout_ms, 2000);
 /// ```
 pub use dspex_macros::tool;
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Cause, Error, Result};
 pub use program::{
     BaseProgram, BoxFuture, ChainOfThought, DynProgram, Module, Predict, Program, ProgramBuilder,
     PythonModule, RunningProgram, Step, StepContext,

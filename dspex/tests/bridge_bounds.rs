@@ -279,7 +279,7 @@ async fn the_metadata_of_a_variable_is_bounded_in_entries_and_bytes() {
         .set_with("t", 0.7, &SetOptions::default().with_metadata("rust", "x"))
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Limit(m) if m.contains("MAX_METADATA_ENTRIES_PER_VARIABLE")),
+        matches!(&err, Error::Limit { limit, .. } if limit == "MAX_METADATA_ENTRIES_PER_VARIABLE"),
         "{err}"
     );
     assert_eq!(t.record().unwrap(), before);
@@ -289,10 +289,10 @@ async fn the_metadata_of_a_variable_is_bounded_in_entries_and_bytes() {
     let err = ctx
         .update_many_with([("t", dspex::Value::from(0.7))], &metadata)
         .unwrap_err();
-    assert!(matches!(&err, Error::Limit(_)), "{err}");
+    assert!(matches!(&err, Error::Limit { .. }), "{err}");
     let err = ctx.rollback("t", 1).unwrap_err();
     assert!(
-        matches!(&err, Error::Limit(m) if m.contains("MAX_METADATA_ENTRIES_PER_VARIABLE")),
+        matches!(&err, Error::Limit { limit, .. } if limit == "MAX_METADATA_ENTRIES_PER_VARIABLE"),
         "{err}"
     );
     assert_eq!(t.record().unwrap(), before);
@@ -346,7 +346,7 @@ async fn the_metadata_of_a_variable_is_bounded_in_entries_and_bytes() {
     spec.metadata = (0..=MAX_METADATA_ENTRIES_PER_VARIABLE)
         .map(|i| (format!("k{i}"), String::new()))
         .collect();
-    assert!(matches!(ctx.register(spec), Err(Error::Limit(_))));
+    assert!(matches!(ctx.register(spec), Err(Error::Limit { .. })));
     assert!(!ctx.exists("w"));
     drop((t, u, ctx));
     server.shutdown().await;

@@ -454,7 +454,7 @@ fn csv_cells_are_parsed_by_the_signature_types() {
 
 #[test]
 fn a_program_gives_its_schema() {
-    let schema = Schema::of(Echo::spec());
+    let schema = Schema::of_spec(Echo::spec());
     assert_eq!(schema.to_string(), "text -> out");
     let err = Dataset::from_jsonl_str("x.jsonl", "{\"text\": \"t\"}", &schema).unwrap_err();
     assert_eq!(

@@ -204,16 +204,13 @@ async fn a_python_step_whose_worker_cannot_start_is_an_error_naming_the_interpre
     match Hybrid::attach(&ctx).await {
         Err(Error::Worker {
             message,
-            source: Some(source),
+            source: Some(dspex::Cause::Io(io)),
         }) => {
             assert_eq!(
                 message,
                 "cannot start `/nonexistent/bin/python3 -m dspex_bridge.worker`"
             );
             // The cause is the `io::Error` of the spawn, kept as the source.
-            let io = source
-                .downcast_ref::<std::io::Error>()
-                .expect("an io::Error");
             assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
         }
         Err(other) => panic!("expected a worker error, got {other}"),

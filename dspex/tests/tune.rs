@@ -104,7 +104,7 @@ async fn successive_halving_cuts_the_cost_of_bad_trials() {
             .run(&program, &dev)
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::Tuning(_)), "{bad:?}: {err}");
+        assert!(matches!(err, Error::Tuning { .. }), "{bad:?}: {err}");
     }
 }
 

@@ -96,7 +96,7 @@ pub(crate) fn error_status(e: &Error) -> Status {
             status(Code::InvalidArgument, kind, message)
         }
         Error::InvalidPattern(_) => status(Code::InvalidArgument, ErrorKind::Pattern, message),
-        Error::Limit(_) => status(Code::ResourceExhausted, ErrorKind::Limit, message),
+        Error::Limit { .. } => status(Code::ResourceExhausted, ErrorKind::Limit, message),
         Error::Conflict {
             expected, actual, ..
         } => {

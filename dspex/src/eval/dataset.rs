@@ -10,6 +10,7 @@ use dspex_core::{FieldType, Signature, SignatureField};
 use serde_json::{Map, Value as Json};
 
 use super::example::Example;
+use crate::program::BaseProgram;
 use crate::error::{Error, Result};
 use crate::util::rng::SeededRng;
 
@@ -130,9 +131,15 @@ impl Schema {
         }
     }
 
-    /// The schema of a program: its signature's, or (for a program without a signature) its
-    /// input fields and the last step's outputs, untyped.
-    pub fn of(spec: &ProgramSpec) -> Self {
+    /// The schema of `program` (generated or built at run time, like
+    /// [`SearchSpace::of`](crate::tune::SearchSpace::of)): its signature's, or (for a program
+    /// without a signature) its input fields and the last step's outputs, untyped.
+    pub fn of<P: BaseProgram + ?Sized>(program: &P) -> Self {
+        Self::of_spec(program.program_spec())
+    }
+
+    /// The schema of a program's declaration (see [`of`](Self::of)).
+    pub fn of_spec(spec: &ProgramSpec) -> Self {
         match &spec.signature {
             Some(signature) => Self::from_signature(signature),
             None => Self::new(spec.input_names(), spec.output_names()),

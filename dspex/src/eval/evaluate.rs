@@ -130,15 +130,27 @@ impl Evaluate {
         &self.metric
     }
 
-    /// Evaluates `program` on every example of `data`.
+    /// Evaluates `program` on every example of `data`, with the evaluation's
+    /// [`overrides`](Self::overrides).
     pub async fn run<P: BaseProgram + ?Sized>(
         &self,
         program: &P,
         data: &Dataset,
     ) -> Result<EvalReport> {
+        self.run_with(program, data, &self.overrides).await
+    }
+
+    /// Evaluates `program` on every example of `data` with `overrides` in place of the
+    /// evaluation's own: one `Evaluate` compares several settings without being rebuilt.
+    pub async fn run_with<P: BaseProgram + ?Sized>(
+        &self,
+        program: &P,
+        data: &Dataset,
+        overrides: &Overrides,
+    ) -> Result<EvalReport> {
         check_concurrency("concurrency", self.concurrency)?;
         let spec = program.program_spec();
-        let overrides = self.overrides.validate(program.program_context(), spec)?;
+        let overrides = overrides.validate(program.program_context(), spec)?;
         let bar = self.progress.then(|| progress_bar(data.len()));
         let started = Instant::now();
         let results = run_examples(

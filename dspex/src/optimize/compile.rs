@@ -31,7 +31,7 @@ pub(crate) async fn compile_python_step(
     let signature = module.signature();
     let train = train_to_proto(step, signature, "trainset", trainset)?;
     if train.is_empty() {
-        return Err(Error::Compile(format!(
+        return Err(Error::compile(format!(
             "the trainset to compile step `{step}` is empty"
         )));
     }
@@ -49,7 +49,7 @@ pub(crate) async fn compile_python_step(
             .iter()
             .map(|(key, value)| {
                 let wire = module_config_to_proto(key, value)
-                    .map_err(|e| Error::Compile(format!("optimizer setting {e}")))?;
+                    .map_err(|e| Error::compile(format!("optimizer setting {e}")))?;
                 Ok((key.clone(), wire))
             })
             .collect::<Result<_>>()?,
@@ -70,9 +70,12 @@ pub(crate) async fn compile_python_step(
     });
     let bytes = prost::Message::encoded_len(&request);
     if bytes > MAX_MODULE_MESSAGE_BYTES {
-        return Err(Error::Limit(format!(
-            "the compilation of step `{step}` is {bytes} bytes on the wire, over the limit of {MAX_MODULE_MESSAGE_BYTES} (MAX_MODULE_MESSAGE_BYTES): use fewer or shorter examples"
-        )));
+        return Err(Error::limit(
+            "MAX_MODULE_MESSAGE_BYTES",
+            format!(
+                "the compilation of step `{step}` is {bytes} bytes on the wire, over the limit of {MAX_MODULE_MESSAGE_BYTES} (MAX_MODULE_MESSAGE_BYTES): use fewer or shorter examples"
+            ),
+        ));
     }
     let (train_examples, val_examples) = (request.trainset.len(), request.valset.len());
     // A Rust metric is a callable of the session for this compilation only.
@@ -136,17 +139,20 @@ fn train_to_proto(
     examples: &[Example],
 ) -> Result<Vec<pb::TrainExample>> {
     if examples.len() > MAX_TRAIN_EXAMPLES {
-        return Err(Error::Limit(format!(
-            "the {which} to compile step `{step}` holds {} examples, over the limit of {MAX_TRAIN_EXAMPLES} (MAX_TRAIN_EXAMPLES)",
-            examples.len()
-        )));
+        return Err(Error::limit(
+            "MAX_TRAIN_EXAMPLES",
+            format!(
+                "the {which} to compile step `{step}` holds {} examples, over the limit of {MAX_TRAIN_EXAMPLES} (MAX_TRAIN_EXAMPLES)",
+                examples.len()
+            ),
+        ));
     }
     let wire = |index: usize,
                 (fields, role): (&[SignatureField], &str),
                 name: &str,
                 value: &serde_json::Value| {
         let field = fields.iter().find(|f| f.name == name).ok_or_else(|| {
-            Error::Compile(format!(
+            Error::compile(format!(
                 "{which} example {index}: step `{step}` ({signature}) has no {role} `{name}`"
             ))
         })?;
@@ -160,7 +166,7 @@ fn train_to_proto(
         .enumerate()
         .map(|(index, example)| {
             if let Some(missing) = signature.input_names().find(|n| example.input(n).is_none()) {
-                return Err(Error::Compile(format!(
+                return Err(Error::compile(format!(
                     "{which} example {index} has no input `{missing}` of step `{step}` ({signature})"
                 )));
             }

@@ -87,9 +87,10 @@ pub trait AnyProgram: BaseProgram {
                 .apply(self, &path.display().to_string())
                 .await
                 .map_err(|e| match e {
-                    Error::ProgramState(message) => {
-                        Error::ProgramState(format!("{}: {message}", path.display()))
-                    }
+                    Error::ProgramState { message, source } => Error::ProgramState {
+                        message: format!("{}: {message}", path.display()),
+                        source,
+                    },
                     e => e,
                 })
         })

@@ -134,9 +134,9 @@ impl Optimizer {
             &self.name,
             self.settings.iter().map(|(k, v)| (k.as_str(), v)),
         )
-        .map_err(Error::Compile)?;
+        .map_err(Error::compile)?;
         if self.valset.is_some() && !table.takes_valset {
-            return Err(Error::Compile(format!(
+            return Err(Error::compile(format!(
                 "optimizer `{}` takes no validation set",
                 self.name
             )));

@@ -107,11 +107,11 @@ impl ProgramState {
             version: Option<u32>,
         }
         let header: Header = serde_json::from_str(text)
-            .map_err(|e| Error::ProgramState(format!("malformed program state: {e}")))?;
+            .map_err(|e| Error::program_state_with("malformed program state", e))?;
         if header.format.as_deref() != Some(PROGRAM_STATE_FORMAT)
             || header.version != Some(PROGRAM_STATE_VERSION)
         {
-            return Err(Error::ProgramState(format!(
+            return Err(Error::program_state(format!(
                 "a file of format {} version {} cannot be read; this build reads `{PROGRAM_STATE_FORMAT}` version {PROGRAM_STATE_VERSION}",
                 header
                     .format
@@ -122,7 +122,7 @@ impl ProgramState {
             )));
         }
         serde_json::from_str(text)
-            .map_err(|e| Error::ProgramState(format!("malformed program state: {e}")))
+            .map_err(|e| Error::program_state_with("malformed program state", e))
     }
 
     /// The variable values to write into `program`, every one validated, after checking that
@@ -142,7 +142,7 @@ impl ProgramState {
             }
         }
         if !differences.is_empty() {
-            return Err(Error::ProgramState(format!(
+            return Err(Error::program_state(format!(
                 "the state does not fit program `{}`: {}",
                 spec.name,
                 differences.join("; ")
@@ -152,13 +152,13 @@ impl ProgramState {
         for var in &spec.variables {
             match (self.values.get(&var.name), var.readonly) {
                 (Some(_), true) => {
-                    return Err(Error::ProgramState(format!(
+                    return Err(Error::program_state(format!(
                         "the state sets read-only variable `{}`",
                         var.name
                     )));
                 }
                 (None, false) => {
-                    return Err(Error::ProgramState(format!(
+                    return Err(Error::program_state(format!(
                         "the state has no value for variable `{}`",
                         var.name
                     )));
@@ -167,7 +167,7 @@ impl ProgramState {
                     let value = value_json::from_json(var.ty, json)
                         .and_then(|v| var.validate(v).map_err(|e| e.to_string()))
                         .map_err(|e| {
-                            Error::ProgramState(format!("variable `{}`: {e}", var.name))
+                            Error::program_state(format!("variable `{}`: {e}", var.name))
                         })?;
                     values.push((var.name.clone(), value));
                 }
@@ -175,7 +175,7 @@ impl ProgramState {
             }
         }
         if let Some(extra) = self.values.keys().find(|n| spec.variable(n).is_none()) {
-            return Err(Error::ProgramState(format!(
+            return Err(Error::program_state(format!(
                 "the state sets variable `{extra}`, which program `{}` does not declare",
                 spec.name
             )));
@@ -221,18 +221,19 @@ impl ProgramState {
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
-                Error::ProgramState(format!("cannot write {}: {e}", path.display()))
+                Error::program_state_with(format!("cannot write {}", path.display()), e)
             })
     }
 
     /// Reads a state from `path` (see [`from_json`](Self::from_json)).
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::ProgramState(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| Error::program_state_with(format!("cannot read {}", path.display()), e))?;
         Self::from_json(&text).map_err(|e| match e {
-            Error::ProgramState(message) => {
-                Error::ProgramState(format!("{}: {message}", path.display()))
-            }
+            Error::ProgramState { message, source } => Error::ProgramState {
+                message: format!("{}: {message}", path.display()),
+                source,
+            },
             e => e,
         })
     }

@@ -54,7 +54,7 @@ impl CompiledState {
     /// The state's JSON text, checked against [`MAX_COMPILED_STATE_BYTES`].
     pub(crate) fn state_text(&self, step: &str) -> Result<String> {
         if !self.state.is_object() {
-            return Err(Error::ProgramState(format!(
+            return Err(Error::program_state(format!(
                 "the compiled state of step `{step}` is not a JSON object"
             )));
         }
@@ -68,9 +68,12 @@ impl CompiledState {
 /// A compiled state of `bytes` bytes must fit [`MAX_COMPILED_STATE_BYTES`].
 pub(crate) fn check_state_size(step: &str, bytes: usize) -> Result<()> {
     if bytes > MAX_COMPILED_STATE_BYTES {
-        return Err(Error::Limit(format!(
-            "the compiled state of step `{step}` is {bytes} bytes, over the limit of {MAX_COMPILED_STATE_BYTES} (MAX_COMPILED_STATE_BYTES)"
-        )));
+        return Err(Error::limit(
+            "MAX_COMPILED_STATE_BYTES",
+            format!(
+                "the compiled state of step `{step}` is {bytes} bytes, over the limit of {MAX_COMPILED_STATE_BYTES} (MAX_COMPILED_STATE_BYTES)"
+            ),
+        ));
     }
     Ok(())
 }

@@ -235,7 +235,7 @@ impl PythonModule {
     fn check_state_class(&self, state: &CompiledState) -> Result<()> {
         match &self.inner.source {
             ModuleRef::Builtin(name) | ModuleRef::Path(name) if *name != state.class => {
-                Err(Error::ProgramState(format!(
+                Err(Error::program_state(format!(
                     "step `{}` runs a `{name}`, but the compiled state is a `{}`'s",
                     self.inner.step, state.class
                 )))
@@ -252,7 +252,7 @@ impl PythonModule {
         let spec = self.module_spec(&state.class, Some(state))?;
         worker.check_module(&spec).await.map_err(|e| match e {
             Error::Python { message, .. } | Error::Worker { message, .. } => {
-                Error::ProgramState(format!(
+                Error::program_state(format!(
                     "the compiled state of step `{}` does not load: {message}",
                     self.inner.step
                 ))

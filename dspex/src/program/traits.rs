@@ -122,7 +122,7 @@ pub trait BaseProgram: Send + Sync {
         } else {
             "is not one of its steps"
         };
-        Err(Error::Compile(format!(
+        Err(Error::compile(format!(
             "step `{step}` of program `{}` {what}; its python steps are {}",
             spec.name,
             if names.is_empty() {

@@ -933,14 +933,20 @@ pub(crate) fn check_metadata(
         }
     }
     if entries > MAX_METADATA_ENTRIES_PER_VARIABLE {
-        return Err(Error::Limit(format!(
-            "`{name}`: its metadata would hold {entries} entries, over the limit of {MAX_METADATA_ENTRIES_PER_VARIABLE} (MAX_METADATA_ENTRIES_PER_VARIABLE)"
-        )));
+        return Err(Error::limit(
+            "MAX_METADATA_ENTRIES_PER_VARIABLE",
+            format!(
+                "`{name}`: its metadata would hold {entries} entries, over the limit of {MAX_METADATA_ENTRIES_PER_VARIABLE} (MAX_METADATA_ENTRIES_PER_VARIABLE)"
+            ),
+        ));
     }
     if bytes > MAX_METADATA_BYTES_PER_VARIABLE {
-        return Err(Error::Limit(format!(
-            "`{name}`: its metadata would hold {bytes} bytes, over the limit of {MAX_METADATA_BYTES_PER_VARIABLE} (MAX_METADATA_BYTES_PER_VARIABLE)"
-        )));
+        return Err(Error::limit(
+            "MAX_METADATA_BYTES_PER_VARIABLE",
+            format!(
+                "`{name}`: its metadata would hold {bytes} bytes, over the limit of {MAX_METADATA_BYTES_PER_VARIABLE} (MAX_METADATA_BYTES_PER_VARIABLE)"
+            ),
+        ));
     }
     Ok(())
 }

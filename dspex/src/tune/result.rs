@@ -126,7 +126,7 @@ impl TuneResult {
         if differences.is_empty() {
             Ok(())
         } else {
-            Err(Error::Tuning(format!(
+            Err(Error::tuning(format!(
                 "the result does not fit program `{}`: {}",
                 spec.name,
                 differences.join("; ")
@@ -142,7 +142,7 @@ impl TuneResult {
     pub fn apply<P: BaseProgram + ?Sized>(&self, program: &P) -> Result<Vec<u64>> {
         self.check_fits(program.program_spec())?;
         let (Some(best), Some(score)) = (&self.best, self.best_score) else {
-            return Err(Error::Tuning(
+            return Err(Error::tuning(
                 "the result has no best assignment to apply (no trial finished)".to_owned(),
             ));
         };
@@ -203,9 +203,9 @@ impl TuneResult {
     pub fn from_json<P: BaseProgram + ?Sized>(text: &str, program: &P) -> Result<Self> {
         let spec = program.program_spec();
         let saved: Saved = serde_json::from_str(text)
-            .map_err(|e| Error::Tuning(format!("malformed tuning result: {e}")))?;
+            .map_err(|e| Error::tuning_with("malformed tuning result", e))?;
         if saved.format != RESULT_FORMAT || saved.version != RESULT_VERSION {
-            return Err(Error::Tuning(format!(
+            return Err(Error::tuning(format!(
                 "a tuning result of format `{}` version {} cannot be read; this build reads `{RESULT_FORMAT}` version {RESULT_VERSION}",
                 saved.format, saved.version
             )));
@@ -214,13 +214,13 @@ impl TuneResult {
             a.into_iter()
                 .map(|(name, json)| {
                     let var = spec.variable(&name).ok_or_else(|| {
-                        Error::Tuning(format!(
+                        Error::tuning(format!(
                             "the result sets variable `{name}`, which program `{}` does not declare",
                             spec.name
                         ))
                     })?;
                     let value = value_json::from_json(var.ty, &json)
-                        .map_err(|e| Error::Tuning(format!("`{name}`: {e}")))?;
+                        .map_err(|e| Error::tuning(format!("`{name}`: {e}")))?;
                     Ok((name, var.validate(value)?))
                 })
                 .collect()
@@ -263,7 +263,7 @@ impl TuneResult {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         std::fs::write(path, self.to_json()).map_err(|e| {
-            Error::Tuning(format!(
+            Error::tuning(format!(
                 "cannot write the result to {}: {e}",
                 path.display()
             ))
@@ -274,10 +274,15 @@ impl TuneResult {
     pub fn load<P: BaseProgram + ?Sized>(path: impl AsRef<Path>, program: &P) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Tuning(format!("cannot read a result from {}: {e}", path.display()))
+            Error::tuning_with(format!("cannot read a result from {}", path.display()), e)
         })?;
-        Self::from_json(&text, program)
-            .map_err(|e| Error::Tuning(format!("{}: {}", path.display(), strip(&e))))
+        Self::from_json(&text, program).map_err(|e| match e {
+            Error::Tuning { message, source } => Error::Tuning {
+                message: format!("{}: {message}", path.display()),
+                source,
+            },
+            e => Error::tuning(format!("{}: {}", path.display(), strip(&e))),
+        })
     }
 }
 

@@ -89,7 +89,7 @@ impl Proposer {
         let grid = match sampler {
             Sampler::Grid { points } => {
                 if points < 2 {
-                    return Err(Error::Tuning(format!(
+                    return Err(Error::tuning(format!(
                         "a grid needs at least 2 points per range, got {points}"
                     )));
                 }
@@ -99,7 +99,7 @@ impl Proposer {
             }
             Sampler::Tpe(c) => {
                 if c.n_ei_candidates == 0 || !(c.prior_weight > 0.0 && c.prior_weight.is_finite()) {
-                    return Err(Error::Tuning(format!(
+                    return Err(Error::tuning(format!(
                         "TPE needs at least one candidate and a positive prior weight, got {} and {}",
                         c.n_ei_candidates, c.prior_weight
                     )));
@@ -251,7 +251,7 @@ fn grid(dims: &[Dimension], points: usize) -> Result<Vec<Vec<Value>>> {
         .try_fold(1usize, |acc, a| acc.checked_mul(a.len()))
         .filter(|&n| n <= MAX_GRID_POINTS)
         .ok_or_else(|| {
-            Error::Tuning(format!(
+            Error::tuning(format!(
                 "the grid has more than {MAX_GRID_POINTS} points; use fewer points per range, fix or narrow variables, or another sampler"
             ))
         })?;

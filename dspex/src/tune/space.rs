@@ -201,7 +201,7 @@ impl SearchSpace {
                 let hint = did_you_mean(name, self.variables.iter().map(|v| v.name.as_str()))
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
-                Error::Tuning(format!(
+                Error::tuning(format!(
                     "program `{}` declares no variable `{name}`{hint}",
                     self.program
                 ))
@@ -213,7 +213,7 @@ impl SearchSpace {
     fn searchable(&self, name: &str) -> Result<&VariableSpec> {
         let var = self.declaration(name)?;
         if var.readonly {
-            return Err(Error::Tuning(format!("`{name}` is {READ_ONLY}")));
+            return Err(Error::tuning(format!("`{name}` is {READ_ONLY}")));
         }
         Ok(var)
     }
@@ -279,7 +279,7 @@ impl SearchSpace {
         let (low, high) = (low.into(), high.into());
         let var = self.searchable(name)?;
         let refuse =
-            |why: String| Error::Tuning(format!("cannot narrow `{name}` to {low}..={high}: {why}"));
+            |why: String| Error::tuning(format!("cannot narrow `{name}` to {low}..={high}: {why}"));
         let log = matches!(
             self.domain(name),
             Some(Domain::Float { log: true, .. } | Domain::Int { log: true, .. })
@@ -334,7 +334,7 @@ impl SearchSpace {
                 log: true,
             },
             _ => {
-                return Err(Error::Tuning(format!(
+                return Err(Error::tuning(format!(
                     "`{name}` is not searched over a range, so it has no log scale (narrow it first, or it is not a float or integer variable)"
                 )));
             }
@@ -357,14 +357,14 @@ impl SearchSpace {
         for value in values {
             let value = self.valid(name, value.into())?;
             if checked.contains(&value) {
-                return Err(Error::Tuning(format!(
+                return Err(Error::tuning(format!(
                     "candidate {value} of `{name}` is listed twice"
                 )));
             }
             checked.push(value);
         }
         if checked.is_empty() {
-            return Err(Error::Tuning(format!(
+            return Err(Error::tuning(format!(
                 "`{name}` needs at least one candidate"
             )));
         }
@@ -392,7 +392,7 @@ fn check_log(name: &str, domain: &Domain) -> Result<()> {
     if positive {
         Ok(())
     } else {
-        Err(Error::Tuning(format!(
+        Err(Error::tuning(format!(
             "a log scale needs a range above 0; `{name}` ranges over {domain}"
         )))
     }

@@ -52,13 +52,13 @@ impl Halving {
         let growing = self.rungs.windows(2).all(|w| w[0] < w[1]);
         let fits = self.rungs.last().is_some_and(|&last| last <= examples);
         if self.rungs.first().is_none_or(|&first| first == 0) || !growing || !fits {
-            return Err(Error::Tuning(format!(
+            return Err(Error::tuning(format!(
                 "the minibatch schedule {:?} must be strictly growing sizes from 1 to the data set's {examples} examples",
                 self.rungs
             )));
         }
         if !(self.keep > 0.0 && self.keep <= 1.0) {
-            return Err(Error::Tuning(format!(
+            return Err(Error::tuning(format!(
                 "the kept fraction of successive halving must be in (0, 1], got {}",
                 self.keep
             )));
@@ -211,17 +211,17 @@ impl Tuner {
     ) -> Result<TuneResult> {
         let spec = program.program_spec();
         if spec.name != self.space.program() || spec.variables != self.space.variables() {
-            return Err(Error::Tuning(format!(
+            return Err(Error::tuning(format!(
                 "the search space was built for program `{}`, not for this declaration of `{}`",
                 self.space.program(),
                 spec.name
             )));
         }
         if dev.is_empty() {
-            return Err(Error::Tuning("the development set is empty".to_owned()));
+            return Err(Error::tuning("the development set is empty".to_owned()));
         }
         if !(1..=MAX_TRIALS).contains(&self.trials) {
-            return Err(Error::Tuning(format!(
+            return Err(Error::tuning(format!(
                 "the number of trials must be between 1 and {MAX_TRIALS}, got {}",
                 self.trials
             )));

@@ -24,7 +24,7 @@ use crate::wire::proto::{
     ExecuteModuleRequest, ExecuteModuleResponse, HealthRequest, ShutdownRequest,
 };
 use crate::bridge::SessionInfo;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::lm::LmConfig;
 use crate::wire::proto as pb;
 use crate::wire::{ERROR_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA, FIELD_VALUE_METADATA};
@@ -418,24 +418,19 @@ impl WorkerSupervisor {
             // What the worker refused in the request (the optimizer, a setting, the examples,
             // the metric, a limit): the worker's message says which and why.
             Error::Worker {
-                source: Some(source),
+                source: Some(Cause::Grpc(status)),
                 message,
-            } => match source.downcast::<tonic::Status>() {
-                Ok(status) => match error_kind(&status) {
-                    ErrorKind::Limit => {
-                        Error::Limit(format!("step `{step}`: {}", status.message()))
-                    }
-                    ErrorKind::InvalidRequest => {
-                        Error::Compile(format!("step `{step}`: {}", status.message()))
-                    }
-                    _ => Error::Worker {
-                        message,
-                        source: Some(status),
-                    },
-                },
-                Err(source) => Error::Worker {
+            } => match error_kind(&status) {
+                ErrorKind::Limit => Error::limit(
+                    worker_limit_name(status.message()),
+                    format!("step `{step}`: {}", status.message()),
+                ),
+                ErrorKind::InvalidRequest => {
+                    Error::compile(format!("step `{step}`: {}", status.message()))
+                }
+                _ => Error::Worker {
                     message,
-                    source: Some(source),
+                    source: Some(Cause::Grpc(status)),
                 },
             },
             e => e,
@@ -808,3 +803,17 @@ async fn health_checks(supervisor: Weak<WorkerSupervisor>, index: usize) {
         }
     }
 }
+
+/// The bound a worker's `LIMIT` refusal names: the last `(MAX_...)` of its message (each
+/// limit message ends with the constant's name), else `worker limit`.
+fn worker_limit_name(message: &str) -> String {
+    message
+        .rmatch_indices("(MAX_")
+        .next()
+        .and_then(|(at, _)| {
+            let name = &message[at + 1..];
+            name.find(')').map(|end| name[..end].to_owned())
+        })
+        .unwrap_or_else(|| "worker limit".to_owned())
+}
+
