@@ -18,10 +18,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dspex::wire::proto::session_service_client::SessionServiceClient;
-use dspex::wire::proto::{self as pb};
 use dspex::bridge::{BridgeConfig, BridgeServer};
 use dspex::wire::TOKEN_METADATA;
+use dspex::wire::proto::session_service_client::SessionServiceClient;
+use dspex::wire::proto::{self as pb};
 use dspex::{Constraints, Context, VarType, VariableSpec};
 
 const VARIABLES: usize = 1_000;

@@ -33,9 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use dspex::LmConfig;
 use dspex::wire::proto::HealthRequest;
 use dspex::wire::proto::module_service_client::ModuleServiceClient;
-use dspex::LmConfig;
 use dspex::worker::{ENV_PYTHON, WorkerConfig};
 use dspex::{
     Constraints, Context, Fields, ProgramBuilder, RunningProgram, Step, VarType, VariableSpec,
@@ -93,7 +93,7 @@ fn criterion_part(rt: &tokio::runtime::Runtime) {
             for _ in 0..iters {
                 let ctx = rt.block_on(Context::builder().bridged().build()).unwrap();
                 let started = Instant::now();
-                rt.block_on(ctx.worker()).unwrap();
+                rt.block_on(ctx.start_worker()).unwrap();
                 total += started.elapsed();
                 rt.block_on(ctx.shutdown_worker());
             }
@@ -330,7 +330,10 @@ fn figures(rt: &tokio::runtime::Runtime) {
     // 64 concurrent runs, instant scripted LM: one worker, a pool of 2, 64 Python threads.
     let runs = 3200;
     let one = Arc::new(rt.block_on(step_program(WorkerConfig::default(), LmConfig::scripted())));
-    let pool = Arc::new(rt.block_on(step_program(WorkerConfig::default().processes(2), LmConfig::scripted())));
+    let pool = Arc::new(rt.block_on(step_program(
+        WorkerConfig::default().processes(2),
+        LmConfig::scripted(),
+    )));
     throughput(rt, &one, 64, 640);
     throughput(rt, &pool, 64, 640);
     baselines.threads(64, 640);

@@ -528,10 +528,7 @@ impl Error {
     }
 
     /// A program state error caused by `source`.
-    pub(crate) fn program_state_with(
-        message: impl Into<String>,
-        source: impl Into<Cause>,
-    ) -> Self {
+    pub(crate) fn program_state_with(message: impl Into<String>, source: impl Into<Cause>) -> Self {
         Error::ProgramState {
             message: message.into(),
             source: Some(source.into()),

@@ -115,11 +115,11 @@ extern crate self as dspex;
 
 // The layers, from the bottom: each module imports only from the layers below it.
 // 0. the error type, small helpers, the wire contract, the plain data of a run
+mod data;
 mod error;
 mod util;
 #[doc(hidden)]
 pub mod wire;
-mod data;
 // 1. the state backends and the LM client
 pub mod lm;
 pub mod state;
@@ -162,8 +162,8 @@ pub use dspex_core::{
     Constraints, FieldError, FieldType, LiteralError, Number, Pattern, Rule, Signature,
     SignatureField, SpecError, ValidationError, Value, VarType, VariableSpec,
 };
-pub use lm::LmConfig;
-pub use optimize::AnyProgram;
+pub use lm::config::LmConfig;
+pub use optimize::ext::AnyProgram;
 /// A field value: the JSON value of a signature field (see [`Fields`]).
 pub use serde_json::Value as JsonValue;
 /// Builds a [`JsonValue`] from JSON-like syntax (serde_json's `json!`), for [`Fields`].
@@ -585,10 +585,9 @@ pub use program::{
     BaseProgram, BoxFuture, ChainOfThought, DynProgram, Module, Predict, Program, ProgramBuilder,
     PythonModule, RunningProgram, Step, StepContext,
 };
-pub use state::{
-    BackendKind, Change, GetMany, HistoryEntry, SetOptions, Source, VarId, VarRecord, WatchEvent,
-    WatchOptions, Watcher,
-};
+pub use state::history::HistoryEntry;
+pub use state::provider::{BackendKind, GetMany, SetOptions, Source, VarId, VarRecord};
+pub use state::watch::{Change, ChangeKind, WatchEvent, WatchOptions, Watcher};
 
 /// The names most programs need: `use dspex::prelude::*;`.
 pub mod prelude {
@@ -680,7 +679,6 @@ pub mod __private {
             field: name.to_owned(),
             context: format!("the output of program `{program}`"),
         })?;
-        T::deserialize(&value)
-            .map_err(|source| crate::data::read_error::<T>(name, &value, source))
+        T::deserialize(&value).map_err(|source| crate::data::read_error::<T>(name, &value, source))
     }
 }

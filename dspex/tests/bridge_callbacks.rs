@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use dspex::bridge::{BridgeServer, SessionInfo};
+use dspex::tools::Callback;
 use dspex::wire::limits::{
     MAX_CALLBACK_ARGUMENT_BYTES, MAX_CALLBACK_RESULT_BYTES, MAX_CALLBACK_TIMEOUT,
 };
 use dspex::wire::proto::callback_service_client::CallbackServiceClient;
 use dspex::wire::proto::{self as pb, ErrorKind, callback_response::Outcome};
-use dspex::bridge::{BridgeServer, SessionInfo};
-use dspex::tools::Callback;
 use dspex::{Constraints, Error, json};
 use tokio::sync::Barrier;
 use tonic::transport::Channel;
@@ -87,9 +87,7 @@ async fn a_registered_callable_answers_its_session_only() {
 
     // No token, a wrong token.
     let mut no_token = call(&info_a, "echo", "{}");
-    no_token
-        .metadata_mut()
-        .remove(dspex::wire::TOKEN_METADATA);
+    no_token.metadata_mut().remove(dspex::wire::TOKEN_METADATA);
     let err = c.call(no_token).await.unwrap_err();
     assert_status(&err, Code::Unauthenticated, ErrorKind::Unauthenticated);
     let err = c

@@ -6,13 +6,14 @@
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use dspex::wire::proto::{self as pb, ErrorKind};
 use dspex::bridge::{BridgeConfig, BridgeServer};
-use dspex::state::{Key, SetOptions, Source, StateProvider};
+use dspex::state::{Key, StateProvider};
+use dspex::wire::proto::{self as pb, ErrorKind};
 use dspex::{
     BackendKind, Constraints, Context, Error, Value, VarType, VariableSpec, WatchEvent,
     WatchOptions,
 };
+use dspex::{SetOptions, Source};
 use tokio_stream::StreamExt;
 use tonic::Code;
 

@@ -3,9 +3,10 @@
 
 use std::sync::{Arc, LazyLock};
 
+use dspex::BackendKind;
 use dspex::Context;
 use dspex::bridge::{BridgeConfig, BridgeServer};
-use dspex::state::{BackendKind, StateProvider};
+use dspex::state::StateProvider;
 
 mod conformance;
 

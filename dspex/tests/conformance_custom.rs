@@ -11,9 +11,12 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::{Duration, SystemTime};
 
 use dspex::state::{
-    BackendKind, Capabilities, Change, DEFAULT_HISTORY_LIMIT, ExportedVar, GetMany, Glob, History,
-    HistoryEntry, Key, SetOptions, Source, StateProvider, VarId, VarRecord, VarRef, WatchHub,
-    WatchOptions, Watcher, rollback_metadata,
+    Capabilities, DEFAULT_HISTORY_LIMIT, ExportedVar, Glob, History, Key, StateProvider, VarRef,
+    WatchHub, rollback_metadata,
+};
+use dspex::{
+    BackendKind, Change, GetMany, HistoryEntry, SetOptions, Source, VarId, VarRecord, WatchOptions,
+    Watcher,
 };
 use dspex::{Constraints, Context, Error, Result, Value, VariableSpec, WatchEvent};
 

@@ -5,8 +5,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
+use dspex::BackendKind;
 use dspex::Context;
-use dspex::state::{BackendKind, SharedConfig, SharedState, StateProvider};
+use dspex::state::{SharedConfig, SharedState, StateProvider};
 use dspex_test_redis::RedisServer;
 
 mod conformance;

@@ -9,13 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dspex::BackendKind;
 use dspex::Signature;
 use dspex::lm::{
     LmClient, LmRequest, MAX_REPLY_EXCERPT_CHARS, chat_messages, default_instructions,
     with_reasoning,
 };
 use dspex::prelude::*;
-use dspex::state::BackendKind;
 use dspex_test_lm::{LmServer, Reply};
 
 dspex_program! {

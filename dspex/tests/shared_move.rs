@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bridge_common::{authed, client, eventually, float, set_request};
-use dspex::state::BackendKind;
+use dspex::BackendKind;
 use dspex::{Constraints, Context, Error, VarType, VariableSpec, WatchEvent};
 use dspex_test_redis::RedisServer;
 

@@ -11,13 +11,13 @@
 
 use std::path::PathBuf;
 
+use dspex::optimize as o;
 use dspex::wire::limits as l;
 use dspex::wire::{
     ACTUAL_VERSION_METADATA, ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, ERROR_METADATA,
     EXPECTED_VERSION_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA, FIELD_VALUE_METADATA,
     TOKEN_METADATA,
 };
-use dspex::optimize as o;
 use dspex::worker as w;
 use dspex_core::dspy::{self, ConfigKey, ConfigKind, DspyModule, Param};
 use dspex_core::optimizers::{self, DspyOptimizer, Setting};

@@ -8,8 +8,8 @@
 use std::thread;
 
 use dspex::bridge::{BridgeConfig, BridgeServer, SessionInfo};
-use dspex::state::{Source, WatchEvent};
 use dspex::{BackendKind, Context, Error, SetOptions, Value};
+use dspex::{Source, WatchEvent};
 use dspex_tests::{PyAgent, register_fixtures};
 use serde_json::json;
 

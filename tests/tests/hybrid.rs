@@ -525,7 +525,7 @@ async fn an_interpreter_without_dspy_is_a_clear_error_naming_it() {
             .to_string(),
     );
     let ctx = Context::builder().worker(config).build().await.unwrap();
-    let err = ctx.worker().await.unwrap_err();
+    let err = ctx.start_worker().await.unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, Error::Worker { .. }));
     assert!(

@@ -9,8 +9,8 @@
 
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
-use dspex::prelude::*;
 use dspex::LmConfig;
+use dspex::prelude::*;
 use dspex::{ProgramBuilder, Step, StepTrace};
 use dspex_tests::worker_config;
 
@@ -170,10 +170,7 @@ async fn a_var_step_configures_each_class_the_variable_names() {
         program.reasoning().set(class).unwrap();
         let (_, trace) = program.run_traced(input.clone()).await.unwrap();
         let step = trace.step("answer").unwrap();
-        assert_eq!(
-            step.runner,
-            dspex::StepRunner::Python(class.to_owned())
-        );
+        assert_eq!(step.runner, dspex::StepRunner::Python(class.to_owned()));
         let call = &step.lm_calls[0];
         assert_eq!(
             (call.temperature, call.top_p),

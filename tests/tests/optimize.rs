@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use dspex::LmConfig;
 use dspex::eval::{Dataset, Example, metric_fn};
 use dspex::optimize::{
     CompileMetric, MAX_COMPILED_STATE_BYTES, MAX_TRAIN_EXAMPLES, Optimizer, ProgramState,
 };
 use dspex::prelude::*;
-use dspex::LmConfig;
 use dspex::{AnyProgram, Overrides, ProgramBuilder, Step};
 use dspex_tests::{wait_gone, worker_config};
 

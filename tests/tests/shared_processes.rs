@@ -11,8 +11,8 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dspex::wire::proto;
 use dspex::state::shared::SessionKeys;
+use dspex::wire::proto;
 use dspex::{
     BackendKind, Constraints, Context, Fields, ProgramBuilder, Step, Value, VarType, VariableSpec,
     WatchEvent,

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use dspex::LmConfig;
+use dspex::prelude::*;
 use dspex::wire::proto::callback_service_client::CallbackServiceClient;
 use dspex::wire::proto::{self as pb, callback_response::Outcome};
-use dspex::prelude::*;
-use dspex::LmConfig;
 use dspex::{Overrides, ProgramBuilder, Step, StepTrace, json};
 use dspex_tests::worker_config;
 use tokio::sync::Barrier;

@@ -7,8 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
-use dspex::prelude::*;
 use dspex::LmConfig;
+use dspex::prelude::*;
 use dspex::{ProgramBuilder, Step, json};
 use dspex_tests::worker_config;
 

@@ -5,12 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::runtime::BridgeServer;
-use crate::wire::{ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR};
 use super::store::Session;
 use crate::error::{Error, Result};
-use crate::state::{StateProvider, WatchHub};
 use crate::state::check_history_limit;
 use crate::state::table::delegate_state_provider;
+use crate::state::{StateProvider, WatchHub};
+use crate::wire::{ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR};
 
 /// How a Python process reaches a bridged context's session: the store's address, the
 /// session id and its token. `Debug` never shows the token.
@@ -91,7 +91,8 @@ impl BridgeServer {
 ///
 /// ```no_run
 /// use dspex::bridge::{BridgeConfig, BridgeServer};
-/// use dspex::state::{Key, SetOptions, Source, StateProvider};
+/// use dspex::state::{Key, StateProvider};
+/// use dspex::{SetOptions, Source};
 /// use dspex::{Value, VarType, VariableSpec};
 ///
 /// let server = BridgeServer::start(BridgeConfig::default())?;

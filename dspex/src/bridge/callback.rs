@@ -81,14 +81,18 @@ impl CallbackService for CallbackServer {
             call_id: r.call_id,
         };
         drop(session);
-        let answer = dispatch.dispatch(call).await.map_err(|refusal| match refusal {
-            CallbackRefusal::UnknownCallable(message) | CallbackRefusal::UnknownCall(message) => {
-                status(Code::NotFound, ErrorKind::NotFound, message)
-            }
-            CallbackRefusal::Limit(message) => {
-                status(Code::ResourceExhausted, ErrorKind::Limit, message)
-            }
-        })?;
+        let answer = dispatch
+            .dispatch(call)
+            .await
+            .map_err(|refusal| match refusal {
+                CallbackRefusal::UnknownCallable(message)
+                | CallbackRefusal::UnknownCall(message) => {
+                    status(Code::NotFound, ErrorKind::NotFound, message)
+                }
+                CallbackRefusal::Limit(message) => {
+                    status(Code::ResourceExhausted, ErrorKind::Limit, message)
+                }
+            })?;
         Ok(Response::new(pb::CallbackResponse {
             outcome: Some(match answer.outcome {
                 Ok(json) => pb::callback_response::Outcome::ResultJson(json),

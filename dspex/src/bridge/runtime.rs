@@ -15,15 +15,15 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use super::callback::CallbackServer;
+use super::server::SessionServer;
+use super::store::SessionStore;
+use crate::error::{Error, Result};
 use crate::wire::limits::{
     MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_BYTES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES,
     REAP_INTERVAL,
 };
 use crate::wire::proto::callback_service_server::CallbackServiceServer;
 use crate::wire::proto::session_service_server::SessionServiceServer;
-use super::server::SessionServer;
-use super::store::SessionStore;
-use crate::error::{Error, Result};
 
 /// How long a stopping server lets open calls finish before it closes their connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);

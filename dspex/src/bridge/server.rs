@@ -13,6 +13,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status};
 
+use super::store::{AuthError, Session, SessionStore, wall_clock};
+use super::watch_queue::WatchQueue;
+use crate::error::Error;
+use crate::state::records;
+use crate::state::{Key, SetOptions, Source, StateProvider, WatchOptions};
 use crate::wire::convert::{self, FieldError};
 use crate::wire::limits::{
     DEFAULT_LIST_PAGE_SIZE, DEFAULT_SESSION_TTL, MAX_HISTORY_ENTRIES_PER_REQUEST,
@@ -23,14 +28,9 @@ use crate::wire::limits::{
 };
 use crate::wire::proto::session_service_server::SessionService;
 use crate::wire::proto::{self as pb, ErrorKind};
-use super::store::{AuthError, Session, SessionStore, wall_clock};
-use super::watch_queue::WatchQueue;
-use crate::state::records;
 use crate::wire::{
     ACTUAL_VERSION_METADATA, ERROR_METADATA, EXPECTED_VERSION_METADATA, TOKEN_METADATA,
 };
-use crate::error::Error;
-use crate::state::{Key, SetOptions, Source, StateProvider, WatchOptions};
 
 /// Every write over gRPC comes from the Python side of the bridge.
 const SOURCE: Source = Source::Python;

@@ -13,10 +13,10 @@ use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
 use super::dispatch::CallbackDispatch;
-use crate::wire::limits::{MAX_REMOTE_SESSIONS, MAX_WATCHERS_PER_SESSION, TOKEN_BYTES};
 use crate::error::{Error, Result};
 use crate::state::table::LockedTable;
 use crate::state::{BackendKind, Capabilities, WatchHub};
+use crate::wire::limits::{MAX_REMOTE_SESSIONS, MAX_WATCHERS_PER_SESSION, TOKEN_BYTES};
 
 /// The capabilities of a bridged backend: shared with Python, and still read in-process from
 /// Rust (the Rust side never takes the gRPC hop).

@@ -11,11 +11,11 @@ use super::handle::{Context, Settings};
 use crate::bridge::BridgeServer;
 use crate::error::{Error, Result};
 use crate::lm::LmConfig;
-#[cfg(feature = "redis")]
-use crate::state::{SharedConfig, SharedState};
 use crate::state::{
     DEFAULT_HISTORY_LIMIT, LocalState, StateProvider, WatchHub, check_history_limit,
 };
+#[cfg(feature = "redis")]
+use crate::state::{SharedConfig, SharedState};
 #[cfg(feature = "python")]
 use crate::worker::WorkerConfig;
 

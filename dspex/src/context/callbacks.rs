@@ -204,9 +204,8 @@ impl Invocation {
     /// version (none for an override) in the call's trace.
     pub fn variables(&self, names: &[&str]) -> Result<Vec<Value>> {
         let values = match &self.source {
-            Some(source) => source.with_state(&mut |backend| {
-                read_run_values(backend, &self.overrides, names)
-            })?,
+            Some(source) => source
+                .with_state(&mut |backend| read_run_values(backend, &self.overrides, names))?,
             None => read_overrides_only(&self.name, &self.overrides, names)?,
         };
         let mut reads = self.reads.lock();
@@ -382,7 +381,10 @@ impl CallbackDispatch for CallbackRegistry {
         Box::pin(async move {
             let (callback, scope) = admitted?;
             let (source, overrides) = match &scope {
-                Some(scope) => (Some(Arc::clone(&scope.source)), Arc::clone(&scope.overrides)),
+                Some(scope) => (
+                    Some(Arc::clone(&scope.source)),
+                    Arc::clone(&scope.overrides),
+                ),
                 None => (owner, Arc::default()),
             };
             let reads = Arc::new(Mutex::new(Vec::new()));

@@ -1,7 +1,6 @@
 //! [`Context`]: the cheap-to-clone handle programs and users hold, owning one state backend at
 //! a time (and the services bridged to it); what it can do lives in the files beside this one.
 
-
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -263,7 +262,7 @@ impl Context {
         }
     }
 
-#[cfg(any(feature = "python", feature = "redis"))]
+    #[cfg(any(feature = "python", feature = "redis"))]
     /// The context's watch hub, shared with every backend it switches to.
     pub(crate) fn hub(&self) -> &Arc<WatchHub> {
         &self.inner.hub
@@ -274,7 +273,7 @@ impl Context {
         self.inner.requires_bridge.store(true, Ordering::Release);
     }
 
-#[cfg(feature = "python")]
+    #[cfg(feature = "python")]
     pub(crate) fn downgrade(&self) -> WeakContext {
         WeakContext(Arc::downgrade(&self.inner))
     }

@@ -27,9 +27,9 @@ mod vars;
 
 pub use builder::ContextBuilder;
 #[cfg(feature = "python")]
-pub use callbacks::{Callback, CallbackFuture, Invocation};
-#[cfg(feature = "python")]
 pub(crate) use callbacks::panic_message;
+#[cfg(feature = "python")]
+pub use callbacks::{Callback, CallbackFuture, Invocation};
 pub use handle::{BackendInfo, Context};
 pub use overrides::Overrides;
 pub(crate) use snapshot::StepParams;

@@ -81,10 +81,18 @@ impl Context {
         &self.inner.python.callbacks
     }
 
+    /// Starts the context's Python worker now (bridging the context first) instead of at its
+    /// first python step, and waits until it is ready; does nothing if it runs already. Fails
+    /// with [`Error::Worker`] naming the interpreter and what went wrong when the worker cannot
+    /// start; a later call tries again.
+    pub async fn start_worker(&self) -> Result<WorkerStatus> {
+        Ok(self.worker().await?.status())
+    }
+
     /// The context's Python worker: started on first use (the context bridges first), then
     /// shared by every python step of the context. Fails with [`Error::Worker`] naming the
     /// interpreter and what went wrong when the worker cannot start; a later call tries again.
-    pub async fn worker(&self) -> Result<Arc<WorkerSupervisor>> {
+    pub(crate) async fn worker(&self) -> Result<Arc<WorkerSupervisor>> {
         if let Some(worker) = self.running_worker() {
             return Ok(worker);
         }

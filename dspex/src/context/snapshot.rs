@@ -112,7 +112,7 @@ impl StepParams {
         ))
     }
 
-#[cfg(feature = "python")]
+    #[cfg(feature = "python")]
     /// Each bound parameter's value.
     pub(crate) fn bound(&self) -> &[BoundParam] {
         &self.0

@@ -14,9 +14,9 @@ use crate::bridge::{BridgeServer, BridgedState};
 use crate::error::{Error, Result};
 #[cfg(feature = "python")]
 use crate::state::BackendKind;
+use crate::state::{ExportedVar, StateProvider};
 #[cfg(feature = "redis")]
 use crate::state::{SharedConfig, SharedState};
-use crate::state::{ExportedVar, StateProvider};
 use crate::util::time;
 
 impl Context {
@@ -275,7 +275,6 @@ impl Context {
     }
 }
 
-
 #[cfg(any(feature = "python", feature = "redis"))]
 /// Runs `f`, which may block for a while (bind a port, start a thread, migrate variables), on
 /// the current tokio runtime's blocking threads, so that the runtime keeps running its other
@@ -337,4 +336,3 @@ mod tests {
         );
     }
 }
-

@@ -5,7 +5,6 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-
 use super::handle::Context;
 use crate::data::VarValue;
 use crate::error::{Error, Result};

@@ -10,8 +10,8 @@ use dspex_core::{FieldType, Signature, SignatureField};
 use serde_json::{Map, Value as Json};
 
 use super::example::Example;
-use crate::program::BaseProgram;
 use crate::error::{Error, Result};
+use crate::program::BaseProgram;
 use crate::util::rng::SeededRng;
 
 /// One named column of a schema, typed when the schema comes from a signature.

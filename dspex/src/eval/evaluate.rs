@@ -13,9 +13,9 @@ use super::dataset::Dataset;
 use super::example::{Example, fields_json};
 use super::metric::{Metric, checked_score};
 use super::report::{EvalReport, ExampleResult, TokenUsage};
-use crate::error::{Error, Result};
 use crate::context::Overrides;
 use crate::data::RunTrace;
+use crate::error::{Error, Result};
 use crate::program::BaseProgram;
 
 /// How many examples run at once unless [`Evaluate::concurrency`] says otherwise.

@@ -8,8 +8,8 @@ use serde_json::Value as Json;
 use unicode_normalization::UnicodeNormalization;
 
 use super::example::{Example, json_text};
-use crate::error::{Error, Result};
 use crate::data::Fields;
+use crate::error::{Error, Result};
 
 /// Scores a prediction (the program's output fields) against its example. A score is in
 /// `[0, 1]`; the evaluator turns a score outside it, or NaN, into an error naming the metric

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
 use super::pyfmt::{cleandoc, dedent, dumps, splitlines, str_of};
-use crate::error::{Error, Result};
 use crate::data::Fields;
+use crate::error::{Error, Result};
 
 /// The most characters of a reply an error quotes.
 pub const MAX_REPLY_EXCERPT_CHARS: usize = 400;

@@ -6,7 +6,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-
 use parking_lot::Mutex;
 use serde_json::{Map, Value as JsonValue, json};
 use tokio::sync::Semaphore;

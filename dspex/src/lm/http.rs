@@ -145,31 +145,30 @@ impl Endpoint {
             retries += 1;
         }
     }
-
 }
 
 fn send_error(url: &str, e: reqwest::Error, config: &LmConfig) -> Error {
-        if e.is_timeout() {
-            Error::lm_with(
-                format!(
-                    "{url} did not reply within {:?} (LmConfig::timeout)",
-                    config.timeout
-                ),
-                e,
-            )
-        } else {
-            Error::lm_with(format!("cannot reach {url}"), e)
-        }
+    if e.is_timeout() {
+        Error::lm_with(
+            format!(
+                "{url} did not reply within {:?} (LmConfig::timeout)",
+                config.timeout
+            ),
+            e,
+        )
+    } else {
+        Error::lm_with(format!("cannot reach {url}"), e)
     }
+}
 
 fn send_error_or(url: &str, e: BodyError, config: &LmConfig) -> Error {
-        match e {
-            BodyError::Http(e) => send_error(url, e, config),
-            BodyError::TooLong => Error::lm(format!(
-                "{url} replied with more than {MAX_LM_REPLY_BYTES} bytes (MAX_LM_REPLY_BYTES)"
-            )),
-        }
+    match e {
+        BodyError::Http(e) => send_error(url, e, config),
+        BodyError::TooLong => Error::lm(format!(
+            "{url} replied with more than {MAX_LM_REPLY_BYTES} bytes (MAX_LM_REPLY_BYTES)"
+        )),
     }
+}
 
 enum BodyError {
     Http(reqwest::Error),

@@ -58,7 +58,7 @@
 
 mod chat;
 mod client;
-mod config;
+pub(crate) mod config;
 #[cfg(feature = "lm")]
 mod http;
 mod pyfmt;
@@ -69,12 +69,13 @@ pub use chat::{
     parse_reply, with_reasoning,
 };
 pub use client::{LmClient, LmRequest, LmResponse};
-#[cfg(feature = "lm")]
-pub use http::MAX_LM_REPLY_BYTES;
+pub(crate) use config::LmConfig;
 #[cfg(feature = "python")]
 pub(crate) use config::LmKind;
 pub use config::{
-    DEFAULT_LM_BACKOFF, DEFAULT_LM_CONCURRENCY, DEFAULT_LM_RETRIES, DEFAULT_LM_TIMEOUT, LmConfig,
+    DEFAULT_LM_BACKOFF, DEFAULT_LM_CONCURRENCY, DEFAULT_LM_RETRIES, DEFAULT_LM_TIMEOUT,
     MAX_LM_BACKOFF, MAX_LM_CACHE_ENTRIES, MAX_LM_CONCURRENCY, MAX_LM_RETRIES, MAX_LM_TIMEOUT,
     MAX_SCRIPTED_DELAY,
 };
+#[cfg(feature = "lm")]
+pub use http::MAX_LM_REPLY_BYTES;

@@ -175,8 +175,8 @@ fn generated(name: &str, annotation: &str, first: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lm::chat::{chat_messages, default_instructions};
     use crate::data::Fields;
+    use crate::lm::chat::{chat_messages, default_instructions};
 
     #[test]
     fn answers_come_from_the_script_then_rules_then_are_generated_by_type() {

@@ -60,9 +60,7 @@ pub(crate) async fn compile_python_step(
         call_id: next_call_id(),
     };
     request.metric = Some(match metric {
-        CompileMetric::Python(path) => {
-            pb::compile_module_request::Metric::MetricPath(path.clone())
-        }
+        CompileMetric::Python(path) => pb::compile_module_request::Metric::MetricPath(path.clone()),
         CompileMetric::Rust(_) => pb::compile_module_request::Metric::MetricCallback(format!(
             "dspex.metric.{}",
             request.call_id
@@ -184,4 +182,3 @@ fn train_to_proto(
         })
         .collect()
 }
-

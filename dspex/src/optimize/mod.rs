@@ -15,14 +15,13 @@
 
 #[cfg(feature = "python")]
 mod compile;
-mod ext;
+pub(crate) mod ext;
 mod optimizer;
 mod state;
 
 pub use crate::program::compiled::{CompiledState, MAX_COMPILED_STATE_BYTES};
-pub use ext::AnyProgram;
 pub use optimizer::{
-    CompileMetric, CompileReport, DEFAULT_COMPILE_TIMEOUT, MAX_COMPILE_TIMEOUT,
-    MAX_TRAIN_EXAMPLES, METRIC_CALLBACK_TIMEOUT, Optimizer,
+    CompileMetric, CompileReport, DEFAULT_COMPILE_TIMEOUT, MAX_COMPILE_TIMEOUT, MAX_TRAIN_EXAMPLES,
+    METRIC_CALLBACK_TIMEOUT, Optimizer,
 };
 pub use state::{PROGRAM_STATE_FORMAT, PROGRAM_STATE_VERSION, ProgramState};

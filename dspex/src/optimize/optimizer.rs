@@ -17,9 +17,9 @@ use crate::context::{Callback, Invocation};
 #[cfg(feature = "python")]
 use crate::data::Fields;
 use crate::error::{Error, Result};
-use crate::eval::{Dataset, Example, Metric, TokenUsage};
 #[cfg(feature = "python")]
 use crate::eval::checked_score;
+use crate::eval::{Dataset, Example, Metric, TokenUsage};
 
 /// Examples in a train set, and in a validation set, of one compilation.
 pub const MAX_TRAIN_EXAMPLES: usize = 1_000;

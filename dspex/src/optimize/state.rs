@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
-use crate::program::{BaseProgram, CompiledState};
-use crate::util::time::rfc3339;
 use crate::program::declaration::{
     DeclaredStep, DeclaredVariable, step_differences, variable_differences,
 };
+use crate::program::{BaseProgram, CompiledState};
+use crate::util::time::rfc3339;
 use crate::util::value_json;
 
 /// The `format` of a saved program state.

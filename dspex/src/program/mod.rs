@@ -26,12 +26,12 @@ pub(crate) mod run;
 mod traits;
 
 pub use builder::{DynProgram, ProgramBuilder, RunningProgram, Step};
-pub use module::{BoxFuture, DynModule, Module, StepContext};
-pub use predict::{ChainOfThought, Predict};
-pub use python::PythonModule;
 pub(crate) use compiled::CompiledState;
 #[cfg(feature = "python")]
 pub(crate) use compiled::check_state_size;
+pub use module::{BoxFuture, DynModule, Module, StepContext};
+pub use predict::{ChainOfThought, Predict};
+pub use python::PythonModule;
 #[cfg(feature = "python")]
 pub(crate) use python::{CompileTarget, next_call_id};
 pub use run::ChainRun;

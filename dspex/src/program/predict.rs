@@ -9,7 +9,9 @@ use dspex_core::{Signature, Value};
 use super::module::{Module, StepContext};
 use crate::data::{Fields, LmCall, Params};
 use crate::error::{Error, Result};
-use crate::lm::{LmClient, LmRequest, chat_messages, default_instructions, parse_reply, with_reasoning};
+use crate::lm::{
+    LmClient, LmRequest, chat_messages, default_instructions, parse_reply, with_reasoning,
+};
 
 /// The state both modules share: an optional signature, instructions, demos and LM of their
 /// own (in a chain, the step's signature and the context's LM are used when unset).

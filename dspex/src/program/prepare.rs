@@ -16,7 +16,11 @@ pub async fn context_for(spec: &ProgramSpec) -> Result<Context> {
     }
     #[cfg(not(feature = "python"))]
     {
-        let step = spec.steps.iter().find(|s| s.is_python()).map_or("?", |s| s.name.as_str());
+        let step = spec
+            .steps
+            .iter()
+            .find(|s| s.is_python())
+            .map_or("?", |s| s.name.as_str());
         Err(super::python::feature_error(&spec.name, step))
     }
     #[cfg(feature = "python")]

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use dspex_core::Signature;
 use dspex_core::dspy::{ConfigKind, TOOLS_KEY};
 use dspex_core::program::{
     Binding, ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, ToolRef,
 };
-use dspex_core::Signature;
 use parking_lot::Mutex;
 
 use super::compiled::CompiledState;
@@ -338,11 +338,9 @@ impl PythonModule {
         };
         // The run's tools see its values and are recorded in its trace while the call runs.
         let ctx = &self.inner.ctx;
-        let scope = ctx.callbacks().open_scope(
-            &request.call_id,
-            Arc::new(ctx.clone()),
-            overrides,
-        );
+        let scope = ctx
+            .callbacks()
+            .open_scope(&request.call_id, Arc::new(ctx.clone()), overrides);
         let reply = worker.execute(&self.inner.step, request).await?;
         let tool_calls = scope.take_calls();
         drop(scope);

@@ -71,7 +71,7 @@ impl HistoryEntry {
     ///
     /// ```
     /// use std::time::SystemTime;
-    /// use dspex::state::{HistoryEntry, Source};
+    /// use dspex::{HistoryEntry, Source};
     /// use dspex::Value;
     ///
     /// let entry = |value: Value| HistoryEntry {
@@ -114,7 +114,8 @@ impl HistoryEntry {
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use dspex::state::{History, HistoryEntry, Source};
+/// use dspex::state::History;
+/// use dspex::{HistoryEntry, Source};
 /// use dspex::Value;
 ///
 /// let mut history = History::new(3);

@@ -12,7 +12,8 @@ use crate::error::Result;
 /// [`VarRef`](super::VarRef)), never a channel or an actor hop, and nothing is serialized.
 ///
 /// ```
-/// use dspex::state::{LocalState, Key, SetOptions, Source, StateProvider};
+/// use dspex::state::{LocalState, Key, StateProvider};
+/// use dspex::{SetOptions, Source};
 /// use dspex::{Value, VariableSpec, VarType};
 ///
 /// let state = LocalState::new();
@@ -51,7 +52,8 @@ impl LocalState {
     /// [`Error::InvalidOption`](crate::Error::InvalidOption).
     ///
     /// ```
-    /// use dspex::state::{Key, LocalState, SetOptions, Source, StateProvider};
+    /// use dspex::state::{Key, LocalState, StateProvider};
+    /// use dspex::{SetOptions, Source};
     /// use dspex::{Value, VariableSpec, VarType};
     ///
     /// let state = LocalState::new().with_history_limit(2)?;

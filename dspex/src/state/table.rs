@@ -23,8 +23,8 @@ use super::{
     BackendKind, Capabilities, ExportedVar, GetMany, Key, SetOptions, Source, StateProvider, VarId,
     VarRecord, VarRef,
 };
-use crate::wire::limits::{MAX_METADATA_BYTES_PER_VARIABLE, MAX_METADATA_ENTRIES_PER_VARIABLE};
 use crate::error::{Error, Result};
+use crate::wire::limits::{MAX_METADATA_BYTES_PER_VARIABLE, MAX_METADATA_ENTRIES_PER_VARIABLE};
 
 /// The storage of one backend.
 pub(crate) struct VariableTable {

@@ -279,7 +279,8 @@ impl Subscriber {
 /// watchers see changes in the order they were applied.
 ///
 /// ```
-/// use dspex::state::{Source, VarId, WatchHub, WatchOptions};
+/// use dspex::state::WatchHub;
+/// use dspex::{Source, VarId, WatchOptions};
 /// use dspex::{Value, WatchEvent};
 ///
 /// let hub = WatchHub::new();
@@ -358,7 +359,8 @@ impl WatchHub {
     /// reloads its session after losing track of it).
     ///
     /// ```
-    /// use dspex::state::{WatchHub, WatchOptions};
+    /// use dspex::state::WatchHub;
+    /// use dspex::WatchOptions;
     /// use dspex::WatchEvent;
     ///
     /// let hub = WatchHub::new();

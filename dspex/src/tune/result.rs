@@ -12,11 +12,11 @@ use dspex_core::program::ProgramSpec;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::util::time::rfc3339;
 use crate::error::{Error, Result};
 use crate::eval::{TokenUsage, millis};
 use crate::program::BaseProgram;
 use crate::program::declaration::{DeclaredVariable, variable_differences};
+use crate::util::time::rfc3339;
 use crate::util::value_json;
 
 /// The `format` of a saved tuning result.

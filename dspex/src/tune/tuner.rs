@@ -12,12 +12,12 @@ use futures_util::future::join_all;
 use super::result::{Trial, TuneResult};
 use super::sampler::{Observed, Proposer, Sampler};
 use super::space::SearchSpace;
+use crate::context::Overrides;
 use crate::error::{Error, Result};
 use crate::eval::{
     DEFAULT_CONCURRENCY, Dataset, ExampleResult, Metric, TokenUsage, check_concurrency,
     run_examples,
 };
-use crate::context::Overrides;
 use crate::program::BaseProgram;
 
 /// How many trials run at once unless [`Tuner::trial_concurrency`] says otherwise.

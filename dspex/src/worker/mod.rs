@@ -46,7 +46,8 @@ pub use config::{
     WorkerConfig,
 };
 pub(crate) use supervisor::ModuleSpec;
-pub use supervisor::{ProcessStatus, WorkerStatus, WorkerSupervisor};
+pub(crate) use supervisor::WorkerSupervisor;
+pub use supervisor::{ProcessStatus, WorkerStatus};
 
 /// The runtime the supervisors' tasks run on, started on first use.
 pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {

@@ -20,11 +20,11 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::config::WorkerConfig;
-use crate::wire::limits::{MAX_MODULE_MESSAGE_BYTES, MAX_WORKER_CONFIG_BYTES};
 use crate::bridge::SessionInfo;
 use crate::error::{Cause, Error, Result};
-use crate::wire::proto::{self as pb, WorkerReady};
+use crate::wire::limits::{MAX_MODULE_MESSAGE_BYTES, MAX_WORKER_CONFIG_BYTES};
 use crate::wire::proto::module_service_client::ModuleServiceClient;
+use crate::wire::proto::{self as pb, WorkerReady};
 use crate::wire::{READY_PREFIX, TOKEN_METADATA};
 
 /// How many lines of the worker's stderr an error message quotes.
@@ -169,8 +169,9 @@ impl WorkerProcess {
 
         let stdin = configured.await.ok().flatten();
         let port = ready.port;
-        let token = MetadataValue::try_from(session.token.as_str())
-            .map_err(|e| Error::worker_with("the session token is not valid metadata", Cause::other(e)))?;
+        let token = MetadataValue::try_from(session.token.as_str()).map_err(|e| {
+            Error::worker_with("the session token is not valid metadata", Cause::other(e))
+        })?;
         let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
             .map_err(|e| Error::worker_with("bad worker address", e))?
             .connect_timeout(Duration::from_secs(5))

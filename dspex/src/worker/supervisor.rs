@@ -18,15 +18,15 @@ use tokio::sync::{Notify, Semaphore, watch};
 use super::config::WorkerConfig;
 use super::process::{ModuleClient, WorkerProcess};
 use super::runtime;
+use crate::bridge::SessionInfo;
+use crate::error::{Cause, Error, Result};
+use crate::lm::LmConfig;
+use crate::wire::proto as pb;
 use crate::wire::proto::ConfigValue;
 use crate::wire::proto::{
     CompileModuleRequest, CompileModuleResponse, CreateModuleRequest, DropModuleRequest, ErrorKind,
     ExecuteModuleRequest, ExecuteModuleResponse, HealthRequest, ShutdownRequest,
 };
-use crate::bridge::SessionInfo;
-use crate::error::{Cause, Error, Result};
-use crate::lm::LmConfig;
-use crate::wire::proto as pb;
 use crate::wire::{ERROR_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA, FIELD_VALUE_METADATA};
 
 /// How many failed health checks in a row make the supervisor replace a running worker.
@@ -111,7 +111,7 @@ impl Slot {
 }
 
 /// Keeps a context's Python worker processes running.
-pub struct WorkerSupervisor {
+pub(crate) struct WorkerSupervisor {
     config: WorkerConfig,
     /// What each process reads on its stdin: the configuration and the context's LM.
     launch: pb::WorkerConfig,
@@ -166,9 +166,10 @@ impl WorkerSupervisor {
         let mut starting = Vec::with_capacity(config.process_count());
         for _ in 0..config.process_count() {
             let (config, launch, session) = (config.clone(), launch.clone(), session.clone());
-            starting.push(runtime.spawn(async move {
-                WorkerProcess::spawn(&config, &launch, &session).await
-            }));
+            starting.push(
+                runtime
+                    .spawn(async move { WorkerProcess::spawn(&config, &launch, &session).await }),
+            );
         }
         let mut processes = Vec::with_capacity(starting.len());
         let mut failure = None;
@@ -225,7 +226,7 @@ impl WorkerSupervisor {
     }
 
     /// The state of the workers.
-    pub fn status(&self) -> WorkerStatus {
+    pub(crate) fn status(&self) -> WorkerStatus {
         let processes: Vec<ProcessStatus> = self
             .slots
             .iter()
@@ -499,7 +500,7 @@ impl WorkerSupervisor {
 
     /// Stops every worker process: asks it to shut down, then terminates it, then kills it,
     /// each after the grace period. No process is left behind.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
         self.capacity.close();
         self.changed.notify_waiters();
@@ -816,4 +817,3 @@ fn worker_limit_name(message: &str) -> String {
         })
         .unwrap_or_else(|| "worker limit".to_owned())
 }
-

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use dspex::bridge::{BridgeConfig, BridgeServer, SessionInfo};
 use dspex::wire::proto::session_service_client::SessionServiceClient;
 use dspex::wire::proto::{self as pb, ErrorKind};
-use dspex::bridge::{BridgeConfig, BridgeServer, SessionInfo};
 use dspex::wire::{ERROR_METADATA, TOKEN_METADATA};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dspex::state::{
-    BackendKind, DEFAULT_HISTORY_LIMIT, HistoryEntry, Key, MAX_HISTORY_BYTES, ROLLED_BACK_FROM,
-    SetOptions, Source, StateProvider, rollback_metadata,
+    DEFAULT_HISTORY_LIMIT, Key, MAX_HISTORY_BYTES, ROLLED_BACK_FROM, StateProvider,
+    rollback_metadata,
 };
+use dspex::{BackendKind, HistoryEntry, SetOptions, Source};
 use dspex::{
     Choice, Constraints, Context, Embedding, Error, ModuleName, Value, VarType, VariableSpec,
     WatchEvent, WatchOptions,
@@ -1011,7 +1012,7 @@ pub async fn watchers_only_see_their_variables(f: &impl Fixture) {
     let names: Vec<_> = std::iter::from_fn(|| all.try_recv())
         .map(|e| (e.kind(), e.name().unwrap().to_owned()))
         .collect();
-    use dspex::state::ChangeKind::{Registered, Updated};
+    use dspex::ChangeKind::{Registered, Updated};
     assert_eq!(
         names,
         [

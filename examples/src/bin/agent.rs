@@ -9,8 +9,8 @@
 
 #![allow(clippy::print_stdout)]
 
-use dspex::prelude::*;
 use dspex::LmConfig;
+use dspex::prelude::*;
 use dspex::{JsonValue, Overrides, json};
 
 /// Looks up catalogue prices (in USD) of the products matching `query`, at most `top_k`.

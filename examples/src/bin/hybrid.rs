@@ -9,8 +9,8 @@
 
 #![allow(clippy::print_stdout)]
 
-use dspex::prelude::*;
 use dspex::LmConfig;
+use dspex::prelude::*;
 
 /// Classifies a question before the Python step answers it.
 #[derive(Default)]

@@ -8,11 +8,11 @@
 
 #![allow(clippy::print_stdout)]
 
+use dspex::LmConfig;
 use dspex::eval::{Dataset, EvalReport, Evaluate, ExactMatch, Example};
 use dspex::optimize::{CompileMetric, Optimizer};
 use dspex::prelude::*;
 use dspex::tune::{Sampler, SearchSpace, Tuner};
-use dspex::LmConfig;
 use dspex::{AnyProgram, JsonValue};
 
 /// Turns a question into the query the LM step answers: `strict` finds the country and asks

@@ -13,8 +13,8 @@
 
 #![allow(clippy::print_stdout)]
 
+use dspex::BackendKind;
 use dspex::prelude::*;
-use dspex::state::BackendKind;
 
 dspex_program! {
     /// Answers a question with its reasoning, then rates its own confidence.

@@ -8,9 +8,9 @@
 
 #![allow(clippy::print_stdout)]
 
+use dspex::LmConfig;
 use dspex::RunTrace;
 use dspex::prelude::*;
-use dspex::LmConfig;
 
 /// Splits the evidence into its sentences: one fact each.
 #[derive(Default)]

@@ -141,7 +141,8 @@ const SHARED_CAPABILITIES: Capabilities = Capabilities {
 /// [`StateProvider`] like any other.
 ///
 /// ```no_run
-/// use dspex::state::{Key, SetOptions, SharedConfig, SharedState, Source, StateProvider};
+/// use dspex::state::{Key, SharedConfig, SharedState, StateProvider};
+/// use dspex::{SetOptions, Source};
 /// use dspex::{Value, VarType, VariableSpec};
 ///
 /// let state = SharedState::open(SharedConfig::new("redis://127.0.0.1:6379/0", "qa-prod"))?;
