@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use serde_json::{Map, Value as JsonValue, json};
-use tokio::sync::Semaphore;
 
 use super::chat::ChatMessage;
 use super::config::{LmConfig, LmKind};
+use super::gate::Gate;
 #[cfg(feature = "lm")]
 use super::http::Endpoint;
 use super::scripted::ScriptedLm;
@@ -65,9 +65,8 @@ pub struct LmResponse {
 pub struct LmClient {
     config: LmConfig,
     backend: Backend,
-    slots: Semaphore,
+    gate: Gate,
     cache: Option<Mutex<ReplyCache>>,
-    sent: AtomicU64,
     cache_hits: AtomicU64,
 }
 
@@ -109,11 +108,10 @@ impl LmClient {
             })
         });
         Ok(Self {
-            slots: Semaphore::new(config.max_concurrent),
+            gate: Gate::new(config.max_concurrent),
             config,
             backend,
             cache,
-            sent: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
         })
     }
@@ -125,7 +123,7 @@ impl LmClient {
 
     /// How many requests went out (retries included; cache hits not).
     pub fn requests_sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+        self.gate.sent()
     }
 
     /// How many requests the cache answered.
@@ -184,8 +182,7 @@ impl LmClient {
         };
         let text = match &self.backend {
             Backend::Scripted(lm) => {
-                let _slot = self.slot().await?;
-                self.sent.fetch_add(1, Ordering::Relaxed);
+                let _slot = self.gate.enter().await?;
                 if !self.config.delay.is_zero() {
                     tokio::time::sleep(self.config.delay).await;
                 }
@@ -197,7 +194,7 @@ impl LmClient {
             #[cfg(feature = "lm")]
             Backend::OpenAi(endpoint) => {
                 endpoint
-                    .complete(&body, &mut call, &self.slots, &self.sent, &self.config)
+                    .complete(&body, &mut call, &self.gate, &self.config)
                     .await?
             }
         };
@@ -211,18 +208,6 @@ impl LmClient {
         }
         Ok(response)
     }
-
-    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
-        acquire(&self.slots).await
-    }
-}
-
-/// A place among `slots`, the client's concurrency limit.
-pub(super) async fn acquire(slots: &Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>> {
-    slots
-        .acquire()
-        .await
-        .map_err(|_| Error::internal("the LM client's request slots are closed"))
 }
 
 /// The opt-in response cache: at most `capacity` replies, the oldest evicted first.

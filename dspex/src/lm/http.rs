@@ -2,17 +2,15 @@
 //! OpenAI-compatible endpoint with `reqwest` (rustls), with a timeout per request, bounded
 //! retries on 429 and 5xx honouring `Retry-After`, and a bounded reply size.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 use serde_json::Value as JsonValue;
-use tokio::sync::Semaphore;
 
 use super::chat::reply_excerpt;
-use super::client::acquire;
+use super::gate::Gate;
 use super::config::{LmConfig, MAX_LM_BACKOFF};
 use crate::data::LmCall;
 use crate::error::{Error, Result};
@@ -52,20 +50,18 @@ impl Endpoint {
         })
     }
 
-    /// POSTs `body` (one request slot of `slots` at a time, counting each attempt in `sent`)
-    /// and returns the first choice's text, with the reported usage put in `call`.
+    /// POSTs `body` (each attempt through `gate`) and returns the first choice's text, with the reported usage put in `call`.
     pub(super) async fn complete(
         &self,
         body: &JsonValue,
         call: &mut LmCall,
-        slots: &Semaphore,
-        sent: &AtomicU64,
+        gate: &Gate,
         config: &LmConfig,
     ) -> Result<String> {
         let url = &self.url;
         let payload =
             serde_json::to_vec(body).map_err(|e| Error::lm_with("cannot encode the request", e))?;
-        let reply = self.post_with_retries(payload, slots, sent, config).await?;
+        let reply = self.post_with_retries(payload, gate, config).await?;
         let completion: Completion = serde_json::from_slice(&reply).map_err(|e| {
             Error::lm_with(
                 format!(
@@ -96,16 +92,14 @@ impl Endpoint {
     async fn post_with_retries(
         &self,
         payload: Vec<u8>,
-        slots: &Semaphore,
-        sent: &AtomicU64,
+        gate: &Gate,
         config: &LmConfig,
     ) -> Result<Vec<u8>> {
         let (http, url, key) = (&self.http, self.url.as_str(), self.key.as_deref());
         let mut retries = 0;
         loop {
             let (status, headers, body) = {
-                let _slot = acquire(slots).await?;
-                sent.fetch_add(1, Ordering::Relaxed);
+                let _slot = gate.enter().await?;
                 let mut post = http
                     .post(url)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -59,6 +59,7 @@
 mod chat;
 mod client;
 pub(crate) mod config;
+mod gate;
 #[cfg(feature = "lm")]
 mod http;
 mod pyfmt;
