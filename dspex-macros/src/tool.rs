@@ -39,7 +39,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     };
     if !cfg!(feature = "python") {
         errors.push(syn::Error::new(
-            function.sig.fn_token.span,
+            Span::call_site(),
             format!(
                 "`#[dspex::tool]` makes `{}` a tool of Python agents, which needs dspex's `python` feature; enable it in Cargo.toml (`dspex = {{ version = \"0.1\", features = [\"python\"] }}`, a default feature)",
                 function.sig.ident

@@ -2,7 +2,7 @@
 //! bridge's gRPC server answers and what the shared backend stores in Redis.
 
 #[cfg(feature = "python")]
-use super::WatchEvent;
+use super::watch::WatchEvent;
 use super::{HistoryEntry, Source, VarRecord};
 use crate::wire::convert::{constraints_to_proto, timestamp, value_to_proto, var_type_to_proto};
 use crate::wire::proto;

@@ -118,10 +118,11 @@ use self::codec::{
 use self::link::Link;
 use self::scripts::{Applied, Op, OpKind};
 use super::table::{VariableTable, check_metadata};
+use super::watch::{Change, WatchEvent};
 use super::{
-    BackendKind, Capabilities, Change, ExportedVar, GetMany, History, HistoryEntry, Key,
-    SetOptions, Source, StateProvider, VarId, VarRecord, VarRef, WatchEvent, WatchHub,
-    WatchOptions, Watcher, rollback_metadata,
+    BackendKind, Capabilities, ExportedVar, GetMany, History, HistoryEntry, Key, SetOptions,
+    Source, StateProvider, VarId, VarRecord, VarRef, WatchHub, WatchOptions, Watcher,
+    rollback_metadata,
 };
 use crate::error::{Error, Result};
 
