@@ -28,31 +28,74 @@
 //!   `update`, `get_many`, `update_many`, `list`, `exists`, `delete`, `watch`, `history`,
 //!   `rollback`), by name or through a typed handle; [`Context::ensure_bridged`] upgrades a
 //!   context, once, and [`Context::ensure_shared`] moves it into a shared session.
-//! - [`state`]: the [`StateProvider`](state::StateProvider) trait every backend implements
-//!   (and a backend of your own can, see [`ContextBuilder::state`]), the
-//!   [`WatchHub`](state::WatchHub) that fans changes out to watchers,
-//!   [`LocalState`](state::LocalState), and [`SharedState`](state::SharedState) (Redis).
-//! - [`bridge`]: the session store and its gRPC server; [`bridge::BridgedState`].
-//! - [`worker`]: the supervisor of a context's Python worker, and the LM configuration.
-//! - [`program`]: [`Program`] (what the macros implement), native steps ([`Module`]), python
-//!   steps ([`PythonModule`]), the runtime builder ([`ProgramBuilder`]), run traces, per-run
-//!   [`Overrides`] (`run_with` on every program type) and [`AnyProgram`], the one interface of
-//!   generated and runtime-built programs.
-//! - [`lm`]: LM calls from Rust: [`LmConfig`] (one LM for python and native steps: scripted,
-//!   an OpenAI-compatible endpoint, or a `dspy.LM` model string for python steps only), the
-//!   [`LmClient`](lm::LmClient) (timeouts, retries honouring `Retry-After`, a concurrency
-//!   limit, an opt-in cache, usage), DSPy's `ChatAdapter` prompts, and the native
-//!   [`Predict`](lm::Predict) and [`ChainOfThought`](lm::ChainOfThought) steps, with which a
-//!   program calls an LM and stays local.
-//! - [`eval`]: examples and data sets (JSONL, CSV), metrics, evaluation and its report.
-//! - [`tune`]: the search space of a program's declared variables, the grid, random and TPE
-//!   samplers, the tuner (concurrent trials through overrides, successive halving) and its
-//!   result (apply, save, load).
-//! - [`optimize`]: DSPy's optimizers on python steps ([`AnyProgram::compile_step`] with an
-//!   [`Optimizer`](optimize::Optimizer) and a Python or Rust
-//!   [`CompileMetric`](optimize::CompileMetric)), compiled states kept in Rust and re-applied
-//!   after a worker restart, and a program's whole state saved to and loaded from one
-//!   versioned file ([`AnyProgram::save_state`], [`AnyProgram::load_state`]).
+//! - Programs: [`Program`] (what the macros implement), [`BaseProgram`] (every program,
+//!   generated or built at run time with [`ProgramBuilder`]), native steps ([`Module`], and
+//!   dspex's own LM steps [`Predict`] and [`ChainOfThought`]), python steps ([`PythonModule`]),
+//!   per-run [`Overrides`] and the [`RunTrace`] of a run. [`spec`] holds a program's
+//!   declaration.
+//! - [`AnyProgram`]: what optimization adds to every program (compile a python step, save and
+//!   load the program's state).
+//! - [`lm`]: [`LmConfig`] (one LM for python and native steps: scripted, an
+//!   OpenAI-compatible endpoint, or a `dspy.LM` model string for python steps only), the
+//!   [`LmClient`](lm::LmClient), DSPy's `ChatAdapter` prompts.
+//! - [`state`]: the [`StateProvider`](state::StateProvider) trait every backend implements (a
+//!   backend of your own too, see [`ContextBuilder::state`]), [`LocalState`](state::LocalState)
+//!   and [`SharedState`](state::SharedState) (Redis).
+//! - [`bridge`]: the bridge server Python reaches a context's variables through; [`worker`]:
+//!   how a context's Python workers are started; [`tools`]: Rust functions as tools of Python
+//!   agents, and other Rust callables Python calls back.
+//! - [`eval`]: examples and data sets, metrics, evaluation; [`tune`]: the tuner of declared
+//!   variables; [`optimize`]: DSPy's optimizers on python steps and program state.
+//!
+//! # Layers
+//!
+//! The modules of the crate form layers: each imports only from the layers below it, and no
+//! two modules or files import each other (`scripts/module-graph` checks it in the test
+//! suite). From the top:
+//!
+//! ```text
+//!  tune        optimize           the workflows: tuning, DSPy's optimizers, program state
+//!   |    \        |
+//!   |     eval ---+               examples, metrics, evaluation
+//!   |      |
+//!  program ------------------     programs, native and python steps, the run of a chain
+//!   |      //!   |     tools                   Rust tools for Python agents
+//!   |      |
+//!  context -----------------      the variables API, backend switching, the services a
+//!   |       \        \            context owns (LM client, worker, callbacks)
+//!   |      worker     \           Python worker processes, supervised
+//!   |        |         //!   |      bridge       \         the session server and the callback service (gRPC)
+//!   |        |           //!  state ---+            lm       state backends (local, shared in Redis) | LM calls from Rust
+//!   |                     |
+//!  data   wire   util   error     the plain data of a run, the wire contract, helpers, errors
+//! ```
+//!
+//! The bridge's callback service knows the callables above it only through a small dispatch
+//! trait that the context implements, and the run's values (its overrides first, the others
+//! in one snapshot) are read by one function for steps and the tools they call alike.
+//!
+//! A variable bound to a python step goes from the run to the DSPy call through these files,
+//! in order: `program/run.rs` (the step's turn in the chain), `context/snapshot.rs` (its value
+//! for the run), `program/python.rs` (the call's request), `wire/convert.rs` (the typed
+//! value), `worker/supervisor.rs` (a place on the least busy worker), `worker/process.rs` (the
+//! gRPC call), then in Python `dspex_bridge/worker/module_service.py` (the call),
+//! `dspex_bridge/values.py` (the value) and `dspex_bridge/bindings.py` (the binding applied
+//! to that call's LM settings or arguments).
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `python` | yes | python steps, Rust tools for Python agents, the bridge server and the worker (tonic, prost, a vendored `protoc` at build time) |
+//! | `lm` | yes | the native LM lane's HTTP client for OpenAI-compatible endpoints (reqwest with rustls); the scripted LM works without it |
+//! | `redis` | yes | variables shared by many processes in Redis ([`state::SharedState`]) |
+//! | `serve`, `otel`, `dashboard` | no | reserved for serving over HTTP, OpenTelemetry traces and the dashboard |
+//!
+//! With `default-features = false`, a program of native steps builds and runs with none of
+//! tonic, prost, redis, reqwest, hyper or axum in its dependency tree. A python step, a
+//! `#[dspex::tool]` or `ContextBuilder::shared` used without its feature is a compile error
+//! that names the feature; a python step of the runtime builder is refused by
+//! [`ProgramBuilder::build`], naming it too.
 //!
 //! # Errors
 //!

@@ -279,7 +279,7 @@ impl Context {
     }
 
     /// How many writes each variable's history keeps in the backends the context creates
-    /// (set with [`ContextBuilder::history_limit`]).
+    /// (set with [`ContextBuilder::history_limit`](crate::ContextBuilder::history_limit)).
     pub fn history_limit(&self) -> usize {
         self.inner.history_limit
     }

@@ -3,14 +3,14 @@
 //! it owns (the LM client, and on the Python side the bridge session, the worker and the Rust
 //! callables Python may call back).
 //!
-//! - [`handle`]: the `Context` handle itself, its backend and what it holds.
-//! - [`vars`] and [`var`]: the variables API, by name and through typed handles ([`Var`]).
-//! - [`switch`]: moving the variables to the bridge or into a shared session.
-//! - [`services`]: the LM client, the worker, the callbacks.
-//! - [`overrides`], [`snapshot`] and [`runs`]: the values a run sees (its overrides first,
+//! - `handle`: the `Context` handle itself, its backend and what it holds.
+//! - `vars` and `var`: the variables API, by name and through typed handles ([`Var`]).
+//! - `switch`: moving the variables to the bridge or into a shared session.
+//! - `services`: the LM client, the worker, the callbacks.
+//! - `overrides`, `snapshot` and `runs`: the values a run sees (its overrides first,
 //!   the others in one snapshot), for steps and tools alike.
-//! - [`callbacks`]: Rust callables for Python code, dispatched from the bridge.
-//! - [`builder`]: [`ContextBuilder`].
+//! - `callbacks`: Rust callables for Python code, dispatched from the bridge.
+//! - `builder`: [`ContextBuilder`].
 
 mod builder;
 #[cfg(feature = "python")]

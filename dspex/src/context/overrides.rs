@@ -7,8 +7,8 @@ use dspex_core::Value;
 
 /// Values that some of a program's variables take for one run (`run_with`), validated like any
 /// write against the context's record of the variable, before the run starts: an override of a
-/// variable the program does not declare ([`Error::UnknownOverride`]) or a value the variable
-/// refuses ([`Error::ConstraintViolation`], [`Error::InvalidValue`]) fails the run and runs no
+/// variable the program does not declare ([`Error::UnknownOverride`](crate::Error::UnknownOverride)) or a value the variable
+/// refuses ([`Error::ConstraintViolation`](crate::Error::ConstraintViolation), [`Error::InvalidValue`](crate::Error::InvalidValue)) fails the run and runs no
 /// step. The context is untouched. The run's values reach every step: a native step's
 /// [`Params`](crate::Params), and a python step's call, which carries them to the worker (its
 /// bound parameters, and for an `@var` step the class the overridden `module` variable names),

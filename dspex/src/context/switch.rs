@@ -149,7 +149,7 @@ impl Context {
     ///   [`Error::DeclarationMismatch`] naming the variable and what differs, and the context
     ///   stays as it was.
     ///
-    /// Typed handles ([`Var`]) keep working across the move. Runs on the runtime's blocking
+    /// Typed handles ([`Var`](crate::Var)) keep working across the move. Runs on the runtime's blocking
     /// threads.
     ///
     /// # Errors

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::Value as JsonValue;
 
 use super::chat::reply_excerpt;
-use super::gate::Gate;
 use super::config::{LmConfig, MAX_LM_BACKOFF};
+use super::gate::Gate;
 use crate::data::LmCall;
 use crate::error::{Error, Result};
 

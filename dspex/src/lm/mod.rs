@@ -1,7 +1,7 @@
 //! LM calls from Rust: one [`LmConfig`] for both lanes, the [`LmClient`] for OpenAI-compatible
 //! chat completions (and the offline scripted LM), DSPy's `ChatAdapter` prompts
-//! ([`chat_messages`], [`parse_reply`]), and dspex's own native LM modules [`Predict`] and
-//! [`ChainOfThought`].
+//! ([`chat_messages`], [`parse_reply`]), and dspex's own native LM modules [`Predict`](crate::Predict) and
+//! [`ChainOfThought`](crate::ChainOfThought).
 //!
 //! # Where a native step's LM comes from
 //!

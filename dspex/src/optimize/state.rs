@@ -28,7 +28,7 @@ pub const PROGRAM_STATE_VERSION: u32 = 1;
 /// the declaration they belong to. Read-only variables are part of the declaration only: no
 /// optimizer changes them, and loading never writes them.
 ///
-/// [`AnyProgram::save_state`](super::AnyProgram::save_state) writes it to a file and [`AnyProgram::load_state`](super::AnyProgram::load_state) loads one
+/// [`AnyProgram::save_state`](crate::AnyProgram::save_state) writes it to a file and [`AnyProgram::load_state`](crate::AnyProgram::load_state) loads one
 /// back; [`to_json`](Self::to_json) and [`from_json`](Self::from_json) give the text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

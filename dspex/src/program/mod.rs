@@ -4,12 +4,12 @@
 //! macros and at build time for the builder. Every program is a [`BaseProgram`], the interface
 //! the workflows above drive.
 //!
-//! - [`module`]: native steps, the [`Module`] trait; [`predict`]: dspex's own native LM steps,
-//!   [`Predict`] and [`ChainOfThought`]; [`python`]: python steps, [`PythonModule`].
-//! - [`run`]: one run of a chain ([`ChainRun`]), step after step, each step's parameters
+//! - `module`: native steps, the [`Module`] trait; `predict`: dspex's own native LM steps,
+//!   [`Predict`] and [`ChainOfThought`]; `python`: python steps, [`PythonModule`].
+//! - `run`: one run of a chain ([`ChainRun`]), step after step, each step's parameters
 //!   read in one snapshot with the run's overrides.
-//! - [`prepare`]: a context for a program, its variables registered.
-//! - [`builder`]: the runtime builder.
+//! - `prepare`: a context for a program, its variables registered.
+//! - `builder`: the runtime builder.
 
 mod builder;
 pub(crate) mod compiled;

@@ -36,5 +36,5 @@ pub(crate) use provider::{BackendKind, GetMany, SetOptions, Source, VarId, VarRe
 pub use provider::{Capabilities, ExportedVar, Key, StateProvider, VarRef};
 #[cfg(feature = "redis")]
 pub use shared::{SharedConfig, SharedState};
-pub(crate) use watch::{WatchOptions, Watcher};
 pub use watch::{MAX_WATCH_CAPACITY, WatchHub};
+pub(crate) use watch::{WatchOptions, Watcher};

@@ -37,7 +37,8 @@ impl VarRef {
     /// whose slot no longer holds `id` looks the variable up by id.
     ///
     /// ```
-    /// use dspex::state::{VarId, VarRef};
+    /// use dspex::VarId;
+    /// use dspex::state::VarRef;
     ///
     /// let r = VarRef::new(VarId(7), 3);
     /// assert_eq!((r.id, r.slot()), (VarId(7), 3));
@@ -217,7 +218,7 @@ pub enum BackendKind {
     Local,
     /// A session in the bridge's store, shared with Python over gRPC.
     Bridged,
-    /// A session in Redis, shared by every process that opens it ([`SharedState`]).
+    /// A session in Redis, shared by every process that opens it ([`SharedState`](super::SharedState)).
     Shared,
     /// A backend implemented outside this crate, by the name it gives itself.
     Custom(&'static str),
@@ -272,7 +273,7 @@ pub struct Capabilities {
 ///   validates every write (a name twice is `DuplicateWrite`) before applying any;
 ///   `import` is all or nothing; `migrate_out` is atomic with respect to every other call.
 /// - **Watching.** Every accepted change is published, in the order changes were applied, to
-///   the [`WatchHub`] the backend was created with (the context's own, handed over by
+///   the [`WatchHub`](super::WatchHub) the backend was created with (the context's own, handed over by
 ///   [`ContextBuilder::state`](crate::ContextBuilder::state)): `Updated` for writes,
 ///   `Deleted` for deletions, `Registered` for registrations. `watch` subscribes on that hub,
 ///   fails with `NotFound` for a name that does not exist, and adds the `Initial` values
@@ -281,10 +282,10 @@ pub struct Capabilities {
 ///   quickly; a reference to a deleted variable is `NotFound`, never another variable.
 /// - **History.** Every accepted write (registration as version 1, rollbacks included) is kept
 ///   in the variable's history with the metadata given with that write, bounded like a
-///   [`History`]: at most the configured number of entries ([`DEFAULT_HISTORY_LIMIT`] by
-///   default) and [`MAX_HISTORY_BYTES`], oldest dropped first. Deleting a variable deletes its
+///   [`History`](super::History): at most the configured number of entries ([`DEFAULT_HISTORY_LIMIT`](super::DEFAULT_HISTORY_LIMIT) by
+///   default) and [`MAX_HISTORY_BYTES`](super::MAX_HISTORY_BYTES), oldest dropped first. Deleting a variable deletes its
 ///   history. [`rollback`](Self::rollback) is a write like any other (validated, +1 version,
-///   an `Updated` event, [`ROLLED_BACK_FROM`] metadata merged); a version no longer kept is
+///   an `Updated` event, [`ROLLED_BACK_FROM`](super::ROLLED_BACK_FROM) metadata merged); a version no longer kept is
 ///   `VersionNotFound`.
 /// - **Read-only variables.** A variable registered from a [`VariableSpec`](dspex_core::VariableSpec)
 ///   marked `readonly` has [`VarRecord::readonly`]; every write with [`Source::Python`] to it
@@ -293,7 +294,7 @@ pub struct Capabilities {
 ///
 /// A context switches backend through [`migrate_out`](Self::migrate_out) and
 /// [`import`](Self::import): from the one it started on to the bridged one, and from either
-/// into a shared session ([`SharedState`], which adopts the records instead of importing them,
+/// into a shared session ([`SharedState`](super::SharedState), which adopts the records instead of importing them,
 /// and never migrates out).
 ///
 /// One rule differs by design on a shared backend: registering a name the session holds with
@@ -383,7 +384,7 @@ pub trait StateProvider: Send + Sync + 'static {
 
     /// Adds variables exported from another backend, keeping ids, values, versions,
     /// constraints, descriptions, metadata, read-only flags and histories (checked with
-    /// [`History::import`], trimmed to this backend's limits). All or nothing: fails if any
+    /// [`History::import`](super::History::import), trimmed to this backend's limits). All or nothing: fails if any
     /// name or id is taken or any history is not its record's.
     fn import(&self, variables: Vec<ExportedVar>) -> Result<()>;
 

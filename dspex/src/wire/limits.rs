@@ -11,7 +11,7 @@
 //! with `OUT_OF_RANGE`, before any of it is read.)
 //!
 //! Rust code in the process (a [`Context`](crate::Context) and its
-//! [`BridgedState`](super::BridgedState)) is trusted: only what arrives over gRPC is limited,
+//! [`BridgedState`](crate::bridge::BridgedState)) is trusted: only what arrives over gRPC is limited,
 //! with one exception, the metadata of a variable ([`MAX_METADATA_ENTRIES_PER_VARIABLE`],
 //! [`MAX_METADATA_BYTES_PER_VARIABLE`]), which every write merges into and which is therefore
 //! bounded for Rust writes too.
@@ -154,7 +154,7 @@ pub const MAX_CALLBACK_ARGUMENT_BYTES: usize = 1024 * 1024;
 pub const MAX_CALLBACK_RESULT_BYTES: usize = 1024 * 1024;
 
 /// How long a callback may run when its registration says nothing else (a tool's
-/// `timeout_ms`, [`Callback::timeout`](super::Callback::timeout)).
+/// `timeout_ms`, [`Callback::timeout`](crate::tools::Callback::timeout)).
 pub const DEFAULT_CALLBACK_TIMEOUT: Duration =
     Duration::from_millis(dspex_core::dspy::DEFAULT_TOOL_TIMEOUT_MS);
 

@@ -6,8 +6,8 @@
 //! environment and its configuration (the LM, the call limit) as a
 //! `WorkerConfig` message on its stdin: a 4-byte
 //! big-endian length, then the encoded message. A ready worker prints one line,
-//! [`READY_PREFIX`](crate::wire::READY_PREFIX) followed by its `WorkerReady` report in
-//! hex. The [`WorkerSupervisor`] waits for that line (bounded, with an error naming the
+//! `DSPEX_WORKER_READY ` followed by its `WorkerReady` report in
+//! hex. The context's supervisor waits for that line (bounded, with an error naming the
 //! interpreter and what failed), forwards the worker's output to `tracing` (target
 //! `dspex::worker`), checks its health, restarts it after a crash and creates its modules again
 //! from the specs it keeps (so nothing is lost), and when the context goes away asks it to shut
