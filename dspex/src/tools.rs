@@ -49,6 +49,7 @@ use dspex_core::FieldType;
 use serde_json::Value as JsonValue;
 
 pub use crate::context::{Callback, CallbackFuture, Invocation};
+pub use crate::wire::limits::{DEFAULT_CALLBACK_TIMEOUT, MAX_CALLBACK_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::wire::proto as pb;
 
