@@ -305,11 +305,17 @@ pub enum Error {
         #[source]
         source: Option<Cause>,
     },
-    /// A python step raised an exception; `message` is the Python error text.
+    /// A python step raised an exception (or its module could not be created); `message` is
+    /// the Python error text and `exception` the exception's type.
     #[error("python step `{step}` raised {message}")]
     Python {
         /// The step.
         step: String,
+        /// The exception's type, qualified by its module unless it is a built-in
+        /// (`ValueError`, `my_pkg.errors.QuotaError`); `None` when the worker refused the call
+        /// without an exception of the module's (an input or output of the wrong type, a
+        /// module that cannot be created).
+        exception: Option<String>,
         /// The Python exception, as `Type: message`.
         message: String,
     },

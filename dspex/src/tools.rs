@@ -49,8 +49,8 @@ use dspex_core::FieldType;
 use serde_json::Value as JsonValue;
 
 pub use crate::context::{Callback, CallbackFuture, Invocation};
-pub use crate::wire::limits::{DEFAULT_CALLBACK_TIMEOUT, MAX_CALLBACK_TIMEOUT};
 use crate::error::{Error, Result};
+pub use crate::wire::limits::{DEFAULT_CALLBACK_TIMEOUT, MAX_CALLBACK_TIMEOUT};
 use crate::wire::proto as pb;
 
 /// A Rust function made a tool by [`#[dspex::tool]`](crate::tool): the type of the same name

@@ -451,8 +451,13 @@ async fn python_errors_and_unknown_classes_are_clear_errors() {
     )
     .await;
     match program.run(Fields::from([("question", "q")])).await {
-        Err(Error::Python { step, message }) => {
+        Err(Error::Python {
+            step,
+            exception,
+            message,
+        }) => {
             assert_eq!(step, "boom");
+            assert_eq!(exception.as_deref(), Some("RuntimeError"));
             assert_eq!(message, "RuntimeError: the module exploded on 'q'");
         }
         other => panic!("expected a python error, got {other:?}"),
@@ -469,7 +474,7 @@ async fn python_errors_and_unknown_classes_are_clear_errors() {
         .attach(&ctx)
         .await;
     match unknown {
-        Err(Error::Python { step, message }) => {
+        Err(Error::Python { step, message, .. }) => {
             assert_eq!(step, "answer");
             assert!(
                 message.contains("cannot import module class 'no_such_pkg.Answerer'"),

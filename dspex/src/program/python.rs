@@ -408,8 +408,11 @@ impl PythonModule {
     /// Errors about the worker module name the step.
     fn named(&self, e: Error) -> Error {
         match e {
-            Error::Python { message, .. } => Error::Python {
+            Error::Python {
+                exception, message, ..
+            } => Error::Python {
                 step: self.inner.step.clone(),
+                exception,
                 message,
             },
             e => e,

@@ -39,6 +39,11 @@ pub const FIELD_TYPE_METADATA: &str = "x-dspex-field-type";
 /// the module returned for the field, as JSON, in UTF-8.
 pub const FIELD_VALUE_METADATA: &str = "x-dspex-field-value-bin";
 
+/// The binary trailer of a worker's `PYTHON` error that carries the exception's type name,
+/// qualified by its module unless it is a built-in (`ValueError`, `my_pkg.errors.QuotaError`),
+/// in UTF-8.
+pub const EXCEPTION_TYPE_METADATA: &str = "x-dspex-exception-type-bin";
+
 /// The environment variable that tells a Python process the store's address.
 pub const ENV_STORE_ADDR: &str = "DSPEX_STORE_ADDR";
 /// The environment variable that tells a Python process its session id.

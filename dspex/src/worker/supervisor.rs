@@ -27,7 +27,10 @@ use crate::wire::proto::{
     CompileModuleRequest, CompileModuleResponse, CreateModuleRequest, DropModuleRequest, ErrorKind,
     ExecuteModuleRequest, ExecuteModuleResponse, HealthRequest, ShutdownRequest,
 };
-use crate::wire::{ERROR_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA, FIELD_VALUE_METADATA};
+use crate::wire::{
+    ERROR_METADATA, EXCEPTION_TYPE_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA,
+    FIELD_VALUE_METADATA,
+};
 
 /// How many failed health checks in a row make the supervisor replace a running worker.
 const UNHEALTHY_AFTER: u32 = 3;
@@ -593,6 +596,7 @@ async fn call_error(process: &WorkerProcess, step: &str, status: tonic::Status) 
         ErrorKind::Python | ErrorKind::OutputType | ErrorKind::InputType => {
             return Error::Python {
                 step: step.to_owned(),
+                exception: exception_type(&status),
                 message: status.message().to_owned(),
             };
         }
@@ -646,6 +650,7 @@ async fn create_in(
         Ok(r) => Ok(r.into_inner().resolved_class),
         Err(status) if error_kind(&status) == ErrorKind::Module => Err(Error::Python {
             step: spec.module_id.clone(),
+            exception: exception_type(&status),
             message: status.message().to_owned(),
         }),
         Err(status) => Err(Error::worker_with(
@@ -803,6 +808,17 @@ async fn health_checks(supervisor: Weak<WorkerSupervisor>, index: usize) {
             }
         }
     }
+}
+
+/// The type of the Python exception a worker's error carries (its
+/// `EXCEPTION_TYPE_METADATA` trailer), if it carries one.
+fn exception_type(status: &tonic::Status) -> Option<String> {
+    let bytes = status
+        .metadata()
+        .get_bin(EXCEPTION_TYPE_METADATA)?
+        .to_bytes()
+        .ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The bound a worker's `LIMIT` refusal names: the last `(MAX_...)` of its message (each
