@@ -96,7 +96,7 @@ class CallId(dspy.Module):
         self.predict = dspy.Predict(signature)
 
     def forward(self, **kwargs: object) -> dspy.Prediction:
-        from dspex_bridge.module_service import current_call_id
+        from dspex_bridge.worker.module_service import current_call_id
 
         self.predict(**kwargs)
         (out,) = self.predict.signature.output_fields

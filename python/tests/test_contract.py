@@ -8,12 +8,13 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from dspex_bridge import contract, session
+from dspex_bridge import contract
+from dspex_bridge.client import session
 from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb
-from dspex_bridge.dspy_integration import LM_PARAMETERS, ModuleVariableResolver
+from dspex_bridge.client.dspy_integration import LM_PARAMETERS, ModuleVariableResolver
 from dspex_bridge.errors import ReadOnlyError, VersionNotFoundError, error_kind, kind_name, map_rpc_error
-from dspex_bridge.lm import LM_SETTINGS, LmConfig
-from dspex_bridge.module_service import BUILTIN_MODULES
+from dspex_bridge.worker.lm import LM_SETTINGS, LmConfig
+from dspex_bridge.worker.module_service import BUILTIN_MODULES
 
 
 def test_the_worker_knows_exactly_the_contracts_modules() -> None:

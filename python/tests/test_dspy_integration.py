@@ -6,7 +6,7 @@ from __future__ import annotations
 import dspy
 import pytest
 
-from dspex_bridge.dspy_integration import (
+from dspex_bridge.client.dspy_integration import (
     ModuleVariableResolver,
     VariableAwareChainOfThought,
     VariableAwarePredict,
@@ -14,7 +14,7 @@ from dspex_bridge.dspy_integration import (
     VariableAwareReAct,
     variable_aware,
 )
-from dspex_bridge.lm import LmConfig, LmFactory, ScriptedLM
+from dspex_bridge.worker.lm import LmConfig, LmFactory, ScriptedLM
 
 # DSPy 3.4 deprecates ProgramOfThought (it still ships it, and dspex knows it by name).
 pytestmark = pytest.mark.filterwarnings("ignore:ProgramOfThought is deprecated:DeprecationWarning")

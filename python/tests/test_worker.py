@@ -27,9 +27,9 @@ from dspex_bridge import SessionContext, contract
 from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb
 from dspex_bridge._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
 from dspex_bridge.contract import LIMITS, READY_PREFIX
-from dspex_bridge.lm import LmConfig
+from dspex_bridge.worker.lm import LmConfig
 from dspex_bridge.values import to_proto_value
-from dspex_bridge.worker import encode_config
+from dspex_bridge.worker.server import encode_config
 
 HERE = Path(__file__).parent
 

@@ -1,6 +1,6 @@
 """DSPy modules whose parameters are bound to session variables, for Python code that uses
 dspex variables itself (the dspex worker does not: its calls carry their values, see
-:mod:`dspex_bridge.module_service`).
+:mod:`dspex_bridge.worker.module_service`).
 
 A binding makes a module parameter follow a variable of the session store. Before each call
 (``sync_variables``, done automatically by ``acall``) the bound values are read and applied
@@ -18,7 +18,6 @@ as the LM's own history shows.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -26,12 +25,12 @@ from typing import Any
 
 import dspy
 
-from .errors import InvalidValueError, ModuleImportError, UsageError, WrongTypeError
+from ..errors import InvalidValueError, UsageError, WrongTypeError
+from ..imports import import_module_class
 
 __all__ = [
     "LM_PARAMETERS",
     "ModuleVariableResolver",
-    "import_module_class",
     "VariableAwareChainOfThought",
     "VariableAwareMixin",
     "VariableAwarePredict",
@@ -251,33 +250,6 @@ _BUILTIN: dict[str, type] = {
     "ReAct": VariableAwareReAct,
     "ProgramOfThought": VariableAwareProgramOfThought,
 }
-
-
-def import_module_class(name: str, known: Iterable[str]) -> type:
-    """The ``dspy.Module`` class at dotted path `name` (`known` are the names that resolve
-    without a path, for the error message).
-
-    Raises :class:`InvalidValueError` (a ``ValueError``) for a name that is not a path,
-    :class:`ModuleImportError` (an ``ImportError``) for a path that does not import,
-    :class:`WrongTypeError` (a ``TypeError``) for something that is not a ``dspy.Module`` class.
-    """
-    if "." not in name:
-        raise InvalidValueError(
-            f"unknown DSPy module class {name!r}; expected one of {', '.join(sorted(known))} "
-            "or a dotted path like 'my_pkg.module.Class'"
-        )
-    module_path, _, attr = name.rpartition(".")
-    try:
-        module = importlib.import_module(module_path)
-    except ImportError as e:
-        raise ModuleImportError(f"cannot import module class {name!r}: {e}") from e
-    try:
-        cls = getattr(module, attr)
-    except AttributeError:
-        raise ModuleImportError(f"cannot import module class {name!r}: {module_path} has no {attr!r}") from None
-    if not (isinstance(cls, type) and issubclass(cls, dspy.Module)):
-        raise WrongTypeError(f"{name!r} is not a dspy.Module class")
-    return cls
 
 
 class ModuleVariableResolver:

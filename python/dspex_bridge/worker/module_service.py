@@ -1,5 +1,5 @@
 """``ModuleService``: the DSPy modules of one worker, created and run on behalf of the python
-steps of one session (served by :mod:`dspex_bridge.worker`).
+steps of one session (served by :mod:`dspex_bridge.worker.server`).
 
 A call (``ExecuteModule``) carries its typed inputs and the values of the module's bound
 parameters, read by the caller in one snapshot. They apply to that call only, with no shared
@@ -37,9 +37,9 @@ from typing import Any, NoReturn
 import dspy
 import grpc
 
-from ._proto.dspex.v1 import bridge_pb2 as pb
-from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
-from .contract import (
+from .._proto.dspex.v1 import bridge_pb2 as pb
+from .._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
+from ..contract import (
     ERROR_METADATA,
     FIELD_METADATA,
     FIELD_TYPE_METADATA,
@@ -48,8 +48,9 @@ from .contract import (
     TOKEN_METADATA,
     bounded_message,
 )
-from .dspy_integration import import_module_class
-from .errors import DspexError
+from ..errors import DspexError
+from ..imports import import_module_class
+from ..values import from_config_value, from_proto_value
 from .fields import FieldType, FieldTypeError, from_field_value, signature_types, text_field_value, to_field_value
 from .lm import LM_SETTINGS, LmFactory, lm_call
 from .module_config import TOOLS_KEY, constructor_kwargs
@@ -63,7 +64,6 @@ from .optimize import (
     train_examples,
 )
 from .tools import CallbackClient, build_tools
-from .values import from_config_value, from_proto_value
 
 __all__ = ["BUILTIN_MODULES", "CALL_ID", "CONTROL_THREADS", "ModuleServicer", "current_call_id", "resolve_module_class"]
 

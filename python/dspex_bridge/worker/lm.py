@@ -37,9 +37,9 @@ from dspy.clients.engines.dummy_engine import DummyEngine
 from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
 from dspy.utils.dummies import DummyLM
 
-from ._proto.dspex.v1 import bridge_pb2 as pb
-from .contract import LIMITS
-from .errors import InvalidValueError
+from .._proto.dspex.v1 import bridge_pb2 as pb
+from ..contract import LIMITS
+from ..errors import InvalidValueError
 
 __all__ = ["CallScoped", "LmConfig", "LmFactory", "ModelLM", "ScriptedLM", "build_lm", "lm_call"]
 
@@ -307,7 +307,7 @@ class LmConfig:
     @classmethod
     def from_proto(cls, message: pb.LmConfig) -> LmConfig:
         """The configuration a worker received; ``ValueError`` if it is unusable."""
-        from .values import from_config_value
+        from ..values import from_config_value
 
         kind = message.WhichOneof("kind")
         if kind is None:
@@ -347,7 +347,7 @@ class LmConfig:
 
     def to_proto(self) -> pb.LmConfig:
         """The message a supervisor sends (used by tests and benchmarks that start a worker)."""
-        from .values import to_config_value
+        from ..values import to_config_value
 
         settings = {k: to_config_value(v, key=k) for k, v in self.settings.items()}
         if self.kind == "model":
