@@ -15,8 +15,9 @@ The package has two parts over a shared base, and neither part imports the other
 
 - the base: :mod:`~dspex_bridge.contract` (what both sides of the bridge agree on, read from
   ``contract.json``), :mod:`~dspex_bridge.errors`, :mod:`~dspex_bridge.values` (wire values),
-  :mod:`~dspex_bridge.imports` (classes and callables by dotted path) and the generated gRPC
-  stubs (``_proto``);
+  :mod:`~dspex_bridge.imports` (classes and callables by dotted path),
+  :mod:`~dspex_bridge.binding` (applying a module's bound parameters to a call, as the contract
+  says) and the generated gRPC stubs (``_proto``);
 - :mod:`dspex_bridge.client`: the library for Python code that reads and writes a session's
   variables (``SessionContext``, ``SyncSessionContext``, variable-aware DSPy modules);
 - :mod:`dspex_bridge.worker`: the worker process that runs DSPy modules for a Rust process,

@@ -269,6 +269,14 @@ async def test_bindings_must_match_the_module(worker: Worker) -> None:
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert kind(e.value) == "ERROR_KIND_INVALID_REQUEST"
         assert message in (e.value.details() or ""), e.value.details()
+    # A known module takes the parameters the contract's table lists, no other.
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await create(worker, "q", "Predict", "question -> answer", bindings={"style": "style"})
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert kind(e.value) == "ERROR_KIND_MODULE"
+    assert "Predict takes no parameter `style`; it takes max_tokens, model, n, temperature, top_p" in (
+        e.value.details() or ""
+    )
 
 
 async def test_concurrent_calls_of_one_module_never_see_each_others_values(spawn: Callable[..., Awaitable[Worker]]) -> None:
