@@ -43,6 +43,8 @@ def test_the_names_and_limits_python_uses_come_from_the_contract() -> None:
         "DSPEX_SESSION_TOKEN",
     )
     assert contract.READY_PREFIX.endswith(" ")
+    # A binary trailer: a Python type name may be any identifier, not only ASCII.
+    assert contract.EXCEPTION_TYPE_METADATA == "x-dspex-exception-type-bin"
     assert all(isinstance(v, int) and v > 0 for v in contract.LIMITS.values())
 
 

@@ -417,6 +417,14 @@ async def test_bad_requests_get_clear_errors_with_bounded_messages(worker: Worke
     assert e.value.code() == grpc.StatusCode.UNKNOWN
     assert kind(e.value) == "ERROR_KIND_PYTHON"
     assert e.value.details() == "RuntimeError: the module exploded on 'q'"
+    # The exception's type travels on its own, qualified by its module unless it is a built-in.
+    assert dict(e.value.trailing_metadata() or ())[contract.EXCEPTION_TYPE_METADATA] == b"RuntimeError"
+    await create(worker, "refusing", "sample_modules.Refusing", "question -> answer")
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await execute(worker, "refusing", question="q")
+    assert (kind(e.value), e.value.details()) == ("ERROR_KIND_PYTHON", "Refusal: refused 'q'")
+    trailers = dict(e.value.trailing_metadata() or ())
+    assert trailers[contract.EXCEPTION_TYPE_METADATA] == b"sample_modules.Refusing.Refusal"
 
     # An exception message of 1 MiB reaches the caller cut to the bound, with its real status.
     await create(worker, "verbose", "sample_modules.Verbose", "size -> answer")
@@ -428,6 +436,7 @@ async def test_bad_requests_get_clear_errors_with_bounded_messages(worker: Worke
         details = e.value.details() or ""
         assert len(details.encode()) <= LIMITS["MAX_STATUS_MESSAGE_BYTES"]
         assert details.endswith("... (message cut)") == cut
+        assert dict(e.value.trailing_metadata() or ())[contract.EXCEPTION_TYPE_METADATA] == b"ValueError"
 
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await execute(worker, "never-created", question="q")

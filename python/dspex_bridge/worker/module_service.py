@@ -12,6 +12,10 @@ contract's module table says which parameter is what):
   with ``dspy.context(lm=...)``, so the module's predictors keep ``lm=None``;
 - any other parameter is a keyword argument of the call (``module(**inputs, max_iters=3)``).
 
+A module that raises fails its call with ``ERROR_KIND_PYTHON``: the message is ``Type: message``
+and the trailer ``EXCEPTION_TYPE_METADATA`` carries the exception's qualified type name
+(``ValueError``, ``my_pkg.errors.QuotaError``; see :func:`exception_type`).
+
 The worker never reads bound variables from the session store. The service runs on gRPC's
 threaded server: each call runs in a thread of the server's pool, start to end (one thread per
 call it may run at once, plus a few for health checks and module management, so that a busy
@@ -43,6 +47,7 @@ from .._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
 from ..binding import PARAMS, BoundCall, apply_binding
 from ..contract import (
     ERROR_METADATA,
+    EXCEPTION_TYPE_METADATA,
     FIELD_METADATA,
     FIELD_TYPE_METADATA,
     FIELD_VALUE_METADATA,
@@ -67,7 +72,15 @@ from .optimize import (
 )
 from .tools import CallbackClient, build_tools
 
-__all__ = ["BUILTIN_MODULES", "CALL_ID", "CONTROL_THREADS", "ModuleServicer", "current_call_id", "resolve_module_class"]
+__all__ = [
+    "BUILTIN_MODULES",
+    "CALL_ID",
+    "CONTROL_THREADS",
+    "ModuleServicer",
+    "current_call_id",
+    "exception_type",
+    "resolve_module_class",
+]
 
 log = logging.getLogger("dspex_bridge.worker")
 
@@ -166,6 +179,23 @@ def _output_type_error(e: FieldTypeError) -> _CallError:
     )
 
 
+def exception_type(e: BaseException) -> str:
+    """The qualified name of the type of `e`: ``ValueError`` for a built-in exception,
+    ``my_pkg.errors.QuotaError`` for any other."""
+    cls = type(e)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _python_error(e: Exception, what: str) -> _CallError:
+    """What a module (or an optimizer) raised during `what`: ``PYTHON``, with the message
+    ``Type: message`` and the exception's qualified type name in the trailer
+    ``EXCEPTION_TYPE_METADATA``, so that the caller keeps the type without parsing the message."""
+    message = bounded_message(f"{type(e).__name__}: {e}")
+    log.warning("%s raised %s", what, message)
+    name = bounded_message(exception_type(e)).encode("utf-8")
+    return _CallError(grpc.StatusCode.UNKNOWN, pb.ERROR_KIND_PYTHON, message, ((EXCEPTION_TYPE_METADATA, name),))
+
+
 def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb.LmCall], int]:
     """Runs one call (in a thread of the pool): the module with the call's LM and arguments,
     then its outputs converted by their declared types."""
@@ -175,10 +205,8 @@ def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb
         # A trace list of the call's own: DSPy appends every prediction to the current trace.
         with dspy.context(trace=[]):
             prediction = call.bound.run(entry.module, **call.inputs)
-    except Exception as e:  # noqa: BLE001 - the Python error text goes back to Rust
-        message = bounded_message(f"{type(e).__name__}: {e}")
-        log.warning("call %s raised %s", call.call_id, message)
-        raise _CallError(grpc.StatusCode.UNKNOWN, pb.ERROR_KIND_PYTHON, message) from e
+    except Exception as e:  # noqa: BLE001 - the Python error goes back to Rust
+        raise _python_error(e, f"call {call.call_id}") from e
     micros = int((time.perf_counter() - started) * 1e6)
     outputs: dict[str, pb.FieldValue] = {}
     try:
@@ -218,10 +246,8 @@ def _compile(entry: _Module, job: _CompileJob) -> pb.CompileModuleResponse:
         state, demos = dump_state(compiled)
     except StateTooLargeError as e:
         raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_LIMIT, str(e)) from e
-    except Exception as e:  # noqa: BLE001 - the Python error text goes back to Rust
-        message = bounded_message(f"{type(e).__name__}: {e}")
-        log.warning("compilation %s raised %s", job.call_id, message)
-        raise _CallError(grpc.StatusCode.UNKNOWN, pb.ERROR_KIND_PYTHON, message) from e
+    except Exception as e:  # noqa: BLE001 - the Python error goes back to Rust
+        raise _python_error(e, f"compilation {job.call_id}") from e
     micros = int((time.perf_counter() - started) * 1e6)
     calls = [lm_call(job.lm, entry_) for entry_ in job.lm.call_history]
     log.info("compiled %s with %s: demos %s, %d LM requests", job.call_id, job.optimizer, demos, len(calls))
