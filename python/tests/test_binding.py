@@ -56,7 +56,8 @@ def test_a_module_the_table_does_not_know_takes_the_lm_parameters_and_any_call_a
 
 
 def test_a_known_module_refuses_a_parameter_it_does_not_take() -> None:
-    with pytest.raises(ValueError, match="Predict takes no parameter `max_iters`; it takes max_tokens, model, n, temperature, top_p"):
+    expected = "Predict takes no parameter `max_iters`; it takes max_tokens, model, n, temperature, top_p"
+    with pytest.raises(ValueError, match=expected):
         apply_binding("Predict", {"max_iters": 3}, Recorder())
     assert PARAMS.use("ReAct", "max_iters") is ParamUse.CALL_ARGUMENT
 
