@@ -33,7 +33,7 @@ from rust_server import RustServer  # noqa: E402
 
 from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb  # noqa: E402
 from dspex_bridge._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc  # noqa: E402
-from dspex_bridge.tools import CallbackClient, rust_tool  # noqa: E402
+from dspex_bridge.worker.tools import CallbackClient, rust_tool  # noqa: E402
 
 
 def measure(server: RustServer, rounds: int, block: int) -> dict[str, float]:

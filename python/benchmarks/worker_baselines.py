@@ -38,7 +38,7 @@ import grpc.aio  # noqa: E402
 
 from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb  # noqa: E402
 from dspex_bridge._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc  # noqa: E402
-from dspex_bridge.lm import LmConfig, LmFactory  # noqa: E402
+from dspex_bridge.worker.lm import LmConfig, LmFactory  # noqa: E402
 
 SETTINGS = {"temperature": 0.7, "max_tokens": 256}
 

@@ -1,5 +1,5 @@
 """The Python side of dspex: the variables of a dspex session, shared with a Rust process over
-gRPC (``proto/dspex/v1/bridge.proto``).
+gRPC (``proto/dspex/v1/bridge.proto``), and the worker that runs DSPy modules for it.
 
 >>> import dspex_bridge
 >>> ctx = dspex_bridge.SessionContext.from_env()        # doctest: +SKIP
@@ -11,8 +11,17 @@ synchronous code, with the same methods. Every error derives from :class:`DspexE
 the standard exception it also is (``KeyError``, ``ValueError``, ``TypeError``,
 ``PermissionError``, ...; see :mod:`dspex_bridge.errors`).
 
-The worker that runs DSPy modules for a Rust process is the ``dspex-worker`` command (or
-``python -m dspex_bridge.worker``).
+The package has two parts over a shared base, and neither part imports the other:
+
+- the base: :mod:`~dspex_bridge.contract` (what both sides of the bridge agree on, read from
+  ``contract.json``), :mod:`~dspex_bridge.errors`, :mod:`~dspex_bridge.values` (wire values),
+  :mod:`~dspex_bridge.imports` (classes and callables by dotted path),
+  :mod:`~dspex_bridge.binding` (applying a module's bound parameters to a call, as the contract
+  says) and the generated gRPC stubs (``_proto``);
+- :mod:`dspex_bridge.client`: the library for Python code that reads and writes a session's
+  variables (``SessionContext``, ``SyncSessionContext``, variable-aware DSPy modules);
+- :mod:`dspex_bridge.worker`: the worker process that runs DSPy modules for a Rust process,
+  the ``dspex-worker`` command (or ``python -m dspex_bridge.worker``).
 
 Importing the package imports nothing but the standard library: the names below load their
 module (and ``grpc``) on first use, so that ``python -m dspex_bridge.worker`` can report a
@@ -43,7 +52,7 @@ if TYPE_CHECKING:
         WorkerConfigError,
         WrongTypeError,
     )
-    from .session import (
+    from .client.session import (
         DEFAULT_CACHE_TTL,
         ENV_SESSION_ID,
         ENV_SESSION_TOKEN,
@@ -53,7 +62,7 @@ if TYPE_CHECKING:
         SessionContext,
         connect,
     )
-    from .sync import SyncSessionContext
+    from .client.sync import SyncSessionContext
     from .values import GetVariablesResult, HistoryEntry, PyValue, Variable, VariableUpdate
 
 _EXPORTS = {
@@ -73,15 +82,15 @@ _EXPORTS = {
     "VersionNotFoundError": "errors",
     "WorkerConfigError": "errors",
     "WrongTypeError": "errors",
-    "DEFAULT_CACHE_TTL": "session",
-    "ENV_SESSION_ID": "session",
-    "ENV_SESSION_TOKEN": "session",
-    "ENV_STORE_ADDR": "session",
-    "TOKEN_METADATA": "session",
-    "CacheStats": "session",
-    "SessionContext": "session",
-    "connect": "session",
-    "SyncSessionContext": "sync",
+    "DEFAULT_CACHE_TTL": "client.session",
+    "ENV_SESSION_ID": "client.session",
+    "ENV_SESSION_TOKEN": "client.session",
+    "ENV_STORE_ADDR": "client.session",
+    "TOKEN_METADATA": "client.session",
+    "CacheStats": "client.session",
+    "SessionContext": "client.session",
+    "connect": "client.session",
+    "SyncSessionContext": "client.sync",
     "GetVariablesResult": "values",
     "HistoryEntry": "values",
     "PyValue": "values",

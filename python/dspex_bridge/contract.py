@@ -30,6 +30,9 @@ MODULES: Final[dict[str, dict[str, Any]]] = CONTRACT["modules"]
 TOKEN_METADATA: Final[str] = WIRE["TOKEN_METADATA"]
 #: The trailer that carries the kind of an error (the name of a ``pb.ErrorKind``).
 ERROR_METADATA: Final[str] = WIRE["ERROR_METADATA"]
+#: The binary trailer (UTF-8) of a ``PYTHON`` error that carries the qualified name of the type of
+#: the exception the module raised (``ValueError``, ``my_pkg.errors.QuotaError``).
+EXCEPTION_TYPE_METADATA: Final[str] = WIRE["EXCEPTION_TYPE_METADATA"]
 #: The trailers of a conflict: the version a write expected, the version the variable is at.
 EXPECTED_VERSION_METADATA: Final[str] = WIRE["EXPECTED_VERSION_METADATA"]
 ACTUAL_VERSION_METADATA: Final[str] = WIRE["ACTUAL_VERSION_METADATA"]

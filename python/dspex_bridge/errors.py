@@ -26,7 +26,7 @@ KeyError`` work:
 - :class:`BridgeError` (``RuntimeError``): any other failure of the bridge.
 
 A signature field whose value does not fit its declared type is a
-:class:`~dspex_bridge.fields.FieldTypeError` (an :class:`InvalidValueError`).
+:class:`~dspex_bridge.worker.fields.FieldTypeError` (an :class:`InvalidValueError`).
 
 The Rust server puts the kind of every error in the ``x-dspex-error`` trailer (the name of an
 ``ErrorKind`` of the proto, ``ERROR_KIND_CONSTRAINT``), so the mapping is precise. Every

@@ -33,6 +33,20 @@ class Exploding(dspy.Module):
         raise RuntimeError(f"the module exploded on {kwargs.get('question')!r}")
 
 
+class Refusing(dspy.Module):
+    """Raises an exception of its own type, ``Refusing.Refusal``, on every call."""
+
+    class Refusal(Exception):
+        """The exception of :class:`Refusing`."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+        self.signature = dspy.Signature(signature)
+
+    def forward(self, **kwargs: str) -> dspy.Prediction:
+        raise Refusing.Refusal(f"refused {kwargs.get('question')!r}")
+
+
 class Sleeper(dspy.Module):
     """Takes its time (``seconds`` input, default 30) before answering. With a ``notify``
     input (``host:port``), it first connects there and sends ``call started``, so that a test
@@ -96,7 +110,7 @@ class CallId(dspy.Module):
         self.predict = dspy.Predict(signature)
 
     def forward(self, **kwargs: object) -> dspy.Prediction:
-        from dspex_bridge.module_service import current_call_id
+        from dspex_bridge.worker.module_service import current_call_id
 
         self.predict(**kwargs)
         (out,) = self.predict.signature.output_fields

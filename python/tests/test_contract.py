@@ -8,12 +8,14 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from dspex_bridge import contract, session
+from dspex_bridge import contract
 from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb
-from dspex_bridge.dspy_integration import LM_PARAMETERS, ModuleVariableResolver
+from dspex_bridge.binding import LM_SETTINGS, PARAMS, ParamUse
+from dspex_bridge.client import session
+from dspex_bridge.client.dspy_integration import ModuleVariableResolver
 from dspex_bridge.errors import ReadOnlyError, VersionNotFoundError, error_kind, kind_name, map_rpc_error
-from dspex_bridge.lm import LM_SETTINGS, LmConfig
-from dspex_bridge.module_service import BUILTIN_MODULES
+from dspex_bridge.worker.lm import LmConfig
+from dspex_bridge.worker.module_service import BUILTIN_MODULES
 
 
 def test_the_worker_knows_exactly_the_contracts_modules() -> None:
@@ -22,13 +24,14 @@ def test_the_worker_knows_exactly_the_contracts_modules() -> None:
     assert set(ModuleVariableResolver().known()) == set(contract.MODULES)
 
 
-def test_every_known_module_takes_the_parameters_the_worker_applies() -> None:
+def test_the_lm_settings_a_binding_carries_are_the_contracts() -> None:
+    assert LM_SETTINGS == {"temperature": float, "max_tokens": int, "top_p": float, "n": int}
     for module, entry in contract.MODULES.items():
-        params = entry["params"]
-        for setting in (*LM_SETTINGS, "model"):
-            assert setting in params, (module, setting)
-        assert params["temperature"]["types"] == ["float"] and params["max_tokens"]["types"] == ["integer"]
-    assert set(LM_SETTINGS) == set(LM_PARAMETERS)
+        for name, spec in entry["params"].items():
+            assert PARAMS.use(module, name) == ParamUse(spec["applies"]), (module, name)
+            assert (spec["applies"] == "lm_setting") == (name in LM_SETTINGS), (module, name)
+    # Every LM setting is reported per LM request, in a field of its own.
+    assert set(LM_SETTINGS) <= set(pb.LmCall.DESCRIPTOR.fields_by_name)
 
 
 def test_the_names_and_limits_python_uses_come_from_the_contract() -> None:
@@ -40,6 +43,8 @@ def test_the_names_and_limits_python_uses_come_from_the_contract() -> None:
         "DSPEX_SESSION_TOKEN",
     )
     assert contract.READY_PREFIX.endswith(" ")
+    # A binary trailer: a Python type name may be any identifier, not only ASCII.
+    assert contract.EXCEPTION_TYPE_METADATA == "x-dspex-exception-type-bin"
     assert all(isinstance(v, int) and v > 0 for v in contract.LIMITS.values())
 
 

@@ -3,10 +3,12 @@ as the LM's own history (DSPy's ``DummyLM``, under the scripted LM) records it."
 
 from __future__ import annotations
 
+import json
+
 import dspy
 import pytest
 
-from dspex_bridge.dspy_integration import (
+from dspex_bridge.client.dspy_integration import (
     ModuleVariableResolver,
     VariableAwareChainOfThought,
     VariableAwarePredict,
@@ -14,7 +16,7 @@ from dspex_bridge.dspy_integration import (
     VariableAwareReAct,
     variable_aware,
 )
-from dspex_bridge.lm import LmConfig, LmFactory, ScriptedLM
+from dspex_bridge.worker.lm import LmConfig, LmFactory, ScriptedLM
 
 # DSPy 3.4 deprecates ProgramOfThought (it still ships it, and dspex knows it by name).
 pytestmark = pytest.mark.filterwarnings("ignore:ProgramOfThought is deprecated:DeprecationWarning")
@@ -34,14 +36,19 @@ async def register_lm_variables(session) -> None:
 
 
 def last_call(module) -> dict:
-    (lm,) = {id(p.lm): p.lm for _, p in module.named_predictors()}.values()
-    entry = lm.history[-1]
+    """The last LM request of `module`, from the history of the LM its factory built for the
+    request's model: the model and the settings it went out with."""
+    entry = max((e for lm in module.lms() for e in lm.history), key=lambda e: e["timestamp"])
+    (lm,) = [lm for lm in module.lms() if lm.model == entry["model"]]
     return {"model": entry["model"], **lm.kwargs, **entry["kwargs"]}
 
 
 async def test_bound_lm_settings_become_the_settings_of_the_next_call(session, lms):
     await register_lm_variables(session)
-    predict = VariableAwarePredict("question -> answer", session=session, lm_factory=lms.build)
+    # A constructor setting is the module's default; a bound value wins over it.
+    predict = VariableAwarePredict("question -> answer", session=session, lm_factory=lms.build, temperature=0.1)
+    (lm,) = predict.lms()
+    defaults = dict(lm.kwargs)
     predict.bind_to_variable("temperature", "temperature")
     predict.bind_to_variable("max_tokens", "max_tokens")
     assert predict.get_bindings() == {"temperature": "temperature", "max_tokens": "max_tokens"}
@@ -57,6 +64,16 @@ async def test_bound_lm_settings_become_the_settings_of_the_next_call(session, l
     await predict.acall(question="And now?")
     call = last_call(predict)
     assert (call["temperature"], call["max_tokens"]) == (1.3, 64)
+    # Nothing sticks to the module nor to its LM: the predictor keeps its own configuration and
+    # no LM, the LM its defaults (and the history of both calls).
+    assert predict.config == {"temperature": 0.1} and predict.lm is None
+    assert predict.lms() == [lm] and lm.kwargs == defaults and len(lm.history) == 2
+
+    # A synchronous call after an explicit sync runs with the values applied then.
+    await session.set_variable("temperature", 0.2)
+    assert await predict.sync_variables() == {"temperature": 0.2, "max_tokens": 64}
+    predict(question="sync")
+    assert last_call(predict)["temperature"] == 0.2
 
 
 async def test_a_bound_model_selects_the_lm(session, lms):
@@ -80,11 +97,10 @@ async def test_bindings_reach_every_predictor_of_composite_modules(session, lms)
     for module in (react, pot):
         module.bind_to_variable("temperature", "temperature")
         await module.acall(question="What is 1 + 1?")
-        predictors = module.named_predictors()
-        assert len(predictors) >= 2
-        assert all(p.config["temperature"] == 0.7 for _, p in predictors)
-        lm = predictors[0][1].lm
-        assert lm.history, f"{type(module).__name__} made no LM call"
+        assert len(module.named_predictors()) >= 2
+        (lm,) = module.lms()
+        # One request per predictor at least (ReAct's step and extraction, PoT's code and answer).
+        assert len(lm.history) >= 2, f"{type(module).__name__} made {len(lm.history)} LM call(s)"
         assert all(h["kwargs"]["temperature"] == 0.7 for h in lm.history)
 
 
@@ -97,12 +113,62 @@ async def test_a_missing_variable_is_a_value_error_naming_it(session, lms):
         predict.bind_to_variable("not a param", "x")
 
 
-async def test_other_parameters_become_attributes(session, lms):
+class Echo(dspy.Module):
+    """A custom module that answers with the keyword arguments of its call beyond its inputs."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+        self.signature = dspy.Signature(signature)
+
+    def forward(self, **kwargs):
+        extra = {k: v for k, v in kwargs.items() if k not in self.signature.input_fields}
+        return dspy.Prediction(seen=json.dumps(extra, sort_keys=True))
+
+
+async def test_other_parameters_are_keyword_arguments_of_the_call(session, lms):
     await session.register_variable("style", "string", "concise")
+    await session.register_variable("max_iters", "integer", 0)
+    echo = ModuleVariableResolver(session).create(
+        f"{__name__}.Echo", "text -> seen", bindings={"style": "style"}, lm_factory=lms.build
+    )
+    assert (await echo.acall(text="hi")).seen == '{"style": "concise"}'
+    await session.set_variable("style", "long")
+    assert (await echo.acall(text="hi")).seen == '{"style": "long"}'
+    assert not hasattr(echo, "style")
+
+    # ReAct takes `max_iters` per call: none at all leaves only the final extraction.
+    react = VariableAwareReAct("question -> answer", session=session, lm_factory=lms.build)
+    react.bind_to_variable("max_iters", "max_iters")
+    await react.acall(question="q")
+    assert len(react.lms()[0].history) == 1 and react.max_iters == 20
+
+
+async def test_a_known_module_takes_only_the_parameters_of_the_contract(session, lms):
     predict = VariableAwarePredict("question -> answer", session=session, lm_factory=lms.build)
-    predict.bind_to_variable("style", "style")
-    assert await predict.sync_variables() == {"style": "concise"}
-    assert predict.style == "concise"
+    with pytest.raises(ValueError, match="Predict takes no parameter `style`; it takes max_tokens, model, n"):
+        predict.bind_to_variable("style", "style")
+    with pytest.raises(ValueError, match="Predict takes no parameter `max_iters`"):
+        predict.bind_to_variable("max_iters", "max_iters")
+    assert predict.get_bindings() == {}
+    # DSPy's own class resolves to the same variable-aware class, with the same table.
+    assert variable_aware(dspy.Predict) is VariableAwarePredict
+
+
+async def test_bound_settings_without_a_factory_apply_to_dspys_configured_lm(session):
+    await register_lm_variables(session)
+    lm = ScriptedLM("configured")
+    defaults = dict(lm.kwargs)
+    predict = VariableAwarePredict("question -> answer", session=session)
+    predict.bind_to_variable("temperature", "temperature")
+    with pytest.raises(RuntimeError, match="need an LM: give the module an lm_factory"):
+        await predict.sync_variables()
+    with dspy.context(lm=lm):
+        await predict.acall(question="q")
+    assert [h["kwargs"]["temperature"] for h in lm.history] == [0.7]
+    assert lm.kwargs == defaults
+    predict.bind_to_variable("model", "model")
+    with pytest.raises(RuntimeError, match="binding `model` needs an LM factory"):
+        await predict.sync_variables()
 
 
 def test_scripted_answers_come_first_then_rules_then_generated():

@@ -11,7 +11,7 @@ import pytest
 
 from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb
 from dspex_bridge.contract import LIMITS
-from dspex_bridge.fields import (
+from dspex_bridge.worker.fields import (
     FieldType,
     FieldTypeError,
     field_type,

@@ -11,10 +11,10 @@ from typing import Any
 import dspy
 import pytest
 
-from dspex_bridge.dspy_integration import ModuleVariableResolver
-from dspex_bridge.lm import LmConfig, LmFactory
-from dspex_bridge.module_config import TOOLS_KEY, constructor_kwargs, import_tool, module_table
-from dspex_bridge.module_service import resolve_module_class
+from dspex_bridge.client.dspy_integration import ModuleVariableResolver
+from dspex_bridge.worker.lm import LmConfig, LmFactory
+from dspex_bridge.worker.module_config import TOOLS_KEY, constructor_kwargs, import_tool, module_table
+from dspex_bridge.worker.module_service import resolve_module_class
 
 pytestmark = pytest.mark.filterwarnings("ignore:ProgramOfThought is deprecated:DeprecationWarning")
 

@@ -1,7 +1,7 @@
 """``pip install ./python`` into a fresh virtual environment gives a working package: the
 tracked files of ``python/`` (what a fresh clone has) install with their declared dependencies,
-the package imports with its gRPC stubs and type information, and the ``dspex-worker`` command
-runs.
+the package imports with its client and worker subpackages, its contract, gRPC stubs and type
+information, and the ``dspex-worker`` command (and ``python -m dspex_bridge.worker``) runs.
 
 The dependencies are resolved, offline, against the pinned environment of the interpreter
 running the tests (``requirements.lock``), which the fresh environment sees through a ``.pth``
@@ -72,20 +72,24 @@ def test_a_fresh_venv_installs_a_working_package_and_the_worker_command(tmp_path
         env=env,
     )  # fmt: skip
 
-    # The installed copy is the one imported (not this checkout), with its stubs, types and
-    # the dependencies it declares.
+    # The installed copy is the one imported (not this checkout), with both subpackages, the
+    # contract, its stubs, types and the dependencies it declares.
     check = (
         "import importlib.metadata as md, pathlib, dspex_bridge;"
         "from dspex_bridge import SessionContext, SyncSessionContext, DspexError;"
         "from dspex_bridge._proto.dspex.v1 import bridge_pb2, bridge_pb2_grpc;"
+        "from dspex_bridge.client.dspy_integration import VariableAwarePredict;"
+        "from dspex_bridge.worker.module_service import ModuleServicer;"
+        "from dspex_bridge.contract import MODULES;"
         "root = pathlib.Path(dspex_bridge.__file__).parent;"
         "print(root);"
-        "print((root / 'py.typed').is_file(), (root / '_proto/dspex/v1/bridge_pb2.pyi').is_file());"
+        "print((root / 'py.typed').is_file(), (root / '_proto/dspex/v1/bridge_pb2.pyi').is_file(),"
+        " (root / 'contract.json').is_file(), 'ReAct' in MODULES);"
         "print(sorted(r for r in md.requires('dspex-bridge') if 'extra ==' not in r))"
     )
     root, typed, requires = _run(python, "-c", check, env=env).splitlines()
     assert Path(root).is_relative_to(venv), root
-    assert typed == "True True"
+    assert typed == "True True True True"
     assert requires == "['dspy>=3.4.1', 'grpcio>=1.85.0', 'protobuf>=7.35.1']"
     # Nothing of the development tree came along.
     assert not (Path(root).parent / "generate_stubs.py").exists()
@@ -95,6 +99,8 @@ def test_a_fresh_venv_installs_a_working_package_and_the_worker_command(tmp_path
     help_text = _run(venv / "bin" / "dspex-worker", "--help", env=env)
     assert "usage: dspex-worker" in help_text
     assert "DSPEX_STORE_ADDR" in help_text and "WorkerConfig" in help_text
+    # The way the Rust supervisor starts it runs the same command.
+    assert _run(python, "-m", "dspex_bridge.worker", "--help", env=env) == help_text
     missing = subprocess.run(
         [str(venv / "bin" / "dspex-worker")],
         capture_output=True,

@@ -14,7 +14,7 @@ from rust_server import RustServer
 from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb
 from dspex_bridge.contract import LIMITS
 from dspex_bridge.errors import ModuleImportError
-from dspex_bridge.tools import CallbackClient, build_tools, rust_tool
+from dspex_bridge.worker.tools import CallbackClient, build_tools, rust_tool
 
 
 @pytest.fixture(scope="module")

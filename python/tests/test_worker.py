@@ -27,9 +27,9 @@ from dspex_bridge import SessionContext, contract
 from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb
 from dspex_bridge._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
 from dspex_bridge.contract import LIMITS, READY_PREFIX
-from dspex_bridge.lm import LmConfig
+from dspex_bridge.worker.lm import LmConfig
 from dspex_bridge.values import to_proto_value
-from dspex_bridge.worker import encode_config
+from dspex_bridge.worker.server import encode_config
 
 HERE = Path(__file__).parent
 
@@ -269,6 +269,14 @@ async def test_bindings_must_match_the_module(worker: Worker) -> None:
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert kind(e.value) == "ERROR_KIND_INVALID_REQUEST"
         assert message in (e.value.details() or ""), e.value.details()
+    # A known module takes the parameters the contract's table lists, no other.
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await create(worker, "q", "Predict", "question -> answer", bindings={"style": "style"})
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert kind(e.value) == "ERROR_KIND_MODULE"
+    assert "Predict takes no parameter `style`; it takes max_tokens, model, n, temperature, top_p" in (
+        e.value.details() or ""
+    )
 
 
 async def test_concurrent_calls_of_one_module_never_see_each_others_values(spawn: Callable[..., Awaitable[Worker]]) -> None:
@@ -409,6 +417,14 @@ async def test_bad_requests_get_clear_errors_with_bounded_messages(worker: Worke
     assert e.value.code() == grpc.StatusCode.UNKNOWN
     assert kind(e.value) == "ERROR_KIND_PYTHON"
     assert e.value.details() == "RuntimeError: the module exploded on 'q'"
+    # The exception's type travels on its own, qualified by its module unless it is a built-in.
+    assert dict(e.value.trailing_metadata() or ())[contract.EXCEPTION_TYPE_METADATA] == b"RuntimeError"
+    await create(worker, "refusing", "sample_modules.Refusing", "question -> answer")
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await execute(worker, "refusing", question="q")
+    assert (kind(e.value), e.value.details()) == ("ERROR_KIND_PYTHON", "Refusal: refused 'q'")
+    trailers = dict(e.value.trailing_metadata() or ())
+    assert trailers[contract.EXCEPTION_TYPE_METADATA] == b"sample_modules.Refusing.Refusal"
 
     # An exception message of 1 MiB reaches the caller cut to the bound, with its real status.
     await create(worker, "verbose", "sample_modules.Verbose", "size -> answer")
@@ -420,6 +436,7 @@ async def test_bad_requests_get_clear_errors_with_bounded_messages(worker: Worke
         details = e.value.details() or ""
         assert len(details.encode()) <= LIMITS["MAX_STATUS_MESSAGE_BYTES"]
         assert details.endswith("... (message cut)") == cut
+        assert dict(e.value.trailing_metadata() or ())[contract.EXCEPTION_TYPE_METADATA] == b"ValueError"
 
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await execute(worker, "never-created", question="q")

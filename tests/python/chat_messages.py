@@ -4,7 +4,7 @@ the Rust test that compares them with dspex's (`tests/tests/prompts_like_dspy.rs
 Reads ``[{"signature", "instructions", "cot", "demos", "inputs", "rules"}, ...]`` as JSON on
 stdin (``instructions`` null for DSPy's default, ``cot`` to extend the signature as
 ``dspy.ChainOfThought`` does); writes, for each case, ``{"messages": [...], "scripted":
-text}``: the ChatAdapter's messages, and what the scripted LM (``dspex_bridge.lm``) configured
+text}``: the ChatAdapter's messages, and what the scripted LM (``dspex_bridge.worker.lm``) configured
 with ``rules`` answers to them.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import dspy
 from dspy.adapters.chat_adapter import ChatAdapter
 
-from dspex_bridge.lm import LmConfig, ScriptedLM
+from dspex_bridge.worker.lm import LmConfig, ScriptedLM
 
 
 def build(case: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 //! The offline scripted LM on the native lane. It answers as the worker's scripted LM
-//! (`dspex_bridge.lm`, DSPy's `DummyLM`) does for the same [`LmConfig`] and the same messages:
-//! it reads the output fields the system message asks for, takes the answer from the script
-//! (answers in order, shared by every call, then the first rule whose needle the last message
-//! contains), generates a deterministic answer of the right type for each field the script
-//! does not give, and writes them as `[[ ## field ## ]]` sections. Token usage counts words.
+//! (`dspex_bridge.worker.lm`, DSPy's `DummyLM`) does for the same [`LmConfig`] and the same
+//! messages: it reads the output fields the system message asks for, takes the answer from the
+//! script (answers in order, shared by every call, then the first rule whose needle the last
+//! message contains), generates a deterministic answer of the right type for each field the
+//! script does not give, and writes them as `[[ ## field ## ]]` sections. Token usage counts
+//! words.
 
 use std::collections::{BTreeMap, VecDeque};
 

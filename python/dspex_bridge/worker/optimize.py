@@ -21,11 +21,11 @@ from typing import Any, Final
 
 import dspy
 
-from ._proto.dspex.v1 import bridge_pb2 as pb
-from .contract import CONTRACT, LIMITS
-from .errors import InvalidValueError
+from .._proto.dspex.v1 import bridge_pb2 as pb
+from ..contract import CONTRACT, LIMITS
+from ..errors import InvalidValueError
+from ..imports import import_callable
 from .fields import FieldType, from_field_value
-from .module_config import import_callable
 from .tools import CallbackClient
 
 __all__ = [

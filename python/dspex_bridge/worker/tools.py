@@ -25,9 +25,9 @@ from typing import Any
 import dspy
 import grpc
 
-from ._proto.dspex.v1 import bridge_pb2 as pb
-from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
-from .contract import LIMITS, TOKEN_METADATA
+from .._proto.dspex.v1 import bridge_pb2 as pb
+from .._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
+from ..contract import LIMITS, TOKEN_METADATA
 from .module_config import import_tool
 
 __all__ = ["ERROR_PREFIX", "CallbackClient", "build_tools", "rust_tool"]

@@ -10,12 +10,12 @@ which picks its ``interpreter_factory``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .contract import MODULES
-from .errors import InvalidValueError, ModuleImportError, WrongTypeError
+from ..contract import MODULES
+from ..errors import InvalidValueError, WrongTypeError
+from ..imports import import_callable
 
 __all__ = ["TOOLS_KEY", "constructor_kwargs", "import_tool", "module_table"]
 
@@ -39,23 +39,6 @@ def constructor_kwargs(module_class: str, config: Mapping[str, Any]) -> dict[str
     if module_class == "ProgramOfThought" and "interpreter" in kwargs:
         kwargs["interpreter_factory"] = _interpreter_factory(kwargs.pop("interpreter"))
     return kwargs
-
-
-def import_callable(path: str, what: str, example: str, shown: str | None = None) -> Callable[..., Any]:
-    """The callable at dotted path `path`, a `what` (``"tool"``, ``"metric"``) like `example`;
-    ``ModuleImportError`` naming it (as `shown`, by default the path) if there is none."""
-    name_shown = repr(path) if shown is None else shown
-    module_path, _, name = path.rpartition(".")
-    if not module_path or not name:
-        raise ModuleImportError(f"cannot import {what} {name_shown}: expected a dotted path like {example!r}")
-    try:
-        found = getattr(importlib.import_module(module_path), name)
-    except (ImportError, AttributeError) as e:
-        raise ModuleImportError(f"cannot import {what} {name_shown}: {e}") from e
-    if not callable(found):
-        raise ModuleImportError(f"cannot import {what} {name_shown}: it is a {type(found).__name__}, not a callable")
-    checked: Callable[..., Any] = found
-    return checked
 
 
 def import_tool(path: str) -> Callable[..., Any]:

@@ -1,15 +1,20 @@
 """``ModuleService``: the DSPy modules of one worker, created and run on behalf of the python
-steps of one session (served by :mod:`dspex_bridge.worker`).
+steps of one session (served by :mod:`dspex_bridge.worker.server`).
 
 A call (``ExecuteModule``) carries its typed inputs and the values of the module's bound
 parameters, read by the caller in one snapshot. They apply to that call only, with no shared
-mutable module state:
+mutable module state, as :func:`~dspex_bridge.binding.apply_binding` applies them (the
+contract's module table says which parameter is what):
 
-- ``temperature``, ``max_tokens``, ``top_p`` and ``n`` become the settings of the call's LM
-  requests, and ``model`` selects the call's LM: the call runs with a per-call copy of the
-  worker's LM for that model (:class:`~dspex_bridge.lm.CallScoped`), installed with
-  ``dspy.context(lm=...)``, so the module's predictors keep ``lm=None``;
+- the LM settings (``temperature``, ``max_tokens``, ``top_p``, ``n``) become the settings of the
+  call's LM requests, and ``model`` selects the call's LM: the call runs with a per-call copy of
+  the worker's LM for that model (:meth:`~dspex_bridge.worker.lm.LmFactory.for_call`), installed
+  with ``dspy.context(lm=...)``, so the module's predictors keep ``lm=None``;
 - any other parameter is a keyword argument of the call (``module(**inputs, max_iters=3)``).
+
+A module that raises fails its call with ``ERROR_KIND_PYTHON``: the message is ``Type: message``
+and the trailer ``EXCEPTION_TYPE_METADATA`` carries the exception's qualified type name
+(``ValueError``, ``my_pkg.errors.QuotaError``; see :func:`exception_type`).
 
 The worker never reads bound variables from the session store. The service runs on gRPC's
 threaded server: each call runs in a thread of the server's pool, start to end (one thread per
@@ -37,10 +42,12 @@ from typing import Any, NoReturn
 import dspy
 import grpc
 
-from ._proto.dspex.v1 import bridge_pb2 as pb
-from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
-from .contract import (
+from .._proto.dspex.v1 import bridge_pb2 as pb
+from .._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
+from ..binding import PARAMS, BoundCall, apply_binding
+from ..contract import (
     ERROR_METADATA,
+    EXCEPTION_TYPE_METADATA,
     FIELD_METADATA,
     FIELD_TYPE_METADATA,
     FIELD_VALUE_METADATA,
@@ -48,10 +55,11 @@ from .contract import (
     TOKEN_METADATA,
     bounded_message,
 )
-from .dspy_integration import import_module_class
-from .errors import DspexError
+from ..errors import DspexError
+from ..imports import import_module_class
+from ..values import from_config_value, from_proto_value
 from .fields import FieldType, FieldTypeError, from_field_value, signature_types, text_field_value, to_field_value
-from .lm import LM_SETTINGS, LmFactory, lm_call
+from .lm import LmFactory, lm_call
 from .module_config import TOOLS_KEY, constructor_kwargs
 from .optimize import (
     StateTooLargeError,
@@ -63,9 +71,16 @@ from .optimize import (
     train_examples,
 )
 from .tools import CallbackClient, build_tools
-from .values import from_config_value, from_proto_value
 
-__all__ = ["BUILTIN_MODULES", "CALL_ID", "CONTROL_THREADS", "ModuleServicer", "current_call_id", "resolve_module_class"]
+__all__ = [
+    "BUILTIN_MODULES",
+    "CALL_ID",
+    "CONTROL_THREADS",
+    "ModuleServicer",
+    "current_call_id",
+    "exception_type",
+    "resolve_module_class",
+]
 
 log = logging.getLogger("dspex_bridge.worker")
 
@@ -111,6 +126,8 @@ class _Module:
     """A module of the worker, and what its calls need to know about it."""
 
     module: dspy.Module
+    #: The module as the request named it: a name of the contract's table or a dotted path.
+    name: str
     class_name: str
     inputs: dict[str, FieldType]
     outputs: dict[str, FieldType]
@@ -122,13 +139,12 @@ class _Module:
 
 @dataclass(frozen=True)
 class _Call:
-    """What one call runs with: its inputs, its LM (a per-call copy) and its keyword
-    arguments."""
+    """What one call runs with: its inputs, and its LM (a per-call copy) and keyword arguments
+    as its bound values make them."""
 
     call_id: str
     inputs: dict[str, Any]
-    lm: Any
-    kwargs: dict[str, Any]
+    bound: BoundCall
 
 
 class _CallError(DspexError):
@@ -163,6 +179,23 @@ def _output_type_error(e: FieldTypeError) -> _CallError:
     )
 
 
+def exception_type(e: BaseException) -> str:
+    """The qualified name of the type of `e`: ``ValueError`` for a built-in exception,
+    ``my_pkg.errors.QuotaError`` for any other."""
+    cls = type(e)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _python_error(e: Exception, what: str) -> _CallError:
+    """What a module (or an optimizer) raised during `what`: ``PYTHON``, with the message
+    ``Type: message`` and the exception's qualified type name in the trailer
+    ``EXCEPTION_TYPE_METADATA``, so that the caller keeps the type without parsing the message."""
+    message = bounded_message(f"{type(e).__name__}: {e}")
+    log.warning("%s raised %s", what, message)
+    name = bounded_message(exception_type(e)).encode("utf-8")
+    return _CallError(grpc.StatusCode.UNKNOWN, pb.ERROR_KIND_PYTHON, message, ((EXCEPTION_TYPE_METADATA, name),))
+
+
 def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb.LmCall], int]:
     """Runs one call (in a thread of the pool): the module with the call's LM and arguments,
     then its outputs converted by their declared types."""
@@ -170,12 +203,10 @@ def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb
     started = time.perf_counter()
     try:
         # A trace list of the call's own: DSPy appends every prediction to the current trace.
-        with dspy.context(lm=call.lm, trace=[]):
-            prediction = entry.module(**call.inputs, **call.kwargs)
-    except Exception as e:  # noqa: BLE001 - the Python error text goes back to Rust
-        message = bounded_message(f"{type(e).__name__}: {e}")
-        log.warning("call %s raised %s", call.call_id, message)
-        raise _CallError(grpc.StatusCode.UNKNOWN, pb.ERROR_KIND_PYTHON, message) from e
+        with dspy.context(trace=[]):
+            prediction = call.bound.run(entry.module, **call.inputs)
+    except Exception as e:  # noqa: BLE001 - the Python error goes back to Rust
+        raise _python_error(e, f"call {call.call_id}") from e
     micros = int((time.perf_counter() - started) * 1e6)
     outputs: dict[str, pb.FieldValue] = {}
     try:
@@ -184,7 +215,8 @@ def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb
             outputs[name] = text_field_value(value) if ftype is None else to_field_value(name, value, ftype)
     except FieldTypeError as e:
         raise _output_type_error(e) from e
-    calls = [lm_call(call.lm, entry_) for entry_ in call.lm.call_history]
+    lm = call.bound.lm
+    calls = [lm_call(lm, entry_) for entry_ in lm.call_history]
     return outputs, calls, micros
 
 
@@ -214,10 +246,8 @@ def _compile(entry: _Module, job: _CompileJob) -> pb.CompileModuleResponse:
         state, demos = dump_state(compiled)
     except StateTooLargeError as e:
         raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_LIMIT, str(e)) from e
-    except Exception as e:  # noqa: BLE001 - the Python error text goes back to Rust
-        message = bounded_message(f"{type(e).__name__}: {e}")
-        log.warning("compilation %s raised %s", job.call_id, message)
-        raise _CallError(grpc.StatusCode.UNKNOWN, pb.ERROR_KIND_PYTHON, message) from e
+    except Exception as e:  # noqa: BLE001 - the Python error goes back to Rust
+        raise _python_error(e, f"compilation {job.call_id}") from e
     micros = int((time.perf_counter() - started) * 1e6)
     calls = [lm_call(job.lm, entry_) for entry_ in job.lm.call_history]
     log.info("compiled %s with %s: demos %s, %d LM requests", job.call_id, job.optimizer, demos, len(calls))
@@ -307,6 +337,8 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             signature = dspy.Signature(request.signature)
             inputs, outputs = signature_types(signature)
             constructor = resolve_module_class(request.module_class)
+            for param in request.bindings:
+                PARAMS.use(request.module_class, param)
             config = {key: from_config_value(value) for key, value in request.config.items()}
             kwargs = constructor_kwargs(request.module_class, config)
             if request.tools:
@@ -338,7 +370,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             return cls(text, **kwargs)
 
         self._modules[request.module_id] = _Module(
-            module, class_name, inputs, outputs, dict(request.bindings), fresh
+            module, request.module_class, class_name, inputs, outputs, dict(request.bindings), fresh
         )
         log.info(
             "%s",
@@ -359,17 +391,13 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             }
         except FieldTypeError as e:
             raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INPUT_TYPE, str(e)) from e
-        lm, kwargs = self._bound(entry, request.bindings)
-        return _Call(request.call_id, inputs, lm, kwargs)
+        return _Call(request.call_id, inputs, self._bound(entry, request.bindings))
 
-    def _bound(self, entry: _Module, bindings: Iterable[pb.BoundValue]) -> tuple[Any, dict[str, Any]]:
+    def _bound(self, entry: _Module, bindings: Iterable[pb.BoundValue]) -> BoundCall:
         """The LM (a per-call copy with the bound settings and model) and the keyword arguments
         that the bound values of a call give; ``_CallError`` for bindings that do not fit the
         module."""
-        settings: dict[str, Any] = {}
-        model: str | None = None
-        kwargs: dict[str, Any] = {}
-        given: set[str] = set()
+        values: dict[str, Any] = {}
         for bound in bindings:
             variable = entry.bindings.get(bound.param)
             if variable != bound.variable:
@@ -380,22 +408,15 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                     f"the call binds parameter `{bound.param[:64]}` to `{bound.variable[:64]}`, "
                     f"but the module has {expected}",
                 )
-            given.add(bound.param)
-            value = from_proto_value(bound.value)
-            if bound.param in LM_SETTINGS:
-                settings[bound.param] = value
-            elif bound.param == "model":
-                model = str(value)
-            else:
-                kwargs[bound.param] = value
-        missing = sorted(set(entry.bindings) - given)
+            values[bound.param] = from_proto_value(bound.value)
+        missing = sorted(set(entry.bindings) - set(values))
         if missing:
             raise _CallError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 pb.ERROR_KIND_INVALID_REQUEST,
                 f"the call carries no value for the bound parameter(s) {', '.join(missing)}",
             )
-        return self._lm_factory.for_call(model, settings), kwargs
+        return apply_binding(entry.name, values, self._lm_factory.for_call)
 
     def _entry(self, module_id: str, context: grpc.ServicerContext) -> _Module:
         entry = self._modules.get(module_id)
@@ -467,12 +488,12 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                 )
         if not request.trainset:
             raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INVALID_REQUEST, "the trainset is empty")
-        lm, kwargs = self._bound(entry, request.bindings)
-        if kwargs:
+        bound = self._bound(entry, request.bindings)
+        if bound.kwargs:
             raise _CallError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 pb.ERROR_KIND_INVALID_REQUEST,
-                f"cannot compile a module whose bound parameter(s) {', '.join(sorted(kwargs))} are call "
+                f"cannot compile a module whose bound parameter(s) {', '.join(sorted(bound.kwargs))} are call "
                 "arguments: an optimizer calls the module with its inputs only",
             )
         try:
@@ -491,7 +512,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             settings = {key: from_config_value(value) for key, value in request.settings.items()}
         except (ValueError, ImportError) as e:
             raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INVALID_REQUEST, str(e)) from e
-        return _CompileJob(request.call_id, request.optimizer, settings, trainset, valset, metric, lm)
+        return _CompileJob(request.call_id, request.optimizer, settings, trainset, valset, metric, bound.lm)
 
     def DropModule(self, request: pb.DropModuleRequest, context: grpc.ServicerContext) -> pb.DropModuleResponse:
         self._authorize(context)

@@ -19,11 +19,11 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from ._proto.dspex.v1 import bridge_pb2 as pb
-from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
-from .contract import ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, LIMITS, TOKEN_METADATA
-from .errors import ConflictError, InvalidValueError, MissingEnvironmentError, map_rpc_error
-from .values import (
+from .._proto.dspex.v1 import bridge_pb2 as pb
+from .._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
+from ..contract import ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, LIMITS, TOKEN_METADATA
+from ..errors import ConflictError, InvalidValueError, MissingEnvironmentError, map_rpc_error
+from ..values import (
     GetVariablesResult,
     HistoryEntry,
     PyValue,

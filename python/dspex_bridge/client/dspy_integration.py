@@ -1,37 +1,41 @@
 """DSPy modules whose parameters are bound to session variables, for Python code that uses
 dspex variables itself (the dspex worker does not: its calls carry their values, see
-:mod:`dspex_bridge.module_service`).
+:mod:`dspex_bridge.worker.module_service`).
 
 A binding makes a module parameter follow a variable of the session store. Before each call
-(``sync_variables``, done automatically by ``acall``) the bound values are read and applied
-where DSPy really reads them:
+(``sync_variables``, done automatically by ``acall``) the bound values are read, and the calls
+that follow run with them, applied as the worker applies the values its calls carry
+(:func:`~dspex_bridge.binding.apply_binding`, after the contract's module table):
 
-- ``temperature``, ``max_tokens``, ``top_p`` and ``n`` become the ``config`` of every
-  predictor inside the module, which DSPy passes to the LM as request settings;
-- ``model`` selects the LM of every predictor (built by the module's LM factory);
-- any other parameter is set as an attribute of the module.
+- the LM settings (``temperature``, ``max_tokens``, ``top_p``, ``n``) become the request
+  settings of the call's LM, over the LM's defaults and every predictor's ``config``;
+- ``model`` selects the call's LM (built by the module's LM factory);
+- any other parameter is a keyword argument of the call (ReAct's ``max_iters``; a class the
+  table does not know takes any).
 
-So a Rust ``set`` of a bound ``temperature`` changes the temperature of the next LM request,
-as the LM's own history shows.
+The call's LM is a copy of the module's LM (the one its factory built for the model, else the
+LM DSPy is configured with) that carries the settings and records its requests in that LM's
+history; it is installed with ``dspy.context(lm=...)`` around each call, so it reaches every
+predictor that has no LM of its own. So a Rust ``set`` of a bound ``temperature`` changes the
+temperature of the next LM request, as the LM's own history shows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import dspy
 
-from .errors import InvalidValueError, ModuleImportError, UsageError, WrongTypeError
+from ..binding import PARAMS, BoundCall, apply_binding, lm_for_call
+from ..errors import InvalidValueError, UsageError, WrongTypeError
+from ..imports import import_module_class
 
 __all__ = [
-    "LM_PARAMETERS",
     "ModuleVariableResolver",
-    "import_module_class",
     "VariableAwareChainOfThought",
     "VariableAwareMixin",
     "VariableAwarePredict",
@@ -39,9 +43,6 @@ __all__ = [
     "VariableAwareReAct",
     "variable_aware",
 ]
-
-#: Parameters that become LM request settings of every predictor of the module.
-LM_PARAMETERS = ("temperature", "max_tokens", "top_p", "n")
 
 LmFactory = Callable[[str | None], Any]
 
@@ -52,14 +53,19 @@ class VariableAwareMixin:
     Mix it in before the DSPy class (``class M(VariableAwareMixin, dspy.Predict)``) and call
     ``_init_variables(session, lm_factory)`` from ``__init__``. ``session`` is a
     ``SessionContext`` (async) or its sync facade; ``lm_factory(model)`` builds the LM for a
-    model name (``None``: the default model). With an LM factory every predictor gets its own
-    LM, so the module's LM history holds exactly its own calls.
+    model name (``None``: the default model). With an LM factory the module's calls run with
+    its own LMs, so their history holds exactly the module's calls.
     """
+
+    #: The module's name in the contract's table (``"Predict"``...); ``None`` for a class the
+    #: table does not know, which takes the LM's parameters and any other as a call argument.
+    _dspex_module: ClassVar[str | None] = None
 
     _dspex_session: Any
     _dspex_bindings: dict[str, str]
     _dspex_lm_factory: LmFactory | None
     _dspex_lms: dict[str | None, Any]
+    _dspex_call: BoundCall
 
     def _init_variables(self, session: Any = None, lm_factory: LmFactory | None = None) -> None:
         # Plain attributes in __dict__; DSPy only walks Parameters and Modules.
@@ -67,17 +73,23 @@ class VariableAwareMixin:
         self._dspex_bindings = {}
         self._dspex_lm_factory = lm_factory
         self._dspex_lms = {}
-        if lm_factory is not None:
-            self._use_lm(None)
+        self.apply_variables({})
+
+    @classmethod
+    def _dspex_name(cls) -> str:
+        """The module as the contract's table names it, or the dotted path of its class."""
+        return cls._dspex_module or f"{cls.__module__}.{cls.__qualname__}"
 
     # ---- bindings --------------------------------------------------------------------------
 
     def bind_to_variable(self, attr: str, variable: str) -> None:
-        """Makes module parameter `attr` follow session variable `variable`."""
+        """Makes module parameter `attr` follow session variable `variable`; ``ValueError`` for
+        a parameter the module does not take."""
         if not attr.isidentifier():
             raise InvalidValueError(f"cannot bind {attr!r}: a module parameter must be an identifier")
         if not variable:
             raise InvalidValueError(f"cannot bind {attr!r} to an empty variable name")
+        PARAMS.use(self._dspex_name(), attr)
         self._dspex_bindings[attr] = variable
 
     def unbind_variable(self, attr: str) -> None:
@@ -103,7 +115,7 @@ class VariableAwareMixin:
         ``ValueError`` naming it.
         """
         if not self._dspex_bindings:
-            return {}
+            return self.apply_variables({})
         if self._dspex_session is None:
             raise UsageError(
                 f"{type(self).__name__} has bindings {self._dspex_bindings} but no session to read them from"
@@ -118,44 +130,51 @@ class VariableAwareMixin:
         return self.apply_variables(result.found)
 
     def apply_variables(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Applies variable values (variable -> value) to the bound parameters."""
+        """Applies variable values (variable -> value) to the bound parameters, for the calls
+        that follow; returns parameter -> value applied."""
         missing = sorted({v for v in self._dspex_bindings.values() if v not in values})
         if missing:
             raise InvalidValueError(
                 f"{type(self).__name__}: bound variable(s) {', '.join(map(repr, missing))} not found in the session"
             )
-        applied = {}
-        for attr, variable in self._dspex_bindings.items():
-            value = values[variable]
-            self._apply(attr, value)
-            applied[attr] = value
+        applied = {attr: values[variable] for attr, variable in self._dspex_bindings.items()}
+        self._dspex_call = apply_binding(self._dspex_name(), applied, self._lm_for)
         return applied
 
-    def _apply(self, attr: str, value: Any) -> None:
-        if attr in LM_PARAMETERS:
-            for _, predictor in self.named_predictors():  # type: ignore[attr-defined]
-                predictor.config[attr] = value
-        elif attr == "model":
-            self._use_lm(str(value))
+    def _lm_for(self, model: str | None, settings: Mapping[str, Any]) -> Any:
+        """The LM of the module's calls: a copy, carrying `settings`, of the LM its factory
+        builds for `model`, else of DSPy's configured LM; ``None`` (the LM in effect) when
+        there is no factory and nothing to carry."""
+        factory = self._dspex_lm_factory
+        if factory is None:
+            if model is not None:
+                raise UsageError(
+                    f"{type(self).__name__}: binding `model` needs an LM factory to build the LM for {model!r}"
+                )
+            if not settings:
+                return None
+            lm = dspy.settings.lm
+            if lm is None:
+                raise UsageError(
+                    f"{type(self).__name__}: the bound LM settings {', '.join(sorted(settings))} need an LM: "
+                    "give the module an lm_factory or configure DSPy's with dspy.configure(lm=...)"
+                )
         else:
-            setattr(self, attr, value)
-
-    def _use_lm(self, model: str | None) -> None:
-        if self._dspex_lm_factory is None:
-            raise UsageError(
-                f"{type(self).__name__}: binding `model` needs an LM factory to build the LM for {model!r}"
-            )
-        if model not in self._dspex_lms:
-            self._dspex_lms[model] = self._dspex_lm_factory(model)
-        lm = self._dspex_lms[model]
-        for _, predictor in self.named_predictors():  # type: ignore[attr-defined]
-            predictor.lm = lm
+            if model not in self._dspex_lms:
+                self._dspex_lms[model] = factory(model)
+            lm = self._dspex_lms[model]
+        return lm_for_call(lm, settings, own_history=False)
 
     def lms(self) -> list[Any]:
         """The LMs this module built (one per model it used)."""
         return list(self._dspex_lms.values())
 
     # ---- calls -----------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Calls the module with the values applied last (``sync_variables``,
+        ``apply_variables``)."""
+        return self._dspex_call.run(super().__call__, *args, **kwargs)  # type: ignore[misc]
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         """Syncs the bound variables, then calls the module without blocking the event loop."""
@@ -166,7 +185,7 @@ class VariableAwareMixin:
         """Calls the module with the values already applied (after an explicit
         ``sync_variables``), in a worker thread. Every module has a synchronous path (not all
         have ``aforward``), and with DSPy 3.4 it is also the faster one."""
-        return await asyncio.to_thread(self.__call__, *args, **kwargs)  # type: ignore[operator]
+        return await asyncio.to_thread(self.__call__, *args, **kwargs)
 
 
 def _variable_aware_init(base: type) -> Callable[..., None]:
@@ -192,12 +211,16 @@ _AWARE: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
 
 def variable_aware(cls: type) -> type:
     """The variable-aware variant of a ``dspy.Module`` class (a subclass mixing in
-    ``VariableAwareMixin``, made once per class); the class itself if it already is
+    ``VariableAwareMixin``, made once per class; for a module of the contract's table, such as
+    ``dspy.Predict``, its ``VariableAware`` class); the class itself if it already is
     variable-aware."""
     if not (isinstance(cls, type) and issubclass(cls, dspy.Module)):
         raise WrongTypeError(f"{cls!r} is not a dspy.Module class")
     if issubclass(cls, VariableAwareMixin):
         return cls
+    builtin = _BUILTIN.get(cls.__name__)
+    if builtin is not None and cls is getattr(dspy, cls.__name__, None):
+        return builtin
     if cls not in _AWARE:
         _AWARE[cls] = type(
             f"VariableAware{cls.__name__}",
@@ -214,17 +237,21 @@ def variable_aware(cls: type) -> type:
 class VariableAwarePredict(VariableAwareMixin, dspy.Predict):
     """``dspy.Predict`` with variable bindings."""
 
+    _dspex_module = "Predict"
     __init__ = _variable_aware_init(dspy.Predict)
 
 
 class VariableAwareChainOfThought(VariableAwareMixin, dspy.ChainOfThought):
     """``dspy.ChainOfThought`` with variable bindings."""
 
+    _dspex_module = "ChainOfThought"
     __init__ = _variable_aware_init(dspy.ChainOfThought)
 
 
 class VariableAwareReAct(VariableAwareMixin, dspy.ReAct):
     """``dspy.ReAct`` with variable bindings (``tools`` defaults to none)."""
+
+    _dspex_module = "ReAct"
 
     def __init__(
         self,
@@ -242,6 +269,7 @@ class VariableAwareReAct(VariableAwareMixin, dspy.ReAct):
 class VariableAwareProgramOfThought(VariableAwareMixin, dspy.ProgramOfThought):
     """``dspy.ProgramOfThought`` with variable bindings."""
 
+    _dspex_module = "ProgramOfThought"
     __init__ = _variable_aware_init(dspy.ProgramOfThought)
 
 
@@ -251,33 +279,6 @@ _BUILTIN: dict[str, type] = {
     "ReAct": VariableAwareReAct,
     "ProgramOfThought": VariableAwareProgramOfThought,
 }
-
-
-def import_module_class(name: str, known: Iterable[str]) -> type:
-    """The ``dspy.Module`` class at dotted path `name` (`known` are the names that resolve
-    without a path, for the error message).
-
-    Raises :class:`InvalidValueError` (a ``ValueError``) for a name that is not a path,
-    :class:`ModuleImportError` (an ``ImportError``) for a path that does not import,
-    :class:`WrongTypeError` (a ``TypeError``) for something that is not a ``dspy.Module`` class.
-    """
-    if "." not in name:
-        raise InvalidValueError(
-            f"unknown DSPy module class {name!r}; expected one of {', '.join(sorted(known))} "
-            "or a dotted path like 'my_pkg.module.Class'"
-        )
-    module_path, _, attr = name.rpartition(".")
-    try:
-        module = importlib.import_module(module_path)
-    except ImportError as e:
-        raise ModuleImportError(f"cannot import module class {name!r}: {e}") from e
-    try:
-        cls = getattr(module, attr)
-    except AttributeError:
-        raise ModuleImportError(f"cannot import module class {name!r}: {module_path} has no {attr!r}") from None
-    if not (isinstance(cls, type) and issubclass(cls, dspy.Module)):
-        raise WrongTypeError(f"{name!r} is not a dspy.Module class")
-    return cls
 
 
 class ModuleVariableResolver:

@@ -1,16 +1,16 @@
-"""The dspex Python worker: ``dspex-worker`` (or ``python -m dspex_bridge.worker``).
+"""The dspex Python worker process: ``dspex-worker`` (or ``python -m dspex_bridge.worker``).
 
 It serves ``ModuleService`` (``proto/dspex/v1/bridge.proto``) on loopback: it creates real DSPy
 modules (``Predict``, ``ChainOfThought``, ``ReAct``, ``ProgramOfThought``, or any ``dspy.Module``
 class given by dotted path) and runs calls of them, each with the values its caller sends (see
-:mod:`dspex_bridge.module_service`), reporting with each result the LM requests the call made.
+:mod:`dspex_bridge.worker.module_service`), reporting with each result the LM requests the call made.
 
 Started by the Rust worker supervisor with:
 
 - the environment ``DSPEX_STORE_ADDR``, ``DSPEX_SESSION_ID``, ``DSPEX_SESSION_TOKEN``: the
   session the worker serves; every ModuleService call must carry the same token in
   ``x-dspex-token``. The modules' Rust tools call back to the store's address with the same
-  token (:mod:`dspex_bridge.tools`). ``DSPEX_WORKER_LISTEN`` may say where to listen (default ``127.0.0.1:0``, a
+  token (:mod:`dspex_bridge.worker.tools`). ``DSPEX_WORKER_LISTEN`` may say where to listen (default ``127.0.0.1:0``, a
   free port);
 - on stdin, its ``WorkerConfig`` message (the LM, the number of calls it runs at once): a
   4-byte big-endian length, then the encoded message (:func:`encode_config` builds it).
@@ -37,7 +37,7 @@ from typing import Any
 # Only the standard library and the package's own pure-Python modules at import time: a missing
 # dependency (grpc, dspy) is reported by `main` as one clear line naming the interpreter, not as
 # a traceback.
-from .contract import ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, LIMITS, READY_PREFIX
+from ..contract import ENV_SESSION_ID, ENV_SESSION_TOKEN, ENV_STORE_ADDR, LIMITS, READY_PREFIX
 
 log = logging.getLogger("dspex_bridge.worker")
 
@@ -56,7 +56,7 @@ def encode_config(config: Any) -> bytes:
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
-    from .errors import WorkerConfigError
+    from ..errors import WorkerConfigError
 
     chunks = []
     while size:
@@ -71,8 +71,8 @@ def _read_exactly(fd: int, size: int) -> bytes:
 def read_config(fd: int = 0) -> Any:
     """Reads the framed ``WorkerConfig`` from `fd` (stdin), within ``MAX_WORKER_CONFIG_BYTES``;
     :class:`~dspex_bridge.errors.WorkerConfigError` when it cannot."""
-    from ._proto.dspex.v1 import bridge_pb2 as pb
-    from .errors import WorkerConfigError
+    from .._proto.dspex.v1 import bridge_pb2 as pb
+    from ..errors import WorkerConfigError
 
     (size,) = struct.unpack(">I", _read_exactly(fd, 4))
     if size > LIMITS["MAX_WORKER_CONFIG_BYTES"]:
@@ -117,9 +117,9 @@ def serve(env: Mapping[str, str], config: Any) -> None:
     import dspy
     import grpc
 
-    from ._proto.dspex.v1 import bridge_pb2 as pb
-    from ._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
-    from .errors import BridgeError
+    from .._proto.dspex.v1 import bridge_pb2 as pb
+    from .._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
+    from ..errors import BridgeError
     from .lm import LmConfig, LmFactory
     from .module_service import CONTROL_THREADS, ModuleServicer
     from .tools import CallbackClient
@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as e:
         print(f"dspex worker: {sys.executable} could not import {e.name or e}: {e}", file=sys.stderr)
         return 3
-    from .errors import WorkerConfigError
+    from ..errors import WorkerConfigError
 
     try:
         for key in (ENV_SESSION_ID, ENV_SESSION_TOKEN):
@@ -217,7 +217,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dspex worker: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

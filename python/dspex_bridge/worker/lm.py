@@ -9,13 +9,13 @@ snippet). It reports token usage (words of the prompt and of the answer) and can
 time per request (``delay_ms``) to stand in for a real LM.
 
 Per-call LMs. The worker builds one LM per model name (:meth:`LmFactory.lm`) and, for each call,
-a light copy carrying that call's settings (:meth:`CallScoped.for_call`), installed with
-``dspy.context(lm=...)`` around the call. A per-call copy keeps the history of its own requests
-only, and nowhere else: not in ``dspy.GLOBAL_HISTORY``, not in the calling modules' ``history``.
-That is what makes the LM calls reported for a call exactly that call's, even with many calls of
-one module in flight, and what keeps the worker's per-call cost and memory flat however many
-calls it serves. An LM used directly (not through ``for_call``) records its history as DSPy
-does.
+a light copy carrying that call's settings (:meth:`LmFactory.for_call`, made by
+:func:`~dspex_bridge.binding.lm_for_call`), installed with ``dspy.context(lm=...)`` around the
+call. A per-call copy keeps the history of its own requests only, and nowhere else: not in
+``dspy.GLOBAL_HISTORY``, not in the calling modules' ``history``. That is what makes the LM calls
+reported for a call exactly that call's, even with many calls of one module in flight, and what
+keeps the worker's per-call cost and memory flat however many calls it serves. An LM used
+directly (not through ``for_call``) records its history as DSPy does.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import dspy
 from dspy.clients.engines.base import validate_request
@@ -37,11 +38,12 @@ from dspy.clients.engines.dummy_engine import DummyEngine
 from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
 from dspy.utils.dummies import DummyLM
 
-from ._proto.dspex.v1 import bridge_pb2 as pb
-from .contract import LIMITS
-from .errors import InvalidValueError
+from .._proto.dspex.v1 import bridge_pb2 as pb
+from ..binding import LM_SETTINGS, lm_for_call
+from ..contract import LIMITS
+from ..errors import InvalidValueError
 
-__all__ = ["CallScoped", "LmConfig", "LmFactory", "ModelLM", "ScriptedLM", "build_lm", "lm_call"]
+__all__ = ["LmConfig", "LmFactory", "ScriptedLM", "build_lm", "lm_call"]
 
 _OUTPUTS = re.compile(r"Your output fields are:\n(?P<body>.*?)\n(?:All interactions|\Z)", re.S)
 _FIELD = re.compile(r"^\d+\. `(?P<name>[A-Za-z_][A-Za-z0-9_]*)` \((?P<type>.*?)\)(?::|$)", re.M)
@@ -51,53 +53,12 @@ _EXCERPT = 60
 #: The API key sent to an OpenAI-compatible endpoint when no key variable is named.
 NO_API_KEY = "dspex-no-key"
 
-#: The request settings a call's bound parameters set.
-LM_SETTINGS = ("temperature", "max_tokens", "top_p", "n")
-
-
-class CallScoped:
-    """Mixed into an LM class: :meth:`for_call` gives a copy for one call, with that call's
-    settings and a history of that call's requests only."""
-
-    _call_history: list[dict[str, Any]] | None = None
-    #: The settings of the call: they win over the LM's defaults and over what a request asks
-    #: for (a module's constructor configuration, ``with { temperature: ... }`` from Rust).
-    _call_settings: dict[str, Any] = {}
-
-    def for_call(self, **settings: Any) -> Self:
-        """A copy of this LM for one call: ``settings`` override its default request settings
-        and the settings each request asks for, and its requests are recorded in
-        :attr:`call_history` only."""
-        lm = self.copy(**settings)  # type: ignore[attr-defined]
-        lm._call_history = []
-        lm._call_settings = dict(settings)
-        return lm  # type: ignore[no-any-return]
-
-    def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
-        return super().__call__(prompt, messages=messages, **{**kwargs, **self._call_settings})  # type: ignore[misc]
-
-    async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
-        return await super().acall(prompt, messages=messages, **{**kwargs, **self._call_settings})  # type: ignore[misc]
-
-    @property
-    def call_history(self) -> list[dict[str, Any]]:
-        """The history entries of a per-call copy's requests, in order."""
-        return self._call_history if self._call_history is not None else []
-
-    def update_history(self, entry: dict[str, Any]) -> None:
-        calls = self._call_history
-        if calls is None:
-            super().update_history(entry)  # type: ignore[misc]
-        else:
-            calls.append(entry)
-
-
 def lm_call(lm: Any, entry: dict[str, Any]) -> pb.LmCall:
     """One request of a call, from the history entry the LM recorded: the settings it really
     went out with (the LM's defaults under the request's own) and the token usage if reported."""
     used = {**(getattr(lm, "kwargs", None) or {}), **(entry.get("kwargs") or {})}
     call = pb.LmCall(model=str(entry.get("model") or getattr(lm, "model", "")))
-    for key, cast in (("temperature", float), ("max_tokens", int), ("top_p", float), ("n", int)):
+    for key, cast in LM_SETTINGS.items():
         if used.get(key) is not None:
             setattr(call, key, cast(used[key]))
     usage = entry.get("usage") or {}
@@ -237,7 +198,7 @@ def _generated(name: str, annotation: str, first_input: str) -> str:
     return f"[scripted {name}] {first_input}" if first_input else f"[scripted {name}]"
 
 
-class ScriptedLM(CallScoped, DummyLM):
+class ScriptedLM(DummyLM):
     """An offline LM: DSPy's ``DummyLM`` that answers any signature without network.
 
     Args:
@@ -276,10 +237,6 @@ class ScriptedLM(CallScoped, DummyLM):
         return copied
 
 
-class ModelLM(CallScoped, dspy.LM):
-    """``dspy.LM`` (any model string it accepts), with per-call copies for the worker."""
-
-
 @dataclass
 class LmConfig:
     """How a worker builds its LMs (the ``LmConfig`` message of its ``WorkerConfig``).
@@ -307,7 +264,7 @@ class LmConfig:
     @classmethod
     def from_proto(cls, message: pb.LmConfig) -> LmConfig:
         """The configuration a worker received; ``ValueError`` if it is unusable."""
-        from .values import from_config_value
+        from ..values import from_config_value
 
         kind = message.WhichOneof("kind")
         if kind is None:
@@ -347,7 +304,7 @@ class LmConfig:
 
     def to_proto(self) -> pb.LmConfig:
         """The message a supervisor sends (used by tests and benchmarks that start a worker)."""
-        from .values import to_config_value
+        from ..values import to_config_value
 
         settings = {k: to_config_value(v, key=k) for k, v in self.settings.items()}
         if self.kind == "model":
@@ -381,7 +338,7 @@ class LmFactory:
     def __init__(self, config: LmConfig) -> None:
         self.config = config
         self._script = Script(deque(config.answers), list(config.rules))
-        self._lms: dict[str, CallScoped] = {}
+        self._lms: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def build(self, model: str | None = None) -> Any:
@@ -390,8 +347,8 @@ class LmFactory:
         if self.config.kind == "scripted":
             return ScriptedLM(name, script=self._script, delay_ms=self.config.delay_ms, **self.config.settings)
         if self.config.kind == "openai":
-            return ModelLM(f"openai/{name}", **self._endpoint_settings())
-        return ModelLM(name, **self.config.settings)
+            return dspy.LM(f"openai/{name}", **self._endpoint_settings())
+        return dspy.LM(name, **self.config.settings)
 
     def _endpoint_settings(self) -> dict[str, Any]:
         """``dspy.LM``'s keyword arguments for the configured OpenAI-compatible endpoint."""
@@ -419,9 +376,10 @@ class LmFactory:
                     lm = self._lms[name] = self.build(name)
         return lm
 
-    def for_call(self, model: str | None, settings: dict[str, Any]) -> Any:
-        """A per-call copy of the LM for `model` with `settings` (see :class:`CallScoped`)."""
-        return self.lm(model).for_call(**settings)
+    def for_call(self, model: str | None, settings: Mapping[str, Any]) -> Any:
+        """The LM of one call: a copy of the LM for `model` with `settings`, which keeps the
+        history of the call's requests only (see :func:`~dspex_bridge.binding.lm_for_call`)."""
+        return lm_for_call(self.lm(model), settings, own_history=True)
 
 
 def build_lm(config: LmConfig, model: str | None = None) -> Any:

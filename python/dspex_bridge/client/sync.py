@@ -25,9 +25,9 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from .errors import BridgeTimeoutError, UsageError
+from ..errors import BridgeTimeoutError, UsageError
+from ..values import PyValue, Variable, VariableUpdate
 from .session import DEFAULT_CACHE_TTL, CacheStats, SessionContext, connect
-from .values import PyValue, Variable, VariableUpdate
 
 P = ParamSpec("P")
 R = TypeVar("R")

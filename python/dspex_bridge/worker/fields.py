@@ -29,9 +29,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from ._proto.dspex.v1 import bridge_pb2 as pb
-from .contract import echo, excerpt
-from .errors import InvalidValueError, WrongTypeError
+from .._proto.dspex.v1 import bridge_pb2 as pb
+from ..contract import echo, excerpt
+from ..errors import InvalidValueError, WrongTypeError
 
 __all__ = ["FieldType", "FieldTypeError", "field_type", "from_field_value", "text_field_value", "to_field_value"]
 
