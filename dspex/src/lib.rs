@@ -79,7 +79,7 @@
 //! for the run), `program/python.rs` (the call's request), `wire/convert.rs` (the typed
 //! value), `worker/supervisor.rs` (a place on the least busy worker), `worker/process.rs` (the
 //! gRPC call), then in Python `dspex_bridge/worker/module_service.py` (the call),
-//! `dspex_bridge/values.py` (the value) and `dspex_bridge/bindings.py` (the binding applied
+//! `dspex_bridge/values.py` (the value) and `dspex_bridge/binding.py` (the binding applied
 //! to that call's LM settings or arguments).
 //!
 //! # Features
