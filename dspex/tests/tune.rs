@@ -428,7 +428,11 @@ async fn results_save_and_load_for_the_same_declaration_only() {
     let err = TuneResult::from_json(&unknown, &program).unwrap_err();
     assert_eq!(err.to_string(), "tuning: malformed tuning result");
     // What serde said is the source, printed by an error reporter, not repeated in the message.
-    assert!(err.report().contains("unknown field `extra`"), "{}", err.report());
+    assert!(
+        err.report().contains("unknown field `extra`"),
+        "{}",
+        err.report()
+    );
 }
 
 #[tokio::test]
