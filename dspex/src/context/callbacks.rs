@@ -30,7 +30,7 @@ use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as JsonValue};
 
 use super::overrides::Overrides;
-use super::snapshot::{RunValue, read_run_values};
+use super::snapshot::{RunValue, read_run_values, read_with};
 use crate::bridge::dispatch::{
     CallbackAnswer, CallbackCall, CallbackDispatch, CallbackRefusal, DispatchFuture,
 };
@@ -206,7 +206,14 @@ impl Invocation {
         let values = match &self.source {
             Some(source) => source
                 .with_state(&mut |backend| read_run_values(backend, &self.overrides, names))?,
-            None => read_overrides_only(&self.name, &self.overrides, names)?,
+            // Without a context, only overrides can be read.
+            None => read_with(&self.overrides, names, |missing, _| {
+                Err(Error::bridge(format!(
+                    "callback `{}` reads variable `{}`, but its context is gone",
+                    self.name,
+                    missing.first().copied().unwrap_or_default()
+                )))
+            })?,
         };
         let mut reads = self.reads.lock();
         Ok(names
@@ -228,26 +235,6 @@ impl Invocation {
         let mut values = self.variables(&[name])?;
         values.pop().ok_or_else(|| Error::not_found(name))
     }
-}
-
-/// The values of `names` for a call without a context: overrides only.
-fn read_overrides_only(
-    callable: &str,
-    overrides: &Overrides,
-    names: &[&str],
-) -> Result<Vec<RunValue>> {
-    names
-        .iter()
-        .map(|name| match overrides.get(name) {
-            Some(value) => Ok(RunValue {
-                value: value.clone(),
-                version: None,
-            }),
-            None => Err(Error::bridge(format!(
-                "callback `{callable}` reads variable `{name}`, but its context is gone"
-            ))),
-        })
-        .collect()
 }
 
 /// The run a module call belongs to: where its callbacks read their variables, how many were

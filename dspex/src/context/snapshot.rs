@@ -9,7 +9,7 @@ use dspex_core::program::Binding;
 use super::overrides::Overrides;
 use crate::data::Params;
 use crate::error::{Error, Result};
-use crate::state::StateProvider;
+use crate::state::{StateProvider, VarRecord};
 
 /// A variable's value in a run, and the version it was read at (`None` for a value of the
 /// run's overrides).
@@ -28,6 +28,16 @@ pub(crate) fn read_run_values(
     overrides: &Overrides,
     names: &[&str],
 ) -> Result<Vec<RunValue>> {
+    read_with(overrides, names, |rest, f| backend.read_many(rest, f))
+}
+
+/// [`read_run_values`] with `read_many` reading the names that are not overridden, in one
+/// snapshot (it is not called when every name is).
+pub(crate) fn read_with(
+    overrides: &Overrides,
+    names: &[&str],
+    read_many: impl FnOnce(&[&str], &mut dyn FnMut(&str, Option<&VarRecord>)) -> Result<()>,
+) -> Result<Vec<RunValue>> {
     let from_backend: Vec<&str> = names
         .iter()
         .copied()
@@ -35,7 +45,7 @@ pub(crate) fn read_run_values(
         .collect();
     let mut read = Vec::with_capacity(from_backend.len());
     if !from_backend.is_empty() {
-        backend.read_many(&from_backend, &mut |_, record| {
+        read_many(&from_backend, &mut |_, record| {
             read.push(record.map(|r| (r.value.clone(), r.version)));
         })?;
     }
