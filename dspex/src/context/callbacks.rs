@@ -207,13 +207,22 @@ impl Invocation {
             Some(source) => source
                 .with_state(&mut |backend| read_run_values(backend, &self.overrides, names))?,
             // Without a context, only overrides can be read.
-            None => read_with(&self.overrides, names, |missing, _| {
-                Err(Error::bridge(format!(
-                    "callback `{}` reads variable `{}`, but its context is gone",
-                    self.name,
-                    missing.first().copied().unwrap_or_default()
-                )))
-            })?,
+            None => {
+                let mut values = Vec::with_capacity(names.len());
+                read_with(
+                    &self.overrides,
+                    names,
+                    |missing, _| {
+                        Err(Error::bridge(format!(
+                            "callback `{}` reads variable `{}`, but its context is gone",
+                            self.name,
+                            missing.first().copied().unwrap_or_default()
+                        )))
+                    },
+                    |_, value| values.push(value),
+                )?;
+                values
+            }
         };
         let mut reads = self.reads.lock();
         Ok(names

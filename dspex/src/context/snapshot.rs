@@ -23,21 +23,54 @@ pub(crate) struct RunValue {
 
 /// The values of `names` in a run, in order: the override of each in `overrides`, else the
 /// backend's current value, all read in one snapshot. A name that is neither is `NotFound`.
+#[cfg(feature = "python")]
 pub(crate) fn read_run_values(
     backend: &dyn StateProvider,
     overrides: &Overrides,
     names: &[&str],
 ) -> Result<Vec<RunValue>> {
-    read_with(overrides, names, |rest, f| backend.read_many(rest, f))
+    let mut values = Vec::with_capacity(names.len());
+    read_with(
+        overrides,
+        names,
+        |rest, f| backend.read_many(rest, f),
+        |_, value| values.push(value),
+    )?;
+    Ok(values)
 }
 
-/// [`read_run_values`] with `read_many` reading the names that are not overridden, in one
-/// snapshot (it is not called when every name is).
+/// The rule of [`read_run_values`]: `read_many` reads the names that are not overridden, in one
+/// snapshot (it is not called when every name is), and `emit` receives each name's value with
+/// its index in `names`, in order. A run without overrides reads straight through, with no
+/// copy of the names.
 pub(crate) fn read_with(
     overrides: &Overrides,
     names: &[&str],
     read_many: impl FnOnce(&[&str], &mut dyn FnMut(&str, Option<&VarRecord>)) -> Result<()>,
-) -> Result<Vec<RunValue>> {
+    mut emit: impl FnMut(usize, RunValue),
+) -> Result<()> {
+    if overrides.is_empty() {
+        let (mut index, mut missing) = (0, None);
+        read_many(names, &mut |name, record| {
+            match record {
+                Some(r) if missing.is_none() => emit(
+                    index,
+                    RunValue {
+                        value: r.value.clone(),
+                        version: Some(r.version),
+                    },
+                ),
+                Some(_) => {}
+                None => {
+                    if missing.is_none() {
+                        missing = Some(name.to_owned());
+                    }
+                }
+            }
+            index += 1;
+        })?;
+        return missing.map_or(Ok(()), |name| Err(Error::not_found(&name)));
+    }
     let from_backend: Vec<&str> = names
         .iter()
         .copied()
@@ -50,25 +83,26 @@ pub(crate) fn read_with(
         })?;
     }
     let mut read = read.into_iter();
-    names
-        .iter()
-        .map(|name| match overrides.get(name) {
-            Some(value) => Ok(RunValue {
+    for (index, name) in names.iter().enumerate() {
+        let value = match overrides.get(name) {
+            Some(value) => RunValue {
                 value: value.clone(),
                 version: None,
-            }),
+            },
             None => {
                 let (value, version) = read
                     .next()
                     .flatten()
                     .ok_or_else(|| Error::not_found(name))?;
-                Ok(RunValue {
+                RunValue {
                     value,
                     version: Some(version),
-                })
+                }
             }
-        })
-        .collect()
+        };
+        emit(index, value);
+    }
+    Ok(())
 }
 
 /// The value one bound parameter of a step has in a run.
@@ -97,7 +131,7 @@ pub(crate) struct BoundParam {
 pub(crate) struct StepParams(Vec<BoundParam>);
 
 impl StepParams {
-    /// The values of a step's `bindings` in a run ([`read_run_values`]).
+    /// The values of a step's `bindings` in a run (the rule of [`read_with`]).
     pub(crate) fn read(
         backend: &dyn StateProvider,
         overrides: &Overrides,
@@ -107,19 +141,22 @@ impl StepParams {
             return Ok(Self::default());
         }
         let names: Vec<&str> = bindings.iter().map(|b| b.variable.as_str()).collect();
-        let values = read_run_values(backend, overrides, &names)?;
-        Ok(Self(
-            bindings
-                .iter()
-                .zip(values)
-                .map(|(b, read)| BoundParam {
-                    param: b.param.clone(),
-                    variable: b.variable.clone(),
+        let mut params = Vec::with_capacity(bindings.len());
+        read_with(
+            overrides,
+            &names,
+            |rest, f| backend.read_many(rest, f),
+            |index, read| {
+                let binding = &bindings[index];
+                params.push(BoundParam {
+                    param: binding.param.clone(),
+                    variable: binding.variable.clone(),
                     value: read.value,
                     version: read.version,
-                })
-                .collect(),
-        ))
+                });
+            },
+        )?;
+        Ok(Self(params))
     }
 
     #[cfg(feature = "python")]
