@@ -568,13 +568,12 @@ impl From<SpecError> for Error {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "python"))]
 mod tests {
     use std::error::Error as _;
 
     use super::*;
 
-    #[cfg(feature = "python")]
     #[test]
     fn errors_keep_their_sources_out_of_their_messages() {
         let step = Error::Step {

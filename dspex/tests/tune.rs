@@ -393,7 +393,7 @@ async fn results_save_and_load_for_the_same_declaration_only() {
     }
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("\"format\": \"dspex.tune.result\""), "{text}");
-    assert!(text.contains("\"version\": 1"), "{text}");
+    assert!(text.contains("\"version\": 2"), "{text}");
 
     // Loaded into a fresh program of the same declaration, it applies there.
     let fresh = Planted::start().await.unwrap();
@@ -418,10 +418,10 @@ async fn results_save_and_load_for_the_same_declaration_only() {
         "{text}"
     );
 
-    let newer = result.to_json().replace("\"version\": 1", "\"version\": 2");
+    let newer = result.to_json().replace("\"version\": 2", "\"version\": 3");
     let err = TuneResult::from_json(&newer, &program).unwrap_err();
     assert!(
-        err.to_string().contains("version 2 cannot be read"),
+        err.to_string().contains("version 3 cannot be read"),
         "{err}"
     );
     let unknown = result.to_json().replacen('{', "{\"extra\": 1,", 1);

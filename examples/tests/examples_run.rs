@@ -155,6 +155,36 @@ fn the_shared_example_runs_two_processes_on_one_session() {
 }
 
 #[test]
+fn the_study_example_tunes_one_study_from_two_processes_and_prints_the_pareto_front() {
+    // As the shared example: never a Redis this test did not start.
+    let output = Command::new(env!("CARGO_BIN_EXE_study"))
+        .env_remove("DSPEX_REDIS_URL")
+        .output()
+        .expect("the example starts");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the study example failed:\n{out}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.contains("the study has 40 finished trials"), "{out}");
+    assert!(
+        out.contains("40 trials in the study; Pareto front (accuracy up, tokens down):"),
+        "{out}"
+    );
+    let front: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("accuracy "))
+        .collect();
+    assert!(front.len() >= 2, "{out}");
+    assert!(
+        out.contains("cheapest trial with accuracy >= 0.8: #"),
+        "{out}"
+    );
+    assert!(out.contains("applied: model="), "{out}");
+}
+
+#[test]
 fn the_native_cot_example_reasons_and_rates_without_python() {
     let out = run(env!("CARGO_BIN_EXE_native_cot"));
     assert!(

@@ -166,8 +166,7 @@ impl ContextBuilder {
     /// so without it a call is a compile error that says so.
     #[cfg(not(feature = "redis"))]
     pub fn shared<U: crate::util::feature::RedisFeature>(self, url: U) -> Self {
-        let _ = url;
-        self
+        url.unreachable()
     }
 
     #[cfg(feature = "redis")]

@@ -262,7 +262,7 @@ impl Context {
         }
     }
 
-    #[cfg(any(feature = "python", feature = "redis"))]
+    #[cfg(any(feature = "python", feature = "redis", test))]
     /// The context's watch hub, shared with every backend it switches to.
     pub(crate) fn hub(&self) -> &Arc<WatchHub> {
         &self.inner.hub

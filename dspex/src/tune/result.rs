@@ -1,6 +1,7 @@
-//! The result of a tuning run: every trial, the best assignment and score; applying it to a
-//! program's context atomically, with metadata; saving it to and loading it from versioned JSON
-//! that records the declaration it was tuned for.
+//! The result of a tuning run: every trial, the best assignment and score, the Pareto front of
+//! several objectives; applying a trial to a program's context atomically, with metadata;
+//! saving it to and loading it from versioned JSON that records the declaration it was tuned
+//! for.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +13,8 @@ use dspex_core::program::ProgramSpec;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::objective::{Cost, Direction, dominates};
+use super::study::SavedObjective;
 use crate::error::{Error, Result};
 use crate::eval::{TokenUsage, millis};
 use crate::program::BaseProgram;
@@ -22,18 +25,38 @@ use crate::util::value_json;
 /// The `format` of a saved tuning result.
 pub const RESULT_FORMAT: &str = "dspex.tune.result";
 
-/// The version of the saved format this build writes and reads.
-pub const RESULT_VERSION: u32 = 1;
+/// The version of the saved format this build writes (it reads versions 1 and 2; version 1
+/// had one objective, its trials all finished).
+pub const RESULT_VERSION: u32 = 2;
+
+/// Where a trial of a study stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrialState {
+    /// Being evaluated, under a lease its process renews.
+    Running,
+    /// Evaluated: its values are set. The budget counts these.
+    Finished,
+    /// Its lease ran out before it finished (its process died or stopped renewing it); its
+    /// assignment is proposed again (see [`Trial::retry_of`]) until it failed
+    /// [`MAX_ATTEMPTS`](super::MAX_ATTEMPTS) times.
+    Failed,
+}
 
 /// One trial.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trial {
-    /// Its position, from 0, in proposal order.
+    /// Its number in the study, from 0, in the order trials were handed out.
     pub index: usize,
     /// The values it ran with: the searched variables' and the fixed ones.
     pub assignment: BTreeMap<String, Value>,
-    /// Its mean score over the examples it was evaluated on.
+    /// Its first objective's value (its mean score, with the default objective) over the
+    /// examples it was evaluated on; 0 unless finished.
     pub score: f64,
+    /// Every objective's value, in the order of
+    /// [`Tuner::objectives`](super::Tuner::objectives); empty unless finished.
+    pub values: Vec<f64>,
+    /// Running, finished or failed.
+    pub state: TrialState,
     /// The last minibatch rung it reached (0 without halving).
     pub rung: usize,
     /// Whether it reached the full evaluation (the last rung).
@@ -46,8 +69,45 @@ pub struct Trial {
     pub tokens: TokenUsage,
     /// Time spent evaluating it.
     pub duration: Duration,
+    /// Its examples' mean latency (from the start of a run to its score).
+    pub latency: Duration,
     /// The first error of its examples, if any.
     pub first_error: Option<String>,
+    /// Its position in the grid's enumeration order (grid sampler only): ties between trials
+    /// are broken by it.
+    pub grid_point: Option<usize>,
+    /// The failed trial whose assignment it tries again.
+    pub retry_of: Option<usize>,
+}
+
+impl Trial {
+    /// Whether it finished its full evaluation (the last minibatch rung): the trials the best
+    /// assignment and the Pareto front are chosen from.
+    pub fn evaluated_in_full(&self) -> bool {
+        self.state == TrialState::Finished && self.complete
+    }
+}
+
+/// How ties between trials are broken, in order: the lower cost if the tuner says
+/// [`prefer_lower`](super::Tuner::prefer_lower), then the first in the grid's enumeration order
+/// (a grid's trials), then the earliest trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct TieBreak {
+    pub(crate) prefer_lower: Option<Cost>,
+}
+
+impl TieBreak {
+    fn order(&self, a: &Trial, b: &Trial) -> std::cmp::Ordering {
+        let cost = |t: &Trial| self.prefer_lower.map_or(0.0, |c| c.of(t));
+        cost(a)
+            .total_cmp(&cost(b))
+            .then(
+                a.grid_point
+                    .unwrap_or(usize::MAX)
+                    .cmp(&b.grid_point.unwrap_or(usize::MAX)),
+            )
+            .then(a.index.cmp(&b.index))
+    }
 }
 
 /// The result of [`Tuner::run`](super::Tuner::run).
@@ -61,49 +121,113 @@ pub struct TuneResult {
     pub tuner: String,
     /// The seed.
     pub seed: u64,
-    /// The best assignment: the best score among the trials that reached the full evaluation
-    /// (the earliest on ties); `None` without trials.
+    /// Every objective: its direction and what it measures (`exact_match(answer)`, `tokens`).
+    pub objectives: Vec<(Direction, String)>,
+    /// The best assignment: the best first objective among the finished trials that reached
+    /// the full evaluation; ties are broken by the lower cost with
+    /// [`prefer_lower`](super::Tuner::prefer_lower), then by the grid's enumeration order for a
+    /// grid, then by the earliest trial. `None` without such trials.
     pub best: Option<BTreeMap<String, Value>>,
     /// Its score.
     pub best_score: Option<f64>,
     /// Its trial's index.
     pub best_trial: Option<usize>,
-    /// Every trial, in proposal order.
+    /// Every trial of the study, in order: finished, failed and (another process's) running
+    /// ones.
     pub trials: Vec<Trial>,
     /// Wall time of the tuning run.
     pub duration: Duration,
     declaration: Vec<DeclaredVariable>,
+    ties: TieBreak,
 }
 
 impl TuneResult {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         spec: &ProgramSpec,
         metric: String,
         tuner: String,
         seed: u64,
+        objectives: Vec<(Direction, String)>,
         trials: Vec<Trial>,
         duration: Duration,
+        ties: TieBreak,
     ) -> Self {
-        let best =
-            trials
-                .iter()
-                .filter(|t| t.complete)
-                .fold(None::<&Trial>, |best, t| match best {
-                    Some(b) if b.score >= t.score => Some(b),
-                    _ => Some(t),
-                });
-        Self {
+        let mut result = Self {
             program: spec.name.clone(),
             metric,
             tuner,
             seed,
-            best: best.map(|t| t.assignment.clone()),
-            best_score: best.map(|t| t.score),
-            best_trial: best.map(|t| t.index),
+            objectives,
+            best: None,
+            best_score: None,
+            best_trial: None,
             duration,
             trials,
             declaration: spec.variables.iter().map(DeclaredVariable::of).collect(),
+            ties,
+        };
+        let best = result
+            .best_by(&[0], |t| t.evaluated_in_full())
+            .map(|t| (t.assignment.clone(), t.score, t.index));
+        if let Some((assignment, score, index)) = best {
+            result.best = Some(assignment);
+            result.best_score = Some(score);
+            result.best_trial = Some(index);
         }
+        result
+    }
+
+    /// A trial's value of objective `o` as a loss (smaller is better).
+    fn loss(&self, t: &Trial, o: usize) -> f64 {
+        let direction = self.objectives.get(o).map_or(Direction::Maximize, |d| d.0);
+        direction.loss(t.values.get(o).copied().unwrap_or(t.score))
+    }
+
+    /// The best of the trials that pass `keep`: compared on the objectives `order` (indices,
+    /// lexicographically), then by the tie rule.
+    fn best_by(&self, order: &[usize], keep: impl Fn(&Trial) -> bool) -> Option<&Trial> {
+        self.trials.iter().filter(|t| keep(t)).min_by(|a, b| {
+            order
+                .iter()
+                .fold(std::cmp::Ordering::Equal, |acc, &o| {
+                    acc.then(self.loss(a, o).total_cmp(&self.loss(b, o)))
+                })
+                .then(self.ties.order(a, b))
+        })
+    }
+
+    /// The trials no other trial dominates (no worse on every objective and better on one),
+    /// among the finished trials evaluated in full, in trial order. With one objective: the
+    /// trials that share the best value.
+    pub fn pareto_front(&self) -> Vec<&Trial> {
+        let candidates: Vec<(&Trial, Vec<f64>)> = self
+            .trials
+            .iter()
+            .filter(|t| t.evaluated_in_full())
+            .map(|t| {
+                let losses = (0..self.objectives.len().max(1))
+                    .map(|o| self.loss(t, o))
+                    .collect();
+                (t, losses)
+            })
+            .collect();
+        candidates
+            .iter()
+            .filter(|(_, l)| !candidates.iter().any(|(_, other)| dominates(other, l)))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    /// Among the Pareto front's trials that satisfy `keep`, the best on the objectives after
+    /// the first, in order (then on the first, then by the tie rule of [`best`](Self::best)),
+    /// or `None`. With `maximize(metric)` then `minimize(Cost::tokens())`:
+    /// `best_where(|t| t.score >= 0.9)` is the cheapest trial that is good enough.
+    pub fn best_where(&self, keep: impl Fn(&Trial) -> bool) -> Option<&Trial> {
+        let front: Vec<usize> = self.pareto_front().iter().map(|t| t.index).collect();
+        let mut order: Vec<usize> = (1..self.objectives.len()).collect();
+        order.push(0);
+        self.best_by(&order, |t| front.contains(&t.index) && keep(t))
     }
 
     /// Examples evaluated over all trials.
@@ -140,20 +264,53 @@ impl TuneResult {
     /// Fails, writing nothing, if the program's declaration is not the one tuned or there is no
     /// best assignment.
     pub fn apply<P: BaseProgram + ?Sized>(&self, program: &P) -> Result<Vec<u64>> {
-        self.check_fits(program.program_spec())?;
         let (Some(best), Some(score)) = (&self.best, self.best_score) else {
+            self.check_fits(program.program_spec())?;
             return Err(Error::tuning(
                 "the result has no best assignment to apply (no trial finished)".to_owned(),
             ));
         };
+        self.write(program, best, score)
+    }
+
+    /// Writes the assignment of `trial` (one of this result's finished trials, say from
+    /// [`best_where`](Self::best_where)) into `program`'s context as [`apply`](Self::apply)
+    /// does, with the trial's first objective as `tuned_score`.
+    pub fn apply_trial<P: BaseProgram + ?Sized>(
+        &self,
+        program: &P,
+        trial: &Trial,
+    ) -> Result<Vec<u64>> {
+        let ours = self
+            .trials
+            .iter()
+            .any(|t| t.index == trial.index && t.assignment == trial.assignment);
+        if !ours || trial.state != TrialState::Finished {
+            self.check_fits(program.program_spec())?;
+            return Err(Error::tuning(format!(
+                "trial {} is not a finished trial of this result",
+                trial.index
+            )));
+        }
+        self.write(program, &trial.assignment, trial.score)
+    }
+
+    fn write<P: BaseProgram + ?Sized>(
+        &self,
+        program: &P,
+        assignment: &BTreeMap<String, Value>,
+        score: f64,
+    ) -> Result<Vec<u64>> {
+        self.check_fits(program.program_spec())?;
         let metadata = BTreeMap::from([
             ("tuned_at".to_owned(), rfc3339(SystemTime::now())),
             ("tuned_score".to_owned(), score.to_string()),
             ("tuner".to_owned(), self.tuner.clone()),
         ]);
-        program
-            .program_context()
-            .update_many_with(best.iter().map(|(k, v)| (k.as_str(), v.clone())), &metadata)
+        program.program_context().update_many_with(
+            assignment.iter().map(|(k, v)| (k.as_str(), v.clone())),
+            &metadata,
+        )
     }
 
     /// The result as versioned JSON (format [`RESULT_FORMAT`], version [`RESULT_VERSION`]),
@@ -172,6 +329,15 @@ impl TuneResult {
             metric: self.metric.clone(),
             tuner: self.tuner.clone(),
             seed: self.seed,
+            objectives: self
+                .objectives
+                .iter()
+                .map(|(direction, measure)| SavedObjective {
+                    direction: *direction,
+                    measure: measure.clone(),
+                })
+                .collect(),
+            prefer_lower: self.ties.prefer_lower.map(|c| c.name().to_owned()),
             best: self.best.as_ref().map(assignment),
             best_score: self.best_score,
             best_trial: self.best_trial,
@@ -183,13 +349,18 @@ impl TuneResult {
                     index: t.index,
                     assignment: assignment(&t.assignment),
                     score: t.score,
+                    values: t.values.clone(),
+                    state: t.state.name().to_owned(),
                     rung: t.rung,
                     complete: t.complete,
                     examples: t.examples,
                     errors: t.errors,
                     tokens: t.tokens,
                     duration: t.duration,
+                    latency: t.latency,
                     first_error: t.first_error.clone(),
+                    grid_point: t.grid_point,
+                    retry_of: t.retry_of,
                 })
                 .collect(),
         };
@@ -197,16 +368,17 @@ impl TuneResult {
         serde_json::to_string_pretty(&saved).unwrap_or_default()
     }
 
-    /// Reads a result saved by [`to_json`](Self::to_json) for `program`: the format and
-    /// version must be this build's, and the declaration it was tuned for must be `program`'s
-    /// (the error names every difference); every value is validated against its variable.
+    /// Reads a result saved by [`to_json`](Self::to_json) for `program`: the format must be
+    /// [`RESULT_FORMAT`] and the version one this build reads, and the declaration it was
+    /// tuned for must be `program`'s (the error names every difference); every value is
+    /// validated against its variable.
     pub fn from_json<P: BaseProgram + ?Sized>(text: &str, program: &P) -> Result<Self> {
         let spec = program.program_spec();
         let saved: Saved = serde_json::from_str(text)
             .map_err(|e| Error::tuning_with("malformed tuning result", e))?;
-        if saved.format != RESULT_FORMAT || saved.version != RESULT_VERSION {
+        if saved.format != RESULT_FORMAT || !(1..=RESULT_VERSION).contains(&saved.version) {
             return Err(Error::tuning(format!(
-                "a tuning result of format `{}` version {} cannot be read; this build reads `{RESULT_FORMAT}` version {RESULT_VERSION}",
+                "a tuning result of format `{}` version {} cannot be read; this build reads `{RESULT_FORMAT}` versions 1 to {RESULT_VERSION}",
                 saved.format, saved.version
             )));
         }
@@ -225,34 +397,71 @@ impl TuneResult {
                 })
                 .collect()
         };
+        let prefer_lower = match saved.prefer_lower.as_deref() {
+            None => None,
+            Some("tokens") => Some(Cost::tokens()),
+            Some("latency") => Some(Cost::latency()),
+            Some(other) => {
+                return Err(Error::tuning(format!(
+                    "unknown cost `{other}` in `prefer_lower`; expected `tokens` or `latency`"
+                )));
+            }
+        };
+        // Version 1 had one objective: the metric, maximized.
+        let objectives = if saved.objectives.is_empty() {
+            vec![(Direction::Maximize, saved.metric.clone())]
+        } else {
+            saved
+                .objectives
+                .into_iter()
+                .map(|o| (o.direction, o.measure))
+                .collect()
+        };
         let result = Self {
             program: saved.program,
             metric: saved.metric,
             tuner: saved.tuner,
             seed: saved.seed,
+            objectives,
             best: saved.best.map(read).transpose()?,
             best_score: saved.best_score,
             best_trial: saved.best_trial,
             duration: saved.duration,
             declaration: saved.variables,
             trials: Vec::new(),
+            ties: TieBreak { prefer_lower },
         };
         result.check_fits(spec)?;
         let trials = saved
             .trials
             .into_iter()
             .map(|t| {
+                let state = TrialState::parse(&t.state).ok_or_else(|| {
+                    Error::tuning(format!(
+                        "trial {}: unknown state `{}`; expected `running`, `finished` or `failed`",
+                        t.index, t.state
+                    ))
+                })?;
                 Ok(Trial {
                     index: t.index,
                     assignment: read(t.assignment)?,
                     score: t.score,
+                    values: if t.values.is_empty() && state == TrialState::Finished {
+                        vec![t.score]
+                    } else {
+                        t.values
+                    },
+                    state,
                     rung: t.rung,
                     complete: t.complete,
                     examples: t.examples,
                     errors: t.errors,
                     tokens: t.tokens,
                     duration: t.duration,
+                    latency: t.latency,
                     first_error: t.first_error,
+                    grid_point: t.grid_point,
+                    retry_of: t.retry_of,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -319,19 +528,37 @@ impl fmt::Display for TuneResult {
             self.examples_evaluated(),
             self.duration
         )?;
+        if self.objectives.len() > 1 {
+            let names: Vec<String> = self
+                .objectives
+                .iter()
+                .map(|(d, m)| format!("{d} {m}"))
+                .collect();
+            writeln!(f, "objectives   {}", names.join(", "))?;
+        }
         for t in &self.trials {
             let values: Vec<String> = t
                 .assignment
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
+            let scores: Vec<String> = t.values.iter().map(|v| format!("{v:.4}")).collect();
+            let note = match t.state {
+                TrialState::Running => " (running)",
+                TrialState::Failed => " (failed)",
+                TrialState::Finished if !t.complete => " (cut)",
+                TrialState::Finished => "",
+            };
             writeln!(
                 f,
-                "  #{:<4} {:.4}  {:>4} examples{}  {}",
+                "  #{:<4} {}  {:>4} examples{note}  {}",
                 t.index,
-                t.score,
+                if scores.is_empty() {
+                    "-".to_owned()
+                } else {
+                    scores.join(" ")
+                },
                 t.examples,
-                if t.complete { "" } else { " (cut)" },
                 values.join(" ")
             )?;
         }
@@ -349,6 +576,10 @@ struct Saved {
     metric: String,
     tuner: String,
     seed: u64,
+    #[serde(default)]
+    objectives: Vec<SavedObjective>,
+    #[serde(default)]
+    prefer_lower: Option<String>,
     best: Option<BTreeMap<String, Json>>,
     best_score: Option<f64>,
     best_trial: Option<usize>,
@@ -363,6 +594,10 @@ struct SavedTrial {
     index: usize,
     assignment: BTreeMap<String, Json>,
     score: f64,
+    #[serde(default)]
+    values: Vec<f64>,
+    #[serde(default = "finished")]
+    state: String,
     rung: usize,
     complete: bool,
     examples: usize,
@@ -370,5 +605,37 @@ struct SavedTrial {
     tokens: TokenUsage,
     #[serde(with = "millis", rename = "duration_ms")]
     duration: Duration,
+    #[serde(with = "millis", rename = "latency_ms", default)]
+    latency: Duration,
     first_error: Option<String>,
+    #[serde(default)]
+    grid_point: Option<usize>,
+    #[serde(default)]
+    retry_of: Option<usize>,
+}
+
+/// The state of a trial saved by version 1, which saved finished trials only.
+fn finished() -> String {
+    TrialState::Finished.name().to_owned()
+}
+
+impl TrialState {
+    /// `running`, `finished` or `failed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrialState::Running => "running",
+            TrialState::Finished => "finished",
+            TrialState::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [
+            TrialState::Running,
+            TrialState::Finished,
+            TrialState::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.name() == text)
+    }
 }

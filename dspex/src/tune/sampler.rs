@@ -1,12 +1,13 @@
 //! Samplers: how the next trial's values are chosen (grid, random, TPE). Each proposes values
-//! inside the space's domains only, so every proposal is valid by construction.
+//! inside the space's domains only, so every proposal is valid by construction, and never an
+//! assignment the study holds already.
 
 use std::fmt;
 
 use dspex_core::Value;
 
 use super::space::{Dimension, Domain, SearchSpace};
-use super::tpe::{Parzen, TpeConfig, gamma};
+use super::tpe::{Scored, TpeConfig};
 use crate::error::{Error, Result};
 use crate::util::rng::SeededRng;
 
@@ -20,13 +21,17 @@ pub enum Sampler {
     /// `points` values per float range (evenly spaced, in the logarithm for a log scale, ends
     /// included), every integer of a range with at most `points` of them (else `points` evenly
     /// spaced ones), every categorical value. The search stops when the grid is exhausted.
+    /// Among trials that tie, the result keeps the one first in the grid's enumeration order
+    /// (the order of [`Trial::grid_point`](super::Trial::grid_point)), whatever the seed.
     Grid {
         /// Values per float (and wide integer) range; at least 2.
         points: usize,
     },
-    /// Independent uniform draws (in the logarithm for a log scale).
+    /// Independent uniform draws (in the logarithm for a log scale), as Optuna's
+    /// `RandomSampler`.
     Random,
-    /// The Tree-structured Parzen Estimator, with Optuna's defaults unless configured.
+    /// The Tree-structured Parzen Estimator: [`TpeConfig::default()`] is Optuna 5's default
+    /// `TPESampler()`, [`TpeConfig::independent()`] its `TPESampler(multivariate=False)`.
     Tpe(TpeConfig),
 }
 
@@ -36,9 +41,16 @@ impl Sampler {
         Sampler::Grid { points }
     }
 
-    /// TPE with Optuna's defaults.
+    /// TPE with one joint estimator over all variables and the constant liar: Optuna 5's
+    /// default `TPESampler()` for one objective.
     pub fn tpe() -> Self {
         Sampler::Tpe(TpeConfig::default())
+    }
+
+    /// TPE with one estimator per variable and the constant liar: Optuna 5's
+    /// `TPESampler(multivariate=False)`.
+    pub fn tpe_independent() -> Self {
+        Sampler::Tpe(TpeConfig::independent())
     }
 
     /// The sampler's short name: `grid`, `random`, `tpe`.
@@ -58,34 +70,121 @@ impl fmt::Display for Sampler {
             Sampler::Random => f.write_str("random"),
             Sampler::Tpe(c) => write!(
                 f,
-                "tpe(startup {}, {} candidates)",
-                c.n_startup_trials, c.n_ei_candidates
+                "tpe({}startup {}, {} candidates{})",
+                if c.multivariate { "multivariate, " } else { "" },
+                c.n_startup_trials,
+                c.n_ei_candidates,
+                if c.constant_liar {
+                    ""
+                } else {
+                    ", no constant liar"
+                }
             ),
         }
     }
 }
 
-/// A finished trial as a sampler sees it: its values (one per dimension, in order) and how
-/// good it was (trials that reached a higher minibatch rung rank above all lower ones, then by
-/// score).
+/// A finished trial as a sampler sees it: its number, its values (one per dimension, in
+/// order), the minibatch rung it reached and its objectives as losses (smaller is better).
 pub(crate) struct Observed<'a> {
+    pub(crate) number: usize,
     pub(crate) values: &'a [Value],
     pub(crate) rung: usize,
-    pub(crate) score: f64,
+    pub(crate) losses: &'a [f64],
 }
 
-/// A sampler with its state: its random stream and, for a grid, its order.
+/// What a proposal is made from: the finished trials, the running ones (number and values),
+/// how many trials the study holds (in every state), how many objectives there are, and
+/// which assignments the study holds already.
+pub(crate) struct Seen<'a> {
+    pub(crate) finished: &'a [Observed<'a>],
+    pub(crate) pending: &'a [(usize, &'a [Value])],
+    pub(crate) known: usize,
+    pub(crate) objectives: usize,
+    pub(crate) is_taken: &'a dyn Fn(&[Value]) -> bool,
+}
+
+/// How many random (or TPE) proposals in a row may be assignments the study holds already
+/// before the proposer enumerates a finite space for one it does not hold.
+pub(crate) const MAX_PROPOSAL_ATTEMPTS: u64 = 64;
+
+/// A sampler with its state: for a grid, its axes and seed-shuffled order; for a finite space,
+/// its enumeration (the fallback when proposals keep repeating assignments the study holds).
 pub(crate) struct Proposer {
     sampler: Sampler,
-    rng: SeededRng,
-    grid: Option<Vec<Vec<Value>>>,
-    next_grid_point: usize,
+    seed: u64,
+    grid: Option<Grid>,
+    finite: Option<Grid>,
+}
+
+/// The points of a grid (or of a finite space), enumerated in dimension order (the last
+/// dimension varies fastest), visited in `order`.
+struct Grid {
+    axes: Vec<Vec<Value>>,
+    size: usize,
+    /// Enumeration indices in visiting order (`None`: enumeration order).
+    order: Option<Vec<usize>>,
+    /// Every point before it in visiting order is held by the study.
+    cursor: usize,
+}
+
+impl Grid {
+    fn new(axes: Vec<Vec<Value>>) -> Result<Self> {
+        let size = axes
+            .iter()
+            .try_fold(1usize, |acc, a| acc.checked_mul(a.len()))
+            .filter(|&n| n <= MAX_GRID_POINTS)
+            .ok_or_else(|| {
+                Error::tuning(format!(
+                    "the grid has more than {MAX_GRID_POINTS} points; use fewer points per range, fix or narrow variables, or another sampler"
+                ))
+            })?;
+        Ok(Self {
+            axes,
+            size,
+            order: None,
+            cursor: 0,
+        })
+    }
+
+    /// The point of enumeration index `i`.
+    fn point(&self, mut i: usize) -> Vec<Value> {
+        let mut point = vec![Value::Boolean(false); self.axes.len()];
+        for (slot, axis) in point.iter_mut().zip(&self.axes).rev() {
+            *slot = axis[i % axis.len()].clone();
+            i /= axis.len();
+        }
+        point
+    }
+
+    /// The enumeration index of `values`, if it is a point of the grid.
+    fn index(&self, values: &[Value]) -> Option<usize> {
+        values
+            .iter()
+            .zip(&self.axes)
+            .try_fold(0usize, |acc, (v, axis)| {
+                Some(acc * axis.len() + axis.iter().position(|a| a == v)?)
+            })
+    }
+
+    /// The next point in visiting order that the study does not hold.
+    fn next(&mut self, is_taken: &dyn Fn(&[Value]) -> bool) -> Option<Vec<Value>> {
+        while self.cursor < self.size {
+            let i = self.order.as_ref().map_or(self.cursor, |o| o[self.cursor]);
+            let point = self.point(i);
+            if !is_taken(&point) {
+                return Some(point);
+            }
+            self.cursor += 1;
+        }
+        None
+    }
 }
 
 impl Proposer {
     /// A proposer for `space`, seeded; checks the sampler's settings.
     pub(crate) fn new(sampler: Sampler, space: &SearchSpace, seed: u64) -> Result<Self> {
-        let mut rng = SeededRng::new(seed);
+        let dims = space.dimensions();
         let grid = match sampler {
             Sampler::Grid { points } => {
                 if points < 2 {
@@ -93,8 +192,10 @@ impl Proposer {
                         "a grid needs at least 2 points per range, got {points}"
                     )));
                 }
-                let mut grid = grid(space.dimensions(), points)?;
-                rng.shuffle(&mut grid);
+                let mut grid = Grid::new(dims.iter().map(|d| axis(&d.domain, points)).collect())?;
+                let mut order: Vec<usize> = (0..grid.size).collect();
+                SeededRng::new(seed).shuffle(&mut order);
+                grid.order = Some(order);
                 Some(grid)
             }
             Sampler::Tpe(c) => {
@@ -108,49 +209,75 @@ impl Proposer {
             }
             Sampler::Random => None,
         };
+        // A finite space (categories and integer ranges only, at most MAX_GRID_POINTS points)
+        // is enumerated when random proposals keep landing on assignments the study holds.
+        let finite = dims
+            .iter()
+            .map(|d| match &d.domain {
+                Domain::Categorical(values) => Some(values.clone()),
+                Domain::Int { low, high, .. } if high.abs_diff(*low) < MAX_GRID_POINTS as u64 => {
+                    Some((*low..=*high).map(Value::Integer).collect())
+                }
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .and_then(|axes| Grid::new(axes).ok());
         Ok(Self {
             sampler,
-            rng,
+            seed,
             grid,
-            next_grid_point: 0,
+            finite,
         })
     }
 
     /// How many trials the sampler can propose at most (the grid's size), if bounded.
     pub(crate) fn capacity(&self) -> Option<usize> {
-        self.grid.as_ref().map(Vec::len)
+        self.grid.as_ref().map(|g| g.size)
     }
 
-    /// The next trial's values, one per dimension; `None` when a grid is exhausted.
-    pub(crate) fn propose(
-        &mut self,
-        space: &SearchSpace,
-        history: &[Observed<'_>],
-    ) -> Option<Vec<Value>> {
+    /// The position of `values` in the grid's enumeration order (grid sampler only).
+    pub(crate) fn grid_point(&self, values: &[Value]) -> Option<usize> {
+        self.grid.as_ref()?.index(values)
+    }
+
+    /// The next trial's values, one per dimension, never an assignment the study holds;
+    /// `None` when there is none left (a grid, or a finite space, exhausted).
+    ///
+    /// The random draws of a proposal come from a generator seeded by the tuner's seed, the
+    /// number of trials the study holds and the attempt: the same study gives the same
+    /// proposal, and processes sharing a study with the same seed still propose different
+    /// assignments once they see each other's trials.
+    pub(crate) fn propose(&mut self, space: &SearchSpace, seen: &Seen<'_>) -> Option<Vec<Value>> {
         let dims = space.dimensions();
-        match self.sampler {
-            Sampler::Grid { .. } => {
-                let point = self.grid.as_ref()?.get(self.next_grid_point)?.clone();
-                self.next_grid_point += 1;
-                Some(point)
-            }
-            Sampler::Random => Some(
-                dims.iter()
-                    .map(|d| random(&d.domain, &mut self.rng))
-                    .collect(),
-            ),
-            Sampler::Tpe(config) => {
-                if history.len() < config.n_startup_trials {
-                    return Some(
-                        dims.iter()
-                            .map(|d| random(&d.domain, &mut self.rng))
-                            .collect(),
-                    );
+        if let Some(grid) = &mut self.grid {
+            return grid.next(seen.is_taken);
+        }
+        for attempt in 0..MAX_PROPOSAL_ATTEMPTS {
+            let mut rng = SeededRng::new(derive_seed(self.seed, seen.known as u64, attempt));
+            let values = match self.sampler {
+                Sampler::Tpe(config) if seen.finished.len() >= config.n_startup_trials => {
+                    tpe(dims, seen, &config, &mut rng)
                 }
-                Some(tpe(dims, history, &config, &mut self.rng))
+                _ => dims.iter().map(|d| random(&d.domain, &mut rng)).collect(),
+            };
+            if !(seen.is_taken)(&values) {
+                return Some(values);
             }
         }
+        self.finite.as_mut()?.next(seen.is_taken)
     }
+}
+
+/// A seed for one proposal: `seed` mixed with `a` and `b` through SplitMix64's finalizer, so
+/// that nearby inputs give unrelated streams.
+fn derive_seed(seed: u64, a: u64, b: u64) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    mix(seed ^ mix(a ^ mix(b)))
 }
 
 /// A uniform draw from a domain.
@@ -201,70 +328,33 @@ fn value_of(domain: &Domain, x: f64) -> Value {
     }
 }
 
-/// One TPE proposal: each dimension independently (Optuna's default, `multivariate=False`).
-fn tpe(
-    dims: &[Dimension],
-    history: &[Observed<'_>],
-    config: &TpeConfig,
-    rng: &mut SeededRng,
-) -> Vec<Value> {
-    // Best first: higher rung, then higher score; ties keep trial order (a stable sort).
-    let mut ranked: Vec<usize> = (0..history.len()).collect();
-    ranked.sort_by(|&a, &b| {
-        let (a, b) = (&history[a], &history[b]);
-        b.rung.cmp(&a.rung).then(b.score.total_cmp(&a.score))
-    });
-    let n_below = gamma(history.len()).min(history.len());
-    let mut below: Vec<usize> = ranked[..n_below].to_vec();
-    let mut above: Vec<usize> = ranked[n_below..].to_vec();
-    below.sort_unstable();
-    above.sort_unstable();
-    dims.iter()
-        .enumerate()
-        .map(|(d, dim)| {
-            let observations = |trials: &[usize]| -> Vec<f64> {
-                trials
-                    .iter()
-                    .map(|&t| internal(&dim.domain, &history[t].values[d]))
-                    .collect()
-            };
-            let l = Parzen::new(&dim.domain, &observations(&below), config.prior_weight);
-            let g = Parzen::new(&dim.domain, &observations(&above), config.prior_weight);
-            let mut best = (f64::NEG_INFINITY, None);
-            for _ in 0..config.n_ei_candidates {
-                let x = l.sample(rng, &dim.domain);
-                let score = l.log_pdf(x) - g.log_pdf(x);
-                if best.1.is_none() || score > best.0 {
-                    best = (score, Some(x));
-                }
-            }
-            value_of(&dim.domain, best.1.unwrap_or_default())
-        })
-        .collect()
-}
-
-/// Every grid point, in dimension order (the last dimension varies fastest).
-fn grid(dims: &[Dimension], points: usize) -> Result<Vec<Vec<Value>>> {
-    let axes: Vec<Vec<Value>> = dims.iter().map(|d| axis(&d.domain, points)).collect();
-    let size = axes
+/// One TPE proposal from what the study holds (see `tpe::propose`).
+fn tpe(dims: &[Dimension], seen: &Seen<'_>, config: &TpeConfig, rng: &mut SeededRng) -> Vec<Value> {
+    let domains: Vec<&Domain> = dims.iter().map(|d| &d.domain).collect();
+    let point = |values: &[Value]| -> Vec<f64> {
+        domains
+            .iter()
+            .zip(values)
+            .map(|(d, v)| internal(d, v))
+            .collect()
+    };
+    let scored: Vec<Scored<'_>> = seen
+        .finished
         .iter()
-        .try_fold(1usize, |acc, a| acc.checked_mul(a.len()))
-        .filter(|&n| n <= MAX_GRID_POINTS)
-        .ok_or_else(|| {
-            Error::tuning(format!(
-                "the grid has more than {MAX_GRID_POINTS} points; use fewer points per range, fix or narrow variables, or another sampler"
-            ))
-        })?;
-    let mut out = Vec::with_capacity(size);
-    for mut i in 0..size {
-        let mut point = vec![Value::Boolean(false); axes.len()];
-        for (slot, axis) in point.iter_mut().zip(&axes).rev() {
-            *slot = axis[i % axis.len()].clone();
-            i /= axis.len();
-        }
-        out.push(point);
-    }
-    Ok(out)
+        .map(|o| Scored {
+            number: o.number,
+            point: point(o.values),
+            rung: o.rung,
+            losses: o.losses,
+        })
+        .collect();
+    let pending: Vec<(usize, Vec<f64>)> = seen
+        .pending
+        .iter()
+        .map(|(n, values)| (*n, point(values)))
+        .collect();
+    let x = super::tpe::propose(&domains, &scored, &pending, seen.objectives, config, rng);
+    domains.iter().zip(x).map(|(d, x)| value_of(d, x)).collect()
 }
 
 /// The grid values of one domain.
@@ -388,17 +478,28 @@ mod tests {
                 Sampler::grid(3),
                 Sampler::Random,
                 Sampler::Tpe(TpeConfig { n_startup_trials: 3, ..TpeConfig::default() }),
+                Sampler::Tpe(TpeConfig { n_startup_trials: 3, ..TpeConfig::independent() }),
             ];
             for sampler in samplers {
                 let mut proposer = Proposer::new(sampler, &space, seed).unwrap();
-                let mut past: Vec<(Vec<Value>, f64)> = Vec::new();
+                let mut past: Vec<(Vec<Value>, [f64; 1])> = Vec::new();
                 let mut scores = SeededRng::new(seed ^ 1);
                 for _ in 0..25 {
-                    let history: Vec<Observed<'_>> = past
+                    let finished: Vec<Observed<'_>> = past
                         .iter()
-                        .map(|(v, s)| Observed { values: v, rung: 0, score: *s })
+                        .enumerate()
+                        .map(|(number, (v, s))| Observed { number, values: v, rung: 0, losses: s })
                         .collect();
-                    let Some(values) = proposer.propose(&space, &history) else { break };
+                    let taken = |values: &[Value]| past.iter().any(|(v, _)| v == values);
+                    let seen = Seen {
+                        finished: &finished,
+                        pending: &[],
+                        known: past.len(),
+                        objectives: 1,
+                        is_taken: &taken,
+                    };
+                    let Some(values) = proposer.propose(&space, &seen) else { break };
+                    prop_assert!(!taken(&values), "{} proposed {:?} twice", sampler, values);
                     prop_assert_eq!(values.len(), space.dimensions().len());
                     for (dim, value) in space.dimensions().iter().zip(&values) {
                         prop_assert!(
@@ -406,9 +507,69 @@ mod tests {
                             "{} proposed {} for `{}` over {}", sampler, value, dim.name, dim.domain
                         );
                     }
-                    past.push((values, scores.unit()));
+                    past.push((values, [scores.unit()]));
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_finite_space_is_proposed_until_exhausted_then_nothing() {
+        let spec = ProgramSpec {
+            name: "P".to_owned(),
+            signature: None,
+            variables: vec![
+                VariableSpec::new("a", VarType::Boolean, false),
+                VariableSpec::new("k", VarType::Integer, 0)
+                    .with_constraints(Constraints::range(0, 2)),
+            ],
+            steps: Vec::new(),
+        };
+        let space = SearchSpace::of_spec(&spec);
+        for sampler in [
+            Sampler::Random,
+            Sampler::tpe(),
+            Sampler::tpe_independent(),
+            Sampler::grid(3),
+        ] {
+            let mut proposer = Proposer::new(sampler, &space, 3).unwrap();
+            let mut held: Vec<Vec<Value>> = Vec::new();
+            loop {
+                let finished: Vec<Observed<'_>> = held
+                    .iter()
+                    .enumerate()
+                    .map(|(number, v)| Observed {
+                        number,
+                        values: v,
+                        rung: 0,
+                        losses: &[0.0],
+                    })
+                    .collect();
+                let taken = |values: &[Value]| held.iter().any(|v| v == values);
+                let seen = Seen {
+                    finished: &finished,
+                    pending: &[],
+                    known: held.len(),
+                    objectives: 1,
+                    is_taken: &taken,
+                };
+                let Some(values) = proposer.propose(&space, &seen) else {
+                    break;
+                };
+                assert!(!taken(&values), "{sampler}: {values:?} twice");
+                held.push(values);
+            }
+            // Two booleans times three integers: every point once, then nothing.
+            assert_eq!(held.len(), 6, "{sampler}");
+        }
+    }
+
+    #[test]
+    fn derived_seeds_differ_for_nearby_inputs() {
+        let seeds: std::collections::HashSet<u64> = (0..50)
+            .flat_map(|a| (0..4).map(move |b| derive_seed(7, a, b)))
+            .collect();
+        assert_eq!(seeds.len(), 200);
+        assert_ne!(derive_seed(1, 0, 0), derive_seed(2, 0, 0));
     }
 }

@@ -1,21 +1,43 @@
-//! The Tree-structured Parzen Estimator, following Optuna's `TPESampler` with its default
-//! settings (independent sampling per variable): `n_startup_trials = 10` random trials first;
+//! The Tree-structured Parzen Estimator, following Optuna's `TPESampler` (Optuna 5).
+//!
+//! [`TpeConfig::default()`] is Optuna 5's default `TPESampler()` for one objective
+//! (`multivariate=True`, `constant_liar=True`): `n_startup_trials = 10` random trials first;
 //! then the finished trials are split into the best `gamma(n) = min(ceil(0.1 n), 25)` ("below")
-//! and the rest ("above"); each side becomes a Parzen estimator (a mixture with one kernel per
-//! trial, weighted by Optuna's `default_weights`, plus a prior kernel of weight 1); 24
-//! candidates are drawn from the "below" mixture and the one maximizing
-//! `log l(x) - log g(x)` is proposed.
+//! and the rest ("above"), trials still running going "above" (the constant liar: a pending
+//! trial is taken for a bad one, so that concurrent proposals spread out); each side becomes a
+//! Parzen estimator (a mixture with one product kernel per trial over all variables, weighted
+//! by Optuna's `default_weights`, plus a prior kernel of weight 1); 24 candidates are drawn from
+//! the "below" mixture (each taking all its values from one trial's kernel) and the one
+//! maximizing `log l(x) - log g(x)` is proposed. [`TpeConfig::independent()`] is Optuna 5's
+//! `TPESampler(multivariate=False)`: one mixture per variable, each variable proposed on its
+//! own.
 //!
 //! Numeric kernels are normal distributions truncated to the range (in the logarithm for a log
 //! scale; integers widen the range by half a step and round), their widths set by the distance to
 //! the neighbouring observations and clipped to `[range / min(100, kernels + 1), range]`
 //! ("magic clip", endpoints not considered). Categorical kernels put weight
 //! `1 + prior/kernels` on the observed choice and `prior/kernels` on each other one.
+//!
+//! With several objectives (Optuna's MOTPE idea), "below" holds `ceil(0.1 n)` trials taken by
+//! non-domination rank, all weighing the same; the last rank that does not fit whole is cut by
+//! crowding distance (where Optuna solves a hypervolume subset selection). Trials cut by
+//! successive halving rank below every trial that went further, as Optuna's pruned trials do.
 
+use super::objective::{crowding_distances, nondomination_ranks};
 use super::space::Domain;
 use crate::util::rng::SeededRng;
 
-/// The settings of the TPE sampler; [`Default`] is Optuna's.
+/// The settings of the TPE sampler; [`Default`] is Optuna 5's default `TPESampler()` for one
+/// objective (`multivariate=True`, `constant_liar=True`).
+///
+/// ```
+/// use dspex::tune::{Sampler, TpeConfig};
+///
+/// assert_eq!(Sampler::tpe().to_string(), "tpe(multivariate, startup 10, 24 candidates)");
+/// // Optuna 5's `TPESampler(multivariate=False)`:
+/// let independent = Sampler::Tpe(TpeConfig::independent());
+/// assert_eq!(independent.to_string(), "tpe(startup 10, 24 candidates)");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TpeConfig {
     /// Random trials before the estimators are used.
@@ -24,6 +46,12 @@ pub struct TpeConfig {
     pub n_ei_candidates: usize,
     /// Weight of the prior kernel.
     pub prior_weight: f64,
+    /// One joint estimator over all variables (Optuna's `multivariate=True`) instead of one
+    /// per variable.
+    pub multivariate: bool,
+    /// Trials still running count as bad ones ("above"), so that proposals made while others
+    /// run do not all land on the same spot (Optuna's `constant_liar=True`).
+    pub constant_liar: bool,
 }
 
 impl Default for TpeConfig {
@@ -32,13 +60,31 @@ impl Default for TpeConfig {
             n_startup_trials: 10,
             n_ei_candidates: 24,
             prior_weight: 1.0,
+            multivariate: true,
+            constant_liar: true,
         }
     }
 }
 
-/// How many of `n` finished trials are "below" (the good ones): Optuna's `default_gamma`.
-pub(crate) fn gamma(n: usize) -> usize {
-    n.div_ceil(10).min(25)
+impl TpeConfig {
+    /// The defaults with one estimator per variable: Optuna 5's
+    /// `TPESampler(multivariate=False)`.
+    pub fn independent() -> Self {
+        Self {
+            multivariate: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// How many of `n` finished trials are "below" (the good ones): Optuna's `default_gamma` for
+/// one objective, `default_gamma_multiobjective` (no cap) for several.
+pub(crate) fn gamma(n: usize, objectives: usize) -> usize {
+    if objectives > 1 {
+        n.div_ceil(10)
+    } else {
+        n.div_ceil(10).min(25)
+    }
 }
 
 /// Optuna's `default_weights`: equal weights up to 25 observations; beyond, the oldest ramp up
@@ -63,12 +109,83 @@ pub(crate) fn default_weights(n: usize) -> Vec<f64> {
     weights
 }
 
-/// A one-dimensional Parzen estimator over a domain, in its internal representation: floats
-/// and integers as numbers (logarithms for a log scale), categories as their index.
+/// A finished trial as TPE sees it: its number, its values in the internal representation
+/// (one per dimension), the minibatch rung it reached and its objectives as losses.
+pub(crate) struct Scored<'a> {
+    pub(crate) number: usize,
+    pub(crate) point: Vec<f64>,
+    pub(crate) rung: usize,
+    pub(crate) losses: &'a [f64],
+}
+
+/// Splits finished trials into "below" (the best `n_below`) and "above", both returned as
+/// indices into `trials` in trial-number order. Trials that reached a higher rung come first;
+/// within a rung, one objective ranks by loss (ties keep trial order), several by
+/// non-domination rank, the rank that does not fit whole cut by crowding distance.
+pub(crate) fn split(trials: &[Scored<'_>], n_below: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut rungs: Vec<usize> = trials.iter().map(|t| t.rung).collect();
+    rungs.sort_unstable_by(|a, b| b.cmp(a));
+    rungs.dedup();
+    let mut below = Vec::new();
+    for rung in rungs {
+        let left = n_below.saturating_sub(below.len());
+        if left == 0 {
+            break;
+        }
+        let group: Vec<usize> = (0..trials.len())
+            .filter(|&i| trials[i].rung == rung)
+            .collect();
+        below.extend(best_of(trials, &group, left));
+    }
+    let chosen: std::collections::HashSet<usize> = below.iter().copied().collect();
+    let mut above: Vec<usize> = (0..trials.len()).filter(|i| !chosen.contains(i)).collect();
+    let by_number = |v: &mut Vec<usize>| v.sort_by_key(|&i| trials[i].number);
+    by_number(&mut below);
+    by_number(&mut above);
+    (below, above)
+}
+
+/// The best `k` of `group` (indices into `trials`).
+fn best_of(trials: &[Scored<'_>], group: &[usize], k: usize) -> Vec<usize> {
+    if group.len() <= k {
+        return group.to_vec();
+    }
+    let mut ordered = group.to_vec();
+    ordered.sort_by_key(|&i| trials[i].number);
+    if trials[group[0]].losses.len() <= 1 {
+        let loss = |i: usize| trials[i].losses.first().copied().unwrap_or(0.0);
+        ordered.sort_by(|&a, &b| loss(a).total_cmp(&loss(b)));
+        ordered.truncate(k);
+        return ordered;
+    }
+    let losses: Vec<&[f64]> = ordered.iter().map(|&i| trials[i].losses).collect();
+    let ranks = nondomination_ranks(&losses);
+    let mut out = Vec::with_capacity(k);
+    let mut rank = 0;
+    while out.len() < k {
+        let members: Vec<usize> = (0..ordered.len()).filter(|&j| ranks[j] == rank).collect();
+        if out.len() + members.len() <= k {
+            out.extend(members.iter().map(|&j| ordered[j]));
+        } else {
+            let points: Vec<&[f64]> = members.iter().map(|&j| losses[j]).collect();
+            let crowding = crowding_distances(&points);
+            let mut by_crowding: Vec<usize> = (0..members.len()).collect();
+            // The most isolated first; ties keep trial order (a stable sort).
+            by_crowding.sort_by(|&a, &b| crowding[b].total_cmp(&crowding[a]));
+            let left = k - out.len();
+            out.extend(by_crowding[..left].iter().map(|&m| ordered[members[m]]));
+        }
+        rank += 1;
+    }
+    out
+}
+
+/// The kernels of one dimension, in its internal representation (floats and integers as
+/// numbers, logarithms for a log scale; categories as their index): one per observation, then
+/// the prior.
 #[derive(Debug, Clone)]
-pub(crate) enum Parzen {
+pub(crate) enum Kernels {
     Numeric {
-        weights: Vec<f64>,
         mus: Vec<f64>,
         sigmas: Vec<f64>,
         /// The (transformed, widened for integers) bounds the kernels are truncated to.
@@ -78,26 +195,14 @@ pub(crate) enum Parzen {
         discrete: bool,
     },
     Categorical {
-        weights: Vec<f64>,
         /// One probability row per kernel.
         rows: Vec<Vec<f64>>,
     },
 }
 
-impl Parzen {
-    /// The estimator of `observations` (internal representation, in trial order) over
-    /// `domain`.
+impl Kernels {
+    /// The kernels of `observations` (internal representation, in trial order) over `domain`.
     pub(crate) fn new(domain: &Domain, observations: &[f64], prior_weight: f64) -> Self {
-        let mut weights = default_weights(observations.len());
-        weights.push(if observations.is_empty() {
-            1.0
-        } else {
-            prior_weight
-        });
-        let total: f64 = weights.iter().sum();
-        for w in &mut weights {
-            *w /= total;
-        }
         match domain {
             Domain::Categorical(values) => {
                 let n = values.len();
@@ -117,14 +222,11 @@ impl Parzen {
                     .collect();
                 #[allow(clippy::cast_precision_loss)]
                 rows.push(vec![1.0 / n as f64; n]);
-                Parzen::Categorical { weights, rows }
+                Kernels::Categorical { rows }
             }
-            Domain::Float { low, high, log } => {
-                numeric(weights, observations, *low, *high, *log, false)
-            }
+            Domain::Float { low, high, log } => numeric(observations, *low, *high, *log, false),
             #[allow(clippy::cast_precision_loss)]
             Domain::Int { low, high, log } => numeric(
-                weights,
                 observations,
                 *low as f64 - 0.5,
                 *high as f64 + 0.5,
@@ -134,18 +236,12 @@ impl Parzen {
         }
     }
 
-    /// Draws one value (internal representation).
-    pub(crate) fn sample(&self, rng: &mut SeededRng, domain: &Domain) -> f64 {
+    /// Draws one value (internal representation) from kernel `k`.
+    fn sample(&self, k: usize, rng: &mut SeededRng, domain: &Domain) -> f64 {
         match self {
-            Parzen::Categorical { weights, rows } => {
-                let k = pick(weights, rng.unit());
-                #[allow(clippy::cast_precision_loss)]
-                {
-                    pick(&rows[k], rng.unit()) as f64
-                }
-            }
-            Parzen::Numeric {
-                weights,
+            #[allow(clippy::cast_precision_loss)]
+            Kernels::Categorical { rows } => pick(&rows[k], rng.unit()) as f64,
+            Kernels::Numeric {
                 mus,
                 sigmas,
                 low,
@@ -153,7 +249,6 @@ impl Parzen {
                 log,
                 discrete,
             } => {
-                let k = pick(weights, rng.unit());
                 let x = truncnorm_sample(mus[k], sigmas[k], *low, *high, rng.unit());
                 external(x, *log, *discrete, domain)
             }
@@ -161,21 +256,15 @@ impl Parzen {
     }
 
     /// The log density (log mass for integers and categories) of `x` (internal
-    /// representation) under the mixture.
-    pub(crate) fn log_pdf(&self, x: f64) -> f64 {
+    /// representation) under kernel `k`.
+    fn log_pdf(&self, k: usize, x: f64) -> f64 {
         match self {
-            Parzen::Categorical { weights, rows } => {
+            Kernels::Categorical { rows } => {
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let i = x as usize;
-                log_sum_exp(
-                    weights
-                        .iter()
-                        .zip(rows)
-                        .map(|(w, row)| w.ln() + row.get(i).copied().unwrap_or(0.0).ln()),
-                )
+                rows[k].get(i).copied().unwrap_or(0.0).ln()
             }
-            Parzen::Numeric {
-                weights,
+            Kernels::Numeric {
                 mus,
                 sigmas,
                 low,
@@ -183,38 +272,155 @@ impl Parzen {
                 log,
                 discrete,
             } => {
-                let terms = weights.iter().zip(mus).zip(sigmas).map(|((w, mu), sigma)| {
-                    let norm = log_gauss_mass((low - mu) / sigma, (high - mu) / sigma);
-                    let density = if *discrete {
-                        let (left, right) = (x - 0.5, x + 0.5);
-                        let (left, right) = if *log {
-                            (left.ln(), right.ln())
-                        } else {
-                            (left, right)
-                        };
-                        log_gauss_mass((left - mu) / sigma, (right - mu) / sigma)
+                let (mu, sigma) = (mus[k], sigmas[k]);
+                let norm = log_gauss_mass((low - mu) / sigma, (high - mu) / sigma);
+                let density = if *discrete {
+                    let (left, right) = (x - 0.5, x + 0.5);
+                    let (left, right) = if *log {
+                        (left.ln(), right.ln())
                     } else {
-                        let t = if *log { x.ln() } else { x };
-                        let z = (t - mu) / sigma;
-                        -0.5 * z * z - sigma.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+                        (left, right)
                     };
-                    w.ln() + density - norm
-                });
-                log_sum_exp(terms)
+                    log_gauss_mass((left - mu) / sigma, (right - mu) / sigma)
+                } else {
+                    let t = if *log { x.ln() } else { x };
+                    let z = (t - mu) / sigma;
+                    -0.5 * z * z - sigma.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+                };
+                density - norm
             }
         }
     }
 }
 
-/// The numeric estimator: kernels at the observations with Optuna's widths, plus the prior.
-fn numeric(
+/// A Parzen estimator: a weighted mixture of product kernels over one or more dimensions
+/// (kernel `k` of every dimension belongs to observation `k`; the last is the prior).
+#[derive(Debug, Clone)]
+pub(crate) struct Mixture {
     weights: Vec<f64>,
-    observations: &[f64],
-    low: f64,
-    high: f64,
-    log: bool,
-    discrete: bool,
-) -> Parzen {
+    dims: Vec<Kernels>,
+}
+
+impl Mixture {
+    /// The estimator of `observations` (one point per trial, each with a value per domain, in
+    /// trial order) over `domains`, the observations weighted by `weights` (Optuna's
+    /// `default_weights` when `None`), the prior by `prior_weight`.
+    pub(crate) fn new(
+        domains: &[&Domain],
+        observations: &[&[f64]],
+        weights: Option<Vec<f64>>,
+        prior_weight: f64,
+    ) -> Self {
+        let mut weights = weights.unwrap_or_else(|| default_weights(observations.len()));
+        weights.push(if observations.is_empty() {
+            1.0
+        } else {
+            prior_weight
+        });
+        let total: f64 = weights.iter().sum();
+        for w in &mut weights {
+            *w /= total;
+        }
+        let dims = domains
+            .iter()
+            .enumerate()
+            .map(|(d, domain)| {
+                let column: Vec<f64> = observations.iter().map(|o| o[d]).collect();
+                Kernels::new(domain, &column, prior_weight)
+            })
+            .collect();
+        Self { weights, dims }
+    }
+
+    /// Draws one point: a kernel, then each dimension from it.
+    pub(crate) fn sample(&self, rng: &mut SeededRng, domains: &[&Domain]) -> Vec<f64> {
+        let k = pick(&self.weights, rng.unit());
+        self.dims
+            .iter()
+            .zip(domains)
+            .map(|(kernels, domain)| kernels.sample(k, rng, domain))
+            .collect()
+    }
+
+    /// The log density of `point` under the mixture.
+    pub(crate) fn log_pdf(&self, point: &[f64]) -> f64 {
+        log_sum_exp(self.weights.iter().enumerate().map(|(k, w)| {
+            w.ln()
+                + self
+                    .dims
+                    .iter()
+                    .zip(point)
+                    .map(|(kernels, &x)| kernels.log_pdf(k, x))
+                    .sum::<f64>()
+        }))
+    }
+}
+
+/// One TPE proposal (internal representation, one value per domain) from the finished trials
+/// `scored` and the points of the trials still running (`pending`, used when the config says
+/// constant liar), with `objectives` objectives.
+pub(crate) fn propose(
+    domains: &[&Domain],
+    scored: &[Scored<'_>],
+    pending: &[(usize, Vec<f64>)],
+    objectives: usize,
+    config: &TpeConfig,
+    rng: &mut SeededRng,
+) -> Vec<f64> {
+    let n_below = gamma(scored.len(), objectives).min(scored.len());
+    let (below, above) = split(scored, n_below);
+    let below_points: Vec<&[f64]> = below.iter().map(|&i| scored[i].point.as_slice()).collect();
+    // "Above": the rest of the finished trials and, with the constant liar, the running ones,
+    // in trial-number order.
+    let mut above_points: Vec<(usize, &[f64])> = above
+        .iter()
+        .map(|&i| (scored[i].number, scored[i].point.as_slice()))
+        .collect();
+    if config.constant_liar {
+        above_points.extend(pending.iter().map(|(n, p)| (*n, p.as_slice())));
+        above_points.sort_by_key(|(n, _)| *n);
+    }
+    let above_points: Vec<&[f64]> = above_points.into_iter().map(|(_, p)| p).collect();
+    // Several objectives weigh the good trials the same (Optuna's MOTPE).
+    let below_weights = (objectives > 1).then(|| vec![1.0; below_points.len()]);
+    let best_candidate = |dims: &[&Domain], column: Option<usize>, rng: &mut SeededRng| {
+        let project = |points: &[&[f64]]| -> Vec<Vec<f64>> {
+            points
+                .iter()
+                .map(|p| column.map_or_else(|| p.to_vec(), |d| vec![p[d]]))
+                .collect()
+        };
+        let (b, a) = (project(&below_points), project(&above_points));
+        let b: Vec<&[f64]> = b.iter().map(Vec::as_slice).collect();
+        let a: Vec<&[f64]> = a.iter().map(Vec::as_slice).collect();
+        let l = Mixture::new(dims, &b, below_weights.clone(), config.prior_weight);
+        let g = Mixture::new(dims, &a, None, config.prior_weight);
+        let mut best: (f64, Option<Vec<f64>>) = (f64::NEG_INFINITY, None);
+        for _ in 0..config.n_ei_candidates {
+            let x = l.sample(rng, dims);
+            let score = l.log_pdf(&x) - g.log_pdf(&x);
+            if best.1.is_none() || score > best.0 {
+                best = (score, Some(x));
+            }
+        }
+        best.1.unwrap_or_default()
+    };
+    if config.multivariate {
+        best_candidate(domains, None, rng)
+    } else {
+        (0..domains.len())
+            .map(|d| {
+                best_candidate(&domains[d..=d], Some(d), rng)
+                    .first()
+                    .copied()
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+/// The numeric kernels: one at each observation with Optuna's widths, plus the prior.
+fn numeric(observations: &[f64], low: f64, high: f64, log: bool, discrete: bool) -> Kernels {
     let (low, high) = if log {
         (low.ln(), high.ln())
     } else {
@@ -247,8 +453,7 @@ fn numeric(
     }
     mus.push(0.5 * (low + high));
     sigmas.push(high - low);
-    Parzen::Numeric {
-        weights,
+    Kernels::Numeric {
         mus,
         sigmas,
         low,
@@ -388,9 +593,21 @@ fn truncnorm_sample(mu: f64, sigma: f64, low: f64, high: f64, u: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// A one-dimensional estimator of `observations` with default weights.
+    fn mixture(domain: &Domain, observations: &[f64]) -> Mixture {
+        let points: Vec<[f64; 1]> = observations.iter().map(|&o| [o]).collect();
+        let points: Vec<&[f64]> = points.iter().map(|p| p.as_slice()).collect();
+        Mixture::new(&[domain], &points, None, 1.0)
+    }
+
     #[test]
     fn gamma_and_weights_are_optunas() {
-        assert_eq!([gamma(1), gamma(10), gamma(11), gamma(400)], [1, 1, 2, 25]);
+        assert_eq!(
+            [gamma(1, 1), gamma(10, 1), gamma(11, 1), gamma(400, 1)],
+            [1, 1, 2, 25]
+        );
+        // Several objectives: no cap.
+        assert_eq!(gamma(400, 2), 40);
         assert_eq!(default_weights(3), vec![1.0; 3]);
         let w = default_weights(30);
         assert_eq!(w.len(), 30);
@@ -420,28 +637,19 @@ mod tests {
     fn kernel_widths_follow_optuna() {
         // Observations 0.2, 0.5 in [0, 1]: sorted with endpoints [0, .2, .5, 1]; without
         // endpoints the first width is .5-.2 and the last .5-.2; clip at 1/min(100, 4).
-        let p = Parzen::new(
-            &Domain::Float {
-                low: 0.0,
-                high: 1.0,
-                log: false,
-            },
-            &[0.5, 0.2],
-            1.0,
-        );
-        let Parzen::Numeric {
-            mus,
-            sigmas,
-            weights,
-            ..
-        } = p
-        else {
+        let domain = Domain::Float {
+            low: 0.0,
+            high: 1.0,
+            log: false,
+        };
+        let Kernels::Numeric { mus, sigmas, .. } = Kernels::new(&domain, &[0.5, 0.2], 1.0) else {
             panic!("numeric")
         };
         assert_eq!(mus, vec![0.5, 0.2, 0.5]);
         assert!((sigmas[0] - 0.3).abs() < 1e-12 && (sigmas[1] - 0.3).abs() < 1e-12);
         assert_eq!(sigmas[2], 1.0);
-        assert!(weights.iter().all(|w| (w - 1.0 / 3.0).abs() < 1e-12));
+        let m = mixture(&domain, &[0.5, 0.2]);
+        assert!(m.weights.iter().all(|w| (w - 1.0 / 3.0).abs() < 1e-12));
     }
 
     #[test]
@@ -451,13 +659,12 @@ mod tests {
             high: 2.0,
             log: false,
         };
-        let p = Parzen::new(&domain, &[0.1, 0.15, 1.9], 1.0);
+        let p = mixture(&domain, &[0.1, 0.15, 1.9]);
         let steps = 20_000;
-        #[allow(clippy::cast_precision_loss)]
         let integral: f64 = (0..steps)
             .map(|i| {
                 let x = 2.0 * (f64::from(i) + 0.5) / f64::from(steps);
-                p.log_pdf(x).exp() * 2.0 / f64::from(steps)
+                p.log_pdf(&[x]).exp() * 2.0 / f64::from(steps)
             })
             .sum();
         assert!((integral - 1.0).abs() < 1e-3, "{integral}");
@@ -466,14 +673,39 @@ mod tests {
             high: 6,
             log: true,
         };
-        let p = Parzen::new(&ints, &[2.0, 3.0], 1.0);
-        let mass: f64 = (1..=6).map(|k| p.log_pdf(f64::from(k)).exp()).sum();
+        let p = mixture(&ints, &[2.0, 3.0]);
+        let mass: f64 = (1..=6).map(|k| p.log_pdf(&[f64::from(k)]).exp()).sum();
         assert!((mass - 1.0).abs() < 1e-9, "{mass}");
         let cats = Domain::Categorical(vec![1.into(), 2.into(), 3.into()]);
-        let p = Parzen::new(&cats, &[0.0, 0.0, 2.0], 1.0);
-        let mass: f64 = (0..3).map(|k| p.log_pdf(f64::from(k)).exp()).sum();
+        let p = mixture(&cats, &[0.0, 0.0, 2.0]);
+        let mass: f64 = (0..3).map(|k| p.log_pdf(&[f64::from(k)]).exp()).sum();
         assert!((mass - 1.0).abs() < 1e-12, "{mass}");
-        assert!(p.log_pdf(0.0) > p.log_pdf(1.0));
+        assert!(p.log_pdf(&[0.0]) > p.log_pdf(&[1.0]));
+    }
+
+    #[test]
+    fn a_joint_mixture_keeps_values_of_one_trial_together() {
+        // Two trials at (0, A) and (1, B): a joint estimator draws (x near 0, A) or (x near 1,
+        // B), rarely mixed; independent estimators mix them half the time.
+        let x = Domain::Float {
+            low: 0.0,
+            high: 1.0,
+            log: false,
+        };
+        let c = Domain::Categorical(vec!["A".into(), "B".into()]);
+        let observed: Vec<[f64; 2]> = [[0.02, 0.0], [0.98, 1.0]].repeat(20);
+        let points: Vec<&[f64]> = observed.iter().map(|p| p.as_slice()).collect();
+        let joint = Mixture::new(&[&x, &c], &points, None, 1.0);
+        let mut rng = SeededRng::new(5);
+        let mixed = (0..2000)
+            .filter(|_| {
+                let p = joint.sample(&mut rng, &[&x, &c]);
+                (p[0] < 0.5) != (p[1] < 0.5)
+            })
+            .count();
+        assert!(mixed < 300, "{mixed}");
+        // The joint density is higher on the observed pairs than on the crossed ones.
+        assert!(joint.log_pdf(&[0.02, 0.0]) > joint.log_pdf(&[0.02, 1.0]) + 1.0);
     }
 
     #[test]
@@ -483,12 +715,101 @@ mod tests {
             high: 100.0,
             log: false,
         };
-        let observed: Vec<f64> = vec![10.0; 30];
-        let p = Parzen::new(&domain, &observed, 1.0);
+        let p = mixture(&domain, &[10.0; 30]);
         let mut rng = SeededRng::new(3);
         let near = (0..1000)
-            .filter(|_| (p.sample(&mut rng, &domain) - 10.0).abs() < 10.0)
+            .filter(|_| (p.sample(&mut rng, &[&domain])[0] - 10.0).abs() < 10.0)
             .count();
         assert!(near > 800, "{near}");
+    }
+
+    fn scored(number: usize, rung: usize, losses: &[f64]) -> Scored<'_> {
+        Scored {
+            number,
+            point: vec![0.0],
+            rung,
+            losses,
+        }
+    }
+
+    #[test]
+    fn the_split_ranks_rungs_then_losses_and_keeps_trial_order() {
+        let l = [[0.3], [0.1], [0.1], [0.0], [0.2]];
+        // Trial 3 is the best score but was cut at rung 0: the full evaluations rank first.
+        let trials = vec![
+            scored(0, 1, &l[0]),
+            scored(1, 1, &l[1]),
+            scored(2, 1, &l[2]),
+            scored(3, 0, &l[3]),
+            scored(4, 1, &l[4]),
+        ];
+        let (below, above) = split(&trials, 2);
+        // Ties (trials 1 and 2) keep trial order.
+        assert_eq!(below, vec![1, 2]);
+        assert_eq!(above, vec![0, 3, 4]);
+        let (below, _) = split(&trials, 5);
+        assert_eq!(below, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn several_objectives_split_by_front_then_crowding() {
+        let l = [
+            [0.0, 4.0],
+            [1.0, 1.0],
+            [4.0, 0.0],
+            [2.0, 2.0],
+            [1.5, 1.2],
+            [5.0, 5.0],
+        ];
+        let trials: Vec<Scored<'_>> = l.iter().enumerate().map(|(i, x)| scored(i, 0, x)).collect();
+        // The first front is {0, 1, 2, 4}; three fit: the extremes (infinite crowding) first.
+        let (below, above) = split(&trials, 3);
+        assert!(below.contains(&0) && below.contains(&2), "{below:?}");
+        assert_eq!(below.len(), 3);
+        assert!(above.contains(&3) && above.contains(&5));
+        let (below, _) = split(&trials, 4);
+        assert_eq!(below, vec![0, 1, 2, 4]);
+    }
+
+    #[test]
+    fn pending_trials_push_proposals_away_with_the_constant_liar() {
+        // The best trials sit high (near 0.9), the others low; eight trials are running near
+        // 0.9. With the liar they count as bad ones, so fewer proposals land up there.
+        let x = Domain::Float {
+            low: 0.0,
+            high: 1.0,
+            log: false,
+        };
+        let losses: Vec<[f64; 1]> = (0..20).map(|i| [f64::from(i)]).collect();
+        let finished: Vec<Scored<'_>> = losses
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Scored {
+                number: i,
+                point: vec![if i < 2 {
+                    0.88 + 0.02 * l[0]
+                } else {
+                    0.02 * l[0]
+                }],
+                rung: 0,
+                losses: l,
+            })
+            .collect();
+        let pending: Vec<(usize, Vec<f64>)> = (20..28).map(|n| (n, vec![0.9])).collect();
+        let high = |liar: bool| {
+            let config = TpeConfig {
+                constant_liar: liar,
+                ..TpeConfig::independent()
+            };
+            let mut rng = SeededRng::new(11);
+            (0..200)
+                .filter(|_| propose(&[&x], &finished, &pending, 1, &config, &mut rng)[0] > 0.8)
+                .count()
+        };
+        let (with, without) = (high(true), high(false));
+        assert!(
+            with < without / 2,
+            "with the liar {with}, without {without}"
+        );
     }
 }

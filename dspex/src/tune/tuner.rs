@@ -1,17 +1,23 @@
-//! The tuner: proposes assignments with a sampler, evaluates each through per-run overrides
-//! (several trials at once, the context untouched), optionally on growing minibatches
-//! (successive halving), and returns every trial and the best one.
+//! The tuner: asks its study for trials (each proposed by a sampler that sees the study's
+//! finished and running trials), evaluates them through per-run overrides (several at once,
+//! the context untouched), optionally on growing minibatches (successive halving), tells the
+//! study their results, and returns every trial of the study and the best one.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use dspex_core::Value;
+use dspex_core::program::ProgramSpec;
+use dspex_core::{Value, VarType};
 use futures_util::future::join_all;
 
-use super::result::{Trial, TuneResult};
-use super::sampler::{Observed, Proposer, Sampler};
+use super::objective::{Cost, Objective, Objectives, Scorer};
+use super::result::{TieBreak, TuneResult};
+use super::sampler::{Observed, Proposer, Sampler, Seen};
 use super::space::SearchSpace;
+use super::study::{
+    Ask, Asked, Assignment, Backend, Header, Outcome, POLL_INTERVAL, Record, RecordState, Study,
+    assignment_json, call, decode_assignment, key_of,
+};
 use crate::context::Overrides;
 use crate::error::{Error, Result};
 use crate::eval::{
@@ -28,9 +34,9 @@ pub const MAX_TRIALS: usize = 100_000;
 
 /// Successive halving on minibatches: every trial is first scored on the first `rungs[0]`
 /// examples of the (seed-shuffled) data set; a trial moves on to the next, larger minibatch
-/// only if its score is in the best `keep` fraction of the scores that trials have reached at
-/// that rung so far (at least the best one always moves on), and is evaluated on the added
-/// examples only. The last rung is the full evaluation.
+/// only if its first objective is in the best `keep` fraction of the values that the study's
+/// trials have reached at that rung so far (at least the best one always moves on), and is
+/// evaluated on the added examples only. The last rung is the full evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Halving {
     /// Strictly growing minibatch sizes; the last may not exceed the data set.
@@ -68,14 +74,21 @@ impl Halving {
 }
 
 /// Tunes a program's declared variables: `trials` assignments proposed by a [`Sampler`] and
-/// evaluated with a metric on a development set, through per-run [`Overrides`] (the context is
-/// untouched until [`TuneResult::apply`]).
+/// evaluated on a development set, through per-run [`Overrides`] (the context is untouched
+/// until [`TuneResult::apply`]), scored on one or more [`Objective`]s, the trials kept in a
+/// [`Study`].
 ///
-/// Trials run in rounds of [`trial_concurrency`](Self::trial_concurrency): the sampler
-/// proposes a round's assignments in order, seeing every trial of the earlier rounds; the
-/// round's trials then run at once. So a seed gives the same proposals, scores and result on
-/// every run, whatever the timing (with a concurrency of 1, TPE sees every earlier trial, as
-/// Optuna's sequential TPE does).
+/// Trials run in rounds of [`trial_concurrency`](Self::trial_concurrency): the tuner asks its
+/// study for a round's trials one after the other, each proposal seeing every finished trial
+/// and every running one (the sampler counts those as pending: TPE's constant liar); the
+/// round's trials then run at once, and their results are told to the study. With a memory
+/// study (the default), a seed gives the same proposals, scores and result on every run,
+/// whatever the timing.
+///
+/// Any number of tuners, in any processes, may share one [`Study`]: `trials(n)` then means n
+/// finished trials in the study in all, and a tuner returns once the study has them (waiting
+/// for the other processes' running trials, and taking over those whose process died). A
+/// tuner on a study that has them runs nothing.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
@@ -116,7 +129,7 @@ impl Halving {
 #[derive(Clone)]
 pub struct Tuner {
     space: SearchSpace,
-    metric: Arc<dyn Metric>,
+    objectives: Objectives,
     sampler: Sampler,
     trials: usize,
     seed: u64,
@@ -124,16 +137,20 @@ pub struct Tuner {
     example_concurrency: usize,
     halving: Option<Halving>,
     stop_at: Option<f64>,
+    study: Option<Study>,
+    prefer_lower: Option<Cost>,
 }
 
 impl Tuner {
-    /// A tuner over `space` scoring with `metric`: TPE, 50 trials, seed 0,
-    /// [`DEFAULT_TRIAL_CONCURRENCY`] trials at once, each running
-    /// [`DEFAULT_CONCURRENCY`](crate::eval::DEFAULT_CONCURRENCY) examples at once, no halving.
+    /// A tuner over `space` maximizing `metric` (the same as
+    /// [`objectives([Objective::maximize(metric)])`](Self::objectives)): TPE, 50 trials, seed
+    /// 0, [`DEFAULT_TRIAL_CONCURRENCY`] trials at once, each running
+    /// [`DEFAULT_CONCURRENCY`](crate::eval::DEFAULT_CONCURRENCY) examples at once, no halving,
+    /// a fresh memory study per run.
     pub fn new(space: SearchSpace, metric: impl Metric + 'static) -> Self {
         Self {
             space,
-            metric: Arc::new(metric),
+            objectives: Objectives::new(vec![Objective::maximize(metric)]),
             sampler: Sampler::tpe(),
             trials: 50,
             seed: 0,
@@ -141,7 +158,60 @@ impl Tuner {
             example_concurrency: DEFAULT_CONCURRENCY,
             halving: None,
             stop_at: None,
+            study: None,
+            prefer_lower: None,
         }
+    }
+
+    /// What the tuner optimizes, in order (1 to [`MAX_OBJECTIVES`](super::MAX_OBJECTIVES), at
+    /// least one a metric): a trial's [`score`](super::Trial::score) is the first objective,
+    /// its [`values`](super::Trial::values) all of them. With several, TPE splits the trials
+    /// by non-domination (Optuna's MOTPE idea) and the result has a
+    /// [`pareto_front`](TuneResult::pareto_front) and
+    /// [`best_where`](TuneResult::best_where).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
+    /// use dspex::prelude::*;
+    /// use dspex::eval::{Dataset, ExactMatch, Example};
+    /// use dspex::tune::{Cost, Objective, Sampler, SearchSpace, Tuner};
+    ///
+    /// #[derive(Default)]
+    /// struct Guess;
+    /// impl Module for Guess {
+    ///     async fn forward(&self, _: &Fields, params: &Params) -> Result<Fields> {
+    ///         let k = params.get::<i64>("k")?;
+    ///         Ok(Fields::from([("answer", if k >= 5 { "yes" } else { "no" })]))
+    ///     }
+    /// }
+    ///
+    /// dspex_program! {
+    ///     program Guesser: "question -> answer" {
+    ///         variables { k: integer = 0 { min: 0, max: 9 } }
+    ///         chain { guess: native Guess("question -> answer") { k } }
+    ///     }
+    /// }
+    ///
+    /// let program = Guesser::start().await?;
+    /// let dev = Dataset::from_examples([Example::new().with_input("question", "?").with_expected("answer", "yes")]);
+    /// let result = Tuner::new(SearchSpace::of(&program)?, ExactMatch::new("answer"))
+    ///     .objectives([
+    ///         Objective::maximize(ExactMatch::new("answer")),
+    ///         Objective::minimize(Cost::latency()),
+    ///     ])
+    ///     .sampler(Sampler::grid(10))
+    ///     .run(&program, &dev)
+    ///     .await?;
+    /// assert_eq!(result.trials[0].values.len(), 2);
+    /// // Among the non-dominated trials that answer right, the fastest.
+    /// let fastest = result.best_where(|t| t.score == 1.0).expect("k >= 5 answers right");
+    /// assert!(fastest.assignment["k"].as_i64() >= Some(5));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn objectives(mut self, objectives: impl IntoIterator<Item = Objective>) -> Self {
+        self.objectives = Objectives::new(objectives.into_iter().collect());
+        self
     }
 
     /// The sampler.
@@ -151,7 +221,8 @@ impl Tuner {
         self
     }
 
-    /// How many trials (1 to [`MAX_TRIALS`]; a grid may stop sooner, when exhausted).
+    /// How many finished trials the study should hold, in all (1 to [`MAX_TRIALS`]; a grid,
+    /// or a finite space, may stop sooner, when exhausted).
     #[must_use]
     pub fn trials(mut self, trials: usize) -> Self {
         self.trials = trials;
@@ -165,7 +236,8 @@ impl Tuner {
         self
     }
 
-    /// How many trials run at once (1 to [`MAX_CONCURRENCY`](crate::eval::MAX_CONCURRENCY)).
+    /// How many trials run at once in this process (1 to
+    /// [`MAX_CONCURRENCY`](crate::eval::MAX_CONCURRENCY)).
     #[must_use]
     pub fn trial_concurrency(mut self, concurrency: usize) -> Self {
         self.trial_concurrency = concurrency;
@@ -187,10 +259,27 @@ impl Tuner {
         self
     }
 
-    /// Stops after the round in which a trial's full evaluation scores at least `score`.
+    /// Stops once the study has a trial whose full evaluation reaches `score` on the first
+    /// objective (at least `score` when maximized, at most when minimized).
     #[must_use]
     pub fn stop_at(mut self, score: f64) -> Self {
         self.stop_at = Some(score);
+        self
+    }
+
+    /// Keeps the trials in `study` (default: a fresh memory study per run). Running a tuner
+    /// again on a study resumes it.
+    #[must_use]
+    pub fn study(mut self, study: Study) -> Self {
+        self.study = Some(study);
+        self
+    }
+
+    /// Breaks ties on the first objective by the lower `cost` (before the rule every result
+    /// applies: the first in a grid's enumeration order, then the earliest trial).
+    #[must_use]
+    pub fn prefer_lower(mut self, cost: Cost) -> Self {
+        self.prefer_lower = Some(cost);
         self
     }
 
@@ -228,6 +317,7 @@ impl Tuner {
         }
         check_concurrency("trial concurrency", self.trial_concurrency)?;
         check_concurrency("example concurrency", self.example_concurrency)?;
+        self.objectives.check()?;
         let rungs = match &self.halving {
             Some(h) => {
                 h.check(dev.len())?;
@@ -235,7 +325,8 @@ impl Tuner {
             }
             None => vec![dev.len()],
         };
-        let keep = self.halving.as_ref().map_or(1.0, |h| h.keep);
+        let study = self.study.clone().unwrap_or_else(Study::memory);
+        study.check_lease()?;
         // Minibatches are prefixes of one seeded order; without halving, the data set as is.
         let data = if self.halving.is_some() {
             dev.shuffled(self.seed)
@@ -246,63 +337,234 @@ impl Tuner {
         let budget = proposer
             .capacity()
             .map_or(self.trials, |c| c.min(self.trials));
-        let ctx = program.program_context();
-        let mut state = State {
-            trials: Vec::new(),
-            values: Vec::new(),
-            rung_scores: vec![Vec::new(); rungs.len()],
-        };
-        let started = Instant::now();
-        while state.trials.len() < budget {
-            let round = self.trial_concurrency.min(budget - state.trials.len());
-            let mut proposals = Vec::with_capacity(round);
-            for _ in 0..round {
-                let history: Vec<Observed<'_>> = state
-                    .trials
-                    .iter()
-                    .zip(&state.values)
-                    .map(|(t, v)| Observed {
-                        values: v,
-                        rung: t.rung,
-                        score: t.score,
-                    })
-                    .collect();
-                let Some(values) = proposer.propose(&self.space, &history) else {
-                    break;
-                };
-                proposals.push(values);
+        let backend = study.backend();
+        let header = Header::new(spec, &self.space, &self.objectives);
+        let text = header.encode();
+        if let Some(held) = call(&backend, move |b| b.open(&text)).await? {
+            let held = Header::decode(&held, &backend.header_location())?;
+            let differences = held.differences(&header, spec);
+            if !differences.is_empty() {
+                return Err(Error::tuning(format!(
+                    "{study} holds another tuning; this tuner differs: {}",
+                    differences.join("; ")
+                )));
             }
-            if proposals.is_empty() {
+        }
+        let ask = Ask {
+            budget,
+            proposal: None,
+            owner: owner()?,
+            lease_ms: u64::try_from(study.lease_duration().as_millis()).unwrap_or(u64::MAX),
+        };
+        let mut cache = Cache::new(spec, &self.space, &self.objectives);
+        cache.sync(&backend).await?;
+        let started = Instant::now();
+        loop {
+            if self.reached(&cache) {
                 break;
             }
-            let mut pending: Vec<Pending> = Vec::with_capacity(proposals.len());
-            for values in proposals {
-                let assignment = self.assignment(&values)?;
-                let overrides: Overrides = assignment
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<Overrides>()
-                    .validate(ctx, spec)?;
-                pending.push(Pending {
-                    index: state.trials.len() + pending.len(),
-                    values,
-                    assignment,
-                    overrides,
-                    results: Vec::new(),
-                    duration: Duration::ZERO,
-                    alive: true,
-                });
+            let (round, next) = self
+                .ask_round(&backend, &ask, &mut proposer, &mut cache)
+                .await?;
+            if round.is_empty() {
+                match next {
+                    Next::Stop => break,
+                    Next::Wait(ms) => {
+                        let pause = Duration::from_millis(ms)
+                            .min(POLL_INTERVAL)
+                            .max(Duration::from_millis(1));
+                        tokio::time::sleep(pause).await;
+                        cache.sync(&backend).await?;
+                        continue;
+                    }
+                }
             }
+            let outcomes = self
+                .evaluate(
+                    program, &data, &rungs, round, &cache, &backend, &study, &ask.owner,
+                )
+                .await?;
+            for (number, outcome) in outcomes {
+                let owner = ask.owner.clone();
+                let told = call(&backend, move |b| b.tell(number, &owner, &outcome)).await?;
+                if !told {
+                    tracing::warn!(
+                        target: "dspex::tune",
+                        trial = number,
+                        study = %study,
+                        "the trial's lease ran out before its result came: the study marked it failed and proposes it again; its result is dropped"
+                    );
+                }
+            }
+            cache.sync(&backend).await?;
+        }
+        cache.sync(&backend).await?;
+        let trials = cache
+            .known
+            .values()
+            .map(|k| {
+                let mut trial = k.record.trial(k.assignment.clone());
+                trial.grid_point = proposer.grid_point(&k.values);
+                trial
+            })
+            .collect();
+        Ok(TuneResult::new(
+            spec,
+            self.objectives.metric_name(),
+            self.describe(),
+            self.seed,
+            self.objectives
+                .list()
+                .iter()
+                .map(|o| (o.direction(), o.measure().name().to_owned()))
+                .collect(),
+            trials,
+            started.elapsed(),
+            TieBreak {
+                prefer_lower: self.prefer_lower,
+            },
+        ))
+    }
+
+    /// Whether the study has a full evaluation that reaches [`stop_at`](Self::stop_at).
+    fn reached(&self, cache: &Cache) -> bool {
+        let Some(target) = self.stop_at else {
+            return false;
+        };
+        let direction = self.objectives.list()[0].direction();
+        cache.known.values().any(|k| {
+            k.record.state == RecordState::Finished
+                && k.record.outcome.as_ref().is_some_and(|o| o.complete)
+                && direction.loss(k.score()) <= direction.loss(target)
+        })
+    }
+
+    /// Asks the study for up to a round of trials; when none is granted, says what next.
+    async fn ask_round(
+        &self,
+        backend: &std::sync::Arc<dyn Backend>,
+        ask: &Ask,
+        proposer: &mut Proposer,
+        cache: &mut Cache,
+    ) -> Result<(Vec<Pending>, Next)> {
+        let mut round = Vec::new();
+        let mut next = Next::Stop;
+        while round.len() < self.trial_concurrency {
+            let proposal = cache.propose(proposer, &self.space);
+            let assignment = proposal
+                .as_deref()
+                .map(|v| self.assignment(v))
+                .transpose()?;
+            let request = Ask {
+                proposal: assignment.as_ref().map(assignment_json),
+                ..ask.clone()
+            };
+            let lease_until = super::study::now_ms() + ask.lease_ms;
+            let asked = call(backend, move |b| b.ask(&request)).await?;
+            let (number, values, assignment, origin) = match asked {
+                Asked::Granted(number) => match (proposal, assignment) {
+                    (Some(values), Some(assignment)) => (number, values, assignment, None),
+                    _ => {
+                        return Err(Error::Internal(
+                            "a trial was granted without a proposal".to_owned(),
+                        ));
+                    }
+                },
+                Asked::Retry {
+                    number,
+                    of,
+                    assignment,
+                } => {
+                    let (assignment, values) = cache.decode(&assignment, &backend.location(of))?;
+                    (number, values, assignment, Some(of))
+                }
+                Asked::Duplicate => {
+                    // Another process took it since the last read: read again, propose again.
+                    cache.sync(backend).await?;
+                    continue;
+                }
+                Asked::Wait(ms) => {
+                    next = Next::Wait(ms);
+                    break;
+                }
+                Asked::Finished | Asked::Exhausted => break,
+            };
+            let overrides = assignment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Overrides>();
+            cache.insert(Known {
+                record: Record {
+                    number,
+                    state: RecordState::Running,
+                    assignment: assignment_json(&assignment),
+                    owner: ask.owner.clone(),
+                    lease_until_ms: lease_until,
+                    // Until the next read, which brings the study's own record.
+                    attempt: 1,
+                    origin,
+                    reproposed_as: None,
+                    outcome: None,
+                },
+                assignment,
+                values,
+                losses: Vec::new(),
+            });
+            round.push(Pending {
+                number,
+                overrides,
+                scorer: self.objectives.scorer(),
+                results: Vec::new(),
+                rung_scores: Vec::new(),
+                duration: Duration::ZERO,
+                alive: true,
+            });
+        }
+        Ok((round, next))
+    }
+
+    /// Evaluates a round's trials (renewing their leases meanwhile) and returns each trial's
+    /// outcome, in trial order.
+    #[allow(clippy::too_many_arguments)]
+    async fn evaluate<P: BaseProgram + ?Sized>(
+        &self,
+        program: &P,
+        data: &Dataset,
+        rungs: &[usize],
+        mut round: Vec<Pending>,
+        cache: &Cache,
+        backend: &std::sync::Arc<dyn Backend>,
+        study: &Study,
+        owner: &str,
+    ) -> Result<Vec<(usize, Outcome)>> {
+        let spec = program.program_spec();
+        let ctx = program.program_context();
+        for p in &mut round {
+            p.overrides = std::mem::take(&mut p.overrides).validate(ctx, spec)?;
+        }
+        let keep = self.halving.as_ref().map_or(1.0, |h| h.keep);
+        let direction = self.objectives.list()[0].direction();
+        // Every first-objective value the study's finished trials reached at each rung.
+        let mut rung_scores: Vec<Vec<f64>> = vec![Vec::new(); rungs.len()];
+        for k in cache.known.values() {
+            if let Some(o) = &k.record.outcome {
+                for (r, v) in o.rung_scores.iter().enumerate().take(rungs.len()) {
+                    rung_scores[r].push(*v);
+                }
+            }
+        }
+        let numbers: Vec<usize> = round.iter().map(|p| p.number).collect();
+        let evaluation = async {
             for (rung, &size) in rungs.iter().enumerate() {
-                if !pending.iter().any(|p| p.alive) {
+                if !round.iter().any(|p| p.alive) {
                     break;
                 }
                 let from = if rung == 0 { 0 } else { rungs[rung - 1] };
-                let evaluations = pending.iter_mut().filter(|p| p.alive).map(|p| async {
+                let runs = round.iter_mut().filter(|p| p.alive).map(|p| async {
                     let started = Instant::now();
                     let results = run_examples(
                         program,
-                        self.metric.as_ref(),
+                        &p.scorer,
                         &p.overrides,
                         data.examples()
                             .iter()
@@ -316,18 +578,22 @@ impl Tuner {
                     p.duration += started.elapsed();
                     p.results.extend(results);
                 });
-                join_all(evaluations).await;
-                // Promotions, in trial order: each trial is ranked among every score reached
+                join_all(runs).await;
+                // Promotions, in trial order: each trial is ranked among every value reached
                 // at this rung so far (earlier trials win ties).
-                for p in pending.iter_mut().filter(|p| p.alive) {
-                    let score = mean_score(&p.results);
-                    state.rung_scores[rung].push(score);
+                for p in round.iter_mut().filter(|p| p.alive) {
+                    let value = self
+                        .objectives
+                        .values(&p.scorer, data.examples(), &p.results)[0];
+                    p.rung_scores.push(value);
+                    rung_scores[rung].push(value);
                     if rung + 1 < rungs.len() {
-                        let better = state.rung_scores[rung]
+                        let loss = direction.loss(value);
+                        let better = rung_scores[rung]
                             .iter()
-                            .filter(|&&s| s > score)
+                            .filter(|&&s| direction.loss(s) < loss)
                             .count();
-                        let seen = state.rung_scores[rung].len();
+                        let seen = rung_scores[rung].len();
                         #[allow(
                             clippy::cast_precision_loss,
                             clippy::cast_possible_truncation,
@@ -338,7 +604,25 @@ impl Tuner {
                     }
                 }
             }
-            for p in pending {
+        };
+        let lease = study.lease_duration();
+        let renewal = async {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let (numbers, owner) = (numbers.clone(), owner.to_owned());
+                let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+                if let Err(e) = call(backend, move |b| b.renew(&numbers, &owner, lease_ms)).await {
+                    tracing::warn!(target: "dspex::tune", study = %study, error = %e, "cannot renew the leases of running trials");
+                }
+            }
+        };
+        tokio::select! {
+            () = evaluation => {}
+            () = renewal => {}
+        }
+        Ok(round
+            .into_iter()
+            .map(|p| {
                 let rung = rungs
                     .iter()
                     .position(|&s| s == p.results.len())
@@ -347,34 +631,29 @@ impl Tuner {
                 for r in &p.results {
                     tokens.add(&r.tokens);
                 }
-                state.trials.push(Trial {
-                    index: p.index,
-                    assignment: p.assignment,
-                    score: mean_score(&p.results),
+                let latency = if p.results.is_empty() {
+                    Duration::ZERO
+                } else {
+                    p.results.iter().map(|r| r.latency).sum::<Duration>()
+                        / u32::try_from(p.results.len()).unwrap_or(u32::MAX)
+                };
+                let outcome = Outcome {
+                    values: self
+                        .objectives
+                        .values(&p.scorer, data.examples(), &p.results),
                     rung,
                     complete: rung + 1 == rungs.len(),
+                    rung_scores: p.rung_scores,
                     examples: p.results.len(),
                     errors: p.results.iter().filter(|r| r.error.is_some()).count(),
                     tokens,
                     duration: p.duration,
+                    latency,
                     first_error: p.results.iter().find_map(|r| r.error.clone()),
-                });
-                state.values.push(p.values);
-            }
-            if let Some(target) = self.stop_at
-                && state.trials.iter().any(|t| t.complete && t.score >= target)
-            {
-                break;
-            }
-        }
-        Ok(TuneResult::new(
-            spec,
-            self.metric.name().to_owned(),
-            self.describe(),
-            self.seed,
-            state.trials,
-            started.elapsed(),
-        ))
+                };
+                (p.number, outcome)
+            })
+            .collect())
     }
 
     /// A trial's full assignment: the proposed values and the fixed ones, each checked against
@@ -392,26 +671,181 @@ impl Tuner {
     }
 }
 
-/// The trials so far and, per rung, every score reached there.
-struct State {
-    trials: Vec<Trial>,
-    values: Vec<Vec<Value>>,
-    rung_scores: Vec<Vec<f64>>,
+/// What to do when a round got no trial.
+enum Next {
+    /// The study is finished, or nothing is left to propose.
+    Stop,
+    /// Others' trials hold the budget: ask again (the first lease runs out after this many
+    /// milliseconds).
+    Wait(u64),
+}
+
+/// A lease holder's name: this process and a random tag, so that two tuners never share one.
+fn owner() -> Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::tuning(format!("cannot draw random bytes: {e}")))?;
+    let tag: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("pid {} {tag}", std::process::id()))
+}
+
+/// A trial the tuner knows of: its record, and its assignment decoded.
+struct Known {
+    record: Record,
+    assignment: BTreeMap<String, Value>,
+    /// The searched variables' values, in dimension order.
+    values: Vec<Value>,
+    /// Its objectives as losses, once finished (else empty).
+    losses: Vec<f64>,
+}
+
+impl Known {
+    /// Its first objective (0 unless finished).
+    fn score(&self) -> f64 {
+        self.record
+            .outcome
+            .as_ref()
+            .and_then(|o| o.values.first().copied())
+            .unwrap_or(0.0)
+    }
+}
+
+/// This process's copy of the study: every trial read so far, kept up to date from the
+/// study's log of changes.
+struct Cache {
+    cursor: u64,
+    known: BTreeMap<usize, Known>,
+    keys: HashSet<String>,
+    types: BTreeMap<String, VarType>,
+    space: SearchSpace,
+    directions: Vec<super::objective::Direction>,
+}
+
+impl Cache {
+    fn new(spec: &ProgramSpec, space: &SearchSpace, objectives: &Objectives) -> Self {
+        Self {
+            cursor: 0,
+            known: BTreeMap::new(),
+            keys: HashSet::new(),
+            types: spec
+                .variables
+                .iter()
+                .map(|v| (v.name.clone(), v.ty))
+                .collect(),
+            space: space.clone(),
+            directions: objectives.directions(),
+        }
+    }
+
+    /// Reads what changed in the study since the last read.
+    async fn sync(&mut self, backend: &std::sync::Arc<dyn Backend>) -> Result<()> {
+        let cursor = self.cursor;
+        let (records, next) = call(backend, move |b| b.read(cursor)).await?;
+        for record in records {
+            let (assignment, values) =
+                self.decode(&record.assignment, &backend.location(record.number))?;
+            self.insert(Known {
+                record,
+                assignment,
+                values,
+                losses: Vec::new(),
+            });
+        }
+        self.cursor = next;
+        Ok(())
+    }
+
+    /// A stored assignment, checked against the search space, and its searched values.
+    fn decode(
+        &self,
+        stored: &Assignment,
+        location: &str,
+    ) -> Result<(BTreeMap<String, Value>, Vec<Value>)> {
+        let assignment = decode_assignment(stored, &self.types, location)?;
+        let values = self
+            .space
+            .dimensions()
+            .iter()
+            .map(|d| {
+                let value = assignment.get(&d.name).ok_or_else(|| {
+                    Error::tuning(format!(
+                        "the study record at {location} is corrupt: it has no value for `{}`",
+                        d.name
+                    ))
+                })?;
+                self.space.check(&d.name, value).map_err(|e| {
+                    Error::tuning(format!("the study record at {location} is corrupt: {e}"))
+                })?;
+                Ok(value.clone())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((assignment, values))
+    }
+
+    fn insert(&mut self, mut known: Known) {
+        self.keys.insert(key_of(&known.record.assignment));
+        if known.record.state == RecordState::Finished
+            && let Some(o) = &known.record.outcome
+        {
+            known.losses = o
+                .values
+                .iter()
+                .zip(&self.directions)
+                .map(|(v, d)| d.loss(*v))
+                .collect();
+        }
+        self.known.insert(known.record.number, known);
+    }
+
+    /// The sampler's next proposal, from the finished and running trials known.
+    fn propose(&self, proposer: &mut Proposer, space: &SearchSpace) -> Option<Vec<Value>> {
+        let finished: Vec<Observed<'_>> = self
+            .known
+            .values()
+            .filter(|k| k.record.state == RecordState::Finished)
+            .map(|k| Observed {
+                number: k.record.number,
+                values: &k.values,
+                rung: k.record.outcome.as_ref().map_or(0, |o| o.rung),
+                losses: &k.losses,
+            })
+            .collect();
+        let pending: Vec<(usize, &[Value])> = self
+            .known
+            .values()
+            .filter(|k| k.record.state == RecordState::Running)
+            .map(|k| (k.record.number, k.values.as_slice()))
+            .collect();
+        let fixed: Assignment = space
+            .fixed()
+            .map(|(name, v)| (name.to_owned(), crate::util::value_json::to_json(v)))
+            .collect();
+        let is_taken = |values: &[Value]| {
+            let mut assignment = fixed.clone();
+            for (d, v) in space.dimensions().iter().zip(values) {
+                assignment.insert(d.name.clone(), crate::util::value_json::to_json(v));
+            }
+            self.keys.contains(&key_of(&assignment))
+        };
+        let seen = Seen {
+            finished: &finished,
+            pending: &pending,
+            known: self.known.len(),
+            objectives: self.directions.len(),
+            is_taken: &is_taken,
+        };
+        proposer.propose(space, &seen)
+    }
 }
 
 /// A trial of the current round.
 struct Pending {
-    index: usize,
-    values: Vec<Value>,
-    assignment: BTreeMap<String, Value>,
+    number: usize,
     overrides: Overrides,
+    scorer: Scorer,
     results: Vec<ExampleResult>,
+    /// Its first objective at each rung reached.
+    rung_scores: Vec<f64>,
     duration: Duration,
     alive: bool,
-}
-
-/// The mean score of the examples evaluated (0 for none).
-fn mean_score(results: &[ExampleResult]) -> f64 {
-    let scores: Vec<f64> = results.iter().map(|r| r.score).collect();
-    crate::eval::mean_and_std_error(&scores).0
 }

@@ -3,10 +3,18 @@
 //! as a bound when the feature is off, and the compiler reports the trait's message at the
 //! user's call.
 
-/// Implemented by nothing: a bound that fails without the `redis` feature.
+/// Implemented by nothing (it is sealed): a bound that fails without the `redis` feature.
 #[diagnostic::on_unimplemented(
-    message = "a shared context needs dspex's `redis` feature",
-    label = "`ContextBuilder::shared` is not available without the `redis` feature",
+    message = "a shared context or a Redis study needs dspex's `redis` feature",
+    label = "not available without the `redis` feature",
     note = "enable it in Cargo.toml: `dspex = {{ version = \"0.1\", features = [\"redis\"] }}` (it is a default feature)"
 )]
-pub trait RedisFeature {}
+pub trait RedisFeature: sealed::Sealed {
+    /// A value of an implementing type cannot exist, so a function that takes one never runs.
+    fn unreachable(self) -> !;
+}
+
+mod sealed {
+    /// Keeps [`RedisFeature`](super::RedisFeature) unimplementable outside this module.
+    pub trait Sealed {}
+}
