@@ -49,14 +49,16 @@ mod sampler;
 mod space;
 mod study;
 mod tpe;
+mod trial;
 mod tuner;
 
 pub use objective::{Cost, Direction, MAX_OBJECTIVES, Measure, Objective};
-pub use result::{RESULT_FORMAT, RESULT_VERSION, Trial, TrialState, TuneResult};
+pub use result::{RESULT_FORMAT, RESULT_VERSION, TuneResult};
 pub use sampler::{MAX_GRID_POINTS, Sampler};
 pub use space::{Dimension, Domain, Held, SearchSpace};
 pub use study::{
     DEFAULT_LEASE, MAX_ATTEMPTS, MAX_LEASE, MAX_STUDY_NAME_BYTES, MIN_LEASE, POLL_INTERVAL, Study,
 };
 pub use tpe::TpeConfig;
+pub use trial::{Trial, TrialState};
 pub use tuner::{DEFAULT_TRIAL_CONCURRENCY, Halving, MAX_TRIALS, Tuner};

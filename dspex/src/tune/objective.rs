@@ -7,8 +7,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
-use super::result::Trial;
+use super::trial::Trial;
 use crate::data::Fields;
 use crate::error::{Error, Result};
 use crate::eval::{Example, ExampleResult, Metric, checked_score, mean_and_std_error};
@@ -412,6 +413,32 @@ pub(crate) fn crowding_distances(points: &[&[f64]]) -> Vec<f64> {
         }
     }
     distance
+}
+
+/// An objective as a study records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SavedObjective {
+    pub(crate) direction: Direction,
+    pub(crate) measure: String,
+}
+
+impl Serialize for Direction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Direction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "maximize" => Ok(Direction::Maximize),
+            "minimize" => Ok(Direction::Minimize),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown direction `{other}`; expected `maximize` or `minimize`"
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! the objectives) and refuses a tuner that differs, naming the difference.
 
 mod file;
+mod record;
 #[cfg(feature = "redis")]
 mod redis;
 mod state;
@@ -28,14 +29,17 @@ use dspex_core::program::ProgramSpec;
 use dspex_core::{Value, VarType};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
 
+pub use self::record::MAX_ATTEMPTS;
+pub(crate) use self::record::{
+    Ask, Asked, Assignment, Outcome, Record, RecordState, assignment_json, key_of,
+};
 use self::state::StudyState;
-use super::objective::{Direction, Objectives};
-use super::result::{Trial, TrialState};
+use super::objective::{Direction, Objectives, SavedObjective};
 use super::space::{Held, SearchSpace};
+use super::trial::{Trial, TrialState};
 use crate::error::{Error, Result};
-use crate::eval::{TokenUsage, millis};
+
 use crate::program::declaration::{DeclaredVariable, variable_differences};
 use crate::util::value_json;
 
@@ -47,10 +51,6 @@ pub const MIN_LEASE: Duration = Duration::from_millis(100);
 
 /// The longest lease a study accepts.
 pub const MAX_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// How many times one assignment is tried: a trial whose lease ran out is proposed again
-/// until its assignment failed this many times.
-pub const MAX_ATTEMPTS: u32 = 3;
 
 /// The longest study name, in bytes.
 pub const MAX_STUDY_NAME_BYTES: usize = 128;
@@ -301,157 +301,6 @@ pub(crate) async fn call<T: Send + 'static>(
     }
 }
 
-/// A trial's assignment as stored: variable name -> JSON value, in name order (so its text is
-/// canonical: the study's key for "the same assignment").
-pub(crate) type Assignment = BTreeMap<String, Json>;
-
-/// The canonical text of an assignment.
-pub(crate) fn key_of(assignment: &Assignment) -> String {
-    // Strings and finite numbers only: serializing cannot fail.
-    serde_json::to_string(assignment).unwrap_or_default()
-}
-
-/// An assignment as stored.
-pub(crate) fn assignment_json(assignment: &BTreeMap<String, Value>) -> Assignment {
-    assignment
-        .iter()
-        .map(|(k, v)| (k.clone(), value_json::to_json(v)))
-        .collect()
-}
-
-/// The state of a stored trial.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum RecordState {
-    Running,
-    Finished,
-    Failed,
-}
-
-impl RecordState {
-    #[cfg(feature = "redis")]
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        match text {
-            "running" => Some(RecordState::Running),
-            "finished" => Some(RecordState::Finished),
-            "failed" => Some(RecordState::Failed),
-            _ => None,
-        }
-    }
-}
-
-/// One trial as a study stores it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Record {
-    pub(crate) number: usize,
-    pub(crate) state: RecordState,
-    pub(crate) assignment: Assignment,
-    /// The lease's holder while running (empty otherwise).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub(crate) owner: String,
-    /// When the lease runs out, in milliseconds since the Unix epoch (while running).
-    #[serde(default)]
-    pub(crate) lease_until_ms: u64,
-    /// 1 for a first proposal, one more for each time the assignment was proposed again.
-    pub(crate) attempt: u32,
-    /// The failed trial this one proposes again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) origin: Option<usize>,
-    /// The trial that proposed this failed one again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) reproposed_as: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) outcome: Option<Outcome>,
-}
-
-impl Record {
-    pub(crate) fn key(&self) -> String {
-        key_of(&self.assignment)
-    }
-
-    /// The public trial of this record, with its decoded assignment.
-    pub(crate) fn trial(&self, assignment: BTreeMap<String, Value>) -> Trial {
-        let state = match self.state {
-            RecordState::Running => TrialState::Running,
-            RecordState::Finished => TrialState::Finished,
-            RecordState::Failed => TrialState::Failed,
-        };
-        let o = self.outcome.clone().unwrap_or_default();
-        Trial {
-            index: self.number,
-            assignment,
-            score: o.values.first().copied().unwrap_or(0.0),
-            values: o.values,
-            state,
-            rung: o.rung,
-            complete: o.complete,
-            examples: o.examples,
-            errors: o.errors,
-            tokens: o.tokens,
-            duration: o.duration,
-            latency: o.latency,
-            first_error: o.first_error,
-            grid_point: None,
-            retry_of: self.origin,
-        }
-    }
-}
-
-/// What a finished trial measured.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Outcome {
-    /// Every objective's value, in order.
-    pub(crate) values: Vec<f64>,
-    pub(crate) rung: usize,
-    pub(crate) complete: bool,
-    /// Its first objective's value at each rung it reached.
-    pub(crate) rung_scores: Vec<f64>,
-    pub(crate) examples: usize,
-    pub(crate) errors: usize,
-    pub(crate) tokens: TokenUsage,
-    #[serde(with = "millis", rename = "duration_ms")]
-    pub(crate) duration: Duration,
-    #[serde(with = "millis", rename = "latency_ms")]
-    pub(crate) latency: Duration,
-    pub(crate) first_error: Option<String>,
-}
-
-/// A request for a trial.
-#[derive(Debug, Clone)]
-pub(crate) struct Ask {
-    /// Finished trials the asker wants in the study.
-    pub(crate) budget: usize,
-    /// The asker's proposal (`None`: it has none left).
-    pub(crate) proposal: Option<Assignment>,
-    /// Who holds the lease.
-    pub(crate) owner: String,
-    pub(crate) lease_ms: u64,
-}
-
-/// The study's answer to an [`Ask`].
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Asked {
-    /// A new trial of the proposal.
-    Granted(usize),
-    /// A new trial that proposes failed trial `of` again, with its assignment.
-    Retry {
-        number: usize,
-        of: usize,
-        assignment: Assignment,
-    },
-    /// The study holds the proposal already.
-    Duplicate,
-    /// The budget is taken by running trials (or the asker has no proposal and trials run):
-    /// ask again; the first lease runs out after this long.
-    Wait(u64),
-    /// The study has the budget's finished trials.
-    Finished,
-    /// The asker has no proposal, and no trial runs or waits to be proposed again.
-    Exhausted,
-}
-
 /// Where a study lives, and its atomic operations.
 pub(crate) trait Backend: Send + Sync {
     /// "memory study", "study file `PATH`", "study `NAME` at URL".
@@ -556,32 +405,6 @@ struct SpaceEntry {
     name: String,
     /// `searched over 0.0..=2.0`, `fixed at 0.7`, `held`.
     what: String,
-}
-
-/// An objective as a study records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SavedObjective {
-    pub(crate) direction: Direction,
-    pub(crate) measure: String,
-}
-
-impl Serialize for Direction {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> Deserialize<'de> for Direction {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "maximize" => Ok(Direction::Maximize),
-            "minimize" => Ok(Direction::Minimize),
-            other => Err(serde::de::Error::custom(format!(
-                "unknown direction `{other}`; expected `maximize` or `minimize`"
-            ))),
-        }
-    }
 }
 
 impl Header {

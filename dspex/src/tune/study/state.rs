@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{Ask, Asked, Outcome, Record, RecordState};
+use super::record::{Ask, Asked, Assignment, MAX_ATTEMPTS, Outcome, Record, RecordState, key_of};
 
 /// Every trial of a study, and what the operations need to be quick: the assignments held
 /// (by any trial), the failed trials waiting to be proposed again, the count of finished
@@ -35,7 +35,7 @@ impl StudyState {
             RecordState::Finished => self.finished += 1,
             RecordState::Running => self.running += 1,
             RecordState::Failed => {
-                if record.reproposed_as.is_none() && record.attempt < super::MAX_ATTEMPTS {
+                if record.reproposed_as.is_none() && record.attempt < MAX_ATTEMPTS {
                     self.retry.insert(n);
                 }
             }
@@ -93,7 +93,7 @@ impl StudyState {
         &mut self,
         ask: &Ask,
         now_ms: u64,
-        assignment: super::Assignment,
+        assignment: Assignment,
         origin: Option<usize>,
         attempt: u32,
     ) -> usize {
@@ -163,7 +163,7 @@ impl StudyState {
             };
             return (answer, changed);
         };
-        if self.keys.contains_key(&super::key_of(proposal)) {
+        if self.keys.contains_key(&key_of(proposal)) {
             return (Asked::Duplicate, changed);
         }
         let number = self.create(ask, now_ms, proposal.clone(), None, 1);
