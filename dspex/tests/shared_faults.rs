@@ -382,7 +382,8 @@ async fn a_redis_restart_under_four_writers_fails_at_most_one_write_each_and_say
         t.join().unwrap();
     }
 
-    let (mut applied, mut unknown) = (0, 0);
+    let (mut applied, mut unknown, mut not_applied) = (0, 0, 0);
+    let mut failed_after = Vec::new();
     for (i, (_, _, log)) in writers.iter().enumerate() {
         let log = log.lock().unwrap();
         let failed_after_back: Vec<_> = log
@@ -394,6 +395,7 @@ async fn a_redis_restart_under_four_writers_fails_at_most_one_write_each_and_say
             "writer {i} failed {} writes after Redis was back: {failed_after_back:?}",
             failed_after_back.len()
         );
+        failed_after.push(failed_after_back.len());
         for (_, outcome) in log.iter() {
             match outcome {
                 Outcome::Applied => applied += 1,
@@ -403,6 +405,7 @@ async fn a_redis_restart_under_four_writers_fails_at_most_one_write_each_and_say
                     assert!(message.contains(&url), "{message}");
                 }
                 Outcome::NotApplied(message) => {
+                    not_applied += 1;
                     assert!(message.contains("not applied"), "{message}");
                     assert!(message.contains(&url), "{message}");
                 }
@@ -415,6 +418,9 @@ async fn a_redis_restart_under_four_writers_fails_at_most_one_write_each_and_say
         .unwrap()
         .get::<i64>("n")
         .unwrap();
+    eprintln!(
+        "{applied} writes applied, {unknown} of unknown outcome, {not_applied} not applied; n = {total}; failed writes after Redis was back, per writer: {failed_after:?}"
+    );
     assert!(
         (applied..=applied + unknown).contains(&total),
         "n = {total}, {applied} writes acknowledged, {unknown} of unknown outcome"
