@@ -292,6 +292,22 @@ pub enum Error {
         #[source]
         source: Option<Cause>,
     },
+    /// A write to the shared backend was sent to Redis but its reply never came (the
+    /// connection broke, or Redis stopped answering for longer than the backend's I/O
+    /// timeout): it may have been applied, or not. The
+    /// message names the URL and says so; `source` is what the Redis client said. If it was
+    /// applied, the session's stream brings it to every process's reads and watchers once
+    /// Redis answers again; read the variable then to know. A write that failed before it was
+    /// sent, or that Redis refused, is an [`Error::Shared`] saying it was not applied.
+    #[error("shared state: {message}")]
+    OutcomeUnknown {
+        /// What happened ("no reply from Redis at redis://127.0.0.1:6390/0 to a write to
+        /// session `s`: the write may have been applied").
+        message: String,
+        /// Why (the `redis::RedisError`).
+        #[source]
+        source: Option<Cause>,
+    },
     /// An LM call from Rust failed (a native `Predict` or `ChainOfThought`, or the LM client):
     /// the endpoint refused or timed out after its retries, replied with something that is no
     /// chat completion, or the reply lacks a field the signature asks for. The message names
@@ -435,6 +451,14 @@ impl Error {
     /// [`source()`](std::error::Error::source), not repeated in the message).
     pub fn shared_with(message: impl Into<String>, source: impl Into<Cause>) -> Self {
         Error::Shared {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A shared write of unknown outcome, caused by `source`.
+    pub fn outcome_unknown(message: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Error::OutcomeUnknown {
             message: message.into(),
             source: Some(source.into()),
         }

@@ -106,8 +106,11 @@ pub(crate) fn error_status(e: &Error) -> Status {
             metadata.insert(ACTUAL_VERSION_METADATA, (*actual).into());
             s
         }
-        // The shared backend cannot reach Redis: the session's store is unavailable.
-        Error::Shared { .. } => status(Code::Unavailable, ErrorKind::Unavailable, message),
+        // The shared backend cannot reach Redis: the session's store is unavailable (the
+        // message says whether the write may have been applied).
+        Error::Shared { .. } | Error::OutcomeUnknown { .. } => {
+            status(Code::Unavailable, ErrorKind::Unavailable, message)
+        }
         Error::ReadOnly { .. } => status(Code::PermissionDenied, ErrorKind::ReadOnly, message),
         Error::VersionNotFound { .. } => {
             status(Code::NotFound, ErrorKind::VersionNotFound, message)

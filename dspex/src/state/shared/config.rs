@@ -104,8 +104,8 @@ impl SharedConfig {
     }
 
     /// How long the session lives once no process renews it (at least [`MIN_SESSION_TTL`];
-    /// default [`DEFAULT_SESSION_TTL`]). Every write renews it, and every process that has the
-    /// session open renews it on a heartbeat.
+    /// default [`DEFAULT_SESSION_TTL`]). Every process that has the session open renews it on
+    /// a heartbeat (a write does not: the heartbeat renews the keys it wrote).
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;

@@ -28,7 +28,7 @@ use super::config::{
     SharedConfig,
 };
 use super::mirror::Mirror;
-use super::scripts::{self, RawEntry};
+use super::scripts::{self, Failed, RawEntry};
 use crate::error::{Error, Result};
 use crate::state::{VarId, VarRecord, WatchHub};
 
@@ -45,9 +45,9 @@ pub(crate) struct Link {
     pub(crate) mirror: RwLock<Mirror>,
     /// The writer connection, and the reader generation it was opened in.
     writer: Mutex<Option<(Connection, u64)>>,
-    /// Bumped each time the reader reconnects after losing Redis: a writer connection opened
-    /// before that is likely dead (Redis restarted), so it is replaced before use rather than
-    /// fail a write.
+    /// Bumped each time the reader loses Redis, and when it reconnects after that: a writer
+    /// connection opened before is likely dead (Redis restarted), so it is replaced before use
+    /// rather than fail a write.
     generation: AtomicU64,
     /// Ids of variables that moved into the session from this process's previous backend,
     /// mapped to their ids in the session, so that typed handles taken before keep working.
@@ -72,6 +72,12 @@ impl Writer<'_> {
             .as_mut()
             .unwrap_or_else(|| unreachable!("a writer always holds a connection"))
             .0
+    }
+
+    /// Drops the connection after a failed round trip: it may be dead, or hold a reply
+    /// nobody will read. The next command connects again.
+    pub(crate) fn drop_connection(&mut self) {
+        *self.guard = None;
     }
 }
 
@@ -157,9 +163,9 @@ impl Link {
         Ok(conn)
     }
 
-    /// The writer connection, connected. While the reader has lost Redis, fails at once
-    /// (nothing written) rather than block the caller on a connection attempt: the reader
-    /// reconnects in the background.
+    /// The writer connection, connected: a connection opened before the reader last lost or
+    /// found Redis again is replaced first (Redis may have closed it), and a missing one is
+    /// opened, so that the first write after Redis came back works.
     pub(crate) fn writer(&self) -> Result<Writer<'_>> {
         let mut guard = self.writer.lock();
         let generation = self.generation.load(Ordering::Acquire);
@@ -167,35 +173,69 @@ impl Link {
             *guard = None;
         }
         if guard.is_none() {
-            if !self.is_connected() {
-                return Err(Error::shared(format!(
-                    "Redis at {} is unreachable; nothing was written (session `{}`)",
-                    self.url,
-                    self.config.session()
-                )));
-            }
             *guard = Some((self.connect(IO_TIMEOUT)?, generation));
         }
         Ok(Writer { guard })
     }
 
-    /// The error of a failed command: a lost connection is dropped (the next call reconnects).
+    /// The error of a failed command that changes nothing visible (a history read, ids handed
+    /// out): the connection is dropped (the next call reconnects).
     pub(crate) fn failed(&self, writer: &mut Writer<'_>, what: &str, e: RedisError) -> Error {
+        writer.drop_connection();
         let lost = e.is_io_error()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_timeout();
         if lost {
-            *writer.guard = None;
-            Error::shared_with(
-                format!(
-                    "lost Redis at {} while {what}; the write may not have been applied",
-                    self.url
-                ),
-                e,
-            )
+            Error::shared_with(format!("lost Redis at {} while {what}", self.url), e)
         } else {
             Error::shared_with(format!("Redis at {} refused {what}", self.url), e)
+        }
+    }
+
+    /// The error of a write whose script failed, saying whether it may have been applied; the
+    /// connection is dropped (the next write reconnects).
+    pub(crate) fn write_failed(&self, writer: &mut Writer<'_>, failed: Failed) -> Error {
+        writer.drop_connection();
+        let (url, session) = (&self.url, self.config.session());
+        match failed {
+            Failed::NotSent(e) => Error::shared_with(
+                format!(
+                    "lost Redis at {url} before a write to session `{session}` was sent; the write was not applied"
+                ),
+                e,
+            ),
+            Failed::Refused(e) => Error::shared_with(
+                format!(
+                    "Redis at {url} refused a write to session `{session}`; the write was not applied"
+                ),
+                e,
+            ),
+            Failed::NoReply(e) => Error::outcome_unknown(
+                format!(
+                    "no reply from Redis at {url} to a write to session `{session}`: the write may have been applied"
+                ),
+                e,
+            ),
+        }
+    }
+
+    /// `e`, a failed round trip of a write before its script was sent (or after Redis
+    /// refused it), saying that the write was not applied; the connection is dropped.
+    pub(crate) fn failed_before_write(&self, writer: &mut Writer<'_>, e: Error) -> Error {
+        writer.drop_connection();
+        self.not_applied(e)
+    }
+
+    /// `e`, a failure before a write's script was sent, saying that the write was not
+    /// applied.
+    pub(crate) fn not_applied(&self, e: Error) -> Error {
+        match e {
+            Error::Shared { message, source } => Error::Shared {
+                message: format!("{message}; the write was not applied"),
+                source,
+            },
+            other => other,
         }
     }
 
@@ -416,8 +456,7 @@ impl Link {
                     Err(e) => {
                         lost = true;
                         tracing::debug!(error = %e.report(), "shared state: heartbeat failed");
-                        self.connected.store(false, Ordering::Release);
-                        self.reader_id.store(0, Ordering::Release);
+                        self.lose_reader();
                         conn = None;
                     }
                 }
@@ -432,7 +471,10 @@ impl Link {
                 Ok(raw) if raw.is_empty() => {}
                 Ok(raw) => {
                     if let Err(e) = self.apply_raw(c, raw) {
+                        // A reload that failed: start again on a new connection.
                         tracing::warn!(error = %e.report(), "shared state: cannot apply the session's changes");
+                        self.reader_id.store(0, Ordering::Release);
+                        conn = None;
                         self.pause(delay);
                     }
                 }
@@ -440,13 +482,21 @@ impl Link {
                     lost = true;
                     if !self.stopped() {
                         tracing::debug!(error = %e, "shared state: reading the stream failed");
-                        self.connected.store(false, Ordering::Release);
+                        self.lose_reader();
                     }
                     self.reader_id.store(0, Ordering::Release);
                     conn = None;
                 }
             }
         }
+    }
+
+    /// The reader lost its connection: Redis is likely gone (or restarted), and so is the
+    /// writer's connection, which is replaced before its next use rather than fail a write.
+    fn lose_reader(&self) {
+        self.connected.store(false, Ordering::Release);
+        self.reader_id.store(0, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     fn connect_reader(&self) -> Result<Connection> {

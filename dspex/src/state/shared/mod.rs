@@ -24,8 +24,8 @@
 //! - **Writes** are validated by `dspex-core` in the writing process, against its copy of the
 //!   variable's record, then applied by one Lua script that checks the record is still at the
 //!   version the write was computed from (its `ID:VERSION` head), writes the new record (value,
-//!   version, metadata), appends the change to the session's stream (trimmed to
-//!   [`SharedConfig::stream_max_len`] entries) and renews the session's TTL, atomically. A
+//!   version, metadata) and appends the change to the session's stream (trimmed to
+//!   [`SharedConfig::stream_max_len`] entries), atomically. A
 //!   write that lost the race reads the changes it missed and runs again, so `set` and
 //!   `update` are compare-and-set loops, and `update_many` is one script: all or nothing.
 //!   Scripts run by EVALSHA, falling back to EVAL when Redis does not know them yet.
@@ -43,9 +43,10 @@
 //!   further than the stream keeps (or that was cut off while the session expired and started
 //!   again) reloads the session and tells each watcher how many changes it may have missed
 //!   ([`WatchEvent::Lagged`](crate::WatchEvent)); a gap is never skipped silently.
-//! - **The session's life**: every write and every open process (on a heartbeat, see
-//!   [`SharedConfig::heartbeat`]) renews the TTL of the session's keys; a session nobody
-//!   renews for [`SharedConfig::ttl`] expires, and opening it again starts it empty.
+//! - **The session's life**: every open process renews the TTL of the session's keys on a
+//!   heartbeat (see [`SharedConfig::heartbeat`]), and a write that creates a key gives it the
+//!   TTL; a session nobody has open expires [`SharedConfig::ttl`] after the last renewal,
+//!   and opening it again starts it empty.
 //!
 //! # Consistency
 //!
@@ -66,11 +67,23 @@
 //!
 //! - Redis unreachable when the session is opened: the error names the URL, nothing is
 //!   created.
-//! - Redis unreachable later: writes fail at once with an error naming the URL (nothing
-//!   changes in this process); reads keep serving the last state the mirror saw; the reader
+//! - Redis unreachable later: writes fail with an error naming the URL (at once when Redis
+//!   refuses connections, after [`CONNECT_TIMEOUT`] when nothing answers; nothing changes in
+//!   this process); reads keep serving the last state the mirror saw; the reader
 //!   reconnects in the background, catches up (or reloads, telling watchers they missed
-//!   changes) and writes work again. A write cut off after it was sent may still have been
-//!   applied by Redis: the stream then brings it to the mirror and the watchers.
+//!   changes) and writes work again.
+//! - A failed write says whether it was applied. One that failed before its script reached
+//!   Redis, or that Redis refused, is [`Error::Shared`](crate::Error) saying "the write was
+//!   not applied". One whose script was sent but whose reply never came (the connection
+//!   broke, or Redis did not answer within [`IO_TIMEOUT`]) is
+//!   [`Error::OutcomeUnknown`](crate::Error): it may have been applied; if it was, the
+//!   stream brings it to the mirror and the watchers. A write Redis applied is reported as
+//!   applied even if this process's mirror cannot catch up right then (Redis lost just
+//!   after): the reader brings it to this process's reads once it reaches Redis again.
+//! - Every failed round trip drops the connection it used, a write connects again if it must,
+//!   and the writer's connection is replaced as soon as the reader sees Redis go: once Redis
+//!   is back, a process fails at most one write (one sent on a connection Redis closed, before
+//!   the reader noticed).
 //! - A write blocks its thread for one Redis round trip (and at most [`IO_TIMEOUT`] on a Redis
 //!   that stopped answering), and the writes of one process are serialized: treat a write like
 //!   taking a mutex. Opening a session connects and loads it: do it off the async runtime's
@@ -243,14 +256,16 @@ impl SharedState {
         import: bool,
         prepare: &mut dyn FnMut(&VariableTable) -> Result<Batch<T>>,
     ) -> Result<T> {
-        let mut writer = self.link.writer()?;
+        let mut writer = self.link.writer().map_err(|e| self.link.not_applied(e))?;
         let mut latest = false;
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let prepared = prepare(&self.link.mirror.read().table);
             let batch = match prepared {
                 Ok(batch) => batch,
                 Err(Error::NotFound { .. } | Error::Conflict { .. }) if !latest => {
-                    self.link.catch_up(writer.conn())?;
+                    self.link
+                        .catch_up(writer.conn())
+                        .map_err(|e| self.link.failed_before_write(&mut writer, e))?;
                     latest = true;
                     continue;
                 }
@@ -268,20 +283,32 @@ impl SharedState {
             );
             match reply {
                 Ok(Applied::Ok { first_seq, epoch }) => {
-                    self.link
-                        .applied_own(writer.conn(), first_seq, &epoch, batch.entries)?;
+                    // Redis applied it: whatever happens next, the write is done.
+                    let own =
+                        self.link
+                            .applied_own(writer.conn(), first_seq, &epoch, batch.entries);
+                    if let Err(e) = own {
+                        // The mirror was behind and could not catch up: the reader brings
+                        // the write (and those before it) once it reaches Redis again.
+                        writer.drop_connection();
+                        tracing::warn!(error = %e.report(), session = self.session(), "shared state: a write was applied, but this process's reads show it only once the reader catches up");
+                    }
                     return Ok(batch.output);
                 }
                 Ok(Applied::Conflict {
                     index, seq, epoch, ..
                 }) => {
-                    self.link.sync_to(writer.conn(), seq, &epoch)?;
+                    self.link
+                        .sync_to(writer.conn(), seq, &epoch)
+                        .map_err(|e| self.link.failed_before_write(&mut writer, e))?;
                     // The mirror caught up but still holds what the script refused: the
                     // stream and the records disagree; reload.
                     if let Some(op) = batch.ops.get(index) {
                         let stale = self.mirror_head(&op.name) == op.expected;
                         if stale {
-                            self.link.reload(writer.conn())?;
+                            self.link
+                                .reload(writer.conn())
+                                .map_err(|e| self.link.failed_before_write(&mut writer, e))?;
                         }
                     }
                     latest = true;
@@ -293,7 +320,7 @@ impl SharedState {
                         self.session()
                     )));
                 }
-                Err(e) => return Err(self.link.failed(&mut writer, "a write", e)),
+                Err(failed) => return Err(self.link.write_failed(&mut writer, failed)),
             }
         }
         Err(Error::shared(format!(
@@ -443,13 +470,15 @@ impl SharedState {
             histories.push(history.latest(usize::MAX));
             records.push(v.record);
         }
-        let mut writer = self.link.writer()?;
+        let mut writer = self.link.writer().map_err(|e| self.link.not_applied(e))?;
         let first_id = if records.is_empty() {
             0
         } else {
             let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
-            scripts::reserve_ids(writer.conn(), &self.link.session(), count)
-                .map_err(|e| self.link.failed(&mut writer, "handing out ids", e))?
+            scripts::reserve_ids(writer.conn(), &self.link.session(), count).map_err(|e| {
+                let e = self.link.failed(&mut writer, "handing out ids", e);
+                self.link.not_applied(e)
+            })?
         };
         drop(writer);
         let mut adopted = Vec::new();
@@ -619,9 +648,11 @@ impl StateProvider for SharedState {
     fn register(&self, spec: VariableSpec, source: Source) -> Result<VarRecord> {
         let value = spec.check()?;
         check_metadata(&spec.name, &BTreeMap::new(), &spec.metadata)?;
-        let mut writer = self.link.writer()?;
-        let id = scripts::reserve_ids(writer.conn(), &self.link.session(), 1)
-            .map_err(|e| self.link.failed(&mut writer, "handing out an id", e))?;
+        let mut writer = self.link.writer().map_err(|e| self.link.not_applied(e))?;
+        let id = scripts::reserve_ids(writer.conn(), &self.link.session(), 1).map_err(|e| {
+            let e = self.link.failed(&mut writer, "handing out an id", e);
+            self.link.not_applied(e)
+        })?;
         drop(writer);
         let now = SystemTime::now();
         let record = VarRecord {

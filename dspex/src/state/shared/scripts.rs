@@ -1,21 +1,26 @@
 //! The Lua scripts that change a shared session, each one atomic on the Redis server, and the
-//! commands that read it. Every script takes the session's four keys (see
+//! commands that read it. Every script takes the session's five keys (see
 //! [`SessionKeys`](super::SessionKeys)), `ARGV[1]` = the TTL in milliseconds and `ARGV[2]` = a
-//! candidate epoch (kept only by the script that creates the session), refreshes the TTL of
-//! every key, and returns the session's epoch, so that a process notices a session that
-//! expired and started a new life.
+//! candidate epoch (kept only by the script that creates the session), and returns the
+//! session's epoch, so that a process notices a session that expired and started a new life.
+//!
+//! TTLs: the heartbeat script ([`touch`]) and the snapshot renew every key of the session; a
+//! write renews them only when it may have created a key (the session's first write, a new
+//! life, a registration, a deletion that may have emptied a hash): every key is created with
+//! the session's TTL, and the heartbeat of every process that has the session open renews it
+//! long before it runs out. A session nobody has open expires a TTL after its last renewal.
 //!
 //! A script checks everything before it writes anything: Redis does not roll back the writes of
 //! a script that fails halfway.
 
 use std::sync::LazyLock;
 
-use redis::{Connection, Script, Value as RedisValue};
+use redis::{Connection, ErrorKind, RedisError, Script, ServerErrorKind, Value as RedisValue};
 
 use super::codec::ChangeKind;
 use super::config::SessionKeys;
 
-/// Shared by every script: the keys, TTL refresh and the session's epoch.
+/// Shared by every script: the keys, TTL renewal and the session's epoch.
 macro_rules! lua {
     ($body:expr) => {
         concat!(
@@ -51,10 +56,24 @@ end
 ///
 /// Returns `{'ok', first seq, epoch}`, `{'conflict', index, current head or '', current
 /// record or '', seq, epoch}` or `{'id_taken', index, epoch}`.
+///
+/// An update of an existing variable (the common write) runs only what it needs: one read
+/// of the session's epoch and history limit, the head check, the sequence number, the stream
+/// entry, the record, the head and the history entry (and the drop of the oldest one). It
+/// renews no TTL: the variable's keys exist, so they have the session's TTL, renewed by the
+/// heartbeat.
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
-local e = epoch()
+local m = redis.call('HMGET', meta, 'epoch', 'hlimit')
+local e, hlimit = m[1], tonumber(m[2])
+-- Whether a key may be created (then every key gets the TTL).
+local renew = false
+if not e then
+  e = ARGV[2]
+  redis.call('HSET', meta, 'epoch', e)
+  renew = true
+end
 local maxlen, floor, check_ids, n = ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
 local function matches(cur, exp)
   if exp == '' then return not cur end
@@ -76,23 +95,28 @@ for i = 0, n - 1 do
     if not matches(cur, ARGV[b + 2]) then
       local record = ''
       if cur then record = redis.call('HGET', vars, ARGV[b + 1]) end
+      if renew then touch() end
       return {'conflict', i, cur or '', record, seq(), e}
     end
     if held and ARGV[b] == 'registered' and held[string.match(ARGV[b + 3], '^(%d+):')] then
+      if renew then touch() end
       return {'id_taken', i, e}
     end
   end
 end
-if floor > tonumber(redis.call('HGET', meta, 'ids') or '0') then
+if floor > 0 and floor > tonumber(redis.call('HGET', meta, 'ids') or '0') then
   redis.call('HSET', meta, 'ids', floor)
 end
-redis.call('HSETNX', meta, 'hlimit', ARGV[6])
-local hlimit = tonumber(redis.call('HGET', meta, 'hlimit'))
+if not hlimit then
+  hlimit = tonumber(ARGV[6])
+  redis.call('HSET', meta, 'hlimit', hlimit)
+end
 local first = 0
 for i = 0, n - 1 do
   local b = 8 + i * 7
   local kind, name, exp, new = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local record, old, entry = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
+  if kind ~= 'updated' and kind ~= 'expect' then renew = true end
   if kind == 'history' then
     redis.call('HSET', history, new, record)
   elseif kind ~= 'expect' then
@@ -120,7 +144,7 @@ for i = 0, n - 1 do
     end
   end
 end
-touch()
+if renew then touch() end
 return {'ok', first, e}
 "#
     ))
@@ -229,16 +253,50 @@ pub(crate) enum Applied {
     IdTaken { index: usize },
 }
 
+/// How a write's script failed: whether Redis may have run it.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    /// It never reached Redis (the connection failed while sending): not applied.
+    NotSent(RedisError),
+    /// Redis refused it with an error reply: not applied (a script checks before it writes).
+    Refused(RedisError),
+    /// It was sent but no reply came (the connection broke, or Redis did not answer in
+    /// time): it may have been applied.
+    NoReply(RedisError),
+}
+
+/// Runs `call` (an EVALSHA of `script`), loading the script first if Redis does not know it,
+/// and tells a failure before sending from one after.
+fn run(conn: &mut Connection, script: &Script, call: &redis::Cmd) -> Result<RedisValue, Failed> {
+    let packed = call.get_packed_command();
+    match send_and_receive(conn, &packed) {
+        Err(Failed::Refused(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load(conn).map_err(Failed::NotSent)?;
+            send_and_receive(conn, &packed)
+        }
+        done => done,
+    }
+}
+
+fn send_and_receive(conn: &mut Connection, packed: &[u8]) -> Result<RedisValue, Failed> {
+    conn.send_packed_command(packed).map_err(Failed::NotSent)?;
+    conn.recv_response()
+        .map_err(Failed::NoReply)?
+        .extract_error()
+        .map_err(Failed::Refused)
+}
+
 pub(crate) fn apply(
     conn: &mut Connection,
     session: &Session<'_>,
     ops: &[Op],
     id_floor: u64,
     check_ids: bool,
-) -> redis::RedisResult<Applied> {
-    let mut call = APPLY.prepare_invoke();
+) -> Result<Applied, Failed> {
+    let mut call = redis::cmd("EVALSHA");
+    call.arg(APPLY.get_hash()).arg(session.keys.all().len());
     for key in session.keys.all() {
-        call.key(key);
+        call.arg(key);
     }
     call.arg(session.ttl_ms)
         .arg(session.epoch_candidate)
@@ -261,7 +319,16 @@ pub(crate) fn apply(
             .arg(&op.old[..])
             .arg(&op.entry[..]);
     }
-    let reply: Vec<RedisValue> = call.invoke(conn)?;
+    let reply = match run(conn, &APPLY, &call)? {
+        RedisValue::Array(items) => items,
+        other => {
+            return Err(Failed::Refused(RedisError::from((
+                ErrorKind::UnexpectedReturnType,
+                "the write script replied with something else than a list",
+                format!("{other:?}"),
+            ))));
+        }
+    };
     let text = |i: usize| reply.get(i).and_then(bytes).unwrap_or_default();
     let number = |i: usize| parse_u64(&text(i));
     let index = |i: usize| usize::try_from(number(i)).unwrap_or(usize::MAX);
