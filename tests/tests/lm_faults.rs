@@ -69,11 +69,13 @@ async fn a_hung_endpoint_fails_within_the_timeout_after_one_request_in_both_lane
         let (out, took) = ask(lm, python, "Capital of France?").await;
         let lane = if python { "python" } else { "native" };
         let err = out.unwrap_err();
+        let requests = server.requests().len();
+        eprintln!("{lane} lane, hung endpoint: failed after {took:?}, {requests} request(s)");
         assert!(
             took >= timeout && took < timeout + Duration::from_secs(1),
             "{lane}: failed after {took:?}: {err}"
         );
-        assert_eq!(server.requests().len(), 1, "{lane}: {err}");
+        assert_eq!(requests, 1, "{lane}: {err}");
     }
 }
 

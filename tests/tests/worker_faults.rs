@@ -113,6 +113,7 @@ async fn dropped_runs_cancel_their_python_calls_and_free_their_places_only_once_
     for i in 0..4 {
         dropped += round(&program, Duration::from_millis(100)).await;
         let health = settled(&ctx).await;
+        eprintln!("round {i}: {dropped} runs dropped so far; workers: {health:?}");
         for (h, before) in health.iter().zip(&idle) {
             // A thread per call, one per cancellation, the control threads: none left over.
             let bound = before.threads + 2 * CALLS_PER_PROCESS as u32 + CONTROL_THREADS;

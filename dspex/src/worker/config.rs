@@ -145,7 +145,9 @@ impl WorkerConfig {
         self
     }
 
-    /// How long one python step may take before its call is abandoned with a `Worker` error.
+    /// How long one python step may take (its wait for a place included) before it fails with
+    /// a `Worker` error; its call is then cancelled in the worker, which keeps the call's place
+    /// until the call has ended.
     #[must_use]
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
