@@ -44,24 +44,30 @@ class CallCancelledError(DspexError):
 
 
 class CancelScope:
-    """The cancellation of one call: an event, and the sockets of the LM requests it is
-    making (shut down when it is cancelled)."""
+    """The cancellation of one call: a flag, and the sockets of the LM requests it is making
+    (shut down when it is cancelled). Its events are made only when something waits on them:
+    most calls are never cancelled, and making an event costs more than the rest of a scope."""
 
     def __init__(self) -> None:
-        self._cancelled = threading.Event()
-        self._ended = threading.Event()
         self._lock = threading.Lock()
+        self._cancelled = False
+        self._ended = False
+        self._wake: threading.Event | None = None
+        self._ended_event: threading.Event | None = None
         self._sockets: set[Any] = set()
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def cancel(self) -> None:
         """Cancels the call: its waits end, its LM requests' sockets are shut down."""
         with self._lock:
-            self._cancelled.set()
+            self._cancelled = True
+            wake = self._wake
             sockets = list(self._sockets)
+        if wake is not None:
+            wake.set()
         for sock in sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -70,20 +76,26 @@ class CancelScope:
 
     def check(self) -> None:
         """Raises :class:`CallCancelledError` once the call is cancelled."""
-        if self._cancelled.is_set():
+        if self._cancelled:
             raise CallCancelledError("the call was cancelled by its caller")
 
     def sleep(self, seconds: float) -> None:
         """Waits `seconds`, or raises :class:`CallCancelledError` as soon as the call is
         cancelled."""
-        if self._cancelled.wait(seconds):
-            self.check()
+        with self._lock:
+            if self._wake is None:
+                self._wake = threading.Event()
+            wake = self._wake
+            if self._cancelled:
+                wake.set()
+        wake.wait(seconds)
+        self.check()
 
     def watch(self, sock: Any) -> None:
         """Shuts `sock` down if the call is (or gets) cancelled while it is watched."""
         with self._lock:
             self._sockets.add(sock)
-            cancelled = self._cancelled.is_set()
+            cancelled = self._cancelled
         if cancelled:
             self.cancel()
             self.check()
@@ -94,10 +106,21 @@ class CancelScope:
 
     def end(self) -> None:
         """Marks the call ended (its place in the worker is free)."""
-        self._ended.set()
+        with self._lock:
+            self._ended = True
+            ended = self._ended_event
+        if ended is not None:
+            ended.set()
 
     def wait_ended(self, seconds: float) -> bool:
-        return self._ended.wait(seconds)
+        """Waits up to `seconds` for the call to end; whether it has."""
+        with self._lock:
+            if self._ended:
+                return True
+            if self._ended_event is None:
+                self._ended_event = threading.Event()
+            ended = self._ended_event
+        return ended.wait(seconds)
 
 
 #: The scope of the call the current code runs in, if any.
