@@ -1,7 +1,8 @@
 //! An OpenAI-compatible chat completions server on loopback, for the tests, benchmarks and
 //! examples of dspex: `POST /v1/chat/completions` answers with scripted replies (in order, then
 //! the default reply), records every request it received, and can answer with an error status
-//! (429 with `Retry-After`, 500) or take its time, to test clients' retries and timeouts.
+//! (429 with `Retry-After`, 500) or take its time or hang, to test clients' retries and
+//! timeouts.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -40,6 +41,9 @@ pub const MAX_RECORDED_REQUESTS: usize = 10_000;
 /// The largest request body the server reads; a longer one gets 413.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
+/// How long a [`Reply::hang`] waits before it answers: longer than any test waits.
+pub const HANG: Duration = Duration::from_secs(3600);
+
 /// The reply the server gives when no scripted one is left.
 pub const DEFAULT_REPLY: &str = "[[ ## answer ## ]]\nok\n\n[[ ## completed ## ]]";
 
@@ -77,6 +81,12 @@ impl Reply {
     pub fn retry_after(mut self, value: impl Into<String>) -> Self {
         self.retry_after = Some(value.into());
         self
+    }
+
+    /// A reply that does not come: the server sends nothing for [`HANG`], as a hung endpoint
+    /// does.
+    pub fn hang() -> Self {
+        Self::text(DEFAULT_REPLY).after(HANG)
     }
 
     /// Waits this long before replying.

@@ -505,3 +505,17 @@ pub fn worker_config() -> dspex::worker::WorkerConfig {
         )
         .ready_timeout(PYTHON_TIMEOUT)
 }
+
+/// A context with the LM `lm` whose python steps run in workers started with `worker`.
+///
+/// # Panics
+///
+/// If the context cannot be built.
+pub async fn context_with(worker: dspex::worker::WorkerConfig, lm: dspex::LmConfig) -> Context {
+    Context::builder()
+        .worker(worker)
+        .lm(lm)
+        .build()
+        .await
+        .expect("build the context")
+}

@@ -12,7 +12,7 @@ use {
     super::callbacks::{Callback, CallbackRegistry},
     crate::bridge::{BridgeServer, SessionInfo},
     crate::error::Error,
-    crate::worker::{WorkerStatus, WorkerSupervisor},
+    crate::worker::{WorkerHealth, WorkerStatus, WorkerSupervisor},
 };
 
 impl Context {
@@ -128,6 +128,15 @@ impl Context {
     /// The state of the context's Python worker, if one was started and not shut down.
     pub fn worker_status(&self) -> Option<WorkerStatus> {
         self.running_worker().map(|w| w.status())
+    }
+
+    /// What each process of the context's Python worker reports of itself (the calls it runs,
+    /// its threads, its memory); empty if no worker runs.
+    pub async fn worker_health(&self) -> Vec<WorkerHealth> {
+        match self.running_worker() {
+            Some(worker) => worker.health().await,
+            None => Vec::new(),
+        }
     }
 
     /// Stops the context's Python worker now (ask, terminate, kill) instead of when the

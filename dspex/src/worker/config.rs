@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::lm::{LmConfig, LmKind};
+use crate::lm::{LmConfig, LmKind, MAX_LM_BACKOFF};
 use crate::wire::convert::config_to_proto;
 use crate::wire::proto as pb;
 
@@ -145,7 +145,9 @@ impl WorkerConfig {
         self
     }
 
-    /// How long one python step may take before its call is abandoned with a `Worker` error.
+    /// How long one python step may take (its wait for a place included) before it fails with
+    /// a `Worker` error; its call is then cancelled in the worker, which keeps the call's place
+    /// until the call has ended.
     #[must_use]
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
@@ -217,6 +219,11 @@ impl WorkerConfig {
     }
 }
 
+/// `duration` in whole milliseconds, saturated.
+fn millis(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
+}
+
 /// The LM configuration as the worker reads it; an error names a setting that has no wire
 /// form or a bound the configuration breaks.
 pub(crate) fn lm_to_proto(lm: &LmConfig) -> Result<pb::LmConfig> {
@@ -250,15 +257,17 @@ pub(crate) fn lm_to_proto(lm: &LmConfig) -> Result<pb::LmConfig> {
                 })
                 .collect(),
             settings,
-            delay_ms: u32::try_from(lm.delay.as_millis()).unwrap_or(u32::MAX),
+            delay_ms: millis(lm.delay),
         }),
         LmKind::OpenAi => pb::lm_config::Kind::Openai(pb::OpenAiLm {
             base_url: lm.base_url.clone(),
             model: lm.model.clone(),
             api_key_env: lm.api_key_env.clone().unwrap_or_default(),
             settings,
-            timeout_ms: u32::try_from(lm.timeout.as_millis()).unwrap_or(u32::MAX),
+            timeout_ms: millis(lm.timeout),
             max_retries: lm.max_retries,
+            retry_backoff_ms: millis(lm.backoff),
+            max_backoff_ms: millis(MAX_LM_BACKOFF),
         }),
         LmKind::Model => pb::lm_config::Kind::Model(pb::ModelLm {
             model: lm.model.clone(),
@@ -358,6 +367,8 @@ mod tests {
         assert_eq!(openai.api_key_env, "MY_KEY");
         assert_eq!(openai.timeout_ms, 3000);
         assert_eq!(openai.max_retries, 2);
+        assert_eq!(openai.retry_backoff_ms, 500);
+        assert_eq!(openai.max_backoff_ms, 30_000);
         assert!(openai.settings.contains_key("temperature"));
     }
 }

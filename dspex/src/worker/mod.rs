@@ -30,6 +30,14 @@
 //! place (the worker refuses a call over its limit with `RESOURCE_EXHAUSTED`). Calls go to the
 //! process of the pool with the fewest calls in flight.
 //!
+//! # Cancellation
+//!
+//! A call given up on (its run's future dropped, or past [`WorkerConfig::call_timeout`]) is
+//! cancelled in the worker: its LM request is closed, its thread returns, and its place is
+//! freed only once the worker says so, so a worker that is still busy gets no more calls than
+//! it may run; calls waiting for a place wait for that (bounded by their call timeout), or go
+//! to another process of the pool.
+//!
 //! The supervisor's tasks and gRPC clients run on a small runtime of their own, so they keep
 //! working whatever runtime the caller uses (or none).
 
@@ -47,7 +55,7 @@ pub use config::{
 };
 pub(crate) use supervisor::ModuleSpec;
 pub(crate) use supervisor::WorkerSupervisor;
-pub use supervisor::{ProcessStatus, WorkerStatus};
+pub use supervisor::{ProcessStatus, WorkerHealth, WorkerStatus};
 
 /// The runtime the supervisors' tasks run on, started on first use.
 pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {

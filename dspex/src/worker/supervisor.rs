@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use dspex_core::{FieldError, Found, MAX_ECHO_CHARS, excerpt};
 use parking_lot::Mutex;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use super::config::WorkerConfig;
 use super::process::{ModuleClient, WorkerProcess};
@@ -24,8 +24,9 @@ use crate::lm::LmConfig;
 use crate::wire::proto as pb;
 use crate::wire::proto::ConfigValue;
 use crate::wire::proto::{
-    CompileModuleRequest, CompileModuleResponse, CreateModuleRequest, DropModuleRequest, ErrorKind,
-    ExecuteModuleRequest, ExecuteModuleResponse, HealthRequest, ShutdownRequest,
+    CancelCallRequest, CompileModuleRequest, CompileModuleResponse, CreateModuleRequest,
+    DropModuleRequest, ErrorKind, ExecuteModuleRequest, ExecuteModuleResponse, HealthRequest,
+    ShutdownRequest,
 };
 use crate::wire::{
     ERROR_METADATA, EXCEPTION_TYPE_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA,
@@ -36,6 +37,12 @@ use crate::wire::{
 const UNHEALTHY_AFTER: u32 = 3;
 /// Backoff between failed restarts, doubling up to the maximum.
 const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(10));
+/// How long one `CancelCall` asks the worker to wait for an abandoned call to end; the
+/// supervisor asks again until it has ended (or its process is gone), and only then frees its
+/// place.
+const CANCEL_WAIT: Duration = Duration::from_millis(500);
+/// The pause before asking again when a `CancelCall` failed (the process is busy or dying).
+const CANCEL_RETRY: Duration = Duration::from_millis(50);
 
 /// What the supervisor keeps of a module, to create it in every process and again in a
 /// restarted one.
@@ -80,8 +87,26 @@ pub struct ProcessStatus {
     pub pid: Option<u32>,
     /// How many times it was restarted after it died.
     pub restarts: u32,
-    /// The calls it is running now.
+    /// The calls it is running now, abandoned calls included until the worker confirms they
+    /// ended.
     pub calls_in_flight: usize,
+}
+
+/// What a worker process reports of itself (its `Health` answer), for tests and diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerHealth {
+    /// Its process id.
+    pub pid: u32,
+    /// The calls it runs now, as the worker counts them.
+    pub calls_in_flight: u32,
+    /// The calls it has answered.
+    pub calls_served: u64,
+    /// The calls it cancelled because their caller gave up on them.
+    pub calls_cancelled: u64,
+    /// Its Python threads.
+    pub threads: u32,
+    /// Its resident memory, in bytes (0 where the system does not tell).
+    pub rss_bytes: u64,
 }
 
 /// Which process a slot of the pool runs: none while (re)starting; an error once restarting
@@ -125,11 +150,11 @@ pub(crate) struct WorkerSupervisor {
     modules_generation: AtomicU64,
     /// One permit per call the pool may run at once (processes x max_concurrent_calls): calls
     /// over it wait here, in the order they came.
-    capacity: Semaphore,
+    capacity: Arc<Semaphore>,
     /// Serializes choosing a process, so that two calls never take the last place of one.
     choosing: Mutex<()>,
     /// Woken whenever a call ends or a process becomes ready.
-    changed: Notify,
+    changed: Arc<Notify>,
     closed: AtomicBool,
 }
 
@@ -141,16 +166,86 @@ impl std::fmt::Debug for WorkerSupervisor {
     }
 }
 
-/// A call's place in a process: counted in the process's calls in flight until dropped.
-struct Lease<'a> {
-    supervisor: &'a WorkerSupervisor,
+/// A call's place in a process (and in the pool's capacity): counted in the process's calls
+/// in flight until the call has ended there. A lease dropped before its call answered (the
+/// caller gave up, or the call timed out) cancels the call in the worker and keeps the place
+/// until the worker says the call ended, or its process is gone: the count follows what the
+/// worker really runs, so no call is sent to a worker that is still full.
+struct Lease {
     slot: Arc<Slot>,
+    changed: Arc<Notify>,
+    permit: Option<OwnedSemaphorePermit>,
+    /// The process and the id of the call, until it answered.
+    running: Option<(Arc<WorkerProcess>, String)>,
 }
 
-impl Drop for Lease<'_> {
+impl Lease {
+    /// The call answered: the worker no longer runs it.
+    fn answered(&mut self) {
+        self.running = None;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let release = Release {
+            slot: Arc::clone(&self.slot),
+            changed: Arc::clone(&self.changed),
+            _permit: self.permit.take(),
+        };
+        match (self.running.take(), runtime()) {
+            (Some((process, call_id)), Ok(runtime)) if !process.has_exited() => {
+                runtime.spawn(async move {
+                    cancel_until_ended(&process, call_id).await;
+                    drop(release);
+                });
+            }
+            _ => drop(release),
+        }
+    }
+}
+
+/// Frees a call's place when dropped.
+struct Release {
+    slot: Arc<Slot>,
+    changed: Arc<Notify>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Release {
     fn drop(&mut self) {
         self.slot.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.supervisor.changed.notify_waiters();
+        self.changed.notify_waiters();
+    }
+}
+
+/// Cancels call `call_id` in `process` and returns once the worker says it has ended (its
+/// thread returned and its place is free), or once the process is gone.
+async fn cancel_until_ended(process: &WorkerProcess, call_id: String) {
+    let wait_ms = u32::try_from(CANCEL_WAIT.as_millis()).unwrap_or(u32::MAX);
+    loop {
+        if process.has_exited() {
+            return;
+        }
+        let mut client = process.client();
+        let request = CancelCallRequest {
+            call_id: call_id.clone(),
+            wait_ms,
+        };
+        match tokio::time::timeout(CANCEL_WAIT * 2, client.cancel_call(request)).await {
+            Ok(Ok(reply)) if !reply.get_ref().running => return,
+            Ok(Ok(_)) => {
+                tracing::debug!(
+                    pid = process.pid(),
+                    call_id,
+                    "an abandoned python call is still running"
+                );
+            }
+            outcome => {
+                tracing::debug!(pid = process.pid(), call_id, ?outcome, "CancelCall failed");
+                tokio::time::sleep(CANCEL_RETRY).await;
+            }
+        }
     }
 }
 
@@ -204,6 +299,7 @@ impl WorkerSupervisor {
             })
             .collect::<Vec<_>>();
         let capacity = config.process_count() * config.concurrent_calls();
+        let (capacity, changed) = (Arc::new(Semaphore::new(capacity)), Arc::new(Notify::new()));
         let supervisor = Arc::new(Self {
             config,
             launch,
@@ -211,9 +307,9 @@ impl WorkerSupervisor {
             slots,
             modules: Mutex::new(BTreeMap::new()),
             modules_generation: AtomicU64::new(0),
-            capacity: Semaphore::new(capacity),
+            capacity,
             choosing: Mutex::new(()),
-            changed: Notify::new(),
+            changed,
             closed: AtomicBool::new(false),
         });
         for slot in &supervisor.slots {
@@ -279,7 +375,8 @@ impl WorkerSupervisor {
     /// Takes a place in the running process with the fewest calls in flight. With every
     /// process restarting it waits (up to the ready timeout) for one to come back; it fails at
     /// once when every process failed to restart or the pool was shut down.
-    async fn lease(&self) -> Result<(Lease<'_>, Arc<WorkerProcess>)> {
+    async fn lease(&self, permit: OwnedSemaphorePermit) -> Result<(Lease, Arc<WorkerProcess>)> {
+        let mut permit = Some(permit);
         let limit = self.config.concurrent_calls();
         let deadline = tokio::time::Instant::now() + self.config.ready_timeout_value();
         loop {
@@ -297,8 +394,10 @@ impl WorkerSupervisor {
                 if let Some((slot, process)) = least_busy {
                     slot.in_flight.fetch_add(1, Ordering::AcqRel);
                     let lease = Lease {
-                        supervisor: self,
                         slot: Arc::clone(slot),
+                        changed: Arc::clone(&self.changed),
+                        permit: permit.take(),
+                        running: None,
                     };
                     return Ok((lease, process));
                 }
@@ -324,6 +423,35 @@ impl WorkerSupervisor {
                 )));
             }
         }
+    }
+
+    /// What each running worker process reports of itself (processes that do not answer
+    /// within the health timeout are left out).
+    pub(crate) async fn health(&self) -> Vec<WorkerHealth> {
+        let mut reports = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            let Some(process) = slot.running() else {
+                continue;
+            };
+            let mut client = process.client();
+            let asked = tokio::time::timeout(
+                self.config.health_timeout_value(),
+                client.health(HealthRequest {}),
+            )
+            .await;
+            if let Ok(Ok(reply)) = asked {
+                let h = reply.into_inner();
+                reports.push(WorkerHealth {
+                    pid: h.pid,
+                    calls_in_flight: h.calls_in_flight,
+                    calls_served: h.calls_served,
+                    calls_cancelled: h.calls_cancelled,
+                    threads: h.threads,
+                    rss_bytes: h.rss_bytes,
+                });
+            }
+        }
+        reports
     }
 
     /// Whether the supervisor was shut down.
@@ -398,9 +526,11 @@ impl WorkerSupervisor {
         step: &str,
         request: ExecuteModuleRequest,
     ) -> Result<ExecuteModuleResponse> {
+        let call_id = request.call_id.clone();
         self.leased(
             step,
             self.config.call_timeout_value(),
+            call_id,
             |mut client| async move { client.execute_module(request).await },
         )
         .await
@@ -414,7 +544,8 @@ impl WorkerSupervisor {
         request: CompileModuleRequest,
         timeout: Duration,
     ) -> Result<CompileModuleResponse> {
-        self.leased(step, timeout, |mut client| async move {
+        let call_id = request.call_id.clone();
+        self.leased(step, timeout, call_id, |mut client| async move {
             client.compile_module(request).await
         })
         .await
@@ -441,14 +572,24 @@ impl WorkerSupervisor {
         })
     }
 
-    /// Runs `call` on a place of the least busy process, bounded by `timeout`.
-    async fn leased<T, F, Fut>(&self, step: &str, timeout: Duration, call: F) -> Result<T>
+    /// Runs `call` (with id `call_id`) on a place of the least busy process, bounded by
+    /// `timeout`: waiting for a place while every process runs as many calls as it may, then
+    /// the call. A call given up on (this future dropped, or the timeout) is cancelled in the
+    /// worker, and its place is freed once the worker says it ended.
+    async fn leased<T, F, Fut>(
+        &self,
+        step: &str,
+        timeout: Duration,
+        call_id: String,
+        call: F,
+    ) -> Result<T>
     where
         F: FnOnce(ModuleClient) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let deadline = tokio::time::Instant::now() + timeout;
-        let _permit = match tokio::time::timeout_at(deadline, self.capacity.acquire()).await {
+        let capacity = Arc::clone(&self.capacity).acquire_owned();
+        let permit = match tokio::time::timeout_at(deadline, capacity).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(Error::worker("the python worker was shut down")),
             Err(_) => {
@@ -459,11 +600,22 @@ impl WorkerSupervisor {
                 )));
             }
         };
-        let (_lease, process) = self.lease().await?;
+        let (mut lease, process) = self.lease(permit).await?;
+        lease.running = Some((Arc::clone(&process), call_id));
         // The channel's connection task runs on the supervisor's runtime; the call itself is
         // made from the caller's, which saves a hand-over each way.
         let reply = match tokio::time::timeout_at(deadline, call(process.client())).await {
-            Ok(reply) => reply,
+            Ok(reply) => {
+                // An answer, or a refusal from the worker's code (it carries an error kind):
+                // the call has ended there. A transport failure says nothing of that.
+                if reply.as_ref().map_or_else(
+                    |status| status.metadata().contains_key(ERROR_METADATA),
+                    |_| true,
+                ) {
+                    lease.answered();
+                }
+                reply
+            }
             Err(_) => {
                 return Err(Error::worker(format!(
                     "step `{step}`: the python worker (pid {}) did not answer within {timeout:?}",

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import threading
-import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ from .._proto.dspex.v1 import bridge_pb2 as pb
 from ..binding import LM_SETTINGS, lm_for_call
 from ..contract import LIMITS
 from ..errors import InvalidValueError
+from .cancel import cancellable_sleep
+from .endpoint import RetryPolicy, endpoint_engines
 
 __all__ = ["LmConfig", "LmFactory", "ScriptedLM", "build_lm", "lm_call"]
 
@@ -52,6 +53,11 @@ _EXCERPT = 60
 
 #: The API key sent to an OpenAI-compatible endpoint when no key variable is named.
 NO_API_KEY = "dspex-no-key"
+#: An endpoint's request timeout, first retry backoff and longest backoff, in seconds, when its
+#: configuration gives none (the Rust client's defaults; a supervisor always sends its own).
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_RETRY_BACKOFF = 0.5
+DEFAULT_MAX_BACKOFF = 30.0
 
 def lm_call(lm: Any, entry: dict[str, Any]) -> pb.LmCall:
     """One request of a call, from the history entry the LM recorded: the settings it really
@@ -95,8 +101,7 @@ class ScriptedEngine(DummyEngine):
         self.delay = delay
 
     def _complete_messages(self, messages: list[dict[str, Any]]) -> Any:
-        if self.delay:
-            time.sleep(self.delay)
+        cancellable_sleep(self.delay)
         return self.answer(messages)
 
     def answer_request(self, request: Any) -> Any:
@@ -260,6 +265,8 @@ class LmConfig:
     api_key_env: str = ""
     timeout_ms: int = 0
     max_retries: int = 3
+    retry_backoff_ms: int = 0
+    max_backoff_ms: int = 0
 
     @classmethod
     def from_proto(cls, message: pb.LmConfig) -> LmConfig:
@@ -296,6 +303,8 @@ class LmConfig:
                 api_key_env=o.api_key_env,
                 timeout_ms=o.timeout_ms,
                 max_retries=o.max_retries,
+                retry_backoff_ms=o.retry_backoff_ms,
+                max_backoff_ms=o.max_backoff_ms,
             )
         m = message.model
         if not m.model:
@@ -318,6 +327,8 @@ class LmConfig:
                     settings=settings,
                     timeout_ms=self.timeout_ms,
                     max_retries=self.max_retries,
+                    retry_backoff_ms=self.retry_backoff_ms,
+                    max_backoff_ms=self.max_backoff_ms,
                 )
             )
         return pb.LmConfig(
@@ -340,6 +351,8 @@ class LmFactory:
         self._script = Script(deque(config.answers), list(config.rules))
         self._lms: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._engines: tuple[Any, Any] | None = None
+        self._engines_lock = threading.Lock()
 
     def build(self, model: str | None = None) -> Any:
         """A fresh LM for `model` (the configured default when None), with its own history."""
@@ -347,23 +360,33 @@ class LmFactory:
         if self.config.kind == "scripted":
             return ScriptedLM(name, script=self._script, delay_ms=self.config.delay_ms, **self.config.settings)
         if self.config.kind == "openai":
-            return dspy.LM(f"openai/{name}", **self._endpoint_settings())
+            engine, async_engine = self._endpoint_engines()
+            # The engines apply the timeout and retry policy: DSPy's own retries are off.
+            return dspy.LM(
+                f"openai/{name}", engine=engine, async_engine=async_engine, **{"num_retries": 0, **self.config.settings}
+            )
         return dspy.LM(name, **self.config.settings)
 
-    def _endpoint_settings(self) -> dict[str, Any]:
-        """``dspy.LM``'s keyword arguments for the configured OpenAI-compatible endpoint."""
-        c = self.config
-        # DSPy's OpenAI engine refuses an empty credential: without a named key variable the
-        # endpoint gets this placeholder (a local server ignores it).
-        key = NO_API_KEY
-        if c.api_key_env:
-            if c.api_key_env not in os.environ:
-                raise InvalidValueError(f"the API key variable `{c.api_key_env}` (api_key_env) is not set")
-            key = os.environ[c.api_key_env]
-        settings: dict[str, Any] = {"api_base": c.base_url, "api_key": key, "num_retries": c.max_retries}
-        if c.timeout_ms:
-            settings["timeout"] = c.timeout_ms / 1000
-        return {**settings, **c.settings}
+    def _endpoint_engines(self) -> tuple[Any, Any]:
+        """The engines of the configured OpenAI-compatible endpoint, shared by its LMs."""
+        with self._engines_lock:
+            if self._engines is None:
+                c = self.config
+                # DSPy's OpenAI engine refuses an empty credential: without a named key variable
+                # the endpoint gets this placeholder (a local server ignores it).
+                key = NO_API_KEY
+                if c.api_key_env:
+                    if c.api_key_env not in os.environ:
+                        raise InvalidValueError(f"the API key variable `{c.api_key_env}` (api_key_env) is not set")
+                    key = os.environ[c.api_key_env]
+                policy = RetryPolicy(
+                    max_retries=c.max_retries,
+                    backoff=c.retry_backoff_ms / 1000 if c.retry_backoff_ms else DEFAULT_RETRY_BACKOFF,
+                    max_backoff=c.max_backoff_ms / 1000 if c.max_backoff_ms else DEFAULT_MAX_BACKOFF,
+                )
+                timeout = c.timeout_ms / 1000 if c.timeout_ms else DEFAULT_TIMEOUT
+                self._engines = endpoint_engines(c.base_url, key, timeout, policy)
+            return self._engines
 
     def lm(self, model: str | None = None) -> Any:
         """The worker's LM for `model`, built once and shared by every call."""

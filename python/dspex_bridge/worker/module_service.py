@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import dspy
 import grpc
@@ -58,6 +58,7 @@ from ..contract import (
 from ..errors import DspexError
 from ..imports import import_module_class
 from ..values import from_config_value, from_proto_value
+from .cancel import CANCEL_SCOPE, CallRegistry, CancelScope
 from .fields import FieldType, FieldTypeError, from_field_value, signature_types, text_field_value, to_field_value
 from .lm import LmFactory, lm_call
 from .module_config import TOOLS_KEY, constructor_kwargs
@@ -83,6 +84,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("dspex_bridge.worker")
+
+_T = TypeVar("_T")
 
 #: Threads of the server's pool beyond one per call: what health checks, module creation and
 #: shutdown run on while every call thread is busy.
@@ -196,6 +199,23 @@ def _python_error(e: Exception, what: str) -> _CallError:
     return _CallError(grpc.StatusCode.UNKNOWN, pb.ERROR_KIND_PYTHON, message, ((EXCEPTION_TYPE_METADATA, name),))
 
 
+def _in_scope(scope: CancelScope, run: Callable[..., _T], *args: Any) -> _T:
+    """`run(*args)` in a context of its own (nothing it sets outlives it in this thread), under
+    the cancellation scope of its call."""
+    context = contextvars.copy_context()
+    context.run(CANCEL_SCOPE.set, scope)
+    return context.run(run, *args)
+
+
+def _rss_bytes() -> int:
+    """The worker's resident memory (0 where ``/proc`` does not tell)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb.LmCall], int]:
     """Runs one call (in a thread of the pool): the module with the call's LM and arguments,
     then its outputs converted by their declared types."""
@@ -287,6 +307,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         self._lock = threading.Lock()
         self._in_flight = 0
         self._served = 0
+        self._calls = CallRegistry()
 
     def _abort(
         self,
@@ -318,7 +339,15 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             calls_in_flight=self._in_flight,
             max_concurrent_calls=self._max_calls,
             calls_served=self._served,
+            threads=threading.active_count(),
+            rss_bytes=_rss_bytes(),
+            calls_cancelled=self._calls.cancelled,
         )
+
+    def CancelCall(self, request: pb.CancelCallRequest, context: grpc.ServicerContext) -> pb.CancelCallResponse:
+        self._authorize(context)
+        running = self._calls.cancel(request.call_id, request.wait_ms / 1000)
+        return pb.CancelCallResponse(running=running, calls_in_flight=self._in_flight)
 
     def CreateModule(self, request: pb.CreateModuleRequest, context: grpc.ServicerContext) -> pb.CreateModuleResponse:
         self._authorize(context)
@@ -430,14 +459,25 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         return entry
 
     @contextlib.contextmanager
-    def _call_place(self, context: grpc.ServicerContext) -> Iterator[None]:
+    def _call_place(self, context: grpc.ServicerContext, call_id: str) -> Iterator[CancelScope]:
         """One of the worker's ``max_concurrent_calls`` places for the duration of a call (a
-        compilation takes one too); ``RESOURCE_EXHAUSTED`` when they are all taken."""
+        compilation takes one too), and the call's cancellation scope, cancelled when the caller
+        drops the call; ``RESOURCE_EXHAUSTED`` when the places are all taken, ``CANCELLED`` for
+        a call cancelled before it arrived. The place is free once the call's code returned."""
+        scope = self._calls.start(call_id)
+        if scope is None:
+            self._abort(
+                context,
+                grpc.StatusCode.CANCELLED,
+                pb.ERROR_KIND_INVALID_REQUEST,
+                f"call {call_id[:64]!r} was cancelled before it arrived",
+            )
         with self._lock:
             running = self._in_flight
             if running < self._max_calls:
                 self._in_flight += 1
         if running >= self._max_calls:
+            self._calls.finish(call_id, scope)
             self._abort(
                 context,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -445,21 +485,24 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                 f"the worker already runs {running} calls, its limit (WorkerConfig.max_concurrent_calls = "
                 f"{self._max_calls}, at most MAX_CONCURRENT_CALLS = {LIMITS['MAX_CONCURRENT_CALLS']})",
             )
+        if not context.add_callback(scope.cancel):
+            scope.cancel()
         try:
-            yield
+            yield scope
         finally:
             with self._lock:
                 self._in_flight -= 1
                 self._served += 1
+            self._calls.finish(call_id, scope)
 
     def ExecuteModule(self, request: pb.ExecuteModuleRequest, context: grpc.ServicerContext) -> pb.ExecuteModuleResponse:
         self._authorize(context)
         entry = self._entry(request.module_id, context)
-        with self._call_place(context):
+        with self._call_place(context, request.call_id) as scope:
             try:
                 call = self._prepare(entry, request)
                 # A context of the call's own: the call id does not outlive the call in this thread.
-                outputs, calls, micros = contextvars.copy_context().run(_run, entry, call)
+                outputs, calls, micros = _in_scope(scope, _run, entry, call)
             except _CallError as e:
                 self._abort(context, e.status, e.error_kind, str(e), e.trailers)
         return pb.ExecuteModuleResponse(outputs=outputs, lm_calls=calls, duration_micros=micros)
@@ -467,10 +510,10 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
     def CompileModule(self, request: pb.CompileModuleRequest, context: grpc.ServicerContext) -> pb.CompileModuleResponse:
         self._authorize(context)
         entry = self._entry(request.module_id, context)
-        with self._call_place(context):
+        with self._call_place(context, request.call_id) as scope:
             try:
                 job = self._compile_job(entry, request)
-                reply = contextvars.copy_context().run(_compile, entry, job)
+                reply = _in_scope(scope, _compile, entry, job)
             except _CallError as e:
                 self._abort(context, e.status, e.error_kind, str(e), e.trailers)
         return reply

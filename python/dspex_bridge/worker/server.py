@@ -130,7 +130,9 @@ def serve(env: Mapping[str, str], config: Any) -> None:
     stop = threading.Event()
     message_bytes = LIMITS["MAX_MODULE_MESSAGE_BYTES"]
     calls = config.max_concurrent_calls
-    pool = ThreadPoolExecutor(max_workers=calls + CONTROL_THREADS, thread_name_prefix="dspex-call")
+    # A thread per call, one per cancellation a caller may be waiting on (at most one per call),
+    # and the control threads.
+    pool = ThreadPoolExecutor(max_workers=2 * calls + CONTROL_THREADS, thread_name_prefix="dspex-call")
     server = grpc.server(
         pool,
         options=[

@@ -422,12 +422,28 @@ class VariableUpdate(_message.Message):
     at: _timestamp_pb2.Timestamp
     def __init__(self, kind: _Optional[_Union[UpdateKind, str]] = ..., id: _Optional[int] = ..., name: _Optional[str] = ..., old_value: _Optional[_Union[Value, _Mapping]] = ..., new_value: _Optional[_Union[Value, _Mapping]] = ..., version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., missed: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class CancelCallRequest(_message.Message):
+    __slots__ = ("call_id", "wait_ms")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    wait_ms: int
+    def __init__(self, call_id: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class CancelCallResponse(_message.Message):
+    __slots__ = ("running", "calls_in_flight")
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    CALLS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    running: bool
+    calls_in_flight: int
+    def __init__(self, running: _Optional[bool] = ..., calls_in_flight: _Optional[int] = ...) -> None: ...
+
 class HealthRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("ready", "dspy_version", "modules", "pid", "calls_in_flight", "max_concurrent_calls", "calls_served")
+    __slots__ = ("ready", "dspy_version", "modules", "pid", "calls_in_flight", "max_concurrent_calls", "calls_served", "threads", "rss_bytes", "calls_cancelled")
     READY_FIELD_NUMBER: _ClassVar[int]
     DSPY_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODULES_FIELD_NUMBER: _ClassVar[int]
@@ -435,6 +451,9 @@ class HealthResponse(_message.Message):
     CALLS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_CALLS_FIELD_NUMBER: _ClassVar[int]
     CALLS_SERVED_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CALLS_CANCELLED_FIELD_NUMBER: _ClassVar[int]
     ready: bool
     dspy_version: str
     modules: int
@@ -442,7 +461,10 @@ class HealthResponse(_message.Message):
     calls_in_flight: int
     max_concurrent_calls: int
     calls_served: int
-    def __init__(self, ready: _Optional[bool] = ..., dspy_version: _Optional[str] = ..., modules: _Optional[int] = ..., pid: _Optional[int] = ..., calls_in_flight: _Optional[int] = ..., max_concurrent_calls: _Optional[int] = ..., calls_served: _Optional[int] = ...) -> None: ...
+    threads: int
+    rss_bytes: int
+    calls_cancelled: int
+    def __init__(self, ready: _Optional[bool] = ..., dspy_version: _Optional[str] = ..., modules: _Optional[int] = ..., pid: _Optional[int] = ..., calls_in_flight: _Optional[int] = ..., max_concurrent_calls: _Optional[int] = ..., calls_served: _Optional[int] = ..., threads: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., calls_cancelled: _Optional[int] = ...) -> None: ...
 
 class IntegerList(_message.Message):
     __slots__ = ("values",)
@@ -860,7 +882,7 @@ class ModelLm(_message.Message):
     def __init__(self, model: _Optional[str] = ..., settings: _Optional[_Mapping[str, ConfigValue]] = ...) -> None: ...
 
 class OpenAiLm(_message.Message):
-    __slots__ = ("base_url", "model", "api_key_env", "settings", "timeout_ms", "max_retries")
+    __slots__ = ("base_url", "model", "api_key_env", "settings", "timeout_ms", "max_retries", "retry_backoff_ms", "max_backoff_ms")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -874,13 +896,17 @@ class OpenAiLm(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_BACKOFF_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BACKOFF_MS_FIELD_NUMBER: _ClassVar[int]
     base_url: str
     model: str
     api_key_env: str
     settings: _containers.MessageMap[str, ConfigValue]
     timeout_ms: int
     max_retries: int
-    def __init__(self, base_url: _Optional[str] = ..., model: _Optional[str] = ..., api_key_env: _Optional[str] = ..., settings: _Optional[_Mapping[str, ConfigValue]] = ..., timeout_ms: _Optional[int] = ..., max_retries: _Optional[int] = ...) -> None: ...
+    retry_backoff_ms: int
+    max_backoff_ms: int
+    def __init__(self, base_url: _Optional[str] = ..., model: _Optional[str] = ..., api_key_env: _Optional[str] = ..., settings: _Optional[_Mapping[str, ConfigValue]] = ..., timeout_ms: _Optional[int] = ..., max_retries: _Optional[int] = ..., retry_backoff_ms: _Optional[int] = ..., max_backoff_ms: _Optional[int] = ...) -> None: ...
 
 class LmConfig(_message.Message):
     __slots__ = ("scripted", "model", "openai")

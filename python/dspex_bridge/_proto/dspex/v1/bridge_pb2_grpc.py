@@ -716,6 +716,11 @@ class ModuleServiceStub:
                 request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ShutdownRequest.SerializeToString,
                 response_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ShutdownResponse.FromString,
                 _registered_method=True)
+        self.CancelCall = channel.unary_unary(
+                '/dspex.v1.ModuleService/CancelCall',
+                request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CancelCallRequest.SerializeToString,
+                response_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CancelCallResponse.FromString,
+                _registered_method=True)
 
 
 class ModuleServiceServicer:
@@ -766,6 +771,15 @@ class ModuleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelCall(self, request, context):
+        """Cancels a call the caller gave up on (its LM request is closed, its thread returns) and
+        says whether it still runs, after waiting up to `wait_ms` for it to end. A call id the
+        worker has not seen yet is refused if it arrives later.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModuleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -798,6 +812,11 @@ def add_ModuleServiceServicer_to_server(servicer, server):
                     servicer.Shutdown,
                     request_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ShutdownRequest.FromString,
                     response_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ShutdownResponse.SerializeToString,
+            ),
+            'CancelCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelCall,
+                    request_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CancelCallRequest.FromString,
+                    response_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CancelCallResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -964,6 +983,33 @@ class ModuleService:
             '/dspex.v1.ModuleService/Shutdown',
             dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ShutdownRequest.SerializeToString,
             dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ShutdownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dspex.v1.ModuleService/CancelCall',
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CancelCallRequest.SerializeToString,
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CancelCallResponse.FromString,
             options,
             channel_credentials,
             insecure,
