@@ -3,7 +3,49 @@
 use std::process::Command;
 
 fn run(binary: &str) -> String {
-    let output = Command::new(binary).output().expect("the example starts");
+    run_with(binary, &[])
+}
+
+/// Runs an example with `args` and `--base-url` of a loopback LM server answering `replies` in
+/// order, `--model test-model`; its output and the server (which recorded the requests).
+fn run_against_lm(
+    binary: &str,
+    replies: &[&str],
+    args: &[&str],
+) -> (String, dspex_test_lm::LmServer) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let server = runtime
+        .block_on(dspex_test_lm::LmServer::start())
+        .expect("the test LM server starts");
+    for reply in replies {
+        server.push(dspex_test_lm::Reply::text(*reply));
+    }
+    // The server answers on the runtime's thread while the example runs.
+    let output = runtime.block_on(async {
+        tokio::process::Command::new(binary)
+            .args(args)
+            .args(["--base-url", &server.base_url(), "--model", "test-model"])
+            .output()
+            .await
+            .expect("the example starts")
+    });
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (out, server)
+}
+
+fn run_with(binary: &str, args: &[&str]) -> String {
+    let output = Command::new(binary)
+        .args(args)
+        .output()
+        .expect("the example starts");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -209,30 +251,13 @@ fn the_native_cot_example_reasons_and_rates_without_python() {
 
 #[test]
 fn the_native_cot_example_calls_an_openai_compatible_endpoint_with_flags() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let server = runtime
-        .block_on(dspex_test_lm::LmServer::start())
-        .expect("the test LM server starts");
-    server.push(dspex_test_lm::Reply::text(
-        "[[ ## reasoning ## ]]\nOwnership.\n\n[[ ## answer ## ]]\nBy ownership.",
-    ));
-    server.push(dspex_test_lm::Reply::text("[[ ## confidence ## ]]\n0.5"));
-    // The server answers on the runtime's thread while the example runs.
-    let output = runtime.block_on(async {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_native_cot"))
-            .args(["--base-url", &server.base_url(), "--model", "test-model"])
-            .output()
-            .await
-            .expect("the example starts")
-    });
-    let out = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let (out, server) = run_against_lm(
+        env!("CARGO_BIN_EXE_native_cot"),
+        &[
+            "[[ ## reasoning ## ]]\nOwnership.\n\n[[ ## answer ## ]]\nBy ownership.",
+            "[[ ## confidence ## ]]\n0.5",
+        ],
+        &[],
     );
     assert!(out.contains("answer: By ownership."), "{out}");
     assert!(out.contains("confidence: 0.5"), "{out}");
@@ -291,4 +316,51 @@ fn the_improve_example_tunes_compiles_saves_and_loads_a_hybrid_program() {
         "{out}"
     );
     assert!(out.contains("evaluation matches: true"), "{out}");
+}
+
+#[test]
+fn the_replay_example_answers_from_the_shipped_recording_offline() {
+    let out = run(env!("CARGO_BIN_EXE_replay"));
+    assert!(
+        out.contains("LM: replaying triage.jsonl, no network"),
+        "{out}"
+    );
+    assert!(out.contains("category: billing"), "{out}");
+    assert!(
+        out.contains("reply: Sorry about the double charge"),
+        "{out}"
+    );
+    assert!(
+        out.contains("unrecorded ticket refused:")
+            && out.contains("triage.jsonl holds no reply to the request")
+            && out.contains("My parcel never arrived."),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_replay_example_records_what_the_shipped_recording_holds() {
+    let file =
+        std::env::temp_dir().join(format!("dspex-replay-example-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let (out, server) = run_against_lm(
+        env!("CARGO_BIN_EXE_replay"),
+        &[
+            "[[ ## category ## ]]\nbilling\n\n[[ ## completed ## ]]",
+            "[[ ## reply ## ]]\nSorry about the double charge: one of them is refunded.\n\n[[ ## completed ## ]]",
+        ],
+        &["--record", &file.display().to_string()],
+    );
+    assert!(out.contains("category: billing"), "{out}");
+    assert_eq!(server.requests().len(), 2);
+    // The prompts of today's dspex are those of the shipped recording: it still replays.
+    let recorded = std::fs::read_to_string(&file).expect("the recording");
+    let shipped = include_str!("../data/triage.jsonl");
+    assert_eq!(recorded, shipped, "recorded into {}", file.display());
+    let replayed = run_with(
+        env!("CARGO_BIN_EXE_replay"),
+        &["--replay", &file.display().to_string()],
+    );
+    assert!(replayed.contains("category: billing"), "{replayed}");
+    std::fs::remove_file(&file).expect("removed");
 }

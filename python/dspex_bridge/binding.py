@@ -185,6 +185,9 @@ class CallScoped:
     #: The settings of the call: they win over the LM's defaults and over what a request asks
     #: for (a predictor's ``config``, a module's constructor configuration).
     _call_settings: Mapping[str, Any] = {}
+    #: Called with the copy and each history entry as it is made (the worker records LM traffic
+    #: with it), before the entry is kept.
+    _on_request: Callable[[Any, dict[str, Any]], None] | None = None
 
     def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
         return super().__call__(prompt, messages=messages, **{**kwargs, **self._call_settings})  # type: ignore[misc]
@@ -198,6 +201,8 @@ class CallScoped:
         return self._call_history if self._call_history is not None else []
 
     def update_history(self, entry: dict[str, Any]) -> None:
+        if self._on_request is not None:
+            self._on_request(self, entry)
         if self._call_history is not None:
             self._call_history.append(entry)
         elif self._history_owner is not None:

@@ -290,6 +290,7 @@ impl ContextBuilder {
         self.lm
             .check()
             .map_err(|e| Error::lm(format!("LM configuration: {e}")))?;
+        self.lm.check_tape()?;
         #[cfg(feature = "python")]
         self.worker.launch_message(&self.lm)?;
         let history_limit = check_history_limit(self.history_limit)?;

@@ -15,6 +15,7 @@ use super::gate::Gate;
 #[cfg(feature = "lm")]
 use super::http::Endpoint;
 use super::scripted::ScriptedLm;
+use super::tape::{Lane, Player, Recorder, Tape, TapeReply, recorded_request};
 use crate::data::LmCall;
 use crate::error::{Error, Result};
 
@@ -68,11 +69,13 @@ pub struct LmClient {
     gate: Gate,
     cache: Option<Mutex<ReplyCache>>,
     cache_hits: AtomicU64,
+    recorder: Option<Recorder>,
 }
 
 #[derive(Debug)]
 enum Backend {
     Scripted(ScriptedLm),
+    Replay(Player),
     #[cfg(feature = "lm")]
     OpenAi(Endpoint),
 }
@@ -83,18 +86,23 @@ impl LmClient {
     /// set.
     pub fn new(config: LmConfig) -> Result<Self> {
         config.check()?;
-        let backend = match config.kind {
-            LmKind::Scripted => Backend::Scripted(ScriptedLm::new(&config)),
+        let recorder = match &config.tape {
+            Some(Tape::Record(path)) => Some(Recorder::open(path)?),
+            _ => None,
+        };
+        let backend = match (&config.tape, config.kind) {
+            (Some(Tape::Replay(path)), _) => Backend::Replay(Player::load(path)?),
+            (_, LmKind::Scripted) => Backend::Scripted(ScriptedLm::new(&config)),
             #[cfg(feature = "lm")]
-            LmKind::OpenAi => Backend::OpenAi(Endpoint::new(&config)?),
+            (_, LmKind::OpenAi) => Backend::OpenAi(Endpoint::new(&config)?),
             #[cfg(not(feature = "lm"))]
-            LmKind::OpenAi => {
+            (_, LmKind::OpenAi) => {
                 return Err(Error::lm(format!(
                     "LmConfig::openai(\"{}\", ..) is called from Rust by dspex's `lm` feature, which this build leaves out; enable it, or give native steps LmConfig::scripted()",
                     dspex_core::excerpt(&config.base_url)
                 )));
             }
-            LmKind::Model => {
+            (_, LmKind::Model) => {
                 return Err(Error::lm(format!(
                     "LmConfig::model(\"{}\") is a dspy.LM model string, for python steps only; native LM steps need LmConfig::scripted() or LmConfig::openai(base_url, model)",
                     dspex_core::excerpt(&config.model)
@@ -113,6 +121,7 @@ impl LmClient {
             backend,
             cache,
             cache_hits: AtomicU64::new(0),
+            recorder,
         })
     }
 
@@ -140,18 +149,14 @@ impl LmClient {
         for (k, v) in &self.config.settings {
             body.insert(k.clone(), v.clone());
         }
-        let settings = [
-            ("temperature", request.temperature.map(JsonValue::from)),
-            ("max_tokens", request.max_tokens.map(JsonValue::from)),
-            ("top_p", request.top_p.map(JsonValue::from)),
-            ("n", request.n.map(JsonValue::from)),
-        ];
-        for (k, v) in settings {
-            if let Some(v) = v {
-                body.insert(k.to_owned(), v);
-            }
-        }
+        body.extend(bound_settings(request));
         JsonValue::Object(body)
+    }
+
+    /// `request` as a recording keys it: the model and settings it binds, and its messages.
+    fn recorded(&self, request: &LmRequest) -> JsonValue {
+        let settings = bound_settings(request).collect();
+        recorded_request(request.model.as_deref(), &json!(request.messages), settings)
     }
 
     fn model<'r>(&'r self, request: &'r LmRequest) -> &'r str {
@@ -181,6 +186,12 @@ impl LmClient {
             completion_tokens: None,
         };
         let text = match &self.backend {
+            Backend::Replay(player) => {
+                let reply = player.reply(&self.recorded(request))?;
+                call.prompt_tokens = reply.prompt_tokens;
+                call.completion_tokens = reply.completion_tokens;
+                reply.text
+            }
             Backend::Scripted(lm) => {
                 let _slot = self.gate.enter().await?;
                 if !self.config.delay.is_zero() {
@@ -198,6 +209,14 @@ impl LmClient {
                     .await?
             }
         };
+        if let Some(recorder) = &self.recorder {
+            let reply = TapeReply {
+                text: text.clone(),
+                prompt_tokens: call.prompt_tokens,
+                completion_tokens: call.completion_tokens,
+            };
+            recorder.append(Lane::Native, self.recorded(request), reply)?;
+        }
         let response = LmResponse {
             text,
             call,
@@ -208,6 +227,18 @@ impl LmClient {
         }
         Ok(response)
     }
+}
+
+/// The settings `request` sets itself.
+fn bound_settings(request: &LmRequest) -> impl Iterator<Item = (String, JsonValue)> {
+    [
+        ("temperature", request.temperature.map(JsonValue::from)),
+        ("max_tokens", request.max_tokens.map(JsonValue::from)),
+        ("top_p", request.top_p.map(JsonValue::from)),
+        ("n", request.n.map(JsonValue::from)),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_owned(), v?)))
 }
 
 /// The opt-in response cache: at most `capacity` replies, the oldest evicted first.

@@ -2,10 +2,12 @@
 //! the Rust client.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
 
+use super::tape::{Player, Recorder, Tape};
 use crate::error::{Error, Result};
 
 /// The longest per-call delay of the scripted LM ([`LmConfig::delay`]).
@@ -90,6 +92,7 @@ pub struct LmConfig {
     pub(crate) backoff: Duration,
     pub(crate) max_concurrent: usize,
     pub(crate) cache_entries: usize,
+    pub(crate) tape: Option<Tape>,
 }
 
 /// The kinds of LM.
@@ -124,6 +127,7 @@ impl LmConfig {
             backoff: DEFAULT_LM_BACKOFF,
             max_concurrent: DEFAULT_LM_CONCURRENCY,
             cache_entries: 0,
+            tape: None,
         }
     }
 
@@ -304,6 +308,58 @@ impl LmConfig {
         self
     }
 
+    /// `inner`, with every LM request of both lanes and its reply appended to the file at
+    /// `path` (created if missing), one JSON object per line: native steps' requests as the
+    /// Rust client makes them, python steps' as the worker's `dspy.LM` makes them. A request is
+    /// recorded as the program made it (the model and settings the call bound, and the
+    /// messages), so [`replay`](Self::replay) answers it whatever configuration recorded it.
+    /// The file is opened when the context is built (an error then if it cannot be); a line
+    /// longer than [`MAX_LM_TAPE_LINE_BYTES`](super::MAX_LM_TAPE_LINE_BYTES) is refused
+    /// (the call fails).
+    ///
+    /// ```
+    /// use dspex::LmConfig;
+    ///
+    /// let lm = LmConfig::record(LmConfig::openai("http://127.0.0.1:8000/v1", "gpt-4o-mini"), "lm.jsonl");
+    /// # let _ = lm;
+    /// ```
+    pub fn record(inner: LmConfig, path: impl Into<PathBuf>) -> Self {
+        let tape = match inner.tape {
+            None => Tape::Record(path.into()),
+            Some(_) => Tape::Nested,
+        };
+        Self {
+            tape: Some(tape),
+            ..inner
+        }
+    }
+
+    /// An LM that answers from a file [`record`](Self::record) wrote, in both lanes, with no
+    /// network: a request equal to a recorded one (same model, messages and settings) gets its
+    /// recorded reply (equal requests recorded several times get their replies in order, then
+    /// the last one again), and any other request is an [`Error::Lm`] naming the file and the
+    /// request. The file is read when the context is built: a missing file, one over
+    /// [`MAX_LM_TAPE_BYTES`](super::MAX_LM_TAPE_BYTES) or with more than
+    /// [`MAX_LM_TAPE_ENTRIES`](super::MAX_LM_TAPE_ENTRIES) exchanges, and a truncated,
+    /// corrupt or over-long line (named by its number) are errors then.
+    pub fn replay(path: impl Into<PathBuf>) -> Self {
+        Self {
+            model: "replay".to_owned(),
+            tape: Some(Tape::Replay(path.into())),
+            ..Self::scripted()
+        }
+    }
+
+    /// Opens the file of [`record`](Self::record) or reads that of [`replay`](Self::replay),
+    /// so that a file error surfaces when a context is built.
+    pub(crate) fn check_tape(&self) -> Result<()> {
+        match &self.tape {
+            Some(Tape::Record(path)) => Recorder::open(path).map(drop),
+            Some(Tape::Replay(path)) => Player::load(path).map(drop),
+            Some(Tape::Nested) | None => Ok(()),
+        }
+    }
+
     /// The model of calls that bind none.
     pub fn model_name(&self) -> &str {
         &self.model
@@ -378,6 +434,13 @@ impl LmConfig {
                     "base_url `{}` is no http:// or https:// URL (like `http://127.0.0.1:8000/v1`)",
                     dspex_core::excerpt(&self.base_url)
                 ),
+            );
+        }
+        if self.tape == Some(Tape::Nested) {
+            return bound(
+                "record",
+                "the LM it records is itself recorded or replayed; record a plain LM configuration"
+                    .to_owned(),
             );
         }
         if self.kind != LmKind::Scripted && self.model.is_empty() {

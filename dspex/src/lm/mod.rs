@@ -14,6 +14,13 @@
 //! such a context fails with an error saying so. A program whose LM steps are all native never
 //! needs the bridge (`REQUIRES_BRIDGE` is false) and runs in-process.
 //!
+//! # Recording and replaying
+//!
+//! [`LmConfig::record`] appends every LM request of both lanes and its reply to a file of JSON
+//! lines; [`LmConfig::replay`] answers from such a file with no network, so that a program can
+//! be regression-tested offline. A request is recorded as the program made it (the model and
+//! settings the call bound, and the messages), not with what the configuration adds.
+//!
 //! # The HTTP client
 //!
 //! The client is `reqwest` (with rustls, no OpenSSL) and `serde`, rather than `async-openai`.
@@ -64,6 +71,7 @@ mod gate;
 mod http;
 mod pyfmt;
 mod scripted;
+mod tape;
 
 pub use chat::{
     ChatMessage, MAX_REPLY_EXCERPT_CHARS, REASONING_FIELD, chat_messages, default_instructions,
@@ -80,3 +88,6 @@ pub use config::{
 };
 #[cfg(feature = "lm")]
 pub use http::MAX_LM_REPLY_BYTES;
+#[cfg(feature = "python")]
+pub(crate) use tape::Tape;
+pub use tape::{MAX_LM_TAPE_BYTES, MAX_LM_TAPE_ENTRIES, MAX_LM_TAPE_LINE_BYTES};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::lm::{LmConfig, LmKind, MAX_LM_BACKOFF};
+use crate::lm::{LmConfig, LmKind, MAX_LM_BACKOFF, Tape};
 use crate::wire::convert::config_to_proto;
 use crate::wire::proto as pb;
 
@@ -274,7 +274,23 @@ pub(crate) fn lm_to_proto(lm: &LmConfig) -> Result<pb::LmConfig> {
             settings,
         }),
     };
-    Ok(pb::LmConfig { kind: Some(kind) })
+    // The worker may run elsewhere than this process's directory: it gets absolute paths.
+    let path = |path: &std::path::Path| {
+        std::path::absolute(path)
+            .unwrap_or_else(|_| path.to_owned())
+            .to_string_lossy()
+            .into_owned()
+    };
+    let (record_path, replay_path) = match &lm.tape {
+        Some(Tape::Record(file)) => (path(file), String::new()),
+        Some(Tape::Replay(file)) => (String::new(), path(file)),
+        Some(Tape::Nested) | None => (String::new(), String::new()),
+    };
+    Ok(pb::LmConfig {
+        kind: Some(kind),
+        record_path,
+        replay_path,
+    })
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ from ..contract import LIMITS
 from ..errors import InvalidValueError
 from .cancel import cancellable_sleep
 from .endpoint import RetryPolicy, endpoint_engines
+from .tape import Player, Recorder, recorded_request
 
 __all__ = ["LmConfig", "LmFactory", "ScriptedLM", "build_lm", "lm_call"]
 
@@ -242,6 +243,39 @@ class ScriptedLM(DummyLM):
         return copied
 
 
+class ReplayEngine(ScriptedEngine):
+    """The engine of :class:`ReplayLM`: answers each request with the recorded reply."""
+
+    def answer(self, messages: list[dict[str, Any]]) -> Any:
+        owner: ReplayLM = self.owner
+        request = recorded_request(
+            getattr(owner, "_tape_model", None), messages, getattr(owner, "_call_settings", {})
+        )
+        reply = owner.player.reply(request)
+        prompt, completion = reply.get("prompt_tokens") or 0, reply.get("completion_tokens") or 0
+        return Response(
+            id=None,
+            model=owner.model,
+            message=Message.assistant([TextPart(reply["text"])]),
+            finish_reason="stop",
+            usage=Usage(input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion),
+        )
+
+
+class ReplayLM(ScriptedLM):
+    """An LM that answers from a recording (``LmConfig::replay``), with no network; a request
+    the recording holds no reply to fails naming the file and the request."""
+
+    def __init__(self, model: str, player: Player, **kwargs: Any) -> None:
+        self.player = player
+        super().__init__(model, **kwargs)
+
+    def _use_engines(self) -> None:
+        engine = ReplayEngine(self)
+        self._engine_spec = engine
+        self._async_engine_spec = ScriptedAsyncEngine(engine)
+
+
 @dataclass
 class LmConfig:
     """How a worker builds its LMs (the ``LmConfig`` message of its ``WorkerConfig``).
@@ -267,10 +301,21 @@ class LmConfig:
     max_retries: int = 3
     retry_backoff_ms: int = 0
     max_backoff_ms: int = 0
+    #: When set, every request and reply is appended to this file (see :mod:`.tape`).
+    record_path: str = ""
+    #: When set, every request is answered from this file (see :mod:`.tape`).
+    replay_path: str = ""
 
     @classmethod
     def from_proto(cls, message: pb.LmConfig) -> LmConfig:
         """The configuration a worker received; ``ValueError`` if it is unusable."""
+        config = cls._kind_from_proto(message)
+        config.record_path = message.record_path
+        config.replay_path = message.replay_path
+        return config
+
+    @classmethod
+    def _kind_from_proto(cls, message: pb.LmConfig) -> LmConfig:
         from ..values import from_config_value
 
         kind = message.WhichOneof("kind")
@@ -315,6 +360,14 @@ class LmConfig:
         """The message a supervisor sends (used by tests and benchmarks that start a worker)."""
         from ..values import to_config_value
 
+        message = self._kind_to_proto()
+        message.record_path = self.record_path
+        message.replay_path = self.replay_path
+        return message
+
+    def _kind_to_proto(self) -> pb.LmConfig:
+        from ..values import to_config_value
+
         settings = {k: to_config_value(v, key=k) for k, v in self.settings.items()}
         if self.kind == "model":
             return pb.LmConfig(model=pb.ModelLm(model=self.model, settings=settings))
@@ -353,10 +406,14 @@ class LmFactory:
         self._lock = threading.Lock()
         self._engines: tuple[Any, Any] | None = None
         self._engines_lock = threading.Lock()
+        self._recorder = Recorder(config.record_path) if config.record_path else None
+        self._player = Player(config.replay_path) if config.replay_path else None
 
     def build(self, model: str | None = None) -> Any:
         """A fresh LM for `model` (the configured default when None), with its own history."""
         name = model or self.config.model
+        if self._player is not None:
+            return ReplayLM(name, self._player, **self.config.settings)
         if self.config.kind == "scripted":
             return ScriptedLM(name, script=self._script, delay_ms=self.config.delay_ms, **self.config.settings)
         if self.config.kind == "openai":
@@ -402,7 +459,27 @@ class LmFactory:
     def for_call(self, model: str | None, settings: Mapping[str, Any]) -> Any:
         """The LM of one call: a copy of the LM for `model` with `settings`, which keeps the
         history of the call's requests only (see :func:`~dspex_bridge.binding.lm_for_call`)."""
-        return lm_for_call(self.lm(model), settings, own_history=True)
+        copied = lm_for_call(self.lm(model), settings, own_history=True)
+        copied._tape_model = model
+        if self._recorder is not None:
+            copied._on_request = self._record
+        return copied
+
+    def _record(self, lm: Any, entry: dict[str, Any]) -> None:
+        """Appends one request of a per-call LM and its reply to the recording."""
+        assert self._recorder is not None
+        messages = entry.get("messages")
+        if messages is None and entry.get("prompt") is not None:
+            messages = [{"role": "user", "content": entry["prompt"]}]
+        outputs = entry.get("outputs") or [""]
+        first = outputs[0]
+        text = first.get("text") if isinstance(first, dict) else first
+        usage = entry.get("usage") or {}
+        reply: dict[str, Any] = {"text": str(text or "")}
+        for key in ("prompt_tokens", "completion_tokens"):
+            reply[key] = usage.get(key) if isinstance(usage.get(key), int) else None
+        request = recorded_request(lm._tape_model, messages, lm._call_settings)
+        self._recorder.append(request, reply)
 
 
 def build_lm(config: LmConfig, model: str | None = None) -> Any:

@@ -909,14 +909,18 @@ class OpenAiLm(_message.Message):
     def __init__(self, base_url: _Optional[str] = ..., model: _Optional[str] = ..., api_key_env: _Optional[str] = ..., settings: _Optional[_Mapping[str, ConfigValue]] = ..., timeout_ms: _Optional[int] = ..., max_retries: _Optional[int] = ..., retry_backoff_ms: _Optional[int] = ..., max_backoff_ms: _Optional[int] = ...) -> None: ...
 
 class LmConfig(_message.Message):
-    __slots__ = ("scripted", "model", "openai")
+    __slots__ = ("scripted", "model", "openai", "record_path", "replay_path")
     SCRIPTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OPENAI_FIELD_NUMBER: _ClassVar[int]
+    RECORD_PATH_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_PATH_FIELD_NUMBER: _ClassVar[int]
     scripted: ScriptedLm
     model: ModelLm
     openai: OpenAiLm
-    def __init__(self, scripted: _Optional[_Union[ScriptedLm, _Mapping]] = ..., model: _Optional[_Union[ModelLm, _Mapping]] = ..., openai: _Optional[_Union[OpenAiLm, _Mapping]] = ...) -> None: ...
+    record_path: str
+    replay_path: str
+    def __init__(self, scripted: _Optional[_Union[ScriptedLm, _Mapping]] = ..., model: _Optional[_Union[ModelLm, _Mapping]] = ..., openai: _Optional[_Union[OpenAiLm, _Mapping]] = ..., record_path: _Optional[str] = ..., replay_path: _Optional[str] = ...) -> None: ...
 
 class WorkerConfig(_message.Message):
     __slots__ = ("lm", "max_concurrent_calls")
