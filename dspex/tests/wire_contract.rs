@@ -69,6 +69,7 @@ fn limits_json() -> Value {
         "MAX_CALLBACK_TIMEOUT_MS": u64::try_from(l::MAX_CALLBACK_TIMEOUT.as_millis()).unwrap(),
         "MAX_CALLBACKS_PER_CALL": l::MAX_CALLBACKS_PER_CALL,
         "MAX_SCRIPTED_DELAY_MS": u64::try_from(dspex::lm::MAX_SCRIPTED_DELAY.as_millis()).unwrap(),
+        "MAX_LM_CACHE_ENTRIES": dspex::lm::MAX_LM_CACHE_ENTRIES,
         "MAX_TRAIN_EXAMPLES": o::MAX_TRAIN_EXAMPLES,
         "MAX_COMPILED_STATE_BYTES": o::MAX_COMPILED_STATE_BYTES,
     })

@@ -33,8 +33,7 @@ async fn python_and_native_steps_reach_the_same_endpoint_with_their_bound_settin
     server.push(Reply::text(
         "[[ ## summary ## ]]\nIn France.\n\n[[ ## completed ## ]]",
     ));
-    // DSPy's own response cache is off, so that every call reaches the server.
-    let lm = LmConfig::openai(server.base_url(), "default-model").setting("cache", false);
+    let lm = LmConfig::openai(server.base_url(), "default-model");
     let ctx = Context::builder()
         .worker(worker_config())
         .lm(lm)

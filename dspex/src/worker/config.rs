@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::lm::{LmConfig, LmKind};
+use crate::lm::{Cache, LmConfig, LmKind};
 use crate::wire::convert::config_to_proto;
 use crate::wire::proto as pb;
 
@@ -265,7 +265,29 @@ pub(crate) fn lm_to_proto(lm: &LmConfig) -> Result<pb::LmConfig> {
             settings,
         }),
     };
-    Ok(pb::LmConfig { kind: Some(kind) })
+    let cache = match &lm.cache {
+        Cache::Off => pb::LmCache::default(),
+        Cache::Memory(entries) => pb::LmCache {
+            memory_entries: u32::try_from(*entries).unwrap_or(u32::MAX),
+            disk_dir: String::new(),
+        },
+        Cache::Disk(dir) => pb::LmCache {
+            memory_entries: 0,
+            disk_dir: dir
+                .to_str()
+                .ok_or_else(|| {
+                    Error::worker(format!(
+                        "LM configuration: the cache directory {} is not UTF-8",
+                        dir.display()
+                    ))
+                })?
+                .to_owned(),
+        },
+    };
+    Ok(pb::LmConfig {
+        kind: Some(kind),
+        cache: Some(cache),
+    })
 }
 
 #[cfg(test)]

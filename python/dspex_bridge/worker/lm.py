@@ -43,7 +43,7 @@ from ..binding import LM_SETTINGS, lm_for_call
 from ..contract import LIMITS
 from ..errors import InvalidValueError
 
-__all__ = ["LmConfig", "LmFactory", "ScriptedLM", "build_lm", "lm_call"]
+__all__ = ["LmConfig", "LmFactory", "ScriptedLM", "build_lm", "configure_cache", "lm_call"]
 
 _OUTPUTS = re.compile(r"Your output fields are:\n(?P<body>.*?)\n(?:All interactions|\Z)", re.S)
 _FIELD = re.compile(r"^\d+\. `(?P<name>[A-Za-z_][A-Za-z0-9_]*)` \((?P<type>.*?)\)(?::|$)", re.M)
@@ -260,6 +260,10 @@ class LmConfig:
     api_key_env: str = ""
     timeout_ms: int = 0
     max_retries: int = 3
+    #: The response cache (``LmConfig::cache`` in Rust): 0 entries and no directory is off
+    #: (the default), entries only is memory, a directory is disk.
+    cache_entries: int = 0
+    cache_dir: str = ""
 
     @classmethod
     def from_proto(cls, message: pb.LmConfig) -> LmConfig:
@@ -267,8 +271,14 @@ class LmConfig:
         from ..values import from_config_value
 
         kind = message.WhichOneof("kind")
+        entries, cache_dir = message.cache.memory_entries, message.cache.disk_dir
+        if entries > LIMITS["MAX_LM_CACHE_ENTRIES"]:
+            raise InvalidValueError(
+                f"a memory cache of {entries} entries is over the limit of "
+                f"{LIMITS['MAX_LM_CACHE_ENTRIES']} (MAX_LM_CACHE_ENTRIES)"
+            )
         if kind is None:
-            return cls()
+            return cls(cache_entries=entries, cache_dir=cache_dir)
         if kind == "scripted":
             s = message.scripted
             if s.delay_ms > LIMITS["MAX_SCRIPTED_DELAY_MS"]:
@@ -283,6 +293,8 @@ class LmConfig:
                 rules=[(r.needle, dict(r.fields)) for r in s.rules],
                 settings={k: from_config_value(v) for k, v in s.settings.items()},
                 delay_ms=s.delay_ms,
+                cache_entries=entries,
+                cache_dir=cache_dir,
             )
         if kind == "openai":
             o = message.openai
@@ -296,21 +308,29 @@ class LmConfig:
                 api_key_env=o.api_key_env,
                 timeout_ms=o.timeout_ms,
                 max_retries=o.max_retries,
+                cache_entries=entries,
+                cache_dir=cache_dir,
             )
         m = message.model
         if not m.model:
             raise InvalidValueError("a model LM needs a model string (like 'openai/gpt-4o-mini')")
-        return cls(kind="model", model=m.model, settings={k: from_config_value(v) for k, v in m.settings.items()})
+        return cls(
+            kind="model", model=m.model, settings={k: from_config_value(v) for k, v in m.settings.items()},
+            cache_entries=entries,
+            cache_dir=cache_dir,
+        )
 
     def to_proto(self) -> pb.LmConfig:
         """The message a supervisor sends (used by tests and benchmarks that start a worker)."""
         from ..values import to_config_value
 
         settings = {k: to_config_value(v, key=k) for k, v in self.settings.items()}
+        cache = pb.LmCache(memory_entries=self.cache_entries, disk_dir=self.cache_dir)
         if self.kind == "model":
-            return pb.LmConfig(model=pb.ModelLm(model=self.model, settings=settings))
+            return pb.LmConfig(model=pb.ModelLm(model=self.model, settings=settings), cache=cache)
         if self.kind == "openai":
             return pb.LmConfig(
+                cache=cache,
                 openai=pb.OpenAiLm(
                     base_url=self.base_url,
                     model=self.model,
@@ -321,6 +341,7 @@ class LmConfig:
                 )
             )
         return pb.LmConfig(
+            cache=cache,
             scripted=pb.ScriptedLm(
                 default_model=self.model,
                 answers=[pb.ScriptedAnswer(fields=a) for a in self.answers],
@@ -337,6 +358,7 @@ class LmFactory:
 
     def __init__(self, config: LmConfig) -> None:
         self.config = config
+        self._cache = bool(config.cache_entries or config.cache_dir)
         self._script = Script(deque(config.answers), list(config.rules))
         self._lms: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -347,8 +369,8 @@ class LmFactory:
         if self.config.kind == "scripted":
             return ScriptedLM(name, script=self._script, delay_ms=self.config.delay_ms, **self.config.settings)
         if self.config.kind == "openai":
-            return dspy.LM(f"openai/{name}", **self._endpoint_settings())
-        return dspy.LM(name, **self.config.settings)
+            return dspy.LM(f"openai/{name}", cache=self._cache, **self._endpoint_settings())
+        return dspy.LM(name, cache=self._cache, **self.config.settings)
 
     def _endpoint_settings(self) -> dict[str, Any]:
         """``dspy.LM``'s keyword arguments for the configured OpenAI-compatible endpoint."""
@@ -380,6 +402,19 @@ class LmFactory:
         """The LM of one call: a copy of the LM for `model` with `settings`, which keeps the
         history of the call's requests only (see :func:`~dspex_bridge.binding.lm_for_call`)."""
         return lm_for_call(self.lm(model), settings, own_history=True)
+
+
+def configure_cache(config: LmConfig) -> None:
+    """Sets DSPy's response cache from the configuration, before any LM call: off (neither
+    tier), memory (``cache_entries`` replies) or disk (under ``cache_dir``/``dspy``). DSPy
+    builds its default cache, on disk in ``~/.dspy_cache``, only when nothing configured one
+    first: this does, so a worker never writes there."""
+    dspy.configure_cache(
+        enable_disk_cache=bool(config.cache_dir),
+        enable_memory_cache=config.cache_entries > 0,
+        disk_cache_dir=os.path.join(config.cache_dir, "dspy") if config.cache_dir else None,
+        memory_max_entries=max(config.cache_entries, 1),
+    )
 
 
 def build_lm(config: LmConfig, model: str | None = None) -> Any:
