@@ -288,8 +288,9 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 ///   and key values are literals; doc comments on a variable document its accessor.
 /// - **Steps** run in the order written. A step's signature names the fields it reads and
 ///   writes; its inputs must come from the program input or an earlier step, and every program
-///   output from some step. A native step's type implements [`Module`] and [`Default`] (the
-///   program builds it with `Default`). A python step's `DspyModule` is a DSPy module name
+///   output from some step. A native step's type implements [`Module`]; its module is given
+///   as a value when the program starts (`Qa::builder().retrieve(Retriever::new(index))`, see
+///   below), or, when none is given, built with [`Default`]. A python step's `DspyModule` is a DSPy module name
 ///   (`Predict`, `ChainOfThought`, `ReAct`, `ProgramOfThought`), a dotted path string
 ///   (`"my_pkg.modules.Answerer"`), or `@var`, the class held by a `module` variable.
 /// - **Signatures** are DSPy string signatures, `"inputs -> outputs"`, whose fields may carry
@@ -341,7 +342,13 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 /// - `Qa::start().await` creates a context on the backend the program needs (local when every
 ///   step is native, bridged when a step is python), registers the variables and returns the
 ///   program; `Qa::attach(&ctx).await` registers into an existing context, sharing identical
-///   declarations already there.
+///   declarations already there. Both build native steps with `Default`.
+/// - `Qa::builder()`, a `QaBuilder` with a setter per native step taking its module as a value
+///   (a retriever holding its index, a database pool), then `.start().await` or
+///   `.attach(&ctx).await`; steps given no module are built with `Default`. A step given none
+///   whose type has no `Default` is a compile error where `start`/`attach` is called, naming
+///   the step (`step_retrieve_needs_a_module_or_Default`); through the [`Program`] trait
+///   (`<Qa as Program>::start()`, generic code) it is an [`Error::InvalidProgram`] naming it.
 /// - A typed accessor per variable, `qa.temperature()` returning `&Var<f64>`: `get`, `set`,
 ///   `update`, `record`, `watch`, `history`, `rollback`. The value types are `f64`, `i64`,
 ///   `String`, `bool`, [`Choice`], [`ModuleName`] and [`Embedding`].
@@ -427,7 +434,7 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 /// malformed `Literal`; a step input
 /// nothing produces; a step input of another type than its producer's, naming both types and
 /// the producer; a program output no step produces, or of another type than the step's; an
-/// empty chain; a variable named like a generated method (`start`, `attach`, `context`,
+/// empty chain; a variable named like a generated method (`start`, `attach`, `builder`, `context`,
 /// `spec`, `run`, `run_fields`); a signature field that cannot be a Rust field; `Literal`
 /// values that make the same enum variant, or a `Literal` field whose enum would be named like
 /// `XInput`/`XOutput`; `readonly` that is not `true` or `false`.
@@ -575,7 +582,8 @@ pub use dspex_macros::dspex_program;
 ///   gives the type: `f64` float, `i64` integer, `String` string, `bool` boolean, [`Choice`]
 ///   choice, [`ModuleName`] module (not `Module`: [`Module`] is the trait of native steps),
 ///   [`Embedding`] embedding.
-/// - On a native step field, typed by its [`Module`] (built with [`Default`]):
+/// - On a native step field, typed by its [`Module`] (given to `X::builder().step(module)`,
+///   or built with [`Default`]):
 ///   `#[step(native, signature = "..", bind(a, b as c))]`.
 /// - On a python step field, typed [`PythonModule`]:
 ///   `#[step(python = "ChainOfThought" | "my_pkg.mod.Class" | "@var", signature = "..", bind(..),
@@ -687,6 +695,60 @@ pub mod __private {
     pub fn signature(text: &str) -> Signature {
         Signature::parse(text)
             .expect("dspex bug: a signature accepted at compile time failed to parse at run time")
+    }
+
+    /// The module of a native step given to a generated builder (`X::builder().step(module)`).
+    pub struct ModuleGiven<T>(pub T);
+
+    /// A native step of a generated builder that was given no module: it is built with
+    /// `Default`, which a bound on the builder's `start`/`attach` requires.
+    pub struct NoModuleGiven;
+
+    /// Asks, without requiring it, whether `T` implements `Default` (autoref specialization:
+    /// `(&DefaultProbe::<T>::new()).default_module()` is `Some` exactly when it does), for
+    /// `Program::attach`, which has no builder to take a module from.
+    pub struct DefaultProbe<T>(core::marker::PhantomData<T>);
+
+    impl<T> DefaultProbe<T> {
+        /// The probe of `T`.
+        #[allow(clippy::new_without_default)]
+        pub fn new() -> Self {
+            Self(core::marker::PhantomData)
+        }
+    }
+
+    /// `T: Default`: the module `Default` builds.
+    pub trait ViaDefault<T> {
+        /// `Some(T::default())`.
+        fn default_module(&self) -> Option<T>;
+    }
+
+    impl<T: Default> ViaDefault<T> for DefaultProbe<T> {
+        fn default_module(&self) -> Option<T> {
+            Some(T::default())
+        }
+    }
+
+    /// Any other `T`: no module.
+    pub trait WithoutDefault<T> {
+        /// `None`.
+        fn default_module(&self) -> Option<T>;
+    }
+
+    impl<T> WithoutDefault<T> for &DefaultProbe<T> {
+        fn default_module(&self) -> Option<T> {
+            None
+        }
+    }
+
+    /// The error of a native step that was given no module and whose type has no `Default`.
+    pub fn no_module(program: &str, step: &str, ty: &str) -> Error {
+        Error::InvalidProgram {
+            program: program.to_owned(),
+            issues: Vec::from([format!(
+                "native step `{step}` has no module: its type `{ty}` has no `Default`; give one with `{program}::builder().{step}(module)`"
+            )]),
+        }
     }
 
     /// A native step's module, as the chain runs it. Generated code calls it spanned at the
