@@ -50,6 +50,9 @@ _FIELD = re.compile(r"^\d+\. `(?P<name>[A-Za-z_][A-Za-z0-9_]*)` \((?P<type>.*?)\
 _INPUT_BLOCK = re.compile(r"\[\[ ## (?P<name>\w+) ## \]\]\n(?P<value>.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
 _EXCERPT = 60
 
+#: The attribute of an LM the worker built with a provider prefix (``openai/``) holding it.
+MODEL_PREFIX_ATTR = "_dspex_model_prefix"
+
 #: The API key sent to an OpenAI-compatible endpoint when no key variable is named.
 NO_API_KEY = "dspex-no-key"
 
@@ -57,7 +60,13 @@ def lm_call(lm: Any, entry: dict[str, Any]) -> pb.LmCall:
     """One request of a call, from the history entry the LM recorded: the settings it really
     went out with (the LM's defaults under the request's own) and the token usage if reported."""
     used = {**(getattr(lm, "kwargs", None) or {}), **(entry.get("kwargs") or {})}
-    call = pb.LmCall(model=str(entry.get("model") or getattr(lm, "model", "")))
+    model = str(entry.get("model") or getattr(lm, "model", ""))
+    # The provider prefix the worker added for LiteLLM is not part of the model's name: a
+    # trace names the model as the configuration and the native lane do.
+    prefix = getattr(lm, MODEL_PREFIX_ATTR, "")
+    if prefix and model.startswith(prefix):
+        model = model[len(prefix) :]
+    call = pb.LmCall(model=model)
     for key, cast in LM_SETTINGS.items():
         if used.get(key) is not None:
             setattr(call, key, cast(used[key]))
@@ -369,7 +378,9 @@ class LmFactory:
         if self.config.kind == "scripted":
             return ScriptedLM(name, script=self._script, delay_ms=self.config.delay_ms, **self.config.settings)
         if self.config.kind == "openai":
-            return dspy.LM(f"openai/{name}", cache=self._cache, **self._endpoint_settings())
+            lm = dspy.LM(f"openai/{name}", cache=self._cache, **self._endpoint_settings())
+            setattr(lm, MODEL_PREFIX_ATTR, "openai/")
+            return lm
         return dspy.LM(name, cache=self._cache, **self.config.settings)
 
     def _endpoint_settings(self) -> dict[str, Any]:
