@@ -126,8 +126,10 @@ impl Expansion<'_> {
         let fields: Vec<_> = steps.iter().map(|(s, _)| builder_field(s)).collect();
         let traits: Vec<_> = steps.iter().map(|(s, _)| step_trait(s)).collect();
         let tys: Vec<&syn::Type> = steps.iter().map(|(_, ty)| *ty).collect();
-        let trait_items = steps.iter().zip(&traits).map(|(_, name)| {
-            quote! {
+        // Spanned at the step's name: a step given no module, whose type has no `Default`, is
+        // reported with notes pointing there.
+        let trait_items = steps.iter().zip(&traits).map(|((step, _), name)| {
+            quote_spanned! {step.name.span()=>
                 #[allow(non_camel_case_types)]
                 #[doc(hidden)]
                 pub trait #name<T> {
