@@ -211,8 +211,11 @@ fn step_tokens(step: &Step, part: StepPart, problem: &ProgramProblem) -> TokenSt
     tokens.unwrap_or_else(|| step.name.to_token_stream())
 }
 
+/// The methods of a generated builder besides its setters.
+const BUILDER_METHODS: [&str; 2] = ["start", "attach"];
+
 /// Names that the generated code cannot carry: a variable whose accessor would collide with a
-/// generated method, a signature field that cannot be a field of `XInput`/`XOutput`, and
+/// generated method, a native step named like a builder method, a signature field that cannot be a field of `XInput`/`XOutput`, and
 /// clashing names of the enums generated for `Literal` fields.
 fn generated_names(program: &Program, cx: &Ctxt) {
     for var in &program.variables {
@@ -223,6 +226,22 @@ fn generated_names(program: &Program, cx: &Ctxt) {
                 &var.name,
                 format!(
                     "variable `{name}` would collide with the generated method `{}::{name}`; rename the variable",
+                    program.ident
+                ),
+            );
+        }
+    }
+    // A native step's name is a setter of the generated builder, beside its own methods.
+    for step in &program.steps {
+        let name = step.name();
+        if matches!(step.kind, Some(StepKindIr::Native(_)))
+            && BUILDER_METHODS.contains(&name.as_str())
+        {
+            cx.error(
+                Place::Item(step.pos),
+                &step.name,
+                format!(
+                    "native step `{name}` would collide with the generated method `{}Builder::{name}`; rename the step",
                     program.ident
                 ),
             );

@@ -12,9 +12,10 @@ use syn::ext::IdentExt;
 use syn::{Attribute, Ident, LitStr, Type, Visibility};
 
 /// The inherent methods every program gets; a variable accessor may not take their names.
-pub(crate) const GENERATED_METHODS: [&str; 12] = [
+pub(crate) const GENERATED_METHODS: [&str; 13] = [
     "start",
     "attach",
+    "builder",
     "context",
     "spec",
     "run",

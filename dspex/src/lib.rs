@@ -288,8 +288,9 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 ///   and key values are literals; doc comments on a variable document its accessor.
 /// - **Steps** run in the order written. A step's signature names the fields it reads and
 ///   writes; its inputs must come from the program input or an earlier step, and every program
-///   output from some step. A native step's type implements [`Module`] and [`Default`] (the
-///   program builds it with `Default`). A python step's `DspyModule` is a DSPy module name
+///   output from some step. A native step's type implements [`Module`]; its module is given
+///   as a value when the program starts (`Qa::builder().retrieve(Retriever::new(index))`, see
+///   below), or, when none is given, built with [`Default`]. A python step's `DspyModule` is a DSPy module name
 ///   (`Predict`, `ChainOfThought`, `ReAct`, `ProgramOfThought`), a dotted path string
 ///   (`"my_pkg.modules.Answerer"`), or `@var`, the class held by a `module` variable.
 /// - **Signatures** are DSPy string signatures, `"inputs -> outputs"`, whose fields may carry
@@ -317,20 +318,20 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 ///   must suit every module the variable may name: its `choices`, or every known module.
 /// - **Configuration**: `with { key: literal, ... }`, after the bindings or in their place,
 ///   passes arguments to the constructor of a python step's DSPy module when the module is
-///   created. Values are numbers, strings, `true`/`false`, and lists of string literals. The
-///   keys of the known modules ([`spec::dspy::MODULES`], the table both sides follow):
+///   created. Values are numbers, strings, `true`/`false`, and lists of string literals (in
+///   `tools`, also paths of Rust tools). The keys of the known modules ([`spec::dspy::MODULES`], the table both sides follow):
 ///
 ///   | module | keys |
 ///   |---|---|
 ///   | `Predict`, `ChainOfThought` | `temperature` (a float, at least 0), `top_p` (a float from 0 to 1), `max_tokens`, `n` (integers, at least 1): the LM settings of every call, unless a bound variable overrides them for a call |
-///   | `ReAct` | `max_iters` (an integer, at least 1; a bound `max_iters` overrides it per call), `tools: ["my_pkg.tools.search", ...]` (Python callables by dotted path, imported by the worker) |
+///   | `ReAct` | `max_iters` (an integer, at least 1; a bound `max_iters` overrides it per call), `tools: [search_docs, "my_pkg.tools.search", ...]` (Rust functions made tools by [`macro@tool`], by path, called back in this process; Python callables by dotted path, imported by the worker) |
 ///   | `ProgramOfThought` | `max_iters` (an integer, at least 1), `interpreter: "deno"` (DSPy's sandbox, the default) or `"local"` (runs the generated code in the worker, without a sandbox) |
 ///
 ///   A module named by dotted path takes any key, passed to its constructor as it is (`tools`
 ///   is imported for it too). An `@var` step's configuration must suit every module the
 ///   variable may name; each class gets the values in the form its keys take (`temperature:
-///   0` is the float `0.0`). Rust functions cannot be tools yet: a Rust path in `tools` is an
-///   error.
+///   0` is the float `0.0`). A Rust path in `tools` must name a `#[dspex::tool]` function
+///   (see [`tools`]): any other path is an error at the path.
 /// - Trailing commas are allowed everywhere.
 ///
 /// # What it generates
@@ -341,7 +342,13 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 /// - `Qa::start().await` creates a context on the backend the program needs (local when every
 ///   step is native, bridged when a step is python), registers the variables and returns the
 ///   program; `Qa::attach(&ctx).await` registers into an existing context, sharing identical
-///   declarations already there.
+///   declarations already there. Both build native steps with `Default`.
+/// - `Qa::builder()`, a `QaBuilder` with a setter per native step taking its module as a value
+///   (a retriever holding its index, a database pool), then `.start().await` or
+///   `.attach(&ctx).await`; steps given no module are built with `Default`. A step given none
+///   whose type has no `Default` is a compile error where `start`/`attach` is called, naming
+///   the step (`step_retrieve_needs_a_module_or_Default`); through the [`Program`] trait
+///   (`<Qa as Program>::start()`, generic code) it is an [`Error::InvalidProgram`] naming it.
 /// - A typed accessor per variable, `qa.temperature()` returning `&Var<f64>`: `get`, `set`,
 ///   `update`, `record`, `watch`, `history`, `rollback`. The value types are `f64`, `i64`,
 ///   `String`, `bool`, [`Choice`], [`ModuleName`] and [`Embedding`].
@@ -420,13 +427,14 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 /// variable of the wrong type; a `with` key the module does not take (listing those it
 /// takes), a value of the wrong kind or out of range (saying what the key takes), a key given
 /// twice, a value that is not a literal, `tools` on a module that takes none, a tool that is
-/// not a dotted path or is listed twice, a Rust path among the tools, `with` on a native
-/// step; an unknown DSPy module (listing the known ones); `@var` on a variable that is not
-/// `module`-typed; a malformed signature; an unknown field type (with a "did you mean":
-/// `string` is `str`, `List[str]` is `list[str]`) or a malformed `Literal`; a step input
+/// not a dotted path or is listed twice, a Rust path among the tools that is not a
+/// `#[dspex::tool]`, `with` on a native step; an unknown DSPy module (listing the known
+/// ones); `@var` on a variable that is not `module`-typed; a malformed signature; an unknown
+/// field type (with a "did you mean": `string` is `str`, `List[str]` is `list[str]`) or a
+/// malformed `Literal`; a step input
 /// nothing produces; a step input of another type than its producer's, naming both types and
 /// the producer; a program output no step produces, or of another type than the step's; an
-/// empty chain; a variable named like a generated method (`start`, `attach`, `context`,
+/// empty chain; a variable named like a generated method (`start`, `attach`, `builder`, `context`,
 /// `spec`, `run`, `run_fields`); a signature field that cannot be a Rust field; `Literal`
 /// values that make the same enum variant, or a `Literal` field whose enum would be named like
 /// `XInput`/`XOutput`; `readonly` that is not `true` or `false`.
@@ -574,7 +582,8 @@ pub use dspex_macros::dspex_program;
 ///   gives the type: `f64` float, `i64` integer, `String` string, `bool` boolean, [`Choice`]
 ///   choice, [`ModuleName`] module (not `Module`: [`Module`] is the trait of native steps),
 ///   [`Embedding`] embedding.
-/// - On a native step field, typed by its [`Module`] (built with [`Default`]):
+/// - On a native step field, typed by its [`Module`] (given to `X::builder().step(module)`,
+///   or built with [`Default`]):
 ///   `#[step(native, signature = "..", bind(a, b as c))]`.
 /// - On a python step field, typed [`PythonModule`]:
 ///   `#[step(python = "ChainOfThought" | "my_pkg.mod.Class" | "@var", signature = "..", bind(..),
@@ -642,6 +651,12 @@ pub mod prelude {
     };
 }
 
+/// The README's Rust code, compiled (and run, unless marked `no_run`) as doc tests so that it
+/// cannot drift from the crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// What code generated by `dspex_program!` and `#[derive(Program)]` refers to. Not a public API:
 /// it changes whenever the macros do.
 #[doc(hidden)]
@@ -680,6 +695,60 @@ pub mod __private {
     pub fn signature(text: &str) -> Signature {
         Signature::parse(text)
             .expect("dspex bug: a signature accepted at compile time failed to parse at run time")
+    }
+
+    /// The module of a native step given to a generated builder (`X::builder().step(module)`).
+    pub struct ModuleGiven<T>(pub T);
+
+    /// A native step of a generated builder that was given no module: it is built with
+    /// `Default`, which a bound on the builder's `start`/`attach` requires.
+    pub struct NoModuleGiven;
+
+    /// Asks, without requiring it, whether `T` implements `Default` (autoref specialization:
+    /// `(&DefaultProbe::<T>::new()).default_module()` is `Some` exactly when it does), for
+    /// `Program::attach`, which has no builder to take a module from.
+    pub struct DefaultProbe<T>(core::marker::PhantomData<T>);
+
+    impl<T> DefaultProbe<T> {
+        /// The probe of `T`.
+        #[allow(clippy::new_without_default)]
+        pub fn new() -> Self {
+            Self(core::marker::PhantomData)
+        }
+    }
+
+    /// `T: Default`: the module `Default` builds.
+    pub trait ViaDefault<T> {
+        /// `Some(T::default())`.
+        fn default_module(&self) -> Option<T>;
+    }
+
+    impl<T: Default> ViaDefault<T> for DefaultProbe<T> {
+        fn default_module(&self) -> Option<T> {
+            Some(T::default())
+        }
+    }
+
+    /// Any other `T`: no module.
+    pub trait WithoutDefault<T> {
+        /// `None`.
+        fn default_module(&self) -> Option<T>;
+    }
+
+    impl<T> WithoutDefault<T> for &DefaultProbe<T> {
+        fn default_module(&self) -> Option<T> {
+            None
+        }
+    }
+
+    /// The error of a native step that was given no module and whose type has no `Default`.
+    pub fn no_module(program: &str, step: &str, ty: &str) -> Error {
+        Error::InvalidProgram {
+            program: program.to_owned(),
+            issues: Vec::from([format!(
+                "native step `{step}` has no module: its type `{ty}` has no `Default`; give one with `{program}::builder().{step}(module)`"
+            )]),
+        }
     }
 
     /// A native step's module, as the chain runs it. Generated code calls it spanned at the

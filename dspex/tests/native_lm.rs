@@ -274,7 +274,7 @@ async fn a_slow_reply_times_out_without_a_retry() {
 async fn identical_requests_are_answered_from_the_opt_in_cache() {
     let server = LmServer::start().await.unwrap();
     server.set_default(Reply::text("[[ ## count ## ]]\n7"));
-    let ctx = context(quick(&server).cache(2)).await;
+    let ctx = context(quick(&server).cache(dspex::lm::Cache::memory(2))).await;
     let counter = Counter::attach(&ctx).await.unwrap();
     let ask = |q: &str| {
         counter.run(CounterInput {

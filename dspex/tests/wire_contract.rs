@@ -72,6 +72,7 @@ fn limits_json() -> Value {
         "MAX_LM_TAPE_BYTES": dspex::lm::MAX_LM_TAPE_BYTES,
         "MAX_LM_TAPE_LINE_BYTES": dspex::lm::MAX_LM_TAPE_LINE_BYTES,
         "MAX_LM_TAPE_ENTRIES": dspex::lm::MAX_LM_TAPE_ENTRIES,
+        "MAX_LM_CACHE_ENTRIES": dspex::lm::MAX_LM_CACHE_ENTRIES,
         "MAX_TRAIN_EXAMPLES": o::MAX_TRAIN_EXAMPLES,
         "MAX_COMPILED_STATE_BYTES": o::MAX_COMPILED_STATE_BYTES,
     })

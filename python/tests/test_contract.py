@@ -5,6 +5,8 @@ names it uses, the error kinds it maps."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 
@@ -132,3 +134,31 @@ def test_the_lm_configuration_round_trips_through_its_message() -> None:
         LmConfig.from_proto(LmConfig(delay_ms=limit + 1).to_proto())
     with pytest.raises(ValueError, match="needs a model string"):
         LmConfig.from_proto(pb.LmConfig(model=pb.ModelLm()))
+
+
+def test_the_cache_setting_round_trips_within_its_limit() -> None:
+    limit = contract.LIMITS["MAX_LM_CACHE_ENTRIES"]
+    memory = LmConfig(cache_entries=limit)
+    assert LmConfig.from_proto(memory.to_proto()) == memory
+    disk = LmConfig(kind="openai", model="m", base_url="http://127.0.0.1:1/v1", cache_dir="/tmp/lm-cache")
+    assert LmConfig.from_proto(disk.to_proto()) == disk
+    with pytest.raises(ValueError, match="MAX_LM_CACHE_ENTRIES"):
+        LmConfig.from_proto(LmConfig(cache_entries=limit + 1).to_proto())
+
+
+def test_the_worker_sets_dspys_cache_from_the_configuration(tmp_path: Any) -> None:
+    import dspy
+
+    from dspex_bridge.worker.lm import configure_cache
+
+    before = dspy.cache
+    try:
+        configure_cache(LmConfig())
+        assert not dspy.cache.enable_disk_cache and not dspy.cache.enable_memory_cache
+        configure_cache(LmConfig(cache_entries=3))
+        assert dspy.cache.enable_memory_cache and not dspy.cache.enable_disk_cache
+        configure_cache(LmConfig(cache_dir=str(tmp_path)))
+        assert dspy.cache.enable_disk_cache and not dspy.cache.enable_memory_cache
+        assert dspy.cache.disk_cache_dir == str(tmp_path / "dspy")
+    finally:
+        dspy.cache = before

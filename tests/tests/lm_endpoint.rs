@@ -33,8 +33,7 @@ async fn python_and_native_steps_reach_the_same_endpoint_with_their_bound_settin
     server.push(Reply::text(
         "[[ ## summary ## ]]\nIn France.\n\n[[ ## completed ## ]]",
     ));
-    // DSPy's own response cache is off, so that every call reaches the server.
-    let lm = LmConfig::openai(server.base_url(), "default-model").setting("cache", false);
+    let lm = LmConfig::openai(server.base_url(), "default-model");
     let ctx = Context::builder()
         .worker(worker_config())
         .lm(lm)
@@ -80,6 +79,12 @@ async fn python_and_native_steps_reach_the_same_endpoint_with_their_bound_settin
     assert_eq!(native["max_tokens"], 123);
 
     let python_call = &trace.step("answer").unwrap().lm_calls[0];
+    // One name for the model in both lanes: the worker's `openai/` prefix is LiteLLM's.
+    assert_eq!(python_call.model, "python-model");
+    assert_eq!(
+        trace.step("summary").unwrap().lm_calls[0].model,
+        "default-model"
+    );
     assert_eq!(python_call.temperature, Some(0.9));
     assert_eq!(python_call.max_tokens, Some(123));
     let native_call = &trace.step("summary").unwrap().lm_calls[0];

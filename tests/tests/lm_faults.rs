@@ -31,12 +31,10 @@ dspex_program! {
 
 const ANSWER: &str = "[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]";
 
-/// The LM of both lanes: a short backoff, DSPy's response cache off (every call reaches the
-/// server).
+/// The LM of both lanes: a short backoff (the response cache is off by default: every call
+/// reaches the server).
 fn endpoint(server: &LmServer) -> LmConfig {
-    LmConfig::openai(server.base_url(), "model")
-        .retry_backoff(Duration::from_millis(10))
-        .setting("cache", false)
+    LmConfig::openai(server.base_url(), "model").retry_backoff(Duration::from_millis(10))
 }
 
 /// Runs one question through the lane `python` names, on a context of its own; the outcome

@@ -61,7 +61,7 @@ async fn a_recorded_hybrid_run_replays_with_the_server_gone() {
     server.push(Reply::text(
         "[[ ## summary ## ]]\nIn France.\n\n[[ ## completed ## ]]",
     ));
-    let live = LmConfig::openai(server.base_url(), "live-model").setting("cache", false);
+    let live = LmConfig::openai(server.base_url(), "live-model");
     let (out, live_trace) = run(LmConfig::record(live, &path), "Capital of France?")
         .await
         .unwrap();

@@ -168,9 +168,7 @@ async fn a_call_past_the_call_timeout_is_cancelled_and_its_place_waits_for_it() 
 async fn a_dropped_run_closes_its_lm_request() {
     let server = LmServer::start().await.unwrap();
     server.set_default(Reply::hang());
-    let lm = LmConfig::openai(server.base_url(), "model")
-        .timeout(Duration::from_secs(60))
-        .setting("cache", false);
+    let lm = LmConfig::openai(server.base_url(), "model").timeout(Duration::from_secs(60));
     let ctx = context_with(worker_config().max_concurrent_calls(2), lm).await;
     let program = Slow::attach(&ctx).await.unwrap();
     ctx.start_worker().await.unwrap();

@@ -68,14 +68,155 @@ impl Expansion<'_> {
         let conversions = io.as_ref().map(Io::conversions);
         let inherent = self.inherent_impl(io.as_ref());
         let program_impl = self.program_impl();
+        let builder_struct = self.spec.map(|_| self.builder_struct());
+        let builder_impl = self.spec.map(|_| self.builder_impl());
         quote! {
             #declaration
+            #builder_struct
             #io_structs
             const _: () = {
                 #inherent
+                #builder_impl
                 #program_impl
                 #conversions
             };
+        }
+    }
+
+    /// The native steps, each with its type.
+    fn native_steps(&self) -> impl Iterator<Item = (&Step, &syn::Type)> {
+        self.program.steps.iter().filter_map(|s| match &s.kind {
+            Some(StepKindIr::Native(ty)) => Some((s, ty)),
+            _ => None,
+        })
+    }
+
+    fn builder_ident(&self) -> proc_macro2::Ident {
+        format_ident!("{}Builder", self.program.ident.unraw())
+    }
+
+    /// `XBuilder<S0, ..>`: one type parameter per native step, `ModuleGiven<T>` once the
+    /// step's module was given, `NoModuleGiven` until then.
+    fn builder_struct(&self) -> TokenStream {
+        let (vis, ident) = (&self.program.vis, &self.program.ident);
+        let builder = self.builder_ident();
+        let params: Vec<_> = (0..self.native_steps().count())
+            .map(|i| format_ident!("S{}", i))
+            .collect();
+        let fields = self.native_steps().map(|(step, _)| builder_field(step));
+        let doc = format!(
+            " Builds a [`{ident}`] with the modules of its native steps given as values (`{ident}::builder().step(module)`); a step given none is built with `Default`."
+        );
+        quote! {
+            #[doc = #doc]
+            #[must_use]
+            #vis struct #builder<#(#params = ::dspex::__private::NoModuleGiven),*> {
+                #(#fields: #params,)*
+            }
+        }
+    }
+
+    /// The builder's setters, `start` and `attach`, and the bound that names a step given no
+    /// module whose type has no `Default`.
+    fn builder_impl(&self) -> TokenStream {
+        let (vis, ident) = (&self.program.vis, &self.program.ident);
+        let builder = self.builder_ident();
+        let steps: Vec<(&Step, &syn::Type)> = self.native_steps().collect();
+        let params: Vec<_> = (0..steps.len()).map(|i| format_ident!("S{}", i)).collect();
+        let fields: Vec<_> = steps.iter().map(|(s, _)| builder_field(s)).collect();
+        let traits: Vec<_> = steps.iter().map(|(s, _)| step_trait(s)).collect();
+        let tys: Vec<&syn::Type> = steps.iter().map(|(_, ty)| *ty).collect();
+        // Spanned at the step's name: a step given no module, whose type has no `Default`, is
+        // reported with notes pointing there.
+        let trait_items = steps.iter().zip(&traits).map(|((step, _), name)| {
+            quote_spanned! {step.name.span()=>
+                #[allow(non_camel_case_types, unreachable_pub)]
+                #[doc(hidden)]
+                pub trait #name<T> {
+                    fn module(self) -> T;
+                }
+                impl<T> #name<T> for ::dspex::__private::ModuleGiven<T> {
+                    fn module(self) -> T {
+                        self.0
+                    }
+                }
+                impl<T: ::core::default::Default> #name<T> for ::dspex::__private::NoModuleGiven {
+                    fn module(self) -> T {
+                        T::default()
+                    }
+                }
+            }
+        });
+        let setters = steps.iter().enumerate().map(|(i, (step, ty))| {
+            let name = &step.name;
+            let out = params.iter().enumerate().map(|(j, p)| {
+                if i == j {
+                    quote!(::dspex::__private::ModuleGiven<#ty>)
+                } else {
+                    quote!(#p)
+                }
+            });
+            let moved = fields.iter().enumerate().map(|(j, f)| {
+                if i == j {
+                    quote!(#f: ::dspex::__private::ModuleGiven(module))
+                } else {
+                    quote!(#f: self.#f)
+                }
+            });
+            let doc = format!(" The module of native step `{}`.", step.name());
+            quote! {
+                #[doc = #doc]
+                #vis fn #name(self, module: #ty) -> #builder<#(#out),*> {
+                    #builder { #(#moved,)* }
+                }
+            }
+        });
+        let modules: Vec<TokenStream> = fields
+            .iter()
+            .zip(&traits)
+            .map(|(f, t)| quote!(#t::module(self.#f)))
+            .collect();
+        let attach = self.attach_body(&modules);
+        quote! {
+            #(#trait_items)*
+
+            impl #ident {
+                /// A builder that takes the modules of native steps as values.
+                #vis fn builder() -> #builder {
+                    #builder { #(#fields: ::dspex::__private::NoModuleGiven,)* }
+                }
+            }
+
+            #[allow(private_bounds)]
+            impl<#(#params),*> #builder<#(#params),*> {
+                #(#setters)*
+
+                /// Creates a context on the backend the program needs and attaches the program
+                /// to it, with the modules given.
+                #vis async fn start(self) -> ::dspex::__private::Result<#ident>
+                where
+                    #(#params: #traits<#tys>,)*
+                {
+                    let ctx = ::dspex::__private::context_for(
+                        <#ident as ::dspex::__private::Program>::spec(),
+                    )
+                    .await?;
+                    self.attach(&ctx).await
+                }
+
+                /// Registers the program's variables into `ctx` and returns the program, with
+                /// the modules given.
+                #vis async fn attach(
+                    self,
+                    ctx: &::dspex::__private::Context,
+                ) -> ::dspex::__private::Result<#ident>
+                where
+                    #(#params: #traits<#tys>,)*
+                {
+                    type Self_ = #ident;
+                    #attach
+                }
+            }
         }
     }
 
@@ -244,19 +385,39 @@ impl Expansion<'_> {
             }
         });
         let accessors = self.variables().filter_map(|v| self.accessor(v));
+        // With a builder, `start` and `attach` build native steps with `Default`, a bound that
+        // fails where they are called (not here) when a step's type has none, naming the step.
+        let (bounds, start, attach) = if self.spec.is_some() {
+            let bounds = self.native_steps().map(|(step, ty)| {
+                let name = step_trait(step);
+                quote!(::dspex::__private::NoModuleGiven: #name<#ty>)
+            });
+            (
+                quote!(where #(for<'__dspex> #bounds,)*),
+                quote!(Self::builder().start().await),
+                quote!(Self::builder().attach(ctx).await),
+            )
+        } else {
+            (
+                TokenStream::new(),
+                quote!(<Self as ::dspex::__private::Program>::start().await),
+                quote!(<Self as ::dspex::__private::Program>::attach(ctx).await),
+            )
+        };
         quote! {
+            #[allow(private_bounds)]
             impl #ident {
                 #[doc = #start_doc]
-                #vis async fn start() -> ::dspex::__private::Result<Self> {
-                    <Self as ::dspex::__private::Program>::start().await
+                #vis async fn start() -> ::dspex::__private::Result<Self> #bounds {
+                    #start
                 }
 
                 /// Registers the program's variables into `ctx` (sharing identical declarations
                 /// already there), upgrades `ctx` when a step is python, and returns the program.
                 #vis async fn attach(
                     ctx: &::dspex::__private::Context,
-                ) -> ::dspex::__private::Result<Self> {
-                    <Self as ::dspex::__private::Program>::attach(ctx).await
+                ) -> ::dspex::__private::Result<Self> #bounds {
+                    #attach
                 }
 
                 /// The context the program's variables live in.
@@ -365,7 +526,33 @@ impl Expansion<'_> {
         };
         let context = self.context_body();
         let python_steps = self.body(self.python_steps_body());
-        let attach = self.body(self.attach_body());
+        let program = self.program.name();
+        let probes: Vec<TokenStream> = self
+            .native_steps()
+            .map(|(step, ty)| {
+                let (name, ty_name) = (
+                    step.name(),
+                    ty.to_token_stream().to_string().replace(' ', ""),
+                );
+                quote! {
+                    match (&::dspex::__private::DefaultProbe::<#ty>::new()).default_module() {
+                        ::core::option::Option::Some(module) => module,
+                        ::core::option::Option::None => {
+                            return ::core::result::Result::Err(::dspex::__private::no_module(
+                                #program, #name, #ty_name,
+                            ));
+                        }
+                    }
+                }
+            })
+            .collect();
+        let attach_body = self.attach_body(&probes);
+        let attach = self.body(quote! {
+            #[allow(unused_imports)]
+            use ::dspex::__private::{ViaDefault as _, WithoutDefault as _};
+            type Self_ = #ident;
+            #attach_body
+        });
         let run_fields = self.body(self.run_fields_body());
         quote! {
             impl ::dspex::__private::Program for #ident {
@@ -436,10 +623,11 @@ impl Expansion<'_> {
         }
     }
 
-    /// Registers the variables, then builds every field: typed handles, native modules (by
-    /// `Default`, spanned at the user's type so that a missing impl is reported there) and python
-    /// modules, in chain order.
-    fn attach_body(&self) -> TokenStream {
+    /// Registers the variables, then builds every field: typed handles, native modules (the
+    /// expressions `modules`, one per native step in chain order) and python modules, in chain
+    /// order. `Self_` names the program.
+    fn attach_body(&self, modules: &[TokenStream]) -> TokenStream {
+        let mut modules = modules.iter();
         let program = self.program;
         let contexts: Vec<&proc_macro2::Ident> = match program.form {
             Form::Macro => Vec::new(),
@@ -455,10 +643,9 @@ impl Expansion<'_> {
             let field = self.step_field(step);
             let index = Literal::usize_unsuffixed(index);
             match &step.kind {
-                Some(StepKindIr::Native(ty)) => {
-                    let default =
-                        quote_spanned!(ty.span()=> <#ty as ::core::default::Default>::default());
-                    quote!(#field: #default)
+                Some(StepKindIr::Native(_)) => {
+                    let module = modules.next();
+                    quote!(#field: #module)
                 }
                 _ => {
                     let tools = rust_tools(step).map(|path| {
@@ -477,9 +664,9 @@ impl Expansion<'_> {
             }
         });
         quote! {
-            let __dspex_spec = <Self as ::dspex::__private::Program>::spec();
+            let __dspex_spec = <Self_ as ::dspex::__private::Program>::spec();
             ::dspex::__private::prepare_context(ctx, __dspex_spec).await?;
-            ::core::result::Result::Ok(Self {
+            ::core::result::Result::Ok(Self_ {
                 #own_context
                 #(#contexts: ::core::clone::Clone::clone(ctx),)*
                 #(#variables,)*
@@ -531,6 +718,17 @@ impl Expansion<'_> {
             __dspex_run.finish_traced()
         }
     }
+}
+
+/// The builder's field of a native step.
+fn builder_field(step: &Step) -> proc_macro2::Ident {
+    format_ident!("__dspex_{}", step.name.unraw())
+}
+
+/// The trait a native step's builder parameter implements when the step has a module: named
+/// so that a step given none, whose type has no `Default`, reads as such where it is reported.
+fn step_trait(step: &Step) -> proc_macro2::Ident {
+    format_ident!("step_{}_needs_a_module_or_Default", step.name.unraw())
 }
 
 /// The field type of a step in the macro form.

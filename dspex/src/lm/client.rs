@@ -3,6 +3,8 @@
 //! usage per call.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,7 +12,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value as JsonValue, json};
 
 use super::chat::ChatMessage;
-use super::config::{LmConfig, LmKind};
+use super::config::{Cache, LmConfig, LmKind};
 use super::gate::Gate;
 #[cfg(feature = "lm")]
 use super::http::Endpoint;
@@ -61,16 +63,29 @@ pub struct LmResponse {
 /// - **Concurrency**: at most [`LmConfig::max_concurrent_requests`] requests are in flight;
 ///   the others wait (a request waiting to retry holds no slot).
 /// - **Cache** (opt-in, [`LmConfig::cache`]): a request identical to an earlier one (same
-///   model, messages and settings) is answered from memory; the oldest entries go first.
+///   model, messages and settings) is answered from memory (the oldest entries go first) or
+///   from a directory on disk (one file per request, under `native/`).
 #[derive(Debug)]
 pub struct LmClient {
     config: LmConfig,
     backend: Backend,
     gate: Gate,
-    cache: Option<Mutex<ReplyCache>>,
+    cache: ReplyStore,
     cache_hits: AtomicU64,
     recorder: Option<Recorder>,
 }
+
+/// Where the client keeps replies ([`Cache`]).
+#[derive(Debug)]
+enum ReplyStore {
+    Off,
+    Memory(Mutex<ReplyCache>),
+    Disk(PathBuf),
+}
+
+/// The largest file a disk cache ([`Cache::disk`]) reads as a reply (twice the largest reply
+/// of an endpoint, JSON-escaped); a larger one is a miss, overwritten by the next reply.
+pub const MAX_LM_CACHE_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug)]
 enum Backend {
@@ -109,12 +124,14 @@ impl LmClient {
                 )));
             }
         };
-        let cache = (config.cache_entries > 0).then(|| {
-            Mutex::new(ReplyCache {
-                capacity: config.cache_entries,
+        let cache = match &config.cache {
+            Cache::Off => ReplyStore::Off,
+            Cache::Memory(capacity) => ReplyStore::Memory(Mutex::new(ReplyCache {
+                capacity: *capacity,
                 ..ReplyCache::default()
-            })
-        });
+            })),
+            Cache::Disk(dir) => ReplyStore::Disk(dir.join("native")),
+        };
         Ok(Self {
             gate: Gate::new(config.max_concurrent),
             config,
@@ -166,9 +183,9 @@ impl LmClient {
     /// Sends `request` (or answers it from the cache) and returns the first choice's text.
     pub async fn complete(&self, request: &LmRequest) -> Result<LmResponse> {
         let body = self.body(request);
-        let key = self.cache.as_ref().map(|_| body.to_string());
-        if let (Some(cache), Some(key)) = (&self.cache, &key)
-            && let Some(hit) = cache.lock().get(key)
+        let key = (!matches!(self.cache, ReplyStore::Off)).then(|| body.to_string());
+        if let Some(key) = &key
+            && let Some(hit) = self.cached(key)
         {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(LmResponse {
@@ -222,11 +239,99 @@ impl LmClient {
             call,
             cached: false,
         };
-        if let (Some(cache), Some(key)) = (&self.cache, key) {
-            cache.lock().insert(key, response.clone());
+        if let Some(key) = key {
+            self.keep(key, &response)?;
         }
         Ok(response)
     }
+
+    /// The reply kept for `key`, if any (a disk file that cannot be read is a miss).
+    fn cached(&self, key: &str) -> Option<LmResponse> {
+        match &self.cache {
+            ReplyStore::Off => None,
+            ReplyStore::Memory(cache) => cache.lock().get(key),
+            ReplyStore::Disk(dir) => read_reply(&reply_path(dir, key), key),
+        }
+    }
+
+    /// Keeps `response` for `key`; a disk cache that cannot be written is an error naming the
+    /// file.
+    fn keep(&self, key: String, response: &LmResponse) -> Result<()> {
+        match &self.cache {
+            ReplyStore::Off => Ok(()),
+            ReplyStore::Memory(cache) => {
+                cache.lock().insert(key, response.clone());
+                Ok(())
+            }
+            ReplyStore::Disk(dir) => write_reply(dir, &key, response),
+        }
+    }
+}
+
+/// The file of the reply to `key` in a disk cache: a 64-bit FNV-1a hash of the request (the
+/// file holds the request too, so that a collision is a miss, not a wrong answer).
+fn reply_path(dir: &Path, key: &str) -> PathBuf {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    dir.join(format!("{hash:016x}.json"))
+}
+
+fn read_reply(path: &Path, key: &str) -> Option<LmResponse> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut text = String::new();
+    file.take(MAX_LM_CACHE_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .ok()?;
+    if text.len() as u64 > MAX_LM_CACHE_FILE_BYTES {
+        return None;
+    }
+    let entry: JsonValue = serde_json::from_str(&text).ok()?;
+    if entry.get("request")?.as_str()? != key {
+        return None;
+    }
+    let request: JsonValue = serde_json::from_str(key).ok()?;
+    let tokens = |name: &str| entry.get(name).and_then(JsonValue::as_u64);
+    Some(LmResponse {
+        text: entry.get("text")?.as_str()?.to_owned(),
+        call: LmCall {
+            model: request.get("model")?.as_str()?.to_owned(),
+            temperature: request.get("temperature").and_then(JsonValue::as_f64),
+            max_tokens: request.get("max_tokens").and_then(JsonValue::as_i64),
+            top_p: request.get("top_p").and_then(JsonValue::as_f64),
+            n: request.get("n").and_then(JsonValue::as_i64),
+            prompt_tokens: tokens("prompt_tokens"),
+            completion_tokens: tokens("completion_tokens"),
+        },
+        cached: true,
+    })
+}
+
+/// Writes the reply to a temporary file, then renames it into place: a concurrent reader sees
+/// the whole entry or none.
+fn write_reply(dir: &Path, key: &str, response: &LmResponse) -> Result<()> {
+    let path = reply_path(dir, key);
+    let entry = json!({
+        "request": key,
+        "text": response.text,
+        "prompt_tokens": response.call.prompt_tokens,
+        "completion_tokens": response.call.completion_tokens,
+    });
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let temporary = path.with_extension(format!(
+        "{}-{}.tmp",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let failed = |e: std::io::Error| {
+        Error::lm_with(
+            format!("the LM cache file {} could not be written", path.display()),
+            e,
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    std::fs::write(&temporary, entry.to_string()).map_err(failed)?;
+    std::fs::rename(&temporary, &path).map_err(failed)
 }
 
 /// The settings `request` sets itself.
@@ -302,6 +407,44 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert!(cache.get("a").is_none());
         assert_eq!(cache.get("c").map(|r| r.text), Some("c".to_owned()));
+    }
+
+    #[test]
+    fn a_disk_cache_answers_its_own_request_only_and_ignores_files_over_the_limit() {
+        let dir = std::env::temp_dir().join(format!("dspex-lm-cache-{}", std::process::id()));
+        let reply = LmResponse {
+            text: "Paris".to_owned(),
+            call: LmCall {
+                model: "m".into(),
+                temperature: Some(0.5),
+                max_tokens: None,
+                top_p: None,
+                n: None,
+                prompt_tokens: Some(7),
+                completion_tokens: Some(1),
+            },
+            cached: false,
+        };
+        let key = r#"{"messages":[],"model":"m","temperature":0.5}"#;
+        write_reply(&dir, key, &reply).unwrap();
+        let hit = read_reply(&reply_path(&dir, key), key).unwrap();
+        assert_eq!((hit.text.as_str(), hit.cached), ("Paris", true));
+        assert_eq!(hit.call, reply.call);
+        // Another request whose file name were the same is a miss, not a wrong answer.
+        assert!(read_reply(&reply_path(&dir, key), r#"{"model":"m"}"#).is_none());
+        // At the limit a file is read; over it, it is not.
+        let padded = |len: usize| {
+            let entry = json!({"request": key, "text": "Paris"}).to_string();
+            let mut text = entry.clone();
+            text.push_str(&" ".repeat(len - entry.len()));
+            std::fs::write(reply_path(&dir, key), text).unwrap();
+        };
+        let limit = usize::try_from(MAX_LM_CACHE_FILE_BYTES).unwrap();
+        padded(limit);
+        assert!(read_reply(&reply_path(&dir, key), key).is_some());
+        padded(limit + 1);
+        assert!(read_reply(&reply_path(&dir, key), key).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

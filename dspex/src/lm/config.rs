@@ -2,7 +2,7 @@
 //! the Rust client.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
@@ -42,8 +42,47 @@ pub const DEFAULT_LM_CONCURRENCY: usize = 32;
 /// The most requests [`LmConfig::max_concurrent_requests`] allows in flight.
 pub const MAX_LM_CONCURRENCY: usize = 1024;
 
-/// The most replies the opt-in response cache ([`LmConfig::cache`]) keeps; the oldest go first.
+/// The most replies a memory cache ([`Cache::memory`]) keeps; the oldest go first.
 pub const MAX_LM_CACHE_ENTRIES: usize = 100_000;
+
+/// Where the LM replies of both lanes are cached ([`LmConfig::cache`]): nowhere (the default,
+/// so that every run, evaluation and tuning trial measures the LM and not a cache), in the
+/// process's memory, or on disk in a directory you name. The python lane configures DSPy's
+/// cache from it (`dspy.configure_cache`), so a worker never writes DSPy's default cache
+/// directory (`~/.dspy_cache`).
+///
+/// A request is answered from the cache when it equals an earlier one: same model, messages
+/// and settings. Each lane keeps its own entries (a disk cache holds the native lane's in
+/// `native/` and DSPy's in `dspy/` under the directory): a reply cached by a python step does
+/// not answer a native one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Cache {
+    /// No cache: every request goes to the LM.
+    #[default]
+    Off,
+    /// At most this many replies per lane, in memory, for the life of the process (the
+    /// context's LM client, the worker process); the oldest go first.
+    Memory(usize),
+    /// Replies on disk under this directory, kept across processes; created when needed.
+    Disk(PathBuf),
+}
+
+impl Cache {
+    /// No cache (the default).
+    pub fn off() -> Self {
+        Self::Off
+    }
+
+    /// At most `entries` replies per lane in memory (1 to [`MAX_LM_CACHE_ENTRIES`]).
+    pub fn memory(entries: usize) -> Self {
+        Self::Memory(entries)
+    }
+
+    /// Replies on disk under `dir`, kept across processes.
+    pub fn disk(dir: impl AsRef<Path>) -> Self {
+        Self::Disk(dir.as_ref().to_path_buf())
+    }
+}
 
 /// The LM every step of a context calls: python steps through the context's worker (DSPy),
 /// native [`Predict`](crate::Predict) and [`ChainOfThought`](crate::ChainOfThought)
@@ -72,7 +111,7 @@ pub const MAX_LM_CACHE_ENTRIES: usize = 100_000;
 /// let endpoint = LmConfig::openai("http://127.0.0.1:8000/v1", "gpt-4o-mini")
 ///     .api_key_env("OPENAI_API_KEY")
 ///     .setting("temperature", 0.2)
-///     .cache(1_000);
+///     .cache(dspex::lm::Cache::memory(1_000));
 /// let python_only = LmConfig::model("anthropic/claude-3-haiku-20240307");
 /// # let _ = (offline, endpoint, python_only);
 /// ```
@@ -91,7 +130,7 @@ pub struct LmConfig {
     pub(crate) max_retries: u32,
     pub(crate) backoff: Duration,
     pub(crate) max_concurrent: usize,
-    pub(crate) cache_entries: usize,
+    pub(crate) cache: Cache,
     pub(crate) tape: Option<Tape>,
 }
 
@@ -126,7 +165,7 @@ impl LmConfig {
             max_retries: DEFAULT_LM_RETRIES,
             backoff: DEFAULT_LM_BACKOFF,
             max_concurrent: DEFAULT_LM_CONCURRENCY,
-            cache_entries: 0,
+            cache: Cache::Off,
             tape: None,
         }
     }
@@ -299,12 +338,12 @@ impl LmConfig {
         self
     }
 
-    /// Rust client: keep up to `entries` replies (at most [`MAX_LM_CACHE_ENTRIES`]) and answer
-    /// a request identical to an earlier one (same model, messages and settings) from them,
-    /// without calling the endpoint. Off (0) by default.
+    /// Where both lanes cache LM replies: [`Cache::off`] (the default), [`Cache::memory`] or
+    /// [`Cache::disk`]. A request equal to an earlier one (same model, messages and settings)
+    /// is answered from the cache without calling the LM.
     #[must_use]
-    pub fn cache(mut self, entries: usize) -> Self {
-        self.cache_entries = entries;
+    pub fn cache(mut self, cache: Cache) -> Self {
+        self.cache = cache;
         self
     }
 
@@ -358,6 +397,11 @@ impl LmConfig {
             Some(Tape::Replay(path)) => Player::load(path).map(drop),
             Some(Tape::Nested) | None => Ok(()),
         }
+    }
+
+    /// The cache setting.
+    pub fn cache_setting(&self) -> &Cache {
+        &self.cache
     }
 
     /// The model of calls that bind none.
@@ -416,13 +460,27 @@ impl LmConfig {
                 ),
             );
         }
-        if self.cache_entries > MAX_LM_CACHE_ENTRIES {
+        match &self.cache {
+            Cache::Memory(entries) if !(1..=MAX_LM_CACHE_ENTRIES).contains(entries) => {
+                return bound(
+                    "cache",
+                    format!(
+                        "Cache::memory({entries}) is outside 1..={MAX_LM_CACHE_ENTRIES} entries (MAX_LM_CACHE_ENTRIES)"
+                    ),
+                );
+            }
+            Cache::Disk(dir) if dir.as_os_str().is_empty() => {
+                return bound(
+                    "cache",
+                    "Cache::disk needs a directory (like `Cache::disk(\"lm-cache\")`)".to_owned(),
+                );
+            }
+            _ => {}
+        }
+        if self.settings.contains_key("cache") {
             return bound(
-                "cache",
-                format!(
-                    "{} entries is over the limit of {MAX_LM_CACHE_ENTRIES} (MAX_LM_CACHE_ENTRIES)",
-                    self.cache_entries
-                ),
+                "setting",
+                "`cache` is not a setting: LmConfig::cache(Cache::off() | Cache::memory(n) | Cache::disk(dir)) sets the cache of both lanes".to_owned(),
             );
         }
         if self.kind == LmKind::OpenAi
@@ -500,13 +558,16 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("MAX_LM_CONCURRENCY"), "{err}");
         assert!(ok.clone().max_concurrent_requests(0).check().is_err());
-        assert!(ok.clone().cache(MAX_LM_CACHE_ENTRIES).check().is_ok());
-        let err = ok
-            .clone()
-            .cache(MAX_LM_CACHE_ENTRIES + 1)
-            .check()
-            .unwrap_err();
+        let cache = |c: Cache| ok.clone().cache(c).check();
+        assert!(cache(Cache::memory(MAX_LM_CACHE_ENTRIES)).is_ok());
+        let err = cache(Cache::memory(MAX_LM_CACHE_ENTRIES + 1)).unwrap_err();
         assert!(err.to_string().contains("MAX_LM_CACHE_ENTRIES"), "{err}");
+        assert!(cache(Cache::memory(0)).is_err());
+        assert!(cache(Cache::disk("")).is_err());
+        assert!(cache(Cache::disk("lm-cache")).is_ok());
+        assert_eq!(LmConfig::scripted().cache_setting(), &Cache::Off);
+        let err = ok.clone().setting("cache", false).check().unwrap_err();
+        assert!(err.to_string().contains("LmConfig::cache("), "{err}");
         let err = LmConfig::openai("127.0.0.1:8000", "m").check().unwrap_err();
         assert!(
             err.to_string().contains("no http:// or https:// URL"),

@@ -77,12 +77,12 @@ pub use chat::{
     ChatMessage, MAX_REPLY_EXCERPT_CHARS, REASONING_FIELD, chat_messages, default_instructions,
     parse_reply, with_reasoning,
 };
-pub use client::{LmClient, LmRequest, LmResponse};
+pub use client::{LmClient, LmRequest, LmResponse, MAX_LM_CACHE_FILE_BYTES};
 pub(crate) use config::LmConfig;
 #[cfg(feature = "python")]
 pub(crate) use config::LmKind;
 pub use config::{
-    DEFAULT_LM_BACKOFF, DEFAULT_LM_CONCURRENCY, DEFAULT_LM_RETRIES, DEFAULT_LM_TIMEOUT,
+    Cache, DEFAULT_LM_BACKOFF, DEFAULT_LM_CONCURRENCY, DEFAULT_LM_RETRIES, DEFAULT_LM_TIMEOUT,
     MAX_LM_BACKOFF, MAX_LM_CACHE_ENTRIES, MAX_LM_CONCURRENCY, MAX_LM_RETRIES, MAX_LM_TIMEOUT,
     MAX_SCRIPTED_DELAY,
 };

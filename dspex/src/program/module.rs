@@ -57,7 +57,8 @@ impl<'a> StepContext<'a> {
 
 /// A native (Rust) step. `forward` receives the step's input fields (those of its signature)
 /// and the values of its bound variables under their parameter names, and returns its output
-/// fields. Native module types used by the macros are built with `Default`.
+/// fields. The macros' programs take a native step's module as a value
+/// (`X::builder().step(module).start()`) or build it with `Default`.
 ///
 /// A chain calls [`forward_in_step`](Module::forward_in_step), which also gets the
 /// [`StepContext`] (the step's signature, the context, the trace's LM calls); by default it

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::lm::{LmConfig, LmKind, MAX_LM_BACKOFF, Tape};
+use crate::lm::{Cache, LmConfig, LmKind, MAX_LM_BACKOFF, Tape};
 use crate::wire::convert::config_to_proto;
 use crate::wire::proto as pb;
 
@@ -286,10 +286,30 @@ pub(crate) fn lm_to_proto(lm: &LmConfig) -> Result<pb::LmConfig> {
         Some(Tape::Replay(file)) => (String::new(), path(file)),
         Some(Tape::Nested) | None => (String::new(), String::new()),
     };
+    let cache = match &lm.cache {
+        Cache::Off => pb::LmCache::default(),
+        Cache::Memory(entries) => pb::LmCache {
+            memory_entries: u32::try_from(*entries).unwrap_or(u32::MAX),
+            disk_dir: String::new(),
+        },
+        Cache::Disk(dir) => pb::LmCache {
+            memory_entries: 0,
+            disk_dir: dir
+                .to_str()
+                .ok_or_else(|| {
+                    Error::worker(format!(
+                        "LM configuration: the cache directory {} is not UTF-8",
+                        dir.display()
+                    ))
+                })?
+                .to_owned(),
+        },
+    };
     Ok(pb::LmConfig {
         kind: Some(kind),
         record_path,
         replay_path,
+        cache: Some(cache),
     })
 }
 

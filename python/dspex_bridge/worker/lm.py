@@ -45,12 +45,15 @@ from .cancel import cancellable_sleep
 from .endpoint import RetryPolicy, endpoint_engines
 from .tape import Player, Recorder, recorded_request
 
-__all__ = ["LmConfig", "LmFactory", "ScriptedLM", "build_lm", "lm_call"]
+__all__ = ["LmConfig", "LmFactory", "ScriptedLM", "build_lm", "configure_cache", "lm_call"]
 
 _OUTPUTS = re.compile(r"Your output fields are:\n(?P<body>.*?)\n(?:All interactions|\Z)", re.S)
 _FIELD = re.compile(r"^\d+\. `(?P<name>[A-Za-z_][A-Za-z0-9_]*)` \((?P<type>.*?)\)(?::|$)", re.M)
 _INPUT_BLOCK = re.compile(r"\[\[ ## (?P<name>\w+) ## \]\]\n(?P<value>.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
 _EXCERPT = 60
+
+#: The attribute of an LM the worker built with a provider prefix (``openai/``) holding it.
+MODEL_PREFIX_ATTR = "_dspex_model_prefix"
 
 #: The API key sent to an OpenAI-compatible endpoint when no key variable is named.
 NO_API_KEY = "dspex-no-key"
@@ -64,7 +67,13 @@ def lm_call(lm: Any, entry: dict[str, Any]) -> pb.LmCall:
     """One request of a call, from the history entry the LM recorded: the settings it really
     went out with (the LM's defaults under the request's own) and the token usage if reported."""
     used = {**(getattr(lm, "kwargs", None) or {}), **(entry.get("kwargs") or {})}
-    call = pb.LmCall(model=str(entry.get("model") or getattr(lm, "model", "")))
+    model = str(entry.get("model") or getattr(lm, "model", ""))
+    # The provider prefix the worker added for LiteLLM is not part of the model's name: a
+    # trace names the model as the configuration and the native lane do.
+    prefix = getattr(lm, MODEL_PREFIX_ATTR, "")
+    if prefix and model.startswith(prefix):
+        model = model[len(prefix) :]
+    call = pb.LmCall(model=model)
     for key, cast in LM_SETTINGS.items():
         if used.get(key) is not None:
             setattr(call, key, cast(used[key]))
@@ -305,6 +314,10 @@ class LmConfig:
     record_path: str = ""
     #: When set, every request is answered from this file (see :mod:`.tape`).
     replay_path: str = ""
+    #: The response cache (``LmConfig::cache`` in Rust): 0 entries and no directory is off
+    #: (the default), entries only is memory, a directory is disk.
+    cache_entries: int = 0
+    cache_dir: str = ""
 
     @classmethod
     def from_proto(cls, message: pb.LmConfig) -> LmConfig:
@@ -319,8 +332,14 @@ class LmConfig:
         from ..values import from_config_value
 
         kind = message.WhichOneof("kind")
+        entries, cache_dir = message.cache.memory_entries, message.cache.disk_dir
+        if entries > LIMITS["MAX_LM_CACHE_ENTRIES"]:
+            raise InvalidValueError(
+                f"a memory cache of {entries} entries is over the limit of "
+                f"{LIMITS['MAX_LM_CACHE_ENTRIES']} (MAX_LM_CACHE_ENTRIES)"
+            )
         if kind is None:
-            return cls()
+            return cls(cache_entries=entries, cache_dir=cache_dir)
         if kind == "scripted":
             s = message.scripted
             if s.delay_ms > LIMITS["MAX_SCRIPTED_DELAY_MS"]:
@@ -335,6 +354,8 @@ class LmConfig:
                 rules=[(r.needle, dict(r.fields)) for r in s.rules],
                 settings={k: from_config_value(v) for k, v in s.settings.items()},
                 delay_ms=s.delay_ms,
+                cache_entries=entries,
+                cache_dir=cache_dir,
             )
         if kind == "openai":
             o = message.openai
@@ -350,11 +371,17 @@ class LmConfig:
                 max_retries=o.max_retries,
                 retry_backoff_ms=o.retry_backoff_ms,
                 max_backoff_ms=o.max_backoff_ms,
+                cache_entries=entries,
+                cache_dir=cache_dir,
             )
         m = message.model
         if not m.model:
             raise InvalidValueError("a model LM needs a model string (like 'openai/gpt-4o-mini')")
-        return cls(kind="model", model=m.model, settings={k: from_config_value(v) for k, v in m.settings.items()})
+        return cls(
+            kind="model", model=m.model, settings={k: from_config_value(v) for k, v in m.settings.items()},
+            cache_entries=entries,
+            cache_dir=cache_dir,
+        )
 
     def to_proto(self) -> pb.LmConfig:
         """The message a supervisor sends (used by tests and benchmarks that start a worker)."""
@@ -369,10 +396,12 @@ class LmConfig:
         from ..values import to_config_value
 
         settings = {k: to_config_value(v, key=k) for k, v in self.settings.items()}
+        cache = pb.LmCache(memory_entries=self.cache_entries, disk_dir=self.cache_dir)
         if self.kind == "model":
-            return pb.LmConfig(model=pb.ModelLm(model=self.model, settings=settings))
+            return pb.LmConfig(model=pb.ModelLm(model=self.model, settings=settings), cache=cache)
         if self.kind == "openai":
             return pb.LmConfig(
+                cache=cache,
                 openai=pb.OpenAiLm(
                     base_url=self.base_url,
                     model=self.model,
@@ -385,6 +414,7 @@ class LmConfig:
                 )
             )
         return pb.LmConfig(
+            cache=cache,
             scripted=pb.ScriptedLm(
                 default_model=self.model,
                 answers=[pb.ScriptedAnswer(fields=a) for a in self.answers],
@@ -401,6 +431,7 @@ class LmFactory:
 
     def __init__(self, config: LmConfig) -> None:
         self.config = config
+        self._cache = bool(config.cache_entries or config.cache_dir)
         self._script = Script(deque(config.answers), list(config.rules))
         self._lms: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -419,10 +450,16 @@ class LmFactory:
         if self.config.kind == "openai":
             engine, async_engine = self._endpoint_engines()
             # The engines apply the timeout and retry policy: DSPy's own retries are off.
-            return dspy.LM(
-                f"openai/{name}", engine=engine, async_engine=async_engine, **{"num_retries": 0, **self.config.settings}
+            lm = dspy.LM(
+                f"openai/{name}",
+                engine=engine,
+                async_engine=async_engine,
+                cache=self._cache,
+                **{"num_retries": 0, **self.config.settings},
             )
-        return dspy.LM(name, **self.config.settings)
+            setattr(lm, MODEL_PREFIX_ATTR, "openai/")
+            return lm
+        return dspy.LM(name, cache=self._cache, **self.config.settings)
 
     def _endpoint_engines(self) -> tuple[Any, Any]:
         """The engines of the configured OpenAI-compatible endpoint, shared by its LMs."""
@@ -480,6 +517,19 @@ class LmFactory:
             reply[key] = usage.get(key) if isinstance(usage.get(key), int) else None
         request = recorded_request(lm._tape_model, messages, lm._call_settings)
         self._recorder.append(request, reply)
+
+
+def configure_cache(config: LmConfig) -> None:
+    """Sets DSPy's response cache from the configuration, before any LM call: off (neither
+    tier), memory (``cache_entries`` replies) or disk (under ``cache_dir``/``dspy``). DSPy
+    builds its default cache, on disk in ``~/.dspy_cache``, only when nothing configured one
+    first: this does, so a worker never writes there."""
+    dspy.configure_cache(
+        enable_disk_cache=bool(config.cache_dir),
+        enable_memory_cache=config.cache_entries > 0,
+        disk_cache_dir=os.path.join(config.cache_dir, "dspy") if config.cache_dir else None,
+        memory_max_entries=max(config.cache_entries, 1),
+    )
 
 
 def build_lm(config: LmConfig, model: str | None = None) -> Any:

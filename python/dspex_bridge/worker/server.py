@@ -120,13 +120,15 @@ def serve(env: Mapping[str, str], config: Any) -> None:
     from .._proto.dspex.v1 import bridge_pb2 as pb
     from .._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
     from ..errors import BridgeError
-    from .lm import LmConfig, LmFactory
+    from .lm import LmConfig, LmFactory, configure_cache
     from .module_service import CONTROL_THREADS, ModuleServicer
     from .tools import CallbackClient
 
     session_id = env[ENV_SESSION_ID]
     token = env[ENV_SESSION_TOKEN]
-    lm_factory = LmFactory(LmConfig.from_proto(config.lm))
+    lm_config = LmConfig.from_proto(config.lm)
+    configure_cache(lm_config)
+    lm_factory = LmFactory(lm_config)
     stop = threading.Event()
     message_bytes = LIMITS["MAX_MODULE_MESSAGE_BYTES"]
     calls = config.max_concurrent_calls

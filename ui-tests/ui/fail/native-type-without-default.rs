@@ -1,6 +1,6 @@
 use dspex::prelude::*;
 
-/// A `Module`, but without `Default`: the macro cannot build it.
+/// A `Module`, but without `Default`: the program needs it given as a value.
 struct Classifier {
     labels: Vec<String>,
 }
@@ -19,4 +19,15 @@ dspex_program! {
     }
 }
 
-fn main() {}
+async fn start() -> Result<()> {
+    // Neither given nor `Default`: both are errors naming the step.
+    let _ = Qa::start().await?;
+    let _ = Qa::builder().start().await?;
+    // Given: fine.
+    let _ = Qa::builder().classify(Classifier { labels: vec![] }).start().await?;
+    Ok(())
+}
+
+fn main() {
+    let _ = start();
+}

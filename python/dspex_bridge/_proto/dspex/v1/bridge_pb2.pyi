@@ -908,19 +908,29 @@ class OpenAiLm(_message.Message):
     max_backoff_ms: int
     def __init__(self, base_url: _Optional[str] = ..., model: _Optional[str] = ..., api_key_env: _Optional[str] = ..., settings: _Optional[_Mapping[str, ConfigValue]] = ..., timeout_ms: _Optional[int] = ..., max_retries: _Optional[int] = ..., retry_backoff_ms: _Optional[int] = ..., max_backoff_ms: _Optional[int] = ...) -> None: ...
 
+class LmCache(_message.Message):
+    __slots__ = ("memory_entries", "disk_dir")
+    MEMORY_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    DISK_DIR_FIELD_NUMBER: _ClassVar[int]
+    memory_entries: int
+    disk_dir: str
+    def __init__(self, memory_entries: _Optional[int] = ..., disk_dir: _Optional[str] = ...) -> None: ...
+
 class LmConfig(_message.Message):
-    __slots__ = ("scripted", "model", "openai", "record_path", "replay_path")
+    __slots__ = ("scripted", "model", "openai", "record_path", "replay_path", "cache")
     SCRIPTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OPENAI_FIELD_NUMBER: _ClassVar[int]
     RECORD_PATH_FIELD_NUMBER: _ClassVar[int]
     REPLAY_PATH_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     scripted: ScriptedLm
     model: ModelLm
     openai: OpenAiLm
     record_path: str
     replay_path: str
-    def __init__(self, scripted: _Optional[_Union[ScriptedLm, _Mapping]] = ..., model: _Optional[_Union[ModelLm, _Mapping]] = ..., openai: _Optional[_Union[OpenAiLm, _Mapping]] = ..., record_path: _Optional[str] = ..., replay_path: _Optional[str] = ...) -> None: ...
+    cache: LmCache
+    def __init__(self, scripted: _Optional[_Union[ScriptedLm, _Mapping]] = ..., model: _Optional[_Union[ModelLm, _Mapping]] = ..., openai: _Optional[_Union[OpenAiLm, _Mapping]] = ..., record_path: _Optional[str] = ..., replay_path: _Optional[str] = ..., cache: _Optional[_Union[LmCache, _Mapping]] = ...) -> None: ...
 
 class WorkerConfig(_message.Message):
     __slots__ = ("lm", "max_concurrent_calls")
