@@ -292,3 +292,16 @@ fn the_improve_example_tunes_compiles_saves_and_loads_a_hybrid_program() {
     );
     assert!(out.contains("evaluation matches: true"), "{out}");
 }
+
+#[test]
+fn the_dspy_state_example_runs_a_dspy_saved_program_natively() {
+    let out = run(env!("CARGO_BIN_EXE_dspy_state"));
+    assert!(out.contains("Qa needs the Python bridge: false"), "{out}");
+    assert!(out.contains("answer: Paris"), "{out}");
+    assert!(
+        out.contains(
+            "saved back for DSPy's module.load: 2 demos, instructions \"Answer with the name of a city only.\""
+        ),
+        "{out}"
+    );
+}

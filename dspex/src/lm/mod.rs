@@ -62,12 +62,14 @@ pub(crate) mod config;
 mod gate;
 #[cfg(feature = "lm")]
 mod http;
+mod predictor;
 mod pyfmt;
 mod scripted;
 
 pub use chat::{
-    ChatMessage, MAX_REPLY_EXCERPT_CHARS, REASONING_FIELD, chat_messages, default_instructions,
-    parse_reply, with_reasoning,
+    Adapter, ChatMessage, MAX_REPLY_EXCERPT_CHARS, REASONING_FIELD, adapter_messages,
+    chat_messages, default_instructions, parse_json_reply, parse_reply, placeholder_description,
+    with_reasoning,
 };
 pub use client::{LmClient, LmRequest, LmResponse};
 pub(crate) use config::LmConfig;
@@ -80,3 +82,4 @@ pub use config::{
 };
 #[cfg(feature = "lm")]
 pub use http::MAX_LM_REPLY_BYTES;
+pub use predictor::{FieldText, PredictorState};

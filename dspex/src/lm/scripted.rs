@@ -3,7 +3,8 @@
 //! messages: it reads the output fields the system message asks for, takes the answer from the
 //! script (answers in order, shared by every call, then the first rule whose needle the last
 //! message contains), generates a deterministic answer of the right type for each field the
-//! script does not give, and writes them as `[[ ## field ## ]]` sections. Token usage counts
+//! script does not give, and writes them as `[[ ## field ## ]]` sections (as one JSON object
+//! when the request is the JSON adapter's). Token usage counts
 //! words.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -15,6 +16,9 @@ use serde_json::json;
 use super::chat::ChatMessage;
 use super::config::LmConfig;
 use super::pyfmt::dumps;
+
+/// What the last message of a request of DSPy's JSON adapter says.
+const JSON_REQUEST: &str = "Respond with a JSON object";
 
 /// How many characters of the first input a generated answer quotes.
 const EXCERPT_CHARS: usize = 60;
@@ -79,13 +83,22 @@ impl ScriptedLm {
                 })
                 .collect()
         };
-        let text = fields
-            .iter()
-            .map(|(name, value)| format!("[[ ## {name} ## ]]\n{value}"))
-            .collect::<Vec<_>>()
-            .join("\n\n")
-            .trim()
-            .to_owned();
+        let text = if last.contains(JSON_REQUEST) {
+            // DSPy's JSON adapter asks for one object: the same answers, as strings in it.
+            let object: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .map(|(name, value)| (name.clone(), json!(value)))
+                .collect();
+            dumps(&serde_json::Value::Object(object), false)
+        } else {
+            fields
+                .iter()
+                .map(|(name, value)| format!("[[ ## {name} ## ]]\n{value}"))
+                .collect::<Vec<_>>()
+                .join("\n\n")
+                .trim()
+                .to_owned()
+        };
         let words = |s: &str| s.split_whitespace().count() as u64;
         ScriptedReply {
             prompt_words: messages.iter().map(|m| words(&m.content)).sum(),
