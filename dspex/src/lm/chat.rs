@@ -663,6 +663,28 @@ mod tests {
     }
 
     #[test]
+    fn a_json_reply_is_read_per_type_and_a_missing_field_is_named() {
+        let s = sig("q -> answer, n: int, tags: list[str]");
+        let reply = r#"Sure: {"answer": "a {b}", "n": 3, "tags": "[\"x\"]", "other": 1} done"#;
+        let out = parse_json_reply(&s, reply).unwrap();
+        assert_eq!(out.value("answer"), Some(&json!("a {b}")));
+        assert_eq!(out.value("n"), Some(&json!(3)));
+        assert_eq!(out.value("tags"), Some(&json!(["x"])));
+        assert_eq!(out.len(), 3);
+        let err = parse_json_reply(&s, r#"{"answer": "a", "tags": []}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`n` is missing from the LM's JSON reply"),
+            "{err}"
+        );
+        let err = parse_json_reply(&s, "[[ ## answer ## ]]\na")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds no JSON object"), "{err}");
+    }
+
+    #[test]
     fn literal_types_are_named_with_python_quotes() {
         let ty = FieldType::Literal(vec!["it's".into(), "x\"y".into(), "plain".into()]);
         assert_eq!(annotation_name(&ty), r#"Literal["it's", 'x"y', 'plain']"#);

@@ -34,9 +34,6 @@ pub struct LmRequest {
     pub top_p: Option<f64>,
     /// Number of completions (the first is used).
     pub n: Option<i64>,
-    /// The `response_format` of the request (`{"type": "json_object"}` for DSPy's JSON
-    /// adapter), if any.
-    pub response_format: Option<JsonValue>,
 }
 
 /// A completion: its text, and the call as a run trace records it (the settings it went out
@@ -148,7 +145,6 @@ impl LmClient {
             ("max_tokens", request.max_tokens.map(JsonValue::from)),
             ("top_p", request.top_p.map(JsonValue::from)),
             ("n", request.n.map(JsonValue::from)),
-            ("response_format", request.response_format.clone()),
         ];
         for (k, v) in settings {
             if let Some(v) = v {

@@ -141,9 +141,6 @@ impl LmStep {
                 inputs,
             )
         };
-        if adapter == Adapter::Json {
-            request.response_format = Some(serde_json::json!({"type": "json_object"}));
-        }
         let response = lm.complete(&request).await?;
         calls.push(response.call);
         Ok(match adapter {
@@ -273,8 +270,9 @@ macro_rules! lm_module {
             }
 
             /// The adapter that writes the prompt and reads the reply (default: DSPy's
-            /// `ChatAdapter`; [`Adapter::Json`] for DSPy's `JSONAdapter`, which asks for
-            /// `response_format: {"type": "json_object"}`).
+            /// `ChatAdapter`; [`Adapter::Json`] for DSPy's `JSONAdapter`). The request carries
+            /// no `response_format`, as DSPy's does for a model litellm does not know to
+            /// support one; DSPy adds a structured-output schema for models it knows.
             #[must_use]
             pub fn adapter(mut self, adapter: Adapter) -> Self {
                 self.0.adapter = adapter;
