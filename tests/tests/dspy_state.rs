@@ -3,14 +3,15 @@
 //! bootstrapped demos, saves them with `module.save` and calls them on the loopback LM server;
 //! dspex loads each file into a native step and calls it on the same input, and the two recorded
 //! requests carry the same messages, byte for byte. The files dspex then writes with
-//! `save_dspy_state` load into DSPy (`module.load`) with the same state.
+//! `save_dspy_state` load into DSPy (`module.load`) with the same state, and a python step loads
+//! the file with DSPy's own `load_state` and sends the same messages from its worker.
 
 #![allow(clippy::unwrap_used)]
 
 use dspex::prelude::*;
 use dspex::{JsonValue, json};
 use dspex_test_lm::{LmServer, Reply};
-use dspex_tests::run_script;
+use dspex_tests::{run_script, worker_config};
 
 dspex_program! {
     /// A native `Predict` with typed fields.
@@ -25,6 +26,15 @@ dspex_program! {
     /// A native `ChainOfThought`.
     program Reasoned: "question -> answer: int" {
         chain { think: native ChainOfThought("question -> answer: int") }
+    }
+}
+
+dspex_program! {
+    /// The same `Predict` as a python step.
+    program InPython: "question, context: list[str] -> answer, confidence: float" {
+        chain {
+            respond: python Predict("question, context: list[str] -> answer, confidence: float"),
+        }
     }
 }
 
@@ -138,5 +148,43 @@ async fn native_steps_loaded_from_dspy_files_send_dspys_messages_and_save_files_
         .unwrap();
     let loaded = tokio::task::block_in_place(|| script("load", &server, cases(&dir, "-dspex")));
     assert_eq!(loaded, saved);
+
+    // A python step loads the same file with DSPy's own `load_state`, and sends the same
+    // messages from its worker.
+    server.push(Reply::text(PREDICT_REPLY));
+    let bridged = Context::builder()
+        .worker(worker_config())
+        .lm(LmConfig::openai(server.base_url(), "python-model").setting("cache", false))
+        .build()
+        .await
+        .unwrap();
+    let in_python = InPython::attach(&bridged).await.unwrap();
+    in_python
+        .load_dspy_state("respond", dir.join("predict.json"))
+        .await
+        .unwrap();
+    let out = in_python
+        .run(InPythonInput {
+            question: "Capital of France?".into(),
+            context: vec!["Paris is in France.".into(), "«Lyon» too".into()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.answer, "Paris");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 5);
+    assert_eq!(
+        serde_json::to_string_pretty(&requests[4].body["messages"]).unwrap(),
+        serde_json::to_string_pretty(&requests[0].body["messages"]).unwrap()
+    );
+    in_python
+        .save_dspy_state("respond", dir.join("python-step.json"))
+        .await
+        .unwrap();
+    let again: JsonValue =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("python-step.json")).unwrap())
+            .unwrap();
+    assert_eq!(again["demos"], saved[0]["demos"]);
+    assert_eq!(again["signature"], saved[0]["signature"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
