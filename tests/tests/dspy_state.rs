@@ -120,7 +120,7 @@ async fn native_steps_loaded_from_dspy_files_send_dspys_messages_and_save_files_
         .await
         .unwrap();
     assert_eq!(out.answer, 4);
-    assert!(!Described::REQUIRES_BRIDGE && !Reasoned::REQUIRES_BRIDGE);
+    const { assert!(!Described::REQUIRES_BRIDGE && !Reasoned::REQUIRES_BRIDGE) };
 
     let requests = server.requests();
     assert_eq!(requests.len(), 4);

@@ -190,7 +190,9 @@ fn generated(name: &str, annotation: &str, first: &str) -> String {
 mod tests {
     use super::*;
     use crate::data::Fields;
-    use crate::lm::chat::{chat_messages, default_instructions};
+    use crate::lm::chat::{
+        Adapter, adapter_messages, chat_messages, default_instructions, parse_json_reply,
+    };
 
     #[test]
     fn answers_come_from_the_script_then_rules_then_are_generated_by_type() {
@@ -225,5 +227,23 @@ mod tests {
             )),
             "{generated}"
         );
+    }
+
+    #[test]
+    fn a_json_adapter_request_is_answered_with_one_object_it_reads_back() {
+        let sig = "question -> answer, n: int".parse().unwrap();
+        let lm = ScriptedLm::new(&LmConfig::scripted().answer([("answer", "Paris")]));
+        let messages = adapter_messages(
+            Adapter::Json,
+            &sig,
+            &default_instructions(&sig),
+            &Default::default(),
+            &[],
+            &Fields::from([("question", "Capital?")]),
+        );
+        let reply = lm.answer(&messages).text;
+        assert_eq!(reply, r#"{"answer": "Paris", "n": "0"}"#);
+        let outputs = parse_json_reply(&sig, &reply).unwrap();
+        assert_eq!(outputs.value("n"), Some(&json!(0)));
     }
 }
