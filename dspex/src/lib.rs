@@ -634,8 +634,8 @@ pub use dspex_macros::Program;
 pub use dspex_macros::tool;
 pub use error::{BoxError, Cause, Error, Result};
 pub use program::{
-    BaseProgram, BoxFuture, ChainOfThought, DynProgram, Module, Predict, Program, ProgramBuilder,
-    PythonModule, RunningProgram, Step, StepContext,
+    BaseProgram, BoxFuture, ChainOfThought, DynProgram, Module, Predict, Predictor, Program,
+    ProgramBuilder, PythonModule, RunningProgram, Step, StepContext,
 };
 pub use state::history::HistoryEntry;
 pub use state::provider::{BackendKind, GetMany, SetOptions, Source, VarId, VarRecord};

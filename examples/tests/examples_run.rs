@@ -364,3 +364,16 @@ fn the_replay_example_records_what_the_shipped_recording_holds() {
     assert!(replayed.contains("category: billing"), "{replayed}");
     std::fs::remove_file(&file).expect("removed");
 }
+
+#[test]
+fn the_dspy_state_example_runs_a_dspy_saved_program_natively() {
+    let out = run(env!("CARGO_BIN_EXE_dspy_state"));
+    assert!(out.contains("Qa needs the Python bridge: false"), "{out}");
+    assert!(out.contains("answer: Paris"), "{out}");
+    assert!(
+        out.contains(
+            "saved back for DSPy's module.load: 2 demos, instructions \"Answer with the name of a city only.\""
+        ),
+        "{out}"
+    );
+}

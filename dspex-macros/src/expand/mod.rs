@@ -526,6 +526,7 @@ impl Expansion<'_> {
         };
         let context = self.context_body();
         let python_steps = self.body(self.python_steps_body());
+        let native_steps = self.body(self.native_steps_body());
         let program = self.program.name();
         let probes: Vec<TokenStream> = self
             .native_steps()
@@ -568,6 +569,12 @@ impl Expansion<'_> {
 
                 fn python_steps(&self) -> ::dspex::__private::Vec<&::dspex::__private::PythonModule> {
                     #python_steps
+                }
+
+                fn native_steps(
+                    &self,
+                ) -> ::dspex::__private::Vec<(&'static str, &dyn ::dspex::__private::DynModule)> {
+                    #native_steps
                 }
 
                 async fn attach(
@@ -684,6 +691,19 @@ impl Expansion<'_> {
             .filter(|s| matches!(s.kind, Some(StepKindIr::Python(_))))
             .map(|step| self.step_field(step));
         quote!(::dspex::__private::Vec::from([#(&self.#fields),*]))
+    }
+
+    /// The native step fields with their step names, in chain order.
+    fn native_steps_body(&self) -> TokenStream {
+        let steps = self.program.steps.iter().filter_map(|step| {
+            let Some(StepKindIr::Native(ty)) = &step.kind else {
+                return None;
+            };
+            let field = proc_macro2::Ident::new(&self.step_field(step).to_string(), ty.span());
+            let name = step.name();
+            Some(quote_spanned!(ty.span()=> (#name, ::dspex::__private::native_step(&self.#field))))
+        });
+        quote!(::dspex::__private::Vec::from([#(#steps),*]))
     }
 
     /// Runs each step in chain order on one `ChainRun`.

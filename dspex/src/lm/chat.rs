@@ -9,13 +9,14 @@
 //! ([`SignatureField::parse_text`]); a missing field is an error naming it and quoting the
 //! start of the reply.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use dspex_core::{FieldType, Signature, SignatureField};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
-use super::pyfmt::{cleandoc, dedent, dumps, splitlines, str_of};
+use super::pyfmt::{cleandoc, dedent, dumps, dumps_indented, splitlines, str_of};
 use crate::data::Fields;
 use crate::error::{Error, Result};
 
@@ -66,6 +67,11 @@ pub fn default_instructions(signature: &Signature) -> String {
     )
 }
 
+/// DSPy's description of a field that has none: `${name}`.
+pub fn placeholder_description(name: &str) -> String {
+    format!("${{{name}}}")
+}
+
 /// The signature with `reasoning: str` first among its outputs, as `ChainOfThought` extends it.
 pub fn with_reasoning(signature: &Signature) -> Signature {
     let mut extended = signature.clone();
@@ -97,31 +103,97 @@ pub fn chat_messages(
     demos: &[Fields],
     inputs: &Fields,
 ) -> Vec<ChatMessage> {
+    adapter_messages(
+        Adapter::Chat,
+        signature,
+        instructions,
+        &BTreeMap::new(),
+        demos,
+        inputs,
+    )
+}
+
+/// Which of DSPy's adapters writes a step's prompt and reads its reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Adapter {
+    /// DSPy's `ChatAdapter`: `[[ ## field ## ]]` sections (the default).
+    #[default]
+    Chat,
+    /// DSPy's `JSONAdapter`: the outputs as one JSON object.
+    Json,
+}
+
+impl Adapter {
+    /// The adapter's name in a `with` configuration: `chat` or `json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Adapter::Chat => "chat",
+            Adapter::Json => "json",
+        }
+    }
+}
+
+/// The messages DSPy's `adapter` builds for `signature` with `instructions`, a description of
+/// some fields (by field name, written after the field's type as DSPy writes a field's `desc`;
+/// DSPy's placeholder `${name}` counts as none), few-shot `demos` and the call's `inputs`.
+pub fn adapter_messages(
+    adapter: Adapter,
+    signature: &Signature,
+    instructions: &str,
+    descriptions: &BTreeMap<String, String>,
+    demos: &[Fields],
+    inputs: &Fields,
+) -> Vec<ChatMessage> {
     let mut messages = vec![ChatMessage::new(
         "system",
-        system_message(signature, instructions),
+        system_message(adapter, signature, instructions, descriptions),
     )];
-    messages.extend(demo_messages(signature, demos));
-    let content = user_content(signature, inputs, "", true);
+    messages.extend(demo_messages(adapter, signature, demos));
+    let content = user_content(adapter, signature, inputs, "", true);
     if !content.is_empty() {
         messages.push(ChatMessage::new("user", content));
     }
     messages
 }
 
-fn system_message(signature: &Signature, instructions: &str) -> String {
+fn system_message(
+    adapter: Adapter,
+    signature: &Signature,
+    instructions: &str,
+    descriptions: &BTreeMap<String, String>,
+) -> String {
     let description = format!(
         "Your input fields are:\n{}\nYour output fields are:\n{}",
-        field_descriptions(&signature.inputs),
-        field_descriptions(&signature.outputs)
+        field_descriptions(&signature.inputs, descriptions),
+        field_descriptions(&signature.outputs, descriptions)
     );
-    let structure = [
-        "All interactions will be structured in the following way, with the appropriate values filled in.".to_owned(),
-        field_placeholders(&signature.inputs, false),
-        field_placeholders(&signature.outputs, true),
-        "[[ ## completed ## ]]\n".to_owned(),
-    ]
-    .join("\n\n");
+    let intro = "All interactions will be structured in the following way, with the appropriate values filled in.".to_owned();
+    let structure = match adapter {
+        Adapter::Chat => [
+            intro,
+            field_placeholders(&signature.inputs, false),
+            field_placeholders(&signature.outputs, true),
+            "[[ ## completed ## ]]\n".to_owned(),
+        ]
+        .join("\n\n"),
+        Adapter::Json => [
+            intro,
+            "Inputs will have the following structure:".to_owned(),
+            field_placeholders(&signature.inputs, false),
+            "Outputs will be a JSON object with the following fields.".to_owned(),
+            json_object(signature.outputs.iter().map(|f| {
+                let note = format_note(&f.ty)
+                    .map(|n| format!("        # note: the value you produce {n}"))
+                    .unwrap_or_default();
+                (
+                    f.name.as_str(),
+                    JsonValue::String(format!("{{{}}}{note}", f.name)),
+                )
+            })),
+        ]
+        .join("\n\n"),
+    };
     let objective: String = splitlines(&dedent(&cleandoc(instructions)))
         .into_iter()
         .map(|line| format!("\n        {line}"))
@@ -132,12 +204,26 @@ fn system_message(signature: &Signature, instructions: &str) -> String {
     )
 }
 
-/// "1. `question` (str): " per field (string signatures carry no descriptions).
-fn field_descriptions(fields: &[SignatureField]) -> String {
+/// "1. `question` (str): {description}" per field.
+fn field_descriptions(
+    fields: &[SignatureField],
+    descriptions: &BTreeMap<String, String>,
+) -> String {
     fields
         .iter()
         .enumerate()
-        .map(|(i, f)| format!("{}. `{}` ({}): ", i + 1, f.name, annotation_name(&f.ty)))
+        .map(|(i, f)| {
+            let description = descriptions
+                .get(&f.name)
+                .filter(|d| **d != placeholder_description(&f.name))
+                .map_or("", String::as_str);
+            format!(
+                "{}. `{}` ({}): {description}",
+                i + 1,
+                f.name,
+                annotation_name(&f.ty)
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
         .trim()
@@ -226,7 +312,13 @@ fn blob(text: &str) -> String {
     format!("«««\n    {}\n»»»", text.replace('\n', "\n    "))
 }
 
-fn user_content(signature: &Signature, inputs: &Fields, prefix: &str, main: bool) -> String {
+fn user_content(
+    adapter: Adapter,
+    signature: &Signature,
+    inputs: &Fields,
+    prefix: &str,
+    main: bool,
+) -> String {
     let mut parts = vec![prefix.to_owned()];
     for field in &signature.inputs {
         if let Some(value) = inputs.value(&field.name) {
@@ -238,13 +330,13 @@ fn user_content(signature: &Signature, inputs: &Fields, prefix: &str, main: bool
         }
     }
     if main {
-        parts.push(output_requirements(signature));
+        parts.push(output_requirements(adapter, signature));
     }
     parts.push(String::new());
     parts.join("\n\n").trim().to_owned()
 }
 
-fn output_requirements(signature: &Signature) -> String {
+fn output_requirements(adapter: Adapter, signature: &Signature) -> String {
     let fields: Vec<String> = signature
         .outputs
         .iter()
@@ -256,17 +348,37 @@ fn output_requirements(signature: &Signature) -> String {
                     annotation_name(ty)
                 ),
             };
-            format!("`[[ ## {} ## ]]`{info}", f.name)
+            match adapter {
+                Adapter::Chat => format!("`[[ ## {} ## ]]`{info}", f.name),
+                Adapter::Json => format!("`{}`{info}", f.name),
+            }
         })
         .collect();
+    if adapter == Adapter::Json {
+        return format!(
+            "Respond with a JSON object in the following order of fields: {}.",
+            fields.join(", then ")
+        );
+    }
     format!(
         "Respond with the corresponding output fields, starting with the field {}, and then ending with the marker for `[[ ## completed ## ]]`.",
         fields.join(", then ")
     )
 }
 
-fn assistant_content(signature: &Signature, outputs: &Fields, missing: &str) -> String {
+fn assistant_content(
+    adapter: Adapter,
+    signature: &Signature,
+    outputs: &Fields,
+    missing: &str,
+) -> String {
     let missing = JsonValue::String(missing.to_owned());
+    if adapter == Adapter::Json {
+        return json_object(signature.outputs.iter().map(|f| {
+            let value = outputs.value(&f.name).unwrap_or(&missing);
+            (f.name.as_str(), value.clone())
+        }));
+    }
     let body = signature
         .outputs
         .iter()
@@ -279,7 +391,26 @@ fn assistant_content(signature: &Signature, outputs: &Fields, missing: &str) -> 
     format!("{}\n\n[[ ## completed ## ]]\n", body.trim())
 }
 
-fn demo_messages(signature: &Signature, demos: &[Fields]) -> Vec<ChatMessage> {
+/// Python's `json.dumps(dict, indent=2, ensure_ascii=False)` of these entries, in order.
+fn json_object<'a>(entries: impl Iterator<Item = (&'a str, JsonValue)>) -> String {
+    let object: Vec<(&str, JsonValue)> = entries.collect();
+    if object.is_empty() {
+        return "{}".to_owned();
+    }
+    let body: Vec<String> = object
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "  {}: {}",
+                dumps(&JsonValue::String((*name).to_owned()), false),
+                dumps_indented(value, 1)
+            )
+        })
+        .collect();
+    format!("{{\n{}\n}}", body.join(",\n"))
+}
+
+fn demo_messages(adapter: Adapter, signature: &Signature, demos: &[Fields]) -> Vec<ChatMessage> {
     let all = || signature.inputs.iter().chain(&signature.outputs);
     let complete = |demo: &Fields| all().all(|f| demo.value(&f.name).is_some_and(|v| !v.is_null()));
     let some_of = |demo: &Fields, fields: &[SignatureField]| {
@@ -293,6 +424,7 @@ fn demo_messages(signature: &Signature, demos: &[Fields]) -> Vec<ChatMessage> {
         messages.push(ChatMessage::new(
             "user",
             user_content(
+                adapter,
                 signature,
                 demo,
                 "This is an example of the task, though some input or output fields are not supplied.",
@@ -302,6 +434,7 @@ fn demo_messages(signature: &Signature, demos: &[Fields]) -> Vec<ChatMessage> {
         messages.push(ChatMessage::new(
             "assistant",
             assistant_content(
+                adapter,
                 signature,
                 demo,
                 "Not supplied for this particular example. ",
@@ -311,11 +444,12 @@ fn demo_messages(signature: &Signature, demos: &[Fields]) -> Vec<ChatMessage> {
     for demo in demos.iter().filter(|d| complete(d)) {
         messages.push(ChatMessage::new(
             "user",
-            user_content(signature, demo, "", false),
+            user_content(adapter, signature, demo, "", false),
         ));
         messages.push(ChatMessage::new(
             "assistant",
             assistant_content(
+                adapter,
                 signature,
                 demo,
                 "Not supplied for this conversation history message. ",
@@ -393,6 +527,81 @@ pub fn parse_reply(signature: &Signature, reply: &str) -> Result<Fields> {
     Ok(outputs)
 }
 
+/// Reads a reply as DSPy's `JSONAdapter.parse` does: the reply (or, failing that, the first
+/// balanced `{...}` in it) is a JSON object whose output fields are read as their types (a
+/// string as the field's text, any other value as it is); other keys are ignored. A reply with
+/// no JSON object or without an output is an [`Error::Lm`] naming it and quoting the start of
+/// the reply; an output that does not read as its type is an [`Error::Field`].
+///
+/// ```
+/// use dspex::lm::parse_json_reply;
+/// use dspex::Signature;
+///
+/// let sig: Signature = "question -> answer, n: int".parse()?;
+/// let outputs = parse_json_reply(&sig, "```json\n{\"answer\": \"Paris\", \"n\": \"3\"}\n```")?;
+/// assert_eq!(outputs.get::<&str>("answer")?, "Paris");
+/// assert_eq!(outputs.get::<i64>("n")?, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn parse_json_reply(signature: &Signature, reply: &str) -> Result<Fields> {
+    let object = match serde_json::from_str::<JsonValue>(reply.trim()) {
+        Ok(JsonValue::Object(map)) => Some(map),
+        _ => first_object(reply).and_then(|text| match serde_json::from_str(text) {
+            Ok(JsonValue::Object(map)) => Some(map),
+            _ => None,
+        }),
+    };
+    let Some(mut object) = object else {
+        return Err(Error::lm(format!(
+            "the LM's reply holds no JSON object: {}",
+            reply_excerpt(reply)
+        )));
+    };
+    let mut outputs = Fields::new();
+    for field in &signature.outputs {
+        let Some(value) = object.remove(&field.name) else {
+            return Err(Error::lm(format!(
+                "`{}` is missing from the LM's JSON reply: {}",
+                field.name,
+                reply_excerpt(reply)
+            )));
+        };
+        let read = match (&field.ty, value) {
+            (_, JsonValue::String(text)) => field.parse_text(text.trim()),
+            (FieldType::Str, other) => Ok(JsonValue::String(str_of(&other))),
+            (_, other) => field.conform(other),
+        };
+        let value = read.map_err(|error| Error::Field {
+            context: "the LM's reply".to_owned(),
+            error: Box::new(error),
+        })?;
+        outputs.insert(field.name.clone(), value);
+    }
+    Ok(outputs)
+}
+
+/// The first balanced `{...}` of `text` (braces inside JSON strings do not count).
+fn first_object(text: &str) -> Option<&str> {
+    let start = text.find('{')?;
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (offset, c) in text[start..].char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            '{' if !in_string => depth += 1,
+            '}' if !in_string => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&text[start..=start + offset]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// A reply for an error message: at most [`MAX_REPLY_EXCERPT_CHARS`] characters, quoted.
 pub(crate) fn reply_excerpt(reply: &str) -> String {
     let mut chars = reply.chars();
@@ -451,6 +660,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`n`") && err.contains("many"), "{err}");
+    }
+
+    #[test]
+    fn a_json_reply_is_read_per_type_and_a_missing_field_is_named() {
+        let s = sig("q -> answer, n: int, tags: list[str]");
+        let reply = r#"Sure: {"answer": "a {b}", "n": 3, "tags": "[\"x\"]", "other": 1} done"#;
+        let out = parse_json_reply(&s, reply).unwrap();
+        assert_eq!(out.value("answer"), Some(&json!("a {b}")));
+        assert_eq!(out.value("n"), Some(&json!(3)));
+        assert_eq!(out.value("tags"), Some(&json!(["x"])));
+        assert_eq!(out.len(), 3);
+        let err = parse_json_reply(&s, r#"{"answer": "a", "tags": []}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`n` is missing from the LM's JSON reply"),
+            "{err}"
+        );
+        let err = parse_json_reply(&s, "[[ ## answer ## ]]\na")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds no JSON object"), "{err}");
     }
 
     #[test]

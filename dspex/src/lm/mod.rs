@@ -69,13 +69,15 @@ pub(crate) mod config;
 mod gate;
 #[cfg(feature = "lm")]
 mod http;
+mod predictor;
 mod pyfmt;
 mod scripted;
 mod tape;
 
 pub use chat::{
-    ChatMessage, MAX_REPLY_EXCERPT_CHARS, REASONING_FIELD, chat_messages, default_instructions,
-    parse_reply, with_reasoning,
+    Adapter, ChatMessage, MAX_REPLY_EXCERPT_CHARS, REASONING_FIELD, adapter_messages,
+    chat_messages, default_instructions, parse_json_reply, parse_reply, placeholder_description,
+    with_reasoning,
 };
 pub use client::{LmClient, LmRequest, LmResponse, MAX_LM_CACHE_FILE_BYTES};
 pub(crate) use config::LmConfig;
@@ -88,6 +90,7 @@ pub use config::{
 };
 #[cfg(feature = "lm")]
 pub use http::MAX_LM_REPLY_BYTES;
+pub use predictor::{FieldText, PredictorState};
 #[cfg(feature = "python")]
 pub(crate) use tape::Tape;
 pub use tape::{MAX_LM_TAPE_BYTES, MAX_LM_TAPE_ENTRIES, MAX_LM_TAPE_LINE_BYTES};

@@ -84,6 +84,33 @@ pub(crate) fn dumps(value: &JsonValue, ensure_ascii: bool) -> String {
     out
 }
 
+/// Python's `json.dumps(value, indent=2, ensure_ascii=False)` of a value nested `depth`
+/// levels deep (its inner lines indented accordingly).
+pub(crate) fn dumps_indented(value: &JsonValue, depth: usize) -> String {
+    let pad = |d: usize| "  ".repeat(d);
+    match value {
+        JsonValue::Array(items) if !items.is_empty() => {
+            let inner: Vec<String> = items
+                .iter()
+                .map(|item| format!("{}{}", pad(depth + 1), dumps_indented(item, depth + 1)))
+                .collect();
+            format!("[\n{}\n{}]", inner.join(",\n"), pad(depth))
+        }
+        JsonValue::Object(map) if !map.is_empty() => {
+            let inner: Vec<String> = map
+                .iter()
+                .map(|(k, v)| {
+                    let mut key = String::new();
+                    write_string(&mut key, k, false);
+                    format!("{}{key}: {}", pad(depth + 1), dumps_indented(v, depth + 1))
+                })
+                .collect();
+            format!("{{\n{}\n{}}}", inner.join(",\n"), pad(depth))
+        }
+        other => dumps(other, false),
+    }
+}
+
 fn write_json(out: &mut String, value: &JsonValue, ensure_ascii: bool) {
     match value {
         JsonValue::Null => out.push_str("null"),

@@ -3,7 +3,8 @@
 //! messages: it reads the output fields the system message asks for, takes the answer from the
 //! script (answers in order, shared by every call, then the first rule whose needle the last
 //! message contains), generates a deterministic answer of the right type for each field the
-//! script does not give, and writes them as `[[ ## field ## ]]` sections. Token usage counts
+//! script does not give, and writes them as `[[ ## field ## ]]` sections (as one JSON object
+//! when the request is the JSON adapter's). Token usage counts
 //! words.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -15,6 +16,9 @@ use serde_json::json;
 use super::chat::ChatMessage;
 use super::config::LmConfig;
 use super::pyfmt::dumps;
+
+/// What the last message of a request of DSPy's JSON adapter says.
+const JSON_REQUEST: &str = "Respond with a JSON object";
 
 /// How many characters of the first input a generated answer quotes.
 const EXCERPT_CHARS: usize = 60;
@@ -79,13 +83,22 @@ impl ScriptedLm {
                 })
                 .collect()
         };
-        let text = fields
-            .iter()
-            .map(|(name, value)| format!("[[ ## {name} ## ]]\n{value}"))
-            .collect::<Vec<_>>()
-            .join("\n\n")
-            .trim()
-            .to_owned();
+        let text = if last.contains(JSON_REQUEST) {
+            // DSPy's JSON adapter asks for one object: the same answers, as strings in it.
+            let object: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .map(|(name, value)| (name.clone(), json!(value)))
+                .collect();
+            dumps(&serde_json::Value::Object(object), false)
+        } else {
+            fields
+                .iter()
+                .map(|(name, value)| format!("[[ ## {name} ## ]]\n{value}"))
+                .collect::<Vec<_>>()
+                .join("\n\n")
+                .trim()
+                .to_owned()
+        };
         let words = |s: &str| s.split_whitespace().count() as u64;
         ScriptedReply {
             prompt_words: messages.iter().map(|m| words(&m.content)).sum(),
@@ -177,7 +190,9 @@ fn generated(name: &str, annotation: &str, first: &str) -> String {
 mod tests {
     use super::*;
     use crate::data::Fields;
-    use crate::lm::chat::{chat_messages, default_instructions};
+    use crate::lm::chat::{
+        Adapter, adapter_messages, chat_messages, default_instructions, parse_json_reply,
+    };
 
     #[test]
     fn answers_come_from_the_script_then_rules_then_are_generated_by_type() {
@@ -212,5 +227,23 @@ mod tests {
             )),
             "{generated}"
         );
+    }
+
+    #[test]
+    fn a_json_adapter_request_is_answered_with_one_object_it_reads_back() {
+        let sig = "question -> answer, n: int".parse().unwrap();
+        let lm = ScriptedLm::new(&LmConfig::scripted().answer([("answer", "Paris")]));
+        let messages = adapter_messages(
+            Adapter::Json,
+            &sig,
+            &default_instructions(&sig),
+            &Default::default(),
+            &[],
+            &Fields::from([("question", "Capital?")]),
+        );
+        let reply = lm.answer(&messages).text;
+        assert_eq!(reply, r#"{"answer": "Paris", "n": "0"}"#);
+        let outputs = parse_json_reply(&sig, &reply).unwrap();
+        assert_eq!(outputs.value("n"), Some(&json!(0)));
     }
 }

@@ -12,14 +12,20 @@
 //! versioned JSON file ([`ProgramState`], [`AnyProgram::save_state`](crate::AnyProgram::save_state))
 //! and loads back, all or nothing, into a program of the same declaration
 //! ([`AnyProgram::load_state`](crate::AnyProgram::load_state)).
+//!
+//! A step's state also loads from, and saves to, the file DSPy itself saves
+//! ([`AnyProgram::load_dspy_state`](crate::AnyProgram::load_dspy_state)): a program optimized in
+//! Python with DSPy runs from Rust, natively when its LM steps are native.
 
 #[cfg(feature = "python")]
 mod compile;
+mod dspy;
 pub(crate) mod ext;
 mod optimizer;
 mod state;
 
 pub use crate::program::compiled::{CompiledState, MAX_COMPILED_STATE_BYTES};
+pub use dspy::{DSPY_VERSION, MAX_DSPY_STATE_BYTES};
 pub use optimizer::{
     CompileMetric, CompileReport, DEFAULT_COMPILE_TIMEOUT, MAX_COMPILE_TIMEOUT, MAX_TRAIN_EXAMPLES,
     METRIC_CALLBACK_TIMEOUT, Optimizer,

@@ -544,4 +544,16 @@ impl BaseProgram for RunningProgram {
     fn program_python_steps(&self) -> Vec<&PythonModule> {
         RunningProgram::python_steps(self)
     }
+
+    fn program_native_steps(&self) -> Vec<(&str, &dyn DynModule)> {
+        self.spec
+            .steps
+            .iter()
+            .zip(&self.steps)
+            .filter_map(|(spec, step)| match step {
+                Attached::Native(module) => Some((spec.name.as_str(), module.as_ref())),
+                Attached::Python(_) => None,
+            })
+            .collect()
+    }
 }

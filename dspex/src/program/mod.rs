@@ -29,7 +29,7 @@ pub use builder::{DynProgram, ProgramBuilder, RunningProgram, Step};
 pub(crate) use compiled::CompiledState;
 #[cfg(feature = "python")]
 pub(crate) use compiled::check_state_size;
-pub use module::{BoxFuture, DynModule, Module, StepContext};
+pub use module::{BoxFuture, DynModule, Module, Predictor, StepContext};
 pub use predict::{ChainOfThought, Predict};
 pub use python::PythonModule;
 #[cfg(feature = "python")]

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use crate::context::Context;
 use crate::data::{Fields, LmCall, Params};
 use crate::error::Result;
+use crate::lm::PredictorState;
 
 /// What a native step knows of the chain it runs in: its name, its signature, the context
 /// (whose LM dspex's own [`Predict`](crate::Predict) calls), and where it records the LM
@@ -101,6 +102,32 @@ pub trait Module: Send + Sync + 'static {
         let _ = step;
         self.forward(inputs, params)
     }
+
+    /// The DSPy predictor this module is, if it is one (dspex's
+    /// [`Predict`](crate::Predict) and [`ChainOfThought`](crate::ChainOfThought)): what loading
+    /// and saving DSPy's state reach. `None` unless overridden.
+    fn predictor(&self) -> Option<&dyn Predictor> {
+        None
+    }
+}
+
+/// A native step that is a DSPy predictor: its kind, its own signature, and its learned
+/// [`PredictorState`], read and replaced as a whole.
+pub trait Predictor: Send + Sync {
+    /// The DSPy module it stands for: `Predict` or `ChainOfThought`.
+    fn module_kind(&self) -> &'static str;
+
+    /// Whether its prompt asks for DSPy's `reasoning` before the outputs.
+    fn reasoning(&self) -> bool;
+
+    /// The signature it was built with, if any (in a chain, the step's is used otherwise).
+    fn own_signature(&self) -> Option<&Signature>;
+
+    /// Its learned state now.
+    fn predictor_state(&self) -> PredictorState;
+
+    /// Replaces its learned state; the next calls use it.
+    fn set_predictor_state(&self, state: PredictorState);
 }
 
 /// A boxed future, as dynamic dispatch needs.
@@ -117,6 +144,9 @@ pub trait DynModule: Send + Sync + 'static {
         inputs: &'a Fields,
         params: &'a Params,
     ) -> BoxFuture<'a, Result<Fields>>;
+
+    /// [`Module::predictor`].
+    fn dyn_predictor(&self) -> Option<&dyn Predictor>;
 }
 
 impl<M: Module> DynModule for M {
@@ -127,5 +157,9 @@ impl<M: Module> DynModule for M {
         params: &'a Params,
     ) -> BoxFuture<'a, Result<Fields>> {
         Box::pin(self.forward_in_step(step, inputs, params))
+    }
+
+    fn dyn_predictor(&self) -> Option<&dyn Predictor> {
+        self.predictor()
     }
 }

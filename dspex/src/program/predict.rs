@@ -5,22 +5,51 @@ use std::sync::Arc;
 
 use dspex_core::dspy::LM_PARAMS;
 use dspex_core::{Signature, Value};
+use parking_lot::RwLock;
 
-use super::module::{Module, StepContext};
+use super::module::{Module, Predictor, StepContext};
 use crate::data::{Fields, LmCall, Params};
 use crate::error::{Error, Result};
 use crate::lm::{
-    LmClient, LmRequest, chat_messages, default_instructions, parse_reply, with_reasoning,
+    Adapter, LmClient, LmRequest, PredictorState, adapter_messages, default_instructions,
+    parse_json_reply, parse_reply, with_reasoning,
 };
 
-/// The state both modules share: an optional signature, instructions, demos and LM of their
-/// own (in a chain, the step's signature and the context's LM are used when unset).
-#[derive(Debug, Clone, Default)]
+/// The state both modules share: an optional signature and LM of their own (in a chain, the
+/// step's signature and the context's LM are used when unset), and what DSPy's optimizers
+/// learn (instructions, demos, field descriptions), replaceable while the module runs.
+#[derive(Debug)]
 struct LmStep {
     signature: Option<Signature>,
-    instructions: Option<String>,
-    demos: Vec<Fields>,
+    learned: RwLock<PredictorState>,
     lm: Option<Arc<LmClient>>,
+    adapter: Adapter,
+    /// Whether a `ChatAdapter` reply that does not parse is asked again with the JSON adapter.
+    json_fallback: bool,
+}
+
+impl Default for LmStep {
+    fn default() -> Self {
+        Self {
+            signature: None,
+            learned: RwLock::default(),
+            lm: None,
+            adapter: Adapter::Chat,
+            json_fallback: true,
+        }
+    }
+}
+
+impl Clone for LmStep {
+    fn clone(&self) -> Self {
+        Self {
+            signature: self.signature.clone(),
+            learned: RwLock::new(self.learned.read().clone()),
+            lm: self.lm.clone(),
+            adapter: self.adapter,
+            json_fallback: self.json_fallback,
+        }
+    }
 }
 
 impl LmStep {
@@ -37,6 +66,9 @@ impl LmStep {
         })
     }
 
+    /// Calls the LM with the step's adapter; as DSPy does, a `ChatAdapter` reply that does not
+    /// parse is asked again with the JSON adapter (unless the fallback is off), and the error
+    /// of the first reply is the one returned when the second fails too.
     async fn run(
         &self,
         module: &str,
@@ -45,21 +77,76 @@ impl LmStep {
         lm: &LmClient,
         inputs: &Fields,
         params: &Params,
-    ) -> Result<(Fields, LmCall)> {
-        let mut request = request_settings(module, params)?;
-        let instructions = self
-            .instructions
-            .clone()
-            .unwrap_or_else(|| default_instructions(signature));
+    ) -> Result<(Fields, Vec<LmCall>)> {
         let prompt_signature = if reasoning {
             with_reasoning(signature)
         } else {
             signature.clone()
         };
-        request.messages = chat_messages(&prompt_signature, &instructions, &self.demos, inputs);
+        let adapters = if self.adapter == Adapter::Chat && self.json_fallback {
+            [Some(Adapter::Chat), Some(Adapter::Json)]
+        } else {
+            [Some(self.adapter), None]
+        };
+        let mut calls = Vec::new();
+        let mut first_error = None;
+        for adapter in adapters.into_iter().flatten() {
+            let call = self.call(
+                adapter,
+                module,
+                signature,
+                &prompt_signature,
+                lm,
+                inputs,
+                params,
+                &mut calls,
+            );
+            match call.await? {
+                Ok(outputs) => return Ok((outputs, calls)),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| Error::Internal("no adapter was tried".to_owned())))
+    }
+
+    /// One LM call with `adapter`: an error of the call itself is the outer one, a reply that
+    /// does not parse the inner one.
+    #[allow(clippy::too_many_arguments)]
+    async fn call(
+        &self,
+        adapter: Adapter,
+        module: &str,
+        signature: &Signature,
+        prompt_signature: &Signature,
+        lm: &LmClient,
+        inputs: &Fields,
+        params: &Params,
+        calls: &mut Vec<LmCall>,
+    ) -> Result<Result<Fields>> {
+        let mut request = request_settings(module, params)?;
+        request.messages = {
+            let learned = self.learned.read();
+            let instructions = learned
+                .instructions
+                .clone()
+                .unwrap_or_else(|| default_instructions(signature));
+            adapter_messages(
+                adapter,
+                prompt_signature,
+                &instructions,
+                &learned.descriptions(),
+                &learned.demos,
+                inputs,
+            )
+        };
         let response = lm.complete(&request).await?;
-        let outputs = parse_reply(&prompt_signature, &response.text)?;
-        Ok((outputs, response.call))
+        calls.push(response.call);
+        Ok(match adapter {
+            Adapter::Chat => parse_reply(prompt_signature, &response.text),
+            Adapter::Json => parse_json_reply(prompt_signature, &response.text),
+        })
     }
 
     async fn forward_alone(
@@ -97,10 +184,12 @@ impl LmStep {
             Some(lm) => Arc::clone(lm),
             None => step.context().lm_client()?,
         };
-        let (outputs, call) = self
+        let (outputs, calls) = self
             .run(module, reasoning, signature, &lm, inputs, params)
             .await?;
-        step.record_lm_call(call);
+        for call in calls {
+            step.record_lm_call(call);
+        }
         Ok(outputs)
     }
 }
@@ -160,16 +249,16 @@ macro_rules! lm_module {
             /// The instructions of the prompt (default: DSPy's "Given the fields `question`,
             /// produce the fields `answer`.").
             #[must_use]
-            pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
-                self.0.instructions = Some(instructions.into());
+            pub fn instructions(self, instructions: impl Into<String>) -> Self {
+                self.0.learned.write().instructions = Some(instructions.into());
                 self
             }
 
             /// Few-shot demos: each holds some or all of the signature's fields; they go in
             /// the prompt as user/assistant message pairs, as DSPy writes them.
             #[must_use]
-            pub fn demos(mut self, demos: impl IntoIterator<Item = Fields>) -> Self {
-                self.0.demos = demos.into_iter().collect();
+            pub fn demos(self, demos: impl IntoIterator<Item = Fields>) -> Self {
+                self.0.learned.write().demos = demos.into_iter().collect();
                 self
             }
 
@@ -177,6 +266,24 @@ macro_rules! lm_module {
             #[must_use]
             pub fn lm(mut self, lm: Arc<LmClient>) -> Self {
                 self.0.lm = Some(lm);
+                self
+            }
+
+            /// The adapter that writes the prompt and reads the reply (default: DSPy's
+            /// `ChatAdapter`; [`Adapter::Json`] for DSPy's `JSONAdapter`). The request carries
+            /// no `response_format`, as DSPy's does for a model litellm does not know to
+            /// support one; DSPy adds a structured-output schema for models it knows.
+            #[must_use]
+            pub fn adapter(mut self, adapter: Adapter) -> Self {
+                self.0.adapter = adapter;
+                self
+            }
+
+            /// Whether a `ChatAdapter` reply that does not parse is asked again with the JSON
+            /// adapter, as DSPy's `ChatAdapter(use_json_adapter_fallback=...)` (default: on).
+            #[must_use]
+            pub fn json_fallback(mut self, on: bool) -> Self {
+                self.0.json_fallback = on;
                 self
             }
         }
@@ -199,6 +306,32 @@ macro_rules! lm_module {
                 self.0
                     .forward_in_step(stringify!($name), $reasoning, step, inputs, params)
                     .await
+            }
+
+            fn predictor(&self) -> Option<&dyn Predictor> {
+                Some(self)
+            }
+        }
+
+        impl Predictor for $name {
+            fn module_kind(&self) -> &'static str {
+                stringify!($name)
+            }
+
+            fn reasoning(&self) -> bool {
+                $reasoning
+            }
+
+            fn own_signature(&self) -> Option<&Signature> {
+                self.0.signature.as_ref()
+            }
+
+            fn predictor_state(&self) -> PredictorState {
+                self.0.learned.read().clone()
+            }
+
+            fn set_predictor_state(&self, state: PredictorState) {
+                *self.0.learned.write() = state;
             }
         }
     };

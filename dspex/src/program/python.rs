@@ -224,6 +224,11 @@ impl PythonModule {
         })
     }
 
+    /// The module class the step runs now (with no overrides).
+    pub(crate) fn current_class(&self) -> Result<String> {
+        self.class(&Overrides::new())
+    }
+
     /// The compiled state the step's module runs with, if any.
     pub fn compiled_state(&self) -> Option<CompiledState> {
         self.inner.compiled.lock().clone()

@@ -7,7 +7,7 @@ use std::future::Future;
 
 use dspex_core::program::ProgramSpec;
 
-use super::module::BoxFuture;
+use super::module::{BoxFuture, DynModule};
 use super::prepare;
 use super::python::PythonModule;
 use crate::context::{Context, Overrides};
@@ -31,6 +31,11 @@ pub trait Program: Sized + Send + Sync + 'static {
 
     /// The program's python steps, in chain order.
     fn python_steps(&self) -> Vec<&PythonModule>;
+
+    /// The program's native steps with their names, in chain order.
+    fn native_steps(&self) -> Vec<(&'static str, &dyn DynModule)> {
+        Vec::new()
+    }
 
     /// Registers the program's variables into `ctx` (sharing identical declarations already
     /// there), upgrades `ctx` when a step needs the bridge, and builds the program.
@@ -108,6 +113,9 @@ pub trait BaseProgram: Send + Sync {
     /// The program's python steps, in chain order.
     fn program_python_steps(&self) -> Vec<&PythonModule>;
 
+    /// The program's native steps with their names, in chain order.
+    fn program_native_steps(&self) -> Vec<(&str, &dyn DynModule)>;
+
     /// The python step named `step`; an [`Error::Compile`] naming the program's python steps
     /// if there is none (or `step` is a native step).
     fn python_step(&self, step: &str) -> Result<&PythonModule> {
@@ -153,5 +161,9 @@ impl<P: Program> BaseProgram for P {
 
     fn program_python_steps(&self) -> Vec<&PythonModule> {
         Program::python_steps(self)
+    }
+
+    fn program_native_steps(&self) -> Vec<(&str, &dyn DynModule)> {
+        Program::native_steps(self)
     }
 }

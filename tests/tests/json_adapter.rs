@@ -1,0 +1,177 @@
+//! DSPy's JSON adapter on the native lane, against the real DSPy: a native `Predict` whose
+//! `ChatAdapter` reply does not parse asks again with the JSON adapter, and a native
+//! `ChainOfThought` set to the JSON adapter asks with it at once; each request (messages, and
+//! no `response_format` for a model litellm does not know) equals the one DSPy (the pinned
+//! version) sends for the same state and input
+//! on the same loopback LM server, and the outputs are read as DSPy reads them. With the
+//! fallback off, a reply that does not parse is an error after one request.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dspex::lm::{Adapter, FieldText, LmClient, PredictorState};
+use dspex::prelude::*;
+use dspex::{JsonValue, Predictor, json};
+use dspex_test_lm::{LmServer, Reply};
+use dspex_tests::run_script;
+
+const TYPED: &str = "question, context: list[str] -> answer, confidence: float, tags: list[str]";
+
+fn cases() -> JsonValue {
+    json!([
+        {
+            "module": "Predict",
+            "adapter": "chat",
+            "signature": TYPED,
+            "instructions": "Answer from the context.",
+            "descriptions": {"confidence": "Between 0 and 1"},
+            "demos": [
+                {"question": "Capital of Italy?", "context": ["Rome."], "answer": "Rome", "confidence": 0.95, "tags": ["it", "«x»"]},
+                {"question": "Capital of Spain?", "answer": "Madrid"},
+            ],
+            "inputs": {"question": "Capital of France?", "context": ["Paris is in France."]},
+        },
+        {
+            "module": "ChainOfThought",
+            "adapter": "json",
+            "signature": "question -> answer: int",
+            "instructions": null,
+            "descriptions": {},
+            "demos": [{"question": "1 + 1?", "reasoning": "One and one.", "answer": 2}],
+            "inputs": {"question": "2 + 2?"},
+        },
+    ])
+}
+
+/// The replies of one round (DSPy's, then dspex's): a reply in no adapter's format and its JSON
+/// answer for the `Predict`, a JSON answer for the `ChainOfThought`.
+const REPLIES: [&str; 3] = [
+    "The answer is Paris.",
+    "```json\n{\"answer\": \"Paris\", \"confidence\": \"0.9\", \"tags\": [\"fr\"], \"extra\": 1}\n```",
+    "{\"reasoning\": \"Two and two.\", \"answer\": 4}",
+];
+
+fn fields(value: &JsonValue) -> Fields {
+    value
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn state(case: &JsonValue) -> PredictorState {
+    PredictorState {
+        instructions: case["instructions"].as_str().map(str::to_owned),
+        demos: case["demos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(fields)
+            .collect(),
+        fields: case["descriptions"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, text)| {
+                let text = FieldText {
+                    prefix: String::new(),
+                    description: text.as_str().unwrap().to_owned(),
+                };
+                (name.clone(), text)
+            })
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn compared(request: &JsonValue) -> String {
+    serde_json::to_string_pretty(&json!({
+        "messages": request["messages"],
+        "response_format": request.get("response_format"),
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_adapter_and_the_fallback_to_it_send_dspys_requests() {
+    let server = LmServer::start().await.unwrap();
+    for reply in REPLIES.iter().chain(&REPLIES) {
+        server.push(Reply::text(*reply));
+    }
+    let input = json!({"action": "call", "base_url": server.base_url(), "cases": cases()});
+    let dspy = tokio::task::block_in_place(|| run_script("tests/python/dspy_state.py", &input));
+    assert_eq!(server.requests().len(), 3);
+
+    let lm = Arc::new(LmClient::new(LmConfig::openai(server.base_url(), "native-model")).unwrap());
+    let cases = cases();
+    let predict = Predict::new(TYPED).unwrap().lm(Arc::clone(&lm));
+    predict.set_predictor_state(state(&cases[0]));
+    let out = predict
+        .forward(&fields(&cases[0]["inputs"]), &Params::default())
+        .await
+        .unwrap();
+    assert_eq!(out.get::<&str>("answer").unwrap(), "Paris");
+    assert_eq!(out.get::<f64>("confidence").unwrap(), 0.9);
+    assert_eq!(out.value("tags"), Some(&json!(["fr"])));
+    assert_eq!(out.value("tags"), Some(&dspy[0]["tags"]));
+    let cot = ChainOfThought::new("question -> answer: int")
+        .unwrap()
+        .lm(lm)
+        .adapter(Adapter::Json);
+    cot.set_predictor_state(state(&cases[1]));
+    let out = cot
+        .forward(&fields(&cases[1]["inputs"]), &Params::default())
+        .await
+        .unwrap();
+    assert_eq!(out.get::<i64>("answer").unwrap(), 4);
+    assert_eq!(dspy[1]["answer"], 4);
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 6);
+    for i in 0..3 {
+        assert_eq!(
+            compared(&requests[i + 3].body),
+            compared(&requests[i].body),
+            "request {i}"
+        );
+    }
+    // The fallback's request is the JSON adapter's.
+    let last = requests[4].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap();
+    assert!(
+        last["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("then `tags` (must be formatted as a valid Python list[str])."),
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn without_the_fallback_a_reply_that_does_not_parse_is_an_error_after_one_request() {
+    let server = LmServer::start().await.unwrap();
+    server.push(Reply::text("The answer is Paris."));
+    let lm = Arc::new(LmClient::new(LmConfig::openai(server.base_url(), "native-model")).unwrap());
+    let predict = Predict::new("question -> answer")
+        .unwrap()
+        .lm(lm)
+        .json_fallback(false);
+    let err = predict
+        .forward(
+            &Fields::from([("question", "Capital?")]),
+            &Params::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`answer` is missing from the LM's reply"),
+        "{err}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
