@@ -11,8 +11,8 @@
 //! [`DEFAULT_TOOL_TIMEOUT_MS`](crate::spec::dspy::DEFAULT_TOOL_TIMEOUT_MS)).
 //! `#[dspex::tool(inline)]` marks a short synchronous tool (no I/O, no waiting: it returns in
 //! microseconds): it runs in the call's own task instead of being handed to the blocking
-//! threads, which saves the hand-over; its timeout is then checked when it returns (a call
-//! that ran past it is answered with the timeout error), since nothing can stop it midway.
+//! threads, which saves the hand-over; its timeout is then checked when it returns (a result
+//! that came after it is answered with the timeout error), since nothing can stop it midway.
 //!
 //! The function stays an ordinary function. The attribute adds a type of the same name (types
 //! and functions live apart) implementing [`Tool`], which is how `with { tools: [search_docs] }`

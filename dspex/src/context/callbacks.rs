@@ -463,7 +463,7 @@ impl Drop for ScopeGuard {
 }
 
 /// Runs one call as a task of its own, bounded by the callable's timeout (an inline one in
-/// this task, its timeout checked when it returns); a panic or a timeout is an error message.
+/// this task, a result after its timeout refused); a panic or a timeout is an error message.
 async fn run(
     callback: &Callback,
     invocation: Invocation,
@@ -485,10 +485,10 @@ async fn run(
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| Err(panic_message(panic.as_ref())));
-        return if started.elapsed() > callback.timeout {
-            Err(timed_out())
-        } else {
-            outcome
+        // A result that came after the timeout is refused; an error or a panic says more.
+        return match outcome {
+            Ok(_) if started.elapsed() > callback.timeout => Err(timed_out()),
+            outcome => outcome,
         };
     }
     let mut task = tokio::spawn(future);
