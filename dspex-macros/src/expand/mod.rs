@@ -578,7 +578,7 @@ fn tool_def(path: &TokenStream) -> TokenStream {
     let last = Ident::new(&last.to_string(), span);
     quote_spanned! {span=>
         {
-            #[allow(non_camel_case_types, unreachable_pub, dead_code)]
+            #[allow(non_camel_case_types, unreachable_pub, dead_code, unused_imports)]
             mod __dspex_not_a_tool {
                 mod plain_fn {
                     pub struct #last {}
