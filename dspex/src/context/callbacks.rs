@@ -74,7 +74,7 @@ pub struct Callback {
     /// name is refused.
     origin: Option<&'static str>,
     /// Polled in the call's own task rather than spawned as a task of its own (a short
-    /// synchronous tool): its timeout is checked when it returns.
+    /// synchronous tool): a result after its timeout is refused.
     inline: bool,
 }
 
