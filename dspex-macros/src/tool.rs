@@ -3,7 +3,8 @@
 //! `dspex::tools::Tool` with the tool's declaration (name, doc comment, argument types,
 //! variables, timeout) and the code that runs one call: the agent's JSON arguments checked and
 //! converted, the variables read for the run, the function called (a synchronous one on the
-//! blocking threads) and its `Result` turned into JSON or an error message.
+//! blocking threads, or in the call's own task when marked `inline`) and its `Result` turned
+//! into JSON or an error message.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -16,12 +17,14 @@ use dspex_core::did_you_mean;
 use dspex_core::dspy::{DEFAULT_TOOL_TIMEOUT_MS, MAX_TOOL_TIMEOUT_MS};
 
 /// The keys `#[dspex::tool(..)]` takes.
-const KEYS: &[&str] = &["variables", "timeout_ms"];
+const KEYS: &[&str] = &["variables", "timeout_ms", "inline"];
 
 /// What `#[dspex::tool(..)]` says.
 struct Options {
     variables: Vec<Ident>,
     timeout_ms: u64,
+    /// `inline`: a short synchronous tool, run in the call's own task.
+    inline: Option<Span>,
 }
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -68,6 +71,7 @@ fn options(attr: TokenStream, errors: &mut Vec<syn::Error>) -> Options {
     let mut options = Options {
         variables: Vec::new(),
         timeout_ms: DEFAULT_TOOL_TIMEOUT_MS,
+        inline: None,
     };
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
         Ok(metas) => metas,
@@ -105,14 +109,17 @@ fn options(attr: TokenStream, errors: &mut Vec<syn::Error>) -> Options {
                     "expected a number of milliseconds: `timeout_ms = 500`",
                 )),
             },
-            (Some(k @ ("variables" | "timeout_ms")), _) => errors.push(syn::Error::new_spanned(
-                &meta,
-                if k == "variables" {
-                    "expected `variables(top_k, index_name)`"
-                } else {
-                    "expected `timeout_ms = 500`"
-                },
-            )),
+            (Some("inline"), Meta::Path(path)) => options.inline = Some(path.span()),
+            (Some(k @ ("variables" | "timeout_ms" | "inline")), _) => {
+                errors.push(syn::Error::new_spanned(
+                    &meta,
+                    match k {
+                        "variables" => "expected `variables(top_k, index_name)`",
+                        "timeout_ms" => "expected `timeout_ms = 500`",
+                        _ => "expected `inline`, with no value",
+                    },
+                ));
+            }
             _ => {
                 let written = meta
                     .path()
@@ -124,7 +131,7 @@ fn options(attr: TokenStream, errors: &mut Vec<syn::Error>) -> Options {
                 errors.push(syn::Error::new_spanned(
                     meta.path(),
                     format!(
-                        "unknown key `{written}` in `#[dspex::tool(..)]`{hint}; it takes `variables(..)` and `timeout_ms = ..`"
+                        "unknown key `{written}` in `#[dspex::tool(..)]`{hint}; it takes `variables(..)`, `timeout_ms = ..` and `inline`"
                     ),
                 ));
             }
@@ -279,7 +286,17 @@ fn tool(function: &ItemFn, options: &Options, errors: &mut Vec<syn::Error>) -> T
     });
     let call_args = params.iter().map(|p| p.name);
     let call = if sig.asyncness.is_some() {
+        if let Some(span) = options.inline {
+            errors.push(syn::Error::new(
+                span,
+                format!(
+                    "`inline` is for a synchronous tool; `{name}` is an `async fn`, which already runs in the call's own task"
+                ),
+            ));
+        }
         quote!(#name(#(#call_args),*).await)
+    } else if options.inline.is_some() {
+        quote!(::dspex::tools::__private::inline(move || #name(#(#call_args),*))?)
     } else {
         quote!(::dspex::tools::__private::blocking(move || #name(#(#call_args),*)).await?)
     };
@@ -288,6 +305,7 @@ fn tool(function: &ItemFn, options: &Options, errors: &mut Vec<syn::Error>) -> T
     };
     let call_fn = format_ident!("__dspex_call");
     let timeout_ms = options.timeout_ms;
+    let inline = options.inline.is_some();
     let doc = format!("The tool [`{name}()`]: see the function.");
     quote! {
         #[doc = #doc]
@@ -324,6 +342,7 @@ fn tool(function: &ItemFn, options: &Options, errors: &mut Vec<syn::Error>) -> T
                     arguments: &[#(#argument_defs),*],
                     variables: &[#(#variable_names),*],
                     timeout_ms: #timeout_ms,
+                    inline: #inline,
                     path: ::core::concat!(::core::module_path!(), "::", #name_str),
                     call: #name::#call_fn,
                 };

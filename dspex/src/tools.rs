@@ -9,6 +9,10 @@
 //! `top_k` for the run (its override in a `run_with`): the agent never sees it.
 //! `#[dspex::tool(timeout_ms = 500)]` bounds each call (default
 //! [`DEFAULT_TOOL_TIMEOUT_MS`](crate::spec::dspy::DEFAULT_TOOL_TIMEOUT_MS)).
+//! `#[dspex::tool(inline)]` marks a short synchronous tool (no I/O, no waiting: it returns in
+//! microseconds): it runs in the call's own task instead of being handed to the blocking
+//! threads, which saves the hand-over; its timeout is then checked when it returns (a result
+//! that came after it is answered with the timeout error), since nothing can stop it midway.
 //!
 //! The function stays an ordinary function. The attribute adds a type of the same name (types
 //! and functions live apart) implementing [`Tool`], which is how `with { tools: [search_docs] }`
@@ -16,7 +20,7 @@
 //!
 //! When a python step's agent calls a Rust tool, the worker calls back into this process (the
 //! bridge's `CallbackService`); the tool runs here, on the bridge server's runtime (a
-//! synchronous tool on its blocking threads). An error, a panic or a timeout becomes the
+//! synchronous tool on its blocking threads, unless `inline`). An error, a panic or a timeout becomes the
 //! agent's observation `error: ...` and the agent goes on. Every call is in the run's trace
 //! ([`StepTrace::tool_calls`](crate::StepTrace::tool_calls)): the arguments, the result or
 //! error, the duration and the variables read with their versions.
@@ -88,6 +92,8 @@ pub struct ToolDef {
     pub variables: &'static [&'static str],
     /// How long one call may run, in milliseconds.
     pub timeout_ms: u64,
+    /// A short synchronous tool, run in the call's own task (`#[dspex::tool(inline)]`).
+    pub inline: bool,
     /// The function's full path (`my_crate::tools::search_docs`), which tells two tools of
     /// the same name apart.
     pub path: &'static str,
@@ -103,6 +109,7 @@ impl fmt::Debug for ToolDef {
             .field("arguments", &self.arguments)
             .field("variables", &self.variables)
             .field("timeout_ms", &self.timeout_ms)
+            .field("inline", &self.inline)
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +127,7 @@ impl ToolDef {
         Callback::from_fn(self.name, self.call)
             .timeout(self.timeout())
             .origin(self.path)
+            .inline(self.inline)
     }
 
     /// Calls the tool directly, with `arguments` (a JSON object) and the variables of `ctx`
@@ -304,6 +312,12 @@ pub mod __private {
             let value = self.map_err(|e| e.to_string())?;
             serde_json::to_value(value).map_err(|e| format!("the result does not serialize: {e}"))
         }
+    }
+
+    /// Runs a short synchronous tool (`inline`) where it is called; a panic is an error message.
+    pub fn inline<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .map_err(|panic| crate::context::panic_message(panic.as_ref()))
     }
 
     /// Runs a synchronous tool on the runtime's blocking threads; a panic is an error message.

@@ -1,7 +1,7 @@
 //! The gRPC `CallbackService` of a real bridge server: a session's Python code calling the Rust
 //! callables registered for it. Authentication, one session never reaching another's
 //! callables, the argument and result bounds at and over their limits, errors, panics and
-//! timeouts answered as errors, and calls running concurrently.
+//! timeouts answered as errors (an `inline` tool's too), and calls running concurrently.
 
 #![allow(clippy::unwrap_used)]
 
@@ -230,6 +230,69 @@ async fn errors_panics_and_timeouts_are_answers() {
         .unwrap()
         .into_inner();
     assert!(matches!(reply.outcome, Some(Outcome::ResultJson(_))));
+}
+
+/// Halves `n`; refuses odd numbers and panics on zero.
+#[dspex::tool(inline, timeout_ms = 200)]
+fn halve(n: i64, slow: Option<bool>) -> std::result::Result<i64, String> {
+    if slow == Some(true) {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(n != 0, "zero has no half worth computing");
+    if n % 2 == 0 {
+        Ok(n / 2)
+    } else {
+        Err(format!("{n} is odd"))
+    }
+}
+
+#[tokio::test]
+async fn an_inline_tool_answers_errors_panics_and_overruns_like_any_tool() {
+    let server = server();
+    let ctx = bridged(&server).await;
+    let def = <halve as dspex::tools::Tool>::def();
+    assert!(def.inline);
+    ctx.register_callback(def.callback()).await.unwrap();
+    let info = ctx.bridge_session().unwrap();
+    let mut c = callback_client(&server).await;
+    let mut outcome = async |arguments: &str| {
+        c.call(call(&info, "halve", arguments))
+            .await
+            .unwrap()
+            .into_inner()
+            .outcome
+            .unwrap()
+    };
+    assert_eq!(
+        outcome(r#"{"n": 8}"#).await,
+        Outcome::ResultJson("4".into())
+    );
+    assert_eq!(
+        outcome(r#"{"n": 7}"#).await,
+        Outcome::Error("7 is odd".into())
+    );
+    let Outcome::Error(panicked) = outcome(r#"{"n": 0}"#).await else {
+        panic!("a panic is an error");
+    };
+    assert!(
+        panicked.starts_with("panicked: zero has no half"),
+        "{panicked}"
+    );
+    // Its arguments are checked as any tool's.
+    assert_eq!(
+        outcome(r#"{"n": "eight"}"#).await,
+        Outcome::Error("argument `n` of `halve` must be int, found \"eight\"".into())
+    );
+    // Nothing stops it midway: a result that came after its timeout is answered with the
+    // timeout error.
+    assert_eq!(
+        outcome(r#"{"n": 8, "slow": true}"#).await,
+        Outcome::Error("`halve` timed out after 200ms (its timeout)".into())
+    );
+    assert_eq!(
+        outcome(r#"{"n": 2}"#).await,
+        Outcome::ResultJson("1".into())
+    );
 }
 
 #[tokio::test]

@@ -68,6 +68,18 @@ def test_failures_are_error_observations(server: RustServer) -> None:
     assert client.call("echo", {"text": 3}, "").error == "argument `text` of `echo` must be str, found 3"
 
 
+def test_the_rust_side_alone_checks_a_rust_tool_s_arguments(server: RustServer) -> None:
+    client = CallbackClient(server.address, server.session_id, server.token)
+    tool = rust_tool(echo_spec(), client, lambda: None)
+    # What DSPy's own check would refuse goes to the Rust side, whose refusal, naming the
+    # argument and the rule, is the agent's observation.
+    assert tool(text=3) == "error: argument `text` of `echo` must be str, found 3"
+    assert tool(text="x", colour="red") == (
+        "error: `echo` takes no argument `colour`; it takes `text`, `with_max_tokens`"
+    )
+    assert tool() == "error: `echo` needs argument `text` (str)"
+
+
 def test_python_tools_import_by_path_or_fail_naming_it() -> None:
     (tool,) = build_tools([pb.ToolSpec(python="sample_modules.word_count")], None, lambda: None)
     assert tool(text="one two") == 2

@@ -9,7 +9,7 @@ mod spec;
 use dspex_core::dspy::TOOLS_KEY;
 use dspex_core::program::{ConfigValue, ProgramSpec, ToolRef};
 use dspex_core::{Constraints, VarType};
-use proc_macro2::{Literal, TokenStream};
+use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::DeriveInput;
 use syn::ext::IdentExt;
@@ -655,9 +655,7 @@ impl Expansion<'_> {
                     quote!(#field: #module)
                 }
                 _ => {
-                    let tools = rust_tools(step).map(|path| {
-                        quote_spanned!(path.span()=> ::dspex::__private::tool_def::<#path>())
-                    });
+                    let tools = rust_tools(step).map(tool_def);
                     quote! {
                         #field: ::dspex::__private::python_step(
                             ctx,
@@ -781,6 +779,37 @@ fn summary(var: &Variable) -> String {
         " The `{}` variable{description}: {ty}{initial}{constraints}.",
         var.name()
     )
+}
+
+/// The definition of the tool at `path`. A plain `fn` has no type of its name (a tool has, the
+/// one `#[dspex::tool]` adds), so the path is imported beside a glob of a stand-in type of the
+/// same last name: the import wins when the path names a type, the stand-in otherwise, and the
+/// stand-in is no tool, which is reported at the path as "`search_docs` is not a dspex tool".
+fn tool_def(path: &TokenStream) -> TokenStream {
+    let span = path.span();
+    let Some(last) = syn::parse2::<syn::Path>(path.clone())
+        .ok()
+        .and_then(|p| p.segments.last().map(|s| s.ident.clone()))
+    else {
+        return quote_spanned!(span=> ::dspex::__private::tool_def::<#path>());
+    };
+    let last = Ident::new(&last.to_string(), span);
+    quote_spanned! {span=>
+        {
+            #[allow(non_camel_case_types, unreachable_pub, dead_code, unused_imports)]
+            mod __dspex_not_a_tool {
+                mod plain_fn {
+                    pub struct #last {}
+                }
+                pub use self::plain_fn::#last as __dspex_tool;
+            }
+            #[allow(unused_imports)]
+            use __dspex_not_a_tool::*;
+            #[allow(unused_imports)]
+            use #path as __dspex_tool;
+            ::dspex::__private::tool_def::<__dspex_tool>()
+        }
+    }
 }
 
 /// The paths of the Rust tools a step's `tools` lists, in order, as written.

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dspex_core::{Value, excerpt};
+use futures_util::FutureExt;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as JsonValue};
@@ -72,6 +73,9 @@ pub struct Callback {
     /// What the callable is (a tool's full path): registering another callable under the same
     /// name is refused.
     origin: Option<&'static str>,
+    /// Polled in the call's own task rather than spawned as a task of its own (a short
+    /// synchronous tool): a result after its timeout is refused.
+    inline: bool,
 }
 
 impl fmt::Debug for Callback {
@@ -100,6 +104,7 @@ impl Callback {
                 Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
             }),
             origin: None,
+            inline: false,
         }
     }
 
@@ -110,12 +115,19 @@ impl Callback {
             timeout: DEFAULT_CALLBACK_TIMEOUT,
             handler: Arc::new(handler),
             origin: None,
+            inline: false,
         }
     }
 
     /// Marks what the callable is, so that another one of the same name is refused.
     pub(crate) fn origin(mut self, origin: &'static str) -> Self {
         self.origin = Some(origin);
+        self
+    }
+
+    /// Marks a handler that returns at once (a short synchronous tool), to be run inline.
+    pub(crate) fn inline(mut self, inline: bool) -> Self {
+        self.inline = inline;
         self
     }
 
@@ -384,10 +396,11 @@ impl CallbackDispatch for CallbackRegistry {
                 None => (owner, Arc::default()),
             };
             let reads = Arc::new(Mutex::new(Vec::new()));
-            let arguments = call.arguments;
+            // The trace keeps the arguments: a copy only for a call that is recorded.
+            let recorded = scope.as_ref().map(|_| call.arguments.clone());
             let invocation = Invocation {
                 name: callback.name.clone(),
-                arguments: arguments.clone(),
+                arguments: call.arguments,
                 call_id: call.call_id,
                 source,
                 overrides,
@@ -414,7 +427,7 @@ impl CallbackDispatch for CallbackRegistry {
                 },
                 duration,
             };
-            if let Some(scope) = scope {
+            if let (Some(scope), Some(arguments)) = (scope, recorded) {
                 let variables = std::mem::take(&mut *reads.lock());
                 scope.calls.lock().done.push(ToolCall {
                     tool: callback.name.clone(),
@@ -449,17 +462,35 @@ impl Drop for ScopeGuard {
     }
 }
 
-/// Runs one call as a task of its own, bounded by the callable's timeout; a panic or a timeout
-/// is an error message.
+/// Runs one call as a task of its own, bounded by the callable's timeout (an inline one in
+/// this task, a result after its timeout refused); a panic or a timeout is an error message.
 async fn run(
     callback: &Callback,
     invocation: Invocation,
 ) -> std::result::Result<JsonValue, String> {
-    let handler = Arc::clone(&callback.handler);
-    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(invocation))) {
+    let timed_out = || {
+        format!(
+            "`{}` timed out after {:?} (its timeout)",
+            callback.name, callback.timeout
+        )
+    };
+    let started = Instant::now();
+    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| (callback.handler)(invocation)))
+    {
         Ok(future) => future,
         Err(panic) => return Err(panic_message(panic.as_ref())),
     };
+    if callback.inline {
+        let outcome = AssertUnwindSafe(future)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(panic_message(panic.as_ref())));
+        // A result that came after the timeout is refused; an error or a panic says more.
+        return match outcome {
+            Ok(_) if started.elapsed() > callback.timeout => Err(timed_out()),
+            outcome => outcome,
+        };
+    }
     let mut task = tokio::spawn(future);
     match tokio::time::timeout(callback.timeout, &mut task).await {
         Ok(Ok(outcome)) => outcome,
@@ -467,10 +498,7 @@ async fn run(
         Ok(Err(join)) => Err(format!("`{}` was cancelled: {join}", callback.name)),
         Err(_) => {
             task.abort();
-            Err(format!(
-                "`{}` timed out after {:?} (its timeout)",
-                callback.name, callback.timeout
-            ))
+            Err(timed_out())
         }
     }
 }

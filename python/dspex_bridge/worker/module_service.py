@@ -60,6 +60,7 @@ from ..imports import import_module_class
 from ..values import from_config_value, from_proto_value
 from .cancel import CANCEL_SCOPE, CallRegistry, CancelScope
 from .fields import FieldType, FieldTypeError, from_field_value, signature_types, text_field_value, to_field_value
+from .formatting import SignatureCachedChatAdapter, install_json_fast_path
 from .lm import LmFactory, lm_call
 from .module_config import TOOLS_KEY, constructor_kwargs
 from .optimize import (
@@ -93,6 +94,10 @@ CONTROL_THREADS = 4
 
 #: The id of the call being served, for the whole call.
 CALL_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("dspex_call_id", default=None)
+
+#: The adapter of the calls (unless a module's code configures its own): it builds a
+#: signature's system message once.
+_ADAPTER = SignatureCachedChatAdapter()
 
 
 def current_call_id() -> str | None:
@@ -223,7 +228,7 @@ def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb
     started = time.perf_counter()
     try:
         # A trace list of the call's own: DSPy appends every prediction to the current trace.
-        with dspy.context(trace=[]):
+        with dspy.context(trace=[], adapter=dspy.settings.adapter or _ADAPTER):
             prediction = call.bound.run(entry.module, **call.inputs)
     except Exception as e:  # noqa: BLE001 - the Python error goes back to Rust
         raise _python_error(e, f"call {call.call_id}") from e
@@ -308,6 +313,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         self._in_flight = 0
         self._served = 0
         self._calls = CallRegistry()
+        install_json_fast_path()
 
     def _abort(
         self,

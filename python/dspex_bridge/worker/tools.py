@@ -9,6 +9,9 @@
   and records the call in the run's trace. What the tool gives back is the agent's observation:
   its result (text as text, any other JSON value as JSON text), or ``error: ...`` when it
   failed, panicked, ran past its timeout, or could not be reached. The agent goes on either way.
+  Its arguments are not checked here: the Rust side checks them against the same schema (an
+  unknown, missing or mistyped argument is an ``error: ...`` observation naming it), so they
+  are encoded as they come, once.
 
 Calls of concurrent module calls run concurrently: each is a blocking gRPC call in the thread
 of its own module call, over one channel shared by the worker.
@@ -41,6 +44,9 @@ ERROR_PREFIX = "error: "
 #: worker gives up waiting for its answer.
 _DEADLINE_SLACK = 5.0
 
+#: Seconds the worker waits for the answer of one call.
+_CALL_DEADLINE = LIMITS["MAX_CALLBACK_TIMEOUT_MS"] / 1000 + _DEADLINE_SLACK
+
 
 class CallbackClient:
     """The worker's client of the bridge server's ``CallbackService``: one channel, opened on
@@ -71,8 +77,7 @@ class CallbackClient:
             arguments_json=json.dumps(arguments, default=str),
             call_id=call_id,
         )
-        deadline = LIMITS["MAX_CALLBACK_TIMEOUT_MS"] / 1000 + _DEADLINE_SLACK
-        reply: pb.CallbackResponse = self._client().Call(request, metadata=self._metadata, timeout=deadline)
+        reply: pb.CallbackResponse = self._client().Call(request, metadata=self._metadata, timeout=_CALL_DEADLINE)
         return reply
 
 
@@ -85,15 +90,24 @@ def observation(reply: pb.CallbackResponse) -> str:
     return ERROR_PREFIX + reply.error
 
 
+class _RustTool(dspy.Tool):  # type: ignore[misc]
+    """A ``dspy.Tool`` whose arguments go to the Rust side unchecked: it checks them itself."""
+
+    def _validate_and_parse_args(self, **kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+
 def rust_tool(spec: pb.RustTool, client: CallbackClient, call_id: Callable[[], str | None]) -> dspy.Tool:
     """A ``dspy.Tool`` calling Rust tool `spec` through `client`, in the module call
     `call_id()` names."""
     name = spec.name
 
     def call(**kwargs: Any) -> str:
-        log.debug("call %s: Rust tool %s", call_id(), name)
+        current = call_id() or ""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("call %s: Rust tool %s", current, name)
         try:
-            return observation(client.call(name, kwargs, call_id() or ""))
+            return observation(client.call(name, kwargs, current))
         except grpc.RpcError as e:
             return f"{ERROR_PREFIX}{e.details()}"
 
@@ -104,7 +118,7 @@ def rust_tool(spec: pb.RustTool, client: CallbackClient, call_id: Callable[[], s
         if not argument.required:
             schema["default"] = None
         args[argument.name] = schema
-    return dspy.Tool(call, name=name, desc=spec.description, args=args, arg_types={})
+    return _RustTool(call, name=name, desc=spec.description, args=args, arg_types={})
 
 
 def build_tools(

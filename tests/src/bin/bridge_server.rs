@@ -9,8 +9,8 @@
 //!   (`ok 1` or `err MESSAGE`);
 //! - `quit` (or the end of stdin) shuts the server down and exits.
 //!
-//! Its context has the Rust tool `echo` registered (what a python step's Rust tool is), for
-//! the worker's tool client and its benchmark.
+//! Its context has the Rust tools `echo` (`inline`) and `pooled_echo` registered (what a python
+//! step's Rust tools are), for the worker's tool client and its benchmark.
 //!
 //! Exiting at the end of stdin means it never outlives the process that started it.
 
@@ -40,6 +40,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let ctx = runtime.block_on(Context::builder().bridged().server(server.clone()).build())?;
     register_fixtures(&ctx)?;
     runtime.block_on(ctx.register_callback(<echo as dspex::tools::Tool>::def().callback()))?;
+    runtime
+        .block_on(ctx.register_callback(<pooled_echo as dspex::tools::Tool>::def().callback()))?;
     let info = ctx
         .bridge_session()
         .ok_or("a bridged context has a session")?;
@@ -104,7 +106,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Returns `text`, followed by the value of variable `max_tokens` when `with_max_tokens` is set.
-#[dspex::tool(variables(max_tokens))]
+#[dspex::tool(variables(max_tokens), inline)]
 fn echo(text: String, with_max_tokens: Option<bool>, max_tokens: i64) -> dspex::Result<String> {
     Ok(if with_max_tokens == Some(true) {
         format!("{text} {max_tokens}")
@@ -122,4 +124,11 @@ fn type_of(value: &Value) -> VarType {
         Value::Boolean(_) => VarType::Boolean,
         Value::Embedding(_) => VarType::Embedding,
     }
+}
+
+/// Returns `text`, reading `max_tokens` as `echo` does: `echo` without `inline`, run on the
+/// blocking threads (what the tool benchmark compares).
+#[dspex::tool(variables(max_tokens))]
+fn pooled_echo(text: String, max_tokens: i64) -> dspex::Result<String> {
+    Ok(if max_tokens < 0 { String::new() } else { text })
 }

@@ -35,6 +35,18 @@ fn bad_keys(query: String) -> Result<String> {
     Ok(query)
 }
 
+/// Asynchronous, yet marked `inline`, which is for synchronous tools.
+#[dspex::tool(inline)]
+async fn inline_async(query: String) -> Result<String> {
+    Ok(query)
+}
+
+/// `inline` given a value.
+#[dspex::tool(inline = true)]
+fn inline_valued(query: String) -> Result<String> {
+    Ok(query)
+}
+
 /// Not a function.
 #[dspex::tool]
 struct NotAFunction;

@@ -1,4 +1,5 @@
-//! Rust tools in both forms and the runtime builder, with Python tools beside them.
+//! Rust tools in both forms and the runtime builder, with Python tools beside them; tools named
+//! by a path, a glob import or `self::`.
 
 use dspex::prelude::*;
 use dspex::tools::Tool;
@@ -13,6 +14,16 @@ mod tools {
     }
 }
 
+mod more {
+    /// Shouts `text`: a short synchronous tool.
+    #[dspex::tool(inline)]
+    pub fn shout(text: String) -> dspex::Result<String> {
+        Ok(text.to_uppercase())
+    }
+}
+// A tool imported by a glob is named like any other.
+use more::*;
+
 /// Adds two numbers.
 #[dspex::tool(timeout_ms = 500)]
 fn add(a: f64, b: f64, note: Option<String>) -> std::result::Result<f64, String> {
@@ -25,7 +36,7 @@ dspex_program! {
         variables { top_k: integer = 2 { min: 1, max: 5 } }
         chain {
             answer: python ReAct("question -> answer") with {
-                tools: [tools::search_docs, add, "my_pkg.tools.calculator"],
+                tools: [tools::search_docs, add, shout, "my_pkg.tools.calculator"],
             },
         }
     }
@@ -36,7 +47,7 @@ dspex_program! {
 struct DerivedAgent {
     #[variable(initial = 2, min = 1, max = 5)]
     top_k: Var<i64>,
-    #[step(python = "ReAct", signature = "question -> answer", with(tools = [crate::tools::search_docs, add]))]
+    #[step(python = "ReAct", signature = "question -> answer", with(tools = [crate::tools::search_docs, self::add, more::shout]))]
     answer: PythonModule,
 }
 
@@ -47,6 +58,7 @@ fn main() {
     assert_eq!(def.timeout_ms, 500);
     assert!(!def.arguments[2].required);
     assert_eq!(tools::search_docs::def().variables, ["top_k"]);
+    assert!(shout::def().inline && !add::def().inline);
     let _ = dspex::Step::python("a", "ReAct", "question -> answer").tool::<add>();
     let _ = <Agent as dspex::Program>::spec();
     let _ = <DerivedAgent as dspex::Program>::spec();
