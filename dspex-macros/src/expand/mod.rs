@@ -70,12 +70,14 @@ impl Expansion<'_> {
         let program_impl = self.program_impl();
         let builder_struct = self.spec.map(|_| self.builder_struct());
         let builder_impl = self.spec.map(|_| self.builder_impl());
+        let tools_fns = self.spec.map(|_| self.tools_fns());
         quote! {
             #declaration
             #builder_struct
             #io_structs
             const _: () = {
                 #inherent
+                #tools_fns
                 #builder_impl
                 #program_impl
                 #conversions
@@ -655,13 +657,18 @@ impl Expansion<'_> {
                     quote!(#field: #module)
                 }
                 _ => {
-                    let tools = rust_tools(step).map(tool_def);
+                    let tools = if rust_tools(step).next().is_some() {
+                        let tools = tools_fn_ident(index.clone());
+                        quote!(&#tools())
+                    } else {
+                        quote!(&[])
+                    };
                     quote! {
                         #field: ::dspex::__private::python_step(
                             ctx,
                             __dspex_spec,
                             #index,
-                            &[#(#tools),*],
+                            #tools,
                         )
                         .await?
                     }
@@ -678,6 +685,33 @@ impl Expansion<'_> {
                 #(#steps,)*
             })
         }
+    }
+
+    /// One function per python step returning the definitions of its Rust tools, generated
+    /// once for every function that attaches the program (so that a path that is no tool is
+    /// reported once, under its own name).
+    fn tools_fns(&self) -> TokenStream {
+        let fns = self
+            .program
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(index, step)| {
+                if matches!(step.kind, Some(StepKindIr::Native(_)))
+                    || rust_tools(step).next().is_none()
+                {
+                    return None;
+                }
+                let name = tools_fn_ident(Literal::usize_unsuffixed(index));
+                let tools: Vec<TokenStream> = rust_tools(step).map(tool_def).collect();
+                let n = tools.len();
+                Some(quote! {
+                    fn #name() -> [&'static ::dspex::tools::ToolDef; #n] {
+                        [#(#tools),*]
+                    }
+                })
+            });
+        quote!(#(#fns)*)
     }
 
     /// The python step fields, in chain order.
@@ -810,6 +844,11 @@ fn tool_def(path: &TokenStream) -> TokenStream {
             ::dspex::__private::tool_def::<__dspex_tool>()
         }
     }
+}
+
+/// The function [`Expansion::tools_fns`] generates for the python step at `index`.
+fn tools_fn_ident(index: Literal) -> Ident {
+    format_ident!("__dspex_tools_of_step_{}", index.to_string())
 }
 
 /// The paths of the Rust tools a step's `tools` lists, in order, as written.

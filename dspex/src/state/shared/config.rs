@@ -203,14 +203,25 @@ fn invalid(option: &str, message: String) -> Error {
     }
 }
 
-/// A session name: 1 to [`MAX_SESSION_NAME_BYTES`] bytes of ASCII letters, digits, `_`, `-`,
-/// `.` and `:` (no braces, which delimit the Redis hash tag).
+/// A session name: see [`check_key_name`].
 fn check_session_name(name: &str) -> Result<()> {
+    check_key_name(
+        "session name",
+        name,
+        MAX_SESSION_NAME_BYTES,
+        "MAX_SESSION_NAME_BYTES",
+    )
+}
+
+/// A name that becomes part of Redis keys (a session's, a tuning study's): 1 to `max` bytes of
+/// ASCII letters, digits, `_`, `-`, `.` and `:` (no braces, which delimit the Redis hash tag).
+/// The error names `what` and the limit's constant, `limit_name`.
+pub(crate) fn check_key_name(what: &str, name: &str, max: usize, limit_name: &str) -> Result<()> {
     let problem = if name.is_empty() {
         Some("it is empty".to_owned())
-    } else if name.len() > MAX_SESSION_NAME_BYTES {
+    } else if name.len() > max {
         Some(format!(
-            "{} bytes is over the limit of {MAX_SESSION_NAME_BYTES} bytes (MAX_SESSION_NAME_BYTES)",
+            "{} bytes is over the limit of {max} bytes ({limit_name})",
             name.len()
         ))
     } else {
@@ -221,7 +232,7 @@ fn check_session_name(name: &str) -> Result<()> {
             })
     };
     match problem {
-        Some(problem) => Err(invalid("session name", format!("{name:?}: {problem}"))),
+        Some(problem) => Err(invalid(what, format!("{name:?}: {problem}"))),
         None => Ok(()),
     }
 }

@@ -118,6 +118,7 @@ use std::time::SystemTime;
 use dspex_core::{Glob, Value, VariableSpec, validate};
 use rustc_hash::FxHashSet;
 
+pub(crate) use config::check_key_name;
 pub use config::{
     CONNECT_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_SESSION_TTL, DEFAULT_STREAM_MAX_LEN,
     IO_TIMEOUT, MAX_READ_BLOCK, MAX_SESSION_NAME_BYTES, MAX_STREAM_MAX_LEN, MAX_WRITE_ATTEMPTS,

@@ -527,25 +527,10 @@ pub(crate) fn decode_assignment(
 /// A study name: 1 to [`MAX_STUDY_NAME_BYTES`] bytes of ASCII letters, digits, `_`, `-`, `.`
 /// and `:` (no braces, which delimit the Redis hash tag).
 pub(crate) fn check_name(name: &str) -> Result<()> {
-    let problem = if name.is_empty() {
-        Some("it is empty".to_owned())
-    } else if name.len() > MAX_STUDY_NAME_BYTES {
-        Some(format!(
-            "{} bytes is over the limit of {MAX_STUDY_NAME_BYTES} bytes (MAX_STUDY_NAME_BYTES)",
-            name.len()
-        ))
-    } else {
-        name.chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
-            .map(|c| {
-                format!("{c:?} is not allowed; use ASCII letters, digits, `_`, `-`, `.` and `:`")
-            })
-    };
-    match problem {
-        Some(problem) => Err(Error::InvalidOption {
-            option: "study name".to_owned(),
-            message: format!("{name:?}: {problem}"),
-        }),
-        None => Ok(()),
-    }
+    crate::state::shared::check_key_name(
+        "study name",
+        name,
+        MAX_STUDY_NAME_BYTES,
+        "MAX_STUDY_NAME_BYTES",
+    )
 }
