@@ -11,3 +11,18 @@ pub fn lm_from_args(scripted: LmConfig) -> LmConfig {
         None => scripted,
     }
 }
+
+/// The value following `flag` on the command line.
+pub fn arg(flag: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != flag).nth(1)
+}
+
+/// An OpenAI-compatible endpoint at `url` serving `model`, with the API key in the variable
+/// `--api-key-env` names, if given.
+pub fn endpoint_from_args(url: String, model: String) -> LmConfig {
+    let lm = LmConfig::openai(url, model);
+    match arg("--api-key-env") {
+        Some(var) => lm.api_key_env(var),
+        None => lm,
+    }
+}

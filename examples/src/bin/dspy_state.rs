@@ -17,6 +17,7 @@
 
 use dspex::JsonValue;
 use dspex::prelude::*;
+use dspex_examples::{arg, endpoint_from_args};
 
 dspex_program! {
     /// Answers a question, thinking first.
@@ -29,21 +30,10 @@ dspex_program! {
 /// instructions, a description of `answer` and two demos.
 const SAVED_BY_DSPY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/qa_dspy_state.json");
 
-/// The value following `flag` on the command line.
-fn arg(flag: &str) -> Option<String> {
-    std::env::args().skip_while(|a| a != flag).nth(1)
-}
-
 /// `--base-url URL --model M [--api-key-env VAR]`, else the scripted LM.
 fn lm_from_args() -> std::result::Result<LmConfig, String> {
     match (arg("--base-url"), arg("--model")) {
-        (Some(url), Some(model)) => {
-            let lm = LmConfig::openai(url, model);
-            Ok(match arg("--api-key-env") {
-                Some(var) => lm.api_key_env(var),
-                None => lm,
-            })
-        }
+        (Some(url), Some(model)) => Ok(endpoint_from_args(url, model)),
         // The scripted LM answers the question with a rule (a real LM reads the loaded
         // instructions and demos, which the prompt carries as DSPy writes them).
         (None, None) => Ok(LmConfig::scripted().rule(

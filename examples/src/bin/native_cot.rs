@@ -15,6 +15,7 @@
 
 use dspex::BackendKind;
 use dspex::prelude::*;
+use dspex_examples::{arg, endpoint_from_args};
 
 dspex_program! {
     /// Answers a question with its reasoning, then rates its own confidence.
@@ -30,21 +31,10 @@ dspex_program! {
     }
 }
 
-/// The value following `flag` on the command line.
-fn arg(flag: &str) -> Option<String> {
-    std::env::args().skip_while(|a| a != flag).nth(1)
-}
-
 /// `--base-url URL --model M [--api-key-env VAR]`, else the scripted LM.
 fn lm_from_args() -> std::result::Result<LmConfig, String> {
     match (arg("--base-url"), arg("--model")) {
-        (Some(url), Some(model)) => {
-            let lm = LmConfig::openai(url, model);
-            Ok(match arg("--api-key-env") {
-                Some(var) => lm.api_key_env(var),
-                None => lm,
-            })
-        }
+        (Some(url), Some(model)) => Ok(endpoint_from_args(url, model)),
         (None, None) => Ok(LmConfig::scripted()
             // A rule answers any call whose prompt contains its needle: here, the output each
             // step asks for.

@@ -17,6 +17,7 @@
 use std::path::PathBuf;
 
 use dspex::prelude::*;
+use dspex_examples::{arg, endpoint_from_args};
 
 dspex_program! {
     /// Sorts a support ticket, then drafts a reply.
@@ -31,20 +32,12 @@ dspex_program! {
     }
 }
 
-/// The value following `flag` on the command line.
-fn arg(flag: &str) -> Option<String> {
-    std::env::args().skip_while(|a| a != flag).nth(1)
-}
-
 /// `--record FILE --base-url URL --model M [--api-key-env VAR]`, else a replay of
 /// `--replay FILE` or of the shipped recording.
 fn lm_from_args() -> std::result::Result<(LmConfig, String), String> {
     match (arg("--record"), arg("--base-url"), arg("--model")) {
         (Some(file), Some(url), Some(model)) => {
-            let mut endpoint = LmConfig::openai(url, model);
-            if let Some(var) = arg("--api-key-env") {
-                endpoint = endpoint.api_key_env(var);
-            }
+            let endpoint = endpoint_from_args(url, model);
             Ok((
                 LmConfig::record(endpoint, &file),
                 format!("recording to {file}"),
