@@ -1,7 +1,8 @@
 //! The gRPC `CallbackService` of a real bridge server: a session's Python code calling the Rust
 //! callables registered for it. Authentication, one session never reaching another's
-//! callables, the argument and result bounds at and over their limits, errors, panics and
-//! timeouts answered as errors (an `inline` tool's too), and calls running concurrently.
+//! callables, the argument and result bounds at and over their limits, arguments that are not
+//! UTF-8 refused with a kind, errors, panics and timeouts answered as errors (an `inline`
+//! tool's too), and calls running concurrently.
 
 #![allow(clippy::unwrap_used)]
 
@@ -30,12 +31,16 @@ async fn callback_client(server: &BridgeServer) -> CallbackServiceClient<Channel
         .unwrap()
 }
 
-fn call(info: &SessionInfo, name: &str, arguments: &str) -> Request<pb::CallbackRequest> {
+fn call(
+    info: &SessionInfo,
+    name: &str,
+    arguments: impl AsRef<[u8]>,
+) -> Request<pb::CallbackRequest> {
     authed(
         pb::CallbackRequest {
             session_id: info.session_id.clone(),
             name: name.to_owned(),
-            arguments_json: arguments.to_owned(),
+            arguments_json: arguments.as_ref().to_vec(),
             call_id: String::new(),
         },
         info,
@@ -110,6 +115,49 @@ async fn a_registered_callable_answers_its_session_only() {
     assert!(!a.unregister_callback("echo"));
     let err = c.call(call(&info_a, "echo", "{}")).await.unwrap_err();
     assert_status(&err, Code::NotFound, ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn arguments_that_are_not_utf8_are_refused_with_a_kind_and_never_run() {
+    let server = server();
+    let ctx = bridged(&server).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&runs);
+    ctx.register_callback(Callback::new("counted", move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, String>(json!("ran")) }
+    }))
+    .await
+    .unwrap();
+    let info = ctx.bridge_session().unwrap();
+    let mut c = callback_client(&server).await;
+
+    // A lone continuation byte, a truncated sequence, an overlong encoding, a surrogate: the
+    // bytes go on the wire as they are, as any client's may.
+    let bad: [&[u8]; 4] = [
+        b"{\"s\": \"\x80\"}",
+        b"{\"s\": \"\xe2\x82\"}",
+        b"{\"s\": \"\xc0\xaf\"}",
+        b"{\"s\": \"\xed\xa0\x80\"}",
+    ];
+    for arguments in bad {
+        let err = c.call(call(&info, "counted", arguments)).await.unwrap_err();
+        let message = assert_status(&err, Code::InvalidArgument, ErrorKind::InvalidRequest);
+        assert_eq!(
+            message,
+            "the arguments of `counted` must be UTF-8 text; byte 7 is not"
+        );
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "a refused call never runs");
+
+    // The same call in UTF-8 runs.
+    let reply = c
+        .call(call(&info, "counted", "{\"s\": \"\u{20ac}\"}"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.outcome, Some(Outcome::ResultJson("\"ran\"".into())));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

@@ -369,7 +369,7 @@ async fn a_session_never_reaches_another_session_s_tools() {
         let mut r = tonic::Request::new(pb::CallbackRequest {
             session_id: session_id.to_owned(),
             name: "calculator".into(),
-            arguments_json: r#"{"a": 1, "op": "+", "b": 1}"#.into(),
+            arguments_json: br#"{"a": 1, "op": "+", "b": 1}"#.to_vec(),
             call_id: String::new(),
         });
         r.metadata_mut()

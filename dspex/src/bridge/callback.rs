@@ -4,9 +4,9 @@
 //!
 //! The service authenticates the call (the token rule of `SessionService`: a session reaches
 //! only its own callables), bounds its arguments ([`MAX_CALLBACK_ARGUMENT_BYTES`]), checks they
-//! are a JSON object, and hands it to the session's [`CallbackDispatch`], which admits, runs
-//! and records it. An error, a panic or a timeout of the callable is an answer (`error`), never
-//! a failed RPC: an agent sees it as an observation.
+//! are UTF-8 text of a JSON object, and hands it to the session's [`CallbackDispatch`], which
+//! admits, runs and records it. An error, a panic or a timeout of the callable is an answer
+//! (`error`), never a failed RPC: an agent sees it as an observation.
 
 use dspex_core::excerpt;
 use serde_json::Value as JsonValue;
@@ -60,7 +60,18 @@ impl CallbackService for CallbackServer {
                 ),
             ));
         };
-        let arguments = match serde_json::from_str::<JsonValue>(&r.arguments_json) {
+        let text = std::str::from_utf8(&r.arguments_json).map_err(|e| {
+            status(
+                Code::InvalidArgument,
+                ErrorKind::InvalidRequest,
+                format!(
+                    "the arguments of `{}` must be UTF-8 text; byte {} is not",
+                    excerpt(&r.name),
+                    e.valid_up_to()
+                ),
+            )
+        })?;
+        let arguments = match serde_json::from_str::<JsonValue>(text) {
             Ok(JsonValue::Object(map)) => map,
             Ok(_) | Err(_) => {
                 return Err(status(
@@ -69,7 +80,7 @@ impl CallbackService for CallbackServer {
                     format!(
                         "the arguments of `{}` must be a JSON object, found {:?}",
                         excerpt(&r.name),
-                        excerpt(&r.arguments_json)
+                        excerpt(text)
                     ),
                 ));
             }

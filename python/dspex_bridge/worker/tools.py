@@ -74,7 +74,7 @@ class CallbackClient:
         request = pb.CallbackRequest(
             session_id=self._session_id,
             name=name,
-            arguments_json=json.dumps(arguments, default=str),
+            arguments_json=json.dumps(arguments, default=str).encode(),
             call_id=call_id,
         )
         reply: pb.CallbackResponse = self._client().Call(request, metadata=self._metadata, timeout=_CALL_DEADLINE)

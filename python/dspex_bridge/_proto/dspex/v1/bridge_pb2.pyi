@@ -803,9 +803,9 @@ class CallbackRequest(_message.Message):
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     name: str
-    arguments_json: str
+    arguments_json: bytes
     call_id: str
-    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., arguments_json: _Optional[str] = ..., call_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., arguments_json: _Optional[bytes] = ..., call_id: _Optional[str] = ...) -> None: ...
 
 class CallbackResponse(_message.Message):
     __slots__ = ("result_json", "error", "duration_micros")

@@ -1029,7 +1029,7 @@ class CallbackServiceStub:
     missing or unknown token is UNAUTHENTICATED, another session's id PERMISSION_DENIED, and a
     name the session has not registered NOT_FOUND (a session reaches only its own callables).
     Arguments larger than MAX_CALLBACK_ARGUMENT_BYTES are INVALID_ARGUMENT (kind
-    ERROR_KIND_LIMIT); arguments that are not a JSON object INVALID_ARGUMENT (kind
+    ERROR_KIND_LIMIT); arguments that are not UTF-8, or not a JSON object, INVALID_ARGUMENT (kind
     ERROR_KIND_INVALID_REQUEST). What the callable itself does wrong (it returns an error,
     panics, runs past its timeout, or returns more than MAX_CALLBACK_RESULT_BYTES) is an answer,
     `error`, not a status: an agent sees it as an observation and goes on.
@@ -1056,7 +1056,7 @@ class CallbackServiceServicer:
     missing or unknown token is UNAUTHENTICATED, another session's id PERMISSION_DENIED, and a
     name the session has not registered NOT_FOUND (a session reaches only its own callables).
     Arguments larger than MAX_CALLBACK_ARGUMENT_BYTES are INVALID_ARGUMENT (kind
-    ERROR_KIND_LIMIT); arguments that are not a JSON object INVALID_ARGUMENT (kind
+    ERROR_KIND_LIMIT); arguments that are not UTF-8, or not a JSON object, INVALID_ARGUMENT (kind
     ERROR_KIND_INVALID_REQUEST). What the callable itself does wrong (it returns an error,
     panics, runs past its timeout, or returns more than MAX_CALLBACK_RESULT_BYTES) is an answer,
     `error`, not a status: an agent sees it as an observation and goes on.
@@ -1092,7 +1092,7 @@ class CallbackService:
     missing or unknown token is UNAUTHENTICATED, another session's id PERMISSION_DENIED, and a
     name the session has not registered NOT_FOUND (a session reaches only its own callables).
     Arguments larger than MAX_CALLBACK_ARGUMENT_BYTES are INVALID_ARGUMENT (kind
-    ERROR_KIND_LIMIT); arguments that are not a JSON object INVALID_ARGUMENT (kind
+    ERROR_KIND_LIMIT); arguments that are not UTF-8, or not a JSON object, INVALID_ARGUMENT (kind
     ERROR_KIND_INVALID_REQUEST). What the callable itself does wrong (it returns an error,
     panics, runs past its timeout, or returns more than MAX_CALLBACK_RESULT_BYTES) is an answer,
     `error`, not a status: an agent sees it as an observation and goes on.
