@@ -3,8 +3,9 @@
 //! called back through the bridge server. A failing, panicking or slow tool gives the agent an
 //! `error:` observation and the step goes on; a tool reads its variables as the run sees them
 //! (a change from Rust between runs, a `run_with` override); every call is in the trace; calls
-//! of concurrent runs run at once; a worker cannot reach another session's tools; a Python tool
-//! that cannot be imported fails the module's creation naming it.
+//! of concurrent runs run at once; a worker cannot reach another session's tools; a hostile
+//! burst of callbacks into one live module call runs no more than its limit allows; a Python
+//! tool that cannot be imported fails the module's creation naming it.
 
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
@@ -82,6 +83,18 @@ async fn context(lm: LmConfig) -> Context {
         .worker(worker_config())
         .lm(lm)
         .build()
+        .await
+        .unwrap()
+}
+
+/// A one-step program named `name` whose step is `agent`, attached to `ctx`.
+async fn attach_agent(ctx: &Context, name: &str, agent: Step) -> dspex::RunningProgram {
+    ProgramBuilder::new(name)
+        .signature("question -> answer")
+        .step(agent)
+        .build()
+        .unwrap()
+        .attach(ctx)
         .await
         .unwrap()
 }
@@ -194,21 +207,17 @@ async fn failing_panicking_and_slow_tools_are_error_observations() {
         [("answer", "done")],
     );
     let ctx = context(lm).await;
-    let program = ProgramBuilder::new("Fragile")
-        .signature("question -> answer")
-        .step(
-            Step::python("agent", "ReAct", "question -> answer")
-                .with("max_iters", 8)
-                .tool::<broken>()
-                .tool::<explodes>()
-                .tool::<sluggish>()
-                .tool::<calculator>(),
-        )
-        .build()
-        .unwrap()
-        .attach(&ctx)
-        .await
-        .unwrap();
+    let program = attach_agent(
+        &ctx,
+        "Fragile",
+        Step::python("agent", "ReAct", "question -> answer")
+            .with("max_iters", 8)
+            .tool::<broken>()
+            .tool::<explodes>()
+            .tool::<sluggish>()
+            .tool::<calculator>(),
+    )
+    .await;
     let (out, trace) = program
         .run_traced(Fields::from([("question", "try everything")]))
         .await
@@ -244,18 +253,14 @@ async fn bad_arguments_and_unknown_arguments_are_error_observations() {
         [("answer", "done")],
     );
     let ctx = context(lm).await;
-    let program = ProgramBuilder::new("Args")
-        .signature("question -> answer")
-        .step(
-            Step::python("agent", "ReAct", "question -> answer")
-                .with("max_iters", 4)
-                .tool::<calculator>(),
-        )
-        .build()
-        .unwrap()
-        .attach(&ctx)
-        .await
-        .unwrap();
+    let program = attach_agent(
+        &ctx,
+        "Args",
+        Step::python("agent", "ReAct", "question -> answer")
+            .with("max_iters", 4)
+            .tool::<calculator>(),
+    )
+    .await;
     let (_, trace) = program
         .run_traced(Fields::from([("question", "q")]))
         .await
@@ -316,18 +321,14 @@ async fn tool_calls_of_concurrent_runs_run_at_once() {
     let lm = LmConfig::scripted().agent_plan([("rendezvous", json!({}))], [("answer", "ok")]);
     let ctx = context(lm).await;
     let program = Arc::new(
-        ProgramBuilder::new("Meeting")
-            .signature("question -> answer")
-            .step(
-                Step::python("agent", "ReAct", "question -> answer")
-                    .with("max_iters", 3)
-                    .tool::<rendezvous>(),
-            )
-            .build()
-            .unwrap()
-            .attach(&ctx)
-            .await
-            .unwrap(),
+        attach_agent(
+            &ctx,
+            "Meeting",
+            Step::python("agent", "ReAct", "question -> answer")
+                .with("max_iters", 3)
+                .tool::<rendezvous>(),
+        )
+        .await,
     );
     // Each tool call waits for all the others: the runs finish only if their calls overlap.
     let runs: Vec<_> = (0..RUNS)
@@ -438,5 +439,191 @@ async fn a_tool_reading_an_undeclared_variable_is_refused_at_attach() {
     assert_eq!(
         err.to_string(),
         "tool `needs_missing` of step `agent`: it reads variable `missing`, which the context does not hold; declare it in the program"
+    );
+}
+
+/// How far the burst of [`a_hostile_burst_of_callbacks_into_one_call_stops_at_the_limit`] is:
+/// the `held` calls go on at [`BURST_HELD_GO`], the agent's `gate` at [`BURST_GATE_GO`].
+struct Burst {
+    call_ids: tokio::sync::mpsc::UnboundedSender<String>,
+    entered: tokio::sync::mpsc::UnboundedSender<()>,
+    stage: tokio::sync::watch::Sender<u8>,
+}
+
+const BURST_HELD_GO: u8 = 1;
+const BURST_GATE_GO: u8 = 2;
+
+static BURST: std::sync::OnceLock<Burst> = std::sync::OnceLock::new();
+
+async fn burst_stage(stage: u8) {
+    let mut watch = BURST.get().unwrap().stage.subscribe();
+    watch.wait_for(|at| *at >= stage).await.unwrap();
+}
+
+/// Says it ran, then waits until the test lets it go: every admitted call is in flight at once.
+#[dspex::tool(timeout_ms = 60000)]
+async fn held() -> Result<String> {
+    BURST.get().unwrap().entered.send(()).unwrap();
+    burst_stage(BURST_HELD_GO).await;
+    Ok("held".to_owned())
+}
+
+/// A tool written by hand (no attribute), to see its module call's id: it hands the id to the
+/// test, then waits until the test's burst is over.
+#[allow(non_camel_case_types)]
+struct gate {}
+
+impl dspex::tools::Tool for gate {
+    fn def() -> &'static dspex::tools::ToolDef {
+        static DEF: dspex::tools::ToolDef = dspex::tools::ToolDef {
+            name: "gate",
+            description: "Waits until the gate opens.",
+            arguments: &[],
+            variables: &[],
+            timeout_ms: 60_000,
+            inline: false,
+            path: "tools::gate",
+            call: gate_call,
+        };
+        &DEF
+    }
+}
+
+fn gate_call(call: dspex::tools::Invocation) -> dspex::tools::CallbackFuture {
+    Box::pin(async move {
+        BURST.get().unwrap().call_ids.send(call.call_id).unwrap();
+        burst_stage(BURST_GATE_GO).await;
+        Ok(json!("open"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_burst_of_callbacks_into_one_call_stops_at_the_limit() {
+    use dspex::wire::limits::MAX_CALLBACKS_PER_CALL;
+    const HOSTILE_CALLS: usize = 300;
+    const CONNECTIONS: usize = 3;
+    let (call_ids, mut call_id) = tokio::sync::mpsc::unbounded_channel();
+    let (entered, mut entries) = tokio::sync::mpsc::unbounded_channel();
+    let (stage, _) = tokio::sync::watch::channel(0);
+    assert!(
+        BURST
+            .set(Burst {
+                call_ids,
+                entered,
+                stage,
+            })
+            .is_ok()
+    );
+    let lm = LmConfig::scripted().agent_plan(
+        [
+            ("calculator", json!({"a": 1, "op": "+", "b": 1})),
+            ("gate", json!({})),
+        ],
+        [("answer", "done")],
+    );
+    let ctx = context(lm).await;
+    let program = attach_agent(
+        &ctx,
+        "Besieged",
+        Step::python("agent", "ReAct", "question -> answer")
+            .with("max_iters", 4)
+            .tool::<calculator>()
+            .tool::<gate>()
+            .tool::<held>(),
+    )
+    .await;
+    let info = ctx.bridge_session().unwrap();
+    let run = tokio::spawn(async move {
+        program
+            .run_traced(Fields::from([("question", "q")]))
+            .await
+            .unwrap()
+    });
+
+    // The agent is inside `gate`, its second callback: the module call has 254 places left.
+    let call_id = call_id.recv().await.unwrap();
+    let already_admitted = 2;
+    let admitted = MAX_CALLBACKS_PER_CALL - already_admitted;
+    let mut clients = Vec::new();
+    for _ in 0..CONNECTIONS {
+        clients.push(
+            CallbackServiceClient::connect(format!("http://{}", info.address))
+                .await
+                .unwrap(),
+        );
+    }
+    let (refusals, mut refused) = tokio::sync::mpsc::unbounded_channel();
+    let calls: Vec<_> = (0..HOSTILE_CALLS)
+        .map(|i| {
+            let mut client = clients[i % CONNECTIONS].clone();
+            let refusals = refusals.clone();
+            let mut request = tonic::Request::new(pb::CallbackRequest {
+                session_id: info.session_id.clone(),
+                name: "held".into(),
+                arguments_json: b"{}".to_vec(),
+                call_id: call_id.clone(),
+            });
+            request
+                .metadata_mut()
+                .insert(dspex::wire::TOKEN_METADATA, info.token.parse().unwrap());
+            tokio::spawn(async move {
+                let reply = client.call(request).await;
+                if let Err(status) = &reply {
+                    refusals.send(status.clone()).unwrap();
+                }
+                reply
+            })
+        })
+        .collect();
+    drop(refusals);
+
+    // Every call either runs (and holds) or is refused: wait for all 300 to be one or the other.
+    let (mut ran, mut statuses) = (0, Vec::new());
+    while ran + statuses.len() < HOSTILE_CALLS {
+        tokio::select! {
+            Some(()) = entries.recv() => ran += 1,
+            Some(status) = refused.recv() => statuses.push(status),
+        }
+    }
+    assert_eq!(ran, admitted, "calls that ran while all were in flight");
+    assert_eq!(statuses.len(), HOSTILE_CALLS - admitted);
+    for status in &statuses {
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        let kind = status.metadata().get(dspex::wire::ERROR_METADATA).unwrap();
+        assert_eq!(kind.to_str().unwrap(), pb::ErrorKind::Limit.as_str_name());
+        assert!(
+            status.message().contains(&format!(
+                "already made {MAX_CALLBACKS_PER_CALL} callbacks, the limit (MAX_CALLBACKS_PER_CALL)"
+            )),
+            "{}",
+            status.message()
+        );
+    }
+
+    // The admitted calls finish with their results; then the agent's gate opens.
+    BURST.get().unwrap().stage.send_replace(BURST_HELD_GO);
+    let mut answered = 0;
+    for call in calls {
+        if let Ok(reply) = call.await.unwrap() {
+            assert_eq!(
+                reply.into_inner().outcome,
+                Some(Outcome::ResultJson("\"held\"".into()))
+            );
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, admitted);
+    assert!(entries.try_recv().is_err(), "no refused call ran");
+    BURST.get().unwrap().stage.send_replace(BURST_GATE_GO);
+    let (out, trace) = run.await.unwrap();
+    assert_eq!(out.get::<&str>("answer").unwrap(), "done");
+
+    // The trace holds every admitted call and no refused one: exactly the limit.
+    let calls = &trace.step("agent").unwrap().tool_calls;
+    assert_eq!(calls.len(), MAX_CALLBACKS_PER_CALL);
+    let count = |tool: &str| calls.iter().filter(|c| c.tool == tool).count();
+    assert_eq!(
+        (count("calculator"), count("gate"), count("held")),
+        (1, 1, admitted)
     );
 }
