@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dspex::eval::{Dataset, ExactMatch, Example, metric_fn};
-use dspex::optimize::{CompileMetric, Optimizer};
+use dspex::optimize::{BOOTSTRAP_CONCURRENCY, CompileMetric, MAX_TRAIN_EXAMPLES, Optimizer};
 use dspex::prelude::*;
 use dspex::{JsonValue, json};
 use dspex_test_lm::{LmServer, Reply};
@@ -476,6 +476,25 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("exists only in DSPy"), "{err}");
+    // The train set's bound, at and over the limit (LabeledFewShot makes no LM call; the
+    // validation set is one example).
+    let many = |n: usize| Dataset::from_examples((0..n).map(|i| pair(&format!("easy {i}"))));
+    let labeled = Optimizer::labeled_few_shot()
+        .set("k", 2)
+        .valset(&Dataset::from_examples([pair("easy one")]));
+    let err = qa
+        .compile(&labeled, &many(MAX_TRAIN_EXAMPLES + 1), &metric())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("MAX_TRAIN_EXAMPLES"), "{err}");
+    unchanged(&qa);
+    let at_limit = NativeQa::attach(&ctx).await.unwrap();
+    let report = at_limit
+        .compile(&labeled, &many(MAX_TRAIN_EXAMPLES), &metric())
+        .await
+        .unwrap();
+    assert_eq!(report.train_examples, MAX_TRAIN_EXAMPLES);
+    assert_eq!(report.step_demos["rewrite"].len(), 2);
     let err = qa
         .compile(
             &Optimizer::labeled_few_shot().set("n", 2),
@@ -486,4 +505,31 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
         .unwrap_err();
     assert!(err.to_string().contains("takes no setting `n`"), "{err}");
     unchanged(&qa);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrapping_runs_examples_concurrently_within_its_bound() {
+    let (server, _ctx, qa) = native().await;
+    let train = Dataset::from_examples(
+        (0..3 * BOOTSTRAP_CONCURRENCY).map(|i| pair(&format!("easy Keyword {i}"))),
+    );
+    server.clear_requests();
+    let optimizer = Optimizer::bootstrap_few_shot()
+        .set("max_bootstrapped_demos", 3 * BOOTSTRAP_CONCURRENCY as i64)
+        .set("max_labeled_demos", 0)
+        .valset(&valset());
+    let report = qa.compile(&optimizer, &train, &metric()).await.unwrap();
+    // Every example accepted, each run two LM requests; the validation set twice.
+    assert_eq!(
+        report.tokens.lm_calls,
+        6 * BOOTSTRAP_CONCURRENCY as u64,
+        "{report}"
+    );
+    assert_eq!(report.eval_tokens.lm_calls, 16);
+    assert!(report.tokens.prompt_tokens > 0 && report.tokens.completion_tokens > 0);
+    let in_flight = server.max_in_flight();
+    assert!(
+        (2..=BOOTSTRAP_CONCURRENCY).contains(&in_flight),
+        "{in_flight}"
+    );
 }
