@@ -3,13 +3,15 @@
 //! with the planted keyword: an all-native program and a hybrid one (its answer step in a
 //! worker running real DSPy) learn from their accepted runs and score better after; the native
 //! steps' prompts with the compiled demos are those DSPy itself sends with the same demos; the
-//! state saves and loads; random search keeps the best candidate; bad input is a clear error
-//! that changes nothing.
+//! state saves and loads; random search keeps the best candidate; DSPy's own
+//! `BootstrapFewShot` on the DSPy original reaches the same dev score with no fewer LM requests;
+//! bad input is a clear error that changes nothing.
 
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use dspex::eval::{Dataset, ExactMatch, Example, metric_fn};
 use dspex::optimize::{BOOTSTRAP_CONCURRENCY, CompileMetric, MAX_TRAIN_EXAMPLES, Optimizer};
@@ -510,6 +512,8 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrapping_runs_examples_concurrently_within_its_bound() {
     let (server, _ctx, qa) = native().await;
+    // Each reply takes a while, as a real LM's does, so that the runs of a batch overlap.
+    server.respond_with(|body| planted_lm(body).after(Duration::from_millis(100)));
     let train = Dataset::from_examples(
         (0..3 * BOOTSTRAP_CONCURRENCY).map(|i| pair(&format!("easy Keyword {i}"))),
     );
@@ -531,5 +535,49 @@ async fn bootstrapping_runs_examples_concurrently_within_its_bound() {
     assert!(
         (2..=BOOTSTRAP_CONCURRENCY).contains(&in_flight),
         "{in_flight}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compile_reaches_dspys_dev_score_with_no_more_lm_requests() {
+    let (server, _ctx, qa) = native().await;
+    let pairs = |data: &Dataset| -> Vec<JsonValue> {
+        data.examples()
+            .iter()
+            .map(|e| json!([e.input("question"), e.expected("answer")]))
+            .collect()
+    };
+    let input = json!({
+        "base_url": server.base_url(),
+        "train": pairs(&trainset()),
+        "dev": pairs(&valset()),
+        "max_bootstrapped_demos": 2,
+        "max_labeled_demos": 3,
+    });
+    let dspy =
+        tokio::task::block_in_place(|| run_script("tests/python/bootstrap_like_dspy.py", &input));
+    let optimizer = Optimizer::bootstrap_few_shot()
+        .set("max_bootstrapped_demos", 2)
+        .set("max_labeled_demos", 3)
+        .valset(&valset());
+    let report = qa
+        .compile(&optimizer, &trainset(), &metric())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.score_after,
+        dspy["dev_score"].as_f64(),
+        "{report}\n{dspy}"
+    );
+    assert_eq!(report.score_after, Some(1.0));
+    let theirs = dspy["compile_requests"].as_u64().unwrap();
+    assert!(report.tokens.lm_calls <= theirs, "{report}\n{dspy}");
+    assert_eq!(
+        report.demos["rewrite"],
+        u32::try_from(dspy["demos"]["rewrite"].as_u64().unwrap()).unwrap()
+    );
+    assert_eq!(
+        report.demos["answer"],
+        u32::try_from(dspy["demos"]["answer.predict"].as_u64().unwrap()).unwrap()
     );
 }
