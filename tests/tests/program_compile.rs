@@ -452,6 +452,22 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
     assert!(err.contains("no score"), "{err}");
     unchanged(&qa);
 
+    // A teacher setting a variable the program does not declare: nothing runs.
+    server.clear_requests();
+    let err = qa
+        .compile(
+            &bootstrap
+                .clone()
+                .teacher(Overrides::new().with("temperature", 1.0)),
+            &trainset(),
+            &metric(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("temperature"), "{err}");
+    assert!(server.requests().is_empty());
+    unchanged(&qa);
+
     // A program with no LM step, a Python metric, an optimizer only DSPy has, an unknown
     // setting.
     let no_lm = NoLm::attach(&ctx).await.unwrap();

@@ -302,7 +302,9 @@ impl<P: BaseProgram + ?Sized> Bootstrap<'_, P> {
                     attempt.tokens.add(&token_usage(&trace));
                     match checked_score(self.metric, example, &prediction) {
                         Err(error) => Outcome::Failed(error),
-                        Ok(score) if self.accepts(score) => Outcome::Accepted(trace),
+                        Ok(score) if accepts(self.settings.metric_threshold, score) => {
+                            Outcome::Accepted(trace)
+                        }
                         Ok(_) => Outcome::Rejected,
                     }
                 }
@@ -315,20 +317,28 @@ impl<P: BaseProgram + ?Sized> Bootstrap<'_, P> {
         }
         attempt
     }
+}
 
-    /// Whether a score passes: at least the threshold when one is set (and not 0), else
-    /// above 0, as DSPy reads a metric's value.
-    fn accepts(&self, score: f64) -> bool {
-        match self.settings.metric_threshold {
-            Some(threshold) if threshold > 0.0 => score >= threshold,
-            _ => score > 0.0,
-        }
+/// Whether a score passes: at least the threshold when one is set (and not 0), else above 0,
+/// as DSPy reads a metric's value.
+fn accepts(threshold: Option<f64>, score: f64) -> bool {
+    match threshold {
+        Some(threshold) if threshold > 0.0 => score >= threshold,
+        _ => score > 0.0,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_passes_above_zero_or_at_the_threshold_as_dspy_reads_it() {
+        assert!(accepts(None, 0.1) && !accepts(None, 0.0));
+        assert!(accepts(Some(0.5), 0.5) && !accepts(Some(0.5), 0.49));
+        // DSPy's `if self.metric_threshold:`: a threshold of 0 is no threshold.
+        assert!(!accepts(Some(0.0), 0.0) && accepts(Some(0.0), 0.2));
+    }
 
     #[test]
     fn a_sample_takes_distinct_items_and_at_most_all() {
