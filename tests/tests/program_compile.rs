@@ -597,3 +597,46 @@ async fn compile_reaches_dspys_dev_score_with_no_more_lm_requests() {
         u32::try_from(dspy["demos"]["answer.predict"].as_u64().unwrap()).unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_built_at_run_time_compiles_like_a_declared_one() {
+    let (_server, ctx, _qa) = native().await;
+    let built = dspex::ProgramBuilder::new("BuiltQa")
+        .signature("question -> answer")
+        .step(dspex::Step::native(
+            "rewrite",
+            "question -> query",
+            Predict::default(),
+        ))
+        .step(dspex::Step::native(
+            "answer",
+            "query -> answer",
+            ChainOfThought::default(),
+        ))
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await
+        .unwrap();
+    let optimizer = Optimizer::bootstrap_few_shot()
+        .set("max_bootstrapped_demos", 2)
+        .set("max_labeled_demos", 2)
+        .valset(&valset());
+    let report = built
+        .compile(&optimizer, &trainset(), &metric())
+        .await
+        .unwrap();
+    assert_eq!(report.score_before, Some(0.0));
+    assert_eq!(report.score_after, Some(1.0), "{report}");
+    let out = built
+        .run(Fields::from([("question", "hard nut")]))
+        .await
+        .unwrap();
+    assert_eq!(out.get::<&str>("answer").unwrap(), "HARD NUT");
+    assert_eq!(
+        built.state().unwrap().native("answer").unwrap()["predict"]["demos"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+}
