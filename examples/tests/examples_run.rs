@@ -377,3 +377,18 @@ fn the_dspy_state_example_runs_a_dspy_saved_program_natively() {
         "{out}"
     );
 }
+
+#[test]
+fn the_compile_program_example_learns_demos_for_every_lm_step_offline() {
+    let out = run(env!("CARGO_BIN_EXE_compile_program"));
+    assert!(
+        out.contains("validation   0.000 before, 1.000 after"),
+        "{out}"
+    );
+    assert!(
+        out.contains("demos        answer: 2, generate_query: 2"),
+        "{out}"
+    );
+    assert!(out.contains("LM requests  4 "), "{out}");
+    assert!(out.contains("compiled answer: Tokyo"), "{out}");
+}

@@ -110,10 +110,27 @@ pub struct RecordedRequest {
     pub at: Duration,
 }
 
+/// A function choosing the reply from the request's JSON body.
+type Responder = Arc<dyn Fn(&JsonValue) -> Reply + Send + Sync>;
+
+#[derive(Default)]
+struct ResponderSlot(Mutex<Option<Responder>>);
+
+impl std::fmt::Debug for ResponderSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.lock().is_some() {
+            "ResponderSlot(set)"
+        } else {
+            "ResponderSlot(none)"
+        })
+    }
+}
+
 #[derive(Debug)]
 struct State {
     replies: Mutex<VecDeque<Reply>>,
     default: Mutex<Reply>,
+    responder: ResponderSlot,
     requests: Mutex<VecDeque<RecordedRequest>>,
     started: std::time::Instant,
     in_flight: AtomicUsize,
@@ -136,6 +153,7 @@ impl LmServer {
         let state = Arc::new(State {
             replies: Mutex::new(VecDeque::new()),
             default: Mutex::new(Reply::text(DEFAULT_REPLY)),
+            responder: ResponderSlot::default(),
             requests: Mutex::new(VecDeque::new()),
             started: std::time::Instant::now(),
             in_flight: AtomicUsize::new(0),
@@ -182,6 +200,13 @@ impl LmServer {
     /// The reply given when no queued one is left (initially [`DEFAULT_REPLY`]).
     pub fn set_default(&self, reply: Reply) {
         *self.state.default.lock() = reply;
+    }
+
+    /// Answers each request for which no queued reply is left with `responder`'s reply for
+    /// its JSON body (instead of the default one): an LM that answers by what the prompt
+    /// holds.
+    pub fn respond_with(&self, responder: impl Fn(&JsonValue) -> Reply + Send + Sync + 'static) {
+        *self.state.responder.0.lock() = Some(Arc::new(responder));
     }
 
     /// The requests received so far (at most [`MAX_RECORDED_REQUESTS`], oldest first).
@@ -238,11 +263,13 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
         );
     }
     let body: JsonValue = serde_json::from_slice(&body).unwrap_or(JsonValue::Null);
-    let reply = state
-        .replies
-        .lock()
-        .pop_front()
-        .unwrap_or_else(|| state.default.lock().clone());
+    let queued = state.replies.lock().pop_front();
+    let responder = state.responder.0.lock().clone();
+    let reply = match (queued, responder) {
+        (Some(reply), _) => reply,
+        (None, Some(responder)) => responder(&body),
+        (None, None) => state.default.lock().clone(),
+    };
     {
         let mut requests = state.requests.lock();
         if requests.len() == MAX_RECORDED_REQUESTS {

@@ -188,7 +188,7 @@ impl Evaluate {
 }
 
 /// A bar on stderr if it is a terminal; hidden otherwise.
-fn progress_bar(len: usize) -> ProgressBar {
+pub(crate) fn progress_bar(len: usize) -> ProgressBar {
     let target = if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
     } else {
@@ -267,7 +267,7 @@ async fn run_example<P: BaseProgram + ?Sized>(
 }
 
 /// The LM token usage of a run: every LM call of every step.
-fn token_usage(trace: &RunTrace) -> TokenUsage {
+pub(crate) fn token_usage(trace: &RunTrace) -> TokenUsage {
     let mut usage = TokenUsage::default();
     for call in trace.steps.iter().flat_map(|s| &s.lm_calls) {
         usage.lm_calls += 1;

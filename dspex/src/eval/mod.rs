@@ -49,7 +49,7 @@ mod report;
 
 pub use dataset::{Dataset, Schema};
 pub use evaluate::{DEFAULT_CONCURRENCY, Evaluate, MAX_CONCURRENCY};
-pub(crate) use evaluate::{check_concurrency, run_examples};
+pub(crate) use evaluate::{check_concurrency, progress_bar, run_examples, token_usage};
 pub use example::Example;
 pub use metric::{
     Contains, ExactMatch, FnMetric, IntoScore, Metric, Normalization, TokenF1, checked_score,

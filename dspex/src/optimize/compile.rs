@@ -3,6 +3,7 @@
 //! registered as a callable for the compilation only, and the compiled state loaded into the
 //! step's module everywhere.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -123,6 +124,11 @@ pub(crate) async fn compile_python_step(
             calls_without_usage: 0,
         },
         duration: Duration::from_micros(reply.duration_micros),
+        step_demos: BTreeMap::new(),
+        score_before: None,
+        score_after: None,
+        eval_tokens: TokenUsage::default(),
+        candidates: Vec::new(),
     })
 }
 

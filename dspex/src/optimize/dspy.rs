@@ -150,17 +150,12 @@ pub(crate) fn save<P: BaseProgram + ?Sized>(program: &P, step: &str, path: &Path
             predictor,
             prompt,
             declared,
-        } => {
-            let predictor_state = predictor_json(&predictor.predictor_state(), &prompt, &declared);
-            if predictor.reasoning() {
-                Map::from_iter([(CHAIN_OF_THOUGHT_PREDICTOR.to_owned(), predictor_state)])
-            } else {
-                match predictor_state {
-                    Json::Object(map) => map,
-                    _ => Map::new(),
-                }
-            }
-        }
+        } => module_json(
+            predictor.reasoning(),
+            &predictor.predictor_state(),
+            &prompt,
+            &declared,
+        ),
         #[cfg(feature = "python")]
         Target::Python(module) => {
             let compiled = module.compiled_state().ok_or_else(|| {
@@ -190,6 +185,105 @@ pub(crate) fn save<P: BaseProgram + ?Sized>(program: &P, step: &str, path: &Path
             let _ = std::fs::remove_file(&tmp);
             Error::program_state_with(format!("cannot write {}", path.display()), e)
         })
+}
+
+/// A module's state as DSPy dumps it, from one predictor's: a `Predict`'s own (flat), or a
+/// `ChainOfThought`'s one predictor `predict` (`reasoning`).
+fn module_json(
+    reasoning: bool,
+    state: &PredictorState,
+    prompt: &Signature,
+    declared: &Signature,
+) -> Map<String, Json> {
+    let predictor_state = predictor_json(state, prompt, declared);
+    if reasoning {
+        Map::from_iter([(CHAIN_OF_THOUGHT_PREDICTOR.to_owned(), predictor_state)])
+    } else {
+        match predictor_state {
+            Json::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+}
+
+/// The learned state of native step `step` as DSPy dumps it, if the step is a native
+/// `Predict` or `ChainOfThought` that learned anything (demos, instructions, field texts).
+pub(super) fn native_state_json<P: BaseProgram + ?Sized>(
+    program: &P,
+    step: &str,
+) -> Option<Map<String, Json>> {
+    match target(program, step).ok()? {
+        Target::Native {
+            predictor,
+            prompt,
+            declared,
+        } => {
+            let state = predictor.predictor_state();
+            (state != PredictorState::default())
+                .then(|| module_json(predictor.reasoning(), &state, &prompt, &declared))
+        }
+        #[cfg(feature = "python")]
+        Target::Python(_) => None,
+    }
+}
+
+/// Reads `state` (as [`native_state_json`] writes it) for native step `step`, changing
+/// nothing: the predictor and the state to give it.
+pub(super) fn read_native_state<'a, P: BaseProgram + ?Sized>(
+    program: &'a P,
+    step: &str,
+    state: Map<String, Json>,
+) -> Result<(&'a dyn Predictor, PredictorState)> {
+    match target(program, step)? {
+        Target::Native {
+            predictor,
+            prompt,
+            declared,
+        } => {
+            let learned = native_state(predictor, step, &prompt, &declared, state)?;
+            Ok((predictor, learned))
+        }
+        #[cfg(feature = "python")]
+        Target::Python(_) => Err(Error::program_state(format!(
+            "holds a native step's state for step `{step}`, which is a python step"
+        ))),
+    }
+}
+
+/// The DSPy state of python step `module` (a `Predict` or a `ChainOfThought`, per
+/// `reasoning`) with `demos` as its predictor's demos: its compiled state's, demos replaced,
+/// when it has one of that class, else DSPy's fresh state of the step's signature.
+#[cfg(feature = "python")]
+pub(super) fn python_state_with_demos(
+    module: &PythonModule,
+    class: &str,
+    reasoning: bool,
+    demos: &[Fields],
+) -> Json {
+    let demos_json = Json::Array(demos.iter().map(demo_json).collect());
+    if let Some(compiled) = module.compiled_state().filter(|c| c.class == class) {
+        let mut state = compiled.state;
+        let predictor = if reasoning {
+            state.get_mut(CHAIN_OF_THOUGHT_PREDICTOR)
+        } else {
+            Some(&mut state)
+        };
+        if let Some(Json::Object(predictor)) = predictor {
+            predictor.insert("demos".to_owned(), demos_json);
+            return state;
+        }
+    }
+    let declared = module.signature();
+    let prompt = if reasoning {
+        with_reasoning(declared)
+    } else {
+        declared.clone()
+    };
+    let fresh = PredictorState {
+        demos: demos.to_vec(),
+        ..PredictorState::default()
+    };
+    Json::Object(module_json(reasoning, &fresh, &prompt, declared))
 }
 
 /// The file's state, without its `metadata` (checked: a file of another DSPy major version
@@ -416,17 +510,7 @@ fn predictor_json(state: &PredictorState, prompt: &Signature, declared: &Signatu
             }),
         })
         .collect();
-    let demos: Vec<Json> = state
-        .demos
-        .iter()
-        .map(|demo| {
-            Json::Object(
-                demo.iter()
-                    .map(|(k, v)| (k.to_owned(), v.clone()))
-                    .collect(),
-            )
-        })
-        .collect();
+    let demos: Vec<Json> = state.demos.iter().map(demo_json).collect();
     json!({
         "traces": [],
         "train": [],
@@ -437,6 +521,15 @@ fn predictor_json(state: &PredictorState, prompt: &Signature, declared: &Signatu
         },
         "lm": null,
     })
+}
+
+/// A demo as a JSON object.
+fn demo_json(demo: &Fields) -> Json {
+    Json::Object(
+        demo.iter()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect(),
+    )
 }
 
 /// DSPy's default prefix of a field: its name's words capitalized, then a colon

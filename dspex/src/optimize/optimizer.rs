@@ -12,14 +12,17 @@ use dspex_core::optimizers;
 #[cfg(feature = "python")]
 use serde_json::Value as Json;
 
+use crate::context::Overrides;
 #[cfg(feature = "python")]
 use crate::context::{Callback, Invocation};
-#[cfg(feature = "python")]
 use crate::data::Fields;
 use crate::error::{Error, Result};
 #[cfg(feature = "python")]
 use crate::eval::checked_score;
 use crate::eval::{Dataset, Example, Metric, TokenUsage};
+
+/// The name of DSPy's `LabeledFewShot`, which compiles whole programs only.
+pub(crate) const LABELED_FEW_SHOT: &str = "LabeledFewShot";
 
 /// Examples in a train set, and in a validation set, of one compilation.
 pub const MAX_TRAIN_EXAMPLES: usize = 1_000;
@@ -49,6 +52,7 @@ pub struct Optimizer {
     settings: BTreeMap<String, ConfigValue>,
     valset: Option<Vec<Example>>,
     timeout: Duration,
+    teacher: Option<Overrides>,
 }
 
 impl Optimizer {
@@ -59,7 +63,14 @@ impl Optimizer {
             settings: BTreeMap::new(),
             valset: None,
             timeout: DEFAULT_COMPILE_TIMEOUT,
+            teacher: None,
         }
+    }
+
+    /// `LabeledFewShot`: up to `k` (default 16) train examples as every LM step's demos, with
+    /// no LM call. Whole programs only ([`AnyProgram::compile`](crate::AnyProgram::compile)).
+    pub fn labeled_few_shot() -> Self {
+        Self::new(LABELED_FEW_SHOT)
     }
 
     /// `BootstrapFewShot`: demos bootstrapped from the train set by running the module, kept
@@ -99,6 +110,15 @@ impl Optimizer {
         self
     }
 
+    /// The teacher's settings when a whole program is bootstrapped
+    /// ([`AnyProgram::compile`](crate::AnyProgram::compile)): the program runs the train
+    /// examples with these variable values (its own otherwise), as DSPy's `teacher_settings`.
+    #[must_use]
+    pub fn teacher(mut self, overrides: Overrides) -> Self {
+        self.teacher = Some(overrides);
+        self
+    }
+
     /// How long the compilation may take, waiting for a worker included (at most
     /// [`MAX_COMPILE_TIMEOUT`]; [`DEFAULT_COMPILE_TIMEOUT`] if not set).
     #[must_use]
@@ -117,12 +137,19 @@ impl Optimizer {
         &self.settings
     }
 
+    pub(crate) fn valset_given(&self) -> Option<&[Example]> {
+        self.valset.as_deref()
+    }
+
     #[cfg(feature = "python")]
     pub(crate) fn valset_examples(&self) -> &[Example] {
         self.valset.as_deref().unwrap_or_default()
     }
 
-    #[cfg(feature = "python")]
+    pub(crate) fn teacher_overrides(&self) -> Option<&Overrides> {
+        self.teacher.as_ref()
+    }
+
     pub(crate) fn timeout_value(&self) -> Duration {
         self.timeout
     }
@@ -130,17 +157,39 @@ impl Optimizer {
     /// Checks the optimizer, its settings, its validation set and its timeout against the
     /// table and the bounds; returns the settings in canonical form.
     pub fn check(&self) -> Result<BTreeMap<String, ConfigValue>> {
-        let (table, checked) = optimizers::check(
-            &self.name,
-            self.settings.iter().map(|(k, v)| (k.as_str(), v)),
-        )
-        .map_err(Error::compile)?;
+        if self.name == LABELED_FEW_SHOT {
+            return Err(Error::compile(format!(
+                "optimizer `{LABELED_FEW_SHOT}` compiles whole programs only (`program.compile(..)`), not one python step"
+            )));
+        }
+        if self.teacher.is_some() {
+            return Err(Error::compile(
+                "a teacher's settings are for whole programs only (`program.compile(..)`); compiling one python step takes none",
+            ));
+        }
+        let (table, checked) = self.checked_settings()?;
         if self.valset.is_some() && !table.takes_valset {
             return Err(Error::compile(format!(
                 "optimizer `{}` takes no validation set",
                 self.name
             )));
         }
+        Ok(checked)
+    }
+
+    /// The optimizer's table entry and its settings in canonical form, and the timeout
+    /// checked (whatever the validation set).
+    pub(crate) fn checked_settings(
+        &self,
+    ) -> Result<(
+        &'static optimizers::DspyOptimizer,
+        BTreeMap<String, ConfigValue>,
+    )> {
+        let (table, checked) = optimizers::check(
+            &self.name,
+            self.settings.iter().map(|(k, v)| (k.as_str(), v)),
+        )
+        .map_err(Error::compile)?;
         if self.timeout.is_zero() || self.timeout > MAX_COMPILE_TIMEOUT {
             return Err(Error::InvalidOption {
                 option: "timeout".to_owned(),
@@ -150,10 +199,13 @@ impl Optimizer {
                 ),
             });
         }
-        Ok(checked
-            .into_iter()
-            .map(|(setting, value)| (setting.name.to_owned(), value))
-            .collect())
+        Ok((
+            table,
+            checked
+                .into_iter()
+                .map(|(setting, value)| (setting.name.to_owned(), value))
+                .collect(),
+        ))
     }
 }
 
@@ -260,7 +312,9 @@ impl CompileMetric {
 /// How long one call of a Rust metric may take.
 pub const METRIC_CALLBACK_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a compilation did.
+/// What a compilation did: of one python step (`compile_step`: its predictors' demo counts),
+/// or of a whole program (`compile`: `step` is the program's name, `class` is `program`, and
+/// `demos` counts each LM step's demos by step name).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompileReport {
     /// The step compiled.
@@ -279,8 +333,21 @@ pub struct CompileReport {
     pub val_examples: usize,
     /// The LM requests the compilation made, with their token usage.
     pub tokens: TokenUsage,
-    /// Wall time, as the worker measured it.
+    /// Wall time (as the worker measured it, for one python step).
     pub duration: Duration,
+    /// A whole program's compile: the demos each LM step holds now, by step name (empty for
+    /// one python step: see [`demos`](Self::demos)).
+    pub step_demos: BTreeMap<String, Vec<Fields>>,
+    /// A whole program's compile: the mean score on the validation set before.
+    pub score_before: Option<f64>,
+    /// A whole program's compile: the mean score on the validation set after.
+    pub score_after: Option<f64>,
+    /// A whole program's compile: the LM usage of scoring on the validation set (before,
+    /// after, and each candidate of a random search), apart from [`tokens`](Self::tokens).
+    pub eval_tokens: TokenUsage,
+    /// A random search's candidates' scores on the validation set, in the order tried (zero
+    /// demos, labeled demos only, bootstrapped in order, then seeded shuffles).
+    pub candidates: Vec<f64>,
 }
 
 impl CompileReport {
@@ -292,9 +359,14 @@ impl CompileReport {
 
 impl fmt::Display for CompileReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.score_before.is_some() {
+            "program"
+        } else {
+            "step"
+        };
         writeln!(
             f,
-            "compiled step `{}` ({}) with {} ({})",
+            "compiled {what} `{}` ({}) with {} ({})",
             self.step, self.class, self.optimizer, self.metric
         )?;
         let demos: Vec<String> = self
@@ -308,6 +380,13 @@ impl fmt::Display for CompileReport {
             "examples     {} train, {} validation",
             self.train_examples, self.val_examples
         )?;
+        if let (Some(before), Some(after)) = (self.score_before, self.score_after) {
+            writeln!(f, "validation   {before:.3} before, {after:.3} after")?;
+        }
+        if !self.candidates.is_empty() {
+            let scores: Vec<String> = self.candidates.iter().map(|s| format!("{s:.3}")).collect();
+            writeln!(f, "candidates   {}", scores.join(", "))?;
+        }
         write!(
             f,
             "LM requests  {} ({} prompt + {} completion tokens) in {:.2?}",
@@ -315,6 +394,15 @@ impl fmt::Display for CompileReport {
             self.tokens.prompt_tokens,
             self.tokens.completion_tokens,
             self.duration
-        )
+        )?;
+        if self.eval_tokens.lm_calls > 0 {
+            write!(
+                f,
+                "\nscoring      {} LM requests ({} tokens)",
+                self.eval_tokens.lm_calls,
+                self.eval_tokens.total()
+            )?;
+        }
+        Ok(())
     }
 }

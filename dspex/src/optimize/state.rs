@@ -1,5 +1,6 @@
-//! A program's state in one versioned JSON file: the values of its variables and the compiled
-//! state of its python steps, with the declaration they belong to.
+//! A program's state in one versioned JSON file: the values of its variables, the compiled
+//! state of its python steps and what its native LM steps learned, with the declaration they
+//! belong to.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,9 +9,11 @@ use std::time::SystemTime;
 use dspex_core::Value;
 use dspex_core::program::StepKind;
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 
+use super::dspy::{native_state_json, read_native_state};
 use crate::error::{Error, Result};
+use crate::lm::PredictorState;
 use crate::program::declaration::{
     DeclaredStep, DeclaredVariable, step_differences, variable_differences,
 };
@@ -45,6 +48,10 @@ pub struct ProgramState {
     values: BTreeMap<String, Json>,
     /// The compiled state of each python step that has one, by step name.
     compiled: BTreeMap<String, CompiledState>,
+    /// What each native `Predict` or `ChainOfThought` step learned (demos, instructions, field
+    /// texts), as DSPy dumps a module's state, by step name; absent when none did.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    native: BTreeMap<String, Map<String, Json>>,
 }
 
 impl ProgramState {
@@ -69,6 +76,11 @@ impl ProgramState {
             .into_iter()
             .filter_map(|step| Some((step.step().to_owned(), step.compiled_state()?)))
             .collect();
+        let native = program
+            .program_native_steps()
+            .into_iter()
+            .filter_map(|(step, _)| Some((step.to_owned(), native_state_json(program, step)?)))
+            .collect();
         Ok(Self {
             format: PROGRAM_STATE_FORMAT.to_owned(),
             version: PROGRAM_STATE_VERSION,
@@ -78,6 +90,7 @@ impl ProgramState {
             steps: spec.steps.iter().map(DeclaredStep::of).collect(),
             values,
             compiled,
+            native,
         })
     }
 
@@ -89,6 +102,11 @@ impl ProgramState {
     /// The compiled state of step `name`, if it has one.
     pub fn compiled(&self, step: &str) -> Option<&CompiledState> {
         self.compiled.get(step)
+    }
+
+    /// What native step `step` learned, as DSPy dumps a module's state, if it learned anything.
+    pub fn native(&self, step: &str) -> Option<&Map<String, Json>> {
+        self.native.get(step)
     }
 
     /// The state as versioned JSON (format [`PROGRAM_STATE_FORMAT`], version
@@ -185,11 +203,47 @@ impl ProgramState {
 
     /// Loads the state into `program`, all or nothing as far as it can be checked first: the
     /// declaration must match, every value must be valid, and every compiled state must load
-    /// into its step's module (tried in a worker, in a module of its own). Then the values are
-    /// written atomically (with metadata `loaded_at` and `loaded_from`) and each python step
-    /// takes its compiled state (a step the state has none for loses its own).
+    /// into its step's module (tried in a worker, in a module of its own), and every native
+    /// step's learned state must fit its step. Then the values are written atomically (with
+    /// metadata `loaded_at` and `loaded_from`), each native `Predict` or `ChainOfThought` step
+    /// takes its learned state and each python step its compiled state (a step the state has
+    /// none for loses its own).
     pub async fn apply<P: BaseProgram + ?Sized>(&self, program: &P, source: &str) -> Result<()> {
         let values = self.checked_values(program)?;
+        let mut natives = Vec::new();
+        for (step, module) in program.program_native_steps() {
+            let Some(predictor) = module.dyn_predictor() else {
+                if self.native.contains_key(step) {
+                    return Err(Error::program_state(format!(
+                        "the state has a learned state for native step `{step}`, which is no Predict or ChainOfThought"
+                    )));
+                }
+                continue;
+            };
+            natives.push(match self.native.get(step) {
+                Some(state) => {
+                    read_native_state(program, step, state.clone()).map_err(|e| match e {
+                        Error::ProgramState { message, source } => Error::ProgramState {
+                            message: format!("the learned state of step `{step}` {message}"),
+                            source,
+                        },
+                        e => e,
+                    })?
+                }
+                None => (predictor, PredictorState::default()),
+            });
+        }
+        if let Some(other) = self.native.keys().find(|name| {
+            !program
+                .program_native_steps()
+                .iter()
+                .any(|(s, _)| s == name)
+        }) {
+            return Err(Error::program_state(format!(
+                "the state has a learned state for step `{other}`, which is no native step of program `{}`",
+                program.program_spec().name
+            )));
+        }
         let steps = program.program_python_steps();
         for step in &steps {
             if let Some(state) = self.compiled.get(step.step()) {
@@ -205,6 +259,9 @@ impl ProgramState {
                 values.iter().map(|(k, v)| (k.as_str(), v.clone())),
                 &metadata,
             )?;
+        }
+        for (predictor, learned) in natives {
+            predictor.set_predictor_state(learned);
         }
         for step in steps {
             step.set_compiled_state(self.compiled.get(step.step()).cloned())

@@ -8,6 +8,7 @@
 //!   [`Predict`] and [`ChainOfThought`]; `python`: python steps, [`PythonModule`].
 //! - `run`: one run of a chain ([`ChainRun`]), step after step, each step's parameters
 //!   read in one snapshot with the run's overrides.
+//! - `run_demos`: demos of native LM steps for one run only.
 //! - `prepare`: a context for a program, its variables registered.
 //! - `builder`: the runtime builder.
 
@@ -23,6 +24,7 @@ pub(crate) mod python;
 #[path = "python_off.rs"]
 pub(crate) mod python;
 pub(crate) mod run;
+pub(crate) mod run_demos;
 mod traits;
 
 pub use builder::{DynProgram, ProgramBuilder, RunningProgram, Step};

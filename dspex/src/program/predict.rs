@@ -8,6 +8,7 @@ use dspex_core::{Signature, Value};
 use parking_lot::RwLock;
 
 use super::module::{Module, Predictor, StepContext};
+use super::run_demos::run_demos;
 use crate::data::{Fields, LmCall, Params};
 use crate::error::{Error, Result};
 use crate::lm::{
@@ -68,7 +69,9 @@ impl LmStep {
 
     /// Calls the LM with the step's adapter; as DSPy does, a `ChatAdapter` reply that does not
     /// parse is asked again with the JSON adapter (unless the fallback is off), and the error
-    /// of the first reply is the one returned when the second fails too.
+    /// of the first reply is the one returned when the second fails too. `run_demos` replace
+    /// the step's own demos for this call.
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
         module: &str,
@@ -77,6 +80,7 @@ impl LmStep {
         lm: &LmClient,
         inputs: &Fields,
         params: &Params,
+        run_demos: Option<&[Fields]>,
     ) -> Result<(Fields, Vec<LmCall>)> {
         let prompt_signature = if reasoning {
             with_reasoning(signature)
@@ -99,6 +103,7 @@ impl LmStep {
                 lm,
                 inputs,
                 params,
+                run_demos,
                 &mut calls,
             );
             match call.await? {
@@ -123,6 +128,7 @@ impl LmStep {
         lm: &LmClient,
         inputs: &Fields,
         params: &Params,
+        run_demos: Option<&[Fields]>,
         calls: &mut Vec<LmCall>,
     ) -> Result<Result<Fields>> {
         let mut request = request_settings(module, params)?;
@@ -137,7 +143,7 @@ impl LmStep {
                 prompt_signature,
                 &instructions,
                 &learned.descriptions(),
-                &learned.demos,
+                run_demos.unwrap_or(&learned.demos),
                 inputs,
             )
         };
@@ -166,7 +172,7 @@ impl LmStep {
                 "{module} called outside a chain needs an LM: .lm(LmClient::new(config)?)"
             ))
         })?;
-        self.run(module, reasoning, signature, lm, inputs, params)
+        self.run(module, reasoning, signature, lm, inputs, params, None)
             .await
             .map(|(outputs, _)| outputs)
     }
@@ -184,8 +190,17 @@ impl LmStep {
             Some(lm) => Arc::clone(lm),
             None => step.context().lm_client()?,
         };
+        let demos = run_demos(step.step());
         let (outputs, calls) = self
-            .run(module, reasoning, signature, &lm, inputs, params)
+            .run(
+                module,
+                reasoning,
+                signature,
+                &lm,
+                inputs,
+                params,
+                demos.as_deref(),
+            )
             .await?;
         for call in calls {
             step.record_lm_call(call);
