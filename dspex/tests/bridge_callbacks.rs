@@ -197,7 +197,7 @@ async fn arguments_and_results_are_bounded() {
 
     let sized = |n: usize| format!(r#"{{"n":{n}}}"#);
     let reply = c
-        .call(call(&info, "sized", &sized(MAX_CALLBACK_RESULT_BYTES)))
+        .call(call(&info, "sized", sized(MAX_CALLBACK_RESULT_BYTES)))
         .await
         .unwrap()
         .into_inner();
@@ -206,7 +206,7 @@ async fn arguments_and_results_are_bounded() {
         other => panic!("expected a result, got {other:?}"),
     }
     let reply = c
-        .call(call(&info, "sized", &sized(MAX_CALLBACK_RESULT_BYTES + 1)))
+        .call(call(&info, "sized", sized(MAX_CALLBACK_RESULT_BYTES + 1)))
         .await
         .unwrap()
         .into_inner();

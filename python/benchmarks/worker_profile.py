@@ -42,6 +42,10 @@ class Context:
     def set_trailing_metadata(self, metadata: Any) -> None:
         pass
 
+    def add_callback(self, callback: Any) -> bool:
+        """A call made in process is never cancelled by its client."""
+        return True
+
     def abort(self, code: Any, message: str) -> None:
         raise RuntimeError(f"{code}: {message}")
 

@@ -116,12 +116,14 @@ pub(crate) fn decode_value(bytes: &[u8]) -> Result<Value, String> {
     ))
 }
 
+/// The sequence number of a stream entry, from its id (`0-SEQ`).
+pub(crate) fn change_seq(id: &str) -> Option<u64> {
+    id.strip_prefix("0-").and_then(|s| s.parse().ok())
+}
+
 /// A stream entry (`0-SEQ` and its fields); the error says what is wrong with it.
 pub(crate) fn decode_change(id: &str, fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Entry, String> {
-    let seq = id
-        .strip_prefix("0-")
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("stream entry id `{id}` is not `0-SEQ`"))?;
+    let seq = change_seq(id).ok_or_else(|| format!("stream entry id `{id}` is not `0-SEQ`"))?;
     let field = |name: &[u8]| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let kind = field(b"kind")
         .and_then(|k| ChangeKind::parse(k))

@@ -286,13 +286,17 @@ impl Link {
     }
 
     /// Applies entries read from the stream; reloads on a gap or an entry that does not
-    /// decode.
+    /// decode. Entries the mirror holds already (this process's own writes, which the writer
+    /// applied itself) are skipped before they are decoded: the reader does no work for them.
     fn apply_raw(&self, conn: &mut Connection, raw: Vec<RawEntry>) -> Result<()> {
+        let applied = self.mirror.read().applied;
         let entries: std::result::Result<Vec<Entry>, String> = raw
             .iter()
+            .filter(|(id, _)| codec::change_seq(id).is_none_or(|seq| seq > applied))
             .map(|(id, fields)| codec::decode_change(id, fields))
             .collect();
         match entries {
+            Ok(entries) if entries.is_empty() => Ok(()),
             Ok(entries) => {
                 let gap = self.mirror.write().apply(&self.hub, entries);
                 match gap {
