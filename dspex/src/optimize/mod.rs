@@ -27,7 +27,7 @@ mod state;
 pub use crate::program::compiled::{CompiledState, MAX_COMPILED_STATE_BYTES};
 pub use dspy::{DSPY_VERSION, MAX_DSPY_STATE_BYTES};
 pub use optimizer::{
-    CompileMetric, CompileReport, DEFAULT_COMPILE_TIMEOUT, MAX_COMPILE_TIMEOUT, MAX_TRAIN_EXAMPLES,
-    METRIC_CALLBACK_TIMEOUT, Optimizer,
+    CompileMetric, CompileReport, DEFAULT_COMPILE_TIMEOUT, FEEDBACK_METRIC_NAME, FeedbackFn,
+    MAX_COMPILE_TIMEOUT, MAX_TRAIN_EXAMPLES, METRIC_CALLBACK_TIMEOUT, Optimizer,
 };
 pub use state::{PROGRAM_STATE_FORMAT, PROGRAM_STATE_VERSION, ProgramState};
