@@ -387,9 +387,12 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                 f"cannot create {request.module_class}({request.signature!r}): {type(e).__name__}: {e}",
             )
         try:
+            # A module given no state says what it starts with: what saving it writes.
             if request.HasField("state_json"):
                 load_state(module, request.state_json)
-            state, _ = dump_state(module)
+                state = ""
+            else:
+                state, _ = dump_state(module)
         except StateTooLargeError as e:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_LIMIT, str(e))
         except Exception as e:  # noqa: BLE001 - every failure is reported to the caller
