@@ -2,8 +2,10 @@
 //!
 //! [`AnyProgram::compile_step`](crate::AnyProgram::compile_step) compiles one python step in
 //! its worker with an [`Optimizer`] (`BootstrapFewShot`, `BootstrapFewShotWithRandomSearch`,
-//! `MIPROv2`, `COPRO`: the table of `dspex_core::optimizers`, which says the settings each takes)
-//! on a train set of [`Example`](crate::eval::Example)s, scored by a [`CompileMetric`]. The
+//! `MIPROv2`, `COPRO`, `GEPA`: the table of `dspex_core::optimizers`, which says the settings
+//! each takes) on a train set of [`Example`](crate::eval::Example)s, scored by a
+//! [`CompileMetric`] (for GEPA, best one with feedback text:
+//! [`CompileMetric::rust_feedback`], reflected on by the step's LM). The
 //! compiled state (DSPy's `dump_state()`: demos, instructions) comes back to Rust as a
 //! [`CompiledState`], is loaded into the step's module in every worker process, and is loaded
 //! again whenever a worker restarts. The [`CompileReport`] says what was learned.
