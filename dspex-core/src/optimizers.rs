@@ -62,6 +62,13 @@ pub struct DspyOptimizer {
     pub settings: &'static [Setting],
     /// Whether its `compile` takes a validation set (`valset`).
     pub takes_valset: bool,
+    /// Settings of which exactly one must be given (a budget given three ways); empty: no such
+    /// rule.
+    pub exactly_one_of: &'static [&'static str],
+    /// Whether it reflects (GEPA): its metric may answer with feedback text besides the score
+    /// (called with five arguments, `(gold, pred, trace, pred_name, pred_trace)`), and it
+    /// proposes instructions with a reflection LM, the LM the step compiles with.
+    pub reflective: bool,
 }
 
 impl DspyOptimizer {
@@ -117,11 +124,17 @@ const NUM_THREADS: Setting = constructor("num_threads", POSITIVE);
 ///   `compile(num_trials, minibatch, minibatch_size, ...)`. `auto` also takes `"none"` (DSPy's
 ///   `None`), which needs `num_candidates` and `num_trials`.
 /// - `COPRO(metric, breadth=10, depth=3, init_temperature=1.4)`.
+/// - `GEPA(metric, auto | max_full_evals | max_metric_calls, reflection_minibatch_size=3,
+///   candidate_selection_strategy="pareto", skip_perfect_score=True, use_merge=True,
+///   max_merge_invocations=5, num_threads, failure_score=0.0, perfect_score=1.0, seed=0, ...)`,
+///   whose `compile` takes a `valset`: exactly one of its three budgets must be given; its
+///   reflection LM is the LM the step compiles with.
 ///
 /// Left out: the settings that take Python objects (`teacher_settings`, `prompt_model`,
-/// `task_model`, a `teacher` program), optimizers that need an embedder (`KNNFewShot`), a
-/// reflection LM (`GEPA`) or fine-tuning (`BootstrapFinetune`), and `LabeledFewShot`, which takes
-/// no metric (`BootstrapFewShot` with `max_bootstrapped_demos: 0` does what it does).
+/// `task_model`, a `teacher` program, GEPA's `instruction_proposer` and logging), optimizers
+/// that need an embedder (`KNNFewShot`) or fine-tuning (`BootstrapFinetune`), and
+/// `LabeledFewShot`, which takes no metric (`BootstrapFewShot` with `max_bootstrapped_demos: 0`
+/// does what it does).
 pub const OPTIMIZERS: &[DspyOptimizer] = &[
     DspyOptimizer {
         name: "BootstrapFewShot",
@@ -133,6 +146,8 @@ pub const OPTIMIZERS: &[DspyOptimizer] = &[
             METRIC_THRESHOLD,
         ],
         takes_valset: false,
+        exactly_one_of: &[],
+        reflective: false,
     },
     DspyOptimizer {
         name: "BootstrapFewShotWithRandomSearch",
@@ -148,6 +163,8 @@ pub const OPTIMIZERS: &[DspyOptimizer] = &[
             compile("labeled_sample", ConfigKind::Boolean),
         ],
         takes_valset: true,
+        exactly_one_of: &[],
+        reflective: false,
     },
     DspyOptimizer {
         name: "MIPROv2",
@@ -175,6 +192,8 @@ pub const OPTIMIZERS: &[DspyOptimizer] = &[
             compile("view_data_batch_size", POSITIVE),
         ],
         takes_valset: true,
+        exactly_one_of: &[],
+        reflective: false,
     },
     DspyOptimizer {
         name: "COPRO",
@@ -184,8 +203,41 @@ pub const OPTIMIZERS: &[DspyOptimizer] = &[
             constructor("init_temperature", TEMPERATURE),
         ],
         takes_valset: false,
+        exactly_one_of: &[],
+        reflective: false,
+    },
+    DspyOptimizer {
+        name: "GEPA",
+        settings: &[
+            constructor("auto", ConfigKind::OneOf(&["light", "medium", "heavy"])),
+            constructor("max_full_evals", POSITIVE),
+            constructor("max_metric_calls", POSITIVE),
+            constructor("reflection_minibatch_size", POSITIVE),
+            constructor(
+                "candidate_selection_strategy",
+                ConfigKind::OneOf(&["pareto", "current_best"]),
+            ),
+            constructor(
+                "component_selector",
+                ConfigKind::OneOf(&["round_robin", "all"]),
+            ),
+            constructor("skip_perfect_score", ConfigKind::Boolean),
+            constructor("add_format_failure_as_feedback", ConfigKind::Boolean),
+            constructor("use_merge", ConfigKind::Boolean),
+            constructor("max_merge_invocations", COUNT),
+            NUM_THREADS,
+            constructor("failure_score", SCORE),
+            constructor("perfect_score", SCORE),
+            constructor("seed", COUNT),
+        ],
+        takes_valset: true,
+        exactly_one_of: GEPA_BUDGETS,
+        reflective: true,
     },
 ];
+
+/// GEPA's budgets, of which exactly one is given.
+const GEPA_BUDGETS: &[&str] = &["auto", "max_full_evals", "max_metric_calls"];
 
 /// The optimizer named `name`.
 pub fn optimizer(name: &str) -> Option<&'static DspyOptimizer> {
@@ -239,6 +291,25 @@ pub fn check<'a>(
         })?;
         checked.push((setting, value));
     }
+    if !optimizer.exactly_one_of.is_empty() {
+        let given: Vec<&str> = optimizer
+            .exactly_one_of
+            .iter()
+            .copied()
+            .filter(|one| checked.iter().any(|(s, _)| s.name == *one))
+            .collect();
+        if given.len() != 1 {
+            let found = if given.is_empty() {
+                "none".to_owned()
+            } else {
+                names(given.into_iter())
+            };
+            return Err(format!(
+                "optimizer `{name}` takes exactly one of {}, found {found}",
+                names(optimizer.exactly_one_of.iter().copied())
+            ));
+        }
+    }
     Ok((optimizer, checked))
 }
 
@@ -262,7 +333,8 @@ mod tests {
                 "BootstrapFewShot",
                 "BootstrapFewShotWithRandomSearch",
                 "MIPROv2",
-                "COPRO"
+                "COPRO",
+                "GEPA"
             ]
         );
         for o in OPTIMIZERS {
@@ -318,7 +390,8 @@ mod tests {
         assert_eq!(
             check("BootstrapFewShots", []).unwrap_err(),
             "unknown optimizer `BootstrapFewShots` (did you mean `BootstrapFewShot`?); the known \
-             optimizers are `BootstrapFewShot`, `BootstrapFewShotWithRandomSearch`, `MIPROv2`, `COPRO`"
+             optimizers are `BootstrapFewShot`, `BootstrapFewShotWithRandomSearch`, `MIPROv2`, `COPRO`, \
+             `GEPA`"
         );
         assert_eq!(
             check("COPRO", [("width", &ConfigValue::Integer(2))]).unwrap_err(),
@@ -344,5 +417,37 @@ mod tests {
             .unwrap_err(),
             "optimizer `BootstrapFewShot` takes `metric_threshold` as a float from 0.0 to 1.0, found 1.5"
         );
+    }
+
+    #[test]
+    fn gepa_takes_exactly_one_budget() {
+        let budget = |settings: &[(&'static str, ConfigValue)]| {
+            check("GEPA", settings.iter().map(|(k, v)| (*k, v))).map(|(_, c)| c.len())
+        };
+        assert_eq!(budget(&[("auto", ConfigValue::from("light"))]), Ok(1));
+        assert_eq!(
+            budget(&[("max_metric_calls", ConfigValue::Integer(8))]),
+            Ok(1)
+        );
+        assert_eq!(
+            budget(&[("seed", ConfigValue::Integer(3))]).unwrap_err(),
+            "optimizer `GEPA` takes exactly one of `auto`, `max_full_evals`, `max_metric_calls`, \
+             found none"
+        );
+        assert_eq!(
+            budget(&[
+                ("max_metric_calls", ConfigValue::Integer(8)),
+                ("auto", ConfigValue::from("heavy")),
+            ])
+            .unwrap_err(),
+            "optimizer `GEPA` takes exactly one of `auto`, `max_full_evals`, `max_metric_calls`, \
+             found `auto`, `max_metric_calls`"
+        );
+        assert_eq!(
+            budget(&[("auto", ConfigValue::from("none"))]).unwrap_err(),
+            "optimizer `GEPA` takes `auto` as one of \"light\", \"medium\", \"heavy\", found \"none\""
+        );
+        assert!(optimizer("GEPA").unwrap().reflective);
+        assert!(OPTIMIZERS.iter().filter(|o| o.reflective).count() == 1);
     }
 }

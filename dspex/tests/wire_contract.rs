@@ -154,6 +154,8 @@ fn optimizers_json() -> Value {
             json!({
                 "settings": o.settings.iter().map(setting).collect::<Map<_, _>>(),
                 "takes_valset": o.takes_valset,
+                "exactly_one_of": o.exactly_one_of,
+                "reflective": o.reflective,
             }),
         )
     };

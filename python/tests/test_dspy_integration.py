@@ -183,6 +183,17 @@ def test_scripted_answers_come_first_then_rules_then_generated():
     assert lm.history[-1]["model"] == "m"
 
 
+def test_scripted_rules_match_the_instructions_after_the_last_message_and_answer_json_in_json():
+    lm = ScriptedLM("m", rules={"Say yes": {"answer": "yes"}, "Italy": {"answer": "Rome"}})
+    says_yes = dspy.Predict(dspy.Signature("question -> answer", "Say yes."))
+    with dspy.context(lm=lm):
+        assert says_yes(question="capital of Spain?").answer == "yes"
+        assert says_yes(question="capital of Italy?").answer == "Rome"
+        assert dspy.Predict("question -> answer")(question="Spain?").answer == "[scripted answer] Spain?"
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        assert says_yes(question="capital of Italy?").answer == "Rome"
+
+
 class Doubler(dspy.Module):
     """A custom module for the resolver tests."""
 

@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use dspex::optimize::DSPY_VERSION;
 use dspex::prelude::*;
 use dspex::{JsonValue, json};
 use dspex_test_lm::{LmServer, Reply};
@@ -71,6 +72,16 @@ fn cases(dir: &std::path::Path, suffix: &str) -> JsonValue {
             "path": dir.join(format!("cot{suffix}.json")),
         },
     ])
+}
+
+/// A context with a python worker whose LM is the loopback server.
+async fn bridged_context(server: &LmServer) -> Context {
+    Context::builder()
+        .worker(worker_config())
+        .lm(LmConfig::openai(server.base_url(), "python-model"))
+        .build()
+        .await
+        .unwrap()
 }
 
 fn script(action: &str, server: &LmServer, cases: JsonValue) -> Vec<JsonValue> {
@@ -152,12 +163,7 @@ async fn native_steps_loaded_from_dspy_files_send_dspys_messages_and_save_files_
     // A python step loads the same file with DSPy's own `load_state`, and sends the same
     // messages from its worker.
     server.push(Reply::text(PREDICT_REPLY));
-    let bridged = Context::builder()
-        .worker(worker_config())
-        .lm(LmConfig::openai(server.base_url(), "python-model"))
-        .build()
-        .await
-        .unwrap();
+    let bridged = bridged_context(&server).await;
     let in_python = InPython::attach(&bridged).await.unwrap();
     in_python
         .load_dspy_state("respond", dir.join("predict.json"))
@@ -186,5 +192,52 @@ async fn native_steps_loaded_from_dspy_files_send_dspys_messages_and_save_files_
             .unwrap();
     assert_eq!(again["demos"], saved[0]["demos"]);
     assert_eq!(again["signature"], saved[0]["signature"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_step_never_compiled_saves_its_modules_initial_state_and_dspy_loads_it() {
+    let server = LmServer::start().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("dspex-dspy-fresh-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bridged = bridged_context(&server).await;
+    let fresh = InPython::attach(&bridged).await.unwrap();
+    let path = dir.join("fresh.json");
+    fresh.save_dspy_state("respond", &path).await.unwrap();
+    // The state of the module as the worker created it: no demos, DSPy's default instructions.
+    let file: JsonValue = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(file["demos"], json!([]));
+    assert_eq!(
+        file["signature"]["instructions"],
+        "Given the fields `question`, `context`, produce the fields `answer`, `confidence`."
+    );
+    assert_eq!(
+        file["metadata"]["dependency_versions"]["dspy"],
+        DSPY_VERSION
+    );
+    assert!(server.requests().is_empty());
+    // The step itself is unchanged: still no compiled state.
+    assert!(
+        fresh
+            .python_step("respond")
+            .unwrap()
+            .compiled_state()
+            .is_none()
+    );
+
+    // DSPy's `module.load` reads it into a fresh `Predict` of the signature, which then holds
+    // exactly that state.
+    let case = json!([{
+        "module": "Predict",
+        "signature": "question, context: list[str] -> answer, confidence: float",
+        "instructions": null,
+        "descriptions": {},
+        "demos": [],
+        "inputs": {},
+        "path": path,
+    }]);
+    let loaded = tokio::task::block_in_place(|| script("load", &server, case));
+    assert_eq!(loaded[0]["demos"], file["demos"]);
+    assert_eq!(loaded[0]["signature"], file["signature"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -17,10 +17,11 @@ use std::time::Duration;
 use dspex::LmConfig;
 use dspex::eval::{Dataset, Example, metric_fn};
 use dspex::optimize::{
-    CompileMetric, MAX_COMPILED_STATE_BYTES, MAX_TRAIN_EXAMPLES, Optimizer, ProgramState,
+    CompileMetric, CompileReport, MAX_COMPILED_STATE_BYTES, MAX_TRAIN_EXAMPLES, Optimizer,
+    ProgramState,
 };
 use dspex::prelude::*;
-use dspex::{AnyProgram, Overrides, ProgramBuilder, Step};
+use dspex::{AnyProgram, Overrides, ProgramBuilder, RunningProgram, Step};
 use dspex_tests::{wait_gone, worker_config};
 
 dspex_program! {
@@ -72,10 +73,25 @@ async fn context() -> Context {
 }
 
 async fn context_with(processes: usize) -> Context {
+    context_of(lm(), processes).await
+}
+
+async fn context_of(lm: LmConfig, processes: usize) -> Context {
     Context::builder()
         .worker(worker_config().processes(processes))
-        .lm(lm())
+        .lm(lm)
         .build()
+        .await
+        .unwrap()
+}
+
+/// A program built at run time whose one step `answer` is DSPy's `Predict`.
+async fn built_predict(ctx: &Context) -> RunningProgram {
+    ProgramBuilder::new("Built")
+        .step(Step::python("answer", "Predict", "question -> answer"))
+        .build()
+        .unwrap()
+        .attach(ctx)
         .await
         .unwrap()
 }
@@ -124,6 +140,31 @@ async fn compile_with_demos(program: &impl AnyProgram, demos: i64) {
         .unwrap();
 }
 
+/// Compiles step `answer` of `program` with BootstrapFewShot for up to 4 bootstrapped demos
+/// (no labeled ones), on the train set and `metric`.
+async fn bootstrap_up_to_4(program: &impl AnyProgram, metric: &CompileMetric) -> CompileReport {
+    program
+        .compile_step(
+            "answer",
+            &Optimizer::bootstrap_few_shot()
+                .set("max_bootstrapped_demos", 4)
+                .set("max_labeled_demos", 0),
+            &trainset(),
+            metric,
+        )
+        .await
+        .unwrap()
+}
+
+/// Whether step `answer` of `program` holds no compiled state.
+fn uncompiled(program: &impl AnyProgram) -> bool {
+    program
+        .python_step("answer")
+        .unwrap()
+        .compiled_state()
+        .is_none()
+}
+
 fn temp_file(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("dspex-optimize-{}-{name}.json", std::process::id()))
 }
@@ -133,13 +174,7 @@ async fn bootstrap_few_shot_compiles_a_step_whose_next_runs_carry_the_demos() {
     let ctx = context().await;
     let program = Capitals::attach(&ctx).await.unwrap();
     let before = prompt_tokens(&program, "Peru").await;
-    assert!(
-        program
-            .python_step("answer")
-            .unwrap()
-            .compiled_state()
-            .is_none()
-    );
+    assert!(uncompiled(&program));
 
     let optimizer = Optimizer::bootstrap_few_shot()
         .set("max_bootstrapped_demos", 2)
@@ -195,17 +230,7 @@ async fn a_rust_metric_is_called_back_from_python_during_the_compilation() {
                 && ["Paris", "Tokyo"].contains(&answer),
         )
     });
-    let report = program
-        .compile_step(
-            "answer",
-            &Optimizer::bootstrap_few_shot()
-                .set("max_bootstrapped_demos", 4)
-                .set("max_labeled_demos", 0),
-            &trainset(),
-            &CompileMetric::rust(metric),
-        )
-        .await
-        .unwrap();
+    let report = bootstrap_up_to_4(&program, &CompileMetric::rust(metric)).await;
     assert_eq!(report.metric, "paris_or_tokyo");
     assert_eq!(report.demos["predict"], 2, "{report}");
     assert_eq!(calls.load(Ordering::SeqCst), CAPITALS.len());
@@ -244,16 +269,131 @@ async fn a_rust_metric_is_called_back_from_python_during_the_compilation() {
     );
 }
 
+/// The feedback GEPA's reflection LM finds in the examples it reflects on.
+const FEEDBACK: &str = "The answer must be the one word PLANTED.";
+/// The instruction the reflection LM proposes after reading [`FEEDBACK`].
+const PLANTED: &str = "Reply with the one word PLANTED, whatever the question.";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gepa_reflects_on_the_rust_feedback_and_rewrites_the_instructions() {
+    // The planted task: every answer is `PLANTED`. The scripted LM answers it only when the
+    // step's instructions say so, and, as the reflection LM, proposes those instructions only
+    // when the examples it reflects on carry the Rust metric's feedback.
+    let lm = LmConfig::scripted()
+        .rule(FEEDBACK, [("new_instruction", PLANTED)])
+        .rule(PLANTED, [("answer", "PLANTED")]);
+    let ctx = context_of(lm, 1).await;
+    let program = built_predict(&ctx).await;
+    let trainset = Dataset::from_examples(CAPITALS.iter().take(4).map(|(country, _)| {
+        Example::new()
+            .with_input("question", question(country))
+            .with_expected("answer", "PLANTED")
+    }));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let metric = CompileMetric::rust_feedback(move |example, prediction| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let right = example.expected("answer") == prediction.value("answer");
+        Ok(if right {
+            (1.0, "Correct.".to_owned())
+        } else {
+            (0.0, FEEDBACK.to_owned())
+        })
+    });
+    let before = program
+        .run(Fields::from([("question", question("Peru"))]))
+        .await
+        .unwrap();
+    assert_ne!(before.get::<&str>("answer").unwrap(), "PLANTED");
+
+    let optimizer = Optimizer::gepa()
+        .set("max_metric_calls", 24)
+        .set("reflection_minibatch_size", 2)
+        .set("num_threads", 1)
+        .set("use_merge", false)
+        .set("seed", 3);
+    let report = program
+        .compile_step("answer", &optimizer, &trainset, &metric)
+        .await
+        .unwrap();
+    assert_eq!(report.metric, "rust_feedback");
+    assert_eq!(
+        report.optimizer,
+        "GEPA(max_metric_calls=24, num_threads=1, reflection_minibatch_size=2, seed=3, use_merge=false)"
+    );
+    // Scores for the first evaluation, the minibatches and the reflective dataset: more than
+    // one pass over the train set.
+    assert!(calls.load(Ordering::SeqCst) > 4, "{report}");
+    let state = program
+        .python_step("answer")
+        .unwrap()
+        .compiled_state()
+        .unwrap();
+    assert_eq!(state.state["signature"]["instructions"], PLANTED);
+    let after = program
+        .run(Fields::from([("question", question("Peru"))]))
+        .await
+        .unwrap();
+    assert_eq!(after.get::<&str>("answer").unwrap(), "PLANTED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gepa_budgets_and_settings_are_checked_and_a_feedback_metric_scores_for_the_others() {
+    let ctx = context().await;
+    let program = Capitals::attach(&ctx).await.unwrap();
+    let metric = CompileMetric::rust_feedback(|example, prediction| {
+        let answer = prediction.get::<&str>("answer")?;
+        let right = example.expected("answer").and_then(|v| v.as_str()) == Some(answer);
+        Ok((
+            f64::from(u8::from(right && answer == "Paris")),
+            format!("{answer}?"),
+        ))
+    });
+    let refused = [
+        (
+            Optimizer::gepa(),
+            "takes exactly one of `auto`, `max_full_evals`, `max_metric_calls`, found none",
+        ),
+        (
+            Optimizer::gepa()
+                .set("auto", "light")
+                .set("max_full_evals", 2),
+            "found `auto`, `max_full_evals`",
+        ),
+        (
+            Optimizer::gepa().set("auto", "huge"),
+            "takes `auto` as one of \"light\", \"medium\", \"heavy\", found \"huge\"",
+        ),
+        (
+            Optimizer::gepa()
+                .set("auto", "light")
+                .set("reflection_lm", "gpt"),
+            "optimizer `GEPA` takes no setting `reflection_lm`",
+        ),
+        (
+            Optimizer::gepa().set("max_metric_calls", 0),
+            "takes `max_metric_calls` as an integer of at least 1, found 0",
+        ),
+    ];
+    for (optimizer, message) in refused {
+        let err = program
+            .compile_step("answer", &optimizer, &trainset(), &metric)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(message), "{optimizer}: {err}");
+        assert!(uncompiled(&program));
+    }
+
+    // BootstrapFewShot takes the feedback metric's score: only Paris is a demo.
+    let report = bootstrap_up_to_4(&program, &metric).await;
+    assert_eq!(report.demos["predict"], 1, "{report}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_optimizer_of_the_table_runs_offline_and_returns_a_state() {
     let ctx = context().await;
-    let program = ProgramBuilder::new("Built")
-        .step(Step::python("answer", "Predict", "question -> answer"))
-        .build()
-        .unwrap()
-        .attach(&ctx)
-        .await
-        .unwrap();
+    let program = built_predict(&ctx).await;
     let data = trainset();
     let (train, val) = data.split(0.5).unwrap();
     let cases = [
@@ -474,13 +614,7 @@ async fn unknown_optimizers_settings_and_bad_inputs_are_clear_errors_that_change
     );
 
     // Nothing was compiled, and the worker is fine.
-    assert!(
-        program
-            .python_step("answer")
-            .unwrap()
-            .compiled_state()
-            .is_none()
-    );
+    assert!(uncompiled(&program));
     prompt_tokens(&program, "Peru").await;
     assert_eq!(ctx.worker_status().unwrap().restarts, 0);
 }

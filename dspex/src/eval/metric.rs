@@ -111,9 +111,14 @@ pub fn checked_score(
             message: e.to_string(),
         },
     })?;
+    score_in_range(metric.name(), score)
+}
+
+/// `score` if it is in `[0, 1]`, else an [`Error::Metric`] naming `metric`.
+pub fn score_in_range(metric: &str, score: f64) -> Result<f64> {
     if !(0.0..=1.0).contains(&score) {
         return Err(Error::Metric {
-            metric: metric.name().to_owned(),
+            metric: metric.to_owned(),
             message: format!("scored {score}, expected a number in [0, 1]"),
         });
     }

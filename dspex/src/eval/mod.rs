@@ -53,7 +53,7 @@ pub(crate) use evaluate::{check_concurrency, progress_bar, run_examples, token_u
 pub use example::Example;
 pub use metric::{
     Contains, ExactMatch, FnMetric, IntoScore, Metric, Normalization, TokenF1, checked_score,
-    metric_fn,
+    metric_fn, score_in_range,
 };
 pub use report::{EvalReport, ExampleResult, TokenUsage};
 pub(crate) use report::{mean_and_std_error, millis};

@@ -209,8 +209,9 @@ impl LmConfig {
         self
     }
 
-    /// Scripted LM: the answer of any call whose prompt (its last message) contains `needle`.
-    /// Rules are tried in the order they were given (a rule for a needle given before replaces
+    /// Scripted LM: the answer of any call whose prompt (its last message) contains `needle`,
+    /// or, when no rule's needle is in the last message, whose system message (with the
+    /// step's instructions) does. Rules are tried in the order they were given (a rule for a needle given before replaces
     /// it in place).
     #[must_use]
     pub fn rule<K: Into<String>, V: Into<String>>(

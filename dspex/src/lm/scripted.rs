@@ -2,7 +2,7 @@
 //! (`dspex_bridge.worker.lm`, DSPy's `DummyLM`) does for the same [`LmConfig`] and the same
 //! messages: it reads the output fields the system message asks for, takes the answer from the
 //! script (answers in order, shared by every call, then the first rule whose needle the last
-//! message contains), generates a deterministic answer of the right type for each field the
+//! message contains, else the first whose needle the system message contains), generates a deterministic answer of the right type for each field the
 //! script does not give, and writes them as `[[ ## field ## ]]` sections (as one JSON object
 //! when the request is the JSON adapter's). Token usage counts
 //! words.
@@ -49,13 +49,17 @@ impl ScriptedLm {
         }
     }
 
-    fn next_for(&self, prompt: &str) -> BTreeMap<String, String> {
+    fn next_for(&self, last: &str, system: &str) -> BTreeMap<String, String> {
         if let Some(answer) = self.answers.lock().pop_front() {
             return answer;
         }
-        self.rules
-            .iter()
-            .find(|(needle, _)| prompt.contains(needle.as_str()))
+        [last, system]
+            .into_iter()
+            .find_map(|text| {
+                self.rules
+                    .iter()
+                    .find(|(needle, _)| text.contains(needle.as_str()))
+            })
             .map(|(_, answer)| answer.clone())
             .unwrap_or_default()
     }
@@ -68,7 +72,7 @@ impl ScriptedLm {
             .map_or("", |m| m.content.as_str());
         let last = messages.last().map_or("", |m| m.content.as_str());
         let wanted = output_fields(system);
-        let mut script = self.next_for(last);
+        let mut script = self.next_for(last, system);
         let first = first_input(last);
         let fields: Vec<(String, String)> = if wanted.is_empty() {
             script.into_iter().collect()
@@ -226,6 +230,27 @@ mod tests {
                 &long.trim()[..EXCERPT_CHARS - 3]
             )),
             "{generated}"
+        );
+    }
+
+    #[test]
+    fn a_rule_matches_the_last_message_first_then_the_instructions() {
+        let sig = "question -> answer".parse().unwrap();
+        let config = LmConfig::scripted()
+            .rule("Always say yes", [("answer", "yes")])
+            .rule("Rome", [("answer", "Italy")]);
+        let lm = ScriptedLm::new(&config);
+        let ask = |instructions: &str, q: &str| {
+            let inputs = Fields::from([("question", q)]);
+            lm.answer(&chat_messages(&sig, instructions, &[], &inputs))
+                .text
+        };
+        assert_eq!(ask("Always say yes.", "Paris?"), "[[ ## answer ## ]]\nyes");
+        // The last message wins over the instructions.
+        assert_eq!(ask("Always say yes.", "Rome?"), "[[ ## answer ## ]]\nItaly");
+        assert_eq!(
+            ask(&default_instructions(&sig), "Paris?"),
+            "[[ ## answer ## ]]\n[scripted answer] Paris?"
         );
     }
 

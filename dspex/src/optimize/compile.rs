@@ -4,10 +4,9 @@
 //! step's module everywhere.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use dspex_core::{Signature, SignatureField};
+use dspex_core::{Signature, SignatureField, optimizers};
 
 use super::optimizer::{CompileMetric, CompileReport, MAX_TRAIN_EXAMPLES, Optimizer};
 use crate::error::{Error, Result};
@@ -62,10 +61,12 @@ pub(crate) async fn compile_python_step(
     };
     request.metric = Some(match metric {
         CompileMetric::Python(path) => pb::compile_module_request::Metric::MetricPath(path.clone()),
-        CompileMetric::Rust(_) => pb::compile_module_request::Metric::MetricCallback(format!(
-            "dspex.metric.{}",
-            request.call_id
-        )),
+        CompileMetric::Rust(_) | CompileMetric::RustFeedback(_) => {
+            pb::compile_module_request::Metric::MetricCallback(format!(
+                "dspex.metric.{}",
+                request.call_id
+            ))
+        }
     });
     let bytes = prost::Message::encoded_len(&request);
     if bytes > MAX_MODULE_MESSAGE_BYTES {
@@ -78,14 +79,16 @@ pub(crate) async fn compile_python_step(
     }
     let (train_examples, val_examples) = (request.trainset.len(), request.valset.len());
     // A Rust metric is a callable of the session for this compilation only.
-    let registered = match (metric, &request.metric) {
-        (
-            CompileMetric::Rust(metric),
-            Some(pb::compile_module_request::Metric::MetricCallback(name)),
-        ) => {
-            let callback = CompileMetric::callback(Arc::clone(metric), name.clone());
-            module.context().register_callback(callback).await?;
-            Some(name.clone())
+    let reflective = optimizers::optimizer(optimizer.name()).is_some_and(|o| o.reflective);
+    let registered = match &request.metric {
+        Some(pb::compile_module_request::Metric::MetricCallback(name)) => {
+            match metric.callback(name.clone(), reflective) {
+                Some(callback) => {
+                    module.context().register_callback(callback).await?;
+                    Some(name.clone())
+                }
+                None => None,
+            }
         }
         _ => None,
     };

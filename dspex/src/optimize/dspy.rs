@@ -144,7 +144,11 @@ pub(crate) async fn load<P: BaseProgram + ?Sized>(
 
 /// Writes step `step` of `program` to `path` as DSPy's `module.save(path)` writes a module's
 /// state (see [`AnyProgram::save_dspy_state`](crate::AnyProgram::save_dspy_state)).
-pub(crate) fn save<P: BaseProgram + ?Sized>(program: &P, step: &str, path: &Path) -> Result<()> {
+pub(crate) async fn save<P: BaseProgram + ?Sized>(
+    program: &P,
+    step: &str,
+    path: &Path,
+) -> Result<()> {
     let mut state = match target(program, step)? {
         Target::Native {
             predictor,
@@ -158,16 +162,16 @@ pub(crate) fn save<P: BaseProgram + ?Sized>(program: &P, step: &str, path: &Path
         ),
         #[cfg(feature = "python")]
         Target::Python(module) => {
-            let compiled = module.compiled_state().ok_or_else(|| {
-                Error::program_state(format!(
-                    "python step `{step}` has no compiled or loaded state to save; compile it (`compile_step`) or load one (`load_dspy_state`) first"
-                ))
-            })?;
-            match compiled.state {
+            // A step never compiled nor loaded saves its module's state as created.
+            let state = match module.compiled_state() {
+                Some(compiled) => compiled.state,
+                None => module.initial_state().await?,
+            };
+            match state {
                 Json::Object(map) => map,
                 _ => {
                     return Err(Error::program_state(format!(
-                        "the compiled state of step `{step}` is not a JSON object"
+                        "the state of step `{step}` is not a JSON object"
                     )));
                 }
             }

@@ -186,13 +186,18 @@ pub trait AnyProgram: BaseProgram {
     /// Writes step `step`'s state as DSPy's `module.save(path)` writes it (with the
     /// `metadata.dependency_versions` and `lm` keys DSPy's `module.load` expects): a native
     /// step's demos, instructions and field texts, or a python step's compiled or loaded
-    /// state. The file is written whole or not at all. (It is awaited like
-    /// [`load_dspy_state`](Self::load_dspy_state); the write itself happens at the call.)
-    fn save_dspy_state(&self, step: &str, path: impl AsRef<Path>) -> std::future::Ready<Result<()>>
+    /// state (the state its module has as created, from a worker, when it has neither). The
+    /// file is written whole or not at all.
+    fn save_dspy_state<'a>(
+        &'a self,
+        step: &'a str,
+        path: impl AsRef<Path>,
+    ) -> BoxFuture<'a, Result<()>>
     where
         Self: Sized,
     {
-        std::future::ready(dspy::save(self, step, path.as_ref()))
+        let path = path.as_ref().to_path_buf();
+        Box::pin(async move { dspy::save(self, step, &path).await })
     }
 }
 

@@ -2,8 +2,10 @@
 //!
 //! [`AnyProgram::compile_step`](crate::AnyProgram::compile_step) compiles one python step in
 //! its worker with an [`Optimizer`] (`BootstrapFewShot`, `BootstrapFewShotWithRandomSearch`,
-//! `MIPROv2`, `COPRO`: the table of `dspex_core::optimizers`, which says the settings each takes)
-//! on a train set of [`Example`](crate::eval::Example)s, scored by a [`CompileMetric`]. The
+//! `MIPROv2`, `COPRO`, `GEPA`: the table of `dspex_core::optimizers`, which says the settings
+//! each takes) on a train set of [`Example`](crate::eval::Example)s, scored by a
+//! [`CompileMetric`] (for GEPA, best one with feedback text:
+//! [`CompileMetric::rust_feedback`], reflected on by the step's LM). The
 //! compiled state (DSPy's `dump_state()`: demos, instructions) comes back to Rust as a
 //! [`CompiledState`], is loaded into the step's module in every worker process, and is loaded
 //! again whenever a worker restarts. The [`CompileReport`] says what was learned.
@@ -37,7 +39,7 @@ pub use crate::program::compiled::{CompiledState, MAX_COMPILED_STATE_BYTES};
 pub use bootstrap::{BOOTSTRAP_CONCURRENCY, DEFAULT_MAX_ERRORS};
 pub use dspy::{DSPY_VERSION, MAX_DSPY_STATE_BYTES};
 pub use optimizer::{
-    CompileMetric, CompileReport, DEFAULT_COMPILE_TIMEOUT, MAX_COMPILE_TIMEOUT, MAX_TRAIN_EXAMPLES,
-    METRIC_CALLBACK_TIMEOUT, Optimizer,
+    CompileMetric, CompileReport, DEFAULT_COMPILE_TIMEOUT, FEEDBACK_METRIC_NAME, FeedbackFn,
+    MAX_COMPILE_TIMEOUT, MAX_TRAIN_EXAMPLES, METRIC_CALLBACK_TIMEOUT, Optimizer,
 };
 pub use state::{PROGRAM_STATE_FORMAT, PROGRAM_STATE_VERSION, ProgramState};

@@ -17,9 +17,9 @@ use crate::context::Overrides;
 use crate::context::{Callback, Invocation};
 use crate::data::Fields;
 use crate::error::{Error, Result};
-#[cfg(feature = "python")]
-use crate::eval::checked_score;
 use crate::eval::{Dataset, Example, Metric, TokenUsage};
+#[cfg(feature = "python")]
+use crate::eval::{checked_score, score_in_range};
 
 /// The name of DSPy's `LabeledFewShot`, which compiles whole programs only.
 pub(crate) const LABELED_FEW_SHOT: &str = "LabeledFewShot";
@@ -93,6 +93,22 @@ impl Optimizer {
     /// `COPRO`: instructions proposed and refined by the LM.
     pub fn copro() -> Self {
         Self::new("COPRO")
+    }
+
+    /// `GEPA`: instructions evolved by reflection on the metric's feedback (see
+    /// [`CompileMetric::rust_feedback`]), the LM the step compiles with (the context's
+    /// `LmConfig`) reflecting. It takes exactly one budget: `auto` (`"light"`, `"medium"`,
+    /// `"heavy"`), `max_metric_calls` or `max_full_evals`; `seed` makes its choices repeatable.
+    ///
+    /// ```
+    /// use dspex::optimize::Optimizer;
+    ///
+    /// assert!(Optimizer::gepa().set("max_metric_calls", 40).set("seed", 7).check().is_ok());
+    /// let two = Optimizer::gepa().set("auto", "light").set("max_full_evals", 2);
+    /// assert!(two.check().unwrap_err().to_string().contains("exactly one of `auto`"));
+    /// ```
+    pub fn gepa() -> Self {
+        Self::new("GEPA")
     }
 
     /// Sets `key` (a keyword of the optimizer's constructor or of its `compile`, as the table
@@ -245,13 +261,25 @@ pub enum CompileMetric {
     /// prediction (every output of the step, `reasoning` included) as fields. Its error, or a
     /// score outside `[0, 1]`, fails that example as a Python metric's exception does.
     Rust(Arc<dyn Metric>),
+    /// A Rust metric that also says what was wrong ([`rust_feedback`](Self::rust_feedback)),
+    /// called back as [`Rust`](Self::Rust) is. GEPA reflects on its feedback text; the other
+    /// optimizers take its score only.
+    RustFeedback(Arc<FeedbackFn>),
 }
+
+/// A metric scoring a prediction for an example with feedback text: `(score, feedback)`, the
+/// score in `[0, 1]`.
+pub type FeedbackFn = dyn Fn(&Example, &Fields) -> Result<(f64, String)> + Send + Sync;
+
+/// The name a feedback metric has in reports.
+pub const FEEDBACK_METRIC_NAME: &str = "rust_feedback";
 
 impl fmt::Debug for CompileMetric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CompileMetric::Python(path) => f.debug_tuple("Python").field(path).finish(),
             CompileMetric::Rust(metric) => f.debug_tuple("Rust").field(&metric.name()).finish(),
+            CompileMetric::RustFeedback(_) => f.write_str("RustFeedback"),
         }
     }
 }
@@ -267,21 +295,68 @@ impl CompileMetric {
         CompileMetric::Rust(Arc::new(metric))
     }
 
+    /// A Rust metric with feedback text, for GEPA: `score_with_feedback(example, prediction)`
+    /// returns the score in `[0, 1]` and what the reflection LM should learn from it. DSPy's
+    /// GEPA calls its metric with five arguments (`gold, pred, trace, pred_name, pred_trace`);
+    /// the worker passes the example and the prediction on.
+    ///
+    /// ```
+    /// use dspex::optimize::CompileMetric;
+    ///
+    /// let metric = CompileMetric::rust_feedback(|example, prediction| {
+    ///     let right = example.expected("answer") == prediction.value("answer");
+    ///     Ok(if right { (1.0, "Correct.".into()) } else { (0.0, "Answer with the city only.".into()) })
+    /// });
+    /// assert_eq!(metric.name(), "rust_feedback");
+    /// ```
+    pub fn rust_feedback(
+        score_with_feedback: impl Fn(&Example, &Fields) -> Result<(f64, String)> + Send + Sync + 'static,
+    ) -> Self {
+        CompileMetric::RustFeedback(Arc::new(score_with_feedback))
+    }
+
     /// The metric's name, in reports.
     pub fn name(&self) -> &str {
         match self {
             CompileMetric::Python(path) => path,
             CompileMetric::Rust(metric) => metric.name(),
+            CompileMetric::RustFeedback(_) => FEEDBACK_METRIC_NAME,
         }
     }
 
     #[cfg(feature = "python")]
-    /// The callable a Rust metric is registered as, named `name`: the arguments the worker
-    /// sends (`{"example": {"inputs", "labels"}, "prediction"}`) become an [`Example`] and the
-    /// prediction's [`Fields`], and the answer is the checked score.
-    pub(crate) fn callback(metric: Arc<dyn Metric>, name: String) -> Callback {
-        Callback::new(name, move |call: Invocation| {
-            let metric = Arc::clone(&metric);
+    /// The callable a Rust metric is registered as, named `name` (none for a Python metric):
+    /// the arguments the worker sends (`{"example": {"inputs", "labels"}, "prediction"}`)
+    /// become an [`Example`] and the prediction's [`Fields`], and the answer is the checked
+    /// score, or `{"score", "feedback"}` from a feedback metric when the optimizer reflects.
+    pub(crate) fn callback(&self, name: String, reflective: bool) -> Option<Callback> {
+        let answer: Arc<ScoreAnswer> = match self {
+            CompileMetric::Python(_) => return None,
+            CompileMetric::Rust(metric) => {
+                let metric = Arc::clone(metric);
+                Arc::new(move |example, prediction| {
+                    checked_score(metric.as_ref(), example, prediction).map(Json::from)
+                })
+            }
+            CompileMetric::RustFeedback(score_with_feedback) => {
+                let score_with_feedback = Arc::clone(score_with_feedback);
+                Arc::new(move |example, prediction| {
+                    let (score, feedback) =
+                        score_with_feedback(example, prediction).map_err(|e| Error::Metric {
+                            metric: FEEDBACK_METRIC_NAME.to_owned(),
+                            message: e.to_string(),
+                        })?;
+                    let score = score_in_range(FEEDBACK_METRIC_NAME, score)?;
+                    Ok(if reflective {
+                        serde_json::json!({"score": score, "feedback": feedback})
+                    } else {
+                        Json::from(score)
+                    })
+                })
+            }
+        };
+        let callback = Callback::new(name, move |call: Invocation| {
+            let answer = Arc::clone(&answer);
             async move {
                 let part = |value: Option<&Json>, what: &str| -> std::result::Result<_, String> {
                     value
@@ -300,14 +375,17 @@ impl CompileMetric {
                     .into_iter()
                     .fold(example, |ex, (k, v)| ex.with_expected(k, v));
                 let prediction: Fields = prediction.into_iter().collect();
-                checked_score(metric.as_ref(), &example, &prediction)
-                    .map(Json::from)
-                    .map_err(|e| e.to_string())
+                answer(&example, &prediction).map_err(|e| e.to_string())
             }
         })
-        .timeout(METRIC_CALLBACK_TIMEOUT)
+        .timeout(METRIC_CALLBACK_TIMEOUT);
+        Some(callback)
     }
 }
+
+/// What a Rust metric's callable answers for an example and a prediction.
+#[cfg(feature = "python")]
+type ScoreAnswer = dyn Fn(&Example, &Fields) -> Result<Json> + Send + Sync;
 
 /// How long one call of a Rust metric may take.
 pub const METRIC_CALLBACK_TIMEOUT: Duration = Duration::from_secs(60);

@@ -266,6 +266,24 @@ impl PythonModule {
         })
     }
 
+    /// The DSPy state of the step's module as created, without any compiled or loaded state
+    /// (its signature's instructions and fields, no demos), from a worker.
+    pub(crate) async fn initial_state(&self) -> Result<serde_json::Value> {
+        let class = self.class(&Overrides::new())?;
+        let worker = self.inner.ctx.worker().await?;
+        let spec = self.module_spec(&class, None)?;
+        let text = worker
+            .probe_module(&spec)
+            .await
+            .map_err(|e| self.named(e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Internal(format!(
+                "the worker returned a state of step `{}` that is not JSON: {e}",
+                self.inner.step
+            ))
+        })
+    }
+
     /// Makes `state` (checked by [`check_state`](Self::check_state)) the step's compiled
     /// state, or removes it (`None`): the step's module of that class is created again with
     /// it in every worker process, and a restarted worker gets it too.

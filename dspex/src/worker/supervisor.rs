@@ -25,8 +25,8 @@ use crate::wire::proto as pb;
 use crate::wire::proto::ConfigValue;
 use crate::wire::proto::{
     CancelCallRequest, CompileModuleRequest, CompileModuleResponse, CreateModuleRequest,
-    DropModuleRequest, ErrorKind, ExecuteModuleRequest, ExecuteModuleResponse, HealthRequest,
-    ShutdownRequest,
+    CreateModuleResponse, DropModuleRequest, ErrorKind, ExecuteModuleRequest,
+    ExecuteModuleResponse, HealthRequest, ShutdownRequest,
 };
 use crate::wire::{
     ERROR_METADATA, EXCEPTION_TYPE_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA,
@@ -478,7 +478,7 @@ impl WorkerSupervisor {
                 Err(e) => Err(e),
             };
             match created {
-                Ok(class) => resolved = Some(class),
+                Ok(created) => resolved = Some(created.resolved_class),
                 Err(e) => {
                     self.drop_module(&module_id);
                     return Err(e);
@@ -633,6 +633,13 @@ impl WorkerSupervisor {
     /// state), in one running worker process under a module id of its own, without keeping
     /// it: nothing changes, whatever the outcome.
     pub(crate) async fn check_module(&self, spec: &ModuleSpec) -> Result<()> {
+        self.probe_module(spec).await.map(|_| ())
+    }
+
+    /// The state (DSPy's `dump_state()` as JSON) of the module a spec creates, created in one
+    /// running worker process under a module id of its own and dropped again: nothing
+    /// changes, whatever the outcome.
+    pub(crate) async fn probe_module(&self, spec: &ModuleSpec) -> Result<String> {
         let slot = self
             .slots
             .first()
@@ -650,7 +657,7 @@ impl WorkerSupervisor {
         let _ = runtime()?
             .spawn(async move { client.drop_module(request).await })
             .await;
-        created.map(|_| ())
+        created.map(|created| created.state_json)
     }
 
     /// Stops every worker process: asks it to shut down, then terminates it, then kills it,
@@ -782,7 +789,7 @@ async fn create_in(
     process: &WorkerProcess,
     session: &SessionInfo,
     spec: &ModuleSpec,
-) -> Result<String> {
+) -> Result<CreateModuleResponse> {
     let request = CreateModuleRequest {
         session_id: session.session_id.clone(),
         module_id: spec.module_id.clone(),
@@ -799,7 +806,7 @@ async fn create_in(
         .await
         .map_err(|e| Error::worker_with("the call task failed", e))?;
     match reply {
-        Ok(r) => Ok(r.into_inner().resolved_class),
+        Ok(r) => Ok(r.into_inner()),
         Err(status) if error_kind(&status) == ErrorKind::Module => Err(Error::Python {
             step: spec.module_id.clone(),
             exception: exception_type(&status),

@@ -2,10 +2,11 @@
 
 The scripted LM is DSPy's own ``DummyLM`` with a smarter answer source: it reads the output
 fields DSPy's chat adapter asks for and answers each one, taking answers from a script first
-(in order), then from rules (the first whose needle the prompt contains), and otherwise
+(in order), then from rules (the first whose needle the last message contains, else the first
+whose needle the system message, with the instructions, contains), and otherwise
 generating a deterministic answer of the right type (``Literal`` picks ``finish`` or its first
 option, ``int`` gives ``0``, ``list[str]`` a one-item list, ``generated_code`` a runnable
-snippet). It reports token usage (words of the prompt and of the answer) and can take a fixed
+snippet). A request of DSPy's JSON adapter gets the answers as one JSON object. It reports token usage (words of the prompt and of the answer) and can take a fixed
 time per request (``delay_ms``) to stand in for a real LM.
 
 Per-call LMs. The worker builds one LM per model name (:meth:`LmFactory.lm`) and, for each call,
@@ -51,6 +52,8 @@ _OUTPUTS = re.compile(r"Your output fields are:\n(?P<body>.*?)\n(?:All interacti
 _FIELD = re.compile(r"^\d+\. `(?P<name>[A-Za-z_][A-Za-z0-9_]*)` \((?P<type>.*?)\)(?::|$)", re.M)
 _INPUT_BLOCK = re.compile(r"\[\[ ## (?P<name>\w+) ## \]\]\n(?P<value>.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
 _EXCERPT = 60
+#: What the last message of a request of DSPy's JSON adapter says.
+_JSON_REQUEST = "Respond with a JSON object"
 
 #: The attribute of an LM the worker built with a provider prefix (``openai/``) holding it.
 MODEL_PREFIX_ATTR = "_dspex_model_prefix"
@@ -92,13 +95,14 @@ class Script:
     rules: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def next_for(self, prompt: str) -> dict[str, str]:
+    def next_for(self, last: str, system: str) -> dict[str, str]:
         with self.lock:
             if self.answers:
                 return dict(self.answers.popleft())
-        for needle, answer in self.rules:
-            if needle in prompt:
-                return dict(answer)
+        for text in (last, system):
+            for needle, answer in self.rules:
+                if needle in text:
+                    return dict(answer)
         return {}
 
 
@@ -131,14 +135,18 @@ class ScriptedEngine(DummyEngine):
         system = next((m["content"] for m in messages if m.get("role") == "system"), "")
         last = messages[-1]["content"] if messages else ""
         wanted = _output_fields(system)
-        answer = owner.script.next_for(last)
+        answer = owner.script.next_for(last, system)
         first_input = _first_input(last)
         for name, annotation in wanted:
             answer.setdefault(name, _generated(name, annotation, first_input))
         # Keep the adapter's field order; drop fields the request did not ask for.
         if wanted:
             answer = {name: answer[name] for name, _ in wanted}
-        text = owner._format_answer_fields(answer)
+        if _JSON_REQUEST in last:
+            # DSPy's JSON adapter asks for one object: the same answers, as strings in it.
+            text = json.dumps(answer, ensure_ascii=False)
+        else:
+            text = owner._format_answer_fields(answer)
         prompt_words = sum(len(str(m.get("content") or "").split()) for m in messages)
         answer_words = len(text.split())
         return Response(

@@ -386,19 +386,23 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                 pb.ERROR_KIND_MODULE,
                 f"cannot create {request.module_class}({request.signature!r}): {type(e).__name__}: {e}",
             )
-        if request.HasField("state_json"):
-            try:
+        try:
+            # A module given no state says what it starts with: what saving it writes.
+            if request.HasField("state_json"):
                 load_state(module, request.state_json)
-            except StateTooLargeError as e:
-                self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_LIMIT, str(e))
-            except Exception as e:  # noqa: BLE001 - every failure is reported to the caller
-                self._abort(
-                    context,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    pb.ERROR_KIND_MODULE,
-                    f"cannot load the compiled state into {request.module_class}({request.signature!r}): "
-                    f"{type(e).__name__}: {e}",
-                )
+                state = ""
+            else:
+                state, _ = dump_state(module)
+        except StateTooLargeError as e:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_LIMIT, str(e))
+        except Exception as e:  # noqa: BLE001 - every failure is reported to the caller
+            self._abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                pb.ERROR_KIND_MODULE,
+                f"cannot load the compiled state into {request.module_class}({request.signature!r}): "
+                f"{type(e).__name__}: {e}",
+            )
         class_name = type(module).__name__
 
         def fresh(text: str = request.signature, cls: Callable[..., dspy.Module] = constructor) -> dspy.Module:
@@ -414,7 +418,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                 f"bindings={dict(request.bindings)}"
             ),
         )
-        return pb.CreateModuleResponse(module_id=request.module_id, resolved_class=class_name)
+        return pb.CreateModuleResponse(module_id=request.module_id, resolved_class=class_name, state_json=state)
 
     def _prepare(self, entry: _Module, request: pb.ExecuteModuleRequest) -> _Call:
         """The call's inputs, LM and keyword arguments; ``_CallError`` for a request that does

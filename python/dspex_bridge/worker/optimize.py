@@ -5,7 +5,10 @@ The optimizers and the settings each takes are the contract's table (``contract.
 generated from ``dspex_core::optimizers``): every setting goes to the optimizer's constructor
 or to its ``compile``, as the table says, and anything the table does not list is refused. The
 metric is a Python callable by dotted path (``metric(example, prediction, trace=None)``,
-returning a number in ``[0, 1]`` or a boolean).
+returning a number in ``[0, 1]`` or a boolean) or a Rust callable. A reflective optimizer
+(GEPA) calls it with five arguments (``gold, pred, trace, pred_name, pred_trace``) and reads
+feedback text from its answer (``dspy.Prediction(score=..., feedback=...)``); its reflection LM
+is the LM of the compilation.
 
 The compiled state is DSPy's ``dump_state()`` as JSON (demos, instructions), without any LM:
 the worker's modules run with the LM of each call, never one of their own, and a state never
@@ -14,6 +17,7 @@ makes the worker build an LM.
 
 from __future__ import annotations
 
+import inspect
 import json
 import numbers
 from collections.abc import Callable, Iterable, Mapping
@@ -41,7 +45,7 @@ __all__ = [
 ]
 
 #: The optimizers the worker knows, by name: ``{"settings": {name: {"kind", "stage", ...}},
-#: "takes_valset": bool}`` each.
+#: "takes_valset": bool, "exactly_one_of": [name, ...], "reflective": bool}`` each.
 OPTIMIZERS: Final[dict[str, dict[str, Any]]] = CONTRACT["optimizers"]
 
 #: The value of MIPROv2's ``auto`` that stands for DSPy's ``None``.
@@ -96,37 +100,69 @@ def split_settings(optimizer: str, settings: Mapping[str, Any]) -> tuple[dict[st
             )
         target = constructor if spec["stage"] == "constructor" else compile_kwargs
         target[key] = _checked(optimizer, key, spec, value)
+    one_of = table["exactly_one_of"]
+    given = [key for key in one_of if key in settings]
+    if one_of and len(given) != 1:
+        found = ", ".join(f"`{key}`" for key in given) or "none"
+        raise InvalidValueError(
+            f"optimizer `{optimizer}` takes exactly one of {', '.join(f'`{key}`' for key in one_of)}, found {found}"
+        )
     return constructor, compile_kwargs
 
 
 def import_metric(path: str) -> Callable[..., Any]:
-    """The metric callable at dotted path `path`; ``ImportError`` if there is none."""
+    """The metric callable at dotted path `path`; ``ImportError`` if there is none. It is
+    called with five arguments if it takes them, else with three."""
     metric = import_callable(path, "metric", "my_pkg.metrics.exact", shown=repr(path[:64]))
-    return _checked_metric(path, metric)
+    try:
+        inspect.signature(metric).bind(None, None, None, None, None)
+        takes_five = True
+    except (TypeError, ValueError):
+        takes_five = False
+
+    def called(example: Any, prediction: Any, trace: Any, pred_name: Any, pred_trace: Any) -> Any:
+        if takes_five:
+            return metric(example, prediction, trace, pred_name, pred_trace)
+        return metric(example, prediction, trace)
+
+    return _checked_metric(path, called)
 
 
 def _checked_metric(name: str, metric: Callable[..., Any]) -> Callable[..., Any]:
-    """`metric` refusing scores outside ``[0, 1]`` (an error naming it, which the optimizer
-    counts as a failed example)."""
+    """`metric` taking GEPA's five arguments (the last four optional) and refusing scores
+    outside ``[0, 1]`` (an error naming it, which the optimizer counts as a failed example). A
+    score with feedback (a mapping or a ``dspy.Prediction`` with ``score`` and ``feedback``)
+    comes back as ``dspy.Prediction(score=..., feedback=...)``."""
 
-    def scored(example: Any, prediction: Any, trace: Any = None) -> float | bool:
-        score = metric(example, prediction, trace)
+    def checked(score: Any) -> float | bool:
         if isinstance(score, bool):
             return score
         if isinstance(score, numbers.Real) and 0.0 <= float(score) <= 1.0:
             return float(score)
         raise InvalidValueError(f"metric {name!r} scored {score!r}, expected a number in [0, 1] or a boolean")
 
+    def scored(
+        example: Any, prediction: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None
+    ) -> Any:
+        score = metric(example, prediction, trace, pred_name, pred_trace)
+        if isinstance(score, (Mapping, dspy.Prediction)) and "score" in score:
+            feedback = score.get("feedback")
+            if feedback is not None and not isinstance(feedback, str):
+                raise InvalidValueError(f"metric {name!r} gave feedback {feedback!r}, expected text")
+            return dspy.Prediction(score=checked(score["score"]), feedback=feedback)
+        return checked(score)
+
     return scored
 
 
 def callback_metric(callbacks: CallbackClient | None, name: str) -> Callable[..., Any]:
-    """A metric that asks the session's Rust callable `name` for each score, through the bridge
-    server's ``CallbackService``. Its error is the metric's."""
+    """A metric that asks the session's Rust callable `name` for each score (or score with
+    feedback), through the bridge server's ``CallbackService``, with the example and the
+    prediction. Its error is the metric's."""
     if callbacks is None:
         raise ValueError("this worker knows no bridge server to call Rust callables on")
 
-    def metric(example: Any, prediction: Any, trace: Any = None) -> Any:
+    def metric(example: Any, prediction: Any, trace: Any, pred_name: Any, pred_trace: Any) -> Any:
         arguments = {
             "example": {"inputs": dict(example.inputs()), "labels": dict(example.labels())},
             "prediction": dict(prediction.items()),
@@ -178,8 +214,11 @@ def compile_module(
     metric: Callable[..., Any],
 ) -> dspy.Module:
     """`student` (a fresh, uncompiled module) compiled by `optimizer` with `settings`, under
-    the LM installed by the caller (``dspy.context(lm=...)``)."""
+    the LM installed by the caller (``dspy.context(lm=...)``), which a reflective optimizer
+    reflects with too."""
     constructor, compile_kwargs = split_settings(optimizer, settings)
+    if OPTIMIZERS[optimizer]["reflective"]:
+        constructor["reflection_lm"] = dspy.settings.lm
     if valset:
         if not OPTIMIZERS[optimizer]["takes_valset"]:
             raise InvalidValueError(f"optimizer `{optimizer}` takes no validation set")

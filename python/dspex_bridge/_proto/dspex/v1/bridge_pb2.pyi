@@ -577,12 +577,14 @@ class ToolSpec(_message.Message):
     def __init__(self, python: _Optional[str] = ..., rust: _Optional[_Union[RustTool, _Mapping]] = ...) -> None: ...
 
 class CreateModuleResponse(_message.Message):
-    __slots__ = ("module_id", "resolved_class")
+    __slots__ = ("module_id", "resolved_class", "state_json")
     MODULE_ID_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_CLASS_FIELD_NUMBER: _ClassVar[int]
+    STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     module_id: str
     resolved_class: str
-    def __init__(self, module_id: _Optional[str] = ..., resolved_class: _Optional[str] = ...) -> None: ...
+    state_json: str
+    def __init__(self, module_id: _Optional[str] = ..., resolved_class: _Optional[str] = ..., state_json: _Optional[str] = ...) -> None: ...
 
 class BoundValue(_message.Message):
     __slots__ = ("param", "variable", "version", "value")
