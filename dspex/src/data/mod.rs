@@ -10,5 +10,5 @@ mod values;
 
 pub(crate) use fields::read_error;
 pub use fields::{Fields, Params};
-pub use trace::{LmCall, RunTrace, StepRunner, StepTrace, ToolCall, VariableRead};
+pub use trace::{LmCall, RunTrace, StepCall, StepRunner, StepTrace, ToolCall, VariableRead};
 pub use values::{Choice, Embedding, ModuleName, VarValue};

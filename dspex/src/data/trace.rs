@@ -118,6 +118,20 @@ impl fmt::Display for StepRunner {
     }
 }
 
+/// Which native step called a step, and when: the trace of a step run by
+/// [`StepContext::call`](crate::StepContext::call) rather than in chain order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepCall {
+    /// The step that called it.
+    pub caller: String,
+    /// How many calls of this step the caller had made before this one (in one run of the
+    /// caller), from 0: the hop of a `for hop in 0..k` loop.
+    pub index: usize,
+    /// How deep the call is: 1 for a call made by a chain step, 2 for a call made by a step
+    /// that was itself called, ...
+    pub depth: usize,
+}
+
 /// One step of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepTrace {
@@ -138,19 +152,27 @@ pub struct StepTrace {
     pub tool_calls: Vec<ToolCall>,
     /// How long it took.
     pub duration: Duration,
+    /// Who called it, when a native step did; `None` for a step run in chain order.
+    pub called_by: Option<StepCall>,
 }
 
-/// Every step of one run, in order.
+/// Every step of one run, in the order they finished: a called step before the step that
+/// called it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunTrace {
-    /// The steps, in chain order.
+    /// The steps, in the order they finished.
     pub steps: Vec<StepTrace>,
 }
 
 impl RunTrace {
-    /// The trace of the step named `step`.
+    /// The trace of the step named `step` (its first run, when it was called more than once).
     pub fn step(&self, step: &str) -> Option<&StepTrace> {
         self.steps.iter().find(|s| s.step == step)
+    }
+
+    /// Every run of the step named `step`, in the order they finished.
+    pub fn runs_of<'a>(&'a self, step: &'a str) -> impl Iterator<Item = &'a StepTrace> + 'a {
+        self.steps.iter().filter(move |s| s.step == step)
     }
 }
 
@@ -158,7 +180,14 @@ impl fmt::Display for RunTrace {
     /// One block per step: what ran it, its inputs, outputs, parameters and LM calls.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for s in &self.steps {
-            writeln!(f, "step `{}` ({}, {:.1?})", s.step, s.runner, s.duration)?;
+            match &s.called_by {
+                Some(call) => writeln!(
+                    f,
+                    "step `{}` ({}, {:.1?}, call {} by `{}`, depth {})",
+                    s.step, s.runner, s.duration, call.index, call.caller, call.depth
+                )?,
+                None => writeln!(f, "step `{}` ({}, {:.1?})", s.step, s.runner, s.duration)?,
+            }
             writeln!(f, "  in:  {}", s.inputs)?;
             writeln!(f, "  out: {}", s.outputs)?;
             if !s.params.is_empty() {

@@ -312,6 +312,7 @@ mod tests {
             lm_calls: calls,
             tool_calls: Vec::new(),
             duration: Duration::ZERO,
+            called_by: None,
         };
         let trace = RunTrace {
             steps: vec![
