@@ -198,8 +198,9 @@ pub mod spec {
 
 pub use context::{BackendInfo, Context, ContextBuilder, Overrides, Var};
 pub use data::{
-    Choice, Embedding, Fields, LmCall, ModuleName, Params, RunTrace, StepCall, StepRunner,
-    StepTrace, ToolCall, VarValue, VariableRead,
+    Choice, Embedding, Fields, LmCall, LmExchange, LmMessage, MAX_CAPTURED_BYTES_PER_RUN,
+    MAX_CAPTURED_CALLS_PER_RUN, ModuleName, Params, RunTrace, StepCall, StepRunner, StepTrace,
+    ToolCall, VarValue, VariableRead,
 };
 pub use dspex_core::{
     Constraints, FieldError, FieldType, LiteralError, Number, Pattern, Rule, Signature,

@@ -298,6 +298,7 @@ mod tests {
             n: None,
             prompt_tokens: prompt,
             completion_tokens: completion,
+            exchange: None,
         }
     }
 
@@ -319,6 +320,7 @@ mod tests {
                 step(vec![call(Some(10), Some(3)), call(None, None)]),
                 step(vec![call(Some(5), None)]),
             ],
+            captures_dropped: 0,
         };
         let usage = token_usage(&trace);
         assert_eq!(

@@ -121,14 +121,16 @@ impl<'p> ChainRun<'p> {
         };
         let record = execute(&scope, step, module, inputs, 0).await;
         self.calls_made = scope.calls_made.into_inner();
-        self.trace.steps.extend(scope.finished.into_inner());
+        for call in scope.finished.into_inner() {
+            self.trace.push(call);
+        }
         let mut record = record?;
         let outputs = declared_outputs(step, &mut record)?;
         debug!(step = %step.name, inputs = %record.inputs, outputs = %record.outputs, "step done");
         for (name, value) in outputs {
             self.available.insert(name, value);
         }
-        self.trace.steps.push(record);
+        self.trace.push(record);
         Ok(())
     }
 
