@@ -41,6 +41,10 @@ pub struct StepSpec {
     /// The constructor configuration of a python step's module (`with { max_iters: 5 }`), in
     /// source order.
     pub config: Vec<ConfigEntry>,
+    /// Whether the step runs only when a native step calls it (`name: called native ..`),
+    /// never in chain order: its inputs need not flow along the chain, and its outputs do not
+    /// flow on.
+    pub called: bool,
 }
 
 /// Where a step runs.
@@ -134,12 +138,22 @@ impl StepSpec {
     pub fn is_python(&self) -> bool {
         matches!(self.kind, StepKind::Python { .. })
     }
+
+    /// Whether the step runs in chain order (it is not only `called`).
+    pub fn is_chained(&self) -> bool {
+        !self.called
+    }
 }
 
 impl ProgramSpec {
     /// Whether any step is python, so that the program needs the bridge.
     pub fn requires_bridge(&self) -> bool {
         self.steps.iter().any(StepSpec::is_python)
+    }
+
+    /// The steps run in chain order (every step but those only `called`).
+    pub fn chain(&self) -> impl DoubleEndedIterator<Item = &StepSpec> {
+        self.steps.iter().filter(|s| s.is_chained())
     }
 
     /// The variable declared under `name`.
@@ -155,7 +169,7 @@ impl ProgramSpec {
         }
         let mut produced: Vec<&str> = Vec::new();
         let mut inputs: Vec<&SignatureField> = Vec::new();
-        for step in &self.steps {
+        for step in self.chain() {
             for input in &step.signature.inputs {
                 if !produced.contains(&input.name.as_str())
                     && !inputs.iter().any(|i| i.name == input.name)
@@ -170,7 +184,7 @@ impl ProgramSpec {
 
     /// The program's output fields: the signature's outputs, or else the last step's.
     pub fn output_fields(&self) -> Vec<&SignatureField> {
-        match (&self.signature, self.steps.last()) {
+        match (&self.signature, self.chain().last()) {
             (Some(sig), _) => sig.outputs.iter().collect(),
             (None, Some(last)) => last.signature.outputs.iter().collect(),
             (None, None) => Vec::new(),
@@ -198,7 +212,7 @@ impl ProgramSpec {
     pub fn check(&self) -> Vec<ProgramIssue> {
         let mut issues = Vec::new();
         self.check_variables(&mut issues);
-        if self.steps.is_empty() {
+        if self.chain().next().is_none() {
             issues.push(ProgramIssue::new(
                 Location::Chain,
                 ProgramProblem::EmptyChain,
@@ -452,6 +466,9 @@ impl ProgramSpec {
             None => Vec::new(),
         };
         for (index, step) in self.steps.iter().enumerate() {
+            if !step.is_chained() {
+                continue;
+            }
             for (field, input) in step.signature.inputs.iter().enumerate() {
                 let at = Location::Step {
                     index,
@@ -498,11 +515,11 @@ impl ProgramSpec {
             );
         }
         let Some(sig) = &self.signature else { return };
-        if self.steps.is_empty() {
+        if self.chain().next().is_none() {
             return;
         }
         for (index, output) in sig.outputs.iter().enumerate() {
-            let producer = self.steps.iter().rev().find_map(|step| {
+            let producer = self.chain().rev().find_map(|step| {
                 let field = step
                     .signature
                     .outputs
@@ -948,7 +965,7 @@ pub enum ProgramProblem {
         /// The type that step declares.
         produced: FieldType,
     },
-    /// No steps.
+    /// No step runs in chain order.
     #[error("a program needs at least one step in its `chain`")]
     EmptyChain,
 }
@@ -1056,6 +1073,7 @@ mod tests {
             signature: sig(s),
             bindings,
             config: vec![],
+            called: false,
         }
     }
 
@@ -1078,6 +1096,7 @@ mod tests {
                     signature: sig("question -> category"),
                     bindings: vec![],
                     config: vec![],
+                    called: false,
                 },
                 python(
                     "answer",
@@ -1210,6 +1229,7 @@ mod tests {
             signature: sig("k: float -> verdict"),
             bindings: vec![],
             config: vec![],
+            called: false,
         });
         assert!(p.check().is_empty(), "{:?}", messages(&p));
     }
@@ -1247,6 +1267,42 @@ mod tests {
         assert_eq!(issues[1].to_string(), "duplicate step `classify`");
         assert!(!issues[1].problem.is_flow());
         p.steps.clear();
+        assert!(
+            messages(&p).contains(&"a program needs at least one step in its `chain`".to_owned())
+        );
+    }
+
+    #[test]
+    fn called_steps_stay_out_of_the_flow() {
+        let mut p = qa();
+        // Reads `context`, which nothing in the chain produces: fine for a called step.
+        let mut query = python(
+            "generate_query",
+            ModuleRef::Builtin("Predict".into()),
+            "context, question -> query",
+            vec![],
+        );
+        query.called = true;
+        p.steps.insert(0, query.clone());
+        assert!(messages(&p).is_empty(), "{:?}", messages(&p));
+        assert_eq!(p.chain().count(), 2);
+        // Its outputs do not flow on: a chain step reading `query` has no producer.
+        let reader = python(
+            "search",
+            ModuleRef::Builtin("Predict".into()),
+            "query -> hits",
+            vec![],
+        );
+        p.steps.push(reader);
+        assert!(
+            messages(&p)
+                .iter()
+                .any(|m| m.contains("`query`") && m.contains("search")),
+            "{:?}",
+            messages(&p)
+        );
+        // Called steps alone are no chain.
+        p.steps = vec![query];
         assert!(
             messages(&p).contains(&"a program needs at least one step in its `chain`".to_owned())
         );

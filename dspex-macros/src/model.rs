@@ -120,6 +120,8 @@ pub(crate) struct Step {
     pub(crate) with: Option<TokenStream>,
     /// The entries of `with { ... }` (`with(...)` in the derive), in source order.
     pub(crate) config: Vec<ConfigEntryIr>,
+    /// Whether the step runs only when a native step calls it (`called`).
+    pub(crate) called: bool,
 }
 
 /// One `key: value` (`key = value` in the derive) of a step's `with` configuration.
@@ -270,6 +272,7 @@ impl Step {
             signature,
             bindings: self.bindings.iter().map(BindingIr::spec).collect(),
             config: self.config.iter().map(ConfigEntryIr::spec).collect(),
+            called: self.called,
         }
     }
 }

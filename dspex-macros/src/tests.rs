@@ -242,7 +242,7 @@ fn derive_errors_list_the_valid_keys() {
         [
             "unknown `#[program]` key `sig`; expected `signature`",
             "constraint `min` does not apply to a boolean variable; expected one of `description`, `readonly`",
-            "unknown `#[step]` key `binding`; expected one of `native`, `python`, `signature`, `bind`, `with`",
+            "unknown `#[step]` key `binding`; expected one of `native`, `python`, `signature`, `bind`, `with`, `called`",
             "field `cache` is not part of the program; mark it `#[variable(...)]` (a `Var<T>`) or `#[step(...)]`, or give it the type `Context`",
         ]
     );

@@ -260,6 +260,18 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A native step's call of another step of its program that cannot be made
+    /// ([`StepContext::call`](crate::StepContext::call)): no step of that name, or a field its
+    /// signature does not take. Nothing ran.
+    #[error("step `{caller}` cannot call step `{step}`: {message}")]
+    StepCall {
+        /// The calling step.
+        caller: String,
+        /// The step it called.
+        step: String,
+        /// The rule the call broke.
+        message: String,
+    },
     /// The Python bridge (session store and gRPC server) could not be used. Build it with
     /// [`Error::bridge`] or [`Error::bridge_with`].
     #[error("python bridge: {message}")]

@@ -198,7 +198,8 @@ pub mod spec {
 
 pub use context::{BackendInfo, Context, ContextBuilder, Overrides, Var};
 pub use data::{
-    Choice, Embedding, Fields, LmCall, ModuleName, Params, RunTrace, StepRunner, StepTrace,
+    Choice, Embedding, Fields, LmCall, LmExchange, LmMessage, MAX_CAPTURED_BYTES_PER_RUN,
+    MAX_CAPTURED_CALLS_PER_RUN, ModuleName, Params, RunTrace, StepCall, StepRunner, StepTrace,
     ToolCall, VarValue, VariableRead,
 };
 pub use dspex_core::{
@@ -264,8 +265,8 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 ///         name: type = initial [{ key: value, ... }],
 ///     }
 ///     chain {
-///         name: native RustType("inputs -> outputs") [{ var, var as param, ... }],
-///         name: python DspyModule("inputs -> outputs") [{ var, var as param, ... }]
+///         name: [called] native RustType("inputs -> outputs") [{ var, var as param, ... }],
+///         name: [called] python DspyModule("inputs -> outputs") [{ var, var as param, ... }]
 ///             [with { key: literal, ... }],
 ///     }
 /// }
@@ -293,6 +294,15 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 ///   below), or, when none is given, built with [`Default`]. A python step's `DspyModule` is a DSPy module name
 ///   (`Predict`, `ChainOfThought`, `ReAct`, `ProgramOfThought`), a dotted path string
 ///   (`"my_pkg.modules.Answerer"`), or `@var`, the class held by a `module` variable.
+/// - **Called steps** (`name: called native ..`, `name: called python ..`) run only when a
+///   native step calls them, never in chain order: loops and branches, as a DSPy module's
+///   `forward` calls its sub-modules. A native step's
+///   [`Module::forward_in_step`] gets a [`StepContext`]; `cx.call("generate_query",
+///   fields).await` runs that step (any step of the program) on `fields` and returns its
+///   outputs, and each call is its own entry of the run's trace, naming its caller
+///   ([`StepTrace::called_by`]). A called step's inputs need not flow along the chain and its
+///   outputs do not flow on. Calls per run are bounded by [`MAX_STEP_CALLS`], their nesting by
+///   [`MAX_CALL_DEPTH`]. See `cargo run -p dspex-examples --bin multihop`.
 /// - **Signatures** are DSPy string signatures, `"inputs -> outputs"`, whose fields may carry
 ///   DSPy types (a field without one is `str`):
 ///
@@ -584,14 +594,16 @@ pub use dspex_macros::dspex_program;
 ///   [`Embedding`] embedding.
 /// - On a native step field, typed by its [`Module`] (given to `X::builder().step(module)`,
 ///   or built with [`Default`]):
-///   `#[step(native, signature = "..", bind(a, b as c))]`.
+///   `#[step(native, signature = "..", bind(a, b as c))]`; `called` among the keys makes it a
+///   called step.
 /// - On a python step field, typed [`PythonModule`]:
 ///   `#[step(python = "ChainOfThought" | "my_pkg.mod.Class" | "@var", signature = "..", bind(..),
 ///   with(key = literal, ..))]`; `with(max_iters = 5, tools = ["my_pkg.tools.search"])` is
-///   `with { max_iters: 5, tools: [..] }` of [`dspex_program!`], with the same keys and checks.
+///   `with { max_iters: 5, tools: [..] }` of [`dspex_program!`], with the same keys and checks;
+///   `called` too.
 /// - A field of type [`Context`] needs no attribute: it receives the program's context.
 ///
-/// Steps run in field order. `context()` returns the first `Context` field, else the context
+/// Steps run in field order (`called` steps only when called). `context()` returns the first `Context` field, else the context
 /// of the first variable, else of the first python step; a struct with none of them is an
 /// error. Besides the errors of [`dspex_program!`], the derive reports a `Var<T>` that
 /// contradicts its attribute, unknown attribute keys (listing the valid ones), a field that is
@@ -634,8 +646,8 @@ pub use dspex_macros::Program;
 pub use dspex_macros::tool;
 pub use error::{BoxError, Cause, Error, Result};
 pub use program::{
-    BaseProgram, BoxFuture, ChainOfThought, DynProgram, Module, Predict, Predictor, Program,
-    ProgramBuilder, PythonModule, RunningProgram, Step, StepContext,
+    BaseProgram, BoxFuture, ChainOfThought, DynProgram, MAX_CALL_DEPTH, MAX_STEP_CALLS, Module,
+    Predict, Predictor, Program, ProgramBuilder, PythonModule, RunningProgram, Step, StepContext,
 };
 pub use state::history::HistoryEntry;
 pub use state::provider::{BackendKind, GetMany, SetOptions, Source, VarId, VarRecord};

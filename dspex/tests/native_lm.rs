@@ -362,3 +362,56 @@ async fn native_lm_steps_refuse_what_they_cannot_do() {
         .unwrap_err();
     assert!(err.to_string().contains("needs a signature"), "{err}");
 }
+
+#[tokio::test]
+async fn captured_messages_and_reply_are_in_the_trace_only_when_asked() {
+    let server = LmServer::start().await.unwrap();
+    let reply = "[[ ## reasoning ## ]]\nStep by step.\n\n[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]";
+    server.set_default(Reply::text(reply));
+
+    // Off by default: nothing kept, nothing to print.
+    let ctx = context(quick(&server)).await;
+    let program = Thinker::attach(&ctx).await.unwrap();
+    let (_, trace) = program.run_traced(question("Capital?")).await.unwrap();
+    assert_eq!(trace.step("answer").unwrap().lm_calls[0].exchange, None);
+    assert_eq!(trace.inspect_history(5), "");
+
+    let ctx = context(quick(&server).capture_messages(true)).await;
+    let program = Thinker::attach(&ctx).await.unwrap();
+    let (out, trace) = program
+        .run_traced(question("Capital of France?"))
+        .await
+        .unwrap();
+    assert_eq!(out.answer, "Paris");
+    let requests = server.requests();
+    let sent = &requests.last().unwrap().body["messages"];
+    let exchange = trace.step("answer").unwrap().lm_calls[0]
+        .exchange
+        .as_ref()
+        .expect("captured");
+    let captured: Vec<serde_json::Value> = exchange
+        .messages
+        .iter()
+        .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+        .collect();
+    assert_eq!(&serde_json::Value::Array(captured), sent);
+    assert_eq!(exchange.reply, reply);
+    assert_eq!(trace.captures_dropped, 0);
+    let history = trace.inspect_history(1);
+    assert!(
+        history.starts_with("[step `answer`, model small]"),
+        "{history}"
+    );
+    assert!(
+        history.contains("System message:\n\nYour input fields are:"),
+        "{history}"
+    );
+    assert!(
+        history.contains("User message:\n\n[[ ## question ## ]]\nCapital of France?"),
+        "{history}"
+    );
+    assert!(
+        history.contains(&format!("Response:\n\n{reply}")),
+        "{history}"
+    );
+}

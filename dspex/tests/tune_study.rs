@@ -605,6 +605,7 @@ impl Module for CostlyLm {
                 n: None,
                 prompt_tokens: Some(tokens),
                 completion_tokens: Some(0),
+                exchange: None,
             });
             fields
         });

@@ -26,3 +26,17 @@ pub fn endpoint_from_args(url: String, model: String) -> LmConfig {
         None => lm,
     }
 }
+
+/// The LM of an example run as `example`: `--base-url URL --model M [--api-key-env VAR]` names
+/// an OpenAI-compatible endpoint, and neither flag means `scripted`. One flag without the
+/// other ends the process with a message and exit status 2.
+pub fn endpoint_or_scripted(example: &str, scripted: LmConfig) -> LmConfig {
+    match (arg("--base-url"), arg("--model")) {
+        (Some(url), Some(model)) => endpoint_from_args(url, model),
+        (None, None) => scripted,
+        _ => {
+            eprintln!("{example}: --base-url and --model go together");
+            std::process::exit(2);
+        }
+    }
+}

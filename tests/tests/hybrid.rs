@@ -1118,3 +1118,84 @@ async fn typed_outputs_come_back_and_a_misfit_names_the_field() {
         other => panic!("expected an output type error, got {other:?}"),
     }
 }
+
+/// `for hop in 0..2`: the called python step writes a query from what was found so far.
+#[derive(Default)]
+struct TwoHops;
+
+impl Module for TwoHops {
+    async fn forward_in_step(
+        &self,
+        cx: &dspex::StepContext<'_>,
+        inputs: &Fields,
+        _: &Params,
+    ) -> Result<Fields> {
+        let question = inputs.get::<String>("question")?;
+        let mut context: Vec<String> = Vec::new();
+        for _hop in 0..2 {
+            let query = cx
+                .call(
+                    "generate_query",
+                    Fields::from([
+                        ("context", dspex::json!(context)),
+                        ("question", dspex::json!(question)),
+                    ]),
+                )
+                .await?;
+            context.push(query.get::<String>("query")?);
+        }
+        Ok(Fields::from([("context", context)]))
+    }
+}
+
+dspex_program! {
+    /// A native loop calling a python step, which runs only when called.
+    program PythonHops: "question -> context: list[str]" {
+        variables {
+            temperature: float = 0.4 { min: 0.0, max: 2.0 },
+        }
+        chain {
+            generate_query: called python Predict("context: list[str], question -> query") { temperature },
+            hops: native TwoHops("question -> context: list[str]"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_native_loop_calls_a_python_step_through_the_worker() -> Result<()> {
+    let ctx = context().await;
+    let program = PythonHops::attach(&ctx).await?;
+    let overrides = Overrides::new().with("temperature", 0.9);
+    let (out, trace) = program
+        .run_fields_with_traced(&overrides, Fields::from([("question", "Why?")]))
+        .await?;
+    let context = out.get::<Vec<String>>("context")?;
+    assert_eq!(context.len(), 2);
+    let names: Vec<(&str, Option<usize>)> = trace
+        .steps
+        .iter()
+        .map(|s| (s.step.as_str(), s.called_by.as_ref().map(|c| c.index)))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("generate_query", Some(0)),
+            ("generate_query", Some(1)),
+            ("hops", None)
+        ]
+    );
+    for (hop, call) in trace.runs_of("generate_query").enumerate() {
+        assert!(
+            matches!(&call.runner, dspex::StepRunner::Python(_)),
+            "{:?}",
+            call.runner
+        );
+        assert_eq!(call.called_by.as_ref().unwrap().caller, "hops");
+        assert_eq!(call.inputs.get::<Vec<String>>("context")?.len(), hop);
+        assert_eq!(call.outputs.get::<String>("query")?, context[hop]);
+        // The run's override reached the worker, as the LM call shows.
+        assert_eq!(only_call(call).temperature, Some(0.9));
+    }
+    ctx.shutdown_worker().await;
+    Ok(())
+}

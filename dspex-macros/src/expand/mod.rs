@@ -740,7 +740,9 @@ impl Expansion<'_> {
 
     /// Runs each step in chain order on one `ChainRun`.
     fn run_fields_body(&self) -> TokenStream {
-        let steps = self.program.steps.iter().enumerate().map(|(index, step)| {
+        // A `called` step runs only when a native step calls it.
+        let chain = self.program.steps.iter().enumerate();
+        let steps = chain.filter(|(_, step)| !step.called).map(|(index, step)| {
             let field = self.step_field(step);
             let index = Literal::usize_unsuffixed(index);
             match &step.kind {
@@ -765,7 +767,8 @@ impl Expansion<'_> {
                 <Self as ::dspex::__private::Program>::spec(),
                 overrides,
                 input,
-            )?;
+            )?
+            .calling(self);
             #(#steps)*
             __dspex_run.finish_traced()
         }

@@ -161,6 +161,7 @@ fn step(step: &StepSpec) -> TokenStream {
         }
     };
     let signature = signature(&step.signature);
+    let called = step.called;
     let bindings = vec_of(step.bindings.iter().map(
         |Binding { variable, param }| quote!(::dspex::__private::Binding::new(#variable, #param)),
     ));
@@ -175,6 +176,7 @@ fn step(step: &StepSpec) -> TokenStream {
             signature: #signature,
             bindings: #bindings,
             config: #config,
+            called: #called,
         }
     }
 }

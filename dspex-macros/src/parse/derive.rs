@@ -325,7 +325,7 @@ fn var_type(ty: &Type) -> Result<VarType, (proc_macro2::TokenStream, String)> {
     }
 }
 
-/// A `#[step(native | python = "..", signature = "..", bind(..), with(..))]` field.
+/// A `#[step(native | python = "..", signature = "..", bind(..), with(..), called)]` field.
 fn step(cx: &Ctxt, pos: usize, name: Ident, field: &Field, attr: &Attribute) -> Step {
     let place = Place::Item(pos);
     let mut native: Option<Ident> = None;
@@ -334,12 +334,14 @@ fn step(cx: &Ctxt, pos: usize, name: Ident, field: &Field, attr: &Attribute) -> 
     let mut bindings = Vec::new();
     let mut with = None;
     let mut config = Vec::new();
+    let mut called: Option<Ident> = None;
     let parsed = attr.parse_nested_meta(|meta| {
         let Some(key) = meta.path.get_ident().cloned() else {
             return Err(meta.error("expected a key like `native` or `signature`"));
         };
         let duplicate = match key.to_string().as_str() {
             "native" => native.replace(key.clone()).is_some(),
+            "called" => called.replace(key.clone()).is_some(),
             "python" => python.replace(meta.value()?.parse()?).is_some(),
             "signature" => sig.replace(meta.value()?.parse()?).is_some(),
             "bind" => {
@@ -362,7 +364,7 @@ fn step(cx: &Ctxt, pos: usize, name: Ident, field: &Field, attr: &Attribute) -> 
                     place,
                     &key,
                     format!(
-                        "unknown `#[step]` key `{key}`; expected one of `native`, `python`, `signature`, `bind`, `with`"
+                        "unknown `#[step]` key `{key}`; expected one of `native`, `python`, `signature`, `bind`, `with`, `called`"
                     ),
                 );
                 skip_value(&meta)?;
@@ -439,6 +441,7 @@ fn step(cx: &Ctxt, pos: usize, name: Ident, field: &Field, attr: &Attribute) -> 
         bindings,
         with,
         config,
+        called: called.is_some(),
     }
 }
 

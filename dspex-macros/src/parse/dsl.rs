@@ -5,8 +5,8 @@
 //! [attrs] [vis] program Name [: "signature"] {
 //!     variables { name: type = initial [{ key: value, ... }], ... }
 //!     chain {
-//!         name: native RustType("signature") [{ var, var as param, ... }],
-//!         name: python DspyModule | "pkg.mod.Class" | @var ("signature") [{ ... }]
+//!         name: [called] native RustType("signature") [{ var, var as param, ... }],
+//!         name: [called] python DspyModule | "pkg.mod.Class" | @var ("signature") [{ ... }]
 //!             [with { key: literal, ... }],
 //!     }
 //! }
@@ -38,6 +38,7 @@ mod kw {
     syn::custom_keyword!(native);
     syn::custom_keyword!(python);
     syn::custom_keyword!(with);
+    syn::custom_keyword!(called);
 }
 
 /// Parses the input of `dspex_program!`. Returns `None` only if not even the header
@@ -187,13 +188,14 @@ fn variable(input: ParseStream<'_>, cx: &Ctxt, pos: usize) -> syn::Result<Variab
     Ok(var)
 }
 
-/// `name: native Type("sig") [{ bindings }] [with { config }]` or
-/// `name: python Module("sig") [{ bindings }] [with { config }]`
+/// `name: [called] native Type("sig") [{ bindings }] [with { config }]` or
+/// `name: [called] python Module("sig") [{ bindings }] [with { config }]`
 fn step(input: ParseStream<'_>, cx: &Ctxt, pos: usize) -> syn::Result<Step> {
     let place = Place::Item(pos);
     docs(input, cx, place)?;
     let name: Ident = input.parse()?;
     input.parse::<Token![:]>()?;
+    let called = input.parse::<Option<kw::called>>()?.is_some();
     let lookahead = input.lookahead1();
     let kind = if lookahead.peek(kw::native) {
         input.parse::<kw::native>()?;
@@ -247,6 +249,7 @@ fn step(input: ParseStream<'_>, cx: &Ctxt, pos: usize) -> syn::Result<Step> {
         bindings,
         with,
         config,
+        called,
     })
 }
 

@@ -10,5 +10,8 @@ mod values;
 
 pub(crate) use fields::read_error;
 pub use fields::{Fields, Params};
-pub use trace::{LmCall, RunTrace, StepRunner, StepTrace, ToolCall, VariableRead};
+pub use trace::{
+    LmCall, LmExchange, LmMessage, MAX_CAPTURED_BYTES_PER_RUN, MAX_CAPTURED_CALLS_PER_RUN,
+    RunTrace, StepCall, StepRunner, StepTrace, ToolCall, VariableRead,
+};
 pub use values::{Choice, Embedding, ModuleName, VarValue};

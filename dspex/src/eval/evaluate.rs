@@ -298,6 +298,7 @@ mod tests {
             n: None,
             prompt_tokens: prompt,
             completion_tokens: completion,
+            exchange: None,
         }
     }
 
@@ -312,12 +313,14 @@ mod tests {
             lm_calls: calls,
             tool_calls: Vec::new(),
             duration: Duration::ZERO,
+            called_by: None,
         };
         let trace = RunTrace {
             steps: vec![
                 step(vec![call(Some(10), Some(3)), call(None, None)]),
                 step(vec![call(Some(5), None)]),
             ],
+            captures_dropped: 0,
         };
         let usage = token_usage(&trace);
         assert_eq!(

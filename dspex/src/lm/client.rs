@@ -18,7 +18,7 @@ use super::gate::Gate;
 use super::http::Endpoint;
 use super::scripted::ScriptedLm;
 use super::tape::{Lane, Player, Recorder, Tape, TapeReply, recorded_request};
-use crate::data::LmCall;
+use crate::data::{LmCall, LmExchange, LmMessage};
 use crate::error::{Error, Result};
 
 /// One chat completion request: the messages and the settings of this call (unset ones take
@@ -188,10 +188,12 @@ impl LmClient {
             && let Some(hit) = self.cached(key)
         {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(LmResponse {
+            let mut response = LmResponse {
                 cached: true,
                 ..hit
-            });
+            };
+            self.capture(request, &mut response);
+            return Ok(response);
         }
         let mut call = LmCall {
             model: self.model(request).to_owned(),
@@ -201,6 +203,7 @@ impl LmClient {
             n: body.get("n").and_then(JsonValue::as_i64),
             prompt_tokens: None,
             completion_tokens: None,
+            exchange: None,
         };
         let text = match &self.backend {
             Backend::Replay(player) => {
@@ -242,7 +245,25 @@ impl LmClient {
         if let Some(key) = key {
             self.keep(key, &response)?;
         }
+        let mut response = response;
+        self.capture(request, &mut response);
         Ok(response)
+    }
+
+    /// Keeps the request's messages and the reply in the response's call, when the
+    /// configuration captures them.
+    fn capture(&self, request: &LmRequest, response: &mut LmResponse) {
+        if !self.config.capture {
+            return;
+        }
+        let messages = request.messages.iter().map(|m| LmMessage {
+            role: m.role.clone(),
+            content: m.content.clone(),
+        });
+        response.call.exchange = Some(LmExchange {
+            messages: messages.collect(),
+            reply: response.text.clone(),
+        });
     }
 
     /// The reply kept for `key`, if any (a disk file that cannot be read is a miss).
@@ -302,6 +323,7 @@ fn read_reply(path: &Path, key: &str) -> Option<LmResponse> {
             n: request.get("n").and_then(JsonValue::as_i64),
             prompt_tokens: tokens("prompt_tokens"),
             completion_tokens: tokens("completion_tokens"),
+            exchange: None,
         },
         cached: true,
     })
@@ -398,6 +420,7 @@ mod tests {
                 n: None,
                 prompt_tokens: None,
                 completion_tokens: None,
+                exchange: None,
             },
             cached: false,
         };
@@ -422,6 +445,7 @@ mod tests {
                 n: None,
                 prompt_tokens: Some(7),
                 completion_tokens: Some(1),
+                exchange: None,
             },
             cached: false,
         };

@@ -132,6 +132,7 @@ pub struct LmConfig {
     pub(crate) max_concurrent: usize,
     pub(crate) cache: Cache,
     pub(crate) tape: Option<Tape>,
+    pub(crate) capture: bool,
 }
 
 /// The kinds of LM.
@@ -167,6 +168,7 @@ impl LmConfig {
             max_concurrent: DEFAULT_LM_CONCURRENCY,
             cache: Cache::Off,
             tape: None,
+            capture: false,
         }
     }
 
@@ -345,6 +347,18 @@ impl LmConfig {
     #[must_use]
     pub fn cache(mut self, cache: Cache) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// Whether each LM call of a native step keeps the messages it sent and the reply it
+    /// received in the run's trace ([`LmCall::exchange`](crate::LmCall::exchange)), printed by
+    /// [`RunTrace::inspect_history`](crate::RunTrace::inspect_history), as DSPy's
+    /// `inspect_history` does. Off by default, at no cost; a run keeps at most
+    /// [`MAX_CAPTURED_CALLS_PER_RUN`](crate::MAX_CAPTURED_CALLS_PER_RUN) exchanges of at most
+    /// [`MAX_CAPTURED_BYTES_PER_RUN`](crate::MAX_CAPTURED_BYTES_PER_RUN) bytes in all.
+    #[must_use]
+    pub fn capture_messages(mut self, capture: bool) -> Self {
+        self.capture = capture;
         self
     }
 

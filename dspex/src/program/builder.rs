@@ -52,6 +52,8 @@ pub struct Step {
     config: Vec<ConfigEntry>,
     /// The Rust tools of `tools`, in the order it lists them.
     rust_tools: Vec<&'static ToolDef>,
+    /// Run only when a native step calls it.
+    called: bool,
 }
 
 enum StepDef {
@@ -82,6 +84,7 @@ impl Step {
             bindings: Vec::new(),
             config: Vec::new(),
             rust_tools: Vec::new(),
+            called: false,
         }
     }
 
@@ -97,7 +100,18 @@ impl Step {
             bindings: Vec::new(),
             config: Vec::new(),
             rust_tools: Vec::new(),
+            called: false,
         }
+    }
+
+    /// Makes the step one that runs only when a native step of the program calls it
+    /// ([`StepContext::call`](crate::StepContext::call)), never in chain order: what `called`
+    /// does in `dspex_program!`. Its inputs need not flow along the chain, and its outputs do
+    /// not flow on.
+    #[must_use]
+    pub fn called(mut self) -> Self {
+        self.called = true;
+        self
     }
 
     /// Binds `variable` to the module parameter of the same name.
@@ -207,6 +221,7 @@ impl Step {
             signature,
             bindings: self.bindings.clone(),
             config: self.config.clone(),
+            called: self.called,
         };
         Ok((spec, module))
     }
@@ -484,8 +499,9 @@ impl RunningProgram {
         overrides: &Overrides,
         input: Fields,
     ) -> Result<(Fields, RunTrace)> {
-        let mut run = ChainRun::start_with(&self.ctx, &self.spec, overrides, input)?;
-        for (index, step) in self.steps.iter().enumerate() {
+        let mut run = ChainRun::start_with(&self.ctx, &self.spec, overrides, input)?.calling(self);
+        let steps = self.spec.steps.iter().zip(&self.steps).enumerate();
+        for (index, (_, step)) in steps.filter(|(_, (spec, _))| spec.is_chained()) {
             match step {
                 Attached::Native(module) => run.native(index, module.as_ref()).await?,
                 Attached::Python(module) => run.python(index, module).await?,

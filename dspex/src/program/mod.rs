@@ -31,7 +31,9 @@ pub use builder::{DynProgram, ProgramBuilder, RunningProgram, Step};
 pub(crate) use compiled::CompiledState;
 #[cfg(feature = "python")]
 pub(crate) use compiled::check_state_size;
-pub use module::{BoxFuture, DynModule, Module, Predictor, StepContext};
+pub use module::{
+    BoxFuture, DynModule, MAX_CALL_DEPTH, MAX_STEP_CALLS, Module, Predictor, StepContext,
+};
 pub use predict::{ChainOfThought, Predict};
 pub use python::PythonModule;
 #[cfg(feature = "python")]

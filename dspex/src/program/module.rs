@@ -1,33 +1,81 @@
-//! Native steps: the `Module` trait a Rust type implements to be a step of a chain.
+//! Native steps: the `Module` trait a Rust type implements to be a step of a chain, and the
+//! [`StepContext`] it runs with, through which it can call the program's other steps.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
-use dspex_core::Signature;
+use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
+use dspex_core::{Signature, SignatureField};
 use parking_lot::Mutex;
+use serde_json::Value as JsonValue;
+use tracing::{Instrument, debug_span};
 
-use crate::context::Context;
-use crate::data::{Fields, LmCall, Params};
-use crate::error::Result;
+use super::python::PythonModule;
+use crate::context::{Context, Overrides, StepParams};
+use crate::data::{Fields, LmCall, Params, StepCall, StepRunner, StepTrace};
+use crate::error::{Error, Result};
 use crate::lm::PredictorState;
 
+/// How many steps one run may call ([`StepContext::call`]), at every depth together: a
+/// loop that never ends is an error, not a run that never does.
+pub const MAX_STEP_CALLS: usize = 1024;
+
+/// How deep calls may nest: a chain step calling a step is depth 1, that step calling another
+/// depth 2, ...; a step calling itself without end stops here.
+pub const MAX_CALL_DEPTH: usize = 8;
+
+/// A step's module, as a run reaches it.
+#[derive(Clone, Copy)]
+pub(crate) enum StepModule<'a> {
+    Native(&'a dyn DynModule),
+    Python(&'a PythonModule),
+}
+
+/// What every step of one run shares: the context, the declaration, the run's overrides, the
+/// modules that [`StepContext::call`] reaches by name, and the calls made so far.
+pub(crate) struct RunScope<'a> {
+    pub(crate) ctx: &'a Context,
+    pub(crate) spec: &'a ProgramSpec,
+    pub(crate) overrides: &'a Overrides,
+    /// Every step's module by name; empty when the run was started without them.
+    pub(crate) modules: &'a [(&'a str, StepModule<'a>)],
+    /// Calls made so far in the run, at every depth.
+    pub(crate) calls_made: AtomicUsize,
+    /// The traces of finished calls, in the order they finished.
+    pub(crate) finished: Mutex<Vec<StepTrace>>,
+}
+
 /// What a native step knows of the chain it runs in: its name, its signature, the context
-/// (whose LM dspex's own [`Predict`](crate::Predict) calls), and where it records the LM
-/// calls it makes for the run's trace.
+/// (whose LM dspex's own [`Predict`](crate::Predict) calls), where it records the LM calls it
+/// makes for the run's trace, and the other steps of its program, which it can
+/// [`call`](Self::call) (loops, branches).
 pub struct StepContext<'a> {
     step: &'a str,
     signature: &'a Signature,
-    ctx: &'a Context,
+    scope: &'a RunScope<'a>,
+    /// 0 for a step run in chain order, the depth of its call otherwise.
+    depth: usize,
     lm_calls: Mutex<Vec<LmCall>>,
+    /// How many times this step called each step so far.
+    calls_of: Mutex<Vec<(String, usize)>>,
 }
 
 impl<'a> StepContext<'a> {
-    pub(crate) fn new(step: &'a str, signature: &'a Signature, ctx: &'a Context) -> Self {
+    pub(crate) fn new(
+        step: &'a str,
+        signature: &'a Signature,
+        scope: &'a RunScope<'a>,
+        depth: usize,
+    ) -> Self {
         Self {
             step,
             signature,
-            ctx,
+            scope,
+            depth,
             lm_calls: Mutex::new(Vec::new()),
+            calls_of: Mutex::new(Vec::new()),
         }
     }
 
@@ -43,7 +91,7 @@ impl<'a> StepContext<'a> {
 
     /// The context the program runs on.
     pub fn context(&self) -> &Context {
-        self.ctx
+        self.scope.ctx
     }
 
     /// Records an LM call of the step in the run's trace.
@@ -54,6 +102,222 @@ impl<'a> StepContext<'a> {
     pub(crate) fn into_lm_calls(self) -> Vec<LmCall> {
         self.lm_calls.into_inner()
     }
+
+    /// Runs step `step` of the program on `inputs` (the inputs of its signature, each of its
+    /// declared type) and returns its declared outputs: what DSPy's `self.generate_query(..)`
+    /// does inside a module's `forward`. The step runs as it would in the chain (a native
+    /// module, or a python module in the worker), with the run's values of its bound
+    /// variables, and shows in the run's trace as its own [`StepTrace`], whose
+    /// [`called_by`](StepTrace::called_by) names this step, the call's index and depth.
+    /// Steps declared `called` run only this way.
+    ///
+    /// Errors, before anything runs: [`Error::StepCall`] for a step the program does not have
+    /// or an input field its signature does not take; [`Error::MissingField`] and
+    /// [`Error::Field`] for a missing or mistyped input; [`Error::Limit`] past
+    /// [`MAX_STEP_CALLS`] calls in one run or [`MAX_CALL_DEPTH`] nested calls. A called step's
+    /// failure is [`Error::Step`] naming it (native), or the python step's error.
+    pub async fn call(&self, step: &str, inputs: Fields) -> Result<Fields> {
+        let scope = self.scope;
+        let refuse = |message: String| Error::StepCall {
+            caller: self.step.to_owned(),
+            step: step.to_owned(),
+            message,
+        };
+        let Some(spec) = scope.spec.steps.iter().find(|s| s.name == step) else {
+            let names: Vec<String> = scope
+                .spec
+                .steps
+                .iter()
+                .map(|s| format!("`{}`", s.name))
+                .collect();
+            return Err(refuse(format!(
+                "program `{}` has no such step; its steps are {}",
+                scope.spec.name,
+                names.join(", ")
+            )));
+        };
+        let depth = self.depth + 1;
+        if depth > MAX_CALL_DEPTH {
+            return Err(Error::limit(
+                "MAX_CALL_DEPTH",
+                format!(
+                    "step `{}` calling step `{step}` would nest calls {depth} deep, over MAX_CALL_DEPTH = {MAX_CALL_DEPTH}",
+                    self.step
+                ),
+            ));
+        }
+        let inputs = conform_inputs(spec, inputs, self.step)?;
+        let Some(module) = scope
+            .modules
+            .iter()
+            .find_map(|(name, module)| (*name == step).then_some(*module))
+        else {
+            return Err(refuse(
+                "the run was started without its program's modules (`ChainRun::calling`)"
+                    .to_owned(),
+            ));
+        };
+        let made = scope.calls_made.fetch_add(1, Ordering::Relaxed);
+        if made >= MAX_STEP_CALLS {
+            return Err(Error::limit(
+                "MAX_STEP_CALLS",
+                format!(
+                    "step `{}` calling step `{step}` would be call {} of the run, over MAX_STEP_CALLS = {MAX_STEP_CALLS}",
+                    self.step,
+                    made + 1
+                ),
+            ));
+        }
+        let index = {
+            let mut calls_of = self.calls_of.lock();
+            match calls_of.iter_mut().find(|(name, _)| name == step) {
+                Some((_, count)) => {
+                    *count += 1;
+                    *count - 1
+                }
+                None => {
+                    calls_of.push((step.to_owned(), 1));
+                    0
+                }
+            }
+        };
+        let mut record = execute(scope, spec, module, inputs, depth).await?;
+        let outputs = declared_outputs(spec, &mut record)?;
+        record.called_by = Some(StepCall {
+            caller: self.step.to_owned(),
+            index,
+            depth,
+        });
+        scope.finished.lock().push(record);
+        Ok(outputs)
+    }
+}
+
+/// The inputs of a call of `step` by `caller`: each input of its signature, in its canonical
+/// form; a field the signature does not take is an error.
+fn conform_inputs(step: &StepSpec, mut inputs: Fields, caller: &str) -> Result<Fields> {
+    let whose = format!("the input of step `{}` called by `{caller}`", step.name);
+    let mut conformed = Fields::new();
+    for field in &step.signature.inputs {
+        let value = take_declared(&mut inputs, field, &whose)?;
+        conformed.insert(field.name.clone(), value);
+    }
+    if let Some((name, _)) = inputs.iter().next() {
+        let names: Vec<String> = step
+            .signature
+            .input_names()
+            .map(|n| format!("`{n}`"))
+            .collect();
+        return Err(Error::StepCall {
+            caller: caller.to_owned(),
+            step: step.name.clone(),
+            message: format!(
+                "its signature takes no input `{name}`; its inputs are {}",
+                names.join(", ")
+            ),
+        });
+    }
+    Ok(conformed)
+}
+
+/// Checks a finished step's declared outputs (present, of their declared type), keeping them
+/// in canonical form in its record, and returns them.
+pub(crate) fn declared_outputs(step: &StepSpec, record: &mut StepTrace) -> Result<Fields> {
+    let whose = format!("the output of step `{}`", step.name);
+    let mut outputs = Fields::new();
+    for field in &step.signature.outputs {
+        let value = take_declared(&mut record.outputs, field, &whose)?;
+        record.outputs.insert(field.name.clone(), value.clone());
+        outputs.insert(field.name.clone(), value);
+    }
+    Ok(outputs)
+}
+
+/// Runs one step on its inputs (already checked) with the run's values of its bound
+/// variables (the run's overrides, and the context's current values of the others, read in
+/// one consistent snapshot with their versions): a native module with a [`StepContext`] at `depth`, a python module through its
+/// worker. Returns its record, its outputs not yet checked, and no caller.
+pub(crate) async fn execute(
+    scope: &RunScope<'_>,
+    step: &StepSpec,
+    module: StepModule<'_>,
+    inputs: Fields,
+    depth: usize,
+) -> Result<StepTrace> {
+    let bound = scope
+        .ctx
+        .with_backend(|backend| StepParams::read(backend, scope.overrides, &step.bindings))?;
+    let started = Instant::now();
+    match module {
+        StepModule::Native(module) => {
+            let params = bound.params();
+            let step_context = StepContext::new(&step.name, &step.signature, scope, depth);
+            let outputs = module
+                .forward_boxed(&step_context, &inputs, &params)
+                .instrument(debug_span!("native step", step = %step.name))
+                .await
+                .map_err(|e| Error::Step {
+                    step: step.name.clone(),
+                    source: Box::new(e),
+                })?;
+            let type_name = match &step.kind {
+                StepKind::Native { type_name } => type_name.clone(),
+                StepKind::Python { module } => module.to_string(),
+            };
+            Ok(StepTrace {
+                step: step.name.clone(),
+                runner: StepRunner::Native(type_name),
+                inputs,
+                outputs,
+                params,
+                lm_calls: step_context.into_lm_calls(),
+                tool_calls: Vec::new(),
+                duration: started.elapsed(),
+                called_by: None,
+            })
+        }
+        #[cfg(feature = "python")]
+        StepModule::Python(module) => {
+            // The call sends exactly these values to the worker, and the trace shows them.
+            let output = module
+                .execute(&inputs, &bound, scope.overrides)
+                .instrument(debug_span!("python step", step = %step.name))
+                .await?;
+            Ok(StepTrace {
+                step: step.name.clone(),
+                runner: StepRunner::Python(output.class),
+                inputs,
+                outputs: output.outputs,
+                params: bound.params(),
+                lm_calls: output.lm_calls,
+                tool_calls: output.tool_calls,
+                duration: started.elapsed(),
+                called_by: None,
+            })
+        }
+        #[cfg(not(feature = "python"))]
+        StepModule::Python(module) => match *module {},
+    }
+}
+
+/// Takes `field` out of `fields`, in its canonical form: a `MissingField` error if it is absent,
+/// a `Field` error if it is not of its declared type. `whose` says whose fields they are ("the
+/// output of step `rate`").
+pub(crate) fn take_declared(
+    fields: &mut Fields,
+    field: &SignatureField,
+    whose: &str,
+) -> Result<JsonValue> {
+    let value = fields
+        .remove(&field.name)
+        .ok_or_else(|| Error::MissingField {
+            field: field.name.clone(),
+            context: whose.to_owned(),
+        })?;
+    field.conform(value).map_err(|error| Error::Field {
+        context: whose.to_owned(),
+        error: Box::new(error),
+    })
 }
 
 /// A native (Rust) step. `forward` receives the step's input fields (those of its signature)
@@ -84,12 +348,20 @@ impl<'a> StepContext<'a> {
     note = "implement `dspex::Module` for `{Self}`: `async fn forward(&self, inputs: &Fields, params: &Params) -> Result<Fields>`"
 )]
 pub trait Module: Send + Sync + 'static {
-    /// Runs the step.
+    /// Runs the step. A module that runs only in its program, because it calls other steps
+    /// through its [`StepContext`], implements [`forward_in_step`](Module::forward_in_step)
+    /// alone: this default then fails, naming the type.
     fn forward(
         &self,
         inputs: &Fields,
         params: &Params,
-    ) -> impl Future<Output = Result<Fields>> + Send;
+    ) -> impl Future<Output = Result<Fields>> + Send {
+        let _ = (inputs, params);
+        std::future::ready(Err(Error::Internal(format!(
+            "`{}` implements only `forward_in_step`: it runs as a step of a program",
+            std::any::type_name::<Self>()
+        ))))
+    }
 
     /// Runs the step as a chain runs it, knowing its [`StepContext`]; `forward` unless
     /// overridden.

@@ -380,6 +380,7 @@ impl PythonModule {
                     n: c.n,
                     prompt_tokens: c.prompt_tokens,
                     completion_tokens: c.completion_tokens,
+                    exchange: None,
                 })
                 .collect(),
             tool_calls,

@@ -2,17 +2,17 @@
 //! the checks that the program's input and every step's output are what their signatures
 //! declare: present, and of the declared type.
 
-use std::time::Instant;
+use std::sync::atomic::AtomicUsize;
 
-use dspex_core::SignatureField;
-use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
-use serde_json::Value as JsonValue;
-use tracing::{Instrument, debug, debug_span};
+use dspex_core::program::{ProgramSpec, StepSpec};
+use parking_lot::Mutex;
+use tracing::debug;
 
-use super::module::{DynModule, StepContext};
+use super::module::{DynModule, RunScope, StepModule, declared_outputs, execute, take_declared};
 use super::python::PythonModule;
-use crate::context::{Context, Overrides, StepParams};
-use crate::data::{Fields, RunTrace, StepRunner, StepTrace};
+use super::traits::BaseProgram;
+use crate::context::{Context, Overrides};
+use crate::data::{Fields, RunTrace};
 use crate::error::{Error, Result};
 
 /// One execution of a program's chain. Generated `run_fields` methods and the runtime builder
@@ -24,6 +24,10 @@ pub struct ChainRun<'p> {
     overrides: Overrides,
     available: Fields,
     trace: RunTrace,
+    /// Every step's module by name, for the calls of native steps.
+    modules: Vec<(&'p str, StepModule<'p>)>,
+    /// Calls made by native steps so far ([`MAX_STEP_CALLS`](super::module::MAX_STEP_CALLS)).
+    calls_made: usize,
 }
 
 impl<'p> ChainRun<'p> {
@@ -57,7 +61,25 @@ impl<'p> ChainRun<'p> {
             overrides,
             available: input,
             trace: RunTrace::default(),
+            modules: Vec::new(),
+            calls_made: 0,
         })
+    }
+
+    /// Gives the run the modules of `program`'s steps, which its native steps can then
+    /// [`call`](crate::StepContext::call) by name.
+    #[must_use]
+    pub fn calling(mut self, program: &'p dyn BaseProgram) -> Self {
+        let native = program
+            .program_native_steps()
+            .into_iter()
+            .map(|(name, module)| (name, StepModule::Native(module)));
+        let python = program
+            .program_python_steps()
+            .into_iter()
+            .map(|module| (module.step(), StepModule::Python(module)));
+        self.modules = native.chain(python).collect();
+        self
     }
 
     fn step(&self, index: usize) -> Result<&'p StepSpec> {
@@ -83,99 +105,43 @@ impl<'p> ChainRun<'p> {
             .collect()
     }
 
-    /// The values of the step's bound variables for this run: the run's overrides, and the
-    /// context's current values of the others, read in one consistent snapshot (with their
-    /// versions). Every step's parameters come from here: a native step's [`Params`], and what
-    /// a python step's call carries to its worker.
-    pub(crate) fn step_params(&self, step: &StepSpec) -> Result<StepParams> {
-        self.ctx
-            .with_backend(|backend| StepParams::read(backend, &self.overrides, &step.bindings))
-    }
-
-    /// Keeps the step's declared outputs, in their canonical form (fails if one is missing or
-    /// not of its declared type), and records the step.
-    fn absorb(&mut self, step: &StepSpec, mut record: StepTrace) -> Result<()> {
-        let whose = format!("the output of step `{}`", step.name);
-        for field in &step.signature.outputs {
-            let value = take_declared(&mut record.outputs, field, &whose)?;
-            record.outputs.insert(field.name.clone(), value.clone());
-            self.available.insert(field.name.clone(), value);
+    /// Runs step `index` with `module` in chain order: its inputs from what is available, its
+    /// declared outputs kept (fails if one is missing or not of its declared type), its record
+    /// after those of the steps it called.
+    async fn run_step(&mut self, index: usize, module: StepModule<'_>) -> Result<()> {
+        let step = self.step(index)?;
+        let inputs = self.inputs(step)?;
+        let scope = RunScope {
+            ctx: self.ctx,
+            spec: self.spec,
+            overrides: &self.overrides,
+            modules: &self.modules,
+            calls_made: AtomicUsize::new(self.calls_made),
+            finished: Mutex::new(Vec::new()),
+        };
+        let record = execute(&scope, step, module, inputs, 0).await;
+        self.calls_made = scope.calls_made.into_inner();
+        for call in scope.finished.into_inner() {
+            self.trace.push(call);
         }
+        let mut record = record?;
+        let outputs = declared_outputs(step, &mut record)?;
         debug!(step = %step.name, inputs = %record.inputs, outputs = %record.outputs, "step done");
-        self.trace.steps.push(record);
+        for (name, value) in outputs {
+            self.available.insert(name, value);
+        }
+        self.trace.push(record);
         Ok(())
     }
 
     /// Runs native step `index` with `module`.
     pub async fn native(&mut self, index: usize, module: &dyn DynModule) -> Result<()> {
-        let step = self.step(index)?;
-        let inputs = self.inputs(step)?;
-        let params = self.step_params(step)?.params();
-        let started = Instant::now();
-        let step_context = StepContext::new(&step.name, &step.signature, self.ctx);
-        let outputs = module
-            .forward_boxed(&step_context, &inputs, &params)
-            .instrument(debug_span!("native step", step = %step.name))
-            .await
-            .map_err(|e| Error::Step {
-                step: step.name.clone(),
-                source: Box::new(e),
-            })?;
-        let lm_calls = step_context.into_lm_calls();
-        let type_name = match &step.kind {
-            StepKind::Native { type_name } => type_name.clone(),
-            StepKind::Python { module } => module.to_string(),
-        };
-        let record = StepTrace {
-            step: step.name.clone(),
-            runner: StepRunner::Native(type_name),
-            inputs,
-            outputs,
-            params,
-            lm_calls,
-            tool_calls: Vec::new(),
-            duration: started.elapsed(),
-        };
-        self.absorb(step, record)
+        self.run_step(index, StepModule::Native(module)).await
     }
 
     /// Runs python step `index` through its attached module.
     pub async fn python(&mut self, index: usize, module: &PythonModule) -> Result<()> {
-        #[cfg(feature = "python")]
-        {
-            self.python_step(index, module).await
-        }
-        #[cfg(not(feature = "python"))]
-        {
-            let _ = index;
-            match *module {}
-        }
-    }
-
-    #[cfg(feature = "python")]
-    async fn python_step(&mut self, index: usize, module: &PythonModule) -> Result<()> {
-        let step = self.step(index)?;
-        let inputs = self.inputs(step)?;
-        // The values of the bound variables for this run: the call sends exactly these to the
-        // worker, and the trace shows exactly them.
-        let bound = self.step_params(step)?;
-        let started = Instant::now();
-        let output = module
-            .execute(&inputs, &bound, &self.overrides)
-            .instrument(debug_span!("python step", step = %step.name))
-            .await?;
-        let params = bound.params();
-        let record = StepTrace {
-            step: step.name.clone(),
-            runner: StepRunner::Python(output.class),
-            inputs,
-            outputs: output.outputs,
-            params,
-            lm_calls: output.lm_calls,
-            tool_calls: output.tool_calls,
-            duration: started.elapsed(),
-        };
-        self.absorb(step, record)
+        self.run_step(index, StepModule::Python(module)).await
     }
 
     /// Ends the run with the program's outputs.
@@ -202,20 +168,4 @@ impl<'p> ChainRun<'p> {
             .collect::<Result<Fields>>()?;
         Ok((outputs, self.trace))
     }
-}
-
-/// Takes `field` out of `fields`, in its canonical form: a `MissingField` error if it is absent,
-/// a `Field` error if it is not of its declared type. `whose` says whose fields they are ("the
-/// output of step `rate`").
-fn take_declared(fields: &mut Fields, field: &SignatureField, whose: &str) -> Result<JsonValue> {
-    let value = fields
-        .remove(&field.name)
-        .ok_or_else(|| Error::MissingField {
-            field: field.name.clone(),
-            context: whose.to_owned(),
-        })?;
-    field.conform(value).map_err(|error| Error::Field {
-        context: whose.to_owned(),
-        error: Box::new(error),
-    })
 }

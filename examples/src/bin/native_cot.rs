@@ -15,7 +15,7 @@
 
 use dspex::BackendKind;
 use dspex::prelude::*;
-use dspex_examples::{arg, endpoint_from_args};
+use dspex_examples::endpoint_or_scripted;
 
 dspex_program! {
     /// Answers a question with its reasoning, then rates its own confidence.
@@ -31,37 +31,27 @@ dspex_program! {
     }
 }
 
-/// `--base-url URL --model M [--api-key-env VAR]`, else the scripted LM.
-fn lm_from_args() -> std::result::Result<LmConfig, String> {
-    match (arg("--base-url"), arg("--model")) {
-        (Some(url), Some(model)) => Ok(endpoint_from_args(url, model)),
-        (None, None) => Ok(LmConfig::scripted()
-            // A rule answers any call whose prompt contains its needle: here, the output each
-            // step asks for.
-            .rule("`[[ ## confidence ## ]]`", [("confidence", "0.8")])
-            .rule(
-                "`[[ ## reasoning ## ]]`",
-                [
-                    (
-                        "reasoning",
-                        "Rust checks ownership and lifetimes at compile time, so no garbage collector is needed.",
-                    ),
-                    ("answer", "It frees memory when its owner goes out of scope."),
-                ],
-            )),
-        _ => Err("--base-url and --model go together".to_owned()),
-    }
+/// The scripted LM of the example, used unless the command line names an endpoint.
+fn scripted() -> LmConfig {
+    LmConfig::scripted()
+        // A rule answers any call whose prompt contains its needle: here, the output each
+        // step asks for.
+        .rule("`[[ ## confidence ## ]]`", [("confidence", "0.8")])
+        .rule(
+            "`[[ ## reasoning ## ]]`",
+            [
+                (
+                    "reasoning",
+                    "Rust checks ownership and lifetimes at compile time, so no garbage collector is needed.",
+                ),
+                ("answer", "It frees memory when its owner goes out of scope."),
+            ],
+        )
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let lm = match lm_from_args() {
-        Ok(lm) => lm,
-        Err(message) => {
-            eprintln!("native_cot: {message}");
-            std::process::exit(2);
-        }
-    };
+    let lm = endpoint_or_scripted("native_cot", scripted());
     println!(
         "ThinkThenRate needs the Python bridge: {}",
         <ThinkThenRate as Program>::REQUIRES_BRIDGE

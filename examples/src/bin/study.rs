@@ -73,6 +73,7 @@ impl Module for ScriptedLm {
                 n: None,
                 prompt_tokens: Some(tokens),
                 completion_tokens: Some(0),
+                exchange: None,
             });
             fields
         }))
