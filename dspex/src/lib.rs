@@ -184,6 +184,9 @@ pub mod eval;
 // 8. tuning and optimization
 pub mod optimize;
 pub mod tune;
+// 9. telemetry
+#[cfg(feature = "otel")]
+pub mod telemetry;
 
 /// A program's declaration, as `dspex_program!`, `#[derive(Program)]` and [`ProgramBuilder`]
 /// produce it and `dspex-core` checks it ([`Program::spec`]): its variables, its steps with

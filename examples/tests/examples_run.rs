@@ -377,3 +377,57 @@ fn the_dspy_state_example_runs_a_dspy_saved_program_natively() {
         "{out}"
     );
 }
+
+#[test]
+fn the_otel_example_exports_a_hybrid_run_as_one_trace() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let receiver = runtime
+        .block_on(dspex_test_otlp::OtlpReceiver::start())
+        .expect("the OTLP receiver starts");
+    // The receiver answers on the runtime's thread while the example runs.
+    let output = runtime.block_on(async {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_otel"))
+            .args(["--otlp-endpoint", &receiver.endpoint()])
+            .output()
+            .await
+            .expect("the example starts")
+    });
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        out.contains("answer: tokio is an async runtime for Rust"),
+        "{out}"
+    );
+    assert!(out.contains(", lost: 0"), "{out}");
+    let spans = receiver.spans();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    for name in [
+        "invoke_workflow Researcher",
+        "step label",
+        "step agent",
+        "execute_tool search_docs",
+    ] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    assert!(names.iter().any(|n| n.starts_with("chat ")), "{names:?}");
+    assert!(
+        spans.iter().all(|s| s.trace_id == spans[0].trace_id),
+        "{spans:#?}"
+    );
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.service_name.as_deref() == Some("dspex-example"))
+    );
+    assert!(
+        out.contains(&format!("spans exported: {}", spans.len())),
+        "{out}"
+    );
+}

@@ -7,11 +7,12 @@ use std::time::Instant;
 use dspex_core::SignatureField;
 use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
 use serde_json::Value as JsonValue;
-use tracing::{Instrument, debug, debug_span};
+use tracing::{Instrument, Span, debug};
 
 use super::module::{DynModule, StepContext};
 use super::python::PythonModule;
 use crate::context::{Context, Overrides, StepParams};
+use crate::data::spans;
 use crate::data::{Fields, RunTrace, StepRunner, StepTrace};
 use crate::error::{Error, Result};
 
@@ -24,6 +25,8 @@ pub struct ChainRun<'p> {
     overrides: Overrides,
     available: Fields,
     trace: RunTrace,
+    /// The run's span (`invoke_workflow {program}`), parent of its steps' spans.
+    span: Span,
 }
 
 impl<'p> ChainRun<'p> {
@@ -57,6 +60,7 @@ impl<'p> ChainRun<'p> {
             overrides,
             available: input,
             trace: RunTrace::default(),
+            span: spans::run_span(&spec.name),
         })
     }
 
@@ -109,13 +113,34 @@ impl<'p> ChainRun<'p> {
     /// Runs native step `index` with `module`.
     pub async fn native(&mut self, index: usize, module: &dyn DynModule) -> Result<()> {
         let step = self.step(index)?;
+        let span = spans::step_span(&self.span, &step.name);
+        let outcome = self.native_step(step, module, &span).await;
+        self.spanned(&span, outcome)
+    }
+
+    /// Marks the step's span, and the run's, as failed when `outcome` is an error.
+    fn spanned(&self, step_span: &Span, outcome: Result<()>) -> Result<()> {
+        if let Err(e) = &outcome {
+            spans::record_error(step_span, e);
+            spans::record_error(&self.span, e);
+        }
+        outcome
+    }
+
+    async fn native_step(
+        &mut self,
+        step: &'p StepSpec,
+        module: &dyn DynModule,
+        span: &Span,
+    ) -> Result<()> {
         let inputs = self.inputs(step)?;
         let params = self.step_params(step)?.params();
+        spans::record_params(span, &params);
         let started = Instant::now();
         let step_context = StepContext::new(&step.name, &step.signature, self.ctx);
         let outputs = module
             .forward_boxed(&step_context, &inputs, &params)
-            .instrument(debug_span!("native step", step = %step.name))
+            .instrument(span.clone())
             .await
             .map_err(|e| Error::Step {
                 step: step.name.clone(),
@@ -155,16 +180,29 @@ impl<'p> ChainRun<'p> {
     #[cfg(feature = "python")]
     async fn python_step(&mut self, index: usize, module: &PythonModule) -> Result<()> {
         let step = self.step(index)?;
+        let span = spans::step_span(&self.span, &step.name);
+        let outcome = self.python_step_in(step, module, &span).await;
+        self.spanned(&span, outcome)
+    }
+
+    #[cfg(feature = "python")]
+    async fn python_step_in(
+        &mut self,
+        step: &'p StepSpec,
+        module: &PythonModule,
+        span: &Span,
+    ) -> Result<()> {
         let inputs = self.inputs(step)?;
         // The values of the bound variables for this run: the call sends exactly these to the
         // worker, and the trace shows exactly them.
         let bound = self.step_params(step)?;
+        let params = bound.params();
+        spans::record_params(span, &params);
         let started = Instant::now();
         let output = module
             .execute(&inputs, &bound, &self.overrides)
-            .instrument(debug_span!("python step", step = %step.name))
+            .instrument(span.clone())
             .await?;
-        let params = bound.params();
         let record = StepTrace {
             step: step.name.clone(),
             runner: StepRunner::Python(output.class),
@@ -199,7 +237,8 @@ impl<'p> ChainRun<'p> {
                     })?;
                 Ok((name, value))
             })
-            .collect::<Result<Fields>>()?;
+            .collect::<Result<Fields>>()
+            .inspect_err(|e| spans::record_error(&self.span, e))?;
         Ok((outputs, self.trace))
     }
 }
