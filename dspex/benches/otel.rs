@@ -10,7 +10,6 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 #[path = "../tests/otel_common/mod.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod otel_common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
