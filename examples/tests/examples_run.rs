@@ -32,13 +32,7 @@ fn run_against_lm(
             .await
             .expect("the example starts")
     });
-    let out = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (out, server)
+    (succeeded(binary, &output), server)
 }
 
 fn run_with(binary: &str, args: &[&str]) -> String {
@@ -46,6 +40,11 @@ fn run_with(binary: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("the example starts");
+    succeeded(binary, &output)
+}
+
+/// What the example printed; fails showing its output unless it succeeded.
+fn succeeded(binary: &str, output: &std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -388,19 +387,15 @@ fn the_otel_example_exports_a_hybrid_run_as_one_trace() {
         .block_on(dspex_test_otlp::OtlpReceiver::start())
         .expect("the OTLP receiver starts");
     // The receiver answers on the runtime's thread while the example runs.
+    let binary = env!("CARGO_BIN_EXE_otel");
     let output = runtime.block_on(async {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_otel"))
+        tokio::process::Command::new(binary)
             .args(["--otlp-endpoint", &receiver.endpoint()])
             .output()
             .await
             .expect("the example starts")
     });
-    let out = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let out = succeeded(binary, &output);
     assert!(
         out.contains("answer: tokio is an async runtime for Rust"),
         "{out}"

@@ -218,6 +218,12 @@ impl Telemetry {
 
     fn exporter(&self) -> Result<opentelemetry_otlp::SpanExporter> {
         let target = self.target();
+        if self.protocol == Protocol::Grpc && tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Telemetry {
+                message: "the `grpc` OTLP protocol needs a Tokio runtime: install telemetry from inside one (in `#[tokio::main]`), or use `http/protobuf`".to_owned(),
+                source: None,
+            });
+        }
         let built = match self.protocol {
             Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
@@ -360,6 +366,24 @@ mod tests {
             settings(None, Protocol::Grpc).target(),
             "http://localhost:4317"
         );
+    }
+
+    #[test]
+    fn grpc_outside_a_tokio_runtime_is_an_error_naming_the_runtime() {
+        let settings = Telemetry {
+            endpoint: None,
+            protocol: Protocol::Grpc,
+            service_name: DEFAULT_SERVICE_NAME.to_owned(),
+            disabled: false,
+            capture_message_content: false,
+        };
+        let e = settings.exporter().unwrap_err();
+        assert!(e.to_string().contains("needs a Tokio runtime"), "{e}");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async { settings.exporter().unwrap() });
     }
 
     #[test]
