@@ -409,6 +409,15 @@ pub enum Error {
         /// The rule it broke.
         message: String,
     },
+    /// Telemetry that cannot start, or spans that could not be exported (feature `otel`).
+    #[error("telemetry: {message}")]
+    Telemetry {
+        /// What failed.
+        message: String,
+        /// Why, when something underneath failed (the exporter).
+        #[source]
+        source: Option<Cause>,
+    },
     /// An invariant dspex relies on did not hold; a bug in dspex.
     #[error("internal error: {0}")]
     Internal(String),

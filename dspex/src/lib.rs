@@ -46,6 +46,7 @@
 //!   agents, and other Rust callables Python calls back.
 //! - [`eval`]: examples and data sets, metrics, evaluation; [`tune`]: the tuner of declared
 //!   variables; [`optimize`]: DSPy's optimizers on python steps and program state.
+//! - `telemetry` (feature `otel`): runs as OpenTelemetry traces, exported over OTLP.
 //!
 //! # Layers
 //!
@@ -54,6 +55,8 @@
 //! suite). From the top:
 //!
 //! ```text
+//!  telemetry                      OpenTelemetry export of the spans `data` names (feature `otel`)
+//!   |
 //!  tune        optimize           the workflows: tuning, DSPy's optimizers, program state
 //!   |    \        |
 //!   |     eval ---+               examples, metrics, evaluation
@@ -89,7 +92,8 @@
 //! | `python` | yes | python steps, Rust tools for Python agents, the bridge server and the worker (tonic, prost, a vendored `protoc` at build time) |
 //! | `lm` | yes | the native LM lane's HTTP client for OpenAI-compatible endpoints (reqwest with rustls); the scripted LM works without it |
 //! | `redis` | yes | variables shared by many processes in Redis ([`state::SharedState`]) |
-//! | `serve`, `otel`, `dashboard` | no | reserved for serving over HTTP, OpenTelemetry traces and the dashboard |
+//! | `otel` | no | OpenTelemetry traces of runs, steps, LM calls and tool calls, exported over OTLP (`telemetry`) |
+//! | `serve`, `dashboard` | no | reserved for serving over HTTP and the dashboard |
 //!
 //! With `default-features = false`, a program of native steps builds and runs with none of
 //! tonic, prost, redis, reqwest, hyper or axum in its dependency tree. A python step, a
@@ -184,6 +188,9 @@ pub mod eval;
 // 8. tuning and optimization
 pub mod optimize;
 pub mod tune;
+// 9. telemetry
+#[cfg(feature = "otel")]
+pub mod telemetry;
 
 /// A program's declaration, as `dspex_program!`, `#[derive(Program)]` and [`ProgramBuilder`]
 /// produce it and `dspex-core` checks it ([`Program::spec`]): its variables, its steps with

@@ -32,13 +32,7 @@ fn run_against_lm(
             .await
             .expect("the example starts")
     });
-    let out = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (out, server)
+    (succeeded(binary, &output), server)
 }
 
 fn run_with(binary: &str, args: &[&str]) -> String {
@@ -46,6 +40,11 @@ fn run_with(binary: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("the example starts");
+    succeeded(binary, &output)
+}
+
+/// What the example printed; fails showing its output unless it succeeded.
+fn succeeded(binary: &str, output: &std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -391,4 +390,54 @@ fn the_compile_program_example_learns_demos_for_every_lm_step_offline() {
     );
     assert!(out.contains("LM requests  4 "), "{out}");
     assert!(out.contains("compiled answer: Tokyo"), "{out}");
+}
+
+#[test]
+fn the_otel_example_exports_a_hybrid_run_as_one_trace() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let receiver = runtime
+        .block_on(dspex_test_otlp::OtlpReceiver::start())
+        .expect("the OTLP receiver starts");
+    // The receiver answers on the runtime's thread while the example runs.
+    let binary = env!("CARGO_BIN_EXE_otel");
+    let output = runtime.block_on(async {
+        tokio::process::Command::new(binary)
+            .args(["--otlp-endpoint", &receiver.endpoint()])
+            .output()
+            .await
+            .expect("the example starts")
+    });
+    let out = succeeded(binary, &output);
+    assert!(
+        out.contains("answer: tokio is an async runtime for Rust"),
+        "{out}"
+    );
+    assert!(out.contains(", lost: 0"), "{out}");
+    let spans = receiver.spans();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    for name in [
+        "invoke_workflow Researcher",
+        "step label",
+        "step agent",
+        "execute_tool search_docs",
+    ] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    assert!(names.iter().any(|n| n.starts_with("chat ")), "{names:?}");
+    assert!(
+        spans.iter().all(|s| s.trace_id == spans[0].trace_id),
+        "{spans:#?}"
+    );
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.service_name.as_deref() == Some("dspex-example"))
+    );
+    assert!(
+        out.contains(&format!("spans exported: {}", spans.len())),
+        "{out}"
+    );
 }

@@ -25,6 +25,8 @@ the module or to the LM, and reaches every predictor that has no LM of its own (
 
 from __future__ import annotations
 
+import contextvars
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -174,6 +176,13 @@ def apply_binding(
     return BoundCall(lm_for(model, settings), kwargs)
 
 
+#: When the LM request running in this context went out, in nanoseconds since the Unix epoch.
+_REQUEST_STARTED: contextvars.ContextVar[int | None] = contextvars.ContextVar("dspex_lm_request_started", default=None)
+#: The key of a history entry holding its request's start and end, in nanoseconds since the
+#: Unix epoch.
+REQUEST_TIMES_KEY = "_dspex_request_times"
+
+
 class CallScoped:
     """Mixed into an LM class: what makes a copy of an LM the LM of one call
     (:func:`lm_for_call` makes them; an LM used directly records its history as DSPy does)."""
@@ -190,10 +199,18 @@ class CallScoped:
     _on_request: Callable[[Any, dict[str, Any]], None] | None = None
 
     def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
-        return super().__call__(prompt, messages=messages, **{**kwargs, **self._call_settings})  # type: ignore[misc]
+        token = _REQUEST_STARTED.set(time.time_ns())
+        try:
+            return super().__call__(prompt, messages=messages, **{**kwargs, **self._call_settings})  # type: ignore[misc]
+        finally:
+            _REQUEST_STARTED.reset(token)
 
     async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
-        return await super().acall(prompt, messages=messages, **{**kwargs, **self._call_settings})  # type: ignore[misc]
+        token = _REQUEST_STARTED.set(time.time_ns())
+        try:
+            return await super().acall(prompt, messages=messages, **{**kwargs, **self._call_settings})  # type: ignore[misc]
+        finally:
+            _REQUEST_STARTED.reset(token)
 
     @property
     def call_history(self) -> list[dict[str, Any]]:
@@ -201,6 +218,11 @@ class CallScoped:
         return self._call_history if self._call_history is not None else []
 
     def update_history(self, entry: dict[str, Any]) -> None:
+        # When the request went out and its reply came (what the Rust process's telemetry
+        # spans of the call's LM requests are made of).
+        started = _REQUEST_STARTED.get()
+        if started is not None:
+            entry[REQUEST_TIMES_KEY] = (started, time.time_ns())
         if self._on_request is not None:
             self._on_request(self, entry)
         if self._call_history is not None:

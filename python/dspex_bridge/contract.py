@@ -28,6 +28,9 @@ MODULES: Final[dict[str, dict[str, Any]]] = CONTRACT["modules"]
 
 #: The metadata entry that carries the session token on every call.
 TOKEN_METADATA: Final[str] = WIRE["TOKEN_METADATA"]
+#: The metadata entry that carries a call's W3C trace context, to the worker and back on the
+#: callbacks it makes during that call.
+TRACEPARENT_METADATA: Final[str] = WIRE["TRACEPARENT_METADATA"]
 #: The trailer that carries the kind of an error (the name of a ``pb.ErrorKind``).
 ERROR_METADATA: Final[str] = WIRE["ERROR_METADATA"]
 #: The binary trailer (UTF-8) of a ``PYTHON`` error that carries the qualified name of the type of

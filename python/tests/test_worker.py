@@ -242,6 +242,16 @@ async def test_each_call_runs_with_the_values_it_carries(worker: Worker) -> None
     assert (call.model, call.temperature, call.max_tokens) == ("gpt-4o-mini", 0.0, 8)
 
 
+async def test_each_lm_call_reports_when_it_went_out_and_when_its_reply_came(worker: Worker) -> None:
+    await create(worker, "timed", "ChainOfThought", "question -> answer")
+    before = time.time_ns()
+    reply = await execute(worker, "timed", question="What is DSPy?")
+    after = time.time_ns()
+    (call,) = reply.lm_calls
+    assert call.HasField("start_unix_nano") and call.HasField("end_unix_nano")
+    assert before <= call.start_unix_nano <= call.end_unix_nano <= after
+
+
 async def test_other_parameters_are_keyword_arguments_of_the_call(worker: Worker) -> None:
     await create(worker, "kw", "sample_modules.Kwargs", "text -> seen", bindings={"style": "style", "k": "k"})
     reply = await execute(worker, "kw", bound(style="terse", k=3), text="hi")

@@ -15,6 +15,7 @@ use tonic::{Code, Request, Response, Status};
 use super::dispatch::{CallbackCall, CallbackRefusal};
 use super::server::{authorized, bounded_message, status};
 use super::store::SessionStore;
+use crate::wire::TRACEPARENT_METADATA;
 use crate::wire::limits::MAX_CALLBACK_ARGUMENT_BYTES;
 use crate::wire::proto::callback_service_server::CallbackService;
 use crate::wire::proto::{self as pb, ErrorKind};
@@ -37,6 +38,11 @@ impl CallbackService for CallbackServer {
         request: Request<pb::CallbackRequest>,
     ) -> std::result::Result<Response<pb::CallbackResponse>, Status> {
         let session = authorized(&self.store, &request, &request.get_ref().session_id)?;
+        let traceparent = request
+            .metadata()
+            .get(TRACEPARENT_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let r = request.into_inner();
         if r.arguments_json.len() > MAX_CALLBACK_ARGUMENT_BYTES {
             return Err(status(
@@ -90,6 +96,7 @@ impl CallbackService for CallbackServer {
             name: r.name,
             arguments,
             call_id: r.call_id,
+            traceparent,
         };
         drop(session);
         let answer = dispatch

@@ -20,6 +20,8 @@ pub(crate) struct CallbackCall {
     pub(crate) arguments: Map<String, JsonValue>,
     /// The module call it is made in; empty outside one.
     pub(crate) call_id: String,
+    /// The W3C trace context the caller sent (the module call's), if any.
+    pub(crate) traceparent: Option<String>,
 }
 
 /// The answer to an admitted call: its result as JSON text, or the error the caller reads

@@ -29,12 +29,14 @@ use futures_util::FutureExt;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as JsonValue};
+use tracing::Instrument;
 
 use super::overrides::Overrides;
 use super::snapshot::{RunValue, read_run_values, read_with};
 use crate::bridge::dispatch::{
     CallbackAnswer, CallbackCall, CallbackDispatch, CallbackRefusal, DispatchFuture,
 };
+use crate::data::spans;
 use crate::data::{ToolCall, VariableRead};
 use crate::error::{Error, Result};
 use crate::state::StateProvider;
@@ -264,6 +266,8 @@ struct CallScope {
     source: Arc<dyn VariableSource>,
     overrides: Arc<Overrides>,
     calls: Mutex<ScopeCalls>,
+    /// The span of the step whose call this is: the parent of its tool calls' spans.
+    span: tracing::Span,
 }
 
 #[derive(Default)]
@@ -333,6 +337,7 @@ impl CallbackRegistry {
             source,
             overrides: Arc::new(overrides.clone()),
             calls: Mutex::default(),
+            span: tracing::Span::current(),
         });
         self.scopes
             .lock()
@@ -406,9 +411,19 @@ impl CallbackDispatch for CallbackRegistry {
                 overrides,
                 reads: Arc::clone(&reads),
             };
+            // The tool call continues the trace its caller sent, else its run's step.
+            let step_span = scope.as_ref().map(|scope| &scope.span);
+            let span = spans::remote_tool_span(
+                call.traceparent.as_deref(),
+                step_span.unwrap_or(&tracing::Span::none()),
+                &callback.name,
+            );
             let started = Instant::now();
-            let outcome = run(&callback, invocation).await;
+            let outcome = run(&callback, invocation).instrument(span.clone()).await;
             let duration = started.elapsed();
+            if let Err(e) = &outcome {
+                spans::record_failure(&span, e);
+            }
             let outcome = outcome.and_then(|result| {
                 let json = result.to_string();
                 if json.len() > MAX_CALLBACK_RESULT_BYTES {

@@ -5,6 +5,7 @@
 //! error type.
 
 mod fields;
+pub(crate) mod spans;
 mod trace;
 mod values;
 

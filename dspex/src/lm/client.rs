@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use serde_json::{Map, Value as JsonValue, json};
+use tracing::Instrument;
 
 use super::chat::ChatMessage;
 use super::config::{Cache, LmConfig, LmKind};
@@ -18,6 +19,7 @@ use super::gate::Gate;
 use super::http::Endpoint;
 use super::scripted::ScriptedLm;
 use super::tape::{Lane, Player, Recorder, Tape, TapeReply, recorded_request};
+use crate::data::spans;
 use crate::data::{LmCall, LmExchange, LmMessage};
 use crate::error::{Error, Result};
 
@@ -182,6 +184,19 @@ impl LmClient {
 
     /// Sends `request` (or answers it from the cache) and returns the first choice's text.
     pub async fn complete(&self, request: &LmRequest) -> Result<LmResponse> {
+        let span = spans::chat_span(self.config.kind.provider_name(), self.model(request));
+        let outcome = self.answer(request).instrument(span.clone()).await;
+        match &outcome {
+            Ok(response) => {
+                spans::record_lm_call(&span, &response.call);
+                spans::record_messages(&span, || json!(request.messages), &response.text);
+            }
+            Err(e) => spans::record_error(&span, e),
+        }
+        outcome
+    }
+
+    async fn answer(&self, request: &LmRequest) -> Result<LmResponse> {
         let body = self.body(request);
         let key = (!matches!(self.cache, ReplyStore::Off)).then(|| body.to_string());
         if let Some(key) = &key

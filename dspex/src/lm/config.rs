@@ -143,6 +143,17 @@ pub(crate) enum LmKind {
     Model,
 }
 
+impl LmKind {
+    /// The `gen_ai.provider.name` of an LM call of this kind.
+    pub(crate) fn provider_name(self) -> &'static str {
+        match self {
+            LmKind::Scripted => "dspex.scripted",
+            LmKind::OpenAi => "openai",
+            LmKind::Model => "litellm",
+        }
+    }
+}
+
 impl Default for LmConfig {
     fn default() -> Self {
         Self::scripted()

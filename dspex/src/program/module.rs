@@ -10,11 +10,11 @@ use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
 use dspex_core::{Signature, SignatureField};
 use parking_lot::Mutex;
 use serde_json::Value as JsonValue;
-use tracing::{Instrument, debug_span};
+use tracing::{Instrument, Span};
 
 use super::python::PythonModule;
 use crate::context::{Context, Overrides, StepParams};
-use crate::data::{Fields, LmCall, Params, StepCall, StepRunner, StepTrace};
+use crate::data::{Fields, LmCall, Params, StepCall, StepRunner, StepTrace, spans};
 use crate::error::{Error, Result};
 use crate::lm::PredictorState;
 
@@ -181,7 +181,8 @@ impl<'a> StepContext<'a> {
                 }
             }
         };
-        let mut record = execute(scope, spec, module, inputs, depth).await?;
+        // The caller's forward runs in its step's span: the called step's span is its child.
+        let mut record = execute(scope, spec, module, inputs, depth, &Span::current()).await?;
         let outputs = declared_outputs(spec, &mut record)?;
         record.called_by = Some(StepCall {
             caller: self.step.to_owned(),
@@ -236,25 +237,42 @@ pub(crate) fn declared_outputs(step: &StepSpec, record: &mut StepTrace) -> Resul
 /// Runs one step on its inputs (already checked) with the run's values of its bound
 /// variables (the run's overrides, and the context's current values of the others, read in
 /// one consistent snapshot with their versions): a native module with a [`StepContext`] at `depth`, a python module through its
-/// worker. Returns its record, its outputs not yet checked, and no caller.
+/// worker, in a span of its own under `parent`. Returns its record, its outputs not yet
+/// checked, and no caller.
 pub(crate) async fn execute(
     scope: &RunScope<'_>,
     step: &StepSpec,
     module: StepModule<'_>,
     inputs: Fields,
     depth: usize,
+    parent: &Span,
+) -> Result<StepTrace> {
+    let span = spans::step_span(parent, &step.name);
+    execute_in(scope, step, module, inputs, depth, &span)
+        .await
+        .inspect_err(|e| spans::record_error(&span, e))
+}
+
+async fn execute_in(
+    scope: &RunScope<'_>,
+    step: &StepSpec,
+    module: StepModule<'_>,
+    inputs: Fields,
+    depth: usize,
+    span: &Span,
 ) -> Result<StepTrace> {
     let bound = scope
         .ctx
         .with_backend(|backend| StepParams::read(backend, scope.overrides, &step.bindings))?;
+    let params = bound.params();
+    spans::record_params(span, &params);
     let started = Instant::now();
     match module {
         StepModule::Native(module) => {
-            let params = bound.params();
             let step_context = StepContext::new(&step.name, &step.signature, scope, depth);
             let outputs = module
                 .forward_boxed(&step_context, &inputs, &params)
-                .instrument(debug_span!("native step", step = %step.name))
+                .instrument(span.clone())
                 .await
                 .map_err(|e| Error::Step {
                     step: step.name.clone(),
@@ -281,14 +299,14 @@ pub(crate) async fn execute(
             // The call sends exactly these values to the worker, and the trace shows them.
             let output = module
                 .execute(&inputs, &bound, scope.overrides)
-                .instrument(debug_span!("python step", step = %step.name))
+                .instrument(span.clone())
                 .await?;
             Ok(StepTrace {
                 step: step.name.clone(),
                 runner: StepRunner::Python(output.class),
                 inputs,
                 outputs: output.outputs,
-                params: bound.params(),
+                params,
                 lm_calls: output.lm_calls,
                 tool_calls: output.tool_calls,
                 duration: started.elapsed(),

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use super::compiled::CompiledState;
 use crate::context::{Context, Overrides, StepParams};
+use crate::data::spans;
 use crate::data::{Fields, LmCall, ToolCall};
 use crate::error::{Error, Result};
 pub(crate) use crate::tools::ToolDef;
@@ -367,20 +368,28 @@ impl PythonModule {
         let reply = worker.execute(&self.inner.step, request).await?;
         let tool_calls = scope.take_calls();
         drop(scope);
+        let step_span = tracing::Span::current();
+        let provider = ctx.lm_config().kind.provider_name();
         Ok(PythonOutput {
             outputs: self.typed_outputs(reply.outputs)?,
             lm_calls: reply
                 .lm_calls
                 .into_iter()
-                .map(|c| LmCall {
-                    model: c.model,
-                    temperature: c.temperature,
-                    max_tokens: c.max_tokens,
-                    top_p: c.top_p,
-                    n: c.n,
-                    prompt_tokens: c.prompt_tokens,
-                    completion_tokens: c.completion_tokens,
-                    exchange: None,
+                .map(|c| {
+                    let call = LmCall {
+                        model: c.model,
+                        temperature: c.temperature,
+                        max_tokens: c.max_tokens,
+                        top_p: c.top_p,
+                        n: c.n,
+                        prompt_tokens: c.prompt_tokens,
+                        completion_tokens: c.completion_tokens,
+                        exchange: None,
+                    };
+                    if let (Some(start), Some(end)) = (c.start_unix_nano, c.end_unix_nano) {
+                        spans::record_finished_lm_call(&step_span, provider, &call, start, end);
+                    }
+                    call
                 })
                 .collect(),
             tool_calls,

@@ -6,13 +6,13 @@ use std::sync::atomic::AtomicUsize;
 
 use dspex_core::program::{ProgramSpec, StepSpec};
 use parking_lot::Mutex;
-use tracing::debug;
+use tracing::{Span, debug};
 
 use super::module::{DynModule, RunScope, StepModule, declared_outputs, execute, take_declared};
 use super::python::PythonModule;
 use super::traits::BaseProgram;
 use crate::context::{Context, Overrides};
-use crate::data::{Fields, RunTrace};
+use crate::data::{Fields, RunTrace, spans};
 use crate::error::{Error, Result};
 
 /// One execution of a program's chain. Generated `run_fields` methods and the runtime builder
@@ -28,6 +28,8 @@ pub struct ChainRun<'p> {
     modules: Vec<(&'p str, StepModule<'p>)>,
     /// Calls made by native steps so far ([`MAX_STEP_CALLS`](super::module::MAX_STEP_CALLS)).
     calls_made: usize,
+    /// The run's span (`invoke_workflow {program}`), parent of its steps' spans.
+    span: Span,
 }
 
 impl<'p> ChainRun<'p> {
@@ -63,6 +65,7 @@ impl<'p> ChainRun<'p> {
             trace: RunTrace::default(),
             modules: Vec::new(),
             calls_made: 0,
+            span: spans::run_span(&spec.name),
         })
     }
 
@@ -119,13 +122,15 @@ impl<'p> ChainRun<'p> {
             calls_made: AtomicUsize::new(self.calls_made),
             finished: Mutex::new(Vec::new()),
         };
-        let record = execute(&scope, step, module, inputs, 0).await;
+        let record = execute(&scope, step, module, inputs, 0, &self.span).await;
         self.calls_made = scope.calls_made.into_inner();
         for call in scope.finished.into_inner() {
             self.trace.push(call);
         }
-        let mut record = record?;
-        let outputs = declared_outputs(step, &mut record)?;
+        let outputs = record
+            .and_then(|mut record| Ok((declared_outputs(step, &mut record)?, record)))
+            .inspect_err(|e| spans::record_error(&self.span, e));
+        let (outputs, record) = outputs?;
         debug!(step = %step.name, inputs = %record.inputs, outputs = %record.outputs, "step done");
         for (name, value) in outputs {
             self.available.insert(name, value);
@@ -165,7 +170,8 @@ impl<'p> ChainRun<'p> {
                     })?;
                 Ok((name, value))
             })
-            .collect::<Result<Fields>>()?;
+            .collect::<Result<Fields>>()
+            .inspect_err(|e| spans::record_error(&self.span, e))?;
         Ok((outputs, self.trace))
     }
 }

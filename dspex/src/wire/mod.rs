@@ -18,6 +18,10 @@ pub mod proto;
 /// The metadata entry that carries a session's token on every call.
 pub const TOKEN_METADATA: &str = "x-dspex-token";
 
+/// The metadata entry that carries a call's W3C trace context (`00-<trace>-<span>-<flags>`)
+/// to the worker, and from the worker on the callbacks it makes during that call.
+pub const TRACEPARENT_METADATA: &str = "traceparent";
+
 /// The trailer that carries the kind of an error: the name of a [`proto::ErrorKind`]
 /// (`ERROR_KIND_CONSTRAINT`, ...).
 pub const ERROR_METADATA: &str = "x-dspex-error";

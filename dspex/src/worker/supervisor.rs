@@ -19,6 +19,7 @@ use super::config::WorkerConfig;
 use super::process::{ModuleClient, WorkerProcess};
 use super::runtime;
 use crate::bridge::SessionInfo;
+use crate::data::spans;
 use crate::error::{Cause, Error, Result};
 use crate::lm::LmConfig;
 use crate::wire::proto as pb;
@@ -30,7 +31,7 @@ use crate::wire::proto::{
 };
 use crate::wire::{
     ERROR_METADATA, EXCEPTION_TYPE_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA,
-    FIELD_VALUE_METADATA,
+    FIELD_VALUE_METADATA, TRACEPARENT_METADATA,
 };
 
 /// How many failed health checks in a row make the supervisor replace a running worker.
@@ -527,6 +528,13 @@ impl WorkerSupervisor {
         request: ExecuteModuleRequest,
     ) -> Result<ExecuteModuleResponse> {
         let call_id = request.call_id.clone();
+        let mut request = tonic::Request::new(request);
+        // The step's span, which the worker's calls back into this process continue.
+        if let Some(traceparent) = spans::traceparent(&tracing::Span::current())
+            && let Ok(value) = traceparent.parse()
+        {
+            request.metadata_mut().insert(TRACEPARENT_METADATA, value);
+        }
         self.leased(
             step,
             self.config.call_timeout_value(),

@@ -39,7 +39,7 @@ from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
 from dspy.utils.dummies import DummyLM
 
 from .._proto.dspex.v1 import bridge_pb2 as pb
-from ..binding import LM_SETTINGS, lm_for_call
+from ..binding import LM_SETTINGS, REQUEST_TIMES_KEY, lm_for_call
 from ..contract import LIMITS
 from ..errors import InvalidValueError
 from .cancel import cancellable_sleep
@@ -84,6 +84,9 @@ def lm_call(lm: Any, entry: dict[str, Any]) -> pb.LmCall:
     for key in ("prompt_tokens", "completion_tokens"):
         if isinstance(usage.get(key), int):
             setattr(call, key, usage[key])
+    times = entry.get(REQUEST_TIMES_KEY)
+    if times is not None:
+        call.start_unix_nano, call.end_unix_nano = times
     return call
 
 

@@ -36,7 +36,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TypeVar
 
 import dspy
@@ -53,6 +53,7 @@ from ..contract import (
     FIELD_VALUE_METADATA,
     LIMITS,
     TOKEN_METADATA,
+    TRACEPARENT_METADATA,
     bounded_message,
 )
 from ..errors import DspexError
@@ -72,7 +73,7 @@ from .optimize import (
     load_state,
     train_examples,
 )
-from .tools import CallbackClient, build_tools
+from .tools import TRACEPARENT, CallbackClient, build_tools
 
 __all__ = [
     "BUILTIN_MODULES",
@@ -153,6 +154,8 @@ class _Call:
     call_id: str
     inputs: dict[str, Any]
     bound: BoundCall
+    #: The W3C trace context the Rust process sent with the call, if any.
+    traceparent: str | None = None
 
 
 class _CallError(DspexError):
@@ -225,6 +228,7 @@ def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb
     """Runs one call (in a thread of the pool): the module with the call's LM and arguments,
     then its outputs converted by their declared types."""
     CALL_ID.set(call.call_id)
+    TRACEPARENT.set(call.traceparent)
     started = time.perf_counter()
     try:
         # A trace list of the call's own: DSPy appends every prediction to the current trace.
@@ -284,6 +288,14 @@ def _compile(entry: _Module, job: _CompileJob) -> pb.CompileModuleResponse:
         completion_tokens=sum(c.completion_tokens for c in calls),
         duration_micros=micros,
     )
+
+
+def _traceparent(context: grpc.ServicerContext) -> str | None:
+    """The W3C trace context the caller sent in the call's metadata, if any."""
+    for key, value in context.invocation_metadata() or ():
+        if key == TRACEPARENT_METADATA:
+            return str(value)
+    return None
 
 
 class ModuleServicer(pb_grpc.ModuleServiceServicer):
@@ -510,7 +522,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         entry = self._entry(request.module_id, context)
         with self._call_place(context, request.call_id) as scope:
             try:
-                call = self._prepare(entry, request)
+                call = replace(self._prepare(entry, request), traceparent=_traceparent(context))
                 # A context of the call's own: the call id does not outlive the call in this thread.
                 outputs, calls, micros = _in_scope(scope, _run, entry, call)
             except _CallError as e:

@@ -19,6 +19,7 @@ of its own module call, over one channel shared by the worker.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
@@ -30,7 +31,7 @@ import grpc
 
 from .._proto.dspex.v1 import bridge_pb2 as pb
 from .._proto.dspex.v1 import bridge_pb2_grpc as pb_grpc
-from ..contract import LIMITS, TOKEN_METADATA
+from ..contract import LIMITS, TOKEN_METADATA, TRACEPARENT_METADATA
 from .module_config import import_tool
 
 __all__ = ["ERROR_PREFIX", "CallbackClient", "build_tools", "rust_tool"]
@@ -46,6 +47,11 @@ _DEADLINE_SLACK = 5.0
 
 #: Seconds the worker waits for the answer of one call.
 _CALL_DEADLINE = LIMITS["MAX_CALLBACK_TIMEOUT_MS"] / 1000 + _DEADLINE_SLACK
+
+
+#: The W3C trace context of the module call running in this context, as the Rust process sent
+#: it; callbacks made during the call carry it back, so their spans join the call's trace.
+TRACEPARENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("dspex_traceparent", default=None)
 
 
 class CallbackClient:
@@ -77,7 +83,11 @@ class CallbackClient:
             arguments_json=json.dumps(arguments, default=str).encode(),
             call_id=call_id,
         )
-        reply: pb.CallbackResponse = self._client().Call(request, metadata=self._metadata, timeout=_CALL_DEADLINE)
+        metadata: tuple[tuple[str, str], ...] = self._metadata
+        traceparent = TRACEPARENT.get()
+        if traceparent is not None:
+            metadata = (*metadata, (TRACEPARENT_METADATA, traceparent))
+        reply: pb.CallbackResponse = self._client().Call(request, metadata=metadata, timeout=_CALL_DEADLINE)
         return reply
 
 

@@ -618,7 +618,7 @@ class ExecuteModuleRequest(_message.Message):
     def __init__(self, module_id: _Optional[str] = ..., inputs: _Optional[_Mapping[str, FieldValue]] = ..., bindings: _Optional[_Iterable[_Union[BoundValue, _Mapping]]] = ..., call_id: _Optional[str] = ...) -> None: ...
 
 class LmCall(_message.Message):
-    __slots__ = ("model", "temperature", "max_tokens", "top_p", "n", "prompt_tokens", "completion_tokens")
+    __slots__ = ("model", "temperature", "max_tokens", "top_p", "n", "prompt_tokens", "completion_tokens", "start_unix_nano", "end_unix_nano")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -626,6 +626,8 @@ class LmCall(_message.Message):
     N_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    END_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     model: str
     temperature: float
     max_tokens: int
@@ -633,7 +635,9 @@ class LmCall(_message.Message):
     n: int
     prompt_tokens: int
     completion_tokens: int
-    def __init__(self, model: _Optional[str] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., top_p: _Optional[float] = ..., n: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ...) -> None: ...
+    start_unix_nano: int
+    end_unix_nano: int
+    def __init__(self, model: _Optional[str] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., top_p: _Optional[float] = ..., n: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., start_unix_nano: _Optional[int] = ..., end_unix_nano: _Optional[int] = ...) -> None: ...
 
 class ExecuteModuleResponse(_message.Message):
     __slots__ = ("outputs", "lm_calls", "duration_micros")
