@@ -8,6 +8,7 @@
 //!   [`Predict`] and [`ChainOfThought`]; `python`: python steps, [`PythonModule`].
 //! - `run`: one run of a chain ([`ChainRun`]), step after step, each step's parameters
 //!   read in one snapshot with the run's overrides.
+//! - `stream`: a run streamed as [`RunEvent`]s (`stream` on every program).
 //! - `prepare`: a context for a program, its variables registered.
 //! - `builder`: the runtime builder.
 
@@ -23,6 +24,7 @@ pub(crate) mod python;
 #[path = "python_off.rs"]
 pub(crate) mod python;
 pub(crate) mod run;
+mod stream;
 mod traits;
 
 pub use builder::{DynProgram, ProgramBuilder, RunningProgram, Step};
@@ -35,4 +37,5 @@ pub use python::PythonModule;
 #[cfg(feature = "python")]
 pub(crate) use python::{CompileTarget, next_call_id};
 pub use run::ChainRun;
+pub use stream::{RunEvent, stream_run};
 pub use traits::{BaseProgram, Program};

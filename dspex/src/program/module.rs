@@ -6,6 +6,7 @@ use std::pin::Pin;
 use dspex_core::Signature;
 use parking_lot::Mutex;
 
+use super::stream::EventSink;
 use crate::context::Context;
 use crate::data::{Fields, LmCall, Params};
 use crate::error::Result;
@@ -19,16 +20,28 @@ pub struct StepContext<'a> {
     signature: &'a Signature,
     ctx: &'a Context,
     lm_calls: Mutex<Vec<LmCall>>,
+    events: Option<EventSink>,
 }
 
 impl<'a> StepContext<'a> {
-    pub(crate) fn new(step: &'a str, signature: &'a Signature, ctx: &'a Context) -> Self {
+    pub(crate) fn new(
+        step: &'a str,
+        signature: &'a Signature,
+        ctx: &'a Context,
+        events: Option<EventSink>,
+    ) -> Self {
         Self {
             step,
             signature,
             ctx,
             lm_calls: Mutex::new(Vec::new()),
+            events,
         }
+    }
+
+    /// Where the step's output text goes as it is written, in a streamed run.
+    pub(crate) fn events(&self) -> Option<&EventSink> {
+        self.events.as_ref()
     }
 
     /// The step's name.

@@ -8,11 +8,12 @@ use dspex_core::{Signature, Value};
 use parking_lot::RwLock;
 
 use super::module::{Module, Predictor, StepContext};
+use super::stream::EventSink;
 use crate::data::{Fields, LmCall, Params};
 use crate::error::{Error, Result};
 use crate::lm::{
-    Adapter, LmClient, LmRequest, PredictorState, adapter_messages, default_instructions,
-    parse_json_reply, parse_reply, with_reasoning,
+    Adapter, FieldChunk, LmClient, LmRequest, PredictorState, ReplyStream, adapter_messages,
+    default_instructions, parse_json_reply, parse_reply, with_reasoning,
 };
 
 /// The state both modules share: an optional signature and LM of their own (in a chain, the
@@ -68,7 +69,9 @@ impl LmStep {
 
     /// Calls the LM with the step's adapter; as DSPy does, a `ChatAdapter` reply that does not
     /// parse is asked again with the JSON adapter (unless the fallback is off), and the error
-    /// of the first reply is the one returned when the second fails too.
+    /// of the first reply is the one returned when the second fails too. In a streamed run,
+    /// `stream` names the step and where its chunks go.
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
         module: &str,
@@ -77,6 +80,7 @@ impl LmStep {
         lm: &LmClient,
         inputs: &Fields,
         params: &Params,
+        stream: Option<(&str, &EventSink)>,
     ) -> Result<(Fields, Vec<LmCall>)> {
         let prompt_signature = if reasoning {
             with_reasoning(signature)
@@ -99,6 +103,7 @@ impl LmStep {
                 lm,
                 inputs,
                 params,
+                stream,
                 &mut calls,
             );
             match call.await? {
@@ -123,6 +128,7 @@ impl LmStep {
         lm: &LmClient,
         inputs: &Fields,
         params: &Params,
+        stream: Option<(&str, &EventSink)>,
         calls: &mut Vec<LmCall>,
     ) -> Result<Result<Fields>> {
         let mut request = request_settings(module, params)?;
@@ -141,11 +147,32 @@ impl LmStep {
                 inputs,
             )
         };
-        let response = lm.complete(&request).await?;
+        let response = match (stream, adapter) {
+            (Some((step, events)), Adapter::Chat) => {
+                let mut reply = ReplyStream::new(prompt_signature);
+                let send = |chunks: Vec<FieldChunk>| {
+                    for chunk in chunks {
+                        events.chunk(step, chunk.field, chunk.text);
+                    }
+                };
+                let response = lm
+                    .complete_streamed(&request, &mut |delta| send(reply.push(delta)))
+                    .await?;
+                send(reply.finish());
+                response
+            }
+            _ => lm.complete(&request).await?,
+        };
         calls.push(response.call);
         Ok(match adapter {
             Adapter::Chat => parse_reply(prompt_signature, &response.text),
-            Adapter::Json => parse_json_reply(prompt_signature, &response.text),
+            Adapter::Json => {
+                let outputs = parse_json_reply(prompt_signature, &response.text);
+                if let (Some((step, events)), Ok(outputs)) = (stream, &outputs) {
+                    events.whole_fields(step, prompt_signature, outputs);
+                }
+                outputs
+            }
         })
     }
 
@@ -166,7 +193,7 @@ impl LmStep {
                 "{module} called outside a chain needs an LM: .lm(LmClient::new(config)?)"
             ))
         })?;
-        self.run(module, reasoning, signature, lm, inputs, params)
+        self.run(module, reasoning, signature, lm, inputs, params, None)
             .await
             .map(|(outputs, _)| outputs)
     }
@@ -185,7 +212,15 @@ impl LmStep {
             None => step.context().lm_client()?,
         };
         let (outputs, calls) = self
-            .run(module, reasoning, signature, &lm, inputs, params)
+            .run(
+                module,
+                reasoning,
+                signature,
+                &lm,
+                inputs,
+                params,
+                step.events().map(|events| (step.step(), events)),
+            )
             .await?;
         for call in calls {
             step.record_lm_call(call);

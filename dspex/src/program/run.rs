@@ -11,6 +11,7 @@ use tracing::{Instrument, debug, debug_span};
 
 use super::module::{DynModule, StepContext};
 use super::python::PythonModule;
+use super::stream::{EventSink, RunEvent};
 use crate::context::{Context, Overrides, StepParams};
 use crate::data::{Fields, RunTrace, StepRunner, StepTrace};
 use crate::error::{Error, Result};
@@ -24,6 +25,8 @@ pub struct ChainRun<'p> {
     overrides: Overrides,
     available: Fields,
     trace: RunTrace,
+    /// Where a streamed run reports its steps.
+    events: Option<EventSink>,
 }
 
 impl<'p> ChainRun<'p> {
@@ -57,6 +60,7 @@ impl<'p> ChainRun<'p> {
             overrides,
             available: input,
             trace: RunTrace::default(),
+            events: EventSink::take(),
         })
     }
 
@@ -102,8 +106,23 @@ impl<'p> ChainRun<'p> {
             self.available.insert(field.name.clone(), value);
         }
         debug!(step = %step.name, inputs = %record.inputs, outputs = %record.outputs, "step done");
+        if let Some(events) = &self.events {
+            events.send(RunEvent::StepFinished {
+                step: step.name.clone(),
+                outputs: record.outputs.clone(),
+            });
+        }
         self.trace.steps.push(record);
         Ok(())
+    }
+
+    /// Reports that `step` begins, in a streamed run.
+    fn started(&self, step: &StepSpec) {
+        if let Some(events) = &self.events {
+            events.send(RunEvent::StepStarted {
+                step: step.name.clone(),
+            });
+        }
     }
 
     /// Runs native step `index` with `module`.
@@ -111,8 +130,10 @@ impl<'p> ChainRun<'p> {
         let step = self.step(index)?;
         let inputs = self.inputs(step)?;
         let params = self.step_params(step)?.params();
+        self.started(step);
         let started = Instant::now();
-        let step_context = StepContext::new(&step.name, &step.signature, self.ctx);
+        let step_context =
+            StepContext::new(&step.name, &step.signature, self.ctx, self.events.clone());
         let outputs = module
             .forward_boxed(&step_context, &inputs, &params)
             .instrument(debug_span!("native step", step = %step.name))
@@ -159,12 +180,16 @@ impl<'p> ChainRun<'p> {
         // The values of the bound variables for this run: the call sends exactly these to the
         // worker, and the trace shows exactly them.
         let bound = self.step_params(step)?;
+        self.started(step);
         let started = Instant::now();
         let output = module
             .execute(&inputs, &bound, &self.overrides)
             .instrument(debug_span!("python step", step = %step.name))
             .await?;
         let params = bound.params();
+        if let Some(events) = &self.events {
+            events.whole_fields(&step.name, &step.signature, &output.outputs);
+        }
         let record = StepTrace {
             step: step.name.clone(),
             runner: StepRunner::Python(output.class),
