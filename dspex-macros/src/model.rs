@@ -12,7 +12,7 @@ use syn::ext::IdentExt;
 use syn::{Attribute, Ident, LitStr, Type, Visibility};
 
 /// The inherent methods every program gets; a variable accessor may not take their names.
-pub(crate) const GENERATED_METHODS: [&str; 13] = [
+pub(crate) const GENERATED_METHODS: [&str; 15] = [
     "start",
     "attach",
     "builder",
@@ -26,6 +26,8 @@ pub(crate) const GENERATED_METHODS: [&str; 13] = [
     "run_fields_traced",
     "run_fields_with",
     "run_fields_with_traced",
+    "stream",
+    "stream_with",
 ];
 
 /// Which front end built the program; the expansion differs only in whether it declares the

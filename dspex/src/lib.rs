@@ -32,7 +32,8 @@
 //!   generated or built at run time with [`ProgramBuilder`]), native steps ([`Module`], and
 //!   dspex's own LM steps [`Predict`] and [`ChainOfThought`]), python steps ([`PythonModule`]),
 //!   per-run [`Overrides`] and the [`RunTrace`] of a run. [`spec`] holds a program's
-//!   declaration.
+//!   declaration. Every program streams too: `stream(input)` yields [`RunEvent`]s, the text
+//!   of LM output fields as it is written (see [`RunEvent`] and the `stream` example).
 //! - [`AnyProgram`]: what optimization adds to every program (compile a python step, save and
 //!   load the program's state).
 //! - [`lm`]: [`LmConfig`] (one LM for python and native steps: scripted, an
@@ -654,7 +655,8 @@ pub use dspex_macros::tool;
 pub use error::{BoxError, Cause, Error, Result};
 pub use program::{
     BaseProgram, BoxFuture, ChainOfThought, DynProgram, MAX_CALL_DEPTH, MAX_STEP_CALLS, Module,
-    Predict, Predictor, Program, ProgramBuilder, PythonModule, RunningProgram, Step, StepContext,
+    Predict, Predictor, Program, ProgramBuilder, PythonModule, RunEvent, RunningProgram, Step,
+    StepContext,
 };
 pub use state::history::HistoryEntry;
 pub use state::provider::{BackendKind, GetMany, SetOptions, Source, VarId, VarRecord};
@@ -665,8 +667,8 @@ pub mod prelude {
     pub use crate::{
         AnyProgram, BackendKind, BaseProgram, ChainOfThought, Choice, Constraints, Context,
         Embedding, Error, Fields, LmConfig, Module, ModuleName, Overrides, Params, Predict,
-        Program, PythonModule, Result, SetOptions, Value, Var, VarType, VariableSpec, WatchEvent,
-        dspex_program,
+        Program, PythonModule, Result, RunEvent, SetOptions, Value, Var, VarType, VariableSpec,
+        WatchEvent, dspex_program,
     };
 }
 
@@ -691,11 +693,12 @@ pub mod __private {
     pub use dspex_core::{Constraints, Number, Pattern, Signature, Value, VarType, VariableSpec};
 
     pub use crate::program::prepare::{context_for, prepare_context};
-    pub use crate::program::{BoxFuture, ChainRun, DynModule};
+    pub use crate::program::{BoxFuture, ChainRun, DynModule, stream_run};
     pub use crate::{
         Choice, Context, Embedding, Error, Fields, JsonObject, JsonValue, LiteralError, ModuleName,
-        Overrides, Program, PythonModule, Result, RunTrace, Var,
+        Overrides, Program, PythonModule, Result, RunEvent, RunTrace, Var,
     };
+    pub use futures_util::stream::BoxStream;
     pub use serde;
 
     pub use crate::util::feature::RedisFeature;

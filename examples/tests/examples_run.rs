@@ -268,6 +268,34 @@ fn the_native_cot_example_calls_an_openai_compatible_endpoint_with_flags() {
 }
 
 #[test]
+fn the_stream_example_prints_the_fields_as_they_are_written() {
+    let out = run(env!("CARGO_BIN_EXE_stream"));
+    assert!(out.contains("[step `answer` started]"), "{out}");
+    assert!(
+        out.contains("\nreasoning: Rust checks ownership and lifetimes at compile time"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "\nanswer: Through ownership, checked by the compiler.\n[step `answer` finished]"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("confidence: 0.9"), "{out}");
+
+    let (out, server) = run_against_lm(
+        env!("CARGO_BIN_EXE_stream"),
+        &[
+            "[[ ## reasoning ## ]]\nOwnership.\n\n[[ ## answer ## ]]\nBy ownership.\n\n[[ ## confidence ## ]]\n0.5",
+        ],
+        &[],
+    );
+    assert!(out.contains("\nanswer: By ownership.\n"), "{out}");
+    assert!(out.contains("confidence: 0.5"), "{out}");
+    assert_eq!(server.requests()[0].body["stream"], true);
+}
+
+#[test]
 fn the_agent_example_calls_rust_and_python_tools() {
     let out = run(env!("CARGO_BIN_EXE_agent"));
     for expected in [

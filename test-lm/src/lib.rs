@@ -2,7 +2,11 @@
 //! examples of dspex: `POST /v1/chat/completions` answers with scripted replies (in order, then
 //! the default reply), records every request it received, and can answer with an error status
 //! (429 with `Retry-After`, 500) or take its time or hang, to test clients' retries and
-//! timeouts.
+//! timeouts. A request with `"stream": true` is answered with server-sent events, as OpenAI
+//! streams: the reply in deltas of chosen sizes and pace ([`Reply::deltas`]), a final usage
+//! chunk when `stream_options.include_usage` asks for it, then `data: [DONE]`; or a raw event
+//! stream ([`Reply::sse`]) to test clients on broken ones. The server tells when a client
+//! closed a stream before its end ([`LmServer::aborted_streams`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -21,10 +25,11 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::channel::Channel;
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -54,6 +59,10 @@ pub struct Reply {
     content: String,
     retry_after: Option<String>,
     delay: Duration,
+    /// A streamed reply's delta size (characters) and the wait before each delta.
+    deltas: Option<(usize, Duration)>,
+    /// A streamed reply sent as these bytes, whatever the request.
+    raw_sse: Option<String>,
 }
 
 impl Reply {
@@ -65,7 +74,27 @@ impl Reply {
             content: content.into(),
             retry_after: None,
             delay: Duration::ZERO,
+            deltas: None,
+            raw_sse: None,
         }
+    }
+
+    /// A streamed reply that is exactly `events` (`text/event-stream`), to test clients on
+    /// malformed or truncated streams.
+    pub fn sse(events: impl Into<String>) -> Self {
+        Self {
+            raw_sse: Some(events.into()),
+            ..Self::text(String::new())
+        }
+    }
+
+    /// Streamed (to a request with `"stream": true`): the content in deltas of `chars`
+    /// characters (at least one), each sent `gap` after the one before. By default a streamed
+    /// reply is one delta.
+    #[must_use]
+    pub fn deltas(mut self, chars: usize, gap: Duration) -> Self {
+        self.deltas = Some((chars.max(1), gap));
+        self
     }
 
     /// An error status with an OpenAI-style error body.
@@ -132,9 +161,13 @@ struct State {
     default: Mutex<Reply>,
     responder: ResponderSlot,
     requests: Mutex<VecDeque<RecordedRequest>>,
-    started: std::time::Instant,
+    started: Instant,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Streams a client closed before their end.
+    aborted: tokio::sync::watch::Sender<usize>,
+    /// When the server last handed a stream's first content delta to the connection.
+    first_delta_at: Mutex<Option<Instant>>,
 }
 
 /// The running server; dropping it stops it.
@@ -155,9 +188,11 @@ impl LmServer {
             default: Mutex::new(Reply::text(DEFAULT_REPLY)),
             responder: ResponderSlot::default(),
             requests: Mutex::new(VecDeque::new()),
-            started: std::time::Instant::now(),
+            started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            aborted: tokio::sync::watch::Sender::new(0),
+            first_delta_at: Mutex::new(None),
         });
         let shared = Arc::clone(&state);
         let accept = tokio::spawn(async move {
@@ -219,6 +254,23 @@ impl LmServer {
         self.state.requests.lock().clear();
     }
 
+    /// How many streamed replies a client closed before their end.
+    pub fn aborted_streams(&self) -> usize {
+        *self.state.aborted.borrow()
+    }
+
+    /// Waits until `count` streamed replies were closed by their client before their end.
+    pub async fn wait_aborted_streams(&self, count: usize) {
+        let mut aborted = self.state.aborted.subscribe();
+        let _ = aborted.wait_for(|n| *n >= count).await;
+    }
+
+    /// When the server last handed the first content delta of a streamed reply to its
+    /// connection (what a client's first-chunk latency is measured from).
+    pub fn first_delta_at(&self) -> Option<Instant> {
+        *self.state.first_delta_at.lock()
+    }
+
     /// The most requests that were being answered at once.
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
@@ -231,7 +283,7 @@ impl Drop for LmServer {
     }
 }
 
-type Body = Full<Bytes>;
+type Body = Either<Full<Bytes>, Channel<Bytes>>;
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -241,7 +293,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     Ok(response)
 }
 
-async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
+async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let authorization = req
         .headers()
@@ -286,6 +338,9 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
         tokio::time::sleep(reply.delay).await;
     }
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status.is_success() && (body["stream"] == json!(true) || reply.raw_sse.is_some()) {
+        return streamed(state, &body, reply);
+    }
     let payload = if status.is_success() {
         completion(&body, &reply.content)
     } else {
@@ -298,8 +353,83 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
         response = response.header(hyper::header::RETRY_AFTER, after.as_str());
     }
     response
-        .body(Full::new(Bytes::from(payload.to_string())))
+        .body(Either::Left(Full::new(Bytes::from(payload.to_string()))))
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad scripted reply"))
+}
+
+/// A streamed answer to `request`: the events are written by a task of their own, which
+/// counts the stream as aborted if the client goes away before the end.
+fn streamed(state: &Arc<State>, request: &JsonValue, reply: Reply) -> Response<Body> {
+    let (mut sender, body) = Channel::new(1);
+    let events = match &reply.raw_sse {
+        Some(raw) => vec![(Duration::ZERO, raw.clone(), false)],
+        None => stream_events(request, &reply),
+    };
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        for (gap, event, first_delta) in events {
+            if !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            if first_delta {
+                *state.first_delta_at.lock() = Some(Instant::now());
+            }
+            if sender.send_data(Bytes::from(event)).await.is_err() {
+                state.aborted.send_modify(|n| *n += 1);
+                return;
+            }
+        }
+    });
+    Response::builder()
+        .header(hyper::header::CONTENT_TYPE, "text/event-stream")
+        .header(hyper::header::CACHE_CONTROL, "no-cache")
+        .body(Either::Right(body))
+        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad scripted reply"))
+}
+
+/// The events of a streamed reply, each with the wait before it and whether it is the first
+/// content delta: a role chunk, the content deltas, the usage chunk if asked for, `[DONE]`.
+fn stream_events(request: &JsonValue, reply: &Reply) -> Vec<(Duration, String, bool)> {
+    let chunk = |delta: JsonValue, finish: JsonValue| {
+        let chunk = json!({
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": request["model"],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        format!("data: {chunk}\n\n")
+    };
+    let (chars, gap) = reply.deltas.unwrap_or((usize::MAX, Duration::ZERO));
+    let mut events = vec![(
+        Duration::ZERO,
+        chunk(json!({"role": "assistant", "content": ""}), JsonValue::Null),
+        false,
+    )];
+    let content: Vec<char> = reply.content.chars().collect();
+    for (i, piece) in content.chunks(chars.min(content.len().max(1))).enumerate() {
+        let text: String = piece.iter().collect();
+        events.push((
+            gap,
+            chunk(json!({"content": text}), JsonValue::Null),
+            i == 0,
+        ));
+    }
+    events.push((Duration::ZERO, chunk(json!({}), json!("stop")), false));
+    if request["stream_options"]["include_usage"] == json!(true) {
+        let usage = completion(request, &reply.content)["usage"].clone();
+        let last = json!({
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": request["model"],
+            "choices": [],
+            "usage": usage,
+        });
+        events.push((Duration::ZERO, format!("data: {last}\n\n"), false));
+    }
+    events.push((Duration::ZERO, "data: [DONE]\n\n".to_owned(), false));
+    events
 }
 
 /// A chat completion answering `request` with `content`.
@@ -333,7 +463,7 @@ fn completion(request: &JsonValue, content: &str) -> JsonValue {
 }
 
 fn plain(status: StatusCode, message: &str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(message.to_owned())));
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(message.to_owned()))));
     *response.status_mut() = status;
     response
 }

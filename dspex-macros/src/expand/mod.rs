@@ -366,6 +366,45 @@ impl Expansion<'_> {
                     ::core::convert::TryFrom::try_from(__dspex_output)
                 }
 
+                /// Streams a run on `input`: each step's events as it goes (the text of LM
+                /// output fields as it is written), then `Finished` with the outputs and the
+                /// trace. Dropping the stream cancels the run.
+                #vis fn stream(
+                    &self,
+                    input: #input,
+                ) -> ::dspex::__private::BoxStream<
+                    '_,
+                    ::dspex::__private::Result<::dspex::__private::RunEvent<#output>>,
+                > {
+                    ::dspex::__private::stream_run(
+                        <Self as ::dspex::__private::Program>::run_fields_traced(
+                            self,
+                            ::core::convert::Into::into(input),
+                        ),
+                        <#output as ::core::convert::TryFrom<::dspex::__private::Fields>>::try_from,
+                    )
+                }
+
+                /// `stream` with the variables of `overrides` taking those values for this
+                /// run only.
+                #vis fn stream_with<'__dspex_a>(
+                    &'__dspex_a self,
+                    overrides: &'__dspex_a ::dspex::__private::Overrides,
+                    input: #input,
+                ) -> ::dspex::__private::BoxStream<
+                    '__dspex_a,
+                    ::dspex::__private::Result<::dspex::__private::RunEvent<#output>>,
+                > {
+                    ::dspex::__private::stream_run(
+                        <Self as ::dspex::__private::Program>::run_fields_with_traced(
+                            self,
+                            overrides,
+                            ::core::convert::Into::into(input),
+                        ),
+                        <#output as ::core::convert::TryFrom<::dspex::__private::Fields>>::try_from,
+                    )
+                }
+
                 /// `run_with`, returning the trace of every step too.
                 #vis async fn run_with_traced(
                     &self,

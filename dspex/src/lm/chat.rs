@@ -480,11 +480,8 @@ fn demo_messages(adapter: Adapter, signature: &Signature, demos: &[Fields]) -> V
 pub fn parse_reply(signature: &Signature, reply: &str) -> Result<Fields> {
     let mut sections: Vec<(Option<&str>, Vec<&str>)> = vec![(None, Vec::new())];
     for line in splitlines(reply) {
-        match header(line.trim()) {
-            Some((name, end)) => {
-                // As DSPy does: the rest is taken from the line as it was, at the offset
-                // found in the stripped line.
-                let rest = line.get(end..).unwrap_or("").trim();
+        match section_start(line) {
+            Some((name, rest)) => {
                 let lines = if rest.is_empty() { vec![] } else { vec![rest] };
                 sections.push((Some(name), lines));
             }
@@ -613,17 +610,69 @@ pub(crate) fn reply_excerpt(reply: &str) -> String {
     }
 }
 
+/// The opening of a section marker, `[[ ## name ## ]]`.
+const MARKER_OPEN: &str = "[[ ## ";
+/// The close of a section marker.
+const MARKER_CLOSE: &str = " ## ]]";
+
+/// Whether a line starts a section: the field's name and the rest of the line (trimmed), or
+/// `None` for a line of text. As DSPy does, the marker is looked for in the stripped line and
+/// the rest taken from the line as it was, at the offset found in the stripped line.
+pub(super) fn section_start(line: &str) -> Option<(&str, &str)> {
+    let (name, end) = header(line.trim())?;
+    Some((name, line.get(end..).unwrap_or("").trim()))
+}
+
 /// `[[ ## name ## ]]` at the start of `line`: the name and where the marker ends.
 fn header(line: &str) -> Option<(&str, usize)> {
-    let rest = line.strip_prefix("[[ ## ")?;
-    let name_len = rest
-        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .unwrap_or(rest.len());
+    let rest = line.strip_prefix(MARKER_OPEN)?;
+    let name_len = marker_name_len(rest);
     if name_len == 0 {
         return None;
     }
-    let after = rest[name_len..].strip_prefix(" ## ]]")?;
+    let after = rest[name_len..].strip_prefix(MARKER_CLOSE)?;
     Some((&rest[..name_len], line.len() - after.len()))
+}
+
+fn marker_name_len(text: &str) -> usize {
+    text.find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(text.len())
+}
+
+/// What the start of a line, not yet complete, may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LineStart {
+    /// A section marker, whatever follows.
+    Marker,
+    /// Text, whatever follows.
+    Text,
+    /// Either: more of the line decides.
+    Undecided,
+}
+
+/// What a line starting with `partial` is ([`section_start`]'s rule, read on a prefix).
+pub(super) fn line_start(partial: &str) -> LineStart {
+    let text = partial.trim_start();
+    let Some(rest) = text.strip_prefix(MARKER_OPEN) else {
+        return if MARKER_OPEN.starts_with(text) {
+            LineStart::Undecided
+        } else {
+            LineStart::Text
+        };
+    };
+    let name_len = marker_name_len(rest);
+    let after = &rest[name_len..];
+    if after.is_empty() {
+        LineStart::Undecided
+    } else if name_len == 0 {
+        LineStart::Text
+    } else if after.starts_with(MARKER_CLOSE) {
+        LineStart::Marker
+    } else if MARKER_CLOSE.starts_with(after) {
+        LineStart::Undecided
+    } else {
+        LineStart::Text
+    }
 }
 
 #[cfg(test)]

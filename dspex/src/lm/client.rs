@@ -184,8 +184,30 @@ impl LmClient {
 
     /// Sends `request` (or answers it from the cache) and returns the first choice's text.
     pub async fn complete(&self, request: &LmRequest) -> Result<LmResponse> {
+        self.spanned(request, None).await
+    }
+
+    /// Sends `request` asking for a stream and hands the text to `on_text` as it arrives (an
+    /// OpenAI-compatible endpoint: as the server sends it; the scripted LM: in the deltas of
+    /// [`LmConfig::scripted_deltas`], else at once; a cached or replayed reply: at once);
+    /// returns the whole reply as [`complete`](Self::complete) does. Retries happen only
+    /// before any text came.
+    pub async fn complete_streamed(
+        &self,
+        request: &LmRequest,
+        on_text: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<LmResponse> {
+        self.spanned(request, Some(on_text)).await
+    }
+
+    /// One LM call, in its `chat {model}` span.
+    async fn spanned(
+        &self,
+        request: &LmRequest,
+        on_text: Option<&mut (dyn FnMut(&str) + Send)>,
+    ) -> Result<LmResponse> {
         let span = spans::chat_span(self.config.kind.provider_name(), self.model(request));
-        let outcome = self.answer(request).instrument(span.clone()).await;
+        let outcome = self.respond(request, on_text).instrument(span.clone()).await;
         match &outcome {
             Ok(response) => {
                 spans::record_lm_call(&span, &response.call);
@@ -196,13 +218,20 @@ impl LmClient {
         outcome
     }
 
-    async fn answer(&self, request: &LmRequest) -> Result<LmResponse> {
+    async fn respond(
+        &self,
+        request: &LmRequest,
+        on_text: Option<&mut (dyn FnMut(&str) + Send)>,
+    ) -> Result<LmResponse> {
         let body = self.body(request);
         let key = (!matches!(self.cache, ReplyStore::Off)).then(|| body.to_string());
         if let Some(key) = &key
             && let Some(hit) = self.cached(key)
         {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
+            if let Some(on_text) = on_text {
+                on_text(&hit.text);
+            }
             let mut response = LmResponse {
                 cached: true,
                 ..hit
@@ -225,6 +254,9 @@ impl LmClient {
                 let reply = player.reply(&self.recorded(request))?;
                 call.prompt_tokens = reply.prompt_tokens;
                 call.completion_tokens = reply.completion_tokens;
+                if let Some(on_text) = on_text {
+                    on_text(&reply.text);
+                }
                 reply.text
             }
             Backend::Scripted(lm) => {
@@ -235,14 +267,24 @@ impl LmClient {
                 let reply = lm.answer(&request.messages);
                 call.prompt_tokens = Some(reply.prompt_words);
                 call.completion_tokens = Some(reply.answer_words);
+                if let Some(on_text) = on_text {
+                    lm.stream(&reply.text, on_text).await;
+                }
                 reply.text
             }
             #[cfg(feature = "lm")]
-            Backend::OpenAi(endpoint) => {
-                endpoint
-                    .complete(&body, &mut call, &self.gate, &self.config)
-                    .await?
-            }
+            Backend::OpenAi(endpoint) => match on_text {
+                Some(on_text) => {
+                    endpoint
+                        .stream(&body, &mut call, &self.gate, &self.config, on_text)
+                        .await?
+                }
+                None => {
+                    endpoint
+                        .complete(&body, &mut call, &self.gate, &self.config)
+                        .await?
+                }
+            },
         };
         if let Some(recorder) = &self.recorder {
             let reply = TapeReply {

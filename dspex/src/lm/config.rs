@@ -124,6 +124,8 @@ pub struct LmConfig {
     pub(crate) rules: Vec<(String, BTreeMap<String, String>)>,
     pub(crate) settings: Map<String, Json>,
     pub(crate) delay: Duration,
+    /// Scripted LM: a streamed reply's delta size in characters and the wait before each.
+    pub(crate) deltas: Option<(usize, Duration)>,
     pub(crate) base_url: String,
     pub(crate) api_key_env: Option<String>,
     pub(crate) timeout: Duration,
@@ -171,6 +173,7 @@ impl LmConfig {
             rules: Vec::new(),
             settings: Map::new(),
             delay: Duration::ZERO,
+            deltas: None,
             base_url: String::new(),
             api_key_env: None,
             timeout: DEFAULT_LM_TIMEOUT,
@@ -307,6 +310,16 @@ impl LmConfig {
     #[must_use]
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Scripted LM: a streamed request (a program's `stream`) gets its reply in deltas of
+    /// `chars` characters (at least 1), each `gap` after the one before (at most
+    /// [`MAX_SCRIPTED_DELAY`]); by default the whole reply comes at once, one chunk per
+    /// output field.
+    #[must_use]
+    pub fn scripted_deltas(mut self, chars: usize, gap: Duration) -> Self {
+        self.deltas = Some((chars, gap));
         self
     }
 
@@ -456,6 +469,16 @@ impl LmConfig {
                 format!(
                     "the scripted LM's delay of {:?} is over the limit of {MAX_SCRIPTED_DELAY:?} (MAX_SCRIPTED_DELAY)",
                     self.delay
+                ),
+            );
+        }
+        if let Some((chars, gap)) = self.deltas
+            && (chars == 0 || gap > MAX_SCRIPTED_DELAY)
+        {
+            return bound(
+                "scripted_deltas",
+                format!(
+                    "deltas of {chars} characters, {gap:?} apart: a delta holds at least 1 character and waits at most {MAX_SCRIPTED_DELAY:?} (MAX_SCRIPTED_DELAY)"
                 ),
             );
         }

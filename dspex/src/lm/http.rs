@@ -1,6 +1,7 @@
 //! The native LM lane's HTTP transport (the `lm` feature): chat completions POSTed to an
 //! OpenAI-compatible endpoint with `reqwest` (rustls), with a timeout per request, bounded
-//! retries on 429 and 5xx honouring `Retry-After`, and a bounded reply size.
+//! retries on 429 and 5xx honouring `Retry-After`, and a bounded reply size; streamed
+//! requests read server-sent events as they arrive.
 
 use std::time::Duration;
 
@@ -12,8 +13,10 @@ use serde_json::Value as JsonValue;
 use super::chat::reply_excerpt;
 use super::config::{LmConfig, MAX_LM_BACKOFF};
 use super::gate::Gate;
+use super::stream::{SseReader, Usage};
 use crate::data::LmCall;
 use crate::error::{Error, Result};
+use tokio::sync::SemaphorePermit;
 
 /// The largest reply body the client reads; a longer one is an error.
 pub const MAX_LM_REPLY_BYTES: usize = 8 * 1024 * 1024;
@@ -22,6 +25,8 @@ pub const MAX_LM_REPLY_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Debug)]
 pub(super) struct Endpoint {
     http: reqwest::Client,
+    /// The client of streamed requests: no bound on the whole request, only on each wait.
+    streaming: reqwest::Client,
     url: String,
     key: Option<String>,
 }
@@ -43,8 +48,13 @@ impl Endpoint {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::lm_with("cannot build the HTTP client", e))?;
+        let streaming = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::lm_with("cannot build the HTTP client", e))?;
         Ok(Self {
             http,
+            streaming,
             url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
             key,
         })
@@ -59,9 +69,10 @@ impl Endpoint {
         config: &LmConfig,
     ) -> Result<String> {
         let url = &self.url;
-        let payload =
-            serde_json::to_vec(body).map_err(|e| Error::lm_with("cannot encode the request", e))?;
-        let reply = self.post_with_retries(payload, gate, config).await?;
+        let (_slot, response) = self.open(body, &self.http, gate, config).await?;
+        let reply = read_body(response)
+            .await
+            .map_err(|e| send_error_or(url, e, config))?;
         let completion: Completion = serde_json::from_slice(&reply).map_err(|e| {
             Error::lm_with(
                 format!(
@@ -88,18 +99,67 @@ impl Endpoint {
             })
     }
 
-    /// POSTs `payload`, retrying on 429 and 5xx; the body of the successful reply.
-    async fn post_with_retries(
+    /// POSTs `body` asking for a stream (`"stream": true`, usage in the final chunk) and hands
+    /// each text delta to `on_text` as it arrives; the whole text, with the reported usage put
+    /// in `call`. Only a request answered 429 or 5xx is retried, before any text came.
+    /// [`LmConfig::timeout`] bounds the wait for the first byte and each gap between chunks.
+    pub(super) async fn stream(
         &self,
-        payload: Vec<u8>,
+        body: &JsonValue,
+        call: &mut LmCall,
         gate: &Gate,
         config: &LmConfig,
-    ) -> Result<Vec<u8>> {
-        let (http, url, key) = (&self.http, self.url.as_str(), self.key.as_deref());
+        on_text: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<String> {
+        let url = &self.url;
+        let mut body = body.clone();
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("stream".to_owned(), JsonValue::Bool(true));
+            fields.insert(
+                "stream_options".to_owned(),
+                serde_json::json!({"include_usage": true}),
+            );
+        }
+        let (_slot, mut response) = self.open(&body, &self.streaming, gate, config).await?;
+        let mut reader = SseReader::default();
+        let mut text = String::new();
+        let mut on_delta = |delta: &str| {
+            text.push_str(delta);
+            on_text(delta);
+        };
+        loop {
+            let chunk = within(url, config, "sent nothing in its stream", response.chunk()).await?;
+            let Some(chunk) = chunk else { break };
+            if let Err(e) = reader.push(&chunk, &mut on_delta) {
+                return Err(e.into_error(url, &text));
+            }
+        }
+        if let Err(e) = reader.end(&mut on_delta) {
+            return Err(e.into_error(url, &text));
+        }
+        if let Some(usage) = reader.usage {
+            call.prompt_tokens = usage.prompt_tokens;
+            call.completion_tokens = usage.completion_tokens;
+        }
+        Ok(text)
+    }
+
+    /// POSTs `body` with `http`, retrying on 429 and 5xx; the successful response, its body
+    /// not read, with the slot of `gate` it holds.
+    async fn open<'g>(
+        &self,
+        body: &JsonValue,
+        http: &reqwest::Client,
+        gate: &'g Gate,
+        config: &LmConfig,
+    ) -> Result<(SemaphorePermit<'g>, reqwest::Response)> {
+        let payload =
+            serde_json::to_vec(body).map_err(|e| Error::lm_with("cannot encode the request", e))?;
+        let (url, key) = (self.url.as_str(), self.key.as_deref());
         let mut retries = 0;
         loop {
             let (status, headers, body) = {
-                let _slot = gate.enter().await?;
+                let slot = gate.enter().await?;
                 let mut post = http
                     .post(url)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -107,20 +167,20 @@ impl Endpoint {
                 if let Some(key) = key {
                     post = post.bearer_auth(key);
                 }
-                let response = post.send().await.map_err(|e| send_error(url, e, config))?;
+                let response = within(url, config, "did not reply", post.send()).await?;
                 let status = response.status();
+                if status.is_success() {
+                    return Ok((slot, response));
+                }
                 let headers = response.headers().clone();
                 (
                     status,
                     headers,
-                    read_body(url, response)
+                    read_body(response)
                         .await
                         .map_err(|e| send_error_or(url, e, config))?,
                 )
             };
-            if status.is_success() {
-                return Ok(body);
-            }
             let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
             if !retryable || retries >= config.max_retries {
                 let tries = if retryable {
@@ -139,6 +199,24 @@ impl Endpoint {
             retries += 1;
         }
     }
+}
+
+/// `io`, given at most [`LmConfig::timeout`]: past it, an error saying that `url` `what`.
+async fn within<T>(
+    url: &str,
+    config: &LmConfig,
+    what: &str,
+    io: impl Future<Output = reqwest::Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(config.timeout, io)
+        .await
+        .map_err(|_| {
+            Error::lm(format!(
+                "{url} {what} within {:?} (LmConfig::timeout)",
+                config.timeout
+            ))
+        })?
+        .map_err(|e| send_error(url, e, config))
 }
 
 fn send_error(url: &str, e: reqwest::Error, config: &LmConfig) -> Error {
@@ -170,10 +248,7 @@ enum BodyError {
 }
 
 /// The body of `response`, at most [`MAX_LM_REPLY_BYTES`].
-async fn read_body(
-    _url: &str,
-    mut response: reqwest::Response,
-) -> std::result::Result<Vec<u8>, BodyError> {
+async fn read_body(mut response: reqwest::Response) -> std::result::Result<Vec<u8>, BodyError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
         if body.len() + chunk.len() > MAX_LM_REPLY_BYTES {
@@ -213,12 +288,6 @@ struct Choice {
 #[derive(Deserialize)]
 struct ReplyMessage {
     content: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Usage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
 }
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ mod http;
 mod predictor;
 mod pyfmt;
 mod scripted;
+mod stream;
 mod tape;
 
 pub use chat::{
@@ -91,6 +92,7 @@ pub use config::{
 #[cfg(feature = "lm")]
 pub use http::MAX_LM_REPLY_BYTES;
 pub use predictor::{FieldText, PredictorState};
+pub use stream::{FieldChunk, ReplyStream};
 #[cfg(feature = "python")]
 pub(crate) use tape::Tape;
 pub use tape::{MAX_LM_TAPE_BYTES, MAX_LM_TAPE_ENTRIES, MAX_LM_TAPE_LINE_BYTES};

@@ -28,6 +28,8 @@ const EXCERPT_CHARS: usize = 60;
 pub(crate) struct ScriptedLm {
     answers: Mutex<VecDeque<BTreeMap<String, String>>>,
     rules: Vec<(String, BTreeMap<String, String>)>,
+    /// A streamed reply's delta size (characters) and the wait before each delta.
+    deltas: Option<(usize, std::time::Duration)>,
 }
 
 /// One scripted reply: the text and its word counts.
@@ -46,6 +48,28 @@ impl ScriptedLm {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            deltas: config.deltas,
+        }
+    }
+
+    /// Hands `text` to `on_text` as a stream: in the configured deltas, each after its wait,
+    /// or at once.
+    pub(crate) async fn stream(&self, text: &str, on_text: &mut (dyn FnMut(&str) + Send)) {
+        let Some((chars, gap)) = self.deltas else {
+            on_text(text);
+            return;
+        };
+        let mut rest = text;
+        while !rest.is_empty() {
+            let end = rest
+                .char_indices()
+                .nth(chars)
+                .map_or(rest.len(), |(at, _)| at);
+            if !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            on_text(&rest[..end]);
+            rest = &rest[end..];
         }
     }
 

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use futures_util::stream::BoxStream;
+
 use dspex_core::dspy::TOOLS_KEY;
 use dspex_core::program::{
     Binding, ConfigEntry, ConfigValue, Location, ModuleRef, ProgramIssue, ProgramProblem,
@@ -15,6 +17,7 @@ use super::module::{BoxFuture, DynModule, Module};
 use super::prepare::{context_for, prepare_context};
 use super::python::{PythonModule, ToolDef};
 use super::run::ChainRun;
+use super::stream::{RunEvent, stream_run};
 use super::traits::BaseProgram;
 use crate::context::{Context, Overrides};
 use crate::data::{Fields, RunTrace};
@@ -473,6 +476,22 @@ impl RunningProgram {
     /// The declaration, including steps added since the start.
     pub fn spec(&self) -> &ProgramSpec {
         &self.spec
+    }
+
+    /// Streams a run on `input`: each step's [`RunEvent`]s as it goes (the text of LM output
+    /// fields as it is written), then `Finished` with the outputs and the trace. Dropping the
+    /// stream cancels the run.
+    pub fn stream(&self, input: Fields) -> BoxStream<'_, Result<RunEvent<Fields>>> {
+        stream_run(self.run_traced(input), Ok)
+    }
+
+    /// `stream` with the variables of `overrides` taking those values for this run only.
+    pub fn stream_with<'a>(
+        &'a self,
+        overrides: &'a Overrides,
+        input: Fields,
+    ) -> BoxStream<'a, Result<RunEvent<Fields>>> {
+        stream_run(self.run_with_traced(overrides, input), Ok)
     }
 
     /// Runs the chain.

@@ -9,6 +9,7 @@
 //! - `run`: one run of a chain ([`ChainRun`]), step after step, each step's parameters
 //!   read in one snapshot with the run's overrides.
 //! - `run_demos`: demos of native LM steps for one run only.
+//! - `stream`: a run streamed as [`RunEvent`]s (`stream` on every program).
 //! - `prepare`: a context for a program, its variables registered.
 //! - `builder`: the runtime builder.
 
@@ -25,6 +26,7 @@ pub(crate) mod python;
 pub(crate) mod python;
 pub(crate) mod run;
 pub(crate) mod run_demos;
+mod stream;
 mod traits;
 
 pub use builder::{DynProgram, ProgramBuilder, RunningProgram, Step};
@@ -39,4 +41,5 @@ pub use python::PythonModule;
 #[cfg(feature = "python")]
 pub(crate) use python::{CompileTarget, next_call_id};
 pub use run::ChainRun;
+pub use stream::{RunEvent, stream_run};
 pub use traits::{BaseProgram, Program};

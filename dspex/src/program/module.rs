@@ -13,6 +13,7 @@ use serde_json::Value as JsonValue;
 use tracing::{Instrument, Span};
 
 use super::python::PythonModule;
+use super::stream::{ChainEvent, EventSink, RunEvent};
 use crate::context::{Context, Overrides, StepParams};
 use crate::data::{Fields, LmCall, Params, StepCall, StepRunner, StepTrace, spans};
 use crate::error::{Error, Result};
@@ -45,6 +46,17 @@ pub(crate) struct RunScope<'a> {
     pub(crate) calls_made: AtomicUsize,
     /// The traces of finished calls, in the order they finished.
     pub(crate) finished: Mutex<Vec<StepTrace>>,
+    /// Where a streamed run reports its steps.
+    pub(crate) events: Option<EventSink>,
+}
+
+impl RunScope<'_> {
+    /// Reports an event of the run, when it is streamed.
+    pub(crate) fn report(&self, event: impl FnOnce() -> ChainEvent) {
+        if let Some(events) = &self.events {
+            events.send(event());
+        }
+    }
 }
 
 /// What a native step knows of the chain it runs in: its name, its signature, the context
@@ -77,6 +89,11 @@ impl<'a> StepContext<'a> {
             lm_calls: Mutex::new(Vec::new()),
             calls_of: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Where the step's output text goes as it is written, in a streamed run.
+    pub(crate) fn events(&self) -> Option<&EventSink> {
+        self.scope.events.as_ref()
     }
 
     /// The step's name.
@@ -184,6 +201,10 @@ impl<'a> StepContext<'a> {
         // The caller's forward runs in its step's span: the called step's span is its child.
         let mut record = execute(scope, spec, module, inputs, depth, &Span::current()).await?;
         let outputs = declared_outputs(spec, &mut record)?;
+        scope.report(|| RunEvent::StepFinished {
+            step: spec.name.clone(),
+            outputs: record.outputs.clone(),
+        });
         record.called_by = Some(StepCall {
             caller: self.step.to_owned(),
             index,
@@ -266,6 +287,9 @@ async fn execute_in(
         .with_backend(|backend| StepParams::read(backend, scope.overrides, &step.bindings))?;
     let params = bound.params();
     spans::record_params(span, &params);
+    scope.report(|| RunEvent::StepStarted {
+        step: step.name.clone(),
+    });
     let started = Instant::now();
     match module {
         StepModule::Native(module) => {
@@ -301,6 +325,9 @@ async fn execute_in(
                 .execute(&inputs, &bound, scope.overrides)
                 .instrument(span.clone())
                 .await?;
+            if let Some(events) = &scope.events {
+                events.whole_fields(&step.name, &step.signature, &output.outputs);
+            }
             Ok(StepTrace {
                 step: step.name.clone(),
                 runner: StepRunner::Python(output.class),

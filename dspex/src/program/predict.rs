@@ -9,11 +9,12 @@ use parking_lot::RwLock;
 
 use super::module::{Module, Predictor, StepContext};
 use super::run_demos::run_demos;
+use super::stream::EventSink;
 use crate::data::{Fields, LmCall, Params};
 use crate::error::{Error, Result};
 use crate::lm::{
-    Adapter, LmClient, LmRequest, PredictorState, adapter_messages, default_instructions,
-    parse_json_reply, parse_reply, with_reasoning,
+    Adapter, FieldChunk, LmClient, LmRequest, PredictorState, ReplyStream, adapter_messages,
+    default_instructions, parse_json_reply, parse_reply, with_reasoning,
 };
 
 /// The state both modules share: an optional signature and LM of their own (in a chain, the
@@ -70,7 +71,8 @@ impl LmStep {
     /// Calls the LM with the step's adapter; as DSPy does, a `ChatAdapter` reply that does not
     /// parse is asked again with the JSON adapter (unless the fallback is off), and the error
     /// of the first reply is the one returned when the second fails too. `run_demos` replace
-    /// the step's own demos for this call.
+    /// the step's own demos for this call. In a streamed run, `stream` names the step and
+    /// where its chunks go.
     #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
@@ -81,6 +83,7 @@ impl LmStep {
         inputs: &Fields,
         params: &Params,
         run_demos: Option<&[Fields]>,
+        stream: Option<(&str, &EventSink)>,
     ) -> Result<(Fields, Vec<LmCall>)> {
         let prompt_signature = if reasoning {
             with_reasoning(signature)
@@ -104,6 +107,7 @@ impl LmStep {
                 inputs,
                 params,
                 run_demos,
+                stream,
                 &mut calls,
             );
             match call.await? {
@@ -129,6 +133,7 @@ impl LmStep {
         inputs: &Fields,
         params: &Params,
         run_demos: Option<&[Fields]>,
+        stream: Option<(&str, &EventSink)>,
         calls: &mut Vec<LmCall>,
     ) -> Result<Result<Fields>> {
         let mut request = request_settings(module, params)?;
@@ -147,11 +152,32 @@ impl LmStep {
                 inputs,
             )
         };
-        let response = lm.complete(&request).await?;
+        let response = match (stream, adapter) {
+            (Some((step, events)), Adapter::Chat) => {
+                let mut reply = ReplyStream::new(prompt_signature);
+                let send = |chunks: Vec<FieldChunk>| {
+                    for chunk in chunks {
+                        events.chunk(step, chunk.field, chunk.text);
+                    }
+                };
+                let response = lm
+                    .complete_streamed(&request, &mut |delta| send(reply.push(delta)))
+                    .await?;
+                send(reply.finish());
+                response
+            }
+            _ => lm.complete(&request).await?,
+        };
         calls.push(response.call);
         Ok(match adapter {
             Adapter::Chat => parse_reply(prompt_signature, &response.text),
-            Adapter::Json => parse_json_reply(prompt_signature, &response.text),
+            Adapter::Json => {
+                let outputs = parse_json_reply(prompt_signature, &response.text);
+                if let (Some((step, events)), Ok(outputs)) = (stream, &outputs) {
+                    events.whole_fields(step, prompt_signature, outputs);
+                }
+                outputs
+            }
         })
     }
 
@@ -172,7 +198,7 @@ impl LmStep {
                 "{module} called outside a chain needs an LM: .lm(LmClient::new(config)?)"
             ))
         })?;
-        self.run(module, reasoning, signature, lm, inputs, params, None)
+        self.run(module, reasoning, signature, lm, inputs, params, None, None)
             .await
             .map(|(outputs, _)| outputs)
     }
@@ -200,6 +226,7 @@ impl LmStep {
                 inputs,
                 params,
                 demos.as_deref(),
+                step.events().map(|events| (step.step(), events)),
             )
             .await?;
         for call in calls {

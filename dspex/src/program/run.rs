@@ -10,6 +10,7 @@ use tracing::{Span, debug};
 
 use super::module::{DynModule, RunScope, StepModule, declared_outputs, execute, take_declared};
 use super::python::PythonModule;
+use super::stream::{EventSink, RunEvent};
 use super::traits::BaseProgram;
 use crate::context::{Context, Overrides};
 use crate::data::{Fields, RunTrace, spans};
@@ -30,6 +31,8 @@ pub struct ChainRun<'p> {
     calls_made: usize,
     /// The run's span (`invoke_workflow {program}`), parent of its steps' spans.
     span: Span,
+    /// Where a streamed run reports its steps.
+    events: Option<EventSink>,
 }
 
 impl<'p> ChainRun<'p> {
@@ -66,6 +69,7 @@ impl<'p> ChainRun<'p> {
             modules: Vec::new(),
             calls_made: 0,
             span: spans::run_span(&spec.name),
+            events: EventSink::take(),
         })
     }
 
@@ -121,6 +125,7 @@ impl<'p> ChainRun<'p> {
             modules: &self.modules,
             calls_made: AtomicUsize::new(self.calls_made),
             finished: Mutex::new(Vec::new()),
+            events: self.events.clone(),
         };
         let record = execute(&scope, step, module, inputs, 0, &self.span).await;
         self.calls_made = scope.calls_made.into_inner();
@@ -132,6 +137,12 @@ impl<'p> ChainRun<'p> {
             .inspect_err(|e| spans::record_error(&self.span, e));
         let (outputs, record) = outputs?;
         debug!(step = %step.name, inputs = %record.inputs, outputs = %record.outputs, "step done");
+        if let Some(events) = &self.events {
+            events.send(RunEvent::StepFinished {
+                step: step.name.clone(),
+                outputs: record.outputs.clone(),
+            });
+        }
         for (name, value) in outputs {
             self.available.insert(name, value);
         }

@@ -10,9 +10,11 @@ use dspex_core::program::ProgramSpec;
 use super::module::{BoxFuture, DynModule};
 use super::prepare;
 use super::python::PythonModule;
+use super::stream::{RunEvent, stream_run};
 use crate::context::{Context, Overrides};
 use crate::data::{Fields, RunTrace};
 use crate::error::{Error, Result};
+use futures_util::stream::BoxStream;
 
 /// A program declared with `dspex_program!` or `#[derive(Program)]`.
 ///
@@ -109,6 +111,17 @@ pub trait BaseProgram: Send + Sync {
         overrides: &'a Overrides,
         input: Fields,
     ) -> BoxFuture<'a, Result<(Fields, RunTrace)>>;
+
+    /// Streams a run on named fields with `overrides` for this run only: the
+    /// [`RunEvent`]s of its steps as they happen, then `Finished` with the outputs and the
+    /// trace. Dropping the stream cancels the run.
+    fn stream_boxed<'a>(
+        &'a self,
+        overrides: &'a Overrides,
+        input: Fields,
+    ) -> BoxStream<'a, Result<RunEvent<Fields>>> {
+        stream_run(self.run_boxed(overrides, input), Ok)
+    }
 
     /// The program's python steps, in chain order.
     fn program_python_steps(&self) -> Vec<&PythonModule>;

@@ -1,0 +1,196 @@
+//! Streaming a native `ChainOfThought` from the loopback OpenAI-compatible test server.
+//!
+//! `cargo bench -p dspex --bench stream`
+//!
+//! - First chunk latency (target <= 1 ms, median): from the server handing the first content
+//!   delta to its connection to the caller receiving the `Chunk` of `program.stream(..)`,
+//!   interleaved with a bare `reqwest` reader of the same server's event stream (the floor:
+//!   from the same instant to the bare reader seeing the delta's bytes).
+//! - CPU time of a streamed run over a non-streamed one for the same reply (target <= 1.1 x):
+//!   the process's CPU time (server included, its share the same in both) per run, medians
+//!   of interleaved batches.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group};
+use dspex::prelude::*;
+use dspex_test_lm::{LmServer, Reply};
+use futures_util::StreamExt;
+
+dspex_program! {
+    /// Reasons, then answers.
+    pub program Thinker: "question -> answer" {
+        chain {
+            answer: native ChainOfThought("question -> answer"),
+        }
+    }
+}
+
+const REPLY: &str = "[[ ## reasoning ## ]]\nParis has been the capital of France for most of its history, and it is its largest city.\n\n[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]";
+
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    server: LmServer,
+    program: Thinker,
+    http: reqwest::Client,
+    url: String,
+}
+
+fn setup() -> Setup {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(LmServer::start()).unwrap();
+    let lm = LmConfig::openai(server.base_url(), "bench-model");
+    let program = rt.block_on(async {
+        let ctx = Context::builder().lm(lm).build().await.unwrap();
+        Thinker::attach(&ctx).await.unwrap()
+    });
+    Setup {
+        url: format!("{}/chat/completions", server.base_url()),
+        http: reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .build()
+            .unwrap(),
+        rt,
+        server,
+        program,
+    }
+}
+
+fn input() -> ThinkerInput {
+    ThinkerInput {
+        question: "What is the capital of France?".into(),
+    }
+}
+
+impl Setup {
+    /// The first chunk of a streamed run, after the server's first delta.
+    fn native_first_chunk(&self) -> Duration {
+        self.rt.block_on(async {
+            let mut stream = self.program.stream(input());
+            let mut first = None;
+            while let Some(event) = stream.next().await {
+                if let (RunEvent::Chunk { .. }, None) = (event.unwrap(), first) {
+                    first = Some(Instant::now());
+                }
+            }
+            first.unwrap() - self.server.first_delta_at().unwrap()
+        })
+    }
+
+    /// The same server's first content delta seen by a bare reader of the event stream.
+    fn bare_first_delta(&self) -> Duration {
+        let body = serde_json::json!({
+            "model": "bench-model",
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "stream": true,
+        });
+        self.rt.block_on(async {
+            let mut response = self
+                .http
+                .post(&self.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let mut first = None;
+            while let Some(bytes) = response.chunk().await.unwrap() {
+                if first.is_none() && bytes.windows(12).any(|w| w == b"\"content\":\"[") {
+                    first = Some(Instant::now());
+                }
+            }
+            first.unwrap() - self.server.first_delta_at().unwrap()
+        })
+    }
+
+    fn streamed_run(&self) {
+        self.rt.block_on(async {
+            let events: Vec<_> = self.program.stream(input()).collect().await;
+            assert!(events.last().unwrap().is_ok());
+        });
+    }
+
+    fn plain_run(&self) {
+        self.rt.block_on(self.program.run(input())).unwrap();
+    }
+}
+
+/// The process's CPU time (user and system), from `/proc/self/stat`, in clock ticks of 10 ms.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+fn stream(c: &mut Criterion) {
+    let s = setup();
+    // A pause before each delta of 12 characters: the first one is written well after the
+    // request was read.
+    s.server
+        .set_default(Reply::text(REPLY).deltas(12, Duration::from_millis(2)));
+    let mut g = c.benchmark_group("stream");
+    g.sample_size(20);
+    g.bench_function("first chunk (native)", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| s.native_first_chunk()).sum());
+    });
+    g.bench_function("first delta (bare reqwest)", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| s.bare_first_delta()).sum());
+    });
+    g.finish();
+
+    const ROUNDS: usize = 300;
+    let (mut native, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        native.push(s.native_first_chunk());
+        bare.push(s.bare_first_delta());
+    }
+    let (native, bare) = (median(&mut native), median(&mut bare));
+    println!("same-run medians, {ROUNDS} interleaved rounds:");
+    println!(
+        "  first chunk after the server's first delta: native stream {native:.1?} (target <= 1 ms), bare reqwest reader {bare:.1?}"
+    );
+
+    // The same reply, all at once (no pause), streamed in deltas of 12 characters or not.
+    s.server
+        .set_default(Reply::text(REPLY).deltas(12, Duration::ZERO));
+    const BATCHES: usize = 10;
+    const RUNS: u32 = 400;
+    let (mut streamed, mut plain) = (Vec::new(), Vec::new());
+    for _ in 0..BATCHES {
+        let before = cpu_time();
+        (0..RUNS).for_each(|_| s.streamed_run());
+        streamed.push((cpu_time() - before) / RUNS);
+        let before = cpu_time();
+        (0..RUNS).for_each(|_| s.plain_run());
+        plain.push((cpu_time() - before) / RUNS);
+    }
+    let (streamed, plain) = (median(&mut streamed), median(&mut plain));
+    println!(
+        "  CPU per run ({BATCHES} interleaved batches of {RUNS}): streamed {streamed:.1?} / not streamed {plain:.1?} = {:.2} (target <= 1.1)",
+        streamed.as_secs_f64() / plain.as_secs_f64()
+    );
+}
+
+criterion_group!(benches, stream);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
