@@ -207,7 +207,10 @@ impl LmClient {
         on_text: Option<&mut (dyn FnMut(&str) + Send)>,
     ) -> Result<LmResponse> {
         let span = spans::chat_span(self.config.kind.provider_name(), self.model(request));
-        let outcome = self.respond(request, on_text).instrument(span.clone()).await;
+        let outcome = self
+            .respond(request, on_text)
+            .instrument(span.clone())
+            .await;
         match &outcome {
             Ok(response) => {
                 spans::record_lm_call(&span, &response.call);
