@@ -7,8 +7,9 @@
 //!   interleaved with a bare `reqwest` reader of the same server's event stream (the floor:
 //!   from the same instant to the bare reader seeing the delta's bytes).
 //! - CPU time of a streamed run over a non-streamed one for the same reply (target <= 1.1 x):
-//!   the process's CPU time (server included, its share the same in both) per run, medians
-//!   of interleaved batches.
+//!   the CPU time of the caller's thread per run (the program runs on a current-thread
+//!   runtime; the server has a runtime and threads of its own), medians of interleaved
+//!   batches.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
@@ -32,6 +33,8 @@ const REPLY: &str = "[[ ## reasoning ## ]]\nParis has been the capital of France
 
 struct Setup {
     rt: tokio::runtime::Runtime,
+    /// The server's own runtime, on threads of its own.
+    _server_rt: tokio::runtime::Runtime,
     server: LmServer,
     program: Thinker,
     http: reqwest::Client,
@@ -39,12 +42,16 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let server = rt.block_on(LmServer::start()).unwrap();
+    let server = server_rt.block_on(LmServer::start()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let lm = LmConfig::openai(server.base_url(), "bench-model");
     let program = rt.block_on(async {
         let ctx = Context::builder().lm(lm).build().await.unwrap();
@@ -57,6 +64,7 @@ fn setup() -> Setup {
             .build()
             .unwrap(),
         rt,
+        _server_rt: server_rt,
         server,
         program,
     }
@@ -121,9 +129,10 @@ impl Setup {
     }
 }
 
-/// The process's CPU time (user and system), from `/proc/self/stat`, in clock ticks of 10 ms.
+/// The calling thread's CPU time (user and system), from `/proc/thread-self/stat`, in clock
+/// ticks of 10 ms.
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
@@ -141,10 +150,11 @@ fn median(samples: &mut [Duration]) -> Duration {
 
 fn stream(c: &mut Criterion) {
     let s = setup();
-    // A pause before each delta of 12 characters: the first one is written well after the
-    // request was read.
+    // A pause before each delta of 32 characters: the first one is written well after the
+    // request was read, and holds the `reasoning` marker and the field's first words, so it
+    // is the first delta of a field that the latency is measured from.
     s.server
-        .set_default(Reply::text(REPLY).deltas(12, Duration::from_millis(2)));
+        .set_default(Reply::text(REPLY).deltas(32, Duration::from_millis(2)));
     let mut g = c.benchmark_group("stream");
     g.sample_size(20);
     g.bench_function("first chunk (native)", |b| {
@@ -171,7 +181,7 @@ fn stream(c: &mut Criterion) {
     s.server
         .set_default(Reply::text(REPLY).deltas(12, Duration::ZERO));
     const BATCHES: usize = 10;
-    const RUNS: u32 = 400;
+    const RUNS: u32 = 1000;
     let (mut streamed, mut plain) = (Vec::new(), Vec::new());
     for _ in 0..BATCHES {
         let before = cpu_time();
