@@ -46,8 +46,11 @@ fn runs(c: &mut Criterion) {
     });
     group.bench_function("native run, exported over OTLP/HTTP", |b| b.iter(run));
     group.finish();
-    guard.flush().unwrap();
-    assert!(guard.spans_exported() > 0);
+    // The receiver keeps at most `MAX_RECEIVED_SPANS` and refuses the rest (HTTP 507); a
+    // bench this long sends more, so the last flush may fail for them. What is measured is
+    // the cost of exporting, which does not wait on the receiver's answer.
+    let flushed = guard.flush();
+    assert!(guard.spans_exported() > 0, "{flushed:?}");
     drop(guard);
 }
 
