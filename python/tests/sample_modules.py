@@ -213,6 +213,21 @@ class Overlap(dspy.Module):
         return dspy.Prediction(**{out: str(peak)})
 
 
+class Repeater(dspy.Module):
+    """Asks its `question` (an input) `times` times (another input) with one Predict
+    ("question -> answer"), and answers with the last answer: one call of many LM requests."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__()
+        self.predict = dspy.Predict("question -> answer")
+
+    def forward(self, question: str, times: int) -> dspy.Prediction:
+        answer = ""
+        for _ in range(int(times)):
+            answer = self.predict(question=question).answer
+        return dspy.Prediction(answer=answer)
+
+
 def word_count(text: str) -> int:
     """Counts the words of `text` (a tool the agents of the tests call by dotted path)."""
     return len(str(text).split())

@@ -374,12 +374,15 @@ impl LmConfig {
         self
     }
 
-    /// Whether each LM call of a native step keeps the messages it sent and the reply it
-    /// received in the run's trace ([`LmCall::exchange`](crate::LmCall::exchange)), printed by
+    /// Whether each LM call keeps the messages it sent and the reply it received in the run's
+    /// trace ([`LmCall::exchange`](crate::LmCall::exchange)), printed by
     /// [`RunTrace::inspect_history`](crate::RunTrace::inspect_history), as DSPy's
-    /// `inspect_history` does. Off by default, at no cost; a run keeps at most
+    /// `inspect_history` does: native steps' calls as the Rust client sent them, python steps'
+    /// as the worker's `dspy.LM` sent them (the worker sends them back with the call). Off by
+    /// default, at no cost (the worker captures and sends nothing); a run keeps at most
     /// [`MAX_CAPTURED_CALLS_PER_RUN`](crate::MAX_CAPTURED_CALLS_PER_RUN) exchanges of at most
-    /// [`MAX_CAPTURED_BYTES_PER_RUN`](crate::MAX_CAPTURED_BYTES_PER_RUN) bytes in all.
+    /// [`MAX_CAPTURED_BYTES_PER_RUN`](crate::MAX_CAPTURED_BYTES_PER_RUN) bytes in all, and a
+    /// python step's call sends no more than that.
     #[must_use]
     pub fn capture_messages(mut self, capture: bool) -> Self {
         self.capture = capture;

@@ -46,6 +46,9 @@ pub(crate) struct RunScope<'a> {
     pub(crate) calls_made: AtomicUsize,
     /// The traces of finished calls, in the order they finished.
     pub(crate) finished: Mutex<Vec<StepTrace>>,
+    /// LM calls whose captured exchanges a python step's worker left out, over its bounds
+    /// (the run's trace counts them with its own).
+    pub(crate) captures_dropped: AtomicUsize,
     /// Where a streamed run reports its steps.
     pub(crate) events: Option<EventSink>,
 }
@@ -328,6 +331,9 @@ async fn execute_in(
             if let Some(events) = &scope.events {
                 events.whole_fields(&step.name, &step.signature, &output.outputs);
             }
+            scope
+                .captures_dropped
+                .fetch_add(output.captures_dropped, Ordering::Relaxed);
             Ok(StepTrace {
                 step: step.name.clone(),
                 runner: StepRunner::Python(output.class),

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use super::compiled::CompiledState;
 use crate::context::{Context, Overrides, StepParams};
 use crate::data::spans;
-use crate::data::{Fields, LmCall, ToolCall};
+use crate::data::{Fields, LmCall, LmExchange, LmMessage, ToolCall};
 use crate::error::{Error, Result};
 pub(crate) use crate::tools::ToolDef;
 use crate::wire::convert::{
@@ -90,6 +90,9 @@ pub(crate) struct CompileTarget {
 pub(crate) struct PythonOutput {
     pub(crate) outputs: Fields,
     pub(crate) lm_calls: Vec<LmCall>,
+    /// How many of its LM calls' captured exchanges the worker left out, over the bounds it
+    /// was given.
+    pub(crate) captures_dropped: usize,
     pub(crate) tool_calls: Vec<ToolCall>,
     pub(crate) class: String,
 }
@@ -370,6 +373,11 @@ impl PythonModule {
         drop(scope);
         let step_span = tracing::Span::current();
         let provider = ctx.lm_config().kind.provider_name();
+        let captures_dropped = reply
+            .lm_calls
+            .iter()
+            .filter(|c| c.exchange_left_out)
+            .count();
         Ok(PythonOutput {
             outputs: self.typed_outputs(reply.outputs)?,
             lm_calls: reply
@@ -384,7 +392,7 @@ impl PythonModule {
                         n: c.n,
                         prompt_tokens: c.prompt_tokens,
                         completion_tokens: c.completion_tokens,
-                        exchange: None,
+                        exchange: c.exchange.map(exchange_from_proto),
                     };
                     if let (Some(start), Some(end)) = (c.start_unix_nano, c.end_unix_nano) {
                         spans::record_finished_lm_call(&step_span, provider, &call, start, end);
@@ -392,6 +400,7 @@ impl PythonModule {
                     call
                 })
                 .collect(),
+            captures_dropped,
             tool_calls,
             class,
         })
@@ -510,6 +519,21 @@ fn register_tools(
         specs.push(pb::ToolSpec { kind: Some(kind) });
     }
     Ok(specs)
+}
+
+/// An LM call's captured messages and reply, as the worker sent them.
+fn exchange_from_proto(exchange: pb::LmExchange) -> LmExchange {
+    LmExchange {
+        messages: exchange
+            .messages
+            .into_iter()
+            .map(|m| LmMessage {
+                role: m.role,
+                content: m.content,
+            })
+            .collect(),
+        reply: exchange.reply,
+    }
 }
 
 /// The values of a step's bound parameters, as a call carries them.

@@ -125,6 +125,7 @@ impl<'p> ChainRun<'p> {
             modules: &self.modules,
             calls_made: AtomicUsize::new(self.calls_made),
             finished: Mutex::new(Vec::new()),
+            captures_dropped: AtomicUsize::new(0),
             events: self.events.clone(),
         };
         let record = execute(&scope, step, module, inputs, 0, &self.span).await;
@@ -132,6 +133,7 @@ impl<'p> ChainRun<'p> {
         for call in scope.finished.into_inner() {
             self.trace.push(call);
         }
+        self.trace.captures_dropped += scope.captures_dropped.into_inner();
         let outputs = record
             .and_then(|mut record| Ok((declared_outputs(step, &mut record)?, record)))
             .inspect_err(|e| spans::record_error(&self.span, e));

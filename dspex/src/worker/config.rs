@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::data::{MAX_CAPTURED_BYTES_PER_RUN, MAX_CAPTURED_CALLS_PER_RUN};
 use crate::error::{Error, Result};
 use crate::lm::{Cache, LmConfig, LmKind, MAX_LM_BACKOFF, Tape};
 use crate::wire::convert::config_to_proto;
@@ -305,11 +306,17 @@ pub(crate) fn lm_to_proto(lm: &LmConfig) -> Result<pb::LmConfig> {
                 .to_owned(),
         },
     };
+    // A python step's call captures at most what one run's trace keeps.
+    let capture = lm.capture.then(|| pb::LmCapture {
+        max_calls: u32::try_from(MAX_CAPTURED_CALLS_PER_RUN).unwrap_or(u32::MAX),
+        max_bytes: u64::try_from(MAX_CAPTURED_BYTES_PER_RUN).unwrap_or(u64::MAX),
+    });
     Ok(pb::LmConfig {
         kind: Some(kind),
         record_path,
         replay_path,
         cache: Some(cache),
+        capture,
     })
 }
 
@@ -347,6 +354,17 @@ mod tests {
         };
         assert_eq!(model.model, "openai/gpt-4o-mini");
         assert!(model.settings.contains_key("api_base"));
+    }
+
+    #[test]
+    fn the_worker_captures_messages_only_when_asked_within_one_runs_bounds() {
+        assert_eq!(lm_to_proto(&LmConfig::scripted()).unwrap().capture, None);
+        let capture = lm_to_proto(&LmConfig::scripted().capture_messages(true))
+            .unwrap()
+            .capture
+            .expect("capture bounds sent");
+        assert_eq!(capture.max_calls as usize, MAX_CAPTURED_CALLS_PER_RUN);
+        assert_eq!(capture.max_bytes as usize, MAX_CAPTURED_BYTES_PER_RUN);
     }
 
     #[test]

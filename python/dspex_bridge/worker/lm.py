@@ -17,6 +17,10 @@ call. A per-call copy keeps the history of its own requests only, and nowhere el
 reported for a call exactly that call's, even with many calls of one module in flight, and what
 keeps the worker's per-call cost and memory flat however many calls it serves. An LM used
 directly (not through ``for_call``) records its history as DSPy does.
+
+Captured messages. When the configuration captures them (``LmConfig.capture``), each reported
+LM call also carries the messages its request sent and the reply's text (:func:`lm_calls`),
+within the bounds the supervisor sent; otherwise nothing of them leaves the worker.
 """
 
 from __future__ import annotations
@@ -44,9 +48,9 @@ from ..contract import LIMITS
 from ..errors import InvalidValueError
 from .cancel import cancellable_sleep
 from .endpoint import RetryPolicy, endpoint_engines
-from .tape import Player, Recorder, recorded_request
+from .tape import Player, Recorder, chat_messages, recorded_request
 
-__all__ = ["LmConfig", "LmFactory", "ScriptedLM", "build_lm", "configure_cache", "lm_call"]
+__all__ = ["Capture", "LmConfig", "LmFactory", "ScriptedLM", "build_lm", "configure_cache", "lm_call", "lm_calls"]
 
 _OUTPUTS = re.compile(r"Your output fields are:\n(?P<body>.*?)\n(?:All interactions|\Z)", re.S)
 _FIELD = re.compile(r"^\d+\. `(?P<name>[A-Za-z_][A-Za-z0-9_]*)` \((?P<type>.*?)\)(?::|$)", re.M)
@@ -88,6 +92,62 @@ def lm_call(lm: Any, entry: dict[str, Any]) -> pb.LmCall:
     if times is not None:
         call.start_unix_nano, call.end_unix_nano = times
     return call
+
+
+def entry_messages(entry: dict[str, Any]) -> Any:
+    """The messages of the request a history entry records (a bare prompt as one user
+    message)."""
+    messages = entry.get("messages")
+    if messages is None and entry.get("prompt") is not None:
+        messages = [{"role": "user", "content": entry["prompt"]}]
+    return messages
+
+
+def entry_reply(entry: dict[str, Any]) -> str:
+    """The text of the first reply a history entry records."""
+    outputs = entry.get("outputs") or [""]
+    first = outputs[0]
+    text = first.get("text") if isinstance(first, dict) else first
+    return str(text or "")
+
+
+@dataclass(frozen=True)
+class Capture:
+    """How much of a call's LM traffic is captured (the ``LmCapture`` message, whose bounds
+    the supervisor sends): the exchanges of the call's first requests while there are at most
+    `max_calls` of them and `max_bytes` bytes in all."""
+
+    max_calls: int
+    max_bytes: int
+
+    def exchange(self, entry: dict[str, Any]) -> tuple[pb.LmExchange, int]:
+        """The exchange a history entry records, and its size as the bounds count it: the
+        UTF-8 bytes of every message's role and content and of the reply (as the Rust side's
+        ``LmExchange::size``)."""
+        messages = [pb.LmMessage(role=m["role"], content=m["content"]) for m in chat_messages(entry_messages(entry))]
+        exchange = pb.LmExchange(messages=messages, reply=entry_reply(entry))
+        size = len(exchange.reply.encode()) + sum(len(m.role.encode()) + len(m.content.encode()) for m in messages)
+        return exchange, size
+
+
+def lm_calls(lm: Any, capture: Capture | None) -> list[pb.LmCall]:
+    """The requests of a call, from its per-call LM's history (:func:`lm_call`), each with its
+    messages and reply when `capture` is set and its bounds leave room (else marked left out);
+    with no `capture`, nothing of the messages is kept."""
+    calls = []
+    kept = size = 0
+    for entry in lm.call_history:
+        call = lm_call(lm, entry)
+        if capture is not None:
+            exchange, bytes_ = capture.exchange(entry)
+            if kept < capture.max_calls and size + bytes_ <= capture.max_bytes:
+                call.exchange.CopyFrom(exchange)
+                kept += 1
+                size += bytes_
+            else:
+                call.exchange_left_out = True
+        calls.append(call)
+    return calls
 
 
 @dataclass
@@ -329,6 +389,9 @@ class LmConfig:
     #: (the default), entries only is memory, a directory is disk.
     cache_entries: int = 0
     cache_dir: str = ""
+    #: What of each call's LM traffic goes back in its ``LmCall``s (``LmConfig::capture_messages``
+    #: in Rust): nothing when None (the default).
+    capture: Capture | None = None
 
     @classmethod
     def from_proto(cls, message: pb.LmConfig) -> LmConfig:
@@ -336,6 +399,8 @@ class LmConfig:
         config = cls._kind_from_proto(message)
         config.record_path = message.record_path
         config.replay_path = message.replay_path
+        if message.HasField("capture"):
+            config.capture = Capture(message.capture.max_calls, message.capture.max_bytes)
         return config
 
     @classmethod
@@ -401,6 +466,8 @@ class LmConfig:
         message = self._kind_to_proto()
         message.record_path = self.record_path
         message.replay_path = self.replay_path
+        if self.capture is not None:
+            message.capture.CopyFrom(pb.LmCapture(max_calls=self.capture.max_calls, max_bytes=self.capture.max_bytes))
         return message
 
     def _kind_to_proto(self) -> pb.LmConfig:
@@ -516,17 +583,11 @@ class LmFactory:
     def _record(self, lm: Any, entry: dict[str, Any]) -> None:
         """Appends one request of a per-call LM and its reply to the recording."""
         assert self._recorder is not None
-        messages = entry.get("messages")
-        if messages is None and entry.get("prompt") is not None:
-            messages = [{"role": "user", "content": entry["prompt"]}]
-        outputs = entry.get("outputs") or [""]
-        first = outputs[0]
-        text = first.get("text") if isinstance(first, dict) else first
         usage = entry.get("usage") or {}
-        reply: dict[str, Any] = {"text": str(text or "")}
+        reply: dict[str, Any] = {"text": entry_reply(entry)}
         for key in ("prompt_tokens", "completion_tokens"):
             reply[key] = usage.get(key) if isinstance(usage.get(key), int) else None
-        request = recorded_request(lm._tape_model, messages, lm._call_settings)
+        request = recorded_request(lm._tape_model, entry_messages(entry), lm._call_settings)
         self._recorder.append(request, reply)
 
 

@@ -62,7 +62,7 @@ from ..values import from_config_value, from_proto_value
 from .cancel import CANCEL_SCOPE, CallRegistry, CancelScope
 from .fields import FieldType, FieldTypeError, from_field_value, signature_types, text_field_value, to_field_value
 from .formatting import SignatureCachedChatAdapter, install_json_fast_path
-from .lm import LmFactory, lm_call
+from .lm import Capture, LmFactory, lm_call, lm_calls
 from .module_config import TOOLS_KEY, constructor_kwargs
 from .optimize import (
     StateTooLargeError,
@@ -224,9 +224,12 @@ def _rss_bytes() -> int:
         return 0
 
 
-def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb.LmCall], int]:
+def _run(
+    entry: _Module, call: _Call, capture: Capture | None
+) -> tuple[dict[str, pb.FieldValue], list[pb.LmCall], int]:
     """Runs one call (in a thread of the pool): the module with the call's LM and arguments,
-    then its outputs converted by their declared types."""
+    then its outputs converted by their declared types, and its LM requests (with their
+    messages and replies, as `capture` bounds them)."""
     CALL_ID.set(call.call_id)
     TRACEPARENT.set(call.traceparent)
     started = time.perf_counter()
@@ -244,9 +247,7 @@ def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb
             outputs[name] = text_field_value(value) if ftype is None else to_field_value(name, value, ftype)
     except FieldTypeError as e:
         raise _output_type_error(e) from e
-    lm = call.bound.lm
-    calls = [lm_call(lm, entry_) for entry_ in lm.call_history]
-    return outputs, calls, micros
+    return outputs, lm_calls(call.bound.lm, capture), micros
 
 
 @dataclass(frozen=True)
@@ -524,7 +525,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             try:
                 call = replace(self._prepare(entry, request), traceparent=_traceparent(context))
                 # A context of the call's own: the call id does not outlive the call in this thread.
-                outputs, calls, micros = _in_scope(scope, _run, entry, call)
+                outputs, calls, micros = _in_scope(scope, _run, entry, call, self._lm_factory.config.capture)
             except _CallError as e:
                 self._abort(context, e.status, e.error_kind, str(e), e.trailers)
         return pb.ExecuteModuleResponse(outputs=outputs, lm_calls=calls, duration_micros=micros)

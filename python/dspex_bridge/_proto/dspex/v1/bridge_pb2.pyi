@@ -618,7 +618,7 @@ class ExecuteModuleRequest(_message.Message):
     def __init__(self, module_id: _Optional[str] = ..., inputs: _Optional[_Mapping[str, FieldValue]] = ..., bindings: _Optional[_Iterable[_Union[BoundValue, _Mapping]]] = ..., call_id: _Optional[str] = ...) -> None: ...
 
 class LmCall(_message.Message):
-    __slots__ = ("model", "temperature", "max_tokens", "top_p", "n", "prompt_tokens", "completion_tokens", "start_unix_nano", "end_unix_nano")
+    __slots__ = ("model", "temperature", "max_tokens", "top_p", "n", "prompt_tokens", "completion_tokens", "start_unix_nano", "end_unix_nano", "exchange", "exchange_left_out")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -628,6 +628,8 @@ class LmCall(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     END_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    EXCHANGE_FIELD_NUMBER: _ClassVar[int]
+    EXCHANGE_LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
     model: str
     temperature: float
     max_tokens: int
@@ -637,7 +639,25 @@ class LmCall(_message.Message):
     completion_tokens: int
     start_unix_nano: int
     end_unix_nano: int
-    def __init__(self, model: _Optional[str] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., top_p: _Optional[float] = ..., n: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., start_unix_nano: _Optional[int] = ..., end_unix_nano: _Optional[int] = ...) -> None: ...
+    exchange: LmExchange
+    exchange_left_out: bool
+    def __init__(self, model: _Optional[str] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., top_p: _Optional[float] = ..., n: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., start_unix_nano: _Optional[int] = ..., end_unix_nano: _Optional[int] = ..., exchange: _Optional[_Union[LmExchange, _Mapping]] = ..., exchange_left_out: _Optional[bool] = ...) -> None: ...
+
+class LmMessage(_message.Message):
+    __slots__ = ("role", "content")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    content: str
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class LmExchange(_message.Message):
+    __slots__ = ("messages", "reply")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[LmMessage]
+    reply: str
+    def __init__(self, messages: _Optional[_Iterable[_Union[LmMessage, _Mapping]]] = ..., reply: _Optional[str] = ...) -> None: ...
 
 class ExecuteModuleResponse(_message.Message):
     __slots__ = ("outputs", "lm_calls", "duration_micros")
@@ -923,20 +943,30 @@ class LmCache(_message.Message):
     def __init__(self, memory_entries: _Optional[int] = ..., disk_dir: _Optional[str] = ...) -> None: ...
 
 class LmConfig(_message.Message):
-    __slots__ = ("scripted", "model", "openai", "record_path", "replay_path", "cache")
+    __slots__ = ("scripted", "model", "openai", "record_path", "replay_path", "cache", "capture")
     SCRIPTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OPENAI_FIELD_NUMBER: _ClassVar[int]
     RECORD_PATH_FIELD_NUMBER: _ClassVar[int]
     REPLAY_PATH_FIELD_NUMBER: _ClassVar[int]
     CACHE_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_FIELD_NUMBER: _ClassVar[int]
     scripted: ScriptedLm
     model: ModelLm
     openai: OpenAiLm
     record_path: str
     replay_path: str
     cache: LmCache
-    def __init__(self, scripted: _Optional[_Union[ScriptedLm, _Mapping]] = ..., model: _Optional[_Union[ModelLm, _Mapping]] = ..., openai: _Optional[_Union[OpenAiLm, _Mapping]] = ..., record_path: _Optional[str] = ..., replay_path: _Optional[str] = ..., cache: _Optional[_Union[LmCache, _Mapping]] = ...) -> None: ...
+    capture: LmCapture
+    def __init__(self, scripted: _Optional[_Union[ScriptedLm, _Mapping]] = ..., model: _Optional[_Union[ModelLm, _Mapping]] = ..., openai: _Optional[_Union[OpenAiLm, _Mapping]] = ..., record_path: _Optional[str] = ..., replay_path: _Optional[str] = ..., cache: _Optional[_Union[LmCache, _Mapping]] = ..., capture: _Optional[_Union[LmCapture, _Mapping]] = ...) -> None: ...
+
+class LmCapture(_message.Message):
+    __slots__ = ("max_calls", "max_bytes")
+    MAX_CALLS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    max_calls: int
+    max_bytes: int
+    def __init__(self, max_calls: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
 
 class WorkerConfig(_message.Message):
     __slots__ = ("lm", "max_concurrent_calls")
