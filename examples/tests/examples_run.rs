@@ -421,6 +421,23 @@ fn the_compile_program_example_learns_demos_for_every_lm_step_offline() {
 }
 
 #[test]
+fn the_multihop_example_loops_its_hops_and_answers_offline() {
+    let out = run(env!("CARGO_BIN_EXE_multihop"));
+    assert!(out.contains("answer: Dijon"), "{out}");
+    // Each hop is a query then its passages, each call in the trace with its hop.
+    for hop in 0..2 {
+        for step in ["generate_query", "retrieve"] {
+            let line = format!("  {step} (hop {hop} of `hops`)");
+            assert_eq!(out.matches(&line).count(), 1, "{line}\n{out}");
+        }
+    }
+    // The second hop found the passage the first one pointed at.
+    assert!(out.contains("Gustave Eiffel was born in Dijon"), "{out}");
+    let hops = out.find("  hops:").expect(&out);
+    assert!(out[..hops].contains("(hop 1 of `hops`)"), "{out}");
+}
+
+#[test]
 fn the_otel_example_exports_a_hybrid_run_as_one_trace() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
