@@ -94,7 +94,8 @@
 //! | `lm` | yes | the native LM lane's HTTP client for OpenAI-compatible endpoints (reqwest with rustls); the scripted LM works without it |
 //! | `redis` | yes | variables shared by many processes in Redis ([`state::SharedState`]) |
 //! | `otel` | no | OpenTelemetry traces of runs, steps, LM calls and tool calls, exported over OTLP (`telemetry`) |
-//! | `serve`, `dashboard` | no | reserved for serving over HTTP and the dashboard |
+//! | `serve` | no | programs served over HTTP, with live variables, history and rollback ([`serve`](crate::serve), axum) |
+//! | `dashboard` | no | reserved for the dashboard |
 //!
 //! With `default-features = false`, a program of native steps builds and runs with none of
 //! tonic, prost, redis, reqwest, hyper or axum in its dependency tree. A python step, a
@@ -189,7 +190,10 @@ pub mod eval;
 // 8. tuning and optimization
 pub mod optimize;
 pub mod tune;
-// 9. telemetry
+// 9. serving over HTTP
+#[cfg(feature = "serve")]
+pub mod serve;
+// 10. telemetry
 #[cfg(feature = "otel")]
 pub mod telemetry;
 
