@@ -1,15 +1,15 @@
-//! The server's options and programs, checked once at `build()`, and the state every route
-//! shares.
+//! The server's options and programs, checked once at `build()`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
 use super::metrics::Metrics;
 use super::schema;
+use super::state::{Served, ServerState};
 use super::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_CONCURRENT_RUNS, DEFAULT_MAX_QUEUED_RUNS,
     DEFAULT_REQUEST_TIMEOUT,
@@ -32,33 +32,6 @@ pub struct ServerBuilder {
     max_queued_runs: usize,
     request_timeout: Duration,
     drain_timeout: Duration,
-}
-
-/// One served program.
-pub(crate) struct Served {
-    pub(crate) program: Box<dyn BaseProgram>,
-}
-
-/// What every route shares.
-pub(crate) struct ServerState {
-    pub(crate) programs: BTreeMap<String, Arc<Served>>,
-    pub(crate) token: Option<String>,
-    pub(crate) admin_token: Option<String>,
-    /// One permit per run at once.
-    pub(crate) runs: Arc<Semaphore>,
-    max_concurrent_runs: usize,
-    pub(crate) queued: AtomicUsize,
-    pub(crate) max_queued_runs: usize,
-    pub(crate) request_timeout: Duration,
-    pub(crate) drain_timeout: Duration,
-    pub(crate) shutting_down: AtomicBool,
-    /// Requests being answered (a stream until its last event).
-    pub(crate) in_flight: AtomicUsize,
-    /// Told when `in_flight` drops to 0.
-    pub(crate) drained: Notify,
-    pub(crate) metrics: Metrics,
-    /// The OpenAPI document, built once.
-    pub(crate) openapi: serde_json::Value,
 }
 
 impl Server {
@@ -167,10 +140,7 @@ impl ServerBuilder {
                 ));
             }
             if programs.contains_key(&name) {
-                return Err(option(
-                    "program",
-                    format!("`{name}` is served twice"),
-                ));
+                return Err(option("program", format!("`{name}` is served twice")));
             }
             programs.insert(name, Arc::new(Served { program }));
         }
@@ -193,29 +163,5 @@ impl ServerBuilder {
                 openapi,
             }),
         })
-    }
-}
-
-impl ServerState {
-    /// How many runs go at once.
-    pub(crate) fn runs_limit(&self) -> usize {
-        self.max_concurrent_runs
-    }
-
-    /// Counts a request in flight until the guard is dropped (a stream: until its last event).
-    pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        InFlight(Arc::clone(self))
-    }
-}
-
-/// One request in flight; a shutdown waits for these.
-pub(crate) struct InFlight(Arc<ServerState>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.drained.notify_waiters();
-        }
     }
 }

@@ -82,7 +82,11 @@ impl ApiError {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", error.to_string()).on(name)
             }
             _ => Self::from_input(error).unwrap_or_else(|| {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.report())
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    error.report(),
+                )
             }),
         }
     }
@@ -102,8 +106,12 @@ impl ApiError {
     fn from_input(error: &Error) -> Option<Self> {
         match error {
             Error::ConstraintViolation(e) | Error::InvalidValue(e) => Some(
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "constraint", e.to_string())
-                    .on(&e.variable),
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "constraint",
+                    e.to_string(),
+                )
+                .on(&e.variable),
             ),
             Error::TypeMismatch { name, .. } => {
                 Some(Self::invalid_input(error.to_string()).on(name))
@@ -118,8 +126,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status, axum::Json(json!({"error": self.body()}))).into_response();
+        let mut response = (self.status, axum::Json(json!({"error": self.body()}))).into_response();
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

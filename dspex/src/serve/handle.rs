@@ -16,8 +16,9 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::builder::{Server, ServerState};
+use super::builder::Server;
 use super::error::ApiError;
+use super::state::ServerState;
 use super::{MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_REQUEST_ID_BYTES, run, schema, variables};
 use crate::error::{Cause, Error, Result};
 
@@ -146,6 +147,18 @@ impl ServerHandle {
             served.program.program_context().shutdown_worker().await;
         }
         Ok(())
+    }
+}
+
+impl Drop for ServerHandle {
+    /// A handle dropped without [`shutdown`](Self::shutdown) stops the server without
+    /// waiting for running requests.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            self.state.shutting_down.store(true, Ordering::SeqCst);
+            self.state.runs.close();
+            let _ = stop.send(());
+        }
     }
 }
 
@@ -306,11 +319,15 @@ async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
         if !program.program_python_steps().is_empty()
             && ctx.worker_status().is_none_or(|w| w.pid.is_none())
         {
-            problems.push(format!("program `{name}`: its Python worker is not running"));
+            problems.push(format!(
+                "program `{name}`: its Python worker is not running"
+            ));
         }
         #[cfg(feature = "redis")]
         if ctx.shared_state().is_some_and(|s| !s.is_connected()) {
-            problems.push(format!("program `{name}`: its Redis session is not connected"));
+            problems.push(format!(
+                "program `{name}`: its Redis session is not connected"
+            ));
         }
         let _ = (name, ctx);
     }

@@ -77,7 +77,11 @@ impl Metrics {
             "Time of finished runs, by program",
             run_seconds.clone(),
         );
-        registry.register("steps", "Steps that finished, by program and step", steps.clone());
+        registry.register(
+            "steps",
+            "Steps that finished, by program and step",
+            steps.clone(),
+        );
         registry.register(
             "step_duration_seconds",
             "Time of finished steps, by program and step",
@@ -88,7 +92,11 @@ impl Metrics {
             "LM tokens reported by the LM, by program, step and kind (prompt, completion)",
             tokens.clone(),
         );
-        registry.register("runs_in_flight", "Runs (and streams) going now", in_flight.clone());
+        registry.register(
+            "runs_in_flight",
+            "Runs (and streams) going now",
+            in_flight.clone(),
+        );
         registry.register("runs_queued", "Runs waiting for a place", queued.clone());
         Self {
             registry,

@@ -42,7 +42,7 @@
 //!   (request ids, bounds, tokens, shutdown) and graceful shutdown.
 //! - `run`: the run and stream routes and the admission of runs (concurrency, queue, timeout).
 //! - `variables`: the variable routes; `schema`: program schemas and the OpenAPI document.
-//! - `metrics`: the Prometheus registry; `error`: the JSON error object; `json`: the JSON
+//! - `state`: what every route shares; `metrics`: the Prometheus registry; `error`: the JSON error object; `json`: the JSON
 //!   forms of fields, traces and variables.
 
 mod builder;
@@ -52,6 +52,7 @@ mod json;
 mod metrics;
 mod run;
 mod schema;
+mod state;
 mod variables;
 
 use std::time::Duration;

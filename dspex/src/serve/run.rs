@@ -19,9 +19,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::RETRY_AFTER_SECONDS;
-use super::builder::{Served, ServerState};
 use super::error::ApiError;
 use super::json;
+use super::state::{Served, ServerState};
 use crate::context::Overrides;
 use crate::data::Fields;
 use crate::program::RunEvent;
@@ -48,7 +48,9 @@ pub(crate) fn served<'s>(state: &'s ServerState, name: &str) -> Result<&'s Arc<S
 }
 
 /// The body as a JSON object, or 413 (over the limit), 400 (not JSON) or 422 (not an object).
-pub(crate) fn json_object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Json>, ApiError> {
+pub(crate) fn json_object(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Map<String, Json>, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(format!(
@@ -97,7 +99,11 @@ pub(crate) fn known_params(
             if known.is_empty() {
                 "none".to_owned()
             } else {
-                known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         ))
         .on(key.as_str())),
@@ -128,7 +134,10 @@ fn run_request(served: &Served, mut body: Map<String, Json>) -> Result<RunReques
             .collect::<Vec<_>>()
             .join(", ")
     };
-    if let Some(unknown) = inputs.keys().find(|k| !declared.iter().any(|f| &f.name == *k)) {
+    if let Some(unknown) = inputs
+        .keys()
+        .find(|k| !declared.iter().any(|f| &f.name == *k))
+    {
         return Err(ApiError::invalid_input(format!(
             "program `{}` takes no input `{unknown}`; its inputs are {}",
             spec.name,
@@ -173,7 +182,11 @@ fn parse_overrides(served: &Served, overrides: Map<String, Json>) -> Result<Over
     let mut parsed = Overrides::new();
     for (name, value) in overrides {
         if spec.variable(&name).is_none() {
-            let names: Vec<String> = spec.variables.iter().map(|v| format!("`{}`", v.name)).collect();
+            let names: Vec<String> = spec
+                .variables
+                .iter()
+                .map(|v| format!("`{}`", v.name))
+                .collect();
             return Err(ApiError::invalid_input(format!(
                 "override of `{name}`: program `{}` declares no variable `{name}`; its variables are {}",
                 spec.name,
@@ -370,16 +383,18 @@ pub(crate) async fn stream(
                     let error = timed_out(&task_state);
                     task_state.metrics.run_failed(&name, error.kind);
                     let data = json!({"error": error.body()}).to_string();
-                    let _ = sender.send(Event::default().event("error").data(data)).await;
+                    let _ = sender
+                        .send(Event::default().event("error").data(data))
+                        .await;
                     break;
                 }
             };
             match &event {
-                Ok(RunEvent::Finished { trace, .. }) => task_state.metrics.run_finished(
-                    &name,
-                    started.elapsed().as_secs_f64(),
-                    trace,
-                ),
+                Ok(RunEvent::Finished { trace, .. }) => {
+                    task_state
+                        .metrics
+                        .run_finished(&name, started.elapsed().as_secs_f64(), trace)
+                }
                 Err(e) => task_state
                     .metrics
                     .run_failed(&name, ApiError::from_run(e).kind),

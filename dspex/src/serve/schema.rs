@@ -11,7 +11,7 @@ use dspex_core::SignatureField;
 use dspex_core::program::ProgramSpec;
 use serde_json::{Map, Value as Json, json};
 
-use super::builder::{Served, ServerState};
+use super::state::{Served, ServerState};
 
 /// The JSON Schema of an object with these fields, all required, no others.
 fn object_schema(fields: &[&SignatureField]) -> Json {
@@ -37,7 +37,11 @@ fn signature(spec: &ProgramSpec) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    format!("{} -> {}", side(spec.input_fields()), side(spec.output_fields()))
+    format!(
+        "{} -> {}",
+        side(spec.input_fields()),
+        side(spec.output_fields())
+    )
 }
 
 /// `GET /v1/programs`.
@@ -170,18 +174,21 @@ fn common_paths(paths: &mut Map<String, Json>) {
             "required": ["value", "version", "type", "constraints", "readonly"],
         }})), READ_ERRORS),
     }}));
-    paths.insert("/v1/programs/{name}/variables/{var}".to_owned(), json!({"put": {
-        "operationId": "write_variable",
-        "summary": "Writes a variable (admin token), optionally only at an expected version",
-        "parameters": [name, var],
-        "requestBody": {"required": true, "content": json_content(json!({
-            "type": "object",
-            "properties": {"value": {}, "expected_version": {"type": "integer", "minimum": 1}},
-            "required": ["value"],
-            "additionalProperties": false,
-        }))},
-        "responses": responses(ok_json("The new version", version.clone()), WRITE_ERRORS),
-    }}));
+    paths.insert(
+        "/v1/programs/{name}/variables/{var}".to_owned(),
+        json!({"put": {
+            "operationId": "write_variable",
+            "summary": "Writes a variable (admin token), optionally only at an expected version",
+            "parameters": [name, var],
+            "requestBody": {"required": true, "content": json_content(json!({
+                "type": "object",
+                "properties": {"value": {}, "expected_version": {"type": "integer", "minimum": 1}},
+                "required": ["value"],
+                "additionalProperties": false,
+            }))},
+            "responses": responses(ok_json("The new version", version.clone()), WRITE_ERRORS),
+        }}),
+    );
     paths.insert("/v1/programs/{name}/variables/{var}/history".to_owned(), json!({"get": {
         "operationId": "variable_history",
         "summary": "The variable's last writes, newest first",
@@ -195,29 +202,42 @@ fn common_paths(paths: &mut Map<String, Json>) {
             "required": ["version", "value", "source", "metadata", "at"],
         }})), READ_ERRORS),
     }}));
-    paths.insert("/v1/programs/{name}/variables/{var}/rollback".to_owned(), json!({"post": {
-        "operationId": "rollback_variable",
-        "summary": "Writes the value of an earlier version again (admin token)",
-        "parameters": [name, var],
-        "requestBody": {"required": true, "content": json_content(version.clone())},
-        "responses": responses(ok_json("The new version", version), WRITE_ERRORS),
-    }}));
+    paths.insert(
+        "/v1/programs/{name}/variables/{var}/rollback".to_owned(),
+        json!({"post": {
+            "operationId": "rollback_variable",
+            "summary": "Writes the value of an earlier version again (admin token)",
+            "parameters": [name, var],
+            "requestBody": {"required": true, "content": json_content(version.clone())},
+            "responses": responses(ok_json("The new version", version), WRITE_ERRORS),
+        }}),
+    );
     for (path, id, summary) in [
         ("/healthz", "healthz", "Alive (no token)"),
-        ("/readyz", "readyz", "Every program's workers, and shared sessions, ready"),
+        (
+            "/readyz",
+            "readyz",
+            "Every program's workers, and shared sessions, ready",
+        ),
     ] {
-        paths.insert(path.to_owned(), json!({"get": {
-            "operationId": id,
-            "summary": summary,
-            "responses": responses(ok_json("Ready", json!({"type": "object"})), &["503"]),
-        }}));
+        paths.insert(
+            path.to_owned(),
+            json!({"get": {
+                "operationId": id,
+                "summary": summary,
+                "responses": responses(ok_json("Ready", json!({"type": "object"})), &["503"]),
+            }}),
+        );
     }
-    paths.insert("/metrics".to_owned(), json!({"get": {
-        "operationId": "metrics",
-        "summary": "Prometheus text format",
-        "responses": responses(json!({"description": "Metrics",
-            "content": {"text/plain": {"schema": {"type": "string"}}}}), &["401", "503"]),
-    }}));
+    paths.insert(
+        "/metrics".to_owned(),
+        json!({"get": {
+            "operationId": "metrics",
+            "summary": "Prometheus text format",
+            "responses": responses(json!({"description": "Metrics",
+                "content": {"text/plain": {"schema": {"type": "string"}}}}), &["401", "503"]),
+        }}),
+    );
     paths.insert("/openapi.json".to_owned(), json!({"get": {
         "operationId": "openapi",
         "summary": "This document",

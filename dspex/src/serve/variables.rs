@@ -12,11 +12,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value as Json, json};
 
-use super::builder::{Served, ServerState};
 use super::error::ApiError;
 use super::handle::require_admin;
 use super::json;
 use super::run::{json_object, known_keys, known_params, served};
+use super::state::{Served, ServerState};
 use super::{DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
 use crate::context::Context;
 use crate::state::provider::{SetOptions, VarRecord};
@@ -149,7 +149,9 @@ pub(crate) async fn history(
             .program_context()
             .history(&var, limit)
             .map_err(|e| ApiError::from_variables(&e))?;
-        Ok(Json::Array(entries.iter().map(json::history_entry).collect()))
+        Ok(Json::Array(
+            entries.iter().map(json::history_entry).collect(),
+        ))
     })())
 }
 
