@@ -1220,3 +1220,39 @@ async fn the_builder_refuses_bad_options() {
         .contains("admin_token")
     );
 }
+
+/// The OpenAPI document passes `openapi-spec-validator` (pinned in `python/requirements.lock`),
+/// run by the project's interpreter (`DSPEX_PYTHON`, else `python3`).
+#[tokio::test]
+async fn the_openapi_document_is_valid_openapi_3_1() {
+    let gate = Gate::new();
+    let (handle, base) = serve(&gate, |b| b).await;
+    let (status, openapi) = get(&base, "/openapi.json", READ).await;
+    assert_eq!(status, StatusCode::OK);
+    handle.shutdown().await.unwrap();
+
+    let python = std::env::var("DSPEX_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let script = "import json, sys\n\
+                  from openapi_spec_validator import OpenAPIV31SpecValidator, validate\n\
+                  validate(json.load(sys.stdin), cls=OpenAPIV31SpecValidator)\n\
+                  print('valid')";
+    let mut child = tokio::process::Command::new(&python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{python} does not start: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, openapi.to_string().as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success() && output.stdout.starts_with(b"valid"),
+        "openapi-spec-validator refused the document (run ./scripts/python-env and set DSPEX_PYTHON):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
