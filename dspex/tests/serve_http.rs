@@ -1256,3 +1256,53 @@ async fn the_openapi_document_is_valid_openapi_3_1() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_stream_over_the_request_timeout_ends_with_a_timeout_event() {
+    let gate = Gate::new();
+    let (handle, base) = serve(&gate, |b| b.request_timeout(Duration::from_millis(300))).await;
+    let response = client()
+        .post(format!("{base}/v1/programs/gated/stream"))
+        .bearer_auth(READ)
+        .json(&json!({"inputs": {"text": "slow"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let events = parse_sse(&response.text().await.unwrap());
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names, ["step_started", "error"]);
+    assert_eq!(events[1].1["error"]["kind"], "timeout");
+    handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_shutdown_stops_at_the_drain_timeout_when_a_run_hangs() {
+    let gate = Gate::new();
+    let (handle, base) = serve(&gate, |b| b.drain_timeout(Duration::from_millis(200))).await;
+    let hanging = {
+        let base = base.clone();
+        tokio::spawn(async move {
+            client()
+                .post(format!("{base}/v1/programs/gated/run"))
+                .bearer_auth(READ)
+                .json(&json!({"inputs": {"text": "never released"}}))
+                .send()
+                .await
+        })
+    };
+    gate.wait_entered(1).await;
+    handle.shutdown().await.unwrap();
+    assert!(
+        client()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "stopped listening"
+    );
+    assert!(
+        hanging.await.unwrap().is_err(),
+        "the hanging request is cut at the drain timeout"
+    );
+}

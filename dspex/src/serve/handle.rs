@@ -124,8 +124,8 @@ impl ServerHandle {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            match tokio::time::timeout_at(deadline, task).await {
+        if let Some(mut task) = self.task.take() {
+            match tokio::time::timeout_at(deadline, &mut task).await {
                 Ok(Ok(served)) => served.map_err(|e| Error::Serve {
                     message: "the server stopped with an error".to_owned(),
                     source: Some(e.into()),
@@ -136,10 +136,13 @@ impl ServerHandle {
                         source: Some(Cause::other(join)),
                     });
                 }
-                Err(_) => tracing::warn!(
-                    target: "dspex::serve",
-                    "connections still open at the drain timeout"
-                ),
+                Err(_) => {
+                    tracing::warn!(
+                        target: "dspex::serve",
+                        "connections still open at the drain timeout: closing them"
+                    );
+                    task.abort();
+                }
             }
         }
         #[cfg(feature = "python")]
