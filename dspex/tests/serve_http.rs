@@ -1301,8 +1301,12 @@ async fn a_shutdown_stops_at_the_drain_timeout_when_a_run_hangs() {
             .is_err(),
         "stopped listening"
     );
-    assert!(
-        hanging.await.unwrap().is_err(),
-        "the hanging request is cut at the drain timeout"
+    let hanging = hanging.await.unwrap().unwrap();
+    assert_eq!(
+        hanging.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "answered at the drain timeout"
     );
+    let body: Json = hanging.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "shutting_down");
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use super::metrics::Metrics;
 use super::schema;
@@ -157,6 +157,7 @@ impl ServerBuilder {
                 request_timeout: self.request_timeout,
                 drain_timeout: self.drain_timeout,
                 shutting_down: AtomicBool::new(false),
+                cancel_runs: watch::channel(false).0,
                 in_flight: AtomicUsize::new(0),
                 drained: Notify::new(),
                 metrics: Metrics::new(),

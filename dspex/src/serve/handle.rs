@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -23,6 +24,10 @@ use super::{MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_REQUEST_ID_BYTES, run, schema,
 use crate::error::{Cause, Error, Result};
 
 const REQUEST_ID: &str = "x-request-id";
+
+/// How long the requests cancelled at the drain timeout, and then the connections, have to
+/// close before the server stops without them.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
 /// A running server: its address, and [`shutdown`](Self::shutdown).
 pub struct ServerHandle {
@@ -93,37 +98,49 @@ impl ServerHandle {
     }
 
     /// Stops gracefully: new requests get 503 (`shutting_down`), running ones (streams too)
-    /// finish, within the drain timeout, then the server stops listening and the programs'
-    /// Python workers stop.
+    /// finish within the drain timeout (those still running then are answered 503, a stream
+    /// with an `error` event), then the server stops listening and the programs' Python
+    /// workers stop.
     pub async fn shutdown(mut self) -> Result<()> {
         self.drain().await
     }
 
-    async fn drain(&mut self) -> Result<()> {
+    /// Waits until no request is in flight, or `deadline`; whether they all finished.
+    async fn drained_by(&self, deadline: tokio::time::Instant) -> bool {
         let state = &self.state;
-        state.shutting_down.store(true, Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + state.drain_timeout;
         loop {
             let drained = state.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
             if state.in_flight.load(Ordering::SeqCst) == 0 {
-                break;
+                return true;
             }
             if tokio::time::timeout_at(deadline, drained).await.is_err() {
-                tracing::warn!(
-                    target: "dspex::serve",
-                    in_flight = state.in_flight.load(Ordering::SeqCst),
-                    "drain timeout reached; stopping with requests still running"
-                );
-                break;
+                return false;
             }
+        }
+    }
+
+    async fn drain(&mut self) -> Result<()> {
+        let state = Arc::clone(&self.state);
+        state.shutting_down.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + state.drain_timeout;
+        if !self.drained_by(deadline).await {
+            tracing::warn!(
+                target: "dspex::serve",
+                in_flight = state.in_flight.load(Ordering::SeqCst),
+                "drain timeout reached: the requests still running are answered 503"
+            );
+            state.cancel_runs.send_replace(true);
+            let deadline = tokio::time::Instant::now() + CANCEL_GRACE;
+            self.drained_by(deadline).await;
         }
         // No more permits for runs still waiting in the queue.
         state.runs.close();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let deadline = tokio::time::Instant::now() + CANCEL_GRACE;
         if let Some(mut task) = self.task.take() {
             match tokio::time::timeout_at(deadline, &mut task).await {
                 Ok(Ok(served)) => served.map_err(|e| Error::Serve {

@@ -312,9 +312,12 @@ async fn run_checked(
         }
         Ok(body)
     };
-    tokio::time::timeout(state.request_timeout, run)
-        .await
-        .unwrap_or_else(|_| Err(timed_out(state)))
+    tokio::select! {
+        done = tokio::time::timeout(state.request_timeout, run) => {
+            done.unwrap_or_else(|_| Err(timed_out(state)))
+        }
+        () = state.runs_cancelled() => Err(ApiError::shutting_down()),
+    }
 }
 
 /// The server-sent event of one run event.
@@ -375,12 +378,14 @@ pub(crate) async fn stream(
         let RunRequest { inputs, overrides } = request;
         let mut events = served.program.stream_boxed(&overrides, inputs);
         loop {
-            let next = tokio::time::timeout_at(deadline, events.next()).await;
+            let next = tokio::select! {
+                next = tokio::time::timeout_at(deadline, events.next()) => next.map_err(|_| timed_out(&task_state)),
+                () = task_state.runs_cancelled() => Err(ApiError::shutting_down()),
+            };
             let event = match next {
                 Ok(Some(event)) => event,
                 Ok(None) => break,
-                Err(_) => {
-                    let error = timed_out(&task_state);
+                Err(error) => {
                     task_state.metrics.run_failed(&name, error.kind);
                     let data = json!({"error": error.body()}).to_string();
                     let _ = sender

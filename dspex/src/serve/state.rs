@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use super::metrics::Metrics;
 use crate::program::BaseProgram;
@@ -29,6 +29,8 @@ pub(crate) struct ServerState {
     pub(crate) request_timeout: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) shutting_down: AtomicBool,
+    /// Set at the drain timeout: the runs still going are answered 503.
+    pub(crate) cancel_runs: watch::Sender<bool>,
     /// Requests being answered (a stream until its last event).
     pub(crate) in_flight: AtomicUsize,
     /// Told when `in_flight` drops to 0.
@@ -42,6 +44,13 @@ impl ServerState {
     /// How many runs go at once.
     pub(crate) fn runs_limit(&self) -> usize {
         self.max_concurrent_runs
+    }
+
+    /// Resolves when the runs still going must stop (the drain timeout of a shutdown).
+    pub(crate) async fn runs_cancelled(&self) {
+        let mut cancelled = self.cancel_runs.subscribe();
+        // The sender lives as long as `self`.
+        let _ = cancelled.wait_for(|c| *c).await;
     }
 
     /// Counts a request in flight until the guard is dropped (a stream: until its last event).
