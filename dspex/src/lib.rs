@@ -47,6 +47,9 @@
 //!   agents, and other Rust callables Python calls back.
 //! - [`eval`]: examples and data sets, metrics, evaluation; [`tune`]: the tuner of declared
 //!   variables; [`optimize`]: DSPy's optimizers on python steps and program state.
+//! - `serve` (feature `serve`): programs served over HTTP, with their variables readable and
+//!   writable live (history, rollback), server-sent event streams, an OpenAPI document and
+//!   Prometheus metrics.
 //! - `telemetry` (feature `otel`): runs as OpenTelemetry traces, exported over OTLP.
 //!
 //! # Layers
@@ -57,6 +60,8 @@
 //!
 //! ```text
 //!  telemetry                      OpenTelemetry export of the spans `data` names (feature `otel`)
+//!   |
+//!  serve                          programs over HTTP (feature `serve`)
 //!   |
 //!  tune        optimize           the workflows: tuning, DSPy's optimizers, program state
 //!   |    \        |

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
@@ -88,11 +88,23 @@ pub(crate) fn known_keys(object: &Map<String, Json>, known: &[&str]) -> Result<(
     }
 }
 
-/// Refuses a query parameter other than `known`.
-pub(crate) fn known_params(
-    query: &BTreeMap<String, String>,
+/// The query parameters of a request (a query that does not parse is refused, 422).
+pub(crate) type QueryParams = Result<Query<BTreeMap<String, String>>, QueryRejection>;
+
+/// The query parameters, refusing one other than `known`.
+pub(crate) fn known_params<'q>(
+    query: &'q QueryParams,
     known: &[&str],
-) -> Result<(), ApiError> {
+) -> Result<&'q BTreeMap<String, String>, ApiError> {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => {
+            return Err(ApiError::invalid_input(format!(
+                "the query string does not parse: {}",
+                rejection.body_text()
+            )));
+        }
+    };
     match query.keys().find(|k| !known.contains(&k.as_str())) {
         Some(key) => Err(ApiError::invalid_input(format!(
             "unknown query parameter `{key}`; this route takes {}",
@@ -107,7 +119,7 @@ pub(crate) fn known_params(
             }
         ))
         .on(key.as_str())),
-        None => Ok(()),
+        None => Ok(query),
     }
 }
 
@@ -260,7 +272,7 @@ fn timed_out(state: &ServerState) -> ApiError {
 pub(crate) async fn run(
     State(state): State<Arc<ServerState>>,
     Path(name): Path<String>,
-    Query(query): Query<BTreeMap<String, String>>,
+    query: QueryParams,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = run_checked(&state, &name, &query, body).await;
@@ -278,11 +290,11 @@ pub(crate) async fn run(
 async fn run_checked(
     state: &ServerState,
     name: &str,
-    query: &BTreeMap<String, String>,
+    query: &QueryParams,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json, ApiError> {
     let served = served(state, name)?;
-    known_params(query, &["trace"])?;
+    let query = known_params(query, &["trace"])?;
     let with_trace = match query.get("trace").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -345,7 +357,7 @@ fn sse_event(event: crate::error::Result<RunEvent<Fields>>) -> Event {
 pub(crate) async fn stream(
     State(state): State<Arc<ServerState>>,
     Path(name): Path<String>,
-    Query(query): Query<BTreeMap<String, String>>,
+    query: QueryParams,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let opened = async {

@@ -2,12 +2,11 @@
 //! read its history, roll it back. A write over HTTP is a Rust write with metadata
 //! `written_by = "http"`; a refused one changes nothing.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value as Json, json};
@@ -15,7 +14,7 @@ use serde_json::{Map, Value as Json, json};
 use super::error::ApiError;
 use super::handle::require_admin;
 use super::json;
-use super::run::{json_object, known_keys, known_params, served};
+use super::run::{QueryParams, json_object, known_keys, known_params, served};
 use super::state::{Served, ServerState};
 use super::{DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
 use crate::context::Context;
@@ -65,7 +64,7 @@ fn writable(ctx: &Context, var: &str) -> Result<VarRecord, ApiError> {
 pub(crate) async fn list(
     State(state): State<Arc<ServerState>>,
     Path(name): Path<String>,
-    Query(query): Query<BTreeMap<String, String>>,
+    query: QueryParams,
 ) -> Response {
     respond((|| {
         let served = served(&state, &name)?;
@@ -127,11 +126,11 @@ pub(crate) async fn put(
 pub(crate) async fn history(
     State(state): State<Arc<ServerState>>,
     Path((name, var)): Path<(String, String)>,
-    Query(query): Query<BTreeMap<String, String>>,
+    query: QueryParams,
 ) -> Response {
     respond((|| {
         let served = declared(served(&state, &name)?, &var)?;
-        known_params(&query, &["limit"])?;
+        let query = known_params(&query, &["limit"])?;
         let limit = match query.get("limit") {
             None => DEFAULT_HISTORY_PAGE,
             Some(text) => match text.parse::<usize>() {
