@@ -282,6 +282,16 @@ pub enum Error {
         #[source]
         source: Option<Cause>,
     },
+    /// The HTTP server (feature `serve`) could not listen or stop: the message names the
+    /// address or the step; `source` is the `io::Error` underneath.
+    #[error("serve: {message}")]
+    Serve {
+        /// What failed ("cannot bind 0.0.0.0:80").
+        message: String,
+        /// Why, when something underneath failed.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The Python worker process failed, or could not be started. Build it with
     /// [`Error::worker`] or [`Error::worker_with`].
     #[error("python worker: {message}")]

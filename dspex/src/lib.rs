@@ -47,6 +47,9 @@
 //!   agents, and other Rust callables Python calls back.
 //! - [`eval`]: examples and data sets, metrics, evaluation; [`tune`]: the tuner of declared
 //!   variables; [`optimize`]: DSPy's optimizers on python steps and program state.
+//! - `serve` (feature `serve`): programs served over HTTP, with their variables readable and
+//!   writable live (history, rollback), server-sent event streams, an OpenAPI document and
+//!   Prometheus metrics.
 //! - `telemetry` (feature `otel`): runs as OpenTelemetry traces, exported over OTLP.
 //!
 //! # Layers
@@ -57,6 +60,8 @@
 //!
 //! ```text
 //!  telemetry                      OpenTelemetry export of the spans `data` names (feature `otel`)
+//!   |
+//!  serve                          programs over HTTP (feature `serve`)
 //!   |
 //!  tune        optimize           the workflows: tuning, DSPy's optimizers, program state
 //!   |    \        |
@@ -94,7 +99,8 @@
 //! | `lm` | yes | the native LM lane's HTTP client for OpenAI-compatible endpoints (reqwest with rustls); the scripted LM works without it |
 //! | `redis` | yes | variables shared by many processes in Redis ([`state::SharedState`]) |
 //! | `otel` | no | OpenTelemetry traces of runs, steps, LM calls and tool calls, exported over OTLP (`telemetry`) |
-//! | `serve`, `dashboard` | no | reserved for serving over HTTP and the dashboard |
+//! | `serve` | no | programs served over HTTP, with live variables, history and rollback ([`serve`](crate::serve), axum) |
+//! | `dashboard` | no | reserved for the dashboard |
 //!
 //! With `default-features = false`, a program of native steps builds and runs with none of
 //! tonic, prost, redis, reqwest, hyper or axum in its dependency tree. A python step, a
@@ -189,7 +195,10 @@ pub mod eval;
 // 8. tuning and optimization
 pub mod optimize;
 pub mod tune;
-// 9. telemetry
+// 9. serving over HTTP
+#[cfg(feature = "serve")]
+pub mod serve;
+// 10. telemetry
 #[cfg(feature = "otel")]
 pub mod telemetry;
 

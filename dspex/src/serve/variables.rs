@@ -1,0 +1,182 @@
+//! The variable routes: read a program's variables, write one (admin token, compare-and-set),
+//! read its history, roll it back. A write over HTTP is a Rust write with metadata
+//! `written_by = "http"`; a refused one changes nothing.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value as Json, json};
+
+use super::error::ApiError;
+use super::handle::require_admin;
+use super::json;
+use super::run::{QueryParams, json_object, known_keys, known_params, served};
+use super::state::{Served, ServerState};
+use super::{DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE};
+use crate::context::Context;
+use crate::state::provider::{SetOptions, VarRecord};
+use crate::util::value_json::from_json;
+
+/// The metadata key and value of a write over HTTP.
+const WRITTEN_BY: (&str, &str) = ("written_by", "http");
+
+fn respond(result: Result<Json, ApiError>) -> Response {
+    match result {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The variable `var` of the program, which must declare it, or 404.
+fn declared<'s>(served: &'s Served, var: &str) -> Result<&'s Served, ApiError> {
+    let spec = served.program.program_spec();
+    if spec.variable(var).is_some() {
+        Ok(served)
+    } else {
+        Err(ApiError::not_found(format!(
+            "program `{}` declares no variable `{var}`",
+            spec.name
+        ))
+        .on(var))
+    }
+}
+
+/// The record of `var` if HTTP may write it: a read-only variable is written by the program's
+/// Rust code only, so a write over HTTP is 403.
+fn writable(ctx: &Context, var: &str) -> Result<VarRecord, ApiError> {
+    let record = ctx.record(var).map_err(|e| ApiError::from_variables(&e))?;
+    if record.readonly {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("variable `{var}` is read-only: only the program's Rust code writes it"),
+        )
+        .on(var));
+    }
+    Ok(record)
+}
+
+/// `GET /v1/programs/{name}/variables`.
+pub(crate) async fn list(
+    State(state): State<Arc<ServerState>>,
+    Path(name): Path<String>,
+    query: QueryParams,
+) -> Response {
+    respond((|| {
+        let served = served(&state, &name)?;
+        known_params(&query, &[])?;
+        let program = &*served.program;
+        let ctx = program.program_context();
+        let mut out = Map::new();
+        for variable in &program.program_spec().variables {
+            let record = ctx
+                .record(&variable.name)
+                .map_err(|e| ApiError::from_variables(&e))?;
+            out.insert(variable.name.clone(), json::variable(&record));
+        }
+        Ok(Json::Object(out))
+    })())
+}
+
+/// `PUT /v1/programs/{name}/variables/{var}` with `{"value", "expected_version"?}`.
+pub(crate) async fn put(
+    State(state): State<Arc<ServerState>>,
+    Path((name, var)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    respond((|| {
+        require_admin(&state, &headers)?;
+        let served = declared(served(&state, &name)?, &var)?;
+        let mut body = json_object(body)?;
+        known_keys(&body, &["value", "expected_version"])?;
+        let value = body.remove("value").ok_or_else(|| {
+            ApiError::invalid_input(format!("the body has no `value` for `{var}`")).on(&var)
+        })?;
+        let mut options = SetOptions::default();
+        match body.remove("expected_version") {
+            None | Some(Json::Null) => {}
+            Some(version) => {
+                let version = version.as_u64().ok_or_else(|| {
+                    ApiError::invalid_input(format!(
+                        "`expected_version` is a version number, not {version}"
+                    ))
+                    .on(&var)
+                })?;
+                options = SetOptions::expect_version(version);
+            }
+        }
+        let options = options.with_metadata(WRITTEN_BY.0, WRITTEN_BY.1);
+        let ctx = served.program.program_context();
+        let record = writable(ctx, &var)?;
+        let value = from_json(record.ty, &value)
+            .map_err(|message| ApiError::invalid_input(format!("{var}: {message}")).on(&var))?;
+        let version = ctx
+            .set_with(&var, value, &options)
+            .map_err(|e| ApiError::from_variables(&e))?;
+        Ok(json!({"version": version}))
+    })())
+}
+
+/// `GET /v1/programs/{name}/variables/{var}/history?limit=n`, newest first.
+pub(crate) async fn history(
+    State(state): State<Arc<ServerState>>,
+    Path((name, var)): Path<(String, String)>,
+    query: QueryParams,
+) -> Response {
+    respond((|| {
+        let served = declared(served(&state, &name)?, &var)?;
+        let query = known_params(&query, &["limit"])?;
+        let limit = match query.get("limit") {
+            None => DEFAULT_HISTORY_PAGE,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_HISTORY_PAGE).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::invalid_input(format!(
+                        "query parameter `limit` is a number from 1 to {MAX_HISTORY_PAGE}, not `{text}`"
+                    ))
+                    .on("limit"));
+                }
+            },
+        };
+        let entries = served
+            .program
+            .program_context()
+            .history(&var, limit)
+            .map_err(|e| ApiError::from_variables(&e))?;
+        Ok(Json::Array(
+            entries.iter().map(json::history_entry).collect(),
+        ))
+    })())
+}
+
+/// `POST /v1/programs/{name}/variables/{var}/rollback` with `{"version": n}`.
+pub(crate) async fn rollback(
+    State(state): State<Arc<ServerState>>,
+    Path((name, var)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    respond((|| {
+        require_admin(&state, &headers)?;
+        let served = declared(served(&state, &name)?, &var)?;
+        let body = json_object(body)?;
+        known_keys(&body, &["version"])?;
+        let version = body.get("version").and_then(Json::as_u64).ok_or_else(|| {
+            ApiError::invalid_input(format!(
+                "the body needs `version`, the version of `{var}` to go back to"
+            ))
+            .on(&var)
+        })?;
+        let ctx = served.program.program_context();
+        writable(ctx, &var)?;
+        let version = ctx
+            .rollback(&var, version)
+            .map_err(|e| ApiError::from_variables(&e))?;
+        Ok(json!({"version": version}))
+    })())
+}

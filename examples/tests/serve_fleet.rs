@@ -1,0 +1,123 @@
+//! The `serve` example as a fleet: two server processes attached to one shared Redis session
+//! (the project's test Redis) serve the same variables, so a PUT on one is what the other's
+//! next run uses; SIGTERM stops each gracefully.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use dspex_test_redis::RedisServer;
+use serde_json::{Value as Json, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const READ: &str = "fleet-read";
+const ADMIN: &str = "fleet-admin";
+
+/// Starts the example on a free port of the shared `session`; the child and its base URL.
+async fn start(redis: &str, session: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_serve"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--shared",
+            redis,
+            "--session",
+            session,
+        ])
+        .args(["--token", READ, "--admin-token", ADMIN])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the serve example starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("its stdout")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the server says where it listens in time")
+        .expect("its stdout reads")
+        .expect("a line");
+    let base = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    // Keep reading its output so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+/// The temperature the next run of the server at `base` uses, as its trace shows it.
+async fn temperature_of_a_run(client: &reqwest::Client, base: &str) -> Json {
+    let body: Json = client
+        .post(format!("{base}/v1/programs/qa/run?trace=true"))
+        .bearer_auth(READ)
+        .json(&json!({"inputs": {"question": "Why Rust?"}}))
+        .send()
+        .await
+        .expect("the run answers")
+        .json()
+        .await
+        .expect("JSON");
+    body["trace"]["steps"][0]["params"]["temperature"].clone()
+}
+
+/// Sends SIGTERM and waits for a clean exit.
+async fn terminate(mut child: Child) {
+    let pid = child.id().expect("a running child").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the server stops in time")
+        .expect("its status");
+    assert!(
+        exit.success(),
+        "the server exits cleanly on SIGTERM: {exit}"
+    );
+}
+
+#[tokio::test]
+async fn a_put_on_one_server_is_what_the_others_next_run_uses() {
+    let redis = RedisServer::start().expect("redis-server starts");
+    let session = format!("serve-fleet-{}", std::process::id());
+    let (first, a) = start(&redis.url(), &session).await;
+    let (second, b) = start(&redis.url(), &session).await;
+    let client = reqwest::Client::new();
+    assert_eq!(temperature_of_a_run(&client, &b).await, json!(0.2));
+
+    let response = client
+        .put(format!("{a}/v1/programs/qa/variables/temperature"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"value": 1.5}))
+        .send()
+        .await
+        .expect("the PUT answers");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        response.json::<Json>().await.expect("JSON"),
+        json!({"version": 2})
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while temperature_of_a_run(&client, &b).await != json!(1.5) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second server never used the write"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let variables: Json = client
+        .get(format!("{b}/v1/programs/qa/variables"))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .expect("the variables answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(variables["temperature"]["version"], 2);
+
+    terminate(first).await;
+    terminate(second).await;
+}
