@@ -274,7 +274,7 @@ async fn declared_steps_with_the_json_adapter_send_dspys_request_and_read_typed_
     assert_eq!(server.requests().len(), 2);
 
     let ctx = context_on(&server).await;
-    assert!(!JsonCot::REQUIRES_BRIDGE);
+    const { assert!(!JsonCot::REQUIRES_BRIDGE && !JsonPredict::REQUIRES_BRIDGE) };
     let cot = JsonCot::attach(&ctx).await.unwrap();
     let out = cot
         .run(JsonCotInput {

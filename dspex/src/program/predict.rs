@@ -21,7 +21,7 @@ use crate::lm::{
 /// The state both modules share: an optional signature and LM of their own (in a chain, the
 /// step's signature and the context's LM are used when unset), and what DSPy's optimizers
 /// learn (instructions, demos, field descriptions), replaceable while the module runs.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct LmStep {
     signature: Option<Signature>,
     learned: RwLock<PredictorState>,
@@ -65,17 +65,6 @@ impl Adapters {
         let fallback =
             (self.adapter == Adapter::Chat && self.json_fallback).then_some(Adapter::Json);
         std::iter::once(self.adapter).chain(fallback)
-    }
-}
-
-impl Default for LmStep {
-    fn default() -> Self {
-        Self {
-            signature: None,
-            learned: RwLock::default(),
-            lm: None,
-            adapters: Adapters::default(),
-        }
     }
 }
 
