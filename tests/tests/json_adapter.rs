@@ -385,3 +385,52 @@ async fn a_declared_fallback_switch_decides_whether_a_reply_that_does_not_parse_
         asked(1)
     );
 }
+
+#[test]
+fn the_runtime_builder_checks_the_adapter_keys_as_the_macros_do() {
+    /// A module of the user's own, named like dspex's `Predict`.
+    #[derive(Default)]
+    struct Predict;
+    impl Module for Predict {
+        async fn forward(&self, inputs: &Fields, _: &Params) -> Result<Fields> {
+            Ok(Fields::from([("answer", inputs.get::<&str>("question")?)]))
+        }
+    }
+    let build = |step: Step| {
+        ProgramBuilder::new("Checked")
+            .step(step)
+            .build()
+            .err()
+            .map(|e| e.to_string())
+    };
+    let lm_step = || Step::native("answer", "question -> answer", dspex::Predict::default());
+    assert_eq!(build(lm_step().with("json_fallback", false)), None);
+    let refused = [
+        (
+            lm_step().with("adapter", "xml"),
+            "native `Predict` takes `adapter` as one of \"chat\", \"json\", found \"xml\"",
+        ),
+        (
+            lm_step().with("adaptor", "json"),
+            "(did you mean `adapter`?)",
+        ),
+        (
+            lm_step()
+                .with("adapter", "json")
+                .with("json_fallback", true),
+            "remove `json_fallback`",
+        ),
+        (
+            Step::native("answer", "question -> answer", Predict).with("adapter", "json"),
+            "`with` key `adapter` configures dspex's native `Predict` and `ChainOfThought` only; step `answer` is a native step of another type",
+        ),
+        (
+            Step::python("answer", "ChainOfThought", "question -> answer").with("adapter", "json"),
+            "step `answer` is a python step, whose DSPy module takes no such key",
+        ),
+    ];
+    for (step, message) in refused {
+        let err = build(step).unwrap();
+        assert!(err.contains(message), "{err}");
+    }
+}
