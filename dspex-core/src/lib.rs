@@ -1,7 +1,8 @@
 //! The rules of dspex variables, in one crate that has no runtime: values and the seven
 //! variable types, constraints and their validation, variable declarations, DSPy string
 //! signatures and their field types, how an LM's text reads as a field's type, glob patterns,
-//! the table of known DSPy modules and the program model with its checks.
+//! the table of known DSPy modules, the configuration of dspex's native LM modules and the
+//! program model with its checks.
 //!
 //! `dspex-macros` calls this crate at compile time and `dspex` at run time, so a declaration the
 //! compiler accepts is exactly one the runtime accepts, and the error messages are the same.
@@ -27,6 +28,7 @@ mod field_text;
 mod field_type;
 mod glob;
 mod literal_syntax;
+pub mod native;
 pub mod optimizers;
 pub mod program;
 mod signature;

@@ -7,6 +7,7 @@ use std::fmt;
 use crate::constraints::Field;
 use crate::dspy::{self, ConfigKind, DspyModule, Param, TOOLS_KEY};
 use crate::field_type::FieldType;
+use crate::native;
 use crate::signature::{Signature, SignatureField, is_identifier};
 use crate::spec::{SpecProblem, VariableSpec};
 use crate::suggest::did_you_mean;
@@ -38,8 +39,9 @@ pub struct StepSpec {
     pub signature: Signature,
     /// Variables bound to module parameters.
     pub bindings: Vec<Binding>,
-    /// The constructor configuration of a python step's module (`with { max_iters: 5 }`), in
-    /// source order.
+    /// The constructor configuration of a python step's module (`with { max_iters: 5 }`), or
+    /// the adapter settings of a native `Predict` or `ChainOfThought` (`with { adapter:
+    /// "json" }`, [`native::CONFIG`]), in source order.
     pub config: Vec<ConfigEntry>,
     /// Whether the step runs only when a native step calls it (`name: called native ..`),
     /// never in chain order: its inputs need not flow along the chain, and its outputs do not
@@ -355,9 +357,10 @@ impl ProgramSpec {
         }
     }
 
-    /// Checks a step's `with` configuration: only python steps take one; each key once, taken
-    /// by the module (every module an `@var` step may run), with a value of the kind it
-    /// expects; tools that can be passed.
+    /// Checks a step's `with` configuration: a python step's configures its DSPy module, each
+    /// key once, taken by the module (every module an `@var` step may run), with a value of
+    /// the kind it expects, tools that can be passed; a native `Predict` or `ChainOfThought`
+    /// takes [`native::CONFIG`]; a native step of another type takes none.
     fn check_config(
         &self,
         index: usize,
@@ -369,11 +372,11 @@ impl ProgramSpec {
         if step.config.is_empty() {
             return;
         }
-        if !step.is_python() {
-            issues.push(ProgramIssue::new(
-                at(StepPart::With),
-                ProgramProblem::ConfigOnNativeStep(step.name.clone()),
-            ));
+        if let StepKind::Native { type_name } = &step.kind {
+            match native::lm_module(type_name) {
+                Some(module) => check_native_lm_config(index, step, module, issues),
+                None => check_other_native_config(index, step, issues),
+            }
             return;
         }
         for (i, entry) in step.config.iter().enumerate() {
@@ -388,6 +391,19 @@ impl ProgramSpec {
                 continue;
             }
             let Some(modules) = modules else { continue };
+            // A module the table knows takes no key of dspex's native LM modules (a class
+            // named by dotted path takes any key).
+            if native::is_config_key(&entry.key) && !modules.modules.is_empty() {
+                issues.push(ProgramIssue::new(
+                    at(StepPart::WithKey(i)),
+                    ProgramProblem::NativeLmKeyElsewhere {
+                        key: entry.key.clone(),
+                        step: step.name.clone(),
+                        python: true,
+                    },
+                ));
+                continue;
+            }
             let kinds = match modules.config_kinds(&entry.key) {
                 Ok(kinds) => kinds,
                 Err(problem) => {
@@ -683,6 +699,95 @@ fn check_tools(
     }
 }
 
+/// Checks the `with` of a native `Predict` or `ChainOfThought` step against
+/// [`native::CONFIG`]: each key once, taken, with a value of its kind; `json_fallback` only
+/// with the chat adapter.
+fn check_native_lm_config(
+    index: usize,
+    step: &StepSpec,
+    module: &'static str,
+    issues: &mut Vec<ProgramIssue>,
+) {
+    let at = |part| Location::Step { index, part };
+    let mut json_adapter = false;
+    for (i, entry) in step.config.iter().enumerate() {
+        if step.config[..i].iter().any(|e| e.key == entry.key) {
+            issues.push(ProgramIssue::new(
+                at(StepPart::WithKey(i)),
+                ProgramProblem::DuplicateConfigKey {
+                    step: step.name.clone(),
+                    key: entry.key.clone(),
+                },
+            ));
+            continue;
+        }
+        let Some(key) = native::CONFIG.iter().find(|k| k.name == entry.key) else {
+            let expected = native::CONFIG.iter().map(|k| k.name);
+            issues.push(ProgramIssue::new(
+                at(StepPart::WithKey(i)),
+                ProgramProblem::UnknownNativeConfigKey {
+                    module,
+                    key: entry.key.clone(),
+                    suggestion: did_you_mean(&entry.key, expected),
+                },
+            ));
+            continue;
+        };
+        if let Err(found) = key.kind.check(&entry.value) {
+            issues.push(ProgramIssue::new(
+                at(StepPart::WithValue(i)),
+                ProgramProblem::NativeConfigKind {
+                    module,
+                    key: entry.key.clone(),
+                    expected: key.kind,
+                    found,
+                },
+            ));
+            continue;
+        }
+        json_adapter |= entry.key == native::ADAPTER_KEY
+            && entry.value == ConfigValue::String(native::Adapter::Json.name().to_owned());
+    }
+    if json_adapter
+        && let Some(i) = step
+            .config
+            .iter()
+            .position(|e| e.key == native::JSON_FALLBACK_KEY)
+    {
+        issues.push(ProgramIssue::new(
+            at(StepPart::WithKey(i)),
+            ProgramProblem::FallbackWithJsonAdapter(step.name.clone()),
+        ));
+    }
+}
+
+/// A native step of the user's own type takes no `with`: a key of dspex's native LM modules is
+/// reported at the key, anything else once at `with`.
+fn check_other_native_config(index: usize, step: &StepSpec, issues: &mut Vec<ProgramIssue>) {
+    let at = |part| Location::Step { index, part };
+    let mut other_keys = false;
+    for (i, entry) in step.config.iter().enumerate() {
+        if native::is_config_key(&entry.key) {
+            issues.push(ProgramIssue::new(
+                at(StepPart::WithKey(i)),
+                ProgramProblem::NativeLmKeyElsewhere {
+                    key: entry.key.clone(),
+                    step: step.name.clone(),
+                    python: false,
+                },
+            ));
+        } else {
+            other_keys = true;
+        }
+    }
+    if other_keys {
+        issues.push(ProgramIssue::new(
+            at(StepPart::With),
+            ProgramProblem::ConfigOnNativeStep(step.name.clone()),
+        ));
+    }
+}
+
 /// Whether `path` is a dotted Python path: two or more identifiers joined by `.`.
 fn is_dotted_path(path: &str) -> bool {
     let segments: Vec<&str> = path.split('.').collect();
@@ -850,11 +955,55 @@ pub enum ProgramProblem {
         /// The parameters it takes (that every module the variable may name takes).
         expected: Vec<&'static str>,
     },
-    /// `with` on a native step.
+    /// `with` on a native step of the user's own type.
     #[error(
-        "native step `{0}` takes no `with` configuration; `with` configures the DSPy module of a python step"
+        "native step `{0}` takes no `with` configuration; `with` configures the DSPy module of a python step, or the adapter of a native `Predict` or `ChainOfThought`"
     )]
     ConfigOnNativeStep(String),
+    /// A key of dspex's native LM modules (`adapter`, `json_fallback`) on another step.
+    #[error(
+        "`with` key `{key}` configures dspex's native `Predict` and `ChainOfThought` only; step `{step}` is {}",
+        if *python { "a python step, whose DSPy module takes no such key" } else { "a native step of another type" }
+    )]
+    NativeLmKeyElsewhere {
+        /// The key.
+        key: String,
+        /// The step.
+        step: String,
+        /// Whether the step is a python step (else a native step of the user's own type).
+        python: bool,
+    },
+    /// A `with` key that a native `Predict` or `ChainOfThought` does not take.
+    #[error(
+        "native `{module}` takes no `with` key `{key}`{}; expected one of {}",
+        suggest(suggestion.as_deref()),
+        native_keys()
+    )]
+    UnknownNativeConfigKey {
+        /// `Predict` or `ChainOfThought`.
+        module: &'static str,
+        /// The key.
+        key: String,
+        /// The closest key it takes, if close enough.
+        suggestion: Option<String>,
+    },
+    /// A `with` value of a native `Predict` or `ChainOfThought` of the wrong kind.
+    #[error("native `{module}` takes `{key}` as {expected}, found {found}")]
+    NativeConfigKind {
+        /// `Predict` or `ChainOfThought`.
+        module: &'static str,
+        /// The key.
+        key: String,
+        /// What the key takes.
+        expected: ConfigKind,
+        /// What was given: the value, or its kind.
+        found: String,
+    },
+    /// `json_fallback` beside `adapter: "json"`, which never falls back.
+    #[error(
+        "`json_fallback` switches the fallback of the chat adapter, and step `{0}` uses `adapter: \"json\"`; remove `json_fallback`"
+    )]
+    FallbackWithJsonAdapter(String),
     /// The same `with` key twice in one step.
     #[error("`with` key `{key}` is given twice in step `{step}`")]
     DuplicateConfigKey {
@@ -1025,6 +1174,15 @@ fn expected_names(via: Option<&str>, names: &[&str], what: &str) -> String {
         ),
         (Some(var), true) => format!("no {what} is taken by every module `@{var}` may name"),
     }
+}
+
+/// `` `adapter`, `json_fallback` ``: the keys of dspex's native LM modules.
+fn native_keys() -> String {
+    let keys: Vec<String> = native::CONFIG
+        .iter()
+        .map(|k| format!("`{}`", k.name))
+        .collect();
+    keys.join(", ")
 }
 
 /// `` `ReAct` takes `` (or `` `A`, `B` take ``): the modules that take tools.
@@ -1529,8 +1687,95 @@ mod tests {
         let issues = p.check();
         assert_eq!(
             issues[0].to_string(),
-            "native step `classify` takes no `with` configuration; `with` configures the DSPy module of a python step"
+            "native step `classify` takes no `with` configuration; `with` configures the DSPy module of a python step, or the adapter of a native `Predict` or `ChainOfThought`"
         );
         assert_eq!(at(&issues[0]), StepPart::With);
+    }
+
+    #[test]
+    fn native_lm_steps_take_the_adapter_keys_and_no_other_step_does() {
+        let mut p = qa();
+        p.steps[0].kind = StepKind::Native {
+            type_name: "dspex::Predict".into(),
+        };
+        p.steps[0].config = vec![
+            ConfigEntry::new("adapter", "chat"),
+            ConfigEntry::new("json_fallback", false),
+        ];
+        assert!(p.check().is_empty(), "{:?}", p.check());
+        p.steps[0].config = vec![ConfigEntry::new("adapter", "json")];
+        assert!(p.check().is_empty(), "{:?}", p.check());
+
+        p.steps[0].kind = StepKind::Native {
+            type_name: "ChainOfThought".into(),
+        };
+        p.steps[0].config = vec![
+            ConfigEntry::new("adaptor", "json"),
+            ConfigEntry::new("adapter", "xml"),
+            ConfigEntry::new("json_fallback", "no"),
+            ConfigEntry::new("adapter", "chat"),
+        ];
+        let issues = p.check();
+        assert_eq!(
+            messages(&p),
+            [
+                "native `ChainOfThought` takes no `with` key `adaptor` (did you mean `adapter`?); expected one of `adapter`, `json_fallback`",
+                "native `ChainOfThought` takes `adapter` as one of \"chat\", \"json\", found \"xml\"",
+                "native `ChainOfThought` takes `json_fallback` as a boolean, found a string",
+                "`with` key `adapter` is given twice in step `classify`",
+            ]
+        );
+        let parts: Vec<StepPart> = issues.iter().map(at).collect();
+        assert_eq!(
+            parts,
+            [
+                StepPart::WithKey(0),
+                StepPart::WithValue(1),
+                StepPart::WithValue(2),
+                StepPart::WithKey(3)
+            ]
+        );
+
+        p.steps[0].config = vec![
+            ConfigEntry::new("adapter", "json"),
+            ConfigEntry::new("json_fallback", true),
+        ];
+        let issues = p.check();
+        assert_eq!(
+            issues[0].to_string(),
+            "`json_fallback` switches the fallback of the chat adapter, and step `classify` uses `adapter: \"json\"`; remove `json_fallback`"
+        );
+        assert_eq!(at(&issues[0]), StepPart::WithKey(1));
+
+        // A native step of the user's own type: the adapter keys at the key, others at `with`.
+        p.steps[0].kind = StepKind::Native {
+            type_name: "Classifier".into(),
+        };
+        p.steps[0].config = vec![
+            ConfigEntry::new("adapter", "json"),
+            ConfigEntry::new("depth", 3),
+        ];
+        let issues = p.check();
+        assert_eq!(
+            issues[0].to_string(),
+            "`with` key `adapter` configures dspex's native `Predict` and `ChainOfThought` only; step `classify` is a native step of another type"
+        );
+        assert_eq!(at(&issues[0]), StepPart::WithKey(0));
+        assert_eq!(at(&issues[1]), StepPart::With);
+        assert_eq!(issues.len(), 2);
+
+        // A python step of a known module: refused at the key; a dotted path takes any key.
+        p.steps[0].config = vec![];
+        p.steps[1].config = vec![ConfigEntry::new("json_fallback", false)];
+        let issues = p.check();
+        assert_eq!(
+            issues[0].to_string(),
+            "`with` key `json_fallback` configures dspex's native `Predict` and `ChainOfThought` only; step `answer` is a python step, whose DSPy module takes no such key"
+        );
+        assert_eq!(at(&issues[0]), StepPart::WithKey(0));
+        p.steps[1].kind = StepKind::Python {
+            module: ModuleRef::Path("my_pkg.Agent".into()),
+        };
+        assert!(p.check().is_empty(), "{:?}", p.check());
     }
 }

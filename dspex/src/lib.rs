@@ -208,6 +208,7 @@ pub mod telemetry;
 /// python steps know ([`dspy`](spec::dspy)).
 pub mod spec {
     pub use dspex_core::dspy;
+    pub use dspex_core::native;
     pub use dspex_core::program::{
         Binding, ConfigEntry, ConfigValue, ModuleRef, ProgramSpec, StepKind, StepSpec, ToolRef,
     };
@@ -359,6 +360,14 @@ pub type JsonObject = serde_json::Map<String, JsonValue>;
 ///   variable may name; each class gets the values in the form its keys take (`temperature:
 ///   0` is the float `0.0`). A Rust path in `tools` must name a `#[dspex::tool]` function
 ///   (see [`tools`]): any other path is an error at the path.
+///
+///   A native [`Predict`] or [`ChainOfThought`] step takes `adapter: "chat"` (DSPy's
+///   `ChatAdapter`, the default) or `"json"` (DSPy's `JSONAdapter`), and `json_fallback:
+///   false` to turn off DSPy's fallback from the `ChatAdapter` to the `JSONAdapter` when a
+///   reply does not parse (on by default; not beside `adapter: "json"`), the table
+///   [`spec::native::CONFIG`]: `answer: native Predict("question -> answer") with { adapter:
+///   "json" }`. A native step of another type takes no `with`, and a python step of a known
+///   module takes neither key.
 /// - Trailing commas are allowed everywhere.
 ///
 /// # What it generates
@@ -612,7 +621,8 @@ pub use dspex_macros::dspex_program;
 /// - On a native step field, typed by its [`Module`] (given to `X::builder().step(module)`,
 ///   or built with [`Default`]):
 ///   `#[step(native, signature = "..", bind(a, b as c))]`; `called` among the keys makes it a
-///   called step.
+///   called step. A native [`Predict`] or [`ChainOfThought`] step also takes
+///   `with(adapter = "json")` and `with(json_fallback = false)`.
 /// - On a python step field, typed [`PythonModule`]:
 ///   `#[step(python = "ChainOfThought" | "my_pkg.mod.Class" | "@var", signature = "..", bind(..),
 ///   with(key = literal, ..))]`; `with(max_iters = 5, tools = ["my_pkg.tools.search"])` is
@@ -788,6 +798,21 @@ pub mod __private {
     pub fn native_step<M: crate::Module>(module: &M) -> &dyn DynModule {
         module
     }
+
+    /// dspex's own LM modules: the native step types a `with` configures.
+    #[diagnostic::on_unimplemented(
+        message = "native step type `{Self}` takes no `with` configuration",
+        label = "not dspex's native `Predict` or `ChainOfThought`",
+        note = "`with {{ adapter: .., json_fallback: .. }}` configures dspex's native `Predict` and `ChainOfThought`; a module of your own takes its settings as a value: `X::builder().step(module)`"
+    )]
+    pub trait NativeLmModule {}
+
+    impl NativeLmModule for crate::Predict {}
+    impl NativeLmModule for crate::ChainOfThought {}
+
+    /// Generated code calls it spanned at the type of a native step that has a `with`, so
+    /// that a type of the user's named like dspex's LM modules is reported there.
+    pub fn native_lm_module<T: NativeLmModule>() {}
 
     /// Creates the DSPy module of python step `index` of `spec` in `ctx`'s worker (bridging
     /// `ctx` and starting its worker first if needed). Without the `python` feature the macros

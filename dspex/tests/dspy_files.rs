@@ -165,6 +165,13 @@ async fn files_that_do_not_fit_are_refused_and_change_nothing() {
         saved(&program, "explain", &dir.0).await,
     );
     assert_eq!(after, before);
+
+    // A file of another DSPy major version loads (with a warning), as DSPy's own `load` does.
+    let mut older = predict_state(2, json!([{"question": "q2", "answer": "a2"}]));
+    older["metadata"]["dependency_versions"]["dspy"] = json!("2.6.27");
+    let older = dir.write("older.json", &older);
+    program.load_dspy_state("respond", &older).await.unwrap();
+    assert!(saved(&program, "respond", &dir.0).await.contains("q2"));
 }
 
 #[tokio::test]

@@ -7,7 +7,9 @@ import dspy
 import pytest
 
 from dspex_bridge.errors import InvalidValueError
-from dspex_bridge.worker.optimize import _checked_metric, split_settings
+from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb
+from dspex_bridge.worker.module_service import _reflection_lm
+from dspex_bridge.worker.optimize import _checked_metric, compile_module, split_settings
 
 
 def test_gepa_takes_exactly_one_budget_and_its_settings_go_to_the_constructor():
@@ -38,3 +40,17 @@ def test_a_metric_takes_five_arguments_and_answers_with_feedback():
         _checked_metric("m", lambda *_: {"score": 2, "feedback": "x"})(None, None)
     with pytest.raises(InvalidValueError, match=r"gave feedback 3, expected text"):
         _checked_metric("m", lambda *_: {"score": 1, "feedback": 3})(None, None)
+
+
+def test_a_reflection_lm_is_built_for_a_reflective_optimizer_only():
+    request = pb.CompileModuleRequest(optimizer="GEPA")
+    assert _reflection_lm(request) is None
+    request.reflection_lm.scripted.default_model = "reflector"
+    lm = _reflection_lm(request)
+    assert lm.model == "reflector"
+    assert lm.call_history == []
+    request.optimizer = "COPRO"
+    with pytest.raises(InvalidValueError, match=r"optimizer `COPRO` does not reflect"):
+        _reflection_lm(request)
+    with pytest.raises(InvalidValueError, match=r"optimizer `COPRO` does not reflect"):
+        compile_module(dspy.Predict("q -> a"), "COPRO", {}, [], [], lambda *_: 1.0, reflection_lm=lm)

@@ -241,3 +241,44 @@ async fn a_python_step_never_compiled_saves_its_modules_initial_state_and_dspy_l
     assert_eq!(loaded[0]["signature"], file["signature"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_step_refuses_a_dspy_file_of_another_module_and_keeps_its_state() {
+    let server = LmServer::start().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("dspex-dspy-misfit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bridged = bridged_context(&server).await;
+    let in_python = InPython::attach(&bridged).await.unwrap();
+    // A ChainOfThought's state (one predictor `predict`) for the step's Predict.
+    let field = json!({"prefix": "X:", "description": "${x}"});
+    let cot = json!({
+        "predict": {
+            "traces": [], "train": [], "demos": [], "lm": null,
+            "signature": {"instructions": "Think.", "fields": vec![field; 5]},
+        },
+        "metadata": {"dependency_versions": {"dspy": DSPY_VERSION}},
+    });
+    let path = dir.join("cot.json");
+    std::fs::write(&path, cot.to_string()).unwrap();
+    let err = in_python
+        .load_dspy_state("respond", &path)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.contains(
+            "holds the predictors `predict` of a module; step `respond` is a Predict, which takes a single `dspy.Predict`'s state"
+        ),
+        "{err}"
+    );
+    assert!(
+        in_python
+            .python_step("respond")
+            .unwrap()
+            .compiled_state()
+            .is_none()
+    );
+    assert!(server.requests().is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

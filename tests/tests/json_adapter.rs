@@ -5,6 +5,11 @@
 //! version) sends for the same state and input
 //! on the same loopback LM server, and the outputs are read as DSPy reads them. With the
 //! fallback off, a reply that does not parse is an error after one request.
+//!
+//! Declared steps pick the adapter with `with`: `adapter: "json"` in both macro forms and the
+//! runtime builder sends DSPy's `JSONAdapter` request and reads the reply into typed outputs;
+//! `json_fallback: false` makes a reply that does not parse an error, while the chat adapter's
+//! default falls back to the JSON adapter.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,9 +18,49 @@ use std::sync::Arc;
 
 use dspex::lm::{Adapter, FieldText, LmClient, PredictorState};
 use dspex::prelude::*;
-use dspex::{JsonValue, Predictor, json};
+use dspex::{JsonValue, Predictor, ProgramBuilder, Step, json};
 use dspex_test_lm::{LmServer, Reply};
 use dspex_tests::run_script;
+
+dspex_program! {
+    /// A native `ChainOfThought` declared with DSPy's JSON adapter.
+    program JsonCot: "question -> answer: int" {
+        chain {
+            answer: native ChainOfThought("question -> answer: int") with { adapter: "json" },
+        }
+    }
+}
+
+dspex_program! {
+    /// A native `Predict` on the chat adapter, which falls back to the JSON adapter.
+    program ChatQa: "question -> answer" {
+        chain {
+            answer: native Predict("question -> answer") with { adapter: "chat" },
+        }
+    }
+}
+
+/// A native `Predict` declared with DSPy's JSON adapter, in the derive form.
+#[derive(Program)]
+#[program(signature = "question -> answer, tags: list[str]")]
+struct JsonPredict {
+    #[step(
+        native,
+        signature = "question -> answer, tags: list[str]",
+        with(adapter = "json")
+    )]
+    answer: Predict,
+    ctx: Context,
+}
+
+/// A native `Predict` whose fallback is off, in the derive form.
+#[derive(Program)]
+#[program(signature = "question -> answer")]
+struct StrictQa {
+    #[step(native, signature = "question -> answer", with(json_fallback = false))]
+    answer: Predict,
+    ctx: Context,
+}
 
 const TYPED: &str = "question, context: list[str] -> answer, confidence: float, tags: list[str]";
 
@@ -174,4 +219,218 @@ async fn without_the_fallback_a_reply_that_does_not_parse_is_an_error_after_one_
         "{err}"
     );
     assert_eq!(server.requests().len(), 1);
+}
+
+async fn context_on(server: &LmServer) -> Context {
+    Context::builder()
+        .lm(LmConfig::openai(server.base_url(), "native-model"))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A DSPy call's case: `module` with no state, asked with `adapter`.
+fn bare_case(module: &str, adapter: &str, signature: &str, question: &str) -> JsonValue {
+    json!({
+        "module": module,
+        "adapter": adapter,
+        "signature": signature,
+        "instructions": null,
+        "descriptions": {},
+        "demos": [],
+        "inputs": {"question": question},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_steps_with_the_json_adapter_send_dspys_request_and_read_typed_outputs() {
+    const PREDICT_SIGNATURE: &str = "question -> answer, tags: list[str]";
+    const PREDICT_REPLY: &str = "{\"answer\": \"Paris\", \"tags\": [\"fr\", \"capital\"]}";
+    const COT_REPLY: &str = "{\"reasoning\": \"Two and two.\", \"answer\": \"4\"}";
+    let server = LmServer::start().await.unwrap();
+    // DSPy: the ChainOfThought, the Predict; then dspex: the macro form's ChainOfThought, the
+    // derive form's Predict and the runtime builder's Predict.
+    for reply in [
+        COT_REPLY,
+        PREDICT_REPLY,
+        COT_REPLY,
+        PREDICT_REPLY,
+        PREDICT_REPLY,
+    ] {
+        server.push(Reply::text(reply));
+    }
+    let cases = json!([
+        bare_case(
+            "ChainOfThought",
+            "json",
+            "question -> answer: int",
+            "2 + 2?"
+        ),
+        bare_case("Predict", "json", PREDICT_SIGNATURE, "Capital of France?"),
+    ]);
+    let input = json!({"action": "call", "base_url": server.base_url(), "cases": cases});
+    let dspy = tokio::task::block_in_place(|| run_script("tests/python/dspy_state.py", &input));
+    assert_eq!(dspy[0]["answer"], 4);
+    assert_eq!(server.requests().len(), 2);
+
+    let ctx = context_on(&server).await;
+    const { assert!(!JsonCot::REQUIRES_BRIDGE && !JsonPredict::REQUIRES_BRIDGE) };
+    let cot = JsonCot::attach(&ctx).await.unwrap();
+    let out = cot
+        .run(JsonCotInput {
+            question: "2 + 2?".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.answer, 4);
+
+    let predict = JsonPredict::attach(&ctx).await.unwrap();
+    let out = predict
+        .run(JsonPredictInput {
+            question: "Capital of France?".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.answer, "Paris");
+    assert_eq!(out.tags, ["fr", "capital"]);
+    assert_eq!(json!(out.tags), dspy[1]["tags"]);
+
+    let built = ProgramBuilder::new("BuiltJson")
+        .signature(PREDICT_SIGNATURE)
+        .step(Step::native("answer", PREDICT_SIGNATURE, Predict::default()).with("adapter", "json"))
+        .build()
+        .unwrap()
+        .attach(&ctx)
+        .await
+        .unwrap();
+    let out = built
+        .run(Fields::from([("question", "Capital of France?")]))
+        .await
+        .unwrap();
+    assert_eq!(out.value("tags"), Some(&json!(["fr", "capital"])));
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 5);
+    assert_eq!(compared(&requests[2].body), compared(&requests[0].body));
+    assert_eq!(compared(&requests[3].body), compared(&requests[1].body));
+    assert_eq!(compared(&requests[4].body), compared(&requests[1].body));
+    let last = requests[3].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap();
+    assert!(
+        last["content"]
+            .as_str()
+            .unwrap()
+            .contains("Respond with a JSON object"),
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn a_declared_fallback_switch_decides_whether_a_reply_that_does_not_parse_is_asked_again() {
+    let server = LmServer::start().await.unwrap();
+    let ctx = context_on(&server).await;
+
+    // Off: one request, and the chat adapter's error, naming the step.
+    server.push(Reply::text("The answer is Paris."));
+    let strict = StrictQa::attach(&ctx).await.unwrap();
+    let err = strict
+        .run(StrictQaInput {
+            question: "Capital?".into(),
+        })
+        .await
+        .unwrap_err();
+    let Error::Step { step, source } = err else {
+        panic!("not a step's error: {err}");
+    };
+    assert_eq!(step, "answer");
+    assert!(
+        source
+            .to_string()
+            .contains("`answer` is missing from the LM's reply"),
+        "{source}"
+    );
+    assert_eq!(server.requests().len(), 1);
+
+    // On (the chat adapter's default): the JSON adapter is asked next, and its reply read.
+    server.clear_requests();
+    server.push(Reply::text("The answer is Paris."));
+    server.push(Reply::text("{\"answer\": \"Paris\"}"));
+    let chat = ChatQa::attach(&ctx).await.unwrap();
+    let out = chat
+        .run(ChatQaInput {
+            question: "Capital?".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.answer, "Paris");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    let asked = |i: usize| {
+        requests[i].body["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(!asked(0).contains("JSON object"), "{}", asked(0));
+    assert!(
+        asked(1).contains("Respond with a JSON object"),
+        "{}",
+        asked(1)
+    );
+}
+
+#[test]
+fn the_runtime_builder_checks_the_adapter_keys_as_the_macros_do() {
+    /// A module of the user's own, named like dspex's `Predict`.
+    #[derive(Default)]
+    struct Predict;
+    impl Module for Predict {
+        async fn forward(&self, inputs: &Fields, _: &Params) -> Result<Fields> {
+            Ok(Fields::from([("answer", inputs.get::<&str>("question")?)]))
+        }
+    }
+    let build = |step: Step| {
+        ProgramBuilder::new("Checked")
+            .step(step)
+            .build()
+            .err()
+            .map(|e| e.to_string())
+    };
+    let lm_step = || Step::native("answer", "question -> answer", dspex::Predict::default());
+    assert_eq!(build(lm_step().with("json_fallback", false)), None);
+    let refused = [
+        (
+            lm_step().with("adapter", "xml"),
+            "native `Predict` takes `adapter` as one of \"chat\", \"json\", found \"xml\"",
+        ),
+        (
+            lm_step().with("adaptor", "json"),
+            "(did you mean `adapter`?)",
+        ),
+        (
+            lm_step()
+                .with("adapter", "json")
+                .with("json_fallback", true),
+            "remove `json_fallback`",
+        ),
+        (
+            Step::native("answer", "question -> answer", Predict).with("adapter", "json"),
+            "`with` key `adapter` configures dspex's native `Predict` and `ChainOfThought` only; step `answer` is a native step of another type",
+        ),
+        (
+            Step::python("answer", "ChainOfThought", "question -> answer").with("adapter", "json"),
+            "step `answer` is a python step, whose DSPy module takes no such key",
+        ),
+    ];
+    for (step, message) in refused {
+        let err = build(step).unwrap();
+        assert!(err.contains(message), "{err}");
+    }
 }

@@ -337,6 +337,141 @@ async fn gepa_reflects_on_the_rust_feedback_and_rewrites_the_instructions() {
     assert_eq!(after.get::<&str>("answer").unwrap(), "PLANTED");
 }
 
+/// The planted task's train set: every answer is `PLANTED`.
+fn planted_trainset() -> Dataset {
+    Dataset::from_examples(CAPITALS.iter().take(4).map(|(country, _)| {
+        Example::new()
+            .with_input("question", question(country))
+            .with_expected("answer", "PLANTED")
+    }))
+}
+
+/// The Rust feedback metric of the planted task.
+fn planted_metric() -> CompileMetric {
+    CompileMetric::rust_feedback(|example, prediction| {
+        let right = example.expected("answer") == prediction.value("answer");
+        Ok(if right {
+            (1.0, "Correct.".to_owned())
+        } else {
+            (0.0, FEEDBACK.to_owned())
+        })
+    })
+}
+
+/// GEPA on the planted task, with a small budget and no randomness.
+fn planted_gepa() -> Optimizer {
+    Optimizer::gepa()
+        .set("max_metric_calls", 24)
+        .set("reflection_minibatch_size", 2)
+        .set("num_threads", 1)
+        .set("use_merge", false)
+        .set("seed", 3)
+}
+
+/// The text of every message of a recorded request, joined.
+fn request_text(body: &serde_json::Value) -> String {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gepa_reflects_with_the_reflection_lm_set_apart_from_the_task_lm() {
+    // Two loopback LM servers: the task LM answers the step's requests (`PLANTED` only when
+    // the instructions say so); the reflection LM answers GEPA's proposals (DSPy's JSON
+    // adapter, output `new_instruction`).
+    let task = dspex_test_lm::LmServer::start().await.unwrap();
+    task.respond_with(|body| {
+        let answer = if request_text(body).contains(PLANTED) {
+            "PLANTED"
+        } else {
+            "Paris"
+        };
+        dspex_test_lm::Reply::text(format!(
+            "[[ ## answer ## ]]\n{answer}\n\n[[ ## completed ## ]]"
+        ))
+    });
+    let reflection = dspex_test_lm::LmServer::start().await.unwrap();
+    reflection.respond_with(|_| {
+        dspex_test_lm::Reply::text(serde_json::json!({ "new_instruction": PLANTED }).to_string())
+    });
+    let ctx = context_of(LmConfig::openai(task.base_url(), "task-model"), 1).await;
+    let program = built_predict(&ctx).await;
+    let reflection_lm = LmConfig::openai(reflection.base_url(), "reflection-model");
+
+    // A reflection LM out of its bounds, or on an optimizer that does not reflect, is an
+    // error before any LM call, and nothing changes.
+    let refused = [
+        (
+            planted_gepa().reflection_lm(reflection_lm.clone().timeout(Duration::ZERO)),
+            "LmConfig::timeout",
+        ),
+        (
+            planted_gepa().reflection_lm(LmConfig::replay("/nonexistent/dspex/tape.jsonl")),
+            "the reflection LM of optimizer `GEPA`",
+        ),
+        (
+            Optimizer::bootstrap_few_shot().reflection_lm(reflection_lm.clone()),
+            "optimizer `BootstrapFewShot` does not reflect: a reflection LM is for `GEPA`",
+        ),
+    ];
+    for (optimizer, message) in refused {
+        let err = program
+            .compile_step("answer", &optimizer, &planted_trainset(), &planted_metric())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(message), "{err}");
+        assert!(uncompiled(&program));
+    }
+    assert!(task.requests().is_empty());
+    assert!(reflection.requests().is_empty());
+
+    let report = program
+        .compile_step(
+            "answer",
+            &planted_gepa().reflection_lm(reflection_lm),
+            &planted_trainset(),
+            &planted_metric(),
+        )
+        .await
+        .unwrap();
+    let state = program
+        .python_step("answer")
+        .unwrap()
+        .compiled_state()
+        .unwrap();
+    assert_eq!(state.state["signature"]["instructions"], PLANTED);
+
+    // Every reflection went to the reflection LM, with the metric's feedback; the task LM
+    // answered the step's requests only.
+    let reflected = reflection.requests();
+    assert!(!reflected.is_empty());
+    for request in &reflected {
+        let text = request_text(&request.body);
+        assert!(text.contains("new_instruction"), "{text}");
+        assert!(text.contains(FEEDBACK), "{text}");
+        assert_eq!(request.body["model"], "reflection-model");
+    }
+    let asked = task.requests();
+    assert!(!asked.is_empty());
+    for request in &asked {
+        let text = request_text(&request.body);
+        assert!(!text.contains("new_instruction"), "{text}");
+        assert_eq!(request.body["model"], "task-model");
+    }
+    // The report counts the requests of both LMs.
+    assert_eq!(
+        report.tokens.lm_calls,
+        u64::try_from(asked.len() + reflected.len()).unwrap(),
+        "{report}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gepa_budgets_and_settings_are_checked_and_a_feedback_metric_scores_for_the_others() {
     let ctx = context().await;

@@ -71,6 +71,7 @@ impl Expansion<'_> {
         let builder_struct = self.spec.map(|_| self.builder_struct());
         let builder_impl = self.spec.map(|_| self.builder_impl());
         let tools_fns = self.spec.map(|_| self.tools_fns());
+        let native_lm_checks = self.spec.map(|_| self.native_lm_checks());
         quote! {
             #declaration
             #builder_struct
@@ -78,6 +79,7 @@ impl Expansion<'_> {
             const _: () = {
                 #inherent
                 #tools_fns
+                #native_lm_checks
                 #builder_impl
                 #program_impl
                 #conversions
@@ -751,6 +753,26 @@ impl Expansion<'_> {
                 })
             });
         quote!(#(#fns)*)
+    }
+
+    /// For each native step with a `with`, a bound that its type is dspex's `Predict` or
+    /// `ChainOfThought` (the check knew it by name only), spanned at the type: a type of the
+    /// user's named like them is reported there.
+    fn native_lm_checks(&self) -> TokenStream {
+        let checks: Vec<TokenStream> = self
+            .native_steps()
+            .filter(|(step, _)| !step.config.is_empty())
+            .map(|(_, ty)| quote_spanned!(ty.span()=> ::dspex::__private::native_lm_module::<#ty>();))
+            .collect();
+        if checks.is_empty() {
+            return TokenStream::new();
+        }
+        quote! {
+            #[allow(dead_code)]
+            fn __dspex_native_lm_modules() {
+                #(#checks)*
+            }
+        }
     }
 
     /// The python step fields, in chain order.

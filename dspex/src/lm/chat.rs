@@ -113,26 +113,7 @@ pub fn chat_messages(
     )
 }
 
-/// Which of DSPy's adapters writes a step's prompt and reads its reply.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Adapter {
-    /// DSPy's `ChatAdapter`: `[[ ## field ## ]]` sections (the default).
-    #[default]
-    Chat,
-    /// DSPy's `JSONAdapter`: the outputs as one JSON object.
-    Json,
-}
-
-impl Adapter {
-    /// The adapter's name in a `with` configuration: `chat` or `json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Adapter::Chat => "chat",
-            Adapter::Json => "json",
-        }
-    }
-}
+pub use dspex_core::native::Adapter;
 
 /// The messages DSPy's `adapter` builds for `signature` with `instructions`, a description of
 /// some fields (by field name, written after the field's type as DSPy writes a field's `desc`;

@@ -16,6 +16,7 @@ use crate::util::time::rfc3339;
 use crate::wire::convert::{field_to_proto, module_config_to_proto};
 use crate::wire::limits::MAX_MODULE_MESSAGE_BYTES;
 use crate::wire::proto as pb;
+use crate::worker::lm_to_proto;
 
 /// Compiles python step `module` (its module of its class now) with `optimizer` on `trainset`,
 /// scored by `metric`, in a worker; then loads the compiled state into the step's module
@@ -36,6 +37,17 @@ pub(crate) async fn compile_python_step(
         )));
     }
     let val = train_to_proto(step, signature, "valset", optimizer.valset_examples())?;
+    let reflection_lm = optimizer
+        .reflection_lm_config()
+        .map(|lm| {
+            lm.check_tape().and_then(|()| lm_to_proto(lm)).map_err(|e| {
+                Error::compile(format!(
+                    "the reflection LM of optimizer `{}`: {e}",
+                    optimizer.name()
+                ))
+            })
+        })
+        .transpose()?;
     let CompileTarget {
         worker,
         module_id,
@@ -58,6 +70,7 @@ pub(crate) async fn compile_python_step(
         metric: None,
         bindings,
         call_id: next_call_id(),
+        reflection_lm,
     };
     request.metric = Some(match metric {
         CompileMetric::Python(path) => pb::compile_module_request::Metric::MetricPath(path.clone()),

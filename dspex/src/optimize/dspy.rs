@@ -129,9 +129,16 @@ pub(crate) async fn load<P: BaseProgram + ?Sized>(
         }
         #[cfg(feature = "python")]
         Target::Python(module) => {
+            // DSPy's own `load_state` takes any shape; the known predictors are checked first,
+            // so that a file of another module is refused naming the difference.
+            let class = module.current_class()?;
+            if let kind @ ("Predict" | "ChainOfThought") = class.as_str() {
+                predictor_part(step, kind, kind == "ChainOfThought", state.clone())
+                    .map_err(located)?;
+            }
             let state = python_state(state);
             let compiled = CompiledState {
-                class: module.current_class()?,
+                class,
                 optimizer: format!("DSPy state from {}", path.display()),
                 compiled_at: rfc3339(SystemTime::now()),
                 state,
@@ -324,23 +331,29 @@ fn read_file(path: &Path) -> Result<Map<String, Json>> {
             "is not a JSON object, as DSPy's `module.save` writes",
         ));
     };
-    if let Some(metadata) = state.remove("metadata") {
-        let version = metadata
-            .pointer("/dependency_versions/dspy")
-            .and_then(Json::as_str);
-        let major = |v: &str| v.split('.').next().map(str::to_owned);
-        if let Some(version) = version
-            && major(version) != major(DSPY_VERSION)
-        {
-            warn!(
-                path = %path.display(),
-                saved_with = version,
-                reads = DSPY_VERSION,
-                "a DSPy state saved by another major version of DSPy: its prompts may differ"
-            );
-        }
+    if let Some(version) = state
+        .remove("metadata")
+        .as_ref()
+        .and_then(other_major_version)
+    {
+        warn!(
+            path = %path.display(),
+            saved_with = version,
+            reads = DSPY_VERSION,
+            "a DSPy state saved by another major version of DSPy: its prompts may differ"
+        );
     }
     Ok(state)
+}
+
+/// The DSPy version a file's `metadata` names, when its major version is not
+/// [`DSPY_VERSION`]'s (the file loads, with a warning).
+fn other_major_version(metadata: &Json) -> Option<&str> {
+    let version = metadata
+        .pointer("/dependency_versions/dspy")
+        .and_then(Json::as_str)?;
+    let major = |v: &str| v.split('.').next().map(str::to_owned);
+    (major(version) != major(DSPY_VERSION)).then_some(version)
 }
 
 /// The predictor state of a native step from the file's state: a `Predict`'s own (flat) state,
@@ -350,11 +363,24 @@ fn native_state(
     step: &str,
     prompt: &Signature,
     declared: &Signature,
-    mut state: Map<String, Json>,
+    state: Map<String, Json>,
 ) -> Result<PredictorState> {
     let kind = predictor.module_kind();
+    let part = predictor_part(step, kind, predictor.reasoning(), state)?;
+    predictor_state(step, kind, prompt, declared, part)
+}
+
+/// The one predictor's state in a file for step `step`, a `Predict` (`kind`) or, with
+/// `reasoning`, a `ChainOfThought`: a `Predict`'s own (flat) state, or a `ChainOfThought`'s one
+/// predictor `predict`. A file of another module is an error naming the difference.
+fn predictor_part(
+    step: &str,
+    kind: &str,
+    reasoning: bool,
+    mut state: Map<String, Json>,
+) -> Result<Json> {
     let flat = state.contains_key("signature");
-    let part = if predictor.reasoning() {
+    Ok(if reasoning {
         if flat {
             return Err(Error::program_state(format!(
                 "holds a single predictor's state (a `dspy.Predict`'s); step `{step}` is a ChainOfThought, which takes a `dspy.ChainOfThought`'s (one predictor `{CHAIN_OF_THOUGHT_PREDICTOR}`)"
@@ -381,8 +407,7 @@ fn native_state(
             )));
         }
         Json::Object(state)
-    };
-    predictor_state(step, kind, prompt, declared, part)
+    })
 }
 
 /// Reads one predictor's state (`demos`, `signature`, `lm`, `traces`, `train`) for a step whose
@@ -589,6 +614,16 @@ fn python_state(mut state: Map<String, Json>) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_of_another_major_dspy_version_is_named_for_the_warning() {
+        let saved_with = |dspy: &str| serde_json::json!({"dependency_versions": {"dspy": dspy}});
+        assert_eq!(other_major_version(&saved_with("2.6.27")), Some("2.6.27"));
+        assert_eq!(other_major_version(&saved_with("4.0.0")), Some("4.0.0"));
+        assert_eq!(other_major_version(&saved_with(DSPY_VERSION)), None);
+        assert_eq!(other_major_version(&saved_with("3.0.1")), None);
+        assert_eq!(other_major_version(&serde_json::json!({})), None);
+    }
 
     #[test]
     fn default_prefixes_are_dspys() {

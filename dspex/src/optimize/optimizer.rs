@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::eval::{Dataset, Example, Metric, TokenUsage};
 #[cfg(feature = "python")]
 use crate::eval::{checked_score, score_in_range};
+use crate::lm::LmConfig;
 
 /// The name of DSPy's `LabeledFewShot`, which compiles whole programs only.
 pub(crate) const LABELED_FEW_SHOT: &str = "LabeledFewShot";
@@ -53,6 +54,7 @@ pub struct Optimizer {
     valset: Option<Vec<Example>>,
     timeout: Duration,
     teacher: Option<Overrides>,
+    reflection_lm: Option<LmConfig>,
 }
 
 impl Optimizer {
@@ -64,6 +66,7 @@ impl Optimizer {
             valset: None,
             timeout: DEFAULT_COMPILE_TIMEOUT,
             teacher: None,
+            reflection_lm: None,
         }
     }
 
@@ -97,8 +100,9 @@ impl Optimizer {
 
     /// `GEPA`: instructions evolved by reflection on the metric's feedback (see
     /// [`CompileMetric::rust_feedback`]), the LM the step compiles with (the context's
-    /// `LmConfig`) reflecting. It takes exactly one budget: `auto` (`"light"`, `"medium"`,
-    /// `"heavy"`), `max_metric_calls` or `max_full_evals`; `seed` makes its choices repeatable.
+    /// `LmConfig`) reflecting unless [`reflection_lm`](Self::reflection_lm) sets another. It
+    /// takes exactly one budget: `auto` (`"light"`, `"medium"`, `"heavy"`), `max_metric_calls`
+    /// or `max_full_evals`; `seed` makes its choices repeatable.
     ///
     /// ```
     /// use dspex::optimize::Optimizer;
@@ -133,6 +137,33 @@ impl Optimizer {
     pub fn teacher(mut self, overrides: Overrides) -> Self {
         self.teacher = Some(overrides);
         self
+    }
+
+    /// The LM a reflective optimizer (GEPA) reflects with, set apart from the LM the step
+    /// compiles with (default: that one, the context's `LmConfig`): a stronger model, or
+    /// another endpoint. The worker builds it for the compilation only. A configuration out
+    /// of its bounds, or one set on an optimizer that does not reflect, is an error before any
+    /// LM call.
+    ///
+    /// ```
+    /// use dspex::LmConfig;
+    /// use dspex::optimize::Optimizer;
+    ///
+    /// let strong = LmConfig::openai("http://127.0.0.1:8000/v1", "big-model");
+    /// let gepa = Optimizer::gepa().set("auto", "light").reflection_lm(strong.clone());
+    /// assert!(gepa.check().is_ok());
+    /// let err = Optimizer::copro().reflection_lm(strong).check().unwrap_err();
+    /// assert!(err.to_string().contains("`COPRO` does not reflect"));
+    /// ```
+    #[must_use]
+    pub fn reflection_lm(mut self, lm: LmConfig) -> Self {
+        self.reflection_lm = Some(lm);
+        self
+    }
+
+    /// The reflection LM, if one was set.
+    pub fn reflection_lm_config(&self) -> Option<&LmConfig> {
+        self.reflection_lm.as_ref()
     }
 
     /// How long the compilation may take, waiting for a worker included (at most
@@ -206,6 +237,21 @@ impl Optimizer {
             self.settings.iter().map(|(k, v)| (k.as_str(), v)),
         )
         .map_err(Error::compile)?;
+        if let Some(lm) = &self.reflection_lm {
+            if !table.reflective {
+                return Err(Error::compile(format!(
+                    "optimizer `{}` does not reflect: a reflection LM is for {}",
+                    self.name,
+                    reflective_names()
+                )));
+            }
+            lm.check().map_err(|e| {
+                Error::compile(format!(
+                    "the reflection LM of optimizer `{}`: {e}",
+                    self.name
+                ))
+            })?;
+        }
         if self.timeout.is_zero() || self.timeout > MAX_COMPILE_TIMEOUT {
             return Err(Error::InvalidOption {
                 option: "timeout".to_owned(),
@@ -235,6 +281,16 @@ impl fmt::Display for Optimizer {
             .collect();
         write!(f, "{}({})", self.name, settings.join(", "))
     }
+}
+
+/// `` `GEPA` ``: the optimizers of the table that reflect.
+fn reflective_names() -> String {
+    let names: Vec<String> = optimizers::OPTIMIZERS
+        .iter()
+        .filter(|o| o.reflective)
+        .map(|o| format!("`{}`", o.name))
+        .collect();
+    names.join(", ")
 }
 
 fn config_text(value: &ConfigValue) -> String {

@@ -1,12 +1,14 @@
 //! The runtime builder: the same kind of program as the macros declare, built from values and
 //! checked at build time by the same `dspex-core` code the macros run at compile time.
 
+use std::any::TypeId;
 use std::fmt;
 use std::sync::Arc;
 
 use futures_util::stream::BoxStream;
 
 use dspex_core::dspy::TOOLS_KEY;
+use dspex_core::native;
 use dspex_core::program::{
     Binding, ConfigEntry, ConfigValue, Location, ModuleRef, ProgramIssue, ProgramProblem,
     ProgramSpec, StepKind, StepSpec, ToolRef,
@@ -14,6 +16,7 @@ use dspex_core::program::{
 use dspex_core::{Signature, VariableSpec};
 
 use super::module::{BoxFuture, DynModule, Module};
+use super::predict::{ChainOfThought, Predict};
 use super::prepare::{context_for, prepare_context};
 use super::python::{PythonModule, ToolDef};
 use super::run::ChainRun;
@@ -63,6 +66,9 @@ enum StepDef {
     Native {
         type_name: String,
         module: Arc<dyn DynModule>,
+        /// Whether the module is dspex's own `Predict` or `ChainOfThought`, which a type of
+        /// the user's may be named like.
+        dspex_lm: bool,
     },
     Python {
         module: ModuleRef,
@@ -73,6 +79,8 @@ impl Step {
     /// A native step running `module`.
     pub fn native<M: Module>(name: &str, signature: &str, module: M) -> Self {
         let type_name = std::any::type_name::<M>();
+        let dspex_lm =
+            [TypeId::of::<Predict>(), TypeId::of::<ChainOfThought>()].contains(&TypeId::of::<M>());
         Self {
             name: name.to_owned(),
             signature: signature.to_owned(),
@@ -83,6 +91,7 @@ impl Step {
                     .unwrap_or(type_name)
                     .to_owned(),
                 module: Arc::new(module),
+                dspex_lm,
             },
             bindings: Vec::new(),
             config: Vec::new(),
@@ -135,7 +144,9 @@ impl Step {
     /// value }` does in `dspex_program!`: `with("max_iters", 5)`, `with("interpreter",
     /// "local")`, `with("tools", ["my_pkg.tools.search"])`. The keys a known module takes and
     /// the values each accepts are those of [`dspy::MODULES`](crate::spec::dspy::MODULES);
-    /// a module named by dotted path takes any key.
+    /// a module named by dotted path takes any key. A native [`Predict`] or [`ChainOfThought`]
+    /// step takes the keys of [`native::CONFIG`](crate::spec::native::CONFIG):
+    /// `with("adapter", "json")`, `with("json_fallback", false)`.
     #[must_use]
     pub fn with(mut self, key: &str, value: impl Into<ConfigValue>) -> Self {
         self.config.push(ConfigEntry::new(key, value));
@@ -205,12 +216,30 @@ impl Step {
         let signature =
             Signature::parse(&self.signature).map_err(|e| format!("step `{}`: {e}", self.name))?;
         let (kind, module) = match &self.kind {
-            StepDef::Native { type_name, module } => (
-                StepKind::Native {
-                    type_name: type_name.clone(),
-                },
-                Some(Arc::clone(module)),
-            ),
+            StepDef::Native {
+                type_name,
+                module,
+                dspex_lm,
+            } => {
+                // Checked by type here, since a type of the user's may have the name.
+                let lm_key = self.config.iter().find(|e| native::is_config_key(&e.key));
+                if let Some(entry) = lm_key
+                    && !dspex_lm
+                {
+                    let problem = ProgramProblem::NativeLmKeyElsewhere {
+                        key: entry.key.clone(),
+                        step: self.name.clone(),
+                        python: false,
+                    };
+                    return Err(format!("step `{}`: {problem}", self.name));
+                }
+                (
+                    StepKind::Native {
+                        type_name: type_name.clone(),
+                    },
+                    Some(Arc::clone(module)),
+                )
+            }
             StepDef::Python { module } => (
                 StepKind::Python {
                     module: module.clone(),

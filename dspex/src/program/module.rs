@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use dspex_core::program::{ProgramSpec, StepKind, StepSpec};
+use dspex_core::program::{ConfigEntry, ProgramSpec, StepKind, StepSpec};
 use dspex_core::{Signature, SignatureField};
 use parking_lot::Mutex;
 use serde_json::Value as JsonValue;
@@ -67,8 +67,7 @@ impl RunScope<'_> {
 /// makes for the run's trace, and the other steps of its program, which it can
 /// [`call`](Self::call) (loops, branches).
 pub struct StepContext<'a> {
-    step: &'a str,
-    signature: &'a Signature,
+    spec: &'a StepSpec,
     scope: &'a RunScope<'a>,
     /// 0 for a step run in chain order, the depth of its call otherwise.
     depth: usize,
@@ -78,15 +77,9 @@ pub struct StepContext<'a> {
 }
 
 impl<'a> StepContext<'a> {
-    pub(crate) fn new(
-        step: &'a str,
-        signature: &'a Signature,
-        scope: &'a RunScope<'a>,
-        depth: usize,
-    ) -> Self {
+    pub(crate) fn new(spec: &'a StepSpec, scope: &'a RunScope<'a>, depth: usize) -> Self {
         Self {
-            step,
-            signature,
+            spec,
             scope,
             depth,
             lm_calls: Mutex::new(Vec::new()),
@@ -101,12 +94,18 @@ impl<'a> StepContext<'a> {
 
     /// The step's name.
     pub fn step(&self) -> &str {
-        self.step
+        &self.spec.name
     }
 
     /// The step's signature, as the program declares it.
     pub fn signature(&self) -> &Signature {
-        self.signature
+        &self.spec.signature
+    }
+
+    /// The step's `with` configuration, as the program declares it (checked): for a native
+    /// `Predict` or `ChainOfThought`, its adapter settings.
+    pub(crate) fn config(&self) -> &[ConfigEntry] {
+        &self.spec.config
     }
 
     /// The context the program runs on.
@@ -139,7 +138,7 @@ impl<'a> StepContext<'a> {
     pub async fn call(&self, step: &str, inputs: Fields) -> Result<Fields> {
         let scope = self.scope;
         let refuse = |message: String| Error::StepCall {
-            caller: self.step.to_owned(),
+            caller: self.step().to_owned(),
             step: step.to_owned(),
             message,
         };
@@ -162,11 +161,11 @@ impl<'a> StepContext<'a> {
                 "MAX_CALL_DEPTH",
                 format!(
                     "step `{}` calling step `{step}` would nest calls {depth} deep, over MAX_CALL_DEPTH = {MAX_CALL_DEPTH}",
-                    self.step
+                    self.step()
                 ),
             ));
         }
-        let inputs = conform_inputs(spec, inputs, self.step)?;
+        let inputs = conform_inputs(spec, inputs, self.step())?;
         let Some(module) = scope
             .modules
             .iter()
@@ -183,7 +182,7 @@ impl<'a> StepContext<'a> {
                 "MAX_STEP_CALLS",
                 format!(
                     "step `{}` calling step `{step}` would be call {} of the run, over MAX_STEP_CALLS = {MAX_STEP_CALLS}",
-                    self.step,
+                    self.step(),
                     made + 1
                 ),
             ));
@@ -209,7 +208,7 @@ impl<'a> StepContext<'a> {
             outputs: record.outputs.clone(),
         });
         record.called_by = Some(StepCall {
-            caller: self.step.to_owned(),
+            caller: self.step().to_owned(),
             index,
             depth,
         });
@@ -296,7 +295,7 @@ async fn execute_in(
     let started = Instant::now();
     match module {
         StepModule::Native(module) => {
-            let step_context = StepContext::new(&step.name, &step.signature, scope, depth);
+            let step_context = StepContext::new(step, scope, depth);
             let outputs = module
                 .forward_boxed(&step_context, &inputs, &params)
                 .instrument(span.clone())

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use dspex_core::dspy::LM_PARAMS;
+use dspex_core::native::LmStepConfig;
 use dspex_core::{Signature, Value};
 use parking_lot::RwLock;
 
@@ -20,25 +21,50 @@ use crate::lm::{
 /// The state both modules share: an optional signature and LM of their own (in a chain, the
 /// step's signature and the context's LM are used when unset), and what DSPy's optimizers
 /// learn (instructions, demos, field descriptions), replaceable while the module runs.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct LmStep {
     signature: Option<Signature>,
     learned: RwLock<PredictorState>,
     lm: Option<Arc<LmClient>>,
+    /// The module's own adapter settings; a step's `with` overrides them.
+    adapters: Adapters,
+}
+
+/// Which adapter a call starts with, and whether a `ChatAdapter` reply that does not parse is
+/// asked again with the JSON adapter.
+#[derive(Debug, Clone, Copy)]
+struct Adapters {
     adapter: Adapter,
-    /// Whether a `ChatAdapter` reply that does not parse is asked again with the JSON adapter.
     json_fallback: bool,
 }
 
-impl Default for LmStep {
+impl Default for Adapters {
     fn default() -> Self {
         Self {
-            signature: None,
-            learned: RwLock::default(),
-            lm: None,
             adapter: Adapter::Chat,
             json_fallback: true,
         }
+    }
+}
+
+impl Adapters {
+    /// These settings with those a step's `with` gives (`adapter`, `json_fallback`).
+    fn configured(self, step: &StepContext<'_>) -> Result<Self> {
+        let config = LmStepConfig::read(step.config()).map_err(|message| Error::InvalidOption {
+            option: format!("with of step `{}`", step.step()),
+            message,
+        })?;
+        Ok(Self {
+            adapter: config.adapter.unwrap_or(self.adapter),
+            json_fallback: config.json_fallback.unwrap_or(self.json_fallback),
+        })
+    }
+
+    /// The adapters to try, in order.
+    fn tried(self) -> impl Iterator<Item = Adapter> {
+        let fallback =
+            (self.adapter == Adapter::Chat && self.json_fallback).then_some(Adapter::Json);
+        std::iter::once(self.adapter).chain(fallback)
     }
 }
 
@@ -48,8 +74,7 @@ impl Clone for LmStep {
             signature: self.signature.clone(),
             learned: RwLock::new(self.learned.read().clone()),
             lm: self.lm.clone(),
-            adapter: self.adapter,
-            json_fallback: self.json_fallback,
+            adapters: self.adapters,
         }
     }
 }
@@ -76,6 +101,7 @@ impl LmStep {
     #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
+        adapters: Adapters,
         module: &str,
         reasoning: bool,
         signature: &Signature,
@@ -90,14 +116,9 @@ impl LmStep {
         } else {
             signature.clone()
         };
-        let adapters = if self.adapter == Adapter::Chat && self.json_fallback {
-            [Some(Adapter::Chat), Some(Adapter::Json)]
-        } else {
-            [Some(self.adapter), None]
-        };
         let mut calls = Vec::new();
         let mut first_error = None;
-        for adapter in adapters.into_iter().flatten() {
+        for adapter in adapters.tried() {
             let call = self.call(
                 adapter,
                 module,
@@ -198,9 +219,19 @@ impl LmStep {
                 "{module} called outside a chain needs an LM: .lm(LmClient::new(config)?)"
             ))
         })?;
-        self.run(module, reasoning, signature, lm, inputs, params, None, None)
-            .await
-            .map(|(outputs, _)| outputs)
+        self.run(
+            self.adapters,
+            module,
+            reasoning,
+            signature,
+            lm,
+            inputs,
+            params,
+            None,
+            None,
+        )
+        .await
+        .map(|(outputs, _)| outputs)
     }
 
     async fn forward_in_step(
@@ -216,9 +247,11 @@ impl LmStep {
             Some(lm) => Arc::clone(lm),
             None => step.context().lm_client()?,
         };
+        let adapters = self.adapters.configured(step)?;
         let demos = run_demos(step.step());
         let (outputs, calls) = self
             .run(
+                adapters,
                 module,
                 reasoning,
                 signature,
@@ -314,18 +347,21 @@ macro_rules! lm_module {
             /// The adapter that writes the prompt and reads the reply (default: DSPy's
             /// `ChatAdapter`; [`Adapter::Json`] for DSPy's `JSONAdapter`). The request carries
             /// no `response_format`, as DSPy's does for a model litellm does not know to
-            /// support one; DSPy adds a structured-output schema for models it knows.
+            /// support one; DSPy adds a structured-output schema for models it knows. In a
+            /// program, the step's `with { adapter: "json" }` (`with(adapter = "json")` in the
+            /// derive, `Step::with("adapter", "json")` in the builder) sets it too, and wins.
             #[must_use]
             pub fn adapter(mut self, adapter: Adapter) -> Self {
-                self.0.adapter = adapter;
+                self.0.adapters.adapter = adapter;
                 self
             }
 
             /// Whether a `ChatAdapter` reply that does not parse is asked again with the JSON
             /// adapter, as DSPy's `ChatAdapter(use_json_adapter_fallback=...)` (default: on).
+            /// In a program, the step's `with { json_fallback: false }` sets it too, and wins.
             #[must_use]
             pub fn json_fallback(mut self, on: bool) -> Self {
-                self.0.json_fallback = on;
+                self.0.adapters.json_fallback = on;
                 self
             }
         }
@@ -387,6 +423,13 @@ lm_module!(
     /// bound parameter is an error. In a chain the LM is the context's
     /// (`Context::builder().lm(config)`, the scripted LM by default) and the call is recorded
     /// in the run trace (settings and token usage).
+    ///
+    /// As in DSPy, a reply that does not parse is asked again with DSPy's `JSONAdapter`. A
+    /// declared step picks its adapter with `with`: `answer: native Predict("question ->
+    /// answer") with { adapter: "json" }` uses the `JSONAdapter` from the start, `with {
+    /// json_fallback: false }` turns the fallback off (the keys and values of
+    /// [`spec::native::CONFIG`](crate::spec::native::CONFIG), checked at compile time; [`Predict::adapter`] and
+    /// [`Predict::json_fallback`] set them on a module value).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {

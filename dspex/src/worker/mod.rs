@@ -49,6 +49,7 @@ mod config;
 mod process;
 mod supervisor;
 
+pub(crate) use config::lm_to_proto;
 pub use config::{
     DEFAULT_MAX_CONCURRENT_CALLS, ENV_PYTHON, MAX_CONCURRENT_CALLS, MAX_WORKER_PROCESSES,
     WorkerConfig,

@@ -56,15 +56,16 @@ from ..contract import (
     TRACEPARENT_METADATA,
     bounded_message,
 )
-from ..errors import DspexError
+from ..errors import DspexError, InvalidValueError
 from ..imports import import_module_class
 from ..values import from_config_value, from_proto_value
 from .cancel import CANCEL_SCOPE, CallRegistry, CancelScope
 from .fields import FieldType, FieldTypeError, from_field_value, signature_types, text_field_value, to_field_value
 from .formatting import SignatureCachedChatAdapter, install_json_fast_path
-from .lm import Capture, LmFactory, lm_call, lm_calls
+from .lm import Capture, LmConfig, LmFactory, lm_call, lm_calls
 from .module_config import TOOLS_KEY, constructor_kwargs
 from .optimize import (
+    OPTIMIZERS,
     StateTooLargeError,
     callback_metric,
     compile_module,
@@ -261,6 +262,9 @@ class _CompileJob:
     valset: list[dspy.Example]
     metric: Callable[..., Any]
     lm: Any
+    #: A reflective optimizer's own LM (``CompileModuleRequest.reflection_lm``), or None for
+    #: the compilation's LM.
+    reflection_lm: Any = None
 
 
 def _compile(entry: _Module, job: _CompileJob) -> pb.CompileModuleResponse:
@@ -271,7 +275,13 @@ def _compile(entry: _Module, job: _CompileJob) -> pb.CompileModuleResponse:
     try:
         with dspy.context(lm=job.lm):
             compiled = compile_module(
-                entry.fresh(), job.optimizer, job.settings, job.trainset, job.valset, job.metric
+                entry.fresh(),
+                job.optimizer,
+                job.settings,
+                job.trainset,
+                job.valset,
+                job.metric,
+                reflection_lm=job.reflection_lm,
             )
         state, demos = dump_state(compiled)
     except StateTooLargeError as e:
@@ -279,7 +289,8 @@ def _compile(entry: _Module, job: _CompileJob) -> pb.CompileModuleResponse:
     except Exception as e:  # noqa: BLE001 - the Python error goes back to Rust
         raise _python_error(e, f"compilation {job.call_id}") from e
     micros = int((time.perf_counter() - started) * 1e6)
-    calls = [lm_call(job.lm, entry_) for entry_ in job.lm.call_history]
+    lms = [lm for lm in (job.lm, job.reflection_lm) if lm is not None]
+    calls = [lm_call(lm, entry_) for lm in lms for entry_ in lm.call_history]
     log.info("compiled %s with %s: demos %s, %d LM requests", job.call_id, job.optimizer, demos, len(calls))
     return pb.CompileModuleResponse(
         state_json=state,
@@ -289,6 +300,19 @@ def _compile(entry: _Module, job: _CompileJob) -> pb.CompileModuleResponse:
         completion_tokens=sum(c.completion_tokens for c in calls),
         duration_micros=micros,
     )
+
+
+def _reflection_lm(request: pb.CompileModuleRequest) -> Any:
+    """The LM a reflective optimizer reflects with when the request sets one apart (built for
+    this compilation only, recording its own requests), else None. ``ValueError`` for an
+    optimizer that does not reflect or a configuration the worker cannot use."""
+    if not request.HasField("reflection_lm"):
+        return None
+    table = OPTIMIZERS.get(request.optimizer)
+    if table is None or not table["reflective"]:
+        raise InvalidValueError(f"optimizer `{request.optimizer[:64]}` does not reflect: it takes no reflection LM")
+    config = LmConfig.from_proto(request.reflection_lm)
+    return LmFactory(config).for_call(None, {})
 
 
 def _traceparent(context: grpc.ServicerContext) -> str | None:
@@ -576,9 +600,12 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             else:
                 raise ValueError("the request names no metric")
             settings = {key: from_config_value(value) for key, value in request.settings.items()}
+            reflection_lm = _reflection_lm(request)
         except (ValueError, ImportError) as e:
             raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INVALID_REQUEST, str(e)) from e
-        return _CompileJob(request.call_id, request.optimizer, settings, trainset, valset, metric, bound.lm)
+        return _CompileJob(
+            request.call_id, request.optimizer, settings, trainset, valset, metric, bound.lm, reflection_lm
+        )
 
     def DropModule(self, request: pb.DropModuleRequest, context: grpc.ServicerContext) -> pb.DropModuleResponse:
         self._authorize(context)

@@ -8,7 +8,7 @@ metric is a Python callable by dotted path (``metric(example, prediction, trace=
 returning a number in ``[0, 1]`` or a boolean) or a Rust callable. A reflective optimizer
 (GEPA) calls it with five arguments (``gold, pred, trace, pred_name, pred_trace``) and reads
 feedback text from its answer (``dspy.Prediction(score=..., feedback=...)``); its reflection LM
-is the LM of the compilation.
+is the LM of the compilation, or one the request sets apart (``reflection_lm``).
 
 The compiled state is DSPy's ``dump_state()`` as JSON (demos, instructions), without any LM:
 the worker's modules run with the LM of each call, never one of their own, and a state never
@@ -212,13 +212,16 @@ def compile_module(
     trainset: list[dspy.Example],
     valset: list[dspy.Example],
     metric: Callable[..., Any],
+    reflection_lm: Any = None,
 ) -> dspy.Module:
     """`student` (a fresh, uncompiled module) compiled by `optimizer` with `settings`, under
     the LM installed by the caller (``dspy.context(lm=...)``), which a reflective optimizer
-    reflects with too."""
+    reflects with too unless `reflection_lm` is given."""
     constructor, compile_kwargs = split_settings(optimizer, settings)
     if OPTIMIZERS[optimizer]["reflective"]:
-        constructor["reflection_lm"] = dspy.settings.lm
+        constructor["reflection_lm"] = reflection_lm if reflection_lm is not None else dspy.settings.lm
+    elif reflection_lm is not None:
+        raise InvalidValueError(f"optimizer `{optimizer}` does not reflect: it takes no reflection LM")
     if valset:
         if not OPTIMIZERS[optimizer]["takes_valset"]:
             raise InvalidValueError(f"optimizer `{optimizer}` takes no validation set")

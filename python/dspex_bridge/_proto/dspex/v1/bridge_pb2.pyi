@@ -699,7 +699,7 @@ class TrainExample(_message.Message):
     def __init__(self, inputs: _Optional[_Mapping[str, FieldValue]] = ..., labels: _Optional[_Mapping[str, FieldValue]] = ...) -> None: ...
 
 class CompileModuleRequest(_message.Message):
-    __slots__ = ("module_id", "optimizer", "settings", "trainset", "valset", "metric_path", "metric_callback", "bindings", "call_id")
+    __slots__ = ("module_id", "optimizer", "settings", "trainset", "valset", "metric_path", "metric_callback", "bindings", "call_id", "reflection_lm")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -716,6 +716,7 @@ class CompileModuleRequest(_message.Message):
     METRIC_CALLBACK_FIELD_NUMBER: _ClassVar[int]
     BINDINGS_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    REFLECTION_LM_FIELD_NUMBER: _ClassVar[int]
     module_id: str
     optimizer: str
     settings: _containers.MessageMap[str, ConfigValue]
@@ -725,7 +726,8 @@ class CompileModuleRequest(_message.Message):
     metric_callback: str
     bindings: _containers.RepeatedCompositeFieldContainer[BoundValue]
     call_id: str
-    def __init__(self, module_id: _Optional[str] = ..., optimizer: _Optional[str] = ..., settings: _Optional[_Mapping[str, ConfigValue]] = ..., trainset: _Optional[_Iterable[_Union[TrainExample, _Mapping]]] = ..., valset: _Optional[_Iterable[_Union[TrainExample, _Mapping]]] = ..., metric_path: _Optional[str] = ..., metric_callback: _Optional[str] = ..., bindings: _Optional[_Iterable[_Union[BoundValue, _Mapping]]] = ..., call_id: _Optional[str] = ...) -> None: ...
+    reflection_lm: LmConfig
+    def __init__(self, module_id: _Optional[str] = ..., optimizer: _Optional[str] = ..., settings: _Optional[_Mapping[str, ConfigValue]] = ..., trainset: _Optional[_Iterable[_Union[TrainExample, _Mapping]]] = ..., valset: _Optional[_Iterable[_Union[TrainExample, _Mapping]]] = ..., metric_path: _Optional[str] = ..., metric_callback: _Optional[str] = ..., bindings: _Optional[_Iterable[_Union[BoundValue, _Mapping]]] = ..., call_id: _Optional[str] = ..., reflection_lm: _Optional[_Union[LmConfig, _Mapping]] = ...) -> None: ...
 
 class CompileModuleResponse(_message.Message):
     __slots__ = ("state_json", "demos", "lm_requests", "prompt_tokens", "completion_tokens", "duration_micros")
