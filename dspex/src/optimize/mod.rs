@@ -33,6 +33,7 @@ mod dspy;
 pub(crate) mod ext;
 mod optimizer;
 mod program_compile;
+mod score;
 mod state;
 
 pub use crate::program::compiled::{CompiledState, MAX_COMPILED_STATE_BYTES};
@@ -42,4 +43,5 @@ pub use optimizer::{
     CompileMetric, CompileReport, DEFAULT_COMPILE_TIMEOUT, FEEDBACK_METRIC_NAME, FeedbackFn,
     MAX_COMPILE_TIMEOUT, MAX_TRAIN_EXAMPLES, METRIC_CALLBACK_TIMEOUT, Optimizer,
 };
+pub use program_compile::CANDIDATE_CONCURRENCY;
 pub use state::{PROGRAM_STATE_FORMAT, PROGRAM_STATE_VERSION, ProgramState};
