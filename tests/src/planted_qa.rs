@@ -1,11 +1,33 @@
 //! The planted task of whole-program compile (shared by `tests/tests/program_compile.rs` and
 //! `dspex/benches/program_compile.rs`, which includes this file): an LM on the loopback server
 //! that answers a hard question right only when its prompt holds a demo with the planted
-//! keyword, and question/answer pairs for it.
+//! keyword, question/answer pairs for it, and the two-step program it is for, all native and
+//! hybrid.
 
 use dspex::JsonValue;
 use dspex::eval::{Dataset, Example};
+use dspex::prelude::*;
 use dspex_test_lm::Reply;
+
+dspex_program! {
+    /// Query generation, then a reasoned answer: both native.
+    pub program NativeQa: "question -> answer" {
+        chain {
+            rewrite: native Predict("question -> query"),
+            answer: native ChainOfThought("query -> answer"),
+        }
+    }
+}
+
+dspex_program! {
+    /// The same program with its answer step in DSPy.
+    pub program HybridQa: "question -> answer" {
+        chain {
+            rewrite: native Predict("question -> query"),
+            answer: python ChainOfThought("query -> answer"),
+        }
+    }
+}
 
 /// The planted keyword: a hard question is answered right only when a demo holds it.
 pub const KEYWORD: &str = "Keyword";

@@ -31,28 +31,10 @@ use dspex::optimize::{
 use dspex::prelude::*;
 use dspex::{JsonValue, json};
 use dspex_test_lm::LmServer;
-use dspex_tests::planted_qa::{pair, pairs, planted_lm};
+use dspex_tests::planted_qa::{
+    HybridQa, HybridQaInput, NativeQa, NativeQaInput, pair, pairs, planted_lm,
+};
 use dspex_tests::{run_script, worker_config};
-
-dspex_program! {
-    /// Query generation, then a reasoned answer: both native.
-    program NativeQa: "question -> answer" {
-        chain {
-            rewrite: native Predict("question -> query"),
-            answer: native ChainOfThought("query -> answer"),
-        }
-    }
-}
-
-dspex_program! {
-    /// The same program with its answer step in DSPy.
-    program HybridQa: "question -> answer" {
-        chain {
-            rewrite: native Predict("question -> query"),
-            answer: python ChainOfThought("query -> answer"),
-        }
-    }
-}
 
 #[derive(Default)]
 struct Lookup;

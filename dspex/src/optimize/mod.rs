@@ -12,8 +12,8 @@
 //!
 //! [`AnyProgram::compile`](crate::AnyProgram::compile) compiles a whole program as DSPy's
 //! `teleprompter.compile(program, trainset=..)` does, on examples of the program's own inputs
-//! and outputs: `LabeledFewShot`, `BootstrapFewShot` and `BootstrapFewShotWithRandomSearch`,
-//! run in Rust on the program's run traces. Every LM step (native or python `Predict` and
+//! and outputs, scored by a Rust or a Python metric: `LabeledFewShot`, `BootstrapFewShot` and
+//! `BootstrapFewShotWithRandomSearch`, run in Rust on the program's run traces. Every LM step (native or python `Predict` and
 //! `ChainOfThought`) gets its demos from the runs the metric accepts: native steps keep them
 //! in Rust, python steps take them as DSPy state in their worker.
 //!

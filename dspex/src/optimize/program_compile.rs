@@ -13,7 +13,9 @@ use dspex_core::dspy::ConfigValue;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 
-use super::bootstrap::{AUGMENTED_KEY, Bootstrap, BootstrapSettings, DemoSets, labeled_few_shot};
+use super::bootstrap::{
+    AUGMENTED_KEY, BOOTSTRAP_CONCURRENCY, Bootstrap, BootstrapSettings, DemoSets, labeled_few_shot,
+};
 use super::optimizer::{
     CompileMetric, CompileReport, LABELED_FEW_SHOT, MAX_TRAIN_EXAMPLES, Optimizer,
 };
@@ -341,7 +343,7 @@ pub(crate) async fn compile_program<P: BaseProgram + ?Sized>(
         })??;
     let demos = own_fields(&steps, &found.demos);
     apply(&steps, &demos, &optimizer.to_string()).await?;
-    let after = score_on(program, valset, &scorer, None).await;
+    let after = score_on(program, valset, &scorer, BOOTSTRAP_CONCURRENCY, None).await;
     let mut eval_tokens = found.eval_tokens;
     eval_tokens.add(&after.tokens);
     Ok(CompileReport {
@@ -392,7 +394,14 @@ impl<P: BaseProgram + ?Sized> Compiling<'_, P> {
 
     /// The demos the plan gives every LM step, with the score before on the validation set.
     async fn find(&self) -> Result<Found> {
-        let before = score_on(self.program, self.valset, self.scorer, None).await;
+        let before = score_on(
+            self.program,
+            self.valset,
+            self.scorer,
+            BOOTSTRAP_CONCURRENCY,
+            None,
+        )
+        .await;
         let mut found = Found {
             demos: DemoSets::new(),
             before: before.mean,
@@ -514,7 +523,13 @@ impl<P: BaseProgram + ?Sized> Compiling<'_, P> {
     ) -> Vec<(f64, TokenUsage)> {
         let mut candidates = sets.iter().map(|set| {
             let demos = Arc::new(own_fields(self.steps, set));
-            score_on(self.program, self.valset, self.scorer, Some(demos))
+            score_on(
+                self.program,
+                self.valset,
+                self.scorer,
+                BOOTSTRAP_CONCURRENCY,
+                Some(demos),
+            )
         });
         let mut in_flight = FuturesOrdered::new();
         let mut scores = Vec::new();

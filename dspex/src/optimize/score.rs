@@ -10,14 +10,13 @@ use futures_util::stream::FuturesUnordered;
 #[cfg(feature = "python")]
 use serde_json::Value as Json;
 
-use super::bootstrap::{BOOTSTRAP_CONCURRENCY, DemoSets};
 use super::optimizer::{CompileMetric, FEEDBACK_METRIC_NAME, FeedbackFn};
 use crate::context::{Context, Overrides};
 use crate::data::{Fields, RunTrace};
 use crate::error::{Error, Result};
 use crate::eval::{Example, Metric, TokenUsage, checked_score, score_in_range, token_usage};
 use crate::program::BaseProgram;
-use crate::program::run_demos::with_run_demos;
+use crate::program::run_demos::{RunDemos, with_run_demos};
 #[cfg(feature = "python")]
 use crate::worker::WorkerSupervisor;
 
@@ -165,20 +164,21 @@ pub(crate) struct Scored {
     pub(crate) tokens: TokenUsage,
 }
 
-/// `program`'s mean score on `valset` by `scorer`, [`BOOTSTRAP_CONCURRENCY`] runs at once,
-/// each with `demos` in place of its LM steps' own when given (for those runs only).
+/// `program`'s mean score on `valset` by `scorer`, `concurrency` runs at once, each with
+/// `demos` in place of its LM steps' own when given (for those runs only).
 pub(crate) async fn score_on<P: BaseProgram + ?Sized>(
     program: &P,
     valset: &[Example],
     scorer: &Scorer,
-    demos: Option<Arc<DemoSets>>,
+    concurrency: usize,
+    demos: Option<RunDemos>,
 ) -> Scored {
     let mut examples = valset.iter();
     let mut in_flight = FuturesUnordered::new();
     let mut scored = Scored::default();
     let mut total = 0.0;
     loop {
-        while in_flight.len() < BOOTSTRAP_CONCURRENCY {
+        while in_flight.len() < concurrency {
             let Some(example) = examples.next() else {
                 break;
             };
@@ -202,7 +202,7 @@ async fn score_one<P: BaseProgram + ?Sized>(
     program: &P,
     example: &Example,
     scorer: &Scorer,
-    demos: Option<Arc<DemoSets>>,
+    demos: Option<RunDemos>,
 ) -> (f64, TokenUsage) {
     let overrides = Overrides::new();
     let run = program.run_boxed(&overrides, example.input_fields());
