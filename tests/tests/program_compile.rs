@@ -689,6 +689,14 @@ async fn a_python_metric_scores_the_whole_programs_runs_in_the_worker() {
     assert_eq!(report.score_after, Some(1.0), "{report}");
     assert_eq!(report.tokens.lm_calls, 6, "{report}");
     assert_eq!(report.step_demos["answer"].len(), 2);
+    // An all-native program takes one too: the worker runs the metric only.
+    let native = NativeQa::attach(&ctx).await.unwrap();
+    let report = native
+        .compile(&bootstrap(2, 2), &trainset(), &traced)
+        .await
+        .unwrap();
+    assert_eq!(report.score_after, Some(1.0), "{report}");
+    assert_eq!(native.compile_free_answer().await, "HARD NUT");
 
     // A metric that raises counts against `max_errors`, then stops with the Python error.
     let fresh = HybridQa::attach(&ctx).await.unwrap();
