@@ -238,6 +238,24 @@ def answer_matches(example: dspy.Example, prediction: dspy.Prediction, trace: ob
     return bool(example.answer == prediction.answer)
 
 
+def answer_matches_traced(example: dspy.Example, prediction: dspy.Prediction, trace: object = None) -> bool:
+    """A metric of a whole program: the prediction's ``answer`` is the example's. While
+    bootstrapping (DSPy passes a trace then), the trace's last LM step must be the ``answer``
+    step, its outputs holding the prediction's answer."""
+    if trace is not None:
+        if not isinstance(trace, list) or not trace:
+            raise ValueError(f"expected the run's LM steps as the trace, found {trace!r}")
+        step, inputs, outputs = trace[-1]
+        if step != "answer" or not isinstance(inputs, dict) or outputs.answer != prediction.answer:
+            raise ValueError(f"the trace's last step is not the answer: {trace[-1]!r}")
+    return bool(example.answer == prediction.answer)
+
+
+def raising_metric(example: dspy.Example, prediction: dspy.Prediction, trace: object = None) -> bool:
+    """A broken metric: raises."""
+    raise ValueError("no score from Python")
+
+
 def overscored(example: dspy.Example, prediction: dspy.Prediction, trace: object = None) -> float:
     """A broken metric: scores above 1."""
     return 2.0

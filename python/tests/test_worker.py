@@ -529,3 +529,61 @@ def test_a_missing_dependency_is_one_clear_line(session: SessionContext, server:
     (line,) = result.stderr.strip().splitlines()
     interpreter = os.path.normpath(sys.executable)
     assert line == f"dspex worker: {interpreter} could not import dspy: No module named 'dspy'"
+
+
+async def test_a_call_may_carry_demos_of_its_own_for_a_predict_or_chain_of_thought(worker: Worker) -> None:
+    await create(worker, "cot", "ChainOfThought", "question -> answer")
+    demos = json.dumps([{"question": "2 + 2?", "reasoning": "Add.", "answer": "4", "augmented": True}])
+    request = pb.ExecuteModuleRequest(
+        module_id="cot", inputs={"question": text("q")}, call_id="demo-1", demos_json=demos
+    )
+    reply = await worker.stub.ExecuteModule(request, metadata=worker.metadata())
+    assert reply.outputs["answer"].text == "[scripted answer] q"
+
+    await create(worker, "react", "ReAct", "question -> answer", config={"max_iters": 1})
+    cases = [
+        ("react", demos, "ERROR_KIND_INVALID_REQUEST", "a call's own demos are for a Predict or ChainOfThought"),
+        ("cot", '{"question": "q"}', "ERROR_KIND_INVALID_REQUEST", "not a JSON list of objects"),
+        ("cot", "[", "ERROR_KIND_INVALID_REQUEST", "not JSON"),
+        ("cot", json.dumps([{"question": "x" * LIMITS["MAX_COMPILED_STATE_BYTES"]}]), "ERROR_KIND_LIMIT", "MAX_COMPILED_STATE_BYTES"),
+    ]
+    for module_id, demos_json, error_kind, says in cases:
+        request = pb.ExecuteModuleRequest(
+            module_id=module_id, inputs={"question": text("q")}, call_id=f"demo-{module_id}", demos_json=demos_json
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await worker.stub.ExecuteModule(request, metadata=worker.metadata())
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert kind(e.value) == error_kind, e.value.details()
+        assert says in (e.value.details() or "")
+
+
+async def test_a_python_metric_scores_a_whole_programs_run(worker: Worker) -> None:
+    example = json.dumps({"inputs": {"question": "q"}, "labels": {"answer": "A"}})
+
+    async def score(path: str, prediction: str, **kw: Any) -> float:
+        request = pb.ScoreMetricRequest(
+            metric_path=path, example_json=example, prediction_json=prediction, call_id="score-1", **kw
+        )
+        reply = await worker.stub.ScoreMetric(request, metadata=worker.metadata())
+        return float(reply.score)
+
+    assert await score("sample_modules.answer_matches", '{"answer": "A"}') == 1.0
+    assert await score("sample_modules.answer_matches", '{"answer": "B"}') == 0.0
+    trace = json.dumps([{"step": "answer", "inputs": {"question": "q"}, "outputs": {"answer": "A"}}])
+    assert await score("sample_modules.answer_matches_traced", '{"answer": "A"}', trace_json=trace) == 1.0
+    assert await score("sample_modules.answer_matches", "", check_only=True) == 0.0
+    cases = [
+        ("sample_modules.raising_metric", '{"answer": "A"}', {}, "ERROR_KIND_PYTHON", "ValueError: no score from Python"),
+        ("sample_modules.overscored", '{"answer": "A"}', {}, "ERROR_KIND_PYTHON", "expected a number in [0, 1]"),
+        ("sample_modules.answer_matches_traced", '{"answer": "B"}', {"trace_json": trace}, "ERROR_KIND_PYTHON", "the trace's last step"),
+        ("sample_modules.no_such_metric", "{}", {"check_only": True}, "ERROR_KIND_INVALID_REQUEST", "no_such_metric"),
+        ("sample_modules.not_a_metric", "{}", {}, "ERROR_KIND_INVALID_REQUEST", "not a callable"),
+        ("sample_modules.answer_matches", "[1]", {}, "ERROR_KIND_INVALID_REQUEST", "the prediction is a JSON list"),
+        ("sample_modules.answer_matches", "{}", {"trace_json": "{}"}, "ERROR_KIND_INVALID_REQUEST", "the trace is not a list"),
+    ]
+    for path, prediction, kw, error_kind, says in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await score(path, prediction, **kw)
+        assert kind(e.value) == error_kind, e.value.details()
+        assert says in (e.value.details() or ""), e.value.details()

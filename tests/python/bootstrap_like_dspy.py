@@ -2,11 +2,13 @@
 (`tests/tests/program_compile.rs`).
 
 Reads ``{"base_url", "train": [[question, answer], ...], "dev": [...], "max_bootstrapped_demos",
-"max_labeled_demos"}`` as JSON on stdin. Builds the DSPy original of the test's two-step
-program (``question -> query`` with ``Predict``, then ``query -> answer`` with
-``ChainOfThought``), compiles it with ``BootstrapFewShot`` and an exact-match metric against the
-LM on the loopback server at ``base_url`` (no cache), and evaluates it on the dev pairs. Writes
-``{"compile_requests", "dev_score", "demos": {predictor: count}}``.
+"max_labeled_demos", "program"}`` as JSON on stdin. Builds the DSPy original of the test's
+program: ``"query_then_answer"`` (the default: ``question -> query`` with ``Predict``, then
+``query -> answer`` with ``ChainOfThought``) or ``"answer"`` (``question -> answer`` with
+``Predict``), compiles it with ``BootstrapFewShot`` and an exact-match metric against the LM on
+the loopback server at ``base_url`` (no cache), and evaluates it on the dev pairs. Writes
+``{"compile_requests", "dev_requests", "dev_score", "demos": {predictor: count}, "augmented":
+{predictor: count}, "compile_seconds"}``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from typing import Any
 
 import dspy
@@ -28,6 +31,15 @@ class QueryThenAnswer(dspy.Module):
     def forward(self, question: str) -> dspy.Prediction:
         query = self.rewrite(question=question).query
         return self.answer(query=query)
+
+
+class Answer(dspy.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = dspy.Predict("question -> answer")
+
+    def forward(self, question: str) -> dspy.Prediction:
+        return self.answer(question=question)
 
 
 def exact_answer(example: dspy.Example, prediction: dspy.Prediction, trace: Any = None) -> bool:
@@ -54,15 +66,23 @@ def main() -> None:
             max_bootstrapped_demos=request["max_bootstrapped_demos"],
             max_labeled_demos=request["max_labeled_demos"],
         )
-        compiled = optimizer.compile(QueryThenAnswer(), trainset=examples(request["train"]))
+        program = QueryThenAnswer() if request.get("program", "query_then_answer") == "query_then_answer" else Answer()
+        started = time.perf_counter()
+        compiled = optimizer.compile(program, trainset=examples(request["train"]))
+        compile_seconds = time.perf_counter() - started
         compile_requests = len(lm.history)
         dev = examples(request["dev"])
         scores = [exact_answer(ex, compiled(question=ex.question)) for ex in dev]
     json.dump(
         {
             "compile_requests": compile_requests,
+            "dev_requests": len(lm.history) - compile_requests,
             "dev_score": sum(scores) / len(scores),
             "demos": {name: len(p.demos) for name, p in compiled.named_predictors()},
+            "augmented": {
+                name: sum(1 for d in p.demos if d.get("augmented")) for name, p in compiled.named_predictors()
+            },
+            "compile_seconds": compile_seconds,
         },
         sys.stdout,
     )

@@ -22,6 +22,7 @@ use dspex::{Constraints, Context, Value, VarType, VariableSpec};
 use serde_json::json;
 
 mod events;
+pub mod planted_qa;
 
 pub use events::{LogEvents, Marker, process_alive, wait_gone, wait_gone_blocking};
 

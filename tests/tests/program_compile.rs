@@ -7,6 +7,17 @@
 //! `BootstrapFewShot` on the DSPy original reaches the same dev score with no fewer LM requests;
 //! bad input is a clear error that changes nothing.
 
+//! Whole programs compiled as DSPy compiles them, from question/answer pairs, against an LM on
+//! the loopback server that answers a hard question right only when its prompt holds a demo
+//! with the planted keyword (`dspex_tests::planted_qa`): an all-native program and a hybrid one
+//! (its answer step in a worker running real DSPy) learn from their accepted runs and score
+//! better after; the native steps' prompts with the compiled demos are those DSPy itself sends
+//! with the same demos; python steps are bootstrapped as DSPy's teacher runs them (its labeled
+//! demos, its settings); a Python metric scores the runs in the worker; the state saves and
+//! loads; random search keeps the best candidate, scoring candidates concurrently; DSPy's own
+//! `BootstrapFewShot` on the DSPy original reaches the same dev score with no fewer LM requests;
+//! bad input is a clear error that changes nothing.
+
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
 use std::sync::Arc;
@@ -14,31 +25,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dspex::eval::{Dataset, ExactMatch, Example, metric_fn};
-use dspex::optimize::{BOOTSTRAP_CONCURRENCY, CompileMetric, MAX_TRAIN_EXAMPLES, Optimizer};
+use dspex::optimize::{
+    BOOTSTRAP_CONCURRENCY, CANDIDATE_CONCURRENCY, CompileMetric, MAX_TRAIN_EXAMPLES, Optimizer,
+};
 use dspex::prelude::*;
 use dspex::{JsonValue, json};
-use dspex_test_lm::{LmServer, Reply};
+use dspex_test_lm::LmServer;
+use dspex_tests::planted_qa::{
+    HybridQa, HybridQaInput, NativeQa, NativeQaInput, pair, pairs, planted_lm,
+};
 use dspex_tests::{run_script, worker_config};
-
-dspex_program! {
-    /// Query generation, then a reasoned answer: both native.
-    program NativeQa: "question -> answer" {
-        chain {
-            rewrite: native Predict("question -> query"),
-            answer: native ChainOfThought("query -> answer"),
-        }
-    }
-}
-
-dspex_program! {
-    /// The same program with its answer step in DSPy.
-    program HybridQa: "question -> answer" {
-        chain {
-            rewrite: native Predict("question -> query"),
-            answer: python ChainOfThought("query -> answer"),
-        }
-    }
-}
 
 #[derive(Default)]
 struct Lookup;
@@ -59,73 +55,51 @@ dspex_program! {
     }
 }
 
-/// The planted keyword: a hard question is answered right only when a demo holds it.
-const KEYWORD: &str = "Keyword";
+#[derive(Default)]
+struct Shout;
 
-/// The value of input `field` in a ChatAdapter user message.
-fn field_value<'a>(message: &'a str, field: &str) -> &'a str {
-    let marker = format!("[[ ## {field} ## ]]\n");
-    let start = message.find(&marker).map_or(0, |i| i + marker.len());
-    let rest = &message[start..];
-    rest.split("\n\n").next().unwrap_or(rest)
-}
-
-/// The LM: the query of a question is `find <question>`; the answer to a query is the
-/// question upper-cased when the question is easy or a demo (any message between the system
-/// message and the last) holds the keyword, `unknown` otherwise.
-fn planted_lm(body: &JsonValue) -> Reply {
-    let messages = body["messages"].as_array().unwrap();
-    let last = messages.last().unwrap()["content"].as_str().unwrap();
-    if last.contains("`[[ ## query ## ]]`") {
-        let question = field_value(last, "question");
-        return Reply::text(format!(
-            "[[ ## query ## ]]\nfind {question}\n\n[[ ## completed ## ]]"
-        ));
+impl Module for Shout {
+    async fn forward(&self, inputs: &Fields, _: &Params) -> Result<Fields> {
+        Ok(Fields::from([(
+            "loud",
+            format!("{}!", inputs.get::<&str>("answer")?),
+        )]))
     }
-    let query = field_value(last, "query");
-    let question = query.strip_prefix("find ").unwrap_or(query);
-    let demos = &messages[1..messages.len() - 1];
-    let taught = demos
-        .iter()
-        .any(|m| m["content"].as_str().unwrap_or("").contains(KEYWORD));
-    let answer = if question.starts_with("easy") || taught {
-        question.to_uppercase()
-    } else {
-        "unknown".to_owned()
-    };
-    Reply::text(format!(
-        "[[ ## reasoning ## ]]\nLooked it up.\n\n[[ ## answer ## ]]\n{answer}\n\n[[ ## completed ## ]]"
-    ))
 }
 
-fn pair(question: &str) -> Example {
-    Example::new()
-        .with_input("question", question)
-        .with_expected("answer", question.to_uppercase())
+dspex_program! {
+    /// A python answer step bound to a variable, then a native step that is no LM step.
+    program TaughtQa: "question -> answer, loud" {
+        variables {
+            temperature: float = 0.0 { min: 0.0, max: 2.0 },
+        }
+        chain {
+            answer: python Predict("question -> answer") { temperature },
+            shout: native Shout("answer -> loud"),
+        }
+    }
 }
 
-/// Easy questions (right zero-shot, holding the keyword) and hard ones, interleaved.
+/// The six train pairs: easy (right zero-shot, holding the keyword) and hard, interleaved.
 fn trainset() -> Dataset {
-    Dataset::from_examples(
-        [
-            "easy Keyword apple",
-            "hard banana",
-            "easy Keyword cherry",
-            "hard damson",
-            "easy Keyword elder",
-            "hard fig",
-        ]
-        .map(pair),
-    )
+    dspex_tests::planted_qa::trainset(6)
 }
 
-/// Hard questions only: 0 zero-shot, 1 with the right demos.
+/// Four hard questions: 0 zero-shot, 1 with the right demos.
 fn valset() -> Dataset {
-    Dataset::from_examples(["hard grape", "hard hazel", "hard kiwi", "hard lime"].map(pair))
+    dspex_tests::planted_qa::devset(4)
 }
 
 fn metric() -> CompileMetric {
     CompileMetric::rust(ExactMatch::new("answer"))
+}
+
+/// `BootstrapFewShot` with these demo counts, on the validation set.
+fn bootstrap(max_bootstrapped: i64, max_labeled: i64) -> Optimizer {
+    Optimizer::bootstrap_few_shot()
+        .set("max_bootstrapped_demos", max_bootstrapped)
+        .set("max_labeled_demos", max_labeled)
+        .valset(&valset())
 }
 
 async fn server() -> LmServer {
@@ -134,15 +108,27 @@ async fn server() -> LmServer {
     server
 }
 
+/// The planted LM's server and a context on it (with a worker when `python`).
+async fn context(python: bool) -> (LmServer, Context) {
+    let server = server().await;
+    let mut builder = Context::builder().lm(LmConfig::openai(server.base_url(), "planted"));
+    if python {
+        builder = builder.worker(worker_config());
+    }
+    (server, builder.build().await.unwrap())
+}
+
 /// The planted LM's server, a native context on it, and the all-native program.
 async fn native() -> (LmServer, Context, NativeQa) {
-    let server = server().await;
-    let ctx = Context::builder()
-        .lm(LmConfig::openai(server.base_url(), "planted"))
-        .build()
-        .await
-        .unwrap();
+    let (server, ctx) = context(false).await;
     let qa = NativeQa::attach(&ctx).await.unwrap();
+    (server, ctx, qa)
+}
+
+/// The planted LM's server, a context with a worker on it, and the hybrid program.
+async fn hybrid() -> (LmServer, Context, HybridQa) {
+    let (server, ctx) = context(true).await;
+    let qa = HybridQa::attach(&ctx).await.unwrap();
     (server, ctx, qa)
 }
 
@@ -190,12 +176,8 @@ fn dspy_messages(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_all_native_program_compiles_from_question_answer_pairs_with_dspys_prompts() {
     let (server, ctx, qa) = native().await;
-    let optimizer = Optimizer::bootstrap_few_shot()
-        .set("max_bootstrapped_demos", 2)
-        .set("max_labeled_demos", 3)
-        .valset(&valset());
     let report = qa
-        .compile(&optimizer, &trainset(), &metric())
+        .compile(&bootstrap(2, 3), &trainset(), &metric())
         .await
         .unwrap();
 
@@ -313,21 +295,10 @@ impl Probe for HybridQa {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hybrid_program_compiles_and_its_python_step_takes_the_demos_as_dspy_state() {
-    let server = server().await;
-    let ctx = Context::builder()
-        .worker(worker_config())
-        .lm(LmConfig::openai(server.base_url(), "planted"))
-        .build()
-        .await
-        .unwrap();
-    let qa = HybridQa::attach(&ctx).await.unwrap();
+    let (server, ctx, qa) = hybrid().await;
     assert_eq!(qa.compile_free_answer().await, "unknown");
-    let optimizer = Optimizer::bootstrap_few_shot()
-        .set("max_bootstrapped_demos", 2)
-        .set("max_labeled_demos", 2)
-        .valset(&valset());
     let report = qa
-        .compile(&optimizer, &trainset(), &metric())
+        .compile(&bootstrap(2, 2), &trainset(), &metric())
         .await
         .unwrap();
     assert_eq!(report.score_before, Some(0.0));
@@ -377,9 +348,11 @@ async fn a_hybrid_program_compiles_and_its_python_step_takes_the_demos_as_dspy_s
     std::fs::remove_file(&path).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_search_keeps_the_candidate_best_on_validation() {
-    let (_server, _ctx, qa) = native().await;
+/// Random search on `qa`: the candidates are scored on the validation set a few at once
+/// (each LM reply taking a while, as a real LM's does, so that they overlap), and the first of
+/// the best is kept.
+async fn random_search_keeps_the_best<P: AnyProgram + Probe>(server: &LmServer, qa: &P) {
+    server.respond_with(|body| planted_lm(body).after(Duration::from_millis(100)));
     let optimizer = Optimizer::bootstrap_random_search()
         .set("max_bootstrapped_demos", 1)
         .set("max_labeled_demos", 1)
@@ -389,13 +362,43 @@ async fn random_search_keeps_the_candidate_best_on_validation() {
         .compile(&optimizer, &trainset(), &metric())
         .await
         .unwrap();
-    // Zero-shot, labeled, bootstrapped in order, then 4 seeded shuffles.
+    // Zero-shot, labeled only (whose demos the answer step cannot use: they hold no query),
+    // bootstrapped in order (its demo from the first train example), then 4 seeded shuffles.
     assert_eq!(report.candidates.len(), 7, "{report}");
-    assert_eq!(report.candidates[0], 0.0);
-    let best = report.candidates.iter().copied().fold(0.0, f64::max);
-    assert_eq!(best, 1.0);
-    assert_eq!(report.score_after, Some(best));
+    assert_eq!(&report.candidates[..3], &[0.0, 0.0, 1.0], "{report}");
+    assert_eq!(report.score_after, Some(1.0));
+    assert_eq!(
+        report.step_demos["answer"][0].get::<&str>("query").unwrap(),
+        "find easy Keyword apple"
+    );
     assert_eq!(qa.compile_free_answer().await, "HARD NUT");
+    // Bootstrapping runs one example at a time here (one demo wanted), and one candidate's
+    // scoring at most the 4 validation examples: more requests at once are several
+    // candidates' runs.
+    let in_flight = server.max_in_flight();
+    let bound = CANDIDATE_CONCURRENCY * valset().len();
+    assert!(
+        (valset().len() + 1..=bound).contains(&in_flight),
+        "{in_flight} requests at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_search_keeps_the_candidate_best_on_validation() {
+    let (server, _ctx, qa) = native().await;
+    random_search_keeps_the_best(&server, &qa).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_search_on_a_hybrid_program_scores_its_candidates_concurrently() {
+    let (server, _ctx, qa) = hybrid().await;
+    random_search_keeps_the_best(&server, &qa).await;
+    // The python step's candidates went with the runs: its own state is the chosen one only.
+    let compiled = qa.python_step("answer").unwrap().compiled_state().unwrap();
+    assert_eq!(
+        compiled.demos()["predict"][0]["query"],
+        json!("find easy Keyword apple")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -468,8 +471,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
     assert!(server.requests().is_empty());
     unchanged(&qa);
 
-    // A program with no LM step, a Python metric, an optimizer only DSPy has, an unknown
-    // setting.
+    // A program with no LM step, an optimizer only DSPy has, an unknown setting.
     let no_lm = NoLm::attach(&ctx).await.unwrap();
     let err = no_lm
         .compile(&bootstrap, &trainset(), &metric())
@@ -480,15 +482,6 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
             .contains("program `NoLm` has no LM step to compile"),
         "{err}"
     );
-    let err = qa
-        .compile(
-            &bootstrap,
-            &trainset(),
-            &CompileMetric::python("pkg.metric"),
-        )
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("Rust metric"), "{err}");
     let err = qa
         .compile(&Optimizer::mipro_v2(), &trainset(), &metric())
         .await
@@ -557,12 +550,6 @@ async fn bootstrapping_runs_examples_concurrently_within_its_bound() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compile_reaches_dspys_dev_score_with_no_more_lm_requests() {
     let (server, _ctx, qa) = native().await;
-    let pairs = |data: &Dataset| -> Vec<JsonValue> {
-        data.examples()
-            .iter()
-            .map(|e| json!([e.input("question"), e.expected("answer")]))
-            .collect()
-    };
     let input = json!({
         "base_url": server.base_url(),
         "train": pairs(&trainset()),
@@ -572,12 +559,8 @@ async fn compile_reaches_dspys_dev_score_with_no_more_lm_requests() {
     });
     let dspy =
         tokio::task::block_in_place(|| run_script("tests/python/bootstrap_like_dspy.py", &input));
-    let optimizer = Optimizer::bootstrap_few_shot()
-        .set("max_bootstrapped_demos", 2)
-        .set("max_labeled_demos", 3)
-        .valset(&valset());
     let report = qa
-        .compile(&optimizer, &trainset(), &metric())
+        .compile(&bootstrap(2, 3), &trainset(), &metric())
         .await
         .unwrap();
     assert_eq!(
@@ -618,12 +601,8 @@ async fn a_program_built_at_run_time_compiles_like_a_declared_one() {
         .attach(&ctx)
         .await
         .unwrap();
-    let optimizer = Optimizer::bootstrap_few_shot()
-        .set("max_bootstrapped_demos", 2)
-        .set("max_labeled_demos", 2)
-        .valset(&valset());
     let report = built
-        .compile(&optimizer, &trainset(), &metric())
+        .compile(&bootstrap(2, 2), &trainset(), &metric())
         .await
         .unwrap();
     assert_eq!(report.score_before, Some(0.0));
@@ -639,4 +618,128 @@ async fn a_program_built_at_run_time_compiles_like_a_declared_one() {
             .map(Vec::len),
         Some(2)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_steps_are_bootstrapped_as_dspys_teacher_runs_them() {
+    let (server, ctx) = context(true).await;
+    let qa = TaughtQa::attach(&ctx).await.unwrap();
+    server.clear_requests();
+    // The teacher: `LabeledFewShot(k=6)` of the train set for every predictor, python steps
+    // included (the keyword reaches the hard questions' prompts), and its settings.
+    let optimizer = bootstrap(6, 6).teacher(Overrides::new().with("temperature", 0.9));
+    let report = qa
+        .compile(&optimizer, &trainset(), &metric())
+        .await
+        .unwrap();
+    assert_eq!(report.score_before, Some(0.0));
+    assert_eq!(report.score_after, Some(1.0), "{report}");
+    let requests = server.requests();
+    let (teacher, student): (Vec<_>, Vec<_>) = requests
+        .iter()
+        .partition(|r| r.body["temperature"] == json!(0.9));
+    // Every train example ran once, with the others' labeled demos (5 pairs of messages).
+    assert_eq!(teacher.len(), 6, "{report}");
+    for request in &teacher {
+        assert_eq!(request.body["messages"].as_array().unwrap().len(), 12);
+    }
+    // Validation before and after, with the program's own temperature.
+    assert_eq!(student.len(), 8);
+    assert!(student.iter().all(|r| r.body["temperature"] == json!(0.0)));
+    let compiled = qa.python_step("answer").unwrap().compiled_state().unwrap();
+    let demos = &compiled.demos()["self"];
+    assert_eq!(demos.len(), 6);
+    assert!(demos.iter().all(|d| d["augmented"] == json!(true)));
+
+    // DSPy's BootstrapFewShot on the DSPy original bootstraps every example too.
+    let input = json!({
+        "base_url": server.base_url(),
+        "train": pairs(&trainset()),
+        "dev": pairs(&valset()),
+        "max_bootstrapped_demos": 6,
+        "max_labeled_demos": 6,
+        "program": "answer",
+    });
+    let dspy =
+        tokio::task::block_in_place(|| run_script("tests/python/bootstrap_like_dspy.py", &input));
+    assert_eq!(dspy["augmented"]["answer"], json!(6), "{dspy}");
+    assert_eq!(dspy["compile_requests"], json!(6), "{dspy}");
+    assert_eq!(report.score_after, dspy["dev_score"].as_f64(), "{dspy}");
+
+    // Without labeled demos the teacher is the program as it is: the hard questions fail.
+    let fresh = TaughtQa::attach(&ctx).await.unwrap();
+    let report = fresh
+        .compile(&bootstrap(6, 0), &trainset(), &metric())
+        .await
+        .unwrap();
+    assert_eq!(report.step_demos["answer"].len(), 3, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_metric_scores_the_whole_programs_runs_in_the_worker() {
+    let (server, ctx, qa) = hybrid().await;
+    // As a Rust metric does; while bootstrapping it gets the run's LM steps as its trace.
+    let traced = CompileMetric::python("sample_modules.answer_matches_traced");
+    let report = qa
+        .compile(&bootstrap(2, 2), &trainset(), &traced)
+        .await
+        .unwrap();
+    assert_eq!(report.metric, "sample_modules.answer_matches_traced");
+    assert_eq!(report.score_before, Some(0.0));
+    assert_eq!(report.score_after, Some(1.0), "{report}");
+    assert_eq!(report.tokens.lm_calls, 6, "{report}");
+    assert_eq!(report.step_demos["answer"].len(), 2);
+    // An all-native program takes one too: the worker runs the metric only.
+    let native = NativeQa::attach(&ctx).await.unwrap();
+    let report = native
+        .compile(&bootstrap(2, 2), &trainset(), &traced)
+        .await
+        .unwrap();
+    assert_eq!(report.score_after, Some(1.0), "{report}");
+    assert_eq!(native.compile_free_answer().await, "HARD NUT");
+
+    // A metric that raises counts against `max_errors`, then stops with the Python error.
+    let fresh = HybridQa::attach(&ctx).await.unwrap();
+    let err = fresh
+        .compile(
+            &bootstrap(2, 2).set("max_errors", 2),
+            &trainset(),
+            &CompileMetric::python("sample_modules.raising_metric"),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("2 runs failed, the limit `max_errors` is 2"),
+        "{err}"
+    );
+    assert!(err.contains("no score from Python"), "{err}");
+    assert!(fresh.state().unwrap().compiled("answer").is_none());
+    // So does one scoring outside [0, 1].
+    let err = fresh
+        .compile(
+            &bootstrap(2, 2).set("max_errors", 1),
+            &trainset(),
+            &CompileMetric::python("sample_modules.overscored"),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected a number in [0, 1]"), "{err}");
+
+    // A metric that does not import, or is no callable: an error before any LM call.
+    for (path, says) in [
+        ("sample_modules.no_such_metric", "no_such_metric"),
+        ("sample_modules.not_a_metric", "not a callable"),
+    ] {
+        server.clear_requests();
+        let err = fresh
+            .compile(&bootstrap(2, 2), &trainset(), &CompileMetric::python(path))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says) && err.contains(path), "{err}");
+        assert!(server.requests().is_empty());
+    }
+    assert!(fresh.state().unwrap().compiled("answer").is_none());
 }

@@ -10,10 +10,11 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde_json::Value as Json;
 
+use super::score::{Scorer, trace_json};
 use crate::context::Overrides;
 use crate::data::{Fields, RunTrace};
 use crate::error::{Error, Result};
-use crate::eval::{Example, Metric, TokenUsage, checked_score, progress_bar, token_usage};
+use crate::eval::{Example, TokenUsage, progress_bar, token_usage};
 use crate::program::BaseProgram;
 use crate::program::run_demos::with_run_demos;
 use crate::util::rng::SeededRng;
@@ -126,14 +127,14 @@ struct Attempt {
     tokens: TokenUsage,
 }
 
-/// `BootstrapFewShot` on a program: its native LM steps `native` take the teacher's demos
-/// (labeled train examples, without the example being run) for each run only; `lm_steps` are
-/// every LM step, in chain order.
+/// `BootstrapFewShot` on a program: its LM steps `lm_steps` (in chain order, native and python)
+/// take the teacher's demos (as DSPy's teacher, `LabeledFewShot(k=max_labeled_demos)` of the
+/// train set, without the example being run; none when `max_labeled_demos` is 0: the steps'
+/// own then) for each run only.
 pub(crate) struct Bootstrap<'a, P: ?Sized> {
     pub(crate) program: &'a P,
     pub(crate) lm_steps: &'a [String],
-    pub(crate) native: &'a [String],
-    pub(crate) metric: &'a dyn Metric,
+    pub(crate) scorer: &'a Scorer,
     pub(crate) teacher: &'a Overrides,
     pub(crate) settings: &'a BootstrapSettings,
     pub(crate) progress: bool,
@@ -147,7 +148,7 @@ impl<P: BaseProgram + ?Sized> Bootstrap<'_, P> {
     pub(crate) async fn run(&self, train: &[Example]) -> Result<Bootstrapped> {
         let settings = self.settings;
         let teacher_demos = (settings.max_labeled_demos > 0)
-            .then(|| labeled_few_shot(self.native, train, settings.max_labeled_demos, true));
+            .then(|| labeled_few_shot(self.lm_steps, train, settings.max_labeled_demos, true));
         let bar = self.progress.then(|| progress_bar(train.len()));
         let mut found = Bootstrapped::default();
         let mut traces: DemoSets = self
@@ -267,7 +268,7 @@ impl<P: BaseProgram + ?Sized> Bootstrap<'_, P> {
     }
 
     /// Up to `max_rounds` runs of train example `index`, until the metric accepts one. The
-    /// teacher's native steps prompt with its labeled demos minus this example.
+    /// teacher's LM steps prompt with its labeled demos minus this example.
     async fn attempt(
         &self,
         index: usize,
@@ -300,7 +301,11 @@ impl<P: BaseProgram + ?Sized> Bootstrap<'_, P> {
                 Err(error) => Outcome::Failed(error),
                 Ok((prediction, trace)) => {
                     attempt.tokens.add(&token_usage(&trace));
-                    match checked_score(self.metric, example, &prediction) {
+                    let steps = self
+                        .scorer
+                        .takes_trace()
+                        .then(|| trace_json(&trace, self.lm_steps));
+                    match self.scorer.score(example, &prediction, steps).await {
                         Err(error) => Outcome::Failed(error),
                         Ok(score) if accepts(self.settings.metric_threshold, score) => {
                             Outcome::Accepted(trace)

@@ -70,8 +70,11 @@ pub trait AnyProgram: BaseProgram {
     }
 
     /// Compiles the whole program as DSPy's `teleprompter.compile(program, trainset=..)` does,
-    /// on `trainset`: examples of the program's own inputs and expected outputs, scored by a
-    /// Rust `metric`. The optimizer is [`Optimizer::labeled_few_shot`],
+    /// on `trainset`: examples of the program's own inputs and expected outputs, scored by
+    /// `metric` on the program's prediction: a Rust metric, or a Python one
+    /// ([`CompileMetric::python`], run in the context's worker as
+    /// `metric(example, prediction, trace)`, `trace` being the run's LM steps while
+    /// bootstrapping and `None` on the validation set, as DSPy calls it). The optimizer is [`Optimizer::labeled_few_shot`],
     /// [`Optimizer::bootstrap_few_shot`] or [`Optimizer::bootstrap_random_search`] (with
     /// DSPy's settings: `max_bootstrapped_demos`, `max_labeled_demos`, `max_rounds`,
     /// `max_errors`, `metric_threshold`; the teacher's variable values from
@@ -82,8 +85,12 @@ pub trait AnyProgram: BaseProgram {
     /// [`BOOTSTRAP_CONCURRENCY`](crate::optimize::BOOTSTRAP_CONCURRENCY) at once, never more
     /// runs than DSPy's loop makes) and keeps, from every run the metric accepts, each LM
     /// step's inputs and outputs as that step's demo; it stops once `max_bootstrapped_demos`
-    /// runs were accepted. While it runs, native LM steps prompt with the teacher's labeled
-    /// demos (for that run only); python steps run with their own state. Every native
+    /// runs were accepted. While it runs, every LM step prompts as DSPy's teacher does: with
+    /// `max_labeled_demos` labeled train examples other than the one run (for that run only:
+    /// native steps in Rust, python steps with their worker call), or with its own demos when
+    /// `max_labeled_demos` is 0; the teacher's variable values apply to every step. Random
+    /// search scores up to [`CANDIDATE_CONCURRENCY`](crate::optimize::CANDIDATE_CONCURRENCY)
+    /// candidates at once, each run with its candidate's demos for that run only. Every native
     /// `Predict` / `ChainOfThought` step and python `Predict` / `ChainOfThought` step then
     /// holds its demos (native steps in Rust, python steps as DSPy state in every worker);
     /// other native steps are run, not compiled. The [`CompileReport`] gives each step's demos
@@ -91,7 +98,7 @@ pub trait AnyProgram: BaseProgram {
     ///
     /// Everything is checked before any LM call, and nothing changes when it fails: a train
     /// example without a program input (the error names the example and the field), a Python
-    /// metric, an optimizer that exists only in DSPy (`MIPROv2`: use
+    /// metric that does not import, an optimizer that exists only in DSPy (`MIPROv2`: use
     /// [`compile_step`](Self::compile_step)), a program with no LM step, a python step running
     /// another module than `Predict` or `ChainOfThought`; and while bootstrapping, `max_errors`
     /// failed runs or metric calls (DSPy's default: 10).

@@ -12,8 +12,8 @@
 //!
 //! [`AnyProgram::compile`](crate::AnyProgram::compile) compiles a whole program as DSPy's
 //! `teleprompter.compile(program, trainset=..)` does, on examples of the program's own inputs
-//! and outputs: `LabeledFewShot`, `BootstrapFewShot` and `BootstrapFewShotWithRandomSearch`,
-//! run in Rust on the program's run traces. Every LM step (native or python `Predict` and
+//! and outputs, scored by a Rust or a Python metric: `LabeledFewShot`, `BootstrapFewShot` and
+//! `BootstrapFewShotWithRandomSearch`, run in Rust on the program's run traces. Every LM step (native or python `Predict` and
 //! `ChainOfThought`) gets its demos from the runs the metric accepts: native steps keep them
 //! in Rust, python steps take them as DSPy state in their worker.
 //!
@@ -33,6 +33,7 @@ mod dspy;
 pub(crate) mod ext;
 mod optimizer;
 mod program_compile;
+mod score;
 mod state;
 
 pub use crate::program::compiled::{CompiledState, MAX_COMPILED_STATE_BYTES};
@@ -42,4 +43,5 @@ pub use optimizer::{
     CompileMetric, CompileReport, DEFAULT_COMPILE_TIMEOUT, FEEDBACK_METRIC_NAME, FeedbackFn,
     MAX_COMPILE_TIMEOUT, MAX_TRAIN_EXAMPLES, METRIC_CALLBACK_TIMEOUT, Optimizer,
 };
+pub use program_compile::CANDIDATE_CONCURRENCY;
 pub use state::{PROGRAM_STATE_FORMAT, PROGRAM_STATE_VERSION, ProgramState};

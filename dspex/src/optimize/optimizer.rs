@@ -309,7 +309,11 @@ fn config_text(value: &ConfigValue) -> String {
 pub enum CompileMetric {
     /// A Python callable by dotted path (`"my_pkg.metrics.exact_answer"`), imported by the
     /// worker: `metric(example, prediction, trace=None)` returning a number in `[0, 1]` or a
-    /// boolean, as DSPy's optimizers call it.
+    /// boolean, as DSPy's optimizers call it. Compiling one python step, the optimizer calls
+    /// it in the worker; compiling a whole program, the worker scores each run with it (the
+    /// example's inputs and labels and the program's outputs; while bootstrapping, `trace` is
+    /// the run's LM steps as `(step name, inputs, dspy.Prediction)` tuples). Its exception, or
+    /// a score outside `[0, 1]`, fails that run as a Rust metric's error does.
     Python(String),
     /// A Rust [`Metric`], called back from Python for every score the optimizer asks for:
     /// registered as a callable of the context's bridge session for the compilation only

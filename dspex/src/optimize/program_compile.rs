@@ -8,11 +8,10 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use dspex_core::dspy::ConfigValue;
-#[cfg(feature = "python")]
-use serde_json::Value as Json;
-
 use dspex_core::Signature;
+use dspex_core::dspy::ConfigValue;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 
 use super::bootstrap::{
     AUGMENTED_KEY, BOOTSTRAP_CONCURRENCY, Bootstrap, BootstrapSettings, DemoSets, labeled_few_shot,
@@ -20,12 +19,12 @@ use super::bootstrap::{
 use super::optimizer::{
     CompileMetric, CompileReport, LABELED_FEW_SHOT, MAX_TRAIN_EXAMPLES, Optimizer,
 };
+use super::score::{Scorer, score_on};
 use crate::context::Overrides;
 use crate::data::Fields;
 use crate::error::{Error, Result};
-use crate::eval::{Dataset, Evaluate, Example, Metric, TokenUsage};
+use crate::eval::{Dataset, Example, TokenUsage};
 use crate::lm::{PredictorState, with_reasoning};
-use crate::program::run_demos::with_run_demos;
 use crate::program::{BaseProgram, Predictor};
 #[cfg(feature = "python")]
 use crate::program::{CompiledState, PythonModule};
@@ -37,6 +36,10 @@ const DEFAULT_LABELED_K: usize = 16;
 
 /// `BootstrapFewShotWithRandomSearch`'s `num_candidate_programs` when not set.
 const DEFAULT_CANDIDATE_PROGRAMS: usize = 16;
+
+/// How many candidates of a random search are scored at once (each on
+/// [`BOOTSTRAP_CONCURRENCY`](super::BOOTSTRAP_CONCURRENCY) validation examples at once).
+pub const CANDIDATE_CONCURRENCY: usize = 4;
 
 /// What an optimizer does to a whole program.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,23 +193,6 @@ impl LmStep<'_> {
             .map(|(k, v)| (k, v.clone()))
             .collect()
     }
-
-    fn demos(&self) -> Vec<Fields> {
-        match self {
-            LmStep::Native { predictor, .. } => predictor.predictor_state().demos,
-            #[cfg(feature = "python")]
-            LmStep::Python { module, .. } => module
-                .compiled_state()
-                .and_then(|state| state.demos().into_values().next())
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|demo| match demo {
-                    Json::Object(map) => Some(map.into_iter().collect()),
-                    _ => None,
-                })
-                .collect(),
-        }
-    }
 }
 
 /// The program's LM steps in chain order: native `Predict` and `ChainOfThought` steps, and
@@ -314,12 +300,6 @@ pub(crate) async fn compile_program<P: BaseProgram + ?Sized>(
     metric: &CompileMetric,
 ) -> Result<CompileReport> {
     let plan = Plan::of(optimizer)?;
-    let CompileMetric::Rust(rust_metric) = metric else {
-        return Err(Error::compile(format!(
-            "a whole program compiles with a Rust metric (`CompileMetric::rust`); Python metric `{}` scores one python step's compilation (`compile_step`)",
-            metric.name()
-        )));
-    };
     let steps = lm_steps(program)?;
     let train = trainset.examples();
     check_examples(program, "trainset", train)?;
@@ -331,23 +311,26 @@ pub(crate) async fn compile_program<P: BaseProgram + ?Sized>(
     }
     let valset = optimizer.valset_given().unwrap_or(train);
     check_examples(program, "valset", valset)?;
+    if valset.is_empty() {
+        return Err(Error::compile(format!(
+            "the valset to compile program `{}` is empty",
+            program.program_spec().name
+        )));
+    }
     let teacher = match optimizer.teacher_overrides() {
         Some(overrides) => overrides.validate(program.program_context(), program.program_spec())?,
         None => Overrides::new(),
     };
     let started = Instant::now();
-    let valset = Dataset::from_examples(valset.iter().cloned());
-    let evaluate =
-        Evaluate::with_metric(Arc::clone(rust_metric)).concurrency(BOOTSTRAP_CONCURRENCY);
+    let scorer = Scorer::of(metric, program.program_context()).await?;
     let compiling = Compiling {
         program,
         steps: &steps,
         plan: &plan,
-        metric: rust_metric.as_ref(),
+        scorer: &scorer,
         teacher: &teacher,
         train,
-        valset: &valset,
-        evaluate: &evaluate,
+        valset,
     };
     let found = tokio::time::timeout(optimizer.timeout_value(), compiling.find())
         .await
@@ -360,7 +343,7 @@ pub(crate) async fn compile_program<P: BaseProgram + ?Sized>(
         })??;
     let demos = own_fields(&steps, &found.demos);
     apply(&steps, &demos, &optimizer.to_string()).await?;
-    let after = evaluate.run(program, &valset).await?;
+    let after = score_on(program, valset, &scorer, BOOTSTRAP_CONCURRENCY, None).await;
     let mut eval_tokens = found.eval_tokens;
     eval_tokens.add(&after.tokens);
     Ok(CompileReport {
@@ -398,11 +381,10 @@ struct Compiling<'a, P: ?Sized> {
     program: &'a P,
     steps: &'a [LmStep<'a>],
     plan: &'a Plan,
-    metric: &'a dyn Metric,
+    scorer: &'a Scorer,
     teacher: &'a Overrides,
     train: &'a [Example],
-    valset: &'a Dataset,
-    evaluate: &'a Evaluate,
+    valset: &'a [Example],
 }
 
 impl<P: BaseProgram + ?Sized> Compiling<'_, P> {
@@ -410,17 +392,16 @@ impl<P: BaseProgram + ?Sized> Compiling<'_, P> {
         self.steps.iter().map(|s| s.name().to_owned()).collect()
     }
 
-    fn native_names(&self) -> Vec<String> {
-        self.steps
-            .iter()
-            .filter(|s| matches!(s, LmStep::Native { .. }))
-            .map(|s| s.name().to_owned())
-            .collect()
-    }
-
     /// The demos the plan gives every LM step, with the score before on the validation set.
     async fn find(&self) -> Result<Found> {
-        let before = self.evaluate.run(self.program, self.valset).await?;
+        let before = score_on(
+            self.program,
+            self.valset,
+            self.scorer,
+            BOOTSTRAP_CONCURRENCY,
+            None,
+        )
+        .await;
         let mut found = Found {
             demos: DemoSets::new(),
             before: before.mean,
@@ -463,12 +444,10 @@ impl<P: BaseProgram + ?Sized> Compiling<'_, P> {
         progress: bool,
     ) -> Result<super::bootstrap::Bootstrapped> {
         let names = self.step_names();
-        let native = self.native_names();
         Bootstrap {
             program: self.program,
             lm_steps: &names,
-            native: &native,
-            metric: self.metric,
+            scorer: self.scorer,
             teacher: self.teacher,
             settings,
             progress,
@@ -515,7 +494,7 @@ impl<P: BaseProgram + ?Sized> Compiling<'_, P> {
             found.tokens.add(&bootstrapped.tokens);
             sets.push(bootstrapped.demos);
         }
-        let scores = self.score_candidates(&sets, stop_at_score).await?;
+        let scores = self.score_candidates(&sets, stop_at_score).await;
         let best = scores
             .iter()
             .enumerate()
@@ -533,64 +512,44 @@ impl<P: BaseProgram + ?Sized> Compiling<'_, P> {
     }
 
     /// Each candidate's mean score on the validation set, in order, stopping after the first
-    /// that reaches `stop_at_score`. All-native programs score candidates concurrently, each
-    /// run with its candidate's demos for that run only; a program with python LM steps
-    /// scores them one after another, each given to the steps in turn, and gets its own
-    /// demos back after.
+    /// that reaches `stop_at_score`. Up to [`CANDIDATE_CONCURRENCY`] candidates are scored at
+    /// once, every run with its candidate's demos for that run only (native steps prompt with
+    /// them in Rust, python steps get them with their worker call), so the program itself is
+    /// never changed while candidates are scored.
     async fn score_candidates(
         &self,
         sets: &[DemoSets],
         stop_at_score: Option<f64>,
-    ) -> Result<Vec<(f64, TokenUsage)>> {
-        let all_native = self
-            .steps
-            .iter()
-            .all(|s| matches!(s, LmStep::Native { .. }));
+    ) -> Vec<(f64, TokenUsage)> {
+        let mut candidates = sets.iter().map(|set| {
+            let demos = Arc::new(own_fields(self.steps, set));
+            score_on(
+                self.program,
+                self.valset,
+                self.scorer,
+                BOOTSTRAP_CONCURRENCY,
+                Some(demos),
+            )
+        });
+        let mut in_flight = FuturesOrdered::new();
         let mut scores = Vec::new();
-        if all_native {
-            let runs = sets.iter().map(|set| {
-                with_run_demos(
-                    Arc::new(set.clone()),
-                    self.evaluate.run(self.program, self.valset),
-                )
-            });
-            for report in futures_util::future::join_all(runs).await {
-                let report = report?;
-                let reached = stop_at_score.is_some_and(|stop| report.mean >= stop);
-                scores.push((report.mean, report.tokens));
-                if reached {
+        loop {
+            while in_flight.len() < CANDIDATE_CONCURRENCY {
+                let Some(candidate) = candidates.next() else {
                     break;
-                }
+                };
+                in_flight.push_back(candidate);
             }
-            return Ok(scores);
-        }
-        let own: DemoSets = self
-            .steps
-            .iter()
-            .map(|s| (s.name().to_owned(), s.demos()))
-            .collect();
-        let mut result = Ok(());
-        for set in sets {
-            if let Err(e) = apply(self.steps, set, "candidate").await {
-                result = Err(e);
+            let Some(scored) = in_flight.next().await else {
+                break;
+            };
+            let reached = stop_at_score.is_some_and(|stop| scored.mean >= stop);
+            scores.push((scored.mean, scored.tokens));
+            if reached {
                 break;
             }
-            match self.evaluate.run(self.program, self.valset).await {
-                Ok(report) => {
-                    let reached = stop_at_score.is_some_and(|stop| report.mean >= stop);
-                    scores.push((report.mean, report.tokens));
-                    if reached {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
         }
-        apply(self.steps, &own, "restored").await?;
-        result.map(|()| scores)
+        scores
     }
 }
 

@@ -27,7 +27,7 @@ use crate::wire::proto::ConfigValue;
 use crate::wire::proto::{
     CancelCallRequest, CompileModuleRequest, CompileModuleResponse, CreateModuleRequest,
     CreateModuleResponse, DropModuleRequest, ErrorKind, ExecuteModuleRequest,
-    ExecuteModuleResponse, HealthRequest, ShutdownRequest,
+    ExecuteModuleResponse, HealthRequest, ScoreMetricRequest, ScoreMetricResponse, ShutdownRequest,
 };
 use crate::wire::{
     ERROR_METADATA, EXCEPTION_TYPE_METADATA, FIELD_METADATA, FIELD_TYPE_METADATA,
@@ -576,6 +576,35 @@ impl WorkerSupervisor {
                     source: Some(Cause::Grpc(status)),
                 },
             },
+            e => e,
+        })
+    }
+
+    /// Scores one run of a whole program with a Python metric in the least busy worker
+    /// process, as a call (bounded by the call timeout). A metric that raises, or scores
+    /// outside `[0, 1]`, is an [`Error::Metric`] with the Python error; one the worker cannot
+    /// import an [`Error::Compile`] naming it.
+    pub(crate) async fn score_metric(
+        &self,
+        request: ScoreMetricRequest,
+    ) -> Result<ScoreMetricResponse> {
+        let call_id = request.call_id.clone();
+        let metric = request.metric_path.clone();
+        self.leased(
+            &metric.clone(),
+            self.config.call_timeout_value(),
+            call_id,
+            |mut client| async move { client.score_metric(request).await },
+        )
+        .await
+        .map_err(|e| match e {
+            Error::Python { message, .. } => Error::Metric { metric, message },
+            Error::Worker {
+                source: Some(Cause::Grpc(status)),
+                ..
+            } if error_kind(&status) == ErrorKind::InvalidRequest => {
+                Error::compile(format!("Python metric `{metric}`: {}", status.message()))
+            }
             e => e,
         })
     }

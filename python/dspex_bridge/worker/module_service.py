@@ -72,6 +72,9 @@ from .optimize import (
     dump_state,
     import_metric,
     load_state,
+    program_run,
+    program_score,
+    run_demos,
     train_examples,
 )
 from .tools import TRACEPARENT, CallbackClient, build_tools
@@ -157,6 +160,8 @@ class _Call:
     bound: BoundCall
     #: The W3C trace context the Rust process sent with the call, if any.
     traceparent: str | None = None
+    #: Demos for this call only (``ExecuteModuleRequest.demos_json``), in place of the module's.
+    demos: list[dspy.Example] | None = None
 
 
 class _CallError(DspexError):
@@ -237,7 +242,10 @@ def _run(
     try:
         # A trace list of the call's own: DSPy appends every prediction to the current trace.
         with dspy.context(trace=[], adapter=dspy.settings.adapter or _ADAPTER):
-            prediction = call.bound.run(entry.module, **call.inputs)
+            if call.demos is None:
+                prediction = call.bound.run(entry.module, **call.inputs)
+            else:
+                prediction = call.bound.run(entry.module, **call.inputs, demos=call.demos)
     except Exception as e:  # noqa: BLE001 - the Python error goes back to Rust
         raise _python_error(e, f"call {call.call_id}") from e
     micros = int((time.perf_counter() - started) * 1e6)
@@ -315,6 +323,14 @@ def _reflection_lm(request: pb.CompileModuleRequest) -> Any:
     return LmFactory(config).for_call(None, {})
 
 
+def _score(metric: Callable[..., Any], path: str, run: tuple[Any, Any, Any]) -> float:
+    """A Python metric's score of a whole program's run (in a thread of the pool)."""
+    try:
+        return program_score(metric, *run)
+    except Exception as e:  # noqa: BLE001 - the Python error goes back to Rust
+        raise _python_error(e, f"metric {path[:64]!r}") from e
+
+
 def _traceparent(context: grpc.ServicerContext) -> str | None:
     """The W3C trace context the caller sent in the call's metadata, if any."""
     for key, value in context.invocation_metadata() or ():
@@ -350,6 +366,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         self._in_flight = 0
         self._served = 0
         self._calls = CallRegistry()
+        self._metrics: dict[str, Callable[..., Any]] = {}
         install_json_fast_path()
 
     def _abort(
@@ -467,7 +484,29 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             }
         except FieldTypeError as e:
             raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INPUT_TYPE, str(e)) from e
-        return _Call(request.call_id, inputs, self._bound(entry, request.bindings))
+        bound = self._bound(entry, request.bindings)
+        demos = self._call_demos(entry, request, inputs, bound) if request.HasField("demos_json") else None
+        return _Call(request.call_id, inputs, bound, demos=demos)
+
+    def _call_demos(
+        self, entry: _Module, request: pb.ExecuteModuleRequest, inputs: dict[str, Any], bound: BoundCall
+    ) -> list[dspy.Example]:
+        """The demos a call gives its module for the call only; ``_CallError`` for a module
+        that takes none that way, or demos that are not a list of objects or are too large."""
+        takes_demos = isinstance(entry.module, (dspy.Predict, dspy.ChainOfThought))
+        if not takes_demos or "demos" in inputs or "demos" in bound.kwargs:
+            raise _CallError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                pb.ERROR_KIND_INVALID_REQUEST,
+                f"a call's own demos are for a Predict or ChainOfThought module with no `demos` input or argument, "
+                f"not {entry.class_name}",
+            )
+        try:
+            return run_demos(request.demos_json)
+        except StateTooLargeError as e:
+            raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_LIMIT, str(e)) from e
+        except ValueError as e:
+            raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INVALID_REQUEST, str(e)) from e
 
     def _bound(self, entry: _Module, bindings: Iterable[pb.BoundValue]) -> BoundCall:
         """The LM (a per-call copy with the bound settings and model) and the keyword arguments
@@ -606,6 +645,36 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         return _CompileJob(
             request.call_id, request.optimizer, settings, trainset, valset, metric, bound.lm, reflection_lm
         )
+
+    def ScoreMetric(self, request: pb.ScoreMetricRequest, context: grpc.ServicerContext) -> pb.ScoreMetricResponse:
+        self._authorize(context)
+        try:
+            metric = self._metric(request.metric_path)
+        except (ValueError, ImportError) as e:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INVALID_REQUEST, str(e))
+        if request.check_only:
+            return pb.ScoreMetricResponse(score=0.0)
+        try:
+            trace_json = request.trace_json if request.HasField("trace_json") else None
+            example, prediction, trace = program_run(request.example_json, request.prediction_json, trace_json)
+        except ValueError as e:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INVALID_REQUEST, str(e))
+        with self._call_place(context, request.call_id) as scope:
+            try:
+                score = _in_scope(scope, _score, metric, request.metric_path, (example, prediction, trace))
+            except _CallError as e:
+                self._abort(context, e.status, e.error_kind, str(e), e.trailers)
+        return pb.ScoreMetricResponse(score=score)
+
+    def _metric(self, path: str) -> Callable[..., Any]:
+        """The metric at dotted path `path`, imported once."""
+        with self._lock:
+            metric = self._metrics.get(path)
+        if metric is None:
+            metric = import_metric(path)
+            with self._lock:
+                self._metrics[path] = metric
+        return metric
 
     def DropModule(self, request: pb.DropModuleRequest, context: grpc.ServicerContext) -> pb.DropModuleResponse:
         self._authorize(context)

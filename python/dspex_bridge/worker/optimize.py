@@ -40,6 +40,8 @@ __all__ = [
     "dump_state",
     "import_metric",
     "load_state",
+    "program_score",
+    "run_demos",
     "split_settings",
     "train_examples",
 ]
@@ -153,6 +155,71 @@ def _checked_metric(name: str, metric: Callable[..., Any]) -> Callable[..., Any]
         return checked(score)
 
     return scored
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidValueError(f"{what} is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise InvalidValueError(f"{what} is a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def program_run(
+    example_json: str, prediction_json: str, trace_json: str | None
+) -> tuple[dspy.Example, dspy.Prediction, list[tuple[str, dict[str, Any], dspy.Prediction]] | None]:
+    """A whole program's example (its inputs marked), prediction and, for a run scored while
+    bootstrapping, its trace as DSPy's metrics see one (``(step, inputs, prediction)`` per LM
+    step), from ``ScoreMetricRequest``'s JSON. ``ValueError`` for JSON of another shape."""
+    example = _json_object(example_json, "the example")
+    inputs = example.get("inputs")
+    labels = example.get("labels")
+    if not isinstance(inputs, dict) or not isinstance(labels, dict):
+        raise InvalidValueError("the example has no objects `inputs` and `labels`")
+    prediction = _json_object(prediction_json, "the prediction")
+    trace = None
+    if trace_json is not None:
+        try:
+            steps = json.loads(trace_json)
+        except json.JSONDecodeError as e:
+            raise InvalidValueError(f"the trace is not JSON: {e}") from None
+        if not isinstance(steps, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("inputs"), dict) and isinstance(s.get("outputs"), dict)
+            for s in steps
+        ):
+            raise InvalidValueError("the trace is not a list of `{step, inputs, outputs}` objects")
+        trace = [(str(s.get("step", "")), s["inputs"], dspy.Prediction(**s["outputs"])) for s in steps]
+    return dspy.Example(**inputs, **labels).with_inputs(*inputs), dspy.Prediction(**prediction), trace
+
+
+def program_score(metric: Callable[..., Any], example: Any, prediction: Any, trace: Any) -> float:
+    """What a metric from :func:`import_metric` scores a whole program's run, as a number
+    (a boolean is 1 or 0; a score with feedback gives its score)."""
+    score = metric(example, prediction, trace)
+    if isinstance(score, dspy.Prediction):
+        score = score.score
+    return float(score)
+
+
+def run_demos(text: str) -> list[dspy.Example]:
+    """The demos of one call (``ExecuteModuleRequest.demos_json``) as DSPy's predictors hold
+    them. ``ValueError`` for anything but a list of objects, or over
+    ``MAX_COMPILED_STATE_BYTES``."""
+    size = len(text.encode("utf-8"))
+    if size > LIMITS["MAX_COMPILED_STATE_BYTES"]:
+        raise StateTooLargeError(
+            f"the call's demos are {size} bytes, over the limit of {LIMITS['MAX_COMPILED_STATE_BYTES']} "
+            "(MAX_COMPILED_STATE_BYTES)"
+        )
+    try:
+        demos = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidValueError(f"the call's demos are not JSON: {e}") from None
+    if not isinstance(demos, list) or not all(isinstance(d, dict) for d in demos):
+        raise InvalidValueError("the call's demos are not a JSON list of objects")
+    return [dspy.Example(**demo) for demo in demos]
 
 
 def callback_metric(callbacks: CallbackClient | None, name: str) -> Callable[..., Any]:

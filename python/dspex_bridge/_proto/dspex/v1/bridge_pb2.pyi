@@ -422,6 +422,28 @@ class VariableUpdate(_message.Message):
     at: _timestamp_pb2.Timestamp
     def __init__(self, kind: _Optional[_Union[UpdateKind, str]] = ..., id: _Optional[int] = ..., name: _Optional[str] = ..., old_value: _Optional[_Union[Value, _Mapping]] = ..., new_value: _Optional[_Union[Value, _Mapping]] = ..., version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., missed: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class ScoreMetricRequest(_message.Message):
+    __slots__ = ("metric_path", "example_json", "prediction_json", "trace_json", "check_only", "call_id")
+    METRIC_PATH_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_JSON_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_JSON_FIELD_NUMBER: _ClassVar[int]
+    TRACE_JSON_FIELD_NUMBER: _ClassVar[int]
+    CHECK_ONLY_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    metric_path: str
+    example_json: str
+    prediction_json: str
+    trace_json: str
+    check_only: bool
+    call_id: str
+    def __init__(self, metric_path: _Optional[str] = ..., example_json: _Optional[str] = ..., prediction_json: _Optional[str] = ..., trace_json: _Optional[str] = ..., check_only: _Optional[bool] = ..., call_id: _Optional[str] = ...) -> None: ...
+
+class ScoreMetricResponse(_message.Message):
+    __slots__ = ("score",)
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    def __init__(self, score: _Optional[float] = ...) -> None: ...
+
 class CancelCallRequest(_message.Message):
     __slots__ = ("call_id", "wait_ms")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -599,7 +621,7 @@ class BoundValue(_message.Message):
     def __init__(self, param: _Optional[str] = ..., variable: _Optional[str] = ..., version: _Optional[int] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
 
 class ExecuteModuleRequest(_message.Message):
-    __slots__ = ("module_id", "inputs", "bindings", "call_id")
+    __slots__ = ("module_id", "inputs", "bindings", "call_id", "demos_json")
     class InputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -611,11 +633,13 @@ class ExecuteModuleRequest(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     BINDINGS_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    DEMOS_JSON_FIELD_NUMBER: _ClassVar[int]
     module_id: str
     inputs: _containers.MessageMap[str, FieldValue]
     bindings: _containers.RepeatedCompositeFieldContainer[BoundValue]
     call_id: str
-    def __init__(self, module_id: _Optional[str] = ..., inputs: _Optional[_Mapping[str, FieldValue]] = ..., bindings: _Optional[_Iterable[_Union[BoundValue, _Mapping]]] = ..., call_id: _Optional[str] = ...) -> None: ...
+    demos_json: str
+    def __init__(self, module_id: _Optional[str] = ..., inputs: _Optional[_Mapping[str, FieldValue]] = ..., bindings: _Optional[_Iterable[_Union[BoundValue, _Mapping]]] = ..., call_id: _Optional[str] = ..., demos_json: _Optional[str] = ...) -> None: ...
 
 class LmCall(_message.Message):
     __slots__ = ("model", "temperature", "max_tokens", "top_p", "n", "prompt_tokens", "completion_tokens", "start_unix_nano", "end_unix_nano", "exchange", "exchange_left_out")

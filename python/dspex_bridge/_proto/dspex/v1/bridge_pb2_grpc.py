@@ -721,6 +721,11 @@ class ModuleServiceStub:
                 request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CancelCallRequest.SerializeToString,
                 response_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CancelCallResponse.FromString,
                 _registered_method=True)
+        self.ScoreMetric = channel.unary_unary(
+                '/dspex.v1.ModuleService/ScoreMetric',
+                request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ScoreMetricRequest.SerializeToString,
+                response_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ScoreMetricResponse.FromString,
+                _registered_method=True)
 
 
 class ModuleServiceServicer:
@@ -780,6 +785,14 @@ class ModuleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScoreMetric(self, request, context):
+        """Scores one prediction of a whole program with a Python metric (a program compiled in Rust
+        with a Python metric), as a call: it takes one of the worker's places.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModuleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -817,6 +830,11 @@ def add_ModuleServiceServicer_to_server(servicer, server):
                     servicer.CancelCall,
                     request_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CancelCallRequest.FromString,
                     response_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CancelCallResponse.SerializeToString,
+            ),
+            'ScoreMetric': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreMetric,
+                    request_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ScoreMetricRequest.FromString,
+                    response_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ScoreMetricResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1010,6 +1028,33 @@ class ModuleService:
             '/dspex.v1.ModuleService/CancelCall',
             dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CancelCallRequest.SerializeToString,
             dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.CancelCallResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreMetric(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dspex.v1.ModuleService/ScoreMetric',
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ScoreMetricRequest.SerializeToString,
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ScoreMetricResponse.FromString,
             options,
             channel_credentials,
             insecure,
