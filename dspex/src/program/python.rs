@@ -359,6 +359,7 @@ impl PythonModule {
             inputs: self.wire_inputs(inputs)?,
             bindings: bound_to_proto(params),
             call_id: next_call_id(),
+            capture_messages: spans::capture_message_content(),
         };
         // The run's tools see its values and are recorded in its trace while the call runs.
         let ctx = &self.inner.ctx;
@@ -368,7 +369,6 @@ impl PythonModule {
         let reply = worker.execute(&self.inner.step, request).await?;
         let tool_calls = scope.take_calls();
         drop(scope);
-        let step_span = tracing::Span::current();
         let provider = ctx.lm_config().kind.provider_name();
         Ok(PythonOutput {
             outputs: self.typed_outputs(reply.outputs)?,
@@ -387,7 +387,8 @@ impl PythonModule {
                         exchange: None,
                     };
                     if let (Some(start), Some(end)) = (c.start_unix_nano, c.end_unix_nano) {
-                        spans::record_finished_lm_call(&step_span, provider, &call, start, end);
+                        let contents = c.messages_json.zip(c.reply);
+                        spans::record_finished_lm_call(provider, &call, start, end, contents);
                     }
                     call
                 })

@@ -66,9 +66,22 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRY_BACKOFF = 0.5
 DEFAULT_MAX_BACKOFF = 30.0
 
-def lm_call(lm: Any, entry: dict[str, Any]) -> pb.LmCall:
+def entry_exchange(entry: dict[str, Any]) -> tuple[Any, str]:
+    """The messages of a history entry's request (a prompt as one user message) and the text of
+    its first reply."""
+    messages = entry.get("messages")
+    if messages is None and entry.get("prompt") is not None:
+        messages = [{"role": "user", "content": entry["prompt"]}]
+    outputs = entry.get("outputs") or [""]
+    first = outputs[0]
+    text = first.get("text") if isinstance(first, dict) else first
+    return messages, str(text or "")
+
+
+def lm_call(lm: Any, entry: dict[str, Any], *, with_messages: bool = False) -> pb.LmCall:
     """One request of a call, from the history entry the LM recorded: the settings it really
-    went out with (the LM's defaults under the request's own) and the token usage if reported."""
+    went out with (the LM's defaults under the request's own), the token usage if reported,
+    and with ``with_messages`` the messages sent and the reply's text."""
     used = {**(getattr(lm, "kwargs", None) or {}), **(entry.get("kwargs") or {})}
     model = str(entry.get("model") or getattr(lm, "model", ""))
     # The provider prefix the worker added for LiteLLM is not part of the model's name: a
@@ -87,6 +100,10 @@ def lm_call(lm: Any, entry: dict[str, Any]) -> pb.LmCall:
     times = entry.get(REQUEST_TIMES_KEY)
     if times is not None:
         call.start_unix_nano, call.end_unix_nano = times
+    if with_messages:
+        messages, reply = entry_exchange(entry)
+        call.messages_json = json.dumps(messages or [], ensure_ascii=False, default=str)
+        call.reply = reply
     return call
 
 
@@ -516,14 +533,9 @@ class LmFactory:
     def _record(self, lm: Any, entry: dict[str, Any]) -> None:
         """Appends one request of a per-call LM and its reply to the recording."""
         assert self._recorder is not None
-        messages = entry.get("messages")
-        if messages is None and entry.get("prompt") is not None:
-            messages = [{"role": "user", "content": entry["prompt"]}]
-        outputs = entry.get("outputs") or [""]
-        first = outputs[0]
-        text = first.get("text") if isinstance(first, dict) else first
+        messages, text = entry_exchange(entry)
         usage = entry.get("usage") or {}
-        reply: dict[str, Any] = {"text": str(text or "")}
+        reply: dict[str, Any] = {"text": text}
         for key in ("prompt_tokens", "completion_tokens"):
             reply[key] = usage.get(key) if isinstance(usage.get(key), int) else None
         request = recorded_request(lm._tape_model, messages, lm._call_settings)

@@ -156,6 +156,8 @@ class _Call:
     bound: BoundCall
     #: The W3C trace context the Rust process sent with the call, if any.
     traceparent: str | None = None
+    #: Whether the reply's LM calls carry their messages and reply (telemetry capturing them).
+    capture_messages: bool = False
 
 
 class _CallError(DspexError):
@@ -245,7 +247,7 @@ def _run(entry: _Module, call: _Call) -> tuple[dict[str, pb.FieldValue], list[pb
     except FieldTypeError as e:
         raise _output_type_error(e) from e
     lm = call.bound.lm
-    calls = [lm_call(lm, entry_) for entry_ in lm.call_history]
+    calls = [lm_call(lm, entry_, with_messages=call.capture_messages) for entry_ in lm.call_history]
     return outputs, calls, micros
 
 
@@ -522,7 +524,11 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         entry = self._entry(request.module_id, context)
         with self._call_place(context, request.call_id) as scope:
             try:
-                call = replace(self._prepare(entry, request), traceparent=_traceparent(context))
+                call = replace(
+                    self._prepare(entry, request),
+                    traceparent=_traceparent(context),
+                    capture_messages=request.capture_messages,
+                )
                 # A context of the call's own: the call id does not outlive the call in this thread.
                 outputs, calls, micros = _in_scope(scope, _run, entry, call)
             except _CallError as e:

@@ -599,7 +599,7 @@ class BoundValue(_message.Message):
     def __init__(self, param: _Optional[str] = ..., variable: _Optional[str] = ..., version: _Optional[int] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
 
 class ExecuteModuleRequest(_message.Message):
-    __slots__ = ("module_id", "inputs", "bindings", "call_id")
+    __slots__ = ("module_id", "inputs", "bindings", "call_id", "capture_messages")
     class InputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -611,14 +611,16 @@ class ExecuteModuleRequest(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     BINDINGS_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_MESSAGES_FIELD_NUMBER: _ClassVar[int]
     module_id: str
     inputs: _containers.MessageMap[str, FieldValue]
     bindings: _containers.RepeatedCompositeFieldContainer[BoundValue]
     call_id: str
-    def __init__(self, module_id: _Optional[str] = ..., inputs: _Optional[_Mapping[str, FieldValue]] = ..., bindings: _Optional[_Iterable[_Union[BoundValue, _Mapping]]] = ..., call_id: _Optional[str] = ...) -> None: ...
+    capture_messages: bool
+    def __init__(self, module_id: _Optional[str] = ..., inputs: _Optional[_Mapping[str, FieldValue]] = ..., bindings: _Optional[_Iterable[_Union[BoundValue, _Mapping]]] = ..., call_id: _Optional[str] = ..., capture_messages: _Optional[bool] = ...) -> None: ...
 
 class LmCall(_message.Message):
-    __slots__ = ("model", "temperature", "max_tokens", "top_p", "n", "prompt_tokens", "completion_tokens", "start_unix_nano", "end_unix_nano")
+    __slots__ = ("model", "temperature", "max_tokens", "top_p", "n", "prompt_tokens", "completion_tokens", "start_unix_nano", "end_unix_nano", "messages_json", "reply")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -628,6 +630,8 @@ class LmCall(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     START_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
     END_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_JSON_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
     model: str
     temperature: float
     max_tokens: int
@@ -637,7 +641,9 @@ class LmCall(_message.Message):
     completion_tokens: int
     start_unix_nano: int
     end_unix_nano: int
-    def __init__(self, model: _Optional[str] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., top_p: _Optional[float] = ..., n: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., start_unix_nano: _Optional[int] = ..., end_unix_nano: _Optional[int] = ...) -> None: ...
+    messages_json: str
+    reply: str
+    def __init__(self, model: _Optional[str] = ..., temperature: _Optional[float] = ..., max_tokens: _Optional[int] = ..., top_p: _Optional[float] = ..., n: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., start_unix_nano: _Optional[int] = ..., end_unix_nano: _Optional[int] = ..., messages_json: _Optional[str] = ..., reply: _Optional[str] = ...) -> None: ...
 
 class ExecuteModuleResponse(_message.Message):
     __slots__ = ("outputs", "lm_calls", "duration_micros")
