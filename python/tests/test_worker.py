@@ -171,6 +171,7 @@ async def execute(
     module_id: str,
     bindings: list[pb.BoundValue] | None = None,
     call_id: str = "call-1",
+    capture_messages: bool = False,
     **inputs: pb.FieldValue | str,
 ) -> pb.ExecuteModuleResponse:
     request = pb.ExecuteModuleRequest(
@@ -178,6 +179,7 @@ async def execute(
         inputs={k: text(v) if isinstance(v, str) else v for k, v in inputs.items()},
         bindings=bindings or [],
         call_id=call_id,
+        capture_messages=capture_messages,
     )
     response: pb.ExecuteModuleResponse = await worker.stub.ExecuteModule(request, metadata=worker.metadata())
     return response
@@ -250,6 +252,17 @@ async def test_each_lm_call_reports_when_it_went_out_and_when_its_reply_came(wor
     (call,) = reply.lm_calls
     assert call.HasField("start_unix_nano") and call.HasField("end_unix_nano")
     assert before <= call.start_unix_nano <= call.end_unix_nano <= after
+
+
+async def test_lm_calls_carry_their_messages_and_reply_only_when_the_call_asks(worker: Worker) -> None:
+    await create(worker, "said", "Predict", "question -> answer")
+    (plain,) = (await execute(worker, "said", question="What is DSPy?")).lm_calls
+    assert not plain.HasField("messages_json") and not plain.HasField("reply")
+    (call,) = (await execute(worker, "said", capture_messages=True, question="What is DSPy?")).lm_calls
+    messages = json.loads(call.messages_json)
+    user = next(m for m in messages if m["role"] == "user")
+    assert "What is DSPy?" in user["content"]
+    assert "[scripted answer] What is DSPy?" in call.reply
 
 
 async def test_other_parameters_are_keyword_arguments_of_the_call(worker: Worker) -> None:

@@ -23,11 +23,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use dspex_test_lm::serve_http1;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -41,7 +39,7 @@ use prost::Message as _;
 use serde_json::Value as JsonValue;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// The most spans the receiver keeps; later ones are refused with 507.
@@ -134,19 +132,7 @@ impl OtlpReceiver {
             spans_held: Mutex::new(0),
         });
         let shared = Arc::clone(&store);
-        let accept = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                let store = Arc::clone(&shared);
-                connections.spawn(async move {
-                    let service = service_fn(move |req| handle(Arc::clone(&store), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                while connections.try_join_next().is_some() {}
-            }
-        });
+        let accept = serve_http1(listener, move |req| handle(Arc::clone(&shared), req));
         let service = TraceServiceServer::new(GrpcTraces(Arc::clone(&store)))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
         let grpc = tokio::spawn(async move {
