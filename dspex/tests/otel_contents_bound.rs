@@ -7,7 +7,7 @@
 
 use dspex::prelude::*;
 use dspex::telemetry::Telemetry;
-use dspex::{MAX_CAPTURED_CALLS_PER_RUN, json};
+use dspex::{MAX_CAPTURED_CALLS_PER_RUN, StepContext, json};
 use dspex_test_otlp::OtlpReceiver;
 
 /// Asks the called step `ask` `MAX_CAPTURED_CALLS_PER_RUN + 1` times.
