@@ -28,8 +28,7 @@ use dspex_test_otlp::OtlpReceiver;
 use otel_common::{Thinker, question, scripted_lm};
 
 /// What the LM over HTTP answers every request.
-const REPLY: &str =
-    "[[ ## reasoning ## ]]\nRome is in Italy.\n\n[[ ## answer ## ]]\nItaly\n\n[[ ## completed ## ]]";
+const REPLY: &str = "[[ ## reasoning ## ]]\nRome is in Italy.\n\n[[ ## answer ## ]]\nItaly\n\n[[ ## completed ## ]]";
 
 fn runs(c: &mut Criterion) {
     let servers = tokio::runtime::Builder::new_multi_thread()

@@ -27,7 +27,10 @@ struct Echo;
 
 impl Module for Echo {
     async fn forward(&self, inputs: &Fields, _params: &Params) -> Result<Fields> {
-        Ok(Fields::from([("echo", inputs.get::<&str>("text")?.to_owned())]))
+        Ok(Fields::from([(
+            "echo",
+            inputs.get::<&str>("text")?.to_owned(),
+        )]))
     }
 }
 
@@ -53,7 +56,10 @@ async fn a_blocked_collector_drops_and_counts_the_spans_over_the_queue_bound() {
     let ctx = Context::builder().build().await.unwrap();
     let program = Echoer::attach(&ctx).await.unwrap();
     let run = || async {
-        let out = program.run(EchoerInput { text: "hi".into() }).await.unwrap();
+        let out = program
+            .run(EchoerInput { text: "hi".into() })
+            .await
+            .unwrap();
         assert_eq!(out.echo, "hi");
     };
 

@@ -422,7 +422,12 @@ fn the_compile_program_example_learns_demos_for_every_lm_step_offline() {
 
 #[test]
 fn the_otel_example_exports_a_hybrid_run_as_one_trace() {
-    the_otel_example_exports_to(|receiver| (vec!["--otlp-endpoint".to_owned(), receiver.endpoint()], vec![]));
+    the_otel_example_exports_to(|receiver| {
+        (
+            vec!["--otlp-endpoint".to_owned(), receiver.endpoint()],
+            vec![],
+        )
+    });
 }
 
 #[test]

@@ -22,8 +22,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
 use dspex_test_lm::serve_http1;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -222,10 +222,7 @@ async fn handle(
     Ok(response)
 }
 
-async fn receive(
-    store: &Store,
-    req: Request<Incoming>,
-) -> Result<(), (StatusCode, String)> {
+async fn receive(store: &Store, req: Request<Incoming>) -> Result<(), (StatusCode, String)> {
     if req.method() != hyper::Method::POST || req.uri().path() != "/v1/traces" {
         return Err((StatusCode::NOT_FOUND, "only POST /v1/traces".to_owned()));
     }

@@ -30,7 +30,11 @@ fn json_attribute(span: &ReceivedSpan, key: &str) -> JsonValue {
 
 /// The text of the user message of `input` (`gen_ai.input.messages`).
 fn user_text(input: &JsonValue) -> String {
-    let user = input.as_array().unwrap().iter().find(|m| m["role"] == "user");
+    let user = input
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "user");
     user.unwrap()["content"].as_str().unwrap().to_owned()
 }
 
@@ -64,7 +68,10 @@ async fn opted_in_contents_are_on_the_lm_call_spans_of_both_lanes() {
         })
         .await
         .unwrap();
-    assert_eq!((out.answer.as_str(), out.native_answer.as_str()), ("Italy", "Italy"));
+    assert_eq!(
+        (out.answer.as_str(), out.native_answer.as_str()),
+        ("Italy", "Italy")
+    );
     drop(ctx);
     guard.flush().unwrap();
     drop(guard);
@@ -77,7 +84,10 @@ async fn opted_in_contents_are_on_the_lm_call_spans_of_both_lanes() {
     };
     for step_name in ["step answer", "step native_answer"] {
         let step = step(step_name);
-        assert!(step.attribute("gen_ai.input.messages").is_none(), "{step:#?}");
+        assert!(
+            step.attribute("gen_ai.input.messages").is_none(),
+            "{step:#?}"
+        );
         let chats: Vec<_> = spans
             .iter()
             .filter(|s| s.parent_span_id == step.span_id && s.name.starts_with("chat "))

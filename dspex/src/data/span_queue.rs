@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::spans::SpanRecord;
-
 /// The most spans waiting for export; a span ended while the queue is full is dropped and
 /// counted, so a slow or absent collector costs a run no memory beyond this and no wait.
 pub const MAX_QUEUED_SPANS: usize = 2048;
@@ -19,14 +17,11 @@ pub const MAX_SPANS_PER_EXPORT: usize = 512;
 /// How long spans may wait before the telemetry thread exports them.
 pub const EXPORT_DELAY: Duration = Duration::from_millis(500);
 
-/// The process's queue of spans to export.
-pub(crate) static QUEUE: SpanQueue = SpanQueue::new();
-
-/// Ended spans waiting for export, and what became of the others.
-pub(crate) struct SpanQueue {
+/// Ended spans (`T`) waiting for export, and what became of the others.
+pub(crate) struct SpanQueue<T> {
     /// Whether telemetry is installed (spans are recorded only then).
     enabled: AtomicBool,
-    state: Mutex<QueueState>,
+    state: Mutex<QueueState<T>>,
     /// Wakes the telemetry thread: a full batch, a flush, a stop.
     wake: Condvar,
     /// Wakes flushes: the spans queued before them were exported (or failed).
@@ -34,8 +29,8 @@ pub(crate) struct SpanQueue {
     dropped: AtomicU64,
 }
 
-struct QueueState {
-    spans: Vec<Box<SpanRecord>>,
+struct QueueState<T> {
+    spans: Vec<T>,
     /// Flushes asked for, and flushes done (the queue as it was when asked is exported).
     flushes_asked: u64,
     flushes_done: u64,
@@ -43,17 +38,18 @@ struct QueueState {
 }
 
 /// A batch to export, and the flush it completes when it is the last of the queue.
-pub(crate) struct Batch {
+pub(crate) struct Batch<T> {
     /// The spans, oldest first.
-    pub(crate) spans: Vec<Box<SpanRecord>>,
+    pub(crate) spans: Vec<T>,
     /// The flush this batch completes once exported, when it emptied the queue.
     completes_flush: Option<u64>,
     /// Whether the queue is stopping and this was its last batch.
     pub(crate) last: bool,
 }
 
-impl SpanQueue {
-    const fn new() -> Self {
+impl<T> SpanQueue<T> {
+    /// An empty queue, recording nothing until [`enable`](Self::enable)d.
+    pub(crate) const fn new() -> Self {
         Self {
             enabled: AtomicBool::new(false),
             state: Mutex::new(QueueState {
@@ -85,7 +81,7 @@ impl SpanQueue {
     }
 
     /// Queues an ended span; drops and counts it when the queue is full.
-    pub(crate) fn push(&self, span: Box<SpanRecord>) {
+    pub(crate) fn push(&self, span: T) {
         let mut state = self.state.lock();
         if state.spans.len() >= MAX_QUEUED_SPANS || state.stopping {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -104,7 +100,7 @@ impl SpanQueue {
 
     /// The next batch, for the telemetry thread: waits until a batch is full, [`EXPORT_DELAY`]
     /// passed since `since`, a flush asks, or the queue stops.
-    pub(crate) fn next_batch(&self, since: Instant) -> Batch {
+    pub(crate) fn next_batch(&self, since: Instant) -> Batch<T> {
         let deadline = since + EXPORT_DELAY;
         let mut state = self.state.lock();
         while state.spans.len() < MAX_SPANS_PER_EXPORT
@@ -123,7 +119,7 @@ impl SpanQueue {
     }
 
     /// Marks `batch` exported (or failed): a flush waiting for it returns.
-    pub(crate) fn done(&self, batch: &Batch) {
+    pub(crate) fn done(&self, batch: &Batch<T>) {
         if let Some(flush) = batch.completes_flush {
             let mut state = self.state.lock();
             if flush > state.flushes_done {

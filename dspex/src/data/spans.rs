@@ -36,7 +36,9 @@ mod imp {
     use std::future::Future;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::SystemTime;
+    #[cfg(feature = "python")]
+    use std::time::{Duration, UNIX_EPOCH};
 
     use dspex_core::Value;
     use opentelemetry::trace::{
@@ -47,12 +49,15 @@ mod imp {
     use parking_lot::Mutex;
     use serde_json::Value as JsonValue;
 
-    use super::super::span_queue::QUEUE;
+    use super::super::span_queue::SpanQueue;
     use super::super::{LmCall, Params};
     use super::{MAX_CAPTURED_BYTES_PER_RUN, MAX_CAPTURED_CALLS_PER_RUN};
     use crate::error::Error;
 
     static CAPTURE_MESSAGE_CONTENT: AtomicBool = AtomicBool::new(false);
+
+    /// The process's queue of ended spans, which telemetry exports.
+    pub(crate) static QUEUE: SpanQueue<SpanRecord> = SpanQueue::new();
 
     /// Whether LM call spans record the messages sent and the reply received.
     pub(crate) fn capture_message_content() -> bool {
@@ -159,6 +164,7 @@ mod imp {
             /// `gen_ai.input.messages` and `gen_ai.output.messages`.
             contents: Option<Box<(String, String)>>,
         },
+        #[cfg(feature = "python")]
         Tool {
             tool: String,
         },
@@ -260,7 +266,11 @@ mod imp {
         /// The span of one call of tool `tool` made from another process: a child of the
         /// span its W3C `traceparent` names when there is one, else of `parent`.
         #[cfg(feature = "python")]
-        pub(crate) fn remote_tool(traceparent: Option<&str>, parent: &SpanScope, tool: &str) -> Self {
+        pub(crate) fn remote_tool(
+            traceparent: Option<&str>,
+            parent: &SpanScope,
+            tool: &str,
+        ) -> Self {
             if !QUEUE.is_enabled() {
                 return Self::default();
             }
@@ -356,7 +366,7 @@ mod imp {
             if let Some(mut record) = self.record.take() {
                 record.end = SystemTime::now().max(record.start);
                 record.budget = None;
-                QUEUE.push(record);
+                QUEUE.push(*record);
             }
         }
     }
@@ -398,7 +408,7 @@ mod imp {
         }
         let mut record = span.record.take().unwrap_or_else(|| unreachable!());
         record.end = at(end_unix_nano.max(start_unix_nano));
-        QUEUE.push(record);
+        QUEUE.push(*record);
     }
 
     /// The span a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`) names; `None` for
@@ -475,8 +485,10 @@ mod imp {
                     let name = format!("step {step}");
                     attributes.push(KeyValue::new("dspex.step", step));
                     for (param, value) in params.iter().flat_map(Params::iter) {
-                        attributes
-                            .push(KeyValue::new(format!("dspex.param.{param}"), param_value(value)));
+                        attributes.push(KeyValue::new(
+                            format!("dspex.param.{param}"),
+                            param_value(value),
+                        ));
                     }
                     name
                 }
@@ -500,6 +512,7 @@ mod imp {
                     }
                     format!("chat {model}")
                 }
+                #[cfg(feature = "python")]
                 What::Tool { tool } => {
                     attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
                     let name = format!("execute_tool {tool}");

@@ -296,12 +296,13 @@ async fn execute_in(
         StepModule::Native(module) => {
             let step_context = StepContext::new(&step.name, &step.signature, scope, depth);
             let forward = module.forward_boxed(&step_context, &inputs, &params);
-            let outputs = spans::in_scope(span.scope(), forward)
-                .await
-                .map_err(|e| Error::Step {
-                    step: step.name.clone(),
-                    source: Box::new(e),
-                })?;
+            let outputs =
+                spans::in_scope(span.scope(), forward)
+                    .await
+                    .map_err(|e| Error::Step {
+                        step: step.name.clone(),
+                        source: Box::new(e),
+                    })?;
             let type_name = match &step.kind {
                 StepKind::Native { type_name } => type_name.clone(),
                 StepKind::Python { module } => module.to_string(),

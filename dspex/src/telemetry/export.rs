@@ -5,15 +5,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanExporter;
 use parking_lot::Mutex;
 
-use super::EXPORT_TIMEOUT;
-use crate::data::span_queue::QUEUE;
+use crate::data::spans::QUEUE;
 
 /// What became of the spans handed to the exporter.
 #[derive(Debug, Default)]
@@ -46,11 +45,13 @@ impl SpanCounts {
     }
 }
 
-/// Starts the thread exporting the queue through `exporter` until the queue stops.
+/// Starts the thread exporting the queue through `exporter` until the queue stops, then
+/// shutting the exporter down within `shutdown_timeout`.
 pub(crate) fn spawn<E: SpanExporter + 'static>(
     mut exporter: E,
     resource: &Resource,
     counts: Arc<SpanCounts>,
+    shutdown_timeout: Duration,
 ) -> std::io::Result<JoinHandle<()>> {
     exporter.set_resource(resource);
     std::thread::Builder::new()
@@ -87,7 +88,7 @@ pub(crate) fn spawn<E: SpanExporter + 'static>(
                     break;
                 }
             }
-            if let Err(e) = exporter.shutdown_with_timeout(EXPORT_TIMEOUT) {
+            if let Err(e) = exporter.shutdown_with_timeout(shutdown_timeout) {
                 tracing::warn!(error = %e, "telemetry: the exporter did not shut down cleanly");
             }
         })

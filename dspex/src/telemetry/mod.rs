@@ -55,8 +55,7 @@ use opentelemetry_sdk::Resource;
 
 use self::export::SpanCounts;
 pub use crate::data::span_queue::{EXPORT_DELAY, MAX_QUEUED_SPANS, MAX_SPANS_PER_EXPORT};
-use crate::data::span_queue::QUEUE;
-use crate::data::spans;
+use crate::data::spans::{self, QUEUE};
 use crate::error::{Cause, Error, Result};
 
 /// How long one export request may take, unless `OTEL_EXPORTER_OTLP_TIMEOUT` or
@@ -203,7 +202,7 @@ impl Telemetry {
         let resource = Resource::builder()
             .with_service_name(self.service_name.clone())
             .build();
-        match export::spawn(exporter, &resource, Arc::clone(&counts)) {
+        match export::spawn(exporter, &resource, Arc::clone(&counts), self.timeout) {
             Ok(thread) => Ok(TelemetryGuard {
                 thread: Some(thread),
                 counts,
