@@ -8,8 +8,8 @@
 //!   case for the ratio);
 //! - an OpenAI-compatible LM over HTTP on loopback (`dspex-test-lm`), what users run.
 //!
-//! The receiver and the LM server run on a runtime of their own (as a collector and an LM run
-//! in other processes); the runs, on a two-thread runtime.
+//! The receiver and the LM server each run on a runtime of their own (as a collector and an LM
+//! run in other processes, though here on the same cores); the runs, on a two-thread runtime.
 //!
 //! `cargo bench -p dspex --features otel --bench otel`. The benches run in this order in one
 //! process (installing telemetry cannot be undone while the guard lives); compare the medians
@@ -31,21 +31,25 @@ use otel_common::{Thinker, question, scripted_lm};
 const REPLY: &str = "[[ ## reasoning ## ]]\nRome is in Italy.\n\n[[ ## answer ## ]]\nItaly\n\n[[ ## completed ## ]]";
 
 fn runs(c: &mut Criterion) {
-    let servers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let server_runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (lm_runtime, collector_runtime) = (server_runtime(), server_runtime());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let (server, receiver) = servers.block_on(async {
+    let server = lm_runtime.block_on(async {
         let server = LmServer::start().await.unwrap();
         server.set_default(Reply::text(REPLY));
-        (server, OtlpReceiver::start().await.unwrap())
+        server
     });
+    let receiver = collector_runtime.block_on(OtlpReceiver::start()).unwrap();
     let (scripted, http) = runtime.block_on(async {
         let scripted = Context::builder().lm(scripted_lm()).build().await.unwrap();
         let http_lm = LmConfig::openai(server.base_url(), "small");
