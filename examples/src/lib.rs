@@ -3,6 +3,8 @@
 
 use dspex::LmConfig;
 
+pub mod researcher;
+
 /// The LM of an example: `--model <name>` on the command line picks a real one (any model
 /// string `dspy.LM` accepts, with the provider's API key in the environment), else `scripted`.
 pub fn lm_from_args(scripted: LmConfig) -> LmConfig {

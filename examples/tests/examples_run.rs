@@ -439,6 +439,30 @@ fn the_multihop_example_loops_its_hops_and_answers_offline() {
 
 #[test]
 fn the_otel_example_exports_a_hybrid_run_as_one_trace() {
+    the_otel_example_exports_to(|receiver| {
+        (
+            vec!["--otlp-endpoint".to_owned(), receiver.endpoint()],
+            vec![],
+        )
+    });
+}
+
+#[test]
+fn the_otel_example_exports_over_grpc_as_the_standard_variables_say() {
+    the_otel_example_exports_to(|receiver| {
+        let env = vec![
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint()),
+        ];
+        (vec![], env)
+    });
+}
+
+/// Runs the otel example with the arguments and environment `setup` gives for a receiver, and
+/// checks that the hybrid run reached it as one trace.
+fn the_otel_example_exports_to(
+    setup: impl FnOnce(&dspex_test_otlp::OtlpReceiver) -> (Vec<String>, Vec<(&'static str, String)>),
+) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -446,11 +470,13 @@ fn the_otel_example_exports_a_hybrid_run_as_one_trace() {
     let receiver = runtime
         .block_on(dspex_test_otlp::OtlpReceiver::start())
         .expect("the OTLP receiver starts");
+    let (args, env) = setup(&receiver);
     // The receiver answers on the runtime's thread while the example runs.
     let binary = env!("CARGO_BIN_EXE_otel");
     let output = runtime.block_on(async {
         tokio::process::Command::new(binary)
-            .args(["--otlp-endpoint", &receiver.endpoint()])
+            .args(&args)
+            .envs(env)
             .output()
             .await
             .expect("the example starts")

@@ -195,21 +195,7 @@ impl LmServer {
             first_delta_at: Mutex::new(None),
         });
         let shared = Arc::clone(&state);
-        let accept = tokio::spawn(async move {
-            // Dropped (with every connection's task) when the accept task is aborted.
-            let mut connections = JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                let _ = stream.set_nodelay(true);
-                let state = Arc::clone(&shared);
-                connections.spawn(async move {
-                    let service = service_fn(move |req| handle(Arc::clone(&state), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                while connections.try_join_next().is_some() {}
-            }
-        });
+        let accept = serve_http1(listener, move |req| handle(Arc::clone(&shared), req));
         Ok(Self {
             addr,
             state,
@@ -284,6 +270,33 @@ impl Drop for LmServer {
 }
 
 type Body = Either<Full<Bytes>, Channel<Bytes>>;
+
+/// Accepts connections on `listener` and serves each over HTTP/1.1 with `handle`, in a task
+/// that runs until aborted (its connections' tasks with it): the accept loop of this server
+/// and of the other loopback servers of dspex's tests.
+pub fn serve_http1<H, F, B>(listener: TcpListener, handle: H) -> JoinHandle<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::spawn(async move {
+        // Dropped (with every connection's task) when the accept task is aborted.
+        let mut connections = JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let handle = handle.clone();
+            connections.spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(handle))
+                    .await;
+            });
+            while connections.try_join_next().is_some() {}
+        }
+    })
+}
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;

@@ -1,12 +1,16 @@
-//! An OTLP/HTTP trace receiver on loopback, for the tests of dspex's telemetry:
+//! An OTLP trace receiver on loopback, for the tests of dspex's telemetry: over HTTP,
 //! `POST /v1/traces` takes an export request in protobuf (`application/x-protobuf`) or JSON
-//! (`application/json`), decodes it with `opentelemetry-proto` and keeps every span (at most
-//! [`MAX_RECEIVED_SPANS`]) in the order received.
+//! (`application/json`); over gRPC, on a port of its own, the `TraceService`'s `Export`
+//! (`opentelemetry-proto`'s generated server). Both decode with `opentelemetry-proto` and keep
+//! every span (at most [`MAX_RECEIVED_SPANS`]) in the order received. [`OtlpReceiver::hold`]
+//! makes it a collector that has the requests but does not answer them until
+//! [`OtlpReceiver::release`].
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 //! let receiver = dspex_test_otlp::OtlpReceiver::start().await?;
 //! assert!(receiver.endpoint().starts_with("http://127.0.0.1:"));
+//! assert!(receiver.grpc_endpoint().starts_with("http://127.0.0.1:"));
 //! assert!(receiver.spans().is_empty());
 //! # Ok(()) }
 //! ```
@@ -18,20 +22,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use dspex_test_lm::serve_http1;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as OtlpStatus;
 use parking_lot::Mutex;
 use prost::Message as _;
 use serde_json::Value as JsonValue;
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
 
 /// The most spans the receiver keeps; later ones are refused with 507.
 pub const MAX_RECEIVED_SPANS: usize = 100_000;
@@ -70,37 +79,74 @@ impl ReceivedSpan {
     }
 }
 
+/// What the HTTP and gRPC services share: the spans kept, and whether requests are held.
+#[derive(Debug)]
+struct Store {
+    spans: Mutex<Vec<ReceivedSpan>>,
+    /// Whether requests wait for [`OtlpReceiver::release`] before they are answered.
+    held: watch::Sender<bool>,
+    /// Spans in the requests waiting.
+    spans_held: Mutex<usize>,
+}
+
+impl Store {
+    /// Keeps the spans of `request` (after any hold); an error when the receiver is full.
+    async fn keep(&self, request: ExportTraceServiceRequest) -> Result<(), String> {
+        let received = decode(request);
+        let mut held = self.held.subscribe();
+        if *held.borrow_and_update() {
+            *self.spans_held.lock() += received.len();
+            let _ = held.wait_for(|held| !held).await;
+            *self.spans_held.lock() -= received.len();
+        }
+        let mut kept = self.spans.lock();
+        if kept.len() + received.len() > MAX_RECEIVED_SPANS {
+            return Err(format!(
+                "the receiver keeps at most {MAX_RECEIVED_SPANS} spans"
+            ));
+        }
+        kept.extend(received);
+        Ok(())
+    }
+}
+
 /// The receiver: it listens until dropped.
 pub struct OtlpReceiver {
     addr: SocketAddr,
-    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    grpc_addr: SocketAddr,
+    store: Arc<Store>,
     accept: JoinHandle<()>,
+    grpc: JoinHandle<()>,
 }
 
 impl OtlpReceiver {
-    /// Starts a receiver on a free loopback port.
+    /// Starts a receiver on two free loopback ports (HTTP and gRPC).
     pub async fn start() -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let spans = Arc::new(Mutex::new(Vec::new()));
-        let shared = Arc::clone(&spans);
-        let accept = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                let spans = Arc::clone(&shared);
-                connections.spawn(async move {
-                    let service = service_fn(move |req| handle(Arc::clone(&spans), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                while connections.try_join_next().is_some() {}
-            }
+        let grpc_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let store = Arc::new(Store {
+            spans: Mutex::new(Vec::new()),
+            held: watch::Sender::new(false),
+            spans_held: Mutex::new(0),
+        });
+        let shared = Arc::clone(&store);
+        let accept = serve_http1(listener, move |req| handle(Arc::clone(&shared), req));
+        let service = TraceServiceServer::new(GrpcTraces(Arc::clone(&store)))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+        let grpc = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(grpc_listener))
+                .await;
         });
         Ok(Self {
             addr,
-            spans,
+            grpc_addr,
+            store,
             accept,
+            grpc,
         })
     }
 
@@ -110,23 +156,64 @@ impl OtlpReceiver {
         format!("http://{}", self.addr)
     }
 
-    /// The spans received so far, in the order received.
+    /// The address an OTLP/gRPC exporter takes (`http://127.0.0.1:<port>`).
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// The spans received so far, in the order received (held requests' not among them).
     pub fn spans(&self) -> Vec<ReceivedSpan> {
-        self.spans.lock().clone()
+        self.store.spans.lock().clone()
+    }
+
+    /// From now on, requests are read but not answered (nor their spans kept) until
+    /// [`release`](Self::release): a collector that blocks its clients.
+    pub fn hold(&self) {
+        self.store.held.send_replace(true);
+    }
+
+    /// Answers the held requests, keeping their spans, and every later one at once.
+    pub fn release(&self) {
+        self.store.held.send_replace(false);
+    }
+
+    /// The spans in the requests held now.
+    pub fn spans_held(&self) -> usize {
+        *self.store.spans_held.lock()
     }
 }
 
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         self.accept.abort();
+        self.grpc.abort();
+    }
+}
+
+/// The gRPC `TraceService`.
+struct GrpcTraces(Arc<Store>);
+
+#[tonic::async_trait]
+impl TraceService for GrpcTraces {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0
+            .keep(request.into_inner())
+            .await
+            .map_err(tonic::Status::resource_exhausted)?;
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
 async fn handle(
-    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    store: Arc<Store>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (status, text) = match receive(&spans, req).await {
+    let (status, text) = match receive(&store, req).await {
         Ok(()) => (StatusCode::OK, String::new()),
         Err((status, why)) => (status, why),
     };
@@ -135,10 +222,7 @@ async fn handle(
     Ok(response)
 }
 
-async fn receive(
-    spans: &Mutex<Vec<ReceivedSpan>>,
-    req: Request<Incoming>,
-) -> Result<(), (StatusCode, String)> {
+async fn receive(store: &Store, req: Request<Incoming>) -> Result<(), (StatusCode, String)> {
     if req.method() != hyper::Method::POST || req.uri().path() != "/v1/traces" {
         return Err((StatusCode::NOT_FOUND, "only POST /v1/traces".to_owned()));
     }
@@ -159,16 +243,10 @@ async fn receive(
         ExportTraceServiceRequest::decode(body)
             .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?
     };
-    let received = decode(request);
-    let mut kept = spans.lock();
-    if kept.len() + received.len() > MAX_RECEIVED_SPANS {
-        return Err((
-            StatusCode::INSUFFICIENT_STORAGE,
-            format!("the receiver keeps at most {MAX_RECEIVED_SPANS} spans"),
-        ));
-    }
-    kept.extend(received);
-    Ok(())
+    store
+        .keep(request)
+        .await
+        .map_err(|why| (StatusCode::INSUFFICIENT_STORAGE, why))
 }
 
 fn decode(request: ExportTraceServiceRequest) -> Vec<ReceivedSpan> {

@@ -11,40 +11,12 @@ use dspex::telemetry::Telemetry;
 use dspex::{LmConfig, json};
 use dspex_test_otlp::{OtlpReceiver, ReceivedSpan};
 use dspex_tests::worker_config;
+use researcher::{Researcher, ResearcherInput};
 
-/// Labels a question.
-#[derive(Default)]
-struct Label;
-
-impl Module for Label {
-    async fn forward(&self, inputs: &Fields, _params: &Params) -> Result<Fields> {
-        let question = inputs.get::<&str>("question")?;
-        Ok(Fields::from([("topic", format!("about {question}"))]))
-    }
-}
-
-/// Searches the documentation index; returns the titles of the best passages.
-#[dspex::tool(variables(top_k))]
-async fn search_docs(query: String, top_k: i64) -> Result<Vec<String>> {
-    Ok((1..=top_k).map(|i| format!("docs/{query}#{i}")).collect())
-}
-
-dspex_program! {
-    /// A native step, then an agent in Python calling a Rust tool.
-    program Researcher: "question -> answer" {
-        variables {
-            top_k: integer = 2 { min: 1, max: 5 },
-            temperature: float = 0.4 { min: 0.0, max: 2.0 },
-        }
-        chain {
-            label: native Label("question -> topic"),
-            agent: python ReAct("question, topic -> answer") { temperature } with {
-                max_iters: 4,
-                tools: [search_docs],
-            },
-        }
-    }
-}
+// The program of the telemetry example, shared with it.
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../examples/src/researcher.rs"]
+mod researcher;
 
 fn only<'s>(spans: &'s [ReceivedSpan], name: &str) -> &'s ReceivedSpan {
     let found: Vec<_> = spans.iter().filter(|s| s.name == name).collect();

@@ -29,7 +29,6 @@ use futures_util::FutureExt;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as JsonValue};
-use tracing::Instrument;
 
 use super::overrides::Overrides;
 use super::snapshot::{RunValue, read_run_values, read_with};
@@ -267,7 +266,7 @@ struct CallScope {
     overrides: Arc<Overrides>,
     calls: Mutex<ScopeCalls>,
     /// The span of the step whose call this is: the parent of its tool calls' spans.
-    span: tracing::Span,
+    span: spans::SpanScope,
 }
 
 #[derive(Default)]
@@ -337,7 +336,7 @@ impl CallbackRegistry {
             source,
             overrides: Arc::new(overrides.clone()),
             calls: Mutex::default(),
-            span: tracing::Span::current(),
+            span: spans::current_scope(),
         });
         self.scopes
             .lock()
@@ -412,18 +411,19 @@ impl CallbackDispatch for CallbackRegistry {
                 reads: Arc::clone(&reads),
             };
             // The tool call continues the trace its caller sent, else its run's step.
-            let step_span = scope.as_ref().map(|scope| &scope.span);
-            let span = spans::remote_tool_span(
+            let step_span = scope.as_ref().map(|scope| scope.span.clone());
+            let mut span = spans::OpenSpan::remote_tool(
                 call.traceparent.as_deref(),
-                step_span.unwrap_or(&tracing::Span::none()),
+                &step_span.unwrap_or_default(),
                 &callback.name,
             );
             let started = Instant::now();
-            let outcome = run(&callback, invocation).instrument(span.clone()).await;
+            let outcome = spans::in_scope(span.scope(), run(&callback, invocation)).await;
             let duration = started.elapsed();
             if let Err(e) = &outcome {
-                spans::record_failure(&span, e);
+                span.record_failure(e);
             }
+            drop(span);
             let outcome = outcome.and_then(|result| {
                 let json = result.to_string();
                 if json.len() > MAX_CALLBACK_RESULT_BYTES {

@@ -5,6 +5,8 @@
 //! error type.
 
 mod fields;
+#[cfg(feature = "otel")]
+pub(crate) mod span_queue;
 pub(crate) mod spans;
 mod trace;
 mod values;

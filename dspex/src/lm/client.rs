@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use serde_json::{Map, Value as JsonValue, json};
-use tracing::Instrument;
 
 use super::chat::ChatMessage;
 use super::config::{Cache, LmConfig, LmKind};
@@ -19,7 +18,7 @@ use super::gate::Gate;
 use super::http::Endpoint;
 use super::scripted::ScriptedLm;
 use super::tape::{Lane, Player, Recorder, Tape, TapeReply, recorded_request};
-use crate::data::spans;
+use crate::data::spans::OpenSpan;
 use crate::data::{LmCall, LmExchange, LmMessage};
 use crate::error::{Error, Result};
 
@@ -206,17 +205,13 @@ impl LmClient {
         request: &LmRequest,
         on_text: Option<&mut (dyn FnMut(&str) + Send)>,
     ) -> Result<LmResponse> {
-        let span = spans::chat_span(self.config.kind.provider_name(), self.model(request));
-        let outcome = self
-            .respond(request, on_text)
-            .instrument(span.clone())
-            .await;
+        let mut span = OpenSpan::chat(self.config.kind.provider_name(), self.model(request));
+        let outcome = self.respond(request, on_text).await;
         match &outcome {
             Ok(response) => {
-                spans::record_lm_call(&span, &response.call);
-                spans::record_messages(&span, || json!(request.messages), &response.text);
+                span.record_lm_call(&response.call, || json!(request.messages), &response.text);
             }
-            Err(e) => spans::record_error(&span, e),
+            Err(e) => span.record_error(e),
         }
         outcome
     }

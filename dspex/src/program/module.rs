@@ -10,12 +10,12 @@ use dspex_core::program::{ConfigEntry, ProgramSpec, StepKind, StepSpec};
 use dspex_core::{Signature, SignatureField};
 use parking_lot::Mutex;
 use serde_json::Value as JsonValue;
-use tracing::{Instrument, Span};
 
 use super::python::PythonModule;
 use super::stream::{ChainEvent, EventSink, RunEvent};
 use crate::context::{Context, Overrides, StepParams};
-use crate::data::{Fields, LmCall, Params, StepCall, StepRunner, StepTrace, spans};
+use crate::data::spans::{self, OpenSpan, SpanScope};
+use crate::data::{Fields, LmCall, Params, StepCall, StepRunner, StepTrace};
 use crate::error::{Error, Result};
 use crate::lm::PredictorState;
 
@@ -201,7 +201,8 @@ impl<'a> StepContext<'a> {
             }
         };
         // The caller's forward runs in its step's span: the called step's span is its child.
-        let mut record = execute(scope, spec, module, inputs, depth, &Span::current()).await?;
+        let parent = spans::current_scope();
+        let mut record = execute(scope, spec, module, inputs, depth, &parent).await?;
         let outputs = declared_outputs(spec, &mut record)?;
         scope.report(|| RunEvent::StepFinished {
             step: spec.name.clone(),
@@ -268,12 +269,12 @@ pub(crate) async fn execute(
     module: StepModule<'_>,
     inputs: Fields,
     depth: usize,
-    parent: &Span,
+    parent: &SpanScope,
 ) -> Result<StepTrace> {
-    let span = spans::step_span(parent, &step.name);
-    execute_in(scope, step, module, inputs, depth, &span)
+    let mut span = OpenSpan::step(parent, &step.name);
+    execute_in(scope, step, module, inputs, depth, &mut span)
         .await
-        .inspect_err(|e| spans::record_error(&span, e))
+        .inspect_err(|e| span.record_error(e))
 }
 
 async fn execute_in(
@@ -282,13 +283,13 @@ async fn execute_in(
     module: StepModule<'_>,
     inputs: Fields,
     depth: usize,
-    span: &Span,
+    span: &mut OpenSpan,
 ) -> Result<StepTrace> {
     let bound = scope
         .ctx
         .with_backend(|backend| StepParams::read(backend, scope.overrides, &step.bindings))?;
     let params = bound.params();
-    spans::record_params(span, &params);
+    span.record_params(&params);
     scope.report(|| RunEvent::StepStarted {
         step: step.name.clone(),
     });
@@ -296,14 +297,14 @@ async fn execute_in(
     match module {
         StepModule::Native(module) => {
             let step_context = StepContext::new(step, scope, depth);
-            let outputs = module
-                .forward_boxed(&step_context, &inputs, &params)
-                .instrument(span.clone())
-                .await
-                .map_err(|e| Error::Step {
-                    step: step.name.clone(),
-                    source: Box::new(e),
-                })?;
+            let forward = module.forward_boxed(&step_context, &inputs, &params);
+            let outputs =
+                spans::in_scope(span.scope(), forward)
+                    .await
+                    .map_err(|e| Error::Step {
+                        step: step.name.clone(),
+                        source: Box::new(e),
+                    })?;
             let type_name = match &step.kind {
                 StepKind::Native { type_name } => type_name.clone(),
                 StepKind::Python { module } => module.to_string(),
@@ -323,10 +324,8 @@ async fn execute_in(
         #[cfg(feature = "python")]
         StepModule::Python(module) => {
             // The call sends exactly these values to the worker, and the trace shows them.
-            let output = module
-                .execute(&inputs, &bound, scope.overrides)
-                .instrument(span.clone())
-                .await?;
+            let call = module.execute(&inputs, &bound, scope.overrides);
+            let output = spans::in_scope(span.scope(), call).await?;
             if let Some(events) = &scope.events {
                 events.whole_fields(&step.name, &step.signature, &output.outputs);
             }

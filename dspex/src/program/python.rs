@@ -372,12 +372,12 @@ impl PythonModule {
         let reply = worker.execute(&self.inner.step, request).await?;
         let tool_calls = scope.take_calls();
         drop(scope);
-        let step_span = tracing::Span::current();
         let provider = ctx.lm_config().kind.provider_name();
+        let capture = ctx.lm_config().capture;
         let captures_dropped = reply
             .lm_calls
             .iter()
-            .filter(|c| c.exchange_left_out)
+            .filter(|c| capture && c.exchange_left_out)
             .count();
         Ok(PythonOutput {
             outputs: self.typed_outputs(reply.outputs)?,
@@ -393,12 +393,21 @@ impl PythonModule {
                         n: c.n,
                         prompt_tokens: c.prompt_tokens,
                         completion_tokens: c.completion_tokens,
-                        exchange: c.exchange.map(exchange_from_proto),
+                        exchange: None,
                     };
+                    // The worker captures for the trace or for telemetry (contents); the trace
+                    // keeps the exchange only when the LM captures messages.
+                    let exchange = c.exchange.map(exchange_from_proto);
                     if let (Some(start), Some(end)) = (c.start_unix_nano, c.end_unix_nano) {
-                        spans::record_finished_lm_call(&step_span, provider, &call, start, end);
+                        let contents = exchange
+                            .as_ref()
+                            .map(|e| (exchange_messages_json(e), e.reply.clone()));
+                        spans::record_finished_lm_call(provider, &call, start, end, contents);
                     }
-                    call
+                    LmCall {
+                        exchange: exchange.filter(|_| capture),
+                        ..call
+                    }
                 })
                 .collect(),
             captures_dropped,
@@ -535,6 +544,17 @@ fn exchange_from_proto(exchange: pb::LmExchange) -> LmExchange {
             .collect(),
         reply: exchange.reply,
     }
+}
+
+/// An exchange's messages as the JSON list of `{"role", "content"}` objects that LM call spans
+/// carry (the form the native lane sends).
+fn exchange_messages_json(exchange: &LmExchange) -> String {
+    let messages: Vec<_> = exchange
+        .messages
+        .iter()
+        .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+        .collect();
+    serde_json::Value::Array(messages).to_string()
 }
 
 /// The values of a step's bound parameters, as a call carries them.

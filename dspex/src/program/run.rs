@@ -6,14 +6,15 @@ use std::sync::atomic::AtomicUsize;
 
 use dspex_core::program::{ProgramSpec, StepSpec};
 use parking_lot::Mutex;
-use tracing::{Span, debug};
+use tracing::debug;
 
 use super::module::{DynModule, RunScope, StepModule, declared_outputs, execute, take_declared};
 use super::python::PythonModule;
 use super::stream::{EventSink, RunEvent};
 use super::traits::BaseProgram;
 use crate::context::{Context, Overrides};
-use crate::data::{Fields, RunTrace, spans};
+use crate::data::spans::OpenSpan;
+use crate::data::{Fields, RunTrace};
 use crate::error::{Error, Result};
 
 /// One execution of a program's chain. Generated `run_fields` methods and the runtime builder
@@ -29,8 +30,9 @@ pub struct ChainRun<'p> {
     modules: Vec<(&'p str, StepModule<'p>)>,
     /// Calls made by native steps so far ([`MAX_STEP_CALLS`](super::module::MAX_STEP_CALLS)).
     calls_made: usize,
-    /// The run's span (`invoke_workflow {program}`), parent of its steps' spans.
-    span: Span,
+    /// The run's span (`invoke_workflow {program}`), parent of its steps' spans; it ends
+    /// when the run does.
+    span: OpenSpan,
     /// Where a streamed run reports its steps.
     events: Option<EventSink>,
 }
@@ -68,7 +70,7 @@ impl<'p> ChainRun<'p> {
             trace: RunTrace::default(),
             modules: Vec::new(),
             calls_made: 0,
-            span: spans::run_span(&spec.name),
+            span: OpenSpan::run(&spec.name),
             events: EventSink::take(),
         })
     }
@@ -128,7 +130,7 @@ impl<'p> ChainRun<'p> {
             captures_dropped: AtomicUsize::new(0),
             events: self.events.clone(),
         };
-        let record = execute(&scope, step, module, inputs, 0, &self.span).await;
+        let record = execute(&scope, step, module, inputs, 0, &self.span.scope()).await;
         self.calls_made = scope.calls_made.into_inner();
         for call in scope.finished.into_inner() {
             self.trace.push(call);
@@ -136,7 +138,7 @@ impl<'p> ChainRun<'p> {
         self.trace.captures_dropped += scope.captures_dropped.into_inner();
         let outputs = record
             .and_then(|mut record| Ok((declared_outputs(step, &mut record)?, record)))
-            .inspect_err(|e| spans::record_error(&self.span, e));
+            .inspect_err(|e| self.span.record_error(e));
         let (outputs, record) = outputs?;
         debug!(step = %step.name, inputs = %record.inputs, outputs = %record.outputs, "step done");
         if let Some(events) = &self.events {
@@ -184,7 +186,7 @@ impl<'p> ChainRun<'p> {
                 Ok((name, value))
             })
             .collect::<Result<Fields>>()
-            .inspect_err(|e| spans::record_error(&self.span, e))?;
+            .inspect_err(|e| self.span.record_error(e))?;
         Ok((outputs, self.trace))
     }
 }

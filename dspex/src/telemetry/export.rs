@@ -1,102 +1,95 @@
-//! Counting what the batch exporter does with the spans: how many ended, how many the
-//! collector accepted, so that what a full queue dropped or a failed export lost is known.
+//! The telemetry thread: it takes batches of ended spans from the queue runs push them onto,
+//! turns them into OpenTelemetry's form there (off the runs' path), exports them, and counts
+//! what the collector accepted and what failed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use opentelemetry::Context;
+use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::trace::SpanExporter;
+use parking_lot::Mutex;
 
-/// The spans ended and exported since telemetry started.
+use crate::data::spans::QUEUE;
+
+/// What became of the spans handed to the exporter.
 #[derive(Debug, Default)]
 pub(crate) struct SpanCounts {
-    ended: AtomicU64,
     exported: AtomicU64,
+    failed: AtomicU64,
+    failed_exports: AtomicU64,
+    last_error: Mutex<Option<String>>,
 }
 
 impl SpanCounts {
+    /// Spans the collector accepted.
     pub(crate) fn exported(&self) -> u64 {
         self.exported.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn lost(&self) -> u64 {
-        self.ended
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.exported())
+    /// Spans in exports that failed.
+    pub(crate) fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Exports that failed.
+    pub(crate) fn failed_exports(&self) -> u64 {
+        self.failed_exports.load(Ordering::Relaxed)
+    }
+
+    /// Why the last failed export failed.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
     }
 }
 
-/// A span processor that counts the spans ended before handing them on.
-#[derive(Debug)]
-pub(crate) struct CountingProcessor<P> {
-    inner: P,
+/// Starts the thread exporting the queue through `exporter` until the queue stops, then
+/// shutting the exporter down within `shutdown_timeout`.
+pub(crate) fn spawn<E: SpanExporter + 'static>(
+    mut exporter: E,
+    resource: &Resource,
     counts: Arc<SpanCounts>,
-}
-
-impl<P> CountingProcessor<P> {
-    pub(crate) fn new(inner: P, counts: Arc<SpanCounts>) -> Self {
-        Self { inner, counts }
-    }
-}
-
-impl<P: SpanProcessor> SpanProcessor for CountingProcessor<P> {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        self.inner.on_start(span, cx);
-    }
-
-    fn on_end(&self, span: SpanData) {
-        self.counts.ended.fetch_add(1, Ordering::Relaxed);
-        self.inner.on_end(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
-/// A span exporter that counts the spans of each export the collector accepted.
-#[derive(Debug)]
-pub(crate) struct CountingExporter<E> {
-    inner: E,
-    counts: Arc<SpanCounts>,
-}
-
-impl<E> CountingExporter<E> {
-    pub(crate) fn new(inner: E, counts: Arc<SpanCounts>) -> Self {
-        Self { inner, counts }
-    }
-}
-
-impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let spans = batch.len() as u64;
-        let outcome = self.inner.export(batch).await;
-        if outcome.is_ok() {
-            self.counts.exported.fetch_add(spans, Ordering::Relaxed);
-        }
-        outcome
-    }
-
-    fn shutdown_with_timeout(&mut self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&mut self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
+    shutdown_timeout: Duration,
+) -> std::io::Result<JoinHandle<()>> {
+    exporter.set_resource(resource);
+    std::thread::Builder::new()
+        .name("dspex-telemetry".to_owned())
+        .spawn(move || {
+            let scope = InstrumentationScope::builder("dspex")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build();
+            let mut since = Instant::now();
+            loop {
+                let mut batch = QUEUE.next_batch(since);
+                since = Instant::now();
+                let spans = std::mem::take(&mut batch.spans);
+                if !spans.is_empty() {
+                    let count = spans.len() as u64;
+                    let data = spans
+                        .into_iter()
+                        .map(|span| span.into_span_data(&scope))
+                        .collect();
+                    match futures_executor::block_on(exporter.export(data)) {
+                        Ok(()) => {
+                            counts.exported.fetch_add(count, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            counts.failed.fetch_add(count, Ordering::Relaxed);
+                            counts.failed_exports.fetch_add(1, Ordering::Relaxed);
+                            *counts.last_error.lock() = Some(e.to_string());
+                        }
+                    }
+                    since = Instant::now();
+                }
+                QUEUE.done(&batch);
+                if batch.last {
+                    break;
+                }
+            }
+            if let Err(e) = exporter.shutdown_with_timeout(shutdown_timeout) {
+                tracing::warn!(error = %e, "telemetry: the exporter did not shut down cleanly");
+            }
+        })
 }

@@ -1,8 +1,7 @@
 //! OpenTelemetry traces of runs, over OTLP (feature `otel`).
 //!
-//! [`init`] installs a global `tracing` subscriber whose only layer turns dspex's spans into
-//! OpenTelemetry spans and exports them in batches, and returns a [`TelemetryGuard`] that
-//! flushes what is left when it drops:
+//! [`init`] starts recording the spans of runs and exporting them in batches from a thread of
+//! its own, and returns a [`TelemetryGuard`] that flushes what is left when it drops:
 //!
 //! - a run is `invoke_workflow {program}`, each step `step {step}` with the values it used as
 //!   `dspex.param.<parameter>`, each LM call `chat {model}` with the GenAI semantic
@@ -14,14 +13,27 @@
 //!   are the Rust tools its agent calls;
 //! - message contents (`gen_ai.input.messages`, `gen_ai.output.messages`) only when
 //!   `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` (or
-//!   [`Telemetry::capture_message_content`]); API keys never.
+//!   [`Telemetry::capture_message_content`]), on the LM calls of both lanes (a python step's
+//!   worker sends them with its reply), for at most
+//!   [`MAX_CAPTURED_CALLS_PER_RUN`](crate::MAX_CAPTURED_CALLS_PER_RUN) calls and
+//!   [`MAX_CAPTURED_BYTES_PER_RUN`](crate::MAX_CAPTURED_BYTES_PER_RUN) bytes per run; API keys
+//!   never.
+//!
+//! A span is recorded as plain data where it happens (its ids made when it starts, so a step's
+//! span id is known before its python call carries it) and pushed, when it ends, onto a
+//! bounded queue; names, attributes and the OTLP encoding are made by the telemetry thread.
+//! A python step's worker returns its LM calls' times with its reply, and this process makes
+//! their spans: the worker needs no OpenTelemetry SDK, and one exporter, one configuration,
+//! sends the whole trace.
 //!
 //! The standard variables configure it: `OTEL_EXPORTER_OTLP_ENDPOINT` (default
 //! `http://localhost:4318`, or `:4317` for gRPC), `OTEL_EXPORTER_OTLP_PROTOCOL`
 //! (`http/protobuf`, the default, `http/json` or `grpc`), `OTEL_SERVICE_NAME` (default
-//! `dspex`) and `OTEL_SDK_DISABLED=true` (nothing is installed). An unreachable collector never
-//! fails or slows a run: spans wait in a bounded queue ([`MAX_QUEUED_SPANS`]) that a
-//! background thread exports; what cannot be queued or exported is counted
+//! `dspex`), `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds, default [`EXPORT_TIMEOUT`]) and
+//! `OTEL_SDK_DISABLED=true` (nothing is installed). An unreachable collector never fails or
+//! slows a run: spans wait in a bounded queue ([`MAX_QUEUED_SPANS`]) that the telemetry
+//! thread exports; a span that finds it full is dropped and counted
+//! ([`TelemetryGuard::spans_dropped`]), as are the spans of a failed export
 //! ([`TelemetryGuard::spans_lost`]). The `grpc` protocol needs [`init`] to be called inside a
 //! Tokio runtime.
 //!
@@ -35,27 +47,20 @@
 mod export;
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
-use tracing_subscriber::Layer as _;
-use tracing_subscriber::layer::SubscriberExt as _;
 
-use self::export::{CountingExporter, CountingProcessor, SpanCounts};
-use crate::data::spans;
+use self::export::SpanCounts;
+pub use crate::data::span_queue::{EXPORT_DELAY, MAX_QUEUED_SPANS, MAX_SPANS_PER_EXPORT};
+use crate::data::spans::{self, QUEUE};
 use crate::error::{Cause, Error, Result};
 
-/// The most spans waiting for export; a span ended while the queue is full is dropped and
-/// counted, so a slow or absent collector costs a run no memory beyond this.
-pub const MAX_QUEUED_SPANS: usize = 2048;
-/// The most spans in one export request.
-pub const MAX_SPANS_PER_EXPORT: usize = 512;
-/// How long spans may wait before the background thread exports them.
-pub const EXPORT_DELAY: Duration = Duration::from_millis(500);
-/// How long one export request may take before it is given up (its spans counted as lost).
+/// How long one export request may take, unless `OTEL_EXPORTER_OTLP_TIMEOUT` or
+/// [`Telemetry::export_timeout`] says otherwise, before it is given up (its spans counted as
+/// lost).
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318";
@@ -101,6 +106,7 @@ pub struct Telemetry {
     service_name: String,
     disabled: bool,
     capture_message_content: bool,
+    timeout: Duration,
 }
 
 impl Telemetry {
@@ -122,6 +128,10 @@ impl Telemetry {
                 "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
                 var("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
             )?,
+            timeout: match var("OTEL_EXPORTER_OTLP_TIMEOUT") {
+                Some(ms) => millis("OTEL_EXPORTER_OTLP_TIMEOUT", &ms)?,
+                None => EXPORT_TIMEOUT,
+            },
         })
     }
 
@@ -150,6 +160,12 @@ impl Telemetry {
         self
     }
 
+    /// How long one export request may take before it is given up.
+    pub fn export_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// The URL or address the exporter sends to.
     fn target(&self) -> String {
         let base = self.endpoint.as_deref().unwrap_or(match self.protocol {
@@ -162,58 +178,43 @@ impl Telemetry {
         }
     }
 
-    /// Installs the exporting subscriber as the process's global `tracing` subscriber; an
-    /// error if the exporter cannot be built or a global subscriber is already set. Disabled
-    /// (`OTEL_SDK_DISABLED=true`), it installs nothing and returns an idle guard.
+    /// Starts recording the spans of runs and exporting them from a thread of its own; an
+    /// error if the exporter cannot be built or telemetry is installed already (until its
+    /// guard drops). Disabled (`OTEL_SDK_DISABLED=true`), it installs nothing and returns an
+    /// idle guard.
     pub fn install(self) -> Result<TelemetryGuard> {
         let counts = Arc::new(SpanCounts::default());
         if self.disabled {
             return Ok(TelemetryGuard {
-                provider: None,
+                thread: None,
                 counts,
             });
         }
         let exporter = self.exporter()?;
-        let batch = BatchConfigBuilder::default()
-            .with_max_queue_size(MAX_QUEUED_SPANS)
-            .with_max_export_batch_size(MAX_SPANS_PER_EXPORT)
-            .with_scheduled_delay(EXPORT_DELAY)
-            .build();
-        let processor =
-            BatchSpanProcessor::builder(CountingExporter::new(exporter, Arc::clone(&counts)))
-                .with_batch_config(batch)
-                .build();
-        let provider = SdkTracerProvider::builder()
-            .with_span_processor(CountingProcessor::new(processor, Arc::clone(&counts)))
-            .with_resource(
-                Resource::builder()
-                    .with_service_name(self.service_name.clone())
-                    .build(),
-            )
-            .build();
-        let layer = tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("dspex"))
-            // The spans carry the attributes dspex gives them, not where in its code they
-            // were made, nor on which thread.
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_target(false)
-            .with_level(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.target() == spans::SPAN_TARGET
-            }));
-        let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::set_global_default(subscriber).map_err(|e| Error::Telemetry {
-            message: "cannot install its subscriber: this process already has a global tracing subscriber".to_owned(),
-            source: Some(Cause::other(e)),
-        })?;
-        opentelemetry::global::set_tracer_provider(provider.clone());
+        if !QUEUE.enable() {
+            return Err(Error::Telemetry {
+                message: "telemetry is installed already in this process (drop its guard first)"
+                    .to_owned(),
+                source: None,
+            });
+        }
         spans::set_capture_message_content(self.capture_message_content);
-        Ok(TelemetryGuard {
-            provider: Some(provider),
-            counts,
-        })
+        let resource = Resource::builder()
+            .with_service_name(self.service_name.clone())
+            .build();
+        match export::spawn(exporter, &resource, Arc::clone(&counts), self.timeout) {
+            Ok(thread) => Ok(TelemetryGuard {
+                thread: Some(thread),
+                counts,
+            }),
+            Err(e) => {
+                QUEUE.stop();
+                Err(Error::Telemetry {
+                    message: "cannot start its export thread".to_owned(),
+                    source: Some(Cause::other(e)),
+                })
+            }
+        }
     }
 
     fn exporter(&self) -> Result<opentelemetry_otlp::SpanExporter> {
@@ -228,7 +229,7 @@ impl Telemetry {
             Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(target.clone())
-                .with_timeout(EXPORT_TIMEOUT)
+                .with_timeout(self.timeout)
                 .build(),
             http => opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
@@ -239,7 +240,7 @@ impl Telemetry {
                 })
                 .with_headers(Default::default())
                 .with_endpoint(target.clone())
-                .with_timeout(EXPORT_TIMEOUT)
+                .with_timeout(self.timeout)
                 .build(),
         };
         built.map_err(|e| Error::Telemetry {
@@ -265,31 +266,54 @@ fn flag(name: &str, value: Option<String>) -> Result<bool> {
     }
 }
 
+/// A duration in milliseconds, as `OTEL_*_TIMEOUT` variables give it.
+fn millis(name: &str, value: &str) -> Result<Duration> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| Error::InvalidOption {
+            option: name.to_owned(),
+            message: format!(
+                "`{}` must be a whole number of milliseconds",
+                dspex_core::excerpt(value)
+            ),
+        })
+}
+
 /// Installs telemetry as the standard `OTEL_*` variables configure it
 /// ([`Telemetry::from_env`], then [`Telemetry::install`]).
 pub fn init() -> Result<TelemetryGuard> {
     Telemetry::from_env()?.install()
 }
 
-/// Keeps telemetry exporting; when it drops, the spans still queued are exported (each
-/// request bounded by [`EXPORT_TIMEOUT`]) and the exporter stops.
+/// Keeps telemetry exporting; when it drops, recording stops, the spans still queued are
+/// exported (each request bounded by the export timeout) and the exporter stops.
 #[derive(Debug)]
 pub struct TelemetryGuard {
-    provider: Option<SdkTracerProvider>,
+    thread: Option<JoinHandle<()>>,
     counts: Arc<SpanCounts>,
 }
 
 impl TelemetryGuard {
-    /// Exports the spans ended so far and waits for the collector's answer; an error if an
-    /// export failed.
+    /// Exports the spans ended so far and waits for the collector's answers; an error if an
+    /// export failed meanwhile.
     pub fn flush(&self) -> Result<()> {
-        match &self.provider {
-            Some(provider) => provider.force_flush().map_err(|e| Error::Telemetry {
-                message: "the spans could not be exported".to_owned(),
-                source: Some(Cause::other(e)),
-            }),
-            None => Ok(()),
+        if self.thread.is_none() {
+            return Ok(());
         }
+        let failed_before = self.counts.failed_exports();
+        QUEUE.flush();
+        if self.counts.failed_exports() == failed_before {
+            return Ok(());
+        }
+        Err(Error::Telemetry {
+            message: format!(
+                "the spans could not be exported: {}",
+                self.counts.last_error().unwrap_or_default()
+            ),
+            source: None,
+        })
     }
 
     /// Spans the collector accepted.
@@ -297,19 +321,30 @@ impl TelemetryGuard {
         self.counts.exported()
     }
 
-    /// Spans ended but not exported: dropped from a full queue, or in an export that failed.
-    /// Read it after a [`flush`](Self::flush): until then, spans still queued count too.
+    /// Spans dropped, never sent, because the queue held [`MAX_QUEUED_SPANS`] already when
+    /// they ended.
+    pub fn spans_dropped(&self) -> u64 {
+        if self.thread.is_none() {
+            return 0;
+        }
+        QUEUE.dropped()
+    }
+
+    /// Spans ended but not exported: [dropped](Self::spans_dropped) from a full queue, or in
+    /// an export that failed. Spans still queued are not counted: read it after a
+    /// [`flush`](Self::flush).
     pub fn spans_lost(&self) -> u64 {
-        self.counts.lost()
+        self.spans_dropped() + self.counts.failed()
     }
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take()
-            && let Err(e) = provider.shutdown()
-        {
-            tracing::warn!(error = %e, "telemetry: the last spans could not be exported");
+        if let Some(thread) = self.thread.take() {
+            QUEUE.stop();
+            if thread.join().is_err() {
+                tracing::warn!("telemetry: the export thread panicked");
+            }
         }
     }
 }
@@ -346,6 +381,19 @@ mod tests {
     }
 
     #[test]
+    fn a_timeout_is_whole_milliseconds() {
+        assert_eq!(
+            millis("OTEL_EXPORTER_OTLP_TIMEOUT", "2500").unwrap(),
+            Duration::from_millis(2500)
+        );
+        let e = millis("OTEL_EXPORTER_OTLP_TIMEOUT", "2.5s").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "OTEL_EXPORTER_OTLP_TIMEOUT: `2.5s` must be a whole number of milliseconds"
+        );
+    }
+
+    #[test]
     fn http_sends_to_the_traces_path_of_the_endpoint_and_grpc_to_the_endpoint() {
         let settings = |endpoint: Option<&str>, protocol| Telemetry {
             endpoint: endpoint.map(str::to_owned),
@@ -353,6 +401,7 @@ mod tests {
             service_name: DEFAULT_SERVICE_NAME.to_owned(),
             disabled: false,
             capture_message_content: false,
+            timeout: EXPORT_TIMEOUT,
         };
         assert_eq!(
             settings(None, Protocol::HttpProtobuf).target(),
@@ -376,6 +425,7 @@ mod tests {
             service_name: DEFAULT_SERVICE_NAME.to_owned(),
             disabled: false,
             capture_message_content: false,
+            timeout: EXPORT_TIMEOUT,
         };
         let e = settings.exporter().unwrap_err();
         assert!(e.to_string().contains("needs a Tokio runtime"), "{e}");
@@ -394,10 +444,11 @@ mod tests {
             service_name: DEFAULT_SERVICE_NAME.to_owned(),
             disabled: true,
             capture_message_content: true,
+            timeout: EXPORT_TIMEOUT,
         }
         .install()
         .unwrap();
-        assert!(guard.provider.is_none());
+        assert!(guard.thread.is_none());
         guard.flush().unwrap();
         assert_eq!(guard.spans_exported(), 0);
         assert!(!spans::capture_message_content());

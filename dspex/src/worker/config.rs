@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::data::spans;
 use crate::data::{MAX_CAPTURED_BYTES_PER_RUN, MAX_CAPTURED_CALLS_PER_RUN};
 use crate::error::{Error, Result};
 use crate::lm::{Cache, LmConfig, LmKind, MAX_LM_BACKOFF, Tape};
@@ -306,8 +307,9 @@ pub(crate) fn lm_to_proto(lm: &LmConfig) -> Result<pb::LmConfig> {
                 .to_owned(),
         },
     };
-    // A python step's call captures at most what one run's trace keeps.
-    let capture = lm.capture.then(|| pb::LmCapture {
+    // A python step's call captures at most what one run's trace keeps, for the trace
+    // (`capture_messages`) or for telemetry that records message contents.
+    let capture = (lm.capture || spans::capture_message_content()).then(|| pb::LmCapture {
         max_calls: u32::try_from(MAX_CAPTURED_CALLS_PER_RUN).unwrap_or(u32::MAX),
         max_bytes: u64::try_from(MAX_CAPTURED_BYTES_PER_RUN).unwrap_or(u64::MAX),
     });

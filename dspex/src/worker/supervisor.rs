@@ -530,7 +530,7 @@ impl WorkerSupervisor {
         let call_id = request.call_id.clone();
         let mut request = tonic::Request::new(request);
         // The step's span, which the worker's calls back into this process continue.
-        if let Some(traceparent) = spans::traceparent(&tracing::Span::current())
+        if let Some(traceparent) = spans::traceparent()
             && let Ok(value) = traceparent.parse()
         {
             request.metadata_mut().insert(TRACEPARENT_METADATA, value);
