@@ -322,12 +322,9 @@ async fn execute_in(
         StepModule::Python(module) => {
             // The call sends exactly these values to the worker, and the trace shows them.
             let output = module
-                .execute(&inputs, &bound, scope.overrides)
+                .execute(&inputs, &bound, scope.overrides, scope.events.as_ref())
                 .instrument(span.clone())
                 .await?;
-            if let Some(events) = &scope.events {
-                events.whole_fields(&step.name, &step.signature, &output.outputs);
-            }
             Ok(StepTrace {
                 step: step.name.clone(),
                 runner: StepRunner::Python(output.class),

@@ -422,6 +422,22 @@ class VariableUpdate(_message.Message):
     at: _timestamp_pb2.Timestamp
     def __init__(self, kind: _Optional[_Union[UpdateKind, str]] = ..., id: _Optional[int] = ..., name: _Optional[str] = ..., old_value: _Optional[_Union[Value, _Mapping]] = ..., new_value: _Optional[_Union[Value, _Mapping]] = ..., version: _Optional[int] = ..., source: _Optional[_Union[Source, str]] = ..., missed: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class OutputChunk(_message.Message):
+    __slots__ = ("field", "text")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    text: str
+    def __init__(self, field: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class ExecuteModuleEvent(_message.Message):
+    __slots__ = ("chunk", "finished")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    chunk: OutputChunk
+    finished: ExecuteModuleResponse
+    def __init__(self, chunk: _Optional[_Union[OutputChunk, _Mapping]] = ..., finished: _Optional[_Union[ExecuteModuleResponse, _Mapping]] = ...) -> None: ...
+
 class CancelCallRequest(_message.Message):
     __slots__ = ("call_id", "wait_ms")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
