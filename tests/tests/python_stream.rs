@@ -101,7 +101,11 @@ fn check_chunks<O>(events: &[RunEvent<O>], field: &str) -> usize {
         );
     }
     let outputs = step_outputs(events);
-    assert_eq!(texts.concat(), outputs.get::<&str>(field).unwrap(), "{field}");
+    assert_eq!(
+        texts.concat(),
+        outputs.get::<&str>(field).unwrap(),
+        "{field}"
+    );
     texts.len()
 }
 
@@ -187,8 +191,14 @@ async fn broken_python_streams_are_errors_naming_the_step() {
                 Err(error) => break error,
             }
         };
-        assert!(stream.next().await.is_none(), "the stream ends after an error");
-        assert!(error.to_string().contains("step `answer`"), "{sse}: {error}");
+        assert!(
+            stream.next().await.is_none(),
+            "the stream ends after an error"
+        );
+        assert!(
+            error.to_string().contains("step `answer`"),
+            "{sse}: {error}"
+        );
         assert!(error.to_string().contains(why), "{sse}: {error}");
     }
 }
@@ -217,7 +227,9 @@ async fn dropping_a_python_stream_cancels_the_call_in_the_worker() {
     loop {
         let health = ctx.worker_health().await;
         let status = ctx.worker_status().unwrap();
-        if health.iter().all(|h| h.calls_in_flight == 0 && h.calls_cancelled == 1)
+        if health
+            .iter()
+            .all(|h| h.calls_in_flight == 0 && h.calls_cancelled == 1)
             && status.processes.iter().all(|p| p.calls_in_flight == 0)
         {
             break;

@@ -226,7 +226,11 @@ def _rss_bytes() -> int:
         return 0
 
 
-def _run(entry: _Module, call: _Call, emit: Emit | None = None) -> tuple[dict[str, pb.FieldValue], list[pb.LmCall], int]:
+#: What a call gives: its outputs, its LM calls, how long it took in microseconds.
+_Outcome = tuple[dict[str, pb.FieldValue], list[pb.LmCall], int]
+
+
+def _run(entry: _Module, call: _Call, emit: Emit | None = None) -> _Outcome:
     """Runs one call (in a thread of the pool, or of its stream): the module with the call's
     LM and arguments, then its outputs converted by their declared types. With `emit`, the
     call is streamed: the text of its streamed fields goes to `emit` as the LM writes it
@@ -551,7 +555,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             try:
                 call = replace(self._prepare(entry, request), traceparent=_traceparent(context))
 
-                def body(put: Callable[[pb.ExecuteModuleEvent], None]) -> tuple[Any, ...]:
+                def body(put: Callable[[pb.ExecuteModuleEvent], None]) -> _Outcome:
                     def emit(field: str, text: str) -> None:
                         put(pb.ExecuteModuleEvent(chunk=pb.OutputChunk(field=field, text=text)))
 

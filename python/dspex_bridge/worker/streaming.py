@@ -23,8 +23,8 @@ import contextvars
 import functools
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, Generic, TypeVar, cast
 
 import anyio
 import dspy
@@ -75,7 +75,7 @@ def _listeners(module: dspy.Module, fields: list[str]) -> list[StreamListener]:
     return listeners
 
 
-class _Streamed(dspy.Module):
+class _Streamed(dspy.Module):  # type: ignore[misc]
     """The call as ``streamify`` runs it: `run` (the module under the call's LM and arguments)
     in a worker thread of the stream's loop, which waits for it (never abandons it)."""
 
@@ -136,17 +136,19 @@ def run_streamed(
 #: What :class:`CallStream` yields: an item the call emitted, or the call's end.
 _END = object()
 
+_R = TypeVar("_R")
 
-class CallStream:
+
+class CallStream(Generic[_R]):
     """Runs `body(emit)` in a thread of its own (in a copy of the caller's context) and yields
     what it emits as it does, then returns what the body returned (or raises what it raised).
     Closing the iterator early calls `cancel` and waits for the body to return."""
 
-    def __init__(self, body: Callable[[Callable[[Any], None]], Any], cancel: Callable[[], None]) -> None:
+    def __init__(self, body: Callable[[Callable[[Any], None]], _R], cancel: Callable[[], None]) -> None:
         self._body = body
         self._cancel = cancel
         self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._result: Any = None
+        self._result: _R | None = None
         self._error: BaseException | None = None
         context = contextvars.copy_context()
         self._thread = threading.Thread(target=context.run, args=(self._main,), name="dspex-stream", daemon=True)
@@ -159,7 +161,7 @@ class CallStream:
         finally:
             self._items.put(_END)
 
-    def run(self) -> Iterator[Any]:
+    def run(self) -> Generator[Any, None, _R]:
         """The emitted items; the generator's return value is the body's."""
         self._thread.start()
         ended = False
@@ -176,4 +178,4 @@ class CallStream:
             self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._result
+        return cast(_R, self._result)
