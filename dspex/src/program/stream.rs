@@ -167,6 +167,12 @@ impl<O> Stream for RunStream<'_, O> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        // Events the run sent already go out before the run is polled again: one poll of the
+        // run often reads many deltas, and polling it again for each of their chunks would
+        // cost a walk down the whole run (its HTTP body included) per chunk.
+        if let Ok(event) = this.events.try_recv() {
+            return Poll::Ready(Some(Ok(typed(event))));
+        }
         if let Some(run) = this.run.as_mut()
             && let Poll::Ready(result) = run.as_mut().poll(cx)
         {
