@@ -168,6 +168,8 @@ struct State {
     aborted: tokio::sync::watch::Sender<usize>,
     /// When the server last handed a stream's first content delta to the connection.
     first_delta_at: Mutex<Option<Instant>>,
+    /// When each content delta of the latest stream was handed to its connection.
+    deltas_at: Mutex<Vec<Instant>>,
 }
 
 /// The running server; dropping it stops it.
@@ -193,6 +195,7 @@ impl LmServer {
             max_in_flight: AtomicUsize::new(0),
             aborted: tokio::sync::watch::Sender::new(0),
             first_delta_at: Mutex::new(None),
+            deltas_at: Mutex::new(Vec::new()),
         });
         let shared = Arc::clone(&state);
         let accept = serve_http1(listener, move |req| handle(Arc::clone(&shared), req));
@@ -255,6 +258,12 @@ impl LmServer {
     /// connection (what a client's first-chunk latency is measured from).
     pub fn first_delta_at(&self) -> Option<Instant> {
         *self.state.first_delta_at.lock()
+    }
+
+    /// When each content delta of the latest streamed reply was handed to its connection, in
+    /// order (for benchmarks measuring from a later delta than the first).
+    pub fn deltas_at(&self) -> Vec<Instant> {
+        self.state.deltas_at.lock().clone()
     }
 
     /// The most requests that were being answered at once.
@@ -375,17 +384,23 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
 fn streamed(state: &Arc<State>, request: &JsonValue, reply: Reply) -> Response<Body> {
     let (mut sender, body) = Channel::new(1);
     let events = match &reply.raw_sse {
-        Some(raw) => vec![(Duration::ZERO, raw.clone(), false)],
+        Some(raw) => vec![(Duration::ZERO, raw.clone(), None)],
         None => stream_events(request, &reply),
     };
     let state = Arc::clone(state);
     tokio::spawn(async move {
-        for (gap, event, first_delta) in events {
+        for (gap, event, delta) in events {
             if !gap.is_zero() {
                 tokio::time::sleep(gap).await;
             }
-            if first_delta {
-                *state.first_delta_at.lock() = Some(Instant::now());
+            if let Some(index) = delta {
+                let now = Instant::now();
+                let mut deltas_at = state.deltas_at.lock();
+                if index == 0 {
+                    *state.first_delta_at.lock() = Some(now);
+                    deltas_at.clear();
+                }
+                deltas_at.push(now);
             }
             if sender.send_data(Bytes::from(event)).await.is_err() {
                 state.aborted.send_modify(|n| *n += 1);
@@ -400,9 +415,9 @@ fn streamed(state: &Arc<State>, request: &JsonValue, reply: Reply) -> Response<B
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad scripted reply"))
 }
 
-/// The events of a streamed reply, each with the wait before it and whether it is the first
-/// content delta: a role chunk, the content deltas, the usage chunk if asked for, `[DONE]`.
-fn stream_events(request: &JsonValue, reply: &Reply) -> Vec<(Duration, String, bool)> {
+/// The events of a streamed reply, each with the wait before it and, for a content delta, its
+/// index: a role chunk, the content deltas, the usage chunk if asked for, `[DONE]`.
+fn stream_events(request: &JsonValue, reply: &Reply) -> Vec<(Duration, String, Option<usize>)> {
     let chunk = |delta: JsonValue, finish: JsonValue| {
         let chunk = json!({
             "id": "chatcmpl-test",
@@ -417,7 +432,7 @@ fn stream_events(request: &JsonValue, reply: &Reply) -> Vec<(Duration, String, b
     let mut events = vec![(
         Duration::ZERO,
         chunk(json!({"role": "assistant", "content": ""}), JsonValue::Null),
-        false,
+        None,
     )];
     let content: Vec<char> = reply.content.chars().collect();
     for (i, piece) in content.chunks(chars.min(content.len().max(1))).enumerate() {
@@ -425,10 +440,10 @@ fn stream_events(request: &JsonValue, reply: &Reply) -> Vec<(Duration, String, b
         events.push((
             gap,
             chunk(json!({"content": text}), JsonValue::Null),
-            i == 0,
+            Some(i),
         ));
     }
-    events.push((Duration::ZERO, chunk(json!({}), json!("stop")), false));
+    events.push((Duration::ZERO, chunk(json!({}), json!("stop")), None));
     if request["stream_options"]["include_usage"] == json!(true) {
         let usage = completion(request, &reply.content)["usage"].clone();
         let last = json!({
@@ -439,9 +454,9 @@ fn stream_events(request: &JsonValue, reply: &Reply) -> Vec<(Duration, String, b
             "choices": [],
             "usage": usage,
         });
-        events.push((Duration::ZERO, format!("data: {last}\n\n"), false));
+        events.push((Duration::ZERO, format!("data: {last}\n\n"), None));
     }
-    events.push((Duration::ZERO, "data: [DONE]\n\n".to_owned(), false));
+    events.push((Duration::ZERO, "data: [DONE]\n\n".to_owned(), None));
     events
 }
 

@@ -292,26 +292,33 @@ pub(super) struct SseReader {
 
 #[cfg(feature = "lm")]
 #[derive(serde::Deserialize)]
-struct StreamChunk {
-    #[serde(default)]
-    choices: Vec<StreamChoice>,
+struct StreamChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<StreamChoice<'a>>,
     usage: Option<Usage>,
     error: Option<serde_json::Value>,
 }
 
 #[cfg(feature = "lm")]
 #[derive(serde::Deserialize)]
-struct StreamChoice {
+struct StreamChoice<'a> {
     #[serde(default)]
     index: u64,
-    delta: Option<StreamDelta>,
+    #[serde(borrow)]
+    delta: Option<StreamDelta<'a>>,
 }
 
 #[cfg(feature = "lm")]
 #[derive(serde::Deserialize)]
-struct StreamDelta {
-    content: Option<String>,
+struct StreamDelta<'a> {
+    #[serde(borrow)]
+    content: Option<DeltaText<'a>>,
 }
+
+/// A delta's text, borrowed from the event unless it holds escapes.
+#[cfg(feature = "lm")]
+#[derive(serde::Deserialize)]
+struct DeltaText<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
 
 #[cfg(feature = "lm")]
 impl SseReader {
@@ -371,7 +378,7 @@ impl SseReader {
             self.done = true;
             return Ok(());
         }
-        let chunk: StreamChunk = serde_json::from_str(data)
+        let chunk: StreamChunk<'_> = serde_json::from_str(data)
             .map_err(|e| SseError::Malformed(data.to_owned(), e.to_string()))?;
         if let Some(error) = chunk.error {
             return Err(SseError::Malformed(
@@ -383,7 +390,7 @@ impl SseReader {
             self.usage = chunk.usage;
         }
         for choice in chunk.choices.iter().filter(|c| c.index == 0) {
-            if let Some(text) = choice.delta.as_ref().and_then(|d| d.content.as_deref())
+            if let Some(DeltaText(text)) = choice.delta.as_ref().and_then(|d| d.content.as_ref())
                 && !text.is_empty()
             {
                 on_text(text);

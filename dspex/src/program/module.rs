@@ -324,11 +324,8 @@ async fn execute_in(
         #[cfg(feature = "python")]
         StepModule::Python(module) => {
             // The call sends exactly these values to the worker, and the trace shows them.
-            let call = module.execute(&inputs, &bound, scope.overrides);
+            let call = module.execute(&inputs, &bound, scope.overrides, scope.events.as_ref());
             let output = spans::in_scope(span.scope(), call).await?;
-            if let Some(events) = &scope.events {
-                events.whole_fields(&step.name, &step.signature, &output.outputs);
-            }
             scope
                 .captures_dropped
                 .fetch_add(output.captures_dropped, Ordering::Relaxed);

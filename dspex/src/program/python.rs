@@ -14,6 +14,7 @@ use dspex_core::program::{
 use parking_lot::Mutex;
 
 use super::compiled::CompiledState;
+use super::stream::EventSink;
 use crate::context::{Context, Overrides, StepParams};
 use crate::data::spans;
 use crate::data::{Fields, LmCall, LmExchange, LmMessage, ToolCall};
@@ -348,12 +349,15 @@ impl PythonModule {
     }
 
     /// Runs the module on `inputs` with the bound values of `params`; the class of an `@var`
-    /// step is the override's when `overrides` has one.
+    /// step is the override's when `overrides` has one. With `events` (a streamed run), the
+    /// call is streamed: the text of the step's `str` outputs and `reasoning` goes to `events`
+    /// as the worker's LM writes it.
     pub(crate) async fn execute(
         &self,
         inputs: &Fields,
         params: &StepParams,
         overrides: &Overrides,
+        events: Option<&EventSink>,
     ) -> Result<PythonOutput> {
         let worker = self.inner.ctx.worker().await?;
         let (module_id, class) = self.module_for(&worker, &self.class(overrides)?).await?;
@@ -369,7 +373,14 @@ impl PythonModule {
         let scope = ctx
             .callbacks()
             .open_scope(&request.call_id, Arc::new(ctx.clone()), overrides);
-        let reply = worker.execute(&self.inner.step, request).await?;
+        let step = &self.inner.step;
+        let reply = match events {
+            Some(events) => {
+                let chunk = |c: pb::OutputChunk| events.chunk(step, c.field, c.text);
+                worker.execute_stream(step, request, chunk).await?
+            }
+            None => worker.execute(step, request).await?,
+        };
         let tool_calls = scope.take_calls();
         drop(scope);
         let provider = ctx.lm_config().kind.provider_name();

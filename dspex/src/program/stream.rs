@@ -21,11 +21,14 @@ use crate::error::Result;
 /// What a streamed run reports, in order: per step `StepStarted`, its `Chunk`s, `StepFinished`;
 /// then `Finished` once. After an `Err` item the stream ends.
 ///
-/// Chunks carry the text of `str` output fields (and `ChainOfThought`'s `reasoning`) of native
-/// LM steps as the LM writes it, without `[[ ## field ## ]]` markers; the chunks of a field,
-/// concatenated, equal its text in `StepFinished`. Outputs of other types arrive in
-/// `StepFinished`, and a step whose LM does not stream (the scripted LM by default, python
-/// steps) gives one chunk per `str` output field.
+/// Chunks carry the text of `str` output fields (and `ChainOfThought`'s `reasoning`) of LM
+/// steps as the LM writes it, without `[[ ## field ## ]]` markers; the chunks of a field,
+/// concatenated, equal its text in `StepFinished`. Native steps parse the LM's server-sent
+/// events; python steps stream through DSPy's `streamify` and `StreamListener` in the worker.
+/// Outputs of other types arrive in `StepFinished`, and a step whose LM does not stream (the
+/// scripted LM by default, a cached reply) gives one chunk per such field. Dropping the stream
+/// cancels the run: a native step's LM request is aborted, a python step's call is cancelled
+/// in the worker (its LM request closed; its place there is free once its thread returned).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> dspex::Result<()> {
@@ -164,6 +167,12 @@ impl<O> Stream for RunStream<'_, O> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        // Events the run sent already go out before the run is polled again: one poll of the
+        // run often reads many deltas, and polling it again for each of their chunks would
+        // cost a walk down the whole run (its HTTP body included) per chunk.
+        if let Ok(event) = this.events.try_recv() {
+            return Poll::Ready(Some(Ok(typed(event))));
+        }
         if let Some(run) = this.run.as_mut()
             && let Poll::Ready(result) = run.as_mut().poll(cx)
         {

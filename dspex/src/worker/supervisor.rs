@@ -528,18 +528,51 @@ impl WorkerSupervisor {
         request: ExecuteModuleRequest,
     ) -> Result<ExecuteModuleResponse> {
         let call_id = request.call_id.clone();
-        let mut request = tonic::Request::new(request);
-        // The step's span, which the worker's calls back into this process continue.
-        if let Some(traceparent) = spans::traceparent()
-            && let Ok(value) = traceparent.parse()
-        {
-            request.metadata_mut().insert(TRACEPARENT_METADATA, value);
-        }
+        let request = traced_request(request);
         self.leased(
             step,
             self.config.call_timeout_value(),
             call_id,
-            |mut client| async move { client.execute_module(request).await },
+            |mut client| async move {
+                client
+                    .execute_module(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            },
+        )
+        .await
+    }
+
+    /// [`execute`](Self::execute), streamed (`ExecuteModuleStream`): `chunk` gets the text of
+    /// the call's streamed fields as the worker sends it, then the reply comes as
+    /// `execute`'s. Dropping the future cancels the call in the worker (the RPC is cancelled,
+    /// and the call's place is freed once the worker says it ended).
+    pub(crate) async fn execute_stream(
+        &self,
+        step: &str,
+        request: ExecuteModuleRequest,
+        mut chunk: impl FnMut(pb::OutputChunk) + Send,
+    ) -> Result<ExecuteModuleResponse> {
+        use pb::execute_module_event::Event;
+        let call_id = request.call_id.clone();
+        let request = traced_request(request);
+        self.leased(
+            step,
+            self.config.call_timeout_value(),
+            call_id,
+            |mut client| async move {
+                let mut events = client.execute_module_stream(request).await?.into_inner();
+                while let Some(event) = events.message().await? {
+                    match event.event {
+                        Some(Event::Chunk(c)) => chunk(c),
+                        Some(Event::Finished(reply)) => return Ok(reply),
+                        None => {}
+                    }
+                }
+                Err(tonic::Status::internal(
+                    "the worker ended the streamed call without its reply",
+                ))
+            },
         )
         .await
     }
@@ -554,7 +587,10 @@ impl WorkerSupervisor {
     ) -> Result<CompileModuleResponse> {
         let call_id = request.call_id.clone();
         self.leased(step, timeout, call_id, |mut client| async move {
-            client.compile_module(request).await
+            client
+                .compile_module(request)
+                .await
+                .map(tonic::Response::into_inner)
         })
         .await
         .map_err(|e| match e {
@@ -622,7 +658,7 @@ impl WorkerSupervisor {
     ) -> Result<T>
     where
         F: FnOnce(ModuleClient) -> Fut,
-        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+        Fut: Future<Output = std::result::Result<T, tonic::Status>>,
     {
         let deadline = tokio::time::Instant::now() + timeout;
         let capacity = Arc::clone(&self.capacity).acquire_owned();
@@ -661,7 +697,7 @@ impl WorkerSupervisor {
             }
         };
         match reply {
-            Ok(response) => Ok(response.into_inner()),
+            Ok(response) => Ok(response),
             Err(status) => Err(call_error(&process, step, status).await),
         }
     }
@@ -774,6 +810,19 @@ fn output_type_error(status: &tonic::Status) -> Option<FieldError> {
         expected,
         found: Found::Value(value),
     })
+}
+
+/// A call's request, carrying the step's span, which the worker's calls back into this process
+/// continue.
+fn traced_request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    // The step's span, which the worker's calls back into this process continue.
+    if let Some(traceparent) = spans::traceparent()
+        && let Ok(value) = traceparent.parse()
+    {
+        request.metadata_mut().insert(TRACEPARENT_METADATA, value);
+    }
+    request
 }
 
 /// Turns a failed call into the error the caller should see.

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import hmac
 import logging
 import os
@@ -77,6 +78,7 @@ from .optimize import (
     run_demos,
     train_examples,
 )
+from .streaming import CallStream, Emit, run_streamed, streamed_fields
 from .tools import TRACEPARENT, CallbackClient, build_tools
 
 __all__ = [
@@ -230,22 +232,30 @@ def _rss_bytes() -> int:
         return 0
 
 
-def _run(
-    entry: _Module, call: _Call, capture: Capture | None
-) -> tuple[dict[str, pb.FieldValue], list[pb.LmCall], int]:
-    """Runs one call (in a thread of the pool): the module with the call's LM and arguments,
-    then its outputs converted by their declared types, and its LM requests (with their
-    messages and replies, as `capture` bounds them)."""
+#: What a call gives: its outputs, its LM calls, how long it took in microseconds.
+_Outcome = tuple[dict[str, pb.FieldValue], list[pb.LmCall], int]
+
+
+def _run(entry: _Module, call: _Call, capture: Capture | None, emit: Emit | None = None) -> _Outcome:
+    """Runs one call (in a thread of the pool, or of its stream): the module with the call's
+    LM and arguments, then its outputs converted by their declared types, and its LM requests
+    (with their messages and replies, as `capture` bounds them). With `emit`, the call is
+    streamed: the text of its streamed fields goes to `emit` as the LM writes it (see
+    :mod:`.streaming`)."""
     CALL_ID.set(call.call_id)
     TRACEPARENT.set(call.traceparent)
     started = time.perf_counter()
     try:
         # A trace list of the call's own: DSPy appends every prediction to the current trace.
         with dspy.context(trace=[], adapter=dspy.settings.adapter or _ADAPTER):
-            if call.demos is None:
-                prediction = call.bound.run(entry.module, **call.inputs)
+            # Demos of this call only (a compile's runs) go with the call, not into the module.
+            demos = {} if call.demos is None else {"demos": call.demos}
+            if emit is None:
+                prediction = call.bound.run(entry.module, **call.inputs, **demos)
             else:
-                prediction = call.bound.run(entry.module, **call.inputs, demos=call.demos)
+                run = functools.partial(call.bound.run, entry.module)
+                fields = streamed_fields(entry.outputs)
+                prediction = run_streamed(entry.module, run, {**call.inputs, **demos}, fields, emit)
     except Exception as e:  # noqa: BLE001 - the Python error goes back to Rust
         raise _python_error(e, f"call {call.call_id}") from e
     micros = int((time.perf_counter() - started) * 1e6)
@@ -592,6 +602,31 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             except _CallError as e:
                 self._abort(context, e.status, e.error_kind, str(e), e.trailers)
         return pb.ExecuteModuleResponse(outputs=outputs, lm_calls=calls, duration_micros=micros)
+
+    def ExecuteModuleStream(
+        self, request: pb.ExecuteModuleRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ExecuteModuleEvent]:
+        """``ExecuteModule``, streamed: the chunks of the call's streamed fields as its LM
+        writes them, then the reply. The call runs in a thread of its own while this one
+        sends its chunks; a caller that goes away cancels it, and its place is free once that
+        thread returned."""
+        self._authorize(context)
+        entry = self._entry(request.module_id, context)
+        with self._call_place(context, request.call_id) as scope:
+            try:
+                call = replace(self._prepare(entry, request), traceparent=_traceparent(context))
+
+                def body(put: Callable[[pb.ExecuteModuleEvent], None]) -> _Outcome:
+                    def emit(field: str, text: str) -> None:
+                        put(pb.ExecuteModuleEvent(chunk=pb.OutputChunk(field=field, text=text)))
+
+                    return _in_scope(scope, _run, entry, call, self._lm_factory.config.capture, emit)
+
+                outputs, calls, micros = yield from CallStream(body, scope.cancel).run()
+            except _CallError as e:
+                self._abort(context, e.status, e.error_kind, str(e), e.trailers)
+        reply = pb.ExecuteModuleResponse(outputs=outputs, lm_calls=calls, duration_micros=micros)
+        yield pb.ExecuteModuleEvent(finished=reply)
 
     def CompileModule(self, request: pb.CompileModuleRequest, context: grpc.ServicerContext) -> pb.CompileModuleResponse:
         self._authorize(context)

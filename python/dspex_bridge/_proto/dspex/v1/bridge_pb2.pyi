@@ -444,6 +444,22 @@ class ScoreMetricResponse(_message.Message):
     score: float
     def __init__(self, score: _Optional[float] = ...) -> None: ...
 
+class OutputChunk(_message.Message):
+    __slots__ = ("field", "text")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    text: str
+    def __init__(self, field: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class ExecuteModuleEvent(_message.Message):
+    __slots__ = ("chunk", "finished")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    chunk: OutputChunk
+    finished: ExecuteModuleResponse
+    def __init__(self, chunk: _Optional[_Union[OutputChunk, _Mapping]] = ..., finished: _Optional[_Union[ExecuteModuleResponse, _Mapping]] = ...) -> None: ...
+
 class CancelCallRequest(_message.Message):
     __slots__ = ("call_id", "wait_ms")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]

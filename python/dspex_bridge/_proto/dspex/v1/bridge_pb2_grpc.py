@@ -726,6 +726,11 @@ class ModuleServiceStub:
                 request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ScoreMetricRequest.SerializeToString,
                 response_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ScoreMetricResponse.FromString,
                 _registered_method=True)
+        self.ExecuteModuleStream = channel.unary_stream(
+                '/dspex.v1.ModuleService/ExecuteModuleStream',
+                request_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ExecuteModuleRequest.SerializeToString,
+                response_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ExecuteModuleEvent.FromString,
+                _registered_method=True)
 
 
 class ModuleServiceServicer:
@@ -793,6 +798,18 @@ class ModuleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExecuteModuleStream(self, request, context):
+        """Runs a module once as ExecuteModule does (the same request, checks, errors and final
+        reply), streaming the text of its `str` output fields and of `reasoning` as the LM writes
+        it: `chunk` events, then one `finished` event with the reply. The chunks of a field,
+        concatenated, equal its final text; a field the LM did not stream (an LM that does not
+        stream, a cached reply) comes in one chunk. Cancelling the RPC cancels the call as
+        CancelCall does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModuleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -835,6 +852,11 @@ def add_ModuleServiceServicer_to_server(servicer, server):
                     servicer.ScoreMetric,
                     request_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ScoreMetricRequest.FromString,
                     response_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ScoreMetricResponse.SerializeToString,
+            ),
+            'ExecuteModuleStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExecuteModuleStream,
+                    request_deserializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ExecuteModuleRequest.FromString,
+                    response_serializer=dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ExecuteModuleEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1055,6 +1077,33 @@ class ModuleService:
             '/dspex.v1.ModuleService/ScoreMetric',
             dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ScoreMetricRequest.SerializeToString,
             dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ScoreMetricResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteModuleStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dspex.v1.ModuleService/ExecuteModuleStream',
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ExecuteModuleRequest.SerializeToString,
+            dspex__bridge_dot___proto_dot_dspex_dot_v1_dot_bridge__pb2.ExecuteModuleEvent.FromString,
             options,
             channel_credentials,
             insecure,
