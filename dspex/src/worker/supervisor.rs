@@ -630,7 +630,12 @@ impl WorkerSupervisor {
             &metric.clone(),
             self.config.call_timeout_value(),
             call_id,
-            |mut client| async move { client.score_metric(request).await },
+            |mut client| async move {
+                client
+                    .score_metric(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            },
         )
         .await
         .map_err(|e| match e {
