@@ -71,6 +71,19 @@ mod imp {
 
     tokio::task_local! {
         static CURRENT: SpanScope;
+        /// The remote span that the runs a task starts continue (an incoming `traceparent`).
+        static INCOMING: SpanContext;
+    }
+
+    /// Runs `future` so that the runs it starts continue the trace of the W3C `traceparent`
+    /// (their spans are children of the remote span it names); without one, or with text that
+    /// is not one, runs start traces of their own.
+    #[cfg(feature = "serve")]
+    pub(crate) async fn continuing<F: Future>(traceparent: Option<&str>, future: F) -> F::Output {
+        match traceparent.and_then(parse_traceparent) {
+            Some(remote) if QUEUE.is_enabled() => INCOMING.scope(remote, future).await,
+            _ => future.await,
+        }
     }
 
     /// `gen_ai.output.messages`: the reply as the GenAI conventions write an assistant message.
@@ -234,11 +247,22 @@ mod imp {
             }
         }
 
-        /// The span of one run of `program`, the root of a new trace.
+        /// The span of one run of `program`: a child of the remote span the task continues
+        /// ([`continuing`]), else the root of a new trace.
         pub(crate) fn run(program: &str) -> Self {
-            Self::start(&SpanScope::default(), || What::Run {
+            let what = || What::Run {
                 program: program.to_owned(),
-            })
+            };
+            match INCOMING.try_with(SpanContext::clone) {
+                Ok(remote) if QUEUE.is_enabled() => Self::started(
+                    remote.trace_id(),
+                    remote.span_id(),
+                    true,
+                    Arc::default(),
+                    what(),
+                ),
+                _ => Self::start(&SpanScope::default(), what),
+            }
         }
 
         /// The span of step `step`, a child of `parent`.
@@ -413,7 +437,7 @@ mod imp {
 
     /// The span a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`) names; `None` for
     /// any other text.
-    #[cfg(feature = "python")]
+    #[cfg(any(feature = "python", feature = "serve"))]
     fn parse_traceparent(text: &str) -> Option<SpanContext> {
         let mut parts = text.trim().split('-');
         let (version, trace, span, flags) =
@@ -615,6 +639,12 @@ mod off {
     /// The empty scope.
     pub(crate) fn current_scope() -> SpanScope {
         SpanScope
+    }
+
+    /// Runs `future` (no trace to continue).
+    #[cfg(feature = "serve")]
+    pub(crate) async fn continuing<F: Future>(_traceparent: Option<&str>, future: F) -> F::Output {
+        future.await
     }
 
     /// No trace context to carry.

@@ -36,7 +36,8 @@
 //! `step_failed` 500, `shutting_down` 503, `timeout` 504. A refused request changes nothing.
 //! A variable written over HTTP is written as Rust code writes it, with metadata
 //! `written_by = "http"`. Every response carries an `x-request-id` (the caller's, if it sent a
-//! usable one).
+//! usable one). With the `otel` feature, a run or stream request's W3C `traceparent` header
+//! makes the run's span a child of the caller's span, in the caller's trace.
 //!
 //! - `builder`: the server's options and programs; `handle`: binding, the middleware
 //!   (request ids, bounds, tokens, shutdown) and graceful shutdown.

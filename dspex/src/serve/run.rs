@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -24,8 +24,18 @@ use super::json;
 use super::state::{Served, ServerState};
 use crate::context::Overrides;
 use crate::data::Fields;
+use crate::data::spans;
 use crate::program::RunEvent;
 use crate::util::value_json::from_json;
+
+/// The W3C trace context header: a run continues the trace its caller sends.
+const TRACEPARENT: &str = "traceparent";
+
+/// The caller's W3C `traceparent`, if it sent one as text.
+fn traceparent(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(TRACEPARENT)?.to_str().ok()?;
+    Some(value.to_owned())
+}
 
 /// Events a stream holds for a slow reader before the run waits for it.
 const STREAM_BUFFER: usize = 64;
@@ -273,9 +283,11 @@ pub(crate) async fn run(
     State(state): State<Arc<ServerState>>,
     Path(name): Path<String>,
     query: QueryParams,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let result = run_checked(&state, &name, &query, body).await;
+    let run = run_checked(&state, &name, &query, body);
+    let result = spans::continuing(traceparent(&headers).as_deref(), run).await;
     match result {
         Ok(body) => axum::Json(body).into_response(),
         Err(error) => {
@@ -358,6 +370,7 @@ pub(crate) async fn stream(
     State(state): State<Arc<ServerState>>,
     Path(name): Path<String>,
     query: QueryParams,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let opened = async {
@@ -382,7 +395,8 @@ pub(crate) async fn stream(
     let (sender, receiver) = tokio::sync::mpsc::channel::<Event>(STREAM_BUFFER);
     let in_flight = state.enter();
     let task_state = Arc::clone(&state);
-    tokio::spawn(async move {
+    let traceparent = traceparent(&headers);
+    let relay = async move {
         let _permit = permit;
         let _in_flight = in_flight;
         let _running = task_state.metrics.run_started();
@@ -423,6 +437,7 @@ pub(crate) async fn stream(
                 break;
             }
         }
-    });
+    };
+    tokio::spawn(async move { spans::continuing(traceparent.as_deref(), relay).await });
     Sse::new(ReceiverStream::new(receiver).map(Ok::<_, std::convert::Infallible>)).into_response()
 }
