@@ -657,7 +657,7 @@ fn the_builder_checks_bindings_and_with_configuration_as_the_macros_do() {
     assert_eq!(
         issues(Step::native("answer", "question -> answer", Answer).with("max_iters", 5)),
         [
-            "step `answer`: native step `answer` takes no `with` configuration; `with` configures the DSPy module of a python step"
+            "step `answer`: native step `answer` takes no `with` configuration; `with` configures the DSPy module of a python step, or the adapter of a native `Predict` or `ChainOfThought`"
         ]
     );
 }
