@@ -548,6 +548,16 @@ impl Error {
         out
     }
 
+    /// The step that failed, when the error names it: a native step's error, a python step's
+    /// exception, or a step's call of another step (the calling step).
+    pub(crate) fn failed_step(&self) -> Option<&str> {
+        match self {
+            Error::Step { step, .. } | Error::Python { step, .. } => Some(step),
+            Error::StepCall { caller, .. } => Some(caller),
+            _ => None,
+        }
+    }
+
     /// An error of a named bound: `limit` is the bound (`MAX_TRAIN_EXAMPLES`), `message` what
     /// was over it.
     pub(crate) fn limit(limit: impl Into<String>, message: impl Into<String>) -> Self {

@@ -1095,6 +1095,243 @@ async fn health_readiness_and_metrics() {
     handle.shutdown().await.unwrap();
 }
 
+/// One series of the Prometheus text: its name, labels and value.
+#[derive(Debug)]
+struct Series {
+    name: String,
+    labels: std::collections::BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the text format: every line is a `# ...` comment or `name{k="v",...} value`.
+fn parse_metrics(text: &str) -> Vec<Series> {
+    let mut series = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (head, value) = line
+            .rsplit_once(' ')
+            .expect("a series line ends with its value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("value of `{line}`"));
+        let (name, labels) = match head.split_once('{') {
+            None => (head, ""),
+            Some((name, rest)) => (name, rest.strip_suffix('}').expect("labels end with }")),
+        };
+        let labels = if labels.is_empty() {
+            Default::default()
+        } else {
+            labels
+                .split(',')
+                .map(|pair| {
+                    let (key, quoted) = pair.split_once('=').expect("a label is key=\"value\"");
+                    let value = quoted
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .expect("a label value is quoted");
+                    (key.to_owned(), value.to_owned())
+                })
+                .collect()
+        };
+        series.push(Series {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    series
+}
+
+/// The value of the series `name` with exactly `labels`, if the server shows it.
+async fn series(base: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let response = client()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    let wanted: std::collections::BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    parse_metrics(&text)
+        .into_iter()
+        .find(|s| s.name == name && s.labels == wanted)
+        .map(|s| s.value)
+}
+
+#[tokio::test]
+async fn metrics_count_runs_errors_and_latency_per_program_and_step() {
+    let gate = Gate::new();
+    let (handle, base) = serve(&gate, |b| b).await;
+    let run = "/v1/programs/echoer/run";
+    assert_eq!(
+        post(&base, run, READ, json!({"inputs": {"text": "a"}}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let failed = post(&base, run, READ, json!({"inputs": {"text": "boom"}})).await;
+    assert_eq!(failed.0, StatusCode::INTERNAL_SERVER_ERROR);
+    // A refused request is an error of the program, in no step.
+    let refused = post(&base, run, READ, json!({"inputs": {}})).await;
+    assert_eq!(refused.0, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let step = [("program", "echoer"), ("step", "echo")];
+    let step_failed = [
+        ("program", "echoer"),
+        ("step", "echo"),
+        ("kind", "step_failed"),
+    ];
+    assert_eq!(
+        series(&base, "dspex_step_errors_total", &step_failed).await,
+        Some(1.0)
+    );
+    assert_eq!(
+        series(
+            &base,
+            "dspex_run_errors_total",
+            &[("program", "echoer"), ("kind", "step_failed")]
+        )
+        .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        series(
+            &base,
+            "dspex_run_errors_total",
+            &[("program", "echoer"), ("kind", "invalid_input")]
+        )
+        .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        series(
+            &base,
+            "dspex_step_errors_total",
+            &[
+                ("program", "echoer"),
+                ("step", "echo"),
+                ("kind", "invalid_input")
+            ]
+        )
+        .await,
+        None
+    );
+    assert_eq!(series(&base, "dspex_steps_total", &step).await, Some(1.0));
+    assert_eq!(
+        series(&base, "dspex_step_duration_seconds_count", &step).await,
+        Some(1.0)
+    );
+    let mut bucket = step.to_vec();
+    bucket.push(("le", "+Inf"));
+    assert_eq!(
+        series(&base, "dspex_step_duration_seconds_bucket", &bucket).await,
+        Some(1.0)
+    );
+    assert_eq!(
+        series(
+            &base,
+            "dspex_run_duration_seconds_count",
+            &[("program", "echoer")]
+        )
+        .await,
+        Some(1.0)
+    );
+
+    // A step failing in a stream counts the same way.
+    let response = client()
+        .post(format!("{base}/v1/programs/echoer/stream"))
+        .bearer_auth(READ)
+        .json(&json!({"inputs": {"text": "boom"}}))
+        .send()
+        .await
+        .unwrap();
+    let events = parse_sse(&response.text().await.unwrap());
+    assert_eq!(events.last().unwrap().0, "error");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while series(&base, "dspex_step_errors_total", &step_failed).await != Some(2.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream's step error is never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn query_strings_that_do_not_read_are_refused() {
+    let gate = Gate::new();
+    let (handle, base) = serve(&gate, |b| b).await;
+    let before = variables(&base).await;
+    let run = "/v1/programs/echoer/run";
+    let body = json!({"inputs": {"text": "a"}});
+    for query in [
+        "trace=%ZZ",
+        "trace=%FF",
+        "trace",
+        "trace=true&trace=false",
+        "trace=true&trace=true",
+    ] {
+        assert_error(
+            &post(&base, &format!("{run}?{query}"), READ, body.clone()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some("trace"),
+        );
+    }
+    let repeated = post(
+        &base,
+        &format!("{run}?trace=true&trace=false"),
+        READ,
+        body.clone(),
+    )
+    .await;
+    assert!(
+        repeated.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than once"),
+        "{}",
+        repeated.1
+    );
+    assert_error(
+        &post(&base, &format!("{run}?%ZZ=1"), READ, body.clone()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("%ZZ"),
+    );
+    let history = "/v1/programs/echoer/variables/repeat/history";
+    for query in ["limit=5&limit=6", "limit=%ZZ", "limit=1&x=2"] {
+        let answer = get(&base, &format!("{history}?{query}"), READ).await;
+        assert_eq!(
+            answer.0,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {}",
+            answer.1
+        );
+        assert_eq!(answer.1["error"]["kind"], "invalid_input", "{}", answer.1);
+    }
+    assert_error(
+        &get(&base, "/v1/programs/echoer/variables?limit=1", READ).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("limit"),
+    );
+    // Nothing ran and nothing changed.
+    assert_eq!(
+        series(&base, "dspex_runs_total", &[("program", "echoer")]).await,
+        None
+    );
+    assert_eq!(variables(&base).await, before);
+    handle.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn shutdown_refuses_new_requests_and_lets_running_ones_finish() {
     let gate = Gate::new();

@@ -17,6 +17,8 @@ pub(crate) struct ApiError {
     pub(crate) field: Option<String>,
     /// Seconds for a `Retry-After` header (429).
     pub(crate) retry_after: Option<u64>,
+    /// The step that failed (a run's error that names one; for the metrics).
+    pub(crate) step: Option<String>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after: None,
+            step: None,
         }
     }
 
@@ -93,13 +96,15 @@ impl ApiError {
 
     /// A run's error: a refused input or override (422), or a failing step (500).
     pub(crate) fn from_run(error: &Error) -> Self {
-        Self::from_input(error).unwrap_or_else(|| {
+        let mut api = Self::from_input(error).unwrap_or_else(|| {
             Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "step_failed",
                 error.report(),
             )
-        })
+        });
+        api.step = error.failed_step().map(str::to_owned);
+        api
     }
 
     /// The 422 of a value a variable refuses, or of an override of an undeclared variable.

@@ -1,5 +1,6 @@
 //! The Prometheus registry of a server (`GET /metrics`, text format): runs, errors and latency
-//! per program and step, LM tokens, runs in flight.
+//! per program and step, LM tokens, runs in flight. Every label set is a program, a step of
+//! it or an error kind, so the series are bounded by the programs served.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -19,6 +20,13 @@ struct ProgramLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     program: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepErrorLabels {
+    program: String,
+    step: String,
     kind: String,
 }
 
@@ -47,6 +55,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     runs: Family<ProgramLabel, Counter>,
     errors: Family<ErrorLabels, Counter>,
+    step_errors: Family<StepErrorLabels, Counter>,
     run_seconds: Latency<ProgramLabel>,
     step_seconds: Latency<StepLabels>,
     steps: Family<StepLabels, Counter>,
@@ -60,6 +69,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("dspex");
         let runs = Family::<ProgramLabel, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
+        let step_errors = Family::<StepErrorLabels, Counter>::default();
         let run_seconds: Latency<ProgramLabel> = Family::new_with_constructor(latency);
         let step_seconds: Latency<StepLabels> = Family::new_with_constructor(latency);
         let steps = Family::<StepLabels, Counter>::default();
@@ -71,6 +81,11 @@ impl Metrics {
             "run_errors",
             "Runs refused or failed, by program and error kind",
             errors.clone(),
+        );
+        registry.register(
+            "step_errors",
+            "Runs failed in a step, by program, step and error kind",
+            step_errors.clone(),
         );
         registry.register(
             "run_duration_seconds",
@@ -102,6 +117,7 @@ impl Metrics {
             registry,
             runs,
             errors,
+            step_errors,
             run_seconds,
             step_seconds,
             steps,
@@ -152,14 +168,23 @@ impl Metrics {
         }
     }
 
-    /// A run was refused or failed with an error of `kind`.
-    pub(crate) fn run_failed(&self, program: &str, kind: &str) {
+    /// A run was refused or failed with an error of `kind`, in `step` when it names one.
+    pub(crate) fn run_failed(&self, program: &str, kind: &str, step: Option<&str>) {
         self.errors
             .get_or_create(&ErrorLabels {
                 program: program.to_owned(),
                 kind: kind.to_owned(),
             })
             .inc();
+        if let Some(step) = step {
+            self.step_errors
+                .get_or_create(&StepErrorLabels {
+                    program: program.to_owned(),
+                    step: step.to_owned(),
+                    kind: kind.to_owned(),
+                })
+                .inc();
+        }
     }
 
     /// The text format, with `queued` runs waiting now.

@@ -82,32 +82,40 @@ pub(crate) fn json_object(
     }
 }
 
+/// `names` as a message lists them: "`a`, `b`", or "none".
+fn listed(names: &[&str]) -> String {
+    if names.is_empty() {
+        return "none".to_owned();
+    }
+    names
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Refuses a key of `object` that is not in `known`.
 pub(crate) fn known_keys(object: &Map<String, Json>, known: &[&str]) -> Result<(), ApiError> {
     match object.keys().find(|k| !known.contains(&k.as_str())) {
         Some(key) => Err(ApiError::invalid_input(format!(
             "unknown key `{key}` in the body; expected {}",
-            known
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            listed(known)
         ))
         .on(key.as_str())),
         None => Ok(()),
     }
 }
 
-/// The query parameters of a request (a query that does not parse is refused, 422).
-pub(crate) type QueryParams = Result<Query<BTreeMap<String, String>>, QueryRejection>;
+/// The query parameters of a request, in order (a query that does not parse is refused, 422).
+pub(crate) type QueryParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
-/// The query parameters, refusing one other than `known`.
-pub(crate) fn known_params<'q>(
-    query: &'q QueryParams,
+/// The query parameters by name, refusing one other than `known` and one given twice.
+pub(crate) fn known_params(
+    query: &QueryParams,
     known: &[&str],
-) -> Result<&'q BTreeMap<String, String>, ApiError> {
-    let query = match query {
-        Ok(Query(query)) => query,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let pairs = match query {
+        Ok(Query(pairs)) => pairs,
         Err(rejection) => {
             return Err(ApiError::invalid_input(format!(
                 "the query string does not parse: {}",
@@ -115,22 +123,23 @@ pub(crate) fn known_params<'q>(
             )));
         }
     };
-    match query.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(key) => Err(ApiError::invalid_input(format!(
-            "unknown query parameter `{key}`; this route takes {}",
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known
-                    .iter()
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        ))
-        .on(key.as_str())),
-        None => Ok(query),
+    let mut params = BTreeMap::new();
+    for (key, value) in pairs {
+        if !known.contains(&key.as_str()) {
+            return Err(ApiError::invalid_input(format!(
+                "unknown query parameter `{key}`; this route takes {}",
+                listed(known)
+            ))
+            .on(key.as_str()));
+        }
+        if params.insert(key.clone(), value.clone()).is_some() {
+            return Err(ApiError::invalid_input(format!(
+                "query parameter `{key}` is given more than once"
+            ))
+            .on(key.as_str()));
+        }
     }
+    Ok(params)
 }
 
 /// Checks a run body against the program: inputs present, declared and of their types;
@@ -292,7 +301,9 @@ pub(crate) async fn run(
         Ok(body) => axum::Json(body).into_response(),
         Err(error) => {
             if state.programs.contains_key(&name) {
-                state.metrics.run_failed(&name, error.kind);
+                state
+                    .metrics
+                    .run_failed(&name, error.kind, error.step.as_deref());
             }
             error.into_response()
         }
@@ -387,7 +398,9 @@ pub(crate) async fn stream(
         Ok(opened) => opened,
         Err(error) => {
             if state.programs.contains_key(&name) {
-                state.metrics.run_failed(&name, error.kind);
+                state
+                    .metrics
+                    .run_failed(&name, error.kind, error.step.as_deref());
             }
             return error.into_response();
         }
@@ -412,7 +425,9 @@ pub(crate) async fn stream(
                 Ok(Some(event)) => event,
                 Ok(None) => break,
                 Err(error) => {
-                    task_state.metrics.run_failed(&name, error.kind);
+                    task_state
+                        .metrics
+                        .run_failed(&name, error.kind, error.step.as_deref());
                     let data = json!({"error": error.body()}).to_string();
                     let _ = sender
                         .send(Event::default().event("error").data(data))
@@ -426,9 +441,12 @@ pub(crate) async fn stream(
                         .metrics
                         .run_finished(&name, started.elapsed().as_secs_f64(), trace)
                 }
-                Err(e) => task_state
-                    .metrics
-                    .run_failed(&name, ApiError::from_run(e).kind),
+                Err(e) => {
+                    let error = ApiError::from_run(e);
+                    task_state
+                        .metrics
+                        .run_failed(&name, error.kind, error.step.as_deref());
+                }
                 Ok(_) => {}
             }
             let event = sse_event(event);
