@@ -558,6 +558,28 @@ async def test_a_call_may_carry_demos_of_its_own_for_a_predict_or_chain_of_thoug
         assert says in (e.value.details() or "")
 
 
+async def test_a_rollout_call_runs_at_temperature_one_whatever_it_binds(worker: Worker) -> None:
+    await create(worker, "p", "Predict", "question -> answer", bindings={"temperature": "temperature"})
+
+    async def temperature(rollout: int | None) -> float:
+        request = pb.ExecuteModuleRequest(
+            module_id="p",
+            inputs={"question": text("q")},
+            bindings=bound(temperature=0.0),
+            call_id=f"rollout-{rollout}",
+            rollout_id=rollout,
+        )
+        reply = await worker.stub.ExecuteModule(request, metadata=worker.metadata())
+        (call,) = reply.lm_calls
+        return float(call.temperature)
+
+    # A bootstrapping round after the first, as DSPy's `lm.copy(rollout_id=r, temperature=1.0)`.
+    assert await temperature(1) == 1.0
+    assert await temperature(2) == 1.0
+    # The next call has its own temperature again.
+    assert await temperature(None) == 0.0
+
+
 async def test_a_python_metric_scores_a_whole_programs_run(worker: Worker) -> None:
     example = json.dumps({"inputs": {"question": "q"}, "labels": {"answer": "A"}})
 

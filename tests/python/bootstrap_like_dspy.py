@@ -2,12 +2,13 @@
 (`tests/tests/program_compile.rs`).
 
 Reads ``{"base_url", "train": [[question, answer], ...], "dev": [...], "max_bootstrapped_demos",
-"max_labeled_demos", "program"}`` as JSON on stdin. Builds the DSPy original of the test's
+"max_labeled_demos", "program", "max_rounds" (default 1)}`` as JSON on stdin. Builds the DSPy original of the test's
 program: ``"query_then_answer"`` (the default: ``question -> query`` with ``Predict``, then
 ``query -> answer`` with ``ChainOfThought``) or ``"answer"`` (``question -> answer`` with
 ``Predict``), compiles it with ``BootstrapFewShot`` and an exact-match metric against the LM on
 the loopback server at ``base_url`` (no cache), and evaluates it on the dev pairs. Writes
-``{"compile_requests", "dev_requests", "dev_score", "demos": {predictor: count}, "augmented":
+``{"compile_requests" (those of its LM's history: not those of the LM copies of rounds after the
+first), "dev_requests", "dev_score", "demos": {predictor: count}, "augmented":
 {predictor: count}, "compile_seconds"}``.
 """
 
@@ -65,6 +66,7 @@ def main() -> None:
             metric=exact_answer,
             max_bootstrapped_demos=request["max_bootstrapped_demos"],
             max_labeled_demos=request["max_labeled_demos"],
+            max_rounds=request.get("max_rounds", 1),
         )
         program = QueryThenAnswer() if request.get("program", "query_then_answer") == "query_then_answer" else Answer()
         started = time.perf_counter()

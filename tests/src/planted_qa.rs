@@ -32,6 +32,9 @@ dspex_program! {
 /// The planted keyword: a hard question is answered right only when a demo holds it.
 pub const KEYWORD: &str = "Keyword";
 
+/// How a lucky question starts: answered right at temperature 1.0 only.
+pub const LUCKY: &str = "lucky";
+
 /// The value of input `field` in a ChatAdapter user message.
 fn field_value<'a>(message: &'a str, field: &str) -> &'a str {
     let marker = format!("[[ ## {field} ## ]]\n");
@@ -43,8 +46,9 @@ fn field_value<'a>(message: &'a str, field: &str) -> &'a str {
 /// The LM. Asked for a `query` (`question -> query`), it answers `find <question>`. Asked for
 /// an `answer` (of a `query`, or of a `question` directly), it answers the question
 /// upper-cased when the question is easy or a demo (any message between the system message and
-/// the last) holds the keyword, `unknown` otherwise; with `reasoning` first when the prompt
-/// asks for it (a `ChainOfThought`).
+/// the last) holds the keyword, or the question is lucky (starts with [`LUCKY`]) and the request
+/// is at temperature 1.0 (a bootstrapping round after the first), `unknown` otherwise; with
+/// `reasoning` first when the prompt asks for it (a `ChainOfThought`).
 ///
 /// # Panics
 ///
@@ -71,7 +75,8 @@ pub fn planted_lm(body: &JsonValue) -> Reply {
     let taught = demos
         .iter()
         .any(|m| m["content"].as_str().unwrap_or("").contains(KEYWORD));
-    let answer = if question.starts_with("easy") || taught {
+    let lucky = question.starts_with(LUCKY) && body["temperature"].as_f64() == Some(1.0);
+    let answer = if question.starts_with("easy") || taught || lucky {
         question.to_uppercase()
     } else {
         "unknown".to_owned()

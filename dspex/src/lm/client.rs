@@ -38,6 +38,10 @@ pub struct LmRequest {
     pub top_p: Option<f64>,
     /// Number of completions (the first is used).
     pub n: Option<i64>,
+    /// A rollout, as DSPy's `rollout_id`: not sent to the LM, but part of the cache key, so
+    /// that a request of rollout `r` is answered by the LM, not by a cached reply to the same
+    /// request of another rollout (or of none).
+    pub rollout_id: Option<u32>,
 }
 
 /// A completion: its text, and the call as a run trace records it (the settings it went out
@@ -222,7 +226,7 @@ impl LmClient {
         on_text: Option<&mut (dyn FnMut(&str) + Send)>,
     ) -> Result<LmResponse> {
         let body = self.body(request);
-        let key = (!matches!(self.cache, ReplyStore::Off)).then(|| body.to_string());
+        let key = (!matches!(self.cache, ReplyStore::Off)).then(|| cache_key(&body, request));
         if let Some(key) = &key
             && let Some(hit) = self.cached(key)
         {
@@ -412,6 +416,14 @@ fn write_reply(dir: &Path, key: &str, response: &LmResponse) -> Result<()> {
 }
 
 /// The settings `request` sets itself.
+/// The cache key of `request` (sent as `body`): the body, and its rollout if it has one.
+fn cache_key(body: &JsonValue, request: &LmRequest) -> String {
+    match request.rollout_id {
+        Some(rollout) => json!({ "body": body, "rollout_id": rollout }).to_string(),
+        None => body.to_string(),
+    }
+}
+
 fn bound_settings(request: &LmRequest) -> impl Iterator<Item = (String, JsonValue)> {
     [
         ("temperature", request.temperature.map(JsonValue::from)),
@@ -458,6 +470,25 @@ impl ReplyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_rollout_is_answered_by_the_lm_not_by_a_reply_cached_for_another() {
+        let lm = LmClient::new(LmConfig::scripted().cache(Cache::memory(8))).unwrap();
+        let request = |rollout_id| LmRequest {
+            messages: vec![ChatMessage {
+                role: "user".to_owned(),
+                content: "What is 2+2?".to_owned(),
+            }],
+            temperature: Some(1.0),
+            rollout_id,
+            ..LmRequest::default()
+        };
+        for rollout in [None, Some(1), Some(2), Some(1), None] {
+            lm.complete(&request(rollout)).await.unwrap();
+        }
+        // Three distinct rollouts (none, 1, 2) went out; the repeats of 1 and none were cached.
+        assert_eq!((lm.requests_sent(), lm.cache_hits()), (3, 2));
+    }
 
     #[test]
     fn the_cache_keeps_at_most_its_capacity_oldest_out_first() {

@@ -16,6 +16,7 @@ use crate::data::{Fields, RunTrace};
 use crate::error::{Error, Result};
 use crate::eval::{Example, TokenUsage, progress_bar, token_usage};
 use crate::program::BaseProgram;
+use crate::program::rollout::with_rollout;
 use crate::program::run_demos::with_run_demos;
 use crate::util::rng::SeededRng;
 
@@ -267,7 +268,9 @@ impl<P: BaseProgram + ?Sized> Bootstrap<'_, P> {
         }
     }
 
-    /// Up to `max_rounds` runs of train example `index`, until the metric accepts one. The
+    /// Up to `max_rounds` runs of train example `index`, until the metric accepts one; rounds
+    /// after the first are rollouts (every LM request at
+    /// [`ROLLOUT_TEMPERATURE`](crate::optimize::ROLLOUT_TEMPERATURE), no cached reply). The
     /// teacher's LM steps prompt with its labeled demos minus this example.
     async fn attempt(
         &self,
@@ -291,10 +294,15 @@ impl<P: BaseProgram + ?Sized> Bootstrap<'_, P> {
             rounds: Vec::new(),
             tokens: TokenUsage::default(),
         };
-        for _ in 0..self.settings.max_rounds {
+        for round in 0..self.settings.max_rounds {
+            // DSPy's rounds after the first: a fresh rollout at temperature 1.0.
+            let rollout = u32::try_from(round).ok().filter(|r| *r > 0);
             let run = with_run_demos(
                 Arc::clone(&demos),
-                self.program.run_boxed(self.teacher, example.input_fields()),
+                with_rollout(
+                    rollout,
+                    self.program.run_boxed(self.teacher, example.input_fields()),
+                ),
             )
             .await;
             let outcome = match run {

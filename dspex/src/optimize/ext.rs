@@ -85,7 +85,10 @@ pub trait AnyProgram: BaseProgram {
     /// [`BOOTSTRAP_CONCURRENCY`](crate::optimize::BOOTSTRAP_CONCURRENCY) at once, never more
     /// runs than DSPy's loop makes) and keeps, from every run the metric accepts, each LM
     /// step's inputs and outputs as that step's demo; it stops once `max_bootstrapped_demos`
-    /// runs were accepted. While it runs, every LM step prompts as DSPy's teacher does: with
+    /// runs were accepted. An example whose run is not accepted is run again, up to
+    /// `max_rounds` runs, each later round a rollout as DSPy's (every LM request of the run at
+    /// [`ROLLOUT_TEMPERATURE`](crate::optimize::ROLLOUT_TEMPERATURE), and answered by the LM,
+    /// never by a reply cached for another round). While it runs, every LM step prompts as DSPy's teacher does: with
     /// `max_labeled_demos` labeled train examples other than the one run (for that run only:
     /// native steps in Rust, python steps with their worker call), or with its own demos when
     /// `max_labeled_demos` is 0; the teacher's variable values apply to every step. Random

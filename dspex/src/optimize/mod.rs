@@ -37,6 +37,7 @@ mod score;
 mod state;
 
 pub use crate::program::compiled::{CompiledState, MAX_COMPILED_STATE_BYTES};
+pub use crate::program::rollout::ROLLOUT_TEMPERATURE;
 pub use bootstrap::{BOOTSTRAP_CONCURRENCY, DEFAULT_MAX_ERRORS};
 pub use dspy::{DSPY_VERSION, MAX_DSPY_STATE_BYTES};
 pub use optimizer::{

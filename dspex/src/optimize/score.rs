@@ -95,42 +95,65 @@ impl Scorer {
             }
             #[cfg(feature = "python")]
             Scorer::Python { path, worker } => {
-                let object = |fields: &mut dyn Iterator<Item = (&String, &Json)>| {
-                    Json::Object(fields.map(|(k, v)| (k.clone(), v.clone())).collect())
-                };
-                let example_json = serde_json::json!({
-                    "inputs": object(&mut example.inputs().iter()),
-                    "labels": object(&mut example.expected_values().iter()),
-                });
-                let prediction_json = Json::Object(
-                    prediction
-                        .iter()
-                        .map(|(k, v)| (k.to_owned(), v.clone()))
-                        .collect(),
-                );
-                let request = crate::wire::proto::ScoreMetricRequest {
-                    metric_path: path.clone(),
-                    example_json: example_json.to_string(),
-                    prediction_json: prediction_json.to_string(),
-                    trace_json: trace,
-                    check_only: false,
-                    call_id: crate::program::next_call_id(),
-                };
-                let bytes = prost::Message::encoded_len(&request);
-                let limit = crate::wire::limits::MAX_MODULE_MESSAGE_BYTES;
-                if bytes > limit {
-                    return Err(Error::limit(
-                        "MAX_MODULE_MESSAGE_BYTES",
-                        format!(
-                            "scoring a run with Python metric `{path}` is {bytes} bytes on the wire, over the limit of {limit} (MAX_MODULE_MESSAGE_BYTES)"
-                        ),
-                    ));
-                }
+                let request = score_request(path, example, prediction, trace)?;
                 let reply = worker.score_metric(request).await?;
                 score_in_range(path, reply.score)
             }
         }
     }
+}
+
+/// The request scoring `prediction` for `example` with Python metric `path` (`trace` its
+/// trace); an error, and nothing sent, when it is over
+/// [`MAX_MODULE_MESSAGE_BYTES`](crate::wire::limits::MAX_MODULE_MESSAGE_BYTES) on the wire.
+#[cfg(feature = "python")]
+fn score_request(
+    path: &str,
+    example: &Example,
+    prediction: &Fields,
+    trace: Option<String>,
+) -> Result<crate::wire::proto::ScoreMetricRequest> {
+    let object = |fields: &mut dyn Iterator<Item = (&String, &Json)>| {
+        Json::Object(fields.map(|(k, v)| (k.clone(), v.clone())).collect())
+    };
+    let example_json = serde_json::json!({
+        "inputs": object(&mut example.inputs().iter()),
+        "labels": object(&mut example.expected_values().iter()),
+    });
+    let prediction_json = Json::Object(
+        prediction
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect(),
+    );
+    let request = crate::wire::proto::ScoreMetricRequest {
+        metric_path: path.to_owned(),
+        example_json: example_json.to_string(),
+        prediction_json: prediction_json.to_string(),
+        trace_json: trace,
+        check_only: false,
+        call_id: crate::program::next_call_id(),
+    };
+    check_score_request_size(&request)?;
+    Ok(request)
+}
+
+/// A scoring request must be at most
+/// [`MAX_MODULE_MESSAGE_BYTES`](crate::wire::limits::MAX_MODULE_MESSAGE_BYTES) on the wire.
+#[cfg(feature = "python")]
+fn check_score_request_size(request: &crate::wire::proto::ScoreMetricRequest) -> Result<()> {
+    let bytes = prost::Message::encoded_len(request);
+    let limit = crate::wire::limits::MAX_MODULE_MESSAGE_BYTES;
+    if bytes > limit {
+        return Err(Error::limit(
+            "MAX_MODULE_MESSAGE_BYTES",
+            format!(
+                "scoring a run with Python metric `{}` is {bytes} bytes on the wire, over the limit of {limit} (MAX_MODULE_MESSAGE_BYTES)",
+                request.metric_path
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A run's LM steps (`lm_steps`) as a Python metric's trace: `[{"step", "inputs",
@@ -216,5 +239,62 @@ async fn score_one<P: BaseProgram + ?Sized>(
             (score.unwrap_or(0.0), token_usage(&trace))
         }
         Err(_) => (0.0, TokenUsage::default()),
+    }
+}
+
+#[cfg(all(test, feature = "python"))]
+mod tests {
+    use super::*;
+    use crate::wire::limits::MAX_MODULE_MESSAGE_BYTES;
+    use crate::wire::proto::ScoreMetricRequest;
+
+    /// A scoring request whose prediction is padded so that it is `bytes` bytes on the wire.
+    fn request_of(bytes: usize) -> ScoreMetricRequest {
+        let mut request = ScoreMetricRequest {
+            metric_path: "metrics.exact".to_owned(),
+            example_json: r#"{"inputs":{"question":"q"},"labels":{"answer":"a"}}"#.to_owned(),
+            call_id: "1-1".to_owned(),
+            ..ScoreMetricRequest::default()
+        };
+        // The padding adds its bytes, a tag byte and its length's varint (1 to 5 bytes).
+        let room = bytes - prost::Message::encoded_len(&request);
+        let pad = (room.saturating_sub(6)..room).rev().find(|pad| {
+            request.prediction_json = "x".repeat(*pad);
+            prost::Message::encoded_len(&request) == bytes
+        });
+        assert!(pad.is_some(), "no padding makes {bytes} bytes");
+        request
+    }
+
+    #[test]
+    fn a_scoring_request_is_sent_at_the_limit_and_refused_over_it() {
+        assert!(check_score_request_size(&request_of(MAX_MODULE_MESSAGE_BYTES)).is_ok());
+        let over = request_of(MAX_MODULE_MESSAGE_BYTES + 1);
+        let error = check_score_request_size(&over).unwrap_err();
+        assert!(
+            matches!(&error, Error::Limit { limit, .. } if limit == "MAX_MODULE_MESSAGE_BYTES"),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("Python metric `metrics.exact`")
+                && message.contains(&format!("{} bytes", MAX_MODULE_MESSAGE_BYTES + 1)),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_scoring_request_holds_the_example_the_prediction_and_the_trace() {
+        let example = Example::new()
+            .with_input("question", "q")
+            .with_expected("answer", "A");
+        let prediction = Fields::from([("answer", "A")]);
+        let request = score_request("m.f", &example, &prediction, Some("[]".to_owned())).unwrap();
+        assert_eq!(
+            request.example_json,
+            r#"{"inputs":{"question":"q"},"labels":{"answer":"A"}}"#
+        );
+        assert_eq!(request.prediction_json, r#"{"answer":"A"}"#);
+        assert_eq!(request.trace_json.as_deref(), Some("[]"));
     }
 }

@@ -9,6 +9,8 @@
 //! - `run`: one run of a chain ([`ChainRun`]), step after step, each step's parameters
 //!   read in one snapshot with the run's overrides.
 //! - `run_demos`: demos of native LM steps for one run only.
+//! - `rollout`: a run whose LM requests are a rollout (DSPy's bootstrapping rounds after the
+//!   first).
 //! - `stream`: a run streamed as [`RunEvent`]s (`stream` on every program).
 //! - `prepare`: a context for a program, its variables registered.
 //! - `builder`: the runtime builder.
@@ -24,6 +26,7 @@ pub(crate) mod python;
 #[cfg(not(feature = "python"))]
 #[path = "python_off.rs"]
 pub(crate) mod python;
+pub(crate) mod rollout;
 pub(crate) mod run;
 pub(crate) mod run_demos;
 mod stream;

@@ -9,6 +9,7 @@ use dspex_core::{Signature, Value};
 use parking_lot::RwLock;
 
 use super::module::{Module, Predictor, StepContext};
+use super::rollout::{ROLLOUT_TEMPERATURE, rollout};
 use super::run_demos::run_demos;
 use super::stream::EventSink;
 use crate::data::{Fields, LmCall, Params};
@@ -158,6 +159,10 @@ impl LmStep {
         calls: &mut Vec<LmCall>,
     ) -> Result<Result<Fields>> {
         let mut request = request_settings(module, params)?;
+        if let Some(rollout) = rollout() {
+            request.temperature = Some(ROLLOUT_TEMPERATURE);
+            request.rollout_id = Some(rollout);
+        }
         request.messages = {
             let learned = self.learned.read();
             let instructions = learned

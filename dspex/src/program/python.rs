@@ -367,6 +367,7 @@ impl PythonModule {
             bindings: bound_to_proto(params),
             call_id: next_call_id(),
             demos_json: super::run_demos::run_demos_json(&self.inner.step)?,
+            rollout_id: super::rollout::rollout(),
         };
         // The run's tools see its values and are recorded in its trace while the call runs.
         let ctx = &self.inner.ctx;

@@ -61,3 +61,50 @@ pub(crate) fn run_demos_json(step: &str) -> crate::error::Result<Option<String>>
     }
     Ok(Some(text))
 }
+
+#[cfg(all(test, feature = "python"))]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::program::compiled::MAX_COMPILED_STATE_BYTES;
+
+    /// One run's demos of step `answer`: one demo whose answer pads the JSON list to `bytes`.
+    fn demos_of(bytes: usize) -> RunDemos {
+        // `[{"answer":""}]` is 15 bytes.
+        let demo = Fields::from([("answer", "x".repeat(bytes - 15))]);
+        Arc::new(BTreeMap::from([("answer".to_owned(), vec![demo])]))
+    }
+
+    #[tokio::test]
+    async fn a_runs_demos_are_sent_at_the_limit_and_refused_over_it() {
+        let at = with_run_demos(demos_of(MAX_COMPILED_STATE_BYTES), async {
+            run_demos_json("answer")
+        })
+        .await
+        .unwrap();
+        assert_eq!(at.map(|text| text.len()), Some(MAX_COMPILED_STATE_BYTES));
+
+        let over = with_run_demos(demos_of(MAX_COMPILED_STATE_BYTES + 1), async {
+            run_demos_json("answer")
+        })
+        .await;
+        let error = over.unwrap_err();
+        assert!(
+            matches!(&error, Error::Limit { limit, .. } if limit == "MAX_COMPILED_STATE_BYTES"),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("step `answer`")
+                && message.contains(&format!("{} bytes", MAX_COMPILED_STATE_BYTES + 1)),
+            "{message}"
+        );
+        // Another step of the run, and a run with no demos, send none.
+        let other = with_run_demos(demos_of(MAX_COMPILED_STATE_BYTES + 1), async {
+            run_demos_json("rewrite")
+        })
+        .await;
+        assert!(other.unwrap().is_none());
+        assert!(run_demos_json("answer").unwrap().is_none());
+    }
+}

@@ -36,7 +36,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TypeVar
 
@@ -150,6 +150,11 @@ class _Module:
     bindings: dict[str, str]
     #: A new module as created, without any compiled state (what an optimizer starts from).
     fresh: Callable[[], dspy.Module]
+
+
+#: The temperature of every LM request of a rollout (DSPy's bootstrapping rounds after the
+#: first), as ``ROLLOUT_TEMPERATURE`` in Rust.
+ROLLOUT_TEMPERATURE = 1.0
 
 
 @dataclass(frozen=True)
@@ -494,7 +499,8 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             }
         except FieldTypeError as e:
             raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INPUT_TYPE, str(e)) from e
-        bound = self._bound(entry, request.bindings)
+        rollout = request.rollout_id if request.HasField("rollout_id") else None
+        bound = self._bound(entry, request.bindings, rollout)
         demos = self._call_demos(entry, request, inputs, bound) if request.HasField("demos_json") else None
         return _Call(request.call_id, inputs, bound, demos=demos)
 
@@ -518,10 +524,11 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         except ValueError as e:
             raise _CallError(grpc.StatusCode.INVALID_ARGUMENT, pb.ERROR_KIND_INVALID_REQUEST, str(e)) from e
 
-    def _bound(self, entry: _Module, bindings: Iterable[pb.BoundValue]) -> BoundCall:
+    def _bound(self, entry: _Module, bindings: Iterable[pb.BoundValue], rollout: int | None = None) -> BoundCall:
         """The LM (a per-call copy with the bound settings and model) and the keyword arguments
         that the bound values of a call give; ``_CallError`` for bindings that do not fit the
-        module."""
+        module. A `rollout` call's LM is DSPy's ``lm.copy(rollout_id=rollout, temperature=1.0)``
+        over the bound settings (``ExecuteModuleRequest.rollout_id``)."""
         values: dict[str, Any] = {}
         for bound in bindings:
             variable = entry.bindings.get(bound.param)
@@ -541,7 +548,14 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                 pb.ERROR_KIND_INVALID_REQUEST,
                 f"the call carries no value for the bound parameter(s) {', '.join(missing)}",
             )
-        return apply_binding(entry.name, values, self._lm_factory.for_call)
+        lm_for = self._lm_factory.for_call
+        if rollout is not None:
+            rollout_settings = {"temperature": ROLLOUT_TEMPERATURE, "rollout_id": rollout}
+
+            def lm_for(model: str | None, settings: Mapping[str, Any]) -> Any:
+                return self._lm_factory.for_call(model, {**settings, **rollout_settings})
+
+        return apply_binding(entry.name, values, lm_for)
 
     def _entry(self, module_id: str, context: grpc.ServicerContext) -> _Module:
         entry = self._modules.get(module_id)

@@ -637,7 +637,7 @@ class BoundValue(_message.Message):
     def __init__(self, param: _Optional[str] = ..., variable: _Optional[str] = ..., version: _Optional[int] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
 
 class ExecuteModuleRequest(_message.Message):
-    __slots__ = ("module_id", "inputs", "bindings", "call_id", "demos_json")
+    __slots__ = ("module_id", "inputs", "bindings", "call_id", "demos_json", "rollout_id")
     class InputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -650,12 +650,14 @@ class ExecuteModuleRequest(_message.Message):
     BINDINGS_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     DEMOS_JSON_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
     module_id: str
     inputs: _containers.MessageMap[str, FieldValue]
     bindings: _containers.RepeatedCompositeFieldContainer[BoundValue]
     call_id: str
     demos_json: str
-    def __init__(self, module_id: _Optional[str] = ..., inputs: _Optional[_Mapping[str, FieldValue]] = ..., bindings: _Optional[_Iterable[_Union[BoundValue, _Mapping]]] = ..., call_id: _Optional[str] = ..., demos_json: _Optional[str] = ...) -> None: ...
+    rollout_id: int
+    def __init__(self, module_id: _Optional[str] = ..., inputs: _Optional[_Mapping[str, FieldValue]] = ..., bindings: _Optional[_Iterable[_Union[BoundValue, _Mapping]]] = ..., call_id: _Optional[str] = ..., demos_json: _Optional[str] = ..., rollout_id: _Optional[int] = ...) -> None: ...
 
 class LmCall(_message.Message):
     __slots__ = ("model", "temperature", "max_tokens", "top_p", "n", "prompt_tokens", "completion_tokens", "start_unix_nano", "end_unix_nano", "exchange", "exchange_left_out")
