@@ -165,18 +165,11 @@ impl Setup {
     }
 }
 
-/// The calling thread's CPU time (user and system), from `/proc/thread-self/stat`, in clock
-/// ticks of 10 ms.
+/// The calling thread's CPU time (user and system), from `CLOCK_THREAD_CPUTIME_ID` (nanosecond
+/// resolution).
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 fn median(samples: &mut [Duration]) -> Duration {
