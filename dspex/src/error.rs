@@ -550,6 +550,7 @@ impl Error {
 
     /// The step that failed, when the error names it: a native step's error, a python step's
     /// exception, or a step's call of another step (the calling step).
+    #[cfg(feature = "serve")]
     pub(crate) fn failed_step(&self) -> Option<&str> {
         match self {
             Error::Step { step, .. } | Error::Python { step, .. } => Some(step),
