@@ -380,14 +380,7 @@ impl ProgramSpec {
             return;
         }
         for (i, entry) in step.config.iter().enumerate() {
-            if step.config[..i].iter().any(|e| e.key == entry.key) {
-                issues.push(ProgramIssue::new(
-                    at(StepPart::WithKey(i)),
-                    ProgramProblem::DuplicateConfigKey {
-                        step: step.name.clone(),
-                        key: entry.key.clone(),
-                    },
-                ));
+            if report_duplicate_key(index, step, i, issues) {
                 continue;
             }
             let Some(modules) = modules else { continue };
@@ -699,6 +692,31 @@ fn check_tools(
     }
 }
 
+/// Reports the `i`th `with` entry of step `index` when an earlier entry has the same key;
+/// returns whether it did (the entry is then not checked further).
+fn report_duplicate_key(
+    index: usize,
+    step: &StepSpec,
+    i: usize,
+    issues: &mut Vec<ProgramIssue>,
+) -> bool {
+    let key = &step.config[i].key;
+    let duplicate = step.config[..i].iter().any(|e| &e.key == key);
+    if duplicate {
+        issues.push(ProgramIssue::new(
+            Location::Step {
+                index,
+                part: StepPart::WithKey(i),
+            },
+            ProgramProblem::DuplicateConfigKey {
+                step: step.name.clone(),
+                key: key.clone(),
+            },
+        ));
+    }
+    duplicate
+}
+
 /// Checks the `with` of a native `Predict` or `ChainOfThought` step against
 /// [`native::CONFIG`]: each key once, taken, with a value of its kind; `json_fallback` only
 /// with the chat adapter.
@@ -711,14 +729,7 @@ fn check_native_lm_config(
     let at = |part| Location::Step { index, part };
     let mut json_adapter = false;
     for (i, entry) in step.config.iter().enumerate() {
-        if step.config[..i].iter().any(|e| e.key == entry.key) {
-            issues.push(ProgramIssue::new(
-                at(StepPart::WithKey(i)),
-                ProgramProblem::DuplicateConfigKey {
-                    step: step.name.clone(),
-                    key: entry.key.clone(),
-                },
-            ));
+        if report_duplicate_key(index, step, i, issues) {
             continue;
         }
         let Some(key) = native::CONFIG.iter().find(|k| k.name == entry.key) else {
