@@ -59,6 +59,7 @@ impl ServerState {
     }
 
     /// Resolves once a shutdown has started.
+    #[cfg(feature = "dashboard")]
     pub(crate) async fn stopped(&self) {
         let mut stopping = self.stopping.subscribe();
         // The sender lives as long as `self`.
