@@ -588,24 +588,34 @@ async fn the_live_stream_tells_of_writes_and_runs_and_is_bounded() {
     assert!(rest.is_ok(), "the stream ended with the server");
 }
 
+/// Scores small answers best.
+fn small(_: &Example, prediction: &Fields) -> f64 {
+    1.0 / prediction
+        .get::<&str>("answer")
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+}
+
+/// Tunes `program` in `study` until it has `trials` trials.
+async fn tune(program: &RunningProgram, study: &Study, trials: usize) {
+    let dev = Dataset::from_examples([Example::new().with_input("text", "t")]);
+    Tuner::new(SearchSpace::of(program).unwrap(), metric_fn("small", small))
+        .trials(trials)
+        .seed(7)
+        .study(study.clone())
+        .run(program, &dev)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_study_shows_its_trials_the_best_and_one_point_per_trial() {
     const TRIALS: usize = 5;
     let program = counter().await;
-    let study = Study::memory();
-    let dev = Dataset::from_examples([Example::new().with_input("text", "t")]);
-    let metric = metric_fn("small", |_: &Example, p: &Fields| {
-        1.0 / p.get::<&str>("answer").unwrap().parse::<f64>().unwrap()
-    });
-    let space = SearchSpace::of(&program).unwrap();
-    Tuner::new(space, metric)
-        .trials(TRIALS)
-        .seed(7)
-        .study(study.clone())
-        .run(&program, &dev)
-        .await
-        .unwrap();
-    let (handle, base) = serve(Some(study)).await;
+    let tuned = Study::memory();
+    tune(&program, &tuned, TRIALS).await;
+    let (handle, base) = serve(Some(tuned.clone())).await;
     let client = client();
     let reader = login(&client, &base, READ).await;
     let studies = dashboard_json(&client, &base, "/dashboard/api/studies", &reader).await;
@@ -639,6 +649,18 @@ async fn a_study_shows_its_trials_the_best_and_one_point_per_trial() {
             .matches("<circle")
             .count(),
         TRIALS
+    );
+    // A trial added while the page is open is told to it.
+    let stream = client
+        .get(format!("{base}/dashboard/events"))
+        .header(COOKIE, &reader)
+        .send()
+        .await
+        .unwrap();
+    tune(&program, &tuned, TRIALS + 1).await;
+    assert!(
+        next_event_named(stream, "studies").await,
+        "a new trial is told"
     );
     handle.shutdown().await.unwrap();
 }

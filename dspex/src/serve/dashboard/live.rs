@@ -21,6 +21,7 @@ use super::{LIVE_POLL, MAX_LIVE_STREAMS};
 use crate::serve::error::ApiError;
 use crate::serve::state::ServerState;
 use crate::state::watch::Watcher;
+use crate::tune::TrialState;
 
 /// How often an idle live stream sends a comment, so that a page that went away is noticed.
 const LIVE_KEEP_ALIVE: Duration = Duration::from_secs(5);
@@ -71,8 +72,11 @@ pub(crate) async fn events(State(state): State<Arc<ServerState>>, headers: Heade
             Err(e) => return ApiError::from_variables(&e).into_response(),
         }
     }
+    // Everything from here on is told: what is seen now is taken before the stream opens.
+    let runs = state.dashboard.runs.subscribe();
+    let seen_trials = fingerprint(&state.dashboard.studies).await;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Event>(LIVE_BUFFER);
-    tokio::spawn(relay(place, watchers, sender));
+    tokio::spawn(relay(place, watchers, runs, seen_trials, sender));
     Sse::new(ReceiverStream::new(receiver).map(Ok::<_, Infallible>))
         .keep_alive(KeepAlive::new().interval(LIVE_KEEP_ALIVE))
         .into_response()
@@ -82,13 +86,13 @@ pub(crate) async fn events(State(state): State<Arc<ServerState>>, headers: Heade
 async fn relay(
     place: LiveStream,
     watchers: Vec<Watcher>,
+    mut runs: tokio::sync::watch::Receiver<u64>,
+    mut seen_trials: Vec<Vec<TrialState>>,
     sender: tokio::sync::mpsc::Sender<Event>,
 ) {
     let state = Arc::clone(&place.0);
     let mut changes = futures_util::stream::select_all(watchers);
-    let mut runs = state.dashboard.runs.subscribe();
     let studies = &state.dashboard.studies;
-    let mut seen_trials = fingerprint(studies).await;
     let mut poll = tokio::time::interval(LIVE_POLL);
     let event = |name: &str| Event::default().event(name).data("{}");
     loop {
