@@ -49,7 +49,7 @@
 //!   variables; [`optimize`]: DSPy's optimizers on python steps and program state.
 //! - `serve` (feature `serve`): programs served over HTTP, with their variables readable and
 //!   writable live (history, rollback), server-sent event streams, an OpenAPI document and
-//!   Prometheus metrics.
+//!   Prometheus metrics; with feature `dashboard`, a web dashboard on the same server.
 //! - `telemetry` (feature `otel`): runs as OpenTelemetry traces, exported over OTLP.
 //!
 //! # Layers
@@ -100,7 +100,7 @@
 //! | `redis` | yes | variables shared by many processes in Redis ([`state::SharedState`]) |
 //! | `otel` | no | OpenTelemetry traces of runs, steps, LM calls and tool calls, exported over OTLP (`telemetry`) |
 //! | `serve` | no | programs served over HTTP, with live variables, history and rollback ([`serve`](crate::serve), axum) |
-//! | `dashboard` | no | reserved for the dashboard |
+//! | `dashboard` | no | the web dashboard at `/dashboard` on the same server: programs, variables (edit, rollback), recent runs, tuning studies with plots, live updates ([`serve::dashboard`](crate::serve::dashboard); implies `serve`) |
 //!
 //! With `default-features = false`, a program of native steps builds and runs with none of
 //! tonic, prost, redis, reqwest, hyper or axum in its dependency tree. A python step, a

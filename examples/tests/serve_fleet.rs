@@ -2,47 +2,13 @@
 //! (the project's test Redis) serve the same variables, so a PUT on one is what the other's
 //! next run uses; SIGTERM stops each gracefully.
 
-use std::process::Stdio;
+mod support;
+
 use std::time::Duration;
 
 use dspex_test_redis::RedisServer;
 use serde_json::{Value as Json, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const READ: &str = "fleet-read";
-const ADMIN: &str = "fleet-admin";
-
-/// Starts the example on a free port of the shared `session`; the child and its base URL.
-async fn start(redis: &str, session: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_serve"))
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--shared",
-            redis,
-            "--session",
-            session,
-        ])
-        .args(["--token", READ, "--admin-token", ADMIN])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the serve example starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("its stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("the server says where it listens in time")
-        .expect("its stdout reads")
-        .expect("a line");
-    let base = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    // Keep reading its output so that it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
-}
+use support::{ADMIN, READ, start, terminate};
 
 /// The temperature the next run of the server at `base` uses, as its trace shows it.
 async fn temperature_of_a_run(client: &reqwest::Client, base: &str) -> Json {
@@ -57,24 +23,6 @@ async fn temperature_of_a_run(client: &reqwest::Client, base: &str) -> Json {
         .await
         .expect("JSON");
     body["trace"]["steps"][0]["params"]["temperature"].clone()
-}
-
-/// Sends SIGTERM and waits for a clean exit.
-async fn terminate(mut child: Child) {
-    let pid = child.id().expect("a running child").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(60), child.wait())
-        .await
-        .expect("the server stops in time")
-        .expect("its status");
-    assert!(
-        exit.success(),
-        "the server exits cleanly on SIGTERM: {exit}"
-    );
 }
 
 #[tokio::test]

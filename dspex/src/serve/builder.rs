@@ -32,6 +32,8 @@ pub struct ServerBuilder {
     max_queued_runs: usize,
     request_timeout: Duration,
     drain_timeout: Duration,
+    #[cfg(feature = "dashboard")]
+    studies: Vec<(String, crate::tune::Study)>,
 }
 
 impl Server {
@@ -45,6 +47,8 @@ impl Server {
             max_queued_runs: DEFAULT_MAX_QUEUED_RUNS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            #[cfg(feature = "dashboard")]
+            studies: Vec::new(),
         }
     }
 }
@@ -98,6 +102,16 @@ impl ServerBuilder {
         self
     }
 
+    /// Shows the tuning `study` on the dashboard under `name` (feature `dashboard`): its
+    /// trials, the best so far, the score of each trial and each variable against the score.
+    /// The study is read (never written) as the page is loaded and while it is open; tuners in
+    /// any process may be running it.
+    #[cfg(feature = "dashboard")]
+    pub fn study(mut self, name: impl Into<String>, study: crate::tune::Study) -> Self {
+        self.studies.push((name.into(), study));
+        self
+    }
+
     /// Checks the options: at least one program, names usable in a URL and not repeated,
     /// bounds above zero, tokens not empty and not equal.
     pub fn build(self) -> Result<Server> {
@@ -145,6 +159,8 @@ impl ServerBuilder {
             programs.insert(name, Arc::new(Served { program }));
         }
         let openapi = schema::openapi(&programs);
+        #[cfg(feature = "dashboard")]
+        let dashboard = super::dashboard::Dashboard::new(self.studies)?;
         Ok(Server {
             state: Arc::new(ServerState {
                 programs,
@@ -157,11 +173,14 @@ impl ServerBuilder {
                 request_timeout: self.request_timeout,
                 drain_timeout: self.drain_timeout,
                 shutting_down: AtomicBool::new(false),
+                stopping: watch::channel(false).0,
                 cancel_runs: watch::channel(false).0,
                 in_flight: AtomicUsize::new(0),
                 drained: Notify::new(),
                 metrics: Metrics::new(),
                 openapi,
+                #[cfg(feature = "dashboard")]
+                dashboard,
             }),
         })
     }

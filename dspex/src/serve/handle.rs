@@ -124,6 +124,7 @@ impl ServerHandle {
     async fn drain(&mut self) -> Result<()> {
         let state = Arc::clone(&self.state);
         state.shutting_down.store(true, Ordering::SeqCst);
+        state.stopping.send_replace(true);
         let deadline = tokio::time::Instant::now() + state.drain_timeout;
         if !self.drained_by(deadline).await {
             tracing::warn!(
@@ -176,6 +177,7 @@ impl Drop for ServerHandle {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             self.state.shutting_down.store(true, Ordering::SeqCst);
+            self.state.stopping.send_replace(true);
             self.state.runs.close();
             let _ = stop.send(());
         }
@@ -183,7 +185,7 @@ impl Drop for ServerHandle {
 }
 
 fn router(state: Arc<ServerState>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/v1/programs", get(schema::programs))
         .route("/v1/programs/{name}/run", post(run::run))
         .route("/v1/programs/{name}/stream", post(run::stream))
@@ -200,7 +202,10 @@ fn router(state: Arc<ServerState>) -> Router {
         .route("/openapi.json", get(schema::openapi_document))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz));
+    #[cfg(feature = "dashboard")]
+    let router = router.merge(super::dashboard::router::routes());
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -262,13 +267,20 @@ async fn guard(State(state): State<Arc<ServerState>>, request: Request, next: Ne
     if state.shutting_down.load(Ordering::SeqCst) {
         return ApiError::shutting_down().into_response();
     }
+    // The dashboard signs its users in with a cookie of its own and checks it itself.
     if request.uri().path() != "/healthz"
+        && !is_dashboard(request.uri().path())
         && let Err(error) = require_reader(&state, request.headers())
     {
         return error.into_response();
     }
     let _in_flight = state.enter();
     next.run(request).await
+}
+
+/// Whether `path` is one of the dashboard's (feature `dashboard`).
+fn is_dashboard(path: &str) -> bool {
+    cfg!(feature = "dashboard") && (path == "/dashboard" || path.starts_with("/dashboard/"))
 }
 
 /// The bearer token of a request, if any.

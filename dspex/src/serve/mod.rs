@@ -47,6 +47,8 @@
 //!   forms of fields, traces and variables.
 
 mod builder;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod error;
 mod handle;
 mod json;

@@ -333,11 +333,21 @@ async fn run_checked(
         let _permit = admit(state).await?;
         let _in_flight = state.metrics.run_started();
         let started = Instant::now();
-        let (outputs, trace) = served
+        #[cfg(feature = "dashboard")]
+        let inputs = request.inputs.clone();
+        let ran = served
             .program
             .run_boxed(&request.overrides, request.inputs)
             .await
-            .map_err(|e| ApiError::from_run(&e))?;
+            .map_err(|e| ApiError::from_run(&e));
+        #[cfg(feature = "dashboard")]
+        state.dashboard.runs.record(
+            name,
+            &inputs,
+            started.elapsed(),
+            ran.as_ref().map(|(outputs, trace)| (outputs, trace)),
+        );
+        let (outputs, trace) = ran?;
         state
             .metrics
             .run_finished(name, started.elapsed().as_secs_f64(), &trace);
@@ -415,6 +425,8 @@ pub(crate) async fn stream(
         let _running = task_state.metrics.run_started();
         let started = Instant::now();
         let RunRequest { inputs, overrides } = request;
+        #[cfg(feature = "dashboard")]
+        let shown_inputs = inputs.clone();
         let mut events = served.program.stream_boxed(&overrides, inputs);
         loop {
             let next = tokio::select! {
@@ -436,16 +448,32 @@ pub(crate) async fn stream(
                 }
             };
             match &event {
-                Ok(RunEvent::Finished { trace, .. }) => {
+                Ok(RunEvent::Finished { output, trace }) => {
                     task_state
                         .metrics
-                        .run_finished(&name, started.elapsed().as_secs_f64(), trace)
+                        .run_finished(&name, started.elapsed().as_secs_f64(), trace);
+                    #[cfg(feature = "dashboard")]
+                    task_state.dashboard.runs.record(
+                        &name,
+                        &shown_inputs,
+                        started.elapsed(),
+                        Ok((output, trace)),
+                    );
+                    #[cfg(not(feature = "dashboard"))]
+                    let _ = output; // what the dashboard's recent runs show
                 }
                 Err(e) => {
                     let error = ApiError::from_run(e);
                     task_state
                         .metrics
                         .run_failed(&name, error.kind, error.step.as_deref());
+                    #[cfg(feature = "dashboard")]
+                    task_state.dashboard.runs.record(
+                        &name,
+                        &shown_inputs,
+                        started.elapsed(),
+                        Err(&error),
+                    );
                 }
                 Ok(_) => {}
             }

@@ -29,7 +29,7 @@ fn object_schema(fields: &[&SignatureField]) -> Json {
 }
 
 /// The program's signature as DSPy writes it (`question: str -> answer: str`).
-fn signature(spec: &ProgramSpec) -> String {
+pub(crate) fn signature(spec: &ProgramSpec) -> String {
     let side = |fields: Vec<&SignatureField>| {
         fields
             .iter()

@@ -29,6 +29,8 @@ pub(crate) struct ServerState {
     pub(crate) request_timeout: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) shutting_down: AtomicBool,
+    /// Set when a shutdown starts: the dashboard's live streams end.
+    pub(crate) stopping: watch::Sender<bool>,
     /// Set at the drain timeout: the runs still going are answered 503.
     pub(crate) cancel_runs: watch::Sender<bool>,
     /// Requests being answered (a stream until its last event).
@@ -38,6 +40,9 @@ pub(crate) struct ServerState {
     pub(crate) metrics: Metrics,
     /// The OpenAPI document, built once.
     pub(crate) openapi: serde_json::Value,
+    /// The dashboard's sessions, recent runs and studies.
+    #[cfg(feature = "dashboard")]
+    pub(crate) dashboard: super::dashboard::Dashboard,
 }
 
 impl ServerState {
@@ -51,6 +56,14 @@ impl ServerState {
         let mut cancelled = self.cancel_runs.subscribe();
         // The sender lives as long as `self`.
         let _ = cancelled.wait_for(|c| *c).await;
+    }
+
+    /// Resolves once a shutdown has started.
+    #[cfg(feature = "dashboard")]
+    pub(crate) async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        // The sender lives as long as `self`.
+        let _ = stopping.wait_for(|s| *s).await;
     }
 
     /// Counts a request in flight until the guard is dropped (a stream: until its last event).

@@ -24,7 +24,8 @@ use crate::util::value_json::from_json;
 /// The metadata key and value of a write over HTTP.
 const WRITTEN_BY: (&str, &str) = ("written_by", "http");
 
-fn respond(result: Result<Json, ApiError>) -> Response {
+/// The JSON body, or the error.
+pub(crate) fn respond(result: Result<Json, ApiError>) -> Response {
     match result {
         Ok(body) => axum::Json(body).into_response(),
         Err(error) => error.into_response(),
@@ -32,7 +33,7 @@ fn respond(result: Result<Json, ApiError>) -> Response {
 }
 
 /// The variable `var` of the program, which must declare it, or 404.
-fn declared<'s>(served: &'s Served, var: &str) -> Result<&'s Served, ApiError> {
+pub(crate) fn declared<'s>(served: &'s Served, var: &str) -> Result<&'s Served, ApiError> {
     let spec = served.program.program_spec();
     if spec.variable(var).is_some() {
         Ok(served)
@@ -69,17 +70,22 @@ pub(crate) async fn list(
     respond((|| {
         let served = served(&state, &name)?;
         known_params(&query, &[])?;
-        let program = &*served.program;
-        let ctx = program.program_context();
-        let mut out = Map::new();
-        for variable in &program.program_spec().variables {
-            let record = ctx
-                .record(&variable.name)
-                .map_err(|e| ApiError::from_variables(&e))?;
-            out.insert(variable.name.clone(), json::variable(&record));
-        }
-        Ok(Json::Object(out))
+        Ok(Json::Object(records(served)?))
     })())
+}
+
+/// Every variable of a program as `GET /variables` shows it, by name.
+pub(crate) fn records(served: &Served) -> Result<Map<String, Json>, ApiError> {
+    let program = &*served.program;
+    let ctx = program.program_context();
+    let mut out = Map::new();
+    for variable in &program.program_spec().variables {
+        let record = ctx
+            .record(&variable.name)
+            .map_err(|e| ApiError::from_variables(&e))?;
+        out.insert(variable.name.clone(), json::variable(&record));
+    }
+    Ok(out)
 }
 
 /// `PUT /v1/programs/{name}/variables/{var}` with `{"value", "expected_version"?}`.
@@ -97,29 +103,42 @@ pub(crate) async fn put(
         let value = body.remove("value").ok_or_else(|| {
             ApiError::invalid_input(format!("the body has no `value` for `{var}`")).on(&var)
         })?;
-        let mut options = SetOptions::default();
-        match body.remove("expected_version") {
-            None | Some(Json::Null) => {}
-            Some(version) => {
-                let version = version.as_u64().ok_or_else(|| {
-                    ApiError::invalid_input(format!(
-                        "`expected_version` is a version number, not {version}"
-                    ))
-                    .on(&var)
-                })?;
-                options = SetOptions::expect_version(version);
-            }
-        }
-        let options = options.with_metadata(WRITTEN_BY.0, WRITTEN_BY.1);
-        let ctx = served.program.program_context();
-        let record = writable(ctx, &var)?;
-        let value = from_json(record.ty, &value)
-            .map_err(|message| ApiError::invalid_input(format!("{var}: {message}")).on(&var))?;
-        let version = ctx
-            .set_with(&var, value, &options)
-            .map_err(|e| ApiError::from_variables(&e))?;
+        let expected = expected_version(&var, body.remove("expected_version"))?;
+        let version = write(served, &var, &value, expected)?;
         Ok(json!({"version": version}))
     })())
+}
+
+/// The `expected_version` of a write body, if it gives one.
+pub(crate) fn expected_version(var: &str, given: Option<Json>) -> Result<Option<u64>, ApiError> {
+    match given {
+        None | Some(Json::Null) => Ok(None),
+        Some(version) => version.as_u64().map(Some).ok_or_else(|| {
+            ApiError::invalid_input(format!(
+                "`expected_version` is a version number, not {version}"
+            ))
+            .on(var)
+        }),
+    }
+}
+
+/// Writes `value` (JSON, read as the variable's type) to `var` of a program that declares it,
+/// as an HTTP write (`written_by = "http"`), compare-and-set when `expected` is given; the
+/// new version.
+pub(crate) fn write(
+    served: &Served,
+    var: &str,
+    value: &Json,
+    expected: Option<u64>,
+) -> Result<u64, ApiError> {
+    let options = expected.map_or_else(SetOptions::default, SetOptions::expect_version);
+    let options = options.with_metadata(WRITTEN_BY.0, WRITTEN_BY.1);
+    let ctx = served.program.program_context();
+    let record = writable(ctx, var)?;
+    let value = from_json(record.ty, value)
+        .map_err(|message| ApiError::invalid_input(format!("{var}: {message}")).on(var))?;
+    ctx.set_with(var, value, &options)
+        .map_err(|e| ApiError::from_variables(&e))
 }
 
 /// `GET /v1/programs/{name}/variables/{var}/history?limit=n`, newest first.
@@ -143,15 +162,20 @@ pub(crate) async fn history(
                 }
             },
         };
-        let entries = served
-            .program
-            .program_context()
-            .history(&var, limit)
-            .map_err(|e| ApiError::from_variables(&e))?;
-        Ok(Json::Array(
-            entries.iter().map(json::history_entry).collect(),
-        ))
+        history_of(served, &var, limit)
     })())
+}
+
+/// The last `limit` history entries of `var`, newest first, as JSON.
+pub(crate) fn history_of(served: &Served, var: &str, limit: usize) -> Result<Json, ApiError> {
+    let entries = served
+        .program
+        .program_context()
+        .history(var, limit)
+        .map_err(|e| ApiError::from_variables(&e))?;
+    Ok(Json::Array(
+        entries.iter().map(json::history_entry).collect(),
+    ))
 }
 
 /// `POST /v1/programs/{name}/variables/{var}/rollback` with `{"version": n}`.
@@ -164,19 +188,31 @@ pub(crate) async fn rollback(
     respond((|| {
         require_admin(&state, &headers)?;
         let served = declared(served(&state, &name)?, &var)?;
-        let body = json_object(body)?;
-        known_keys(&body, &["version"])?;
-        let version = body.get("version").and_then(Json::as_u64).ok_or_else(|| {
-            ApiError::invalid_input(format!(
-                "the body needs `version`, the version of `{var}` to go back to"
-            ))
-            .on(&var)
-        })?;
-        let ctx = served.program.program_context();
-        writable(ctx, &var)?;
-        let version = ctx
-            .rollback(&var, version)
-            .map_err(|e| ApiError::from_variables(&e))?;
+        let version = rollback_version(&var, body)?;
+        let version = roll_back(served, &var, version)?;
         Ok(json!({"version": version}))
     })())
+}
+
+/// The version a rollback body (`{"version": n}`) asks `var` to go back to.
+pub(crate) fn rollback_version(
+    var: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<u64, ApiError> {
+    let body = json_object(body)?;
+    known_keys(&body, &["version"])?;
+    body.get("version").and_then(Json::as_u64).ok_or_else(|| {
+        ApiError::invalid_input(format!(
+            "the body needs `version`, the version of `{var}` to go back to"
+        ))
+        .on(var)
+    })
+}
+
+/// Rolls `var` of a program that declares it back to `version`; the new version.
+pub(crate) fn roll_back(served: &Served, var: &str, version: u64) -> Result<u64, ApiError> {
+    let ctx = served.program.program_context();
+    writable(ctx, var)?;
+    ctx.rollback(var, version)
+        .map_err(|e| ApiError::from_variables(&e))
 }

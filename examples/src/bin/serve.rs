@@ -12,7 +12,9 @@
 //! addresses are served), `--shared REDIS_URL --session NAME` (the variables live in a shared
 //! Redis session, so several servers serve the same ones), and `--base-url URL --model M
 //! [--api-key-env VAR]` for an OpenAI-compatible endpoint instead of the scripted LM. It
-//! prints `listening on http://ADDR` once it accepts requests.
+//! prints `listening on http://ADDR` once it accepts requests. The examples enable dspex's
+//! `dashboard` feature, so `http://ADDR/dashboard` shows the variables and runs live (sign in
+//! with a token).
 
 #![allow(clippy::print_stdout)]
 

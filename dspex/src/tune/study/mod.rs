@@ -263,18 +263,28 @@ impl Study {
             .collect()
     }
 
-    /// The best finished trial on the first objective among those evaluated in full (the
-    /// earliest on ties), or `None`.
-    pub async fn best(&self) -> Result<Option<Trial>> {
+    /// Whether the study's first objective is maximized or minimized; `None` for a study no
+    /// tuner has used yet.
+    pub async fn direction(&self) -> Result<Option<Direction>> {
         let backend = self.backend();
         let Some(header) = call(&backend, |b| b.header()).await? else {
             return Ok(None);
         };
         let header = Header::decode(&header, &backend.header_location())?;
-        let direction = header
-            .objectives
-            .first()
-            .map_or(Direction::Maximize, |o| o.direction);
+        Ok(Some(
+            header
+                .objectives
+                .first()
+                .map_or(Direction::Maximize, |o| o.direction),
+        ))
+    }
+
+    /// The best finished trial on the first objective among those evaluated in full (the
+    /// earliest on ties), or `None`.
+    pub async fn best(&self) -> Result<Option<Trial>> {
+        let Some(direction) = self.direction().await? else {
+            return Ok(None);
+        };
         let trials = self.trials().await?;
         Ok(trials
             .into_iter()
