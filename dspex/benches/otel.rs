@@ -21,8 +21,8 @@
 //! the run.
 //!
 //! For callgrind or perf, `DSPEX_BENCH_OTEL_PROFILE=on:N` (or `off:N`) makes N runs with the
-//! scripted LM instead, exported (or not), flushes and exits; the difference between two N is
-//! the cost of the runs alone.
+//! scripted LM instead (`on:N:http`, `off:N:http`: with the LM over HTTP), exported (or not),
+//! flushes and exits; the difference between two N is the cost of the runs alone.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
@@ -44,7 +44,8 @@ const REPLY: &str = "[[ ## reasoning ## ]]\nRome is in Italy.\n\n[[ ## answer ##
 
 /// Set in the environment of this executable started again as the collector.
 const SINK_ENV: &str = "DSPEX_BENCH_OTLP_SINK";
-/// `on:N` or `off:N`: N runs to profile instead of the benchmark (see the module's doc).
+/// `on:N` or `off:N` (`:http` after): N runs to profile instead of the benchmark (see the
+/// module's doc).
 const PROFILE_ENV: &str = "DSPEX_BENCH_OTEL_PROFILE";
 
 /// Interleaved rounds, and runs per batch (three spans each: a batch spans several exports,
@@ -253,16 +254,19 @@ fn runs(c: &mut Criterion) {
     interleaved(&s);
 }
 
-/// `N` runs of the scripted LM, exported or not (`PROFILE_ENV`).
+/// `N` runs of the scripted LM (or, with `:http`, of the LM over HTTP), exported or not
+/// (`PROFILE_ENV`).
 fn profile(mode: &str) {
-    let (exported, runs) = match mode.split_once(':') {
-        Some(("on", n)) => (true, n.parse::<u32>().unwrap()),
-        Some(("off", n)) => (false, n.parse::<u32>().unwrap()),
-        _ => panic!("{PROFILE_ENV} is `on:N` or `off:N`, not `{mode}`"),
+    let parts: Vec<&str> = mode.split(':').collect();
+    let (exported, runs, http) = match parts[..] {
+        [on_off @ ("on" | "off"), n] => (on_off == "on", n, false),
+        [on_off @ ("on" | "off"), n, "http"] => (on_off == "on", n, true),
+        _ => panic!("{PROFILE_ENV} is `on:N`, `off:N`, `on:N:http` or `off:N:http`, not `{mode}`"),
     };
     let s = setup();
+    let program = if http { &s.http } else { &s.scripted };
     let guard = exported.then(|| s.install());
-    (0..runs).for_each(|_| s.run(&s.scripted));
+    (0..runs.parse::<u32>().unwrap()).for_each(|_| s.run(program));
     if let Some(guard) = guard {
         guard.flush().unwrap();
         println!(
