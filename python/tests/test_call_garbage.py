@@ -9,9 +9,11 @@ worker's threads make them."""
 from __future__ import annotations
 
 import gc
+import json
 import threading
 import weakref
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -92,6 +94,62 @@ def test_a_call_leaves_nothing_in_reference_cycles(module_class: str, signature:
     for i in range(1, 21):
         reply = call(service, i)
         assert reply.lm_calls[0].temperature == pytest.approx(0.7)
+    assert gc.collect() == 0, "calls left objects in reference cycles"
+
+
+class ChatCompletions(BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint answering every chat completion with `answer`."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = json.dumps(
+            {
+                "id": "chat",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    """The base URL of a local OpenAI-compatible endpoint, stopped after the test."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatCompletions)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_call_with_a_real_lm_leaves_nothing_in_reference_cycles(endpoint: str, no_collector: None) -> None:
+    service = servicer("Predict", "question -> answer", LmConfig(kind="openai", model="m", base_url=endpoint))
+    assert call(service, 0).outputs["answer"].text == "Paris"
+    gc.collect()
+    for i in range(1, 11):
+        assert call(service, i).lm_calls[0].prompt_tokens == 5
     assert gc.collect() == 0, "calls left objects in reference cycles"
 
 
