@@ -50,18 +50,20 @@ class Context:
         raise RuntimeError(f"{code}: {message}")
 
 
+def create_request() -> pb.CreateModuleRequest:
+    """The benchmark's module, as the Rust side creates it."""
+    return pb.CreateModuleRequest(
+        session_id="session",
+        module_id="qa",
+        module_class="Predict",
+        signature="question -> answer",
+        bindings={"temperature": "temperature", "max_tokens": "max_tokens"},
+    )
+
+
 def servicer() -> ModuleServicer:
     service = ModuleServicer("session", TOKEN, LmFactory(LmConfig()), 8, threading.Event())
-    service.CreateModule(
-        pb.CreateModuleRequest(
-            session_id="session",
-            module_id="qa",
-            module_class="Predict",
-            signature="question -> answer",
-            bindings={"temperature": "temperature", "max_tokens": "max_tokens"},
-        ),
-        Context(),  # type: ignore[arg-type]
-    )
+    service.CreateModule(create_request(), Context())  # type: ignore[arg-type]
     return service
 
 

@@ -82,6 +82,10 @@ class CancelScope:
     def sleep(self, seconds: float) -> None:
         """Waits `seconds`, or raises :class:`CallCancelledError` as soon as the call is
         cancelled."""
+        if seconds <= 0:
+            # Nothing to wait for (an instant scripted LM): no event made, no lock taken.
+            self.check()
+            return
         with self._lock:
             if self._wake is None:
                 self._wake = threading.Event()

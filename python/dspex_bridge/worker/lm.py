@@ -31,6 +31,7 @@ import json
 import os
 import re
 import threading
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -171,11 +172,23 @@ class Script:
 
 class ScriptedEngine(DummyEngine):
     """DummyLM's engine, answering exactly the fields each request asks for, after the
-    configured delay (DSPy calls it through ``DummyEngine``'s own request paths)."""
+    configured delay (DSPy calls it through ``DummyEngine``'s own request paths).
+
+    It reaches its LM through a weak reference: the LM holds its engine, and a strong reference
+    back would make every per-call copy of the LM (and the history it holds) a reference cycle,
+    left for the garbage collector instead of freed when its call ends."""
 
     def __init__(self, owner: Any, delay: float = 0.0) -> None:
         super().__init__(owner)
         self.delay = delay
+
+    @property
+    def owner(self) -> Any:
+        return self._owner()
+
+    @owner.setter
+    def owner(self, lm: Any) -> None:
+        self._owner = weakref.ref(lm)
 
     def _complete_messages(self, messages: list[dict[str, Any]]) -> Any:
         cancellable_sleep(self.delay)

@@ -37,7 +37,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import dspy
@@ -250,13 +250,17 @@ def _run(entry: _Module, call: _Call, capture: Capture | None, emit: Emit | None
     CALL_ID.set(call.call_id)
     TRACEPARENT.set(call.traceparent)
     started = time.perf_counter()
+    # A trace list of the call's own: DSPy appends every prediction to the current trace. The
+    # call's LM goes in the same settings (one context per call, not one more for the LM).
+    settings: dict[str, Any] = {"trace": [], "adapter": dspy.settings.adapter or _ADAPTER}
+    if emit is None and call.bound.lm is not None:
+        settings["lm"] = call.bound.lm
     try:
-        # A trace list of the call's own: DSPy appends every prediction to the current trace.
-        with dspy.context(trace=[], adapter=dspy.settings.adapter or _ADAPTER):
+        with dspy.context(**settings):
             # Demos of this call only (a compile's runs) go with the call, not into the module.
             demos = {} if call.demos is None else {"demos": call.demos}
             if emit is None:
-                prediction = call.bound.run(entry.module, **call.inputs, **demos)
+                prediction = entry.module(**call.inputs, **demos, **call.bound.kwargs)
             else:
                 run = functools.partial(call.bound.run, entry.module)
                 fields = streamed_fields(entry.outputs)
@@ -346,14 +350,6 @@ def _score(metric: Callable[..., Any], path: str, run: tuple[Any, Any, Any]) -> 
         raise _python_error(e, f"metric {path[:64]!r}") from e
 
 
-def _traceparent(context: grpc.ServicerContext) -> str | None:
-    """The W3C trace context the caller sent in the call's metadata, if any."""
-    for key, value in context.invocation_metadata() or ():
-        if key == TRACEPARENT_METADATA:
-            return str(value)
-    return None
-
-
 class ModuleServicer(pb_grpc.ModuleServiceServicer):
     """``ModuleService`` for one session, on gRPC's threaded server (give it a pool of
     ``max_concurrent_calls + CONTROL_THREADS`` threads): creates modules, runs calls (up to
@@ -396,13 +392,21 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         context.abort(code, bounded_message(message))
         raise AssertionError("abort returns only by raising")  # pragma: no cover
 
-    def _authorize(self, context: grpc.ServicerContext) -> None:
+    def _authorize(self, context: grpc.ServicerContext) -> str | None:
+        """Refuses a caller without the session's token (``UNAUTHENTICATED``); the W3C trace
+        context the caller sent, if any (the call's metadata is read once)."""
+        authorized = False
+        traceparent = None
         for key, value in context.invocation_metadata() or ():
-            if key == TOKEN_METADATA and hmac.compare_digest(str(value), self._token):
-                return
-        self._abort(
-            context, grpc.StatusCode.UNAUTHENTICATED, pb.ERROR_KIND_UNAUTHENTICATED, "missing or wrong session token"
-        )
+            if key == TOKEN_METADATA:
+                authorized = authorized or hmac.compare_digest(str(value), self._token)
+            elif key == TRACEPARENT_METADATA:
+                traceparent = str(value)
+        if not authorized:
+            self._abort(
+                context, grpc.StatusCode.UNAUTHENTICATED, pb.ERROR_KIND_UNAUTHENTICATED, "missing or wrong session token"
+            )
+        return traceparent
 
     def Health(self, request: pb.HealthRequest, context: grpc.ServicerContext) -> pb.HealthResponse:
         self._authorize(context)
@@ -489,9 +493,9 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         )
         return pb.CreateModuleResponse(module_id=request.module_id, resolved_class=class_name, state_json=state)
 
-    def _prepare(self, entry: _Module, request: pb.ExecuteModuleRequest) -> _Call:
-        """The call's inputs, LM and keyword arguments; ``_CallError`` for a request that does
-        not fit the module."""
+    def _prepare(self, entry: _Module, request: pb.ExecuteModuleRequest, traceparent: str | None) -> _Call:
+        """The call's inputs, LM and keyword arguments (and the trace context its caller sent);
+        ``_CallError`` for a request that does not fit the module."""
         try:
             inputs = {
                 name: from_field_value(name, value, entry.inputs.get(name, FieldType("str")))
@@ -502,7 +506,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         rollout = request.rollout_id if request.HasField("rollout_id") else None
         bound = self._bound(entry, request.bindings, rollout)
         demos = self._call_demos(entry, request, inputs, bound) if request.HasField("demos_json") else None
-        return _Call(request.call_id, inputs, bound, demos=demos)
+        return _Call(request.call_id, inputs, bound, traceparent, demos)
 
     def _call_demos(
         self, entry: _Module, request: pb.ExecuteModuleRequest, inputs: dict[str, Any], bound: BoundCall
@@ -541,8 +545,10 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                     f"but the module has {expected}",
                 )
             values[bound.param] = from_proto_value(bound.value)
-        missing = sorted(set(entry.bindings) - set(values))
-        if missing:
+        # Every value is of a bound parameter (checked above): as many values as parameters
+        # is all of them.
+        if len(values) < len(entry.bindings):
+            missing = sorted(set(entry.bindings) - set(values))
             raise _CallError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 pb.ERROR_KIND_INVALID_REQUEST,
@@ -606,11 +612,11 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
             self._calls.finish(call_id, scope)
 
     def ExecuteModule(self, request: pb.ExecuteModuleRequest, context: grpc.ServicerContext) -> pb.ExecuteModuleResponse:
-        self._authorize(context)
+        traceparent = self._authorize(context)
         entry = self._entry(request.module_id, context)
         with self._call_place(context, request.call_id) as scope:
             try:
-                call = replace(self._prepare(entry, request), traceparent=_traceparent(context))
+                call = self._prepare(entry, request, traceparent)
                 # A context of the call's own: the call id does not outlive the call in this thread.
                 outputs, calls, micros = _in_scope(scope, _run, entry, call, self._lm_factory.config.capture)
             except _CallError as e:
@@ -624,11 +630,11 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         writes them, then the reply. The call runs in a thread of its own while this one
         sends its chunks; a caller that goes away cancels it, and its place is free once that
         thread returned."""
-        self._authorize(context)
+        traceparent = self._authorize(context)
         entry = self._entry(request.module_id, context)
         with self._call_place(context, request.call_id) as scope:
             try:
-                call = replace(self._prepare(entry, request), traceparent=_traceparent(context))
+                call = self._prepare(entry, request, traceparent)
 
                 def body(put: Callable[[pb.ExecuteModuleEvent], None]) -> _Outcome:
                     def emit(field: str, text: str) -> None:
