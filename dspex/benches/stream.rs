@@ -136,22 +136,27 @@ impl Setup {
         })
     }
 
-    /// The same server's first content delta seen by a bare reader of the event stream.
-    fn bare_first_delta(&self) -> Duration {
+    /// The bench's question POSTed by a bare `reqwest` client, streamed or not: the response,
+    /// its body not read.
+    async fn bare_request(&self, stream: bool) -> reqwest::Response {
         let body = serde_json::json!({
             "model": "bench-model",
             "messages": [{"role": "user", "content": "What is the capital of France?"}],
-            "stream": true,
+            "stream": stream,
         });
+        self.http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The same server's first content delta seen by a bare reader of the event stream.
+    fn bare_first_delta(&self) -> Duration {
         self.rt.block_on(async {
-            let mut response = self
-                .http
-                .post(&self.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
+            let mut response = self.bare_request(true).await;
             let mut first = None;
             while let Some(bytes) = response.chunk().await.unwrap() {
                 if first.is_none() && bytes.windows(12).any(|w| w == b"\"content\":\"[") {
@@ -166,20 +171,8 @@ impl Setup {
     /// body's bytes, nothing parsed), streamed or not.
     #[inline(never)]
     fn bare_read(&self, stream: bool) {
-        let body = serde_json::json!({
-            "model": "bench-model",
-            "messages": [{"role": "user", "content": "What is the capital of France?"}],
-            "stream": stream,
-        });
         self.rt.block_on(async {
-            let mut response = self
-                .http
-                .post(&self.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
+            let mut response = self.bare_request(stream).await;
             while response.chunk().await.unwrap().is_some() {}
         });
     }
