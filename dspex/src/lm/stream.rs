@@ -161,19 +161,18 @@ impl<'s> ReplyStream<'s> {
         {
             let (name, rest) = (name.to_owned(), rest.to_owned());
             self.open_section(&name);
-            self.feed(&rest, chunks);
+            self.section.feed(&rest, chunks);
         } else {
             self.read_text(end, chunks);
         }
         // A line break between two lines of a field; leading and trailing ones are held back.
-        self.feed("\n", chunks);
+        self.section.feed("\n", chunks);
     }
 
     fn read_text(&mut self, end: usize, chunks: &mut Vec<FieldChunk>) {
         let from = self.read.max(self.line);
         if from < end {
-            let text = self.reply[from..end].to_owned();
-            self.feed(&text, chunks);
+            self.section.feed(&self.reply[from..end], chunks);
         }
         self.read = end;
     }
@@ -194,14 +193,16 @@ impl<'s> ReplyStream<'s> {
             };
         }
     }
+}
 
-    /// Text of the current section, whitespace held back as `trim` needs.
+impl Section {
+    /// Text of the section, whitespace held back as `trim` needs.
     fn feed(&mut self, text: &str, chunks: &mut Vec<FieldChunk>) {
         let Section::Field {
             name,
             started,
             held,
-        } = &mut self.section
+        } = self
         else {
             return;
         };

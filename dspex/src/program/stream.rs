@@ -164,6 +164,8 @@ pub fn stream_run<'a, O: Send + 'a>(
 ) -> BoxStream<'a, Result<RunEvent<O>>> {
     let events = Arc::new(EventQueue::default());
     let sink = EventSink(Arc::clone(&events));
+    // Boxed before it is wrapped: the run's future (large) is moved once, into its box.
+    let run: RunFuture<'a> = Box::pin(run);
     let run = STREAM_SINK.scope(Mutex::new(Some(sink)), run);
     Box::pin(RunStream {
         run: Some(Box::pin(run)),
