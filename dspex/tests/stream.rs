@@ -13,6 +13,10 @@ use dspex::{ProgramBuilder, RunTrace, Step};
 use dspex_test_lm::{LmServer, Reply};
 use futures_util::StreamExt;
 
+mod stream_common;
+
+use stream_common::{joined, shape};
+
 dspex_program! {
     /// Reasons, then answers with a confidence, natively.
     pub program Thinker: "question -> answer, confidence: float" {
@@ -49,36 +53,6 @@ async fn events<O>(
     stream: impl futures_util::Stream<Item = Result<RunEvent<O>>> + Unpin,
 ) -> Vec<RunEvent<O>> {
     stream.map(Result::unwrap).collect().await
-}
-
-fn joined<O>(events: &[RunEvent<O>], step_name: &str, field_name: &str) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            RunEvent::Chunk { step, field, text } if step == step_name && field == field_name => {
-                Some(text.as_str())
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// The kinds of the events, chunks of a field counted once per run of chunks.
-fn shape<O>(events: &[RunEvent<O>]) -> Vec<String> {
-    let mut shape: Vec<String> = Vec::new();
-    for event in events {
-        let kind = match event {
-            RunEvent::StepStarted { step } => format!("started {step}"),
-            RunEvent::Chunk { step, field, .. } => format!("chunk {step}.{field}"),
-            RunEvent::StepFinished { step, .. } => format!("finished {step}"),
-            RunEvent::Finished { .. } => "done".to_owned(),
-            _ => "other".to_owned(),
-        };
-        if shape.last() != Some(&kind) {
-            shape.push(kind);
-        }
-    }
-    shape
 }
 
 /// The error a stream ends with.
@@ -218,6 +192,67 @@ async fn malformed_and_oversized_streams_are_step_errors_quoting_a_bounded_excer
     let error = first_error(program.stream(question())).await;
     let chain = error.report();
     assert!(chain.contains("MAX_LM_REPLY_BYTES"), "{chain}");
+}
+
+#[tokio::test]
+async fn the_timeout_bounds_each_gap_of_a_stream_not_the_whole_stream() {
+    let server = LmServer::start().await.unwrap();
+    let timeout = Duration::from_secs(1);
+    let lm = endpoint(&server).timeout(timeout).max_retries(0);
+    let program = thinker(lm).await;
+    // Gaps of a fifth of the timeout, the whole stream several timeouts long: read.
+    let deltas = REPLY.chars().count().div_ceil(12);
+    assert!(deltas as u32 * timeout / 5 > 2 * timeout);
+    server.push(Reply::text(REPLY).deltas(12, timeout / 5));
+    let events = events(program.stream(question())).await;
+    assert_eq!(joined(&events, "answer", "answer"), "Italy");
+    // A gap longer than the timeout: an error naming the bound.
+    server.push(Reply::text(REPLY).deltas(24, timeout * 3));
+    let error = first_error(program.stream(question())).await.report();
+    assert!(
+        error.contains("sent nothing in its stream within 1s (LmConfig::timeout)"),
+        "{error}"
+    );
+    // No first byte within the timeout.
+    server.push(
+        Reply::text(REPLY)
+            .deltas(24, Duration::ZERO)
+            .after(timeout * 3),
+    );
+    let error = first_error(program.stream(question())).await.report();
+    assert!(
+        error.contains("did not reply within 1s (LmConfig::timeout)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_deltas_of_one_read_come_as_one_chunk_per_field() {
+    let server = LmServer::start().await.unwrap();
+    let program = thinker(endpoint(&server)).await;
+    let mut sse = String::new();
+    for piece in REPLY.split_inclusive(' ') {
+        let event = serde_json::json!({"choices": [{"index": 0, "delta": {"content": piece}}]});
+        sse.push_str(&format!("data: {event}\n\n"));
+    }
+    sse.push_str("data: [DONE]\n\n");
+    // Every event in one piece of the body.
+    server.push(Reply::sse(sse));
+    let events = events(program.stream(question())).await;
+    let chunks: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Chunk { field, text, .. } => Some((field.as_str(), text.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        chunks,
+        [
+            ("reasoning", "Rome is the [[ capital ]] of Italy."),
+            ("answer", "Italy")
+        ]
+    );
 }
 
 #[tokio::test]

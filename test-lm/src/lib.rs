@@ -3,9 +3,10 @@
 //! the default reply), records every request it received, and can answer with an error status
 //! (429 with `Retry-After`, 500) or take its time or hang, to test clients' retries and
 //! timeouts. A request with `"stream": true` is answered with server-sent events, as OpenAI
-//! streams: the reply in deltas of chosen sizes and pace ([`Reply::deltas`]), a final usage
-//! chunk when `stream_options.include_usage` asks for it, then `data: [DONE]`; or a raw event
-//! stream ([`Reply::sse`]) to test clients on broken ones. The server tells when a client
+//! streams: the reply in deltas of chosen sizes and pace ([`Reply::deltas`]) or cut at chosen
+//! places ([`Reply::pieces`]), one event written at a time or all back to back
+//! ([`Reply::together`]), a final usage chunk when `stream_options.include_usage` asks for it,
+//! then `data: [DONE]`; or a raw event stream ([`Reply::sse`]) to test clients on broken ones. The server tells when a client
 //! closed a stream before its end ([`LmServer::aborted_streams`]).
 //!
 //! ```
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Either, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -61,6 +62,11 @@ pub struct Reply {
     delay: Duration,
     /// A streamed reply's delta size (characters) and the wait before each delta.
     deltas: Option<(usize, Duration)>,
+    /// A streamed reply's deltas, exactly (their concatenation is `content`).
+    pieces: Option<Vec<String>>,
+    /// A streamed reply's events are written back to back (the whole stream handed to the
+    /// connection at once), not one by one.
+    together: bool,
     /// A streamed reply sent as these bytes, whatever the request.
     raw_sse: Option<String>,
 }
@@ -75,6 +81,8 @@ impl Reply {
             retry_after: None,
             delay: Duration::ZERO,
             deltas: None,
+            pieces: None,
+            together: false,
             raw_sse: None,
         }
     }
@@ -94,6 +102,27 @@ impl Reply {
     #[must_use]
     pub fn deltas(mut self, chars: usize, gap: Duration) -> Self {
         self.deltas = Some((chars.max(1), gap));
+        self
+    }
+
+    /// Streamed (to a request with `"stream": true`) as exactly these deltas, one after the
+    /// other without a pause (to cut a reply at chosen places); the content is their
+    /// concatenation.
+    pub fn pieces(pieces: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let pieces: Vec<String> = pieces.into_iter().map(Into::into).collect();
+        Self {
+            pieces: Some(pieces.clone()),
+            ..Self::text(pieces.concat())
+        }
+    }
+
+    /// Streamed with every event handed to the connection at once, before the response
+    /// starts (as a server whose whole reply is ready writes it: the events back to back, in
+    /// as few writes as the connection makes), instead of one event at a time, each written
+    /// when the one before is (the default). The deltas' pauses are not waited.
+    #[must_use]
+    pub fn together(mut self) -> Self {
+        self.together = true;
         self
     }
 
@@ -382,12 +411,26 @@ async fn answer(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
 /// A streamed answer to `request`: the events are written by a task of their own, which
 /// counts the stream as aborted if the client goes away before the end.
 fn streamed(state: &Arc<State>, request: &JsonValue, reply: Reply) -> Response<Body> {
-    let (mut sender, body) = Channel::new(1);
     let events = match &reply.raw_sse {
         Some(raw) => vec![(Duration::ZERO, raw.clone(), None)],
         None => stream_events(request, &reply),
     };
+    let (mut sender, body) = Channel::new(if reply.together { events.len() } else { 1 });
     let state = Arc::clone(state);
+    if reply.together {
+        let now = Instant::now();
+        let deltas = events
+            .iter()
+            .filter(|(_, _, delta)| delta.is_some())
+            .count();
+        *state.first_delta_at.lock() = Some(now);
+        *state.deltas_at.lock() = vec![now; deltas];
+        for (_, event, _) in events {
+            // The channel holds every event: this cannot fail.
+            let _ = sender.try_send(Frame::data(Bytes::from(event)));
+        }
+        return event_stream(Either::Right(body));
+    }
     tokio::spawn(async move {
         for (gap, event, delta) in events {
             if !gap.is_zero() {
@@ -408,10 +451,14 @@ fn streamed(state: &Arc<State>, request: &JsonValue, reply: Reply) -> Response<B
             }
         }
     });
+    event_stream(Either::Right(body))
+}
+
+fn event_stream(body: Body) -> Response<Body> {
     Response::builder()
         .header(hyper::header::CONTENT_TYPE, "text/event-stream")
         .header(hyper::header::CACHE_CONTROL, "no-cache")
-        .body(Either::Right(body))
+        .body(body)
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "bad scripted reply"))
 }
 
@@ -434,9 +481,15 @@ fn stream_events(request: &JsonValue, reply: &Reply) -> Vec<(Duration, String, O
         chunk(json!({"role": "assistant", "content": ""}), JsonValue::Null),
         None,
     )];
-    let content: Vec<char> = reply.content.chars().collect();
-    for (i, piece) in content.chunks(chars.min(content.len().max(1))).enumerate() {
-        let text: String = piece.iter().collect();
+    let pieces = match &reply.pieces {
+        Some(pieces) => pieces.clone(),
+        None => {
+            let content: Vec<char> = reply.content.chars().collect();
+            let size = chars.min(content.len().max(1));
+            content.chunks(size).map(|p| p.iter().collect()).collect()
+        }
+    };
+    for (i, text) in pieces.into_iter().enumerate() {
         events.push((
             gap,
             chunk(json!({"content": text}), JsonValue::Null),

@@ -13,6 +13,11 @@ use dspex_test_lm::{LmServer, Reply};
 use dspex_tests::{context_with, worker_config};
 use futures_util::StreamExt;
 
+#[path = "../../dspex/tests/stream_common/mod.rs"]
+mod stream_common;
+
+use stream_common::{chunks, shape};
+
 dspex_program! {
     /// Reasons, then answers with a confidence, in the worker.
     pub program Thinker: "question -> answer, confidence: float" {
@@ -51,36 +56,6 @@ async fn events<O: std::fmt::Debug>(
     stream.map(Result::unwrap).collect().await
 }
 
-fn chunks<'e, O>(events: &'e [RunEvent<O>], field_name: &str) -> Vec<&'e str> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            RunEvent::Chunk { step, field, text } if step == "answer" && field == field_name => {
-                Some(text.as_str())
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// The kinds of the events, chunks of a field counted once per run of chunks.
-fn shape<O>(events: &[RunEvent<O>]) -> Vec<String> {
-    let mut shape: Vec<String> = Vec::new();
-    for event in events {
-        let kind = match event {
-            RunEvent::StepStarted { step } => format!("started {step}"),
-            RunEvent::Chunk { step, field, .. } => format!("chunk {step}.{field}"),
-            RunEvent::StepFinished { step, .. } => format!("finished {step}"),
-            RunEvent::Finished { .. } => "done".to_owned(),
-            _ => "other".to_owned(),
-        };
-        if shape.last() != Some(&kind) {
-            shape.push(kind);
-        }
-    }
-    shape
-}
-
 fn step_outputs<O>(events: &[RunEvent<O>]) -> &Fields {
     events
         .iter()
@@ -93,7 +68,7 @@ fn step_outputs<O>(events: &[RunEvent<O>]) -> &Fields {
 
 /// Checks the chunks of a streamed step: free of markers, joined equal to the final text.
 fn check_chunks<O>(events: &[RunEvent<O>], field: &str) -> usize {
-    let texts = chunks(events, field);
+    let texts = chunks(events, "answer", field);
     for text in &texts {
         assert!(
             !text.is_empty() && !text.contains("[[") && !text.contains("##"),
@@ -127,7 +102,7 @@ async fn a_python_chain_of_thought_streams_its_text_fields_through_dspy_as_the_l
     );
     assert!(check_chunks(&events, "reasoning") > 5, "{events:?}");
     check_chunks(&events, "answer");
-    assert!(chunks(&events, "confidence").is_empty());
+    assert!(chunks(&events, "answer", "confidence").is_empty());
     let Some(RunEvent::Finished { output, trace }) = events.last() else {
         panic!("the stream did not finish: {events:?}");
     };
@@ -139,6 +114,71 @@ async fn a_python_chain_of_thought_streams_its_text_fields_through_dspy_as_the_l
     let run = program.run(question()).await.unwrap();
     assert_eq!(run.answer, "Italy");
     assert_eq!(server.requests()[1].body.get("stream"), None);
+}
+
+/// The field markers of [`REPLY`], in order.
+const MARKERS: [&str; 4] = [
+    "[[ ## reasoning ## ]]",
+    "[[ ## answer ## ]]",
+    "[[ ## confidence ## ]]",
+    "[[ ## completed ## ]]",
+];
+
+/// [`REPLY`] in deltas: every marker cut `at` characters into it (whole if it is shorter), the
+/// text between the markers in deltas of 4 characters (as an LM's tokens come).
+fn cut_markers(at: usize) -> Vec<String> {
+    let mut deltas = Vec::new();
+    let mut rest = REPLY;
+    for marker in MARKERS {
+        let start = rest.find(marker).unwrap();
+        let text: Vec<char> = rest[..start].chars().collect();
+        deltas.extend(text.chunks(4).map(|piece| piece.iter().collect::<String>()));
+        let (head, tail) = marker.split_at(at.min(marker.len()));
+        deltas.extend(
+            [head, tail]
+                .into_iter()
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned),
+        );
+        rest = &rest[start + marker.len()..];
+    }
+    assert!(rest.is_empty(), "the reply ends with its last marker");
+    deltas
+}
+
+/// Every split position of every field marker across two deltas: DSPy's `StreamListener` in
+/// the worker hands out no marker text, and the chunks of each field join to its final text.
+/// One worker serves every split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_split_of_a_field_marker_leaks_into_a_python_chunk() {
+    let server = LmServer::start().await.unwrap();
+    let (_ctx, program) = thinker(endpoint(&server)).await;
+    let longest = MARKERS.iter().map(|m| m.len()).max().unwrap();
+    for at in 0..=longest {
+        let deltas = cut_markers(at);
+        assert_eq!(deltas.concat(), REPLY);
+        server.push(Reply::pieces(deltas));
+        let events = events(program.stream(question())).await;
+        for event in &events {
+            if let RunEvent::Chunk { field, text, .. } = event {
+                assert!(
+                    !text.contains(['[', ']', '#']),
+                    "markers cut at {at}: {field} chunk {text:?}"
+                );
+            }
+        }
+        assert!(
+            check_chunks(&events, "reasoning") > 1,
+            "markers cut at {at}"
+        );
+        check_chunks(&events, "answer");
+        assert!(chunks(&events, "answer", "confidence").is_empty());
+        let Some(RunEvent::Finished { output, .. }) = events.last() else {
+            panic!("markers cut at {at}: the stream did not finish: {events:?}");
+        };
+        assert_eq!(output.answer, "Italy", "markers cut at {at}");
+    }
+    assert_eq!(server.requests().len(), longest + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,9 +200,12 @@ async fn a_python_step_on_the_scripted_lm_streams_one_chunk_per_text_field() {
             "done"
         ]
     );
-    assert_eq!(chunks(&events, "reasoning"), ["Rome is in Italy."]);
-    assert_eq!(chunks(&events, "answer"), ["Italy"]);
-    assert!(chunks(&events, "confidence").is_empty());
+    assert_eq!(
+        chunks(&events, "answer", "reasoning"),
+        ["Rome is in Italy."]
+    );
+    assert_eq!(chunks(&events, "answer", "answer"), ["Italy"]);
+    assert!(chunks(&events, "answer", "confidence").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

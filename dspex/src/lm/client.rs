@@ -278,7 +278,7 @@ impl LmClient {
             Backend::OpenAi(endpoint) => match on_text {
                 Some(on_text) => {
                     endpoint
-                        .stream(&body, &mut call, &self.gate, &self.config, on_text)
+                        .stream(body, &mut call, &self.gate, &self.config, on_text)
                         .await?
                 }
                 None => {

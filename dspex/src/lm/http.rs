@@ -3,6 +3,9 @@
 //! retries on 429 and 5xx honouring `Retry-After`, and a bounded reply size; streamed
 //! requests read server-sent events as they arrive.
 
+use std::future::poll_fn;
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -17,6 +20,7 @@ use super::stream::{SseReader, Usage};
 use crate::data::LmCall;
 use crate::error::{Error, Result};
 use tokio::sync::SemaphorePermit;
+use tokio::time::Instant;
 
 /// The largest reply body the client reads; a longer one is an error.
 pub const MAX_LM_REPLY_BYTES: usize = 8 * 1024 * 1024;
@@ -105,14 +109,13 @@ impl Endpoint {
     /// [`LmConfig::timeout`] bounds the wait for the first byte and each gap between chunks.
     pub(super) async fn stream(
         &self,
-        body: &JsonValue,
+        mut body: JsonValue,
         call: &mut LmCall,
         gate: &Gate,
         config: &LmConfig,
         on_text: &mut (dyn FnMut(&str) + Send),
     ) -> Result<String> {
         let url = &self.url;
-        let mut body = body.clone();
         if let Some(fields) = body.as_object_mut() {
             fields.insert("stream".to_owned(), JsonValue::Bool(true));
             fields.insert(
@@ -123,20 +126,52 @@ impl Endpoint {
         let (_slot, mut response) = self.open(&body, &self.streaming, gate, config).await?;
         let mut reader = SseReader::default();
         let mut text = String::new();
-        let mut on_delta = |delta: &str| {
-            text.push_str(delta);
-            on_text(delta);
-        };
+        // One timer for the whole stream, moved only when it fires: a chunk costs no timer.
+        let mut last = Instant::now();
+        let gap = tokio::time::sleep_until(last + config.timeout);
+        let mut gap = pin!(gap);
         loop {
-            let chunk = within(url, config, "sent nothing in its stream", response.chunk()).await?;
-            let Some(chunk) = chunk else { break };
-            if let Err(e) = reader.push(&chunk, &mut on_delta) {
-                return Err(e.into_error(url, &text));
+            let chunk = {
+                let mut next = pin!(response.chunk());
+                poll_fn(|cx| {
+                    if let Poll::Ready(chunk) = next.as_mut().poll(cx) {
+                        return Poll::Ready(Some(chunk));
+                    }
+                    while gap.as_mut().poll(cx).is_ready() {
+                        let deadline = last + config.timeout;
+                        if Instant::now() >= deadline {
+                            return Poll::Ready(None);
+                        }
+                        gap.as_mut().reset(deadline);
+                    }
+                    Poll::Pending
+                })
+                .await
+            };
+            let Some(chunk) = chunk else {
+                return Err(Error::lm(format!(
+                    "{url} sent nothing in its stream within {:?} (LmConfig::timeout)",
+                    config.timeout
+                )));
+            };
+            let Some(chunk) = chunk.map_err(|e| send_error(url, e, config))? else {
+                break;
+            };
+            last = Instant::now();
+            // The deltas of the events of one read go out together, as one piece of text.
+            let before = text.len();
+            let read = reader.push(&chunk, &mut text);
+            if text.len() > before {
+                on_text(&text[before..]);
             }
+            read.map_err(|e| e.into_error(url, &text))?;
         }
-        if let Err(e) = reader.end(&mut on_delta) {
-            return Err(e.into_error(url, &text));
+        let before = text.len();
+        let read = reader.end(&mut text);
+        if text.len() > before {
+            on_text(&text[before..]);
         }
+        read.map_err(|e| e.into_error(url, &text))?;
         if let Some(usage) = reader.usage {
             call.prompt_tokens = usage.prompt_tokens;
             call.completion_tokens = usage.completion_tokens;

@@ -161,19 +161,18 @@ impl<'s> ReplyStream<'s> {
         {
             let (name, rest) = (name.to_owned(), rest.to_owned());
             self.open_section(&name);
-            self.feed(&rest, chunks);
+            self.section.feed(&rest, chunks);
         } else {
             self.read_text(end, chunks);
         }
         // A line break between two lines of a field; leading and trailing ones are held back.
-        self.feed("\n", chunks);
+        self.section.feed("\n", chunks);
     }
 
     fn read_text(&mut self, end: usize, chunks: &mut Vec<FieldChunk>) {
         let from = self.read.max(self.line);
         if from < end {
-            let text = self.reply[from..end].to_owned();
-            self.feed(&text, chunks);
+            self.section.feed(&self.reply[from..end], chunks);
         }
         self.read = end;
     }
@@ -194,40 +193,45 @@ impl<'s> ReplyStream<'s> {
             };
         }
     }
+}
 
-    /// Text of the current section, whitespace held back as `trim` needs.
+impl Section {
+    /// Text of the section, whitespace held back as `trim` needs.
     fn feed(&mut self, text: &str, chunks: &mut Vec<FieldChunk>) {
         let Section::Field {
             name,
             started,
             held,
-        } = &mut self.section
+        } = self
         else {
             return;
         };
-        let mut out = String::new();
-        for c in text.chars() {
-            if c.is_whitespace() {
-                if *started {
-                    held.push(c);
-                }
-            } else {
-                *started = true;
-                out.push_str(held);
-                held.clear();
-                out.push(c);
+        // The text up to its trailing whitespace goes out (after what was held, if any text
+        // came before it); the trailing whitespace is held.
+        let body = text.trim_end();
+        let body = if *started { body } else { body.trim_start() };
+        if body.is_empty() {
+            if *started {
+                held.push_str(text);
             }
-        }
-        if out.is_empty() {
             return;
         }
-        match chunks.last_mut() {
-            Some(last) if last.field == *name => last.text.push_str(&out),
-            _ => chunks.push(FieldChunk {
-                field: name.clone(),
-                text: out,
-            }),
-        }
+        *started = true;
+        let out = match chunks.last_mut() {
+            Some(last) if last.field == *name => &mut last.text,
+            _ => {
+                chunks.push(FieldChunk {
+                    field: name.clone(),
+                    text: String::new(),
+                });
+                let last = chunks.len() - 1;
+                &mut chunks[last].text
+            }
+        };
+        out.push_str(held);
+        held.clear();
+        out.push_str(body);
+        held.push_str(&text[text.trim_end().len()..]);
     }
 }
 
@@ -275,7 +279,9 @@ impl SseError {
 }
 
 /// Reads an OpenAI-compatible stream of server-sent events (`data: {chunk}` events, then
-/// `data: [DONE]`) into the text deltas of the first choice and the usage of the final chunk.
+/// `data: [DONE]`) into the text of the first choice and the usage of the final chunk. Each
+/// event is read from the bytes as they came, its JSON borrowed (only the delta's text and the
+/// usage are kept), into buffers that are reused: reading an event allocates nothing.
 #[cfg(feature = "lm")]
 #[derive(Debug, Default)]
 pub(super) struct SseReader {
@@ -294,9 +300,49 @@ pub(super) struct SseReader {
 #[derive(serde::Deserialize)]
 struct StreamChunk<'a> {
     #[serde(default, borrow)]
-    choices: Vec<StreamChoice<'a>>,
+    choices: FirstChoiceText<'a>,
     usage: Option<Usage>,
     error: Option<serde_json::Value>,
+}
+
+/// The delta text of the choices of index 0 in a chunk's `choices` (no list is kept).
+#[cfg(feature = "lm")]
+#[derive(Default)]
+struct FirstChoiceText<'a>(Option<std::borrow::Cow<'a, str>>);
+
+#[cfg(feature = "lm")]
+impl<'de: 'a, 'a> serde::Deserialize<'de> for FirstChoiceText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Choices<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Choices<'a> {
+            type Value = FirstChoiceText<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut choices: S,
+            ) -> Result<Self::Value, S::Error> {
+                let mut text: Option<std::borrow::Cow<'a, str>> = None;
+                while let Some(choice) = choices.next_element::<StreamChoice<'a>>()? {
+                    let Some(DeltaText(delta)) = choice.delta.and_then(|d| d.content) else {
+                        continue;
+                    };
+                    if choice.index != 0 {
+                        continue;
+                    }
+                    text = Some(match text {
+                        None => delta,
+                        Some(before) => std::borrow::Cow::Owned(before.into_owned() + &delta),
+                    });
+                }
+                Ok(FirstChoiceText(text))
+            }
+        }
+        deserializer.deserialize_seq(Choices(std::marker::PhantomData))
+    }
 }
 
 #[cfg(feature = "lm")]
@@ -322,38 +368,44 @@ struct DeltaText<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
 
 #[cfg(feature = "lm")]
 impl SseReader {
-    /// Reads `bytes`, handing each text delta of the first choice to `on_text`.
-    pub(super) fn push(
-        &mut self,
-        bytes: &[u8],
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<(), SseError> {
+    /// Reads `bytes`, appending the text deltas of the first choice in the events they end to
+    /// `text`.
+    pub(super) fn push(&mut self, bytes: &[u8], text: &mut String) -> Result<(), SseError> {
         self.read += bytes.len();
         if self.read > super::MAX_LM_REPLY_BYTES {
             return Err(SseError::TooLong);
         }
         let mut rest = bytes;
-        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
-            self.line.extend_from_slice(&rest[..at]);
-            rest = &rest[at + 1..];
-            let mut line = std::mem::take(&mut self.line);
-            if line.last() == Some(&b'\r') {
-                line.pop();
+        while let Some(at) = memchr::memchr(b'\n', rest) {
+            let (head, tail) = (&rest[..at], &rest[at + 1..]);
+            rest = tail;
+            if self.line.is_empty() {
+                self.read_line(head, text)?;
+            } else {
+                // The line began in an earlier read: read it whole, and keep the buffer.
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(head);
+                let read = self.read_line(&line, text);
+                line.clear();
+                self.line = line;
+                read?;
             }
-            self.read_line(&line, on_text)?;
         }
         self.line.extend_from_slice(rest);
         Ok(())
     }
 
-    fn read_line(&mut self, line: &[u8], on_text: &mut dyn FnMut(&str)) -> Result<(), SseError> {
+    fn read_line(&mut self, line: &[u8], text: &mut String) -> Result<(), SseError> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
+            if self.data.is_empty() {
+                return Ok(());
+            }
             let data = std::mem::take(&mut self.data);
-            return if data.is_empty() {
-                Ok(())
-            } else {
-                self.read_event(&data, on_text)
-            };
+            let read = self.read_event(&data, text);
+            self.data = data;
+            self.data.clear();
+            return read;
         }
         let Some(value) = line.strip_prefix(b"data:") else {
             // Comments (`:`), `event:`, `id:` and `retry:` say nothing of the completion.
@@ -370,7 +422,7 @@ impl SseReader {
         Ok(())
     }
 
-    fn read_event(&mut self, data: &str, on_text: &mut dyn FnMut(&str)) -> Result<(), SseError> {
+    fn read_event(&mut self, data: &str, text: &mut String) -> Result<(), SseError> {
         if self.done {
             return Ok(());
         }
@@ -389,23 +441,19 @@ impl SseReader {
         if chunk.usage.is_some() {
             self.usage = chunk.usage;
         }
-        for choice in chunk.choices.iter().filter(|c| c.index == 0) {
-            if let Some(DeltaText(text)) = choice.delta.as_ref().and_then(|d| d.content.as_ref())
-                && !text.is_empty()
-            {
-                on_text(text);
-            }
+        if let Some(delta) = chunk.choices.0 {
+            text.push_str(&delta);
         }
         Ok(())
     }
 
     /// The stream ended: an error unless it said `[DONE]`.
-    pub(super) fn end(&mut self, on_text: &mut dyn FnMut(&str)) -> Result<(), SseError> {
+    pub(super) fn end(&mut self, text: &mut String) -> Result<(), SseError> {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
-            self.read_line(&line, on_text)?;
+            self.read_line(&line, text)?;
         }
-        self.read_line(&[], on_text)?;
+        self.read_line(&[], text)?;
         if self.done {
             Ok(())
         } else {

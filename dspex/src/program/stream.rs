@@ -3,17 +3,20 @@
 //! when it starts, reports each step to it, and hands it to native LM steps for their chunks.
 //! Dropping the stream drops the run: an LM request in flight is aborted.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskContext, Poll};
 
 use dspex_core::{FieldType, Signature};
 use futures_util::Stream;
 use futures_util::stream::BoxStream;
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use serde_json::Value as JsonValue;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::data::{Fields, RunTrace};
 use crate::error::Result;
@@ -89,9 +92,22 @@ tokio::task_local! {
     static STREAM_SINK: Mutex<Option<EventSink>>;
 }
 
-/// Where a streamed run's chain sends its events.
+/// Where a streamed run's chain sends its events: a queue the stream empties, which wakes the
+/// stream's task (the run is polled in it, so an event usually comes while it runs: the queue
+/// costs no channel and no wake-up of another task).
 #[derive(Debug, Clone)]
-pub(crate) struct EventSink(UnboundedSender<ChainEvent>);
+pub(crate) struct EventSink(Arc<EventQueue>);
+
+#[derive(Debug, Default)]
+struct EventQueue {
+    events: Mutex<VecDeque<ChainEvent>>,
+    /// The stream is gone: events are dropped.
+    closed: AtomicBool,
+    /// The stream is polling the run: it takes the events the run sends when the poll
+    /// returns, no wake-up is needed.
+    polling: AtomicBool,
+    stream: AtomicWaker,
+}
 
 /// An event of a chain: any but `Finished`, which the stream sends.
 pub(crate) type ChainEvent = RunEvent<Infallible>;
@@ -108,7 +124,12 @@ impl EventSink {
 
     pub(crate) fn send(&self, event: ChainEvent) {
         // The stream is gone only when the run is dropped with it.
-        let _ = self.0.send(event);
+        if !self.0.closed.load(Ordering::Acquire) {
+            self.0.events.lock().push_back(event);
+            if !self.0.polling.load(Ordering::SeqCst) {
+                self.0.stream.wake();
+            }
+        }
     }
 
     /// Reports the `str` outputs of `step` that came whole (from an LM that does not stream):
@@ -141,8 +162,11 @@ pub fn stream_run<'a, O: Send + 'a>(
     run: impl Future<Output = Result<(Fields, RunTrace)>> + Send + 'a,
     convert: fn(Fields) -> Result<O>,
 ) -> BoxStream<'a, Result<RunEvent<O>>> {
-    let (sender, events) = unbounded_channel();
-    let run = STREAM_SINK.scope(Mutex::new(Some(EventSink(sender))), run);
+    let events = Arc::new(EventQueue::default());
+    let sink = EventSink(Arc::clone(&events));
+    // Boxed before it is wrapped: the run's future (large) is moved once, into its box.
+    let run: RunFuture<'a> = Box::pin(run);
+    let run = STREAM_SINK.scope(Mutex::new(Some(sink)), run);
     Box::pin(RunStream {
         run: Some(Box::pin(run)),
         events,
@@ -156,10 +180,28 @@ type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<(Fields, RunTrace)>> + S
 
 struct RunStream<'a, O> {
     run: Option<RunFuture<'a>>,
-    events: UnboundedReceiver<ChainEvent>,
+    events: Arc<EventQueue>,
     /// The run's result, given once the events before it are out.
     ended: Option<Result<(Fields, RunTrace)>>,
     convert: fn(Fields) -> Result<O>,
+}
+
+impl EventQueue {
+    fn pop(&self) -> Option<ChainEvent> {
+        self.events.lock().pop_front()
+    }
+
+    /// No more events: the run ended, or the stream is dropped.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.events.lock().clear();
+    }
+}
+
+impl<O> Drop for RunStream<'_, O> {
+    fn drop(&mut self) {
+        self.events.close();
+    }
 }
 
 impl<O> Stream for RunStream<'_, O> {
@@ -170,16 +212,21 @@ impl<O> Stream for RunStream<'_, O> {
         // Events the run sent already go out before the run is polled again: one poll of the
         // run often reads many deltas, and polling it again for each of their chunks would
         // cost a walk down the whole run (its HTTP body included) per chunk.
-        if let Ok(event) = this.events.try_recv() {
+        if let Some(event) = this.events.pop() {
             return Poll::Ready(Some(Ok(typed(event))));
         }
-        if let Some(run) = this.run.as_mut()
-            && let Poll::Ready(result) = run.as_mut().poll(cx)
-        {
-            this.run = None;
-            this.ended = Some(result);
+        if let Some(run) = this.run.as_mut() {
+            // Woken by the run's own wakers, or by an event sent from elsewhere.
+            this.events.stream.register(cx.waker());
+            this.events.polling.store(true, Ordering::SeqCst);
+            let polled = run.as_mut().poll(cx);
+            this.events.polling.store(false, Ordering::SeqCst);
+            if let Poll::Ready(result) = polled {
+                this.run = None;
+                this.ended = Some(result);
+            }
         }
-        if let Ok(event) = this.events.try_recv() {
+        if let Some(event) = this.events.pop() {
             return Poll::Ready(Some(Ok(typed(event))));
         }
         match this.ended.take() {
@@ -194,13 +241,7 @@ impl<O> Stream for RunStream<'_, O> {
                 Poll::Ready(Some(Err(error)))
             }
             None if this.run.is_none() => Poll::Ready(None),
-            None => {
-                // The run is pending: wake on its next event too.
-                match this.events.poll_recv(cx) {
-                    Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(typed(event)))),
-                    _ => Poll::Pending,
-                }
-            }
+            None => Poll::Pending,
         }
     }
 }
