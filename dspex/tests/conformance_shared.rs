@@ -1,6 +1,9 @@
 //! The conformance suite on `SharedState` (each test on its own session of a private
 //! redis-server this test binary starts) and on contexts built shared: the very same tests as
-//! `conformance_local.rs` and `conformance_bridged.rs`.
+//! `conformance_local.rs` and `conformance_bridged.rs`; then how the processes of a session are
+//! notified of each other's writes.
+
+#![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
