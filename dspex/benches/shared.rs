@@ -389,6 +389,77 @@ fn ratios(s: &mut Setup) {
         "  write on A seen by a watcher on B, p50 {seen:.1?} / bare XADD -> XREAD p50 {xread:.1?} = {:.2} (target <= 2)",
         ratio(seen, xread)
     );
+    server_time(s);
+}
+
+/// Where a set's time goes on the server: every command Redis runs during `ROUNDS` sets (and
+/// as many trivial and floor EVALSHAs), from its slow log with a threshold of 0 (a separate
+/// phase: the log costs every command a little). Medians of the server's own time per command
+/// (a script's time includes the commands it calls), and how many of each ran per set.
+fn server_time(s: &mut Setup) {
+    const ROUNDS: usize = 300;
+    let config = |conn: &mut Connection, name: &str, value: &str| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query(conn)
+            .unwrap();
+    };
+    config(&mut s.bare, "slowlog-max-len", "100000");
+    config(&mut s.bare, "slowlog-log-slower-than", "0");
+    let _: () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query(&mut s.bare)
+        .unwrap();
+    let mut x = 0.0;
+    let t = s.t.clone();
+    for _ in 0..ROUNDS {
+        t.set(Setup::next_value(&mut x)).unwrap();
+        black_box(s.bare_evalsha());
+        black_box(s.floor_write());
+    }
+    config(&mut s.bare, "slowlog-log-slower-than", "-1");
+    let log: Vec<(i64, i64, i64, Vec<Vec<u8>>)> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query::<Vec<redis::Value>>(&mut s.bare)
+        .unwrap()
+        .into_iter()
+        .map(|entry| {
+            let (id, at, micros, args, ..): (i64, i64, i64, Vec<Vec<u8>>, String, String) =
+                redis::FromRedisValue::from_redis_value(entry).unwrap();
+            (id, at, micros, args)
+        })
+        .collect();
+    let trivial = s.trivial.get_hash().to_owned();
+    let floor = s.floor.script.get_hash().to_owned();
+    let mut by_name: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for (_, _, micros, args) in log {
+        let command = String::from_utf8_lossy(args.first().map_or(&[][..], |a| a)).to_uppercase();
+        let name = if command == "EVALSHA" || command == "EVAL" {
+            let sha = String::from_utf8_lossy(args.get(1).map_or(&[][..], |a| a)).into_owned();
+            if sha == trivial {
+                "EVALSHA trivial".to_owned()
+            } else if sha == floor {
+                "EVALSHA floor".to_owned()
+            } else {
+                "EVALSHA the backend's scripts".to_owned()
+            }
+        } else {
+            command
+        };
+        by_name.entry(name).or_default().push(micros);
+    }
+    println!("server time per command over {ROUNDS} sets (Redis slow log, threshold 0):");
+    for (name, mut micros) in by_name {
+        micros.sort_unstable();
+        println!(
+            "  {name}: {:.2} per set, median {} us",
+            micros.len() as f64 / ROUNDS as f64,
+            micros[micros.len() / 2]
+        );
+    }
 }
 
 criterion_group!(benches, shared);

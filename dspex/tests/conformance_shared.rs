@@ -1,13 +1,19 @@
 //! The conformance suite on `SharedState` (each test on its own session of a private
 //! redis-server this test binary starts) and on contexts built shared: the very same tests as
-//! `conformance_local.rs` and `conformance_bridged.rs`.
+//! `conformance_local.rs` and `conformance_bridged.rs`; then how the processes of a session are
+//! notified of each other's writes.
+
+#![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
-use dspex::BackendKind;
-use dspex::Context;
-use dspex::state::{SharedConfig, SharedState, StateProvider};
+use dspex::state::{Key, SharedConfig, SharedState, StateProvider};
+use dspex::{
+    BackendKind, Context, SetOptions, Source, Value, VarType, VariableSpec, WatchEvent,
+    WatchOptions, Watcher,
+};
 use dspex_test_redis::RedisServer;
 
 mod conformance;
@@ -64,3 +70,146 @@ impl conformance::Fixture for Shared {
 }
 
 conformance_suite!(Shared);
+
+// Notices: how the processes of a session learn of each other's writes.
+
+/// Opens `n` `SharedState`s on one new session (separate processes as far as Redis can tell)
+/// and waits until each is a member of it (notified of the others' writes).
+fn members(n: usize) -> Vec<SharedState> {
+    let name = session();
+    let states: Vec<SharedState> = (0..n)
+        .map(|_| SharedState::open(SharedConfig::new(REDIS.url(), name.clone())).unwrap())
+        .collect();
+    let client = redis::Client::open(REDIS.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let meta = states[0].keys().meta.clone();
+    poll(|| {
+        let fields: Vec<String> = redis::cmd("HKEYS").arg(&meta).query(&mut conn).unwrap();
+        fields.iter().filter(|f| f.starts_with("m:")).count() == n
+    });
+    states
+}
+
+/// Polls `done` until it holds (at most 20 s).
+fn poll(mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "the condition never held");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The watcher's next event (at most 20 s).
+fn next_event(watcher: &mut Watcher) -> Option<WatchEvent> {
+    let mut event = None;
+    poll(|| {
+        event = watcher.try_recv();
+        event.is_some()
+    });
+    event
+}
+
+fn version(state: &SharedState, name: &str) -> u64 {
+    let mut version = 0;
+    let _ = state.read(Key::Name(name), &mut |r| version = r.version);
+    version
+}
+
+#[test]
+fn a_write_notifies_every_other_process_and_never_the_writer() {
+    let states = members(3);
+    let (a, b, c) = (&states[0], &states[1], &states[2]);
+    a.register(VariableSpec::new("n", VarType::Integer, 0), Source::Rust)
+        .unwrap();
+    poll(|| version(b, "n") == 1 && version(c, "n") == 1);
+    let before: Vec<u64> = states.iter().map(SharedState::notices_received).collect();
+    for i in 1..=50 {
+        a.set(
+            Key::Name("n"),
+            Value::Integer(i),
+            &SetOptions::default(),
+            Source::Rust,
+        )
+        .unwrap();
+    }
+    poll(|| version(b, "n") == 51 && version(c, "n") == 51);
+    // One notice per write to each other process; none to the writer.
+    assert_eq!(a.notices_received(), before[0]);
+    assert_eq!(b.notices_received(), before[1] + 50);
+    assert_eq!(c.notices_received(), before[2] + 50);
+    for _ in 0..10 {
+        b.update(
+            Key::Name("n"),
+            &mut |v: &Value| Ok(Value::Integer(v.as_i64().unwrap() + 1)),
+            Source::Rust,
+        )
+        .unwrap();
+    }
+    poll(|| version(a, "n") == 61 && version(c, "n") == 61);
+    assert_eq!(a.notices_received(), before[0] + 10);
+    assert_eq!(b.notices_received(), before[1] + 50);
+    assert_eq!(c.notices_received(), before[2] + 60);
+    // A process that closes the session is no longer a member.
+    let meta = a.keys().meta.clone();
+    drop(states);
+    let mut conn = redis::Client::open(REDIS.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let fields: Vec<String> = redis::cmd("HKEYS").arg(&meta).query(&mut conn).unwrap();
+    assert!(!fields.iter().any(|f| f.starts_with("m:")), "{fields:?}");
+}
+
+#[test]
+fn every_process_sees_every_write_in_the_sessions_order() {
+    const WRITES: i64 = 200;
+    let states = Arc::new(members(3));
+    states[0]
+        .register(VariableSpec::new("x", VarType::Integer, 0), Source::Rust)
+        .unwrap();
+    poll(|| states.iter().all(|s| version(s, "x") == 1));
+    let mut watchers: Vec<_> = states
+        .iter()
+        .map(|s| s.watch(&["x"], WatchOptions::default()).unwrap())
+        .collect();
+    // Two processes increment at once (their own writes and the other's interleave, and a
+    // notice often comes while the process's own write is in flight); the third only watches.
+    let writers: Vec<_> = (0..2)
+        .map(|i| {
+            let states = Arc::clone(&states);
+            std::thread::spawn(move || {
+                for _ in 0..WRITES {
+                    states[i]
+                        .update(
+                            Key::Name("x"),
+                            &mut |v: &Value| Ok(Value::Integer(v.as_i64().unwrap() + 1)),
+                            Source::Rust,
+                        )
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let last = 1 + 2 * WRITES as u64;
+    for (i, watcher) in watchers.iter_mut().enumerate() {
+        let mut expected = 2;
+        while expected <= last {
+            match next_event(watcher) {
+                Some(WatchEvent::Updated(c)) => {
+                    assert_eq!(
+                        c.version, expected,
+                        "process {i}: versions in the session's order"
+                    );
+                    assert_eq!(c.new, Value::Integer(expected as i64 - 1));
+                    assert_eq!(c.old, Value::Integer(expected as i64 - 2));
+                    expected += 1;
+                }
+                other => panic!("process {i}: {other:?}"),
+            }
+        }
+    }
+    assert!(states.iter().all(|s| version(s, "x") == last));
+}

@@ -124,18 +124,73 @@ pub(crate) fn change_seq(id: &str) -> Option<u64> {
 /// A stream entry (`0-SEQ` and its fields); the error says what is wrong with it.
 pub(crate) fn decode_change(id: &str, fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Entry, String> {
     let seq = change_seq(id).ok_or_else(|| format!("stream entry id `{id}` is not `0-SEQ`"))?;
-    let field = |name: &[u8]| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    let kind = field(b"kind")
-        .and_then(|k| ChangeKind::parse(k))
-        .ok_or_else(|| format!("stream entry {id} has no valid `kind`"))?;
-    let record = decode_record(
-        field(b"record").ok_or_else(|| format!("stream entry {id} has no `record`"))?,
-    )
-    .map_err(|e| format!("stream entry {id}: {e}"))?;
-    let old = field(b"old")
-        .map(|b| decode_value(b))
-        .transpose()
-        .map_err(|e| format!("stream entry {id}: {e}"))?;
+    let field = |name: &[u8]| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    };
+    decode_entry(seq, field(b"kind"), field(b"record"), field(b"old"))
+        .map_err(|e| format!("stream entry {id}: {e}"))
+}
+
+/// The changes of one write as a notice tells them to the other processes (see
+/// [`scripts`](super::scripts)): the session's epoch, then each change as a header
+/// `SEQ KIND RECORD_LEN OLD_LEN` and a newline, the record and the old value (`OLD_LEN` 0:
+/// none). The error says what is wrong with it.
+pub(crate) fn decode_notice(payload: &[u8]) -> Result<(String, Vec<Entry>), String> {
+    let (epoch, mut rest) = split_line(payload).ok_or("a notice without its epoch")?;
+    let epoch = String::from_utf8_lossy(epoch).into_owned();
+    let mut entries = Vec::new();
+    while !rest.is_empty() {
+        let (header, body) = split_line(rest).ok_or("a change without its header")?;
+        let header = std::str::from_utf8(header).map_err(|e| e.to_string())?;
+        let mut parts = header.split(' ');
+        let mut next = || {
+            parts
+                .next()
+                .ok_or_else(|| format!("a short header `{header}`"))
+        };
+        let seq: u64 = next()?
+            .parse()
+            .map_err(|_| format!("a bad header `{header}`"))?;
+        let kind = next()?.as_bytes();
+        let record_len: usize = next()?
+            .parse()
+            .map_err(|_| format!("a bad header `{header}`"))?;
+        let old_len: usize = next()?
+            .parse()
+            .map_err(|_| format!("a bad header `{header}`"))?;
+        let end = record_len
+            .checked_add(old_len)
+            .filter(|&end| end <= body.len())
+            .ok_or_else(|| format!("change {seq} is cut short"))?;
+        let (record, old) = body[..end].split_at(record_len);
+        let old = (!old.is_empty()).then_some(old);
+        entries.push(
+            decode_entry(seq, Some(kind), Some(record), old)
+                .map_err(|e| format!("change {seq}: {e}"))?,
+        );
+        rest = &body[end..];
+    }
+    Ok((epoch, entries))
+}
+
+/// The bytes before the first newline, and those after it.
+fn split_line(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = bytes.iter().position(|&b| b == b'\n')?;
+    Some((&bytes[..at], &bytes[at + 1..]))
+}
+
+fn decode_entry(
+    seq: u64,
+    kind: Option<&[u8]>,
+    record: Option<&[u8]>,
+    old: Option<&[u8]>,
+) -> Result<Entry, String> {
+    let kind = kind.and_then(ChangeKind::parse).ok_or("no valid `kind`")?;
+    let record = decode_record(record.ok_or("no `record`")?)?;
+    let old = old.map(decode_value).transpose()?;
     Ok(Entry {
         seq,
         kind,
@@ -265,5 +320,55 @@ mod tests {
             (b"record".to_vec(), vec![0xff, 0xff, 0xff]),
         ];
         assert!(decode_change("0-1", &garbage).is_err());
+    }
+
+    /// A notice as the write script builds it.
+    fn notice(epoch: &str, changes: &[(u64, &str, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+        let mut out = format!("{epoch}\n").into_bytes();
+        for (seq, kind, record, old) in changes {
+            out.extend(format!("{seq} {kind} {} {}\n", record.len(), old.len()).bytes());
+            out.extend(record);
+            out.extend(old);
+        }
+        out
+    }
+
+    #[test]
+    fn notices_decode_every_change_or_say_what_is_wrong() {
+        let r = record();
+        let old = encode_value(&Value::String("y".into()));
+        let payload = notice(
+            "e1",
+            &[
+                (7, "updated", encode_record(&r), old.clone()),
+                (8, "deleted", encode_record(&r), Vec::new()),
+            ],
+        );
+        let (epoch, entries) = decode_notice(&payload).unwrap();
+        assert_eq!(epoch, "e1");
+        assert_eq!(entries.len(), 2);
+        assert_eq!((entries[0].seq, entries[0].kind), (7, ChangeKind::Updated));
+        assert_eq!(entries[0].record, r);
+        assert_eq!(entries[0].old, Some(Value::String("y".into())));
+        assert_eq!(
+            (entries[1].seq, entries[1].kind, entries[1].old.as_ref()),
+            (8, ChangeKind::Deleted, None)
+        );
+        // An epoch alone: no change.
+        assert_eq!(decode_notice(b"e1\n").unwrap().1, Vec::new());
+        // Cut short, a bad header, no epoch: errors naming the problem.
+        let err = decode_notice(&payload[..payload.len() - 1]).unwrap_err();
+        assert!(err.contains("change 8 is cut short"), "{err}");
+        let err = decode_notice(b"e1\n7 updated x 0\n").unwrap_err();
+        assert!(err.contains("bad header"), "{err}");
+        let err = decode_notice(b"e1\n7 updated\n").unwrap_err();
+        assert!(err.contains("short header"), "{err}");
+        assert!(decode_notice(b"e1").unwrap_err().contains("epoch"));
+        let err = decode_notice(&notice(
+            "e1",
+            &[(3, "moved", encode_record(&r), Vec::new())],
+        ))
+        .unwrap_err();
+        assert!(err.contains("change 3") && err.contains("kind"), "{err}");
     }
 }

@@ -14,6 +14,10 @@ pub const MIN_SESSION_TTL: Duration = Duration::from_secs(1);
 /// The longest heartbeat interval: a process that has a session open renews its TTL at least
 /// this often (and at least three times per TTL).
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+/// How many heartbeat intervals a process stays a member of a session (notified of the other
+/// processes' writes) after its last heartbeat: a process that stops (or loses Redis) for
+/// longer is dropped, and catches up from the session's stream when it comes back.
+pub const MEMBERSHIP_LAPSE_BEATS: u32 = 3;
 /// How many changes a session's stream keeps (older ones are trimmed; a process that falls
 /// further behind is told it missed changes).
 pub const DEFAULT_STREAM_MAX_LEN: usize = 10_000;
@@ -27,7 +31,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one command may wait for Redis's reply (a write blocks its thread at most this
 /// long on a Redis that stopped answering; a refused connection fails at once).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
-/// The longest a process's reader waits on the stream before it checks for a heartbeat or a
+/// The longest a process's reader waits for notices before it checks for a heartbeat or a
 /// stop.
 pub const MAX_READ_BLOCK: Duration = Duration::from_secs(5);
 /// The first and the longest pause between two attempts to reconnect to Redis.
@@ -259,9 +263,11 @@ pub(crate) fn redact(url: &str) -> String {
 /// |---|---|---|
 /// | `{dspex:S}:vars` | hash | variable name -> its record (a `dspex.v1.Variable` message) |
 /// | `{dspex:S}:heads` | hash | variable name -> `ID:VERSION`, what a write compares and sets |
-/// | `{dspex:S}:meta` | hash | `seq` (changes so far), `ids` (ids handed out), `epoch` (which life of the session), `hlimit` (the history limit, set by the process that created the session) |
+/// | `{dspex:S}:meta` | hash | `seq` (changes so far), `ids` (ids handed out), `epoch` (which life of the session), `hlimit` (the history limit, set by the process that created the session), `m:MEMBER` (each open process's membership: the time it lapses, in Unix milliseconds) |
 /// | `{dspex:S}:history` | hash | `ID:VERSION` -> that write's history entry (a `dspex.v1.HistoryEntry`), for the last `hlimit` versions of each variable |
 /// | `{dspex:S}:changes` | stream | one entry per change, id `0-SEQ`: `kind` (`registered`, `updated`, `deleted`), `record` (the record after the change; for a deletion, the last one), `old` (the value before an update, a `dspex.v1.Value`) |
+/// | `{dspex:S}:to:MEMBER` | channel | the changes of each write, published to every member but the writer |
+/// | `{dspex:S}:idle` | (never set) | the list a process's reader blocks on while it waits for notices (BLPOP with a timeout: its heartbeat) |
 ///
 /// ```
 /// use dspex::state::shared::SessionKeys;
@@ -295,6 +301,21 @@ impl SessionKeys {
             history: format!("{tag}:history"),
             changes: format!("{tag}:changes"),
         }
+    }
+
+    /// The channel member `member`'s reader receives the other processes' changes on.
+    pub(crate) fn member_channel(&self, member: &str) -> String {
+        format!("{}to:{member}", self.tag())
+    }
+
+    /// The key a reader blocks on while it waits for notices (nothing ever sets it).
+    pub(crate) fn idle(&self) -> String {
+        format!("{}idle", self.tag())
+    }
+
+    /// `{dspex:S}:`.
+    fn tag(&self) -> &str {
+        self.meta.strip_suffix("meta").unwrap_or(&self.meta)
     }
 
     /// The keys in the order every script of the backend takes them.

@@ -4,10 +4,15 @@
 //! - The **writer connection** (one per process and session, behind a mutex) runs every
 //!   script; a write holds it for one round trip, so the writes of one process are serialized
 //!   like a mutex.
-//! - The **reader thread** has its own connection. It waits on the session's stream (XREAD
-//!   BLOCK) and applies every change to the mirror in order, renews the session's TTL on a
-//!   heartbeat, and reconnects after Redis went away, then checks whether the session moved on
-//!   (it catches up) or started a new life (it reloads).
+//! - The **reader thread** has its own connection (RESP3), subscribed to this process's
+//!   channel: every other process's write publishes its changes there (never the process's
+//!   own writes, so a write wakes no reader of its own process). It applies them to the mirror
+//!   in order while it waits (BLPOP on a key nothing sets, which times out for the next
+//!   heartbeat); one that comes early (a change before it is missing: this process's own write
+//!   in flight, or a notice lost) waits for this process's write in flight, then catches up
+//!   from the session's stream, which holds every change. It renews the session's TTL and the
+//!   process's membership on a heartbeat, and reconnects after Redis went away, then checks
+//!   whether the session moved on (it catches up) or started a new life (it reloads).
 //! - A writer makes its own write visible before it returns (read-your-writes): it applies its
 //!   changes to the mirror itself when the mirror is just behind them, and otherwise catches up
 //!   from the stream first, so that changes are always applied, and watchers told, in the
@@ -15,17 +20,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
-use redis::{Client, Connection, RedisError};
+use redis::{Client, Connection, ProtocolVersion, PushInfo, PushKind, RedisError};
 use rustc_hash::FxHashMap;
 
 use super::codec::{self, Entry};
 use super::config::{
-    CONNECT_TIMEOUT, IO_TIMEOUT, MAX_READ_BLOCK, READ_BATCH, RECONNECT_DELAY, SessionKeys,
-    SharedConfig,
+    CONNECT_TIMEOUT, IO_TIMEOUT, MAX_READ_BLOCK, MEMBERSHIP_LAPSE_BEATS, READ_BATCH,
+    RECONNECT_DELAY, SessionKeys, SharedConfig,
 };
 use super::mirror::Mirror;
 use super::scripts::{self, Failed, RawEntry};
@@ -38,9 +44,15 @@ pub(crate) struct Link {
     /// The URL without its password.
     pub(crate) url: String,
     client: Client,
+    /// The same server, in RESP3: the reader receives notices while it runs commands.
+    reader_client: Client,
     pub(crate) keys: SessionKeys,
     /// The epoch this process proposes if it creates the session.
     epoch_candidate: String,
+    /// This process's member id in the session (random): names its notices channel.
+    member: String,
+    /// Notices (other processes' writes) the reader received.
+    notices: AtomicU64,
     pub(crate) hub: Arc<WatchHub>,
     pub(crate) mirror: RwLock<Mirror>,
     /// The writer connection, and the reader generation it was opened in.
@@ -91,13 +103,24 @@ impl Link {
         let url = config.shown_url();
         let client = Client::open(config.url())
             .map_err(|e| Error::shared_with(format!("invalid Redis URL `{url}`"), e))?;
+        let info = client.get_connection_info().clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let reader_client = Client::open(info.set_redis_settings(resp3))
+            .map_err(|e| Error::shared_with(format!("invalid Redis URL `{url}`"), e))?;
         let keys = SessionKeys::new(config.session());
-        let epoch_candidate = random_epoch()?;
+        let epoch_candidate = random_id()?;
+        let member = random_id()?;
         let link = Self {
             url,
             client,
+            reader_client,
             keys,
             epoch_candidate,
+            member,
+            notices: AtomicU64::new(0),
             mirror: RwLock::new(Mirror::loaded(
                 Arc::clone(&hub),
                 0,
@@ -141,7 +164,17 @@ impl Link {
             epoch_candidate: &self.epoch_candidate,
             stream_max_len: self.config.stream_len(),
             history_limit: self.config.history_len(),
+            member: &self.member,
+            member_lapse_ms: u64::try_from(
+                (self.config.heartbeat_interval() * MEMBERSHIP_LAPSE_BEATS).as_millis(),
+            )
+            .unwrap_or(u64::MAX),
         }
+    }
+
+    /// How many notices of other processes' writes this process's reader received.
+    pub(crate) fn notices(&self) -> u64 {
+        self.notices.load(Ordering::Acquire)
     }
 
     /// Whether the reader's last contact with Redis worked.
@@ -395,6 +428,8 @@ impl Link {
             }
             let conn = writer.as_mut().map(|(c, _)| c);
             if let Some(conn) = conn {
+                // No more notices for this process; then wake its reader.
+                let _ = scripts::leave(conn, &self.session());
                 let _: redis::RedisResult<i64> =
                     redis::cmd("CLIENT").arg("UNBLOCK").arg(id).query(conn);
             }
@@ -413,8 +448,10 @@ impl Link {
         }
     }
 
-    /// The reader thread: follows the stream, renews the TTL, reconnects.
+    /// The reader thread: applies the notices of other processes' writes, renews the TTL and
+    /// the membership, reconnects.
     fn read_loop(&self) {
+        let (pushes, notices) = std::sync::mpsc::channel();
         let heartbeat = self.config.heartbeat_interval();
         let mut conn: Option<Connection> = None;
         let mut delay = RECONNECT_DELAY.0;
@@ -423,7 +460,7 @@ impl Link {
         let mut lost = false;
         while !self.stopped() {
             let Some(c) = conn.as_mut() else {
-                match self.connect_reader() {
+                match self.connect_reader(&pushes) {
                     Ok(c) => {
                         if lost {
                             self.generation.fetch_add(1, Ordering::AcqRel);
@@ -449,6 +486,7 @@ impl Link {
             if now >= next_beat {
                 match self.beat(c) {
                     Ok(()) => {
+                        self.take_notices(&notices);
                         next_beat = now + heartbeat;
                         if !self.connected.swap(true, Ordering::AcqRel) {
                             tracing::info!(
@@ -469,30 +507,111 @@ impl Link {
             let block = next_beat
                 .saturating_duration_since(now)
                 .clamp(Duration::from_millis(1), MAX_READ_BLOCK);
-            let after = self.mirror.read().applied;
-            let block_ms = u64::try_from(block.as_millis()).unwrap_or(1);
-            match scripts::read_changes(c, &self.keys, after, block_ms, READ_BATCH) {
-                Ok(raw) if raw.is_empty() => {}
-                Ok(raw) => {
-                    if let Err(e) = self.apply_raw(c, raw) {
-                        // A reload that failed: start again on a new connection.
-                        tracing::warn!(error = %e.report(), "shared state: cannot apply the session's changes");
-                        self.reader_id.store(0, Ordering::Release);
-                        conn = None;
-                        self.pause(delay);
-                    }
+            if let Err(e) = self.wait(c, &notices, block) {
+                lost = true;
+                if !self.stopped() {
+                    tracing::debug!(error = %e.report(), "shared state: waiting for notices failed");
+                    self.lose_reader();
                 }
-                Err(e) => {
-                    lost = true;
-                    if !self.stopped() {
-                        tracing::debug!(error = %e, "shared state: reading the stream failed");
-                        self.lose_reader();
-                    }
-                    self.reader_id.store(0, Ordering::Release);
-                    conn = None;
-                }
+                self.reader_id.store(0, Ordering::Release);
+                conn = None;
             }
         }
+    }
+
+    /// Waits up to `block` (BLPOP on a key nothing sets, so that a stop can end it early),
+    /// applying the notices that arrive meanwhile.
+    fn wait(
+        &self,
+        conn: &mut Connection,
+        notices: &Receiver<PushInfo>,
+        block: Duration,
+    ) -> Result<()> {
+        let lost = |e: RedisError| self.read_error(e);
+        let call = redis::cmd("BLPOP")
+            .arg(self.keys.idle())
+            .arg(format!("{:.3}", block.as_secs_f64()))
+            .get_packed_command();
+        conn.send_packed_command(&call).map_err(lost)?;
+        loop {
+            // Notices are handed over by the connection's push sender as they are read.
+            let reply = conn.recv_response().map_err(lost)?;
+            self.take_notices(notices);
+            if !matches!(reply, redis::Value::Push { .. }) {
+                reply.extract_error().map_err(lost)?;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Applies the notices received so far, in order. One that comes early (a change before it
+    /// is missing) waits for this process's write in flight (which applies its own changes),
+    /// then catches up from the stream if a change is still missing.
+    fn take_notices(&self, notices: &Receiver<PushInfo>) {
+        while let Ok(push) = notices.try_recv() {
+            if push.kind != PushKind::Message {
+                continue;
+            }
+            let Some(redis::Value::BulkString(payload)) = push.data.get(1) else {
+                continue;
+            };
+            self.notices.fetch_add(1, Ordering::AcqRel);
+            let settled = match codec::decode_notice(payload) {
+                Ok((epoch, entries)) => self.take_notice(epoch, entries),
+                Err(problem) => {
+                    tracing::warn!(session = self.config.session(), %problem, "shared state: a notice does not decode; catching up from the stream");
+                    let epoch = self.mirror.read().epoch.clone();
+                    self.settle(&epoch, Vec::new(), u64::MAX)
+                }
+            };
+            if let Err(e) = settled {
+                // The next notice, or the next heartbeat, catches up.
+                tracing::warn!(error = %e.report(), "shared state: cannot catch up with the session's changes");
+            }
+        }
+    }
+
+    fn take_notice(&self, epoch: String, entries: Vec<Entry>) -> Result<()> {
+        let last = entries.last().map_or(0, |e| e.seq);
+        let early = {
+            let mut m = self.mirror.write();
+            if m.epoch == epoch && entries.first().is_none_or(|e| e.seq <= m.applied + 1) {
+                // A notice's changes are consecutive: in order at its start, in order all along.
+                let _ = m.apply(&self.hub, entries);
+                None
+            } else {
+                Some(entries)
+            }
+        };
+        match early {
+            Some(entries) => self.settle(&epoch, entries, last),
+            None => Ok(()),
+        }
+    }
+
+    /// A notice of life `epoch` up to change `last` came early: once this process's write in
+    /// flight is done, applies `entries` if they are next, else catches up from the stream (or
+    /// reloads, for another life), on the writer's connection (the reader's is waiting).
+    fn settle(&self, epoch: &str, entries: Vec<Entry>, last: u64) -> Result<()> {
+        let mut writer = self.writer()?;
+        let (settled, same_life) = {
+            let mut m = self.mirror.write();
+            let same_life = m.epoch == epoch;
+            if same_life {
+                let _ = m.apply(&self.hub, entries);
+            }
+            (same_life && m.applied >= last, same_life)
+        };
+        if settled {
+            return Ok(());
+        }
+        let synced = if same_life {
+            self.catch_up(writer.conn())
+        } else {
+            // This notice or the mirror is of another life: the session says which.
+            self.reload(writer.conn())
+        };
+        synced.inspect_err(|_| writer.drop_connection())
     }
 
     /// The reader lost its connection: Redis is likely gone (or restarted), and so is the
@@ -503,18 +622,33 @@ impl Link {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn connect_reader(&self) -> Result<Connection> {
-        let mut conn = self.connect(MAX_READ_BLOCK + IO_TIMEOUT)?;
+    /// The reader's connection (RESP3), its pushes handed to `pushes`, subscribed to this
+    /// process's channel (the heartbeat that follows makes it a member and catches up).
+    fn connect_reader(&self, pushes: &Sender<PushInfo>) -> Result<Connection> {
+        let unreachable = |e| Error::shared_with(format!("cannot reach Redis at {}", self.url), e);
+        let mut conn = self
+            .reader_client
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .and_then(|c| {
+                c.set_read_timeout(Some(MAX_READ_BLOCK + IO_TIMEOUT))?;
+                c.set_write_timeout(Some(IO_TIMEOUT))?;
+                Ok(c)
+            })
+            .map_err(unreachable)?;
+        conn.set_push_sender(pushes.clone());
         let id: i64 = redis::cmd("CLIENT")
             .arg("ID")
             .query(&mut conn)
-            .map_err(|e| Error::shared_with(format!("cannot reach Redis at {}", self.url), e))?;
+            .map_err(unreachable)?;
+        conn.subscribe_resp3(self.keys.member_channel(&self.member))
+            .map_err(unreachable)?;
         self.reader_id.store(id, Ordering::Release);
         Ok(conn)
     }
 
-    /// Renews the TTL, and reloads or catches up if the session started a new life or moved
-    /// on while this process was not following it.
+    /// Renews the TTL and this process's membership (from then on, every write of another
+    /// process notifies it), and reloads or catches up if the session started a new life or
+    /// moved on while this process was not following it.
     fn beat(&self, conn: &mut Connection) -> Result<()> {
         // What the mirror held BEFORE asking: a write of this process applied while the touch
         // is in flight must not look like the session going back (a spurious reload).
@@ -561,8 +695,8 @@ fn check_version(conn: &mut Connection, url: &str) -> Result<()> {
     Ok(())
 }
 
-/// A random epoch for a session this process may create.
-fn random_epoch() -> Result<String> {
+/// A random id: the epoch of a session this process may create, its member id.
+fn random_id() -> Result<String> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes)
         .map_err(|e| Error::shared(format!("cannot draw random bytes: {e}")))?;

@@ -38,8 +38,11 @@
 //!   initial value and metadata of the joining declaration are not applied). Another
 //!   declaration is refused with [`Error::DeclarationMismatch`](crate::Error), naming the
 //!   variable and what differs.
-//! - **Watching** follows the session's stream in order: every change made by any process is
-//!   delivered to this process's watchers in the session's order. A process that fell behind
+//! - **Watching** follows the session's changes in order: every change made by any process is
+//!   delivered to this process's watchers in the session's order. Each write publishes its
+//!   changes to every other process that has the session open (never to the writing process,
+//!   which applies its own write itself), and the session's stream keeps them all: a process
+//!   that misses a notice catches up from the stream. A process that fell behind
 //!   further than the stream keeps (or that was cut off while the session expired and started
 //!   again) reloads the session and tells each watcher how many changes it may have missed
 //!   ([`WatchEvent::Lagged`](crate::WatchEvent)); a gap is never skipped silently.
@@ -122,7 +125,8 @@ pub(crate) use config::check_key_name;
 pub use config::{
     CONNECT_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_SESSION_TTL, DEFAULT_STREAM_MAX_LEN,
     IO_TIMEOUT, MAX_READ_BLOCK, MAX_SESSION_NAME_BYTES, MAX_STREAM_MAX_LEN, MAX_WRITE_ATTEMPTS,
-    MIN_SESSION_TTL, READ_BATCH, RECONNECT_DELAY, SessionKeys, SharedConfig,
+    MEMBERSHIP_LAPSE_BEATS, MIN_SESSION_TTL, READ_BATCH, RECONNECT_DELAY, SessionKeys,
+    SharedConfig,
 };
 
 use self::codec::{
@@ -229,6 +233,13 @@ impl SharedState {
     /// Whether this process's last contact with Redis worked (writes fail while it does not).
     pub fn is_connected(&self) -> bool {
         self.link.is_connected()
+    }
+
+    /// How many notices of other processes' writes this process has received (one per write,
+    /// or per `update_many`). A process is never notified of its own writes: it applies them
+    /// itself before the write returns.
+    pub fn notices_received(&self) -> u64 {
+        self.link.notices()
     }
 
     /// The record behind `key` in `table`, following the ids of variables that moved in.

@@ -10,6 +10,15 @@
 //! the session's TTL, and the heartbeat of every process that has the session open renews it
 //! long before it runs out. A session nobody has open expires a TTL after its last renewal.
 //!
+//! Notices: every open process's reader subscribes to a channel of its own
+//! ([`SessionKeys::member_channel`](super::SessionKeys::member_channel)) and is a member of the
+//! session (a field `m:MEMBER` of its meta hash, holding the time it lapses; the heartbeat
+//! renews it, and drops the members that lapsed). A write publishes its changes (see
+//! [`decode_notice`](super::codec::decode_notice)) to every member but the writing process:
+//! a process is never woken for its own write (it applies that itself), and the others get
+//! the changes in the one message, in the session's order. The stream keeps every change: a
+//! process catches up from it whenever a notice is missing.
+//!
 //! A script checks everything before it writes anything: Redis does not roll back the writes of
 //! a script that fails halfway.
 
@@ -26,6 +35,7 @@ macro_rules! lua {
         concat!(
             r#"
 local vars, heads, meta, changes, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local channel = string.sub(meta, 1, -5) .. 'to:'
 local function touch()
   for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
@@ -45,7 +55,8 @@ end
 /// Applies a batch of operations, all or nothing. `ARGV[3]` = the stream's MAXLEN, `ARGV[4]` = a
 /// floor for the id counter (`0`: none), `ARGV[5]` = `1` to refuse registrations whose id a
 /// variable of the session holds, `ARGV[6]` = the history limit to keep if the session has
-/// none yet, `ARGV[7]` = the number of operations, then seven arguments per operation: kind
+/// none yet, `ARGV[7]` = the writing process's member id (it is not sent the notice),
+/// `ARGV[8]` = the number of operations, then seven arguments per operation: kind
 /// (`registered`, `updated`, `deleted`; `expect` to only check; `history` to only store a
 /// history entry), name, expected head (`""`: absent; `ID:*`: any version of that id; else
 /// exactly `ID:VERSION`), new head, record (for `history`: the entry), old value (`""`: none),
@@ -58,15 +69,22 @@ end
 /// record or '', seq, epoch}` or `{'id_taken', index, epoch}`.
 ///
 /// An update of an existing variable (the common write) runs only what it needs: one read
-/// of the session's epoch and history limit, the head check, the sequence number, the stream
-/// entry, the record, the head and the history entry (and the drop of the oldest one). It
-/// renews no TTL: the variable's keys exist, so they have the session's TTL, renewed by the
-/// heartbeat.
+/// of the session's meta hash (epoch, history limit, members), the head check, the sequence
+/// number, the stream entry, the record, the head and the history entry (and the drop of the
+/// oldest one), and one notice per other member. It renews no TTL: the variable's keys exist,
+/// so they have the session's TTL, renewed by the heartbeat.
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
-local m = redis.call('HMGET', meta, 'epoch', 'hlimit')
-local e, hlimit = m[1], tonumber(m[2])
+local e, hlimit, others = nil, nil, {}
+local me = 'm:' .. ARGV[7]
+local fields = redis.call('HGETALL', meta)
+for i = 1, #fields, 2 do
+  local f = fields[i]
+  if f == 'epoch' then e = fields[i + 1]
+  elseif f == 'hlimit' then hlimit = tonumber(fields[i + 1])
+  elseif string.sub(f, 1, 2) == 'm:' and f ~= me then others[#others + 1] = string.sub(f, 3) end
+end
 -- Whether a key may be created (then every key gets the TTL).
 local renew = false
 if not e then
@@ -74,7 +92,7 @@ if not e then
   redis.call('HSET', meta, 'epoch', e)
   renew = true
 end
-local maxlen, floor, check_ids, n = ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
+local maxlen, floor, check_ids, n = ARGV[3], tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[8])
 local function matches(cur, exp)
   if exp == '' then return not cur end
   if not cur then return false end
@@ -89,7 +107,7 @@ if check_ids == '1' then
   for _, h in ipairs(redis.call('HVALS', heads)) do held[string.match(h, '^(%d+):')] = true end
 end
 for i = 0, n - 1 do
-  local b = 8 + i * 7
+  local b = 9 + i * 7
   if ARGV[b] ~= 'history' then
     local cur = redis.call('HGET', heads, ARGV[b + 1])
     if not matches(cur, ARGV[b + 2]) then
@@ -112,8 +130,9 @@ if not hlimit then
   redis.call('HSET', meta, 'hlimit', hlimit)
 end
 local first = 0
+local notice = {e, '\n'}
 for i = 0, n - 1 do
-  local b = 8 + i * 7
+  local b = 9 + i * 7
   local kind, name, exp, new = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local record, old, entry = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
   if kind ~= 'updated' and kind ~= 'expect' then renew = true end
@@ -122,6 +141,9 @@ for i = 0, n - 1 do
   elseif kind ~= 'expect' then
     local s = redis.call('HINCRBY', meta, 'seq', 1)
     if first == 0 then first = s end
+    notice[#notice + 1] = s .. ' ' .. kind .. ' ' .. #record .. ' ' .. #old .. '\n'
+    notice[#notice + 1] = record
+    notice[#notice + 1] = old
     if old ~= '' then
       redis.call('XADD', changes, 'MAXLEN', maxlen, '0-' .. s, 'kind', kind, 'record', record, 'old', old)
     else
@@ -143,6 +165,10 @@ for i = 0, n - 1 do
       end
     end
   end
+end
+if first > 0 and #others > 0 then
+  local message = table.concat(notice)
+  for _, member in ipairs(others) do redis.call('PUBLISH', channel .. member, message) end
 end
 if renew then touch() end
 return {'ok', first, e}
@@ -179,13 +205,33 @@ return out
     ))
 });
 
-/// Renews the session's TTL: `{seq, epoch}`.
+/// Renews the session's TTL and the membership of member `ARGV[3]` for `ARGV[4]`
+/// milliseconds, and drops the members that lapsed: `{seq, epoch}`.
 static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
 local e = epoch()
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local fields = redis.call('HGETALL', meta)
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 2) == 'm:' and tonumber(fields[i + 1]) < now then
+    redis.call('HDEL', meta, fields[i])
+  end
+end
+redis.call('HSET', meta, 'm:' .. ARGV[3], string.format('%d', now + tonumber(ARGV[4])))
 touch()
 return {seq(), e}
+"#
+    ))
+});
+
+/// Ends the membership of member `ARGV[3]` (a process that closes the session).
+static LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(lua!(
+        r#"
+redis.call('HDEL', meta, 'm:' .. ARGV[3])
+return 1
 "#
     ))
 });
@@ -209,6 +255,10 @@ pub(crate) struct Session<'a> {
     pub(crate) epoch_candidate: &'a str,
     pub(crate) stream_max_len: usize,
     pub(crate) history_limit: usize,
+    /// This process's member id: its notices channel, and whom its writes do not notify.
+    pub(crate) member: &'a str,
+    /// How long a membership lasts unless renewed, in milliseconds.
+    pub(crate) member_lapse_ms: u64,
 }
 
 /// One operation of an [`apply`] batch.
@@ -304,6 +354,7 @@ pub(crate) fn apply(
         .arg(id_floor)
         .arg(if check_ids { "1" } else { "0" })
         .arg(session.history_limit)
+        .arg(session.member)
         .arg(ops.len());
     for op in ops {
         let kind = match op.kind {
@@ -373,12 +424,15 @@ pub(crate) fn snapshot(
     })
 }
 
-/// Renews the session's TTL; returns its sequence number and epoch.
+/// Renews the session's TTL and this process's membership; returns the session's sequence
+/// number and epoch.
 pub(crate) fn touch(
     conn: &mut Connection,
     session: &Session<'_>,
 ) -> redis::RedisResult<(u64, String)> {
-    let reply: Vec<RedisValue> = invoke(&TOUCH, session).invoke(conn)?;
+    let mut call = invoke(&TOUCH, session);
+    call.arg(session.member).arg(session.member_lapse_ms);
+    let reply: Vec<RedisValue> = call.invoke(conn)?;
     let seq = reply.first().and_then(bytes).map_or(0, |s| parse_u64(&s));
     let epoch = reply
         .get(1)
@@ -409,6 +463,14 @@ pub(crate) fn history(
         .and_then(bytes)
         .map_or(0, |l| usize::try_from(parse_u64(&l)).unwrap_or(0));
     Ok((limit, items.map(bytes).collect()))
+}
+
+/// Ends this process's membership: its reader is no longer notified.
+pub(crate) fn leave(conn: &mut Connection, session: &Session<'_>) -> redis::RedisResult<()> {
+    let mut call = invoke(&LEAVE, session);
+    call.arg(session.member);
+    let _: i64 = call.invoke(conn)?;
+    Ok(())
 }
 
 /// Hands out `count` new ids; returns the first.
@@ -449,38 +511,6 @@ pub(crate) fn changes_after(
         .arg(count)
         .query(conn)?;
     Ok(entries(&reply))
-}
-
-/// Waits up to `block_ms` for entries after `after` (XREAD BLOCK); empty on timeout.
-pub(crate) fn read_changes(
-    conn: &mut Connection,
-    keys: &SessionKeys,
-    after: u64,
-    block_ms: u64,
-    count: usize,
-) -> redis::RedisResult<Vec<RawEntry>> {
-    let reply: RedisValue = redis::cmd("XREAD")
-        .arg("COUNT")
-        .arg(count)
-        .arg("BLOCK")
-        .arg(block_ms)
-        .arg("STREAMS")
-        .arg(&keys.changes)
-        .arg(format!("0-{after}"))
-        .query(conn)?;
-    // `[[key, entries]]` (RESP2) or `{key: entries}` (RESP3); nil on timeout.
-    let streams = match &reply {
-        RedisValue::Array(streams) => streams
-            .iter()
-            .filter_map(|s| match s {
-                RedisValue::Array(pair) => pair.get(1),
-                _ => None,
-            })
-            .collect::<Vec<_>>(),
-        RedisValue::Map(pairs) => pairs.iter().map(|(_, v)| v).collect(),
-        _ => Vec::new(),
-    };
-    Ok(streams.into_iter().flat_map(entries).collect())
 }
 
 /// Entries of an XRANGE reply (or of one stream of an XREAD reply).
