@@ -243,9 +243,15 @@ async fn a_process_that_fell_behind_the_trimmed_stream_is_told_what_it_missed() 
         .await
         .unwrap();
     let n = ctx.defvariable::<i64>("n", 0, Constraints::none()).unwrap();
-    // The slow process is frozen while 20 changes go by.
+    // The slow process is frozen and cut off from Redis while 20 changes go by: the notices
+    // of those writes have nobody to reach (a frozen process that keeps its connection gets
+    // them all from its socket once it resumes, and misses nothing).
     let pid = Pid::from_raw(i32::try_from(slow.pid()).unwrap()).unwrap();
     kill_process(pid, Signal::STOP).unwrap();
+    assert!(
+        cut_redis_connections_of(slow.pid()) >= 1,
+        "the slow process holds a connection"
+    );
     for i in 1..=20 {
         n.set(i).unwrap();
     }
@@ -271,6 +277,59 @@ async fn a_process_that_fell_behind_the_trimmed_stream_is_told_what_it_missed() 
     let got = slow.ok(json!({"op": "get", "name": "n"}));
     assert_eq!((&got["value"], &got["version"]), (&json!(20), &json!(21)));
     slow.finish();
+}
+
+/// Closes, on the Redis server, every connection process `pid` holds to it (found by the
+/// process's sockets in `/proc`): what a network cut does. Returns how many it closed.
+fn cut_redis_connections_of(pid: u32) -> usize {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_str()?.to_owned();
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    // `/proc/net/tcp` rows: sl, local address, remote address, state, queues, timer,
+    // retransmits, uid, timeout, inode; addresses are HEX_IP:HEX_PORT.
+    let hex_port_of = |address: &str| u16::from_str_radix(address.rsplit(':').next()?, 16).ok();
+    let mut local_ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for row in text.lines().skip(1) {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            if cols.len() > 9
+                && inodes.iter().any(|i| i == cols[9])
+                && hex_port_of(cols[2]) == Some(REDIS.port())
+            {
+                local_ports.extend(hex_port_of(cols[1]));
+            }
+        }
+    }
+    let mut admin = redis::Client::open(REDIS.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut admin).unwrap();
+    let mut closed = 0;
+    for client in clients.lines() {
+        let Some(addr) = client.split(' ').find_map(|f| f.strip_prefix("addr=")) else {
+            continue;
+        };
+        let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+        if port.is_some_and(|p| local_ports.contains(&p)) {
+            let _: redis::Value = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ADDR")
+                .arg(addr)
+                .query(&mut admin)
+                .unwrap();
+            closed += 1;
+        }
+    }
+    closed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

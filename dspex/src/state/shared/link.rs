@@ -423,15 +423,22 @@ impl Link {
         let id = self.reader_id.load(Ordering::Acquire);
         if id != 0 && self.is_connected() {
             let mut writer = self.writer.lock();
-            if writer.is_none() {
-                *writer = self.connect(IO_TIMEOUT).ok().map(|c| (c, 0));
-            }
-            let conn = writer.as_mut().map(|(c, _)| c);
-            if let Some(conn) = conn {
+            // The writer's connection may have been cut since its last use: then one new one.
+            for _ in 0..2 {
+                if writer.is_none() {
+                    *writer = self.connect(IO_TIMEOUT).ok().map(|c| (c, 0));
+                }
+                let Some((conn, _)) = writer.as_mut() else {
+                    break;
+                };
                 // No more notices for this process; then wake its reader.
-                let _ = scripts::leave(conn, &self.session());
-                let _: redis::RedisResult<i64> =
+                let left = scripts::leave(conn, &self.session());
+                let woken: redis::RedisResult<i64> =
                     redis::cmd("CLIENT").arg("UNBLOCK").arg(id).query(conn);
+                if left.is_ok() && woken.is_ok() {
+                    break;
+                }
+                *writer = None;
             }
         }
     }
