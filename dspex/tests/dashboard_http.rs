@@ -333,6 +333,18 @@ async fn writes_need_an_admin_session_and_the_same_origin_and_refused_ones_chang
             json!({"text": "2", "extra": 1}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
+        (
+            &admin,
+            Some(base.as_str()),
+            json!({"expected_version": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            &admin,
+            Some(base.as_str()),
+            json!({"text": 2}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ];
     for (cookie, origin, body, status) in refused {
         let response = edit(cookie, origin, body.clone()).await.unwrap();

@@ -262,17 +262,8 @@ async fn serve() -> (ServerHandle, String) {
 }
 
 async fn run_answer(http: &reqwest::Client, base: &str) -> Json {
-    let body: Json = http
-        .post(format!("{base}/v1/programs/guess/run"))
-        .bearer_auth(READ)
-        .json(&json!({"inputs": {"question": "?"}}))
-        .send()
-        .await
-        .expect("the run answers")
-        .json()
-        .await
-        .expect("JSON");
-    body["outputs"]["answer"].clone()
+    let url = format!("{base}/v1/programs/guess/run");
+    support::run(http, url, READ, json!({"question": "?"})).await["outputs"]["answer"].clone()
 }
 
 async fn variable(http: &reqwest::Client, base: &str, var: &str) -> Json {

@@ -12,16 +12,8 @@ use support::{ADMIN, READ, start, terminate};
 
 /// The temperature the next run of the server at `base` uses, as its trace shows it.
 async fn temperature_of_a_run(client: &reqwest::Client, base: &str) -> Json {
-    let body: Json = client
-        .post(format!("{base}/v1/programs/qa/run?trace=true"))
-        .bearer_auth(READ)
-        .json(&json!({"inputs": {"question": "Why Rust?"}}))
-        .send()
-        .await
-        .expect("the run answers")
-        .json()
-        .await
-        .expect("JSON");
+    let url = format!("{base}/v1/programs/qa/run?trace=true");
+    let body = support::run(client, url, READ, json!({"question": "Why Rust?"})).await;
     body["trace"]["steps"][0]["params"]["temperature"].clone()
 }
 

@@ -98,19 +98,30 @@ pub(crate) async fn put(
     respond((|| {
         require_admin(&state, &headers)?;
         let served = declared(served(&state, &name)?, &var)?;
-        let mut body = json_object(body)?;
-        known_keys(&body, &["value", "expected_version"])?;
-        let value = body.remove("value").ok_or_else(|| {
-            ApiError::invalid_input(format!("the body has no `value` for `{var}`")).on(&var)
-        })?;
-        let expected = expected_version(&var, body.remove("expected_version"))?;
+        let (value, expected) = write_body(body, &var, "value")?;
         let version = write(served, &var, &value, expected)?;
         Ok(json!({"version": version}))
     })())
 }
 
+/// A write's body: `{FIELD, "expected_version"?}` and no other key; FIELD's value (the new
+/// value of `var`, in some form) and the version the write expects, if it gives one.
+pub(crate) fn write_body(
+    body: Result<Bytes, BytesRejection>,
+    var: &str,
+    field: &str,
+) -> Result<(Json, Option<u64>), ApiError> {
+    let mut body = json_object(body)?;
+    known_keys(&body, &[field, "expected_version"])?;
+    let value = body.remove(field).ok_or_else(|| {
+        ApiError::invalid_input(format!("the body has no `{field}` for `{var}`")).on(var)
+    })?;
+    let expected = expected_version(var, body.remove("expected_version"))?;
+    Ok((value, expected))
+}
+
 /// The `expected_version` of a write body, if it gives one.
-pub(crate) fn expected_version(var: &str, given: Option<Json>) -> Result<Option<u64>, ApiError> {
+fn expected_version(var: &str, given: Option<Json>) -> Result<Option<u64>, ApiError> {
     match given {
         None | Some(Json::Null) => Ok(None),
         Some(version) => version.as_u64().map(Some).ok_or_else(|| {

@@ -1,9 +1,10 @@
 //! Helpers the example tests share: the `serve` example as a child process of a shared
-//! session, and its graceful stop.
+//! session, its graceful stop, and a run over HTTP.
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use serde_json::{Value as Json, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -59,4 +60,19 @@ pub(crate) async fn terminate(mut child: Child) {
         exit.success(),
         "the server exits cleanly on SIGTERM: {exit}"
     );
+}
+
+/// POSTs a run of `inputs` to `url` (a `/v1/programs/NAME/run` route) with bearer `token`; its
+/// JSON answer.
+pub(crate) async fn run(client: &reqwest::Client, url: String, token: &str, inputs: Json) -> Json {
+    client
+        .post(url)
+        .bearer_auth(token)
+        .json(&json!({ "inputs": inputs }))
+        .send()
+        .await
+        .expect("the run answers")
+        .json()
+        .await
+        .expect("JSON")
 }

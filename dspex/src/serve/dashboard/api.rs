@@ -18,11 +18,11 @@ use super::auth::{require_viewer, require_writer};
 use super::sessions::Role;
 use super::studies::study_json;
 use crate::serve::error::ApiError;
-use crate::serve::run::{json_object, known_keys, served};
+use crate::serve::run::served;
 use crate::serve::schema::signature;
 use crate::serve::state::{Served, ServerState};
 use crate::serve::variables::{
-    declared, expected_version, history_of, records, respond, roll_back, rollback_version, write,
+    declared, history_of, records, respond, roll_back, rollback_version, write, write_body,
 };
 
 fn step_json(step: &StepSpec) -> Json {
@@ -151,18 +151,13 @@ pub(crate) async fn edit(
 ) -> Response {
     respond((|| {
         let served = written(&state, &headers, &name, &var)?;
-        let mut body = json_object(body)?;
-        known_keys(&body, &["text", "expected_version"])?;
-        let text = match body.remove("text") {
-            Some(Json::String(text)) => text,
-            _ => {
-                return Err(ApiError::invalid_input(format!(
-                    "the body needs `text`, the new value of `{var}`"
-                ))
-                .on(&var));
-            }
+        let (text, expected) = write_body(body, &var, "text")?;
+        let Json::String(text) = text else {
+            return Err(ApiError::invalid_input(format!(
+                "`text` is the new value of `{var}` as text, not {text}"
+            ))
+            .on(&var));
         };
-        let expected = expected_version(&var, body.remove("expected_version"))?;
         let ty = served
             .program
             .program_context()
