@@ -158,6 +158,73 @@ fn a_write_notifies_every_other_process_and_never_the_writer() {
         .unwrap();
     let fields: Vec<String> = redis::cmd("HKEYS").arg(&meta).query(&mut conn).unwrap();
     assert!(!fields.iter().any(|f| f.starts_with("m:")), "{fields:?}");
+    assert!(!fields.iter().any(|f| f == "members"), "{fields:?}");
+}
+
+/// The members a write notifies: the heartbeat drops those that lapsed and lists the others,
+/// and each listed member but the writer gets every write's changes on its channel.
+#[test]
+fn the_heartbeat_drops_lapsed_members_and_writes_notify_the_listed_ones() {
+    let a = SharedState::open(
+        SharedConfig::new(REDIS.url(), session()).heartbeat(Duration::from_millis(50)),
+    )
+    .unwrap();
+    let client = redis::Client::open(REDIS.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let meta = a.keys().meta.clone();
+    let tag = meta.strip_suffix("meta").unwrap().to_owned();
+    // One member that lapsed long ago, one that lapses far in the future (Unix ms).
+    let _: () = redis::cmd("HSET")
+        .arg(&meta)
+        .arg("m:gone")
+        .arg(1)
+        .arg("m:far")
+        .arg(u64::MAX / 4)
+        .query(&mut conn)
+        .unwrap();
+    let mut listed = Vec::new();
+    poll(|| {
+        let members: Option<String> = redis::cmd("HGET")
+            .arg(&meta)
+            .arg("members")
+            .query(&mut conn)
+            .unwrap();
+        listed = members
+            .unwrap_or_default()
+            .split(' ')
+            .map(str::to_owned)
+            .collect();
+        listed.len() == 2 && listed.iter().any(|m| m == "far")
+    });
+    assert!(!listed.iter().any(|m| m == "gone"), "{listed:?}");
+    let fields: Vec<String> = redis::cmd("HKEYS").arg(&meta).query(&mut conn).unwrap();
+    assert!(!fields.iter().any(|f| f == "m:gone"), "{fields:?}");
+    assert!(fields.iter().any(|f| f == "m:far"), "{fields:?}");
+    // `far` is sent the write's changes: the epoch, the first change's number, the change.
+    let mut sub = client.get_connection().unwrap();
+    sub.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut pubsub = sub.as_pubsub();
+    pubsub.subscribe(format!("{tag}to:far")).unwrap();
+    a.register(VariableSpec::new("n", VarType::Integer, 0), Source::Rust)
+        .unwrap();
+    let payload: Vec<u8> = pubsub.get_message().unwrap().get_payload().unwrap();
+    let text = String::from_utf8_lossy(&payload);
+    let mut lines = text.splitn(3, '\n');
+    let epoch: String = redis::cmd("HGET")
+        .arg(&meta)
+        .arg("epoch")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(lines.next(), Some(epoch.as_str()));
+    let seq: u64 = redis::cmd("HGET")
+        .arg(&meta)
+        .arg("seq")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(lines.next(), Some(seq.to_string().as_str()));
+    assert!(lines.next().unwrap().starts_with("registered "), "{text}");
+    // The writer itself was not notified.
+    assert_eq!(a.notices_received(), 0);
 }
 
 #[test]

@@ -135,14 +135,22 @@ pub(crate) fn decode_change(id: &str, fields: &[(Vec<u8>, Vec<u8>)]) -> Result<E
 }
 
 /// The changes of one write as a notice tells them to the other processes (see
-/// [`scripts`](super::scripts)): the session's epoch, then each change as a header
-/// `SEQ KIND RECORD_LEN OLD_LEN` and a newline, the record and the old value (`OLD_LEN` 0:
-/// none). The error says what is wrong with it.
+/// [`scripts`](super::scripts)): the session's epoch and a newline, the sequence number of
+/// the first change and a newline, then each change (they are consecutive) as its
+/// [`notice_header`], the record and the old value. The error says what is wrong with it.
 pub(crate) fn decode_notice(payload: &[u8]) -> Result<(String, Vec<Entry>), String> {
-    let (epoch, mut rest) = split_line(payload).ok_or("a notice without its epoch")?;
+    let (epoch, rest) = split_line(payload).ok_or("a notice without its epoch")?;
     let epoch = String::from_utf8_lossy(epoch).into_owned();
+    let (first, mut rest) = split_line(rest).ok_or("a notice without its first change")?;
+    let first: u64 = std::str::from_utf8(first)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("a bad first change `{}`", String::from_utf8_lossy(first)))?;
     let mut entries = Vec::new();
-    while !rest.is_empty() {
+    for seq in first.. {
+        if rest.is_empty() {
+            break;
+        }
         let (header, body) = split_line(rest).ok_or("a change without its header")?;
         let header = std::str::from_utf8(header).map_err(|e| e.to_string())?;
         let mut parts = header.split(' ');
@@ -151,9 +159,6 @@ pub(crate) fn decode_notice(payload: &[u8]) -> Result<(String, Vec<Entry>), Stri
                 .next()
                 .ok_or_else(|| format!("a short header `{header}`"))
         };
-        let seq: u64 = next()?
-            .parse()
-            .map_err(|_| format!("a bad header `{header}`"))?;
         let kind = next()?.as_bytes();
         let record_len: usize = next()?
             .parse()
@@ -174,6 +179,12 @@ pub(crate) fn decode_notice(payload: &[u8]) -> Result<(String, Vec<Entry>), Stri
         rest = &body[end..];
     }
     Ok((epoch, entries))
+}
+
+/// The header of one change in a notice, built by the writer: `KIND RECORD_LEN OLD_LEN` and a
+/// newline (`OLD_LEN` 0: no old value).
+pub(crate) fn notice_header(kind: ChangeKind, record_len: usize, old_len: usize) -> String {
+    format!("{} {record_len} {old_len}\n", kind.as_str())
 }
 
 /// The bytes before the first newline, and those after it.
@@ -322,11 +333,11 @@ mod tests {
         assert!(decode_change("0-1", &garbage).is_err());
     }
 
-    /// A notice as the write script builds it.
-    fn notice(epoch: &str, changes: &[(u64, &str, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-        let mut out = format!("{epoch}\n").into_bytes();
-        for (seq, kind, record, old) in changes {
-            out.extend(format!("{seq} {kind} {} {}\n", record.len(), old.len()).bytes());
+    /// A notice as the write script joins it.
+    fn notice(epoch: &str, first: u64, changes: &[(ChangeKind, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+        let mut out = format!("{epoch}\n{first}\n").into_bytes();
+        for (kind, record, old) in changes {
+            out.extend(notice_header(*kind, record.len(), old.len()).bytes());
             out.extend(record);
             out.extend(old);
         }
@@ -339,9 +350,10 @@ mod tests {
         let old = encode_value(&Value::String("y".into()));
         let payload = notice(
             "e1",
+            7,
             &[
-                (7, "updated", encode_record(&r), old.clone()),
-                (8, "deleted", encode_record(&r), Vec::new()),
+                (ChangeKind::Updated, encode_record(&r), old.clone()),
+                (ChangeKind::Deleted, encode_record(&r), Vec::new()),
             ],
         );
         let (epoch, entries) = decode_notice(&payload).unwrap();
@@ -354,21 +366,23 @@ mod tests {
             (entries[1].seq, entries[1].kind, entries[1].old.as_ref()),
             (8, ChangeKind::Deleted, None)
         );
-        // An epoch alone: no change.
-        assert_eq!(decode_notice(b"e1\n").unwrap().1, Vec::new());
-        // Cut short, a bad header, no epoch: errors naming the problem.
+        // No change after the first's number: none.
+        assert_eq!(decode_notice(b"e1\n7\n").unwrap().1, Vec::new());
+        // Cut short, a bad header, no first change, no epoch: errors naming the problem.
         let err = decode_notice(&payload[..payload.len() - 1]).unwrap_err();
         assert!(err.contains("change 8 is cut short"), "{err}");
-        let err = decode_notice(b"e1\n7 updated x 0\n").unwrap_err();
+        let err = decode_notice(b"e1\n7\nupdated x 0\n").unwrap_err();
         assert!(err.contains("bad header"), "{err}");
-        let err = decode_notice(b"e1\n7 updated\n").unwrap_err();
+        let err = decode_notice(b"e1\n7\nupdated\n").unwrap_err();
         assert!(err.contains("short header"), "{err}");
+        let err = decode_notice(b"e1\nx\n").unwrap_err();
+        assert!(err.contains("bad first change `x`"), "{err}");
+        assert!(decode_notice(b"e1\n").unwrap_err().contains("first change"));
         assert!(decode_notice(b"e1").unwrap_err().contains("epoch"));
-        let err = decode_notice(&notice(
-            "e1",
-            &[(3, "moved", encode_record(&r), Vec::new())],
-        ))
-        .unwrap_err();
+        let record = encode_record(&r);
+        let mut moved = format!("e1\n3\nmoved {} 0\n", record.len()).into_bytes();
+        moved.extend(record);
+        let err = decode_notice(&moved).unwrap_err();
         assert!(err.contains("change 3") && err.contains("kind"), "{err}");
     }
 }

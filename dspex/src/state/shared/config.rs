@@ -263,7 +263,7 @@ pub(crate) fn redact(url: &str) -> String {
 /// |---|---|---|
 /// | `{dspex:S}:vars` | hash | variable name -> its record (a `dspex.v1.Variable` message) |
 /// | `{dspex:S}:heads` | hash | variable name -> `ID:VERSION`, what a write compares and sets |
-/// | `{dspex:S}:meta` | hash | `seq` (changes so far), `ids` (ids handed out), `epoch` (which life of the session), `hlimit` (the history limit, set by the process that created the session), `m:MEMBER` (each open process's membership: the time it lapses, in Unix milliseconds) |
+/// | `{dspex:S}:meta` | hash | `seq` (changes so far), `ids` (ids handed out), `epoch` (which life of the session), `hlimit` (the history limit, set by the process that created the session), `m:MEMBER` (each open process's membership: the time it lapses, in Unix milliseconds), `members` (the members' ids, separated by spaces: what a write reads to notify them) |
 /// | `{dspex:S}:history` | hash | `ID:VERSION` -> that write's history entry (a `dspex.v1.HistoryEntry`), for the last `hlimit` versions of each variable |
 /// | `{dspex:S}:changes` | stream | one entry per change, id `0-SEQ`: `kind` (`registered`, `updated`, `deleted`), `record` (the record after the change; for a deletion, the last one), `old` (the value before an update, a `dspex.v1.Value`) |
 /// | `{dspex:S}:to:MEMBER` | channel | the changes of each write, published to every member but the writer |

@@ -382,9 +382,13 @@ impl SharedState {
         for (k, v) in metadata {
             next.metadata.insert(k.clone(), v.clone());
         }
+        // The record's own entry, but with the metadata given with this write.
         let entry = HistoryEntry {
+            version: next.version,
+            value: next.value.clone(),
+            source,
             metadata: metadata.clone(),
-            ..HistoryEntry::of_record(&next)
+            at: next.updated_at,
         };
         let op = Op {
             kind: OpKind::Change(ChangeKind::Updated),

@@ -13,7 +13,8 @@
 //! Notices: every open process's reader subscribes to a channel of its own
 //! ([`SessionKeys::member_channel`](super::SessionKeys::member_channel)) and is a member of the
 //! session (a field `m:MEMBER` of its meta hash, holding the time it lapses; the heartbeat
-//! renews it, and drops the members that lapsed). A write publishes its changes (see
+//! renews it, and drops the members that lapsed; the field `members` lists them for the
+//! writes). A write publishes its changes (see
 //! [`decode_notice`](super::codec::decode_notice)) to every member but the writing process:
 //! a process is never woken for its own write (it applies that itself), and the others get
 //! the changes in the one message, in the session's order. The stream keeps every change: a
@@ -26,7 +27,7 @@ use std::sync::LazyLock;
 
 use redis::{Connection, ErrorKind, RedisError, Script, ServerErrorKind, Value as RedisValue};
 
-use super::codec::ChangeKind;
+use super::codec::{ChangeKind, notice_header};
 use super::config::SessionKeys;
 
 /// Shared by every script: the keys, TTL renewal and the session's epoch.
@@ -35,7 +36,6 @@ macro_rules! lua {
         concat!(
             r#"
 local vars, heads, meta, changes, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local channel = string.sub(meta, 1, -5) .. 'to:'
 local function touch()
   for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
@@ -52,15 +52,44 @@ end
     };
 }
 
+/// The scripts that change who is a member ([`TOUCH`], [`LEAVE`]): `members()` keeps the meta
+/// field `members` (the members' ids, separated by spaces; absent when there are none) in step
+/// with the fields `m:MEMBER`, so that a write reads them all with one field. With `now`, it
+/// first drops the members that lapsed before it. It never creates the meta hash (a session
+/// that expired stays gone).
+macro_rules! lua_members {
+    ($body:expr) => {
+        lua!(concat!(
+            r#"
+local function members(now)
+  local ids = {}
+  local fields = redis.call('HGETALL', meta)
+  for i = 1, #fields, 2 do
+    local f = fields[i]
+    if string.sub(f, 1, 2) == 'm:' then
+      if now and tonumber(fields[i + 1]) < now then redis.call('HDEL', meta, f)
+      else ids[#ids + 1] = string.sub(f, 3) end
+    end
+  end
+  if #ids > 0 then redis.call('HSET', meta, 'members', table.concat(ids, ' '))
+  else redis.call('HDEL', meta, 'members') end
+end
+"#,
+            $body
+        ))
+    };
+}
+
 /// Applies a batch of operations, all or nothing. `ARGV[3]` = the stream's MAXLEN, `ARGV[4]` = a
 /// floor for the id counter (`0`: none), `ARGV[5]` = `1` to refuse registrations whose id a
 /// variable of the session holds, `ARGV[6]` = the history limit to keep if the session has
 /// none yet, `ARGV[7]` = the writing process's member id (it is not sent the notice),
-/// `ARGV[8]` = the number of operations, then seven arguments per operation: kind
+/// `ARGV[8]` = the number of operations, then [`OP_ARGS`] arguments per operation: kind
 /// (`registered`, `updated`, `deleted`; `expect` to only check; `history` to only store a
 /// history entry), name, expected head (`""`: absent; `ID:*`: any version of that id; else
 /// exactly `ID:VERSION`), new head, record (for `history`: the entry), old value (`""`: none),
-/// the write's history entry (`""`: none).
+/// the write's history entry (`""`: none), and the change's header in the notice (see
+/// [`notice_header`](super::codec::notice_header); `""` for `expect` and `history`).
 ///
 /// A write stores its history entry under its new head and drops the one `hlimit` versions
 /// older; a deletion drops the variable's last `hlimit` entries.
@@ -69,22 +98,17 @@ end
 /// record or '', seq, epoch}` or `{'id_taken', index, epoch}`.
 ///
 /// An update of an existing variable (the common write) runs only what it needs: one read
-/// of the session's meta hash (epoch, history limit, members), the head check, the sequence
-/// number, the stream entry, the record, the head and the history entry (and the drop of the
-/// oldest one), and one notice per other member. It renews no TTL: the variable's keys exist,
-/// so they have the session's TTL, renewed by the heartbeat.
+/// of three fields of the session's meta hash (epoch, history limit, members), the head check,
+/// the sequence number (one count for the whole batch), the stream entry, the record, the
+/// head and the history entry (and the drop of the oldest one), and one notice per other
+/// member, the same message for each, joined from the pieces the writer sent (no Lua string
+/// work but the join). It renews no TTL: the variable's keys exist, so they have the
+/// session's TTL, renewed by the heartbeat.
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
-local e, hlimit, others = nil, nil, {}
-local me = 'm:' .. ARGV[7]
-local fields = redis.call('HGETALL', meta)
-for i = 1, #fields, 2 do
-  local f = fields[i]
-  if f == 'epoch' then e = fields[i + 1]
-  elseif f == 'hlimit' then hlimit = tonumber(fields[i + 1])
-  elseif string.sub(f, 1, 2) == 'm:' and f ~= me then others[#others + 1] = string.sub(f, 3) end
-end
+local found = redis.call('HMGET', meta, 'epoch', 'hlimit', 'members')
+local e, hlimit, others = found[1], tonumber(found[2]), found[3]
 -- Whether a key may be created (then every key gets the TTL).
 local renew = false
 if not e then
@@ -106,9 +130,12 @@ if check_ids == '1' then
   held = {}
   for _, h in ipairs(redis.call('HVALS', heads)) do held[string.match(h, '^(%d+):')] = true end
 end
+-- The changes: every operation but `expect` and `history`.
+local count = 0
 for i = 0, n - 1 do
-  local b = 9 + i * 7
-  if ARGV[b] ~= 'history' then
+  local b = 9 + i * 8
+  local kind = ARGV[b]
+  if kind ~= 'history' then
     local cur = redis.call('HGET', heads, ARGV[b + 1])
     if not matches(cur, ARGV[b + 2]) then
       local record = ''
@@ -116,10 +143,11 @@ for i = 0, n - 1 do
       if renew then touch() end
       return {'conflict', i, cur or '', record, seq(), e}
     end
-    if held and ARGV[b] == 'registered' and held[string.match(ARGV[b + 3], '^(%d+):')] then
+    if held and kind == 'registered' and held[string.match(ARGV[b + 3], '^(%d+):')] then
       if renew then touch() end
       return {'id_taken', i, e}
     end
+    if kind ~= 'expect' then count = count + 1 end
   end
 end
 if floor > 0 and floor > tonumber(redis.call('HGET', meta, 'ids') or '0') then
@@ -130,18 +158,18 @@ if not hlimit then
   redis.call('HSET', meta, 'hlimit', hlimit)
 end
 local first = 0
-local notice = {e, '\n'}
+if count > 0 then first = redis.call('HINCRBY', meta, 'seq', count) - count + 1 end
+local s = first
+local notice = {e, '\n', first, '\n'}
 for i = 0, n - 1 do
-  local b = 9 + i * 7
+  local b = 9 + i * 8
   local kind, name, exp, new = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local record, old, entry = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
   if kind ~= 'updated' and kind ~= 'expect' then renew = true end
   if kind == 'history' then
     redis.call('HSET', history, new, record)
   elseif kind ~= 'expect' then
-    local s = redis.call('HINCRBY', meta, 'seq', 1)
-    if first == 0 then first = s end
-    notice[#notice + 1] = s .. ' ' .. kind .. ' ' .. #record .. ' ' .. #old .. '\n'
+    notice[#notice + 1] = ARGV[b + 7]
     notice[#notice + 1] = record
     notice[#notice + 1] = old
     if old ~= '' then
@@ -149,6 +177,7 @@ for i = 0, n - 1 do
     else
       redis.call('XADD', changes, 'MAXLEN', maxlen, '0-' .. s, 'kind', kind, 'record', record)
     end
+    s = s + 1
     if kind == 'deleted' then
       redis.call('HDEL', vars, name)
       redis.call('HDEL', heads, name)
@@ -166,15 +195,26 @@ for i = 0, n - 1 do
     end
   end
 end
-if first > 0 and #others > 0 then
-  local message = table.concat(notice)
-  for _, member in ipairs(others) do redis.call('PUBLISH', channel .. member, message) end
+if first > 0 and others then
+  local me, message, channel = ARGV[7], nil, nil
+  for member in string.gmatch(others, '%S+') do
+    if member ~= me then
+      if not message then
+        message = table.concat(notice)
+        channel = string.sub(meta, 1, -5) .. 'to:'
+      end
+      redis.call('PUBLISH', channel .. member, message)
+    end
+  end
 end
 if renew then touch() end
 return {'ok', first, e}
 "#
     ))
 });
+
+/// How many arguments each operation of an [`APPLY`] batch takes.
+const OP_ARGS: usize = 8;
 
 /// The history of variable `ARGV[3]` (an id) from version `ARGV[4]` down, at most `ARGV[5]`
 /// entries and the session's history limit: `{hlimit, entry or false, ...}`, newest first.
@@ -208,18 +248,13 @@ return out
 /// Renews the session's TTL and the membership of member `ARGV[3]` for `ARGV[4]`
 /// milliseconds, and drops the members that lapsed: `{seq, epoch}`.
 static TOUCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(lua!(
+    Script::new(lua_members!(
         r#"
 local e = epoch()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local fields = redis.call('HGETALL', meta)
-for i = 1, #fields, 2 do
-  if string.sub(fields[i], 1, 2) == 'm:' and tonumber(fields[i + 1]) < now then
-    redis.call('HDEL', meta, fields[i])
-  end
-end
 redis.call('HSET', meta, 'm:' .. ARGV[3], string.format('%d', now + tonumber(ARGV[4])))
+members(now)
 touch()
 return {seq(), e}
 "#
@@ -228,9 +263,10 @@ return {seq(), e}
 
 /// Ends the membership of member `ARGV[3]` (a process that closes the session).
 static LEAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(lua!(
+    Script::new(lua_members!(
         r#"
 redis.call('HDEL', meta, 'm:' .. ARGV[3])
+members(nil)
 return 1
 "#
     ))
@@ -315,16 +351,64 @@ pub(crate) enum Failed {
     NoReply(RedisError),
 }
 
-/// Runs `call` (an EVALSHA of `script`), loading the script first if Redis does not know it,
-/// and tells a failure before sending from one after.
-fn run(conn: &mut Connection, script: &Script, call: &redis::Cmd) -> Result<RedisValue, Failed> {
-    let packed = call.get_packed_command();
-    match send_and_receive(conn, &packed) {
+/// Runs `packed` (an EVALSHA of `script`), loading the script first if Redis does not know
+/// it, and tells a failure before sending from one after.
+fn run(conn: &mut Connection, script: &Script, packed: &[u8]) -> Result<RedisValue, Failed> {
+    match send_and_receive(conn, packed) {
         Err(Failed::Refused(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
             script.load(conn).map_err(Failed::NotSent)?;
-            send_and_receive(conn, &packed)
+            send_and_receive(conn, packed)
         }
         done => done,
+    }
+}
+
+/// A command as Redis reads it (RESP), written straight into one buffer: a write's
+/// arguments are copied once, with no intermediate command.
+struct Packed(Vec<u8>);
+
+impl Packed {
+    /// A command of `count` arguments, about `bytes` long in all.
+    fn new(count: usize, bytes: usize) -> Self {
+        let mut packed = Self(Vec::with_capacity(bytes + 16 * count + 16));
+        packed.0.push(b'*');
+        packed.decimal(count as u64);
+        packed.0.extend_from_slice(b"\r\n");
+        packed
+    }
+
+    fn arg(&mut self, arg: &[u8]) -> &mut Self {
+        self.0.push(b'$');
+        self.decimal(arg.len() as u64);
+        self.0.extend_from_slice(b"\r\n");
+        self.0.extend_from_slice(arg);
+        self.0.extend_from_slice(b"\r\n");
+        self
+    }
+
+    fn number(&mut self, n: u64) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let at = write_decimal(&mut digits, n);
+        self.arg(&digits[at..])
+    }
+
+    fn decimal(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        let at = write_decimal(&mut digits, n);
+        self.0.extend_from_slice(&digits[at..]);
+    }
+}
+
+/// Writes `n` in decimal at the end of `digits`; returns where it starts.
+fn write_decimal(digits: &mut [u8; 20], mut n: u64) -> usize {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return at;
+        }
     }
 }
 
@@ -343,34 +427,61 @@ pub(crate) fn apply(
     id_floor: u64,
     check_ids: bool,
 ) -> Result<Applied, Failed> {
-    let mut call = redis::cmd("EVALSHA");
-    call.arg(APPLY.get_hash()).arg(session.keys.all().len());
-    for key in session.keys.all() {
-        call.arg(key);
+    let keys = session.keys.all();
+    let headers: Vec<String> = ops
+        .iter()
+        .map(|op| match op.kind {
+            OpKind::Change(kind) => notice_header(kind, op.record.len(), op.old.len()),
+            OpKind::Expect | OpKind::History => String::new(),
+        })
+        .collect();
+    let size: usize = keys.iter().map(|k| k.len()).sum::<usize>()
+        + session.epoch_candidate.len()
+        + session.member.len()
+        + ops
+            .iter()
+            .zip(&headers)
+            .map(|(op, header)| {
+                op.name.len()
+                    + op.expected.len()
+                    + op.new_head.len()
+                    + op.record.len()
+                    + op.old.len()
+                    + op.entry.len()
+                    + header.len()
+            })
+            .sum::<usize>();
+    let mut call = Packed::new(3 + keys.len() + 8 + OP_ARGS * ops.len(), size);
+    call.arg(b"EVALSHA")
+        .arg(APPLY.get_hash().as_bytes())
+        .number(keys.len() as u64);
+    for key in keys {
+        call.arg(key.as_bytes());
     }
-    call.arg(session.ttl_ms)
-        .arg(session.epoch_candidate)
-        .arg(session.stream_max_len)
-        .arg(id_floor)
-        .arg(if check_ids { "1" } else { "0" })
-        .arg(session.history_limit)
-        .arg(session.member)
-        .arg(ops.len());
-    for op in ops {
+    call.number(session.ttl_ms)
+        .arg(session.epoch_candidate.as_bytes())
+        .number(session.stream_max_len as u64)
+        .number(id_floor)
+        .arg(if check_ids { b"1" } else { b"0" })
+        .number(session.history_limit as u64)
+        .arg(session.member.as_bytes())
+        .number(ops.len() as u64);
+    for (op, header) in ops.iter().zip(&headers) {
         let kind = match op.kind {
             OpKind::Change(kind) => kind.as_str(),
             OpKind::Expect => "expect",
             OpKind::History => "history",
         };
-        call.arg(kind)
-            .arg(&op.name)
-            .arg(&op.expected)
-            .arg(&op.new_head)
-            .arg(&op.record[..])
-            .arg(&op.old[..])
-            .arg(&op.entry[..]);
+        call.arg(kind.as_bytes())
+            .arg(op.name.as_bytes())
+            .arg(op.expected.as_bytes())
+            .arg(op.new_head.as_bytes())
+            .arg(&op.record)
+            .arg(&op.old)
+            .arg(&op.entry)
+            .arg(header.as_bytes());
     }
-    let reply = match run(conn, &APPLY, &call)? {
+    let reply = match run(conn, &APPLY, &call.0)? {
         RedisValue::Array(items) => items,
         other => {
             return Err(Failed::Refused(RedisError::from((
@@ -552,4 +663,29 @@ fn bytes(v: &RedisValue) -> Option<Vec<u8>> {
 
 fn parse_u64(b: &[u8]) -> u64 {
     String::from_utf8_lossy(b).parse().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_command_is_what_redis_reads() {
+        let mut packed = Packed::new(6, 8);
+        packed
+            .arg(b"EVALSHA")
+            .arg(b"")
+            .number(0)
+            .number(7)
+            .number(u64::MAX)
+            .arg(&[0, 13, 10, 255]);
+        let expected = redis::cmd("EVALSHA")
+            .arg("")
+            .arg(0)
+            .arg(7)
+            .arg(u64::MAX)
+            .arg(&[0u8, 13, 10, 255][..])
+            .get_packed_command();
+        assert_eq!(packed.0, expected);
+    }
 }
