@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dspy
+from dspy.adapters.chat_adapter import ChatAdapter, FieldInfoWithName
+from dspy.clients.base_lm import BaseLM
 from dspy.clients.engines.base import validate_request
 from dspy.clients.engines.dummy_engine import DummyEngine
 from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
-from dspy.adapters.chat_adapter import ChatAdapter, FieldInfoWithName
-from dspy.clients.base_lm import BaseLM
 from dspy.signatures.field import OutputField
 from dspy.utils.dummies import DummyLM
 
@@ -229,7 +229,10 @@ class ScriptedEngine(DummyEngine):
         else:
             text = owner._format_answer_fields(answer)
         prompt_words = sum(
-            system_words if system_words is not None and m.get("content") is system else len(str(m.get("content") or "").split()) for m in messages
+            system_words
+            if system_words is not None and m.get("content") is system
+            else len(str(m.get("content") or "").split())
+            for m in messages
         )
         answer_words = len(text.split())
         return Response(
@@ -358,10 +361,13 @@ class ScriptedLM(DummyLM):
     def _format_answer_fields(self, field_names_and_values: dict[str, Any]) -> Any:
         """The answer's text, as ``DummyLM`` writes it. Its ``ChatAdapter`` takes no ``role``:
         it is called as ``DummyLM`` calls it after trying one, with one output field
-        description for every field (``ChatAdapter`` reads only a field's type, never set)."""
+        description shared by every field (``ChatAdapter`` reads only its annotation, unset)."""
         if type(self.adapter) is not ChatAdapter:
             return super()._format_answer_fields(field_names_and_values)
-        fields = {FieldInfoWithName(name=name, info=_ANSWER_FIELD): value for name, value in field_names_and_values.items()}
+        fields = {
+            FieldInfoWithName(name=name, info=_ANSWER_FIELD): value
+            for name, value in field_names_and_values.items()
+        }
         return self.adapter.format_field_with_value(fields)
 
 
