@@ -7,6 +7,7 @@ import json
 
 import dspy
 import pytest
+from dspy.utils.dummies import DummyLM
 
 from dspex_bridge.client.dspy_integration import (
     ModuleVariableResolver,
@@ -16,7 +17,7 @@ from dspex_bridge.client.dspy_integration import (
     VariableAwareReAct,
     variable_aware,
 )
-from dspex_bridge.worker.lm import LmConfig, LmFactory, ScriptedLM
+from dspex_bridge.worker.lm import MAX_SYSTEM_MESSAGES, LmConfig, LmFactory, ScriptedLM, _read_system
 
 # DSPy 3.4 deprecates ProgramOfThought (it still ships it, and dspex knows it by name).
 pytestmark = pytest.mark.filterwarnings("ignore:ProgramOfThought is deprecated:DeprecationWarning")
@@ -192,6 +193,33 @@ def test_scripted_rules_match_the_instructions_after_the_last_message_and_answer
         assert dspy.Predict("question -> answer")(question="Spain?").answer == "[scripted answer] Spain?"
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
         assert says_yes(question="capital of Italy?").answer == "Rome"
+
+
+def test_scripted_answers_are_written_as_dummy_lms_are() -> None:
+    lm = ScriptedLM("m")
+    for answer in ({"answer": "Paris"}, {"reasoning": "line\nnext ", "answer": "[1, 2]"}, {"answer": ""}):
+        assert lm._format_answer_fields(answer) == DummyLM._format_answer_fields(lm, answer)
+    # Another adapter is asked as DummyLM asks it (with the assistant's role when it takes one).
+    lm.adapter = dspy.JSONAdapter()
+    assert lm._format_answer_fields({"answer": "Paris"}) == DummyLM._format_answer_fields(lm, {"answer": "Paris"})
+    assert json.loads(lm._format_answer_fields({"answer": "Paris"})) == {"answer": "Paris"}
+
+
+def test_the_scripted_lm_reads_at_most_max_system_messages_once() -> None:
+    lm = ScriptedLM("m")
+    _read_system.cache_clear()
+    signatures = [dspy.Signature("question -> answer", f"Task {i}.") for i in range(MAX_SYSTEM_MESSAGES + 1)]
+    with dspy.context(lm=lm):
+        for signature in signatures[:MAX_SYSTEM_MESSAGES]:
+            dspy.Predict(signature)(question="q")
+        assert _read_system.cache_info().currsize == MAX_SYSTEM_MESSAGES
+        dspy.Predict(signatures[-1])(question="q")
+        assert _read_system.cache_info().currsize == MAX_SYSTEM_MESSAGES
+        # The first one, read again after it was dropped, is answered as before.
+        assert dspy.Predict(signatures[0])(question="q").answer == "[scripted answer] q"
+    # The usage counts every word of the messages, the system message's as read once.
+    words = [sum(len(m["content"].split()) for m in entry["messages"]) for entry in lm.history]
+    assert [entry["usage"]["prompt_tokens"] for entry in lm.history] == words
 
 
 class Doubler(dspy.Module):

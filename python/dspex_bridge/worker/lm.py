@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import json
 import os
 import re
@@ -38,9 +39,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dspy
+from dspy.adapters.chat_adapter import ChatAdapter, FieldInfoWithName
+from dspy.clients.base_lm import BaseLM
 from dspy.clients.engines.base import validate_request
 from dspy.clients.engines.dummy_engine import DummyEngine
 from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events
+from dspy.signatures.field import OutputField
 from dspy.utils.dummies import DummyLM
 
 from .._proto.dspex.v1 import bridge_pb2 as pb
@@ -210,7 +214,8 @@ class ScriptedEngine(DummyEngine):
         owner: ScriptedLM = self.owner
         system = next((m["content"] for m in messages if m.get("role") == "system"), "")
         last = messages[-1]["content"] if messages else ""
-        wanted = _output_fields(system)
+        # A system message in parts (not text) is read as it always was.
+        wanted, system_words = _read_system(system) if isinstance(system, str) else (_output_fields(system), None)
         answer = owner.script.next_for(last, system)
         first_input = _first_input(last)
         for name, annotation in wanted:
@@ -223,7 +228,12 @@ class ScriptedEngine(DummyEngine):
             text = json.dumps(answer, ensure_ascii=False)
         else:
             text = owner._format_answer_fields(answer)
-        prompt_words = sum(len(str(m.get("content") or "").split()) for m in messages)
+        prompt_words = sum(
+            system_words
+            if system_words is not None and m.get("content") is system
+            else len(str(m.get("content") or "").split())
+            for m in messages
+        )
         answer_words = len(text.split())
         return Response(
             id=None,
@@ -251,6 +261,17 @@ class ScriptedAsyncEngine:
 
     async def aclose(self) -> None:
         pass
+
+
+#: How many system messages the scripted LM keeps read (what fields they ask for, how many words
+#: they have): one per signature a worker's modules use, in practice.
+MAX_SYSTEM_MESSAGES = 256
+
+
+@functools.lru_cache(maxsize=MAX_SYSTEM_MESSAGES)
+def _read_system(system: str) -> tuple[tuple[tuple[str, str], ...], int]:
+    """The output fields a system message asks for, and its words (read once per message)."""
+    return tuple(_output_fields(system)), len(system.split())
 
 
 def _output_fields(system: str) -> list[tuple[str, str]]:
@@ -331,9 +352,27 @@ class ScriptedLM(DummyLM):
         self._async_engine_spec = ScriptedAsyncEngine(engine)
 
     def copy(self, **kwargs: Any) -> ScriptedLM:
-        copied: ScriptedLM = super().copy(**kwargs)
+        # DSPy's copy of the LM with engines of its own: `DummyLM.copy` would first make
+        # engines of DummyLM's, only for them to be replaced.
+        copied: ScriptedLM = BaseLM.copy(self, **kwargs)
         copied._use_engines()
         return copied
+
+    def _format_answer_fields(self, field_names_and_values: dict[str, Any]) -> Any:
+        """The answer's text, as ``DummyLM`` writes it. Its ``ChatAdapter`` takes no ``role``:
+        it is called as ``DummyLM`` calls it after trying one, with one output field
+        description shared by every field (``ChatAdapter`` reads only its annotation, unset)."""
+        if type(self.adapter) is not ChatAdapter:
+            return super()._format_answer_fields(field_names_and_values)
+        fields = {
+            FieldInfoWithName(name=name, info=_ANSWER_FIELD): value
+            for name, value in field_names_and_values.items()
+        }
+        return self.adapter.format_field_with_value(fields)
+
+
+#: The description of every field of a scripted answer: a plain output field.
+_ANSWER_FIELD = OutputField()
 
 
 class ReplayEngine(ScriptedEngine):

@@ -62,7 +62,7 @@ from ..imports import import_module_class
 from ..values import from_config_value, from_proto_value
 from .cancel import CANCEL_SCOPE, CallRegistry, CancelScope
 from .fields import FieldType, FieldTypeError, from_field_value, signature_types, text_field_value, to_field_value
-from .formatting import SignatureCachedChatAdapter, install_json_fast_path
+from .formatting import SignatureCachedChatAdapter, fields_once, install_json_fast_path
 from .lm import Capture, LmConfig, LmFactory, lm_call, lm_calls
 from .module_config import TOOLS_KEY, constructor_kwargs
 from .optimize import (
@@ -151,6 +151,9 @@ class _Module:
     #: A new module as created, without any compiled state (what an optimizer starts from).
     fresh: Callable[[], dspy.Module]
 
+
+#: The type of an input the signature does not declare: text.
+_TEXT = FieldType("str")
 
 #: The temperature of every LM request of a rollout (DSPy's bootstrapping rounds after the
 #: first), as ``ROLLOUT_TEMPERATURE`` in Rust.
@@ -476,6 +479,8 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
                 f"cannot load the compiled state into {request.module_class}({request.signature!r}): "
                 f"{type(e).__name__}: {e}",
             )
+        # Its predictors' signatures read their fields once, not on every call.
+        fields_once(module)
         class_name = type(module).__name__
 
         def fresh(text: str = request.signature, cls: Callable[..., dspy.Module] = constructor) -> dspy.Module:
@@ -498,7 +503,7 @@ class ModuleServicer(pb_grpc.ModuleServiceServicer):
         ``_CallError`` for a request that does not fit the module."""
         try:
             inputs = {
-                name: from_field_value(name, value, entry.inputs.get(name, FieldType("str")))
+                name: from_field_value(name, value, entry.inputs.get(name, _TEXT))
                 for name, value in request.inputs.items()
             }
         except FieldTypeError as e:
