@@ -25,29 +25,12 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 import dspy  # noqa: E402
 
 from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb  # noqa: E402
-from dspex_bridge.contract import TOKEN_METADATA  # noqa: E402
+from dspex_bridge.worker.in_process import InProcessContext  # noqa: E402
 from dspex_bridge.worker.lm import LmConfig, LmFactory  # noqa: E402
 from dspex_bridge.worker.module_service import ModuleServicer  # noqa: E402
 
 TOKEN = "profile-token"
 SETTINGS = {"temperature": 0.7, "max_tokens": 256}
-
-
-class Context:
-    """The part of ``grpc.ServicerContext`` the handlers use, for calls made in process."""
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ((TOKEN_METADATA, TOKEN),)
-
-    def set_trailing_metadata(self, metadata: Any) -> None:
-        pass
-
-    def add_callback(self, callback: Any) -> bool:
-        """A call made in process is never cancelled by its client."""
-        return True
-
-    def abort(self, code: Any, message: str) -> None:
-        raise RuntimeError(f"{code}: {message}")
 
 
 def create_request() -> pb.CreateModuleRequest:
@@ -63,7 +46,7 @@ def create_request() -> pb.CreateModuleRequest:
 
 def servicer() -> ModuleServicer:
     service = ModuleServicer("session", TOKEN, LmFactory(LmConfig()), 8, threading.Event())
-    service.CreateModule(create_request(), Context())  # type: ignore[arg-type]
+    service.CreateModule(create_request(), InProcessContext(TOKEN))  # type: ignore[arg-type]
     return service
 
 
@@ -108,7 +91,7 @@ def main() -> None:
     # worker's formatting fast path in this process).
     alone = cpu_per_call(direct, args.calls)
     service = servicer()
-    context = Context()
+    context = InProcessContext(TOKEN)
     requests = [request(i) for i in range(16)]
 
     def handler(i: int) -> None:

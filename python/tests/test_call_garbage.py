@@ -19,27 +19,11 @@ from typing import Any
 import pytest
 
 from dspex_bridge._proto.dspex.v1 import bridge_pb2 as pb
-from dspex_bridge.contract import TOKEN_METADATA
+from dspex_bridge.worker.in_process import InProcessContext
 from dspex_bridge.worker.lm import LmConfig, LmFactory
 from dspex_bridge.worker.module_service import ModuleServicer
 
 TOKEN = "garbage-token"
-
-
-class Context:
-    """The part of ``grpc.ServicerContext`` the handlers use, for calls made in process."""
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ((TOKEN_METADATA, TOKEN),)
-
-    def set_trailing_metadata(self, metadata: Any) -> None:
-        pass
-
-    def add_callback(self, callback: Any) -> bool:
-        return True
-
-    def abort(self, code: Any, message: str) -> None:
-        raise RuntimeError(f"{code}: {message}")
 
 
 @pytest.fixture
@@ -64,7 +48,7 @@ def servicer(module_class: str, signature: str, lm: LmConfig | None = None) -> M
             signature=signature,
             bindings={"temperature": "temperature", "max_tokens": "max_tokens"},
         ),
-        Context(),  # type: ignore[arg-type]
+        InProcessContext(TOKEN),  # type: ignore[arg-type]
     )
     return service
 
@@ -79,7 +63,7 @@ def call(service: ModuleServicer, i: int) -> pb.ExecuteModuleResponse:
             pb.BoundValue(param="max_tokens", variable="max_tokens", value=pb.Value(integer_value=256)),
         ],
     )
-    return service.ExecuteModule(request, Context())  # type: ignore[arg-type]
+    return service.ExecuteModule(request, InProcessContext(TOKEN))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
