@@ -58,7 +58,7 @@ pub(crate) enum Exporter {
     /// `http/protobuf`: encoded from the records ([`OtlpEncoder`]), POSTed with reqwest.
     Direct(DirectHttp),
     /// The SDK's exporter, fed `SpanData`.
-    Sdk(opentelemetry_otlp::SpanExporter),
+    Sdk(Box<opentelemetry_otlp::SpanExporter>),
 }
 
 /// What the direct export needs to send: the URL, the headers and the request timeout.
@@ -133,7 +133,7 @@ impl DirectSender {
 /// The exporter as the telemetry thread holds it.
 enum Lane {
     Direct(DirectSender),
-    Sdk(opentelemetry_otlp::SpanExporter),
+    Sdk(Box<opentelemetry_otlp::SpanExporter>),
 }
 
 impl Lane {

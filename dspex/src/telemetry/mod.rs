@@ -268,13 +268,15 @@ impl Telemetry {
                 .with_timeout(self.timeout)
                 .build(),
         };
-        built.map(Exporter::Sdk).map_err(|e| Error::Telemetry {
-            message: format!(
-                "the OTLP exporter to {} cannot be built",
-                dspex_core::excerpt(&target)
-            ),
-            source: Some(Cause::other(e)),
-        })
+        built
+            .map(|e| Exporter::Sdk(Box::new(e)))
+            .map_err(|e| Error::Telemetry {
+                message: format!(
+                    "the OTLP exporter to {} cannot be built",
+                    dspex_core::excerpt(&target)
+                ),
+                source: Some(Cause::other(e)),
+            })
     }
 }
 
