@@ -23,7 +23,7 @@
 //! span id is known before its python call carries it) and pushed, when it ends, onto a
 //! bounded queue; names, attributes and the OTLP encoding are made by the telemetry thread.
 //! For `http/protobuf`, the default, that thread encodes the export request straight from the
-//! records (no OpenTelemetry `SpanData`, no message structs: a fifth of the instructions per
+//! records (no OpenTelemetry `SpanData`, no message structs: a sixth of the instructions per
 //! span the SDK's exporter took, see the README's Performance section) and sends it with
 //! reqwest. `http/json` and `grpc` keep the OpenTelemetry SDK's exporter: JSON's OTLP mapping
 //! (hex ids, 64-bit integers as strings) would be a second encoder to keep exact for a
