@@ -99,8 +99,10 @@ impl<T> SpanQueue<T> {
     }
 
     /// The next batch, for the telemetry thread: waits until a batch is full, [`EXPORT_DELAY`]
-    /// passed since `since`, a flush asks, or the queue stops.
-    pub(crate) fn next_batch(&self, since: Instant) -> Batch<T> {
+    /// passed since `since`, a flush asks, or the queue stops. `spare`, an empty vector (the
+    /// last batch's, its capacity kept), takes the queue's place when the whole queue is the
+    /// batch: the lock is held for a swap, not a copy of the spans.
+    pub(crate) fn next_batch(&self, since: Instant, spare: Vec<T>) -> Batch<T> {
         let deadline = since + EXPORT_DELAY;
         let mut state = self.state.lock();
         while state.spans.len() < MAX_SPANS_PER_EXPORT
@@ -108,8 +110,11 @@ impl<T> SpanQueue<T> {
             && !state.stopping
             && !self.wake.wait_until(&mut state, deadline).timed_out()
         {}
-        let take = state.spans.len().min(MAX_SPANS_PER_EXPORT);
-        let spans: Vec<_> = state.spans.drain(..take).collect();
+        let spans = if state.spans.len() <= MAX_SPANS_PER_EXPORT {
+            std::mem::replace(&mut state.spans, spare)
+        } else {
+            state.spans.drain(..MAX_SPANS_PER_EXPORT).collect()
+        };
         let emptied = state.spans.is_empty();
         Batch {
             spans,

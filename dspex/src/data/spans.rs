@@ -127,7 +127,13 @@ mod imp {
     struct ScopeInner {
         trace_id: TraceId,
         parent: SpanId,
-        budget: Arc<Mutex<ContentBudget>>,
+        /// Shared by the spans of a run; none when message contents are not captured.
+        budget: Option<Arc<Mutex<ContentBudget>>>,
+    }
+
+    /// A new run's budget of message contents: none (no allocation) unless they are captured.
+    fn new_budget() -> Option<Arc<Mutex<ContentBudget>>> {
+        capture_message_content().then(Arc::default)
     }
 
     /// Runs `future` with `scope` as its task's current scope: the LM calls, worker calls and
@@ -218,8 +224,8 @@ mod imp {
                 return Self::default();
             }
             let (trace_id, parent_id, budget) = match &parent.inner {
-                Some(scope) => (scope.trace_id, scope.parent, Arc::clone(&scope.budget)),
-                None => (ids().new_trace_id(), SpanId::INVALID, Arc::default()),
+                Some(scope) => (scope.trace_id, scope.parent, scope.budget.clone()),
+                None => (ids().new_trace_id(), SpanId::INVALID, new_budget()),
             };
             Self::started(trace_id, parent_id, false, budget, what())
         }
@@ -228,7 +234,7 @@ mod imp {
             trace_id: TraceId,
             parent: SpanId,
             parent_is_remote: bool,
-            budget: Arc<Mutex<ContentBudget>>,
+            budget: Option<Arc<Mutex<ContentBudget>>>,
             what: What,
         ) -> Self {
             let start = SystemTime::now();
@@ -242,7 +248,7 @@ mod imp {
                     end: start,
                     what,
                     error: None,
-                    budget: Some(budget),
+                    budget,
                 })),
             }
         }
@@ -258,7 +264,7 @@ mod imp {
                     remote.trace_id(),
                     remote.span_id(),
                     true,
-                    Arc::default(),
+                    new_budget(),
                     what(),
                 ),
                 _ => Self::start(&SpanScope::default(), what),
@@ -304,8 +310,8 @@ mod imp {
             match traceparent.and_then(parse_traceparent) {
                 Some(remote) => {
                     let budget = match &parent.inner {
-                        Some(scope) => Arc::clone(&scope.budget),
-                        None => Arc::default(),
+                        Some(scope) => scope.budget.clone(),
+                        None => new_budget(),
                     };
                     Self::started(remote.trace_id(), remote.span_id(), true, budget, what)
                 }
@@ -319,7 +325,7 @@ mod imp {
                 inner: self.record.as_ref().map(|r| ScopeInner {
                     trace_id: r.trace_id,
                     parent: r.span_id,
-                    budget: r.budget.clone().unwrap_or_default(),
+                    budget: r.budget.clone(),
                 }),
             }
         }
@@ -363,10 +369,7 @@ mod imp {
             };
             let budget = record.budget.as_ref();
             if let What::Chat { call, contents, .. } = &mut record.what {
-                *call = Some(LmCall {
-                    exchange: None,
-                    ..lm_call.clone()
-                });
+                *call = Some(settings_and_usage(lm_call));
                 if capture_message_content() {
                     let input = messages().to_string();
                     *contents = bounded_contents(budget, (input, output_messages(reply)));
@@ -375,13 +378,28 @@ mod imp {
         }
     }
 
-    /// `contents`, when the run's budget leaves room for them.
+    /// What a span keeps of an LM call: all but its exchange (never cloned).
+    fn settings_and_usage(call: &LmCall) -> LmCall {
+        LmCall {
+            model: call.model.clone(),
+            temperature: call.temperature,
+            max_tokens: call.max_tokens,
+            top_p: call.top_p,
+            n: call.n,
+            prompt_tokens: call.prompt_tokens,
+            completion_tokens: call.completion_tokens,
+            exchange: None,
+        }
+    }
+
+    /// `contents`, when the run's budget leaves room for them (no budget: a run started with
+    /// message contents off, no room).
     fn bounded_contents(
         budget: Option<&Arc<Mutex<ContentBudget>>>,
         contents: (String, String),
     ) -> Option<Box<(String, String)>> {
         let bytes = contents.0.len() + contents.1.len();
-        let fits = budget.is_none_or(|budget| budget.lock().take(bytes));
+        let fits = budget.is_some_and(|budget| budget.lock().take(bytes));
         fits.then(|| Box::new(contents))
     }
 
@@ -411,10 +429,7 @@ mod imp {
         let mut span = OpenSpan::start(&scope, || What::Chat {
             provider,
             model: call.model.clone(),
-            call: Some(LmCall {
-                exchange: None,
-                ..call.clone()
-            }),
+            call: Some(settings_and_usage(call)),
             contents: None,
         });
         let Some(record) = span.record.as_deref_mut() else {
@@ -460,61 +475,94 @@ mod imp {
         context.is_valid().then_some(context)
     }
 
+    /// An attribute's value as a span holds it.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub(crate) enum AttributeValue<'a> {
+        Str(&'a str),
+        Int(i64),
+        Double(f64),
+        Bool(bool),
+    }
+
+    /// What takes a span's attributes, in order: OpenTelemetry's form, or the OTLP encoding.
+    pub(crate) trait AttributeSink {
+        /// The attribute named `prefix` followed by `key` (`dspex.param.` and a parameter).
+        fn attribute(&mut self, prefix: &'static str, key: &str, value: AttributeValue<'_>);
+    }
+
     /// The attributes of an LM call span set once the call is known (settings and token
     /// usage).
-    fn lm_call_attributes(call: &LmCall, attributes: &mut Vec<KeyValue>) {
+    fn lm_call_attributes(call: &LmCall, out: &mut impl AttributeSink) {
         if let Some(t) = call.temperature {
-            attributes.push(KeyValue::new("gen_ai.request.temperature", t));
+            out.attribute("gen_ai.request.temperature", "", AttributeValue::Double(t));
         }
         if let Some(m) = call.max_tokens {
-            attributes.push(KeyValue::new("gen_ai.request.max_tokens", m));
+            out.attribute("gen_ai.request.max_tokens", "", AttributeValue::Int(m));
         }
         if let Some(p) = call.top_p {
-            attributes.push(KeyValue::new("gen_ai.request.top_p", p));
+            out.attribute("gen_ai.request.top_p", "", AttributeValue::Double(p));
         }
-        let tokens = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+        let tokens = |t: u64| AttributeValue::Int(i64::try_from(t).unwrap_or(i64::MAX));
         if let Some(t) = call.prompt_tokens {
-            attributes.push(KeyValue::new("gen_ai.usage.input_tokens", tokens(t)));
+            out.attribute("gen_ai.usage.input_tokens", "", tokens(t));
         }
         if let Some(t) = call.completion_tokens {
-            attributes.push(KeyValue::new("gen_ai.usage.output_tokens", tokens(t)));
+            out.attribute("gen_ai.usage.output_tokens", "", tokens(t));
         }
     }
 
-    /// The attribute value of a variable's value (an embedding as its text).
-    fn param_value(value: &Value) -> opentelemetry::Value {
+    /// Gives `out` the attribute `prefix` + `key` with a variable's value (an embedding as its
+    /// text).
+    fn param_attribute(out: &mut impl AttributeSink, key: &str, value: &Value) {
+        const PREFIX: &str = "dspex.param.";
         match value {
-            Value::Float(v) => (*v).into(),
-            Value::Integer(v) => (*v).into(),
-            Value::String(v) => v.clone().into(),
-            Value::Boolean(v) => (*v).into(),
-            Value::Embedding(_) => value.to_string().into(),
+            Value::Float(v) => out.attribute(PREFIX, key, AttributeValue::Double(*v)),
+            Value::Integer(v) => out.attribute(PREFIX, key, AttributeValue::Int(*v)),
+            Value::String(v) => out.attribute(PREFIX, key, AttributeValue::Str(v)),
+            Value::Boolean(v) => out.attribute(PREFIX, key, AttributeValue::Bool(*v)),
+            Value::Embedding(_) => {
+                out.attribute(PREFIX, key, AttributeValue::Str(&value.to_string()));
+            }
         }
+    }
+
+    /// Nanoseconds since the Unix epoch (0 before it).
+    fn unix_nanos(time: SystemTime) -> u64 {
+        time.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
     }
 
     impl SpanRecord {
-        /// The span in OpenTelemetry's form: its name and attributes as the module's table
-        /// says.
-        pub(crate) fn into_span_data(self, scope: &InstrumentationScope) -> SpanData {
-            let mut kind = SpanKind::Internal;
-            let mut attributes = Vec::new();
-            let name = match self.what {
+        /// The span's name, in two parts: `invoke_workflow `, `step `, `chat ` or
+        /// `execute_tool `, then the program, step, model or tool.
+        pub(crate) fn name(&self) -> (&'static str, &str) {
+            match &self.what {
+                What::Run { program } => ("invoke_workflow ", program),
+                What::Step { step, .. } => ("step ", step),
+                What::Chat { model, .. } => ("chat ", model),
+                #[cfg(feature = "python")]
+                What::Tool { tool } => ("execute_tool ", tool),
+            }
+        }
+
+        /// Whether the span is a client's (an LM call), not internal.
+        pub(crate) fn is_client(&self) -> bool {
+            matches!(self.what, What::Chat { .. })
+        }
+
+        /// Gives `out` the span's attributes, as the module's table says.
+        pub(crate) fn attributes(&self, out: &mut impl AttributeSink) {
+            let op = |name| AttributeValue::Str(name);
+            match &self.what {
                 What::Run { program } => {
-                    attributes.push(KeyValue::new("gen_ai.operation.name", "invoke_workflow"));
-                    let name = format!("invoke_workflow {program}");
-                    attributes.push(KeyValue::new("dspex.program", program));
-                    name
+                    out.attribute("gen_ai.operation.name", "", op("invoke_workflow"));
+                    out.attribute("dspex.program", "", AttributeValue::Str(program));
                 }
                 What::Step { step, params } => {
-                    let name = format!("step {step}");
-                    attributes.push(KeyValue::new("dspex.step", step));
+                    out.attribute("dspex.step", "", AttributeValue::Str(step));
                     for (param, value) in params.iter().flat_map(Params::iter) {
-                        attributes.push(KeyValue::new(
-                            format!("dspex.param.{param}"),
-                            param_value(value),
-                        ));
+                        param_attribute(out, param, value);
                     }
-                    name
                 }
                 What::Chat {
                     provider,
@@ -522,28 +570,83 @@ mod imp {
                     call,
                     contents,
                 } => {
-                    kind = SpanKind::Client;
-                    attributes.push(KeyValue::new("gen_ai.operation.name", "chat"));
-                    attributes.push(KeyValue::new("gen_ai.provider.name", provider));
-                    attributes.push(KeyValue::new("gen_ai.request.model", model.clone()));
-                    if let Some(call) = &call {
-                        lm_call_attributes(call, &mut attributes);
+                    out.attribute("gen_ai.operation.name", "", op("chat"));
+                    out.attribute("gen_ai.provider.name", "", AttributeValue::Str(provider));
+                    out.attribute("gen_ai.request.model", "", AttributeValue::Str(model));
+                    if let Some(call) = call {
+                        lm_call_attributes(call, out);
                     }
                     if let Some(contents) = contents {
-                        let (input, output) = *contents;
-                        attributes.push(KeyValue::new("gen_ai.input.messages", input));
-                        attributes.push(KeyValue::new("gen_ai.output.messages", output));
+                        let (input, output) = &**contents;
+                        out.attribute("gen_ai.input.messages", "", AttributeValue::Str(input));
+                        out.attribute("gen_ai.output.messages", "", AttributeValue::Str(output));
                     }
-                    format!("chat {model}")
                 }
                 #[cfg(feature = "python")]
                 What::Tool { tool } => {
-                    attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
-                    let name = format!("execute_tool {tool}");
-                    attributes.push(KeyValue::new("gen_ai.tool.name", tool));
-                    name
+                    out.attribute("gen_ai.operation.name", "", op("execute_tool"));
+                    out.attribute("gen_ai.tool.name", "", AttributeValue::Str(tool));
                 }
-            };
+            }
+        }
+
+        /// The trace id's bytes.
+        pub(crate) fn trace_id(&self) -> [u8; 16] {
+            self.trace_id.to_bytes()
+        }
+
+        /// The span id's bytes.
+        pub(crate) fn span_id(&self) -> [u8; 8] {
+            self.span_id.to_bytes()
+        }
+
+        /// The parent's span id's bytes, and whether the parent is in another process; `None`
+        /// for a root span.
+        pub(crate) fn parent(&self) -> Option<([u8; 8], bool)> {
+            (self.parent != SpanId::INVALID)
+                .then(|| (self.parent.to_bytes(), self.parent_is_remote))
+        }
+
+        /// Start and end, in nanoseconds since the Unix epoch.
+        pub(crate) fn times_unix_nano(&self) -> (u64, u64) {
+            (unix_nanos(self.start), unix_nanos(self.end))
+        }
+
+        /// The error's message, when the span failed.
+        pub(crate) fn error(&self) -> Option<&str> {
+            self.error.as_deref()
+        }
+
+        /// The span in OpenTelemetry's form: its name and attributes as the module's table
+        /// says.
+        pub(crate) fn to_span_data(&self, scope: &InstrumentationScope) -> SpanData {
+            struct KeyValues(Vec<KeyValue>);
+            impl AttributeSink for KeyValues {
+                fn attribute(
+                    &mut self,
+                    prefix: &'static str,
+                    key: &str,
+                    value: AttributeValue<'_>,
+                ) {
+                    let name = if key.is_empty() {
+                        opentelemetry::Key::from_static_str(prefix)
+                    } else {
+                        opentelemetry::Key::new(format!("{prefix}{key}"))
+                    };
+                    self.0.push(KeyValue::new(
+                        name,
+                        match value {
+                            AttributeValue::Str(v) => opentelemetry::Value::from(v.to_owned()),
+                            AttributeValue::Int(v) => v.into(),
+                            AttributeValue::Double(v) => v.into(),
+                            AttributeValue::Bool(v) => v.into(),
+                        },
+                    ));
+                }
+            }
+            let mut attributes = KeyValues(Vec::new());
+            self.attributes(&mut attributes);
+            let (prefix, rest) = self.name();
             SpanData {
                 span_context: SpanContext::new(
                     self.trace_id,
@@ -554,21 +657,135 @@ mod imp {
                 ),
                 parent_span_id: self.parent,
                 parent_span_is_remote: self.parent_is_remote,
-                span_kind: kind,
-                name: name.into(),
+                span_kind: if self.is_client() {
+                    SpanKind::Client
+                } else {
+                    SpanKind::Internal
+                },
+                name: format!("{prefix}{rest}").into(),
                 start_time: self.start,
                 end_time: self.end,
-                attributes,
+                attributes: attributes.0,
                 dropped_attributes_count: 0,
                 events: Default::default(),
                 links: Default::default(),
-                status: match self.error {
-                    Some(message) => Status::error(message),
+                status: match &self.error {
+                    Some(message) => Status::error(message.clone()),
                     None => Status::Unset,
                 },
                 instrumentation_scope: scope.clone(),
             }
         }
+    }
+
+    /// Records of every kind, for the tests of their encoding: a run (root), a step with a
+    /// value of each type, an LM call with its settings, usage and contents of `content_bytes`
+    /// bytes, one without, a failed run under a remote parent, a tool call.
+    #[cfg(test)]
+    pub(crate) fn sample_records(content_bytes: usize) -> Vec<SpanRecord> {
+        let trace_id = TraceId::from_bytes(*b"0123456789abcdef");
+        let at = |secs| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        let record = |span: u64, parent: u64, parent_is_remote, what, error| SpanRecord {
+            trace_id,
+            span_id: SpanId::from_bytes(span.to_be_bytes()),
+            parent: SpanId::from_bytes(parent.to_be_bytes()),
+            parent_is_remote,
+            start: at(1_800_000_000),
+            end: at(1_800_000_001),
+            what,
+            error,
+            budget: None,
+        };
+        let params: Params = [
+            ("f", Value::Float(0.7)),
+            ("i", Value::Integer(-3)),
+            ("s", Value::String("Rome, Italia \u{e9}".to_owned())),
+            ("b", Value::Boolean(true)),
+            ("e", Value::Embedding(vec![1.0, 2.5])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let call = LmCall {
+            model: "gpt-test".to_owned(),
+            temperature: Some(0.25),
+            max_tokens: Some(512),
+            top_p: Some(1.0),
+            n: Some(1),
+            prompt_tokens: Some(u64::MAX),
+            completion_tokens: Some(17),
+            exchange: None,
+        };
+        let contents = ("m".repeat(content_bytes), "r".repeat(content_bytes / 2));
+        let records = vec![
+            record(
+                1,
+                0,
+                false,
+                What::Run {
+                    program: "Thinker".to_owned(),
+                },
+                None,
+            ),
+            record(
+                2,
+                1,
+                false,
+                What::Step {
+                    step: "think".to_owned(),
+                    params: Some(params),
+                },
+                None,
+            ),
+            record(
+                3,
+                2,
+                false,
+                What::Chat {
+                    provider: "openai",
+                    model: "gpt-test".to_owned(),
+                    call: Some(call),
+                    contents: Some(Box::new(contents)),
+                },
+                None,
+            ),
+            record(
+                4,
+                2,
+                false,
+                What::Chat {
+                    provider: "openai",
+                    model: String::new(),
+                    call: None,
+                    contents: None,
+                },
+                Some("the LM answered 500".to_owned()),
+            ),
+            record(
+                5,
+                9,
+                true,
+                What::Run {
+                    program: "Remote".to_owned(),
+                },
+                Some("x".repeat(200)),
+            ),
+        ];
+        #[cfg(feature = "python")]
+        let records = {
+            let mut records = records;
+            records.push(record(
+                6,
+                7,
+                true,
+                What::Tool {
+                    tool: "lookup".to_owned(),
+                },
+                None,
+            ));
+            records
+        };
+        records
     }
 
     #[cfg(all(test, feature = "python"))]

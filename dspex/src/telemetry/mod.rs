@@ -22,6 +22,13 @@
 //! A span is recorded as plain data where it happens (its ids made when it starts, so a step's
 //! span id is known before its python call carries it) and pushed, when it ends, onto a
 //! bounded queue; names, attributes and the OTLP encoding are made by the telemetry thread.
+//! For `http/protobuf`, the default, that thread encodes the export request straight from the
+//! records (no OpenTelemetry `SpanData`, no message structs: a sixth of the instructions per
+//! span the SDK's exporter took, see the README's Performance section) and sends it with
+//! reqwest. `http/json` and `grpc` keep the OpenTelemetry SDK's exporter: JSON's OTLP mapping
+//! (hex ids, 64-bit integers as strings) would be a second encoder to keep exact for a
+//! protocol chosen for readability, not speed, and gRPC needs tonic's channel on a Tokio
+//! runtime, which the SDK's exporter already drives.
 //! A python step's worker returns its LM calls' times with its reply, and this process makes
 //! their spans: the worker needs no OpenTelemetry SDK, and one exporter, one configuration,
 //! sends the whole trace.
@@ -30,7 +37,9 @@
 //! `http://localhost:4318`, or `:4317` for gRPC), `OTEL_EXPORTER_OTLP_PROTOCOL`
 //! (`http/protobuf`, the default, `http/json` or `grpc`), `OTEL_SERVICE_NAME` (default
 //! `dspex`), `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds, default [`EXPORT_TIMEOUT`]) and
-//! `OTEL_SDK_DISABLED=true` (nothing is installed). An unreachable collector never fails or
+//! `OTEL_SDK_DISABLED=true` (nothing is installed); `OTEL_EXPORTER_OTLP_TRACES_HEADERS` or
+//! else `OTEL_EXPORTER_OTLP_HEADERS` (`name=value,...`, values percent-encoded) are sent with
+//! every request. An unreachable collector never fails or
 //! slows a run: spans wait in a bounded queue ([`MAX_QUEUED_SPANS`]) that the telemetry
 //! thread exports; a span that finds it full is dropped and counted
 //! ([`TelemetryGuard::spans_dropped`]), as are the spans of a failed export
@@ -45,6 +54,7 @@
 //! ```
 
 mod export;
+mod otlp;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -53,7 +63,7 @@ use std::time::Duration;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 
-use self::export::SpanCounts;
+use self::export::{DirectHttp, Exporter, SpanCounts};
 pub use crate::data::span_queue::{EXPORT_DELAY, MAX_QUEUED_SPANS, MAX_SPANS_PER_EXPORT};
 use crate::data::spans::{self, QUEUE};
 use crate::error::{Cause, Error, Result};
@@ -107,6 +117,7 @@ pub struct Telemetry {
     disabled: bool,
     capture_message_content: bool,
     timeout: Duration,
+    headers: Vec<(String, String)>,
 }
 
 impl Telemetry {
@@ -131,6 +142,13 @@ impl Telemetry {
             timeout: match var("OTEL_EXPORTER_OTLP_TIMEOUT") {
                 Some(ms) => millis("OTEL_EXPORTER_OTLP_TIMEOUT", &ms)?,
                 None => EXPORT_TIMEOUT,
+            },
+            headers: match var("OTEL_EXPORTER_OTLP_TRACES_HEADERS") {
+                Some(list) => headers("OTEL_EXPORTER_OTLP_TRACES_HEADERS", &list)?,
+                None => match var("OTEL_EXPORTER_OTLP_HEADERS") {
+                    Some(list) => headers("OTEL_EXPORTER_OTLP_HEADERS", &list)?,
+                    None => Vec::new(),
+                },
             },
         })
     }
@@ -207,18 +225,25 @@ impl Telemetry {
                 thread: Some(thread),
                 counts,
             }),
-            Err(e) => {
+            Err(message) => {
                 QUEUE.stop();
                 Err(Error::Telemetry {
-                    message: "cannot start its export thread".to_owned(),
-                    source: Some(Cause::other(e)),
+                    message,
+                    source: None,
                 })
             }
         }
     }
 
-    fn exporter(&self) -> Result<opentelemetry_otlp::SpanExporter> {
+    fn exporter(&self) -> Result<Exporter> {
         let target = self.target();
+        if self.protocol == Protocol::HttpProtobuf {
+            return Ok(Exporter::Direct(DirectHttp {
+                url: target,
+                headers: self.headers.clone(),
+                timeout: self.timeout,
+            }));
+        }
         if self.protocol == Protocol::Grpc && tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Telemetry {
                 message: "the `grpc` OTLP protocol needs a Tokio runtime: install telemetry from inside one (in `#[tokio::main]`), or use `http/protobuf`".to_owned(),
@@ -243,13 +268,15 @@ impl Telemetry {
                 .with_timeout(self.timeout)
                 .build(),
         };
-        built.map_err(|e| Error::Telemetry {
-            message: format!(
-                "the OTLP exporter to {} cannot be built",
-                dspex_core::excerpt(&target)
-            ),
-            source: Some(Cause::other(e)),
-        })
+        built
+            .map(|e| Exporter::Sdk(Box::new(e)))
+            .map_err(|e| Error::Telemetry {
+                message: format!(
+                    "the OTLP exporter to {} cannot be built",
+                    dspex_core::excerpt(&target)
+                ),
+                source: Some(Cause::other(e)),
+            })
     }
 }
 
@@ -279,6 +306,49 @@ fn millis(name: &str, value: &str) -> Result<Duration> {
                 dspex_core::excerpt(value)
             ),
         })
+}
+
+/// The headers of an `OTEL_*_HEADERS` variable: `name=value` pairs separated by commas, each
+/// value percent-decoded.
+fn headers(name: &str, list: &str) -> Result<Vec<(String, String)>> {
+    let invalid = |why: &str| Error::InvalidOption {
+        option: name.to_owned(),
+        message: format!(
+            "`{}` {why}; it must be `name=value` pairs separated by commas",
+            dspex_core::excerpt(list)
+        ),
+    };
+    let mut out = Vec::new();
+    for pair in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| invalid("has a pair without `=`"))?;
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() {
+            return Err(invalid("has a pair without a name"));
+        }
+        let value = percent_decode(value).ok_or_else(|| invalid("has a bad `%` escape"))?;
+        out.push((key.to_owned(), value));
+    }
+    Ok(out)
+}
+
+/// `text` with each `%XX` replaced by the byte it names; `None` for a `%` not followed by two
+/// hex digits or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// Installs telemetry as the standard `OTEL_*` variables configure it
@@ -394,6 +464,31 @@ mod tests {
     }
 
     #[test]
+    fn headers_are_named_pairs_with_percent_decoded_values() {
+        assert_eq!(
+            headers("OTEL_EXPORTER_OTLP_HEADERS", " api-key=a%20b%2C , x=1,").unwrap(),
+            vec![
+                ("api-key".to_owned(), "a b,".to_owned()),
+                ("x".to_owned(), "1".to_owned())
+            ]
+        );
+        for (bad, why) in [
+            ("api-key", "has a pair without `=`"),
+            ("=1", "has a pair without a name"),
+            ("k=%2", "has a bad `%` escape"),
+            ("k=%zz", "has a bad `%` escape"),
+        ] {
+            let e = headers("OTEL_EXPORTER_OTLP_HEADERS", bad).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "OTEL_EXPORTER_OTLP_HEADERS: `{bad}` {why}; it must be `name=value` pairs separated by commas"
+                )
+            );
+        }
+    }
+
+    #[test]
     fn http_sends_to_the_traces_path_of_the_endpoint_and_grpc_to_the_endpoint() {
         let settings = |endpoint: Option<&str>, protocol| Telemetry {
             endpoint: endpoint.map(str::to_owned),
@@ -402,6 +497,7 @@ mod tests {
             disabled: false,
             capture_message_content: false,
             timeout: EXPORT_TIMEOUT,
+            headers: Vec::new(),
         };
         assert_eq!(
             settings(None, Protocol::HttpProtobuf).target(),
@@ -426,6 +522,7 @@ mod tests {
             disabled: false,
             capture_message_content: false,
             timeout: EXPORT_TIMEOUT,
+            headers: Vec::new(),
         };
         let e = settings.exporter().unwrap_err();
         assert!(e.to_string().contains("needs a Tokio runtime"), "{e}");
@@ -433,7 +530,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(async { settings.exporter().unwrap() });
+        runtime.block_on(async { assert!(matches!(settings.exporter(), Ok(Exporter::Sdk(_)))) });
     }
 
     #[test]
@@ -445,6 +542,7 @@ mod tests {
             disabled: true,
             capture_message_content: true,
             timeout: EXPORT_TIMEOUT,
+            headers: Vec::new(),
         }
         .install()
         .unwrap();
