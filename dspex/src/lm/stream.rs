@@ -7,6 +7,8 @@
 use dspex_core::{FieldType, Signature};
 
 use super::chat::{LineStart, line_start, section_start};
+#[cfg(feature = "lm")]
+use super::chunk_scan::scan_chunk;
 
 /// Text of one output field, as it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +112,8 @@ impl<'s> ReplyStream<'s> {
                     continue;
                 }
             }
-            match self.reply[at..].find(['\n', '\r']) {
+            let mut breaks = self.reply.as_bytes()[at..].iter();
+            match breaks.position(|&b| b == b'\n' || b == b'\r') {
                 Some(offset) => {
                     let end = at + offset;
                     self.after_cr = self.reply[end..].starts_with('\r');
@@ -237,7 +240,7 @@ impl Section {
 
 /// Token usage as an OpenAI-compatible endpoint reports it.
 #[cfg(feature = "lm")]
-#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 pub(super) struct Usage {
     pub(super) prompt_tokens: Option<u64>,
     pub(super) completion_tokens: Option<u64>,
@@ -280,8 +283,9 @@ impl SseError {
 
 /// Reads an OpenAI-compatible stream of server-sent events (`data: {chunk}` events, then
 /// `data: [DONE]`) into the text of the first choice and the usage of the final chunk. Each
-/// event is read from the bytes as they came, its JSON borrowed (only the delta's text and the
-/// usage are kept), into buffers that are reused: reading an event allocates nothing.
+/// event is read from the bytes as they came, into buffers that are reused, by a scanner of
+/// just the delta's text and the usage (serde_json reads what the scanner does not vouch
+/// for): reading an event allocates nothing.
 #[cfg(feature = "lm")]
 #[derive(Debug, Default)]
 pub(super) struct SseReader {
@@ -366,6 +370,24 @@ struct StreamDelta<'a> {
 #[derive(serde::Deserialize)]
 struct DeltaText<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
 
+/// Reads the chunk `data` with serde_json, appending the delta text of choice 0 to `text`;
+/// the chunk's usage.
+#[cfg(feature = "lm")]
+pub(super) fn parse_chunk(data: &str, text: &mut String) -> Result<Option<Usage>, SseError> {
+    let chunk: StreamChunk<'_> = serde_json::from_str(data)
+        .map_err(|e| SseError::Malformed(data.to_owned(), e.to_string()))?;
+    if let Some(error) = chunk.error {
+        return Err(SseError::Malformed(
+            error.to_string(),
+            "the endpoint reported an error".to_owned(),
+        ));
+    }
+    if let Some(delta) = chunk.choices.0 {
+        text.push_str(&delta);
+    }
+    Ok(chunk.usage)
+}
+
 #[cfg(feature = "lm")]
 impl SseReader {
     /// Reads `bytes`, appending the text deltas of the first choice in the events they end to
@@ -430,19 +452,13 @@ impl SseReader {
             self.done = true;
             return Ok(());
         }
-        let chunk: StreamChunk<'_> = serde_json::from_str(data)
-            .map_err(|e| SseError::Malformed(data.to_owned(), e.to_string()))?;
-        if let Some(error) = chunk.error {
-            return Err(SseError::Malformed(
-                error.to_string(),
-                "the endpoint reported an error".to_owned(),
-            ));
-        }
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
-        }
-        if let Some(delta) = chunk.choices.0 {
-            text.push_str(&delta);
+        // Most chunks are read by the scanner; what it does not vouch for, by serde_json.
+        let usage = match scan_chunk(data, text) {
+            Some(usage) => usage,
+            None => parse_chunk(data, text)?,
+        };
+        if usage.is_some() {
+            self.usage = usage;
         }
         Ok(())
     }
