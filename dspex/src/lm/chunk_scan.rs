@@ -1,10 +1,9 @@
-//! A scanner of the JSON of one chunk of an OpenAI-compatible stream: the text of the deltas
-//! of choice 0 and the usage, read in one pass without building any value. It accepts only
+//! The JSON of one chunk of an OpenAI-compatible stream, read into the text of the deltas of
+//! choice 0 and the usage: by a scanner, in one pass without building any value, and by
+//! serde_json for what the scanner does not vouch for. The scanner accepts only
 //! what it reads whole and gives up on anything else (an `error` key, a repeated key, an
 //! escaped key, a lone surrogate, a number that is not a plain `u64`, deep nesting, bad JSON),
 //! leaving the event to serde_json: what it accepts, it reads as serde_json does.
-
-use super::stream::Usage;
 
 /// Values nested deeper than this are left to serde_json (whose own bound is 128).
 pub(super) const MAX_SCAN_DEPTH: usize = 64;
@@ -84,20 +83,7 @@ impl<'a> Scanner<'a> {
 
     fn choices(&mut self, text: &mut String) -> Option<()> {
         self.expect(b'[')?;
-        self.space();
-        if self.peek()? == b']' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.choice(text)?;
-            self.space();
-            match self.next()? {
-                b',' => {}
-                b']' => return Some(()),
-                _ => return None,
-            }
-        }
+        self.items(b']', |s| s.choice(text))
     }
 
     /// A choice: its delta's text stays in `text` only if its index is 0.
@@ -157,21 +143,29 @@ impl<'a> Scanner<'a> {
     /// An object, each value read by `value` from its (unescaped) key.
     fn object(&mut self, mut value: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
         self.expect(b'{')?;
+        self.items(b'}', |s| {
+            let key = s.plain_key()?;
+            s.expect(b':')?;
+            s.space();
+            value(s, key)
+        })
+    }
+
+    /// The items of an object or a list, after its opening bracket, up to `close`: each read
+    /// by `item`.
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.space();
-        if self.peek()? == b'}' {
+        if self.peek()? == close {
             self.at += 1;
             return Some(());
         }
         loop {
             self.space();
-            let key = self.plain_key()?;
-            self.expect(b':')?;
-            self.space();
-            value(self, key)?;
+            item(self)?;
             self.space();
             match self.next()? {
                 b',' => {}
-                b'}' => return Some(()),
+                b if b == close => return Some(()),
                 _ => return None,
             }
         }
@@ -282,42 +276,16 @@ impl<'a> Scanner<'a> {
         match self.peek()? {
             b'{' => {
                 self.at += 1;
-                self.space();
-                if self.peek()? == b'}' {
-                    self.at += 1;
-                    return Some(());
-                }
-                loop {
-                    self.space();
-                    self.string(None)?;
-                    self.expect(b':')?;
-                    self.space();
-                    self.skip(depth + 1)?;
-                    self.space();
-                    match self.next()? {
-                        b',' => {}
-                        b'}' => return Some(()),
-                        _ => return None,
-                    }
-                }
+                self.items(b'}', |s| {
+                    s.string(None)?;
+                    s.expect(b':')?;
+                    s.space();
+                    s.skip(depth + 1)
+                })
             }
             b'[' => {
                 self.at += 1;
-                self.space();
-                if self.peek()? == b']' {
-                    self.at += 1;
-                    return Some(());
-                }
-                loop {
-                    self.space();
-                    self.skip(depth + 1)?;
-                    self.space();
-                    match self.next()? {
-                        b',' => {}
-                        b']' => return Some(()),
-                        _ => return None,
-                    }
-                }
+                self.items(b']', |s| s.skip(depth + 1))
             }
             b'"' => self.string(None),
             b't' => self.literal(b"true"),
@@ -399,10 +367,101 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Token usage as an OpenAI-compatible endpoint reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub(super) struct Usage {
+    pub(super) prompt_tokens: Option<u64>,
+    pub(super) completion_tokens: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamChunk<'a> {
+    #[serde(default, borrow)]
+    choices: FirstChoiceText<'a>,
+    usage: Option<Usage>,
+    error: Option<serde_json::Value>,
+}
+
+/// The delta text of the choices of index 0 in a chunk's `choices` (no list is kept).
+#[derive(Default)]
+struct FirstChoiceText<'a>(Option<std::borrow::Cow<'a, str>>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for FirstChoiceText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Choices<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Choices<'a> {
+            type Value = FirstChoiceText<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut choices: S,
+            ) -> Result<Self::Value, S::Error> {
+                let mut text: Option<std::borrow::Cow<'a, str>> = None;
+                while let Some(choice) = choices.next_element::<StreamChoice<'a>>()? {
+                    let Some(DeltaText(delta)) = choice.delta.and_then(|d| d.content) else {
+                        continue;
+                    };
+                    if choice.index != 0 {
+                        continue;
+                    }
+                    text = Some(match text {
+                        None => delta,
+                        Some(before) => std::borrow::Cow::Owned(before.into_owned() + &delta),
+                    });
+                }
+                Ok(FirstChoiceText(text))
+            }
+        }
+        deserializer.deserialize_seq(Choices(std::marker::PhantomData))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StreamChoice<'a> {
+    #[serde(default)]
+    index: u64,
+    #[serde(borrow)]
+    delta: Option<StreamDelta<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamDelta<'a> {
+    #[serde(borrow)]
+    content: Option<DeltaText<'a>>,
+}
+
+/// A delta's text, borrowed from the event unless it holds escapes.
+#[derive(serde::Deserialize)]
+struct DeltaText<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+
+/// Reads the chunk `data` with serde_json, appending the delta text of choice 0 to `text`;
+/// the chunk's usage, or what to quote (the data, or the error it reports) and why it is no
+/// chunk.
+pub(super) fn parse_chunk(
+    data: &str,
+    text: &mut String,
+) -> Result<Option<Usage>, (String, String)> {
+    let chunk: StreamChunk<'_> =
+        serde_json::from_str(data).map_err(|e| (data.to_owned(), e.to_string()))?;
+    if let Some(error) = chunk.error {
+        return Err((
+            error.to_string(),
+            "the endpoint reported an error".to_owned(),
+        ));
+    }
+    if let Some(delta) = chunk.choices.0 {
+        text.push_str(&delta);
+    }
+    Ok(chunk.usage)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lm::stream::parse_chunk;
     use proptest::prelude::*;
     use serde_json::Value;
 
@@ -546,17 +605,20 @@ mod tests {
     /// A key present or not; `Some(None)` is `null`.
     type Slot<T> = Option<Option<T>>;
 
+    /// Keys of a known object other than its own.
+    type Others = Vec<(String, Value)>;
+
     #[derive(Debug, Clone)]
     struct Choice {
         index: Option<u64>,
-        delta: Slot<(Slot<String>, Vec<(String, Value)>)>,
+        delta: Slot<(Slot<String>, Others)>,
         other: Vec<(String, Value)>,
     }
 
     #[derive(Debug, Clone)]
     struct Event {
         choices: Option<Vec<Choice>>,
-        usage: Slot<(Slot<u64>, Slot<u64>, Vec<(String, Value)>)>,
+        usage: Slot<(Slot<u64>, Slot<u64>, Others)>,
         other: Vec<(String, Value)>,
     }
 

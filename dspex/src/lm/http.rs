@@ -14,9 +14,10 @@ use serde::Deserialize;
 use serde_json::Value as JsonValue;
 
 use super::chat::reply_excerpt;
+use super::chunk_scan::Usage;
 use super::config::{LmConfig, MAX_LM_BACKOFF};
 use super::gate::Gate;
-use super::stream::{SseError, SseReader, Usage};
+use super::stream::{SseError, SseReader};
 use crate::data::LmCall;
 use crate::error::{Error, Result};
 use tokio::sync::SemaphorePermit;
