@@ -14,9 +14,10 @@ use serde::Deserialize;
 use serde_json::Value as JsonValue;
 
 use super::chat::reply_excerpt;
+use super::chunk_scan::Usage;
 use super::config::{LmConfig, MAX_LM_BACKOFF};
 use super::gate::Gate;
-use super::stream::{SseReader, Usage};
+use super::stream::{SseError, SseReader};
 use crate::data::LmCall;
 use crate::error::{Error, Result};
 use tokio::sync::SemaphorePermit;
@@ -130,41 +131,53 @@ impl Endpoint {
         let mut last = Instant::now();
         let gap = tokio::time::sleep_until(last + config.timeout);
         let mut gap = pin!(gap);
-        loop {
-            let chunk = {
-                let mut next = pin!(response.chunk());
-                poll_fn(|cx| {
-                    if let Poll::Ready(chunk) = next.as_mut().poll(cx) {
-                        return Poll::Ready(Some(chunk));
-                    }
-                    while gap.as_mut().poll(cx).is_ready() {
-                        let deadline = last + config.timeout;
-                        if Instant::now() >= deadline {
-                            return Poll::Ready(None);
+        // Each poll reads every piece of the body that is ready, and the deltas of their
+        // events go out together, as one piece of text.
+        let ended = poll_fn(|cx| {
+            let before = text.len();
+            let mut read = false;
+            let ended = loop {
+                match pin!(response.chunk()).poll(cx) {
+                    Poll::Ready(Ok(Some(chunk))) => {
+                        read = true;
+                        if let Err(e) = reader.push(&chunk, &mut text) {
+                            break Some(Err(StreamError::Sse(e)));
                         }
-                        gap.as_mut().reset(deadline);
                     }
-                    Poll::Pending
-                })
-                .await
+                    Poll::Ready(Ok(None)) => break Some(Ok(())),
+                    Poll::Ready(Err(e)) => break Some(Err(StreamError::Http(e))),
+                    Poll::Pending => break None,
+                }
             };
-            let Some(chunk) = chunk else {
+            if text.len() > before {
+                on_text(&text[before..]);
+            }
+            if let Some(ended) = ended {
+                return Poll::Ready(ended);
+            }
+            if read {
+                last = Instant::now();
+            }
+            while gap.as_mut().poll(cx).is_ready() {
+                let deadline = last + config.timeout;
+                if Instant::now() >= deadline {
+                    return Poll::Ready(Err(StreamError::Silent));
+                }
+                gap.as_mut().reset(deadline);
+            }
+            Poll::Pending
+        })
+        .await;
+        match ended {
+            Ok(()) => {}
+            Err(StreamError::Silent) => {
                 return Err(Error::lm(format!(
                     "{url} sent nothing in its stream within {:?} (LmConfig::timeout)",
                     config.timeout
                 )));
-            };
-            let Some(chunk) = chunk.map_err(|e| send_error(url, e, config))? else {
-                break;
-            };
-            last = Instant::now();
-            // The deltas of the events of one read go out together, as one piece of text.
-            let before = text.len();
-            let read = reader.push(&chunk, &mut text);
-            if text.len() > before {
-                on_text(&text[before..]);
             }
-            read.map_err(|e| e.into_error(url, &text))?;
+            Err(StreamError::Http(e)) => return Err(send_error(url, e, config)),
+            Err(StreamError::Sse(e)) => return Err(e.into_error(url, &text)),
         }
         let before = text.len();
         let read = reader.end(&mut text);
@@ -275,6 +288,14 @@ fn send_error_or(url: &str, e: BodyError, config: &LmConfig) -> Error {
             "{url} replied with more than {MAX_LM_REPLY_BYTES} bytes (MAX_LM_REPLY_BYTES)"
         )),
     }
+}
+
+/// Why a stream stopped before its end.
+enum StreamError {
+    /// Nothing came within [`LmConfig::timeout`].
+    Silent,
+    Http(reqwest::Error),
+    Sse(SseError),
 }
 
 enum BodyError {

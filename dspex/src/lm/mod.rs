@@ -64,6 +64,8 @@
 //! ```
 
 mod chat;
+#[cfg(feature = "lm")]
+mod chunk_scan;
 mod client;
 pub(crate) mod config;
 mod gate;

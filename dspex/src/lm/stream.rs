@@ -7,6 +7,8 @@
 use dspex_core::{FieldType, Signature};
 
 use super::chat::{LineStart, line_start, section_start};
+#[cfg(feature = "lm")]
+use super::chunk_scan::{Usage, parse_chunk, scan_chunk};
 
 /// Text of one output field, as it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +112,8 @@ impl<'s> ReplyStream<'s> {
                     continue;
                 }
             }
-            match self.reply[at..].find(['\n', '\r']) {
+            let mut breaks = self.reply.as_bytes()[at..].iter();
+            match breaks.position(|&b| b == b'\n' || b == b'\r') {
                 Some(offset) => {
                     let end = at + offset;
                     self.after_cr = self.reply[end..].starts_with('\r');
@@ -235,14 +238,6 @@ impl Section {
     }
 }
 
-/// Token usage as an OpenAI-compatible endpoint reports it.
-#[cfg(feature = "lm")]
-#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
-pub(super) struct Usage {
-    pub(super) prompt_tokens: Option<u64>,
-    pub(super) completion_tokens: Option<u64>,
-}
-
 /// Why a stream of server-sent events is not a chat completion.
 #[cfg(feature = "lm")]
 #[derive(Debug)]
@@ -280,8 +275,9 @@ impl SseError {
 
 /// Reads an OpenAI-compatible stream of server-sent events (`data: {chunk}` events, then
 /// `data: [DONE]`) into the text of the first choice and the usage of the final chunk. Each
-/// event is read from the bytes as they came, its JSON borrowed (only the delta's text and the
-/// usage are kept), into buffers that are reused: reading an event allocates nothing.
+/// event is read from the bytes as they came, into buffers that are reused, by a scanner of
+/// just the delta's text and the usage (serde_json reads what the scanner does not vouch
+/// for): reading an event allocates nothing.
 #[cfg(feature = "lm")]
 #[derive(Debug, Default)]
 pub(super) struct SseReader {
@@ -295,76 +291,6 @@ pub(super) struct SseReader {
     /// Usage, from the chunk that reported it.
     pub(super) usage: Option<Usage>,
 }
-
-#[cfg(feature = "lm")]
-#[derive(serde::Deserialize)]
-struct StreamChunk<'a> {
-    #[serde(default, borrow)]
-    choices: FirstChoiceText<'a>,
-    usage: Option<Usage>,
-    error: Option<serde_json::Value>,
-}
-
-/// The delta text of the choices of index 0 in a chunk's `choices` (no list is kept).
-#[cfg(feature = "lm")]
-#[derive(Default)]
-struct FirstChoiceText<'a>(Option<std::borrow::Cow<'a, str>>);
-
-#[cfg(feature = "lm")]
-impl<'de: 'a, 'a> serde::Deserialize<'de> for FirstChoiceText<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Choices<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Choices<'a> {
-            type Value = FirstChoiceText<'a>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a list of choices")
-            }
-
-            fn visit_seq<S: serde::de::SeqAccess<'de>>(
-                self,
-                mut choices: S,
-            ) -> Result<Self::Value, S::Error> {
-                let mut text: Option<std::borrow::Cow<'a, str>> = None;
-                while let Some(choice) = choices.next_element::<StreamChoice<'a>>()? {
-                    let Some(DeltaText(delta)) = choice.delta.and_then(|d| d.content) else {
-                        continue;
-                    };
-                    if choice.index != 0 {
-                        continue;
-                    }
-                    text = Some(match text {
-                        None => delta,
-                        Some(before) => std::borrow::Cow::Owned(before.into_owned() + &delta),
-                    });
-                }
-                Ok(FirstChoiceText(text))
-            }
-        }
-        deserializer.deserialize_seq(Choices(std::marker::PhantomData))
-    }
-}
-
-#[cfg(feature = "lm")]
-#[derive(serde::Deserialize)]
-struct StreamChoice<'a> {
-    #[serde(default)]
-    index: u64,
-    #[serde(borrow)]
-    delta: Option<StreamDelta<'a>>,
-}
-
-#[cfg(feature = "lm")]
-#[derive(serde::Deserialize)]
-struct StreamDelta<'a> {
-    #[serde(borrow)]
-    content: Option<DeltaText<'a>>,
-}
-
-/// A delta's text, borrowed from the event unless it holds escapes.
-#[cfg(feature = "lm")]
-#[derive(serde::Deserialize)]
-struct DeltaText<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
 
 #[cfg(feature = "lm")]
 impl SseReader {
@@ -430,19 +356,15 @@ impl SseReader {
             self.done = true;
             return Ok(());
         }
-        let chunk: StreamChunk<'_> = serde_json::from_str(data)
-            .map_err(|e| SseError::Malformed(data.to_owned(), e.to_string()))?;
-        if let Some(error) = chunk.error {
-            return Err(SseError::Malformed(
-                error.to_string(),
-                "the endpoint reported an error".to_owned(),
-            ));
-        }
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
-        }
-        if let Some(delta) = chunk.choices.0 {
-            text.push_str(&delta);
+        // Most chunks are read by the scanner; what it does not vouch for, by serde_json.
+        let usage = match scan_chunk(data, text) {
+            Some(usage) => usage,
+            None => {
+                parse_chunk(data, text).map_err(|(data, why)| SseError::Malformed(data, why))?
+            }
+        };
+        if usage.is_some() {
+            self.usage = usage;
         }
         Ok(())
     }

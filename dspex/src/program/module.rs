@@ -324,7 +324,10 @@ async fn execute_in(
         #[cfg(feature = "python")]
         StepModule::Python(module) => {
             // The call sends exactly these values to the worker, and the trace shows them.
-            let call = module.execute(&inputs, &bound, scope.overrides, scope.events.as_ref());
+            // Boxed: the worker call's future is large, and a run's future, moved as a whole
+            // as it is started, would be as large for native steps too.
+            let call =
+                Box::pin(module.execute(&inputs, &bound, scope.overrides, scope.events.as_ref()));
             let output = spans::in_scope(span.scope(), call).await?;
             scope
                 .captures_dropped
