@@ -1,12 +1,14 @@
 //! `dspex::telemetry::init()` configured by the standard variables alone, end to end against a
 //! real OTLP receiver: `OTEL_SERVICE_NAME` is the exported resource's `service.name`,
-//! `OTEL_EXPORTER_OTLP_PROTOCOL` picks the protocol, and `OTEL_SDK_DISABLED=true` exports
-//! nothing.
+//! `OTEL_EXPORTER_OTLP_PROTOCOL` picks the protocol, `OTEL_EXPORTER_OTLP_HEADERS` is sent
+//! with each export (`OTEL_EXPORTER_OTLP_TRACES_HEADERS` first), and `OTEL_SDK_DISABLED=true`
+//! exports nothing.
 //!
 //! The environment is the process's: each case runs in a child process (this test started
 //! again with its variables set, and every other `OTEL_*` variable removed), so no case races
 //! another test or reads what another set. The child installs telemetry with `init()`, runs a
-//! native program once, flushes, and prints what its guard counted.
+//! native program once, flushes, and prints whether the flush succeeded and what its guard
+//! counted.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -28,7 +30,7 @@ fn main() {
         child();
     } else {
         parent();
-        println!("otel_env: the variables reach the export (3 cases)");
+        println!("otel_env: the variables reach the export (5 cases)");
     }
 }
 
@@ -45,7 +47,10 @@ fn child() {
         let program = Thinker::attach(&ctx).await.unwrap();
         let out = program.run(question("Where is Rome?")).await.unwrap();
         assert_eq!(out.answer, "Italy");
-        guard.flush().unwrap();
+        match guard.flush() {
+            Ok(()) => println!("flushed"),
+            Err(e) => println!("not flushed: {e}"),
+        }
         println!(
             "exported {} lost {}",
             guard.spans_exported(),
@@ -113,6 +118,29 @@ fn parent() {
         );
         otel_common::only(&spans, "invoke_workflow Thinker");
 
+        // The headers a collector wants (an API key), percent-decoded; the traces' own
+        // variable wins over the general one. Without the key the collector refuses the spans.
+        receiver.require_header("x-api-key", "s3cret key");
+        let out = run_child(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &http),
+            ("OTEL_SERVICE_NAME", "otel-env-no-key"),
+        ])
+        .await;
+        assert!(out.contains("exported 0 lost 3"), "{out}");
+        assert!(out.contains("not flushed") && out.contains("401"), "{out}");
+        let out = run_child(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &http),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=wrong"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "x-api-key=s3cret%20key,x-other=1",
+            ),
+            ("OTEL_SERVICE_NAME", "otel-env-headers"),
+        ])
+        .await;
+        assert!(out.contains("exported 3 lost 0"), "{out}");
+        assert_eq!(receiver.spans().len(), 6, "{:#?}", receiver.spans());
+
         // The protocol the variable names (gRPC, on the receiver's gRPC port).
         let out = run_child(&[
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
@@ -127,7 +155,7 @@ fn parent() {
             .filter(|s| s.service_name.as_deref() == Some("otel-env-grpc"))
             .collect();
         assert_eq!(grpc.len(), 3, "{spans:#?}");
-        assert_eq!(spans.len(), 6, "{spans:#?}");
+        assert_eq!(spans.len(), 9, "{spans:#?}");
         assert!(
             spans
                 .iter()

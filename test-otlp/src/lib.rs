@@ -2,7 +2,9 @@
 //! `POST /v1/traces` takes an export request in protobuf (`application/x-protobuf`) or JSON
 //! (`application/json`); over gRPC, on a port of its own, the `TraceService`'s `Export`
 //! (`opentelemetry-proto`'s generated server). Both decode with `opentelemetry-proto` and keep
-//! every span (at most [`MAX_RECEIVED_SPANS`]) in the order received. [`OtlpReceiver::hold`]
+//! every span (at most [`MAX_RECEIVED_SPANS`]) in the order received.
+//! [`OtlpReceiver::require_header`] makes its HTTP endpoint refuse, with 401, a request
+//! without a given header (a collector that wants an API key). [`OtlpReceiver::hold`]
 //! makes it a collector that has the requests but does not answer them until
 //! [`OtlpReceiver::release`].
 //!
@@ -87,6 +89,8 @@ struct Store {
     held: watch::Sender<bool>,
     /// Spans in the requests waiting.
     spans_held: Mutex<usize>,
+    /// The header (name, value) every HTTP request must carry, if any.
+    required_header: Mutex<Option<(String, String)>>,
 }
 
 impl Store {
@@ -130,6 +134,7 @@ impl OtlpReceiver {
             spans: Mutex::new(Vec::new()),
             held: watch::Sender::new(false),
             spans_held: Mutex::new(0),
+            required_header: Mutex::new(None),
         });
         let shared = Arc::clone(&store);
         let accept = serve_http1(listener, move |req| handle(Arc::clone(&shared), req));
@@ -170,6 +175,12 @@ impl OtlpReceiver {
     /// [`release`](Self::release): a collector that blocks its clients.
     pub fn hold(&self) {
         self.store.held.send_replace(true);
+    }
+
+    /// From now on, refuses with 401 every HTTP request that does not carry header `name` with
+    /// `value` (gRPC requests are not checked).
+    pub fn require_header(&self, name: &str, value: &str) {
+        *self.store.required_header.lock() = Some((name.to_owned(), value.to_owned()));
     }
 
     /// Answers the held requests, keeping their spans, and every later one at once.
@@ -225,6 +236,15 @@ async fn handle(
 async fn receive(store: &Store, req: Request<Incoming>) -> Result<(), (StatusCode, String)> {
     if req.method() != hyper::Method::POST || req.uri().path() != "/v1/traces" {
         return Err((StatusCode::NOT_FOUND, "only POST /v1/traces".to_owned()));
+    }
+    if let Some((name, value)) = store.required_header.lock().clone() {
+        let given = req.headers().get(name.as_str()).map(|v| v.as_bytes());
+        if given != Some(value.as_bytes()) {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                format!("no `{name}` header, or not the one wanted"),
+            ));
+        }
     }
     let json = req
         .headers()
