@@ -387,28 +387,12 @@ impl Packed {
     }
 
     fn number(&mut self, n: u64) -> &mut Self {
-        let mut digits = [0u8; 20];
-        let at = write_decimal(&mut digits, n);
-        self.arg(&digits[at..])
+        self.arg(itoa::Buffer::new().format(n).as_bytes())
     }
 
     fn decimal(&mut self, n: u64) {
-        let mut digits = [0u8; 20];
-        let at = write_decimal(&mut digits, n);
-        self.0.extend_from_slice(&digits[at..]);
-    }
-}
-
-/// Writes `n` in decimal at the end of `digits`; returns where it starts.
-fn write_decimal(digits: &mut [u8; 20], mut n: u64) -> usize {
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return at;
-        }
+        self.0
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
 }
 
